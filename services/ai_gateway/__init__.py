@@ -1,0 +1,1 @@
+"""AI gateway: the only process that talks to AI providers: safety policy, provenance envelopes, audit."""

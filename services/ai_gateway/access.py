@@ -1,0 +1,13 @@
+"""Who may call each AiGatewayService RPC. Default deny: an RPC missing here is refused to everyone."""
+
+from __future__ import annotations
+
+from services.common.catalog import callers_of
+from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessTable, allow
+
+ACCESS = AccessTable(
+    "ai_gateway",
+    {
+        "GetServiceInfo": allow(services=callers_of("ai_gateway"), human_roles={OPERATOR_ROLE, REVIEWER_ROLE}),
+    },
+)

@@ -1,0 +1,14 @@
+"""Settings of the ai_gateway service (`CUSTODY_AI_GATEWAY_*`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from services.common.config import Port, ServiceSettings
+
+
+class AiGatewaySettings(ServiceSettings):
+    service: ClassVar[str] = "ai_gateway"
+
+    port: Port = 50051
+    database_url: str | None = None  # default: sqlite under state_dir

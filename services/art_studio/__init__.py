@@ -1,0 +1,1 @@
+"""Art studio: prompt -> strict JSON spec (through the gateway) -> deterministic, validated SVG (stateless)."""

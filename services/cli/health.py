@@ -1,0 +1,20 @@
+"""grpc.health.v1 checks, as `custody health`, container healthchecks and `custody up` use them."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def check(address: str, service_full_name: str, timeout_s: float = 2.0) -> str:
+    """SERVING, NOT_SERVING, SERVICE_UNKNOWN, or UNREACHABLE when nothing answers."""
+    with grpc.insecure_channel(address) as channel:
+        try:
+            response = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service_full_name), timeout=timeout_s
+            )
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+                return "SERVICE_UNKNOWN"
+            return "UNREACHABLE"
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)

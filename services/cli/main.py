@@ -1,0 +1,194 @@
+"""`custody`: run the suite locally, serve one service, check health, and talk to the services as an operator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from google.protobuf.json_format import MessageToDict
+from rich.console import Console
+from rich.table import Table
+
+from services.cli import registry
+from services.cli.health import check
+from services.cli.output import fail_with
+from services.cli.stack import Stack, plan, supervise
+from services.cli.state import (
+    DEFAULT_STATE_DIR,
+    StateLayout,
+    endpoints,
+    initialize,
+    operator_token,
+    save_endpoints,
+)
+from services.common import status
+from services.common.catalog import SERVICE_NAMES, SERVICES
+from services.common.clients import ServiceClients
+from services.common.config import CONFIG_EXIT_CODE, ConfigError
+from services.common.contracts import messages
+from services.common.server import run
+
+app = typer.Typer(
+    name="custody",
+    help="Custody: governed AI generation with a verifiable chain of custody.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+StateDir = Annotated[Path, typer.Option("--state-dir", envvar="CUSTODY_STATE_DIR", help="Local state directory.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def _service_name(value: str) -> str:
+    if value not in SERVICES:
+        raise typer.BadParameter(f"unknown service {value!r}; choose one of {', '.join(SERVICE_NAMES)}")
+    return value
+
+
+@app.command()
+def init(
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    force: Annotated[bool, typer.Option(help="Rotate every token, even if state exists.")] = False,
+) -> None:
+    """Create credentials: a token per service (in its own config) and the operator's token."""
+    layout = StateLayout(state_dir)
+    if initialize(layout, force=force):
+        console.print(f"initialized {layout.root}: credentials, config/<service>.yaml, operator.token (0600)")
+    else:
+        console.print(f"{layout.root} is already initialized (use --force to rotate every token)")
+
+
+@app.command()
+def up(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Start all four services as separate processes and stop them together (Ctrl-C)."""
+    layout = StateLayout(state_dir)
+    if initialize(layout):
+        console.print(f"initialized {layout.root} (first run)")
+    try:
+        planned = plan(layout, os.environ)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(CONFIG_EXIT_CODE) from None
+    stack = Stack(planned, say)
+    try:
+        stack.start()
+        problem = stack.wait_ready()
+        if problem:
+            say(f"{problem}; stopping the other services")
+            code = 1
+        else:
+            save_endpoints(layout, stack.addresses())
+            _print_welcome(layout, stack.addresses())
+            code = supervise(stack, say)
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        stack.stop()
+    raise typer.Exit(code)
+
+
+def say(line: str) -> None:
+    err.print(f"[yellow]custody up:[/yellow] {line}")
+
+
+def _print_welcome(layout: StateLayout, addresses: dict[str, str]) -> None:
+    table = Table(title="Custody is up", title_justify="left")
+    for column in ("service", "address", "gRPC service", "health"):
+        table.add_column(column)
+    for name, address in addresses.items():
+        table.add_row(name, address, SERVICES[name].full_name, "SERVING")
+    console.print(table)
+    runs = addresses["runs"]
+    console.print(
+        "\nTry:\n"
+        f"  grpcurl -plaintext {runs} list\n"
+        f"  grpcurl -plaintext {runs} grpc.health.v1.Health/Check\n"
+        f'  grpcurl -plaintext -H "authorization: Bearer $(cat {layout.operator_token})" '
+        f"{runs} custody.runs.v1.RunsService/GetServiceInfo\n"
+        "  custody health\n"
+        "  custody info runs\n"
+        "\nCtrl-C stops every service.",
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE_NAMES)}.")],
+    config: Annotated[Path | None, typer.Option(help="YAML settings file (environment overrides it).")] = None,
+) -> None:
+    """Run one service in the foreground (what containers run)."""
+    name = _service_name(service)
+    raise typer.Exit(run(registry.settings_class(name), registry.factory(name), config))
+
+
+@app.command()
+def health(
+    service: Annotated[str | None, typer.Option(help="Check only this service.")] = None,
+    address: Annotated[str | None, typer.Option(help="host:port of --service (default: the running stack).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 2.0,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Print each service's health; exit 1 unless all are SERVING."""
+    if address and not service:
+        raise typer.BadParameter("--address needs --service")
+    addresses = endpoints(StateLayout(state_dir))
+    names = [_service_name(service)] if service else list(SERVICE_NAMES)
+    if service and address:
+        addresses[service] = address
+    results = {name: check(addresses[name], SERVICES[name].full_name, timeout) for name in names}
+    if as_json:
+        console.print_json(json.dumps({n: {"address": addresses[n], "status": s} for n, s in results.items()}))
+    else:
+        table = Table()
+        for column in ("service", "address", "status"):
+            table.add_column(column)
+        for name, result in results.items():
+            colour = "green" if result == "SERVING" else "red"
+            table.add_row(name, addresses[name], f"[{colour}]{result}[/{colour}]")
+        console.print(table)
+    if any(result != "SERVING" for result in results.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE_NAMES)}.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Call GetServiceInfo: the service's version and who it thinks you are (checks your token)."""
+    name = _service_name(service)
+    layout = StateLayout(state_dir)
+
+    async def call() -> object:
+        clients = ServiceClients(endpoints(layout), operator_token(layout))
+        try:
+            return await clients.stub(name).GetServiceInfo(messages(name).GetServiceInfoRequest())
+        finally:
+            await clients.close()
+
+    try:
+        answer = asyncio.run(call())
+    except grpc.RpcError as exc:
+        fail_with(err, status.decode(exc))
+    document = MessageToDict(answer)  # type: ignore[arg-type]
+    if as_json:
+        console.print_json(json.dumps(document))
+    else:
+        table = Table(show_header=False)
+        for key, value in document.items():
+            table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+        console.print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,155 @@
+"""`custody up`: the four services as separate processes on one machine, each with only its own configuration.
+
+Only ai_gateway sees the caller's full environment (provider keys live there); the others get a minimal one plus
+their own CUSTODY_<SERVICE>_* variables. If any process dies the rest are stopped and the exit is non-zero.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.cli.health import check
+from services.cli.registry import settings_class
+from services.cli.state import StateLayout
+from services.common.catalog import SERVICE_NAMES, SERVICES
+from services.common.config import ServiceSettings, env_prefix
+
+# What a service without provider access inherits from the caller's environment.
+BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
+PASSTHROUGH_PREFIXES = ("OTEL_",)
+FULL_ENV_SERVICES = frozenset({"ai_gateway"})
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 8.0
+PR_SET_PDEATHSIG = 1
+
+
+def child_environment(service: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment `service` is started with: its own settings only, provider keys only for ai_gateway."""
+    others = tuple(env_prefix(s) for s in SERVICE_NAMES if s != service)
+    if service in FULL_ENV_SERVICES:
+        env = {k: v for k, v in environ.items() if not k.upper().startswith(others)}
+    else:
+        env = {
+            k: v
+            for k, v in environ.items()
+            if k in BASE_ENV_NAMES or k.startswith(PASSTHROUGH_PREFIXES) or k.upper().startswith(env_prefix(service))
+        }
+    env.pop("CUSTODY_TOKEN", None)  # the operator's token is for the CLI, never for a service
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Planned:
+    service: str
+    settings: ServiceSettings
+    config_file: Path
+    env: dict[str, str]
+
+
+def plan(layout: StateLayout, environ: Mapping[str, str]) -> list[Planned]:
+    """Validates every service's configuration before anything starts (raises ConfigError), and points callers
+    at the addresses their peers will really listen on."""
+    planned: list[Planned] = []
+    for service in SERVICE_NAMES:
+        env = child_environment(service, environ)
+        env.setdefault(env_prefix(service) + "STATE_DIR", str(layout.root))
+        config_file = layout.service_config(service)
+        settings = settings_class(service).load(config_file, env)
+        planned.append(Planned(service, settings, config_file, env))
+    addresses = {p.service: p.settings.address for p in planned}
+    for p in planned:
+        for peer in SERVICES[p.service].calls:
+            p.env.setdefault(env_prefix(p.service) + f"{peer.upper()}_ADDRESS", addresses[peer])
+    return planned
+
+
+class Stack:
+    def __init__(self, planned: list[Planned], log: Callable[[str], None]) -> None:
+        self._planned = planned
+        self._log = log
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self) -> None:
+        for p in self._planned:
+            command = [sys.executable, "-m", "services.cli", "serve", p.service, "--config", str(p.config_file)]
+            self.processes[p.service] = subprocess.Popen(command, env=p.env, preexec_fn=_die_with_parent)
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> str | None:
+        """Waits until every service reports SERVING; returns a problem description, or None when all are up."""
+        deadline = time.monotonic() + timeout_s
+        pending = {p.service: p for p in self._planned}
+        while pending and time.monotonic() < deadline:
+            dead = self.dead()
+            if dead:
+                return dead
+            for service, p in list(pending.items()):
+                if check(p.settings.address, SERVICES[service].full_name, timeout_s=0.5) == "SERVING":
+                    del pending[service]
+            if pending:
+                time.sleep(0.1)
+        if pending:
+            return f"not SERVING after {timeout_s:.0f} s: {', '.join(sorted(pending))}"
+        return None
+
+    def dead(self) -> str | None:
+        for service, process in self.processes.items():
+            code = process.poll()
+            if code is not None:
+                return f"{service} exited with code {code}"
+        return None
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for service, process in self.processes.items():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._log(f"{service} did not stop within {STOP_TIMEOUT_S:.0f} s; killing it")
+                process.kill()
+                process.wait()
+
+    def addresses(self) -> dict[str, str]:
+        return {p.service: p.settings.address for p in self._planned}
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: if `custody up` itself dies, the kernel sends the service SIGTERM."""
+    with contextlib.suppress(OSError):  # not Linux: the supervisor's own cleanup still applies
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def supervise(stack: Stack, log: Callable[[str], None]) -> int:
+    """Blocks until a signal (exit 0) or until a service dies (exit 1); stops everything either way."""
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stopping:
+            dead = stack.dead()
+            if dead:
+                log(f"{dead}; stopping the other services")
+                stack.stop()
+                return 1
+            time.sleep(0.2)
+        log("stopping all services")
+        stack.stop()
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -1,0 +1,176 @@
+"""What happens around every RPC a Custody service serves, in one place:
+
+request id (x-request-id metadata, else OpenTelemetry baggage, else generated) bound to the call and returned in
+the response headers; authentication of the bearer token; the service's access table (default deny); typed
+errors mapped to rich statuses; unexpected errors reported as INTERNAL without internal text; one access log
+line per call. Health checks and reflection skip authentication (they stay open for probes and grpcurl).
+
+It wraps each method handler rather than only intercepting, because the wrapper runs inside the call's own task
+and with the real servicer context (interceptors see neither).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import Token
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from opentelemetry import baggage, propagate
+from opentelemetry import context as otel_context
+from opentelemetry.context import Context
+
+from services.common import call_context, status
+from services.common.errors import CustodyError, InvalidArgument
+from services.common.identity import AccessTable, Credentials
+
+log = logging.getLogger("custody.rpc")
+
+OPEN_SERVICE_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
+
+
+class CallHandling(grpc.aio.ServerInterceptor):
+    def __init__(self, service: str, credentials: Credentials, access: AccessTable) -> None:
+        self._service = service
+        self._credentials = credentials
+        self._access = access
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        full_method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or full_method.startswith(OPEN_SERVICE_PREFIXES):
+            return handler
+        return self._wrap(handler, full_method)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+        method = full_method.rsplit("/", 1)[-1]
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, full_method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, method, full_method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(handler.unary_stream, method, full_method),
+                handler.request_deserializer,
+                handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(handler.stream_stream, method, full_method),
+            handler.request_deserializer,
+            handler.response_serializer,
+        )
+
+    def _unary(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = self._begin(context)
+            try:
+                await self._admit(call, method, context)
+                return await behavior(request, context)
+            except BaseException as exc:
+                await self._fail(call, exc, context, full_method)
+                raise
+            finally:
+                self._end(call, full_method)
+
+        return handle
+
+    def _streaming(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            call = self._begin(context)
+            try:
+                await self._admit(call, method, context)
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as exc:
+                await self._fail(call, exc, context, full_method)
+                raise
+            finally:
+                self._end(call, full_method)
+
+        return handle
+
+    def _begin(self, context: grpc.aio.ServicerContext) -> _Call:
+        metadata = dict(context.invocation_metadata() or ())
+        sent = metadata.get(call_context.REQUEST_ID_HEADER) or baggage.get_baggage(
+            call_context.REQUEST_ID_BAGGAGE_KEY, propagate.extract(metadata)
+        )
+        valid = sent is not None and call_context.is_valid_request_id(str(sent))
+        request_id = str(sent) if valid else call_context.new_request_id()
+        call_context.bind(request_id=request_id, principal=None, time_remaining=context.time_remaining())
+        # Baggage makes outgoing calls carry the request id even through hops that drop x-request-id.
+        token = otel_context.attach(baggage.set_baggage(call_context.REQUEST_ID_BAGGAGE_KEY, request_id))
+        rejected = None if sent is None or valid else str(sent)
+        return _Call(request_id, token, metadata, rejected_request_id=rejected)
+
+    async def _admit(self, call: _Call, method: str, context: grpc.aio.ServicerContext) -> None:
+        """Returns the request id, then authenticates and authorizes; raises CustodyError to refuse."""
+        await context.send_initial_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
+        if call.rejected_request_id is not None:
+            raise InvalidArgument(
+                "REQUEST_ID_INVALID",
+                f"x-request-id must match {call_context.REQUEST_ID_PATTERN.pattern} "
+                f"(got {call.rejected_request_id[:64]!r})",
+            )
+        caller = self._credentials.authenticate(call.metadata.get("authorization"))
+        call.caller = caller.id
+        self._access.authorize(method, caller)
+        call_context.bind(request_id=call.request_id, principal=caller, time_remaining=context.time_remaining())
+
+    async def _fail(self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext, full_method: str) -> None:
+        """Aborts with the status `exc` deserves (which raises), or records why the call ended."""
+        if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted on purpose; its status stands
+            call.code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+            return
+        if isinstance(exc, CustodyError):
+            code, message, trailers = status.encode(exc, self._service)
+            call.code, call.reason = code, exc.reason
+            await context.abort(code, message, trailers)
+        if isinstance(exc, Exception):
+            call.code = grpc.StatusCode.INTERNAL
+            log.error("unhandled error in %s", full_method, exc_info=exc)
+            await context.abort(grpc.StatusCode.INTERNAL, status.INTERNAL_MESSAGE)
+        call.code = grpc.StatusCode.CANCELLED
+
+    def _end(self, call: _Call, full_method: str) -> None:
+        log.info(
+            "rpc %s %s",
+            full_method,
+            call.code.name,
+            extra={
+                "rpc": full_method,
+                "code": call.code.name,
+                "reason": call.reason,
+                "duration_ms": round((time.perf_counter() - call.started) * 1000, 3),
+                "caller": call.caller,
+            },
+        )
+        otel_context.detach(call.otel_token)
+
+
+@dataclass
+class _Call:
+    """Bookkeeping for one RPC, for its access log line."""
+
+    request_id: str
+    otel_token: Token[Context]
+    metadata: dict[str, str]
+    rejected_request_id: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    code: grpc.StatusCode = grpc.StatusCode.OK
+    reason: str = ""
+    caller: str = ""

@@ -1,0 +1,155 @@
+"""The one gRPC client factory, used by services calling each other and by the operator CLI.
+
+Every outgoing call carries the caller's bearer token, the current request id (x-request-id and baggage) and
+W3C trace context, and a deadline: the remaining time of the incoming call, or a default when there is none.
+Only methods whose .proto declares them idempotent are retried (by gRPC's own retry policy, with backoff).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+from opentelemetry.trace import TracerProvider
+
+from services.common import call_context
+from services.common.config import ServiceSettings
+from services.common.contracts import is_retry_safe, service_descriptor, stub_class
+from services.common.server import KEEPALIVE_TIMEOUT_MS, MIN_PING_INTERVAL_MS
+
+# Our clients ping no more often than servers allow (see server.MIN_PING_INTERVAL_MS).
+CLIENT_KEEPALIVE_TIME_MS = 3 * MIN_PING_INTERVAL_MS
+
+
+def retry_service_config(service: str) -> str:
+    descriptor = service_descriptor(service)
+    retryable = [{"service": descriptor.full_name, "method": m.name} for m in descriptor.methods if is_retry_safe(m)]
+    config: dict[str, Any] = {"methodConfig": []}
+    if retryable:
+        config["methodConfig"].append(
+            {
+                "name": retryable,
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        )
+    return json.dumps(config)
+
+
+class _OutgoingCall:
+    """Adds token, request id and deadline to a call's details (shared by the four interceptor shapes)."""
+
+    def __init__(self, token: str | None, default_timeout_s: float) -> None:
+        self._token = token
+        self._default_timeout_s = default_timeout_s
+
+    def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        if self._token and "authorization" not in metadata:
+            metadata["authorization"] = f"Bearer {self._token}"
+        request_id = call_context.request_id()
+        if request_id and call_context.REQUEST_ID_HEADER not in metadata:
+            metadata[call_context.REQUEST_ID_HEADER] = request_id
+        timeout = details.timeout
+        remaining = call_context.time_remaining()
+        if remaining is not None:
+            timeout = max(0.0, remaining) if timeout is None else min(timeout, max(0.0, remaining))
+        elif timeout is None:
+            timeout = self._default_timeout_s
+        return grpc.aio.ClientCallDetails(
+            details.method, timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+class _UnaryUnary(_OutgoingCall, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self.details(details), request)
+
+
+class _UnaryStream(_OutgoingCall, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self.details(details), request)
+
+
+class _StreamUnary(_OutgoingCall, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self.details(details), request_iterator)
+
+
+class _StreamStream(_OutgoingCall, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await continuation(self.details(details), request_iterator)
+
+
+def channel_options(service: str, max_message_bytes: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", retry_service_config(service)),
+    ]
+
+
+class ServiceClients:
+    """Channels and stubs to Custody services, one channel per service, created lazily (after any fork)."""
+
+    def __init__(
+        self,
+        addresses: Mapping[str, str],
+        token: str | None,
+        *,
+        default_timeout_s: float = 30.0,
+        max_message_bytes: int = 16 * 1024 * 1024,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        self._addresses = dict(addresses)
+        self._token = token
+        self._default_timeout_s = default_timeout_s
+        self._max_message_bytes = max_message_bytes
+        self._tracer_provider = tracer_provider
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    @classmethod
+    def for_service(cls, settings: ServiceSettings, tracer_provider: TracerProvider | None) -> ServiceClients:
+        """Clients a service uses to call the services in its call graph, as itself."""
+        return cls(
+            {peer: settings.peer_address(peer) for peer in settings.spec().calls},
+            settings.token.get_secret_value() if settings.token else None,
+            default_timeout_s=settings.default_deadline_s,
+            max_message_bytes=settings.max_message_bytes,
+            tracer_provider=tracer_provider,
+        )
+
+    def channel(self, service: str) -> grpc.aio.Channel:
+        if service not in self._addresses:
+            raise ValueError(f"no address configured for {service}")
+        if service not in self._channels:
+            interceptors: list[Any] = [
+                cls(self._token, self._default_timeout_s)
+                for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
+            ]
+            interceptors.extend(aio_client_interceptors(tracer_provider=self._tracer_provider))
+            self._channels[service] = grpc.aio.insecure_channel(
+                self._addresses[service],
+                options=channel_options(service, self._max_message_bytes),
+                interceptors=interceptors,
+            )
+        return self._channels[service]
+
+    def stub(self, service: str) -> Any:
+        return stub_class(service)(self.channel(service))
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()

@@ -1,0 +1,153 @@
+"""The one configuration loader: pydantic-settings from `CUSTODY_<SERVICE>_*` variables and an optional YAML file.
+
+Precedence: environment over file over defaults. Validation happens at start: an unknown or invalid setting is a
+ConfigError naming the variable (or file key), and the process exits with code 2 before it listens on anything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
+
+import yaml
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from services.common.catalog import SERVICES, ServiceSpec
+
+CONFIG_EXIT_CODE = 2
+CONFIG_FILE_SUFFIX = "CONFIG_FILE"
+
+
+class ConfigError(Exception):
+    """A setting is unknown or invalid. The message names it and says what is wrong."""
+
+
+# Subclasses give `port` their own default; the annotation keeps the bounds ("0" picks a free port, for tests).
+Port = Annotated[int, Field(ge=0, le=65535)]
+TelemetryExporter = Literal["none", "console", "otlp", "file"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has. Subclasses add their own and set `service` to their catalog name."""
+
+    service: ClassVar[str]
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, case_sensitive=False)
+
+    host: str = "127.0.0.1"
+    port: Port
+    # This service's own bearer token for its outgoing calls. Only this service's configuration holds it.
+    token: SecretStr | None = None
+    state_dir: Path = Path("var")
+    credentials_file: Path | None = Field(default=None, description="default: <state_dir>/credentials")
+    log_level: LogLevel = "INFO"
+    telemetry_exporter: TelemetryExporter = "none"
+    otlp_endpoint: str = "http://127.0.0.1:4317"
+    telemetry_file: Path | None = Field(default=None, description="spans as JSON lines, for exporter 'file'")
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    grace_period_s: float = Field(default=5.0, ge=0, le=60)
+    default_deadline_s: float = Field(default=30.0, gt=0, le=3600)
+    max_concurrent_rpcs: int = Field(default=1024, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first so it overrides values from the config file (passed as init kwargs).
+        return (env_settings, init_settings)
+
+    @classmethod
+    def spec(cls) -> ServiceSpec:
+        return SERVICES[cls.service]
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def resolved_credentials_file(self) -> Path:
+        return self.credentials_file or self.state_dir / "credentials"
+
+    def peer_address(self, service: str) -> str:
+        """Address of a service this one calls; only services in its call graph have one."""
+        if service not in self.spec().calls:
+            raise ValueError(f"{self.service} does not call {service} (see the call graph in ARCHITECTURE.md)")
+        return str(getattr(self, f"{service}_address"))
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Self:
+        return load_settings(cls, config_file, environ)
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def env_prefix(service: str) -> str:
+    return f"CUSTODY_{service.upper()}_"
+
+
+def load_settings(
+    settings_cls: type[S], config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> S:
+    """Loads and validates settings, or raises ConfigError naming every offending variable or key."""
+    environ = os.environ if environ is None else environ
+    prefix = env_prefix(settings_cls.service)
+    if config_file is None and environ.get(prefix + CONFIG_FILE_SUFFIX):
+        config_file = Path(environ[prefix + CONFIG_FILE_SUFFIX])
+    fields = set(settings_cls.model_fields)
+    problems: list[str] = []
+
+    env_values: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.upper().startswith(prefix) or name.upper() == prefix + CONFIG_FILE_SUFFIX:
+            continue
+        key = name[len(prefix) :].lower()
+        if key in fields:
+            env_values[key] = value
+        else:
+            problems.append(f"{name}: unknown setting (known: {', '.join(sorted(prefix + f.upper() for f in fields))})")
+
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        file_values = _read_config_file(config_file)
+        problems.extend(f"{config_file}: {key}: unknown setting" for key in sorted(set(file_values) - fields))
+
+    if problems:
+        raise ConfigError("; ".join(problems))
+    try:
+        # Env values are read again by pydantic-settings itself; passing only file values as init keeps precedence.
+        return settings_cls(**{k: v for k, v in file_values.items() if k in fields}, _env_prefix=prefix)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, prefix, env_values, config_file)) from None
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file does not exist") from None
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: unreadable config file: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: config file must be a mapping of setting: value")
+    return {str(k).lower(): v for k, v in loaded.items()}
+
+
+def _describe(exc: ValidationError, prefix: str, env_values: Mapping[str, str], config_file: Path | None) -> str:
+    messages = []
+    for error in exc.errors():
+        key = str(error["loc"][0]) if error["loc"] else "?"
+        where = f"{prefix}{key.upper()}" if key in env_values else f"{config_file}: {key}" if config_file else key
+        messages.append(f"{where}: {error['msg']}")
+    return "; ".join(messages)

@@ -1,0 +1,1 @@
+"""Lineage: versioned artifacts, required-lineage rules, staleness and approvals."""

@@ -1,0 +1,1 @@
+"""Runs: the only authority that mints run artifacts and stores their attachments."""
