@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from services.common.config import Port, ServiceSettings
+from services.common.config import Port, StatefulServiceSettings
 
 
-class AiGatewaySettings(ServiceSettings):
+class AiGatewaySettings(StatefulServiceSettings):
     service: ClassVar[str] = "ai_gateway"
 
     port: Port = 50051
-    database_url: str | None = None  # default: sqlite under state_dir

@@ -11,6 +11,7 @@ from services.ai_gateway.config import AiGatewaySettings
 from services.ai_gateway.servicer import AiGatewayServicer
 from services.common.catalog import SERVICES
 from services.common.config import ServiceSettings
+from services.common.db import create_engine
 from services.common.server import Service
 
 SETTINGS = AiGatewaySettings
@@ -23,4 +24,5 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_AiGatewayServiceServicer_to_server(servicer, server)
 
-    return Service(full_name=SERVICES["ai_gateway"].full_name, register=register, access=ACCESS)
+    engine = create_engine(settings.resolved_database_url)
+    return Service(engine=engine, full_name=SERVICES["ai_gateway"].full_name, register=register, access=ACCESS)

@@ -62,8 +62,9 @@ class ServiceSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first so it overrides values from the config file (passed as init kwargs).
-        return (env_settings, init_settings)
+        # load_settings reads the environment it is given (not always os.environ: `custody up` validates each
+        # child's environment before starting it) and passes the merged values in; no implicit sources.
+        return (init_settings,)
 
     @classmethod
     def spec(cls) -> ServiceSpec:
@@ -89,6 +90,16 @@ class ServiceSettings(BaseSettings):
 
 
 S = TypeVar("S", bound=ServiceSettings)
+
+
+class StatefulServiceSettings(ServiceSettings):
+    """Settings of a service that owns a database (and no other service's)."""
+
+    database_url: str | None = Field(default=None, description="default: sqlite:///<state_dir>/<service>.db")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_dir / (self.service + '.db')}"
 
 
 def env_prefix(service: str) -> str:
@@ -124,8 +135,7 @@ def load_settings(
     if problems:
         raise ConfigError("; ".join(problems))
     try:
-        # Env values are read again by pydantic-settings itself; passing only file values as init keeps precedence.
-        return settings_cls(**{k: v for k, v in file_values.items() if k in fields}, _env_prefix=prefix)
+        return settings_cls(**{**file_values, **env_values})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, prefix, env_values, config_file)) from None
 
@@ -144,10 +154,14 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return {str(k).lower(): v for k, v in loaded.items()}
 
 
+_SECRET_WORDS = ("token", "password", "secret", "key")
+
+
 def _describe(exc: ValidationError, prefix: str, env_values: Mapping[str, str], config_file: Path | None) -> str:
     messages = []
     for error in exc.errors():
         key = str(error["loc"][0]) if error["loc"] else "?"
         where = f"{prefix}{key.upper()}" if key in env_values else f"{config_file}: {key}" if config_file else key
-        messages.append(f"{where}: {error['msg']}")
+        shown = "" if any(word in key for word in _SECRET_WORDS) else f" (got {error.get('input')!r})"
+        messages.append(f"{where}: {error['msg']}{shown}")
     return "; ".join(messages)

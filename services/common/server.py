@@ -20,16 +20,19 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from services.common.call_handling import CallHandling
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, ServiceSettings, env_prefix
+from services.common.db import check_connection
 from services.common.identity import AccessTable, Credentials, CredentialsError
 from services.common.telemetry import configure_logging, configure_tracing
 from services.common.version import CUSTODY_VERSION
 
 log = logging.getLogger("custody.server")
 
-PORT_IN_USE_EXIT_CODE = 3
+STARTUP_EXIT_CODE = 3
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 # Clients (ours included) may ping every 10 s; anything faster is answered with GOAWAY too_many_pings.
@@ -43,6 +46,8 @@ class Service:
     full_name: str
     register: Callable[[grpc.aio.Server], None]
     access: AccessTable
+    # The service's own database, checked at start-up and disposed at shutdown.
+    engine: Engine | None = None
     on_start: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     on_stop: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
 
@@ -51,7 +56,11 @@ class Service:
 ServiceFactory = Callable[[ServiceSettings, TracerProvider], Service]
 
 
-class PortInUse(Exception):
+class StartupError(Exception):
+    """The process cannot serve (port taken, database unreachable); the message says which and why."""
+
+
+class PortInUse(StartupError):
     pass
 
 
@@ -83,6 +92,8 @@ class RunningServer:
         await self.server.stop(grace_s)
         for hook in self.service.on_stop:
             await hook()
+        if self.service.engine is not None:
+            self.service.engine.dispose()
 
 
 async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provider: TracerProvider) -> RunningServer:
@@ -114,6 +125,12 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
             f"cannot listen on {settings.address} ({env_prefix(settings.service)}PORT): "
             "the address is already in use or not available on this host"
         )
+    if service.engine is not None:
+        try:
+            await asyncio.to_thread(check_connection, service.engine)
+        except SQLAlchemyError as exc:
+            where = service.engine.url.render_as_string(hide_password=True)
+            raise StartupError(f"cannot open database {where}: {type(exc).__name__}: {exc}") from None
     for hook in service.on_start:
         await hook()
     await server.start()
@@ -153,9 +170,9 @@ def run(settings_cls: type[ServiceSettings], factory: ServiceFactory, config_fil
     configure_logging(settings.service, settings.log_level)
     try:
         asyncio.run(_serve_until_signalled(settings, factory))
-    except PortInUse as exc:
+    except StartupError as exc:
         print(f"custody {settings.service}: {exc}", file=sys.stderr)
-        return PORT_IN_USE_EXIT_CODE
+        return STARTUP_EXIT_CODE
     except (CredentialsError, ConfigError) as exc:
         print(f"custody {settings.service}: configuration error: {exc}", file=sys.stderr)
         return CONFIG_EXIT_CODE

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from services.common.config import Port, ServiceSettings
+from services.common.config import Port, StatefulServiceSettings
 
 
-class LineageSettings(ServiceSettings):
+class LineageSettings(StatefulServiceSettings):
     service: ClassVar[str] = "lineage"
 
     port: Port = 50054
-    database_url: str | None = None  # default: sqlite under state_dir

@@ -1,0 +1,94 @@
+"""Database engines and the DDL that makes immutable tables immutable in the database itself.
+
+SQLite is the embedded default (WAL, synchronous=FULL, a busy timeout, foreign keys on); PostgreSQL is the
+scale-out backend. Only a service's store module uses these; nothing else touches a database.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def normalize_url(url: str) -> URL:
+    """Accepts plain `postgresql://` / `postgres://` URLs and picks the psycopg 3 driver for them."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1) if url.startswith("postgres://") else url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def create_engine(url: str) -> Engine:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        sa.event.listen(engine, "connect", _configure_sqlite)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://")
+
+
+def _configure_sqlite(dbapi_connection: object, _record: object) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+PG_REFUSE_FUNCTION = """
+CREATE OR REPLACE FUNCTION custody_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'table % is immutable: % refused', TG_TABLE_NAME, TG_OP USING ERRCODE = 'restrict_violation';
+END
+$$
+"""
+
+
+def immutable_table_ddl(dialect: str, table: str) -> list[str]:
+    """Statements that make the database itself refuse UPDATE and DELETE (and TRUNCATE) on `table`."""
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, 'table {table} is immutable: UPDATE refused'); END",
+            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, 'table {table} is immutable: DELETE refused'); END",
+        ]
+    if dialect == "postgresql":
+        return [
+            PG_REFUSE_FUNCTION,
+            f"CREATE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION custody_refuse_change()",
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION custody_refuse_change()",
+        ]
+    raise ValueError(f"no immutability triggers for dialect {dialect!r}")
+
+
+def make_immutable(connection: sa.Connection, table: str) -> None:
+    """Applies immutable_table_ddl for the connection's dialect (used by migrations)."""
+    for statement in immutable_table_ddl(connection.dialect.name, table):
+        connection.execute(sa.text(statement))
+
+
+def check_connection(engine: Engine) -> None:
+    """Fails fast at start-up with the driver's own message when the database is unreachable."""
+    with engine.connect() as connection:
+        connection.exec_driver_sql("SELECT 1")
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    return normalize_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,63 @@
+"""Shared fixtures. PostgreSQL contract tests run when CUSTODY_TEST_POSTGRES_DSN is set, and then the whole run
+fails (never skips) if that database cannot be reached."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from services.common.db import normalize_url
+
+POSTGRES_DSN_ENV = "CUSTODY_TEST_POSTGRES_DSN"
+POSTGRES_DSN = os.environ.get(POSTGRES_DSN_ENV)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not POSTGRES_DSN:
+        return
+    try:
+        engine = sa.create_engine(normalize_url(POSTGRES_DSN))
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+        engine.dispose()
+    except Exception as exc:
+        pytest.exit(f"{POSTGRES_DSN_ENV} is set but PostgreSQL is unreachable: {exc}", returncode=1)
+
+
+def _postgres_schema_url(schema: str) -> str:
+    assert POSTGRES_DSN
+    url = normalize_url(POSTGRES_DSN)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema in the test PostgreSQL database, dropped afterwards."""
+    if not POSTGRES_DSN:
+        pytest.skip(f"PostgreSQL contract tests need {POSTGRES_DSN_ENV} (CI sets it)")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(normalize_url(POSTGRES_DSN))
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        yield _postgres_schema_url(schema)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/custody-test.db"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The same test on both backends: a fresh SQLite file, or a fresh PostgreSQL schema."""
+    return str(request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param]))

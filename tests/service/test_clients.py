@@ -1,0 +1,106 @@
+"""The client factory: what every service-to-service call carries, over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+from opentelemetry.sdk.trace import TracerProvider
+
+from custody.common.v1 import common_pb2
+from custody.runs.v1 import runs_pb2, runs_pb2_grpc
+from services.cli.state import StateLayout
+from services.common import call_context
+from services.common.clients import ServiceClients, retry_service_config
+from services.common.config import ServiceSettings
+from services.common.server import Service
+from services.runs.access import ACCESS
+from services.runs.servicer import RunsServicer
+from tests.support.harness import ServiceHarness, service_token
+
+
+class _DeadlineRecorder(RunsServicer):
+    def __init__(self) -> None:
+        self.time_remaining: list[float | None] = []
+
+    async def GetServiceInfo(self, request: object, context: grpc.aio.ServicerContext) -> common_pb2.ServiceInfo:
+        self.time_remaining.append(context.time_remaining())
+        return await super().GetServiceInfo(request, context)  # type: ignore[arg-type]
+
+
+def _recording_runs() -> tuple[_DeadlineRecorder, object]:
+    recorder = _DeadlineRecorder()
+
+    def build(settings: ServiceSettings, tracer_provider: object) -> Service:
+        return Service(
+            full_name="custody.runs.v1.RunsService",
+            register=lambda server: runs_pb2_grpc.add_RunsServiceServicer_to_server(recorder, server),
+            access=ACCESS,
+        )
+
+    return recorder, build
+
+
+def _call_as_art_studio(
+    harness: ServiceHarness, layout: StateLayout, *, bind_remaining: float | None, tracer: TracerProvider | None = None
+) -> common_pb2.ServiceInfo:
+    async def call() -> common_pb2.ServiceInfo:
+        call_context.bind(request_id="req-outgoing-42", principal=None, time_remaining=bind_remaining)
+        clients = ServiceClients(
+            {"runs": harness.address}, service_token(layout, "art_studio"), default_timeout_s=7, tracer_provider=tracer
+        )
+        try:
+            return await clients.stub("runs").GetServiceInfo(runs_pb2.GetServiceInfoRequest())
+        finally:
+            await clients.close()
+
+    return asyncio.run(call())
+
+
+def test_outgoing_call_carries_the_callers_token_and_request_id(runs: ServiceHarness, layout: StateLayout) -> None:
+    info = _call_as_art_studio(runs, layout, bind_remaining=None)
+    assert info.caller.id == "service:art_studio"
+    assert info.request_id == "req-outgoing-42"
+
+
+def test_outgoing_call_inherits_the_incoming_deadline(layout: StateLayout) -> None:
+    recorder, build = _recording_runs()
+    with ServiceHarness("runs", layout, factory=build) as harness:  # type: ignore[arg-type]
+        _call_as_art_studio(harness, layout, bind_remaining=2.0)
+    (remaining,) = recorder.time_remaining
+    assert remaining is not None and 0 < remaining <= 2.0
+
+
+def test_outgoing_call_without_incoming_deadline_gets_the_default(layout: StateLayout) -> None:
+    recorder, build = _recording_runs()
+    with ServiceHarness("runs", layout, factory=build) as harness:  # type: ignore[arg-type]
+        _call_as_art_studio(harness, layout, bind_remaining=None)
+    (remaining,) = recorder.time_remaining
+    assert remaining is not None and 2.0 < remaining <= 7.0
+
+
+def test_outgoing_call_continues_the_callers_trace(runs: ServiceHarness, layout: StateLayout) -> None:
+    client_tracer = TracerProvider()
+    tracer = client_tracer.get_tracer("test")
+
+    async def call() -> tuple[str, common_pb2.ServiceInfo]:
+        with tracer.start_as_current_span("caller") as span:
+            clients = ServiceClients(
+                {"runs": runs.address}, service_token(layout, "art_studio"), tracer_provider=client_tracer
+            )
+            try:
+                info = await clients.stub("runs").GetServiceInfo(runs_pb2.GetServiceInfoRequest())
+            finally:
+                await clients.close()
+            return format(span.get_span_context().trace_id, "032x"), info
+
+    trace_id, info = asyncio.run(call())
+    assert info.trace_id == trace_id
+
+
+def test_only_methods_declared_idempotent_are_retried() -> None:
+    config = json.loads(retry_service_config("runs"))
+    (method_config,) = config["methodConfig"]
+    assert {"service": "custody.runs.v1.RunsService", "method": "GetServiceInfo"} in method_config["name"]
+    assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]

@@ -1,0 +1,101 @@
+"""Helpers for tests that run the real `custody` command line and real service processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.catalog import SERVICE_NAMES
+from services.common.config import env_prefix
+
+CUSTODY = [sys.executable, "-m", "services.cli"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def custody(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Runs `custody ARGS` to completion and returns its exit code and output."""
+    return subprocess.run(
+        [*CUSTODY, *args], env=dict(env or os.environ), capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """The test's environment without any CUSTODY_* variables a developer may have exported."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[str]
+    state_dir: Path
+    ports: dict[str, int]
+    stderr_path: Path
+    stdout_path: Path
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def log_lines(self) -> list[dict[str, object]]:
+        lines = []
+        for raw in self.stderr_path.read_text().splitlines():
+            if raw.startswith("{"):
+                lines.append(json.loads(raw))
+        return lines
+
+    def service_pids(self) -> dict[str, int]:
+        """Service name -> pid of the processes `custody up` started."""
+        pids: dict[str, int] = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            for pid in (task / "children").read_text().split():
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                name = argv[argv.index(b"serve") + 1].decode()
+                pids[name] = int(pid)
+        return pids
+
+    def stop(self, timeout_s: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(2)  # SIGINT, as Ctrl-C
+        return self.process.wait(timeout=timeout_s)
+
+
+@contextmanager
+def running_stack(tmp_path: Path, **extra_env: str) -> Iterator[RunningStack]:
+    """`custody up` on free ports, waited for until it has printed its endpoint table."""
+    ports = {service: free_port() for service in SERVICE_NAMES}
+    env = clean_environment(**{env_prefix(s) + "PORT": str(p) for s, p in ports.items()}, **extra_env)
+    state_dir = tmp_path / "var"
+    stdout_path, stderr_path = tmp_path / "up.out", tmp_path / "up.err"
+    with stdout_path.open("w") as out, stderr_path.open("w") as err:
+        process = subprocess.Popen(
+            [*CUSTODY, "up", "--state-dir", str(state_dir)], env=env, stdout=out, stderr=err, text=True, cwd=tmp_path
+        )
+    stack = RunningStack(process, state_dir, ports, stderr_path, stdout_path)
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops every service" not in stdout_path.read_text():
+            if process.poll() is not None:
+                raise AssertionError(f"custody up exited {process.returncode}: {stderr_path.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"custody up did not become ready: {stderr_path.read_text()}")
+            time.sleep(0.1)
+        yield stack
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
