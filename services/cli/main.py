@@ -99,11 +99,11 @@ def say(line: str) -> None:
 
 
 def _print_welcome(layout: StateLayout, addresses: dict[str, str]) -> None:
-    table = Table(title="Custody is up", title_justify="left")
-    for column in ("service", "address", "gRPC service", "health"):
-        table.add_column(column)
+    table = Table(title="Custody is up: every service SERVING", title_justify="left")
+    for column in ("service", "address", "gRPC service"):
+        table.add_column(column, no_wrap=True)
     for name, address in addresses.items():
-        table.add_row(name, address, SERVICES[name].full_name, "SERVING")
+        table.add_row(name, address, SERVICES[name].full_name)
     console.print(table)
     runs = addresses["runs"]
     console.print(
