@@ -22,9 +22,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# Regenerate the committed Python contracts from protos/ (tests fail when they drift).
+# Regenerate the committed Python contracts from protos/ (tests fail when they drift); SERVICES="runs" limits it.
 proto: $(STAMP)
-	$(BIN)/python -m services.common.protogen
+	$(BIN)/python -m services.common.protogen $(SERVICES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

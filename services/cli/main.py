@@ -26,11 +26,12 @@ from services.cli.state import (
     operator_token,
     save_endpoints,
 )
-from services.common import status
+from services.common import migrations, status
 from services.common.catalog import SERVICE_NAMES, SERVICES
 from services.common.clients import ServiceClients
-from services.common.config import CONFIG_EXIT_CODE, ConfigError
+from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
 from services.common.contracts import messages
+from services.common.db import create_engine, describe
 from services.common.server import run
 
 app = typer.Typer(
@@ -127,6 +128,31 @@ def serve(
     """Run one service in the foreground (what containers run)."""
     name = _service_name(service)
     raise typer.Exit(run(registry.settings_class(name), registry.factory(name), config))
+
+
+@app.command()
+def migrate(
+    service: Annotated[str, typer.Argument(help="ai_gateway, runs or lineage.")],
+    config: Annotated[Path | None, typer.Option(help="YAML settings file (environment overrides it).")] = None,
+) -> None:
+    """Apply a stateful service's schema migrations to its database, then exit (a Kubernetes Job runs this)."""
+    name = _service_name(service)
+    if not SERVICES[name].stateful:
+        raise typer.BadParameter(f"{name} has no database")
+    try:
+        settings = registry.settings_class(name).load(config)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(CONFIG_EXIT_CODE) from None
+    assert isinstance(settings, StatefulServiceSettings)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        migrations.upgrade(engine, name)
+        console.print(
+            f"{name}: database {describe(settings.resolved_database_url)} at {migrations.head_revision(name)}"
+        )
+    finally:
+        engine.dispose()
 
 
 @app.command()

@@ -96,6 +96,8 @@ class StatefulServiceSettings(ServiceSettings):
     """Settings of a service that owns a database (and no other service's)."""
 
     database_url: str | None = Field(default=None, description="default: sqlite:///<state_dir>/<service>.db")
+    # Apply schema migrations at start-up; Kubernetes turns this off and runs `custody migrate` as a Job.
+    auto_migrate: bool = True
 
     @property
     def resolved_database_url(self) -> str:

@@ -23,8 +23,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.common import migrations
 from services.common.call_handling import CallHandling
-from services.common.config import CONFIG_EXIT_CODE, ConfigError, ServiceSettings, env_prefix
+from services.common.config import CONFIG_EXIT_CODE, ConfigError, ServiceSettings, StatefulServiceSettings, env_prefix
 from services.common.db import check_connection
 from services.common.identity import AccessTable, Credentials, CredentialsError
 from services.common.telemetry import configure_logging, configure_tracing
@@ -128,6 +129,8 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
     if service.engine is not None:
         try:
             await asyncio.to_thread(check_connection, service.engine)
+            if isinstance(settings, StatefulServiceSettings) and settings.auto_migrate:
+                await asyncio.to_thread(migrations.upgrade, service.engine, settings.service)
         except SQLAlchemyError as exc:
             where = service.engine.url.render_as_string(hide_password=True)
             raise StartupError(f"cannot open database {where}: {type(exc).__name__}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Alembic revisions of the lineage database (applied by services.common.migrations.upgrade)."""

@@ -1,0 +1,1 @@
+"""Alembic revisions of the runs database (applied by services.common.migrations.upgrade)."""
