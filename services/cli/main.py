@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Annotated
 
-import grpc
 import typer
-from google.protobuf.json_format import MessageToDict
 from rich.console import Console
 from rich.table import Table
 
 from services.cli import registry
+from services.cli.calls import call, print_record
 from services.cli.health import check
-from services.cli.output import fail_with
+from services.cli.options import JsonFlag, StateDir
 from services.cli.stack import Stack, plan, supervise
 from services.cli.state import (
     DEFAULT_STATE_DIR,
     StateLayout,
     endpoints,
     initialize,
-    operator_token,
     save_endpoints,
 )
-from services.common import migrations, status
+from services.common import migrations
 from services.common.catalog import SERVICE_NAMES, SERVICES
-from services.common.clients import ServiceClients
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
 from services.common.contracts import messages
 from services.common.db import create_engine, describe
@@ -42,9 +38,6 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
-
-StateDir = Annotated[Path, typer.Option("--state-dir", envvar="CUSTODY_STATE_DIR", help="Local state directory.")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
 def _service_name(value: str) -> str:
@@ -193,27 +186,12 @@ def info(
 ) -> None:
     """Call GetServiceInfo: the service's version and who it thinks you are (checks your token)."""
     name = _service_name(service)
-    layout = StateLayout(state_dir)
+    request = messages(name).GetServiceInfoRequest()
+    print_record(call(state_dir, name, lambda stub: stub.GetServiceInfo(request)), as_json)
 
-    async def call() -> object:
-        clients = ServiceClients(endpoints(layout), operator_token(layout))
-        try:
-            return await clients.stub(name).GetServiceInfo(messages(name).GetServiceInfoRequest())
-        finally:
-            await clients.close()
 
-    try:
-        answer = asyncio.run(call())
-    except grpc.RpcError as exc:
-        fail_with(err, status.decode(exc))
-    document = MessageToDict(answer)  # type: ignore[arg-type]
-    if as_json:
-        console.print_json(json.dumps(document))
-    else:
-        table = Table(show_header=False)
-        for key, value in document.items():
-            table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
-        console.print(table)
+# Command groups of the services, one module each.
+# (add one line per group here: app.add_typer(<module>.app, name="<group>"))
 
 
 def main() -> None:

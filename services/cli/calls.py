@@ -1,0 +1,76 @@
+"""How operator commands call a service: endpoints and the operator token from the state directory, one client
+factory, and failures printed as status, ErrorInfo reason and hint (exit 1)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+
+from services.cli.output import fail_with
+from services.cli.state import StateLayout, endpoints, operator_token
+from services.common import status
+from services.common.clients import ServiceClients
+
+T = TypeVar("T")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def call(state_dir: Path, service: str, invoke: Callable[[Any], Awaitable[T]]) -> T:
+    """Runs `invoke(stub)` against `service` as the operator; exits 1 with a readable error if the call fails."""
+    layout = StateLayout(state_dir)
+
+    async def run() -> T:
+        clients = ServiceClients(endpoints(layout), operator_token(layout))
+        try:
+            return await invoke(clients.stub(service))
+        finally:
+            await clients.close()
+
+    try:
+        return asyncio.run(run())
+    except grpc.RpcError as exc:
+        fail_with(err, status.decode(exc))
+
+
+def as_dict(message: Message) -> dict[str, Any]:
+    return MessageToDict(message, preserving_proto_field_name=True)
+
+
+def print_json(document: Any) -> None:
+    console.print_json(json.dumps(document, default=str))
+
+
+def print_record(message: Message, as_json: bool) -> None:
+    """One message: JSON for scripts, a two-column table for people."""
+    document = as_dict(message)
+    if as_json:
+        print_json(document)
+        return
+    table = Table(show_header=False)
+    for key, value in document.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
+    console.print(table)
+
+
+def print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str | None = None) -> None:
+    """Several records: JSON list for scripts, a table with the chosen columns for people."""
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row.get(column, "")) for column in columns))
+    console.print(table)
