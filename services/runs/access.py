@@ -1,13 +1,35 @@
-"""Who may call each RunsService RPC. Default deny: an RPC missing here is refused to everyone."""
+"""Who may call each RunsService RPC. Default deny: an RPC missing here is refused to everyone.
+
+art_studio attaches candidates and reads what it attached; operators do everything an operator does. Minting is
+open to services in the call graph (art_studio) and operators; nobody may call anything not listed.
+"""
 
 from __future__ import annotations
 
 from services.common.catalog import callers_of
-from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessTable, allow
+from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessRule, AccessTable, allow
 
-ACCESS = AccessTable(
-    "runs",
-    {
-        "GetServiceInfo": allow(services=callers_of("runs"), human_roles={OPERATOR_ROLE, REVIEWER_ROLE}),
-    },
-)
+CALLERS = callers_of("runs")
+READ = allow(services=CALLERS, human_roles={OPERATOR_ROLE, REVIEWER_ROLE})
+WRITE = allow(services=CALLERS, human_roles={OPERATOR_ROLE})
+OPERATE = allow(human_roles={OPERATOR_ROLE})
+
+RULES: dict[str, AccessRule] = {
+    "GetServiceInfo": READ,
+    "CreateRun": WRITE,
+    "GetRun": READ,
+    "ListRuns": READ,
+    "UploadAttachment": WRITE,
+    "BatchCreateAttachments": WRITE,
+    "FindMissingBlobs": READ,
+    "ReadAttachment": READ,
+    "ListAttachments": READ,
+    "AttachAdvisory": WRITE,
+    "ListAdvisories": READ,
+    "SuggestExplanation": WRITE,
+    "BindCandidate": WRITE,
+    "DiffRuns": READ,
+    "VerifyRun": READ,
+}
+
+ACCESS = AccessTable("runs", RULES)

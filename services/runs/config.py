@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
+
+from pydantic import Field
 
 from services.common.config import Port, StatefulServiceSettings
 
@@ -13,3 +16,12 @@ class RunsSettings(StatefulServiceSettings):
     port: Port = 50052
     ai_gateway_address: str = "127.0.0.1:50051"
     lineage_address: str = "127.0.0.1:50054"
+    blob_dir: Path | None = Field(default=None, description="default: <state_dir>/blobs")
+    max_attachment_bytes: int = Field(default=64 * 1024 * 1024, ge=1, le=4 * 1024 * 1024 * 1024)
+    # Feasibility engine: the narrowest feature the cutting tool can make, and whether path/text are refused.
+    tool_diameter_mm: float = Field(default=0.5, gt=0, le=50, allow_inf_nan=False)
+    cnc_safe: bool = True
+
+    @property
+    def resolved_blob_dir(self) -> Path:
+        return self.blob_dir or self.state_dir / "blobs"

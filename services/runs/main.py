@@ -7,22 +7,44 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from custody.runs.v1 import runs_pb2_grpc
 from services.common.catalog import SERVICES
+from services.common.clients import ServiceClients
 from services.common.config import ServiceSettings
 from services.common.db import create_engine
 from services.common.server import Service
 from services.runs.access import ACCESS
+from services.runs.blobs import BlobStore
 from services.runs.config import RunsSettings
+from services.runs.domain import Runs, RunsConfig
+from services.runs.explainer import GatewayExplainer
+from services.runs.feasibility import EngineSettings
 from services.runs.servicer import RunsServicer
+from services.runs.store import RunsStore
 
 SETTINGS = RunsSettings
 
 
 def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service:
     assert isinstance(settings, RunsSettings)
-    servicer = RunsServicer()
+    engine = create_engine(settings.resolved_database_url)
+    clients = ServiceClients.for_service(settings, tracer_provider)
+    runs = Runs(
+        RunsStore(engine),
+        BlobStore(settings.resolved_blob_dir, settings.max_attachment_bytes),
+        RunsConfig(
+            max_attachment_bytes=settings.max_attachment_bytes,
+            engine=EngineSettings(tool_diameter_mm=settings.tool_diameter_mm, cnc_safe=settings.cnc_safe),
+        ),
+        GatewayExplainer(clients),
+    )
+    servicer = RunsServicer(runs)
 
     def register(server: grpc.aio.Server) -> None:
         runs_pb2_grpc.add_RunsServiceServicer_to_server(servicer, server)
 
-    engine = create_engine(settings.resolved_database_url)
-    return Service(engine=engine, full_name=SERVICES["runs"].full_name, register=register, access=ACCESS)
+    return Service(
+        engine=engine,
+        full_name=SERVICES["runs"].full_name,
+        register=register,
+        access=ACCESS,
+        on_stop=(clients.close,),
+    )

@@ -1,16 +1,204 @@
-"""RunsService: translates between proto and domain, nothing else."""
+"""RunsService: translates between proto and the runs domain, nothing else. Blocking domain work runs in worker
+threads (asyncio.to_thread copies the call context, so the domain still sees the caller and request id)."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
 
 import grpc
 
 from custody.common.v1 import common_pb2
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
+from services.common import call_context
+from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protomap import service_info
+from services.runs import convert
+from services.runs.domain import Runs, check_chunk
+from services.runs.model import AdvisoryKind
+
+
+def _invalid(reason: str, problems: list[tuple[str, str]]) -> InvalidArgument:
+    return InvalidArgument(
+        reason,
+        f"{len(problems)} invalid field(s): " + ", ".join(field for field, _ in problems),
+        violations=[FieldViolation(field, description) for field, description in problems],
+    )
 
 
 class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
+    def __init__(self, runs: Runs) -> None:
+        self._runs = runs
+
     async def GetServiceInfo(
         self, request: runs_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ServiceInfo:
         return service_info("runs")
+
+    async def CreateRun(self, request: runs_pb2.CreateRunRequest, context: grpc.aio.ServicerContext) -> runs_pb2.Run:
+        problems = convert.enum_violations(request.run)
+        if problems:
+            raise _invalid("RUN_INVALID", problems)
+        record = await asyncio.to_thread(
+            self._runs.create_run,
+            convert.content_from_proto(request.run),
+            request.request_id,
+            convert.imported_advisories(request.run, call_context.require_principal()),
+            convert.imported_explanation(request.run),
+        )
+        return convert.run_to_proto(record)
+
+    async def GetRun(self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext) -> runs_pb2.Run:
+        return convert.run_to_proto(await asyncio.to_thread(self._runs.get_run, request.name))
+
+    async def ListRuns(
+        self, request: runs_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.ListRunsResponse:
+        filters, problems = convert.filters_from_proto(request)
+        if problems:
+            raise _invalid("FILTER_INVALID", problems)
+        page = await asyncio.to_thread(self._runs.list_runs, filters, request.page_size, request.page_token)
+        return runs_pb2.ListRunsResponse(
+            runs=[convert.run_to_proto(r) for r in page.items], next_page_token=page.next_page_token
+        )
+
+    async def UploadAttachment(
+        self, request_iterator: AsyncIterator[runs_pb2.UploadAttachmentRequest], context: grpc.aio.ServicerContext
+    ) -> runs_pb2.Attachment:
+        header: runs_pb2.AttachmentHeader | None = None
+        writer = None
+        try:
+            async for message in request_iterator:
+                if message.HasField("header"):
+                    if header is not None:
+                        raise _invalid("ATTACHMENT_INVALID", [("header", "send the header once, first")])
+                    header = message.header
+                    await asyncio.to_thread(self._runs.validate_attachment, convert.attachment_request(header))
+                    writer = self._runs.blobs.writer()
+                    continue
+                if writer is None:
+                    raise _invalid("ATTACHMENT_INVALID", [("header", "the first message must be the header")])
+                check_chunk(message.chunk)
+                await asyncio.to_thread(writer.write, message.chunk)
+            if header is None or writer is None:
+                raise _invalid("ATTACHMENT_INVALID", [("header", "the stream carried no header")])
+            pending = await asyncio.to_thread(writer.finish, header.sha256, "header.sha256")
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        record = await asyncio.to_thread(
+            self._runs.record_upload, convert.attachment_request(header), pending, header.request_id
+        )
+        return convert.attachment_to_proto(record)
+
+    async def BatchCreateAttachments(
+        self, request: runs_pb2.BatchCreateAttachmentsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.BatchCreateAttachmentsResponse:
+        items = [(convert.new_attachment_request(request.run, item), item.data) for item in request.attachments]
+        records = await asyncio.to_thread(self._runs.batch_create_attachments, request.run, items, request.request_id)
+        return runs_pb2.BatchCreateAttachmentsResponse(attachments=[convert.attachment_to_proto(r) for r in records])
+
+    async def FindMissingBlobs(
+        self, request: runs_pb2.FindMissingBlobsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.FindMissingBlobsResponse:
+        missing = await asyncio.to_thread(self._runs.find_missing_blobs, list(request.sha256))
+        return runs_pb2.FindMissingBlobsResponse(missing_sha256=missing)
+
+    async def ReadAttachment(
+        self, request: runs_pb2.ReadAttachmentRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[runs_pb2.ReadAttachmentResponse]:
+        record = await asyncio.to_thread(self._runs.attachment, request.name)
+        chunks = await asyncio.to_thread(self._runs.blobs.read_verified, record.sha256, record.size_bytes)
+        yield runs_pb2.ReadAttachmentResponse(attachment=convert.attachment_to_proto(record))
+        while chunk := await asyncio.to_thread(next, chunks, b""):
+            yield runs_pb2.ReadAttachmentResponse(chunk=chunk)
+
+    async def ListAttachments(
+        self, request: runs_pb2.ListAttachmentsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.ListAttachmentsResponse:
+        page = await asyncio.to_thread(
+            self._runs.list_attachments,
+            request.run,
+            request.kind,
+            request.latest_only,
+            request.page_size,
+            request.page_token,
+        )
+        return runs_pb2.ListAttachmentsResponse(
+            attachments=[convert.attachment_to_proto(a) for a in page.items], next_page_token=page.next_page_token
+        )
+
+    async def AttachAdvisory(
+        self, request: runs_pb2.AttachAdvisoryRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.Run:
+        kind = convert.ADVISORY_KIND_IN.get(request.kind)
+        if kind is None:
+            raise _invalid("ADVISORY_INVALID", [("kind", "explanation, advisory, note or unknown")])
+        record = await asyncio.to_thread(
+            self._runs.attach_advisory,
+            request.run,
+            request.advisory_id,
+            AdvisoryKind(kind),
+            request.engine_id,
+            request.engine_version,
+            request.summary,
+        )
+        return convert.run_to_proto(record)
+
+    async def ListAdvisories(
+        self, request: runs_pb2.ListAdvisoriesRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.ListAdvisoriesResponse:
+        page = await asyncio.to_thread(self._runs.list_advisories, request.run, request.page_size, request.page_token)
+        return runs_pb2.ListAdvisoriesResponse(
+            advisories=[convert.advisory_to_proto(a) for a in page.items], next_page_token=page.next_page_token
+        )
+
+    async def SuggestExplanation(
+        self, request: runs_pb2.SuggestExplanationRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.Run:
+        record, claimed = await asyncio.to_thread(self._runs.claim_explanation, request.name)
+        if claimed:
+            await self._runs.explain(record)
+            record = await asyncio.to_thread(self._runs.get_run, request.name)
+        return convert.run_to_proto(record)
+
+    async def BindCandidate(
+        self, request: runs_pb2.BindCandidateRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.BindCandidateResponse:
+        strict = request.strict if request.HasField("strict") else True
+        result = await asyncio.to_thread(
+            self._runs.bind_candidate,
+            request.run,
+            list(request.attachments),
+            request.operator_notes,
+            strict,
+            request.request_id,
+            request.lineage_candidate,
+        )
+        evaluation = result.evaluation.result
+        return runs_pb2.BindCandidateResponse(
+            run=convert.run_to_proto(result.run),
+            decision=(
+                runs_pb2.FEASIBILITY_DECISION_ALLOW if evaluation.allowed else runs_pb2.FEASIBILITY_DECISION_BLOCK
+            ),
+            score=evaluation.score,
+            risk_level=convert.RISK[result.run.content.decision.risk_level],
+            feasibility_sha256=result.evaluation.feasibility_sha256,
+            reasons=list(evaluation.reasons),
+            warnings=list(evaluation.warnings),
+            engine_version=result.run.content.engine_version,
+        )
+
+    async def DiffRuns(
+        self, request: runs_pb2.DiffRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.DiffRunsResponse:
+        differences = await asyncio.to_thread(
+            self._runs.diff_runs, request.left, request.right, request.score_drift_threshold
+        )
+        return convert.differences_to_proto(differences)
+
+    async def VerifyRun(
+        self, request: runs_pb2.VerifyRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.VerifyRunResponse:
+        return convert.verification_to_proto(await asyncio.to_thread(self._runs.verify_run, request.name))

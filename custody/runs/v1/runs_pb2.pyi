@@ -3,8 +3,14 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from custody.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -15,6 +21,149 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _RunStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RunStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RUN_STATUS_UNSPECIFIED: _RunStatus.ValueType  # 0
+    RUN_STATUS_OK: _RunStatus.ValueType  # 1
+    RUN_STATUS_BLOCKED: _RunStatus.ValueType  # 2
+    RUN_STATUS_ERROR: _RunStatus.ValueType  # 3
+
+class RunStatus(_RunStatus, metaclass=_RunStatusEnumTypeWrapper): ...
+
+RUN_STATUS_UNSPECIFIED: RunStatus.ValueType  # 0
+RUN_STATUS_OK: RunStatus.ValueType  # 1
+RUN_STATUS_BLOCKED: RunStatus.ValueType  # 2
+RUN_STATUS_ERROR: RunStatus.ValueType  # 3
+Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
+
+class _RiskLevel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RiskLevelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RiskLevel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RISK_LEVEL_UNSPECIFIED: _RiskLevel.ValueType  # 0
+    RISK_LEVEL_GREEN: _RiskLevel.ValueType  # 1
+    RISK_LEVEL_YELLOW: _RiskLevel.ValueType  # 2
+    RISK_LEVEL_RED: _RiskLevel.ValueType  # 3
+    RISK_LEVEL_ERROR: _RiskLevel.ValueType  # 4
+
+class RiskLevel(_RiskLevel, metaclass=_RiskLevelEnumTypeWrapper): ...
+
+RISK_LEVEL_UNSPECIFIED: RiskLevel.ValueType  # 0
+RISK_LEVEL_GREEN: RiskLevel.ValueType  # 1
+RISK_LEVEL_YELLOW: RiskLevel.ValueType  # 2
+RISK_LEVEL_RED: RiskLevel.ValueType  # 3
+RISK_LEVEL_ERROR: RiskLevel.ValueType  # 4
+Global___RiskLevel: _TypeAlias = RiskLevel  # noqa: Y015
+
+class _ExplanationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ExplanationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExplanationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    EXPLANATION_STATUS_UNSPECIFIED: _ExplanationStatus.ValueType  # 0
+    EXPLANATION_STATUS_NONE: _ExplanationStatus.ValueType  # 1
+    EXPLANATION_STATUS_PENDING: _ExplanationStatus.ValueType  # 2
+    EXPLANATION_STATUS_READY: _ExplanationStatus.ValueType  # 3
+    EXPLANATION_STATUS_ERROR: _ExplanationStatus.ValueType  # 4
+
+class ExplanationStatus(_ExplanationStatus, metaclass=_ExplanationStatusEnumTypeWrapper): ...
+
+EXPLANATION_STATUS_UNSPECIFIED: ExplanationStatus.ValueType  # 0
+EXPLANATION_STATUS_NONE: ExplanationStatus.ValueType  # 1
+EXPLANATION_STATUS_PENDING: ExplanationStatus.ValueType  # 2
+EXPLANATION_STATUS_READY: ExplanationStatus.ValueType  # 3
+EXPLANATION_STATUS_ERROR: ExplanationStatus.ValueType  # 4
+Global___ExplanationStatus: _TypeAlias = ExplanationStatus  # noqa: Y015
+
+class _AdvisoryKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AdvisoryKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AdvisoryKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ADVISORY_KIND_UNSPECIFIED: _AdvisoryKind.ValueType  # 0
+    ADVISORY_KIND_EXPLANATION: _AdvisoryKind.ValueType  # 1
+    ADVISORY_KIND_ADVISORY: _AdvisoryKind.ValueType  # 2
+    ADVISORY_KIND_NOTE: _AdvisoryKind.ValueType  # 3
+    ADVISORY_KIND_UNKNOWN: _AdvisoryKind.ValueType  # 4
+
+class AdvisoryKind(_AdvisoryKind, metaclass=_AdvisoryKindEnumTypeWrapper): ...
+
+ADVISORY_KIND_UNSPECIFIED: AdvisoryKind.ValueType  # 0
+ADVISORY_KIND_EXPLANATION: AdvisoryKind.ValueType  # 1
+ADVISORY_KIND_ADVISORY: AdvisoryKind.ValueType  # 2
+ADVISORY_KIND_NOTE: AdvisoryKind.ValueType  # 3
+ADVISORY_KIND_UNKNOWN: AdvisoryKind.ValueType  # 4
+Global___AdvisoryKind: _TypeAlias = AdvisoryKind  # noqa: Y015
+
+class _ReviewStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_STATUS_UNSPECIFIED: _ReviewStatus.ValueType  # 0
+    REVIEW_STATUS_AUTO_APPROVED: _ReviewStatus.ValueType  # 1
+    """Informational, approved automatically by the system principal (GREEN explanations only)."""
+    REVIEW_STATUS_PENDING_REVIEW: _ReviewStatus.ValueType  # 2
+    """Awaits a human reviewer."""
+    REVIEW_STATUS_NOT_REQUIRED: _ReviewStatus.ValueType  # 3
+    """Attached by a caller who is accountable for it; no review workflow applies."""
+
+class ReviewStatus(_ReviewStatus, metaclass=_ReviewStatusEnumTypeWrapper): ...
+
+REVIEW_STATUS_UNSPECIFIED: ReviewStatus.ValueType  # 0
+REVIEW_STATUS_AUTO_APPROVED: ReviewStatus.ValueType  # 1
+"""Informational, approved automatically by the system principal (GREEN explanations only)."""
+REVIEW_STATUS_PENDING_REVIEW: ReviewStatus.ValueType  # 2
+"""Awaits a human reviewer."""
+REVIEW_STATUS_NOT_REQUIRED: ReviewStatus.ValueType  # 3
+"""Attached by a caller who is accountable for it; no review workflow applies."""
+Global___ReviewStatus: _TypeAlias = ReviewStatus  # noqa: Y015
+
+class _FeasibilityDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FeasibilityDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FeasibilityDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FEASIBILITY_DECISION_UNSPECIFIED: _FeasibilityDecision.ValueType  # 0
+    FEASIBILITY_DECISION_ALLOW: _FeasibilityDecision.ValueType  # 1
+    FEASIBILITY_DECISION_BLOCK: _FeasibilityDecision.ValueType  # 2
+
+class FeasibilityDecision(_FeasibilityDecision, metaclass=_FeasibilityDecisionEnumTypeWrapper): ...
+
+FEASIBILITY_DECISION_UNSPECIFIED: FeasibilityDecision.ValueType  # 0
+FEASIBILITY_DECISION_ALLOW: FeasibilityDecision.ValueType  # 1
+FEASIBILITY_DECISION_BLOCK: FeasibilityDecision.ValueType  # 2
+Global___FeasibilityDecision: _TypeAlias = FeasibilityDecision  # noqa: Y015
+
+class _Severity:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SeverityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Severity.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SEVERITY_UNSPECIFIED: _Severity.ValueType  # 0
+    SEVERITY_INFO: _Severity.ValueType  # 1
+    SEVERITY_WARNING: _Severity.ValueType  # 2
+    SEVERITY_CRITICAL: _Severity.ValueType  # 3
+
+class Severity(_Severity, metaclass=_SeverityEnumTypeWrapper): ...
+
+SEVERITY_UNSPECIFIED: Severity.ValueType  # 0
+SEVERITY_INFO: Severity.ValueType  # 1
+SEVERITY_WARNING: Severity.ValueType  # 2
+SEVERITY_CRITICAL: Severity.ValueType  # 3
+Global___Severity: _TypeAlias = Severity  # noqa: Y015
 
 @_typing.final
 class GetServiceInfoRequest(_message.Message):
@@ -30,3 +179,1256 @@ class GetServiceInfoRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServiceInfoRequest: _TypeAlias = GetServiceInfoRequest  # noqa: Y015
+
+@_typing.final
+class Decision(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    BLOCK_REASON_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    risk_level: Global___RiskLevel.ValueType
+    score: _builtins.float
+    """0..1, higher is safer."""
+    block_reason: _builtins.str
+    """Why the run is blocked; empty when it is not."""
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        risk_level: Global___RiskLevel.ValueType = ...,
+        score: _builtins.float = ...,
+        block_reason: _builtins.str = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["block_reason", b"block_reason", "risk_level", b"risk_level", "score", b"score", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class Hashes(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FEASIBILITY_SHA256_FIELD_NUMBER: _builtins.int
+    TOOLPATHS_SHA256_FIELD_NUMBER: _builtins.int
+    GCODE_SHA256_FIELD_NUMBER: _builtins.int
+    feasibility_sha256: _builtins.str
+    """Required: sha256 (64 lower-case hex) of the feasibility evaluation that produced the decision."""
+    toolpaths_sha256: _builtins.str
+    gcode_sha256: _builtins.str
+    def __init__(
+        self,
+        *,
+        feasibility_sha256: _builtins.str = ...,
+        toolpaths_sha256: _builtins.str = ...,
+        gcode_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["feasibility_sha256", b"feasibility_sha256", "gcode_sha256", b"gcode_sha256", "toolpaths_sha256", b"toolpaths_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Hashes: _TypeAlias = Hashes  # noqa: Y015
+
+@_typing.final
+class AdvisoryInput(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVISORY_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ENGINE_ID_FIELD_NUMBER: _builtins.int
+    ENGINE_VERSION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    REVIEW_STATUS_FIELD_NUMBER: _builtins.int
+    REVIEWED_BY_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    advisory_id: _builtins.str
+    kind: Global___AdvisoryKind.ValueType
+    engine_id: _builtins.str
+    engine_version: _builtins.str
+    request_id: _builtins.str
+    review_status: Global___ReviewStatus.ValueType
+    summary: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_by(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def reviewed_by(self) -> _common_pb2.Principal:
+        """Who approved it when review_status is AUTO_APPROVED (always a system principal)."""
+
+    def __init__(
+        self,
+        *,
+        advisory_id: _builtins.str = ...,
+        kind: Global___AdvisoryKind.ValueType = ...,
+        engine_id: _builtins.str = ...,
+        engine_version: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _common_pb2.Principal | None = ...,
+        review_status: Global___ReviewStatus.ValueType = ...,
+        reviewed_by: _common_pb2.Principal | None = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "reviewed_by", b"reviewed_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_id", b"advisory_id", "created_at", b"created_at", "created_by", b"created_by", "engine_id", b"engine_id", "engine_version", b"engine_version", "kind", b"kind", "request_id", b"request_id", "review_status", b"review_status", "reviewed_by", b"reviewed_by", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AdvisoryInput: _TypeAlias = AdvisoryInput  # noqa: Y015
+
+@_typing.final
+class Explanation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    ADVISORY_ID_FIELD_NUMBER: _builtins.int
+    status: Global___ExplanationStatus.ValueType
+    summary: _builtins.str
+    error: _builtins.str
+    """Why it failed, when status is ERROR."""
+    advisory_id: _builtins.str
+    """Advisory id of the explanation, when READY."""
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status: Global___ExplanationStatus.ValueType = ...,
+        summary: _builtins.str = ...,
+        error: _builtins.str = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        advisory_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_id", b"advisory_id", "error", b"error", "status", b"status", "summary", b"summary", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Explanation: _TypeAlias = Explanation  # noqa: Y015
+
+@_typing.final
+class BoundAttachment(_message.Message):
+    """A reference from a run to an attachment it was derived from, pinned by digest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    attachment: _builtins.str
+    """runs/{run}/attachments/{attachment}"""
+    kind: _builtins.str
+    @_builtins.property
+    def digest(self) -> _common_pb2.Digest: ...
+    def __init__(
+        self,
+        *,
+        attachment: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        digest: _common_pb2.Digest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "digest", b"digest", "kind", b"kind"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BoundAttachment: _TypeAlias = BoundAttachment  # noqa: Y015
+
+@_typing.final
+class Run(_message.Message):
+    """The immutable run artifact. Only `advisory_inputs` (append-only) and `explanation` (compare-and-set) change
+    after creation, and neither is part of artifact_sha256.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class OutputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    TOOL_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REQUEST_SUMMARY_FIELD_NUMBER: _builtins.int
+    FEASIBILITY_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    HASHES_FIELD_NUMBER: _builtins.int
+    OUTPUTS_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    ADVISORY_INPUTS_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    ARTIFACT_SHA256_FIELD_NUMBER: _builtins.int
+    SOURCE_RUN_FIELD_NUMBER: _builtins.int
+    BOUND_ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    ENGINE_VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """runs/{run}"""
+    mode: _builtins.str
+    tool_id: _builtins.str
+    status: Global___RunStatus.ValueType
+    request_id: _builtins.str
+    trace_id: _builtins.str
+    artifact_sha256: _builtins.str
+    """sha256 of the RFC 8785 canonical JSON of the immutable record; VerifyRun recomputes it."""
+    source_run: _builtins.str
+    """Set on runs minted by BindCandidate: the run the candidate came from and the pinned inputs."""
+    engine_version: _builtins.str
+    """Version of the engine that produced the decision (e.g. the feasibility engine)."""
+    @_builtins.property
+    def request_summary(self) -> _struct_pb2.Struct:
+        """Redacted summary of the request that produced the run."""
+
+    @_builtins.property
+    def feasibility(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def decision(self) -> Global___Decision: ...
+    @_builtins.property
+    def hashes(self) -> Global___Hashes: ...
+    @_builtins.property
+    def outputs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Named outputs (e.g. "gcode": "runs/{run}/attachments/{attachment}")."""
+
+    @_builtins.property
+    def meta(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def advisory_inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdvisoryInput]: ...
+    @_builtins.property
+    def explanation(self) -> Global___Explanation: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_by(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def bound_attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___BoundAttachment]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        mode: _builtins.str = ...,
+        tool_id: _builtins.str = ...,
+        status: Global___RunStatus.ValueType = ...,
+        request_summary: _struct_pb2.Struct | None = ...,
+        feasibility: _struct_pb2.Struct | None = ...,
+        decision: Global___Decision | None = ...,
+        hashes: Global___Hashes | None = ...,
+        outputs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        meta: _struct_pb2.Struct | None = ...,
+        advisory_inputs: _abc.Iterable[Global___AdvisoryInput] | None = ...,
+        explanation: Global___Explanation | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _common_pb2.Principal | None = ...,
+        request_id: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+        artifact_sha256: _builtins.str = ...,
+        source_run: _builtins.str = ...,
+        bound_attachments: _abc.Iterable[Global___BoundAttachment] | None = ...,
+        engine_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "meta", b"meta", "request_summary", b"request_summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "artifact_sha256", b"artifact_sha256", "bound_attachments", b"bound_attachments", "create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "meta", b"meta", "mode", b"mode", "name", b"name", "outputs", b"outputs", "request_id", b"request_id", "request_summary", b"request_summary", "source_run", b"source_run", "status", b"status", "tool_id", b"tool_id", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class RunInput(_message.Message):
+    """What a caller supplies for CreateRun; the server stamps the rest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class OutputsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    MODE_FIELD_NUMBER: _builtins.int
+    TOOL_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    REQUEST_SUMMARY_FIELD_NUMBER: _builtins.int
+    FEASIBILITY_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    HASHES_FIELD_NUMBER: _builtins.int
+    OUTPUTS_FIELD_NUMBER: _builtins.int
+    META_FIELD_NUMBER: _builtins.int
+    ENGINE_VERSION_FIELD_NUMBER: _builtins.int
+    ADVISORY_INPUTS_FIELD_NUMBER: _builtins.int
+    EXPLANATION_FIELD_NUMBER: _builtins.int
+    mode: _builtins.str
+    tool_id: _builtins.str
+    status: Global___RunStatus.ValueType
+    engine_version: _builtins.str
+    @_builtins.property
+    def request_summary(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def feasibility(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def decision(self) -> Global___Decision: ...
+    @_builtins.property
+    def hashes(self) -> Global___Hashes: ...
+    @_builtins.property
+    def outputs(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def meta(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def advisory_inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdvisoryInput]:
+        """For imports and legacy migration: advisory links and explanation state carried over with the run."""
+
+    @_builtins.property
+    def explanation(self) -> Global___Explanation: ...
+    def __init__(
+        self,
+        *,
+        mode: _builtins.str = ...,
+        tool_id: _builtins.str = ...,
+        status: Global___RunStatus.ValueType = ...,
+        request_summary: _struct_pb2.Struct | None = ...,
+        feasibility: _struct_pb2.Struct | None = ...,
+        decision: Global___Decision | None = ...,
+        hashes: Global___Hashes | None = ...,
+        outputs: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        meta: _struct_pb2.Struct | None = ...,
+        engine_version: _builtins.str = ...,
+        advisory_inputs: _abc.Iterable[Global___AdvisoryInput] | None = ...,
+        explanation: Global___Explanation | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "meta", b"meta", "request_summary", b"request_summary"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "meta", b"meta", "mode", b"mode", "outputs", b"outputs", "request_summary", b"request_summary", "status", b"status", "tool_id", b"tool_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunInput: _TypeAlias = RunInput  # noqa: Y015
+
+@_typing.final
+class CreateRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Idempotency key: the same key and the same run return the original; a different run is ALREADY_EXISTS."""
+    @_builtins.property
+    def run(self) -> Global___RunInput: ...
+    def __init__(
+        self,
+        *,
+        run: Global___RunInput | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateRunRequest: _TypeAlias = CreateRunRequest  # noqa: Y015
+
+@_typing.final
+class GetRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRunRequest: _TypeAlias = GetRunRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    TOOL_ID_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    EXPLANATION_STATUS_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    status: Global___RunStatus.ValueType
+    risk_level: Global___RiskLevel.ValueType
+    mode: _builtins.str
+    tool_id: _builtins.str
+    created_by: _builtins.str
+    """Principal id, e.g. "human:operator"."""
+    explanation_status: Global___ExplanationStatus.ValueType
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Inclusive lower and exclusive upper bound on create_time."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        status: Global___RunStatus.ValueType = ...,
+        risk_level: Global___RiskLevel.ValueType = ...,
+        mode: _builtins.str = ...,
+        tool_id: _builtins.str = ...,
+        created_by: _builtins.str = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        explanation_status: Global___ExplanationStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "created_by", b"created_by", "explanation_status", b"explanation_status", "mode", b"mode", "page_size", b"page_size", "page_token", b"page_token", "risk_level", b"risk_level", "status", b"status", "tool_id", b"tool_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsRequest: _TypeAlias = ListRunsRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Run]: ...
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___Run] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015
+
+@_typing.final
+class Attachment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    DIGEST_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """runs/{run}/attachments/{attachment}"""
+    kind: _builtins.str
+    """geometry_svg, geometry_spec_json, ai_provenance_json, gcode, toolpaths_json, preview_png, report_json, other."""
+    filename: _builtins.str
+    content_type: _builtins.str
+    request_id: _builtins.str
+    trace_id: _builtins.str
+    @_builtins.property
+    def digest(self) -> _common_pb2.Digest: ...
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def created_by(self) -> _common_pb2.Principal: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        digest: _common_pb2.Digest | None = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        created_by: _common_pb2.Principal | None = ...,
+        request_id: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "digest", b"digest"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "name", b"name", "request_id", b"request_id", "trace_id", b"trace_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
+
+@_typing.final
+class AttachmentHeader(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    RUN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """runs/{run}"""
+    kind: _builtins.str
+    filename: _builtins.str
+    content_type: _builtins.str
+    sha256: _builtins.str
+    """Optional: the sha256 the client expects; the upload fails with DIGEST_MISMATCH if the bytes differ."""
+    request_id: _builtins.str
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "request_id", b"request_id", "run", b"run", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachmentHeader: _TypeAlias = AttachmentHeader  # noqa: Y015
+
+@_typing.final
+class UploadAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """At most 1 MiB per message."""
+    @_builtins.property
+    def header(self) -> Global___AttachmentHeader: ...
+    def __init__(
+        self,
+        *,
+        header: Global___AttachmentHeader | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "header", b"header", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["header", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadAttachmentRequest: _TypeAlias = UploadAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class NewAttachment(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    KIND_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    filename: _builtins.str
+    content_type: _builtins.str
+    data: _builtins.bytes
+    sha256: _builtins.str
+    """Optional expected sha256 of data."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+        sha256: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NewAttachment: _TypeAlias = NewAttachment  # noqa: Y015
+
+@_typing.final
+class BatchCreateAttachmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """runs/{run}"""
+    request_id: _builtins.str
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___NewAttachment]: ...
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        attachments: _abc.Iterable[Global___NewAttachment] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "request_id", b"request_id", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateAttachmentsRequest: _TypeAlias = BatchCreateAttachmentsRequest  # noqa: Y015
+
+@_typing.final
+class BatchCreateAttachmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]: ...
+    def __init__(
+        self,
+        *,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCreateAttachmentsResponse: _TypeAlias = BatchCreateAttachmentsResponse  # noqa: Y015
+
+@_typing.final
+class FindMissingBlobsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHA256_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sha256(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        sha256: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindMissingBlobsRequest: _TypeAlias = FindMissingBlobsRequest  # noqa: Y015
+
+@_typing.final
+class FindMissingBlobsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSING_SHA256_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def missing_sha256(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        missing_sha256: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missing_sha256", b"missing_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindMissingBlobsResponse: _TypeAlias = FindMissingBlobsResponse  # noqa: Y015
+
+@_typing.final
+class ReadAttachmentRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """runs/{run}/attachments/{attachment}"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadAttachmentRequest: _TypeAlias = ReadAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class ReadAttachmentResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    @_builtins.property
+    def attachment(self) -> Global___Attachment:
+        """The attachment's record, in the first message only."""
+
+    def __init__(
+        self,
+        *,
+        attachment: Global___Attachment | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "chunk", b"chunk"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadAttachmentResponse: _TypeAlias = ReadAttachmentResponse  # noqa: Y015
+
+@_typing.final
+class ListAttachmentsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LATEST_ONLY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """runs/{run}"""
+    kind: _builtins.str
+    """Only this kind (empty: all kinds)."""
+    latest_only: _builtins.bool
+    """Only the newest attachment (of `kind`, if given)."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        latest_only: _builtins.bool = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "latest_only", b"latest_only", "page_size", b"page_size", "page_token", b"page_token", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAttachmentsRequest: _TypeAlias = ListAttachmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListAttachmentsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attachment]: ...
+    def __init__(
+        self,
+        *,
+        attachments: _abc.Iterable[Global___Attachment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAttachmentsResponse: _TypeAlias = ListAttachmentsResponse  # noqa: Y015
+
+@_typing.final
+class AttachAdvisoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    ADVISORY_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    ENGINE_ID_FIELD_NUMBER: _builtins.int
+    ENGINE_VERSION_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """runs/{run}"""
+    advisory_id: _builtins.str
+    kind: Global___AdvisoryKind.ValueType
+    engine_id: _builtins.str
+    engine_version: _builtins.str
+    summary: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        advisory_id: _builtins.str = ...,
+        kind: Global___AdvisoryKind.ValueType = ...,
+        engine_id: _builtins.str = ...,
+        engine_version: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_id", b"advisory_id", "engine_id", b"engine_id", "engine_version", b"engine_version", "kind", b"kind", "request_id", b"request_id", "run", b"run", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachAdvisoryRequest: _TypeAlias = AttachAdvisoryRequest  # noqa: Y015
+
+@_typing.final
+class ListAdvisoriesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """runs/{run}"""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdvisoriesRequest: _TypeAlias = ListAdvisoriesRequest  # noqa: Y015
+
+@_typing.final
+class ListAdvisoriesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADVISORIES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def advisories(self) -> _containers.RepeatedCompositeFieldContainer[Global___AdvisoryInput]: ...
+    def __init__(
+        self,
+        *,
+        advisories: _abc.Iterable[Global___AdvisoryInput] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisories", b"advisories", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListAdvisoriesResponse: _TypeAlias = ListAdvisoriesResponse  # noqa: Y015
+
+@_typing.final
+class SuggestExplanationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """runs/{run}"""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SuggestExplanationRequest: _TypeAlias = SuggestExplanationRequest  # noqa: Y015
+
+@_typing.final
+class BindCandidateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    OPERATOR_NOTES_FIELD_NUMBER: _builtins.int
+    STRICT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LINEAGE_CANDIDATE_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """runs/{run}: the run holding the candidate's attachments."""
+    operator_notes: _builtins.str
+    strict: _builtins.bool
+    """Strict unless set to false: fail when the SVG or the spec is missing. Non-strict binding
+    mints a BLOCKED run that says what was missing.
+    """
+    request_id: _builtins.str
+    lineage_candidate: _builtins.str
+    """Optional lineage version of the candidate (projects/.../versions/{n}); recorded on the minted run."""
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Attachments to bind (runs/{run}/attachments/{attachment}); when empty, the latest geometry_svg,
+        geometry_spec_json and ai_provenance_json of the run are used.
+        """
+
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        attachments: _abc.Iterable[_builtins.str] | None = ...,
+        operator_notes: _builtins.str = ...,
+        strict: _builtins.bool | None = ...,
+        request_id: _builtins.str = ...,
+        lineage_candidate: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_strict", b"_strict", "strict", b"strict"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_strict", b"_strict", "attachments", b"attachments", "lineage_candidate", b"lineage_candidate", "operator_notes", b"operator_notes", "request_id", b"request_id", "run", b"run", "strict", b"strict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__strict: _TypeAlias = _typing.Literal["strict"]  # noqa: Y015
+    _WhichOneofArgType__strict: _TypeAlias = _typing.Literal["_strict", b"_strict"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__strict) -> _WhichOneofReturnType__strict | None: ...
+
+Global___BindCandidateRequest: _TypeAlias = BindCandidateRequest  # noqa: Y015
+
+@_typing.final
+class BindCandidateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    RISK_LEVEL_FIELD_NUMBER: _builtins.int
+    FEASIBILITY_SHA256_FIELD_NUMBER: _builtins.int
+    REASONS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    ENGINE_VERSION_FIELD_NUMBER: _builtins.int
+    decision: Global___FeasibilityDecision.ValueType
+    score: _builtins.float
+    risk_level: Global___RiskLevel.ValueType
+    feasibility_sha256: _builtins.str
+    engine_version: _builtins.str
+    @_builtins.property
+    def run(self) -> Global___Run: ...
+    @_builtins.property
+    def reasons(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Why the candidate is blocked (empty when allowed), and softer findings."""
+
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        run: Global___Run | None = ...,
+        decision: Global___FeasibilityDecision.ValueType = ...,
+        score: _builtins.float = ...,
+        risk_level: Global___RiskLevel.ValueType = ...,
+        feasibility_sha256: _builtins.str = ...,
+        reasons: _abc.Iterable[_builtins.str] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+        engine_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "engine_version", b"engine_version", "feasibility_sha256", b"feasibility_sha256", "reasons", b"reasons", "risk_level", b"risk_level", "run", b"run", "score", b"score", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BindCandidateResponse: _TypeAlias = BindCandidateResponse  # noqa: Y015
+
+@_typing.final
+class DiffRunsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEFT_FIELD_NUMBER: _builtins.int
+    RIGHT_FIELD_NUMBER: _builtins.int
+    SCORE_DRIFT_THRESHOLD_FIELD_NUMBER: _builtins.int
+    left: _builtins.str
+    right: _builtins.str
+    score_drift_threshold: _builtins.float
+    """Score drift above this is a WARNING (default 0.1)."""
+    def __init__(
+        self,
+        *,
+        left: _builtins.str = ...,
+        right: _builtins.str = ...,
+        score_drift_threshold: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["left", b"left", "right", b"right", "score_drift_threshold", b"score_drift_threshold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffRunsRequest: _TypeAlias = DiffRunsRequest  # noqa: Y015
+
+@_typing.final
+class FieldDifference(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PATH_FIELD_NUMBER: _builtins.int
+    LEFT_FIELD_NUMBER: _builtins.int
+    RIGHT_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    path: _builtins.str
+    """Dotted path, e.g. "hashes.feasibility_sha256" or "meta.operator"."""
+    left: _builtins.str
+    """JSON encodings of the two values ("null" when absent)."""
+    right: _builtins.str
+    severity: Global___Severity.ValueType
+    def __init__(
+        self,
+        *,
+        path: _builtins.str = ...,
+        left: _builtins.str = ...,
+        right: _builtins.str = ...,
+        severity: Global___Severity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["left", b"left", "path", b"path", "right", b"right", "severity", b"severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldDifference: _TypeAlias = FieldDifference  # noqa: Y015
+
+@_typing.final
+class DiffRunsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIFFERENCES_FIELD_NUMBER: _builtins.int
+    MAX_SEVERITY_FIELD_NUMBER: _builtins.int
+    max_severity: Global___Severity.ValueType
+    """The highest severity found (UNSPECIFIED when the runs are identical)."""
+    @_builtins.property
+    def differences(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldDifference]: ...
+    def __init__(
+        self,
+        *,
+        differences: _abc.Iterable[Global___FieldDifference] | None = ...,
+        max_severity: Global___Severity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["differences", b"differences", "max_severity", b"max_severity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffRunsResponse: _TypeAlias = DiffRunsResponse  # noqa: Y015
+
+@_typing.final
+class VerifyRunRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyRunRequest: _TypeAlias = VerifyRunRequest  # noqa: Y015
+
+@_typing.final
+class VerificationProblem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    EXPECTED_FIELD_NUMBER: _builtins.int
+    ACTUAL_FIELD_NUMBER: _builtins.int
+    subject: _builtins.str
+    """"artifact" or an attachment name."""
+    problem: _builtins.str
+    """ARTIFACT_HASH_MISMATCH, BLOB_CORRUPTED, BLOB_MISSING, SIZE_MISMATCH."""
+    expected: _builtins.str
+    actual: _builtins.str
+    def __init__(
+        self,
+        *,
+        subject: _builtins.str = ...,
+        problem: _builtins.str = ...,
+        expected: _builtins.str = ...,
+        actual: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actual", b"actual", "expected", b"expected", "problem", b"problem", "subject", b"subject"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerificationProblem: _TypeAlias = VerificationProblem  # noqa: Y015
+
+@_typing.final
+class VerifyRunResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_CHECKED_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    ok: _builtins.bool
+    attachments_checked: _builtins.int
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___VerificationProblem]: ...
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        attachments_checked: _builtins.int = ...,
+        problems: _abc.Iterable[Global___VerificationProblem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments_checked", b"attachments_checked", "ok", b"ok", "problems", b"problems", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyRunResponse: _TypeAlias = VerifyRunResponse  # noqa: Y015

@@ -27,7 +27,13 @@ if _version_not_supported:
 
 
 class RunsServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
+    piece of mutable state, changed by compare-and-set with an append-only history.
+
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -40,16 +46,250 @@ class RunsServiceStub:
                 request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.GetServiceInfoRequest.SerializeToString,
                 response_deserializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
                 _registered_method=True)
+        self.CreateRun = channel.unary_unary(
+                '/custody.runs.v1.RunsService/CreateRun',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.GetRun = channel.unary_unary(
+                '/custody.runs.v1.RunsService/GetRun',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/custody.runs.v1.RunsService/ListRuns',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.UploadAttachment = channel.stream_unary(
+                '/custody.runs.v1.RunsService/UploadAttachment',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.UploadAttachmentRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.Attachment.FromString,
+                _registered_method=True)
+        self.BatchCreateAttachments = channel.unary_unary(
+                '/custody.runs.v1.RunsService/BatchCreateAttachments',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.BatchCreateAttachmentsRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.BatchCreateAttachmentsResponse.FromString,
+                _registered_method=True)
+        self.FindMissingBlobs = channel.unary_unary(
+                '/custody.runs.v1.RunsService/FindMissingBlobs',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.FindMissingBlobsRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.FindMissingBlobsResponse.FromString,
+                _registered_method=True)
+        self.ReadAttachment = channel.unary_stream(
+                '/custody.runs.v1.RunsService/ReadAttachment',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ReadAttachmentRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ReadAttachmentResponse.FromString,
+                _registered_method=True)
+        self.ListAttachments = channel.unary_unary(
+                '/custody.runs.v1.RunsService/ListAttachments',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAttachmentsRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAttachmentsResponse.FromString,
+                _registered_method=True)
+        self.AttachAdvisory = channel.unary_unary(
+                '/custody.runs.v1.RunsService/AttachAdvisory',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.AttachAdvisoryRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.ListAdvisories = channel.unary_unary(
+                '/custody.runs.v1.RunsService/ListAdvisories',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAdvisoriesRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAdvisoriesResponse.FromString,
+                _registered_method=True)
+        self.SuggestExplanation = channel.unary_unary(
+                '/custody.runs.v1.RunsService/SuggestExplanation',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.SuggestExplanationRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
+        self.BindCandidate = channel.unary_unary(
+                '/custody.runs.v1.RunsService/BindCandidate',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateResponse.FromString,
+                _registered_method=True)
+        self.DiffRuns = channel.unary_unary(
+                '/custody.runs.v1.RunsService/DiffRuns',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.DiffRunsRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.DiffRunsResponse.FromString,
+                _registered_method=True)
+        self.VerifyRun = channel.unary_unary(
+                '/custody.runs.v1.RunsService/VerifyRun',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.VerifyRunRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.VerifyRunResponse.FromString,
+                _registered_method=True)
 
 
 class RunsServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
+    piece of mutable state, changed by compare-and-set with an append-only history.
+
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    """
 
     def GetServiceInfo(self, request, context):
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
         UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
         PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateRun(self, request, context):
+        """Mints a run artifact from a complete record. The server assigns the name and stamps created_at, created_by,
+        request_id, trace_id and the artifact's canonical sha256.
+        Errors:
+        INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
+        hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+        INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+        ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRun(self, request, context):
+        """Errors:
+        INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run} with a valid run id.
+        NOT_FOUND (RUN_NOT_FOUND): no such run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
+        Errors:
+        INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadAttachment(self, request_iterator, context):
+        """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
+        (at most 1 MiB each). The blob is hashed while streaming and stored under its sha256.
+        Errors:
+        INVALID_ARGUMENT (ATTACHMENT_INVALID): no header first, a second header, an unknown kind, a bad filename,
+        or a chunk above 1 MiB.
+        INVALID_ARGUMENT (DIGEST_MISMATCH): the declared digest is not that of the bytes received; nothing is stored.
+        RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
+        NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateAttachments(self, request, context):
+        """Creates several small attachments atomically: all are stored or none is.
+        Errors:
+        INVALID_ARGUMENT (ATTACHMENT_INVALID, DIGEST_MISMATCH): a bad item; BadRequest names it (items[i].field).
+        RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
+        NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FindMissingBlobs(self, request, context):
+        """Which of these blobs the service does not have yet (so a client uploads only those).
+        Errors:
+        INVALID_ARGUMENT (DIGEST_INVALID): a digest is not 64 lower-case hex characters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadAttachment(self, request, context):
+        """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
+        NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+        DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAttachments(self, request, context):
+        """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+        NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AttachAdvisory(self, request, context):
+        """Links an advisory to a run, append-only. Attaching the same advisory id again returns the run unchanged.
+        Errors:
+        INVALID_ARGUMENT (ADVISORY_INVALID): advisory_id not matching [A-Za-z0-9._:-]{1,128}, or an unknown kind.
+        NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdvisories(self, request, context):
+        """Errors:
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+        NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuggestExplanation(self, request, context):
+        """Asks ai_gateway to explain the run's decision and records the answer as an advisory. The explanation moves
+        NONE/ERROR -> PENDING by compare-and-set, so concurrent calls make one gateway call; the others get the
+        in-flight state. It ends READY, or ERROR with the reason; the run is returned either way. GREEN explanations
+        are informational and auto-approved by the system principal; YELLOW/RED ones await human review.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+        NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BindCandidate(self, request, context):
+        """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
+        mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The new run references
+        the bound attachments by digest and holds its own attachment records for them.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID): a bad run or attachment name.
+        NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
+        FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+        DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
+        ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffRuns(self, request, context):
+        """Field-by-field differences between two runs, with severities: CRITICAL (a hash differs, status to or from
+        ERROR), WARNING (risk level change, score drift above the threshold), INFO (everything else).
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): a name is not runs/{run}.
+        NOT_FOUND (RUN_NOT_FOUND): a run does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyRun(self, request, context):
+        """Recomputes the stored artifact's canonical hash and every attachment's digest, and reports every mismatch
+        (it never stops at the first).
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+        NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +303,76 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.GetServiceInfoRequest.FromString,
                     response_serializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.SerializeToString,
             ),
+            'CreateRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateRun,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'GetRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRun,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'UploadAttachment': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAttachment,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.UploadAttachmentRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.Attachment.SerializeToString,
+            ),
+            'BatchCreateAttachments': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateAttachments,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.BatchCreateAttachmentsRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.BatchCreateAttachmentsResponse.SerializeToString,
+            ),
+            'FindMissingBlobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindMissingBlobs,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.FindMissingBlobsRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.FindMissingBlobsResponse.SerializeToString,
+            ),
+            'ReadAttachment': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadAttachment,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ReadAttachmentRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ReadAttachmentResponse.SerializeToString,
+            ),
+            'ListAttachments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAttachments,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAttachmentsRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAttachmentsResponse.SerializeToString,
+            ),
+            'AttachAdvisory': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachAdvisory,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.AttachAdvisoryRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'ListAdvisories': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdvisories,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAdvisoriesRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ListAdvisoriesResponse.SerializeToString,
+            ),
+            'SuggestExplanation': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuggestExplanation,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.SuggestExplanationRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
+            'BindCandidate': grpc.unary_unary_rpc_method_handler(
+                    servicer.BindCandidate,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateResponse.SerializeToString,
+            ),
+            'DiffRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffRuns,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.DiffRunsRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.DiffRunsResponse.SerializeToString,
+            ),
+            'VerifyRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyRun,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.VerifyRunRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.VerifyRunResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'custody.runs.v1.RunsService', rpc_method_handlers)
@@ -72,7 +382,13 @@ def add_RunsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RunsService:
-    """Missing associated documentation comment in .proto file."""
+    """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
+    piece of mutable state, changed by compare-and-set with an append-only history.
+
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    """
 
     @staticmethod
     def GetServiceInfo(request,
@@ -91,6 +407,384 @@ class RunsService:
             '/custody.runs.v1.RunsService/GetServiceInfo',
             custody_dot_runs_dot_v1_dot_runs__pb2.GetServiceInfoRequest.SerializeToString,
             custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/CreateRun',
+            custody_dot_runs_dot_v1_dot_runs__pb2.CreateRunRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/GetRun',
+            custody_dot_runs_dot_v1_dot_runs__pb2.GetRunRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/ListRuns',
+            custody_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAttachment(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/custody.runs.v1.RunsService/UploadAttachment',
+            custody_dot_runs_dot_v1_dot_runs__pb2.UploadAttachmentRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.Attachment.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchCreateAttachments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/BatchCreateAttachments',
+            custody_dot_runs_dot_v1_dot_runs__pb2.BatchCreateAttachmentsRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.BatchCreateAttachmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FindMissingBlobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/FindMissingBlobs',
+            custody_dot_runs_dot_v1_dot_runs__pb2.FindMissingBlobsRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.FindMissingBlobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/ReadAttachment',
+            custody_dot_runs_dot_v1_dot_runs__pb2.ReadAttachmentRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.ReadAttachmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAttachments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/ListAttachments',
+            custody_dot_runs_dot_v1_dot_runs__pb2.ListAttachmentsRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.ListAttachmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachAdvisory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/AttachAdvisory',
+            custody_dot_runs_dot_v1_dot_runs__pb2.AttachAdvisoryRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdvisories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/ListAdvisories',
+            custody_dot_runs_dot_v1_dot_runs__pb2.ListAdvisoriesRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.ListAdvisoriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuggestExplanation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/SuggestExplanation',
+            custody_dot_runs_dot_v1_dot_runs__pb2.SuggestExplanationRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BindCandidate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/BindCandidate',
+            custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/DiffRuns',
+            custody_dot_runs_dot_v1_dot_runs__pb2.DiffRunsRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.DiffRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/VerifyRun',
+            custody_dot_runs_dot_v1_dot_runs__pb2.VerifyRunRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.VerifyRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,14 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class RunsServiceStub:
+    """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
+    piece of mutable state, changed by compare-and-set with an append-only history.
+
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -38,9 +46,119 @@ class RunsServiceStub:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    CreateRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.Run]
+    """Mints a run artifact from a complete record. The server assigns the name and stamps created_at, created_by,
+    request_id, trace_id and the artifact's canonical sha256.
+    Errors:
+      INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
+        hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+      INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
+    """
+    GetRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]
+    """Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run} with a valid run id.
+      NOT_FOUND (RUN_NOT_FOUND): no such run.
+    """
+    ListRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]
+    """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
+    Errors:
+      INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+    """
+    UploadAttachment: _grpc.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]
+    """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
+    (at most 1 MiB each). The blob is hashed while streaming and stored under its sha256.
+    Errors:
+      INVALID_ARGUMENT (ATTACHMENT_INVALID): no header first, a second header, an unknown kind, a bad filename,
+        or a chunk above 1 MiB.
+      INVALID_ARGUMENT (DIGEST_MISMATCH): the declared digest is not that of the bytes received; nothing is stored.
+      RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+    """
+    BatchCreateAttachments: _grpc.UnaryUnaryMultiCallable[_runs_pb2.BatchCreateAttachmentsRequest, _runs_pb2.BatchCreateAttachmentsResponse]
+    """Creates several small attachments atomically: all are stored or none is.
+    Errors:
+      INVALID_ARGUMENT (ATTACHMENT_INVALID, DIGEST_MISMATCH): a bad item; BadRequest names it (items[i].field).
+      RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+    """
+    FindMissingBlobs: _grpc.UnaryUnaryMultiCallable[_runs_pb2.FindMissingBlobsRequest, _runs_pb2.FindMissingBlobsResponse]
+    """Which of these blobs the service does not have yet (so a client uploads only those).
+    Errors:
+      INVALID_ARGUMENT (DIGEST_INVALID): a digest is not 64 lower-case hex characters.
+    """
+    ReadAttachment: _grpc.UnaryStreamMultiCallable[_runs_pb2.ReadAttachmentRequest, _runs_pb2.ReadAttachmentResponse]
+    """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
+      NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+      DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
+    """
+    ListAttachments: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]
+    """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    AttachAdvisory: _grpc.UnaryUnaryMultiCallable[_runs_pb2.AttachAdvisoryRequest, _runs_pb2.Run]
+    """Links an advisory to a run, append-only. Attaching the same advisory id again returns the run unchanged.
+    Errors:
+      INVALID_ARGUMENT (ADVISORY_INVALID): advisory_id not matching [A-Za-z0-9._:-]{1,128}, or an unknown kind.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    ListAdvisories: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListAdvisoriesRequest, _runs_pb2.ListAdvisoriesResponse]
+    """Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    SuggestExplanation: _grpc.UnaryUnaryMultiCallable[_runs_pb2.SuggestExplanationRequest, _runs_pb2.Run]
+    """Asks ai_gateway to explain the run's decision and records the answer as an advisory. The explanation moves
+    NONE/ERROR -> PENDING by compare-and-set, so concurrent calls make one gateway call; the others get the
+    in-flight state. It ends READY, or ERROR with the reason; the run is returned either way. GREEN explanations
+    are informational and auto-approved by the system principal; YELLOW/RED ones await human review.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    BindCandidate: _grpc.UnaryUnaryMultiCallable[_runs_pb2.BindCandidateRequest, _runs_pb2.BindCandidateResponse]
+    """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
+    mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The new run references
+    the bound attachments by digest and holds its own attachment records for them.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID): a bad run or attachment name.
+      NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
+      FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+      DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
+    """
+    DiffRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.DiffRunsRequest, _runs_pb2.DiffRunsResponse]
+    """Field-by-field differences between two runs, with severities: CRITICAL (a hash differs, status to or from
+    ERROR), WARNING (risk level change, score drift above the threshold), INFO (everything else).
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): a name is not runs/{run}.
+      NOT_FOUND (RUN_NOT_FOUND): a run does not exist.
+    """
+    VerifyRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.VerifyRunRequest, _runs_pb2.VerifyRunResponse]
+    """Recomputes the stored artifact's canonical hash and every attachment's digest, and reports every mismatch
+    (it never stops at the first).
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
 
 @_typing.type_check_only
 class RunsServiceAsyncStub(RunsServiceStub):
+    """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
+    piece of mutable state, changed by compare-and-set with an append-only history.
+
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetServiceInfoRequest, _common_pb2.ServiceInfo]  # type: ignore[assignment]
     """Returns the service's identity and version and the caller as authenticated.
@@ -48,8 +166,118 @@ class RunsServiceAsyncStub(RunsServiceStub):
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    CreateRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.CreateRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Mints a run artifact from a complete record. The server assigns the name and stamps created_at, created_by,
+    request_id, trace_id and the artifact's canonical sha256.
+    Errors:
+      INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
+        hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+      INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
+    """
+    GetRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run} with a valid run id.
+      NOT_FOUND (RUN_NOT_FOUND): no such run.
+    """
+    ListRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]  # type: ignore[assignment]
+    """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
+    Errors:
+      INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+    """
+    UploadAttachment: _aio.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]  # type: ignore[assignment]
+    """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
+    (at most 1 MiB each). The blob is hashed while streaming and stored under its sha256.
+    Errors:
+      INVALID_ARGUMENT (ATTACHMENT_INVALID): no header first, a second header, an unknown kind, a bad filename,
+        or a chunk above 1 MiB.
+      INVALID_ARGUMENT (DIGEST_MISMATCH): the declared digest is not that of the bytes received; nothing is stored.
+      RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+    """
+    BatchCreateAttachments: _aio.UnaryUnaryMultiCallable[_runs_pb2.BatchCreateAttachmentsRequest, _runs_pb2.BatchCreateAttachmentsResponse]  # type: ignore[assignment]
+    """Creates several small attachments atomically: all are stored or none is.
+    Errors:
+      INVALID_ARGUMENT (ATTACHMENT_INVALID, DIGEST_MISMATCH): a bad item; BadRequest names it (items[i].field).
+      RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+    """
+    FindMissingBlobs: _aio.UnaryUnaryMultiCallable[_runs_pb2.FindMissingBlobsRequest, _runs_pb2.FindMissingBlobsResponse]  # type: ignore[assignment]
+    """Which of these blobs the service does not have yet (so a client uploads only those).
+    Errors:
+      INVALID_ARGUMENT (DIGEST_INVALID): a digest is not 64 lower-case hex characters.
+    """
+    ReadAttachment: _aio.UnaryStreamMultiCallable[_runs_pb2.ReadAttachmentRequest, _runs_pb2.ReadAttachmentResponse]  # type: ignore[assignment]
+    """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
+      NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+      DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
+    """
+    ListAttachments: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]  # type: ignore[assignment]
+    """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    AttachAdvisory: _aio.UnaryUnaryMultiCallable[_runs_pb2.AttachAdvisoryRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Links an advisory to a run, append-only. Attaching the same advisory id again returns the run unchanged.
+    Errors:
+      INVALID_ARGUMENT (ADVISORY_INVALID): advisory_id not matching [A-Za-z0-9._:-]{1,128}, or an unknown kind.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    ListAdvisories: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListAdvisoriesRequest, _runs_pb2.ListAdvisoriesResponse]  # type: ignore[assignment]
+    """Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    SuggestExplanation: _aio.UnaryUnaryMultiCallable[_runs_pb2.SuggestExplanationRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """Asks ai_gateway to explain the run's decision and records the answer as an advisory. The explanation moves
+    NONE/ERROR -> PENDING by compare-and-set, so concurrent calls make one gateway call; the others get the
+    in-flight state. It ends READY, or ERROR with the reason; the run is returned either way. GREEN explanations
+    are informational and auto-approved by the system principal; YELLOW/RED ones await human review.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    BindCandidate: _aio.UnaryUnaryMultiCallable[_runs_pb2.BindCandidateRequest, _runs_pb2.BindCandidateResponse]  # type: ignore[assignment]
+    """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
+    mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The new run references
+    the bound attachments by digest and holds its own attachment records for them.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID): a bad run or attachment name.
+      NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
+      FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+      DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
+    """
+    DiffRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.DiffRunsRequest, _runs_pb2.DiffRunsResponse]  # type: ignore[assignment]
+    """Field-by-field differences between two runs, with severities: CRITICAL (a hash differs, status to or from
+    ERROR), WARNING (risk level change, score drift above the threshold), INFO (everything else).
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): a name is not runs/{run}.
+      NOT_FOUND (RUN_NOT_FOUND): a run does not exist.
+    """
+    VerifyRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.VerifyRunRequest, _runs_pb2.VerifyRunResponse]  # type: ignore[assignment]
+    """Recomputes the stored artifact's canonical hash and every attachment's digest, and reports every mismatch
+    (it never stops at the first).
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+      NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
 
 class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
+    piece of mutable state, changed by compare-and-set with an append-only history.
+
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    """
+
     @_abc_1.abstractmethod
     def GetServiceInfo(
         self,
@@ -60,6 +288,192 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
           PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateRun(
+        self,
+        request: _runs_pb2.CreateRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Mints a run artifact from a complete record. The server assigns the name and stamps created_at, created_by,
+        request_id, trace_id and the artifact's canonical sha256.
+        Errors:
+          INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
+            hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+          INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+          ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
+        """
+
+    @_abc_1.abstractmethod
+    def GetRun(
+        self,
+        request: _runs_pb2.GetRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Errors:
+          INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run} with a valid run id.
+          NOT_FOUND (RUN_NOT_FOUND): no such run.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRuns(
+        self,
+        request: _runs_pb2.ListRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.ListRunsResponse, _abc.Awaitable[_runs_pb2.ListRunsResponse]]:
+        """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
+        Errors:
+          INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadAttachment(
+        self,
+        request_iterator: _MaybeAsyncIterator[_runs_pb2.UploadAttachmentRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Attachment, _abc.Awaitable[_runs_pb2.Attachment]]:
+        """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
+        (at most 1 MiB each). The blob is hashed while streaming and stored under its sha256.
+        Errors:
+          INVALID_ARGUMENT (ATTACHMENT_INVALID): no header first, a second header, an unknown kind, a bad filename,
+            or a chunk above 1 MiB.
+          INVALID_ARGUMENT (DIGEST_MISMATCH): the declared digest is not that of the bytes received; nothing is stored.
+          RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
+          NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+          ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchCreateAttachments(
+        self,
+        request: _runs_pb2.BatchCreateAttachmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.BatchCreateAttachmentsResponse, _abc.Awaitable[_runs_pb2.BatchCreateAttachmentsResponse]]:
+        """Creates several small attachments atomically: all are stored or none is.
+        Errors:
+          INVALID_ARGUMENT (ATTACHMENT_INVALID, DIGEST_MISMATCH): a bad item; BadRequest names it (items[i].field).
+          RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
+          NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+          ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+        """
+
+    @_abc_1.abstractmethod
+    def FindMissingBlobs(
+        self,
+        request: _runs_pb2.FindMissingBlobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.FindMissingBlobsResponse, _abc.Awaitable[_runs_pb2.FindMissingBlobsResponse]]:
+        """Which of these blobs the service does not have yet (so a client uploads only those).
+        Errors:
+          INVALID_ARGUMENT (DIGEST_INVALID): a digest is not 64 lower-case hex characters.
+        """
+
+    @_abc_1.abstractmethod
+    def ReadAttachment(
+        self,
+        request: _runs_pb2.ReadAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_runs_pb2.ReadAttachmentResponse], _abc.AsyncIterator[_runs_pb2.ReadAttachmentResponse]]:
+        """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
+          NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+          DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAttachments(
+        self,
+        request: _runs_pb2.ListAttachmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.ListAttachmentsResponse, _abc.Awaitable[_runs_pb2.ListAttachmentsResponse]]:
+        """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+          NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def AttachAdvisory(
+        self,
+        request: _runs_pb2.AttachAdvisoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Links an advisory to a run, append-only. Attaching the same advisory id again returns the run unchanged.
+        Errors:
+          INVALID_ARGUMENT (ADVISORY_INVALID): advisory_id not matching [A-Za-z0-9._:-]{1,128}, or an unknown kind.
+          NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAdvisories(
+        self,
+        request: _runs_pb2.ListAdvisoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.ListAdvisoriesResponse, _abc.Awaitable[_runs_pb2.ListAdvisoriesResponse]]:
+        """Errors:
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+          NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def SuggestExplanation(
+        self,
+        request: _runs_pb2.SuggestExplanationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """Asks ai_gateway to explain the run's decision and records the answer as an advisory. The explanation moves
+        NONE/ERROR -> PENDING by compare-and-set, so concurrent calls make one gateway call; the others get the
+        in-flight state. It ends READY, or ERROR with the reason; the run is returned either way. GREEN explanations
+        are informational and auto-approved by the system principal; YELLOW/RED ones await human review.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+          NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def BindCandidate(
+        self,
+        request: _runs_pb2.BindCandidateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.BindCandidateResponse, _abc.Awaitable[_runs_pb2.BindCandidateResponse]]:
+        """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
+        mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The new run references
+        the bound attachments by digest and holds its own attachment records for them.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID): a bad run or attachment name.
+          NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
+          FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+          DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
+          ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
+        """
+
+    @_abc_1.abstractmethod
+    def DiffRuns(
+        self,
+        request: _runs_pb2.DiffRunsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.DiffRunsResponse, _abc.Awaitable[_runs_pb2.DiffRunsResponse]]:
+        """Field-by-field differences between two runs, with severities: CRITICAL (a hash differs, status to or from
+        ERROR), WARNING (risk level change, score drift above the threshold), INFO (everything else).
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): a name is not runs/{run}.
+          NOT_FOUND (RUN_NOT_FOUND): a run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyRun(
+        self,
+        request: _runs_pb2.VerifyRunRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.VerifyRunResponse, _abc.Awaitable[_runs_pb2.VerifyRunResponse]]:
+        """Recomputes the stored artifact's canonical hash and every attachment's digest, and reports every mismatch
+        (it never stops at the first).
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
+          NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
 
 def add_RunsServiceServicer_to_server(servicer: RunsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

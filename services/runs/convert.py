@@ -1,0 +1,288 @@
+"""Proto <-> domain translation for the runs service (used by the servicer only)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from custody.common.v1 import common_pb2
+from custody.runs.v1 import runs_pb2
+from services.common.identity import Principal
+from services.common.protomap import principal_to_proto
+from services.runs import model
+from services.runs.domain import AttachmentRequest, Difference, Verification
+from services.runs.store import RunFilters
+
+RUN_STATUS = {
+    model.RunStatus.OK: runs_pb2.RUN_STATUS_OK,
+    model.RunStatus.BLOCKED: runs_pb2.RUN_STATUS_BLOCKED,
+    model.RunStatus.ERROR: runs_pb2.RUN_STATUS_ERROR,
+}
+RISK = {
+    model.RiskLevel.GREEN: runs_pb2.RISK_LEVEL_GREEN,
+    model.RiskLevel.YELLOW: runs_pb2.RISK_LEVEL_YELLOW,
+    model.RiskLevel.RED: runs_pb2.RISK_LEVEL_RED,
+    model.RiskLevel.ERROR: runs_pb2.RISK_LEVEL_ERROR,
+}
+EXPLANATION = {
+    model.ExplanationStatus.NONE: runs_pb2.EXPLANATION_STATUS_NONE,
+    model.ExplanationStatus.PENDING: runs_pb2.EXPLANATION_STATUS_PENDING,
+    model.ExplanationStatus.READY: runs_pb2.EXPLANATION_STATUS_READY,
+    model.ExplanationStatus.ERROR: runs_pb2.EXPLANATION_STATUS_ERROR,
+}
+ADVISORY_KIND = {
+    model.AdvisoryKind.EXPLANATION: runs_pb2.ADVISORY_KIND_EXPLANATION,
+    model.AdvisoryKind.ADVISORY: runs_pb2.ADVISORY_KIND_ADVISORY,
+    model.AdvisoryKind.NOTE: runs_pb2.ADVISORY_KIND_NOTE,
+    model.AdvisoryKind.UNKNOWN: runs_pb2.ADVISORY_KIND_UNKNOWN,
+}
+REVIEW = {
+    model.ReviewStatus.AUTO_APPROVED: runs_pb2.REVIEW_STATUS_AUTO_APPROVED,
+    model.ReviewStatus.PENDING_REVIEW: runs_pb2.REVIEW_STATUS_PENDING_REVIEW,
+    model.ReviewStatus.NOT_REQUIRED: runs_pb2.REVIEW_STATUS_NOT_REQUIRED,
+}
+SEVERITY = {
+    "INFO": runs_pb2.SEVERITY_INFO,
+    "WARNING": runs_pb2.SEVERITY_WARNING,
+    "CRITICAL": runs_pb2.SEVERITY_CRITICAL,
+}
+
+
+def _reverse(mapping: dict[Any, int]) -> dict[int, Any]:
+    return {v: k for k, v in mapping.items()}
+
+
+RUN_STATUS_IN, RISK_IN, EXPLANATION_IN, ADVISORY_KIND_IN = map(_reverse, (RUN_STATUS, RISK, EXPLANATION, ADVISORY_KIND))
+
+
+def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+def from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(message)
+
+
+def digest(sha256: str, size: int) -> common_pb2.Digest:
+    return common_pb2.Digest(sha256=sha256, size_bytes=size)
+
+
+def content_from_proto(run: runs_pb2.RunInput) -> model.RunContent:
+    """Unknown enum values map to placeholders that validation reports with the field's path."""
+    return model.RunContent(
+        mode=run.mode,
+        tool_id=run.tool_id,
+        status=RUN_STATUS_IN.get(run.status, model.RunStatus.ERROR),
+        decision=model.Decision(
+            risk_level=RISK_IN.get(run.decision.risk_level, model.RiskLevel.ERROR),
+            score=run.decision.score,
+            block_reason=run.decision.block_reason,
+            warnings=tuple(run.decision.warnings),
+        ),
+        hashes=model.Hashes(run.hashes.feasibility_sha256, run.hashes.toolpaths_sha256, run.hashes.gcode_sha256),
+        request_summary=from_struct(run.request_summary),
+        feasibility=from_struct(run.feasibility),
+        outputs=dict(run.outputs),
+        meta=from_struct(run.meta),
+        engine_version=run.engine_version,
+    )
+
+
+def enum_violations(run: runs_pb2.RunInput) -> list[tuple[str, str]]:
+    """Enum fields left unspecified or out of range (proto3 cannot reject them itself)."""
+    problems = []
+    if run.status not in RUN_STATUS_IN:
+        problems.append(("run.status", "required: RUN_STATUS_OK, RUN_STATUS_BLOCKED or RUN_STATUS_ERROR"))
+    if run.decision.risk_level not in RISK_IN:
+        problems.append(("run.decision.risk_level", "required: GREEN, YELLOW, RED or ERROR"))
+    if run.HasField("explanation") and run.explanation.status not in EXPLANATION_IN:
+        problems.append(("run.explanation.status", "NONE, PENDING, READY or ERROR"))
+    for index, advisory in enumerate(run.advisory_inputs):
+        if advisory.kind not in ADVISORY_KIND_IN:
+            problems.append((f"run.advisory_inputs[{index}].kind", "explanation, advisory, note or unknown"))
+    return problems
+
+
+def imported_advisories(run: runs_pb2.RunInput, principal: Principal) -> list[model.AdvisoryLink]:
+    links = []
+    for advisory in run.advisory_inputs:
+        created = advisory.created_at.ToDatetime(UTC) if advisory.HasField("created_at") else datetime.now(UTC)
+        links.append(
+            model.AdvisoryLink(
+                advisory_id=advisory.advisory_id,
+                kind=ADVISORY_KIND_IN.get(advisory.kind, model.AdvisoryKind.UNKNOWN),
+                engine_id=advisory.engine_id,
+                engine_version=advisory.engine_version,
+                summary=advisory.summary,
+                review_status=model.ReviewStatus.NOT_REQUIRED,
+                reviewed_by=None,
+                stamp=model.Stamp(created, principal, advisory.request_id, ""),
+            )
+        )
+    return links
+
+
+def imported_explanation(run: runs_pb2.RunInput) -> model.Explanation | None:
+    if not run.HasField("explanation"):
+        return None
+    status = EXPLANATION_IN.get(run.explanation.status, model.ExplanationStatus.NONE)
+    if status is model.ExplanationStatus.PENDING:  # nothing is in flight for an imported run
+        status = model.ExplanationStatus.NONE
+    return model.Explanation(status, run.explanation.summary, run.explanation.error, run.explanation.advisory_id)
+
+
+def principal(value: Principal | None) -> common_pb2.Principal | None:
+    return principal_to_proto(value) if value is not None else None
+
+
+def advisory_to_proto(link: model.AdvisoryLink) -> runs_pb2.AdvisoryInput:
+    message = runs_pb2.AdvisoryInput(
+        advisory_id=link.advisory_id,
+        kind=ADVISORY_KIND[link.kind],
+        engine_id=link.engine_id,
+        engine_version=link.engine_version,
+        request_id=link.stamp.request_id,
+        created_at=timestamp(link.stamp.created_at),
+        created_by=principal_to_proto(link.stamp.created_by),
+        review_status=REVIEW[link.review_status],
+        summary=link.summary,
+    )
+    if link.reviewed_by is not None:
+        message.reviewed_by.CopyFrom(principal_to_proto(link.reviewed_by))
+    return message
+
+
+def run_to_proto(record: model.RunRecord) -> runs_pb2.Run:
+    content = record.content
+    explanation = runs_pb2.Explanation(
+        status=EXPLANATION[record.explanation.status],
+        summary=record.explanation.summary,
+        error=record.explanation.error,
+        advisory_id=record.explanation.advisory_id,
+    )
+    if record.explanation.updated_at is not None:
+        explanation.updated_at.CopyFrom(timestamp(record.explanation.updated_at))
+    return runs_pb2.Run(
+        name=record.name,
+        mode=content.mode,
+        tool_id=content.tool_id,
+        status=RUN_STATUS[content.status],
+        request_summary=struct(content.request_summary),
+        feasibility=struct(content.feasibility),
+        decision=runs_pb2.Decision(
+            risk_level=RISK[content.decision.risk_level],
+            score=content.decision.score,
+            block_reason=content.decision.block_reason,
+            warnings=list(content.decision.warnings),
+        ),
+        hashes=runs_pb2.Hashes(
+            feasibility_sha256=content.hashes.feasibility_sha256,
+            toolpaths_sha256=content.hashes.toolpaths_sha256,
+            gcode_sha256=content.hashes.gcode_sha256,
+        ),
+        outputs=content.outputs,
+        meta=struct(content.meta),
+        advisory_inputs=[advisory_to_proto(a) for a in record.advisories],
+        explanation=explanation,
+        create_time=timestamp(record.stamp.created_at),
+        created_by=principal_to_proto(record.stamp.created_by),
+        request_id=record.stamp.request_id,
+        trace_id=record.stamp.trace_id,
+        artifact_sha256=record.artifact_sha256,
+        source_run=content.source_run,
+        bound_attachments=[
+            runs_pb2.BoundAttachment(attachment=b.attachment, kind=b.kind, digest=digest(b.sha256, b.size_bytes))
+            for b in content.bound_attachments
+        ],
+        engine_version=content.engine_version,
+    )
+
+
+def attachment_to_proto(record: model.AttachmentRecord) -> runs_pb2.Attachment:
+    return runs_pb2.Attachment(
+        name=record.name,
+        kind=record.kind,
+        filename=record.filename,
+        content_type=record.content_type,
+        digest=digest(record.sha256, record.size_bytes),
+        metadata=record.metadata,
+        create_time=timestamp(record.stamp.created_at),
+        created_by=principal_to_proto(record.stamp.created_by),
+        request_id=record.stamp.request_id,
+        trace_id=record.stamp.trace_id,
+    )
+
+
+def attachment_request(header: runs_pb2.AttachmentHeader) -> AttachmentRequest:
+    return AttachmentRequest(
+        header.run, header.kind, header.filename, header.content_type, header.sha256, dict(header.metadata)
+    )
+
+
+def new_attachment_request(run: str, item: runs_pb2.NewAttachment) -> AttachmentRequest:
+    return AttachmentRequest(run, item.kind, item.filename, item.content_type, item.sha256, dict(item.metadata))
+
+
+def filters_from_proto(request: runs_pb2.ListRunsRequest) -> tuple[RunFilters, list[tuple[str, str]]]:
+    problems = []
+    for field_name, value, known in (
+        ("status", request.status, RUN_STATUS_IN),
+        ("risk_level", request.risk_level, RISK_IN),
+        ("explanation_status", request.explanation_status, EXPLANATION_IN),
+    ):
+        if value and value not in known:
+            problems.append((field_name, "unknown value"))
+    filters = RunFilters(
+        status=RUN_STATUS_IN[request.status].value if request.status in RUN_STATUS_IN else "",
+        risk_level=RISK_IN[request.risk_level].value if request.risk_level in RISK_IN else "",
+        mode=request.mode,
+        tool_id=request.tool_id,
+        created_by=request.created_by,
+        created_after=request.created_after.ToDatetime(UTC) if request.HasField("created_after") else None,
+        created_before=request.created_before.ToDatetime(UTC) if request.HasField("created_before") else None,
+        explanation_status=(
+            EXPLANATION_IN[request.explanation_status].value if request.explanation_status in EXPLANATION_IN else ""
+        ),
+    )
+    return filters, problems
+
+
+def differences_to_proto(differences: list[Difference]) -> runs_pb2.DiffRunsResponse:
+    import json
+
+    order = ["INFO", "WARNING", "CRITICAL"]
+    highest = max((order.index(d.severity) for d in differences), default=-1)
+    return runs_pb2.DiffRunsResponse(
+        differences=[
+            runs_pb2.FieldDifference(
+                path=d.path,
+                left=json.dumps(d.left, sort_keys=True),
+                right=json.dumps(d.right, sort_keys=True),
+                severity=SEVERITY[d.severity],
+            )
+            for d in differences
+        ],
+        max_severity=SEVERITY[order[highest]] if highest >= 0 else runs_pb2.SEVERITY_UNSPECIFIED,
+    )
+
+
+def verification_to_proto(result: Verification) -> runs_pb2.VerifyRunResponse:
+    return runs_pb2.VerifyRunResponse(
+        run=result.run,
+        ok=result.ok,
+        attachments_checked=result.attachments_checked,
+        problems=[
+            runs_pb2.VerificationProblem(subject=p.subject, problem=p.problem, expected=p.expected, actual=p.actual)
+            for p in result.problems
+        ],
+    )

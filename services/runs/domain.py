@@ -1,0 +1,841 @@
+"""What the runs service does, independent of gRPC: minting, attachments, advisories, explanations, candidate
+binding, diffs and verification. Callers come from the call context; every record is stamped with them.
+
+Blocking work (database, files) is synchronous here; the servicer runs it off the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from services.common import call_context
+from services.common.errors import (
+    CustodyError,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from services.common.hashing import canonical_json, is_sha256_hex, sha256_bytes
+from services.common.idempotency import ensure_same_request, fingerprint, validate_request_id
+from services.common.identity import SYSTEM
+from services.common.ids import new_id
+from services.common.pagination import decode_token, encode_token, page_size
+from services.common.telemetry import current_trace_id
+from services.runs import feasibility
+from services.runs.blobs import BlobStore, PendingBlob
+from services.runs.model import (
+    ADVISORY_ID,
+    ATTACHMENT_PREFIX,
+    FILENAME,
+    RUN_PREFIX,
+    AdvisoryKind,
+    AdvisoryLink,
+    AttachmentKind,
+    AttachmentRecord,
+    BoundAttachment,
+    Decision,
+    Explanation,
+    ExplanationStatus,
+    Hashes,
+    ReviewStatus,
+    RiskLevel,
+    RunContent,
+    RunRecord,
+    RunStatus,
+    Stamp,
+    parse_attachment_name,
+    parse_run_name,
+    run_name,
+    validate_content,
+)
+from services.runs.store import NewAttachment, RunFilters, RunsStore, StoredRun, to_us
+
+log = logging.getLogger("custody.runs")
+T = TypeVar("T")
+
+CHUNK_LIMIT_BYTES = 1024 * 1024
+MAX_METADATA_ENTRIES = 32
+MAX_METADATA_VALUE = 1024
+MAX_NOTES = 4000
+CANDIDATE_KINDS = (AttachmentKind.GEOMETRY_SVG, AttachmentKind.GEOMETRY_SPEC_JSON, AttachmentKind.AI_PROVENANCE_JSON)
+CONTENT_TYPE = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class RunsConfig:
+    max_attachment_bytes: int = 64 * 1024 * 1024
+    engine: feasibility.EngineSettings = feasibility.EngineSettings()
+    # A PENDING explanation older than this is presumed abandoned (its process died) and may be claimed again.
+    explanation_lease_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class ExplainerAnswer:
+    content: str
+    call: str
+    engine_id: str
+    engine_version: str
+
+
+class Explainer(Protocol):
+    """Asks an AI (through ai_gateway) to explain a decision."""
+
+    async def explain(self, prompt: str) -> ExplainerAnswer: ...
+
+
+@dataclass(frozen=True)
+class AttachmentRequest:
+    run: str
+    kind: str
+    filename: str
+    content_type: str
+    sha256: str
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class BindResult:
+    run: RunRecord
+    evaluation: feasibility.Evaluation
+
+
+@dataclass(frozen=True)
+class Difference:
+    path: str
+    left: Any
+    right: Any
+    severity: str  # INFO | WARNING | CRITICAL
+
+
+@dataclass(frozen=True)
+class Problem:
+    subject: str
+    problem: str
+    expected: str
+    actual: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    run: str
+    problems: list[Problem]
+    attachments_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Runs:
+    def __init__(
+        self,
+        store: RunsStore,
+        blobs: BlobStore,
+        config: RunsConfig,
+        explainer: Explainer | None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.config = config
+        self.explainer = explainer
+        self._clock = clock
+
+    def _stamp(self) -> Stamp:
+        return Stamp(
+            created_at=self._clock(),
+            created_by=call_context.require_principal(),
+            request_id=call_context.request_id() or "",
+            trace_id=current_trace_id(),
+        )
+
+    # ---- runs ---------------------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        content: RunContent,
+        idempotency_key: str,
+        advisories: Sequence[AdvisoryLink] = (),
+        explanation: Explanation | None = None,
+    ) -> RunRecord:
+        validate_request_id(idempotency_key)
+        validate_content(content)
+        for index, link in enumerate(advisories):
+            _validate_advisory_id(link.advisory_id, f"run.advisory_inputs[{index}].advisory_id")
+        request = {"content": content.to_document(), "advisories": [_link_document(a) for a in advisories]}
+        if explanation is not None:
+            request["explanation"] = {"status": explanation.status.value, "summary": explanation.summary}
+        return self._mint(content, idempotency_key, _fingerprint_of(request), advisories, explanation)
+
+    def _mint(
+        self,
+        content: RunContent,
+        idempotency_key: str,
+        request_fingerprint: str,
+        advisories: Sequence[AdvisoryLink] = (),
+        explanation: Explanation | None = None,
+        attachments: Sequence[tuple[AttachmentRecord, str]] = (),
+    ) -> RunRecord:
+        stamp = self._stamp()
+        run_id = new_id(RUN_PREFIX)
+        document = artifact_document(run_id, content, stamp)
+        try:
+            encoded = canonical_json(document)
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgument(
+                "RUN_INVALID",
+                f"the run holds a value JSON cannot express exactly ({exc}); use finite numbers",
+                violations=[
+                    FieldViolation("run", "values must be finite JSON numbers, strings, booleans, lists or maps")
+                ],
+            ) from None
+        stamped_advisories = tuple(replace(a, stamp=replace(stamp, created_at=a.stamp.created_at)) for a in advisories)
+        record = RunRecord(
+            run_id=run_id,
+            content=content,
+            stamp=stamp,
+            artifact_sha256=sha256_bytes(encoded),
+            advisories=stamped_advisories,
+            explanation=explanation or Explanation(ExplanationStatus.NONE),
+        )
+        new_attachments = [
+            NewAttachment(
+                AttachmentRecord(
+                    attachment_id=new_id(ATTACHMENT_PREFIX),
+                    run_id=run_id,
+                    kind=source.kind,
+                    filename=source.filename,
+                    content_type=source.content_type,
+                    sha256=source.sha256,
+                    size_bytes=source.size_bytes,
+                    metadata={**source.metadata, "bound_from": source_name},
+                    stamp=stamp,
+                ),
+                None,
+                None,
+                position,
+            )
+            for position, (source, source_name) in enumerate(attachments)
+        ]
+        stored, created = self.store.create_run(
+            record, encoded.decode(), idempotency_key, request_fingerprint, new_attachments
+        )
+        if not created:
+            ensure_same_request(idempotency_key, stored.request_fingerprint or "", request_fingerprint)
+        else:
+            log.info("run minted", extra={"run": stored.record.name, "status": content.status.value})
+        return stored.record
+
+    def get_run(self, name: str) -> RunRecord:
+        return self._stored(parse_run_name(name)).record
+
+    def _stored(self, run_id: str) -> StoredRun:
+        stored = self.store.get_run(run_id)
+        if stored is None:
+            raise NotFound(
+                "RUN_NOT_FOUND", f"run {run_name(run_id)} does not exist", metadata={"run": run_name(run_id)}
+            )
+        return stored
+
+    def _require_run(self, run_id: str) -> None:
+        if not self.store.run_exists(run_id):
+            raise NotFound(
+                "RUN_NOT_FOUND", f"run {run_name(run_id)} does not exist", metadata={"run": run_name(run_id)}
+            )
+
+    def list_runs(self, filters: RunFilters, requested_size: int, token: str) -> Page[RunRecord]:
+        if filters.created_after and filters.created_before and filters.created_after >= filters.created_before:
+            raise InvalidArgument(
+                "FILTER_INVALID",
+                "created_after must be earlier than created_before",
+                violations=[FieldViolation("created_before", "must be later than created_after")],
+            )
+        size = page_size(requested_size)
+        key = _filters_key(filters)
+        cursor = decode_token(token, key)
+        stored = self.store.list_runs(filters, cursor.after if cursor else None, size + 1)
+        items = [s.record for s in stored[:size]]
+        next_token = ""
+        if len(stored) > size:
+            last = items[-1]
+            next_token = encode_token([to_us(last.stamp.created_at), last.run_id], key)
+        return Page(items, next_token)
+
+    # ---- attachments --------------------------------------------------------------------------------------------
+
+    def validate_attachment(self, request: AttachmentRequest, prefix: str = "header") -> str:
+        """Checks an attachment header and that its run exists; returns the run id."""
+        run_id = parse_run_name(request.run, f"{prefix}.run")
+        problems = _attachment_problems(request, prefix)
+        if problems:
+            raise InvalidArgument(
+                "ATTACHMENT_INVALID", f"{len(problems)} invalid attachment field(s)", violations=problems
+            )
+        self._require_run(run_id)
+        return run_id
+
+    def record_upload(self, request: AttachmentRequest, pending: PendingBlob, idempotency_key: str) -> AttachmentRecord:
+        """Publishes a received blob and records the attachment; or returns the original for a repeated key."""
+        run_id = parse_run_name(request.run)
+        request_fingerprint = _fingerprint_of({**_attachment_document(request), "sha256": pending.sha256})
+        existing = self._existing_for_key(run_id, idempotency_key, [request_fingerprint])
+        if existing is not None:
+            pending.discard()
+            return existing[0]
+        self.blobs.publish(pending)
+        stamp = self._stamp()
+        item = NewAttachment(
+            self._attachment_record(run_id, request, pending.sha256, pending.size_bytes, stamp),
+            idempotency_key or None,
+            request_fingerprint,
+            0,
+        )
+        if not self.store.add_attachments([item], stamp.created_at):
+            existing = self._existing_for_key(run_id, idempotency_key, [request_fingerprint])
+            assert existing is not None
+            return existing[0]
+        return item.record
+
+    def batch_create_attachments(
+        self, run: str, items: Sequence[tuple[AttachmentRequest, bytes]], idempotency_key: str
+    ) -> list[AttachmentRecord]:
+        """All or none: every item is validated and every blob received before anything is recorded."""
+        validate_request_id(idempotency_key)
+        run_id = parse_run_name(run, "run")
+        if not items:
+            raise InvalidArgument(
+                "ATTACHMENT_INVALID",
+                "a batch needs at least one attachment",
+                violations=[FieldViolation("attachments", "at least one")],
+            )
+        problems: list[FieldViolation] = []
+        for index, (request, _data) in enumerate(items):
+            problems.extend(_attachment_problems(request, f"attachments[{index}]"))
+        if problems:
+            raise InvalidArgument(
+                "ATTACHMENT_INVALID", f"{len(problems)} invalid attachment field(s)", violations=problems
+            )
+        total = sum(len(data) for _, data in items)
+        if total > self.config.max_attachment_bytes:
+            raise ResourceExhausted(
+                "ATTACHMENT_TOO_LARGE",
+                f"the batch holds {total} bytes; the limit is {self.config.max_attachment_bytes}",
+                metadata={"limit_bytes": str(self.config.max_attachment_bytes)},
+            )
+        self._require_run(run_id)
+        pending: list[PendingBlob] = []
+        try:
+            for index, (request, data) in enumerate(items):
+                pending.append(self.blobs.write([data], request.sha256, f"attachments[{index}].sha256"))
+            fingerprints = [
+                _fingerprint_of({**_attachment_document(request), "sha256": blob.sha256, "position": index})
+                for index, ((request, _), blob) in enumerate(zip(items, pending, strict=True))
+            ]
+            existing = self._existing_for_key(run_id, idempotency_key, fingerprints)
+            if existing is not None:
+                return existing
+            stamp = self._stamp()
+            records = [
+                NewAttachment(
+                    self._attachment_record(run_id, request, blob.sha256, blob.size_bytes, stamp),
+                    idempotency_key or None,
+                    fingerprints[index],
+                    index,
+                )
+                for index, ((request, _), blob) in enumerate(zip(items, pending, strict=True))
+            ]
+            for blob in pending:
+                self.blobs.publish(blob)
+            if not self.store.add_attachments(records, stamp.created_at):
+                existing = self._existing_for_key(run_id, idempotency_key, fingerprints)
+                assert existing is not None
+                return existing
+            return [item.record for item in records]
+        finally:
+            for blob in pending:
+                blob.discard()
+
+    def _existing_for_key(
+        self, run_id: str, idempotency_key: str, fingerprints: list[str]
+    ) -> list[AttachmentRecord] | None:
+        if not idempotency_key:
+            return None
+        found = self.store.attachments_for_key(run_id, call_context.require_principal().id, idempotency_key)
+        if not found:
+            return None
+        ensure_same_request(idempotency_key, _fingerprint_of([f for _, f in found]), _fingerprint_of(fingerprints))
+        return [record for record, _ in found]
+
+    def _attachment_record(
+        self, run_id: str, request: AttachmentRequest, sha256: str, size: int, stamp: Stamp
+    ) -> AttachmentRecord:
+        return AttachmentRecord(
+            attachment_id=new_id(ATTACHMENT_PREFIX),
+            run_id=run_id,
+            kind=request.kind,
+            filename=request.filename,
+            content_type=request.content_type or CONTENT_TYPE,
+            sha256=sha256,
+            size_bytes=size,
+            metadata=dict(request.metadata),
+            stamp=stamp,
+        )
+
+    def find_missing_blobs(self, digests: Sequence[str]) -> list[str]:
+        bad = [
+            FieldViolation(f"sha256[{i}]", "must be 64 lower-case hex")
+            for i, d in enumerate(digests)
+            if not is_sha256_hex(d)
+        ]
+        if bad:
+            raise InvalidArgument("DIGEST_INVALID", f"{len(bad)} digest(s) are not sha256 hex", violations=bad)
+        known = self.store.known_blobs(digests)
+        missing = {d for d in digests if d not in known or not self.blobs.exists(d)}
+        return sorted(missing)
+
+    def attachment(self, name: str) -> AttachmentRecord:
+        run_id, attachment_id = parse_attachment_name(name)
+        record = self.store.get_attachment(run_id, attachment_id)
+        if record is None:
+            raise NotFound("ATTACHMENT_NOT_FOUND", f"attachment {name} does not exist", metadata={"attachment": name})
+        return record
+
+    def list_attachments(
+        self, run: str, kind: str, latest_only: bool, requested_size: int, token: str
+    ) -> Page[AttachmentRecord]:
+        run_id = parse_run_name(run, "run")
+        if kind and kind not in set(AttachmentKind):
+            raise InvalidArgument(
+                "KIND_INVALID",
+                f"unknown attachment kind {kind[:60]!r}",
+                violations=[FieldViolation("kind", f"one of {', '.join(k.value for k in AttachmentKind)}")],
+            )
+        self._require_run(run_id)
+        size = 1 if latest_only else page_size(requested_size)
+        key = {"run": run_id, "kind": kind, "latest_only": latest_only}
+        cursor = None if latest_only else decode_token(token, key)
+        records = self.store.list_attachments(run_id, kind, cursor.after if cursor else None, size + 1)
+        items = records[:size]
+        next_token = ""
+        if len(records) > size and not latest_only:
+            last = items[-1]
+            next_token = encode_token([to_us(last.stamp.created_at), last.attachment_id], key)
+        return Page(items, next_token)
+
+    # ---- advisories ---------------------------------------------------------------------------------------------
+
+    def attach_advisory(
+        self, run: str, advisory_id: str, kind: AdvisoryKind, engine_id: str, engine_version: str, summary: str
+    ) -> RunRecord:
+        run_id = parse_run_name(run, "run")
+        _validate_advisory_id(advisory_id, "advisory_id")
+        if len(engine_id) > 128 or len(engine_version) > 128 or len(summary) > MAX_NOTES:
+            raise InvalidArgument(
+                "ADVISORY_INVALID",
+                "engine_id and engine_version are at most 128 characters, summary 4000",
+                violations=[FieldViolation("summary", "at most 4000 characters")],
+            )
+        self._require_run(run_id)
+        link = AdvisoryLink(
+            advisory_id, kind, engine_id, engine_version, summary, ReviewStatus.NOT_REQUIRED, None, self._stamp()
+        )
+        if self.store.attach_advisory(run_id, link):
+            log.info("advisory attached", extra={"run": run_name(run_id), "advisory_id": advisory_id})
+        return self._stored(run_id).record
+
+    def list_advisories(self, run: str, requested_size: int, token: str) -> Page[AdvisoryLink]:
+        run_id = parse_run_name(run, "run")
+        self._require_run(run_id)
+        size = page_size(requested_size)
+        key = {"run": run_id}
+        cursor = decode_token(token, key)
+        links = self.store.list_advisories(run_id, cursor.after if cursor else None, size + 1)
+        items = links[:size]
+        next_token = ""
+        if len(links) > size:
+            last = items[-1]
+            next_token = encode_token([to_us(last.stamp.created_at), last.advisory_id], key)
+        return Page(items, next_token)
+
+    # ---- explanations -------------------------------------------------------------------------------------------
+
+    def claim_explanation(self, name: str) -> tuple[RunRecord, bool]:
+        """Moves NONE/ERROR (or an abandoned PENDING) to PENDING; True only for the caller that did."""
+        run_id = parse_run_name(name)
+        stored = self._stored(run_id)
+        now = self._clock()
+        claimed = self.store.claim_explanation(
+            run_id,
+            call_context.require_principal(),
+            call_context.request_id() or "",
+            now,
+            self.config.explanation_lease_s,
+        )
+        return (self._stored(run_id).record if claimed else stored.record), claimed
+
+    async def explain(self, record: RunRecord) -> None:
+        """Asks the explainer (ai_gateway) and records READY with an advisory, or ERROR with the reason."""
+        if self.explainer is None:
+            self._finish_explanation(
+                record, Explanation(ExplanationStatus.ERROR, error="no ai_gateway is configured"), None
+            )
+            return
+        try:
+            answer = await self.explainer.explain(explanation_prompt(record))
+        except CustodyError as exc:
+            self._finish_explanation(
+                record, Explanation(ExplanationStatus.ERROR, error=f"{exc.reason}: {exc.message}"), None
+            )
+            return
+        except Exception as exc:  # the run is returned either way; the reason is kept, the details logged
+            log.warning("explanation failed", exc_info=exc, extra={"run": record.name})
+            self._finish_explanation(
+                record, Explanation(ExplanationStatus.ERROR, error=f"explanation failed: {type(exc).__name__}"), None
+            )
+            return
+        summary = answer.content.strip()[:MAX_NOTES]
+        advisory_id = f"explanation:{answer.call.rsplit('/', 1)[-1]}"[:128]
+        automatic = record.content.decision.risk_level is RiskLevel.GREEN
+        link = AdvisoryLink(
+            advisory_id=advisory_id,
+            kind=AdvisoryKind.EXPLANATION,
+            engine_id=answer.engine_id[:128],
+            engine_version=answer.engine_version[:128],
+            summary=summary,
+            # Tiered review: GREEN explanations are informational; YELLOW/RED ones need a human reviewer.
+            review_status=ReviewStatus.AUTO_APPROVED if automatic else ReviewStatus.PENDING_REVIEW,
+            reviewed_by=SYSTEM if automatic else None,
+            stamp=self._stamp(),
+        )
+        self._finish_explanation(
+            record, Explanation(ExplanationStatus.READY, summary=summary, advisory_id=advisory_id), link
+        )
+
+    def _finish_explanation(self, record: RunRecord, outcome: Explanation, link: AdvisoryLink | None) -> None:
+        self.store.finish_explanation(
+            record.run_id,
+            outcome,
+            link,
+            call_context.require_principal(),
+            call_context.request_id() or "",
+            self._clock(),
+        )
+
+    # ---- candidate binding --------------------------------------------------------------------------------------
+
+    def bind_candidate(
+        self,
+        run: str,
+        attachments: Sequence[str],
+        operator_notes: str,
+        strict: bool,
+        idempotency_key: str,
+        lineage_candidate: str,
+    ) -> BindResult:
+        validate_request_id(idempotency_key)
+        run_id = parse_run_name(run, "run")
+        if len(operator_notes) > MAX_NOTES:
+            raise InvalidArgument(
+                "BINDING_INVALID",
+                "operator_notes is limited to 4000 characters",
+                violations=[FieldViolation("operator_notes", "at most 4000 characters")],
+            )
+        if len(lineage_candidate) > 512:
+            raise InvalidArgument(
+                "BINDING_INVALID",
+                "lineage_candidate is limited to 512 characters",
+                violations=[FieldViolation("lineage_candidate", "at most 512 characters")],
+            )
+        self._require_run(run_id)
+        chosen = self._candidate_attachments(run_id, attachments)
+        by_kind = {record.kind: record for record in chosen}
+        svg_record = by_kind.get(AttachmentKind.GEOMETRY_SVG)
+        spec_record = by_kind.get(AttachmentKind.GEOMETRY_SPEC_JSON)
+        missing = [
+            k.value
+            for k, r in ((AttachmentKind.GEOMETRY_SVG, svg_record), (AttachmentKind.GEOMETRY_SPEC_JSON, spec_record))
+            if r is None
+        ]
+        if missing and strict:
+            raise FailedPrecondition(
+                "CANDIDATE_INCOMPLETE",
+                f"the candidate has no {' and no '.join(missing)} attachment; attach it, or bind with strict=false "
+                "to record a BLOCKED run",
+                metadata={"missing": ",".join(missing)},
+            )
+        svg = self.blobs.read_all_verified(svg_record.sha256, svg_record.size_bytes) if svg_record else None
+        spec = self.blobs.read_all_verified(spec_record.sha256, spec_record.size_bytes) if spec_record else None
+        evaluation = feasibility.evaluate(svg, spec, self.config.engine)
+        result = evaluation.result
+        bound = tuple(BoundAttachment(r.name, r.kind, r.sha256, r.size_bytes) for r in chosen)
+        content = RunContent(
+            mode="candidate_binding",
+            tool_id=feasibility.ENGINE_ID,
+            status=RunStatus.OK if result.allowed else RunStatus.BLOCKED,
+            decision=Decision(
+                risk_level=RiskLevel(result.risk_level),
+                score=result.score,
+                block_reason="; ".join(result.reasons),
+                warnings=result.warnings,
+            ),
+            hashes=Hashes(feasibility_sha256=evaluation.feasibility_sha256),
+            request_summary={
+                "source_run": run_name(run_id),
+                "attachments": [{"kind": b.kind, "sha256": b.sha256} for b in bound],
+                "strict": strict,
+            },
+            feasibility={
+                "engine_version": feasibility.ENGINE_VERSION,
+                "inputs": evaluation.inputs,
+                "result": result.to_document(),
+            },
+            meta={"operator_notes": operator_notes, "lineage_candidate": lineage_candidate},
+            engine_version=feasibility.ENGINE_VERSION,
+            source_run=run_name(run_id),
+            bound_attachments=bound,
+        )
+        request_fingerprint = _fingerprint_of(
+            {
+                "run": run_id,
+                "attachments": [b.attachment for b in bound],
+                "notes": operator_notes,
+                "strict": strict,
+                "lineage_candidate": lineage_candidate,
+            }
+        )
+        minted = self._mint(content, idempotency_key, request_fingerprint, attachments=[(r, r.name) for r in chosen])
+        return BindResult(minted, evaluation)
+
+    def _candidate_attachments(self, run_id: str, names: Sequence[str]) -> list[AttachmentRecord]:
+        if not names:
+            chosen = []
+            for kind in CANDIDATE_KINDS:
+                latest = self.store.list_attachments(run_id, kind.value, None, 1)
+                chosen.extend(latest)
+            return chosen
+        chosen = []
+        for index, name in enumerate(names):
+            owner, attachment_id = parse_attachment_name(name, f"attachments[{index}]")
+            if owner != run_id:
+                raise InvalidArgument(
+                    "ATTACHMENT_INVALID",
+                    f"{name} belongs to another run than {run_name(run_id)}",
+                    violations=[FieldViolation(f"attachments[{index}]", "must be an attachment of the bound run")],
+                )
+            record = self.store.get_attachment(run_id, attachment_id)
+            if record is None:
+                raise NotFound(
+                    "ATTACHMENT_NOT_FOUND", f"attachment {name} does not exist", metadata={"attachment": name}
+                )
+            chosen.append(record)
+        kinds = [r.kind for r in chosen]
+        duplicated = sorted({k for k in kinds if kinds.count(k) > 1 and k in set(CANDIDATE_KINDS)})
+        if duplicated:
+            raise InvalidArgument(
+                "ATTACHMENT_INVALID",
+                f"bind one attachment per kind; several of kind {', '.join(duplicated)} were given",
+                violations=[FieldViolation("attachments", "one attachment per candidate kind")],
+            )
+        return chosen
+
+    # ---- diff and verification ----------------------------------------------------------------------------------
+
+    def diff_runs(self, left: str, right: str, score_threshold: float) -> list[Difference]:
+        threshold = score_threshold or 0.1
+        if not 0 < threshold <= 1:
+            raise InvalidArgument(
+                "DIFF_INVALID",
+                "score_drift_threshold must be in (0, 1]",
+                violations=[FieldViolation("score_drift_threshold", "in (0, 1]")],
+            )
+        a = self._stored(parse_run_name(left, "left")).record
+        b = self._stored(parse_run_name(right, "right")).record
+        return diff_records(a, b, threshold)
+
+    def verify_run(self, name: str) -> Verification:
+        stored = self._stored(parse_run_name(name))
+        record = stored.record
+        problems: list[Problem] = []
+        recomputed = sha256_bytes(canonical_json(json.loads(stored.artifact_json)))
+        if recomputed != record.artifact_sha256:
+            problems.append(Problem("artifact", "ARTIFACT_HASH_MISMATCH", record.artifact_sha256, recomputed))
+        document = json.loads(stored.artifact_json)
+        in_document = {
+            "mode": document.get("mode"),
+            "tool_id": document.get("tool_id"),
+            "status": document.get("status"),
+            "risk_level": document.get("decision", {}).get("risk_level"),
+        }
+        for column, value in stored.indexed.items():
+            if in_document[column] != value:
+                problems.append(Problem(f"artifact.{column}", "INDEX_MISMATCH", str(in_document[column]), value))
+        checked = 0
+        after = None
+        while True:
+            page = self.store.list_attachments(record.run_id, "", after, 500)
+            for attachment in page:
+                checked += 1
+                issue = self.blobs.verify(attachment.sha256, attachment.size_bytes)
+                if issue is not None:
+                    problems.append(Problem(attachment.name, issue, attachment.sha256, "unreadable or different bytes"))
+            if len(page) < 500:
+                break
+            after = [to_us(page[-1].stamp.created_at), page[-1].attachment_id]
+        return Verification(record.name, problems, checked)
+
+
+def artifact_document(run_id: str, content: RunContent, stamp: Stamp) -> dict[str, Any]:
+    """The immutable record as hashed: the caller's content plus the server's stamp."""
+    return {
+        "name": run_name(run_id),
+        **content.to_document(),
+        "create_time": stamp.created_at.isoformat(),
+        "created_by": {"id": stamp.created_by.id, "kind": stamp.created_by.kind.value},
+        "request_id": stamp.request_id,
+        "trace_id": stamp.trace_id,
+    }
+
+
+def explanation_prompt(record: RunRecord) -> str:
+    """What the AI is asked: the decision only (the request summary is already redacted and is not sent)."""
+    decision = record.content.decision
+    return (
+        "Explain, for the operator who must review it, this feasibility decision about a manufacturing run.\n"
+        f"status: {record.content.status.value}\nrisk level: {decision.risk_level.value}\n"
+        f"score: {decision.score}\nblocked because: {decision.block_reason or 'not blocked'}\n"
+        f"warnings: {'; '.join(decision.warnings) or 'none'}\nengine: {record.content.engine_version or 'unknown'}"
+    )
+
+
+IDENTITY_PATHS = frozenset({"name", "create_time", "request_id", "trace_id"})
+
+
+def diff_records(a: RunRecord, b: RunRecord, score_threshold: float) -> list[Difference]:
+    left = _flatten(artifact_document(a.run_id, a.content, a.stamp))
+    right = _flatten(artifact_document(b.run_id, b.content, b.stamp))
+    left["explanation.status"], right["explanation.status"] = a.explanation.status.value, b.explanation.status.value
+    differences = []
+    for path in sorted(left.keys() | right.keys()):
+        if path in IDENTITY_PATHS:
+            continue
+        lv, rv = left.get(path), right.get(path)
+        if lv != rv:
+            differences.append(Difference(path, lv, rv, _severity(path, lv, rv, score_threshold)))
+    return differences
+
+
+def _severity(path: str, left: Any, right: Any, score_threshold: float) -> str:
+    if path.startswith("hashes.") or path.endswith(".sha256") or path.endswith("_sha256"):
+        return "CRITICAL"
+    if path == "status" and RunStatus.ERROR.value in (left, right):
+        return "CRITICAL"
+    if path in ("status", "decision.risk_level"):
+        return "WARNING"
+    if path == "decision.score" and isinstance(left, int | float) and isinstance(right, int | float):
+        return "WARNING" if abs(left - right) > score_threshold else "INFO"
+    return "INFO"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat or {prefix: {}}
+    if isinstance(value, list):
+        flat = {}
+        for index, item in enumerate(value):
+            flat.update(_flatten(item, f"{prefix}[{index}]"))
+        return flat or {prefix: []}
+    return {prefix: value}
+
+
+def _filters_key(filters: RunFilters) -> dict[str, Any]:
+    return {
+        "status": filters.status,
+        "risk_level": filters.risk_level,
+        "mode": filters.mode,
+        "tool_id": filters.tool_id,
+        "created_by": filters.created_by,
+        "created_after": filters.created_after.isoformat() if filters.created_after else "",
+        "created_before": filters.created_before.isoformat() if filters.created_before else "",
+        "explanation_status": filters.explanation_status,
+    }
+
+
+def _fingerprint_of(value: Any) -> str:
+    return fingerprint({"value": value})
+
+
+def _attachment_document(request: AttachmentRequest) -> dict[str, Any]:
+    return {
+        "run": request.run,
+        "kind": request.kind,
+        "filename": request.filename,
+        "content_type": request.content_type,
+        "metadata": dict(request.metadata),
+    }
+
+
+def _link_document(link: AdvisoryLink) -> dict[str, Any]:
+    return {
+        "advisory_id": link.advisory_id,
+        "kind": link.kind.value,
+        "engine_id": link.engine_id,
+        "engine_version": link.engine_version,
+        "summary": link.summary,
+    }
+
+
+def _validate_advisory_id(advisory_id: str, field: str) -> None:
+    if not ADVISORY_ID.match(advisory_id):
+        raise InvalidArgument(
+            "ADVISORY_INVALID",
+            f"{field} must be 1..128 letters, digits or ._:- (got {advisory_id[:60]!r})",
+            violations=[FieldViolation(field, "1..128 letters, digits or ._:-")],
+        )
+
+
+def _attachment_problems(request: AttachmentRequest, prefix: str) -> list[FieldViolation]:
+    problems = []
+    if request.kind not in set(AttachmentKind):
+        problems.append(FieldViolation(f"{prefix}.kind", f"one of {', '.join(k.value for k in AttachmentKind)}"))
+    if not FILENAME.match(request.filename) or ".." in request.filename:
+        problems.append(FieldViolation(f"{prefix}.filename", "1..200 of letters, digits, space, ._- ; no path"))
+    if len(request.content_type) > 128:
+        problems.append(FieldViolation(f"{prefix}.content_type", "at most 128 characters"))
+    if request.sha256 and not is_sha256_hex(request.sha256):
+        problems.append(FieldViolation(f"{prefix}.sha256", "empty or 64 lower-case hex"))
+    if len(request.metadata) > MAX_METADATA_ENTRIES or any(
+        len(k) > 128 or len(v) > MAX_METADATA_VALUE for k, v in request.metadata.items()
+    ):
+        problems.append(
+            FieldViolation(f"{prefix}.metadata", f"at most {MAX_METADATA_ENTRIES} entries of short strings")
+        )
+    return problems
+
+
+def check_chunk(chunk: bytes) -> None:
+    if len(chunk) > CHUNK_LIMIT_BYTES:
+        raise InvalidArgument(
+            "ATTACHMENT_INVALID",
+            f"a chunk holds {len(chunk)} bytes; send at most {CHUNK_LIMIT_BYTES} per message",
+            violations=[FieldViolation("chunk", "at most 1 MiB")],
+        )

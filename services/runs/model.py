@@ -1,0 +1,299 @@
+"""The run artifact and its satellites, as domain values (no proto, no database).
+
+A run's immutable record is everything in `RunRecord` except its advisories and explanation, which live in rows of
+their own; `artifact_sha256` is the sha256 of the record's RFC 8785 canonical JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.hashing import is_sha256_hex
+from services.common.identity import Principal
+from services.common.ids import id_pattern
+
+RUN_PREFIX = "run"
+ATTACHMENT_PREFIX = "att"
+RUN_ID = id_pattern(RUN_PREFIX)
+ATTACHMENT_ID = id_pattern(ATTACHMENT_PREFIX)
+RUN_NAME = re.compile(r"^runs/(?P<run>[^/]+)$")
+ATTACHMENT_NAME = re.compile(r"^runs/(?P<run>[^/]+)/attachments/(?P<attachment>[^/]+)$")
+ADVISORY_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Conservative: a filename that is safe on every filesystem and in a Content-Disposition header.
+FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\- ]{0,199}$")
+TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RunStatus(StrEnum):
+    OK = "OK"
+    BLOCKED = "BLOCKED"
+    ERROR = "ERROR"
+
+
+class RiskLevel(StrEnum):
+    GREEN = "GREEN"
+    YELLOW = "YELLOW"
+    RED = "RED"
+    ERROR = "ERROR"
+
+
+class ExplanationStatus(StrEnum):
+    NONE = "NONE"
+    PENDING = "PENDING"
+    READY = "READY"
+    ERROR = "ERROR"
+
+
+class AdvisoryKind(StrEnum):
+    EXPLANATION = "explanation"
+    ADVISORY = "advisory"
+    NOTE = "note"
+    UNKNOWN = "unknown"
+
+
+class ReviewStatus(StrEnum):
+    AUTO_APPROVED = "AUTO_APPROVED"
+    PENDING_REVIEW = "PENDING_REVIEW"
+    NOT_REQUIRED = "NOT_REQUIRED"
+
+
+class AttachmentKind(StrEnum):
+    GEOMETRY_SVG = "geometry_svg"
+    GEOMETRY_SPEC_JSON = "geometry_spec_json"
+    AI_PROVENANCE_JSON = "ai_provenance_json"
+    GCODE = "gcode"
+    TOOLPATHS_JSON = "toolpaths_json"
+    PREVIEW_PNG = "preview_png"
+    REPORT_JSON = "report_json"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Decision:
+    risk_level: RiskLevel
+    score: float
+    block_reason: str = ""
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Hashes:
+    feasibility_sha256: str
+    toolpaths_sha256: str = ""
+    gcode_sha256: str = ""
+
+
+@dataclass(frozen=True)
+class BoundAttachment:
+    attachment: str
+    kind: str
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class RunContent:
+    """What defines a run, as a caller (or the binding engine) supplies it."""
+
+    mode: str
+    tool_id: str
+    status: RunStatus
+    decision: Decision
+    hashes: Hashes
+    request_summary: dict[str, Any] = field(default_factory=dict)
+    feasibility: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    engine_version: str = ""
+    source_run: str = ""
+    bound_attachments: tuple[BoundAttachment, ...] = ()
+
+    def to_document(self) -> dict[str, Any]:
+        """JSON-compatible form, the part of the artifact that the caller controls."""
+        return {
+            "mode": self.mode,
+            "tool_id": self.tool_id,
+            "status": self.status.value,
+            "decision": {
+                "risk_level": self.decision.risk_level.value,
+                "score": self.decision.score,
+                "block_reason": self.decision.block_reason,
+                "warnings": list(self.decision.warnings),
+            },
+            "hashes": {
+                "feasibility_sha256": self.hashes.feasibility_sha256,
+                "toolpaths_sha256": self.hashes.toolpaths_sha256,
+                "gcode_sha256": self.hashes.gcode_sha256,
+            },
+            "request_summary": self.request_summary,
+            "feasibility": self.feasibility,
+            "outputs": dict(self.outputs),
+            "meta": self.meta,
+            "engine_version": self.engine_version,
+            "source_run": self.source_run,
+            "bound_attachments": [
+                {"attachment": b.attachment, "kind": b.kind, "sha256": b.sha256, "size_bytes": b.size_bytes}
+                for b in self.bound_attachments
+            ],
+        }
+
+    @staticmethod
+    def from_document(document: dict[str, Any]) -> RunContent:
+        decision, hashes = document["decision"], document["hashes"]
+        return RunContent(
+            mode=document["mode"],
+            tool_id=document["tool_id"],
+            status=RunStatus(document["status"]),
+            decision=Decision(
+                RiskLevel(decision["risk_level"]),
+                float(decision["score"]),
+                decision.get("block_reason", ""),
+                tuple(decision.get("warnings", ())),
+            ),
+            hashes=Hashes(
+                hashes["feasibility_sha256"], hashes.get("toolpaths_sha256", ""), hashes.get("gcode_sha256", "")
+            ),
+            request_summary=document.get("request_summary", {}),
+            feasibility=document.get("feasibility", {}),
+            outputs=dict(document.get("outputs", {})),
+            meta=document.get("meta", {}),
+            engine_version=document.get("engine_version", ""),
+            source_run=document.get("source_run", ""),
+            bound_attachments=tuple(BoundAttachment(**b) for b in document.get("bound_attachments", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What the server records about who made something, when, and in which request and trace."""
+
+    created_at: datetime
+    created_by: Principal
+    request_id: str
+    trace_id: str
+
+
+@dataclass(frozen=True)
+class AdvisoryLink:
+    advisory_id: str
+    kind: AdvisoryKind
+    engine_id: str
+    engine_version: str
+    summary: str
+    review_status: ReviewStatus
+    reviewed_by: Principal | None
+    stamp: Stamp
+
+
+@dataclass(frozen=True)
+class Explanation:
+    status: ExplanationStatus
+    summary: str = ""
+    error: str = ""
+    advisory_id: str = ""
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    content: RunContent
+    stamp: Stamp
+    artifact_sha256: str
+    advisories: tuple[AdvisoryLink, ...] = ()
+    explanation: Explanation = Explanation(ExplanationStatus.NONE)
+
+    @property
+    def name(self) -> str:
+        return run_name(self.run_id)
+
+
+@dataclass(frozen=True)
+class AttachmentRecord:
+    attachment_id: str
+    run_id: str
+    kind: str
+    filename: str
+    content_type: str
+    sha256: str
+    size_bytes: int
+    metadata: dict[str, str]
+    stamp: Stamp
+
+    @property
+    def name(self) -> str:
+        return attachment_name(self.run_id, self.attachment_id)
+
+
+def run_name(run_id: str) -> str:
+    return f"runs/{run_id}"
+
+
+def attachment_name(run_id: str, attachment_id: str) -> str:
+    return f"runs/{run_id}/attachments/{attachment_id}"
+
+
+def parse_run_name(name: str, field_name: str = "name") -> str:
+    """runs/{run} -> run id; anything else (runs/../x included) is INVALID_ARGUMENT, never a path."""
+    match = RUN_NAME.match(name)
+    if not match or not RUN_ID.match(match["run"]):
+        raise InvalidArgument(
+            "NAME_INVALID",
+            f"{field_name} must be runs/{{run}} with a run id like run_<32 hex> (got {name[:100]!r})",
+            violations=[FieldViolation(field_name, "must be runs/run_<32 lower-case hex>")],
+        )
+    return match["run"]
+
+
+def parse_attachment_name(name: str, field_name: str = "name") -> tuple[str, str]:
+    match = ATTACHMENT_NAME.match(name)
+    if not match or not RUN_ID.match(match["run"]) or not ATTACHMENT_ID.match(match["attachment"]):
+        raise InvalidArgument(
+            "NAME_INVALID",
+            f"{field_name} must be runs/{{run}}/attachments/{{attachment}} (got {name[:100]!r})",
+            violations=[FieldViolation(field_name, "must be runs/run_<32 hex>/attachments/att_<32 hex>")],
+        )
+    return match["run"], match["attachment"]
+
+
+def validate_content(content: RunContent, prefix: str = "run") -> None:
+    """Every problem with a caller-supplied run, as one INVALID_ARGUMENT with a violation per field."""
+    problems: list[FieldViolation] = []
+
+    def bad(path: str, description: str) -> None:
+        problems.append(FieldViolation(f"{prefix}.{path}", description))
+
+    for path, value in (("mode", content.mode), ("tool_id", content.tool_id)):
+        if not TOKEN.match(value):
+            bad(path, "required: 1..128 letters, digits or ._:-")
+    if not content.hashes.feasibility_sha256:
+        bad("hashes.feasibility_sha256", "required and non-empty")
+    elif not is_sha256_hex(content.hashes.feasibility_sha256):
+        bad("hashes.feasibility_sha256", "must be 64 lower-case hex characters")
+    for path, value in (
+        ("hashes.toolpaths_sha256", content.hashes.toolpaths_sha256),
+        ("hashes.gcode_sha256", content.hashes.gcode_sha256),
+    ):
+        if value and not is_sha256_hex(value):
+            bad(path, "must be empty or 64 lower-case hex characters")
+    score = content.decision.score
+    if not 0.0 <= score <= 1.0:  # also false for NaN
+        bad("decision.score", "must be a number from 0 to 1")
+    if content.status is RunStatus.BLOCKED and not content.decision.block_reason:
+        bad("decision.block_reason", "required when status is BLOCKED")
+    if content.status is not RunStatus.BLOCKED and content.decision.block_reason:
+        bad("decision.block_reason", "only a BLOCKED run has a block reason")
+    if (content.status is RunStatus.ERROR) != (content.decision.risk_level is RiskLevel.ERROR):
+        bad("decision.risk_level", "is ERROR exactly when status is ERROR")
+    if len(content.engine_version) > 128:
+        bad("engine_version", "at most 128 characters")
+    for key in content.outputs:
+        if not TOKEN.match(key):
+            bad(f"outputs[{key[:40]}]", "output names are 1..128 letters, digits or ._:-")
+    if problems:
+        raise InvalidArgument("RUN_INVALID", f"the run has {len(problems)} invalid field(s)", violations=problems)

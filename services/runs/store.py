@@ -1,0 +1,543 @@
+"""The only module that touches the runs database.
+
+Create-only semantics come from primary keys and unique constraints (and database triggers refuse UPDATE and
+DELETE on immutable tables); idempotency keys are unique per caller, so concurrent retries converge on one row.
+The explanation row is changed only by compare-and-set on its version, with a history row per change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from services.common.identity import Principal, PrincipalKind
+from services.runs import tables
+from services.runs.model import (
+    AdvisoryKind,
+    AdvisoryLink,
+    AttachmentRecord,
+    Explanation,
+    ExplanationStatus,
+    ReviewStatus,
+    RunContent,
+    RunRecord,
+    Stamp,
+)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
+def to_us(moment: datetime) -> int:
+    """Exact integer microseconds (no float rounding), so keyset cursors compare exactly."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+def from_us(value: int) -> datetime:
+    return EPOCH + value * MICROSECOND
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    status: str = ""
+    risk_level: str = ""
+    mode: str = ""
+    tool_id: str = ""
+    created_by: str = ""
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    explanation_status: str = ""
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A run row as stored: the record plus the canonical document and the key it was created under."""
+
+    record: RunRecord
+    artifact_json: str
+    request_fingerprint: str | None
+    # The columns filters use, as stored next to the document (verification compares them with it).
+    indexed: dict[str, str]
+
+
+@dataclass(frozen=True)
+class NewAttachment:
+    record: AttachmentRecord
+    idempotency_key: str | None
+    fingerprint: str | None
+    position: int
+
+
+class RunsStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # ---- runs -------------------------------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        record: RunRecord,
+        artifact_json: str,
+        idempotency_key: str,
+        request_fingerprint: str,
+        attachments: Sequence[NewAttachment] = (),
+    ) -> tuple[StoredRun, bool]:
+        """Inserts the run, its explanation row and any attachment records of already stored blobs in one
+        transaction; returns (stored, created). An existing run under the same caller and idempotency key is
+        returned instead (created=False) for the caller to compare fingerprints."""
+        stamp = record.stamp
+        key = idempotency_key or None
+        if key:
+            existing = self._by_key(stamp.created_by.id, key)
+            if existing:
+                return existing, False
+        row = {
+            "id": record.run_id,
+            "created_at_us": to_us(stamp.created_at),
+            "created_by": stamp.created_by.id,
+            "created_by_kind": stamp.created_by.kind.value,
+            "request_id": stamp.request_id,
+            "idempotency_key": key,
+            "request_fingerprint": request_fingerprint if key else None,
+            "trace_id": stamp.trace_id,
+            "mode": record.content.mode,
+            "tool_id": record.content.tool_id,
+            "status": record.content.status.value,
+            "risk_level": record.content.decision.risk_level.value,
+            "artifact_json": artifact_json,
+            "artifact_sha256": record.artifact_sha256,
+        }
+        explanation = record.explanation
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(tables.runs.insert().values(row))
+                connection.execute(
+                    tables.run_explanations.insert().values(
+                        run_id=record.run_id,
+                        status=explanation.status.value,
+                        summary=explanation.summary,
+                        error=explanation.error,
+                        advisory_id=explanation.advisory_id,
+                        version=1,
+                        updated_at_us=row["created_at_us"],
+                    )
+                )
+                self._history(
+                    connection, record.run_id, 1, explanation, stamp.created_by, row["created_at_us"], stamp.request_id
+                )
+                for link in record.advisories:
+                    connection.execute(tables.advisories.insert().values(_advisory_row(record.run_id, link)))
+                for item in attachments:
+                    connection.execute(tables.attachments.insert().values(_attachment_row(item)))
+        except IntegrityError:
+            if key:
+                existing = self._by_key(stamp.created_by.id, key)
+                if existing:
+                    return existing, False
+            raise
+        stored = self.get_run(record.run_id)
+        assert stored is not None
+        return stored, True
+
+    def _by_key(self, created_by: str, key: str) -> StoredRun | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(tables.runs).where(
+                    tables.runs.c.created_by == created_by, tables.runs.c.idempotency_key == key
+                )
+            ).first()
+            return self._hydrate(connection, [row])[0] if row else None
+
+    def get_run(self, run_id: str) -> StoredRun | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(sa.select(tables.runs).where(tables.runs.c.id == run_id)).first()
+            return self._hydrate(connection, [row])[0] if row else None
+
+    def run_exists(self, run_id: str) -> bool:
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(tables.runs.c.id).where(tables.runs.c.id == run_id)).first() is not None
+
+    def list_runs(self, filters: RunFilters, after: Sequence[Any] | None, limit: int) -> list[StoredRun]:
+        """Newest first by (created_at, id); `after` is the sort key of the last run of the previous page."""
+        runs, explanations = tables.runs, tables.run_explanations
+        query = sa.select(runs)
+        for column, value in (
+            (runs.c.status, filters.status),
+            (runs.c.risk_level, filters.risk_level),
+            (runs.c.mode, filters.mode),
+            (runs.c.tool_id, filters.tool_id),
+            (runs.c.created_by, filters.created_by),
+        ):
+            if value:
+                query = query.where(column == value)
+        if filters.created_after is not None:
+            query = query.where(runs.c.created_at_us >= to_us(filters.created_after))
+        if filters.created_before is not None:
+            query = query.where(runs.c.created_at_us < to_us(filters.created_before))
+        if filters.explanation_status:
+            query = query.join(explanations, explanations.c.run_id == runs.c.id).where(
+                explanations.c.status == filters.explanation_status
+            )
+        if after is not None:
+            created_us, run_id = after
+            query = query.where(
+                sa.or_(
+                    runs.c.created_at_us < created_us,
+                    sa.and_(runs.c.created_at_us == created_us, runs.c.id < run_id),
+                )
+            )
+        query = query.order_by(runs.c.created_at_us.desc(), runs.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return self._hydrate(connection, list(connection.execute(query)))
+
+    def _hydrate(self, connection: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[StoredRun]:
+        """Rows -> stored runs, with their explanations and advisories fetched in two queries for the page."""
+        ids = [row.id for row in rows]
+        explanation_rows = {
+            r.run_id: r
+            for r in connection.execute(
+                sa.select(tables.run_explanations).where(tables.run_explanations.c.run_id.in_(ids))
+            )
+        }
+        advisory_rows: dict[str, list[AdvisoryLink]] = {run_id: [] for run_id in ids}
+        for r in connection.execute(
+            sa.select(tables.advisories)
+            .where(tables.advisories.c.run_id.in_(ids))
+            .order_by(tables.advisories.c.created_at_us, tables.advisories.c.advisory_id)
+        ):
+            advisory_rows[r.run_id].append(_advisory_link(r))
+        stored = []
+        for row in rows:
+            document = json.loads(row.artifact_json)
+            explanation_row = explanation_rows[row.id]
+            record = RunRecord(
+                run_id=row.id,
+                content=RunContent.from_document(document),
+                stamp=Stamp(
+                    created_at=from_us(row.created_at_us),
+                    created_by=_principal(row.created_by, row.created_by_kind),
+                    request_id=row.request_id,
+                    trace_id=row.trace_id,
+                ),
+                artifact_sha256=row.artifact_sha256,
+                advisories=tuple(advisory_rows[row.id]),
+                explanation=Explanation(
+                    status=ExplanationStatus(explanation_row.status),
+                    summary=explanation_row.summary,
+                    error=explanation_row.error,
+                    advisory_id=explanation_row.advisory_id,
+                    updated_at=from_us(explanation_row.updated_at_us),
+                ),
+            )
+            indexed = {"mode": row.mode, "tool_id": row.tool_id, "status": row.status, "risk_level": row.risk_level}
+            stored.append(StoredRun(record, row.artifact_json, row.request_fingerprint, indexed))
+        return stored
+
+    # ---- explanations -------------------------------------------------------------------------------------------
+
+    def claim_explanation(self, run_id: str, by: Principal, request_id: str, now: datetime, lease_s: float) -> bool:
+        """NONE/ERROR (or PENDING older than the lease: its process died) -> PENDING by compare-and-set on the
+        row version; True only for the one caller whose update matched."""
+        with self.engine.begin() as connection:
+            current = connection.execute(
+                sa.select(tables.run_explanations).where(tables.run_explanations.c.run_id == run_id)
+            ).first()
+            if current is None:
+                return False
+            abandoned = (
+                current.status == ExplanationStatus.PENDING and current.updated_at_us < to_us(now) - lease_s * 1e6
+            )
+            if current.status not in (ExplanationStatus.NONE, ExplanationStatus.ERROR) and not abandoned:
+                return False
+            changed = connection.execute(
+                tables.run_explanations.update()
+                .where(
+                    tables.run_explanations.c.run_id == run_id,
+                    tables.run_explanations.c.version == current.version,
+                )
+                .values(
+                    status=ExplanationStatus.PENDING.value,
+                    error="",
+                    version=current.version + 1,
+                    updated_at_us=to_us(now),
+                )
+            ).rowcount
+            if changed != 1:
+                return False
+            self._history(
+                connection,
+                run_id,
+                current.version + 1,
+                Explanation(ExplanationStatus.PENDING),
+                by,
+                to_us(now),
+                request_id,
+            )
+            return True
+
+    def finish_explanation(
+        self,
+        run_id: str,
+        outcome: Explanation,
+        advisory: AdvisoryLink | None,
+        by: Principal,
+        request_id: str,
+        now: datetime,
+    ) -> None:
+        """PENDING -> READY (with its advisory, in the same transaction) or ERROR."""
+        with self.engine.begin() as connection:
+            current = connection.execute(
+                sa.select(tables.run_explanations).where(tables.run_explanations.c.run_id == run_id)
+            ).one()
+            if current.status != ExplanationStatus.PENDING:
+                raise RuntimeError(f"explanation of {run_id} is {current.status}, not PENDING")
+            if advisory is not None:
+                connection.execute(tables.advisories.insert().values(_advisory_row(run_id, advisory)))
+            changed = connection.execute(
+                tables.run_explanations.update()
+                .where(
+                    tables.run_explanations.c.run_id == run_id,
+                    tables.run_explanations.c.version == current.version,
+                )
+                .values(
+                    status=outcome.status.value,
+                    summary=outcome.summary,
+                    error=outcome.error,
+                    advisory_id=outcome.advisory_id,
+                    version=current.version + 1,
+                    updated_at_us=to_us(now),
+                )
+            ).rowcount
+            if changed != 1:
+                raise RuntimeError(f"explanation of {run_id} changed concurrently")
+            self._history(connection, run_id, current.version + 1, outcome, by, to_us(now), request_id)
+
+    def explanation_history(self, run_id: str) -> list[tuple[int, str]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tables.run_explanation_history.c.version, tables.run_explanation_history.c.status)
+                .where(tables.run_explanation_history.c.run_id == run_id)
+                .order_by(tables.run_explanation_history.c.version)
+            )
+            return [(row.version, row.status) for row in rows]
+
+    @staticmethod
+    def _history(
+        connection: sa.Connection,
+        run_id: str,
+        version: int,
+        explanation: Explanation,
+        by: Principal,
+        at_us: int,
+        request_id: str,
+    ) -> None:
+        connection.execute(
+            tables.run_explanation_history.insert().values(
+                run_id=run_id,
+                version=version,
+                status=explanation.status.value,
+                summary=explanation.summary,
+                error=explanation.error,
+                changed_by=by.id,
+                changed_by_kind=by.kind.value,
+                changed_at_us=at_us,
+                request_id=request_id,
+            )
+        )
+
+    # ---- advisories ---------------------------------------------------------------------------------------------
+
+    def attach_advisory(self, run_id: str, link: AdvisoryLink) -> bool:
+        """Append-only and idempotent: False when this advisory id is already linked to the run."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(tables.advisories.insert().values(_advisory_row(run_id, link)))
+        except IntegrityError:
+            with self.engine.connect() as connection:
+                exists = connection.execute(
+                    sa.select(tables.advisories.c.advisory_id).where(
+                        tables.advisories.c.run_id == run_id, tables.advisories.c.advisory_id == link.advisory_id
+                    )
+                ).first()
+            if exists:
+                return False
+            raise
+        return True
+
+    def list_advisories(self, run_id: str, after: Sequence[Any] | None, limit: int) -> list[AdvisoryLink]:
+        query = sa.select(tables.advisories).where(tables.advisories.c.run_id == run_id)
+        if after is not None:
+            created_us, advisory_id = after
+            query = query.where(
+                sa.or_(
+                    tables.advisories.c.created_at_us > created_us,
+                    sa.and_(
+                        tables.advisories.c.created_at_us == created_us,
+                        tables.advisories.c.advisory_id > advisory_id,
+                    ),
+                )
+            )
+        query = query.order_by(tables.advisories.c.created_at_us, tables.advisories.c.advisory_id).limit(limit)
+        with self.engine.connect() as connection:
+            return [_advisory_link(row) for row in connection.execute(query)]
+
+    # ---- blobs and attachments ----------------------------------------------------------------------------------
+
+    def known_blobs(self, digests: Iterable[str]) -> set[str]:
+        wanted = sorted(set(digests))
+        with self.engine.connect() as connection:
+            return {
+                row.sha256
+                for row in connection.execute(sa.select(tables.blobs.c.sha256).where(tables.blobs.c.sha256.in_(wanted)))
+            }
+
+    def attachments_for_key(self, run_id: str, created_by: str, key: str) -> list[tuple[AttachmentRecord, str]]:
+        """Attachments created under an idempotency key, with the request fingerprint they were made from."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tables.attachments)
+                .where(
+                    tables.attachments.c.run_id == run_id,
+                    tables.attachments.c.created_by == created_by,
+                    tables.attachments.c.idempotency_key == key,
+                )
+                .order_by(tables.attachments.c.batch_position)
+            )
+            return [(_attachment(row), row.idempotency_fingerprint or "") for row in rows]
+
+    def add_attachments(self, items: Sequence[NewAttachment], now: datetime) -> bool:
+        """Records blobs and attachments in one transaction: all or none. False if an idempotency key raced."""
+        try:
+            with self.engine.begin() as connection:
+                for sha256, size in sorted({(i.record.sha256, i.record.size_bytes) for i in items}):
+                    exists = connection.execute(
+                        sa.select(tables.blobs.c.sha256).where(tables.blobs.c.sha256 == sha256)
+                    ).first()
+                    if not exists:
+                        connection.execute(
+                            tables.blobs.insert().values(sha256=sha256, size_bytes=size, created_at_us=to_us(now))
+                        )
+                for item in items:
+                    connection.execute(tables.attachments.insert().values(_attachment_row(item)))
+        except IntegrityError:
+            if any(item.idempotency_key for item in items):
+                return False
+            raise
+        return True
+
+    def get_attachment(self, run_id: str, attachment_id: str) -> AttachmentRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(tables.attachments).where(
+                    tables.attachments.c.id == attachment_id, tables.attachments.c.run_id == run_id
+                )
+            ).first()
+            return _attachment(row) if row else None
+
+    def list_attachments(
+        self, run_id: str, kind: str, after: Sequence[Any] | None, limit: int
+    ) -> list[AttachmentRecord]:
+        """Newest first by (created_at, id), optionally of one kind (served by ix_attachments_run_kind)."""
+        table = tables.attachments
+        query = sa.select(table).where(table.c.run_id == run_id)
+        if kind:
+            query = query.where(table.c.kind == kind)
+        if after is not None:
+            created_us, attachment_id = after
+            query = query.where(
+                sa.or_(
+                    table.c.created_at_us < created_us,
+                    sa.and_(table.c.created_at_us == created_us, table.c.id < attachment_id),
+                )
+            )
+        query = query.order_by(table.c.created_at_us.desc(), table.c.id.desc()).limit(limit)
+        with self.engine.connect() as connection:
+            return [_attachment(row) for row in connection.execute(query)]
+
+
+def _principal(principal_id: str, kind: str) -> Principal:
+    return Principal(principal_id, PrincipalKind(kind))
+
+
+def _advisory_row(run_id: str, link: AdvisoryLink) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "advisory_id": link.advisory_id,
+        "kind": link.kind.value,
+        "engine_id": link.engine_id,
+        "engine_version": link.engine_version,
+        "summary": link.summary,
+        "review_status": link.review_status.value,
+        "reviewed_by": link.reviewed_by.id if link.reviewed_by else None,
+        "reviewed_by_kind": link.reviewed_by.kind.value if link.reviewed_by else None,
+        "created_at_us": to_us(link.stamp.created_at),
+        "created_by": link.stamp.created_by.id,
+        "created_by_kind": link.stamp.created_by.kind.value,
+        "request_id": link.stamp.request_id,
+        "trace_id": link.stamp.trace_id,
+    }
+
+
+def _advisory_link(row: sa.Row[Any]) -> AdvisoryLink:
+    return AdvisoryLink(
+        advisory_id=row.advisory_id,
+        kind=AdvisoryKind(row.kind),
+        engine_id=row.engine_id,
+        engine_version=row.engine_version,
+        summary=row.summary,
+        review_status=ReviewStatus(row.review_status),
+        reviewed_by=_principal(row.reviewed_by, row.reviewed_by_kind) if row.reviewed_by else None,
+        stamp=Stamp(
+            created_at=from_us(row.created_at_us),
+            created_by=_principal(row.created_by, row.created_by_kind),
+            request_id=row.request_id,
+            trace_id=row.trace_id,
+        ),
+    )
+
+
+def _attachment_row(item: NewAttachment) -> dict[str, Any]:
+    record = item.record
+    return {
+        "id": record.attachment_id,
+        "run_id": record.run_id,
+        "kind": record.kind,
+        "filename": record.filename,
+        "content_type": record.content_type,
+        "sha256": record.sha256,
+        "size_bytes": record.size_bytes,
+        "metadata_json": json.dumps(record.metadata, sort_keys=True),
+        "created_at_us": to_us(record.stamp.created_at),
+        "created_by": record.stamp.created_by.id,
+        "created_by_kind": record.stamp.created_by.kind.value,
+        "request_id": record.stamp.request_id,
+        "trace_id": record.stamp.trace_id,
+        "idempotency_key": item.idempotency_key,
+        "idempotency_fingerprint": item.fingerprint,
+        "batch_position": item.position,
+    }
+
+
+def _attachment(row: sa.Row[Any]) -> AttachmentRecord:
+    return AttachmentRecord(
+        attachment_id=row.id,
+        run_id=row.run_id,
+        kind=row.kind,
+        filename=row.filename,
+        content_type=row.content_type,
+        sha256=row.sha256,
+        size_bytes=row.size_bytes,
+        metadata=json.loads(row.metadata_json),
+        stamp=Stamp(
+            created_at=from_us(row.created_at_us),
+            created_by=_principal(row.created_by, row.created_by_kind),
+            request_id=row.request_id,
+            trace_id=row.trace_id,
+        ),
+    )

@@ -1,0 +1,121 @@
+"""The runs database schema (SQLAlchemy Core). Migrations create it; only store.py reads and writes it.
+
+Immutable tables (runs, attachments, advisories, blobs, explanation history) get database triggers that refuse
+UPDATE and DELETE. The explanation status is the one mutable row per run, changed by compare-and-set.
+Timestamps are integer microseconds since the epoch so ordering and keyset pagination are exact on both backends.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+IMMUTABLE_TABLES = ("runs", "attachments", "advisories", "blobs", "run_explanation_history")
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(160), nullable=False),
+    sa.Column("created_by_kind", sa.String(16), nullable=False),
+    # Correlation id of the request that created the run (x-request-id), and the caller's idempotency key.
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("idempotency_key", sa.String(128)),
+    sa.Column("request_fingerprint", sa.String(64)),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Column("mode", sa.String(128), nullable=False),
+    sa.Column("tool_id", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("risk_level", sa.String(16), nullable=False),
+    sa.Column("artifact_json", sa.Text, nullable=False),
+    sa.Column("artifact_sha256", sa.String(64), nullable=False),
+    sa.UniqueConstraint("created_by", "idempotency_key", name="uq_runs_idempotency"),
+    sa.Index("ix_runs_created", "created_at_us", "id"),
+    sa.Index("ix_runs_status", "status", "created_at_us", "id"),
+    sa.Index("ix_runs_risk", "risk_level", "created_at_us", "id"),
+    sa.Index("ix_runs_mode", "mode", "created_at_us", "id"),
+    sa.Index("ix_runs_tool", "tool_id", "created_at_us", "id"),
+    sa.Index("ix_runs_creator", "created_by", "created_at_us", "id"),
+)
+
+run_explanations = sa.Table(
+    "run_explanations",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False, default=""),
+    sa.Column("error", sa.Text, nullable=False, default=""),
+    sa.Column("advisory_id", sa.String(128), nullable=False, default=""),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_run_explanations_status", "status", "run_id"),
+)
+
+run_explanation_history = sa.Table(
+    "run_explanation_history",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("changed_by", sa.String(160), nullable=False),
+    sa.Column("changed_by_kind", sa.String(16), nullable=False),
+    sa.Column("changed_at_us", sa.BigInteger, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
+advisories = sa.Table(
+    "advisories",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("advisory_id", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("engine_id", sa.String(128), nullable=False),
+    sa.Column("engine_version", sa.String(128), nullable=False),
+    sa.Column("summary", sa.Text, nullable=False),
+    sa.Column("review_status", sa.String(24), nullable=False),
+    sa.Column("reviewed_by", sa.String(160)),
+    sa.Column("reviewed_by_kind", sa.String(16)),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(160), nullable=False),
+    sa.Column("created_by_kind", sa.String(16), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Index("ix_advisories_run", "run_id", "created_at_us", "advisory_id"),
+)
+
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)
+
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("filename", sa.String(200), nullable=False),
+    sa.Column("content_type", sa.String(128), nullable=False),
+    sa.Column("sha256", sa.String(64), sa.ForeignKey("blobs.sha256"), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(160), nullable=False),
+    sa.Column("created_by_kind", sa.String(16), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    # Idempotency of uploads and batches: one row per (run, caller, key, position in the batch).
+    sa.Column("idempotency_key", sa.String(128)),
+    sa.Column("idempotency_fingerprint", sa.String(64)),
+    sa.Column("batch_position", sa.Integer, nullable=False, default=0),
+    sa.UniqueConstraint("run_id", "created_by", "idempotency_key", "batch_position", name="uq_attachments_request"),
+    sa.Index("ix_attachments_run_kind", "run_id", "kind", "created_at_us", "id"),
+    sa.Index("ix_attachments_run", "run_id", "created_at_us", "id"),
+)
