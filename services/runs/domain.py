@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -24,7 +24,7 @@ from services.common.errors import (
 )
 from services.common.hashing import canonical_json, is_sha256_hex, sha256_bytes
 from services.common.idempotency import ensure_same_request, fingerprint, validate_request_id
-from services.common.identity import SYSTEM
+from services.common.identity import SYSTEM, Principal
 from services.common.ids import new_id
 from services.common.pagination import decode_token, encode_token, page_size
 from services.common.telemetry import current_trace_id
@@ -71,7 +71,7 @@ CONTENT_TYPE = "application/octet-stream"
 @dataclass(frozen=True)
 class RunsConfig:
     max_attachment_bytes: int = 64 * 1024 * 1024
-    engine: feasibility.EngineSettings = feasibility.EngineSettings()
+    engine: feasibility.EngineSettings = field(default_factory=feasibility.EngineSettings)
     # A PENDING explanation older than this is presumed abandoned (its process died) and may be claimed again.
     explanation_lease_s: float = 300.0
 
@@ -159,9 +159,11 @@ class Runs:
         self._clock = clock
 
     def _stamp(self) -> Stamp:
+        caller = call_context.require_principal()
         return Stamp(
             created_at=self._clock(),
-            created_by=call_context.require_principal(),
+            # Records name the principal by id and kind; roles are a property of the credentials, not the record.
+            created_by=Principal(caller.id, caller.kind),
             request_id=call_context.request_id() or "",
             trace_id=current_trace_id(),
         )
@@ -477,18 +479,18 @@ class Runs:
     # ---- explanations -------------------------------------------------------------------------------------------
 
     def claim_explanation(self, name: str) -> tuple[RunRecord, bool]:
-        """Moves NONE/ERROR (or an abandoned PENDING) to PENDING; True only for the caller that did."""
+        """Moves NONE/ERROR (or an abandoned PENDING) to PENDING; True only for the caller that did. Either way
+        the run is read after the attempt, so a loser sees the winner's in-flight state."""
         run_id = parse_run_name(name)
-        stored = self._stored(run_id)
-        now = self._clock()
+        self._require_run(run_id)
         claimed = self.store.claim_explanation(
             run_id,
             call_context.require_principal(),
             call_context.request_id() or "",
-            now,
+            self._clock(),
             self.config.explanation_lease_s,
         )
-        return (self._stored(run_id).record if claimed else stored.record), claimed
+        return self._stored(run_id).record, claimed
 
     async def explain(self, record: RunRecord) -> None:
         """Asks the explainer (ai_gateway) and records READY with an advisory, or ERROR with the reason."""
