@@ -17,7 +17,7 @@ from rich.table import Table
 
 from services.cli.output import fail_with
 from services.cli.state import StateLayout, endpoints, operator_token
-from services.common import status
+from services.common import call_context, status
 from services.common.clients import ServiceClients
 
 T = TypeVar("T")
@@ -29,6 +29,7 @@ err = Console(stderr=True)
 def call(state_dir: Path, service: str, invoke: Callable[[Any], Awaitable[T]]) -> T:
     """Runs `invoke(stub)` against `service` as the operator; exits 1 with a readable error if the call fails."""
     layout = StateLayout(state_dir)
+    call_context.bind_request_id(call_context.new_request_id())  # one correlation id per command
 
     async def run() -> T:
         clients = ServiceClients(endpoints(layout), operator_token(layout))

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from services.cli import registry
+from services.cli import registry, runs_commands
 from services.cli.calls import call, print_record
 from services.cli.health import check
 from services.cli.options import JsonFlag, StateDir
@@ -192,6 +192,7 @@ def info(
 
 # Command groups of the services, one module each.
 # (add one line per group here: app.add_typer(<module>.app, name="<group>"))
+app.add_typer(runs_commands.app, name="runs")
 
 
 def main() -> None:

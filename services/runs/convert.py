@@ -98,6 +98,43 @@ def content_from_proto(run: runs_pb2.RunInput) -> model.RunContent:
     )
 
 
+def content_to_input(
+    content: model.RunContent,
+    advisories: list[runs_pb2.AdvisoryInput] | None = None,
+    explanation: model.Explanation | None = None,
+) -> runs_pb2.RunInput:
+    """The RunInput that recreates `content` (legacy migration and import use it)."""
+    run = runs_pb2.RunInput(
+        mode=content.mode,
+        tool_id=content.tool_id,
+        status=RUN_STATUS[content.status],
+        request_summary=struct(content.request_summary),
+        feasibility=struct(content.feasibility),
+        decision=runs_pb2.Decision(
+            risk_level=RISK[content.decision.risk_level],
+            score=content.decision.score,
+            block_reason=content.decision.block_reason,
+            warnings=list(content.decision.warnings),
+        ),
+        hashes=runs_pb2.Hashes(
+            feasibility_sha256=content.hashes.feasibility_sha256,
+            toolpaths_sha256=content.hashes.toolpaths_sha256,
+            gcode_sha256=content.hashes.gcode_sha256,
+        ),
+        outputs=content.outputs,
+        meta=struct(content.meta),
+        engine_version=content.engine_version,
+        advisory_inputs=advisories or [],
+    )
+    if explanation is not None:
+        run.explanation.CopyFrom(
+            runs_pb2.Explanation(
+                status=EXPLANATION[explanation.status], summary=explanation.summary, error=explanation.error
+            )
+        )
+    return run
+
+
 def enum_violations(run: runs_pb2.RunInput) -> list[tuple[str, str]]:
     """Enum fields left unspecified or out of range (proto3 cannot reject them itself)."""
     problems = []

@@ -1,0 +1,475 @@
+"""`custody runs ...`: operate the runs service (list, show, diff, verify, attach, explain, bind, migrate, export,
+import). Everything goes through the runs service's API: the CLI never touches its database or blobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from google.protobuf import json_format
+from rich.progress import Progress
+
+from custody.runs.v1 import runs_pb2
+from services.cli.calls import as_dict, call, console, err, print_json, print_record, print_rows
+from services.cli.options import JsonFlag, StateDir
+from services.cli.state import DEFAULT_STATE_DIR
+from services.common import status
+from services.common.errors import CustodyError
+from services.runs import convert, legacy
+from services.runs.domain import CHUNK_LIMIT_BYTES
+
+app = typer.Typer(help="Run artifacts: list, inspect, verify, attach, bind, migrate.", no_args_is_help=True)
+
+EXPORT_FORMAT = "custody-runs-export/1"
+STATUS = {"OK": runs_pb2.RUN_STATUS_OK, "BLOCKED": runs_pb2.RUN_STATUS_BLOCKED, "ERROR": runs_pb2.RUN_STATUS_ERROR}
+RISK = {"GREEN": 1, "YELLOW": 2, "RED": 3, "ERROR": 4}
+EXPLANATION = {"NONE": 1, "PENDING": 2, "READY": 3, "ERROR": 4}
+
+
+def _choice(value: str | None, choices: dict[str, int], option: str) -> int:
+    if not value:
+        return 0
+    if value.upper() not in choices:
+        raise typer.BadParameter(f"{option} must be one of {', '.join(choices)}")
+    return choices[value.upper()]
+
+
+def _summary(run: runs_pb2.Run) -> dict[str, Any]:
+    return {
+        "name": run.name,
+        "created": run.create_time.ToJsonString(),
+        "mode": run.mode,
+        "tool_id": run.tool_id,
+        "status": runs_pb2.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
+        "risk": runs_pb2.RiskLevel.Name(run.decision.risk_level).removeprefix("RISK_LEVEL_"),
+        "score": round(run.decision.score, 3),
+        "explanation": runs_pb2.ExplanationStatus.Name(run.explanation.status).removeprefix("EXPLANATION_STATUS_"),
+        "created_by": run.created_by.id,
+    }
+
+
+@app.command("list")
+def list_runs(
+    status: Annotated[str | None, typer.Option(help="OK, BLOCKED or ERROR.")] = None,
+    risk: Annotated[str | None, typer.Option(help="GREEN, YELLOW, RED or ERROR.")] = None,
+    mode: Annotated[str, typer.Option()] = "",
+    tool: Annotated[str, typer.Option(help="tool_id")] = "",
+    created_by: Annotated[str, typer.Option(help="Principal id, e.g. human:operator.")] = "",
+    explanation: Annotated[str | None, typer.Option(help="NONE, PENDING, READY or ERROR.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs (0: all).")] = 50,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Runs newest first, filtered."""
+    request = runs_pb2.ListRunsRequest(
+        status=_choice(status, STATUS, "--status"),  # type: ignore[arg-type]
+        risk_level=_choice(risk, RISK, "--risk"),  # type: ignore[arg-type]
+        explanation_status=_choice(explanation, EXPLANATION, "--explanation"),  # type: ignore[arg-type]
+        mode=mode,
+        tool_id=tool,
+        created_by=created_by,
+    )
+
+    async def fetch(stub: Any) -> list[runs_pb2.Run]:
+        found: list[runs_pb2.Run] = []
+        async for run in _all_runs(stub, request):
+            found.append(run)
+            if limit and len(found) >= limit:
+                break
+        return found
+
+    found = call(state_dir, "runs", fetch)
+    rows = [as_dict(r) for r in found] if as_json else [_summary(r) for r in found]
+    print_rows(rows, list(_summary(runs_pb2.Run())), as_json, title=f"{len(found)} run(s)")
+
+
+async def _all_runs(stub: Any, request: runs_pb2.ListRunsRequest) -> AsyncIterator[runs_pb2.Run]:
+    request.page_size = 200
+    while True:
+        page = await stub.ListRuns(request)
+        for run in page.runs:
+            yield run
+        if not page.next_page_token:
+            return
+        request.page_token = page.next_page_token
+
+
+@app.command()
+def show(name: str, state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+    """One run, with its decision, hashes, advisories and explanation."""
+    print_record(call(state_dir, "runs", lambda stub: stub.GetRun(runs_pb2.GetRunRequest(name=name))), as_json)
+
+
+@app.command()
+def diff(
+    left: str,
+    right: str,
+    threshold: Annotated[float, typer.Option(help="Score drift that counts as a WARNING.")] = 0.1,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Field-by-field differences between two runs, with severities."""
+    answer = call(
+        state_dir,
+        "runs",
+        lambda stub: stub.DiffRuns(runs_pb2.DiffRunsRequest(left=left, right=right, score_drift_threshold=threshold)),
+    )
+    rows = [
+        {
+            "severity": runs_pb2.Severity.Name(d.severity).removeprefix("SEVERITY_"),
+            "path": d.path,
+            "left": d.left,
+            "right": d.right,
+        }
+        for d in answer.differences
+    ]
+    print_rows(rows, ["severity", "path", "left", "right"], as_json, title=f"{len(rows)} difference(s)")
+
+
+@app.command()
+def verify(
+    name: Annotated[str | None, typer.Argument(help="runs/{run}; omit with --all.")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Verify every run.")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recompute artifact hashes and attachment digests; exit 1 if anything does not match."""
+    if bool(name) == all_runs:
+        raise typer.BadParameter("give a run name or --all")
+
+    async def check(stub: Any) -> list[runs_pb2.VerifyRunResponse]:
+        if name:
+            return [await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=name))]
+        names = [run.name async for run in _all_runs(stub, runs_pb2.ListRunsRequest())]
+        reports = []
+        with Progress(console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task("verifying runs", total=len(names))
+            for run_name in names:
+                reports.append(await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=run_name)))
+                progress.advance(task)
+        return reports
+
+    reports = call(state_dir, "runs", check)
+    failed = [r for r in reports if not r.ok]
+    if as_json:
+        print_json({"verified": len(reports), "failed": len(failed), "reports": [as_dict(r) for r in reports]})
+    else:
+        problems = [
+            {"run": r.run, "subject": p.subject, "problem": p.problem, "expected": p.expected, "actual": p.actual}
+            for r in failed
+            for p in r.problems
+        ]
+        if problems:
+            print_rows(problems, ["run", "subject", "problem", "expected", "actual"], False, title="problems")
+        checked = sum(r.attachments_checked for r in reports)
+        console.print(f"verified {len(reports)} run(s), {checked} attachment(s): {len(failed)} with problems")
+    if failed:
+        raise typer.Exit(1)
+
+
+async def _upload_chunks(
+    header: runs_pb2.AttachmentHeader, path: Path
+) -> AsyncIterator[runs_pb2.UploadAttachmentRequest]:
+    yield runs_pb2.UploadAttachmentRequest(header=header)
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_LIMIT_BYTES):
+            yield runs_pb2.UploadAttachmentRequest(chunk=chunk)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK_LIMIT_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@app.command()
+def attach(
+    run: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    kind: Annotated[str, typer.Option(help="geometry_svg, geometry_spec_json, ai_provenance_json, gcode, ...")],
+    content_type: Annotated[str, typer.Option()] = "",
+    request_id: Annotated[str, typer.Option(help="Idempotency key: retrying with it never duplicates.")] = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Upload a file as an attachment of a run (streamed; its sha256 is checked by the server)."""
+    header = runs_pb2.AttachmentHeader(
+        run=run,
+        kind=kind,
+        filename=file.name,
+        content_type=content_type,
+        sha256=_file_sha256(file),
+        request_id=request_id,
+    )
+    print_record(call(state_dir, "runs", lambda stub: stub.UploadAttachment(_upload_chunks(header, file))), as_json)
+
+
+@app.command()
+def explain(name: str, state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+    """Ask ai_gateway to explain a run's decision; prints the run with its explanation status."""
+    run = call(state_dir, "runs", lambda stub: stub.SuggestExplanation(runs_pb2.SuggestExplanationRequest(name=name)))
+    if as_json:
+        print_json(as_dict(run))
+        return
+    status = runs_pb2.ExplanationStatus.Name(run.explanation.status).removeprefix("EXPLANATION_STATUS_")
+    console.print(f"{run.name}: explanation {status}")
+    console.print(run.explanation.summary or run.explanation.error)
+
+
+@app.command()
+def bind(
+    run: str,
+    attachment: Annotated[
+        list[str] | None, typer.Option("--attachment", help="Repeat; default: latest of each kind.")
+    ] = None,
+    notes: Annotated[str, typer.Option(help="Operator notes recorded on the minted run.")] = "",
+    lenient: Annotated[
+        bool, typer.Option(help="Mint a BLOCKED run instead of failing when SVG or spec is missing.")
+    ] = False,
+    lineage_candidate: Annotated[str, typer.Option(help="Lineage version of the candidate.")] = "",
+    request_id: Annotated[str, typer.Option(help="Idempotency key.")] = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check a candidate's SVG + spec for feasibility and mint a run with decision ALLOW or BLOCK."""
+    request = runs_pb2.BindCandidateRequest(
+        run=run,
+        attachments=attachment or [],
+        operator_notes=notes,
+        strict=not lenient,
+        request_id=request_id,
+        lineage_candidate=lineage_candidate,
+    )
+    answer = call(state_dir, "runs", lambda stub: stub.BindCandidate(request))
+    if as_json:
+        print_json(as_dict(answer))
+        return
+    decision = runs_pb2.FeasibilityDecision.Name(answer.decision).removeprefix("FEASIBILITY_DECISION_")
+    risk = runs_pb2.RiskLevel.Name(answer.risk_level).removeprefix("RISK_LEVEL_")
+    console.print(f"{answer.run.name}: {decision} (risk {risk}, score {answer.score:.2f})")
+    console.print(f"feasibility_sha256 {answer.feasibility_sha256}  engine {answer.engine_version}")
+    for line in [*answer.reasons, *answer.warnings]:
+        console.print(f"  - {line}")
+
+
+def _legacy_advisories(run: legacy.LegacyRun) -> list[runs_pb2.AdvisoryInput]:
+    advisories = []
+    for advisory in run.advisories:
+        message = runs_pb2.AdvisoryInput(
+            advisory_id=advisory.advisory_id,
+            kind=convert.ADVISORY_KIND[advisory.kind],
+            engine_id=advisory.engine_id,
+            engine_version=advisory.engine_version,
+            request_id=advisory.request_id,
+        )
+        if advisory.created_at is not None:
+            message.created_at.FromDatetime(advisory.created_at)
+        advisories.append(message)
+    return advisories
+
+
+@app.command()
+def migrate(
+    source: Annotated[Path, typer.Option("--from", help="Legacy store: a JSON map file or a partition directory.")],
+    dry_run: Annotated[bool, typer.Option(help="Read and validate everything; write nothing.")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import a legacy JSON run store: a report line per record, corrupt files named, safe to re-run, then verified."""
+    scanned = legacy.scan(source)
+    report: list[dict[str, Any]] = [
+        {"legacy_id": p.legacy_id, "source": p.source, "outcome": "error", "run": "", "detail": p.error}
+        for p in scanned.problems
+    ]
+    if not dry_run and scanned.runs:
+        started = datetime.now(UTC)
+
+        async def load(stub: Any) -> list[dict[str, Any]]:
+            lines = []
+            with Progress(console=err, transient=True, disable=as_json) as progress:
+                task = progress.add_task("migrating", total=len(scanned.runs))
+                for legacy_run in scanned.runs:
+                    lines.append(await _migrate_one(stub, legacy_run, started))
+                    progress.advance(task)
+            return lines
+
+        report.extend(call(state_dir, "runs", load))
+    elif dry_run:
+        report.extend(
+            {"legacy_id": r.legacy_id, "source": r.source, "outcome": "valid", "run": "", "detail": ""}
+            for r in scanned.runs
+        )
+    counts = {
+        outcome: sum(1 for line in report if line["outcome"] == outcome)
+        for outcome in ("created", "existing", "valid", "error", "unverified")
+    }
+    if as_json:
+        print_json({"dry_run": dry_run, "counts": counts, "records": report})
+    else:
+        print_rows(report, ["outcome", "legacy_id", "run", "source", "detail"], False, title="migration report")
+        console.print(", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count) or "nothing found")
+    if counts["error"] or counts["unverified"]:
+        raise typer.Exit(1)
+
+
+async def _migrate_one(stub: Any, legacy_run: legacy.LegacyRun, started: datetime) -> dict[str, Any]:
+    line = {"legacy_id": legacy_run.legacy_id, "source": legacy_run.source, "run": "", "detail": ""}
+    run_input = convert.content_to_input(legacy_run.content, _legacy_advisories(legacy_run), legacy_run.explanation)
+    try:
+        created = await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input, request_id=legacy_run.idempotency_key))
+    except Exception as exc:  # a refused record is reported and the migration goes on
+        return {**line, "outcome": "error", "detail": _describe_failure(exc)}
+    # A run minted before this migration started was created by an earlier one (same idempotency key).
+    fresh = created.create_time.ToDatetime(UTC) >= started
+    verification = await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=created.name))
+    if not verification.ok:
+        return {**line, "run": created.name, "outcome": "unverified", "detail": str(list(verification.problems))}
+    return {**line, "run": created.name, "outcome": "created" if fresh else "existing"}
+
+
+def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, grpc.RpcError):
+        decoded = status.decode(exc)
+        fields = "; ".join(f"{v.field}: {v.description}" for v in decoded.violations)
+        return f"{decoded.code.name} {decoded.reason}: {decoded.message}" + (f" ({fields})" if fields else "")
+    if isinstance(exc, CustodyError):
+        return f"{exc.reason}: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@app.command("export")
+def export_runs(
+    directory: Annotated[Path, typer.Argument(file_okay=False)],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Write every run, its attachment records and the blobs they name into DIRECTORY."""
+    (directory / "runs").mkdir(parents=True, exist_ok=True)
+    (directory / "blobs").mkdir(exist_ok=True)
+
+    async def dump(stub: Any) -> tuple[int, int]:
+        runs = [run async for run in _all_runs(stub, runs_pb2.ListRunsRequest())]
+        blobs = 0
+        with Progress(console=err, transient=True) as progress:
+            task = progress.add_task("exporting", total=len(runs))
+            for run in runs:
+                run_id = run.name.removeprefix("runs/")
+                attachments = await _all_attachments(stub, run.name)
+                _write_json(directory / "runs" / f"{run_id}.json", as_dict(run))
+                _write_json(directory / "runs" / f"{run_id}.attachments.json", [as_dict(a) for a in attachments])
+                for attachment in attachments:
+                    target = directory / "blobs" / attachment.digest.sha256
+                    if not target.exists():
+                        await _download(stub, attachment.name, target)
+                        blobs += 1
+                progress.advance(task)
+        return len(runs), blobs
+
+    count, blobs = call(state_dir, "runs", dump)
+    _write_json(directory / "manifest.json", {"format": EXPORT_FORMAT, "runs": count})
+    console.print(f"exported {count} run(s) and {blobs} blob(s) to {directory}")
+
+
+async def _all_attachments(stub: Any, run_name: str) -> list[runs_pb2.Attachment]:
+    found: list[runs_pb2.Attachment] = []
+    token = ""
+    while True:
+        page = await stub.ListAttachments(
+            runs_pb2.ListAttachmentsRequest(run=run_name, page_size=500, page_token=token)
+        )
+        found.extend(page.attachments)
+        token = page.next_page_token
+        if not token:
+            return list(reversed(found))  # oldest first, the order they were attached in
+
+
+async def _download(stub: Any, name: str, target: Path) -> None:
+    partial = target.with_suffix(".part")
+    with partial.open("wb") as handle:
+        async for message in stub.ReadAttachment(runs_pb2.ReadAttachmentRequest(name=name)):
+            handle.write(message.chunk)
+    partial.replace(target)
+
+
+def _write_json(path: Path, document: Any) -> None:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+@app.command("import")
+def import_runs(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Recreate the runs and attachments of an export (new names; the originals are kept in meta.imported)."""
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    if manifest.get("format") != EXPORT_FORMAT:
+        raise typer.BadParameter(f"{directory} is not a {EXPORT_FORMAT} export")
+    files = sorted(p for p in (directory / "runs").glob("run_*.json") if not p.name.endswith(".attachments.json"))
+
+    async def load(stub: Any) -> list[dict[str, str]]:
+        lines = []
+        with Progress(console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task("importing", total=len(files))
+            for path in files:
+                lines.append(await _import_one(stub, directory, path))
+                progress.advance(task)
+        return lines
+
+    report = call(state_dir, "runs", load)
+    print_rows(report, ["original", "run", "attachments"], as_json, title="imported")
+
+
+async def _import_one(stub: Any, directory: Path, path: Path) -> dict[str, str]:
+    original = json_format.ParseDict(json.loads(path.read_text(encoding="utf-8")), runs_pb2.Run())
+    run_input = _input_from_run(original)
+    original_id = original.name.removeprefix("runs/")
+    created = await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input, request_id=f"import-{original_id}"))
+    attachments = json.loads((directory / "runs" / f"{original_id}.attachments.json").read_text(encoding="utf-8"))
+    for raw in attachments:
+        attachment = json_format.ParseDict(raw, runs_pb2.Attachment())
+        blob = directory / "blobs" / attachment.digest.sha256
+        header = runs_pb2.AttachmentHeader(
+            run=created.name,
+            kind=attachment.kind,
+            filename=attachment.filename,
+            content_type=attachment.content_type,
+            sha256=attachment.digest.sha256,
+            metadata={**attachment.metadata, "imported_from": attachment.name},
+            request_id=f"import-{attachment.name.rsplit('/', 1)[-1]}",
+        )
+        await stub.UploadAttachment(_upload_chunks(header, blob))
+    return {"original": original.name, "run": created.name, "attachments": str(len(attachments))}
+
+
+def _input_from_run(run: runs_pb2.Run) -> runs_pb2.RunInput:
+    meta = json_format.MessageToDict(run.meta)
+    meta["imported"] = {
+        "from": run.name,
+        "artifact_sha256": run.artifact_sha256,
+        "created_by": run.created_by.id,
+        "create_time": run.create_time.ToJsonString(),
+        "source_run": run.source_run,
+        "bound_attachments": [as_dict(b) for b in run.bound_attachments],
+    }
+    return runs_pb2.RunInput(
+        mode=run.mode,
+        tool_id=run.tool_id,
+        status=run.status,
+        request_summary=run.request_summary,
+        feasibility=run.feasibility,
+        decision=run.decision,
+        hashes=run.hashes,
+        outputs=run.outputs,
+        meta=convert.struct(meta),
+        engine_version=run.engine_version,
+        advisory_inputs=run.advisory_inputs,
+        explanation=run.explanation,
+    )

@@ -1,0 +1,242 @@
+"""Reading the legacy JSON run stores (seeds 001/002) into run content, for `custody runs migrate`.
+
+Two layouts are understood: a single JSON map `{run_id: artifact}`, and date partitions
+`YYYY-MM-DD/run_*.json` with `run_*_advisory_*.json` and `run_*_explanation.json` side files. Every file that
+cannot be read or understood becomes a `LegacyProblem` naming its path: nothing is skipped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.common.errors import InvalidArgument
+from services.common.hashing import sha256_canonical
+from services.runs.model import (
+    AdvisoryKind,
+    Decision,
+    Explanation,
+    ExplanationStatus,
+    Hashes,
+    RiskLevel,
+    RunContent,
+    RunStatus,
+    validate_content,
+)
+
+PARTITION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+CORE_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)\.json$")
+ADVISORY_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)_advisory_(?P<advisory>[A-Za-z0-9._:\-]+)\.json$")
+EXPLANATION_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)_explanation\.json$")
+LEGACY_RISK = {
+    "GREEN": RiskLevel.GREEN,
+    "LOW": RiskLevel.GREEN,
+    "YELLOW": RiskLevel.YELLOW,
+    "MEDIUM": RiskLevel.YELLOW,
+    "RED": RiskLevel.RED,
+    "HIGH": RiskLevel.RED,
+    "ERROR": RiskLevel.ERROR,
+}
+
+
+@dataclass(frozen=True)
+class LegacyAdvisory:
+    advisory_id: str
+    kind: AdvisoryKind
+    engine_id: str
+    engine_version: str
+    request_id: str
+    created_at: datetime | None
+
+
+@dataclass(frozen=True)
+class LegacyRun:
+    legacy_id: str
+    source: str
+    content: RunContent
+    advisories: list[LegacyAdvisory] = field(default_factory=list)
+    explanation: Explanation | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """Re-running a migration finds the runs it already created instead of minting them again."""
+        return f"legacy-{self.legacy_id}"[:128]
+
+
+@dataclass(frozen=True)
+class LegacyProblem:
+    source: str
+    legacy_id: str
+    error: str
+
+
+@dataclass
+class LegacyScan:
+    runs: list[LegacyRun] = field(default_factory=list)
+    problems: list[LegacyProblem] = field(default_factory=list)
+
+
+def scan(path: Path) -> LegacyScan:
+    """Reads a legacy store: a JSON map file, or a directory of date partitions."""
+    result = LegacyScan()
+    if path.is_file():
+        _scan_map(path, result)
+    elif path.is_dir():
+        _scan_partitions(path, result)
+    else:
+        result.problems.append(LegacyProblem(str(path), "", "no such file or directory"))
+    return result
+
+
+def _load(path: Path, result: LegacyScan, legacy_id: str = "") -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        result.problems.append(LegacyProblem(str(path), legacy_id, f"unreadable JSON: {exc}"))
+        return None
+
+
+def _scan_map(path: Path, result: LegacyScan) -> None:
+    document = _load(path, result)
+    if document is None:
+        return
+    if not isinstance(document, dict):
+        result.problems.append(LegacyProblem(str(path), "", "expected a JSON object {run_id: artifact}"))
+        return
+    for legacy_id, raw in sorted(document.items()):
+        _convert(str(legacy_id), f"{path}#{legacy_id}", raw, [], None, result)
+
+
+def _scan_partitions(root: Path, result: LegacyScan) -> None:
+    for partition in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not PARTITION.match(partition.name):
+            result.problems.append(LegacyProblem(str(partition), "", "not a YYYY-MM-DD partition directory"))
+            continue
+        side_advisories: dict[str, list[tuple[Path, Any]]] = {}
+        side_explanations: dict[str, tuple[Path, Any]] = {}
+        cores: list[tuple[str, Path]] = []
+        for file in sorted(partition.iterdir()):
+            if file.name.endswith((".tmp", ".lock")):
+                result.problems.append(LegacyProblem(str(file), "", "leftover temporary or lock file (not imported)"))
+            elif match := ADVISORY_FILE.match(file.name):
+                side_advisories.setdefault(match["run"], []).append((file, _load(file, result, match["run"])))
+            elif match := EXPLANATION_FILE.match(file.name):
+                side_explanations[match["run"]] = (file, _load(file, result, match["run"]))
+            elif match := CORE_FILE.match(file.name):
+                cores.append((match["run"], file))
+            else:
+                result.problems.append(LegacyProblem(str(file), "", "unrecognised file name"))
+        for legacy_id, file in cores:
+            raw = _load(file, result, legacy_id)
+            if raw is None:
+                continue
+            advisories = [doc for _, doc in side_advisories.pop(legacy_id, []) if doc is not None]
+            explanation_doc = side_explanations.pop(legacy_id, (None, None))[1]
+            _convert(legacy_id, str(file), raw, advisories, explanation_doc, result)
+        for legacy_id, files in sorted(side_advisories.items()):
+            for file, _ in files:
+                result.problems.append(LegacyProblem(str(file), legacy_id, "advisory side file without its run"))
+        for legacy_id, (file, _) in sorted(side_explanations.items()):
+            result.problems.append(LegacyProblem(str(file), legacy_id, "explanation side file without its run"))
+
+
+def _convert(
+    legacy_id: str,
+    source: str,
+    raw: Any,
+    side_advisories: list[Any],
+    side_explanation: Any,
+    result: LegacyScan,
+) -> None:
+    try:
+        result.runs.append(_to_legacy_run(legacy_id, source, raw, side_advisories, side_explanation))
+    except InvalidArgument as exc:
+        details = "; ".join(f"{v.field}: {v.description}" for v in exc.violations) or exc.message
+        result.problems.append(LegacyProblem(source, legacy_id, details))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        result.problems.append(
+            LegacyProblem(source, legacy_id, f"not a legacy run artifact: {type(exc).__name__}: {exc}")
+        )
+
+
+def _to_legacy_run(
+    legacy_id: str, source: str, raw: Any, side_advisories: list[Any], side_explanation: Any
+) -> LegacyRun:
+    if not isinstance(raw, dict):
+        raise TypeError("the artifact is not a JSON object")
+    if raw.get("run_id", legacy_id) != legacy_id:
+        raise ValueError(f"run_id {raw.get('run_id')!r} does not match its key or file name {legacy_id!r}")
+    decision = raw.get("decision") or {}
+    risk = LEGACY_RISK.get(str(decision.get("risk_level", "")).upper())
+    if risk is None:
+        raise ValueError(f"unknown risk_level {decision.get('risk_level')!r}")
+    hashes = raw.get("hashes") or {}
+    feasibility = raw.get("feasibility") or {}
+    content = RunContent(
+        mode=str(raw["mode"]),
+        tool_id=str(raw["tool_id"]),
+        status=RunStatus(str(raw["status"]).upper()),
+        decision=Decision(
+            risk_level=risk,
+            score=float(decision.get("score") or 0.0),
+            block_reason=str(decision.get("block_reason") or ""),
+            warnings=tuple(str(w) for w in decision.get("warnings") or ()),
+        ),
+        hashes=Hashes(
+            feasibility_sha256=str(hashes.get("feasibility_sha256") or ""),
+            toolpaths_sha256=str(hashes.get("toolpaths_sha256") or ""),
+            gcode_sha256=str(hashes.get("gcode_sha256") or ""),
+        ),
+        request_summary=dict(raw.get("request_summary") or {}),
+        feasibility=dict(feasibility),
+        outputs={str(k): str(v) for k, v in (raw.get("outputs") or {}).items() if v is not None},
+        meta={
+            **dict(raw.get("meta") or {}),
+            "legacy": {
+                "run_id": legacy_id,
+                "created_at_utc": str(raw.get("created_at_utc", "")),
+                "source": source,
+                "artifact_sha256": sha256_canonical(raw),
+            },
+        },
+    )
+    validate_content(content)
+    advisories = [_advisory(a) for a in [*(raw.get("advisory_inputs") or []), *side_advisories]]
+    unique = {a.advisory_id: a for a in advisories}
+    explanation = _explanation(raw, side_explanation)
+    return LegacyRun(legacy_id, source, content, list(unique.values()), explanation)
+
+
+def _advisory(raw: Any) -> LegacyAdvisory:
+    kind = str(raw.get("kind", "unknown")).lower()
+    created = raw.get("created_at_utc")
+    return LegacyAdvisory(
+        advisory_id=str(raw["advisory_id"]),
+        kind=AdvisoryKind(kind) if kind in set(AdvisoryKind) else AdvisoryKind.UNKNOWN,
+        engine_id=str(raw.get("engine_id") or ""),
+        engine_version=str(raw.get("engine_version") or ""),
+        request_id=str(raw.get("request_id") or ""),
+        created_at=_parse_time(created) if created else None,
+    )
+
+
+def _explanation(raw: dict[str, Any], side: Any) -> Explanation | None:
+    source = side if isinstance(side, dict) else raw
+    status = str(source.get("explanation_status") or source.get("status") or "NONE").upper()
+    if status not in set(ExplanationStatus):
+        raise ValueError(f"unknown explanation status {status!r}")
+    summary = str(source.get("explanation_summary") or source.get("summary") or "")
+    if status == ExplanationStatus.PENDING:  # nothing can still be in flight for a migrated run
+        status = ExplanationStatus.NONE
+    if status == ExplanationStatus.NONE and not summary:
+        return None
+    return Explanation(ExplanationStatus(status), summary=summary, error=str(source.get("error") or ""))
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
