@@ -1,9 +1,10 @@
 """What happens around every RPC a Custody service serves, in one place:
 
-request id (x-request-id metadata, else OpenTelemetry baggage, else generated) bound to the call and returned in
-the response headers; authentication of the bearer token; the service's access table (default deny); typed
-errors mapped to rich statuses; unexpected errors reported as INTERNAL without internal text; one access log
-line per call. Health checks and reflection skip authentication (they stay open for probes and grpcurl).
+request id (x-request-id metadata, else OpenTelemetry baggage, else generated) bound to the call and returned
+in the response metadata (trailers of unary calls, headers of streams); authentication of the bearer token; the
+service's access table (default deny); typed errors mapped to rich statuses; unexpected errors reported as
+INTERNAL without internal text; one access log line per call. Health checks and reflection skip authentication
+(they stay open for probes and grpcurl).
 
 It wraps each method handler rather than only intercepting, because the wrapper runs inside the call's own task
 and with the real servicer context (interceptors see neither).
@@ -78,6 +79,8 @@ class CallHandling(grpc.aio.ServerInterceptor):
     def _unary(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = self._begin(context)
+            # Unary answers carry the request id as a trailer: it rides on the status, costing no extra write.
+            context.set_trailing_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
             try:
                 await self._admit(call, method, context)
                 return await behavior(request, context)
@@ -93,6 +96,8 @@ class CallHandling(grpc.aio.ServerInterceptor):
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = self._begin(context)
             try:
+                # Streams announce the request id up front, before the first message.
+                await context.send_initial_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
                 await self._admit(call, method, context)
                 async for response in behavior(request, context):
                     yield response
@@ -118,8 +123,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
         return _Call(request_id, token, metadata, rejected_request_id=rejected)
 
     async def _admit(self, call: _Call, method: str, context: grpc.aio.ServicerContext) -> None:
-        """Returns the request id, then authenticates and authorizes; raises CustodyError to refuse."""
-        await context.send_initial_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
+        """Checks the request id, then authenticates and authorizes; raises CustodyError to refuse."""
         if call.rejected_request_id is not None:
             raise InvalidArgument(
                 "REQUEST_ID_INVALID",
@@ -136,14 +140,15 @@ class CallHandling(grpc.aio.ServerInterceptor):
         if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted on purpose; its status stands
             call.code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
             return
+        request_id = ((call_context.REQUEST_ID_HEADER, call.request_id),)
         if isinstance(exc, CustodyError):
             code, message, trailers = status.encode(exc, self._service)
             call.code, call.reason = code, exc.reason
-            await context.abort(code, message, trailers)
+            await context.abort(code, message, trailers + request_id)
         if isinstance(exc, Exception):
             call.code = grpc.StatusCode.INTERNAL
             log.error("unhandled error in %s", full_method, exc_info=exc)
-            await context.abort(grpc.StatusCode.INTERNAL, status.INTERNAL_MESSAGE)
+            await context.abort(grpc.StatusCode.INTERNAL, status.INTERNAL_MESSAGE, request_id)
         call.code = grpc.StatusCode.CANCELLED
 
     def _end(self, call: _Call, full_method: str) -> None:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from services.common.group_commit import GroupCommit
 from services.common.identity import Principal, PrincipalKind
 from services.runs import tables
 from services.runs.model import (
@@ -74,9 +75,76 @@ class NewAttachment:
     position: int
 
 
+@dataclass(frozen=True)
+class _PendingRun:
+    record: RunRecord
+    artifact_json: str
+    key: str | None
+    fingerprint: str
+    attachments: tuple[NewAttachment, ...]
+
+    def run_row(self) -> dict[str, Any]:
+        record, stamp = self.record, self.record.stamp
+        return {
+            "id": record.run_id,
+            "created_at_us": to_us(stamp.created_at),
+            "created_by": stamp.created_by.id,
+            "created_by_kind": stamp.created_by.kind.value,
+            "request_id": stamp.request_id,
+            "idempotency_key": self.key,
+            "request_fingerprint": self.fingerprint if self.key else None,
+            "trace_id": stamp.trace_id,
+            "mode": record.content.mode,
+            "tool_id": record.content.tool_id,
+            "status": record.content.status.value,
+            "risk_level": record.content.decision.risk_level.value,
+            "artifact_json": self.artifact_json,
+            "artifact_sha256": record.artifact_sha256,
+        }
+
+    def explanation_row(self) -> dict[str, Any]:
+        explanation = self.record.explanation
+        return {
+            "run_id": self.record.run_id,
+            "status": explanation.status.value,
+            "summary": explanation.summary,
+            "error": explanation.error,
+            "advisory_id": explanation.advisory_id,
+            "version": 1,
+            "updated_at_us": to_us(self.record.stamp.created_at),
+        }
+
+    def history_row(self) -> dict[str, Any]:
+        explanation, stamp = self.record.explanation, self.record.stamp
+        return {
+            "run_id": self.record.run_id,
+            "version": 1,
+            "status": explanation.status.value,
+            "summary": explanation.summary,
+            "error": explanation.error,
+            "changed_by": stamp.created_by.id,
+            "changed_by_kind": stamp.created_by.kind.value,
+            "changed_at_us": to_us(stamp.created_at),
+            "request_id": stamp.request_id,
+        }
+
+    def stored(self) -> StoredRun:
+        """What was just committed, without reading it back."""
+        record = self.record
+        explanation = replace(record.explanation, updated_at=record.stamp.created_at)
+        indexed = {
+            "mode": record.content.mode,
+            "tool_id": record.content.tool_id,
+            "status": record.content.status.value,
+            "risk_level": record.content.decision.risk_level.value,
+        }
+        return StoredRun(replace(record, explanation=explanation), self.artifact_json, self.fingerprint, indexed)
+
+
 class RunsStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self._mints: GroupCommit[_PendingRun, tuple[StoredRun, bool]] = GroupCommit(self._insert_batch, "runs-mint")
 
     # ---- runs -------------------------------------------------------------------------------------------------
 
@@ -90,60 +158,74 @@ class RunsStore:
     ) -> tuple[StoredRun, bool]:
         """Inserts the run, its explanation row and any attachment records of already stored blobs in one
         transaction; returns (stored, created). An existing run under the same caller and idempotency key is
-        returned instead (created=False) for the caller to compare fingerprints."""
-        stamp = record.stamp
-        key = idempotency_key or None
-        if key:
-            existing = self._by_key(stamp.created_by.id, key)
-            if existing:
-                return existing, False
-        row = {
-            "id": record.run_id,
-            "created_at_us": to_us(stamp.created_at),
-            "created_by": stamp.created_by.id,
-            "created_by_kind": stamp.created_by.kind.value,
-            "request_id": stamp.request_id,
-            "idempotency_key": key,
-            "request_fingerprint": request_fingerprint if key else None,
-            "trace_id": stamp.trace_id,
-            "mode": record.content.mode,
-            "tool_id": record.content.tool_id,
-            "status": record.content.status.value,
-            "risk_level": record.content.decision.risk_level.value,
-            "artifact_json": artifact_json,
-            "artifact_sha256": record.artifact_sha256,
-        }
-        explanation = record.explanation
+        returned instead (created=False) for the caller to compare fingerprints.
+
+        Concurrent mints are committed together (group commit): one durable commit for many runs."""
+        pending = _PendingRun(record, artifact_json, idempotency_key or None, request_fingerprint, tuple(attachments))
+        return self._mints.submit(pending)
+
+    def _insert_batch(self, batch: list[_PendingRun]) -> list[tuple[StoredRun, bool]]:
+        """One transaction for a batch of mints. Keys already used (in the database or earlier in the batch)
+        resolve to the existing run; if the transaction still conflicts (another replica won a race), each mint
+        is retried on its own."""
+        keyed = sorted({(p.record.stamp.created_by.id, p.key) for p in batch if p.key})
+        existing = self._by_keys(keyed)
+        results: list[tuple[StoredRun, bool] | None] = [None] * len(batch)
+        first_for_key: dict[tuple[str, str], int] = {}
+        inserts: list[int] = []
+        for index, pending in enumerate(batch):
+            key = (pending.record.stamp.created_by.id, pending.key) if pending.key else None
+            if key and key in existing:
+                results[index] = (existing[key], False)
+            elif key and key in first_for_key:
+                continue  # resolved below to the run minted by the first request with this key
+            else:
+                if key:
+                    first_for_key[key] = index
+                inserts.append(index)
         try:
             with self.engine.begin() as connection:
-                connection.execute(tables.runs.insert().values(row))
-                connection.execute(
-                    tables.run_explanations.insert().values(
-                        run_id=record.run_id,
-                        status=explanation.status.value,
-                        summary=explanation.summary,
-                        error=explanation.error,
-                        advisory_id=explanation.advisory_id,
-                        version=1,
-                        updated_at_us=row["created_at_us"],
-                    )
-                )
-                self._history(
-                    connection, record.run_id, 1, explanation, stamp.created_by, row["created_at_us"], stamp.request_id
-                )
-                for link in record.advisories:
-                    connection.execute(tables.advisories.insert().values(_advisory_row(record.run_id, link)))
-                for item in attachments:
-                    connection.execute(tables.attachments.insert().values(_attachment_row(item)))
+                self._insert_rows(connection, [batch[i] for i in inserts])
         except IntegrityError:
-            if key:
-                existing = self._by_key(stamp.created_by.id, key)
-                if existing:
-                    return existing, False
-            raise
-        stored = self.get_run(record.run_id)
-        assert stored is not None
-        return stored, True
+            if len(batch) == 1:
+                stored = self._by_key(batch[0].record.stamp.created_by.id, batch[0].key) if batch[0].key else None
+                if stored is None:
+                    raise
+                return [(stored, False)]
+            return [self._insert_batch([pending])[0] for pending in batch]
+        for index in inserts:
+            results[index] = (batch[index].stored(), True)
+        for index, pending in enumerate(batch):
+            if results[index] is None:
+                first = results[first_for_key[(pending.record.stamp.created_by.id, pending.key)]]  # type: ignore[index]
+                assert first is not None
+                results[index] = (first[0], False)
+        return [r for r in results if r is not None]
+
+    def _insert_rows(self, connection: sa.Connection, batch: list[_PendingRun]) -> None:
+        if not batch:
+            return
+        connection.execute(tables.runs.insert(), [p.run_row() for p in batch])
+        connection.execute(tables.run_explanations.insert(), [p.explanation_row() for p in batch])
+        connection.execute(tables.run_explanation_history.insert(), [p.history_row() for p in batch])
+        advisories = [_advisory_row(p.record.run_id, link) for p in batch for link in p.record.advisories]
+        if advisories:
+            connection.execute(tables.advisories.insert(), advisories)
+        attachments = [_attachment_row(item) for p in batch for item in p.attachments]
+        if attachments:
+            connection.execute(tables.attachments.insert(), attachments)
+
+    def _by_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredRun]:
+        if not keys:
+            return {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(tables.runs).where(
+                    sa.tuple_(tables.runs.c.created_by, tables.runs.c.idempotency_key).in_(keys)
+                )
+            ).all()
+            stored = self._hydrate(connection, rows)
+        return {(s.record.stamp.created_by.id, row.idempotency_key): s for s, row in zip(stored, rows, strict=True)}
 
     def _by_key(self, created_by: str, key: str) -> StoredRun | None:
         with self.engine.connect() as connection:

@@ -220,3 +220,13 @@ def test_attachment_names_are_validated(runs: RunsClient, run: runs_pb2.Run) -> 
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "NAME_INVALID")
     error = status.decode(error_of(lambda: read(runs, f"{run.name}/attachments/att_{'0' * 32}")))
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "ATTACHMENT_NOT_FOUND")
+
+
+def test_a_stream_announces_its_request_id_before_the_first_message(runs: RunsClient, run: runs_pb2.Run) -> None:
+    attachment = upload(runs, header(run), SVG)
+    stream = runs.ReadAttachment(
+        runs_pb2.ReadAttachmentRequest(name=attachment.name),
+        metadata=(*runs.operator, ("x-request-id", "req-stream-1")),
+    )
+    assert dict(stream.initial_metadata())["x-request-id"] == "req-stream-1"
+    assert b"".join(m.chunk for m in stream) == SVG

@@ -17,9 +17,9 @@ from services.cli.state import StateLayout
 from services.common import status
 from services.common.config import ServiceSettings
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.protomap import service_info
 from services.common.server import Service
 from services.runs.access import ACCESS
-from services.common.protomap import service_info
 from tests.support.harness import ServiceHarness, bearer, operator_token, service_token
 
 GET_INFO = runs_pb2.GetServiceInfoRequest()
@@ -28,7 +28,7 @@ GET_INFO = runs_pb2.GetServiceInfoRequest()
 def call_info(harness: ServiceHarness, metadata: tuple[tuple[str, str], ...] = ()) -> tuple[object, dict[str, str]]:
     stub = runs_pb2_grpc.RunsServiceStub(harness.channel())
     response, call = stub.GetServiceInfo.with_call(GET_INFO, metadata=metadata, timeout=10)
-    return response, dict(call.initial_metadata())
+    return response, dict(call.trailing_metadata())
 
 
 def rpc_error(harness: ServiceHarness, metadata: tuple[tuple[str, str], ...] = ()) -> status.DecodedError:
@@ -91,7 +91,7 @@ def test_request_id_is_returned_even_when_the_call_is_refused(runs: ServiceHarne
     call = stub.GetServiceInfo.future(GET_INFO, metadata=(("x-request-id", "req-refused-7"),), timeout=10)
     with pytest.raises(grpc.RpcError):
         call.result()
-    assert dict(call.initial_metadata())["x-request-id"] == "req-refused-7"
+    assert dict(call.trailing_metadata())["x-request-id"] == "req-refused-7"
 
 
 def test_request_id_is_taken_from_baggage_without_header(runs: ServiceHarness, layout: StateLayout) -> None:

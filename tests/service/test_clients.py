@@ -14,9 +14,9 @@ from services.cli.state import StateLayout
 from services.common import call_context
 from services.common.clients import ServiceClients, retry_service_config
 from services.common.config import ServiceSettings
+from services.common.protomap import service_info
 from services.common.server import Service
 from services.runs.access import ACCESS
-from services.common.protomap import service_info
 from tests.support.harness import ServiceHarness, service_token
 
 

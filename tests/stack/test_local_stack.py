@@ -94,7 +94,7 @@ def test_request_id_comes_back_and_is_in_the_servers_log_line(stack: RunningStac
             metadata=(("authorization", f"Bearer {token}"), ("x-request-id", "req-stack-log-check")),
             timeout=10,
         )
-    assert dict(call.initial_metadata())["x-request-id"] == "req-stack-log-check"
+    assert dict(call.trailing_metadata())["x-request-id"] == "req-stack-log-check"
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         matching = [line for line in stack.log_lines() if line.get("request_id") == "req-stack-log-check"]

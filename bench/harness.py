@@ -1,0 +1,101 @@
+"""Shared benchmark plumbing: start a service process on a free port with fresh state, time things, report medians.
+
+Benchmarks are not tests: they print figures and write JSON under bench/results/; they assert nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.cli.health import check
+from services.cli.state import StateLayout, initialize
+from services.common.catalog import SERVICES
+from services.common.config import env_prefix
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def free_port() -> int:
+    with closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningService:
+    address: str
+    layout: StateLayout
+    process: subprocess.Popen[bytes]
+
+
+@contextmanager
+def service_process(service: str, state: Path, **settings: str) -> Iterator[RunningService]:
+    """`custody serve SERVICE` with its own state directory; stopped (and waited for) on exit."""
+    layout = StateLayout(state)
+    initialize(layout)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
+    prefix = env_prefix(service)
+    env.update({prefix + "PORT": str(port), prefix + "STATE_DIR": str(state), prefix + "LOG_LEVEL": "WARNING"})
+    env.update({prefix + key.upper(): value for key, value in settings.items()})
+    command = [sys.executable, "-m", "services.cli", "serve", service, "--config", str(layout.service_config(service))]
+    process = subprocess.Popen(command, env=env)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while check(address, SERVICES[service].full_name, 0.5) != "SERVING":
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{service} did not start (exit {process.poll()})")
+            time.sleep(0.1)
+        yield RunningService(address, layout, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    return {
+        "n": len(samples_ms),
+        "p50_ms": round(statistics.median(samples_ms), 3),
+        "p99_ms": round(percentile(samples_ms, 0.99), 3),
+        "mean_ms": round(statistics.fmean(samples_ms), 3),
+    }
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"{name}-{stamp}.json"
+    path.write_text(json.dumps({"benchmark": name, "at": stamp, "machine": machine(), **result}, indent=2) + "\n")
+    return path

@@ -1,0 +1,173 @@
+"""Runs benchmark: durable mints per second with 8 concurrent clients, create + 4 KiB attach latency, and 64 MiB
+upload throughput next to this machine's own sha256 rate over the same bytes (measured in the same run).
+
+    .venv/bin/python -m bench.runs.bench_runs [--quick] [--postgres DSN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.harness import service_process, summary, write_result
+from custody.runs.v1 import runs_pb2, runs_pb2_grpc
+from services.common.hashing import sha256_canonical
+
+CHUNK = 1024 * 1024
+
+
+def run_input(index: int) -> runs_pb2.RunInput:
+    feasibility = {"bench": index}
+    return runs_pb2.RunInput(
+        mode="bench",
+        tool_id="router-0.5mm",
+        status=runs_pb2.RUN_STATUS_OK,
+        decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=0.9),
+        hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
+    )
+
+
+async def mints_per_second(address: str, token: str, clients: int, total: int) -> float:
+    metadata = (("authorization", f"Bearer {token}"),)
+    channels = [grpc.aio.insecure_channel(address) for _ in range(clients)]
+    stubs = [runs_pb2_grpc.RunsServiceStub(c) for c in channels]
+    per_client = total // clients
+
+    async def client(stub: runs_pb2_grpc.RunsServiceStub, offset: int) -> None:
+        for i in range(per_client):
+            await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input(offset + i)), metadata=metadata)
+
+    for stub in stubs:
+        await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input(-1)), metadata=metadata)
+    started = time.perf_counter()
+    await asyncio.gather(*(client(stub, n * per_client) for n, stub in enumerate(stubs)))
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        await channel.close()
+    return per_client * clients / elapsed
+
+
+async def create_and_attach_latencies(address: str, token: str, count: int) -> list[float]:
+    metadata = (("authorization", f"Bearer {token}"),)
+    payload = os.urandom(4096)
+    samples = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = runs_pb2_grpc.RunsServiceStub(channel)
+        for index in range(count + 10):
+            started = time.perf_counter()
+            run = await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input(index)), metadata=metadata)
+            await stub.BatchCreateAttachments(
+                runs_pb2.BatchCreateAttachmentsRequest(
+                    run=run.name,
+                    attachments=[runs_pb2.NewAttachment(kind="other", filename="payload.bin", data=payload)],
+                ),
+                metadata=metadata,
+            )
+            if index >= 10:  # the first calls warm connections and caches
+                samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def sha256_seconds(path: Path) -> float:
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(CHUNK):
+            digest.update(block)
+    return time.perf_counter() - started
+
+
+async def upload_seconds(address: str, token: str, path: Path, run_name: str) -> float:
+    metadata = (("authorization", f"Bearer {token}"),)
+
+    async def messages() -> Any:
+        yield runs_pb2.UploadAttachmentRequest(
+            header=runs_pb2.AttachmentHeader(run=run_name, kind="other", filename="big.bin")
+        )
+        with path.open("rb") as handle:
+            while block := handle.read(CHUNK):
+                yield runs_pb2.UploadAttachmentRequest(chunk=block)
+
+    options = [("grpc.max_send_message_length", 4 * CHUNK), ("grpc.max_receive_message_length", 4 * CHUNK)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        stub = runs_pb2_grpc.RunsServiceStub(channel)
+        started = time.perf_counter()
+        await stub.UploadAttachment(messages(), metadata=metadata)
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
+    parser.add_argument("--postgres", default="", help="also measure against this PostgreSQL database URL")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 3
+    total = 400 if args.quick else 4000
+    latency_count = 50 if args.quick else 500
+    upload_mib = 8 if args.quick else 64
+    backends = {"sqlite": ""} | ({"postgresql": args.postgres} if args.postgres else {})
+    results: dict[str, Any] = {"targets": {"mints_per_s": 1200, "upload_vs_sha256": 0.5}, "backends": {}}
+    with tempfile.TemporaryDirectory(prefix="custody-bench-runs-") as tmp:
+        big = Path(tmp) / "upload.bin"
+        big.write_bytes(os.urandom(upload_mib * CHUNK))
+        for backend, url in backends.items():
+            state = Path(tmp) / backend
+            settings = {"database_url": url} if url else {}
+            settings["max_attachment_bytes"] = str(128 * CHUNK)
+            with service_process("runs", state, **settings) as service:
+                token = service.layout.operator_token.read_text().strip()
+                rates = [asyncio.run(mints_per_second(service.address, token, 8, total)) for _ in range(repeats)]
+                latencies = asyncio.run(create_and_attach_latencies(service.address, token, latency_count))
+
+                async def holder(token: str = token) -> str:
+                    async with grpc.aio.insecure_channel(service.address) as channel:
+                        run = await runs_pb2_grpc.RunsServiceStub(channel).CreateRun(
+                            runs_pb2.CreateRunRequest(run=run_input(0)),
+                            metadata=(("authorization", f"Bearer {token}"),),
+                        )
+                        return run.name
+
+                run_name = asyncio.run(holder())
+                hash_s, upload_s = [], []
+                for _ in range(repeats):  # interleaved, so both see the same machine conditions
+                    hash_s.append(sha256_seconds(big))
+                    upload_s.append(asyncio.run(upload_seconds(service.address, token, big, run_name)))
+            size_mb = upload_mib * CHUNK / 1e6
+            sha_rate, upload_rate = size_mb / statistics.median(hash_s), size_mb / statistics.median(upload_s)
+            results["backends"][backend] = {
+                "mints_per_s_8_clients": {
+                    "median": round(statistics.median(rates), 1),
+                    "runs": [round(r, 1) for r in rates],
+                },
+                "create_plus_4kib_attach": summary(latencies),
+                "upload": {
+                    "mib": upload_mib,
+                    "upload_mb_s": round(upload_rate, 1),
+                    "sha256_mb_s": round(sha_rate, 1),
+                    "ratio": round(upload_rate / sha_rate, 3),
+                },
+            }
+    path = write_result("runs-quick" if args.quick else "runs", results)
+    for backend, figures in results["backends"].items():
+        mints = figures["mints_per_s_8_clients"]["median"]
+        latency = figures["create_plus_4kib_attach"]
+        upload = figures["upload"]
+        print(
+            f"[{backend}] mints/s (8 clients): {mints}  |  create+4KiB attach p50 {latency['p50_ms']} ms "
+            f"p99 {latency['p99_ms']} ms  |  {upload['mib']} MiB upload {upload['upload_mb_s']} MB/s vs sha256 "
+            f"{upload['sha256_mb_s']} MB/s (ratio {upload['ratio']})"
+        )
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
