@@ -14,7 +14,7 @@ from services.cli.state import StateLayout
 from services.common import status
 from services.common.errors import Unavailable
 from tests.runs.conftest import RunsClient, error_of, run_input
-from tests.runs.fake_gateway import ScriptedGateway, fake_gateway
+from tests.support.fake_gateway import ScriptedGateway, fake_gateway
 from tests.support.harness import ServiceHarness
 
 

@@ -15,7 +15,7 @@ from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.cli.health import check
 from services.cli.state import StateLayout
 from tests.runs.conftest import run_input
-from tests.runs.fake_gateway import ScriptedGateway, fake_gateway
+from tests.support.fake_gateway import ScriptedGateway, fake_gateway
 from tests.support.harness import ServiceHarness, bearer, operator_token, state_layout
 from tests.support.processes import CUSTODY, clean_environment, free_port
 

@@ -3,8 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from custody.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -30,3 +33,315 @@ class GetServiceInfoRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServiceInfoRequest: _TypeAlias = GetServiceInfoRequest  # noqa: Y015
+
+@_typing.final
+class GenerateCandidatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROMPT_FIELD_NUMBER: _builtins.int
+    DIAMETER_MM_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    VARIANT_SEED_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    LINEAGE_PARENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    prompt: _builtins.str
+    """What to design, 3..2000 characters (petal counts, rings, style words...)."""
+    diameter_mm: _builtins.float
+    """Rosette diameter in millimetres, (0, 1000]."""
+    count: _builtins.int
+    """How many variants, 1..10."""
+    provider: _builtins.str
+    """Provider and model for ai_gateway (empty: the gateway's default for the operation)."""
+    model: _builtins.str
+    variant_seed: _builtins.str
+    """Base seed; variant i is generated with seed "<variant_seed>:<i>"."""
+    run: _builtins.str
+    """Optional runs/{run} to attach every good variant to."""
+    lineage_parent: _builtins.str
+    """Optional lineage version of the design brief the candidates derive from."""
+    request_id: _builtins.str
+    """Idempotency key, passed on per variant as "<request_id>:<i>" to the gateway, runs and lineage."""
+    def __init__(
+        self,
+        *,
+        prompt: _builtins.str = ...,
+        diameter_mm: _builtins.float = ...,
+        count: _builtins.int = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        variant_seed: _builtins.str = ...,
+        run: _builtins.str = ...,
+        lineage_parent: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "diameter_mm", b"diameter_mm", "lineage_parent", b"lineage_parent", "model", b"model", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "run", b"run", "variant_seed", b"variant_seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateCandidatesRequest: _TypeAlias = GenerateCandidatesRequest  # noqa: Y015
+
+@_typing.final
+class CandidateFailure(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    PROBLEMS_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    """SAFETY_BLOCKED, SPEC_INVALID, SPEC_NOT_JSON, SVG_INVALID, ATTACH_FAILED, LINEAGE_FAILED, GATEWAY_FAILED ..."""
+    message: _builtins.str
+    @_builtins.property
+    def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldProblem]: ...
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+        message: _builtins.str = ...,
+        problems: _abc.Iterable[Global___FieldProblem] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "problems", b"problems", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CandidateFailure: _TypeAlias = CandidateFailure  # noqa: Y015
+
+@_typing.final
+class FieldProblem(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    field: _builtins.str
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        field: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "field", b"field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FieldProblem: _TypeAlias = FieldProblem  # noqa: Y015
+
+@_typing.final
+class Candidate(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    VARIANT_SEED_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    SPEC_JSON_FIELD_NUMBER: _builtins.int
+    SPEC_SHA256_FIELD_NUMBER: _builtins.int
+    SVG_FIELD_NUMBER: _builtins.int
+    SVG_SHA256_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    SVG_ATTACHMENT_FIELD_NUMBER: _builtins.int
+    SPEC_ATTACHMENT_FIELD_NUMBER: _builtins.int
+    ENVELOPE_ATTACHMENT_FIELD_NUMBER: _builtins.int
+    LINEAGE_VERSION_FIELD_NUMBER: _builtins.int
+    FAILURE_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    variant_seed: _builtins.str
+    ok: _builtins.bool
+    spec_json: _builtins.str
+    """The spec as RFC 8785 canonical JSON, and its sha256."""
+    spec_sha256: _builtins.str
+    svg: _builtins.bytes
+    svg_sha256: _builtins.str
+    svg_attachment: _builtins.str
+    """runs/{run}/attachments/{attachment} of the SVG, the spec and the envelope, when attached."""
+    spec_attachment: _builtins.str
+    envelope_attachment: _builtins.str
+    lineage_version: _builtins.str
+    """The svg_candidate lineage version, when recorded."""
+    @_builtins.property
+    def envelope(self) -> _common_pb2.ProvenanceEnvelope:
+        """The gateway's provenance envelope for this variant (present whenever the gateway answered)."""
+
+    @_builtins.property
+    def failure(self) -> Global___CandidateFailure:
+        """Set when ok is false."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        variant_seed: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        spec_json: _builtins.str = ...,
+        spec_sha256: _builtins.str = ...,
+        svg: _builtins.bytes = ...,
+        svg_sha256: _builtins.str = ...,
+        envelope: _common_pb2.ProvenanceEnvelope | None = ...,
+        svg_attachment: _builtins.str = ...,
+        spec_attachment: _builtins.str = ...,
+        envelope_attachment: _builtins.str = ...,
+        lineage_version: _builtins.str = ...,
+        failure: Global___CandidateFailure | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "failure", b"failure"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "envelope_attachment", b"envelope_attachment", "failure", b"failure", "index", b"index", "lineage_version", b"lineage_version", "ok", b"ok", "spec_attachment", b"spec_attachment", "spec_json", b"spec_json", "spec_sha256", b"spec_sha256", "svg", b"svg", "svg_attachment", b"svg_attachment", "svg_sha256", b"svg_sha256", "variant_seed", b"variant_seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Candidate: _TypeAlias = Candidate  # noqa: Y015
+
+@_typing.final
+class GenerateCandidatesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CANDIDATES_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    succeeded: _builtins.int
+    failed: _builtins.int
+    @_builtins.property
+    def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Candidate]: ...
+    def __init__(
+        self,
+        *,
+        candidates: _abc.Iterable[Global___Candidate] | None = ...,
+        succeeded: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "failed", b"failed", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateCandidatesResponse: _TypeAlias = GenerateCandidatesResponse  # noqa: Y015
+
+@_typing.final
+class CompileSpecRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPEC_JSON_FIELD_NUMBER: _builtins.int
+    spec_json: _builtins.str
+    """The spec as JSON text."""
+    def __init__(
+        self,
+        *,
+        spec_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec_json", b"spec_json"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompileSpecRequest: _TypeAlias = CompileSpecRequest  # noqa: Y015
+
+@_typing.final
+class CompileSpecResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SVG_FIELD_NUMBER: _builtins.int
+    SVG_SHA256_FIELD_NUMBER: _builtins.int
+    SPEC_JSON_FIELD_NUMBER: _builtins.int
+    SPEC_SHA256_FIELD_NUMBER: _builtins.int
+    svg: _builtins.bytes
+    svg_sha256: _builtins.str
+    spec_json: _builtins.str
+    spec_sha256: _builtins.str
+    def __init__(
+        self,
+        *,
+        svg: _builtins.bytes = ...,
+        svg_sha256: _builtins.str = ...,
+        spec_json: _builtins.str = ...,
+        spec_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spec_json", b"spec_json", "spec_sha256", b"spec_sha256", "svg", b"svg", "svg_sha256", b"svg_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompileSpecResponse: _TypeAlias = CompileSpecResponse  # noqa: Y015
+
+@_typing.final
+class ValidateSvgRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SVG_FIELD_NUMBER: _builtins.int
+    svg: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        svg: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["svg", b"svg"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateSvgRequest: _TypeAlias = ValidateSvgRequest  # noqa: Y015
+
+@_typing.final
+class SvgViolation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RULE_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    """ELEMENT_NOT_ALLOWED, ATTRIBUTE_NOT_ALLOWED, EXTERNAL_REFERENCE, EVENT_HANDLER, DOCTYPE_OR_ENTITY,
+    TOO_LARGE, TOO_DEEP, TOO_MANY_ELEMENTS, NOT_SVG, UNPARSEABLE.
+    """
+    location: _builtins.str
+    """Where: an element path such as svg/g[1]/circle[3]."""
+    detail: _builtins.str
+    def __init__(
+        self,
+        *,
+        rule: _builtins.str = ...,
+        location: _builtins.str = ...,
+        detail: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["detail", b"detail", "location", b"location", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SvgViolation: _TypeAlias = SvgViolation  # noqa: Y015
+
+@_typing.final
+class ValidateSvgResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VALID_FIELD_NUMBER: _builtins.int
+    VIOLATIONS_FIELD_NUMBER: _builtins.int
+    SVG_SHA256_FIELD_NUMBER: _builtins.int
+    valid: _builtins.bool
+    svg_sha256: _builtins.str
+    @_builtins.property
+    def violations(self) -> _containers.RepeatedCompositeFieldContainer[Global___SvgViolation]: ...
+    def __init__(
+        self,
+        *,
+        valid: _builtins.bool = ...,
+        violations: _abc.Iterable[Global___SvgViolation] | None = ...,
+        svg_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["svg_sha256", b"svg_sha256", "valid", b"valid", "violations", b"violations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ValidateSvgResponse: _TypeAlias = ValidateSvgResponse  # noqa: Y015

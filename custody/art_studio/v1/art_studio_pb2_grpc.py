@@ -27,7 +27,9 @@ if _version_not_supported:
 
 
 class ArtStudioServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
+    optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -40,16 +42,72 @@ class ArtStudioServiceStub:
                 request_serializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GetServiceInfoRequest.SerializeToString,
                 response_deserializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
                 _registered_method=True)
+        self.GenerateCandidates = channel.unary_unary(
+                '/custody.art_studio.v1.ArtStudioService/GenerateCandidates',
+                request_serializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GenerateCandidatesRequest.SerializeToString,
+                response_deserializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GenerateCandidatesResponse.FromString,
+                _registered_method=True)
+        self.CompileSpec = channel.unary_unary(
+                '/custody.art_studio.v1.ArtStudioService/CompileSpec',
+                request_serializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.CompileSpecRequest.SerializeToString,
+                response_deserializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.CompileSpecResponse.FromString,
+                _registered_method=True)
+        self.ValidateSvg = channel.unary_unary(
+                '/custody.art_studio.v1.ArtStudioService/ValidateSvg',
+                request_serializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.ValidateSvgRequest.SerializeToString,
+                response_deserializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.ValidateSvgResponse.FromString,
+                _registered_method=True)
 
 
 class ArtStudioServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
+    optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+    """
 
     def GetServiceInfo(self, request, context):
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
         UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
         PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateCandidates(self, request, context):
+        """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
+        prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
+        and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
+        With a run, each good variant's SVG, spec and envelope are attached in one atomic batch; with a lineage
+        parent, each is recorded as an svg_candidate version derived from it.
+        Errors:
+        INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
+        count not 1..10, a malformed run or lineage parent name, a malformed request_id; BadRequest names each.
+        NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
+        UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
+        Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
+        not as an error of the call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompileSpec(self, request, context):
+        """Compiles a spec you bring yourself into deterministic SVG (the same spec gives byte-identical SVG anywhere).
+        Errors:
+        INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
+        problem, with the field path (e.g. shapes[2].inner_r).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ValidateSvg(self, request, context):
+        """Checks any SVG against the allowlist (elements, attributes, fragment-only links, no DOCTYPE or entities,
+        size and depth caps) with a hardened parser, and reports every violation. An invalid SVG is an answer,
+        not an error.
+        Errors:
+        INVALID_ARGUMENT (reason REQUEST_INVALID): no svg bytes given.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +121,21 @@ def add_ArtStudioServiceServicer_to_server(servicer, server):
                     request_deserializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GetServiceInfoRequest.FromString,
                     response_serializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.SerializeToString,
             ),
+            'GenerateCandidates': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateCandidates,
+                    request_deserializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GenerateCandidatesRequest.FromString,
+                    response_serializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GenerateCandidatesResponse.SerializeToString,
+            ),
+            'CompileSpec': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompileSpec,
+                    request_deserializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.CompileSpecRequest.FromString,
+                    response_serializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.CompileSpecResponse.SerializeToString,
+            ),
+            'ValidateSvg': grpc.unary_unary_rpc_method_handler(
+                    servicer.ValidateSvg,
+                    request_deserializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.ValidateSvgRequest.FromString,
+                    response_serializer=custody_dot_art__studio_dot_v1_dot_art__studio__pb2.ValidateSvgResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'custody.art_studio.v1.ArtStudioService', rpc_method_handlers)
@@ -72,7 +145,9 @@ def add_ArtStudioServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class ArtStudioService:
-    """Missing associated documentation comment in .proto file."""
+    """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
+    optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+    """
 
     @staticmethod
     def GetServiceInfo(request,
@@ -91,6 +166,87 @@ class ArtStudioService:
             '/custody.art_studio.v1.ArtStudioService/GetServiceInfo',
             custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GetServiceInfoRequest.SerializeToString,
             custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateCandidates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.art_studio.v1.ArtStudioService/GenerateCandidates',
+            custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GenerateCandidatesRequest.SerializeToString,
+            custody_dot_art__studio_dot_v1_dot_art__studio__pb2.GenerateCandidatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompileSpec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.art_studio.v1.ArtStudioService/CompileSpec',
+            custody_dot_art__studio_dot_v1_dot_art__studio__pb2.CompileSpecRequest.SerializeToString,
+            custody_dot_art__studio_dot_v1_dot_art__studio__pb2.CompileSpecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ValidateSvg(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.art_studio.v1.ArtStudioService/ValidateSvg',
+            custody_dot_art__studio_dot_v1_dot_art__studio__pb2.ValidateSvgRequest.SerializeToString,
+            custody_dot_art__studio_dot_v1_dot_art__studio__pb2.ValidateSvgResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class ArtStudioServiceStub:
+    """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
+    optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -38,9 +42,40 @@ class ArtStudioServiceStub:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    GenerateCandidates: _grpc.UnaryUnaryMultiCallable[_art_studio_pb2.GenerateCandidatesRequest, _art_studio_pb2.GenerateCandidatesResponse]
+    """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
+    prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
+    and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
+    With a run, each good variant's SVG, spec and envelope are attached in one atomic batch; with a lineage
+    parent, each is recorded as an svg_candidate version derived from it.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
+        count not 1..10, a malformed run or lineage parent name, a malformed request_id; BadRequest names each.
+      NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
+      UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
+      Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
+      not as an error of the call.
+    """
+    CompileSpec: _grpc.UnaryUnaryMultiCallable[_art_studio_pb2.CompileSpecRequest, _art_studio_pb2.CompileSpecResponse]
+    """Compiles a spec you bring yourself into deterministic SVG (the same spec gives byte-identical SVG anywhere).
+    Errors:
+      INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
+        problem, with the field path (e.g. shapes[2].inner_r).
+    """
+    ValidateSvg: _grpc.UnaryUnaryMultiCallable[_art_studio_pb2.ValidateSvgRequest, _art_studio_pb2.ValidateSvgResponse]
+    """Checks any SVG against the allowlist (elements, attributes, fragment-only links, no DOCTYPE or entities,
+    size and depth caps) with a hardened parser, and reports every violation. An invalid SVG is an answer,
+    not an error.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID): no svg bytes given.
+    """
 
 @_typing.type_check_only
 class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
+    """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
+    optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_art_studio_pb2.GetServiceInfoRequest, _common_pb2.ServiceInfo]  # type: ignore[assignment]
     """Returns the service's identity and version and the caller as authenticated.
@@ -48,8 +83,39 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    GenerateCandidates: _aio.UnaryUnaryMultiCallable[_art_studio_pb2.GenerateCandidatesRequest, _art_studio_pb2.GenerateCandidatesResponse]  # type: ignore[assignment]
+    """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
+    prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
+    and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
+    With a run, each good variant's SVG, spec and envelope are attached in one atomic batch; with a lineage
+    parent, each is recorded as an svg_candidate version derived from it.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
+        count not 1..10, a malformed run or lineage parent name, a malformed request_id; BadRequest names each.
+      NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
+      UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
+      Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
+      not as an error of the call.
+    """
+    CompileSpec: _aio.UnaryUnaryMultiCallable[_art_studio_pb2.CompileSpecRequest, _art_studio_pb2.CompileSpecResponse]  # type: ignore[assignment]
+    """Compiles a spec you bring yourself into deterministic SVG (the same spec gives byte-identical SVG anywhere).
+    Errors:
+      INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
+        problem, with the field path (e.g. shapes[2].inner_r).
+    """
+    ValidateSvg: _aio.UnaryUnaryMultiCallable[_art_studio_pb2.ValidateSvgRequest, _art_studio_pb2.ValidateSvgResponse]  # type: ignore[assignment]
+    """Checks any SVG against the allowlist (elements, attributes, fragment-only links, no DOCTYPE or entities,
+    size and depth caps) with a hardened parser, and reports every violation. An invalid SVG is an answer,
+    not an error.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID): no svg bytes given.
+    """
 
 class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
+    optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+    """
+
     @_abc_1.abstractmethod
     def GetServiceInfo(
         self,
@@ -60,6 +126,51 @@ class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
           PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+
+    @_abc_1.abstractmethod
+    def GenerateCandidates(
+        self,
+        request: _art_studio_pb2.GenerateCandidatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_art_studio_pb2.GenerateCandidatesResponse, _abc.Awaitable[_art_studio_pb2.GenerateCandidatesResponse]]:
+        """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
+        prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
+        and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
+        With a run, each good variant's SVG, spec and envelope are attached in one atomic batch; with a lineage
+        parent, each is recorded as an svg_candidate version derived from it.
+        Errors:
+          INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
+            count not 1..10, a malformed run or lineage parent name, a malformed request_id; BadRequest names each.
+          NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
+          UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
+          Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
+          not as an error of the call.
+        """
+
+    @_abc_1.abstractmethod
+    def CompileSpec(
+        self,
+        request: _art_studio_pb2.CompileSpecRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_art_studio_pb2.CompileSpecResponse, _abc.Awaitable[_art_studio_pb2.CompileSpecResponse]]:
+        """Compiles a spec you bring yourself into deterministic SVG (the same spec gives byte-identical SVG anywhere).
+        Errors:
+          INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
+            problem, with the field path (e.g. shapes[2].inner_r).
+        """
+
+    @_abc_1.abstractmethod
+    def ValidateSvg(
+        self,
+        request: _art_studio_pb2.ValidateSvgRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_art_studio_pb2.ValidateSvgResponse, _abc.Awaitable[_art_studio_pb2.ValidateSvgResponse]]:
+        """Checks any SVG against the allowlist (elements, attributes, fragment-only links, no DOCTYPE or entities,
+        size and depth caps) with a hardened parser, and reports every violation. An invalid SVG is an answer,
+        not an error.
+        Errors:
+          INVALID_ARGUMENT (reason REQUEST_INVALID): no svg bytes given.
         """
 
 def add_ArtStudioServiceServicer_to_server(servicer: ArtStudioServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

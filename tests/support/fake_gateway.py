@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -18,10 +19,14 @@ from services.common.server import Service
 
 @dataclass
 class ScriptedGateway:
+    """What the stand-in answers: fixed content, or `answer(request)` per call; optionally slow or failing."""
+
     content: str = "The run was allowed: every feature is wider than the tool."
+    answer: Callable[[gateway_pb2.GenerateTextRequest], str] | None = None
     delay_s: float = 0.0
     fail_with: CustodyError | None = None
     prompts: list[str] = field(default_factory=list)
+    requests: list[gateway_pb2.GenerateTextRequest] = field(default_factory=list)
 
 
 class _Servicer(gateway_pb2_grpc.AiGatewayServiceServicer):
@@ -32,9 +37,11 @@ class _Servicer(gateway_pb2_grpc.AiGatewayServiceServicer):
         self, request: gateway_pb2.GenerateTextRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.GenerateTextResponse:
         self.script.prompts.append(request.prompt)
+        self.script.requests.append(request)
         await asyncio.sleep(self.script.delay_s)
         if self.script.fail_with is not None:
             raise self.script.fail_with
+        content = self.script.answer(request) if self.script.answer else self.script.content
         envelope = common_pb2.ProvenanceEnvelope(
             call=f"calls/call_{len(self.script.prompts):032x}",
             provider="local",
@@ -43,7 +50,7 @@ class _Servicer(gateway_pb2_grpc.AiGatewayServiceServicer):
             operation=request.operation,
             category=request.category,
         )
-        return gateway_pb2.GenerateTextResponse(content=self.script.content, envelope=envelope)
+        return gateway_pb2.GenerateTextResponse(content=content, envelope=envelope)
 
 
 def fake_gateway(script: ScriptedGateway) -> object:

@@ -1,0 +1,152 @@
+"""The studio's gRPC adapters to ai_gateway, runs and lineage (addresses and tokens from the client factory).
+
+They translate answers into the studio's terms: a problem with one variant is VariantFailed; a peer that cannot
+be reached at all, or a run or parent that does not exist, is a request-level CustodyError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import json_format, struct_pb2
+
+from custody.ai_gateway.v1 import gateway_pb2
+from custody.common.v1 import common_pb2
+from custody.lineage.v1 import lineage_pb2
+from custody.runs.v1 import runs_pb2
+from services.art_studio.studio import CATEGORY, OPERATION, SYSTEM_PROMPT, CandidateFile, GatewayAnswer, VariantFailed
+from services.common import status
+from services.common.clients import ServiceClients
+from services.common.errors import FieldViolation, NotFound, Unavailable
+
+CANDIDATE_TYPE = "svg_candidate"
+# Unreviewed AI output: a neutral prior, not a measured confidence (the reviewer's approval is what counts).
+AI_CANDIDATE_CONFIDENCE = 0.5
+
+
+def _unreachable(service: str, decoded: status.DecodedError) -> Unavailable:
+    return Unavailable(
+        "DEPENDENCY_UNAVAILABLE",
+        f"{service} could not be reached ({decoded.code.name}: {decoded.message}); check `custody health`",
+        metadata={"service": service},
+    )
+
+
+def _is_unreachable(decoded: status.DecodedError) -> bool:
+    """Our services always attach an ErrorInfo reason; a bare UNAVAILABLE comes from the transport."""
+    return decoded.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and not decoded.reason
+
+
+def _variant_failure(prefix: str, decoded: status.DecodedError) -> VariantFailed:
+    return VariantFailed(
+        decoded.reason or prefix,
+        f"{decoded.code.name}: {decoded.message}",
+        [FieldViolation(v.field, v.description) for v in decoded.violations]
+        + [FieldViolation(f"error_info.{k}", v) for k, v in sorted(decoded.metadata.items())],
+    )
+
+
+class GrpcPeers:
+    def __init__(self, clients: ServiceClients) -> None:
+        self._clients = clients
+
+    async def generate_spec(
+        self, prompt: str, seed: str, provider: str, model: str, schema: str, request_id: str
+    ) -> GatewayAnswer:
+        request = gateway_pb2.GenerateTextRequest(
+            operation=OPERATION,
+            category=CATEGORY,
+            provider=provider,
+            model=model,
+            prompt=prompt,
+            system_prompt=SYSTEM_PROMPT,
+            variant_seed=seed,
+            response_json_schema=schema,
+            request_id=request_id,
+        )
+        try:
+            response = await self._clients.stub("ai_gateway").GenerateText(request)
+        except grpc.RpcError as exc:
+            decoded = status.decode(exc)
+            if _is_unreachable(decoded):
+                raise _unreachable("ai_gateway", decoded) from None
+            raise _variant_failure("GATEWAY_FAILED", decoded) from None
+        return GatewayAnswer(
+            content=response.content,
+            envelope=json_format.MessageToDict(response.envelope, preserving_proto_field_name=True),
+            cost=json_format.MessageToDict(response.cost, preserving_proto_field_name=True),
+        )
+
+    async def require_run(self, run: str) -> None:
+        try:
+            await self._clients.stub("runs").GetRun(runs_pb2.GetRunRequest(name=run))
+        except grpc.RpcError as exc:
+            decoded = status.decode(exc)
+            if decoded.code is grpc.StatusCode.NOT_FOUND:
+                raise NotFound(
+                    "RUN_NOT_FOUND", f"run {run} does not exist; create it first", metadata={"run": run}
+                ) from None
+            raise _unreachable("runs", decoded) from None
+
+    async def require_version(self, version: str) -> None:
+        try:
+            await self._clients.stub("lineage").GetVersion(lineage_pb2.GetVersionRequest(name=version))
+        except grpc.RpcError as exc:
+            decoded = status.decode(exc)
+            if decoded.code is grpc.StatusCode.NOT_FOUND:
+                raise NotFound(
+                    "PARENT_NOT_FOUND",
+                    f"lineage version {version} does not exist",
+                    metadata={"lineage_parent": version},
+                ) from None
+            raise _unreachable("lineage", decoded) from None
+
+    async def attach(self, run: str, files: list[CandidateFile], request_id: str) -> list[str]:
+        request = runs_pb2.BatchCreateAttachmentsRequest(
+            run=run,
+            attachments=[
+                runs_pb2.NewAttachment(kind=f.kind, filename=f.filename, content_type=f.content_type, data=f.data)
+                for f in files
+            ],
+            request_id=request_id,
+        )
+        try:
+            response = await self._clients.stub("runs").BatchCreateAttachments(request)
+        except grpc.RpcError as exc:
+            decoded = status.decode(exc)
+            failure = _variant_failure("ATTACH_FAILED", decoded)
+            failure.reason = "ATTACH_FAILED"
+            failure.message = f"runs refused the attachments ({failure.message}); none of the three was stored"
+            raise failure from None
+        return [a.name for a in response.attachments]
+
+    async def record_candidate(
+        self, parent: str, entity_suffix: str, data: dict[str, Any], cost: dict[str, Any], request_id: str
+    ) -> str:
+        project, parent_entity = parent.split("/")[1], parent.split("/")[4]
+        content = struct_pb2.Struct()
+        content.update(data)
+        metadata = lineage_pb2.VersionMetadata(
+            intent="a rosette candidate for the design brief it derives from",
+            rationale=f"generated by art_studio from the brief's prompt (seed {data.get('variant_seed', '')})",
+            confidence=AI_CANDIDATE_CONFIDENCE,
+            source=lineage_pb2.SOURCE_AI,
+            producing_module="art_studio",
+            producing_role=OPERATION,
+            cost=json_format.ParseDict(cost, common_pb2.CostRecord()),
+        )
+        request = lineage_pb2.CreateVersionRequest(
+            parent=f"projects/{project}/artifacts/{CANDIDATE_TYPE}/{parent_entity}-{entity_suffix}",
+            data=content,
+            metadata=metadata,
+            upstream=[parent],
+            request_id=request_id,
+        )
+        try:
+            response = await self._clients.stub("lineage").CreateVersion(request)
+        except grpc.RpcError as exc:
+            failure = _variant_failure("LINEAGE_FAILED", status.decode(exc))
+            failure.reason = "LINEAGE_FAILED"
+            raise failure from None
+        return str(response.version.name)

@@ -1,0 +1,259 @@
+"""Prompt -> spec -> SVG -> attached and recorded, one variant at a time; no grpc here.
+
+The studio reaches AI only through ai_gateway and stores only through runs and lineage (the `Peers` it is given).
+A variant that fails (unsafe prompt, invalid spec, refused attach) is reported with its reason and field problems;
+the other variants go on. Only request-level problems (bad input, a missing run or parent, a peer that cannot be
+reached at all) fail the whole call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from services.art_studio.compiler import COMPILER_VERSION, compile_svg
+from services.art_studio.svg_validator import validate_svg
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.hashing import canonical_json, sha256_bytes
+from services.common.idempotency import validate_request_id
+from services.common.rosette_spec import RosetteSpec, SpecInvalid, parse_spec, spec_json_schema
+
+OPERATION = "prompt_to_svg_spec"
+CATEGORY = "ROSETTE_DESIGN"
+MIN_PROMPT, MAX_PROMPT = 3, 2000
+MAX_COUNT = 10
+MAX_DIAMETER_MM = 1000.0
+RUN_NAME = re.compile(r"^runs/run_[0-9a-f]{32}$")
+VERSION_NAME = re.compile(
+    r"^projects/[a-z0-9][a-z0-9_-]{0,62}/artifacts/[a-z][a-z0-9_]{0,62}/[a-z0-9][a-z0-9_.-]{0,127}/versions/[1-9][0-9]*$"
+)
+SYSTEM_PROMPT = (
+    "You design rosettes for guitar soundholes. Answer with ONE JSON object and nothing else: no prose, no "
+    "markdown, no code fences. The object must satisfy the JSON Schema you are given (schema_version "
+    '"rosette.v1", canvas.diameter_mm equal to the requested diameter, every shape inside the canvas, '
+    "inner_r < outer_r, 3..64 petals). Units are millimetres; shapes are concentric around the centre."
+)
+MAX_CONCURRENT_VARIANTS = 4
+
+
+class VariantFailed(Exception):
+    """One variant could not be produced; the others are unaffected."""
+
+    def __init__(self, reason: str, message: str, problems: list[FieldViolation] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.problems = problems or []
+
+
+@dataclass(frozen=True)
+class GatewayAnswer:
+    content: str
+    # The provenance envelope as JSON (proto field names); attached and returned as is.
+    envelope: dict[str, Any]
+    # The cost record as JSON, for lineage metadata.
+    cost: dict[str, Any]
+
+
+class Peers(Protocol):
+    """The services the studio calls. Adapters raise VariantFailed for per-variant problems and
+    services.common.errors for request-level ones."""
+
+    async def generate_spec(
+        self, prompt: str, seed: str, provider: str, model: str, schema: str, request_id: str
+    ) -> GatewayAnswer: ...
+
+    async def require_run(self, run: str) -> None: ...
+
+    async def require_version(self, version: str) -> None: ...
+
+    async def attach(self, run: str, files: list[CandidateFile], request_id: str) -> list[str]: ...
+
+    async def record_candidate(
+        self, parent: str, entity_suffix: str, data: dict[str, Any], cost: dict[str, Any], request_id: str
+    ) -> str: ...
+
+
+@dataclass(frozen=True)
+class CandidateFile:
+    kind: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    diameter_mm: float
+    count: int
+    provider: str = ""
+    model: str = ""
+    variant_seed: str = ""
+    run: str = ""
+    lineage_parent: str = ""
+    request_id: str = ""
+
+
+@dataclass
+class CandidateResult:
+    index: int
+    variant_seed: str
+    spec_json: str = ""
+    spec_sha256: str = ""
+    svg: bytes = b""
+    svg_sha256: str = ""
+    envelope: dict[str, Any] = field(default_factory=dict)
+    attachments: list[str] = field(default_factory=list)
+    lineage_version: str = ""
+    failure: VariantFailed | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True)
+class Compiled:
+    spec: RosetteSpec
+    spec_json: str
+    spec_sha256: str
+    svg: bytes
+    svg_sha256: str
+
+
+def compile_document(document: Any) -> Compiled:
+    """Validates, compiles and checks the output; raises SpecInvalid or VariantFailed(SVG_INVALID)."""
+    spec = parse_spec(document)
+    canonical = canonical_json(spec.model_dump(mode="json"))
+    svg = compile_svg(spec)
+    violations = validate_svg(svg)
+    if violations:  # the compiler only emits allowed elements; this guards against its own regressions
+        raise VariantFailed(
+            "SVG_INVALID",
+            f"compiled SVG broke {len(violations)} allowlist rule(s)",
+            [FieldViolation(v.location, f"{v.rule}: {v.detail}") for v in violations],
+        )
+    return Compiled(spec, canonical.decode(), sha256_bytes(canonical), svg, sha256_bytes(svg))
+
+
+def parse_model_output(content: str) -> Any:
+    """Strict: the model's whole answer must be one JSON object. Markdown fences or prose are refused."""
+    text = content.strip()
+    if text.startswith("```"):
+        raise VariantFailed(
+            "SPEC_NOT_JSON", "the model wrapped its answer in a markdown code fence; strict JSON is required"
+        )
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise VariantFailed("SPEC_NOT_JSON", f"the model's answer is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise VariantFailed("SPEC_NOT_JSON", "the model's answer is JSON but not an object")
+    return document
+
+
+def validate_request(request: GenerateRequest) -> None:
+    problems = []
+    if not MIN_PROMPT <= len(request.prompt.strip()) <= MAX_PROMPT:
+        problems.append(FieldViolation("prompt", f"{MIN_PROMPT}..{MAX_PROMPT} characters"))
+    if not 0 < request.diameter_mm <= MAX_DIAMETER_MM:  # also refuses NaN
+        problems.append(FieldViolation("diameter_mm", f"in (0, {MAX_DIAMETER_MM:g}] millimetres"))
+    if not 1 <= request.count <= MAX_COUNT:
+        problems.append(FieldViolation("count", f"1..{MAX_COUNT}"))
+    if request.run and not RUN_NAME.match(request.run):
+        problems.append(FieldViolation("run", "runs/run_<32 hex>"))
+    if request.lineage_parent and not VERSION_NAME.match(request.lineage_parent):
+        problems.append(FieldViolation("lineage_parent", "projects/{p}/artifacts/{type}/{entity}/versions/{n}"))
+    if len(request.variant_seed) > 64:
+        problems.append(FieldViolation("variant_seed", "at most 64 characters"))
+    if len(request.provider) > 64 or len(request.model) > 128:
+        problems.append(FieldViolation("provider", "provider at most 64, model at most 128 characters"))
+    if problems:
+        raise InvalidArgument("REQUEST_INVALID", f"{len(problems)} invalid field(s)", violations=problems)
+    validate_request_id(request.request_id)
+
+
+class Studio:
+    def __init__(self, peers: Peers) -> None:
+        self._peers = peers
+
+    async def generate(self, request: GenerateRequest) -> list[CandidateResult]:
+        validate_request(request)
+        if request.run:
+            await self._peers.require_run(request.run)
+        if request.lineage_parent:
+            await self._peers.require_version(request.lineage_parent)
+        schema = json.dumps(spec_json_schema(), sort_keys=True)
+        limit = asyncio.Semaphore(MAX_CONCURRENT_VARIANTS)
+
+        async def bounded(index: int) -> CandidateResult:
+            async with limit:
+                return await self._variant(request, index, schema)
+
+        return list(await asyncio.gather(*(bounded(i) for i in range(request.count))))
+
+    async def _variant(self, request: GenerateRequest, index: int, schema: str) -> CandidateResult:
+        seed = f"{request.variant_seed or 'seed'}:{index}"
+        result = CandidateResult(index=index, variant_seed=seed)
+        key = f"{request.request_id}:{index}" if request.request_id else ""
+        try:
+            prompt = f"{request.prompt.strip()}\nDiameter: {request.diameter_mm:g} mm."
+            answer = await self._peers.generate_spec(prompt, seed, request.provider, request.model, schema, key)
+            result.envelope = answer.envelope
+            document = parse_model_output(answer.content)
+            compiled = self._compile_for(document, request.diameter_mm)
+            result.spec_json, result.spec_sha256 = compiled.spec_json, compiled.spec_sha256
+            result.svg, result.svg_sha256 = compiled.svg, compiled.svg_sha256
+            if request.run:
+                result.attachments = await self._peers.attach(request.run, self._files(compiled, answer, index), key)
+            if request.lineage_parent:
+                data = {
+                    "svg_sha256": compiled.svg_sha256,
+                    "spec_sha256": compiled.spec_sha256,
+                    "variant_seed": seed,
+                    "compiler_version": COMPILER_VERSION,
+                    "run": request.run,
+                    "attachments": result.attachments,
+                    "gateway_call": answer.envelope.get("call", ""),
+                }
+                result.lineage_version = await self._peers.record_candidate(
+                    request.lineage_parent, f"candidate-{index}", data, answer.cost, key
+                )
+        except VariantFailed as failure:
+            result.failure = failure
+        return result
+
+    @staticmethod
+    def _compile_for(document: Any, diameter_mm: float) -> Compiled:
+        try:
+            compiled = compile_document(document)
+        except SpecInvalid as exc:
+            raise VariantFailed(
+                "SPEC_INVALID", f"the spec has {len(exc.violations)} problem(s)", exc.violations
+            ) from None
+        if abs(compiled.spec.canvas.diameter_mm - diameter_mm) > 1e-9:
+            raise VariantFailed(
+                "SPEC_INVALID",
+                "the spec is for another diameter than the one requested",
+                [FieldViolation("canvas.diameter_mm", f"must equal the requested {diameter_mm:g} mm")],
+            )
+        return compiled
+
+    @staticmethod
+    def _files(compiled: Compiled, answer: GatewayAnswer, index: int) -> list[CandidateFile]:
+        return [
+            CandidateFile("geometry_svg", f"candidate-{index}.svg", "image/svg+xml", compiled.svg),
+            CandidateFile(
+                "geometry_spec_json", f"candidate-{index}.spec.json", "application/json", compiled.spec_json.encode()
+            ),
+            CandidateFile(
+                "ai_provenance_json",
+                f"candidate-{index}.envelope.json",
+                "application/json",
+                canonical_json(answer.envelope),
+            ),
+        ]
