@@ -1,8 +1,11 @@
-"""Content-addressed blob storage on the local filesystem: a blob's path is its sha256.
+"""Content-addressed blob storage: a blob is named by its sha256.
 
-Writes hash while streaming into a temporary file, fsync it, rename it into place and fsync the directory, so a
-blob is either complete under its digest or absent. Reads re-hash before serving: corrupted bytes are DATA_LOSS
-and are never returned.
+Uploads hash while streaming into a local temporary file (fsynced); only then is the blob published under its
+digest, so a blob is complete or absent, and a digest mismatch or an oversize upload stores nothing. Reads re-hash
+before serving: corrupted bytes are DATA_LOSS and are never returned.
+
+Two backends: the local filesystem (the default: rename into place, then fsync the directory), and the runs
+database (chunks in a table), for several runs replicas that share a database but no filesystem.
 """
 
 from __future__ import annotations
@@ -11,11 +14,17 @@ import hashlib
 import os
 import secrets
 from collections.abc import Iterable, Iterator
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from services.common.errors import DataLoss, FieldViolation, InvalidArgument, ResourceExhausted
 from services.common.hashing import is_sha256_hex
+from services.runs import tables
 
 READ_CHUNK_BYTES = 1024 * 1024
 
@@ -78,23 +87,27 @@ class BlobWriter:
         self._path.unlink(missing_ok=True)
 
 
-class BlobStore:
-    def __init__(self, root: Path, max_blob_bytes: int) -> None:
-        self.root = root
+class BlobStore(ABC):
+    """What both backends share: staging, hashing and verified reads. Subclasses store and fetch bytes."""
+
+    def __init__(self, staging_dir: Path, max_blob_bytes: int) -> None:
         self.max_blob_bytes = max_blob_bytes
-        self._tmp = root / "tmp"
+        self._tmp = staging_dir
         self._tmp.mkdir(parents=True, exist_ok=True)
 
-    def path_for(self, sha256: str) -> Path:
-        if not is_sha256_hex(sha256):  # the digest becomes a path: accept nothing else
-            raise InvalidArgument("DIGEST_INVALID", f"not a sha256 digest: {sha256[:80]!r}")
-        return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+    @abstractmethod
+    def exists(self, sha256: str) -> bool: ...
 
-    def exists(self, sha256: str) -> bool:
-        return self.path_for(sha256).is_file()
+    @abstractmethod
+    def publish(self, pending: PendingBlob) -> StoredBlob:
+        """Makes a received blob readable under its digest (idempotent: the same bytes may already be there)."""
+
+    @abstractmethod
+    def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
+        """The stored bytes in chunks, or None when nothing is stored under the digest."""
 
     def writer(self) -> BlobWriter:
-        """A writer that hashes while it writes to a temporary file; nothing is visible until `commit`."""
+        """A writer that hashes while it writes to a temporary file; nothing is visible until `publish`."""
         return BlobWriter(self, self._tmp / f"upload-{secrets.token_hex(8)}")
 
     def write(self, chunks: Iterable[bytes], expected_sha256: str = "", field: str = "sha256") -> PendingBlob:
@@ -108,33 +121,16 @@ class BlobStore:
             writer.abort()
             raise
 
-    def publish(self, pending: PendingBlob) -> StoredBlob:
-        """Moves a received blob under its digest (atomic rename, then directory fsync)."""
-        final = self.path_for(pending.sha256)
-        if final.is_file():  # content-addressed: the same bytes are already there
-            pending.path.unlink(missing_ok=True)
-            return StoredBlob(pending.sha256, pending.size_bytes)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(pending.path, final)
-        directory = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-        return StoredBlob(pending.sha256, pending.size_bytes)
-
     def verify(self, sha256: str, size_bytes: int | None = None) -> str | None:
         """None when the blob is intact, else the problem (BLOB_MISSING, SIZE_MISMATCH, BLOB_CORRUPTED)."""
-        path = self.path_for(sha256)
-        try:
-            hasher = hashlib.sha256()
-            size = 0
-            with path.open("rb") as handle:
-                while block := handle.read(READ_CHUNK_BYTES):
-                    hasher.update(block)
-                    size += len(block)
-        except FileNotFoundError:
+        chunks = self._chunks_of(_checked(sha256))
+        if chunks is None:
             return "BLOB_MISSING"
+        hasher = hashlib.sha256()
+        size = 0
+        for block in chunks:
+            hasher.update(block)
+            size += len(block)
         if size_bytes is not None and size != size_bytes:
             return "SIZE_MISMATCH"
         return None if hasher.hexdigest() == sha256 else "BLOB_CORRUPTED"
@@ -149,13 +145,120 @@ class BlobStore:
                 "it is not served. Restore it from a backup or re-upload it",
                 metadata={"sha256": sha256},
             )
-        return self._chunks(self.path_for(sha256))
-
-    @staticmethod
-    def _chunks(path: Path) -> Iterator[bytes]:
-        with path.open("rb") as handle:
-            while block := handle.read(READ_CHUNK_BYTES):
-                yield block
+        chunks = self._chunks_of(sha256)
+        if chunks is None:  # deleted between the check and the read
+            raise DataLoss("BLOB_MISSING", f"blob {sha256} is missing in storage", metadata={"sha256": sha256})
+        return chunks
 
     def read_all_verified(self, sha256: str, size_bytes: int | None = None) -> bytes:
         return b"".join(self.read_verified(sha256, size_bytes))
+
+
+def _checked(sha256: str) -> str:
+    if not is_sha256_hex(sha256):  # the digest becomes a path or a key: accept nothing else
+        raise InvalidArgument("DIGEST_INVALID", f"not a sha256 digest: {sha256[:80]!r}")
+    return sha256
+
+
+class FilesystemBlobStore(BlobStore):
+    """Blobs as files under root/sha256/ab/cd/<digest>."""
+
+    def __init__(self, root: Path, max_blob_bytes: int) -> None:
+        super().__init__(root / "tmp", max_blob_bytes)
+        self.root = root
+
+    def path_for(self, sha256: str) -> Path:
+        sha256 = _checked(sha256)
+        return self.root / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def publish(self, pending: PendingBlob) -> StoredBlob:
+        """Atomic rename into place, then an fsync of the directory so the name survives a crash."""
+        final = self.path_for(pending.sha256)
+        if final.is_file():
+            pending.discard()
+            return StoredBlob(pending.sha256, pending.size_bytes)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(pending.path, final)
+        directory = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        return StoredBlob(pending.sha256, pending.size_bytes)
+
+    def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
+        path = self.path_for(sha256)
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            return None
+        return _file_chunks(handle)
+
+
+def _file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while block := handle.read(READ_CHUNK_BYTES):
+            yield block
+
+
+class DatabaseBlobStore(BlobStore):
+    """Blobs as 1 MiB chunks in the runs database (table blob_chunks), shared by every runs replica."""
+
+    def __init__(self, engine: sa.Engine, staging_dir: Path, max_blob_bytes: int) -> None:
+        super().__init__(staging_dir, max_blob_bytes)
+        self._engine = engine
+
+    def exists(self, sha256: str) -> bool:
+        with self._engine.connect() as connection:
+            return self._stored(connection, _checked(sha256))
+
+    @staticmethod
+    def _stored(connection: sa.Connection, sha256: str) -> bool:
+        query = sa.select(tables.blob_chunks.c.seq).where(
+            tables.blob_chunks.c.sha256 == sha256, tables.blob_chunks.c.seq == 0
+        )
+        return connection.execute(query).first() is not None
+
+    def publish(self, pending: PendingBlob) -> StoredBlob:
+        """All chunks in one transaction: a concurrent publisher of the same bytes loses the race harmlessly."""
+        try:
+            with self._engine.begin() as connection:
+                if not self._stored(connection, pending.sha256):
+                    with pending.path.open("rb") as handle:
+                        seq = 0
+                        # Chunk 0 always exists (it marks the blob as stored, even when empty).
+                        while (block := handle.read(READ_CHUNK_BYTES)) or seq == 0:
+                            connection.execute(
+                                tables.blob_chunks.insert(), {"sha256": pending.sha256, "seq": seq, "data": block}
+                            )
+                            seq += 1
+        except IntegrityError:
+            with self._engine.connect() as connection:
+                if not self._stored(connection, pending.sha256):
+                    raise
+        pending.discard()
+        return StoredBlob(pending.sha256, pending.size_bytes)
+
+    def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
+        if not self.exists(sha256):
+            return None
+        return self._database_chunks(sha256)
+
+    def _database_chunks(self, sha256: str) -> Iterator[bytes]:
+        """One chunk per query, so a 64 MiB blob never sits in memory whole."""
+        seq = 0
+        with self._engine.connect() as connection:
+            while True:
+                row = connection.execute(
+                    sa.select(tables.blob_chunks.c.data).where(
+                        tables.blob_chunks.c.sha256 == sha256, tables.blob_chunks.c.seq == seq
+                    )
+                ).first()
+                if row is None:
+                    return
+                if row.data:
+                    yield bytes(row.data)
+                seq += 1

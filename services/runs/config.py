@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -16,7 +16,10 @@ class RunsSettings(StatefulServiceSettings):
     port: Port = 50052
     ai_gateway_address: str = "127.0.0.1:50051"
     lineage_address: str = "127.0.0.1:50054"
-    blob_dir: Path | None = Field(default=None, description="default: <state_dir>/blobs")
+    # filesystem: blobs under blob_dir (the default). database: blobs in the runs database, for replicas that
+    # share a database but no filesystem.
+    blob_backend: Literal["filesystem", "database"] = "filesystem"
+    blob_dir: Path | None = Field(default=None, description="default: <state_dir>/blobs (also the upload staging area)")
     max_attachment_bytes: int = Field(default=64 * 1024 * 1024, ge=1, le=4 * 1024 * 1024 * 1024)
     # Feasibility engine: the narrowest feature the cutting tool can make, and whether path/text are refused.
     tool_diameter_mm: float = Field(default=0.5, gt=0, le=50, allow_inf_nan=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy import Engine
 
 from custody.runs.v1 import runs_pb2_grpc
 from services.common.catalog import SERVICES
@@ -12,7 +13,7 @@ from services.common.config import ServiceSettings
 from services.common.db import create_engine
 from services.common.server import Service
 from services.runs.access import ACCESS
-from services.runs.blobs import BlobStore
+from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from services.runs.config import RunsSettings
 from services.runs.domain import Runs, RunsConfig
 from services.runs.explainer import GatewayExplainer
@@ -23,13 +24,19 @@ from services.runs.store import RunsStore
 SETTINGS = RunsSettings
 
 
+def blob_store(settings: RunsSettings, engine: Engine) -> BlobStore:
+    if settings.blob_backend == "database":
+        return DatabaseBlobStore(engine, settings.resolved_blob_dir / "tmp", settings.max_attachment_bytes)
+    return FilesystemBlobStore(settings.resolved_blob_dir, settings.max_attachment_bytes)
+
+
 def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service:
     assert isinstance(settings, RunsSettings)
     engine = create_engine(settings.resolved_database_url)
     clients = ServiceClients.for_service(settings, tracer_provider)
     runs = Runs(
         RunsStore(engine),
-        BlobStore(settings.resolved_blob_dir, settings.max_attachment_bytes),
+        blob_store(settings, engine),
         RunsConfig(
             max_attachment_bytes=settings.max_attachment_bytes,
             engine=EngineSettings(tool_diameter_mm=settings.tool_diameter_mm, cnc_safe=settings.cnc_safe),

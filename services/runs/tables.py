@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-IMMUTABLE_TABLES = ("runs", "attachments", "advisories", "blobs", "run_explanation_history")
+IMMUTABLE_TABLES = ("runs", "attachments", "advisories", "blobs", "run_explanation_history", "blob_chunks")
 
 runs = sa.Table(
     "runs",
@@ -118,4 +118,13 @@ attachments = sa.Table(
     sa.UniqueConstraint("run_id", "created_by", "idempotency_key", "batch_position", name="uq_attachments_request"),
     sa.Index("ix_attachments_run_kind", "run_id", "kind", "created_at_us", "id"),
     sa.Index("ix_attachments_run", "run_id", "created_at_us", "id"),
+)
+
+# Blob bytes for the `database` blob backend (1 MiB per row); unused with the filesystem backend.
+blob_chunks = sa.Table(
+    "blob_chunks",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.Integer, primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
 )

@@ -32,7 +32,7 @@ def script() -> ScriptedGateway:
 
 @pytest.fixture
 def replicas(layout: StateLayout, postgres_url: str, tmp_path: Path, script: ScriptedGateway) -> Iterator[list[str]]:
-    """Two `custody serve runs` processes sharing one database and one blob directory."""
+    """Two `custody serve runs` processes sharing one database (blobs included) and no filesystem."""
     with ServiceHarness("ai_gateway", layout, factory=fake_gateway(script)) as gateway:  # type: ignore[arg-type]
         ports = [free_port(), free_port()]
         processes = []
@@ -41,7 +41,8 @@ def replicas(layout: StateLayout, postgres_url: str, tmp_path: Path, script: Scr
                 CUSTODY_RUNS_PORT=str(port),
                 CUSTODY_RUNS_STATE_DIR=str(layout.root),
                 CUSTODY_RUNS_DATABASE_URL=postgres_url,
-                CUSTODY_RUNS_BLOB_DIR=str(tmp_path / "shared-blobs"),
+                CUSTODY_RUNS_BLOB_BACKEND="database",
+                CUSTODY_RUNS_BLOB_DIR=str(tmp_path / f"staging-{port}"),
                 CUSTODY_RUNS_AI_GATEWAY_ADDRESS=gateway.address,
             )
             command = [*CUSTODY, "serve", "runs", "--config", str(layout.service_config("runs"))]

@@ -17,12 +17,16 @@ branch_labels = None
 depends_on = None
 
 
+INITIAL_TABLES = ("runs", "run_explanations", "run_explanation_history", "advisories", "blobs", "attachments")
+
+
 def upgrade() -> None:
     connection = op.get_bind()
-    # The schema as of this revision; later revisions alter it with explicit operations.
-    tables.metadata.create_all(connection)
-    for table in tables.IMMUTABLE_TABLES:
-        make_immutable(connection, table)
+    # The tables as of this revision; later revisions add theirs with explicit operations (see 0002).
+    tables.metadata.create_all(connection, tables=[tables.metadata.tables[name] for name in INITIAL_TABLES])
+    for table in INITIAL_TABLES:
+        if table in tables.IMMUTABLE_TABLES:
+            make_immutable(connection, table)
 
 
 def downgrade() -> None:
