@@ -242,6 +242,17 @@ def run_to_proto(record: model.RunRecord) -> runs_pb2.Run:
             for b in content.bound_attachments
         ],
         engine_version=content.engine_version,
+        lineage=lineage_to_proto(record.lineage) if record.lineage is not None else None,
+    )
+
+
+def lineage_to_proto(message: model.OutboxMessage) -> runs_pb2.LineageRecord:
+    return runs_pb2.LineageRecord(
+        state=message.state.value,
+        version=message.result,
+        candidate=(message.payload.get("upstream") or [""])[0],
+        attempts=message.attempts,
+        error=message.last_error,
     )
 
 

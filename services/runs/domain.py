@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from opentelemetry import propagate
+
 from services.common import call_context
 from services.common.errors import (
     CustodyError,
@@ -34,6 +36,8 @@ from services.runs.model import (
     ADVISORY_ID,
     ATTACHMENT_PREFIX,
     FILENAME,
+    LINEAGE_VERSION_NAME,
+    OUTBOX_PREFIX,
     RUN_PREFIX,
     AdvisoryKind,
     AdvisoryLink,
@@ -44,6 +48,7 @@ from services.runs.model import (
     Explanation,
     ExplanationStatus,
     Hashes,
+    OutboxMessage,
     ReviewStatus,
     RiskLevel,
     RunContent,
@@ -151,12 +156,15 @@ class Runs:
         config: RunsConfig,
         explainer: Explainer | None,
         clock: Callable[[], datetime] = utcnow,
+        outbox_written: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.config = config
         self.explainer = explainer
         self._clock = clock
+        # Called (from a worker thread) after a mint wrote an outbox message, so delivery starts at once.
+        self._outbox_written = outbox_written
 
     def _stamp(self) -> Stamp:
         caller = call_context.require_principal()
@@ -194,6 +202,7 @@ class Runs:
         advisories: Sequence[AdvisoryLink] = (),
         explanation: Explanation | None = None,
         attachments: Sequence[tuple[AttachmentRecord, str]] = (),
+        lineage_candidate: str = "",
     ) -> RunRecord:
         stamp = self._stamp()
         run_id = new_id(RUN_PREFIX)
@@ -236,13 +245,16 @@ class Runs:
             )
             for position, (source, source_name) in enumerate(attachments)
         ]
+        outbox = [lineage_message(run_id, content, stamp, lineage_candidate)] if lineage_candidate else []
         stored, created = self.store.create_run(
-            record, encoded.decode(), idempotency_key, request_fingerprint, new_attachments
+            record, encoded.decode(), idempotency_key, request_fingerprint, new_attachments, outbox
         )
         if not created:
             ensure_same_request(idempotency_key, stored.request_fingerprint or "", request_fingerprint)
         else:
             log.info("run minted", extra={"run": stored.record.name, "status": content.status.value})
+            if outbox:
+                self._outbox_written()
         return stored.record
 
     def get_run(self, name: str) -> RunRecord:
@@ -559,11 +571,11 @@ class Runs:
                 "operator_notes is limited to 4000 characters",
                 violations=[FieldViolation("operator_notes", "at most 4000 characters")],
             )
-        if len(lineage_candidate) > 512:
+        if lineage_candidate and not LINEAGE_VERSION_NAME.match(lineage_candidate):
             raise InvalidArgument(
                 "BINDING_INVALID",
-                "lineage_candidate is limited to 512 characters",
-                violations=[FieldViolation("lineage_candidate", "at most 512 characters")],
+                "lineage_candidate must be a version name projects/{p}/artifacts/{type}/{entity}/versions/{n}",
+                violations=[FieldViolation("lineage_candidate", "projects/{p}/artifacts/{type}/{entity}/versions/{n}")],
             )
         self._require_run(run_id)
         chosen = self._candidate_attachments(run_id, attachments)
@@ -622,7 +634,13 @@ class Runs:
                 "lineage_candidate": lineage_candidate,
             }
         )
-        minted = self._mint(content, idempotency_key, request_fingerprint, attachments=[(r, r.name) for r in chosen])
+        minted = self._mint(
+            content,
+            idempotency_key,
+            request_fingerprint,
+            attachments=[(r, r.name) for r in chosen],
+            lineage_candidate=lineage_candidate,
+        )
         return BindResult(minted, evaluation)
 
     def _candidate_attachments(self, run_id: str, names: Sequence[str]) -> list[AttachmentRecord]:
@@ -713,6 +731,48 @@ def artifact_document(run_id: str, content: RunContent, stamp: Stamp) -> dict[st
         "request_id": stamp.request_id,
         "trace_id": stamp.trace_id,
     }
+
+
+def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: str) -> OutboxMessage:
+    """The feasibility_run version that records a minted run in lineage, derived from its candidate version.
+    Same candidate entity, type feasibility_run: binding the candidate again makes the next version."""
+    match = LINEAGE_VERSION_NAME.match(candidate)
+    assert match is not None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    decision = content.decision
+    payload = {
+        "parent": f"projects/{match['project']}/artifacts/feasibility_run/{match['entity']}",
+        "data": {
+            "verdict": "ALLOW" if content.status is RunStatus.OK else "BLOCK",
+            "run": run_name(run_id),
+            "reasons": [r for r in decision.block_reason.split("; ") if r],
+            "warnings": list(decision.warnings),
+            "risk_level": decision.risk_level.value,
+            "score": decision.score,
+            "feasibility_sha256": content.hashes.feasibility_sha256,
+            "engine_version": content.engine_version,
+        },
+        "metadata": {
+            "intent": "decide whether the candidate can be manufactured",
+            "rationale": f"deterministic feasibility engine {content.engine_version} on the candidate's SVG and spec",
+            "confidence": decision.score,
+            "source": "SOURCE_HYBRID",
+            "producing_module": "runs",
+            "producing_role": "feasibility_engine",
+        },
+        "upstream": [candidate],
+    }
+    return OutboxMessage(
+        message_id=new_id(OUTBOX_PREFIX),
+        run_id=run_id,
+        kind="lineage.create_version",
+        payload=payload,
+        idempotency_key=f"runs-lineage-{run_id}",
+        request_id=stamp.request_id,
+        traceparent=carrier.get("traceparent", ""),
+        created_at=stamp.created_at,
+    )
 
 
 def explanation_prompt(record: RunRecord) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
@@ -15,9 +17,11 @@ from services.common.server import Service
 from services.runs.access import ACCESS
 from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from services.runs.config import RunsSettings
-from services.runs.domain import Runs, RunsConfig
+from services.runs.domain import Runs, RunsConfig, utcnow
 from services.runs.explainer import GatewayExplainer
 from services.runs.feasibility import EngineSettings
+from services.runs.lineage_recorder import LineageRecorder
+from services.runs.outbox import OutboxDispatcher
 from services.runs.servicer import RunsServicer
 from services.runs.store import RunsStore
 
@@ -34,14 +38,18 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     assert isinstance(settings, RunsSettings)
     engine = create_engine(settings.resolved_database_url)
     clients = ServiceClients.for_service(settings, tracer_provider)
+    store = RunsStore(engine)
+    dispatcher = OutboxDispatcher(store, LineageRecorder(clients).deliver, utcnow)
+    loop = asyncio.get_running_loop()  # build runs inside the bootstrap's event loop
     runs = Runs(
-        RunsStore(engine),
+        store,
         blob_store(settings, engine),
         RunsConfig(
             max_attachment_bytes=settings.max_attachment_bytes,
             engine=EngineSettings(tool_diameter_mm=settings.tool_diameter_mm, cnc_safe=settings.cnc_safe),
         ),
         GatewayExplainer(clients),
+        outbox_written=lambda: loop.call_soon_threadsafe(dispatcher.wake),
     )
     servicer = RunsServicer(runs)
 
@@ -53,5 +61,6 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         full_name=SERVICES["runs"].full_name,
         register=register,
         access=ACCESS,
-        on_stop=(clients.close,),
+        on_start=(dispatcher.start,),
+        on_stop=(dispatcher.stop, clients.close),
     )

@@ -19,6 +19,11 @@ from services.common.ids import id_pattern
 
 RUN_PREFIX = "run"
 ATTACHMENT_PREFIX = "att"
+OUTBOX_PREFIX = "out"
+LINEAGE_VERSION_NAME = re.compile(
+    r"^projects/(?P<project>[a-z0-9][a-z0-9_-]{0,62})/artifacts/(?P<type>[a-z][a-z0-9_]{0,62})/"
+    r"(?P<entity>[a-z0-9][a-z0-9_.-]{0,127})/versions/[1-9][0-9]*$"
+)
 RUN_ID = id_pattern(RUN_PREFIX)
 ATTACHMENT_ID = id_pattern(ATTACHMENT_PREFIX)
 RUN_NAME = re.compile(r"^runs/(?P<run>[^/]+)$")
@@ -199,6 +204,31 @@ class Explanation:
     updated_at: datetime | None = None
 
 
+class OutboxState(StrEnum):
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A write to another service that must happen because a run was minted (delivered at least once)."""
+
+    message_id: str
+    run_id: str
+    kind: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    request_id: str
+    traceparent: str
+    created_at: datetime
+    state: OutboxState = OutboxState.PENDING
+    attempts: int = 0
+    last_error: str = ""
+    # What the receiver answered (e.g. the lineage version name), once delivered.
+    result: str = ""
+
+
 @dataclass(frozen=True)
 class RunRecord:
     run_id: str
@@ -207,6 +237,8 @@ class RunRecord:
     artifact_sha256: str
     advisories: tuple[AdvisoryLink, ...] = ()
     explanation: Explanation = Explanation(ExplanationStatus.NONE)
+    # The lineage record of this run, when minting it had to record one (see the outbox).
+    lineage: OutboxMessage | None = None
 
     @property
     def name(self) -> str:

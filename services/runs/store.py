@@ -25,6 +25,8 @@ from services.runs.model import (
     AttachmentRecord,
     Explanation,
     ExplanationStatus,
+    OutboxMessage,
+    OutboxState,
     ReviewStatus,
     RunContent,
     RunRecord,
@@ -82,6 +84,7 @@ class _PendingRun:
     key: str | None
     fingerprint: str
     attachments: tuple[NewAttachment, ...]
+    outbox: tuple[OutboxMessage, ...] = ()
 
     def run_row(self) -> dict[str, Any]:
         record, stamp = self.record, self.record.stamp
@@ -138,7 +141,10 @@ class _PendingRun:
             "status": record.content.status.value,
             "risk_level": record.content.decision.risk_level.value,
         }
-        return StoredRun(replace(record, explanation=explanation), self.artifact_json, self.fingerprint, indexed)
+        lineage = self.outbox[0] if self.outbox else None
+        return StoredRun(
+            replace(record, explanation=explanation, lineage=lineage), self.artifact_json, self.fingerprint, indexed
+        )
 
 
 class RunsStore:
@@ -155,13 +161,16 @@ class RunsStore:
         idempotency_key: str,
         request_fingerprint: str,
         attachments: Sequence[NewAttachment] = (),
+        outbox: Sequence[OutboxMessage] = (),
     ) -> tuple[StoredRun, bool]:
-        """Inserts the run, its explanation row and any attachment records of already stored blobs in one
-        transaction; returns (stored, created). An existing run under the same caller and idempotency key is
-        returned instead (created=False) for the caller to compare fingerprints.
+        """Inserts the run, its explanation row, its outbox messages and any attachment records of already stored
+        blobs in one transaction; returns (stored, created). An existing run under the same caller and idempotency
+        key is returned instead (created=False) for the caller to compare fingerprints.
 
         Concurrent mints are committed together (group commit): one durable commit for many runs."""
-        pending = _PendingRun(record, artifact_json, idempotency_key or None, request_fingerprint, tuple(attachments))
+        pending = _PendingRun(
+            record, artifact_json, idempotency_key or None, request_fingerprint, tuple(attachments), tuple(outbox)
+        )
         return self._mints.submit(pending)
 
     def _insert_batch(self, batch: list[_PendingRun]) -> list[tuple[StoredRun, bool]]:
@@ -214,6 +223,9 @@ class RunsStore:
         attachments = [_attachment_row(item) for p in batch for item in p.attachments]
         if attachments:
             connection.execute(tables.attachments.insert(), attachments)
+        messages = [_outbox_row(message) for p in batch for message in p.outbox]
+        if messages:
+            connection.execute(tables.outbox.insert(), messages)
 
     def _by_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredRun]:
         if not keys:
@@ -294,6 +306,10 @@ class RunsStore:
             .order_by(tables.advisories.c.created_at_us, tables.advisories.c.advisory_id)
         ):
             advisory_rows[r.run_id].append(_advisory_link(r))
+        lineage = {
+            r.run_id: _outbox_message(r)
+            for r in connection.execute(sa.select(tables.outbox).where(tables.outbox.c.run_id.in_(ids)))
+        }
         stored = []
         for row in rows:
             document = json.loads(row.artifact_json)
@@ -316,6 +332,7 @@ class RunsStore:
                     advisory_id=explanation_row.advisory_id,
                     updated_at=from_us(explanation_row.updated_at_us),
                 ),
+                lineage=lineage.get(row.id),
             )
             indexed = {"mode": row.mode, "tool_id": row.tool_id, "status": row.status, "risk_level": row.risk_level}
             stored.append(StoredRun(record, row.artifact_json, row.request_fingerprint, indexed))
@@ -432,6 +449,55 @@ class RunsStore:
                 request_id=request_id,
             )
         )
+
+    # ---- outbox -------------------------------------------------------------------------------------------------
+
+    def due_outbox(self, now: datetime, lease_s: float, limit: int) -> list[OutboxMessage]:
+        """Claims pending messages that are due, by moving their next attempt a lease into the future with a
+        compare-and-set; a replica (or a restart) picks a message up again only if its lease ran out."""
+        table = tables.outbox
+        now_us = to_us(now)
+        with self.engine.connect() as connection:
+            candidates = connection.execute(
+                sa.select(table)
+                .where(table.c.state == OutboxState.PENDING.value, table.c.next_attempt_at_us <= now_us)
+                .order_by(table.c.next_attempt_at_us, table.c.id)
+                .limit(limit)
+            ).all()
+        claimed = []
+        for row in candidates:
+            with self.engine.begin() as connection:
+                won = connection.execute(
+                    table.update()
+                    .where(table.c.id == row.id, table.c.next_attempt_at_us == row.next_attempt_at_us)
+                    .values(next_attempt_at_us=now_us + int(lease_s * 1_000_000))
+                ).rowcount
+            if won == 1:
+                claimed.append(_outbox_message(row))
+        return claimed
+
+    def outbox_delivered(self, message_id: str, result: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                tables.outbox.update()
+                .where(tables.outbox.c.id == message_id)
+                .values(
+                    state=OutboxState.DELIVERED.value,
+                    result=result[:512],
+                    last_error="",
+                    attempts=tables.outbox.c.attempts + 1,
+                )
+            )
+
+    def outbox_failed(self, message_id: str, error: str, retry_at: datetime | None) -> None:
+        """Records a failed attempt: retried at `retry_at`, or given up on (FAILED) when it is None."""
+        values: dict[str, Any] = {"last_error": error[:2000], "attempts": tables.outbox.c.attempts + 1}
+        if retry_at is None:
+            values["state"] = OutboxState.FAILED.value
+        else:
+            values["next_attempt_at_us"] = to_us(retry_at)
+        with self.engine.begin() as connection:
+            connection.execute(tables.outbox.update().where(tables.outbox.c.id == message_id).values(**values))
 
     # ---- advisories ---------------------------------------------------------------------------------------------
 
@@ -622,4 +688,39 @@ def _attachment(row: sa.Row[Any]) -> AttachmentRecord:
             request_id=row.request_id,
             trace_id=row.trace_id,
         ),
+    )
+
+
+def _outbox_row(message: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": message.message_id,
+        "run_id": message.run_id,
+        "kind": message.kind,
+        "payload_json": json.dumps(message.payload, sort_keys=True),
+        "idempotency_key": message.idempotency_key,
+        "request_id": message.request_id,
+        "traceparent": message.traceparent,
+        "created_at_us": to_us(message.created_at),
+        "state": message.state.value,
+        "attempts": message.attempts,
+        "next_attempt_at_us": to_us(message.created_at),
+        "last_error": message.last_error,
+        "result": message.result,
+    }
+
+
+def _outbox_message(row: sa.Row[Any]) -> OutboxMessage:
+    return OutboxMessage(
+        message_id=row.id,
+        run_id=row.run_id,
+        kind=row.kind,
+        payload=json.loads(row.payload_json),
+        idempotency_key=row.idempotency_key,
+        request_id=row.request_id,
+        traceparent=row.traceparent,
+        created_at=from_us(row.created_at_us),
+        state=OutboxState(row.state),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        result=row.result,
     )

@@ -128,3 +128,26 @@ blob_chunks = sa.Table(
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("data", sa.LargeBinary, nullable=False),
 )
+
+# Cross-service writes that must not be lost: a row is written in the same transaction as the run it belongs to,
+# and a dispatcher delivers it (with retries and its idempotency key). Delivery state changes; it is a queue.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("payload_json", sa.Text, nullable=False),
+    # Idempotency key the receiver dedupes on, and the request/trace context the write belongs to.
+    sa.Column("idempotency_key", sa.String(128), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("traceparent", sa.String(64), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),  # PENDING | DELIVERED | FAILED
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at_us", sa.BigInteger, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=False),
+    sa.Column("result", sa.String(512), nullable=False),
+    sa.Index("ix_outbox_due", "state", "next_attempt_at_us"),
+    sa.Index("ix_outbox_run", "run_id"),
+)

@@ -399,6 +399,7 @@ class Run(_message.Message):
     SOURCE_RUN_FIELD_NUMBER: _builtins.int
     BOUND_ATTACHMENTS_FIELD_NUMBER: _builtins.int
     ENGINE_VERSION_FIELD_NUMBER: _builtins.int
+    LINEAGE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """runs/{run}"""
     mode: _builtins.str
@@ -438,6 +439,10 @@ class Run(_message.Message):
     def created_by(self) -> _common_pb2.Principal: ...
     @_builtins.property
     def bound_attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___BoundAttachment]: ...
+    @_builtins.property
+    def lineage(self) -> Global___LineageRecord:
+        """Set when minting the run had to record it in lineage (BindCandidate with lineage_candidate)."""
+
     def __init__(
         self,
         *,
@@ -461,14 +466,53 @@ class Run(_message.Message):
         source_run: _builtins.str = ...,
         bound_attachments: _abc.Iterable[Global___BoundAttachment] | None = ...,
         engine_version: _builtins.str = ...,
+        lineage: Global___LineageRecord | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "meta", b"meta", "request_summary", b"request_summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "lineage", b"lineage", "meta", b"meta", "request_summary", b"request_summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "artifact_sha256", b"artifact_sha256", "bound_attachments", b"bound_attachments", "create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "meta", b"meta", "mode", b"mode", "name", b"name", "outputs", b"outputs", "request_id", b"request_id", "request_summary", b"request_summary", "source_run", b"source_run", "status", b"status", "tool_id", b"tool_id", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "artifact_sha256", b"artifact_sha256", "bound_attachments", b"bound_attachments", "create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "lineage", b"lineage", "meta", b"meta", "mode", b"mode", "name", b"name", "outputs", b"outputs", "request_id", b"request_id", "request_summary", b"request_summary", "source_run", b"source_run", "status", b"status", "tool_id", b"tool_id", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class LineageRecord(_message.Message):
+    """The delivery of a run's lineage record: written with the run in one transaction (an outbox), then delivered
+    to lineage with retries until it lands. The run exists either way; the record is never lost.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CANDIDATE_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    state: _builtins.str
+    """PENDING (waiting for lineage, e.g. while it is down), DELIVERED, or FAILED (lineage refused it: see error)."""
+    version: _builtins.str
+    """The feasibility_run version, once delivered."""
+    candidate: _builtins.str
+    """The candidate version it derives from."""
+    attempts: _builtins.int
+    error: _builtins.str
+    def __init__(
+        self,
+        *,
+        state: _builtins.str = ...,
+        version: _builtins.str = ...,
+        candidate: _builtins.str = ...,
+        attempts: _builtins.int = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "candidate", b"candidate", "error", b"error", "state", b"state", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineageRecord: _TypeAlias = LineageRecord  # noqa: Y015
 
 @_typing.final
 class RunInput(_message.Message):

@@ -1,0 +1,110 @@
+"""A run minted from a candidate with a lineage version is recorded in lineage through an outbox: never lost
+while lineage is down, delivered once it is back, never duplicated."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from custody.runs.v1 import runs_pb2
+from services.cli.state import StateLayout
+from services.common import status
+from services.common.errors import InvalidArgument
+from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
+from tests.runs.conftest import RunsClient, error_of, run_input
+from tests.support.fake_lineage import ScriptedLineage, fake_lineage
+from tests.support.harness import ServiceHarness
+from tests.support.processes import free_port
+
+CANDIDATE = "projects/guitars/artifacts/svg_candidate/brief-1-candidate-0/versions/1"
+
+
+@pytest.fixture
+def lineage_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def runs(layout: StateLayout, database_url: str, tmp_path: Path, lineage_port: int) -> Iterator[RunsClient]:
+    settings = {
+        "database_url": database_url,
+        "blob_dir": str(tmp_path / "blobs"),
+        "lineage_address": f"127.0.0.1:{lineage_port}",
+    }
+    with ServiceHarness("runs", layout, settings=settings) as harness:
+        yield RunsClient(harness, layout)
+
+
+def lineage_on(layout: StateLayout, port: int, script: ScriptedLineage) -> ServiceHarness:
+    return ServiceHarness("lineage", layout, factory=fake_lineage(script), settings={"port": str(port)})  # type: ignore[arg-type]
+
+
+def bind(runs: RunsClient, candidate: str = CANDIDATE) -> runs_pb2.Run:
+    session = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input(mode="design_session")))
+    items = [
+        runs_pb2.NewAttachment(kind="geometry_svg", filename="c.svg", data=CLEAN_SVG),
+        runs_pb2.NewAttachment(kind="geometry_spec_json", filename="c.json", data=CLEAN_SPEC),
+    ]
+    runs.BatchCreateAttachments(runs_pb2.BatchCreateAttachmentsRequest(run=session.name, attachments=items))
+    return runs.BindCandidate(runs_pb2.BindCandidateRequest(run=session.name, lineage_candidate=candidate)).run
+
+
+def eventually(
+    runs: RunsClient, name: str, done: Callable[[runs_pb2.Run], bool], timeout_s: float = 20
+) -> runs_pb2.Run:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = runs.GetRun(runs_pb2.GetRunRequest(name=name))
+        if done(run) or time.monotonic() > deadline:
+            return run
+        time.sleep(0.1)
+
+
+def test_the_minted_run_is_recorded_in_lineage_derived_from_its_candidate(
+    runs: RunsClient, layout: StateLayout, lineage_port: int
+) -> None:
+    script = ScriptedLineage()
+    with lineage_on(layout, lineage_port, script):
+        run = bind(runs)
+        delivered = eventually(runs, run.name, lambda r: r.lineage.state == "DELIVERED")
+    assert delivered.lineage.version.startswith("projects/guitars/artifacts/feasibility_run/brief-1-candidate-0/")
+    (request,) = script.requests
+    assert list(request.upstream) == [CANDIDATE]
+    assert request.data["verdict"] == "ALLOW" and request.data["run"] == run.name
+    assert request.request_id == f"runs-lineage-{run.name.removeprefix('runs/')}"
+    assert script.request_ids == [run.request_id]  # the lineage write carries the mint's request id
+
+
+def test_mints_succeed_while_lineage_is_down_and_records_arrive_once_it_is_back(
+    runs: RunsClient, layout: StateLayout, lineage_port: int
+) -> None:
+    minted = [bind(runs) for _ in range(3)]
+    pending = [eventually(runs, r.name, lambda r: r.lineage.attempts >= 1, timeout_s=10) for r in minted]
+    assert all(r.lineage.state == "PENDING" and r.lineage.error for r in pending)
+    script = ScriptedLineage()
+    with lineage_on(layout, lineage_port, script):
+        delivered = [eventually(runs, r.name, lambda r: r.lineage.state == "DELIVERED", timeout_s=40) for r in minted]
+    assert all(r.lineage.state == "DELIVERED" for r in delivered)
+    assert script.distinct_keys == {f"runs-lineage-{r.name.removeprefix('runs/')}" for r in minted}
+    assert len(script.versions) == 3  # nothing lost, nothing duplicated
+
+
+def test_a_record_lineage_refuses_is_failed_with_the_reason_and_not_retried(
+    runs: RunsClient, layout: StateLayout, lineage_port: int
+) -> None:
+    script = ScriptedLineage(refuse_with=InvalidArgument("DATA_SCHEMA_VIOLATION", "verdict must be ALLOW or BLOCK"))
+    with lineage_on(layout, lineage_port, script):
+        run = eventually(runs, bind(runs).name, lambda r: r.lineage.state == "FAILED")
+        time.sleep(1.5)
+    assert run.lineage.state == "FAILED" and "DATA_SCHEMA_VIOLATION" in run.lineage.error
+    assert len(script.requests) == 1
+
+
+def test_a_malformed_lineage_candidate_is_refused_before_minting(runs: RunsClient) -> None:
+    error = status.decode(error_of(lambda: bind(runs, candidate="projects/x/../versions/1")))
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "BINDING_INVALID")
+    assert len(runs.ListRuns(runs_pb2.ListRunsRequest()).runs) == 1  # just the design session
