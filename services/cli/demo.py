@@ -1,0 +1,310 @@
+"""`custody demo`: the governed flow end to end against a running stack, checking every governance expectation.
+
+brief (human) -> 3 candidates (AI, through the gateway) -> bind the first (ALLOW) -> approve the chain as a human
+reviewer -> revise the brief -> the candidate and the run are stale -> approving a stale run is refused, with
+every reason -> regenerate, bind, approve -> verify every run. Each step records whether its expectation held;
+the command exits 0 only if all did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+from opentelemetry.sdk.trace import TracerProvider
+
+from custody.art_studio.v1 import art_studio_pb2
+from custody.lineage.v1 import lineage_pb2
+from custody.runs.v1 import runs_pb2
+from services.common import call_context, status
+from services.common.clients import ServiceClients
+from services.common.hashing import sha256_canonical
+from services.common.telemetry import current_trace_id
+
+DESIGN_PROMPT = "a classic guitar rosette with 12 petals, a rope band and an outer ring"
+REVISED_PROMPT = "a classic guitar rosette with 16 petals, a herringbone band and an outer ring"
+DIAMETER_MM = 100.0
+DELIVERY_TIMEOUT_S = 30.0
+
+
+class ExpectationFailed(Exception):
+    """A governance expectation did not hold; the step says which."""
+
+
+@dataclass
+class DemoReport:
+    ok: bool = True
+    request_ids: list[str] = field(default_factory=list)
+    trace_ids: list[str] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    brief: str = ""
+    runs: list[str] = field(default_factory=list)
+    stale_after_revision: list[str] = field(default_factory=list)
+    approval_refused_reasons: list[str] = field(default_factory=list)
+    verified: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "request_ids": self.request_ids,
+            "trace_ids": self.trace_ids,
+            "steps": self.steps,
+            "brief": self.brief,
+            "runs": self.runs,
+            "stale_after_revision": self.stale_after_revision,
+            "approval_refused_reasons": self.approval_refused_reasons,
+            "verified": self.verified,
+        }
+
+
+def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    message.update(value)
+    return message
+
+
+class Demo:
+    def __init__(self, addresses: dict[str, str], operator_token: str, service_token: str | None = None) -> None:
+        self._tracer_provider = TracerProvider()
+        self._tracer = self._tracer_provider.get_tracer("custody.demo")
+        self._clients = ServiceClients(addresses, operator_token, tracer_provider=self._tracer_provider)
+        # Optional: a service token, to show that a service can never approve.
+        self._service_clients = (
+            ServiceClients(addresses, service_token, tracer_provider=self._tracer_provider) if service_token else None
+        )
+        self.report = DemoReport()
+        self.project = f"demo-{time.strftime('%Y%m%d')}-{secrets.token_hex(3)}"
+        self._unique = secrets.token_hex(4)
+
+    async def close(self) -> None:
+        await self._clients.close()
+        if self._service_clients is not None:
+            await self._service_clients.close()
+
+    async def step(self, name: str, action: Callable[[], Awaitable[str]]) -> bool:
+        """Runs one step in its own trace and request id; records its outcome (never raises)."""
+        request_id = f"req-demo-{self._unique}-{len(self.report.steps) + 1:02d}"
+        call_context.bind_request_id(request_id)
+        with self._tracer.start_as_current_span(f"demo: {name}"):
+            trace_id = current_trace_id()
+            try:
+                detail, ok = await action(), True
+            except ExpectationFailed as exc:
+                detail, ok = str(exc), False
+            except grpc.RpcError as exc:
+                decoded = status.decode(exc)
+                detail, ok = f"{decoded.code.name} {decoded.reason}: {decoded.message}", False
+        self.report.request_ids.append(request_id)
+        self.report.trace_ids.append(trace_id)
+        self.report.steps.append({"name": name, "ok": ok, "detail": detail})
+        self.report.ok = self.report.ok and ok
+        return ok
+
+    # ---- the building blocks ------------------------------------------------------------------------------------
+
+    async def create_brief(self, prompt: str) -> str:
+        response = await self._clients.stub("lineage").CreateVersion(
+            lineage_pb2.CreateVersionRequest(
+                parent=f"projects/{self.project}/artifacts/design_brief/brief",
+                data=_struct({"prompt": prompt, "constraints": {"diameter_mm": DIAMETER_MM}}),
+                metadata=lineage_pb2.VersionMetadata(
+                    intent="a rosette for the customer's guitar",
+                    rationale="written by the operator from the customer's request",
+                    confidence=1.0,
+                    source=lineage_pb2.SOURCE_HUMAN,
+                ),
+            )
+        )
+        return str(response.version.name)
+
+    async def new_session(self) -> str:
+        feasibility = {"purpose": "design session holding candidate attachments"}
+        run = await self._clients.stub("runs").CreateRun(
+            runs_pb2.CreateRunRequest(
+                run=runs_pb2.RunInput(
+                    mode="design_session",
+                    tool_id="art_studio",
+                    status=runs_pb2.RUN_STATUS_OK,
+                    feasibility=_struct(feasibility),
+                    decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=1.0),
+                    hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
+                    meta=_struct({"project": self.project}),
+                )
+            )
+        )
+        return str(run.name)
+
+    async def generate(
+        self, prompt: str, session: str, brief: str, seed: str
+    ) -> art_studio_pb2.GenerateCandidatesResponse:
+        answer = await self._clients.stub("art_studio").GenerateCandidates(
+            art_studio_pb2.GenerateCandidatesRequest(
+                prompt=prompt, diameter_mm=DIAMETER_MM, count=3, run=session, lineage_parent=brief, variant_seed=seed
+            )
+        )
+        if answer.succeeded != 3:
+            failures = "; ".join(
+                f"{c.index}: {c.failure.reason} {c.failure.message}" for c in answer.candidates if not c.ok
+            )
+            raise ExpectationFailed(f"expected 3 candidates, {answer.succeeded} succeeded ({failures})")
+        return answer
+
+    async def bind(self, session: str, candidate: art_studio_pb2.Candidate) -> runs_pb2.Run:
+        response = await self._clients.stub("runs").BindCandidate(
+            runs_pb2.BindCandidateRequest(
+                run=session,
+                attachments=[candidate.svg_attachment, candidate.spec_attachment, candidate.envelope_attachment],
+                operator_notes="bound by custody demo",
+                lineage_candidate=candidate.lineage_version,
+            )
+        )
+        self.report.runs.append(response.run.name)
+        if response.decision != runs_pb2.FEASIBILITY_DECISION_ALLOW:
+            raise ExpectationFailed(f"expected ALLOW, got BLOCK: {'; '.join(response.reasons)}")
+        return await self.lineage_recorded(response.run.name)
+
+    async def lineage_recorded(self, run_name: str) -> runs_pb2.Run:
+        """Waits for the outbox to deliver the run's feasibility_run version to lineage."""
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while True:
+            run = await self._clients.stub("runs").GetRun(runs_pb2.GetRunRequest(name=run_name))
+            if run.lineage.state == "DELIVERED":
+                return run
+            if run.lineage.state == "FAILED" or time.monotonic() > deadline:
+                raise ExpectationFailed(
+                    f"{run_name} was not recorded in lineage: {run.lineage.state} {run.lineage.error}"
+                )
+            await asyncio.sleep(0.2)
+
+    async def approve(self, version: str, rationale: str) -> lineage_pb2.Version:
+        return await self._clients.stub("lineage").Approve(
+            lineage_pb2.ApproveRequest(name=version, rationale=rationale)
+        )
+
+    async def version(self, name: str) -> lineage_pb2.Version:
+        return await self._clients.stub("lineage").GetVersion(lineage_pb2.GetVersionRequest(name=name))
+
+    # ---- the flow -----------------------------------------------------------------------------------------------
+
+    async def run(self) -> DemoReport:
+        state: dict[str, Any] = {}
+
+        async def brief() -> str:
+            state["brief"] = self.report.brief = await self.create_brief(DESIGN_PROMPT)
+            return f"{state['brief']} written by the operator (source human)"
+
+        async def candidates() -> str:
+            state["session"] = await self.new_session()
+            state["first"] = await self.generate(DESIGN_PROMPT, state["session"], state["brief"], "demo")
+            first = state["first"].candidates[0]
+            return f"3 candidates attached to {state['session']}; candidate 0 is {first.lineage_version}"
+
+        async def bind_first() -> str:
+            state["run"] = await self.bind(state["session"], state["first"].candidates[0])
+            return f"{state['run'].name}: ALLOW, recorded in lineage as {state['run'].lineage.version}"
+
+        async def explain() -> str:
+            run = await self._clients.stub("runs").SuggestExplanation(
+                runs_pb2.SuggestExplanationRequest(name=state["run"].name)
+            )
+            advisories = [a for a in run.advisory_inputs if a.kind == runs_pb2.ADVISORY_KIND_EXPLANATION]
+            if run.explanation.status != runs_pb2.EXPLANATION_STATUS_READY or not advisories:
+                raise ExpectationFailed(f"explanation {run.explanation.status}: {run.explanation.error}")
+            reviewer = advisories[0].reviewed_by
+            if advisories[0].review_status != runs_pb2.REVIEW_STATUS_AUTO_APPROVED or reviewer.kind != 3:
+                raise ExpectationFailed("a GREEN explanation must be auto-approved by a system principal")
+            return f"GREEN explanation auto-approved by {reviewer.id} (kind system), never mistaken for a human"
+
+        async def service_cannot_approve() -> str:
+            if self._service_clients is None:
+                return "skipped: no service token available to try"
+            try:
+                await self._service_clients.stub("lineage").Approve(
+                    lineage_pb2.ApproveRequest(name=state["brief"], rationale="a service trying to approve")
+                )
+            except grpc.RpcError as exc:
+                decoded = status.decode(exc)
+                if decoded.code is grpc.StatusCode.PERMISSION_DENIED:
+                    return f"refused: {decoded.code.name} {decoded.reason}"
+                raise
+            raise ExpectationFailed("a service token was allowed to approve")
+
+        async def approve_chain() -> str:
+            candidate = state["first"].candidates[0].lineage_version
+            chain = [state["brief"], candidate, state["run"].lineage.version]
+            for name in chain:
+                approved = await self.approve(name, "reviewed in custody demo")
+                if approved.status.status != lineage_pb2.STATUS_APPROVED:
+                    raise ExpectationFailed(f"{name} is not APPROVED after approval")
+            return "approved by the operator: " + ", ".join(chain)
+
+        async def revise() -> str:
+            state["brief2"] = await self.create_brief(REVISED_PROMPT)
+            return f"brief revised: {state['brief2']}"
+
+        async def stale() -> str:
+            watched = [state["first"].candidates[0].lineage_version, state["run"].lineage.version]
+            for name in watched:
+                version = await self.version(name)
+                if version.health.health != lineage_pb2.HEALTH_STALE:
+                    raise ExpectationFailed(f"{name} should be stale after the brief's revision")
+            self.report.stale_after_revision = watched
+            return "stale: " + ", ".join(watched)
+
+        async def refused() -> str:
+            late = await self.bind(state["session"], state["first"].candidates[1])
+            state["late"] = late
+            try:
+                await self.approve(late.lineage.version, "trying to approve a run derived from a superseded brief")
+            except grpc.RpcError as exc:
+                decoded = status.decode(exc)
+                if decoded.code is not grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                self.report.approval_refused_reasons = [v.description for v in decoded.violations] or [decoded.message]
+                return f"refused ({decoded.reason}): " + "; ".join(self.report.approval_refused_reasons)
+            raise ExpectationFailed(f"approving {late.lineage.version} (stale lineage) was allowed")
+
+        async def regenerate() -> str:
+            state["second"] = await self.generate(REVISED_PROMPT, state["session"], state["brief2"], "demo-2")
+            state["run2"] = await self.bind(state["session"], state["second"].candidates[0])
+            return f"{state['run2'].name}: ALLOW from the revised brief"
+
+        async def approve_again() -> str:
+            chain = [state["brief2"], state["second"].candidates[0].lineage_version, state["run2"].lineage.version]
+            for name in chain:
+                await self.approve(name, "reviewed in custody demo after the revision")
+            return "approved: " + ", ".join(chain)
+
+        async def verify() -> str:
+            names = [*self.report.runs, state["session"]]
+            for name in names:
+                report = await self._clients.stub("runs").VerifyRun(runs_pb2.VerifyRunRequest(name=name))
+                if not report.ok:
+                    raise ExpectationFailed(f"{name} failed verification: {list(report.problems)}")
+                self.report.verified += 1
+            return f"{self.report.verified} runs verified (artifact hashes and attachment digests)"
+
+        steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
+            ("create design brief (human)", brief),
+            ("generate 3 candidates", candidates),
+            ("bind first candidate (ALLOW)", bind_first),
+            ("explain the run (GREEN: system auto-approval)", explain),
+            ("a service cannot approve", service_cannot_approve),
+            ("approve the chain as the operator", approve_chain),
+            ("revise the brief", revise),
+            ("candidate and run are stale", stale),
+            ("approving a stale run is refused", refused),
+            ("regenerate and bind again", regenerate),
+            ("approve the new chain", approve_again),
+            ("verify every run", verify),
+        ]
+        for name, action in steps:
+            if not await self.step(name, action):
+                break  # later steps depend on earlier ones
+        return self.report
