@@ -131,7 +131,7 @@ def main() -> None:
     path = write_result("art_studio-quick" if args.quick else "art_studio", result)
     compiled = result["compile_64_petals_in_process"]
     over_grpc = result["compile_64_petals_grpc"]
-    print(f"compile 64 petals: in-process p50 {compiled['p50_ms']} ms; through CompileSpec p50 {over_grpc['p50_ms']} ms")
+    print(f"compile 64 petals: in-process p50 {compiled['p50_ms']} ms; CompileSpec p50 {over_grpc['p50_ms']} ms")
     for name, figures in result["end_to_end"].items():
         print(f"{name}: p50 {figures['p50_ms']} ms p99 {figures['p99_ms']} ms (n={figures['n']})")
     print(f"wrote {path}")
