@@ -1,13 +1,25 @@
-"""Who may call each AiGatewayService RPC. Default deny: an RPC missing here is refused to everyone."""
+"""Who may call each AiGatewayService RPC. Default deny: an RPC missing here is refused to everyone.
+
+Generation is for the services in the call graph (art_studio, runs) and operators; reading the audit and the
+policy also for reviewers. Services see only their own calls (enforced by the gateway domain).
+"""
 
 from __future__ import annotations
 
 from services.common.catalog import callers_of
 from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessTable, allow
 
+_GENERATE = allow(services=callers_of("ai_gateway"), human_roles={OPERATOR_ROLE})
+_READ = allow(services=callers_of("ai_gateway"), human_roles={OPERATOR_ROLE, REVIEWER_ROLE})
+
 ACCESS = AccessTable(
     "ai_gateway",
     {
-        "GetServiceInfo": allow(services=callers_of("ai_gateway"), human_roles={OPERATOR_ROLE, REVIEWER_ROLE}),
+        "GetServiceInfo": _READ,
+        "GenerateText": _GENERATE,
+        "StreamText": _GENERATE,
+        "GetCall": _READ,
+        "ListCalls": _READ,
+        "GetPolicy": _READ,
     },
 )

@@ -1,28 +1,113 @@
-"""Wires the ai_gateway service for the shared bootstrap: `custody serve ai_gateway`."""
+"""Wires the ai_gateway service for the shared bootstrap: `custody serve ai_gateway`.
+
+The safety policy and the price table are loaded and validated here, before anything listens: an invalid file
+is a configuration error (exit 2) naming the file and the problem.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from custody.ai_gateway.v1 import gateway_pb2_grpc
 from services.ai_gateway.access import ACCESS
+from services.ai_gateway.budgets import Budgets
 from services.ai_gateway.config import AiGatewaySettings
+from services.ai_gateway.gateway import Gateway
+from services.ai_gateway.policy import PolicyError, load_policy
+from services.ai_gateway.pricing import load_price_table
 from services.ai_gateway.servicer import AiGatewayServicer
+from services.ai_gateway.store import CallStore
+from services.ai_gateway.transport import TransportConfig, build_providers
 from services.common.catalog import SERVICES
-from services.common.config import ServiceSettings
+from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
 from services.common.server import Service
 
 SETTINGS = AiGatewaySettings
+REPLAY_PURGE_INTERVAL_S = 600.0
+
+log = logging.getLogger("custody.ai_gateway")
 
 
 def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service:
     assert isinstance(settings, AiGatewaySettings)
-    servicer = AiGatewayServicer()
+    try:
+        policy = load_policy(settings.policy_file)
+        prices = load_price_table(settings.price_table_file)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    unknown = sorted(
+        {c for op in settings.operations.values() for c in op.categories} - set(policy.document.categories)
+    )
+    if unknown:
+        raise ConfigError(f"operations name categories the safety policy {settings.policy_file} lacks: {unknown}")
+    providers = build_providers(
+        TransportConfig(
+            openai_base_url=settings.openai_base_url,
+            openai_model=settings.openai_model,
+            local_model=settings.local_model,
+            connect_timeout_s=settings.provider_connect_timeout_s,
+            timeout_s=settings.provider_timeout_s,
+            max_connections=settings.provider_max_connections,
+        )
+    )
+    engine = create_engine(settings.resolved_database_url)
+    store = CallStore(engine)
+
+    async def load_usage(caller: str, since_us: int) -> tuple[int, object]:
+        return await asyncio.to_thread(store.usage_since, caller, since_us)
+
+    gateway = Gateway(
+        settings=settings,
+        policy=policy,
+        prices=prices,
+        providers=providers,
+        store=store,
+        budgets=Budgets(settings.budgets, load_usage),  # type: ignore[arg-type]
+        tracer=tracer_provider.get_tracer("custody.ai_gateway"),
+    )
+    servicer = AiGatewayServicer(gateway)
+    purger: list[asyncio.Task[None]] = []
 
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_AiGatewayServiceServicer_to_server(servicer, server)
 
-    engine = create_engine(settings.resolved_database_url)
-    return Service(engine=engine, full_name=SERVICES["ai_gateway"].full_name, register=register, access=ACCESS)
+    async def purge_forever() -> None:
+        while True:
+            try:
+                await gateway.purge_replays()
+            except Exception:
+                log.exception("purging expired replay results failed; retrying later")
+            await asyncio.sleep(REPLAY_PURGE_INTERVAL_S)
+
+    async def on_start() -> None:
+        log.info(
+            "safety policy %s, price table %s, providers %s, verbose audit %s",
+            policy.version,
+            prices.version,
+            ", ".join(sorted(providers)),
+            "on" if settings.audit_verbose else "off",
+            extra={"policy_sha256": policy.sha256, "price_table_sha256": prices.sha256},
+        )
+        purger.append(asyncio.create_task(purge_forever()))
+
+    async def on_stop() -> None:
+        for task in purger:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await gateway.close()
+
+    return Service(
+        engine=engine,
+        full_name=SERVICES["ai_gateway"].full_name,
+        register=register,
+        access=ACCESS,
+        on_start=(on_start,),
+        on_stop=(on_stop,),
+    )

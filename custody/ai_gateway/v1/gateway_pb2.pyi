@@ -3,8 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from custody.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -15,6 +20,31 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _CallOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CallOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CallOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CALL_OUTCOME_UNSPECIFIED: _CallOutcome.ValueType  # 0
+    CALL_OUTCOME_SUCCEEDED: _CallOutcome.ValueType  # 1
+    """The provider answered and every check passed."""
+    CALL_OUTCOME_BLOCKED: _CallOutcome.ValueType  # 2
+    """The safety policy refused the prompt or the response (envelope.allowed = false)."""
+    CALL_OUTCOME_FAILED: _CallOutcome.ValueType  # 3
+    """The provider failed, or the response failed its schema."""
+
+class CallOutcome(_CallOutcome, metaclass=_CallOutcomeEnumTypeWrapper): ...
+
+CALL_OUTCOME_UNSPECIFIED: CallOutcome.ValueType  # 0
+CALL_OUTCOME_SUCCEEDED: CallOutcome.ValueType  # 1
+"""The provider answered and every check passed."""
+CALL_OUTCOME_BLOCKED: CallOutcome.ValueType  # 2
+"""The safety policy refused the prompt or the response (envelope.allowed = false)."""
+CALL_OUTCOME_FAILED: CallOutcome.ValueType  # 3
+"""The provider failed, or the response failed its schema."""
+Global___CallOutcome: _TypeAlias = CallOutcome  # noqa: Y015
 
 @_typing.final
 class GetServiceInfoRequest(_message.Message):
@@ -30,3 +60,579 @@ class GetServiceInfoRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServiceInfoRequest: _TypeAlias = GetServiceInfoRequest  # noqa: Y015
+
+@_typing.final
+class GenerateTextRequest(_message.Message):
+    """What to generate. Provider, model, temperature and max_tokens default per operation (see GetPolicy)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    SYSTEM_PROMPT_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    VARIANT_SEED_FIELD_NUMBER: _builtins.int
+    RESPONSE_JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    operation: _builtins.str
+    """Stable operation name, e.g. "prompt_to_svg_spec"; must be one the gateway knows."""
+    category: _builtins.str
+    """Safety category, e.g. "ROSETTE_DESIGN"; must be allowed for the operation. Empty: the operation's default."""
+    provider: _builtins.str
+    """"local" or "openai"; empty: the operation's default."""
+    model: _builtins.str
+    """Empty: the operation's (or provider's) default model."""
+    prompt: _builtins.str
+    system_prompt: _builtins.str
+    temperature: _builtins.float
+    """0.0 to 2.0; absent: the operation's default."""
+    max_tokens: _builtins.int
+    """1 to the gateway's maximum; 0: the operation's default."""
+    variant_seed: _builtins.str
+    """Recorded on the envelope and passed to providers that accept a seed."""
+    response_json_schema: _builtins.str
+    """A JSON Schema (draft 2020-12, as JSON text) the response must parse as and satisfy. Empty: free text."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), scoped to the caller: same key and same request returns the stored result."""
+    def __init__(
+        self,
+        *,
+        operation: _builtins.str = ...,
+        category: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        prompt: _builtins.str = ...,
+        system_prompt: _builtins.str = ...,
+        temperature: _builtins.float | None = ...,
+        max_tokens: _builtins.int = ...,
+        variant_seed: _builtins.str = ...,
+        response_json_schema: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "category", b"category", "max_tokens", b"max_tokens", "model", b"model", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "response_json_schema", b"response_json_schema", "system_prompt", b"system_prompt", "temperature", b"temperature", "variant_seed", b"variant_seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+
+Global___GenerateTextRequest: _TypeAlias = GenerateTextRequest  # noqa: Y015
+
+@_typing.final
+class GenerateTextResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    content: _builtins.str
+    @_builtins.property
+    def envelope(self) -> _common_pb2.ProvenanceEnvelope: ...
+    @_builtins.property
+    def cost(self) -> _common_pb2.CostRecord:
+        """The cost and why it is absent when it is (unknown model, no usage reported): never a silent 0."""
+
+    def __init__(
+        self,
+        *,
+        content: _builtins.str = ...,
+        envelope: _common_pb2.ProvenanceEnvelope | None = ...,
+        cost: _common_pb2.CostRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateTextResponse: _TypeAlias = GenerateTextResponse  # noqa: Y015
+
+@_typing.final
+class StreamTextRequest(_message.Message):
+    """The same fields as GenerateTextRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    SYSTEM_PROMPT_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    VARIANT_SEED_FIELD_NUMBER: _builtins.int
+    RESPONSE_JSON_SCHEMA_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    operation: _builtins.str
+    category: _builtins.str
+    provider: _builtins.str
+    model: _builtins.str
+    prompt: _builtins.str
+    system_prompt: _builtins.str
+    temperature: _builtins.float
+    max_tokens: _builtins.int
+    variant_seed: _builtins.str
+    response_json_schema: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        operation: _builtins.str = ...,
+        category: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        prompt: _builtins.str = ...,
+        system_prompt: _builtins.str = ...,
+        temperature: _builtins.float | None = ...,
+        max_tokens: _builtins.int = ...,
+        variant_seed: _builtins.str = ...,
+        response_json_schema: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "category", b"category", "max_tokens", b"max_tokens", "model", b"model", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "response_json_schema", b"response_json_schema", "system_prompt", b"system_prompt", "temperature", b"temperature", "variant_seed", b"variant_seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
+    _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
+
+Global___StreamTextRequest: _TypeAlias = StreamTextRequest  # noqa: Y015
+
+@_typing.final
+class TextChunk(_message.Message):
+    """A piece of the response text, in order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    index: _builtins.int
+    """0-based position of this chunk in the stream."""
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "text", b"text"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TextChunk: _TypeAlias = TextChunk  # noqa: Y015
+
+@_typing.final
+class StreamEnd(_message.Message):
+    """The last message of a successful stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def envelope(self) -> _common_pb2.ProvenanceEnvelope: ...
+    @_builtins.property
+    def cost(self) -> _common_pb2.CostRecord: ...
+    def __init__(
+        self,
+        *,
+        envelope: _common_pb2.ProvenanceEnvelope | None = ...,
+        cost: _common_pb2.CostRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamEnd: _TypeAlias = StreamEnd  # noqa: Y015
+
+@_typing.final
+class StreamTextResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def chunk(self) -> Global___TextChunk: ...
+    @_builtins.property
+    def end(self) -> Global___StreamEnd: ...
+    def __init__(
+        self,
+        *,
+        chunk: Global___TextChunk | None = ...,
+        end: Global___StreamEnd | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "end", b"end", "event", b"event"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "end", b"end", "event", b"event"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["chunk", "end"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___StreamTextResponse: _TypeAlias = StreamTextResponse  # noqa: Y015
+
+@_typing.final
+class Call(_message.Message):
+    """One audited AI call. Immutable: the gateway writes it once, and the database refuses changes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_REASON_FIELD_NUMBER: _builtins.int
+    RULE_ID_FIELD_NUMBER: _builtins.int
+    RPC_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    FINISH_REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_SHA256_FIELD_NUMBER: _builtins.int
+    PROMPT_REDACTED_FIELD_NUMBER: _builtins.int
+    RESPONSE_REDACTED_FIELD_NUMBER: _builtins.int
+    VERBOSE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"calls/{call}"."""
+    outcome: Global___CallOutcome.ValueType
+    error_reason: _builtins.str
+    """ErrorInfo reason of a blocked or failed call (e.g. SAFETY_BLOCKED, PROVIDER_UNAVAILABLE); empty on success."""
+    rule_id: _builtins.str
+    """Safety rule that blocked the call, e.g. "input.detector.secrets"."""
+    rpc: _builtins.str
+    """"GenerateText" or "StreamText"."""
+    idempotency_key: _builtins.str
+    """Idempotency key the caller sent (request field request_id), if any."""
+    finish_reason: _builtins.str
+    """Provider's finish reason ("stop", "length", ...)."""
+    request_sha256: _builtins.str
+    """Digest of the canonical request (what request_id idempotency compares)."""
+    prompt_redacted: _builtins.str
+    """Only with verbose audit on, secrets redacted; otherwise empty."""
+    response_redacted: _builtins.str
+    verbose: _builtins.bool
+    @_builtins.property
+    def envelope(self) -> _common_pb2.ProvenanceEnvelope: ...
+    @_builtins.property
+    def cost(self) -> _common_pb2.CostRecord: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        envelope: _common_pb2.ProvenanceEnvelope | None = ...,
+        cost: _common_pb2.CostRecord | None = ...,
+        outcome: Global___CallOutcome.ValueType = ...,
+        error_reason: _builtins.str = ...,
+        rule_id: _builtins.str = ...,
+        rpc: _builtins.str = ...,
+        idempotency_key: _builtins.str = ...,
+        finish_reason: _builtins.str = ...,
+        request_sha256: _builtins.str = ...,
+        prompt_redacted: _builtins.str = ...,
+        response_redacted: _builtins.str = ...,
+        verbose: _builtins.bool = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "envelope", b"envelope"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "envelope", b"envelope", "error_reason", b"error_reason", "finish_reason", b"finish_reason", "idempotency_key", b"idempotency_key", "name", b"name", "outcome", b"outcome", "prompt_redacted", b"prompt_redacted", "request_sha256", b"request_sha256", "response_redacted", b"response_redacted", "rpc", b"rpc", "rule_id", b"rule_id", "verbose", b"verbose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Call: _TypeAlias = Call  # noqa: Y015
+
+@_typing.final
+class GetCallRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"calls/{call}"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallRequest: _TypeAlias = GetCallRequest  # noqa: Y015
+
+@_typing.final
+class ListCallsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OPERATION_FIELD_NUMBER: _builtins.int
+    CALLER_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most 1000; 0: 50."""
+    page_token: _builtins.str
+    request_id: _builtins.str
+    """Exact filters, combined with AND; empty means any.
+    Matches the correlation request id (envelope.request_id) or the caller's idempotency key.
+    """
+    operation: _builtins.str
+    caller: _builtins.str
+    """Principal id, e.g. "service:runs"."""
+    outcome: Global___CallOutcome.ValueType
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """Half-open interval [start_time, end_time) on envelope.created_at."""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        operation: _builtins.str = ...,
+        caller: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        outcome: Global___CallOutcome.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caller", b"caller", "end_time", b"end_time", "operation", b"operation", "outcome", b"outcome", "page_size", b"page_size", "page_token", b"page_token", "request_id", b"request_id", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCallsRequest: _TypeAlias = ListCallsRequest  # noqa: Y015
+
+@_typing.final
+class ListCallsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___Call]: ...
+    def __init__(
+        self,
+        *,
+        calls: _abc.Iterable[Global___Call] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCallsResponse: _TypeAlias = ListCallsResponse  # noqa: Y015
+
+@_typing.final
+class GetPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyRequest: _TypeAlias = GetPolicyRequest  # noqa: Y015
+
+@_typing.final
+class SafetyRule(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """e.g. "input.max_chars", "input.detector.secrets", "input.pattern.weapons"."""
+    description: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SafetyRule: _TypeAlias = SafetyRule  # noqa: Y015
+
+@_typing.final
+class SafetyCategory(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    INPUT_RULES_FIELD_NUMBER: _builtins.int
+    OUTPUT_RULES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    @_builtins.property
+    def input_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___SafetyRule]: ...
+    @_builtins.property
+    def output_rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___SafetyRule]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        input_rules: _abc.Iterable[Global___SafetyRule] | None = ...,
+        output_rules: _abc.Iterable[Global___SafetyRule] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "input_rules", b"input_rules", "name", b"name", "output_rules", b"output_rules"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SafetyCategory: _TypeAlias = SafetyCategory  # noqa: Y015
+
+@_typing.final
+class ModelPrice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    INPUT_PER_MILLION_USD_FIELD_NUMBER: _builtins.int
+    CACHED_INPUT_PER_MILLION_USD_FIELD_NUMBER: _builtins.int
+    OUTPUT_PER_MILLION_USD_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    model: _builtins.str
+    input_per_million_usd: _builtins.float
+    cached_input_per_million_usd: _builtins.float
+    output_per_million_usd: _builtins.float
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        input_per_million_usd: _builtins.float = ...,
+        cached_input_per_million_usd: _builtins.float = ...,
+        output_per_million_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached_input_per_million_usd", b"cached_input_per_million_usd", "input_per_million_usd", b"input_per_million_usd", "model", b"model", "output_per_million_usd", b"output_per_million_usd", "provider", b"provider"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelPrice: _TypeAlias = ModelPrice  # noqa: Y015
+
+@_typing.final
+class OperationDefaults(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    TEMPERATURE_FIELD_NUMBER: _builtins.int
+    MAX_TOKENS_FIELD_NUMBER: _builtins.int
+    FALLBACK_PROVIDERS_FIELD_NUMBER: _builtins.int
+    operation: _builtins.str
+    provider: _builtins.str
+    model: _builtins.str
+    temperature: _builtins.float
+    max_tokens: _builtins.int
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def fallback_providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Providers tried in order when the first is unavailable."""
+
+    def __init__(
+        self,
+        *,
+        operation: _builtins.str = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        temperature: _builtins.float = ...,
+        max_tokens: _builtins.int = ...,
+        fallback_providers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "fallback_providers", b"fallback_providers", "max_tokens", b"max_tokens", "model", b"model", "operation", b"operation", "provider", b"provider", "temperature", b"temperature"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OperationDefaults: _TypeAlias = OperationDefaults  # noqa: Y015
+
+@_typing.final
+class Policy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    POLICY_SHA256_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    PRICE_TABLE_VERSION_FIELD_NUMBER: _builtins.int
+    PRICE_TABLE_SHA256_FIELD_NUMBER: _builtins.int
+    PRICES_FIELD_NUMBER: _builtins.int
+    OPERATIONS_FIELD_NUMBER: _builtins.int
+    VERBOSE_AUDIT_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    policy_version: _builtins.str
+    policy_sha256: _builtins.str
+    """sha256 of the policy's canonical JSON: two gateways with equal digests enforce the same policy."""
+    price_table_version: _builtins.str
+    price_table_sha256: _builtins.str
+    verbose_audit: _builtins.bool
+    """Whether raw prompts and responses (redacted) are stored."""
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedCompositeFieldContainer[Global___SafetyCategory]: ...
+    @_builtins.property
+    def prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ModelPrice]: ...
+    @_builtins.property
+    def operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___OperationDefaults]: ...
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Providers this gateway can reach ("local" always; "openai" when a key is configured)."""
+
+    def __init__(
+        self,
+        *,
+        policy_version: _builtins.str = ...,
+        policy_sha256: _builtins.str = ...,
+        categories: _abc.Iterable[Global___SafetyCategory] | None = ...,
+        price_table_version: _builtins.str = ...,
+        price_table_sha256: _builtins.str = ...,
+        prices: _abc.Iterable[Global___ModelPrice] | None = ...,
+        operations: _abc.Iterable[Global___OperationDefaults] | None = ...,
+        verbose_audit: _builtins.bool = ...,
+        providers: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "operations", b"operations", "policy_sha256", b"policy_sha256", "policy_version", b"policy_version", "price_table_sha256", b"price_table_sha256", "price_table_version", b"price_table_version", "prices", b"prices", "providers", b"providers", "verbose_audit", b"verbose_audit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Policy: _TypeAlias = Policy  # noqa: Y015

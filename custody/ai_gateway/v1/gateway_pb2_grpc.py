@@ -27,7 +27,9 @@ if _version_not_supported:
 
 
 class AiGatewayServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
+    price table, audited (metadata by default) and answered with a provenance envelope.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -40,16 +42,119 @@ class AiGatewayServiceStub:
                 request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetServiceInfoRequest.SerializeToString,
                 response_deserializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
                 _registered_method=True)
+        self.GenerateText = channel.unary_unary(
+                '/custody.ai_gateway.v1.AiGatewayService/GenerateText',
+                request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateTextRequest.SerializeToString,
+                response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateTextResponse.FromString,
+                _registered_method=True)
+        self.StreamText = channel.unary_stream(
+                '/custody.ai_gateway.v1.AiGatewayService/StreamText',
+                request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextRequest.SerializeToString,
+                response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextResponse.FromString,
+                _registered_method=True)
+        self.GetCall = channel.unary_unary(
+                '/custody.ai_gateway.v1.AiGatewayService/GetCall',
+                request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetCallRequest.SerializeToString,
+                response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Call.FromString,
+                _registered_method=True)
+        self.ListCalls = channel.unary_unary(
+                '/custody.ai_gateway.v1.AiGatewayService/ListCalls',
+                request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.ListCallsRequest.SerializeToString,
+                response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.ListCallsResponse.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/custody.ai_gateway.v1.AiGatewayService/GetPolicy',
+                request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Policy.FromString,
+                _registered_method=True)
 
 
 class AiGatewayServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
+    price table, audited (metadata by default) and answered with a provenance envelope.
+    """
 
     def GetServiceInfo(self, request, context):
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
         UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
         PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateText(self, request, context):
+        """Generates text for an operation through the configured provider and returns it with its provenance
+        envelope. A repeated request_id with the same request returns the stored result (envelope.replayed = true)
+        without calling the provider again.
+        Errors:
+        INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+        (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
+        names each field. Nothing is written.
+        ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+        FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
+        failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
+        The call is audited with allowed = false.
+        FAILED_PRECONDITION (reason SCHEMA_VALIDATION_FAILED): the response did not satisfy response_json_schema,
+        even after the one repair attempt. ErrorInfo metadata: call, error.
+        FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price.
+        FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+        RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): the caller's requests per minute, tokens per
+        day or USD per day are used up; RetryInfo says when to try again.
+        UNAVAILABLE (reason PROVIDER_UNAVAILABLE): the provider (and every fallback) failed with 429, 5xx, a
+        timeout or a connection error after the retries the deadline allowed; RetryInfo when the provider sent
+        Retry-After.
+        UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (malformed body, a
+        4xx other than 429, a refused key); not retried.
+        DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+        INTERNAL: the call could not be audited; no unaudited result is ever returned.
+        Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+        UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamText(self, request, context):
+        """Same as GenerateText, streamed: text chunks as the provider produces them (after the output safety checks
+        have seen them), then one final message with the provenance envelope. A stream that ends without its final
+        message failed. Retries happen only before the first chunk; a provider stream cut mid-way is an error.
+        Errors:
+        Every error of GenerateText, before or after chunks were sent, and:
+        UNAVAILABLE (reason STREAM_INTERRUPTED): the provider's stream ended before it finished.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCall(self, request, context):
+        """Returns one audited call. Services see only their own calls; operators and reviewers see all.
+        Errors:
+        INVALID_ARGUMENT (reason NAME_INVALID): name is not "calls/{call}".
+        NOT_FOUND (reason CALL_NOT_FOUND): no such call (or not one of the calling service's own).
+        UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCalls(self, request, context):
+        """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
+        Errors:
+        INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
+        or page token (a token from a request with other filters is refused).
+        PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
+        UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """Returns the active safety policy, price table and operation defaults, with their versions and digests.
+        Errors:
+        UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +168,31 @@ def add_AiGatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetServiceInfoRequest.FromString,
                     response_serializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.SerializeToString,
             ),
+            'GenerateText': grpc.unary_unary_rpc_method_handler(
+                    servicer.GenerateText,
+                    request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateTextRequest.FromString,
+                    response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateTextResponse.SerializeToString,
+            ),
+            'StreamText': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamText,
+                    request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextRequest.FromString,
+                    response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextResponse.SerializeToString,
+            ),
+            'GetCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCall,
+                    request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetCallRequest.FromString,
+                    response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Call.SerializeToString,
+            ),
+            'ListCalls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCalls,
+                    request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.ListCallsRequest.FromString,
+                    response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.ListCallsResponse.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetPolicyRequest.FromString,
+                    response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Policy.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'custody.ai_gateway.v1.AiGatewayService', rpc_method_handlers)
@@ -72,7 +202,9 @@ def add_AiGatewayServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AiGatewayService:
-    """Missing associated documentation comment in .proto file."""
+    """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
+    price table, audited (metadata by default) and answered with a provenance envelope.
+    """
 
     @staticmethod
     def GetServiceInfo(request,
@@ -91,6 +223,141 @@ class AiGatewayService:
             '/custody.ai_gateway.v1.AiGatewayService/GetServiceInfo',
             custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetServiceInfoRequest.SerializeToString,
             custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/GenerateText',
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateTextRequest.SerializeToString,
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamText(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/StreamText',
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextRequest.SerializeToString,
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/GetCall',
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetCallRequest.SerializeToString,
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Call.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCalls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/ListCalls',
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.ListCallsRequest.SerializeToString,
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.ListCallsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/GetPolicy',
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetPolicyRequest.SerializeToString,
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Policy.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,6 +28,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AiGatewayServiceStub:
+    """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
+    price table, audited (metadata by default) and answered with a provenance envelope.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -38,9 +42,69 @@ class AiGatewayServiceStub:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    GenerateText: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GenerateTextRequest, _gateway_pb2.GenerateTextResponse]
+    """Generates text for an operation through the configured provider and returns it with its provenance
+    envelope. A repeated request_id with the same request returns the stored result (envelope.replayed = true)
+    without calling the provider again.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+        (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
+        names each field. Nothing is written.
+      ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+      FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
+        failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
+        The call is audited with allowed = false.
+      FAILED_PRECONDITION (reason SCHEMA_VALIDATION_FAILED): the response did not satisfy response_json_schema,
+        even after the one repair attempt. ErrorInfo metadata: call, error.
+      FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price.
+      FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+      RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): the caller's requests per minute, tokens per
+        day or USD per day are used up; RetryInfo says when to try again.
+      UNAVAILABLE (reason PROVIDER_UNAVAILABLE): the provider (and every fallback) failed with 429, 5xx, a
+        timeout or a connection error after the retries the deadline allowed; RetryInfo when the provider sent
+        Retry-After.
+      UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (malformed body, a
+        4xx other than 429, a refused key); not retried.
+      DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+      INTERNAL: the call could not be audited; no unaudited result is ever returned.
+      Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
+    StreamText: _grpc.UnaryStreamMultiCallable[_gateway_pb2.StreamTextRequest, _gateway_pb2.StreamTextResponse]
+    """Same as GenerateText, streamed: text chunks as the provider produces them (after the output safety checks
+    have seen them), then one final message with the provenance envelope. A stream that ends without its final
+    message failed. Retries happen only before the first chunk; a provider stream cut mid-way is an error.
+    Errors:
+      Every error of GenerateText, before or after chunks were sent, and:
+      UNAVAILABLE (reason STREAM_INTERRUPTED): the provider's stream ended before it finished.
+    """
+    GetCall: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetCallRequest, _gateway_pb2.Call]
+    """Returns one audited call. Services see only their own calls; operators and reviewers see all.
+    Errors:
+      INVALID_ARGUMENT (reason NAME_INVALID): name is not "calls/{call}".
+      NOT_FOUND (reason CALL_NOT_FOUND): no such call (or not one of the calling service's own).
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
+    ListCalls: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListCallsRequest, _gateway_pb2.ListCallsResponse]
+    """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
+        or page token (a token from a request with other filters is refused).
+      PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
+    GetPolicy: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetPolicyRequest, _gateway_pb2.Policy]
+    """Returns the active safety policy, price table and operation defaults, with their versions and digests.
+    Errors:
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
 
 @_typing.type_check_only
 class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
+    """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
+    price table, audited (metadata by default) and answered with a provenance envelope.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetServiceInfoRequest, _common_pb2.ServiceInfo]  # type: ignore[assignment]
     """Returns the service's identity and version and the caller as authenticated.
@@ -48,8 +112,68 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    GenerateText: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GenerateTextRequest, _gateway_pb2.GenerateTextResponse]  # type: ignore[assignment]
+    """Generates text for an operation through the configured provider and returns it with its provenance
+    envelope. A repeated request_id with the same request returns the stored result (envelope.replayed = true)
+    without calling the provider again.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+        (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
+        names each field. Nothing is written.
+      ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+      FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
+        failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
+        The call is audited with allowed = false.
+      FAILED_PRECONDITION (reason SCHEMA_VALIDATION_FAILED): the response did not satisfy response_json_schema,
+        even after the one repair attempt. ErrorInfo metadata: call, error.
+      FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price.
+      FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+      RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): the caller's requests per minute, tokens per
+        day or USD per day are used up; RetryInfo says when to try again.
+      UNAVAILABLE (reason PROVIDER_UNAVAILABLE): the provider (and every fallback) failed with 429, 5xx, a
+        timeout or a connection error after the retries the deadline allowed; RetryInfo when the provider sent
+        Retry-After.
+      UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (malformed body, a
+        4xx other than 429, a refused key); not retried.
+      DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+      INTERNAL: the call could not be audited; no unaudited result is ever returned.
+      Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
+    StreamText: _aio.UnaryStreamMultiCallable[_gateway_pb2.StreamTextRequest, _gateway_pb2.StreamTextResponse]  # type: ignore[assignment]
+    """Same as GenerateText, streamed: text chunks as the provider produces them (after the output safety checks
+    have seen them), then one final message with the provenance envelope. A stream that ends without its final
+    message failed. Retries happen only before the first chunk; a provider stream cut mid-way is an error.
+    Errors:
+      Every error of GenerateText, before or after chunks were sent, and:
+      UNAVAILABLE (reason STREAM_INTERRUPTED): the provider's stream ended before it finished.
+    """
+    GetCall: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetCallRequest, _gateway_pb2.Call]  # type: ignore[assignment]
+    """Returns one audited call. Services see only their own calls; operators and reviewers see all.
+    Errors:
+      INVALID_ARGUMENT (reason NAME_INVALID): name is not "calls/{call}".
+      NOT_FOUND (reason CALL_NOT_FOUND): no such call (or not one of the calling service's own).
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
+    ListCalls: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListCallsRequest, _gateway_pb2.ListCallsResponse]  # type: ignore[assignment]
+    """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
+        or page token (a token from a request with other filters is refused).
+      PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
+    GetPolicy: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetPolicyRequest, _gateway_pb2.Policy]  # type: ignore[assignment]
+    """Returns the active safety policy, price table and operation defaults, with their versions and digests.
+    Errors:
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
 
 class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
+    price table, audited (metadata by default) and answered with a provenance envelope.
+    """
+
     @_abc_1.abstractmethod
     def GetServiceInfo(
         self,
@@ -60,6 +184,92 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
           PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+
+    @_abc_1.abstractmethod
+    def GenerateText(
+        self,
+        request: _gateway_pb2.GenerateTextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.GenerateTextResponse, _abc.Awaitable[_gateway_pb2.GenerateTextResponse]]:
+        """Generates text for an operation through the configured provider and returns it with its provenance
+        envelope. A repeated request_id with the same request returns the stored result (envelope.replayed = true)
+        without calling the provider again.
+        Errors:
+          INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+            (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
+            names each field. Nothing is written.
+          ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+          FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
+            failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
+            The call is audited with allowed = false.
+          FAILED_PRECONDITION (reason SCHEMA_VALIDATION_FAILED): the response did not satisfy response_json_schema,
+            even after the one repair attempt. ErrorInfo metadata: call, error.
+          FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price.
+          FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+          RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): the caller's requests per minute, tokens per
+            day or USD per day are used up; RetryInfo says when to try again.
+          UNAVAILABLE (reason PROVIDER_UNAVAILABLE): the provider (and every fallback) failed with 429, 5xx, a
+            timeout or a connection error after the retries the deadline allowed; RetryInfo when the provider sent
+            Retry-After.
+          UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (malformed body, a
+            4xx other than 429, a refused key); not retried.
+          DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+          INTERNAL: the call could not be audited; no unaudited result is ever returned.
+          Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+          UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamText(
+        self,
+        request: _gateway_pb2.StreamTextRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.StreamTextResponse], _abc.AsyncIterator[_gateway_pb2.StreamTextResponse]]:
+        """Same as GenerateText, streamed: text chunks as the provider produces them (after the output safety checks
+        have seen them), then one final message with the provenance envelope. A stream that ends without its final
+        message failed. Retries happen only before the first chunk; a provider stream cut mid-way is an error.
+        Errors:
+          Every error of GenerateText, before or after chunks were sent, and:
+          UNAVAILABLE (reason STREAM_INTERRUPTED): the provider's stream ended before it finished.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCall(
+        self,
+        request: _gateway_pb2.GetCallRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.Call, _abc.Awaitable[_gateway_pb2.Call]]:
+        """Returns one audited call. Services see only their own calls; operators and reviewers see all.
+        Errors:
+          INVALID_ARGUMENT (reason NAME_INVALID): name is not "calls/{call}".
+          NOT_FOUND (reason CALL_NOT_FOUND): no such call (or not one of the calling service's own).
+          UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCalls(
+        self,
+        request: _gateway_pb2.ListCallsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.ListCallsResponse, _abc.Awaitable[_gateway_pb2.ListCallsResponse]]:
+        """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
+        Errors:
+          INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
+            or page token (a token from a request with other filters is refused).
+          PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
+          UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPolicy(
+        self,
+        request: _gateway_pb2.GetPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.Policy, _abc.Awaitable[_gateway_pb2.Policy]]:
+        """Returns the active safety policy, price table and operation defaults, with their versions and digests.
+        Errors:
+          UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """
 
 def add_AiGatewayServiceServicer_to_server(servicer: AiGatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

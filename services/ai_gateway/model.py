@@ -1,0 +1,255 @@
+"""Domain types of the gateway: requests, the provenance envelope and the audited call record (no grpc here).
+
+A CallRecord serialises to canonical JSON; the store keeps that document (plus indexed columns) so the audit
+row is exactly what was decided, and its digest detects any change made behind the database's back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from services.ai_gateway.pricing import Cost
+from services.ai_gateway.transport.base import Usage
+from services.common.identity import Principal, PrincipalKind
+
+CALL_ID_PREFIX = "call"
+CALL_NAME_PREFIX = "calls/"
+
+
+@dataclass(frozen=True)
+class TextRequest:
+    """A GenerateText/StreamText request as the caller sent it (empty/None = use the default)."""
+
+    operation: str
+    category: str = ""
+    provider: str = ""
+    model: str = ""
+    prompt: str = ""
+    system_prompt: str = ""
+    temperature: float | None = None
+    max_tokens: int = 0
+    variant_seed: str = ""
+    response_json_schema: str = ""
+    request_id: str = ""
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What defines the request for idempotency (everything but the key itself)."""
+        return {k: v for k, v in asdict(self).items() if k != "request_id"}
+
+
+class Outcome(StrEnum):
+    SUCCEEDED = "SUCCEEDED"
+    BLOCKED = "BLOCKED"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The seed's AICallEnvelope plus caller, trace id, attempts, versions and the replayed flag."""
+
+    call: str
+    request_id: str
+    operation: str
+    category: str
+    created_at: datetime
+    provider: str
+    model: str
+    allowed: bool
+    safety_reason: str
+    prompt_sha256: str
+    system_prompt_sha256: str
+    response_sha256: str
+    latency_ms: float
+    usage: Usage | None
+    cost_estimate_usd: float | None
+    variant_seed: str
+    engine_version: str
+    caller: Principal
+    trace_id: str
+    attempts: int
+    price_table_version: str
+    policy_version: str
+    replayed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "call": self.call,
+            "request_id": self.request_id,
+            "operation": self.operation,
+            "category": self.category,
+            "created_at": self.created_at.isoformat(timespec="microseconds"),
+            "provider": self.provider,
+            "model": self.model,
+            "allowed": self.allowed,
+            "safety_reason": self.safety_reason,
+            "prompt_sha256": self.prompt_sha256,
+            "system_prompt_sha256": self.system_prompt_sha256,
+            "response_sha256": self.response_sha256,
+            "latency_ms": self.latency_ms,
+            "usage": _usage_dict(self.usage),
+            "cost_estimate_usd": self.cost_estimate_usd,
+            "variant_seed": self.variant_seed,
+            "engine_version": self.engine_version,
+            "caller": {"id": self.caller.id, "kind": self.caller.kind.value, "roles": sorted(self.caller.roles)},
+            "trace_id": self.trace_id,
+            "attempts": self.attempts,
+            "price_table_version": self.price_table_version,
+            "policy_version": self.policy_version,
+            "replayed": self.replayed,
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Envelope:
+        caller = data["caller"]
+        return Envelope(
+            **{
+                **data,
+                "created_at": datetime.fromisoformat(data["created_at"]),
+                "usage": _usage_from(data["usage"]),
+                "caller": Principal(caller["id"], PrincipalKind(caller["kind"]), frozenset(caller["roles"])),
+            }
+        )
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One audited call: the envelope, its cost, how it ended, and (verbose audit only) the redacted texts."""
+
+    envelope: Envelope
+    cost: Cost
+    outcome: Outcome
+    rpc: str
+    request_sha256: str
+    idempotency_key: str = ""
+    error_reason: str = ""
+    rule_id: str = ""
+    finish_reason: str = ""
+    verbose: bool = False
+    prompt_redacted: str = ""
+    response_redacted: str = ""
+
+    @property
+    def call_id(self) -> str:
+        return self.envelope.call.removeprefix(CALL_NAME_PREFIX)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "envelope": self.envelope.to_dict(),
+            "cost": {
+                "estimate_usd": self.cost.estimate_usd,
+                "price_table_version": self.cost.price_table_version,
+                "provider": self.cost.provider,
+                "model": self.cost.model,
+                "usage": _usage_dict(self.cost.usage),
+                "unpriced_reason": self.cost.unpriced_reason,
+            },
+            "outcome": self.outcome.value,
+            "rpc": self.rpc,
+            "request_sha256": self.request_sha256,
+            "idempotency_key": self.idempotency_key,
+            "error_reason": self.error_reason,
+            "rule_id": self.rule_id,
+            "finish_reason": self.finish_reason,
+            "verbose": self.verbose,
+            "prompt_redacted": self.prompt_redacted,
+            "response_redacted": self.response_redacted,
+        }
+
+    def log_view(self) -> dict[str, Any]:
+        """What the audit log line carries: metadata only, never text, even with verbose audit on."""
+        view = self.to_dict()
+        del view["prompt_redacted"], view["response_redacted"]
+        return view
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> CallRecord:
+        cost = data["cost"]
+        return CallRecord(
+            **{
+                **data,
+                "envelope": Envelope.from_dict(data["envelope"]),
+                "cost": Cost(**{**cost, "usage": _usage_from(cost["usage"])}),
+                "outcome": Outcome(data["outcome"]),
+            }
+        )
+
+    def replayed(self) -> CallRecord:
+        return replace(self, envelope=replace(self.envelope, replayed=True))
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What GenerateText returns (and a stream ends with)."""
+
+    content: str
+    record: CallRecord
+
+
+@dataclass(frozen=True)
+class ListFilters:
+    request_id: str = ""
+    operation: str = ""
+    caller: str = ""
+    start_us: int | None = None
+    end_us: int | None = None
+    outcome: Outcome | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (v.value if isinstance(v, Outcome) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class CallPage:
+    records: list[CallRecord]
+    next_page_token: str = ""
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """A validated request with every default resolved."""
+
+    raw: TextRequest
+    operation: str
+    category: str
+    provider: str
+    model: str
+    temperature: float
+    max_tokens: int
+    response_schema: dict[str, Any] | None
+    fallbacks: tuple[str, ...] = field(default_factory=tuple)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    """Exact epoch microseconds (no float rounding): the store's sort and filter key."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)
+
+
+def _usage_dict(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {
+        "input_tokens": usage.input_tokens,
+        "cached_input_tokens": usage.cached_input_tokens,
+        "output_tokens": usage.output_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _usage_from(data: dict[str, int] | None) -> Usage | None:
+    if data is None:
+        return None
+    return Usage(data["input_tokens"], data["cached_input_tokens"], data["output_tokens"])

@@ -1,0 +1,218 @@
+"""The gateway's persistence, and the only module that touches its database.
+
+`ai_calls` is create-only: one row per audited call (the canonical JSON record plus indexed columns), and the
+database refuses UPDATE and DELETE. `ai_call_replays` maps (caller, request_id) to a successful call and its
+content for the replay window; its primary key makes concurrent claims converge on one winner. Methods are
+synchronous: the gateway runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from services.ai_gateway.model import CallRecord, ListFilters, to_micros
+from services.common.hashing import canonical_json, sha256_bytes
+
+metadata = sa.MetaData()
+
+ai_calls = sa.Table(
+    "ai_calls",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("idempotency_key", sa.String(128)),
+    sa.Column("caller_id", sa.String(256), nullable=False),
+    sa.Column("operation", sa.String(128), nullable=False),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("total_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Numeric(20, 10)),
+    sa.Column("record_json", sa.Text, nullable=False),
+    sa.Column("record_sha256", sa.String(64), nullable=False),
+)
+
+ai_call_replays = sa.Table(
+    "ai_call_replays",
+    metadata,
+    sa.Column("caller_id", sa.String(256), primary_key=True),
+    sa.Column("idempotency_key", sa.String(128), primary_key=True),
+    sa.Column("call_id", sa.String(64), nullable=False),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+)
+
+
+class RecordCorrupted(Exception):
+    """A stored record no longer matches its digest: it was changed outside the gateway."""
+
+
+@dataclass(frozen=True)
+class ReplayEntry:
+    record: CallRecord
+    request_sha256: str
+    content: str
+
+
+@dataclass(frozen=True)
+class ReplayClaim:
+    """Claim of (caller, idempotency key) for a successful call, stored with it in one transaction."""
+
+    content: str
+    now_us: int
+    expires_at_us: int
+
+
+class CallStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+
+    def insert(self, record: CallRecord, claim: ReplayClaim | None = None) -> ReplayEntry | None:
+        """Stores one record (and its replay claim); see insert_many."""
+        return self.insert_many([(record, claim)])[0]
+
+    def insert_many(self, items: list[tuple[CallRecord, ReplayClaim | None]]) -> list[ReplayEntry | None]:
+        """Stores records and their replay claims in one transaction (one durable commit for the batch).
+
+        A claim on a (caller, key) another call already holds is not taken: the record is stored anyway and the
+        holder is returned in its place, so the caller can answer with the original result."""
+        with self._engine.begin() as connection:
+            connection.execute(ai_calls.insert(), [_row(record) for record, _ in items])
+            claimed = [(record, claim) for record, claim in items if claim is not None and record.idempotency_key]
+            if not claimed:
+                return [None] * len(items)
+            replays = ai_call_replays.c
+            for record, claim in claimed:  # an expired claim not yet purged must not block a new one
+                connection.execute(
+                    ai_call_replays.delete().where(
+                        replays.caller_id == record.envelope.caller.id,
+                        replays.idempotency_key == record.idempotency_key,
+                        replays.expires_at_us <= claim.now_us,  # type: ignore[union-attr]
+                    )
+                )
+            insert = (pg_insert if connection.dialect.name == "postgresql" else sqlite_insert)(ai_call_replays)
+            connection.execute(
+                insert.on_conflict_do_nothing(),
+                [
+                    {
+                        "caller_id": record.envelope.caller.id,
+                        "idempotency_key": record.idempotency_key,
+                        "call_id": record.call_id,
+                        "request_sha256": record.request_sha256,
+                        "content": claim.content,  # type: ignore[union-attr]
+                        "expires_at_us": claim.expires_at_us,  # type: ignore[union-attr]
+                    }
+                    for record, claim in claimed
+                ],
+            )
+            holders: dict[str, ReplayEntry] = {}
+            for record, _ in claimed:
+                holder = self._replay(connection, record.envelope.caller.id, record.idempotency_key, None)
+                if holder is not None and holder.record.call_id != record.call_id:
+                    holders[record.call_id] = holder
+        return [holders.get(record.call_id) for record, _ in items]
+
+    def find_replay(self, caller_id: str, idempotency_key: str, *, now_us: int) -> ReplayEntry | None:
+        with self._engine.connect() as connection:
+            return self._replay(connection, caller_id, idempotency_key, now_us)
+
+    @staticmethod
+    def _replay(
+        connection: sa.Connection, caller_id: str, idempotency_key: str, now_us: int | None
+    ) -> ReplayEntry | None:
+        replays = ai_call_replays.c
+        query = (
+            sa.select(replays.request_sha256, replays.content, ai_calls.c.record_json, ai_calls.c.record_sha256)
+            .join(ai_calls, ai_calls.c.id == replays.call_id)
+            .where(replays.caller_id == caller_id, replays.idempotency_key == idempotency_key)
+        )
+        if now_us is not None:
+            query = query.where(replays.expires_at_us > now_us)
+        found = connection.execute(query).first()
+        if found is None:
+            return None
+        return ReplayEntry(_record(found.record_json, found.record_sha256), found.request_sha256, found.content)
+
+    def purge_replays(self, now_us: int) -> int:
+        """Forgets replay content past its retention (the audit rows stay)."""
+        with self._engine.begin() as connection:
+            return connection.execute(
+                ai_call_replays.delete().where(ai_call_replays.c.expires_at_us <= now_us)
+            ).rowcount
+
+    def get(self, call_id: str) -> CallRecord | None:
+        with self._engine.connect() as connection:
+            found = connection.execute(
+                sa.select(ai_calls.c.record_json, ai_calls.c.record_sha256).where(ai_calls.c.id == call_id)
+            ).first()
+        return None if found is None else _record(found.record_json, found.record_sha256)
+
+    def list(self, filters: ListFilters, limit: int, after: tuple[int, str] | None) -> list[CallRecord]:
+        """Newest first, keyset-paginated on (created_at_us, id)."""
+        c = ai_calls.c
+        query = sa.select(c.record_json, c.record_sha256)
+        if filters.request_id:
+            query = query.where(sa.or_(c.request_id == filters.request_id, c.idempotency_key == filters.request_id))
+        if filters.operation:
+            query = query.where(c.operation == filters.operation)
+        if filters.caller:
+            query = query.where(c.caller_id == filters.caller)
+        if filters.outcome is not None:
+            query = query.where(c.outcome == filters.outcome.value)
+        if filters.start_us is not None:
+            query = query.where(c.created_at_us >= filters.start_us)
+        if filters.end_us is not None:
+            query = query.where(c.created_at_us < filters.end_us)
+        if after is not None:
+            query = query.where(
+                sa.or_(c.created_at_us < after[0], sa.and_(c.created_at_us == after[0], c.id < after[1]))
+            )
+        query = query.order_by(c.created_at_us.desc(), c.id.desc()).limit(limit)
+        with self._engine.connect() as connection:
+            return [_record(r.record_json, r.record_sha256) for r in connection.execute(query)]
+
+    def usage_since(self, caller_id: str, since_us: int) -> tuple[int, Decimal]:
+        """Tokens and priced USD the caller's calls used since `since_us` (blocked and failed calls included)."""
+        query = sa.select(
+            sa.func.coalesce(sa.func.sum(ai_calls.c.total_tokens), 0),
+            sa.func.coalesce(sa.func.sum(ai_calls.c.cost_usd), 0),
+        ).where(ai_calls.c.caller_id == caller_id, ai_calls.c.created_at_us >= since_us)
+        with self._engine.connect() as connection:
+            tokens, usd = connection.execute(query).one()
+        return int(tokens), Decimal(str(usd))
+
+
+def _row(record: CallRecord) -> dict[str, object]:
+    document = canonical_json(record.to_dict())
+    envelope = record.envelope
+    return {
+        "id": record.call_id,
+        "created_at_us": to_micros(envelope.created_at),
+        "request_id": envelope.request_id,
+        "idempotency_key": record.idempotency_key or None,
+        "caller_id": envelope.caller.id,
+        "operation": envelope.operation,
+        "category": envelope.category,
+        "provider": envelope.provider,
+        "model": envelope.model,
+        "outcome": record.outcome.value,
+        "total_tokens": envelope.usage.total_tokens if envelope.usage else 0,
+        "cost_usd": None if record.cost.estimate_usd is None else Decimal(str(record.cost.estimate_usd)),
+        "record_json": document.decode("utf-8"),
+        "record_sha256": sha256_bytes(document),
+    }
+
+
+def _record(document: str, digest: str) -> CallRecord:
+    if sha256_bytes(document.encode("utf-8")) != digest:
+        raise RecordCorrupted("an audit record does not match its sha256")
+    return CallRecord.from_dict(json.loads(document))

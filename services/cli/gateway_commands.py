@@ -1,0 +1,224 @@
+"""`custody gateway ...`: generate text through the AI gateway, read its audit of calls, show its policy."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from google.protobuf.timestamp_pb2 import Timestamp
+from rich.table import Table
+
+from custody.ai_gateway.v1 import gateway_pb2
+from services.cli.calls import as_dict, call, console, print_json, print_record, print_rows
+from services.cli.options import JsonFlag, StateDir
+from services.cli.state import DEFAULT_STATE_DIR
+
+app = typer.Typer(help="The AI gateway: governed generation, the audit of every call, the safety policy.")
+calls_app = typer.Typer(help="Audited AI calls.")
+app.add_typer(calls_app, name="calls")
+
+OUTCOMES = {"succeeded": 1, "blocked": 2, "failed": 3}
+
+
+@app.command()
+def generate(
+    operation: Annotated[
+        str, typer.Argument(help="Operation, e.g. prompt_to_svg_spec, explain_run_decision, general_text.")
+    ],
+    prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads it from standard input.")],
+    category: Annotated[str, typer.Option(help="Safety category (default: the operation's).")] = "",
+    provider: Annotated[str, typer.Option(help="local or openai (default: the operation's).")] = "",
+    model: Annotated[str, typer.Option(help="Model (default: the provider's).")] = "",
+    system: Annotated[str, typer.Option("--system", help="System prompt.")] = "",
+    temperature: Annotated[float | None, typer.Option(help="0.0 to 2.0.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="0: the operation's default.")] = 0,
+    seed: Annotated[str, typer.Option("--seed", help="Variant seed.")] = "",
+    schema: Annotated[Path | None, typer.Option(help="JSON Schema file the answer must satisfy.")] = None,
+    request_id: Annotated[str, typer.Option(help="Idempotency key: repeating it replays the result.")] = "",
+    stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it arrives.")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate text; prints the answer, then its provenance envelope (or everything as JSON)."""
+    fields: dict[str, Any] = {
+        "operation": operation,
+        "category": category,
+        "provider": provider,
+        "model": model,
+        "prompt": sys.stdin.read() if prompt == "-" else prompt,
+        "system_prompt": system,
+        "max_tokens": max_tokens,
+        "variant_seed": seed,
+        "response_json_schema": schema.read_text(encoding="utf-8") if schema else "",
+        "request_id": request_id,
+    }
+    if temperature is not None:
+        fields["temperature"] = temperature
+    if not stream:
+        response = call(
+            state_dir, "ai_gateway", lambda stub: stub.GenerateText(gateway_pb2.GenerateTextRequest(**fields))
+        )
+        if as_json:
+            print_json(as_dict(response))
+            return
+        sys.stdout.write(response.content + "\n")
+        _print_envelope(response.envelope, response.cost)
+        return
+
+    async def consume(stub: Any) -> gateway_pb2.StreamEnd:
+        end = gateway_pb2.StreamEnd()
+        async for event in stub.StreamText(gateway_pb2.StreamTextRequest(**fields)):
+            if event.HasField("chunk") and not as_json:
+                sys.stdout.write(event.chunk.text)
+                sys.stdout.flush()
+            elif event.HasField("end"):
+                end = event.end
+        return end
+
+    end = call(state_dir, "ai_gateway", consume)
+    if as_json:
+        print_json(as_dict(end))
+        return
+    sys.stdout.write("\n")
+    _print_envelope(end.envelope, end.cost)
+
+
+def _print_envelope(envelope: Any, cost: Any) -> None:
+    document = as_dict(envelope)
+    if not cost.HasField("estimate_usd"):
+        document["cost_estimate_usd"] = f"unknown: {cost.unpriced_reason}"
+    table = Table(show_header=False, title="provenance envelope", title_justify="left")
+    for key in (
+        "call", "request_id", "operation", "category", "provider", "model", "allowed", "attempts", "latency_ms",
+        "usage", "cost_estimate_usd", "replayed", "policy_version", "price_table_version", "trace_id",
+    ):  # fmt: skip
+        if key in document:
+            table.add_row(key, str(document[key]))
+    console.print(table)
+
+
+@calls_app.command("list")
+def list_calls(
+    operation: Annotated[str, typer.Option(help="Only this operation.")] = "",
+    caller: Annotated[str, typer.Option(help="Only this caller, e.g. service:runs.")] = "",
+    request_id: Annotated[str, typer.Option(help="Correlation request id or idempotency key.")] = "",
+    outcome: Annotated[str, typer.Option(help="succeeded, blocked or failed.")] = "",
+    since: Annotated[datetime | None, typer.Option(help="From this time (ISO 8601, UTC if no zone).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Before this time.")] = None,
+    page_size: Annotated[int, typer.Option(help="Calls per page (0: 50).")] = 0,
+    page_token: Annotated[str, typer.Option(help="Token printed by the previous page.")] = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """List audited calls, newest first."""
+    if outcome and outcome not in OUTCOMES:
+        raise typer.BadParameter(f"outcome must be one of {', '.join(OUTCOMES)}")
+    request = gateway_pb2.ListCallsRequest(
+        operation=operation,
+        caller=caller,
+        request_id=request_id,
+        outcome=OUTCOMES.get(outcome, 0),  # type: ignore[arg-type]
+        page_size=page_size,
+        page_token=page_token,
+    )
+    for field, moment in (("start_time", since), ("end_time", until)):
+        if moment is not None:
+            stamp = Timestamp()
+            stamp.FromDatetime(moment)
+            getattr(request, field).CopyFrom(stamp)
+    response = call(state_dir, "ai_gateway", lambda stub: stub.ListCalls(request))
+    if as_json:
+        print_json(as_dict(response))
+        return
+    rows = []
+    for item in response.calls:
+        envelope = item.envelope
+        rows.append(
+            {
+                "call": item.name.removeprefix("calls/"),
+                "created": envelope.created_at.ToDatetime().isoformat(timespec="seconds"),
+                "caller": envelope.caller.id,
+                "operation": envelope.operation,
+                "model": f"{envelope.provider}/{envelope.model}",
+                "outcome": gateway_pb2.CallOutcome.Name(item.outcome).removeprefix("CALL_OUTCOME_"),
+                "reason": item.error_reason,
+                "tokens": envelope.usage.total_tokens,
+                "usd": f"{envelope.cost_estimate_usd:.6f}" if envelope.HasField("cost_estimate_usd") else "unknown",
+            }
+        )
+    columns = ["call", "created", "caller", "operation", "model", "outcome", "reason", "tokens", "usd"]
+    print_rows(rows, columns, as_json=False, title="AI calls, newest first")
+    if response.next_page_token:
+        typer.echo(f"next page: --page-token {response.next_page_token}")
+
+
+@calls_app.command("show")
+def show_call(
+    name: Annotated[str, typer.Argument(help="calls/<id> or just the id.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Show one audited call with its envelope and cost."""
+    full = name if name.startswith("calls/") else f"calls/{name}"
+    response = call(state_dir, "ai_gateway", lambda stub: stub.GetCall(gateway_pb2.GetCallRequest(name=full)))
+    print_record(response, as_json)
+
+
+@app.command()
+def policy(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+    """Show the active safety policy, price table and operation defaults, with versions and digests."""
+    response = call(state_dir, "ai_gateway", lambda stub: stub.GetPolicy(gateway_pb2.GetPolicyRequest()))
+    if as_json:
+        print_json(as_dict(response))
+        return
+    typer.echo(f"safety policy {response.policy_version} (sha256 {response.policy_sha256})")
+    typer.echo(f"price table {response.price_table_version} (sha256 {response.price_table_sha256})")
+    typer.echo(
+        f"providers: {', '.join(response.providers)}; verbose audit: {'on' if response.verbose_audit else 'off'}"
+    )
+    print_rows(
+        [
+            {
+                "category": c.name,
+                "input rules": ", ".join(r.id.removeprefix("input.") for r in c.input_rules),
+                "output rules": ", ".join(r.id.removeprefix("output.") for r in c.output_rules),
+            }
+            for c in response.categories
+        ],
+        ["category", "input rules", "output rules"],
+        as_json=False,
+        title="safety categories",
+    )
+    print_rows(
+        [
+            {
+                "operation": o.operation,
+                "categories": ", ".join(o.categories),
+                "provider/model": f"{o.provider}/{o.model}",
+                "temperature": o.temperature,
+                "max_tokens": o.max_tokens,
+                "fallbacks": ", ".join(o.fallback_providers),
+            }
+            for o in response.operations
+        ],
+        ["operation", "categories", "provider/model", "temperature", "max_tokens", "fallbacks"],
+        as_json=False,
+        title="operations",
+    )
+    print_rows(
+        [
+            {
+                "model": f"{p.provider}/{p.model}",
+                "input": p.input_per_million_usd,
+                "cached input": p.cached_input_per_million_usd,
+                "output": p.output_per_million_usd,
+            }
+            for p in response.prices
+        ],
+        ["model", "input", "cached input", "output"],
+        as_json=False,
+        title="prices, USD per 1M tokens",
+    )
