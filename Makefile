@@ -4,16 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install proto lint format lock clean
+.PHONY: run test install proto lint format lock clean validate-deploy
 
 run: $(STAMP)
 	$(BIN)/custody up
 
-test: $(STAMP)
+test: $(STAMP) validate-deploy
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/deploy
 
 install: $(STAMP)
+
+# Offline checks of deploy/ (no Docker engine or cluster needed): kubectl kustomize renders each overlay,
+# kubernetes-validate --strict and check-jsonschema (compose spec) validate, pytest checks the semantics.
+validate-deploy: $(STAMP)
+	$(BIN)/python -m pytest tests/deploy -q
 
 # The venv is rebuilt from the hashed lock file whenever the lock or the project metadata changes.
 $(STAMP): requirements.lock pyproject.toml

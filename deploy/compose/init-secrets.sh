@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Writes the compose secrets (once; re-running keeps existing tokens and passwords):
+#   credentials                 sha256 hashes of every token (all four services)      custody init
+#   config/<service>.yaml       that service's own token (+ its database_url)          custody init + this script
+#   operator.token              your token for the custody CLI                          custody init
+#   postgres/*.password         PostgreSQL superuser and one role per stateful service  this script
+#   openai_api_key              provider key for ai_gateway only (empty: offline local provider)
+#
+# Usage: deploy/compose/init-secrets.sh [DIR]        (DIR defaults to var/compose, git-ignored)
+#        OPENAI_API_KEY_FILE=~/openai.key deploy/compose/init-secrets.sh   copies the key in
+# Needs the custody CLI (`make install`, then .venv/bin on PATH or CUSTODY=.venv/bin/custody).
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "$0")/../.." && pwd)"
+dir="${1:-$repo_root/var/compose}"
+custody="${CUSTODY:-$(command -v custody || echo "$repo_root/.venv/bin/custody")}"
+
+umask 077
+mkdir -p "$dir/postgres"
+"$custody" init --state-dir "$dir"
+
+random_password() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
+
+[ -s "$dir/postgres/postgres.password" ] || random_password > "$dir/postgres/postgres.password"
+for service in ai_gateway runs lineage; do
+  password_file="$dir/postgres/$service.password"
+  [ -s "$password_file" ] || random_password > "$password_file"
+  config="$dir/config/$service.yaml"
+  if ! grep -q '^database_url:' "$config"; then
+    printf 'database_url: postgresql://custody_%s:%s@postgres:5432/custody_%s\n' \
+      "$service" "$(cat "$password_file")" "$service" >> "$config"
+  fi
+done
+
+if [ -n "${OPENAI_API_KEY_FILE:-}" ]; then
+  tr -d '\r\n' < "$OPENAI_API_KEY_FILE" > "$dir/openai_api_key"
+elif [ ! -e "$dir/openai_api_key" ]; then
+  : > "$dir/openai_api_key"
+fi
+
+# Compose mounts file secrets as they are on the host (it cannot change their owner or mode), and the services
+# run as uid 10001: the files become readable, the directory stays private to you.
+chmod 0700 "$dir"
+find "$dir" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
+chmod 0700 "$dir"
+chmod 0600 "$dir/operator.token"
+echo "compose secrets in $dir; operator token: $dir/operator.token"

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Prints the Secrets the Custody manifests reference, as YAML for `kubectl apply -f -`; nothing is committed:
+#   custody-credentials      key credentials       sha256 hashes of every token        -> all four servers
+#   <service>-token          key token             that service's own bearer token     -> that server only
+#   <service>-database       key url               PostgreSQL URL (stateful services)  -> that server + its Job
+#   ai-gateway-provider      key OPENAI_API_KEY    provider key (may be empty: local)  -> ai-gateway server only
+#
+#   custody init --state-dir var/k8s                       # tokens (once; --force rotates them)
+#   AI_GATEWAY_DATABASE_URL=postgresql://custody_ai_gateway:...@HOST:5432/custody_ai_gateway \
+#   RUNS_DATABASE_URL=... LINEAGE_DATABASE_URL=... OPENAI_API_KEY_FILE=~/openai.key \
+#     deploy/k8s/secrets.sh var/k8s | kubectl apply -f -
+#
+# Environment: NAMESPACE (default custody), KUBECTL (default kubectl; works offline, nothing is sent).
+set -euo pipefail
+
+state_dir="${1:?usage: secrets.sh STATE_DIR (written by custody init)}"
+namespace="${NAMESPACE:-custody}"
+kubectl="${KUBECTL:-kubectl}"
+
+# Values go through --from-file=<(...) rather than --from-literal, so they never appear in a process listing.
+secret() {  # name, then --from-file arguments
+  local name="$1"; shift
+  echo "---"
+  "$kubectl" create secret generic "$name" --namespace "$namespace" --dry-run=client --output yaml "$@"
+}
+
+token_of() {  # the token line custody init wrote into config/<service>.yaml
+  local token
+  token="$(sed -n 's/^token: *//p' "$state_dir/config/$1.yaml")"
+  [ -n "$token" ] || { echo "no token in $state_dir/config/$1.yaml: run custody init" >&2; exit 1; }
+  printf '%s' "$token"
+}
+
+# Check every input before printing anything: a partial stream piped into kubectl apply would apply partly.
+[ -s "$state_dir/credentials" ] || { echo "$state_dir/credentials missing: run custody init" >&2; exit 1; }
+# (bash 3 compatible, for macOS: no associative arrays; token_<service> and url_<service> variables instead)
+for service in ai_gateway runs art_studio lineage; do
+  value="$(token_of "$service")"
+  printf -v "token_$service" '%s' "$value"
+done
+for service in ai_gateway runs lineage; do
+  variable="$(echo "$service" | tr '[:lower:]' '[:upper:]')_DATABASE_URL"
+  [ -n "${!variable:-}" ] || { echo "$variable is not set (the PostgreSQL URL of $service's own database)" >&2; exit 1; }
+  printf -v "url_$service" '%s' "${!variable}"
+done
+key=""
+if [ -n "${OPENAI_API_KEY_FILE:-}" ]; then key="$(tr -d '\r\n' < "$OPENAI_API_KEY_FILE")"; fi
+
+secret custody-credentials --from-file=credentials="$state_dir/credentials"
+for service in ai_gateway runs art_studio lineage; do
+  variable="token_$service"
+  secret "${service//_/-}-token" --from-file=token=<(printf '%s' "${!variable}")
+done
+for service in ai_gateway runs lineage; do
+  variable="url_$service"
+  secret "${service//_/-}-database" --from-file=url=<(printf '%s' "${!variable}")
+done
+secret ai-gateway-provider --from-file=OPENAI_API_KEY=<(printf '%s' "$key")

@@ -1,0 +1,1002 @@
+"""Offline checks of deploy/: the image, compose and the Kubernetes manifests, with no Docker engine or cluster.
+
+Every check is a plain function returning a list of problems (empty: fine), so the tests run it on the real
+files and on deliberately broken copies, proving it catches what it exists for. What is "right" comes from the
+code, never from a second hand-kept list: services, ports, gRPC names and the call graph from
+services/common/catalog.py, setting names from each service's settings class, the provider key's variable name
+from services/ai_gateway/transport/.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.ai_gateway.transport import OPENAI_KEY_ENV
+from services.cli.registry import settings_class
+from services.common.catalog import SERVICES
+from services.common.config import CONFIG_FILE_SUFFIX, env_prefix
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEPLOY_DIR = REPO_ROOT / "deploy"
+DOCKERFILE = DEPLOY_DIR / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+COMPOSE_FILE = DEPLOY_DIR / "compose" / "compose.yaml"
+OTEL_COLLECTOR_CONFIG = DEPLOY_DIR / "compose" / "otel-collector.yaml"
+K8S_DIR = DEPLOY_DIR / "k8s"
+K8S_OVERLAYS = ("dev", "prod")
+# The oldest Kubernetes the manifests support: native gRPC probes are GA since 1.27, all else is older.
+KUBERNETES_VERSION = "1.30.0"
+
+PROJECT_IMAGE = "custody"
+PROVIDER_KEY_ENV = OPENAI_KEY_ENV
+PROVIDER_KEY_SECRET = "ai-gateway-provider"  # Kubernetes
+COMPOSE_PROVIDER_KEY_SECRET = "openai_api_key"  # compose
+CREDENTIALS_SECRET = "custody-credentials"
+# The only images compose may run besides the project's: the database and the tracing pipeline.
+COMPOSE_THIRD_PARTY_IMAGES = ("postgres:", "otel/opentelemetry-collector:", "jaegertracing/all-in-one:")
+POD_SPEC_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+CONTAINER_LISTS = ("initContainers", "containers")
+
+Manifest = dict[str, Any]
+Edge = tuple[str, str]
+
+
+# --- the project, as the code declares it -------------------------------------------------------------------------
+
+
+def project_version() -> str:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+
+
+def k8s_name(service: str) -> str:
+    """Kubernetes and compose names cannot hold underscores: ai_gateway is ai-gateway there."""
+    return service.replace("_", "-")
+
+
+def catalog_call_graph() -> set[Edge]:
+    return {(name, callee) for name, spec in SERVICES.items() for callee in spec.calls}
+
+
+def settings_call_graph() -> set[Edge]:
+    """The call graph as the client configuration declares it: one `<peer>_address` setting per callee."""
+    return {
+        (name, field.removesuffix("_address"))
+        for name in SERVICES
+        for field in settings_class(name).model_fields
+        if field.endswith("_address")
+    }
+
+
+def call_graph_problems() -> list[str]:
+    catalog, declared = catalog_call_graph(), settings_call_graph()
+    return [f"catalog says {a} calls {b} but {a} has no {b}_address setting" for a, b in sorted(catalog - declared)] + [
+        f"{a} has a {b}_address setting but the catalog does not let it call {b}" for a, b in sorted(declared - catalog)
+    ]
+
+
+def setting_names(service: str) -> set[str]:
+    """Every variable `custody serve <service>` accepts; any other CUSTODY_<SERVICE>_* stops it at start."""
+    prefix = env_prefix(service)
+    return {prefix + field.upper() for field in settings_class(service).model_fields} | {prefix + CONFIG_FILE_SUFFIX}
+
+
+# --- tools --------------------------------------------------------------------------------------------------------
+
+
+class ToolMissing(AssertionError):
+    """A validation tool the lock installs is absent: fail loudly rather than skip the validation."""
+
+
+def venv_tool(name: str) -> Path:
+    """The tool the hashed lock installed next to this interpreter (not whatever is on PATH)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise ToolMissing(f"{path} is missing: `make install` installs it from requirements.lock (dev extra)")
+    return path
+
+
+def run_tool(args: list[str | Path], cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+
+
+def render_overlay(overlay_dir: Path) -> str:
+    result = run_tool([venv_tool("kubectl"), "kustomize", overlay_dir])
+    if result.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {overlay_dir} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def load_manifests(text: str) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def dump_manifests(docs: Iterable[Manifest]) -> str:
+    return yaml.safe_dump_all(list(docs), sort_keys=False)
+
+
+def _tool_output_problems(tool: str, result: subprocess.CompletedProcess[str]) -> list[str]:
+    if result.returncode == 0:
+        return []
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    return [f"{tool}: {line}" for line in lines] or [f"{tool}: exit code {result.returncode}, no output"]
+
+
+def kubernetes_schema_problems(path: Path, version: str = KUBERNETES_VERSION) -> list[str]:
+    """kubernetes-validate --strict: schema errors and unknown fields, against the bundled Kubernetes schemas."""
+    args: list[str | Path] = [venv_tool("kubernetes-validate"), "--strict", "--quiet", "-k", version, path]
+    return _tool_output_problems("kubernetes-validate", run_tool(args))
+
+
+def compose_schema_problems(path: Path) -> list[str]:
+    """check-jsonschema against the Compose Specification schema it ships (no download)."""
+    args: list[str | Path] = [venv_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", path]
+    return _tool_output_problems("check-jsonschema", run_tool(args))
+
+
+# --- pods in rendered Kubernetes manifests ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Pod:
+    """A pod template: what a workload would run, with the labels policies and Services select on."""
+
+    workload: str
+    namespace: str
+    labels: Mapping[str, str]
+    spec: Mapping[str, Any]
+
+    def containers(self, *lists: str) -> Iterator[Mapping[str, Any]]:
+        for key in lists or CONTAINER_LISTS:
+            yield from self.spec.get(key) or []
+
+    @property
+    def role(self) -> tuple[str, str] | None:
+        """("serve" | "migrate", service) from what the main container runs (the image's entry point is custody)."""
+        for container in self.containers("containers"):
+            found = container_role(container)
+            if found:
+                return found
+        return None
+
+    @property
+    def service(self) -> str | None:
+        return self.role[1] if self.role else None
+
+    def serves(self) -> str | None:
+        return self.role[1] if self.role and self.role[0] == "serve" else None
+
+
+def container_role(container: Mapping[str, Any]) -> tuple[str, str] | None:
+    argv = [str(a) for a in (container.get("command") or [PROJECT_IMAGE])] + [
+        str(a) for a in container.get("args") or []
+    ]
+    if len(argv) >= 3 and Path(argv[0]).name == PROJECT_IMAGE and argv[1] in ("serve", "migrate"):
+        return argv[1], argv[2]
+    return None
+
+
+def pods(docs: Iterable[Manifest]) -> list[Pod]:
+    found = []
+    for doc in docs:
+        kind, meta = doc.get("kind"), doc.get("metadata") or {}
+        if kind == "Pod":
+            template: Mapping[str, Any] = doc
+        elif kind in POD_SPEC_KINDS:
+            template = (doc.get("spec") or {}).get("template") or {}
+        elif kind == "CronJob":
+            template = ((doc.get("spec") or {}).get("jobTemplate") or {}).get("spec", {}).get("template") or {}
+        else:
+            continue
+        found.append(
+            Pod(
+                workload=f"{kind}/{meta.get('name')}",
+                namespace=meta.get("namespace", "default"),
+                labels=(template.get("metadata") or {}).get("labels") or {},
+                spec=template.get("spec") or {},
+            )
+        )
+    return found
+
+
+def _of_kind(docs: Iterable[Manifest], kind: str) -> list[Manifest]:
+    return [doc for doc in docs if doc.get("kind") == kind]
+
+
+def _namespace(doc: Manifest) -> str:
+    return (doc.get("metadata") or {}).get("namespace", "default")
+
+
+def _name(doc: Manifest) -> str:
+    return str((doc.get("metadata") or {}).get("name"))
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Kubernetes label selector semantics: matchLabels and matchExpressions, all must hold; {} matches all."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        holds = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not holds:
+            return False
+    return True
+
+
+def grpc_port(container: Mapping[str, Any]) -> tuple[int, str] | None:
+    for port in container.get("ports") or []:
+        if port.get("name") == "grpc":
+            return int(port["containerPort"]), "grpc"
+    return None
+
+
+def _server_container(pod: Pod) -> Mapping[str, Any] | None:
+    return next((c for c in pod.containers("containers") if container_role(c)), None)
+
+
+# --- Kubernetes checks --------------------------------------------------------------------------------------------
+
+
+def probe_problems(docs: Iterable[Manifest]) -> list[str]:
+    """Each server answers gRPC on its catalog port, named `grpc`, and every probe asks exactly that port and its
+    own gRPC service name; no probe anywhere points at a port its container does not declare."""
+    problems = []
+    for pod in pods(docs):
+        for container in pod.containers():
+            declared = {int(p["containerPort"]) for p in container.get("ports") or []}
+            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+                grpc = (container.get(kind) or {}).get("grpc")
+                if grpc and int(grpc.get("port", -1)) not in declared:
+                    problems.append(
+                        f"{pod.workload} {container['name']}: {kind} asks port {grpc.get('port')}, "
+                        f"which the container does not declare ({sorted(declared)})"
+                    )
+        service = pod.serves()
+        if service is None:
+            continue
+        spec, container = SERVICES[service], _server_container(pod)
+        assert container is not None
+        port = grpc_port(container)
+        if port is None or port[0] != spec.default_port:
+            problems.append(f"{pod.workload}: {service} must declare containerPort {spec.default_port} named grpc")
+            continue
+        for kind in ("readinessProbe", "livenessProbe"):
+            grpc = (container.get(kind) or {}).get("grpc")
+            if not grpc:
+                problems.append(f"{pod.workload}: {service} has no native gRPC {kind}")
+                continue
+            if grpc.get("port") != port[0]:
+                problems.append(f"{pod.workload}: {kind} asks port {grpc.get('port')}, the grpc port is {port[0]}")
+            if grpc.get("service") != spec.full_name:
+                problems.append(f"{pod.workload}: {kind} asks for {grpc.get('service')!r}, not {spec.full_name!r}")
+    return problems
+
+
+def service_problems(docs: list[Manifest]) -> list[str]:
+    """Each Service selects the pods of one server, on a target port those pods declare, at the catalog port; each
+    server has a Service."""
+    problems = []
+    all_pods = pods(docs)
+    covered: set[str] = set()
+    for svc in _of_kind(docs, "Service"):
+        name, spec = _name(svc), svc.get("spec") or {}
+        selector = spec.get("selector") or {}
+        if not selector:
+            problems.append(f"Service/{name}: has no selector")
+            continue
+        matched = [
+            p
+            for p in all_pods
+            if p.namespace == _namespace(svc) and all(p.labels.get(k) == v for k, v in selector.items())
+        ]
+        if not matched:
+            problems.append(f"Service/{name}: selector {selector} matches no pod template")
+            continue
+        served = {p.serves() for p in matched}
+        if len(served) != 1 or None in served:
+            problems.append(f"Service/{name}: selector {selector} matches pods other than one server: {served}")
+            continue
+        service = served.pop()
+        assert service is not None
+        covered.add(service)
+        for port in spec.get("ports") or []:
+            target = port.get("targetPort", port.get("port"))
+            for pod in matched:
+                declared = [p for c in pod.containers("containers") for p in c.get("ports") or []]
+                if not any(p.get("name") == target or p.get("containerPort") == target for p in declared):
+                    problems.append(f"Service/{name}: targetPort {target!r} is not a port of {pod.workload}")
+            if port.get("port") != SERVICES[service].default_port:
+                problems.append(
+                    f"Service/{name}: port {port.get('port')} is not {service}'s port {SERVICES[service].default_port}"
+                )
+    for service in sorted({p.serves() for p in all_pods} - covered - {None}):
+        problems.append(f"{service} has no Service")
+    return problems
+
+
+def _namespace_labels(docs: Iterable[Manifest]) -> dict[str, dict[str, str]]:
+    labels: dict[str, dict[str, str]] = {}
+    for doc in docs:
+        namespace = doc.get("metadata", {}).get("namespace")
+        if namespace:
+            labels.setdefault(namespace, {"kubernetes.io/metadata.name": namespace})
+    for ns in _of_kind(docs, "Namespace"):
+        labels[_name(ns)] = {**(ns["metadata"].get("labels") or {}), "kubernetes.io/metadata.name": _name(ns)}
+    return labels
+
+
+def _policy_types(policy: Manifest) -> set[str]:
+    spec = policy.get("spec") or {}
+    if "policyTypes" in spec:
+        return set(spec["policyTypes"])
+    return {"Ingress"} | ({"Egress"} if "egress" in spec else set())
+
+
+def _peer_matches(
+    peer: Mapping[str, Any], policy_ns: str, pod: Pod, namespaces: Mapping[str, Mapping[str, str]]
+) -> bool:
+    if "ipBlock" in peer:
+        # An address block may contain pod addresses: count it as reaching every pod (its ports decide).
+        return True
+    if "namespaceSelector" in peer:
+        labels = namespaces.get(pod.namespace, {"kubernetes.io/metadata.name": pod.namespace})
+        in_namespace = selector_matches(peer["namespaceSelector"], labels)
+    else:
+        in_namespace = pod.namespace == policy_ns
+    return in_namespace and ("podSelector" not in peer or selector_matches(peer["podSelector"], pod.labels))
+
+
+def _port_allowed(ports: list[Mapping[str, Any]] | None, number: int, name: str) -> bool:
+    if not ports:
+        return True
+    for port in ports:
+        if port.get("protocol", "TCP") != "TCP":
+            continue
+        value = port.get("port")
+        if value is None or value == name:
+            return True
+        if isinstance(value, int) and (value == number or value <= number <= int(port.get("endPort", value))):
+            return True
+    return False
+
+
+def _allows(
+    direction: str,
+    policies: list[Manifest],
+    src: Pod,
+    dst: Pod,
+    port: tuple[int, str],
+    namespaces: Mapping[str, Mapping[str, str]],
+) -> bool:
+    """Whether the policies let src open a TCP connection to dst's port, judged on one side (Ingress: dst's
+    policies; Egress: src's). A pod no policy of that direction selects is not isolated in that direction."""
+    subject, other = (dst, src) if direction == "Ingress" else (src, dst)
+    rules_key, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
+    selecting = [
+        p
+        for p in policies
+        if direction in _policy_types(p)
+        and _namespace(p) == subject.namespace
+        and selector_matches((p.get("spec") or {}).get("podSelector"), subject.labels)
+    ]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in (policy.get("spec") or {}).get(rules_key) or []:
+            peers = rule.get(peers_key)
+            reaches = not peers or any(_peer_matches(peer, _namespace(policy), other, namespaces) for peer in peers)
+            if reaches and _port_allowed(rule.get("ports"), *port):
+                return True
+    return False
+
+
+def reachable(docs: list[Manifest], direction: str) -> set[tuple[Pod, str]]:
+    """(pod template, service) pairs where one side of the NetworkPolicies lets the pod reach that service's
+    servers on their gRPC port."""
+    policies = _of_kind(docs, "NetworkPolicy")
+    namespaces = _namespace_labels(docs)
+    all_pods = pods(docs)
+    found = set()
+    for dst in all_pods:
+        container = _server_container(dst) if dst.serves() else None
+        port = grpc_port(container) if container else None
+        if port is None:
+            continue
+        for src in all_pods:
+            if _allows(direction, policies, src, dst, port, namespaces):
+                found.add((src, str(dst.serves())))
+    return found
+
+
+def network_graph(docs: list[Manifest], direction: str) -> set[Edge]:
+    """Service-to-service edges one side of the NetworkPolicies allows, from servers to servers."""
+    return {(str(src.serves()), dst) for src, dst in reachable(docs, direction) if src.serves()}
+
+
+def network_policy_problems(docs: list[Manifest]) -> list[str]:
+    """Default deny in both directions, and the graph each side allows EQUALS the call graph of the catalog."""
+    problems = []
+    deny_all = [
+        p
+        for p in _of_kind(docs, "NetworkPolicy")
+        if (p.get("spec") or {}).get("podSelector") in ({}, None)
+        and _policy_types(p) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+    ]
+    if not deny_all:
+        problems.append("no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)")
+    expected = catalog_call_graph()
+    for direction in ("Ingress", "Egress"):
+        problems += sorted(
+            {
+                f"NetworkPolicy {direction.lower()} lets {src.workload}, which serves nothing, reach {dst}"
+                for src, dst in reachable(docs, direction)
+                if not src.serves()
+            }
+        )
+        allowed = network_graph(docs, direction)
+        problems += [
+            f"NetworkPolicy {direction.lower()} allows {a} -> {b}, which is not in the call graph"
+            for a, b in sorted(allowed - expected)
+        ]
+        problems += [
+            f"NetworkPolicy {direction.lower()} blocks {a} -> {b}, which the call graph needs"
+            for a, b in sorted(expected - allowed)
+        ]
+    return problems
+
+
+def _configmaps(docs: Iterable[Manifest]) -> dict[tuple[str, str], Mapping[str, str]]:
+    return {(_namespace(d), _name(d)): d.get("data") or {} for d in _of_kind(docs, "ConfigMap")}
+
+
+def container_env(
+    container: Mapping[str, Any], namespace: str, configmaps: Mapping[tuple[str, str], Mapping[str, str]]
+) -> dict[str, Any]:
+    """Variable name -> value (a string, or the valueFrom mapping) as the container will see them."""
+    env: dict[str, Any] = {}
+    for source in container.get("envFrom") or []:
+        ref = source.get("configMapRef")
+        if ref:
+            data = configmaps.get((namespace, ref["name"]))
+            if data is None:
+                env[f"<missing ConfigMap {ref['name']}>"] = None
+                continue
+            env.update({source.get("prefix", "") + k: v for k, v in data.items()})
+    for item in container.get("env") or []:
+        env[item["name"]] = item.get("value", item.get("valueFrom"))
+    return env
+
+
+def secret_references(container: Mapping[str, Any], pod: Pod) -> set[str]:
+    """Secrets a container can read: through env, envFrom, or any secret/projected volume of its pod."""
+    names = {
+        item["valueFrom"]["secretKeyRef"]["name"]
+        for item in container.get("env") or []
+        if (item.get("valueFrom") or {}).get("secretKeyRef")
+    }
+    names |= {s["secretRef"]["name"] for s in container.get("envFrom") or [] if s.get("secretRef")}
+    mounted = {m["name"] for m in container.get("volumeMounts") or []}
+    for volume in pod.spec.get("volumes") or []:
+        if volume["name"] not in mounted:
+            continue
+        if volume.get("secret"):
+            names.add(volume["secret"]["secretName"])
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if source.get("secret"):
+                names.add(source["secret"]["name"])
+    return names
+
+
+def provider_key_problems(docs: list[Manifest]) -> list[str]:
+    """The provider key (its Secret, or any variable of its name) reaches the ai_gateway server and no other pod."""
+    problems = []
+    configmaps = _configmaps(docs)
+    for (namespace, name), data in configmaps.items():
+        if PROVIDER_KEY_ENV in data:
+            problems.append(f"ConfigMap {namespace}/{name} holds {PROVIDER_KEY_ENV}: keys belong in a Secret")
+    gateway_has_key = False
+    for pod in pods(docs):
+        for container in pod.containers():
+            sees_secret = PROVIDER_KEY_SECRET in secret_references(container, pod)
+            sees_variable = PROVIDER_KEY_ENV in container_env(container, pod.namespace, configmaps)
+            if not (sees_secret or sees_variable):
+                continue
+            if pod.serves() == "ai_gateway" and container is _server_container(pod):
+                gateway_has_key = True
+            else:
+                what = f"Secret {PROVIDER_KEY_SECRET}" if sees_secret else f"variable {PROVIDER_KEY_ENV}"
+                problems.append(f"{pod.workload} container {container['name']} gets the provider key ({what})")
+    if any(p.serves() == "ai_gateway" for p in pods(docs)) and not gateway_has_key:
+        problems.append(f"the ai_gateway server does not get {PROVIDER_KEY_ENV} from Secret {PROVIDER_KEY_SECRET}")
+    return problems
+
+
+def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
+    """(role, service) pairs that may read a Secret of the Custody naming scheme; None for other Secrets."""
+    if secret == PROVIDER_KEY_SECRET:
+        return {("serve", "ai_gateway")}
+    if secret == CREDENTIALS_SECRET:
+        return {("serve", name) for name in SERVICES}
+    for name, spec in SERVICES.items():
+        if secret == f"{k8s_name(name)}-token":
+            return {("serve", name)}
+        if spec.stateful and secret == f"{k8s_name(name)}-database":
+            return {("serve", name), ("migrate", name)}
+    return None
+
+
+def secret_scope_problems(docs: list[Manifest]) -> list[str]:
+    """A service's token and database URL reach only that service's pods; unknown Secrets are not referenced."""
+    problems = []
+    for pod in pods(docs):
+        for container in pod.containers():
+            for secret in sorted(secret_references(container, pod)):
+                readers = allowed_secret_readers(secret)
+                if readers is None:
+                    problems.append(f"{pod.workload} reads Secret {secret}, which no Custody component owns")
+                elif pod.role not in readers:
+                    meant = ", ".join(f"{role} {service}" for role, service in sorted(readers))
+                    problems.append(f"{pod.workload} reads Secret {secret}, which is only for: {meant}")
+    return problems
+
+
+def referenced_secrets(docs: list[Manifest]) -> set[str]:
+    return {s for pod in pods(docs) for c in pod.containers() for s in secret_references(c, pod)}
+
+
+def is_project_image(image: str, version: str) -> bool:
+    """REGISTRY/.../custody:<project version> or .../custody@sha256:<digest>."""
+    match = re.fullmatch(r"(?:[^@]+/)?([^/:@]+)(?::([^@/]+))?(?:@sha256:([0-9a-f]{64}))?", image)
+    if not match or match.group(1) != PROJECT_IMAGE:
+        return False
+    return bool(match.group(3)) or match.group(2) == version
+
+
+def image_problems(docs: list[Manifest], version: str) -> list[str]:
+    """Every container and init container runs the project's image, at the project's version (or a digest)."""
+    return [
+        f"{pod.workload} container {c['name']} runs {c.get('image')!r}, not the project's image custody:{version}"
+        for pod in pods(docs)
+        for c in pod.containers()
+        if not is_project_image(str(c.get("image")), version)
+    ]
+
+
+def _settings_env_problems(where: str, service: str, env: Mapping[str, Any], role: str) -> list[str]:
+    problems = []
+    known = setting_names(service)
+    for name in sorted(env):
+        if name.startswith("<missing"):
+            problems.append(f"{where}: {name}")
+        elif name.startswith("CUSTODY_") and name not in known:
+            owner = next((s for s in SERVICES if name.startswith(env_prefix(s))), None)
+            reason = (
+                f"{owner}'s setting, not {service}'s" if owner and owner != service else f"not a setting of {service}"
+            )
+            problems.append(f"{where}: {name} is {reason} (custody exits with a configuration error)")
+    if role != "serve":
+        return problems
+    prefix, spec = env_prefix(service), SERVICES[service]
+    if env.get(prefix + "HOST") != "0.0.0.0":
+        problems.append(f"{where}: {prefix}HOST must be 0.0.0.0 in a container (got {env.get(prefix + 'HOST')!r})")
+    if str(env.get(prefix + "PORT", spec.default_port)) != str(spec.default_port):
+        problems.append(f"{where}: {prefix}PORT is {env[prefix + 'PORT']}, the catalog port is {spec.default_port}")
+    if spec.stateful and str(env.get(prefix + "AUTO_MIGRATE", "true")).lower() != "false":
+        problems.append(f"{where}: {prefix}AUTO_MIGRATE must be false (the migration job migrates)")
+    return problems
+
+
+def _address_problems(where: str, service: str, env: Mapping[str, Any], resolve: Mapping[str, str]) -> list[str]:
+    """Each peer address names the host that serves that peer, at the peer's catalog port."""
+    problems = []
+    for peer in SERVICES[service].calls:
+        variable = f"{env_prefix(service)}{peer.upper()}_ADDRESS"
+        expected = f"{resolve.get(peer, '<no host serves ' + peer + '>')}:{SERVICES[peer].default_port}"
+        if env.get(variable) != expected:
+            problems.append(f"{where}: {variable} is {env.get(variable)!r}, expected {expected!r}")
+    return problems
+
+
+def settings_problems(docs: list[Manifest]) -> list[str]:
+    """Every CUSTODY_* variable a container sees is a setting of the service it runs; servers listen on all
+    interfaces at the catalog port; peers are addressed through the Service selecting the peer's servers."""
+    configmaps = _configmaps(docs)
+    all_pods = pods(docs)
+    hosts = {}
+    for svc in _of_kind(docs, "Service"):
+        selector = (svc.get("spec") or {}).get("selector") or {}
+        for pod in all_pods:
+            if selector and pod.serves() and all(pod.labels.get(k) == v for k, v in selector.items()):
+                hosts[str(pod.serves())] = _name(svc)
+    problems = []
+    for pod in all_pods:
+        if pod.role is None:
+            continue
+        role, service = pod.role
+        for container in pod.containers():
+            env = container_env(container, pod.namespace, configmaps)
+            where = f"{pod.workload} {container['name']}"
+            own_role = role if container is _server_container(pod) else "other"
+            problems += _settings_env_problems(where, service, env, own_role)
+            if own_role == "serve":
+                problems += _address_problems(where, service, env, hosts)
+    return problems
+
+
+def security_problems(docs: list[Manifest]) -> list[str]:
+    """Non-root with a fixed UID, RuntimeDefault seccomp, read-only root, no privilege escalation, no capabilities,
+    no service account token, and requests and limits on every container."""
+    problems = []
+    for pod in pods(docs):
+        ctx = pod.spec.get("securityContext") or {}
+        if ctx.get("runAsNonRoot") is not True or not ctx.get("runAsUser"):
+            problems.append(f"{pod.workload}: pod must set runAsNonRoot: true and a non-zero runAsUser")
+        if (ctx.get("seccompProfile") or {}).get("type") != "RuntimeDefault":
+            problems.append(f"{pod.workload}: pod seccompProfile must be RuntimeDefault")
+        if pod.spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{pod.workload}: automountServiceAccountToken must be false (no API access needed)")
+        for container in pod.containers():
+            where = f"{pod.workload} container {container['name']}"
+            sc = container.get("securityContext") or {}
+            if sc.get("allowPrivilegeEscalation") is not False:
+                problems.append(f"{where}: allowPrivilegeEscalation must be false")
+            if sc.get("readOnlyRootFilesystem") is not True:
+                problems.append(f"{where}: readOnlyRootFilesystem must be true")
+            if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+                problems.append(f"{where}: capabilities must drop ALL")
+            if sc.get("privileged") or sc.get("runAsUser") == 0:
+                problems.append(f"{where}: must not run privileged or as root")
+            resources = container.get("resources") or {}
+            for bound in ("requests", "limits"):
+                missing = {"cpu", "memory"} - set(resources.get(bound) or {})
+                if missing:
+                    problems.append(f"{where}: resources.{bound} lacks {', '.join(sorted(missing))}")
+    return problems
+
+
+def migration_problems(docs: list[Manifest]) -> list[str]:
+    """Each stateful service has a Job running `custody migrate <service>`, and its servers wait for the schema
+    (init container) instead of migrating themselves; stateless services have neither."""
+    problems = []
+    all_pods = pods(docs)
+    migrated = {p.service for p in all_pods if p.role and p.role[0] == "migrate" and p.workload.startswith("Job/")}
+    for name, spec in SERVICES.items():
+        if spec.stateful != (name in migrated):
+            problems.append(f"{name}: {'no' if spec.stateful else 'a'} migration Job (stateful: {spec.stateful})")
+        for pod in (p for p in all_pods if p.serves() == name):
+            waits = any(
+                "wait_for_schema.py" in " ".join(map(str, c.get("command") or [])) and name in (c.get("command") or [])
+                for c in pod.containers("initContainers")
+            )
+            if spec.stateful and not waits:
+                problems.append(f"{pod.workload}: no init container waiting for {name}'s schema (wait_for_schema.py)")
+    return problems
+
+
+def availability_problems(docs: list[Manifest]) -> list[str]:
+    """Every server Deployment has a PodDisruptionBudget; ai_gateway and art_studio have an autoscaler aimed at
+    their Deployment, the others a fixed replica count."""
+    problems = []
+    deployments = {_name(d): pod for d in _of_kind(docs, "Deployment") for pod in pods([d]) if pod.serves()}
+    budgets = _of_kind(docs, "PodDisruptionBudget")
+    autoscaled = {
+        ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
+        for h in _of_kind(docs, "HorizontalPodAutoscaler")
+    }
+    for name, pod in deployments.items():
+        if not any(selector_matches((b.get("spec") or {}).get("selector"), pod.labels) for b in budgets):
+            problems.append(f"Deployment/{name}: no PodDisruptionBudget selects its pods")
+        should_scale = pod.serves() in ("ai_gateway", "art_studio")
+        if should_scale != (name in autoscaled):
+            problems.append(f"Deployment/{name}: {'no' if should_scale else 'an unexpected'} HorizontalPodAutoscaler")
+    for target in sorted(str(t) for t in autoscaled - set(deployments)):
+        problems.append(f"a HorizontalPodAutoscaler targets {target}, which is not a server Deployment")
+    return problems
+
+
+K8S_CHECKS = (
+    probe_problems,
+    service_problems,
+    network_policy_problems,
+    provider_key_problems,
+    secret_scope_problems,
+    settings_problems,
+    security_problems,
+    migration_problems,
+    availability_problems,
+)
+
+
+# --- compose ------------------------------------------------------------------------------------------------------
+
+_INTERPOLATION = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: Any, environ: Mapping[str, str] | None = None) -> Any:
+    """Compose interpolation: ${VAR:-default} -> the variable if set and non-empty, else default; $$ -> $."""
+    environ = environ or {}
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return environ.get(match.group(1)) or match.group(2) or ""
+
+    if isinstance(value, str):
+        return _INTERPOLATION.sub(substitute, value)
+    if isinstance(value, list):
+        return [interpolate(v, environ) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v, environ) for k, v in value.items()}
+    return value
+
+
+def load_compose(path: Path = COMPOSE_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return interpolate(yaml.safe_load(path.read_text(encoding="utf-8")), environ)
+
+
+def compose_role(definition: Mapping[str, Any]) -> tuple[str, str] | None:
+    command = definition.get("command")
+    argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command or []]
+    if len(argv) >= 2 and argv[0] in ("serve", "migrate") and argv[1] in SERVICES:
+        return argv[0], argv[1]
+    return None
+
+
+def _servers(compose: Mapping[str, Any]) -> dict[str, str]:
+    """Catalog service -> the compose service that serves it."""
+    return {
+        role[1]: name
+        for name, definition in compose.get("services", {}).items()
+        if (role := compose_role(definition)) and role[0] == "serve"
+    }
+
+
+def _depends_on(definition: Mapping[str, Any]) -> dict[str, str]:
+    value = definition.get("depends_on") or {}
+    if isinstance(value, list):
+        return {name: "service_started" for name in value}
+    return {name: (spec or {}).get("condition", "service_started") for name, spec in value.items()}
+
+
+def _environment(definition: Mapping[str, Any]) -> dict[str, Any]:
+    value = definition.get("environment") or {}
+    if isinstance(value, list):
+        return dict(item.split("=", 1) if "=" in item else (item, None) for item in value)
+    return {k: (None if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+
+
+def _secret_names(definition: Mapping[str, Any]) -> set[str]:
+    return {s if isinstance(s, str) else s["source"] for s in definition.get("secrets") or []}
+
+
+def compose_reference_problems(compose: Mapping[str, Any]) -> list[str]:
+    """Every depends_on target, secret, volume and network a service names exists; the custody services wait for
+    the peers they call (healthy) and the stateful ones for their migration (completed)."""
+    problems = []
+    services = compose.get("services", {})
+    servers = _servers(compose)
+    migrations = {role[1]: n for n, d in services.items() if (role := compose_role(d)) and role[0] == "migrate"}
+    for name, definition in services.items():
+        depends = _depends_on(definition)
+        for target in sorted(set(depends) - set(services)):
+            problems.append(f"{name}: depends_on {target!r}, which is not a service")
+        for secret in sorted(_secret_names(definition) - set(compose.get("secrets") or {})):
+            problems.append(f"{name}: secret {secret!r} is not declared under secrets")
+        for network in definition.get("networks") or []:
+            if network not in (compose.get("networks") or {}):
+                problems.append(f"{name}: network {network!r} is not declared under networks")
+        for volume in definition.get("volumes") or []:
+            source = volume.split(":", 1)[0] if isinstance(volume, str) else volume.get("source", "")
+            if source and not source.startswith(("/", ".", "~")) and source not in (compose.get("volumes") or {}):
+                problems.append(f"{name}: volume {source!r} is not declared under volumes")
+        role = compose_role(definition)
+        if not role or role[0] != "serve":
+            continue
+        service = role[1]
+        for callee in SERVICES[service].calls:
+            if depends.get(servers.get(callee, "?")) != "service_healthy":
+                problems.append(f"{name}: must depend on {callee}'s server with condition service_healthy")
+        if SERVICES[service].stateful:
+            job = migrations.get(service)
+            if job is None or depends.get(job) != "service_completed_successfully":
+                problems.append(f"{name}: must depend on `migrate {service}` with service_completed_successfully")
+    return problems
+
+
+def compose_healthcheck_problems(compose: Mapping[str, Any]) -> list[str]:
+    """Each server's healthcheck is `custody health` for that service at its catalog port inside the container."""
+    problems = []
+    for name, definition in compose.get("services", {}).items():
+        role = compose_role(definition)
+        if not role or role[0] != "serve":
+            continue
+        service = role[1]
+        expected = [
+            "CMD",
+            *("custody", "health", "--service", service),
+            *("--address", f"127.0.0.1:{SERVICES[service].default_port}"),
+        ]
+        test = (definition.get("healthcheck") or {}).get("test")
+        if test != expected:
+            problems.append(f"{name}: healthcheck test is {test}, expected {expected}")
+    return problems
+
+
+def compose_image_problems(compose: Mapping[str, Any], version: str) -> list[str]:
+    """Custody containers run the project's image; the rest are the database and the tracing pipeline only."""
+    problems = []
+    for name, definition in compose.get("services", {}).items():
+        image = str(definition.get("image"))
+        if compose_role(definition):
+            if not is_project_image(image, version):
+                problems.append(f"{name}: runs {image!r}, not the project's image custody:{version}")
+        elif not image.startswith(COMPOSE_THIRD_PARTY_IMAGES):
+            problems.append(f"{name}: runs {image!r}, which is neither the project's image nor an allowed one")
+    return problems
+
+
+def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
+    """The provider key (secret or variable name anywhere in a definition) reaches ai_gateway's server only; each
+    service's config secret (its token, its database URL) reaches only that service; credentials only servers."""
+    problems = []
+    for name, definition in compose.get("services", {}).items():
+        role = compose_role(definition)
+        secrets = _secret_names(definition)
+        mentions_key = PROVIDER_KEY_ENV in json.dumps(definition)
+        if role != ("serve", "ai_gateway") and (COMPOSE_PROVIDER_KEY_SECRET in secrets or mentions_key):
+            problems.append(f"{name}: gets the provider key ({COMPOSE_PROVIDER_KEY_SECRET} / {PROVIDER_KEY_ENV})")
+        if role == ("serve", "ai_gateway") and COMPOSE_PROVIDER_KEY_SECRET not in secrets:
+            problems.append(f"{name}: the ai_gateway server lacks the {COMPOSE_PROVIDER_KEY_SECRET} secret")
+        for service in SERVICES:
+            if f"{service}_config" in secrets and (role is None or role[1] != service):
+                problems.append(f"{name}: reads {service}_config (another service's token)")
+        if "credentials" in secrets and (role is None or role[0] != "serve"):
+            problems.append(f"{name}: reads credentials but serves nothing")
+        if any(s.startswith("postgres_") for s in secrets) and not str(definition.get("image")).startswith("postgres:"):
+            problems.append(f"{name}: reads PostgreSQL passwords (only the postgres service may)")
+    return problems
+
+
+def compose_settings_problems(compose: Mapping[str, Any]) -> list[str]:
+    """As for Kubernetes: known settings only, 0.0.0.0 on the catalog port, peers by compose service name, and
+    the read-only, unprivileged container settings on every custody container."""
+    problems = []
+    servers = _servers(compose)
+    for name, definition in compose.get("services", {}).items():
+        role = compose_role(definition)
+        if role is None:
+            continue
+        env = _environment(definition)
+        problems += _settings_env_problems(name, role[1], env, role[0])
+        if role[0] == "serve":
+            problems += _address_problems(name, role[1], env, servers)
+            port = SERVICES[role[1]].default_port
+            for published in definition.get("ports") or []:
+                target = str(published).rsplit(":", 1)[-1] if not isinstance(published, dict) else published["target"]
+                if str(target) != str(port):
+                    problems.append(f"{name}: publishes container port {target}, the catalog port is {port}")
+        if definition.get("read_only") is not True:
+            problems.append(f"{name}: read_only must be true")
+        if str(definition.get("user", "")).split(":")[0] in ("", "0", "root"):
+            problems.append(f"{name}: must run as a non-root user")
+        if "ALL" not in (definition.get("cap_drop") or []):
+            problems.append(f"{name}: cap_drop must include ALL")
+    return problems
+
+
+COMPOSE_CHECKS = (
+    compose_reference_problems,
+    compose_healthcheck_problems,
+    compose_secret_problems,
+    compose_settings_problems,
+)
+
+
+def otel_collector_problems(config: Mapping[str, Any], compose: Mapping[str, Any]) -> list[str]:
+    """Each pipeline names defined components; the collector receives OTLP/gRPC where the services send it and
+    exports to a service that exists."""
+    problems = []
+    for pipeline, spec in ((config.get("service") or {}).get("pipelines") or {}).items():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in spec.get(kind) or []:
+                if component not in (config.get(kind) or {}):
+                    problems.append(f"pipeline {pipeline}: {kind[:-1]} {component!r} is not defined")
+    services = compose.get("services", {})
+    collector = next((n for n, d in services.items() if str(d.get("image")).startswith("otel/")), None)
+    grpc = (((config.get("receivers") or {}).get("otlp") or {}).get("protocols") or {}).get("grpc") or {}
+    listen_port = str(grpc.get("endpoint", ":4317")).rsplit(":", 1)[-1]
+    for name, definition in services.items():
+        for variable, value in _environment(definition).items():
+            if variable.endswith("_OTLP_ENDPOINT") and value != f"http://{collector}:{listen_port}":
+                problems.append(f"{name}: {variable} is {value!r}, the collector listens on {collector}:{listen_port}")
+    for exporter, spec in (config.get("exporters") or {}).items():
+        host = str((spec or {}).get("endpoint", "")).split("://")[-1].rsplit(":", 1)[0]
+        if host and host not in services:
+            problems.append(f"exporter {exporter}: {host!r} is not a compose service")
+    return problems
+
+
+# --- the image ----------------------------------------------------------------------------------------------------
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    instructions, pending = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        keyword, _, rest = (pending + line).partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+        pending = ""
+    return instructions
+
+
+def dockerfile_problems(text: str, dockerignore: str) -> list[str]:
+    """A pinned python:3.11 slim base; the builder installs the hashed lock; the final stage installs nothing,
+    runs as a fixed non-root UID with `custody` as entry point and exposes every catalog port; the build
+    context keeps what it copies."""
+    problems = []
+    instructions = dockerfile_instructions(text)
+    args = dict(a.split("=", 1) for k, a in instructions if k == "ARG" and "=" in a)
+    bases = [a.split()[0] for k, a in instructions if k == "FROM"]
+    for base in bases:
+        resolved = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), ""), base)
+        if not re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", resolved):
+            problems.append(f"FROM {base} ({resolved}): the base must be python:3.11.<patch>-slim, pinned")
+    stages = [i for i, (k, _) in enumerate(instructions) if k == "FROM"]
+    if len(stages) < 2:
+        return [*problems, "the Dockerfile must be multi-stage (a builder and a final stage)"]
+    builder, final = instructions[stages[0] : stages[-1]], instructions[stages[-1] :]
+    runs = " ".join(a for k, a in builder if k == "RUN")
+    if not re.search(r"pip install --require-hashes --no-deps -r requirements\.lock", runs):
+        problems.append("the builder must install `pip install --require-hashes --no-deps -r requirements.lock`")
+    if not re.search(r"pip install --no-deps [^&]*\.", runs):
+        problems.append("the builder must install the project with --no-deps")
+    for keyword, argument in final:
+        if keyword == "RUN" and re.search(r"apt-get install|apk add|pip install|gcc|build-essential", argument):
+            problems.append(f"the final stage installs or builds: RUN {argument}")
+    users = [a for k, a in final if k == "USER"]
+    if not users or not re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", users[-1]):
+        problems.append(f"the final stage must end as a fixed numeric non-root USER (got {users[-1:]})")
+    entrypoints = [a for k, a in final if k == "ENTRYPOINT"]
+    if not entrypoints or json.loads(entrypoints[-1]) != ["custody"]:
+        problems.append(f'ENTRYPOINT must be ["custody"] (got {entrypoints[-1:]})')
+    exposed = {int(p.split("/")[0]) for k, a in final if k == "EXPOSE" for p in a.split()}
+    for name, spec in SERVICES.items():
+        if spec.default_port not in exposed:
+            problems.append(f"EXPOSE lacks {name}'s port {spec.default_port}")
+    ignored = [line.strip() for line in dockerignore.splitlines() if line.strip() and not line.startswith("#")]
+    for keyword, argument in instructions:
+        if keyword != "COPY" or argument.startswith("--from"):
+            continue
+        for source in argument.split()[:-1]:
+            if any(source == pattern or source.startswith(pattern.rstrip("/") + "/") for pattern in ignored):
+                problems.append(f"COPY {source}: excluded from the build context by .dockerignore")
+            elif not (REPO_ROOT / source).exists():
+                problems.append(f"COPY {source}: no such path in the repository")
+    for must in (".venv", "var", ".git"):
+        if must not in ignored:
+            problems.append(f".dockerignore must exclude {must}")
+    return problems

@@ -1,0 +1,43 @@
+"""Fixtures: each Kubernetes overlay rendered once per session with `kubectl kustomize`, handed to each test as
+a fresh copy (so a test may break it), and the compose file with its default interpolation."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.deploy import checks
+
+
+@pytest.fixture(scope="session")
+def rendered_text() -> dict[str, str]:
+    """`kubectl kustomize` output of each overlay, as kubectl apply would receive it."""
+    return {overlay: checks.render_overlay(checks.K8S_DIR / "overlays" / overlay) for overlay in checks.K8S_OVERLAYS}
+
+
+@pytest.fixture(scope="session")
+def rendered(rendered_text: dict[str, str]) -> dict[str, list[checks.Manifest]]:
+    return {overlay: checks.load_manifests(text) for overlay, text in rendered_text.items()}
+
+
+@pytest.fixture(params=checks.K8S_OVERLAYS)
+def overlay(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def manifests(rendered: dict[str, list[checks.Manifest]], overlay: str) -> list[checks.Manifest]:
+    return copy.deepcopy(rendered[overlay])
+
+
+@pytest.fixture
+def prod(rendered: dict[str, list[checks.Manifest]]) -> list[checks.Manifest]:
+    """A copy of the prod overlay, for the tests that break something on purpose."""
+    return copy.deepcopy(rendered["prod"])
+
+
+@pytest.fixture
+def compose() -> dict[str, Any]:
+    return checks.load_compose()

@@ -1,0 +1,154 @@
+"""deploy/compose/compose.yaml: valid against the Compose Specification, and the same deployment rules as
+Kubernetes; each check catches the breakage it exists for, on a copy of the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.common.catalog import SERVICES
+from tests.deploy import checks
+
+
+def test_the_compose_file_is_valid_against_the_compose_specification():
+    assert checks.compose_schema_problems(checks.COMPOSE_FILE) == []
+
+
+def test_compose_runs_every_server_and_migration(compose: dict[str, Any]):
+    roles = {checks.compose_role(d) for d in compose["services"].values()} - {None}
+    expected = {("serve", name) for name in SERVICES} | {("migrate", n) for n, s in SERVICES.items() if s.stateful}
+    assert roles == expected
+
+
+def test_every_reference_resolves_and_servers_wait_for_peers_and_migrations(compose: dict[str, Any]):
+    assert checks.compose_reference_problems(compose) == []
+
+
+def test_healthchecks_call_custody_health_for_each_server(compose: dict[str, Any]):
+    assert checks.compose_healthcheck_problems(compose) == []
+
+
+def test_compose_runs_only_the_project_image_and_the_allowed_third_party_ones(compose: dict[str, Any]):
+    assert checks.compose_image_problems(compose, checks.project_version()) == []
+
+
+def test_secrets_reach_only_the_service_they_belong_to(compose: dict[str, Any]):
+    assert checks.compose_secret_problems(compose) == []
+
+
+def test_compose_settings_are_known_and_the_containers_read_only(compose: dict[str, Any]):
+    assert checks.compose_settings_problems(compose) == []
+
+
+def test_the_collector_receives_from_the_services_and_exports_to_jaeger(compose: dict[str, Any]):
+    config = yaml.safe_load(checks.OTEL_COLLECTOR_CONFIG.read_text(encoding="utf-8"))
+    assert checks.otel_collector_problems(config, compose) == []
+
+
+# --- each check catches what it exists for ------------------------------------------------------------------------
+
+
+def test_the_schema_validation_rejects_a_misspelled_key(tmp_path: Path):
+    text = checks.COMPOSE_FILE.read_text(encoding="utf-8").replace("    read_only: true\n", "    readonly: true\n", 1)
+    broken = tmp_path / "compose.yaml"
+    broken.write_text(text)
+    problems = checks.compose_schema_problems(broken)
+    assert any("readonly" in p for p in problems), problems
+
+
+def test_a_depends_on_target_that_does_not_exist_is_reported(compose: dict[str, Any]):
+    compose["services"]["art-studio"]["depends_on"]["lineage-db"] = {"condition": "service_healthy"}
+    assert checks.compose_reference_problems(compose) == ["art-studio: depends_on 'lineage-db', which is not a service"]
+
+
+def test_a_server_not_waiting_for_its_migration_is_reported(compose: dict[str, Any]):
+    del compose["services"]["lineage"]["depends_on"]["migrate-lineage"]
+    assert checks.compose_reference_problems(compose) == [
+        "lineage: must depend on `migrate lineage` with service_completed_successfully"
+    ]
+
+
+def test_a_server_not_waiting_for_a_peer_it_calls_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["depends_on"]["ai-gateway"] = {"condition": "service_started"}
+    assert checks.compose_reference_problems(compose) == [
+        "runs: must depend on ai_gateway's server with condition service_healthy"
+    ]
+
+
+def test_an_undeclared_secret_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["secrets"].append("runs_database_url")
+    assert checks.compose_reference_problems(compose) == [
+        "runs: secret 'runs_database_url' is not declared under secrets"
+    ]
+
+
+def test_a_healthcheck_on_another_port_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["healthcheck"]["test"][-1] = "127.0.0.1:50051"
+    problems = checks.compose_healthcheck_problems(compose)
+    assert len(problems) == 1 and problems[0].startswith("runs: healthcheck test is"), problems
+
+
+def test_the_provider_key_secret_given_to_runs_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["secrets"].append(checks.COMPOSE_PROVIDER_KEY_SECRET)
+    assert checks.compose_secret_problems(compose) == ["runs: gets the provider key (openai_api_key / OPENAI_API_KEY)"]
+
+
+def test_the_provider_key_variable_given_to_art_studio_is_reported(compose: dict[str, Any]):
+    compose["services"]["art-studio"]["environment"][checks.PROVIDER_KEY_ENV] = "sk-..."
+    assert checks.compose_secret_problems(compose) == [
+        "art-studio: gets the provider key (openai_api_key / OPENAI_API_KEY)"
+    ]
+
+
+def test_another_services_config_secret_is_reported(compose: dict[str, Any]):
+    compose["services"]["art-studio"]["secrets"].append("runs_config")
+    assert checks.compose_secret_problems(compose) == ["art-studio: reads runs_config (another service's token)"]
+
+
+def test_an_unknown_setting_is_reported(compose: dict[str, Any]):
+    compose["services"]["lineage"]["environment"]["CUSTODY_LINEAGE_AUTOMIGRATE"] = "false"
+    problems = checks.compose_settings_problems(compose)
+    assert problems == [
+        "lineage: CUSTODY_LINEAGE_AUTOMIGRATE is not a setting of lineage (custody exits with a configuration error)"
+    ]
+
+
+def test_a_stateful_server_migrating_itself_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["environment"]["CUSTODY_RUNS_AUTO_MIGRATE"] = "true"
+    assert checks.compose_settings_problems(compose) == [
+        "runs: CUSTODY_RUNS_AUTO_MIGRATE must be false (the migration job migrates)"
+    ]
+
+
+def test_a_peer_addressed_by_the_wrong_name_is_reported(compose: dict[str, Any]):
+    compose["services"]["art-studio"]["environment"]["CUSTODY_ART_STUDIO_AI_GATEWAY_ADDRESS"] = "ai_gateway:50051"
+    assert checks.compose_settings_problems(compose) == [
+        "art-studio: CUSTODY_ART_STUDIO_AI_GATEWAY_ADDRESS is 'ai_gateway:50051', expected 'ai-gateway:50051'"
+    ]
+
+
+def test_a_writable_custody_container_is_reported(compose: dict[str, Any]):
+    compose["services"]["migrate-runs"]["read_only"] = False
+    assert checks.compose_settings_problems(compose) == ["migrate-runs: read_only must be true"]
+
+
+def test_a_foreign_image_for_a_custody_service_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["image"] = "python:3.11-slim"
+    assert checks.compose_image_problems(compose, checks.project_version()) == [
+        f"runs: runs 'python:3.11-slim', not the project's image custody:{checks.project_version()}"
+    ]
+
+
+def test_an_unlisted_third_party_image_is_reported(compose: dict[str, Any]):
+    compose["services"]["redis"] = {"image": "redis:7"}
+    assert checks.compose_image_problems(compose, checks.project_version()) == [
+        "redis: runs 'redis:7', which is neither the project's image nor an allowed one"
+    ]
+
+
+def test_a_pipeline_naming_an_undefined_exporter_is_reported(compose: dict[str, Any]):
+    config = yaml.safe_load(checks.OTEL_COLLECTOR_CONFIG.read_text(encoding="utf-8"))
+    config["service"]["pipelines"]["traces"]["exporters"].append("debug")
+    assert checks.otel_collector_problems(config, compose) == ["pipeline traces: exporter 'debug' is not defined"]

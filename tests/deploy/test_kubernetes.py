@@ -1,0 +1,303 @@
+"""The kustomize overlays: they render, pass the Kubernetes schemas strictly, and hold the deployment rules; and
+each rule's check catches the breakage it exists for, on a copy of the rendered prod overlay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from services.common.catalog import SERVICES
+from tests.deploy import checks
+from tests.deploy.checks import Manifest
+
+
+def find(docs: list[Manifest], kind: str, name: str) -> Manifest:
+    """The object of that kind named `name` (ConfigMaps by name before kustomize's hash suffix)."""
+    for doc in docs:
+        found = doc["metadata"]["name"]
+        if doc["kind"] == kind and (found == name or (kind == "ConfigMap" and found.rsplit("-", 1)[0] == name)):
+            return doc
+    raise LookupError(f"no {kind}/{name} in the rendered manifests")
+
+
+def pod_spec(docs: list[Manifest], kind: str, name: str) -> dict[str, Any]:
+    return find(docs, kind, name)["spec"]["template"]["spec"]
+
+
+def server(docs: list[Manifest], name: str) -> dict[str, Any]:
+    return pod_spec(docs, "Deployment", name)["containers"][0]
+
+
+def secret_env(variable: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": variable, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def pod_peer(service: str) -> dict[str, Any]:
+    return {
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": service, "app.kubernetes.io/component": "server"}}
+    }
+
+
+# --- the real overlays --------------------------------------------------------------------------------------------
+
+
+def test_every_overlay_renders_every_server_and_migration(manifests: list[Manifest]):
+    roles = {pod.role for pod in checks.pods(manifests)}
+    expected = {("serve", name) for name in SERVICES} | {("migrate", n) for n, s in SERVICES.items() if s.stateful}
+    assert roles == expected
+
+
+def test_every_overlay_passes_the_kubernetes_schemas_strictly(
+    rendered_text: dict[str, str], overlay: str, tmp_path: Path
+):
+    path = tmp_path / f"{overlay}.yaml"
+    path.write_text(rendered_text[overlay])
+    assert checks.kubernetes_schema_problems(path) == []
+
+
+def test_probes_ask_each_servers_grpc_port_for_its_own_service(manifests: list[Manifest]):
+    assert checks.probe_problems(manifests) == []
+
+
+def test_services_select_the_server_pods_on_a_port_they_declare(manifests: list[Manifest]):
+    assert checks.service_problems(manifests) == []
+
+
+def test_network_policies_allow_exactly_the_call_graph(manifests: list[Manifest]):
+    assert checks.network_policy_problems(manifests) == []
+
+
+def test_the_provider_key_reaches_only_the_ai_gateway_server(manifests: list[Manifest]):
+    assert checks.provider_key_problems(manifests) == []
+
+
+def test_tokens_and_database_urls_reach_only_their_own_service(manifests: list[Manifest]):
+    assert checks.secret_scope_problems(manifests) == []
+
+
+def test_every_setting_is_known_to_the_service_that_reads_it(manifests: list[Manifest]):
+    assert checks.settings_problems(manifests) == []
+
+
+def test_every_container_runs_the_project_image(manifests: list[Manifest]):
+    assert checks.image_problems(manifests, checks.project_version()) == []
+
+
+def test_every_container_is_non_root_read_only_and_bounded(manifests: list[Manifest]):
+    assert checks.security_problems(manifests) == []
+
+
+def test_stateful_services_migrate_in_jobs_and_their_servers_wait_for_the_schema(manifests: list[Manifest]):
+    assert checks.migration_problems(manifests) == []
+
+
+def test_servers_have_disruption_budgets_and_the_edge_services_autoscale(manifests: list[Manifest]):
+    assert checks.availability_problems(manifests) == []
+
+
+def test_prod_runs_more_replicas_than_dev(rendered: dict[str, list[Manifest]]):
+    def capacity(docs: list[Manifest]) -> dict[str, int]:
+        counts = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in docs if d["kind"] == "Deployment"}
+        for hpa in (d for d in docs if d["kind"] == "HorizontalPodAutoscaler"):
+            counts[hpa["spec"]["scaleTargetRef"]["name"]] = hpa["spec"]["minReplicas"]
+        return counts
+
+    dev, prod = capacity(rendered["dev"]), capacity(rendered["prod"])
+    assert all(prod[name] > dev[name] for name in dev), (dev, prod)
+
+
+def test_prod_takes_every_database_url_from_a_secret(rendered: dict[str, list[Manifest]]):
+    for name, spec in SERVICES.items():
+        if spec.stateful:
+            env = {e["name"]: e for e in server(rendered["prod"], checks.k8s_name(name))["env"]}
+            variable = f"CUSTODY_{name.upper()}_DATABASE_URL"
+            assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == f"{checks.k8s_name(name)}-database"
+
+
+# --- each check catches what it exists for ------------------------------------------------------------------------
+
+
+def test_a_probe_on_another_port_is_reported(prod: list[Manifest]):
+    server(prod, "runs")["readinessProbe"]["grpc"]["port"] = 50099
+    problems = checks.probe_problems(prod)
+    assert any("readinessProbe asks port 50099" in p for p in problems), problems
+
+
+def test_a_probe_asking_for_another_grpc_service_is_reported(prod: list[Manifest]):
+    server(prod, "runs")["livenessProbe"]["grpc"]["service"] = SERVICES["lineage"].full_name
+    problems = checks.probe_problems(prod)
+    assert any("livenessProbe asks for 'custody.lineage.v1.LineageService'" in p for p in problems), problems
+
+
+def test_a_server_without_a_readiness_probe_is_reported(prod: list[Manifest]):
+    del server(prod, "lineage")["readinessProbe"]
+    assert checks.probe_problems(prod) == ["Deployment/lineage: lineage has no native gRPC readinessProbe"]
+
+
+def test_a_service_selecting_no_pods_is_reported(prod: list[Manifest]):
+    find(prod, "Service", "runs")["spec"]["selector"]["app.kubernetes.io/name"] = "run"
+    problems = checks.service_problems(prod)
+    assert any(p.startswith("Service/runs: selector") and "matches no pod" in p for p in problems), problems
+
+
+def test_a_service_target_port_the_pods_do_not_declare_is_reported(prod: list[Manifest]):
+    find(prod, "Service", "lineage")["spec"]["ports"][0]["targetPort"] = "http"
+    assert checks.service_problems(prod) == ["Service/lineage: targetPort 'http' is not a port of Deployment/lineage"]
+
+
+def test_an_extra_ingress_edge_from_lineage_to_runs_is_reported(prod: list[Manifest]):
+    find(prod, "NetworkPolicy", "runs-ingress")["spec"]["ingress"][0]["from"].append(pod_peer("lineage"))
+    problems = checks.network_policy_problems(prod)
+    assert problems == ["NetworkPolicy ingress allows lineage -> runs, which is not in the call graph"]
+
+
+def test_an_extra_egress_edge_is_reported(prod: list[Manifest]):
+    egress = find(prod, "NetworkPolicy", "runs-egress")["spec"]["egress"]
+    egress.append({"to": [pod_peer("art-studio")], "ports": [{"protocol": "TCP", "port": 50053}]})
+    problems = checks.network_policy_problems(prod)
+    assert problems == ["NetworkPolicy egress allows runs -> art_studio, which is not in the call graph"]
+
+
+def test_a_missing_edge_of_the_call_graph_is_reported(prod: list[Manifest]):
+    rule = find(prod, "NetworkPolicy", "lineage-ingress")["spec"]["ingress"][0]
+    rule["from"] = [peer for peer in rule["from"] if "runs" not in str(peer)]
+    problems = checks.network_policy_problems(prod)
+    assert problems == ["NetworkPolicy ingress blocks runs -> lineage, which the call graph needs"]
+
+
+def test_a_migration_job_that_can_reach_a_service_is_reported(prod: list[Manifest]):
+    del find(prod, "NetworkPolicy", "runs-egress")["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+    assert checks.network_policy_problems(prod) == [
+        "NetworkPolicy egress lets Job/runs-migrate, which serves nothing, reach ai_gateway",
+        "NetworkPolicy egress lets Job/runs-migrate, which serves nothing, reach lineage",
+    ]
+
+
+def test_an_edge_on_another_port_does_not_count(prod: list[Manifest]):
+    egress = find(prod, "NetworkPolicy", "runs-egress")["spec"]["egress"]
+    egress.append({"to": [pod_peer("art-studio")], "ports": [{"protocol": "TCP", "port": 9090}]})
+    assert checks.network_policy_problems(prod) == []
+
+
+def test_an_ingress_rule_open_to_every_source_is_reported(prod: list[Manifest]):
+    del find(prod, "NetworkPolicy", "ai-gateway-ingress")["spec"]["ingress"][0]["from"]
+    problems = checks.network_policy_problems(prod)
+    assert "NetworkPolicy ingress allows lineage -> ai_gateway, which is not in the call graph" in problems, problems
+
+
+def test_a_missing_default_deny_is_reported(prod: list[Manifest]):
+    prod.remove(find(prod, "NetworkPolicy", "default-deny-all"))
+    assert checks.network_policy_problems(prod) == [
+        "no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)"
+    ]
+
+
+def test_a_server_no_policy_isolates_is_open_to_every_pod(prod: list[Manifest]):
+    prod.remove(find(prod, "NetworkPolicy", "default-deny-all"))
+    prod.remove(find(prod, "NetworkPolicy", "lineage-ingress"))
+    problems = checks.network_policy_problems(prod)
+    assert "NetworkPolicy ingress allows ai_gateway -> lineage, which is not in the call graph" in problems, problems
+
+
+def test_the_provider_key_given_to_runs_is_reported(prod: list[Manifest]):
+    server(prod, "runs")["env"].append(secret_env("OPENAI_API_KEY", checks.PROVIDER_KEY_SECRET, "OPENAI_API_KEY"))
+    problems = checks.provider_key_problems(prod)
+    assert problems == ["Deployment/runs container runs gets the provider key (Secret ai-gateway-provider)"]
+
+
+def test_the_provider_key_in_a_configmap_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "art-studio-config")["data"][checks.PROVIDER_KEY_ENV] = "sk-..."
+    problems = checks.provider_key_problems(prod)
+    assert any("holds OPENAI_API_KEY" in p for p in problems), problems
+    assert any("Deployment/art-studio container art-studio gets the provider key" in p for p in problems), problems
+
+
+def test_the_provider_key_mounted_as_a_volume_elsewhere_is_reported(prod: list[Manifest]):
+    spec = pod_spec(prod, "Deployment", "lineage")
+    spec["volumes"].append({"name": "key", "secret": {"secretName": checks.PROVIDER_KEY_SECRET}})
+    spec["containers"][0]["volumeMounts"].append({"name": "key", "mountPath": "/etc/key", "readOnly": True})
+    problems = checks.provider_key_problems(prod)
+    assert problems == ["Deployment/lineage container lineage gets the provider key (Secret ai-gateway-provider)"]
+
+
+def test_the_provider_key_given_to_the_gateways_migration_job_is_reported(prod: list[Manifest]):
+    job = pod_spec(prod, "Job", "ai-gateway-migrate")["containers"][0]
+    job["env"].append(secret_env("OPENAI_API_KEY", checks.PROVIDER_KEY_SECRET, "OPENAI_API_KEY"))
+    assert checks.provider_key_problems(prod) == [
+        "Job/ai-gateway-migrate container migrate gets the provider key (Secret ai-gateway-provider)"
+    ]
+
+
+def test_another_services_token_is_reported(prod: list[Manifest]):
+    server(prod, "art-studio")["env"].append(secret_env("CUSTODY_ART_STUDIO_TOKEN", "runs-token", "token"))
+    problems = checks.secret_scope_problems(prod)
+    assert problems == ["Deployment/art-studio reads Secret runs-token, which is only for: serve runs"]
+
+
+def test_an_unknown_setting_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "runs-config")["data"]["CUSTODY_RUNS_PROT"] = "50052"
+    problems = checks.settings_problems(prod)
+    assert any("CUSTODY_RUNS_PROT is not a setting of runs" in p for p in problems), problems
+
+
+def test_another_services_setting_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "lineage-config")["data"]["CUSTODY_RUNS_TOKEN"] = "cst_..."
+    problems = checks.settings_problems(prod)
+    assert any("CUSTODY_RUNS_TOKEN is runs's setting, not lineage's" in p for p in problems), problems
+
+
+def test_a_peer_address_pointing_at_another_service_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "runs-config")["data"]["CUSTODY_RUNS_AI_GATEWAY_ADDRESS"] = "lineage:50054"
+    problems = checks.settings_problems(prod)
+    assert any("CUSTODY_RUNS_AI_GATEWAY_ADDRESS is 'lineage:50054', expected 'ai-gateway:50051'" in p for p in problems)
+
+
+def test_a_server_listening_on_loopback_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "lineage-config")["data"]["CUSTODY_LINEAGE_HOST"] = "127.0.0.1"
+    problems = checks.settings_problems(prod)
+    assert any("CUSTODY_LINEAGE_HOST must be 0.0.0.0" in p for p in problems), problems
+
+
+def test_a_foreign_image_is_reported(prod: list[Manifest]):
+    pod_spec(prod, "Deployment", "runs")["initContainers"][0]["image"] = "busybox:1.36"
+    problems = checks.image_problems(prod, checks.project_version())
+    assert problems == [
+        "Deployment/runs container wait-for-schema runs 'busybox:1.36', not the project's image "
+        f"custody:{checks.project_version()}"
+    ]
+
+
+def test_a_writable_root_filesystem_is_reported(prod: list[Manifest]):
+    server(prod, "ai-gateway")["securityContext"]["readOnlyRootFilesystem"] = False
+    assert checks.security_problems(prod) == [
+        "Deployment/ai-gateway container ai-gateway: readOnlyRootFilesystem must be true"
+    ]
+
+
+def test_a_stateful_server_that_does_not_wait_for_its_schema_is_reported(prod: list[Manifest]):
+    del pod_spec(prod, "Deployment", "lineage")["initContainers"]
+    assert checks.migration_problems(prod) == [
+        "Deployment/lineage: no init container waiting for lineage's schema (wait_for_schema.py)"
+    ]
+
+
+def test_a_server_without_a_disruption_budget_is_reported(prod: list[Manifest]):
+    prod.remove(find(prod, "PodDisruptionBudget", "runs"))
+    assert checks.availability_problems(prod) == ["Deployment/runs: no PodDisruptionBudget selects its pods"]
+
+
+def test_the_strict_schema_validation_rejects_an_unknown_field(prod: list[Manifest], tmp_path: Path):
+    server(prod, "runs")["readinesProbe"] = {"grpc": {"port": 50052}}
+    path = tmp_path / "broken.yaml"
+    path.write_text(checks.dump_manifests(prod))
+    problems = checks.kubernetes_schema_problems(path)
+    assert any("readinesProbe" in p for p in problems), problems
+
+
+def test_the_schema_validation_rejects_a_named_port_in_a_grpc_probe(prod: list[Manifest], tmp_path: Path):
+    """Kubernetes' gRPC probes take a port number only: a name must fail here, not at rollout."""
+    server(prod, "runs")["livenessProbe"]["grpc"]["port"] = "grpc"
+    path = tmp_path / "broken.yaml"
+    path.write_text(checks.dump_manifests(prod))
+    problems = checks.kubernetes_schema_problems(path)
+    assert any("livenessProbe.grpc.port: 'grpc' is not of type 'integer'" in p for p in problems), problems
