@@ -27,7 +27,8 @@ CLIENT_KEEPALIVE_TIME_MS = 3 * MIN_PING_INTERVAL_MS
 def retry_service_config(service: str) -> str:
     descriptor = service_descriptor(service)
     retryable = [{"service": descriptor.full_name, "method": m.name} for m in descriptor.methods if is_retry_safe(m)]
-    config: dict[str, Any] = {"methodConfig": []}
+    # round_robin spreads calls over every address a name resolves to (e.g. a headless Service's pods).
+    config: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": []}
     if retryable:
         config["methodConfig"].append(
             {

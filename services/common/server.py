@@ -38,6 +38,8 @@ KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 # Clients (ours included) may ping every 10 s; anything faster is answered with GOAWAY too_many_pings.
 MIN_PING_INTERVAL_MS = 10_000
+MAX_CONNECTION_AGE_MS = 5 * 60_000
+MAX_CONNECTION_AGE_GRACE_MS = 30_000
 
 
 @dataclass
@@ -76,6 +78,9 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         # Never share a port with another process: a second replica on the same port must fail, not split traffic.
         ("grpc.so_reuseport", 0),
+        # Clients reconnect every few minutes, so load spreads onto replicas that started after them.
+        ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
+        ("grpc.max_connection_age_grace_ms", MAX_CONNECTION_AGE_GRACE_MS),
     ]
 
 

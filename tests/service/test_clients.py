@@ -104,3 +104,25 @@ def test_only_methods_declared_idempotent_are_retried() -> None:
     (method_config,) = config["methodConfig"]
     assert {"service": "custody.runs.v1.RunsService", "method": "GetServiceInfo"} in method_config["name"]
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+
+
+def test_calls_are_spread_over_every_address_of_a_service(layout: StateLayout) -> None:
+    first, build_first = _recording_runs()
+    second, build_second = _recording_runs()
+    with (
+        ServiceHarness("runs", layout, factory=build_first) as one,  # type: ignore[arg-type]
+        ServiceHarness("runs", layout, factory=build_second) as two,  # type: ignore[arg-type]
+    ):
+
+        async def call_many() -> None:
+            target = f"ipv4:{one.address},{two.address}"
+            clients = ServiceClients({"runs": target}, service_token(layout, "art_studio"))
+            try:
+                for _ in range(20):
+                    await clients.stub("runs").GetServiceInfo(runs_pb2.GetServiceInfoRequest())
+            finally:
+                await clients.close()
+
+        asyncio.run(call_many())
+    assert len(first.time_remaining) > 0 and len(second.time_remaining) > 0
+    assert len(first.time_remaining) + len(second.time_remaining) == 20
