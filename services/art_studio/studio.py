@@ -164,9 +164,9 @@ def validate_request(request: GenerateRequest) -> None:
         problems.append(FieldViolation("diameter_mm", f"in (0, {MAX_DIAMETER_MM:g}] millimetres"))
     if not 1 <= request.count <= MAX_COUNT:
         problems.append(FieldViolation("count", f"1..{MAX_COUNT}"))
-    if request.run and not RUN_NAME.match(request.run):
+    if request.run and not RUN_NAME.fullmatch(request.run):
         problems.append(FieldViolation("run", "runs/run_<32 hex>"))
-    if request.lineage_parent and not VERSION_NAME.match(request.lineage_parent):
+    if request.lineage_parent and not VERSION_NAME.fullmatch(request.lineage_parent):
         problems.append(FieldViolation("lineage_parent", "projects/{p}/artifacts/{type}/{entity}/versions/{n}"))
     if len(request.variant_seed) > 64:
         problems.append(FieldViolation("variant_seed", "at most 64 characters"))

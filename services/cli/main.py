@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 from rich.console import Console
 from rich.table import Table
 
-from services.cli import registry, runs_commands
+from services.cli import gateway_commands, lineage_commands, pipeline_commands, registry, runs_commands, studio_commands
 from services.cli.calls import call, print_record
+from services.cli.demo import Demo, DemoReport
 from services.cli.health import check
 from services.cli.options import JsonFlag, StateDir
 from services.cli.stack import Stack, plan, supervise
@@ -21,6 +24,7 @@ from services.cli.state import (
     StateLayout,
     endpoints,
     initialize,
+    operator_token,
     save_endpoints,
 )
 from services.common import migrations
@@ -190,9 +194,46 @@ def info(
     print_record(call(state_dir, name, lambda stub: stub.GetServiceInfo(request)), as_json)
 
 
+@app.command()
+def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+    """Run the governed flow end to end against the running stack; exit 0 only if every expectation held."""
+    layout = StateLayout(state_dir)
+    token = operator_token(layout)
+    if not token:
+        err.print("[red]error:[/red] no operator token; run `custody init` (or `make run`) first")
+        raise typer.Exit(1)
+    service_config = layout.service_config("art_studio")
+    service_token = yaml.safe_load(service_config.read_text())["token"] if service_config.exists() else None
+
+    async def play() -> DemoReport:
+        flow = Demo(endpoints(layout), token, service_token)
+        try:
+            return await flow.run()
+        finally:
+            await flow.close()
+
+    report = asyncio.run(play())
+    if as_json:
+        console.print_json(json.dumps(report.as_json()))
+    else:
+        table = Table(title=f"custody demo: {'every expectation held' if report.ok else 'an expectation FAILED'}")
+        for column in ("step", "ok", "detail"):
+            table.add_column(column, overflow="fold")
+        for step in report.steps:
+            table.add_row(step["name"], "[green]yes[/green]" if step["ok"] else "[red]NO[/red]", step["detail"])
+        console.print(table)
+        console.print(f"brief {report.brief}; runs {', '.join(report.runs)}; verified {report.verified}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 # Command groups of the services, one module each.
 # (add one line per group here: app.add_typer(<module>.app, name="<group>"))
+app.add_typer(lineage_commands.app, name="lineage")
+app.add_typer(pipeline_commands.app, name="pipeline")
+app.add_typer(gateway_commands.app, name="gateway")
 app.add_typer(runs_commands.app, name="runs")
+app.add_typer(studio_commands.app, name="studio")
 
 
 def main() -> None:

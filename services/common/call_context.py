@@ -28,7 +28,7 @@ def new_request_id() -> str:
 
 
 def is_valid_request_id(value: str) -> bool:
-    return bool(REQUEST_ID_PATTERN.match(value))
+    return bool(REQUEST_ID_PATTERN.fullmatch(value))
 
 
 def request_id() -> str | None:

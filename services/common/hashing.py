@@ -45,4 +45,4 @@ def sha256_chunks(chunks: Iterable[bytes]) -> tuple[str, int]:
 
 
 def is_sha256_hex(value: str) -> bool:
-    return bool(SHA256_HEX.match(value))
+    return bool(SHA256_HEX.fullmatch(value))

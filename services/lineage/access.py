@@ -1,13 +1,35 @@
-"""Who may call each LineageService RPC. Default deny: an RPC missing here is refused to everyone."""
+"""Who may call each LineageService RPC. Default deny: an RPC missing here is refused to everyone.
+
+Decisions that need an accountable person (Approve, Reject, AssessHealth) admit humans with the reviewer role
+only: no service token and no system principal can ever reach them (the domain checks again).
+"""
 
 from __future__ import annotations
 
 from services.common.catalog import callers_of
 from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessTable, allow
 
+_SERVICES = callers_of("lineage")
+_READ = allow(services=_SERVICES, human_roles={OPERATOR_ROLE, REVIEWER_ROLE})
+_REVIEWERS_ONLY = allow(human_roles={REVIEWER_ROLE})
+
 ACCESS = AccessTable(
     "lineage",
     {
-        "GetServiceInfo": allow(services=callers_of("lineage"), human_roles={OPERATOR_ROLE, REVIEWER_ROLE}),
+        "GetServiceInfo": _READ,
+        "RegisterType": allow(human_roles={OPERATOR_ROLE}),
+        "GetPolicy": _READ,
+        "CreateVersion": allow(services=_SERVICES, human_roles={OPERATOR_ROLE}),
+        "GetVersion": _READ,
+        "ListVersions": _READ,
+        "DiffVersions": _READ,
+        "Approve": _REVIEWERS_ONLY,
+        "Flag": allow(services=_SERVICES, human_roles={OPERATOR_ROLE, REVIEWER_ROLE}),
+        "Reject": _REVIEWERS_ONLY,
+        "AssessHealth": _REVIEWERS_ONLY,
+        "ListStale": _READ,
+        "GetUpstream": _READ,
+        "GetDownstream": _READ,
+        "BuildPlan": _READ,
     },
 )

@@ -1,28 +1,56 @@
-"""Wires the lineage service for the shared bootstrap: `custody serve lineage`."""
+"""Wires the lineage service for the shared bootstrap: `custody serve lineage`.
+
+Policies are loaded and validated while the service is built: an invalid policy file is a configuration error
+(exit 2, naming the file and field) before anything listens. At start, after migrations, the policies' types are
+registered; a policy that changed a registered schema version without bumping it stops the start (exit 3).
+"""
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from custody.lineage.v1 import lineage_pb2_grpc
 from services.common.catalog import SERVICES
-from services.common.config import ServiceSettings
+from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
-from services.common.server import Service
+from services.common.errors import CustodyError
+from services.common.server import Service, StartupError
 from services.lineage.access import ACCESS
 from services.lineage.config import LineageSettings
+from services.lineage.domain.policy import PolicyError, load_policies
+from services.lineage.domain.service import Lineage
 from services.lineage.servicer import LineageServicer
+from services.lineage.store import LineageStore
 
 SETTINGS = LineageSettings
 
 
 def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service:
     assert isinstance(settings, LineageSettings)
-    servicer = LineageServicer()
+    try:
+        policies = load_policies(settings.policies_dir)
+    except PolicyError as exc:
+        raise ConfigError(f"CUSTODY_LINEAGE_POLICIES_DIR: {exc}") from None
+    engine = create_engine(settings.resolved_database_url)
+    lineage = Lineage(LineageStore(engine), policies)
+    servicer = LineageServicer(lineage)
 
     def register(server: grpc.aio.Server) -> None:
         lineage_pb2_grpc.add_LineageServiceServicer_to_server(servicer, server)
 
-    engine = create_engine(settings.resolved_database_url)
-    return Service(engine=engine, full_name=SERVICES["lineage"].full_name, register=register, access=ACCESS)
+    async def install_policies() -> None:
+        try:
+            await asyncio.to_thread(lineage.install_policies)
+        except CustodyError as exc:
+            raise StartupError(f"policies in {settings.policies_dir} conflict with registered types: {exc}") from None
+
+    return Service(
+        engine=engine,
+        full_name=SERVICES["lineage"].full_name,
+        register=register,
+        access=ACCESS,
+        on_start=(install_policies,),
+    )

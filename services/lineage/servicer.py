@@ -1,16 +1,136 @@
-"""LineageService: translates between proto and domain, nothing else."""
+"""LineageService: translates between proto and domain, nothing else.
+
+Blocking work (database, schema validation, graph traversal) runs in a worker thread so the event loop keeps
+serving; asyncio.to_thread copies the call's context, so the domain sees the same request id and principal.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 
 from custody.common.v1 import common_pb2
-from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
+from custody.lineage.v1 import lineage_pb2 as pb
+from custody.lineage.v1 import lineage_pb2_grpc
+from services.common import call_context
 from services.common.protomap import service_info
+from services.lineage import convert
+from services.lineage.domain.service import Caller, Lineage
+
+T = TypeVar("T")
+
+
+def _caller() -> Caller:
+    return Caller(call_context.require_principal(), call_context.request_id() or "")
+
+
+async def _run(work: Callable[[], T]) -> T:
+    return await asyncio.to_thread(work)
 
 
 class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
+    def __init__(self, lineage: Lineage) -> None:
+        self.lineage = lineage
+
     async def GetServiceInfo(
-        self, request: lineage_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext
     ) -> common_pb2.ServiceInfo:
         return service_info("lineage")
+
+    async def RegisterType(self, request: pb.RegisterTypeRequest, context: grpc.aio.ServicerContext) -> pb.ArtifactType:
+        caller = _caller()
+        definition = convert.type_from_proto(request)
+        stored = await _run(lambda: self.lineage.register_type(definition, caller, request.request_id))
+        return convert.type_to_proto(stored)
+
+    async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext) -> pb.Policy:
+        view = await _run(lambda: self.lineage.get_policy(request.name))
+        return convert.policy_to_proto(view.policy, view.types)
+
+    async def CreateVersion(
+        self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateVersionResponse:
+        caller = _caller()
+        metadata = convert.metadata_from_proto(request.metadata)
+        data = convert.struct_to_dict(request.data)
+        created = await _run(
+            lambda: self.lineage.create_version(
+                request.parent, data, metadata, list(request.upstream), caller, request.request_id
+            )
+        )
+        return pb.CreateVersionResponse(
+            version=convert.version_to_proto(created.version),
+            marked_stale=created.marked_stale,
+            replayed=created.replayed,
+        )
+
+    async def GetVersion(self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+        return convert.version_to_proto(await _run(lambda: self.lineage.get_version(request.name)))
+
+    async def ListVersions(
+        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListVersionsResponse:
+        versions, token = await _run(
+            lambda: self.lineage.list_versions(request.parent, request.page_size, request.page_token)
+        )
+        return pb.ListVersionsResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
+
+    async def DiffVersions(
+        self, request: pb.DiffVersionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DiffVersionsResponse:
+        base, target, result = await _run(lambda: self.lineage.diff(request.base, request.target))
+        return convert.diff_to_proto(base, target, result)
+
+    async def Approve(self, request: pb.ApproveRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+        caller = _caller()
+        version = await _run(lambda: self.lineage.approve(request.name, request.rationale, caller, request.request_id))
+        return convert.version_to_proto(version)
+
+    async def Flag(self, request: pb.FlagRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+        caller = _caller()
+        version = await _run(lambda: self.lineage.flag(request.name, request.rationale, caller, request.request_id))
+        return convert.version_to_proto(version)
+
+    async def Reject(self, request: pb.RejectRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+        caller = _caller()
+        version = await _run(lambda: self.lineage.reject(request.name, request.rationale, caller, request.request_id))
+        return convert.version_to_proto(version)
+
+    async def AssessHealth(self, request: pb.AssessHealthRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+        caller = _caller()
+        health = convert.HEALTH_FROM_PROTO.get(request.health)
+        version = await _run(
+            lambda: self.lineage.assess_health(
+                request.name, health, request.rationale, request.expected_revision, caller, request.request_id
+            )
+        )
+        return convert.version_to_proto(version)
+
+    async def ListStale(self, request: pb.ListStaleRequest, context: grpc.aio.ServicerContext) -> pb.ListStaleResponse:
+        versions, token = await _run(
+            lambda: self.lineage.list_stale(request.parent, request.page_size, request.page_token)
+        )
+        return pb.ListStaleResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
+
+    async def GetUpstream(
+        self, request: pb.GetUpstreamRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LineageResponse:
+        page, token = await _run(
+            lambda: self.lineage.closure(request.name, False, request.max_depth, request.page_size, request.page_token)
+        )
+        return convert.closure_to_proto(page, token)
+
+    async def GetDownstream(
+        self, request: pb.GetDownstreamRequest, context: grpc.aio.ServicerContext
+    ) -> pb.LineageResponse:
+        page, token = await _run(
+            lambda: self.lineage.closure(request.name, True, request.max_depth, request.page_size, request.page_token)
+        )
+        return convert.closure_to_proto(page, token)
+
+    async def BuildPlan(self, request: pb.BuildPlanRequest, context: grpc.aio.ServicerContext) -> pb.Plan:
+        plan = await _run(lambda: self.lineage.build_plan(request.policy, list(request.selected_jobs)))
+        return convert.plan_to_proto(plan)

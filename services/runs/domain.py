@@ -571,7 +571,7 @@ class Runs:
                 "operator_notes is limited to 4000 characters",
                 violations=[FieldViolation("operator_notes", "at most 4000 characters")],
             )
-        if lineage_candidate and not LINEAGE_VERSION_NAME.match(lineage_candidate):
+        if lineage_candidate and not LINEAGE_VERSION_NAME.fullmatch(lineage_candidate):
             raise InvalidArgument(
                 "BINDING_INVALID",
                 "lineage_candidate must be a version name projects/{p}/artifacts/{type}/{entity}/versions/{n}",
@@ -736,7 +736,7 @@ def artifact_document(run_id: str, content: RunContent, stamp: Stamp) -> dict[st
 def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: str) -> OutboxMessage:
     """The feasibility_run version that records a minted run in lineage, derived from its candidate version.
     Same candidate entity, type feasibility_run: binding the candidate again makes the next version."""
-    match = LINEAGE_VERSION_NAME.match(candidate)
+    match = LINEAGE_VERSION_NAME.fullmatch(candidate)
     assert match is not None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
@@ -867,7 +867,7 @@ def _link_document(link: AdvisoryLink) -> dict[str, Any]:
 
 
 def _validate_advisory_id(advisory_id: str, field: str) -> None:
-    if not ADVISORY_ID.match(advisory_id):
+    if not ADVISORY_ID.fullmatch(advisory_id):
         raise InvalidArgument(
             "ADVISORY_INVALID",
             f"{field} must be 1..128 letters, digits or ._:- (got {advisory_id[:60]!r})",
@@ -879,7 +879,7 @@ def _attachment_problems(request: AttachmentRequest, prefix: str) -> list[FieldV
     problems = []
     if request.kind not in set(AttachmentKind):
         problems.append(FieldViolation(f"{prefix}.kind", f"one of {', '.join(k.value for k in AttachmentKind)}"))
-    if not FILENAME.match(request.filename) or ".." in request.filename:
+    if not FILENAME.fullmatch(request.filename) or ".." in request.filename:
         problems.append(FieldViolation(f"{prefix}.filename", "1..200 of letters, digits, space, ._- ; no path"))
     if len(request.content_type) > 128:
         problems.append(FieldViolation(f"{prefix}.content_type", "at most 128 characters"))

@@ -113,7 +113,7 @@ def _scan_map(path: Path, result: LegacyScan) -> None:
 
 def _scan_partitions(root: Path, result: LegacyScan) -> None:
     for partition in sorted(p for p in root.iterdir() if p.is_dir()):
-        if not PARTITION.match(partition.name):
+        if not PARTITION.fullmatch(partition.name):
             result.problems.append(LegacyProblem(str(partition), "", "not a YYYY-MM-DD partition directory"))
             continue
         side_advisories: dict[str, list[tuple[Path, Any]]] = {}
@@ -122,11 +122,11 @@ def _scan_partitions(root: Path, result: LegacyScan) -> None:
         for file in sorted(partition.iterdir()):
             if file.name.endswith((".tmp", ".lock")):
                 result.problems.append(LegacyProblem(str(file), "", "leftover temporary or lock file (not imported)"))
-            elif match := ADVISORY_FILE.match(file.name):
+            elif match := ADVISORY_FILE.fullmatch(file.name):
                 side_advisories.setdefault(match["run"], []).append((file, _load(file, result, match["run"])))
-            elif match := EXPLANATION_FILE.match(file.name):
+            elif match := EXPLANATION_FILE.fullmatch(file.name):
                 side_explanations[match["run"]] = (file, _load(file, result, match["run"]))
-            elif match := CORE_FILE.match(file.name):
+            elif match := CORE_FILE.fullmatch(file.name):
                 cores.append((match["run"], file))
             else:
                 result.problems.append(LegacyProblem(str(file), "", "unrecognised file name"))

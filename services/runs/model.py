@@ -272,8 +272,8 @@ def attachment_name(run_id: str, attachment_id: str) -> str:
 
 def parse_run_name(name: str, field_name: str = "name") -> str:
     """runs/{run} -> run id; anything else (runs/../x included) is INVALID_ARGUMENT, never a path."""
-    match = RUN_NAME.match(name)
-    if not match or not RUN_ID.match(match["run"]):
+    match = RUN_NAME.fullmatch(name)
+    if not match or not RUN_ID.fullmatch(match["run"]):
         raise InvalidArgument(
             "NAME_INVALID",
             f"{field_name} must be runs/{{run}} with a run id like run_<32 hex> (got {name[:100]!r})",
@@ -283,8 +283,8 @@ def parse_run_name(name: str, field_name: str = "name") -> str:
 
 
 def parse_attachment_name(name: str, field_name: str = "name") -> tuple[str, str]:
-    match = ATTACHMENT_NAME.match(name)
-    if not match or not RUN_ID.match(match["run"]) or not ATTACHMENT_ID.match(match["attachment"]):
+    match = ATTACHMENT_NAME.fullmatch(name)
+    if not match or not RUN_ID.fullmatch(match["run"]) or not ATTACHMENT_ID.fullmatch(match["attachment"]):
         raise InvalidArgument(
             "NAME_INVALID",
             f"{field_name} must be runs/{{run}}/attachments/{{attachment}} (got {name[:100]!r})",
@@ -301,7 +301,7 @@ def validate_content(content: RunContent, prefix: str = "run") -> None:
         problems.append(FieldViolation(f"{prefix}.{path}", description))
 
     for path, value in (("mode", content.mode), ("tool_id", content.tool_id)):
-        if not TOKEN.match(value):
+        if not TOKEN.fullmatch(value):
             bad(path, "required: 1..128 letters, digits or ._:-")
     if not content.hashes.feasibility_sha256:
         bad("hashes.feasibility_sha256", "required and non-empty")
@@ -325,7 +325,7 @@ def validate_content(content: RunContent, prefix: str = "run") -> None:
     if len(content.engine_version) > 128:
         bad("engine_version", "at most 128 characters")
     for key in content.outputs:
-        if not TOKEN.match(key):
+        if not TOKEN.fullmatch(key):
             bad(f"outputs[{key[:40]}]", "output names are 1..128 letters, digits or ._:-")
     if problems:
         raise InvalidArgument("RUN_INVALID", f"the run has {len(problems)} invalid field(s)", violations=problems)

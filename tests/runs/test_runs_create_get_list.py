@@ -220,3 +220,9 @@ def test_page_token_of_another_filter_is_refused(runs: RunsClient) -> None:
 def test_unknown_filter_enum_is_refused(runs: RunsClient) -> None:
     error = status.decode(error_of(lambda: runs.ListRuns(runs_pb2.ListRunsRequest(status=42))))  # type: ignore[arg-type]
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "FILTER_INVALID")
+
+
+def test_a_name_with_a_trailing_newline_is_invalid(runs: RunsClient) -> None:
+    run = create(runs)
+    error = status.decode(error_of(lambda: runs.GetRun(runs_pb2.GetRunRequest(name=run.name + "\n"))))
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "NAME_INVALID")

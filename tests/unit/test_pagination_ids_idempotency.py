@@ -46,12 +46,12 @@ def test_page_size_defaults_clamps_and_refuses_negatives() -> None:
 def test_ids_have_128_random_bits_and_match_their_pattern() -> None:
     ids = {new_id("run") for _ in range(1000)}
     assert len(ids) == 1000
-    assert all(id_pattern("run").match(i) for i in ids)
+    assert all(id_pattern("run").fullmatch(i) for i in ids)
 
 
 @pytest.mark.parametrize("bad", ["run_../x", "run_" + "a" * 31, "run_" + "A" * 32, "call_" + "a" * 32, "run_a" * 9])
 def test_id_pattern_admits_nothing_else(bad: str) -> None:
-    assert not id_pattern("run").match(bad)
+    assert not id_pattern("run").fullmatch(bad)
 
 
 def test_fingerprint_ignores_the_key_and_key_order() -> None:
@@ -73,3 +73,10 @@ def test_malformed_request_id_is_invalid_argument() -> None:
     validate_request_id("req-ok_1:2.3")
     with pytest.raises(InvalidArgument):
         validate_request_id("no spaces please")
+
+
+@pytest.mark.parametrize("value", ["req-1\n", "req-1\r\n"])
+def test_a_trailing_newline_does_not_sneak_through_validation(value: str) -> None:
+    with pytest.raises(InvalidArgument):
+        validate_request_id(value)
+    assert not id_pattern("run").fullmatch("run_" + "a" * 32 + "\n")

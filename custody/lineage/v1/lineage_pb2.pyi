@@ -3,8 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from custody.common.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -15,6 +20,75 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _Source:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Source.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SOURCE_UNSPECIFIED: _Source.ValueType  # 0
+    SOURCE_AI: _Source.ValueType  # 1
+    SOURCE_HUMAN: _Source.ValueType  # 2
+    SOURCE_HYBRID: _Source.ValueType  # 3
+
+class Source(_Source, metaclass=_SourceEnumTypeWrapper): ...
+
+SOURCE_UNSPECIFIED: Source.ValueType  # 0
+SOURCE_AI: Source.ValueType  # 1
+SOURCE_HUMAN: Source.ValueType  # 2
+SOURCE_HYBRID: Source.ValueType  # 3
+Global___Source: _TypeAlias = Source  # noqa: Y015
+
+class _Status:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Status.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STATUS_UNSPECIFIED: _Status.ValueType  # 0
+    STATUS_DRAFT: _Status.ValueType  # 1
+    STATUS_APPROVED: _Status.ValueType  # 2
+    STATUS_FLAGGED_FOR_REVIEW: _Status.ValueType  # 3
+    STATUS_REJECTED: _Status.ValueType  # 4
+
+class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+
+STATUS_UNSPECIFIED: Status.ValueType  # 0
+STATUS_DRAFT: Status.ValueType  # 1
+STATUS_APPROVED: Status.ValueType  # 2
+STATUS_FLAGGED_FOR_REVIEW: Status.ValueType  # 3
+STATUS_REJECTED: Status.ValueType  # 4
+Global___Status: _TypeAlias = Status  # noqa: Y015
+
+class _Health:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _HealthEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Health.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    HEALTH_UNSPECIFIED: _Health.ValueType  # 0
+    HEALTH_VALID: _Health.ValueType  # 1
+    """Current: no upstream revision since it was made (or none that reached it)."""
+    HEALTH_STALE: _Health.ValueType  # 2
+    """Structurally invalidated by an upstream revision, not yet assessed."""
+    HEALTH_NEEDS_REVISION: _Health.ValueType  # 3
+    """A reviewer judged that it must be redone."""
+    HEALTH_CONFIRMED_VALID: _Health.ValueType  # 4
+    """A reviewer judged that it still holds despite an upstream revision."""
+
+class Health(_Health, metaclass=_HealthEnumTypeWrapper): ...
+
+HEALTH_UNSPECIFIED: Health.ValueType  # 0
+HEALTH_VALID: Health.ValueType  # 1
+"""Current: no upstream revision since it was made (or none that reached it)."""
+HEALTH_STALE: Health.ValueType  # 2
+"""Structurally invalidated by an upstream revision, not yet assessed."""
+HEALTH_NEEDS_REVISION: Health.ValueType  # 3
+"""A reviewer judged that it must be redone."""
+HEALTH_CONFIRMED_VALID: Health.ValueType  # 4
+"""A reviewer judged that it still holds despite an upstream revision."""
+Global___Health: _TypeAlias = Health  # noqa: Y015
 
 @_typing.final
 class GetServiceInfoRequest(_message.Message):
@@ -30,3 +104,1097 @@ class GetServiceInfoRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetServiceInfoRequest: _TypeAlias = GetServiceInfoRequest  # noqa: Y015
+
+@_typing.final
+class VersionMetadata(_message.Message):
+    """Audit metadata of a version (seed 004 "ArtifactMetadata"), immutable with it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INTENT_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    ALTERNATIVES_CONSIDERED_FIELD_NUMBER: _builtins.int
+    CONFIDENCE_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    PRODUCING_MODULE_FIELD_NUMBER: _builtins.int
+    PRODUCING_ROLE_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_SHA256_FIELD_NUMBER: _builtins.int
+    intent: _builtins.str
+    """What the artifact is meant to accomplish. Required."""
+    rationale: _builtins.str
+    """Why it was made this way. Required."""
+    confidence: _builtins.float
+    """0..1, how confident the producer is. Required."""
+    source: Global___Source.ValueType
+    """Who produced it. Required."""
+    producing_module: _builtins.str
+    """Module id that produced it (pipeline runs), if any."""
+    producing_role: _builtins.str
+    """Role id that produced it, if any."""
+    schema_version: _builtins.str
+    """Schema version of the type the data conforms to; empty means the latest registered one (recorded)."""
+    parameters_sha256: _builtins.str
+    """sha256 (hex) of the parameters the producing module ran with, if any: a pipeline re-runs a stage whose
+    parameters changed even when its outputs are otherwise up to date.
+    """
+    @_builtins.property
+    def alternatives_considered(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cost(self) -> _common_pb2.CostRecord:
+        """Cost of the AI calls behind it, if any."""
+
+    def __init__(
+        self,
+        *,
+        intent: _builtins.str = ...,
+        rationale: _builtins.str = ...,
+        alternatives_considered: _abc.Iterable[_builtins.str] | None = ...,
+        confidence: _builtins.float | None = ...,
+        source: Global___Source.ValueType = ...,
+        producing_module: _builtins.str = ...,
+        producing_role: _builtins.str = ...,
+        cost: _common_pb2.CostRecord | None = ...,
+        schema_version: _builtins.str = ...,
+        parameters_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "confidence", b"confidence", "cost", b"cost"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_confidence", b"_confidence", "alternatives_considered", b"alternatives_considered", "confidence", b"confidence", "cost", b"cost", "intent", b"intent", "parameters_sha256", b"parameters_sha256", "producing_module", b"producing_module", "producing_role", b"producing_role", "rationale", b"rationale", "schema_version", b"schema_version", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__confidence: _TypeAlias = _typing.Literal["confidence"]  # noqa: Y015
+    _WhichOneofArgType__confidence: _TypeAlias = _typing.Literal["_confidence", b"_confidence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__confidence) -> _WhichOneofReturnType__confidence | None: ...
+
+Global___VersionMetadata: _TypeAlias = VersionMetadata  # noqa: Y015
+
+@_typing.final
+class StatusRecord(_message.Message):
+    """One state of a version's approval status. The current one and the append-only history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    status: Global___Status.ValueType
+    revision: _builtins.int
+    """1 when created, +1 per change."""
+    update_time: _builtins.str
+    """RFC 3339 UTC."""
+    rationale: _builtins.str
+    request_id: _builtins.str
+    """Request id (x-request-id) of the call that made the change."""
+    @_builtins.property
+    def actor(self) -> _common_pb2.Principal:
+        """Who made the change, with kind: a system or service decision is never mistaken for a human one."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___Status.ValueType = ...,
+        revision: _builtins.int = ...,
+        update_time: _builtins.str = ...,
+        actor: _common_pb2.Principal | None = ...,
+        rationale: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "rationale", b"rationale", "request_id", b"request_id", "revision", b"revision", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatusRecord: _TypeAlias = StatusRecord  # noqa: Y015
+
+@_typing.final
+class HealthRecord(_message.Message):
+    """One state of a version's health. The current one and the append-only history."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEALTH_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    health: Global___Health.ValueType
+    revision: _builtins.int
+    update_time: _builtins.str
+    rationale: _builtins.str
+    cause: _builtins.str
+    """For `stale`: the new version whose creation invalidated this one."""
+    request_id: _builtins.str
+    @_builtins.property
+    def actor(self) -> _common_pb2.Principal: ...
+    def __init__(
+        self,
+        *,
+        health: Global___Health.ValueType = ...,
+        revision: _builtins.int = ...,
+        update_time: _builtins.str = ...,
+        actor: _common_pb2.Principal | None = ...,
+        rationale: _builtins.str = ...,
+        cause: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "cause", b"cause", "health", b"health", "rationale", b"rationale", "request_id", b"request_id", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthRecord: _TypeAlias = HealthRecord  # noqa: Y015
+
+@_typing.final
+class Version(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PROJECT_FIELD_NUMBER: _builtins.int
+    ARTIFACT_TYPE_FIELD_NUMBER: _builtins.int
+    ENTITY_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    UPSTREAM_FIELD_NUMBER: _builtins.int
+    DATA_SHA256_FIELD_NUMBER: _builtins.int
+    SNAPSHOT_SHA256_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    LATEST_FIELD_NUMBER: _builtins.int
+    STATUS_HISTORY_FIELD_NUMBER: _builtins.int
+    HEALTH_HISTORY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """projects/{project}/artifacts/{type}/{entity}/versions/{n}"""
+    project: _builtins.str
+    artifact_type: _builtins.str
+    entity: _builtins.str
+    version: _builtins.int
+    data_sha256: _builtins.str
+    """sha256 of the RFC 8785 canonical JSON of data."""
+    snapshot_sha256: _builtins.str
+    """sha256 of the canonical JSON of the whole immutable snapshot (name, data digest, metadata, upstream, creator,
+    create time, request id): recompute it to verify a copy.
+    """
+    create_time: _builtins.str
+    request_id: _builtins.str
+    """Request id (x-request-id) of the creating call."""
+    latest: _builtins.bool
+    """Whether this is the entity's latest version."""
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def metadata(self) -> Global___VersionMetadata: ...
+    @_builtins.property
+    def upstream(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exact version names this one was derived from, in the order given."""
+
+    @_builtins.property
+    def created_by(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def status(self) -> Global___StatusRecord: ...
+    @_builtins.property
+    def health(self) -> Global___HealthRecord: ...
+    @_builtins.property
+    def status_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___StatusRecord]:
+        """GetVersion only: every status and health change, oldest first."""
+
+    @_builtins.property
+    def health_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HealthRecord]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        project: _builtins.str = ...,
+        artifact_type: _builtins.str = ...,
+        entity: _builtins.str = ...,
+        version: _builtins.int = ...,
+        data: _struct_pb2.Struct | None = ...,
+        metadata: Global___VersionMetadata | None = ...,
+        upstream: _abc.Iterable[_builtins.str] | None = ...,
+        data_sha256: _builtins.str = ...,
+        snapshot_sha256: _builtins.str = ...,
+        create_time: _builtins.str = ...,
+        created_by: _common_pb2.Principal | None = ...,
+        request_id: _builtins.str = ...,
+        status: Global___StatusRecord | None = ...,
+        health: Global___HealthRecord | None = ...,
+        latest: _builtins.bool = ...,
+        status_history: _abc.Iterable[Global___StatusRecord] | None = ...,
+        health_history: _abc.Iterable[Global___HealthRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by", "data", b"data", "health", b"health", "metadata", b"metadata", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "create_time", b"create_time", "created_by", b"created_by", "data", b"data", "data_sha256", b"data_sha256", "entity", b"entity", "health", b"health", "health_history", b"health_history", "latest", b"latest", "metadata", b"metadata", "name", b"name", "project", b"project", "request_id", b"request_id", "snapshot_sha256", b"snapshot_sha256", "status", b"status", "status_history", b"status_history", "upstream", b"upstream", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Version: _TypeAlias = Version  # noqa: Y015
+
+@_typing.final
+class ConditionalRequirement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUIRES_FIELD_NUMBER: _builtins.int
+    WHEN_ANY_SELECTED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requires(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Upstream types required when the condition holds."""
+
+    @_builtins.property
+    def when_any_selected(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Holds when the selected job types (from the version's data at the type's selection_field, or BuildPlan's
+        selection) include any of these.
+        """
+
+    def __init__(
+        self,
+        *,
+        requires: _abc.Iterable[_builtins.str] | None = ...,
+        when_any_selected: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requires", b"requires", "when_any_selected", b"when_any_selected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConditionalRequirement: _TypeAlias = ConditionalRequirement  # noqa: Y015
+
+@_typing.final
+class ArtifactType(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    SCHEMA_FIELD_NUMBER: _builtins.int
+    REQUIRES_FIELD_NUMBER: _builtins.int
+    CONDITIONAL_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_FIELD_NUMBER: _builtins.int
+    DEFINITION_SHA256_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    REGISTER_TIME_FIELD_NUMBER: _builtins.int
+    REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    policy: _builtins.str
+    schema_version: _builtins.str
+    selection_field: _builtins.str
+    """JSON Pointer into the data where a version records its selected job types, e.g. "/selected_jobs"."""
+    definition_sha256: _builtins.str
+    """sha256 of the canonical definition."""
+    source: _builtins.str
+    """"file:<policy file>" or "runtime"."""
+    register_time: _builtins.str
+    @_builtins.property
+    def schema(self) -> _struct_pb2.Struct:
+        """JSON Schema (Draft 2020-12) of the data."""
+
+    @_builtins.property
+    def requires(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Upstream types a version must reference to be approved."""
+
+    @_builtins.property
+    def conditional(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConditionalRequirement]: ...
+    @_builtins.property
+    def registered_by(self) -> _common_pb2.Principal: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        policy: _builtins.str = ...,
+        schema_version: _builtins.str = ...,
+        schema: _struct_pb2.Struct | None = ...,
+        requires: _abc.Iterable[_builtins.str] | None = ...,
+        conditional: _abc.Iterable[Global___ConditionalRequirement] | None = ...,
+        selection_field: _builtins.str = ...,
+        definition_sha256: _builtins.str = ...,
+        source: _builtins.str = ...,
+        register_time: _builtins.str = ...,
+        registered_by: _common_pb2.Principal | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["registered_by", b"registered_by", "schema", b"schema"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "definition_sha256", b"definition_sha256", "name", b"name", "policy", b"policy", "register_time", b"register_time", "registered_by", b"registered_by", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArtifactType: _TypeAlias = ArtifactType  # noqa: Y015
+
+@_typing.final
+class RegisterTypeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    SCHEMA_FIELD_NUMBER: _builtins.int
+    REQUIRES_FIELD_NUMBER: _builtins.int
+    CONDITIONAL_FIELD_NUMBER: _builtins.int
+    SELECTION_FIELD_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    policy: _builtins.str
+    schema_version: _builtins.str
+    selection_field: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def schema(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def requires(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def conditional(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConditionalRequirement]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        policy: _builtins.str = ...,
+        schema_version: _builtins.str = ...,
+        schema: _struct_pb2.Struct | None = ...,
+        requires: _abc.Iterable[_builtins.str] | None = ...,
+        conditional: _abc.Iterable[Global___ConditionalRequirement] | None = ...,
+        selection_field: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "name", b"name", "policy", b"policy", "request_id", b"request_id", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegisterTypeRequest: _TypeAlias = RegisterTypeRequest  # noqa: Y015
+
+@_typing.final
+class GetPolicyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyRequest: _TypeAlias = GetPolicyRequest  # noqa: Y015
+
+@_typing.final
+class JobGroup(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ARTIFACT_TYPE_FIELD_NUMBER: _builtins.int
+    JOB_TYPES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """e.g. "strategy", "creative", "execution"."""
+    artifact_type: _builtins.str
+    """The artifact type the group's jobs produce."""
+    @_builtins.property
+    def job_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        artifact_type: _builtins.str = ...,
+        job_types: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "job_types", b"job_types", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobGroup: _TypeAlias = JobGroup  # noqa: Y015
+
+@_typing.final
+class Policy(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    TYPES_FIELD_NUMBER: _builtins.int
+    JOB_GROUPS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    description: _builtins.str
+    source: _builtins.str
+    """"file:<policy file>", or "runtime" when only RegisterType created it."""
+    @_builtins.property
+    def types(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArtifactType]: ...
+    @_builtins.property
+    def job_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobGroup]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        source: _builtins.str = ...,
+        types: _abc.Iterable[Global___ArtifactType] | None = ...,
+        job_groups: _abc.Iterable[Global___JobGroup] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "job_groups", b"job_groups", "name", b"name", "source", b"source", "types", b"types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Policy: _TypeAlias = Policy  # noqa: Y015
+
+@_typing.final
+class CreateVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    UPSTREAM_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """The entity: projects/{project}/artifacts/{type}/{entity}."""
+    request_id: _builtins.str
+    @_builtins.property
+    def data(self) -> _struct_pb2.Struct:
+        """The artifact's content; must satisfy the type's JSON Schema."""
+
+    @_builtins.property
+    def metadata(self) -> Global___VersionMetadata: ...
+    @_builtins.property
+    def upstream(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Exact version names it was derived from."""
+
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        data: _struct_pb2.Struct | None = ...,
+        metadata: Global___VersionMetadata | None = ...,
+        upstream: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata", "parent", b"parent", "request_id", b"request_id", "upstream", b"upstream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVersionRequest: _TypeAlias = CreateVersionRequest  # noqa: Y015
+
+@_typing.final
+class CreateVersionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    MARKED_STALE_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    marked_stale: _builtins.int
+    """Versions that became stale because of this one (0 on replay)."""
+    replayed: _builtins.bool
+    """True when request_id matched an earlier identical request: nothing new was created."""
+    @_builtins.property
+    def version(self) -> Global___Version: ...
+    def __init__(
+        self,
+        *,
+        version: Global___Version | None = ...,
+        marked_stale: _builtins.int = ...,
+        replayed: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked_stale", b"marked_stale", "replayed", b"replayed", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateVersionResponse: _TypeAlias = CreateVersionResponse  # noqa: Y015
+
+@_typing.final
+class GetVersionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetVersionRequest: _TypeAlias = GetVersionRequest  # noqa: Y015
+
+@_typing.final
+class ListVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """projects/{p}, projects/{p}/artifacts/{t} or projects/{p}/artifacts/{t}/{e}."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVersionsRequest: _TypeAlias = ListVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Version]: ...
+    def __init__(
+        self,
+        *,
+        versions: _abc.Iterable[Global___Version] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListVersionsResponse: _TypeAlias = ListVersionsResponse  # noqa: Y015
+
+@_typing.final
+class DiffVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    base: _builtins.str
+    target: _builtins.str
+    def __init__(
+        self,
+        *,
+        base: _builtins.str = ...,
+        target: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["base", b"base", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffVersionsRequest: _TypeAlias = DiffVersionsRequest  # noqa: Y015
+
+@_typing.final
+class JsonPatchOperation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OP_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    FROM_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    op: _builtins.str
+    """add, remove, replace, move, copy or test."""
+    path: _builtins.str
+    """JSON Pointer."""
+    @_builtins.property
+    def value(self) -> _struct_pb2.Value:
+        """For add, replace and test."""
+
+    def __init__(
+        self,
+        *,
+        op: _builtins.str = ...,
+        path: _builtins.str = ...,
+        value: _struct_pb2.Value | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from", b"from", "op", b"op", "path", b"path", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JsonPatchOperation: _TypeAlias = JsonPatchOperation  # noqa: Y015
+
+@_typing.final
+class DiffVersionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BASE_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
+    PATCH_FIELD_NUMBER: _builtins.int
+    PATCH_JSON_FIELD_NUMBER: _builtins.int
+    CHANGED_PATHS_FIELD_NUMBER: _builtins.int
+    ADDED_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
+    REPLACED_FIELD_NUMBER: _builtins.int
+    MOVED_FIELD_NUMBER: _builtins.int
+    IDENTICAL_FIELD_NUMBER: _builtins.int
+    base: _builtins.str
+    target: _builtins.str
+    patch_json: _builtins.str
+    """The patch as RFC 6902 JSON text (lossless: integers stay integers)."""
+    added: _builtins.int
+    removed: _builtins.int
+    replaced: _builtins.int
+    moved: _builtins.int
+    identical: _builtins.bool
+    @_builtins.property
+    def patch(self) -> _containers.RepeatedCompositeFieldContainer[Global___JsonPatchOperation]: ...
+    @_builtins.property
+    def changed_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every path the patch touches (both ends of a move), sorted."""
+
+    def __init__(
+        self,
+        *,
+        base: _builtins.str = ...,
+        target: _builtins.str = ...,
+        patch: _abc.Iterable[Global___JsonPatchOperation] | None = ...,
+        patch_json: _builtins.str = ...,
+        changed_paths: _abc.Iterable[_builtins.str] | None = ...,
+        added: _builtins.int = ...,
+        removed: _builtins.int = ...,
+        replaced: _builtins.int = ...,
+        moved: _builtins.int = ...,
+        identical: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "base", b"base", "changed_paths", b"changed_paths", "identical", b"identical", "moved", b"moved", "patch", b"patch", "patch_json", b"patch_json", "removed", b"removed", "replaced", b"replaced", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DiffVersionsResponse: _TypeAlias = DiffVersionsResponse  # noqa: Y015
+
+@_typing.final
+class ApproveRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    rationale: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rationale: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "rationale", b"rationale", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ApproveRequest: _TypeAlias = ApproveRequest  # noqa: Y015
+
+@_typing.final
+class FlagRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    rationale: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rationale: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "rationale", b"rationale", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FlagRequest: _TypeAlias = FlagRequest  # noqa: Y015
+
+@_typing.final
+class RejectRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    rationale: _builtins.str
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rationale: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "rationale", b"rationale", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RejectRequest: _TypeAlias = RejectRequest  # noqa: Y015
+
+@_typing.final
+class AssessHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    health: Global___Health.ValueType
+    """HEALTH_NEEDS_REVISION or HEALTH_CONFIRMED_VALID."""
+    rationale: _builtins.str
+    expected_revision: _builtins.int
+    """The health revision the reviewer saw; 0 skips the check."""
+    request_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        health: Global___Health.ValueType = ...,
+        rationale: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_revision", b"expected_revision", "health", b"health", "name", b"name", "rationale", b"rationale", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssessHealthRequest: _TypeAlias = AssessHealthRequest  # noqa: Y015
+
+@_typing.final
+class ListStaleRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PARENT_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    parent: _builtins.str
+    """projects/{project}"""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        parent: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStaleRequest: _TypeAlias = ListStaleRequest  # noqa: Y015
+
+@_typing.final
+class ListStaleResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def versions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Version]: ...
+    def __init__(
+        self,
+        *,
+        versions: _abc.Iterable[Global___Version] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "versions", b"versions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListStaleResponse: _TypeAlias = ListStaleResponse  # noqa: Y015
+
+@_typing.final
+class GetUpstreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MAX_DEPTH_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    max_depth: _builtins.int
+    """At most this many levels per page (beyond the previous page's last level); 0 = no limit."""
+    page_size: _builtins.int
+    """At most this many nodes per page; 0 = default (1000), at most 10000."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        max_depth: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_depth", b"max_depth", "name", b"name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUpstreamRequest: _TypeAlias = GetUpstreamRequest  # noqa: Y015
+
+@_typing.final
+class GetDownstreamRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    MAX_DEPTH_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    max_depth: _builtins.int
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        max_depth: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_depth", b"max_depth", "name", b"name", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetDownstreamRequest: _TypeAlias = GetDownstreamRequest  # noqa: Y015
+
+@_typing.final
+class LineageNode(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DEPTH_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    UPSTREAM_FIELD_NUMBER: _builtins.int
+    LATEST_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    depth: _builtins.int
+    """Shortest number of hops from the root."""
+    status: Global___Status.ValueType
+    health: Global___Health.ValueType
+    latest: _builtins.bool
+    @_builtins.property
+    def upstream(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The node's own direct upstream references."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        depth: _builtins.int = ...,
+        status: Global___Status.ValueType = ...,
+        health: Global___Health.ValueType = ...,
+        upstream: _abc.Iterable[_builtins.str] | None = ...,
+        latest: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["depth", b"depth", "health", b"health", "latest", b"latest", "name", b"name", "status", b"status", "upstream", b"upstream"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineageNode: _TypeAlias = LineageNode  # noqa: Y015
+
+@_typing.final
+class LineageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROOT_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    TRUNCATED_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TOTAL_SIZE_FIELD_NUMBER: _builtins.int
+    root: _builtins.str
+    truncated: _builtins.bool
+    """True when nodes of the closure remain beyond this page (size or depth limit reached)."""
+    next_page_token: _builtins.str
+    total_size: _builtins.int
+    """Size of the complete closure (all pages)."""
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineageNode]: ...
+    def __init__(
+        self,
+        *,
+        root: _builtins.str = ...,
+        nodes: _abc.Iterable[Global___LineageNode] | None = ...,
+        truncated: _builtins.bool = ...,
+        next_page_token: _builtins.str = ...,
+        total_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "nodes", b"nodes", "root", b"root", "total_size", b"total_size", "truncated", b"truncated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LineageResponse: _TypeAlias = LineageResponse  # noqa: Y015
+
+@_typing.final
+class BuildPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    SELECTED_JOBS_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    @_builtins.property
+    def selected_jobs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        policy: _builtins.str = ...,
+        selected_jobs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "selected_jobs", b"selected_jobs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BuildPlanRequest: _TypeAlias = BuildPlanRequest  # noqa: Y015
+
+@_typing.final
+class Job(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    JOB_TYPE_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    ARTIFACT_TYPE_FIELD_NUMBER: _builtins.int
+    DEPENDS_ON_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """"<group>:<job_type>", e.g. "execution:ig_posts"."""
+    job_type: _builtins.str
+    group: _builtins.str
+    artifact_type: _builtins.str
+    @_builtins.property
+    def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the jobs in this plan it must wait for."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        job_type: _builtins.str = ...,
+        group: _builtins.str = ...,
+        artifact_type: _builtins.str = ...,
+        depends_on: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "depends_on", b"depends_on", "group", b"group", "id", b"id", "job_type", b"job_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Job: _TypeAlias = Job  # noqa: Y015
+
+@_typing.final
+class TypeRequirement(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTIFACT_TYPE_FIELD_NUMBER: _builtins.int
+    REQUIRED_UPSTREAM_TYPES_FIELD_NUMBER: _builtins.int
+    artifact_type: _builtins.str
+    @_builtins.property
+    def required_upstream_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Upstream types a version of this type must reference for this selection."""
+
+    def __init__(
+        self,
+        *,
+        artifact_type: _builtins.str = ...,
+        required_upstream_types: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "required_upstream_types", b"required_upstream_types"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypeRequirement: _TypeAlias = TypeRequirement  # noqa: Y015
+
+@_typing.final
+class Plan(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    REQUIREMENTS_FIELD_NUMBER: _builtins.int
+    WARNINGS_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]:
+        """Topological order."""
+
+    @_builtins.property
+    def requirements(self) -> _containers.RepeatedCompositeFieldContainer[Global___TypeRequirement]: ...
+    @_builtins.property
+    def warnings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """e.g. a required upstream type that no selected job produces: an approved version must already exist."""
+
+    def __init__(
+        self,
+        *,
+        policy: _builtins.str = ...,
+        jobs: _abc.Iterable[Global___Job] | None = ...,
+        requirements: _abc.Iterable[Global___TypeRequirement] | None = ...,
+        warnings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "policy", b"policy", "requirements", b"requirements", "warnings", b"warnings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Plan: _TypeAlias = Plan  # noqa: Y015

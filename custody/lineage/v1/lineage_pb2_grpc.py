@@ -27,7 +27,21 @@ if _version_not_supported:
 
 
 class LineageServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """The authority for artifact versions: what each was derived from, whether it is still fresh, and who approved it.
+
+    Resource names:
+    version  projects/{project}/artifacts/{type}/{entity}/versions/{n}
+    entity   projects/{project}/artifacts/{type}/{entity}
+    project  projects/{project}
+    project: [a-z0-9][a-z0-9_-]{0,62}; type: [a-z][a-z0-9_]{0,62}; entity: [A-Za-z0-9][A-Za-z0-9_-]{0,127};
+    n: 1, 2, ... A name that does not match is INVALID_ARGUMENT (reason NAME_INVALID), never looked up.
+
+    Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
+    with the same request returns the original result (the resource as it is now, replayed=true where the response
+    has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -40,16 +54,283 @@ class LineageServiceStub:
                 request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetServiceInfoRequest.SerializeToString,
                 response_deserializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
                 _registered_method=True)
+        self.RegisterType = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/RegisterType',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.RegisterTypeRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ArtifactType.FromString,
+                _registered_method=True)
+        self.GetPolicy = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/GetPolicy',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetPolicyRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Policy.FromString,
+                _registered_method=True)
+        self.CreateVersion = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/CreateVersion',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionResponse.FromString,
+                _registered_method=True)
+        self.GetVersion = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/GetVersion',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+                _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/ListVersions',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
+        self.DiffVersions = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/DiffVersions',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.DiffVersionsRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.DiffVersionsResponse.FromString,
+                _registered_method=True)
+        self.Approve = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/Approve',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ApproveRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+                _registered_method=True)
+        self.Flag = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/Flag',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.FlagRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+                _registered_method=True)
+        self.Reject = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/Reject',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.RejectRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+                _registered_method=True)
+        self.AssessHealth = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/AssessHealth',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.AssessHealthRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+                _registered_method=True)
+        self.ListStale = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/ListStale',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListStaleRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListStaleResponse.FromString,
+                _registered_method=True)
+        self.GetUpstream = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/GetUpstream',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetUpstreamRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.LineageResponse.FromString,
+                _registered_method=True)
+        self.GetDownstream = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/GetDownstream',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetDownstreamRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.LineageResponse.FromString,
+                _registered_method=True)
+        self.BuildPlan = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/BuildPlan',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.BuildPlanRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Plan.FromString,
+                _registered_method=True)
 
 
 class LineageServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """The authority for artifact versions: what each was derived from, whether it is still fresh, and who approved it.
+
+    Resource names:
+    version  projects/{project}/artifacts/{type}/{entity}/versions/{n}
+    entity   projects/{project}/artifacts/{type}/{entity}
+    project  projects/{project}
+    project: [a-z0-9][a-z0-9_-]{0,62}; type: [a-z][a-z0-9_]{0,62}; entity: [A-Za-z0-9][A-Za-z0-9_-]{0,127};
+    n: 1, 2, ... A name that does not match is INVALID_ARGUMENT (reason NAME_INVALID), never looked up.
+
+    Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
+    with the same request returns the original result (the resource as it is now, replayed=true where the response
+    has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    """
 
     def GetServiceInfo(self, request, context):
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
         UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
         PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RegisterType(self, request, context):
+        """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
+        rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
+        returns it; a different definition under the same schema_version is refused.
+        Errors:
+        INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
+        RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+        FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
+        FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
+        ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
+        ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+        PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): only operators may register types.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicy(self, request, context):
+        """A policy: its types (latest schema version of each, with rules) and its job groups (for BuildPlan).
+        Errors:
+        INVALID_ARGUMENT (POLICY_NAME_INVALID): the name does not match [a-z][a-z0-9_]{0,62}.
+        NOT_FOUND (POLICY_NOT_FOUND): no policy file and no registered type carries this name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVersion(self, request, context):
+        """Creates the next version of an entity: a complete immutable snapshot (data, metadata, exact upstream
+        references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
+        In the same transaction every version transitively downstream of the entity's earlier versions becomes
+        `stale` (cause: this version). The new version starts DRAFT, and `stale` itself when an upstream it references
+        is stale or superseded.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): parent or an upstream reference is not a well-formed name.
+        INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
+        INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
+        field "data<json pointer>".
+        INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+        INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
+        INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+        FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
+        FAILED_PRECONDITION (UPSTREAM_NOT_FOUND): an upstream reference names no existing version; one entry each.
+        ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+        ABORTED (VERSION_CONFLICT): the number could not be assigned after repeated conflicts; retry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVersion(self, request, context):
+        """One version with its current status and health and their full histories.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): not a version name.
+        NOT_FOUND (VERSION_NOT_FOUND): no such version.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListVersions(self, request, context):
+        """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+        INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffVersions(self, request, context):
+        """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): base or target is not a version name.
+        NOT_FOUND (VERSION_NOT_FOUND): base or target does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Approve(self, request, context):
+        """DRAFT or FLAGGED_FOR_REVIEW -> APPROVED. Checks, all of them, before changing anything: (1) required lineage
+        per the type's rules; (2) every referenced upstream is the latest version of its entity, APPROVED and not
+        stale, and the version itself is not stale or needs_revision; (3) the caller is a human with the reviewer
+        role (service and system principals never approve). Records reviewer (id, kind, roles), time and rationale.
+        Errors:
+        FAILED_PRECONDITION (LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED, LINEAGE_STALE):
+        reason = the first failing check; one BadRequest entry per violation, its description starting with the
+        violation's code ("LINEAGE_INCOMPLETE: ..."); ErrorInfo metadata "violations" lists every code in order
+        and "violation_count" their number. Nothing changes.
+        FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+        INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+        NOT_FOUND (VERSION_NOT_FOUND).
+        PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+        ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Flag(self, request, context):
+        """DRAFT -> FLAGGED_FOR_REVIEW, with a rationale. Services may flag (e.g. a failed automatic check).
+        Errors:
+        FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
+        INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+        NOT_FOUND (VERSION_NOT_FOUND).
+        ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reject(self, request, context):
+        """DRAFT or FLAGGED_FOR_REVIEW -> REJECTED (final), by a human reviewer, with a rationale.
+        Errors:
+        FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+        INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+        NOT_FOUND (VERSION_NOT_FOUND).
+        PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+        ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssessHealth(self, request, context):
+        """A reviewer's assessment of a version's health: needs_revision or confirmed_valid, with a rationale.
+        expected_revision (optional) makes it a compare-and-set against the health revision the reviewer saw.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID, HEALTH_INVALID, RATIONALE_REQUIRED, EXPECTED_REVISION_INVALID,
+        REQUEST_ID_INVALID).
+        NOT_FOUND (VERSION_NOT_FOUND).
+        ABORTED (HEALTH_CHANGED): expected_revision is not the current health revision; re-read and decide again.
+        PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+        ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStale(self, request, context):
+        """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUpstream(self, request, context):
+        """The complete transitive closure of what a version was derived from, breadth first (depth, then creation
+        order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
+        whenever anything is left, never a silent cut.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+        NOT_FOUND (VERSION_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDownstream(self, request, context):
+        """The complete transitive closure of what was derived from a version; paging as GetUpstream.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+        NOT_FOUND (VERSION_NOT_FOUND).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BuildPlan(self, request, context):
+        """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+        and the upstream types each artifact type then requires.
+        Errors:
+        INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
+        NOT_FOUND (POLICY_NOT_FOUND).
+        FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +344,76 @@ def add_LineageServiceServicer_to_server(servicer, server):
                     request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetServiceInfoRequest.FromString,
                     response_serializer=custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.SerializeToString,
             ),
+            'RegisterType': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterType,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.RegisterTypeRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ArtifactType.SerializeToString,
+            ),
+            'GetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicy,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetPolicyRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Policy.SerializeToString,
+            ),
+            'CreateVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateVersion,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionResponse.SerializeToString,
+            ),
+            'GetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersion,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetVersionRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListVersionsRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListVersionsResponse.SerializeToString,
+            ),
+            'DiffVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffVersions,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.DiffVersionsRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.DiffVersionsResponse.SerializeToString,
+            ),
+            'Approve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Approve,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ApproveRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.SerializeToString,
+            ),
+            'Flag': grpc.unary_unary_rpc_method_handler(
+                    servicer.Flag,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.FlagRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.SerializeToString,
+            ),
+            'Reject': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reject,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.RejectRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.SerializeToString,
+            ),
+            'AssessHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssessHealth,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.AssessHealthRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.SerializeToString,
+            ),
+            'ListStale': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStale,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListStaleRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListStaleResponse.SerializeToString,
+            ),
+            'GetUpstream': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUpstream,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetUpstreamRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.LineageResponse.SerializeToString,
+            ),
+            'GetDownstream': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDownstream,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetDownstreamRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.LineageResponse.SerializeToString,
+            ),
+            'BuildPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.BuildPlan,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.BuildPlanRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Plan.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'custody.lineage.v1.LineageService', rpc_method_handlers)
@@ -72,7 +423,21 @@ def add_LineageServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LineageService:
-    """Missing associated documentation comment in .proto file."""
+    """The authority for artifact versions: what each was derived from, whether it is still fresh, and who approved it.
+
+    Resource names:
+    version  projects/{project}/artifacts/{type}/{entity}/versions/{n}
+    entity   projects/{project}/artifacts/{type}/{entity}
+    project  projects/{project}
+    project: [a-z0-9][a-z0-9_-]{0,62}; type: [a-z][a-z0-9_]{0,62}; entity: [A-Za-z0-9][A-Za-z0-9_-]{0,127};
+    n: 1, 2, ... A name that does not match is INVALID_ARGUMENT (reason NAME_INVALID), never looked up.
+
+    Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
+    with the same request returns the original result (the resource as it is now, replayed=true where the response
+    has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    """
 
     @staticmethod
     def GetServiceInfo(request,
@@ -91,6 +456,384 @@ class LineageService:
             '/custody.lineage.v1.LineageService/GetServiceInfo',
             custody_dot_lineage_dot_v1_dot_lineage__pb2.GetServiceInfoRequest.SerializeToString,
             custody_dot_common_dot_v1_dot_common__pb2.ServiceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterType(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/RegisterType',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.RegisterTypeRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ArtifactType.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/GetPolicy',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.GetPolicyRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/CreateVersion',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/GetVersion',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.GetVersionRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/ListVersions',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListVersionsRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/DiffVersions',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.DiffVersionsRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.DiffVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Approve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/Approve',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ApproveRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Flag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/Flag',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.FlagRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/Reject',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.RejectRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssessHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/AssessHealth',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.AssessHealthRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.Version.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/ListStale',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListStaleRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListStaleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUpstream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/GetUpstream',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.GetUpstreamRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.LineageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDownstream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/GetDownstream',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.GetDownstreamRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.LineageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BuildPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/BuildPlan',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.BuildPlanRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.Plan.FromString,
             options,
             channel_credentials,
             insecure,

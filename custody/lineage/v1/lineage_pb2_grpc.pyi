@@ -28,6 +28,22 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class LineageServiceStub:
+    """The authority for artifact versions: what each was derived from, whether it is still fresh, and who approved it.
+
+    Resource names:
+      version  projects/{project}/artifacts/{type}/{entity}/versions/{n}
+      entity   projects/{project}/artifacts/{type}/{entity}
+      project  projects/{project}
+    project: [a-z0-9][a-z0-9_-]{0,62}; type: [a-z][a-z0-9_]{0,62}; entity: [A-Za-z0-9][A-Za-z0-9_-]{0,127};
+    n: 1, 2, ... A name that does not match is INVALID_ARGUMENT (reason NAME_INVALID), never looked up.
+
+    Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
+    with the same request returns the original result (the resource as it is now, replayed=true where the response
+    has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -38,9 +54,152 @@ class LineageServiceStub:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    RegisterType: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.RegisterTypeRequest, _lineage_pb2.ArtifactType]
+    """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
+    rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
+    returns it; a different definition under the same schema_version is refused.
+    Errors:
+      INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
+        RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+      FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
+      FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
+      ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): only operators may register types.
+    """
+    GetPolicy: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.GetPolicyRequest, _lineage_pb2.Policy]
+    """A policy: its types (latest schema version of each, with rules) and its job groups (for BuildPlan).
+    Errors:
+      INVALID_ARGUMENT (POLICY_NAME_INVALID): the name does not match [a-z][a-z0-9_]{0,62}.
+      NOT_FOUND (POLICY_NOT_FOUND): no policy file and no registered type carries this name.
+    """
+    CreateVersion: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.CreateVersionRequest, _lineage_pb2.CreateVersionResponse]
+    """Creates the next version of an entity: a complete immutable snapshot (data, metadata, exact upstream
+    references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
+    In the same transaction every version transitively downstream of the entity's earlier versions becomes
+    `stale` (cause: this version). The new version starts DRAFT, and `stale` itself when an upstream it references
+    is stale or superseded.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): parent or an upstream reference is not a well-formed name.
+      INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
+      INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
+        field "data<json pointer>".
+      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+      INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
+      INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+      FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
+      FAILED_PRECONDITION (UPSTREAM_NOT_FOUND): an upstream reference names no existing version; one entry each.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+      ABORTED (VERSION_CONFLICT): the number could not be assigned after repeated conflicts; retry.
+    """
+    GetVersion: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.GetVersionRequest, _lineage_pb2.Version]
+    """One version with its current status and health and their full histories.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): not a version name.
+      NOT_FOUND (VERSION_NOT_FOUND): no such version.
+    """
+    ListVersions: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ListVersionsRequest, _lineage_pb2.ListVersionsResponse]
+    """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+    """
+    DiffVersions: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.DiffVersionsRequest, _lineage_pb2.DiffVersionsResponse]
+    """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): base or target is not a version name.
+      NOT_FOUND (VERSION_NOT_FOUND): base or target does not exist.
+    """
+    Approve: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ApproveRequest, _lineage_pb2.Version]
+    """DRAFT or FLAGGED_FOR_REVIEW -> APPROVED. Checks, all of them, before changing anything: (1) required lineage
+    per the type's rules; (2) every referenced upstream is the latest version of its entity, APPROVED and not
+    stale, and the version itself is not stale or needs_revision; (3) the caller is a human with the reviewer
+    role (service and system principals never approve). Records reviewer (id, kind, roles), time and rationale.
+    Errors:
+      FAILED_PRECONDITION (LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED, LINEAGE_STALE):
+        reason = the first failing check; one BadRequest entry per violation, its description starting with the
+        violation's code ("LINEAGE_INCOMPLETE: ..."); ErrorInfo metadata "violations" lists every code in order
+        and "violation_count" their number. Nothing changes.
+      FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+      INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    Flag: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.FlagRequest, _lineage_pb2.Version]
+    """DRAFT -> FLAGGED_FOR_REVIEW, with a rationale. Services may flag (e.g. a failed automatic check).
+    Errors:
+      FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
+      INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    Reject: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.RejectRequest, _lineage_pb2.Version]
+    """DRAFT or FLAGGED_FOR_REVIEW -> REJECTED (final), by a human reviewer, with a rationale.
+    Errors:
+      FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+      INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    AssessHealth: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.AssessHealthRequest, _lineage_pb2.Version]
+    """A reviewer's assessment of a version's health: needs_revision or confirmed_valid, with a rationale.
+    expected_revision (optional) makes it a compare-and-set against the health revision the reviewer saw.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, HEALTH_INVALID, RATIONALE_REQUIRED, EXPECTED_REVISION_INVALID,
+        REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      ABORTED (HEALTH_CHANGED): expected_revision is not the current health revision; re-read and decide again.
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    ListStale: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ListStaleRequest, _lineage_pb2.ListStaleResponse]
+    """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+    """
+    GetUpstream: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.GetUpstreamRequest, _lineage_pb2.LineageResponse]
+    """The complete transitive closure of what a version was derived from, breadth first (depth, then creation
+    order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
+    whenever anything is left, never a silent cut.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+    """
+    GetDownstream: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.GetDownstreamRequest, _lineage_pb2.LineageResponse]
+    """The complete transitive closure of what was derived from a version; paging as GetUpstream.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+    """
+    BuildPlan: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]
+    """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+    and the upstream types each artifact type then requires.
+    Errors:
+      INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
+      NOT_FOUND (POLICY_NOT_FOUND).
+      FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
+    """
 
 @_typing.type_check_only
 class LineageServiceAsyncStub(LineageServiceStub):
+    """The authority for artifact versions: what each was derived from, whether it is still fresh, and who approved it.
+
+    Resource names:
+      version  projects/{project}/artifacts/{type}/{entity}/versions/{n}
+      entity   projects/{project}/artifacts/{type}/{entity}
+      project  projects/{project}
+    project: [a-z0-9][a-z0-9_-]{0,62}; type: [a-z][a-z0-9_]{0,62}; entity: [A-Za-z0-9][A-Za-z0-9_-]{0,127};
+    n: 1, 2, ... A name that does not match is INVALID_ARGUMENT (reason NAME_INVALID), never looked up.
+
+    Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
+    with the same request returns the original result (the resource as it is now, replayed=true where the response
+    has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetServiceInfo: _aio.UnaryUnaryMultiCallable[_lineage_pb2.GetServiceInfoRequest, _common_pb2.ServiceInfo]  # type: ignore[assignment]
     """Returns the service's identity and version and the caller as authenticated.
@@ -48,8 +207,151 @@ class LineageServiceAsyncStub(LineageServiceStub):
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
+    RegisterType: _aio.UnaryUnaryMultiCallable[_lineage_pb2.RegisterTypeRequest, _lineage_pb2.ArtifactType]  # type: ignore[assignment]
+    """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
+    rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
+    returns it; a different definition under the same schema_version is refused.
+    Errors:
+      INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
+        RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+      FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
+      FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
+      ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): only operators may register types.
+    """
+    GetPolicy: _aio.UnaryUnaryMultiCallable[_lineage_pb2.GetPolicyRequest, _lineage_pb2.Policy]  # type: ignore[assignment]
+    """A policy: its types (latest schema version of each, with rules) and its job groups (for BuildPlan).
+    Errors:
+      INVALID_ARGUMENT (POLICY_NAME_INVALID): the name does not match [a-z][a-z0-9_]{0,62}.
+      NOT_FOUND (POLICY_NOT_FOUND): no policy file and no registered type carries this name.
+    """
+    CreateVersion: _aio.UnaryUnaryMultiCallable[_lineage_pb2.CreateVersionRequest, _lineage_pb2.CreateVersionResponse]  # type: ignore[assignment]
+    """Creates the next version of an entity: a complete immutable snapshot (data, metadata, exact upstream
+    references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
+    In the same transaction every version transitively downstream of the entity's earlier versions becomes
+    `stale` (cause: this version). The new version starts DRAFT, and `stale` itself when an upstream it references
+    is stale or superseded.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): parent or an upstream reference is not a well-formed name.
+      INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
+      INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
+        field "data<json pointer>".
+      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+      INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
+      INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+      FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
+      FAILED_PRECONDITION (UPSTREAM_NOT_FOUND): an upstream reference names no existing version; one entry each.
+      ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+      ABORTED (VERSION_CONFLICT): the number could not be assigned after repeated conflicts; retry.
+    """
+    GetVersion: _aio.UnaryUnaryMultiCallable[_lineage_pb2.GetVersionRequest, _lineage_pb2.Version]  # type: ignore[assignment]
+    """One version with its current status and health and their full histories.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): not a version name.
+      NOT_FOUND (VERSION_NOT_FOUND): no such version.
+    """
+    ListVersions: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ListVersionsRequest, _lineage_pb2.ListVersionsResponse]  # type: ignore[assignment]
+    """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+    """
+    DiffVersions: _aio.UnaryUnaryMultiCallable[_lineage_pb2.DiffVersionsRequest, _lineage_pb2.DiffVersionsResponse]  # type: ignore[assignment]
+    """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): base or target is not a version name.
+      NOT_FOUND (VERSION_NOT_FOUND): base or target does not exist.
+    """
+    Approve: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ApproveRequest, _lineage_pb2.Version]  # type: ignore[assignment]
+    """DRAFT or FLAGGED_FOR_REVIEW -> APPROVED. Checks, all of them, before changing anything: (1) required lineage
+    per the type's rules; (2) every referenced upstream is the latest version of its entity, APPROVED and not
+    stale, and the version itself is not stale or needs_revision; (3) the caller is a human with the reviewer
+    role (service and system principals never approve). Records reviewer (id, kind, roles), time and rationale.
+    Errors:
+      FAILED_PRECONDITION (LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED, LINEAGE_STALE):
+        reason = the first failing check; one BadRequest entry per violation, its description starting with the
+        violation's code ("LINEAGE_INCOMPLETE: ..."); ErrorInfo metadata "violations" lists every code in order
+        and "violation_count" their number. Nothing changes.
+      FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+      INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    Flag: _aio.UnaryUnaryMultiCallable[_lineage_pb2.FlagRequest, _lineage_pb2.Version]  # type: ignore[assignment]
+    """DRAFT -> FLAGGED_FOR_REVIEW, with a rationale. Services may flag (e.g. a failed automatic check).
+    Errors:
+      FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
+      INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    Reject: _aio.UnaryUnaryMultiCallable[_lineage_pb2.RejectRequest, _lineage_pb2.Version]  # type: ignore[assignment]
+    """DRAFT or FLAGGED_FOR_REVIEW -> REJECTED (final), by a human reviewer, with a rationale.
+    Errors:
+      FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+      INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    AssessHealth: _aio.UnaryUnaryMultiCallable[_lineage_pb2.AssessHealthRequest, _lineage_pb2.Version]  # type: ignore[assignment]
+    """A reviewer's assessment of a version's health: needs_revision or confirmed_valid, with a rationale.
+    expected_revision (optional) makes it a compare-and-set against the health revision the reviewer saw.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, HEALTH_INVALID, RATIONALE_REQUIRED, EXPECTED_REVISION_INVALID,
+        REQUEST_ID_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+      ABORTED (HEALTH_CHANGED): expected_revision is not the current health revision; re-read and decide again.
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+      ALREADY_EXISTS (REQUEST_ID_REUSED).
+    """
+    ListStale: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ListStaleRequest, _lineage_pb2.ListStaleResponse]  # type: ignore[assignment]
+    """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+    """
+    GetUpstream: _aio.UnaryUnaryMultiCallable[_lineage_pb2.GetUpstreamRequest, _lineage_pb2.LineageResponse]  # type: ignore[assignment]
+    """The complete transitive closure of what a version was derived from, breadth first (depth, then creation
+    order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
+    whenever anything is left, never a silent cut.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+    """
+    GetDownstream: _aio.UnaryUnaryMultiCallable[_lineage_pb2.GetDownstreamRequest, _lineage_pb2.LineageResponse]  # type: ignore[assignment]
+    """The complete transitive closure of what was derived from a version; paging as GetUpstream.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      NOT_FOUND (VERSION_NOT_FOUND).
+    """
+    BuildPlan: _aio.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]  # type: ignore[assignment]
+    """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+    and the upstream types each artifact type then requires.
+    Errors:
+      INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
+      NOT_FOUND (POLICY_NOT_FOUND).
+      FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
+    """
 
 class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The authority for artifact versions: what each was derived from, whether it is still fresh, and who approved it.
+
+    Resource names:
+      version  projects/{project}/artifacts/{type}/{entity}/versions/{n}
+      entity   projects/{project}/artifacts/{type}/{entity}
+      project  projects/{project}
+    project: [a-z0-9][a-z0-9_-]{0,62}; type: [a-z][a-z0-9_]{0,62}; entity: [A-Za-z0-9][A-Za-z0-9_-]{0,127};
+    n: 1, 2, ... A name that does not match is INVALID_ARGUMENT (reason NAME_INVALID), never looked up.
+
+    Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
+    with the same request returns the original result (the resource as it is now, replayed=true where the response
+    has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    """
+
     @_abc_1.abstractmethod
     def GetServiceInfo(
         self,
@@ -60,6 +362,217 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
           PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
+        """
+
+    @_abc_1.abstractmethod
+    def RegisterType(
+        self,
+        request: _lineage_pb2.RegisterTypeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.ArtifactType, _abc.Awaitable[_lineage_pb2.ArtifactType]]:
+        """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
+        rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
+        returns it; a different definition under the same schema_version is refused.
+        Errors:
+          INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
+            RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+          FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
+          FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
+          ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
+          ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+          PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): only operators may register types.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPolicy(
+        self,
+        request: _lineage_pb2.GetPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.Policy, _abc.Awaitable[_lineage_pb2.Policy]]:
+        """A policy: its types (latest schema version of each, with rules) and its job groups (for BuildPlan).
+        Errors:
+          INVALID_ARGUMENT (POLICY_NAME_INVALID): the name does not match [a-z][a-z0-9_]{0,62}.
+          NOT_FOUND (POLICY_NOT_FOUND): no policy file and no registered type carries this name.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateVersion(
+        self,
+        request: _lineage_pb2.CreateVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.CreateVersionResponse, _abc.Awaitable[_lineage_pb2.CreateVersionResponse]]:
+        """Creates the next version of an entity: a complete immutable snapshot (data, metadata, exact upstream
+        references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
+        In the same transaction every version transitively downstream of the entity's earlier versions becomes
+        `stale` (cause: this version). The new version starts DRAFT, and `stale` itself when an upstream it references
+        is stale or superseded.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): parent or an upstream reference is not a well-formed name.
+          INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
+          INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
+            field "data<json pointer>".
+          INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+          INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
+          INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+          FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
+          FAILED_PRECONDITION (UPSTREAM_NOT_FOUND): an upstream reference names no existing version; one entry each.
+          ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
+          ABORTED (VERSION_CONFLICT): the number could not be assigned after repeated conflicts; retry.
+        """
+
+    @_abc_1.abstractmethod
+    def GetVersion(
+        self,
+        request: _lineage_pb2.GetVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.Version, _abc.Awaitable[_lineage_pb2.Version]]:
+        """One version with its current status and health and their full histories.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): not a version name.
+          NOT_FOUND (VERSION_NOT_FOUND): no such version.
+        """
+
+    @_abc_1.abstractmethod
+    def ListVersions(
+        self,
+        request: _lineage_pb2.ListVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.ListVersionsResponse, _abc.Awaitable[_lineage_pb2.ListVersionsResponse]]:
+        """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+          INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+        """
+
+    @_abc_1.abstractmethod
+    def DiffVersions(
+        self,
+        request: _lineage_pb2.DiffVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.DiffVersionsResponse, _abc.Awaitable[_lineage_pb2.DiffVersionsResponse]]:
+        """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): base or target is not a version name.
+          NOT_FOUND (VERSION_NOT_FOUND): base or target does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def Approve(
+        self,
+        request: _lineage_pb2.ApproveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.Version, _abc.Awaitable[_lineage_pb2.Version]]:
+        """DRAFT or FLAGGED_FOR_REVIEW -> APPROVED. Checks, all of them, before changing anything: (1) required lineage
+        per the type's rules; (2) every referenced upstream is the latest version of its entity, APPROVED and not
+        stale, and the version itself is not stale or needs_revision; (3) the caller is a human with the reviewer
+        role (service and system principals never approve). Records reviewer (id, kind, roles), time and rationale.
+        Errors:
+          FAILED_PRECONDITION (LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED, LINEAGE_STALE):
+            reason = the first failing check; one BadRequest entry per violation, its description starting with the
+            violation's code ("LINEAGE_INCOMPLETE: ..."); ErrorInfo metadata "violations" lists every code in order
+            and "violation_count" their number. Nothing changes.
+          FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+          INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+          NOT_FOUND (VERSION_NOT_FOUND).
+          PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+          ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+
+    @_abc_1.abstractmethod
+    def Flag(
+        self,
+        request: _lineage_pb2.FlagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.Version, _abc.Awaitable[_lineage_pb2.Version]]:
+        """DRAFT -> FLAGGED_FOR_REVIEW, with a rationale. Services may flag (e.g. a failed automatic check).
+        Errors:
+          FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
+          INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+          NOT_FOUND (VERSION_NOT_FOUND).
+          ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+
+    @_abc_1.abstractmethod
+    def Reject(
+        self,
+        request: _lineage_pb2.RejectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.Version, _abc.Awaitable[_lineage_pb2.Version]]:
+        """DRAFT or FLAGGED_FOR_REVIEW -> REJECTED (final), by a human reviewer, with a rationale.
+        Errors:
+          FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
+          INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
+          NOT_FOUND (VERSION_NOT_FOUND).
+          PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+          ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+
+    @_abc_1.abstractmethod
+    def AssessHealth(
+        self,
+        request: _lineage_pb2.AssessHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.Version, _abc.Awaitable[_lineage_pb2.Version]]:
+        """A reviewer's assessment of a version's health: needs_revision or confirmed_valid, with a rationale.
+        expected_revision (optional) makes it a compare-and-set against the health revision the reviewer saw.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID, HEALTH_INVALID, RATIONALE_REQUIRED, EXPECTED_REVISION_INVALID,
+            REQUEST_ID_INVALID).
+          NOT_FOUND (VERSION_NOT_FOUND).
+          ABORTED (HEALTH_CHANGED): expected_revision is not the current health revision; re-read and decide again.
+          PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+          ALREADY_EXISTS (REQUEST_ID_REUSED).
+        """
+
+    @_abc_1.abstractmethod
+    def ListStale(
+        self,
+        request: _lineage_pb2.ListStaleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.ListStaleResponse, _abc.Awaitable[_lineage_pb2.ListStaleResponse]]:
+        """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+        """
+
+    @_abc_1.abstractmethod
+    def GetUpstream(
+        self,
+        request: _lineage_pb2.GetUpstreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.LineageResponse, _abc.Awaitable[_lineage_pb2.LineageResponse]]:
+        """The complete transitive closure of what a version was derived from, breadth first (depth, then creation
+        order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
+        whenever anything is left, never a silent cut.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+          NOT_FOUND (VERSION_NOT_FOUND).
+        """
+
+    @_abc_1.abstractmethod
+    def GetDownstream(
+        self,
+        request: _lineage_pb2.GetDownstreamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.LineageResponse, _abc.Awaitable[_lineage_pb2.LineageResponse]]:
+        """The complete transitive closure of what was derived from a version; paging as GetUpstream.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+          NOT_FOUND (VERSION_NOT_FOUND).
+        """
+
+    @_abc_1.abstractmethod
+    def BuildPlan(
+        self,
+        request: _lineage_pb2.BuildPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.Plan, _abc.Awaitable[_lineage_pb2.Plan]]:
+        """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+        and the upstream types each artifact type then requires.
+        Errors:
+          INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
+          NOT_FOUND (POLICY_NOT_FOUND).
+          FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
         """
 
 def add_LineageServiceServicer_to_server(servicer: LineageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

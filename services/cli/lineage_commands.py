@@ -1,0 +1,361 @@
+"""`custody lineage ...`: versions, approvals, staleness and plans, as the operator (a human reviewer)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from google.protobuf.json_format import MessageToDict
+
+from custody.lineage.v1 import lineage_pb2 as pb
+from services.cli.calls import as_dict, call, print_json, print_record, print_rows
+from services.cli.options import JsonFlag, StateDir
+from services.cli.state import DEFAULT_STATE_DIR
+
+app = typer.Typer(
+    name="lineage",
+    help="Versioned artifacts: create, inspect, diff, approve, flag, reject; staleness, lineage and plans.",
+    no_args_is_help=True,
+)
+
+SOURCES = {"ai": pb.SOURCE_AI, "human": pb.SOURCE_HUMAN, "hybrid": pb.SOURCE_HYBRID}
+HEALTHS = {"needs_revision": pb.HEALTH_NEEDS_REVISION, "confirmed_valid": pb.HEALTH_CONFIRMED_VALID}
+RequestId = Annotated[
+    str, typer.Option(help="Idempotency key; resending the same request with it returns the original result.")
+]
+Rationale = Annotated[str, typer.Option(help="Why (recorded with your identity and the time).")]
+
+
+def _new_request_id() -> str:
+    return f"cli-{uuid.uuid4().hex}"
+
+
+def _json_argument(value: str) -> dict[str, Any]:
+    """A JSON object given inline or as @path."""
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise typer.BadParameter("must be a JSON object")
+    return document
+
+
+def _row(version: pb.Version) -> dict[str, Any]:
+    return {
+        "name": version.name,
+        "status": pb.Status.Name(version.status.status).removeprefix("STATUS_"),
+        "health": pb.Health.Name(version.health.health).removeprefix("HEALTH_").lower(),
+        "latest": version.latest,
+        "decided_by": f"{version.status.actor.id} ({_kind(version.status.actor.kind)})",
+        "health_by": f"{version.health.actor.id} ({_kind(version.health.actor.kind)})",
+        "cause": version.health.cause,
+        "created": version.create_time,
+    }
+
+
+def _kind(kind: int) -> str:
+    return {1: "service", 2: "human", 3: "system"}.get(kind, "unknown")
+
+
+def _show(version: pb.Version, as_json: bool) -> None:
+    if as_json:
+        print_json(as_dict(version))
+        return
+    print_rows([_row(version)], ["name", "status", "health", "latest", "decided_by", "cause"], False)
+    print_json({"data": MessageToDict(version.data), "upstream": list(version.upstream)})
+
+
+@app.command()
+def create(
+    parent: Annotated[str, typer.Argument(help="projects/{project}/artifacts/{type}/{entity}")],
+    data: Annotated[str, typer.Option(help="The data: a JSON object, or @file.json.")],
+    intent: Annotated[str, typer.Option(help="What the artifact is meant to accomplish.")],
+    rationale: Rationale,
+    confidence: Annotated[float, typer.Option(min=0.0, max=1.0, help="0..1")] = 1.0,
+    source: Annotated[str, typer.Option(help="ai, human or hybrid.")] = "human",
+    upstream: Annotated[list[str] | None, typer.Option(help="Exact upstream version name (repeatable).")] = None,
+    alternative: Annotated[list[str] | None, typer.Option(help="An alternative considered (repeatable).")] = None,
+    producing_module: str = "",
+    producing_role: str = "",
+    schema_version: Annotated[str, typer.Option(help="Default: the type's latest.")] = "",
+    request_id: RequestId = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create the next version of an entity (marks everything downstream of its earlier versions stale)."""
+    if source not in SOURCES:
+        raise typer.BadParameter("source must be ai, human or hybrid")
+    request = pb.CreateVersionRequest(
+        parent=parent,
+        metadata=pb.VersionMetadata(
+            intent=intent,
+            rationale=rationale,
+            confidence=confidence,
+            source=SOURCES[source],
+            alternatives_considered=alternative or [],
+            producing_module=producing_module,
+            producing_role=producing_role,
+            schema_version=schema_version,
+        ),
+        upstream=upstream or [],
+        request_id=request_id or _new_request_id(),
+    )
+    request.data.update(_json_argument(data))
+    response = call(state_dir, "lineage", lambda stub: stub.CreateVersion(request))
+    if as_json:
+        print_json(as_dict(response))
+        return
+    print_rows([_row(response.version)], ["name", "status", "health", "latest"], False)
+    typer.echo(f"marked stale: {response.marked_stale}" + (" (replayed)" if response.replayed else ""))
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="A version name.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """One version with its status and health (JSON: with full histories)."""
+    _show(call(state_dir, "lineage", lambda stub: stub.GetVersion(pb.GetVersionRequest(name=name))), as_json)
+
+
+@app.command()
+def versions(
+    parent: Annotated[str, typer.Argument(help="projects/{p}, projects/{p}/artifacts/{t} or an entity name.")],
+    page_size: int = 100,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every version under a project, type or entity, oldest first (all pages)."""
+    found: list[pb.Version] = []
+    token = ""
+    while True:
+        request = pb.ListVersionsRequest(parent=parent, page_size=page_size, page_token=token)
+        page = call(state_dir, "lineage", lambda stub, r=request: stub.ListVersions(r))
+        found.extend(page.versions)
+        token = page.next_page_token
+        if not token:
+            break
+    if as_json:
+        print_json([as_dict(v) for v in found])
+    else:
+        print_rows([_row(v) for v in found], ["name", "status", "health", "latest", "created"], False)
+
+
+@app.command()
+def diff(
+    base: Annotated[str, typer.Argument(help="Base version name.")],
+    target: Annotated[str, typer.Argument(help="Target version name.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """RFC 6902 JSON Patch from base's data to target's, and the changed paths."""
+    response = call(
+        state_dir, "lineage", lambda stub: stub.DiffVersions(pb.DiffVersionsRequest(base=base, target=target))
+    )
+    if as_json:
+        print_json({**as_dict(response), "patch": json.loads(response.patch_json)})
+        return
+    if response.identical:
+        typer.echo("identical data")
+        return
+    print_json(json.loads(response.patch_json))
+    typer.echo(f"changed paths: {', '.join(response.changed_paths)}")
+
+
+def _decide(method: str, message: Any, state_dir: Path, as_json: bool) -> None:
+    version = call(state_dir, "lineage", lambda stub: getattr(stub, method)(message))
+    _show(version, as_json)
+
+
+@app.command()
+def approve(
+    name: Annotated[str, typer.Argument(help="A version name.")],
+    rationale: Rationale,
+    request_id: RequestId = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a version: refused, listing every violation, unless its lineage is complete, approved and fresh."""
+    request = pb.ApproveRequest(name=name, rationale=rationale, request_id=request_id or _new_request_id())
+    _decide("Approve", request, state_dir, as_json)
+
+
+@app.command()
+def flag(
+    name: Annotated[str, typer.Argument(help="A version name.")],
+    rationale: Rationale,
+    request_id: RequestId = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Flag a draft for review."""
+    request = pb.FlagRequest(name=name, rationale=rationale, request_id=request_id or _new_request_id())
+    _decide("Flag", request, state_dir, as_json)
+
+
+@app.command()
+def reject(
+    name: Annotated[str, typer.Argument(help="A version name.")],
+    rationale: Rationale,
+    request_id: RequestId = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reject a draft or flagged version (final)."""
+    request = pb.RejectRequest(name=name, rationale=rationale, request_id=request_id or _new_request_id())
+    _decide("Reject", request, state_dir, as_json)
+
+
+@app.command()
+def assess(
+    name: Annotated[str, typer.Argument(help="A version name.")],
+    health: Annotated[str, typer.Argument(help="needs_revision or confirmed_valid.")],
+    rationale: Rationale,
+    expected_revision: Annotated[int, typer.Option(help="Health revision you saw (0: do not check).")] = 0,
+    request_id: RequestId = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a reviewer's health assessment of a (typically stale) version."""
+    if health not in HEALTHS:
+        raise typer.BadParameter("health must be needs_revision or confirmed_valid")
+    request = pb.AssessHealthRequest(
+        name=name,
+        health=HEALTHS[health],
+        rationale=rationale,
+        expected_revision=expected_revision,
+        request_id=request_id or _new_request_id(),
+    )
+    _decide("AssessHealth", request, state_dir, as_json)
+
+
+@app.command()
+def stale(
+    project: Annotated[str, typer.Argument(help="A project id or projects/{project}.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Stale versions of a project, with the upstream change that caused each."""
+    parent = project if project.startswith("projects/") else f"projects/{project}"
+    found: list[pb.Version] = []
+    token = ""
+    while True:
+        request = pb.ListStaleRequest(parent=parent, page_size=1000, page_token=token)
+        page = call(state_dir, "lineage", lambda stub, r=request: stub.ListStale(r))
+        found.extend(page.versions)
+        token = page.next_page_token
+        if not token:
+            break
+    if as_json:
+        print_json([as_dict(v) for v in found])
+    else:
+        print_rows([_row(v) for v in found], ["name", "status", "cause", "health_by"], False, title="stale")
+
+
+def _closure(
+    method: str,
+    request_type: Any,
+    name: str,
+    max_depth: int,
+    page_size: int,
+    all_pages: bool,
+    state_dir: Path,
+    as_json: bool,
+) -> None:
+    nodes: list[dict[str, Any]] = []
+    token, truncated, total = "", False, 0
+    while True:
+        request = request_type(name=name, max_depth=max_depth, page_size=page_size, page_token=token)
+        page = call(state_dir, "lineage", lambda stub, r=request: getattr(stub, method)(r))
+        total = page.total_size
+        nodes.extend(
+            {
+                "depth": n.depth,
+                "name": n.name,
+                "status": pb.Status.Name(n.status).removeprefix("STATUS_"),
+                "health": pb.Health.Name(n.health).removeprefix("HEALTH_").lower(),
+                "latest": n.latest,
+            }
+            for n in page.nodes
+        )
+        token, truncated = page.next_page_token, page.truncated
+        if not (all_pages and truncated):
+            break
+    if as_json:
+        print_json({"root": name, "nodes": nodes, "truncated": truncated, "next_page_token": token, "total": total})
+        return
+    print_rows(nodes, ["depth", "name", "status", "health", "latest"], False)
+    typer.echo(
+        f"{len(nodes)} of {total}" + ("; truncated (limit reached): --all fetches every page" if truncated else "")
+    )
+
+
+@app.command()
+def upstream(
+    name: Annotated[str, typer.Argument(help="A version name.")],
+    max_depth: Annotated[int, typer.Option(help="Levels per page (0: no limit).")] = 0,
+    page_size: int = 1000,
+    all_pages: Annotated[bool, typer.Option("--all", help="Fetch every page.")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Everything a version was derived from, breadth first."""
+    _closure("GetUpstream", pb.GetUpstreamRequest, name, max_depth, page_size, all_pages, state_dir, as_json)
+
+
+@app.command()
+def downstream(
+    name: Annotated[str, typer.Argument(help="A version name.")],
+    max_depth: Annotated[int, typer.Option(help="Levels per page (0: no limit).")] = 0,
+    page_size: int = 1000,
+    all_pages: Annotated[bool, typer.Option("--all", help="Fetch every page.")] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Everything derived from a version, breadth first."""
+    _closure("GetDownstream", pb.GetDownstreamRequest, name, max_depth, page_size, all_pages, state_dir, as_json)
+
+
+@app.command()
+def plan(
+    policy: Annotated[str, typer.Argument(help="Policy name, e.g. marketing.")],
+    jobs: Annotated[list[str], typer.Argument(help="Selected job types.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """The job DAG for the selected job types, and each artifact type's required upstream types."""
+    request = pb.BuildPlanRequest(policy=policy, selected_jobs=jobs)
+    response = call(state_dir, "lineage", lambda stub: stub.BuildPlan(request))
+    if as_json:
+        print_json(as_dict(response))
+        return
+    print_rows(
+        [{"job": j.id, "produces": j.artifact_type, "depends_on": ", ".join(j.depends_on)} for j in response.jobs],
+        ["job", "produces", "depends_on"],
+        False,
+        title=f"plan ({policy})",
+    )
+    print_rows(
+        [{"type": r.artifact_type, "requires": ", ".join(r.required_upstream_types)} for r in response.requirements],
+        ["type", "requires"],
+        False,
+        title="required lineage",
+    )
+    for warning in response.warnings:
+        typer.echo(f"warning: {warning}")
+
+
+@app.command()
+def policy(
+    name: Annotated[str, typer.Argument(help="Policy name.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """A policy's types, rules and job groups."""
+    print_record(call(state_dir, "lineage", lambda stub: stub.GetPolicy(pb.GetPolicyRequest(name=name))), as_json)

@@ -1,0 +1,1 @@
+"""Lineage domain logic: pure (no grpc, no database). The store persists; the servicer translates."""

@@ -1,0 +1,1 @@
+"""Data directory shipped with the package (an __init__ makes setuptools include it in wheels)."""

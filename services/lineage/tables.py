@@ -1,0 +1,150 @@
+"""The lineage schema (declarations only; services/lineage/store.py is the only module that reads or writes it).
+
+Immutable tables (database triggers refuse UPDATE and DELETE): type registrations, version snapshots, their
+upstream edges, status and health histories, idempotency keys. Mutable rows, changed only by compare-and-set on
+`revision`: the current status and the current health of each version.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+# Every id is a 64-bit integer on PostgreSQL; SQLite needs INTEGER PRIMARY KEY for its rowid alias.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+types = sa.Table(
+    "lineage_types",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("artifact_type", sa.String(63), nullable=False),
+    sa.Column("schema_version", sa.String(32), nullable=False),
+    sa.Column("policy", sa.String(63), nullable=False),
+    sa.Column("definition_json", sa.Text, nullable=False),
+    sa.Column("definition_sha256", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("registered_at_us", sa.BigInteger, nullable=False),
+    sa.Column("registered_by_id", sa.String(200), nullable=False),
+    sa.Column("registered_by_kind", sa.String(16), nullable=False),
+    sa.UniqueConstraint("artifact_type", "schema_version", name="uq_lineage_types_version"),
+)
+
+versions = sa.Table(
+    "lineage_versions",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(400), nullable=False, unique=True),
+    sa.Column("project", sa.String(63), nullable=False),
+    sa.Column("artifact_type", sa.String(63), nullable=False),
+    sa.Column("entity", sa.String(128), nullable=False),
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.Column("schema_version", sa.String(32), nullable=False),
+    sa.Column("data_json", sa.Text, nullable=False),
+    sa.Column("data_sha256", sa.String(64), nullable=False),
+    sa.Column("metadata_json", sa.Text, nullable=False),
+    sa.Column("upstream_json", sa.Text, nullable=False),
+    sa.Column("snapshot_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("created_by_id", sa.String(200), nullable=False),
+    sa.Column("created_by_kind", sa.String(16), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    # Numbers are unique per entity: concurrent creates cannot both take one (the loser retries).
+    sa.UniqueConstraint("project", "artifact_type", "entity", "number", name="uq_lineage_versions_number"),
+    # A project's versions in creation order: lists, ListStale, and catching up the in-memory adjacency.
+    sa.Index("ix_lineage_versions_project_id", "project", "id"),
+)
+
+edges = sa.Table(
+    "lineage_edges",
+    metadata,
+    sa.Column("downstream_id", BigId, sa.ForeignKey("lineage_versions.id"), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("upstream_id", BigId, sa.ForeignKey("lineage_versions.id"), nullable=False),
+    sa.Index("ix_lineage_edges_upstream", "upstream_id", "downstream_id"),
+)
+
+status = sa.Table(
+    "lineage_status",
+    metadata,
+    sa.Column("version_id", BigId, sa.ForeignKey("lineage_versions.id"), primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Column("actor_id", sa.String(200), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_roles", sa.String(400), nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
+status_history = sa.Table(
+    "lineage_status_history",
+    metadata,
+    sa.Column("version_id", BigId, sa.ForeignKey("lineage_versions.id"), primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("from_status", sa.String(24), nullable=True),
+    sa.Column("status", sa.String(24), nullable=False),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("actor_id", sa.String(200), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_roles", sa.String(400), nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
+health = sa.Table(
+    "lineage_health",
+    metadata,
+    sa.Column("version_id", BigId, sa.ForeignKey("lineage_versions.id"), primary_key=True, autoincrement=False),
+    sa.Column("health", sa.String(24), nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("cause_id", BigId, nullable=True),
+    sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    sa.Column("actor_id", sa.String(200), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_roles", sa.String(400), nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    # No index on `health`: propagation rewrites it on up to every row; ListStale scans by project instead.
+    postgresql_with={"fillfactor": 70},
+)
+
+# Histories are keyed by (version, revision): one index, no sequence, a revision can be recorded once. They carry
+# no foreign keys: propagation appends up to one row per version in a single statement, and per-row foreign-key
+# checks would dominate its cost; the store writes them in the same transaction as the rows they describe.
+health_history = sa.Table(
+    "lineage_health_history",
+    metadata,
+    sa.Column("version_id", BigId, primary_key=True, autoincrement=False),
+    sa.Column("revision", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("from_health", sa.String(24), nullable=True),
+    sa.Column("health", sa.String(24), nullable=False),
+    sa.Column("cause_id", BigId, nullable=True),
+    sa.Column("at_us", sa.BigInteger, nullable=False),
+    sa.Column("actor_id", sa.String(200), nullable=False),
+    sa.Column("actor_kind", sa.String(16), nullable=False),
+    sa.Column("actor_roles", sa.String(400), nullable=False),
+    sa.Column("rationale", sa.Text, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
+idempotency = sa.Table(
+    "lineage_idempotency",
+    metadata,
+    sa.Column("principal_id", sa.String(200), primary_key=True),
+    sa.Column("request_id", sa.String(128), primary_key=True),
+    sa.Column("method", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("result", sa.String(400), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)
+
+IMMUTABLE_TABLES = (
+    "lineage_types",
+    "lineage_versions",
+    "lineage_edges",
+    "lineage_status_history",
+    "lineage_health_history",
+    "lineage_idempotency",
+)

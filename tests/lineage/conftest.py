@@ -1,0 +1,111 @@
+"""Fixtures for the lineage tests: the service over real gRPC on SQLite and PostgreSQL, callers of each kind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from custody.lineage.v1 import lineage_pb2 as pb
+from custody.lineage.v1 import lineage_pb2_grpc
+from services.cli.state import StateLayout
+from services.common import status
+from services.common.identity import (
+    REVIEWER_ROLE,
+    CredentialEntry,
+    Credentials,
+    Principal,
+    PrincipalKind,
+    new_token,
+    token_digest,
+)
+from tests.support.harness import ServiceHarness, bearer, operator_token, service_token, state_layout
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def add_principal(layout: StateLayout, principal: Principal) -> str:
+    """Adds a principal to the credentials file (before the service starts) and returns its token."""
+    token = new_token()
+    credentials = Credentials.load(layout.credentials)
+    entries = [*credentials._entries, CredentialEntry(principal, token_digest(token))]
+    Credentials(entries).save(layout.credentials)
+    return token
+
+
+@dataclass
+class Client:
+    """A LineageService stub plus the bearer metadata of each kind of caller."""
+
+    stub: Any
+    operator: Metadata
+    reviewer: Metadata
+    runs: Metadata
+    art_studio: Metadata
+    human_without_review: Metadata
+    system: Metadata
+    ai_gateway: Metadata
+    harness: ServiceHarness
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> StateLayout:
+    return state_layout(tmp_path / "var")
+
+
+def start_client(layout: StateLayout, database_url: str, **settings: str) -> Iterator[Client]:
+    reviewer = add_principal(layout, Principal("human:rita", PrincipalKind.HUMAN, frozenset({REVIEWER_ROLE})))
+    plain = add_principal(layout, Principal("human:pat", PrincipalKind.HUMAN, frozenset({"viewer"})))
+    system = add_principal(layout, Principal("system:custody", PrincipalKind.SYSTEM, frozenset({REVIEWER_ROLE})))
+    with ServiceHarness("lineage", layout, settings={"database_url": database_url, **settings}) as harness:
+        yield Client(
+            stub=lineage_pb2_grpc.LineageServiceStub(harness.channel()),
+            operator=bearer(operator_token(layout)),
+            reviewer=bearer(reviewer),
+            runs=bearer(service_token(layout, "runs")),
+            art_studio=bearer(service_token(layout, "art_studio")),
+            human_without_review=bearer(plain),
+            system=bearer(system),
+            ai_gateway=bearer(service_token(layout, "ai_gateway")),
+            harness=harness,
+        )
+
+
+@pytest.fixture
+def client(layout: StateLayout, database_url: str) -> Iterator[Client]:
+    yield from start_client(layout, database_url)
+
+
+def rpc_error(call: Any, request: Any, metadata: Metadata) -> status.DecodedError:
+    with pytest.raises(grpc.RpcError) as raised:
+        call(request, metadata=metadata, timeout=30)
+    return status.decode(raised.value)
+
+
+def meta(
+    intent: str = "test",
+    rationale: str = "because",
+    confidence: float = 0.9,
+    source: int = pb.SOURCE_HUMAN,
+    **extra: Any,
+) -> pb.VersionMetadata:
+    return pb.VersionMetadata(intent=intent, rationale=rationale, confidence=confidence, source=source, **extra)
+
+
+def create(
+    client: Client,
+    parent: str,
+    data: dict[str, Any],
+    upstream: list[str] | None = None,
+    metadata: Metadata | None = None,
+    **fields: Any,
+) -> pb.CreateVersionResponse:
+    request = pb.CreateVersionRequest(
+        parent=parent, metadata=fields.pop("meta", meta()), upstream=upstream or [], **fields
+    )
+    request.data.update(data)
+    return client.stub.CreateVersion(request, metadata=metadata or client.operator, timeout=30)
