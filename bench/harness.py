@@ -42,11 +42,12 @@ class RunningService:
 
 
 @contextmanager
-def service_process(service: str, state: Path, **settings: str) -> Iterator[RunningService]:
-    """`custody serve SERVICE` with its own state directory; stopped (and waited for) on exit."""
+def service_process(service: str, state: Path, port: int = 0, **settings: str) -> Iterator[RunningService]:
+    """`custody serve SERVICE` with its own state directory (on `port`, or a free one); stopped on exit.
+    The stack tests use it too: one way to start a single service process."""
     layout = StateLayout(state)
     initialize(layout)
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
     prefix = env_prefix(service)
     env.update({prefix + "PORT": str(port), prefix + "STATE_DIR": str(state), prefix + "LOG_LEVEL": "WARNING"})

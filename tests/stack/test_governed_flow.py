@@ -1,0 +1,242 @@
+"""The four services as one system, in real processes: the operator's demo, lineage records that survive a
+lineage outage, and one trace (and one request id) across every service."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+
+from bench.harness import RunningService, service_process
+from custody.art_studio.v1 import art_studio_pb2, art_studio_pb2_grpc
+from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
+from custody.runs.v1 import runs_pb2, runs_pb2_grpc
+from services.common.hashing import sha256_canonical
+from tests.support.processes import clean_environment, custody, free_port, running_stack
+
+pytestmark = pytest.mark.stack
+
+VERSION = re.compile(r"^projects/[^/]+/artifacts/[a-z_]+/[^/]+/versions/\d+$")
+
+
+def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
+    with running_stack(tmp_path) as stack:
+        result = custody("demo", "--json", "--state-dir", str(stack.state_dir), env=clean_environment(), timeout=180)
+        stack.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert [s["ok"] for s in report["steps"]] == [True] * 12, report["steps"]
+    assert len(report["request_ids"]) == len(report["trace_ids"]) == 12
+    assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in report["trace_ids"])
+    assert VERSION.match(report["brief"])
+    assert len(report["runs"]) == 3 and all(r.startswith("runs/run_") for r in report["runs"])
+    assert len(report["stale_after_revision"]) == 2
+    assert report["approval_refused_reasons"] and all(":" in r for r in report["approval_refused_reasons"])
+    assert report["verified"] == len(report["runs"]) + 1
+    steps = {s["name"]: s["detail"] for s in report["steps"]}
+    assert "PERMISSION_DENIED" in steps["a service cannot approve"]
+    assert "kind system" in steps["explain the run (GREEN: system auto-approval)"]
+
+
+class Services:
+    """The four services as separate `custody serve` processes sharing one state directory."""
+
+    def __init__(self, tmp_path: Path, lineage_port: int, **telemetry: str) -> None:
+        self.state = tmp_path / "var"
+        self.lineage_port = lineage_port
+        self.telemetry = telemetry
+        self._stack = ExitStack()
+        self.lineage: RunningService | None = None
+
+    def _settings(self, service: str) -> dict[str, str]:
+        if not self.telemetry:
+            return {}
+        return {"telemetry_exporter": "file", "telemetry_file": str(self.state / "traces" / f"{service}.jsonl")}
+
+    def start_lineage(self) -> RunningService:
+        self._lineage_stack = ExitStack()
+        self.lineage = self._lineage_stack.enter_context(
+            service_process("lineage", self.state, port=self.lineage_port, **self._settings("lineage"))
+        )
+        return self.lineage
+
+    def stop_lineage(self) -> None:
+        self._lineage_stack.close()
+        self.lineage = None
+
+    def __enter__(self) -> Services:
+        lineage_address = f"127.0.0.1:{self.lineage_port}"
+        self.gateway = self._stack.enter_context(
+            service_process("ai_gateway", self.state, **self._settings("ai_gateway"))
+        )
+        self.runs = self._stack.enter_context(
+            service_process(
+                "runs",
+                self.state,
+                ai_gateway_address=self.gateway.address,
+                lineage_address=lineage_address,
+                **self._settings("runs"),
+            )
+        )
+        self.start_lineage()
+        self.studio = self._stack.enter_context(
+            service_process(
+                "art_studio",
+                self.state,
+                ai_gateway_address=self.gateway.address,
+                runs_address=self.runs.address,
+                lineage_address=lineage_address,
+                **self._settings("art_studio"),
+            )
+        )
+        self.auth = (("authorization", f"Bearer {self.runs.layout.operator_token.read_text().strip()}"),)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lineage is not None:
+            self.stop_lineage()
+        self._stack.close()
+
+    def channel(self, address: str) -> grpc.Channel:
+        return self._stack.enter_context(grpc.insecure_channel(address))
+
+    def brief(self, project: str, metadata: tuple[tuple[str, str], ...] = ()) -> str:
+        data = struct_pb2.Struct()
+        data.update({"prompt": "12 petals and a rope band"})
+        stub = lineage_pb2_grpc.LineageServiceStub(self.channel(f"127.0.0.1:{self.lineage_port}"))
+        response = stub.CreateVersion(
+            lineage_pb2.CreateVersionRequest(
+                parent=f"projects/{project}/artifacts/design_brief/brief",
+                data=data,
+                metadata=lineage_pb2.VersionMetadata(
+                    intent="a rosette", rationale="test", confidence=1.0, source=lineage_pb2.SOURCE_HUMAN
+                ),
+            ),
+            metadata=self.auth + metadata,
+        )
+        return str(response.version.name)
+
+    def session(self) -> str:
+        feasibility = {"purpose": "session"}
+        run = runs_pb2_grpc.RunsServiceStub(self.channel(self.runs.address)).CreateRun(
+            runs_pb2.CreateRunRequest(
+                run=runs_pb2.RunInput(
+                    mode="design_session",
+                    tool_id="art_studio",
+                    status=runs_pb2.RUN_STATUS_OK,
+                    decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=1),
+                    hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
+                )
+            ),
+            metadata=self.auth,
+        )
+        return str(run.name)
+
+    def generate(
+        self, session: str, brief: str, metadata: tuple[tuple[str, str], ...] = ()
+    ) -> art_studio_pb2.GenerateCandidatesResponse:
+        return art_studio_pb2_grpc.ArtStudioServiceStub(self.channel(self.studio.address)).GenerateCandidates(
+            art_studio_pb2.GenerateCandidatesRequest(
+                prompt="a rosette with 12 petals and a rope band",
+                diameter_mm=100,
+                count=3,
+                run=session,
+                lineage_parent=brief,
+            ),
+            metadata=self.auth + metadata,
+            timeout=60,
+        )
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    with Services(tmp_path, free_port()) as running:
+        yield running
+
+
+def test_generated_candidates_are_attached_and_hash_to_the_returned_digests(services: Services) -> None:
+    session = services.session()
+    answer = services.generate(session, services.brief("flow"))
+    assert answer.succeeded == 3
+    runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
+    stored = {
+        a.name: a.digest.sha256
+        for a in runs.ListAttachments(runs_pb2.ListAttachmentsRequest(run=session), metadata=services.auth).attachments
+    }
+    for candidate in answer.candidates:
+        assert stored[candidate.svg_attachment] == candidate.svg_sha256
+        assert stored[candidate.spec_attachment] == candidate.spec_sha256
+        assert VERSION.match(candidate.lineage_version)
+
+
+def test_lineage_records_survive_a_lineage_outage_without_duplicates(services: Services) -> None:
+    session = services.session()
+    candidates = services.generate(session, services.brief("outage")).candidates
+    services.stop_lineage()
+    runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
+    minted = [
+        runs.BindCandidate(
+            runs_pb2.BindCandidateRequest(
+                run=session, attachments=[c.svg_attachment, c.spec_attachment], lineage_candidate=c.lineage_version
+            ),
+            metadata=services.auth,
+        ).run
+        for c in candidates
+    ]
+    assert all(run.lineage.state == "PENDING" for run in minted)
+    services.start_lineage()
+    deadline = time.monotonic() + 60
+    while True:
+        current = [runs.GetRun(runs_pb2.GetRunRequest(name=r.name), metadata=services.auth) for r in minted]
+        if all(r.lineage.state == "DELIVERED" for r in current) or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert [r.lineage.state for r in current] == ["DELIVERED"] * 3
+    lineage = lineage_pb2_grpc.LineageServiceStub(services.channel(f"127.0.0.1:{services.lineage_port}"))
+    for run, candidate in zip(current, candidates, strict=True):
+        entity = run.lineage.version.rsplit("/versions/", 1)[0]
+        versions = lineage.ListVersions(lineage_pb2.ListVersionsRequest(parent=entity), metadata=services.auth).versions
+        assert [v.name for v in versions] == [run.lineage.version]  # exactly one record per mint
+        assert list(versions[0].upstream) == [candidate.lineage_version]
+        assert versions[0].data["run"] == run.name
+
+
+def test_one_generation_is_one_trace_and_one_request_id_across_all_four_services(tmp_path: Path) -> None:
+    with Services(tmp_path, free_port(), telemetry="file") as services:
+        session = services.session()
+        brief = services.brief("trace")
+        answer = services.generate(session, brief, metadata=(("x-request-id", "req-one-trace-1"),))
+        runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
+        attachments = runs.ListAttachments(
+            runs_pb2.ListAttachmentsRequest(run=session), metadata=services.auth
+        ).attachments
+        lineage = lineage_pb2_grpc.LineageServiceStub(services.channel(f"127.0.0.1:{services.lineage_port}"))
+        versions = [
+            lineage.GetVersion(lineage_pb2.GetVersionRequest(name=c.lineage_version), metadata=services.auth)
+            for c in answer.candidates
+        ]
+    assert {c.envelope.request_id for c in answer.candidates} == {"req-one-trace-1"}
+    assert {a.request_id for a in attachments} == {"req-one-trace-1"}
+    assert {v.request_id for v in versions} == {"req-one-trace-1"}
+    trace_ids = {c.envelope.trace_id for c in answer.candidates}
+    assert len(trace_ids) == 1
+    (trace_id,) = trace_ids
+    spans_by_service = {}
+    for service in ("art_studio", "ai_gateway", "runs", "lineage"):
+        path = services.state / "traces" / f"{service}.jsonl"
+        spans = [json.loads(line) for line in path.read_text().splitlines()]
+        spans_by_service[service] = [s for s in spans if s["context"]["trace_id"] == f"0x{trace_id}"]
+    assert {service for service, spans in spans_by_service.items() if spans} == {
+        "art_studio",
+        "ai_gateway",
+        "runs",
+        "lineage",
+    }
