@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from services.common.group_commit import GroupCommit
@@ -563,14 +564,12 @@ class RunsStore:
         """Records blobs and attachments in one transaction: all or none. False if an idempotency key raced."""
         try:
             with self.engine.begin() as connection:
-                for sha256, size in sorted({(i.record.sha256, i.record.size_bytes) for i in items}):
-                    exists = connection.execute(
-                        sa.select(tables.blobs.c.sha256).where(tables.blobs.c.sha256 == sha256)
-                    ).first()
-                    if not exists:
-                        connection.execute(
-                            tables.blobs.insert().values(sha256=sha256, size_bytes=size, created_at_us=to_us(now))
-                        )
+                blobs = [
+                    {"sha256": sha256, "size_bytes": size, "created_at_us": to_us(now)}
+                    for sha256, size in sorted({(i.record.sha256, i.record.size_bytes) for i in items})
+                ]
+                # The same bytes may be recorded by a concurrent upload: that is the same blob, not a conflict.
+                connection.execute(_insert_if_absent(connection, tables.blobs), blobs)
                 for item in items:
                     connection.execute(tables.attachments.insert().values(_attachment_row(item)))
         except IntegrityError:
@@ -607,6 +606,13 @@ class RunsStore:
         query = query.order_by(table.c.created_at_us.desc(), table.c.id.desc()).limit(limit)
         with self.engine.connect() as connection:
             return [_attachment(row) for row in connection.execute(query)]
+
+
+def _insert_if_absent(connection: sa.Connection, table: sa.Table) -> sa.Insert:
+    """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _principal(principal_id: str, kind: str) -> Principal:

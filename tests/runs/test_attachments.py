@@ -230,3 +230,16 @@ def test_a_stream_announces_its_request_id_before_the_first_message(runs: RunsCl
     )
     assert dict(stream.initial_metadata())["x-request-id"] == "req-stream-1"
     assert b"".join(m.chunk for m in stream) == SVG
+
+
+def test_concurrent_uploads_of_the_same_bytes_all_succeed(runs: RunsClient, run: runs_pb2.Run) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    request = runs_pb2.BatchCreateAttachmentsRequest(
+        run=run.name, attachments=[runs_pb2.NewAttachment(kind="other", filename="same.bin", data=b"identical bytes")]
+    )
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda _: runs.BatchCreateAttachments(request), range(32)))
+    assert len({a.attachments[0].name for a in answers}) == 32
+    assert len({a.attachments[0].digest.sha256 for a in answers}) == 1
+    assert len(blob_files(runs)) == 1
