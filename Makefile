@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install proto lint format lock clean validate-deploy
+.PHONY: run test install proto lint format lock clean validate-deploy bench bench-smoke peers
 
 run: $(STAMP)
 	$(BIN)/custody up
@@ -14,6 +14,17 @@ test: $(STAMP) validate-deploy
 	$(BIN)/python -m pytest --ignore=tests/deploy
 
 install: $(STAMP)
+
+# The benchmark suite, side by side with LiteLLM, MLflow and ml-metadata (installed into bench/.peers/ first).
+bench: $(STAMP) peers
+	$(BIN)/python -m bench.suite
+
+# Seconds-long version without peers, to keep the harness working (tests/bench runs it in `make test`).
+bench-smoke: $(STAMP)
+	$(BIN)/python -m bench.suite --smoke
+
+peers:
+	bench/install_peers.sh
 
 # Offline checks of deploy/ (no Docker engine or cluster needed): kubectl kustomize renders each overlay,
 # kubernetes-validate --strict and check-jsonschema (compose spec) validate, pytest checks the semantics.

@@ -77,6 +77,33 @@ async def create_and_attach_latencies(address: str, token: str, count: int) -> l
     return samples
 
 
+async def create_attach_per_second(address: str, token: str, clients: int, total: int) -> float:
+    """The MLflow comparison's unit of work: mint a run and attach a 4 KiB artifact to it."""
+    metadata = (("authorization", f"Bearer {token}"),)
+    payload = os.urandom(4096)
+    channels = [grpc.aio.insecure_channel(address) for _ in range(clients)]
+    per_client = max(1, total // clients)
+
+    async def client(channel: grpc.aio.Channel, offset: int, count: int) -> None:
+        stub = runs_pb2_grpc.RunsServiceStub(channel)
+        for index in range(count):
+            run = await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input(offset + index)), metadata=metadata)
+            await stub.BatchCreateAttachments(
+                runs_pb2.BatchCreateAttachmentsRequest(
+                    run=run.name, attachments=[runs_pb2.NewAttachment(kind="other", filename="a.bin", data=payload)]
+                ),
+                metadata=metadata,
+            )
+
+    await asyncio.gather(*(client(c, -1 - n, 1) for n, c in enumerate(channels)))  # connect every channel first
+    started = time.perf_counter()
+    await asyncio.gather(*(client(c, n * per_client, per_client) for n, c in enumerate(channels)))
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        await channel.close()
+    return per_client * clients / elapsed
+
+
 def sha256_seconds(path: Path) -> float:
     started = time.perf_counter()
     digest = hashlib.sha256()
@@ -127,6 +154,13 @@ def main() -> None:
                 token = service.layout.operator_token.read_text().strip()
                 rates = [asyncio.run(mints_per_second(service.address, token, 8, total)) for _ in range(repeats)]
                 latencies = asyncio.run(create_and_attach_latencies(service.address, token, latency_count))
+                pairs = {
+                    str(c): statistics.median(
+                        asyncio.run(create_attach_per_second(service.address, token, c, total // 4))
+                        for _ in range(repeats)
+                    )
+                    for c in (1, 8)
+                }
 
                 async def holder(token: str = token) -> str:
                     async with grpc.aio.insecure_channel(service.address) as channel:
@@ -149,6 +183,7 @@ def main() -> None:
                     "runs": [round(r, 1) for r in rates],
                 },
                 "create_plus_4kib_attach": summary(latencies),
+                "create_plus_4kib_attach_per_s": {c: round(v, 1) for c, v in pairs.items()},
                 "upload": {
                     "mib": upload_mib,
                     "upload_mb_s": round(upload_rate, 1),

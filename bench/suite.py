@@ -1,0 +1,301 @@
+"""The whole benchmark suite, side by side with the systems users would pick instead, in one run on one machine.
+
+    make bench          # full: peers installed into bench/.peers/ first (LiteLLM, MLflow, ml-metadata)
+    make bench-smoke    # seconds-long, no peers: keeps the harness working (no thresholds)
+
+Each benchmark runs in its own process and writes its own JSON; this collects them into
+bench/results/<timestamp>.json, a markdown table (<timestamp>.md, also printed) and PNG plots. Figures are medians
+over repeated runs, and every ratio compares figures measured in this same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.harness import RESULTS, machine
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT / "bench" / ".peers"
+
+
+def _python_of(peer: str) -> Path | None:
+    python = PEERS / peer / "bin" / "python"
+    return python if python.exists() else None
+
+
+def _run(command: list[str], timeout_s: float) -> str:
+    """Runs one benchmark process and returns its stdout; a failure is recorded, not fatal to the suite."""
+    print(f"$ {' '.join(command)}", flush=True)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} ... exited {done.returncode}: {done.stderr[-2000:]}")
+    return done.stdout
+
+
+def _latest(prefix: str, since: float) -> dict[str, Any]:
+    candidates = [p for p in RESULTS.glob(f"{prefix}-*.json") if p.stat().st_mtime >= since]
+    if not candidates:
+        raise RuntimeError(f"no {prefix} result written")
+    return json.loads(max(candidates, key=lambda p: p.stat().st_mtime).read_text())
+
+
+def run_suite(smoke: bool) -> dict[str, Any]:
+    started = time.time()
+    python = sys.executable
+    quick = ["--quick"] if smoke else []
+    sections: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+
+    def section(name: str, action: Any) -> None:
+        try:
+            sections[name] = action()
+        except Exception as exc:  # one failed benchmark must not hide the others' figures
+            errors[name] = str(exc)
+            print(f"!! {name}: {exc}", flush=True)
+
+    def ceiling() -> Any:
+        _run([python, "-m", "bench.ceiling.bench_echo", *quick], 600)
+        return _latest("ceiling-quick" if smoke else "ceiling", started)
+
+    def runs() -> Any:
+        _run([python, "-m", "bench.runs.bench_runs", *quick], 900)
+        return _latest("runs-quick" if smoke else "runs", started)
+
+    def mlflow() -> Any:
+        peer = _python_of("mlflow")
+        if smoke or peer is None:
+            return {"skipped": "smoke run" if smoke else "bench/.peers/mlflow missing (make bench installs it)"}
+        # MLflow's client prints a line per run; the benchmark's JSON is the last line.
+        return {
+            mode: json.loads(
+                _run([str(peer), "bench/runs/bench_mlflow.py", "--mode", mode, "--runs", "200"], 900).splitlines()[-1]
+            )
+            for mode in ("default", "gunicorn")
+        }
+
+    def gateway() -> Any:
+        litellm = [] if (_python_of("litellm") and not smoke) else ["--no-litellm"]
+        _run([python, "-m", "bench.gateway.bench_gateway", "--requests", "60" if smoke else "500", *litellm], 1200)
+        return _latest("gateway", started)
+
+    def lineage() -> Any:
+        size = ["--chain", "500", "--dag-nodes", "2000", "--repeat", "1", "--no-grpc"] if smoke else ["--repeat", "3"]
+        out = RESULTS / "suite-lineage"
+        out.mkdir(parents=True, exist_ok=True)
+        _run([python, "bench/lineage/bench_lineage.py", *size, "--out", str(out)], 1200)
+        document = json.loads(max(out.glob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
+        peer = _python_of("mlmd")
+        if peer is not None and not smoke:
+            target = out / "mlmd.json"
+            _run([str(peer), "bench/lineage/bench_mlmd.py", "--repeat", "3", "--out", str(target)], 900)
+            document["mlmd"] = json.loads(target.read_text())
+        return document
+
+    def art_studio() -> Any:
+        _run([python, "-m", "bench.art_studio.bench_art_studio", *quick], 900)
+        return _latest("art_studio-quick" if smoke else "art_studio", started)
+
+    for name, action in (
+        ("ceiling", ceiling),
+        ("runs", runs),
+        ("mlflow", mlflow),
+        ("gateway", gateway),
+        ("lineage", lineage),
+        ("art_studio", art_studio),
+    ):
+        section(name, action)
+    return {
+        "suite": "smoke" if smoke else "full",
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_s": round(time.time() - started, 1),
+        "machine": machine(),
+        "sections": sections,
+        "errors": errors,
+    }
+
+
+def _get(document: Any, *path: Any) -> Any:
+    for key in path:
+        if not isinstance(document, dict | list):
+            return None
+        try:
+            document = document[key]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return document
+
+
+def _ratio(a: Any, b: Any) -> str:
+    return f"{a / b:.2f}x" if isinstance(a, int | float) and isinstance(b, int | float) and b else "n/a"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The README's Performance table: figure, peer figure measured in the same run, ratio."""
+    s = result["sections"]
+    ceiling_c8 = _get(s, "ceiling", "calls_per_s", "8")
+    sqlite = _get(s, "runs", "backends", "sqlite") or {}
+    mints = _get(sqlite, "mints_per_s_8_clients", "median")
+    pairs1, pairs8 = (
+        _get(sqlite, "create_plus_4kib_attach_per_s", "1"),
+        _get(sqlite, "create_plus_4kib_attach_per_s", "8"),
+    )
+    mlflow_best = max(
+        (
+            _get(s, "mlflow", mode, "clients", clients, "runs_per_s") or 0
+            for mode in ("default", "gunicorn")
+            for clients in ("1", "8")
+        ),
+        default=0,
+    )
+    upload = _get(sqlite, "upload") or {}
+    gateway = _get(s, "gateway", "added") or {}
+    rows = [
+        ("gRPC ceiling: bare unary echo, 8 clients (calls/s)", ceiling_c8, "", ""),
+        ("runs: durable mints/s, 8 clients", mints, f"echo {ceiling_c8}", _ratio(mints, ceiling_c8)),
+        (
+            "runs: create + 4 KiB attach per s, 1 / 8 clients",
+            f"{pairs1} / {pairs8}",
+            f"MLflow best {mlflow_best or 'n/a'}",
+            _ratio(pairs8, mlflow_best),
+        ),
+        (
+            "runs: create + 4 KiB attach p50 / p99 (ms), 1 client",
+            "{p50_ms} / {p99_ms}".format(**(_get(sqlite, "create_plus_4kib_attach") or {"p50_ms": "", "p99_ms": ""})),
+            "",
+            "",
+        ),
+        (
+            f"runs: {upload.get('mib')} MiB upload (MB/s)",
+            upload.get("upload_mb_s"),
+            f"sha256 {upload.get('sha256_mb_s')}",
+            _ratio(upload.get("upload_mb_s"), upload.get("sha256_mb_s")),
+        ),
+    ]
+    for point, figures in gateway.items():
+        rows.append(
+            (
+                f"gateway: added latency p50 / p99 (ms), concurrency {point.removeprefix('c')}",
+                f"{_get(figures, 'custody', 'p50')} / {_get(figures, 'custody', 'p99')}",
+                f"LiteLLM {_get(figures, 'litellm', 'p50')} / {_get(figures, 'litellm', 'p99')}",
+                _ratio(_get(figures, "custody", "p50"), _get(figures, "litellm", "p50")),
+            )
+        )
+    for entry in _get(s, "lineage", "results") or []:
+        graph, nodes = entry.get("graph", "?"), entry.get("nodes", "?")
+        query, bfs = entry.get("query_ms"), entry.get("memory_bfs_ms")
+        complete = "complete" if entry.get("query_complete") else "INCOMPLETE"
+        rows.append(
+            (
+                f"lineage: downstream query, {graph} of {nodes} (ms, {complete})",
+                query,
+                f"in-memory BFS {bfs}",
+                _ratio(query, bfs),
+            )
+        )
+        rows.append((f"lineage: staleness propagation, {graph} of {nodes} (ms)", entry.get("propagate_ms"), "", ""))
+    for entry in _get(s, "lineage", "mlmd", "results") or []:
+        rows.append(
+            (
+                f"MLMD lineage query, chain {entry.get('nodes')} (ms; complete?)",
+                f"{entry.get('query_ms')} ({entry.get('downstream_returned')}/{entry.get('downstream_expected')})",
+                "",
+                "",
+            )
+        )
+    studio = _get(s, "art_studio") or {}
+    rows.append(
+        ("art_studio: compile 64-petal spec p50 (ms)", _get(studio, "compile_64_petals_in_process", "p50_ms"), "", "")
+    )
+    for name, figures in (_get(studio, "end_to_end") or {}).items():
+        rows.append(
+            (
+                f"end to end: {name.replace('_', ' + ')} p50 / p99 (ms)",
+                f"{figures['p50_ms']} / {figures['p99_ms']}",
+                "",
+                "",
+            )
+        )
+    lines = ["| measure | Custody | peer (same run) | ratio |", "| --- | --- | --- | --- |"]
+    lines += [f"| {name} | {value} | {peer} | {ratio} |" for name, value, peer, ratio in rows]
+    return "\n".join(lines) + "\n"
+
+
+def plots(result: dict[str, Any], stem: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    s = result["sections"]
+    sqlite = _get(s, "runs", "backends", "sqlite") or {}
+    series = {
+        "echo (gRPC ceiling)": [_get(s, "ceiling", "calls_per_s", c) for c in ("1", "8")],
+        "runs create+attach": [_get(sqlite, "create_plus_4kib_attach_per_s", c) for c in ("1", "8")],
+    }
+    for mode in ("default", "gunicorn"):
+        series[f"MLflow ({mode})"] = [_get(s, "mlflow", mode, "clients", c, "runs_per_s") for c in ("1", "8")]
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for label, values in series.items():
+        if all(isinstance(v, int | float) for v in values):
+            axis.plot([1, 8], values, marker="o", label=label)
+    axis.set(
+        xlabel="concurrent clients", ylabel="operations per second", yscale="log", title="Throughput by concurrency"
+    )
+    axis.legend()
+    path = stem.with_name(stem.name + "-throughput.png")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    written.append(path)
+
+    labels, p50, p99 = [], [], []
+    for point, figures in (_get(s, "gateway", "added") or {}).items():
+        for system in ("custody", "litellm"):
+            if isinstance(_get(figures, system, "p50"), int | float):
+                labels.append(f"{system} {point}")
+                p50.append(figures[system]["p50"])
+                p99.append(figures[system]["p99"])
+    if labels:
+        figure, axis = plt.subplots(figsize=(7, 4))
+        positions = range(len(labels))
+        axis.bar([p - 0.2 for p in positions], p50, width=0.4, label="p50")
+        axis.bar([p + 0.2 for p in positions], p99, width=0.4, label="p99")
+        axis.set_xticks(list(positions), labels, rotation=20, ha="right")
+        axis.set(ylabel="added latency (ms)", title="Gateway latency added over a direct call")
+        axis.legend()
+        path = stem.with_name(stem.name + "-gateway-latency.png")
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        written.append(path)
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="seconds-long, no peers, no thresholds")
+    args = parser.parse_args()
+    result = run_suite(args.smoke)
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / (("smoke-" if args.smoke else "") + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    markdown = table(result)
+    stem.with_suffix(".md").write_text(markdown)
+    written = plots(result, stem)
+    print(markdown)
+    print(f"wrote {stem}.json, {stem}.md, " + ", ".join(str(p) for p in written))
+    if result["errors"]:
+        print(f"benchmarks that failed: {', '.join(result['errors'])}")
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

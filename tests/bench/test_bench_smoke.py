@@ -1,0 +1,29 @@
+"""The benchmark harness keeps working: the seconds-long suite runs every benchmark and writes its reports.
+No thresholds here: performance figures live in bench/, never in timed tests."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.harness import RESULTS
+
+pytestmark = pytest.mark.stack
+
+
+def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
+    started = time.time()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.suite", "--smoke"], capture_output=True, text=True, timeout=900, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (report,) = [p for p in RESULTS.glob("smoke-*.json") if p.stat().st_mtime >= started]
+    result = json.loads(report.read_text())
+    assert result["errors"] == {}
+    assert set(result["sections"]) == {"ceiling", "runs", "mlflow", "gateway", "lineage", "art_studio"}
+    assert report.with_suffix(".md").read_text().startswith("| measure |")
+    assert report.with_name(report.stem + "-throughput.png").stat().st_size > 0
