@@ -98,6 +98,28 @@ def content_from_proto(run: runs_pb2.RunInput) -> model.RunContent:
     )
 
 
+def _content_fields(content: model.RunContent) -> dict[str, Any]:
+    """The fields Run and RunInput share, in proto form."""
+    return {
+        "status": RUN_STATUS[content.status],
+        "request_summary": struct(content.request_summary),
+        "feasibility": struct(content.feasibility),
+        "decision": runs_pb2.Decision(
+            risk_level=RISK[content.decision.risk_level],
+            score=content.decision.score,
+            block_reason=content.decision.block_reason,
+            warnings=list(content.decision.warnings),
+        ),
+        "hashes": runs_pb2.Hashes(
+            feasibility_sha256=content.hashes.feasibility_sha256,
+            toolpaths_sha256=content.hashes.toolpaths_sha256,
+            gcode_sha256=content.hashes.gcode_sha256,
+        ),
+        "outputs": content.outputs,
+        "meta": struct(content.meta),
+    }
+
+
 def content_to_input(
     content: model.RunContent,
     advisories: list[runs_pb2.AdvisoryInput] | None = None,
@@ -107,22 +129,7 @@ def content_to_input(
     run = runs_pb2.RunInput(
         mode=content.mode,
         tool_id=content.tool_id,
-        status=RUN_STATUS[content.status],
-        request_summary=struct(content.request_summary),
-        feasibility=struct(content.feasibility),
-        decision=runs_pb2.Decision(
-            risk_level=RISK[content.decision.risk_level],
-            score=content.decision.score,
-            block_reason=content.decision.block_reason,
-            warnings=list(content.decision.warnings),
-        ),
-        hashes=runs_pb2.Hashes(
-            feasibility_sha256=content.hashes.feasibility_sha256,
-            toolpaths_sha256=content.hashes.toolpaths_sha256,
-            gcode_sha256=content.hashes.gcode_sha256,
-        ),
-        outputs=content.outputs,
-        meta=struct(content.meta),
+        **_content_fields(content),
         engine_version=content.engine_version,
         advisory_inputs=advisories or [],
     )
@@ -213,22 +220,7 @@ def run_to_proto(record: model.RunRecord) -> runs_pb2.Run:
         name=record.name,
         mode=content.mode,
         tool_id=content.tool_id,
-        status=RUN_STATUS[content.status],
-        request_summary=struct(content.request_summary),
-        feasibility=struct(content.feasibility),
-        decision=runs_pb2.Decision(
-            risk_level=RISK[content.decision.risk_level],
-            score=content.decision.score,
-            block_reason=content.decision.block_reason,
-            warnings=list(content.decision.warnings),
-        ),
-        hashes=runs_pb2.Hashes(
-            feasibility_sha256=content.hashes.feasibility_sha256,
-            toolpaths_sha256=content.hashes.toolpaths_sha256,
-            gcode_sha256=content.hashes.gcode_sha256,
-        ),
-        outputs=content.outputs,
-        meta=struct(content.meta),
+        **_content_fields(content),
         advisory_inputs=[advisory_to_proto(a) for a in record.advisories],
         explanation=explanation,
         create_time=timestamp(record.stamp.created_at),
