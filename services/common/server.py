@@ -34,6 +34,7 @@ from services.common.version import CUSTODY_VERSION
 log = logging.getLogger("custody.server")
 
 STARTUP_EXIT_CODE = 3
+GIL_SWITCH_INTERVAL_S = 0.0005
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 # Clients (ours included) may ping every 10 s; anything faster is answered with GOAWAY too_many_pings.
@@ -170,6 +171,9 @@ async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFact
 
 def run(settings_cls: type[ServiceSettings], factory: ServiceFactory, config_file: object = None) -> int:
     """Process entry point for `custody serve <service>`; returns the exit code."""
+    # The event loop hands database work to threads and back on every call; with the default 5 ms GIL switch
+    # interval a busy thread makes the others wait that long for each hand-off.
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         settings = settings_cls.load(config_file)  # type: ignore[arg-type]
     except ConfigError as exc:
