@@ -52,6 +52,8 @@ class ServiceSettings(BaseSettings):
     grace_period_s: float = Field(default=5.0, ge=0, le=60)
     default_deadline_s: float = Field(default=30.0, gt=0, le=3600)
     max_concurrent_rpcs: int = Field(default=1024, ge=1)
+    # Threads for blocking work (database, files) so concurrent calls do not queue for a thread.
+    blocking_threads: int = Field(default=64, ge=1, le=1024)
 
     @classmethod
     def settings_customise_sources(

@@ -20,9 +20,11 @@ MAX_BATCH = 256
 
 
 class GroupCommit(Generic[Item, Result]):
-    def __init__(self, apply: Callable[[list[Item]], list[Result]], name: str, max_batch: int = MAX_BATCH) -> None:
-        """`apply` commits a batch in one transaction and returns one result per item, in order; if it raises,
-        every item of the batch gets that exception."""
+    def __init__(
+        self, apply: Callable[[list[Item]], list[Result | BaseException]], name: str, max_batch: int = MAX_BATCH
+    ) -> None:
+        """`apply` commits a batch in one transaction and returns one result per item, in order (an exception
+        as an item's result is raised to that item's caller alone); if `apply` raises, every item gets it."""
         self._apply = apply
         self._name = name
         self._max_batch = max_batch
@@ -60,4 +62,7 @@ class GroupCommit(Generic[Item, Result]):
                     future.set_exception(exc)
                 continue
             for (_, future), result in zip(batch, results, strict=True):
-                future.set_result(result)
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -106,6 +107,11 @@ class RunningServer:
 async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provider: TracerProvider) -> RunningServer:
     """Builds and starts the server; raises PortInUse, ConfigError or CredentialsError before serving anything."""
     credentials = Credentials.load(settings.resolved_credentials_file)
+    # Servicers run database and file work in threads; asyncio's default pool (cores + 4 = 6 here) would make
+    # concurrent calls queue for a thread instead of for the database, and cap group-commit batches at its size.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=settings.blocking_threads, thread_name_prefix=f"{settings.service}-io")
+    )
     service = factory(settings, tracer_provider)
     untraced = filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
     server = grpc.aio.server(

@@ -67,6 +67,8 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     ) -> runs_pb2.Attachment:
         header: runs_pb2.AttachmentHeader | None = None
         writer = None
+        # Hash-and-write of one chunk overlaps the receipt of the next (one chunk in flight, in order).
+        writing: asyncio.Future[None] | None = None
         try:
             async for message in request_iterator:
                 if message.HasField("header"):
@@ -79,11 +81,17 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
                 if writer is None:
                     raise _invalid("ATTACHMENT_INVALID", [("header", "the first message must be the header")])
                 check_chunk(message.chunk)
-                await asyncio.to_thread(writer.write, message.chunk)
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(writer.write, message.chunk))
+            if writing is not None:
+                await writing
             if header is None or writer is None:
                 raise _invalid("ATTACHMENT_INVALID", [("header", "the stream carried no header")])
             pending = await asyncio.to_thread(writer.finish, header.sha256, "header.sha256")
         except BaseException:
+            if writing is not None and not writing.done():
+                await asyncio.gather(writing, return_exceptions=True)  # never abort under a running write
             if writer is not None:
                 writer.abort()
             raise

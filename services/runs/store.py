@@ -152,6 +152,9 @@ class RunsStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self._mints: GroupCommit[_PendingRun, tuple[StoredRun, bool]] = GroupCommit(self._insert_batch, "runs-mint")
+        self._attachments: GroupCommit[tuple[tuple[NewAttachment, ...], datetime], bool] = GroupCommit(
+            self._insert_attachment_batches, "runs-attach"
+        )
 
     # ---- runs -------------------------------------------------------------------------------------------------
 
@@ -561,22 +564,37 @@ class RunsStore:
             return [(_attachment(row), row.idempotency_fingerprint or "") for row in rows]
 
     def add_attachments(self, items: Sequence[NewAttachment], now: datetime) -> bool:
-        """Records blobs and attachments in one transaction: all or none. False if an idempotency key raced."""
+        """Records blobs and attachments in one transaction: all or none. False if an idempotency key raced.
+        Concurrent callers share one commit (group commit)."""
+        return self._attachments.submit((tuple(items), now))
+
+    def _insert_attachment_batches(
+        self, batch: list[tuple[tuple[NewAttachment, ...], datetime]]
+    ) -> list[bool | BaseException]:
+        """Every caller's attachments in one transaction; on a conflict, each caller's on its own, so one
+        refused batch never takes the others down with it."""
         try:
             with self.engine.begin() as connection:
-                blobs = [
-                    {"sha256": sha256, "size_bytes": size, "created_at_us": to_us(now)}
-                    for sha256, size in sorted({(i.record.sha256, i.record.size_bytes) for i in items})
-                ]
+                blobs = {
+                    item.record.sha256: {
+                        "sha256": item.record.sha256,
+                        "size_bytes": item.record.size_bytes,
+                        "created_at_us": to_us(now),
+                    }
+                    for items, now in batch
+                    for item in items
+                }
                 # The same bytes may be recorded by a concurrent upload: that is the same blob, not a conflict.
-                connection.execute(_insert_if_absent(connection, tables.blobs), blobs)
-                for item in items:
-                    connection.execute(tables.attachments.insert().values(_attachment_row(item)))
-        except IntegrityError:
-            if any(item.idempotency_key for item in items):
-                return False
-            raise
-        return True
+                connection.execute(_insert_if_absent(connection, tables.blobs), sorted(blobs.values(), key=str))
+                connection.execute(
+                    tables.attachments.insert(), [_attachment_row(item) for items, _ in batch for item in items]
+                )
+            return [True] * len(batch)
+        except IntegrityError as exc:
+            if len(batch) > 1:
+                return [self._insert_attachment_batches([one])[0] for one in batch]
+            ((items, _),) = batch
+            return [False if any(item.idempotency_key for item in items) else exc]
 
     def get_attachment(self, run_id: str, attachment_id: str) -> AttachmentRecord | None:
         with self.engine.connect() as connection:

@@ -1,0 +1,53 @@
+"""Group commit: concurrent writers share one apply; each caller gets its own result or its own error."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from services.common.group_commit import GroupCommit
+
+
+def test_concurrent_submissions_are_applied_in_shared_batches() -> None:
+    gate = threading.Event()
+    batches: list[list[int]] = []
+
+    def apply(items: list[int]) -> list[int | BaseException]:
+        gate.wait(5)  # hold the first batch so the others queue up behind it
+        batches.append(items)
+        return [item * 10 for item in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(commit.submit, i) for i in range(8)]
+        threading.Timer(0.2, gate.set).start()
+        results = [f.result(timeout=10) for f in futures]
+    assert results == [i * 10 for i in range(8)]
+    assert len(batches) < 8 and sorted(i for b in batches for i in b) == list(range(8))
+
+
+def test_an_error_for_one_item_reaches_only_its_caller() -> None:
+    def apply(items: list[int]) -> list[int | BaseException]:
+        return [ValueError(f"bad {i}") if i == 2 else i for i in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
+    assert commit.submit(1) == 1
+    with pytest.raises(ValueError, match="bad 2"):
+        commit.submit(2)
+
+
+def test_a_failing_apply_fails_its_batch_and_the_writer_goes_on() -> None:
+    calls = {"n": 0}
+
+    def apply(items: list[int]) -> list[int | BaseException]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("database unreachable")
+        return items
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
+    with pytest.raises(RuntimeError, match="unreachable"):
+        commit.submit(1)
+    assert commit.submit(2) == 2
