@@ -27,6 +27,7 @@ from services.common.hashing import is_sha256_hex
 from services.runs import tables
 
 READ_CHUNK_BYTES = 1024 * 1024
+EARLY_SYNC_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class BlobWriter:
         self._handle = path.open("wb")
         self._hasher = hashlib.sha256()
         self.size_bytes = 0
+        self._synced = 0
 
     def write(self, chunk: bytes) -> None:
         self.size_bytes += len(chunk)
@@ -65,6 +67,11 @@ class BlobWriter:
             )
         self._hasher.update(chunk)
         self._handle.write(chunk)
+        if self.size_bytes - self._synced >= EARLY_SYNC_BYTES:
+            # Flush to disk while the rest is still arriving, so the final fsync has little left to do.
+            self._handle.flush()
+            os.fdatasync(self._handle.fileno())
+            self._synced = self.size_bytes
 
     def finish(self, expected_sha256: str = "", field: str = "sha256") -> PendingBlob:
         """Flushes and fsyncs; raises DIGEST_MISMATCH (and keeps nothing) when the bytes are not the declared ones."""
