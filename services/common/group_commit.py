@@ -7,6 +7,7 @@ fsync instead of N. A lone writer is committed at once: there is no added wait.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 from collections.abc import Callable
@@ -33,10 +34,18 @@ class GroupCommit(Generic[Item, Result]):
         self._thread: threading.Thread | None = None
 
     def submit(self, item: Item) -> Result:
+        """Blocks the calling thread until the item is committed."""
+        return self._enqueue(item).result()
+
+    async def submit_async(self, item: Item) -> Result:
+        """Waits on the event loop, holding no thread, until the item is committed."""
+        return await asyncio.wrap_future(self._enqueue(item))
+
+    def _enqueue(self, item: Item) -> Future[Result]:
         future: Future[Result] = Future()
         self._queue.put((item, future))
         self._ensure_writer()
-        return future.result()
+        return future
 
     def _ensure_writer(self) -> None:
         if self._thread is not None:

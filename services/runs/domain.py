@@ -144,6 +144,16 @@ class Verification:
         return not self.problems
 
 
+@dataclass(frozen=True)
+class _PreparedMint:
+    """A run ready to commit, with what commits alongside it."""
+
+    record: RunRecord
+    artifact_json: str
+    attachments: list[NewAttachment]
+    outbox: list[OutboxMessage]
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -178,13 +188,15 @@ class Runs:
 
     # ---- runs ---------------------------------------------------------------------------------------------------
 
-    def create_run(
+    async def create_run(
         self,
         content: RunContent,
         idempotency_key: str,
         advisories: Sequence[AdvisoryLink] = (),
         explanation: Explanation | None = None,
     ) -> RunRecord:
+        """Mints a caller-supplied run. Runs on the event loop: the CPU work is small, and the commit is awaited
+        without holding a thread (the hot path of the service)."""
         validate_request_id(idempotency_key)
         validate_content(content)
         for index, link in enumerate(advisories):
@@ -192,18 +204,41 @@ class Runs:
         request = {"content": content.to_document(), "advisories": [_link_document(a) for a in advisories]}
         if explanation is not None:
             request["explanation"] = {"status": explanation.status.value, "summary": explanation.summary}
-        return self._mint(content, idempotency_key, _fingerprint_of(request), advisories, explanation)
+        fingerprint = _fingerprint_of(request)
+        prepared = self._prepare_mint(content, advisories, explanation)
+        stored, created = await self.store.create_run_async(
+            prepared.record, prepared.artifact_json, idempotency_key, fingerprint
+        )
+        return self._minted(prepared, stored, created, idempotency_key, fingerprint)
 
     def _mint(
         self,
         content: RunContent,
         idempotency_key: str,
         request_fingerprint: str,
-        advisories: Sequence[AdvisoryLink] = (),
-        explanation: Explanation | None = None,
         attachments: Sequence[tuple[AttachmentRecord, str]] = (),
         lineage_candidate: str = "",
     ) -> RunRecord:
+        """Mints from a worker thread (BindCandidate), with the attachments and outbox message that go with it."""
+        prepared = self._prepare_mint(content, (), None, attachments, lineage_candidate)
+        stored, created = self.store.create_run(
+            prepared.record,
+            prepared.artifact_json,
+            idempotency_key,
+            request_fingerprint,
+            prepared.attachments,
+            prepared.outbox,
+        )
+        return self._minted(prepared, stored, created, idempotency_key, request_fingerprint)
+
+    def _prepare_mint(
+        self,
+        content: RunContent,
+        advisories: Sequence[AdvisoryLink],
+        explanation: Explanation | None,
+        attachments: Sequence[tuple[AttachmentRecord, str]] = (),
+        lineage_candidate: str = "",
+    ) -> _PreparedMint:
         stamp = self._stamp()
         run_id = new_id(RUN_PREFIX)
         document = artifact_document(run_id, content, stamp)
@@ -246,14 +281,16 @@ class Runs:
             for position, (source, source_name) in enumerate(attachments)
         ]
         outbox = [lineage_message(run_id, content, stamp, lineage_candidate)] if lineage_candidate else []
-        stored, created = self.store.create_run(
-            record, encoded.decode(), idempotency_key, request_fingerprint, new_attachments, outbox
-        )
+        return _PreparedMint(record, encoded.decode(), new_attachments, outbox)
+
+    def _minted(
+        self, prepared: _PreparedMint, stored: StoredRun, created: bool, idempotency_key: str, fingerprint: str
+    ) -> RunRecord:
         if not created:
-            ensure_same_request(idempotency_key, stored.request_fingerprint or "", request_fingerprint)
+            ensure_same_request(idempotency_key, stored.request_fingerprint or "", fingerprint)
         else:
-            log.info("run minted", extra={"run": stored.record.name, "status": content.status.value})
-            if outbox:
+            log.info("run minted", extra={"run": stored.record.name, "status": prepared.record.content.status.value})
+            if prepared.outbox:
                 self._outbox_written()
         return stored.record
 

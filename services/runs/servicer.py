@@ -39,8 +39,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         problems = convert.enum_violations(request.run)
         if problems:
             raise _invalid("RUN_INVALID", problems)
-        record = await asyncio.to_thread(
-            self._runs.create_run,
+        record = await self._runs.create_run(
             convert.content_from_proto(request.run),
             request.request_id,
             convert.imported_advisories(request.run, call_context.require_principal()),

@@ -172,10 +172,19 @@ class RunsStore:
         key is returned instead (created=False) for the caller to compare fingerprints.
 
         Concurrent mints are committed together (group commit): one durable commit for many runs."""
-        pending = _PendingRun(
-            record, artifact_json, idempotency_key or None, request_fingerprint, tuple(attachments), tuple(outbox)
+        return self._mints.submit(
+            _PendingRun(
+                record, artifact_json, idempotency_key or None, request_fingerprint, tuple(attachments), tuple(outbox)
+            )
         )
-        return self._mints.submit(pending)
+
+    async def create_run_async(
+        self, record: RunRecord, artifact_json: str, idempotency_key: str, request_fingerprint: str
+    ) -> tuple[StoredRun, bool]:
+        """create_run for callers on the event loop: the mint waits for its group commit without a thread."""
+        return await self._mints.submit_async(
+            _PendingRun(record, artifact_json, idempotency_key or None, request_fingerprint, (), ())
+        )
 
     def _insert_batch(self, batch: list[_PendingRun]) -> list[tuple[StoredRun, bool]]:
         """One transaction for a batch of mints. Keys already used (in the database or earlier in the batch)
