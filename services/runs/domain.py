@@ -201,10 +201,12 @@ class Runs:
         validate_content(content)
         for index, link in enumerate(advisories):
             _validate_advisory_id(link.advisory_id, f"run.advisory_inputs[{index}].advisory_id")
-        request = {"content": content.to_document(), "advisories": [_link_document(a) for a in advisories]}
-        if explanation is not None:
-            request["explanation"] = {"status": explanation.status.value, "summary": explanation.summary}
-        fingerprint = _fingerprint_of(request)
+        fingerprint = ""
+        if idempotency_key:  # only a keyed request is ever compared with a retry of itself
+            request = {"content": content.to_document(), "advisories": [_link_document(a) for a in advisories]}
+            if explanation is not None:
+                request["explanation"] = {"status": explanation.status.value, "summary": explanation.summary}
+            fingerprint = _fingerprint_of(request)
         prepared = self._prepare_mint(content, advisories, explanation)
         stored, created = await self.store.create_run_async(
             prepared.record, prepared.artifact_json, idempotency_key, fingerprint
