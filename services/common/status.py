@@ -75,7 +75,6 @@ def decode(error: grpc.RpcError) -> DecodedError:
     if raw is None:
         return DecodedError(code, message)
     status = status_pb2.Status.FromString(raw)
-    decoded = DecodedError(code, status.message or message)
     reason, domain, metadata, violations, retry = "", "", {}, [], None
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
@@ -90,4 +89,4 @@ def decode(error: grpc.RpcError) -> DecodedError:
             info_retry = error_details_pb2.RetryInfo()
             detail.Unpack(info_retry)
             retry = info_retry.retry_delay.ToMilliseconds() / 1000
-    return DecodedError(decoded.code, decoded.message, reason, domain, metadata, tuple(violations), retry)
+    return DecodedError(code, status.message or message, reason, domain, metadata, tuple(violations), retry)

@@ -154,6 +154,14 @@ class _PreparedMint:
     outbox: list[OutboxMessage]
 
 
+def _page(fetched: list[T], size: int, key: dict[str, Any], sort_key: Callable[[T], list[Any]]) -> Page[T]:
+    """A page from `size + 1` fetched items: the extra one only says there is a next page, which starts after
+    the sort key of this page's last item."""
+    if len(fetched) <= size:
+        return Page(fetched, "")
+    return Page(fetched[:size], encode_token(sort_key(fetched[size - 1]), key))
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -324,12 +332,7 @@ class Runs:
         key = _filters_key(filters)
         cursor = decode_token(token, key)
         stored = self.store.list_runs(filters, cursor.after if cursor else None, size + 1)
-        items = [s.record for s in stored[:size]]
-        next_token = ""
-        if len(stored) > size:
-            last = items[-1]
-            next_token = encode_token([to_us(last.stamp.created_at), last.run_id], key)
-        return Page(items, next_token)
+        return _page([s.record for s in stored], size, key, lambda r: [to_us(r.stamp.created_at), r.run_id])
 
     # ---- attachments --------------------------------------------------------------------------------------------
 
@@ -485,12 +488,9 @@ class Runs:
         key = {"run": run_id, "kind": kind, "latest_only": latest_only}
         cursor = None if latest_only else decode_token(token, key)
         records = self.store.list_attachments(run_id, kind, cursor.after if cursor else None, size + 1)
-        items = records[:size]
-        next_token = ""
-        if len(records) > size and not latest_only:
-            last = items[-1]
-            next_token = encode_token([to_us(last.stamp.created_at), last.attachment_id], key)
-        return Page(items, next_token)
+        if latest_only:
+            return Page(records[:1], "")
+        return _page(records, size, key, lambda a: [to_us(a.stamp.created_at), a.attachment_id])
 
     # ---- advisories ---------------------------------------------------------------------------------------------
 
@@ -520,12 +520,7 @@ class Runs:
         key = {"run": run_id}
         cursor = decode_token(token, key)
         links = self.store.list_advisories(run_id, cursor.after if cursor else None, size + 1)
-        items = links[:size]
-        next_token = ""
-        if len(links) > size:
-            last = items[-1]
-            next_token = encode_token([to_us(last.stamp.created_at), last.advisory_id], key)
-        return Page(items, next_token)
+        return _page(links, size, key, lambda a: [to_us(a.stamp.created_at), a.advisory_id])
 
     # ---- explanations -------------------------------------------------------------------------------------------
 

@@ -291,15 +291,7 @@ class RunsStore:
             query = query.join(explanations, explanations.c.run_id == runs.c.id).where(
                 explanations.c.status == filters.explanation_status
             )
-        if after is not None:
-            created_us, run_id = after
-            query = query.where(
-                sa.or_(
-                    runs.c.created_at_us < created_us,
-                    sa.and_(runs.c.created_at_us == created_us, runs.c.id < run_id),
-                )
-            )
-        query = query.order_by(runs.c.created_at_us.desc(), runs.c.id.desc()).limit(limit)
+        query = _keyset(query, runs.c.created_at_us, runs.c.id, after, limit, newest_first=True)
         with self.engine.connect() as connection:
             return self._hydrate(connection, list(connection.execute(query)))
 
@@ -533,18 +525,8 @@ class RunsStore:
 
     def list_advisories(self, run_id: str, after: Sequence[Any] | None, limit: int) -> list[AdvisoryLink]:
         query = sa.select(tables.advisories).where(tables.advisories.c.run_id == run_id)
-        if after is not None:
-            created_us, advisory_id = after
-            query = query.where(
-                sa.or_(
-                    tables.advisories.c.created_at_us > created_us,
-                    sa.and_(
-                        tables.advisories.c.created_at_us == created_us,
-                        tables.advisories.c.advisory_id > advisory_id,
-                    ),
-                )
-            )
-        query = query.order_by(tables.advisories.c.created_at_us, tables.advisories.c.advisory_id).limit(limit)
+        table = tables.advisories
+        query = _keyset(query, table.c.created_at_us, table.c.advisory_id, after, limit, newest_first=False)
         with self.engine.connect() as connection:
             return [_advisory_link(row) for row in connection.execute(query)]
 
@@ -622,17 +604,28 @@ class RunsStore:
         query = sa.select(table).where(table.c.run_id == run_id)
         if kind:
             query = query.where(table.c.kind == kind)
-        if after is not None:
-            created_us, attachment_id = after
-            query = query.where(
-                sa.or_(
-                    table.c.created_at_us < created_us,
-                    sa.and_(table.c.created_at_us == created_us, table.c.id < attachment_id),
-                )
-            )
-        query = query.order_by(table.c.created_at_us.desc(), table.c.id.desc()).limit(limit)
+        query = _keyset(query, table.c.created_at_us, table.c.id, after, limit, newest_first=True)
         with self.engine.connect() as connection:
             return [_attachment(row) for row in connection.execute(query)]
+
+
+def _keyset(
+    query: sa.Select[Any],
+    time: sa.ColumnElement[int],
+    ident: sa.ColumnElement[str],
+    after: Sequence[Any] | None,
+    limit: int,
+    newest_first: bool,
+) -> sa.Select[Any]:
+    """Orders by (time, id) and starts strictly after the cursor (time, id) of the previous page."""
+    if after is not None:
+        created_us, last_id = after
+        if newest_first:
+            query = query.where(sa.or_(time < created_us, sa.and_(time == created_us, ident < last_id)))
+        else:
+            query = query.where(sa.or_(time > created_us, sa.and_(time == created_us, ident > last_id)))
+    order = (time.desc(), ident.desc()) if newest_first else (time, ident)
+    return query.order_by(*order).limit(limit)
 
 
 def _insert_if_absent(connection: sa.Connection, table: sa.Table) -> sa.Insert:
