@@ -38,7 +38,8 @@ class GroupCommit(Generic[Item, Result]):
         return self._enqueue(item).result()
 
     async def submit_async(self, item: Item) -> Result:
-        """Waits on the event loop, holding no thread, until the item is committed."""
+        """Waits on the event loop, holding no thread, until the item is committed. Cancelling the caller drops
+        the item if the writer has not taken it yet; otherwise it is committed all the same."""
         return await asyncio.wrap_future(self._enqueue(item))
 
     def _enqueue(self, item: Item) -> Future[Result]:
@@ -63,6 +64,11 @@ class GroupCommit(Generic[Item, Result]):
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            # A submission its caller cancelled before the writer took it is dropped; once taken, it is written
+            # and no longer cancellable, so its caller's cancellation can never stop the writer.
+            batch = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             items = [item for item, _ in batch]
             try:
                 results = self._apply(items)

@@ -27,6 +27,7 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.common import call_context
@@ -96,8 +97,11 @@ def configure_tracing(settings: ServiceSettings) -> TracerProvider:
     """A tracer provider for this process; W3C tracecontext + baggage propagation is set globally."""
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
     resource = Resource.create({"service.name": f"custody-{settings.service}", "service.version": CUSTODY_VERSION})
-    provider = TracerProvider(resource=resource)
     exporter = settings.telemetry_exporter
+    # With nothing to export, spans are not recorded: trace ids still propagate and reach the logs, and a caller's
+    # sampled flag passes on unchanged, so hops that do export still see whole traces.
+    sampler = ParentBased(ALWAYS_OFF) if exporter == "none" else ParentBased(ALWAYS_ON)
+    provider = TracerProvider(resource=resource, sampler=sampler)
     if exporter == "console":
         provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr)))
     elif exporter == "otlp":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -51,3 +52,28 @@ def test_a_failing_apply_fails_its_batch_and_the_writer_goes_on() -> None:
     with pytest.raises(RuntimeError, match="unreachable"):
         commit.submit(1)
     assert commit.submit(2) == 2
+
+
+def test_a_cancelled_submission_is_dropped_and_the_writer_goes_on() -> None:
+    gate = threading.Event()
+    applied: list[int] = []
+
+    def apply(items: list[int]) -> list[int | BaseException]:
+        gate.wait(5)  # hold the first batch so the second submission queues behind it
+        applied.extend(items)
+        return items
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
+
+    async def scenario() -> int:
+        first = asyncio.ensure_future(commit.submit_async(1))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(commit.submit_async(2))
+        await asyncio.sleep(0.05)
+        second.cancel()  # e.g. the client's deadline passed while the write was queued
+        gate.set()
+        assert await first == 1
+        return await asyncio.wait_for(commit.submit_async(3), 5)
+
+    assert asyncio.run(scenario()) == 3
+    assert applied == [1, 3]

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.common.hashing import canonical_json, is_sha256_hex, sha256_canonical, sha256_chunks, sha256_text
 
@@ -51,3 +56,51 @@ def test_streamed_digest_equals_whole_digest() -> None:
 )
 def test_sha256_hex_shape(value: str, valid: bool) -> None:
     assert is_sha256_hex(value) is valid
+
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**60), max_value=2**60),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e-3, max_value=1e-3),
+    st.sampled_from([1e21, 1e-7, 2.0**53, 2.0**53 + 2, 1e16, 123456789012345680000.0, 5e-324, -0.0]),
+    st.text(),
+    st.sampled_from(["\x000\x00", "\x001\x00"]),  # what canonical_json's placeholders for small floats look like
+    st.text(alphabet=st.characters(codec="utf-16", exclude_categories=())),  # lone surrogates included
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.lists(inner, max_size=4).map(tuple),
+        st.dictionaries(st.text(max_size=6), inner, max_size=4),
+        st.dictionaries(st.sampled_from(["a", "\uffff", "\U0001f600", "\ue000", "é", "B"]), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+def _outcome(dump: Callable[[Any], bytes], value: Any) -> bytes | type[BaseException]:
+    try:
+        return dump(value)
+    except Exception as exc:  # the error type is what is compared
+        return type(exc)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(json_values)
+def test_canonical_json_equals_the_reference_rfc8785_implementation(value: Any) -> None:
+    # canonical_json takes a fast path through the C JSON encoder; it must never differ from the reference,
+    # in output or in the error it raises.
+    assert _outcome(canonical_json, value) == _outcome(rfc8785.dumps, value)
+
+
+def test_canonical_json_orders_keys_by_utf16_units_beyond_the_basic_plane() -> None:
+    # By code point U+E000 sorts before U+1F600; by UTF-16 unit (0xD83D) it sorts after.
+    assert canonical_json({"\ue000": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\ue000":1}'.encode()
+
+
+def test_canonical_json_refuses_integers_beyond_double_precision() -> None:
+    with pytest.raises(rfc8785.IntegerDomainError):
+        canonical_json({"n": 2**53})
