@@ -2,8 +2,9 @@
 
 SDK retries are off (max_retries=0): the gateway retries itself, within the caller's deadline, and counts every
 attempt. Timeouts are explicit per attempt; the connection pool is sized for hundreds of concurrent in-flight
-calls. SDK errors are reduced to a kind, a status and Retry-After: their text is never passed on, because it can
-quote the request or a masked key.
+calls. HTTP goes through the SDK's aiohttp transport (DefaultAioHttpClient): it costs markedly less CPU per call
+than the httpx default, and this process's CPU is what concurrent callers queue for. SDK errors are reduced to a
+kind, a status and Retry-After: their text is never passed on, because it can quote the request or a masked key.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class OpenAIProvider:
         self.default_model = model
         self._connect_timeout_s = connect_timeout_s
         timeout = httpx2.Timeout(timeout_s, connect=connect_timeout_s)
-        http_client = openai.DefaultAsyncHttpxClient(
+        http_client = openai.DefaultAioHttpClient(
             timeout=timeout,
             limits=httpx2.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
@@ -191,11 +192,23 @@ def classify(exc: BaseException) -> ProviderError:
         if status >= 500:
             return ProviderError(ErrorKind.SERVER_ERROR, status=status, retry_after_s=retry_after)
         return ProviderError(ErrorKind.REJECTED, status=status)
-    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-        return ProviderError(ErrorKind.TIMEOUT)
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        # The aiohttp transport reports a refused connection as a connect *timeout*; the socket error it wraps
+        # says what happened (a timeout may have been charged for, a refusal never was).
+        root = _root_cause(exc)
+        if isinstance(root, OSError) and not isinstance(root, TimeoutError):
+            return ProviderError(ErrorKind.CONNECTION)
+        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException) or isinstance(root, TimeoutError):
+            return ProviderError(ErrorKind.TIMEOUT)
         return ProviderError(ErrorKind.CONNECTION)
     return ProviderError(ErrorKind.BAD_RESPONSE)
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = 0
+    while exc.__cause__ is not None and seen < 16:
+        exc, seen = exc.__cause__, seen + 1
+    return exc
 
 
 def retry_after_s(headers: Any, now: float | None = None) -> float | None:
