@@ -1,13 +1,16 @@
 """What happens around every RPC a Custody service serves, in one place:
 
 request id (x-request-id metadata, else OpenTelemetry baggage, else generated) bound to the call and returned
-in the response metadata (trailers of unary calls, headers of streams); authentication of the bearer token; the
+in the response metadata (trailers of unary calls, headers of streams); the server span, a child of the caller's
+W3C trace context, named for the method and ended with its status code; authentication of the bearer token; the
 service's access table (default deny); typed errors mapped to rich statuses; unexpected errors reported as
 INTERNAL without internal text; one access log line per call. Health checks and reflection skip authentication
 (they stay open for probes and grpcurl).
 
 It wraps each method handler rather than only intercepting, because the wrapper runs inside the call's own task
-and with the real servicer context (interceptors see neither).
+and with the real servicer context (interceptors see neither). It starts the span itself, rather than stacking
+OpenTelemetry's gRPC server interceptor on top, because it already holds everything the span needs (parsed
+metadata, final status) and every layer around a call costs latency.
 """
 
 from __future__ import annotations
@@ -20,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from opentelemetry import baggage, propagate
+from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.common import call_context, status
 from services.common.errors import CustodyError, InvalidArgument
@@ -34,10 +38,13 @@ OPEN_SERVICE_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
 class CallHandling(grpc.aio.ServerInterceptor):
-    def __init__(self, service: str, credentials: Credentials, access: AccessTable) -> None:
+    def __init__(
+        self, service: str, credentials: Credentials, access: AccessTable, tracer_provider: trace.TracerProvider
+    ) -> None:
         self._service = service
         self._credentials = credentials
         self._access = access
+        self._tracer = tracer_provider.get_tracer("custody.rpc")
 
     async def intercept_service(
         self,
@@ -78,7 +85,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
 
     def _unary(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = self._begin(context)
+            call = self._begin(context, full_method)
             # Unary answers carry the request id as a trailer: it rides on the status, costing no extra write.
             context.set_trailing_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
             try:
@@ -94,7 +101,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
 
     def _streaming(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            call = self._begin(context)
+            call = self._begin(context, full_method)
             try:
                 # Streams announce the request id up front, before the first message.
                 await context.send_initial_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
@@ -109,18 +116,27 @@ class CallHandling(grpc.aio.ServerInterceptor):
 
         return handle
 
-    def _begin(self, context: grpc.aio.ServicerContext) -> _Call:
+    def _begin(self, context: grpc.aio.ServicerContext, full_method: str) -> _Call:
         metadata = dict(context.invocation_metadata() or ())
+        parent = propagate.extract(metadata)
         sent = metadata.get(call_context.REQUEST_ID_HEADER) or baggage.get_baggage(
-            call_context.REQUEST_ID_BAGGAGE_KEY, propagate.extract(metadata)
+            call_context.REQUEST_ID_BAGGAGE_KEY, parent
         )
         valid = sent is not None and call_context.is_valid_request_id(str(sent))
         request_id = str(sent) if valid else call_context.new_request_id()
         call_context.bind(request_id=request_id, principal=None, time_remaining=context.time_remaining())
         # Baggage makes outgoing calls carry the request id even through hops that drop x-request-id.
-        token = otel_context.attach(baggage.set_baggage(call_context.REQUEST_ID_BAGGAGE_KEY, request_id))
+        scope = baggage.set_baggage(call_context.REQUEST_ID_BAGGAGE_KEY, request_id, parent)
+        service, _, method = full_method.lstrip("/").partition("/")
+        span = self._tracer.start_span(
+            full_method,
+            scope,
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": method},
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, scope))
         rejected = None if sent is None or valid else str(sent)
-        return _Call(request_id, token, metadata, rejected_request_id=rejected)
+        return _Call(request_id, token, span, metadata, rejected_request_id=rejected)
 
     async def _admit(self, call: _Call, method: str, context: grpc.aio.ServicerContext) -> None:
         """Checks the request id, then authenticates and authorizes; raises CustodyError to refuse."""
@@ -164,6 +180,12 @@ class CallHandling(grpc.aio.ServerInterceptor):
                 "caller": call.caller,
             },
         )
+        span = call.span
+        if span.is_recording():
+            span.set_attribute("rpc.grpc.status_code", call.code.value[0])
+            if call.code is not grpc.StatusCode.OK:
+                span.set_status(Status(StatusCode.ERROR, f"{call.code.name} {call.reason}".strip()))
+        span.end()
         otel_context.detach(call.otel_token)
 
 
@@ -173,6 +195,7 @@ class _Call:
 
     request_id: str
     otel_token: Token[Context]
+    span: trace.Span
     metadata: dict[str, str]
     rejected_request_id: str | None = None
     started: float = field(default_factory=time.perf_counter)

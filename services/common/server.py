@@ -20,7 +20,6 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -114,12 +113,8 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
         ThreadPoolExecutor(max_workers=settings.blocking_threads, thread_name_prefix=f"{settings.service}-io")
     )
     service = factory(settings, tracer_provider)
-    untraced = filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
     server = grpc.aio.server(
-        interceptors=[
-            aio_server_interceptor(tracer_provider=tracer_provider, filter_=untraced),
-            CallHandling(settings.service, credentials, service.access),
-        ],
+        interceptors=[CallHandling(settings.service, credentials, service.access, tracer_provider)],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )

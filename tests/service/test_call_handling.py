@@ -10,6 +10,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import baggage, propagate
 from opentelemetry import context as otel_context
+from opentelemetry.trace import StatusCode
 
 from custody.common.v1 import common_pb2
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
@@ -170,6 +171,22 @@ def test_rpcs_are_traced_and_health_checks_are_not(runs: ServiceHarness, layout:
     names = [span.name for span in runs.spans.get_finished_spans()]
     assert names == ["/custody.runs.v1.RunsService/GetServiceInfo"]
     assert format(runs.spans.get_finished_spans()[0].context.trace_id, "032x") == info.trace_id
+
+
+def test_a_refused_rpc_ends_its_span_with_the_error_status(runs: ServiceHarness) -> None:
+    rpc_error(runs)  # no token: UNAUTHENTICATED
+    (span,) = runs.spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None
+    assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
+
+
+def test_the_server_span_continues_the_callers_trace(runs: ServiceHarness, layout: StateLayout) -> None:
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    call_info(runs, (*bearer(operator_token(layout)), ("traceparent", traceparent)))
+    (span,) = runs.spans.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
+    assert span.parent is not None and format(span.parent.span_id, "016x") == "b7ad6b7169203331"
 
 
 def test_graceful_stop_reports_not_serving(layout: StateLayout) -> None:
