@@ -24,7 +24,6 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 from opentelemetry import trace
 
-from services.ai_gateway.audit import AuditWriter
 from services.ai_gateway.budgets import NO_RESERVATION, Budgets, Reservation
 from services.ai_gateway.config import AiGatewaySettings, OperationSettings
 from services.ai_gateway.model import (
@@ -66,6 +65,7 @@ from services.common.errors import (
     PermissionDenied,
     Unavailable,
 )
+from services.common.group_commit import GroupCommit
 from services.common.hashing import sha256_text
 from services.common.identity import Principal, PrincipalKind
 from services.common.ids import id_pattern, new_id
@@ -147,7 +147,11 @@ class Gateway:
         self.prices = prices
         self.providers = dict(providers)
         self._store = store
-        self._audit = AuditWriter(store)
+        # Calls finishing together share one durable commit; every call still answers only after its own record
+        # is stored. An embedded SQLite commit is a short local write, cheaper inline than via a thread and back.
+        self._audit: GroupCommit[tuple[CallRecord, ReplayClaim | None], ReplayEntry | None] = GroupCommit(
+            store.insert_many, "ai-audit", on_loop=store.embedded
+        )
         self._budgets = budgets
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._tracer = tracer or trace.get_tracer("custody.ai_gateway")
@@ -624,7 +628,7 @@ class Gateway:
             now_us = to_micros(utcnow())
             claim = ReplayClaim(content, now_us, now_us + int(self.settings.replay_retention_s * 1_000_000))
         call.recorded = True
-        holder = await self._audit.write(record, claim)
+        holder = await self._audit.submit_async((record, claim))
         _audit_log(record)
         if holder is not None:
             idempotency.ensure_same_request(record.idempotency_key, holder.request_sha256, record.request_sha256)

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.ai_gateway.model import CallRecord, ListFilters, to_micros
+from services.common.db import insert_rows, is_embedded
 from services.common.hashing import canonical_json, sha256_bytes
 
 metadata = sa.MetaData()
@@ -75,18 +76,21 @@ class ReplayClaim:
 class CallStore:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
+        self.embedded = is_embedded(engine)
 
     def insert(self, record: CallRecord, claim: ReplayClaim | None = None) -> ReplayEntry | None:
         """Stores one record (and its replay claim); see insert_many."""
         return self.insert_many([(record, claim)])[0]
 
-    def insert_many(self, items: list[tuple[CallRecord, ReplayClaim | None]]) -> list[ReplayEntry | None]:
+    def insert_many(
+        self, items: list[tuple[CallRecord, ReplayClaim | None]]
+    ) -> list[ReplayEntry | BaseException | None]:
         """Stores records and their replay claims in one transaction (one durable commit for the batch).
 
         A claim on a (caller, key) another call already holds is not taken: the record is stored anyway and the
         holder is returned in its place, so the caller can answer with the original result."""
         with self._engine.begin() as connection:
-            connection.execute(ai_calls.insert(), [_row(record) for record, _ in items])
+            insert_rows(connection, ai_calls, [_row(record) for record, _ in items])
             claimed = [(record, claim) for record, claim in items if claim is not None and record.idempotency_key]
             if not claimed:
                 return [None] * len(items)

@@ -6,10 +6,12 @@ scale-out backend. Only a service's store module uses these; nothing else touche
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Dialect, Engine, make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -37,6 +39,41 @@ def create_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://")
+
+
+def is_embedded(engine: Engine) -> bool:
+    """True for SQLite: a commit is a local file write, not a round trip to a server."""
+    return engine.dialect.name == "sqlite"
+
+
+def insert_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """INSERTs `rows` (every column given) with one driver executemany: the statement SQLAlchemy compiles, without
+    its per-row execution machinery, which costs more than the database does on hot append-only paths."""
+    sql, names, processors = _insert_statement(table, connection.dialect)
+    if processors:
+        rows = [{**row, **{name: process(row[name]) for name, process in processors.items()}} for row in rows]
+    parameters: list[Any] = [tuple(row[name] for name in names) for row in rows] if names else list(rows)
+    connection.exec_driver_sql(sql, parameters)
+
+
+_InsertStatement = tuple[str, tuple[str, ...], dict[str, Callable[[Any], Any]]]
+_insert_statements: dict[tuple[sa.Table, str], _InsertStatement] = {}
+
+
+def _insert_statement(table: sa.Table, dialect: Dialect) -> _InsertStatement:
+    """(SQL in the driver's parameter style, parameter order if positional, bind processors by column)."""
+    key = (table, dialect.name)
+    found = _insert_statements.get(key)
+    if found is None:
+        compiled = table.insert().compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ()) if compiled.positional else ()
+        processors = {
+            column.name: process
+            for column in table.columns
+            if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        found = _insert_statements[key] = (str(compiled), names, processors)
+    return found
 
 
 def _configure_sqlite(dbapi_connection: object, _record: object) -> None:

@@ -54,26 +54,51 @@ def test_a_failing_apply_fails_its_batch_and_the_writer_goes_on() -> None:
     assert commit.submit(2) == 2
 
 
-def test_a_cancelled_submission_is_dropped_and_the_writer_goes_on() -> None:
+@pytest.mark.parametrize("on_loop", [False, True], ids=["writer-thread", "on-loop"])
+def test_a_cancelled_callers_item_is_still_committed_and_the_writer_goes_on(on_loop: bool) -> None:
     gate = threading.Event()
     applied: list[int] = []
 
     def apply(items: list[int]) -> list[int | BaseException]:
-        gate.wait(5)  # hold the first batch so the second submission queues behind it
+        if not on_loop:
+            gate.wait(5)  # hold the first batch so the second submission queues behind it
         applied.extend(items)
         return items
 
-    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test", on_loop=on_loop)
 
     async def scenario() -> int:
         first = asyncio.ensure_future(commit.submit_async(1))
         await asyncio.sleep(0.05)
         second = asyncio.ensure_future(commit.submit_async(2))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0) if on_loop else await asyncio.sleep(0.05)
         second.cancel()  # e.g. the client's deadline passed while the write was queued
         gate.set()
         assert await first == 1
         return await asyncio.wait_for(commit.submit_async(3), 5)
 
     assert asyncio.run(scenario()) == 3
-    assert applied == [1, 3]
+    assert applied == [1, 2, 3]
+
+
+def test_on_the_loop_concurrent_submissions_share_one_apply() -> None:
+    batches: list[list[int]] = []
+
+    def apply(items: list[int]) -> list[int | BaseException]:
+        batches.append(items)
+        return [ValueError("bad 3") if item == 3 else item * 10 for item in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test", on_loop=True)
+
+    async def scenario() -> list[int | BaseException]:
+        return await asyncio.gather(*(commit.submit_async(i) for i in range(5)), return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert results[:3] == [0, 10, 20] and isinstance(results[3], ValueError) and results[4] == 40
+    assert batches == [[0, 1, 2, 3, 4]]
+
+
+def test_on_the_loop_a_blocking_submit_is_refused() -> None:
+    commit: GroupCommit[int, int] = GroupCommit(lambda items: list(items), "test", on_loop=True)
+    with pytest.raises(RuntimeError, match="submit_async"):
+        commit.submit(1)
