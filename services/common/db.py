@@ -1,17 +1,24 @@
 """Database engines and the DDL that makes immutable tables immutable in the database itself.
 
-SQLite is the embedded default (WAL, synchronous=FULL, a busy timeout, foreign keys on); PostgreSQL is the
-scale-out backend. Only a service's store module uses these; nothing else touches a database.
+SQLite is the embedded default (WAL checkpointed beside the writers, synchronous=FULL, a busy timeout, foreign
+keys on); PostgreSQL is the scale-out backend. Only a service's store module uses these; nothing else touches
+a database.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
+
+log = logging.getLogger("custody.db")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -35,6 +42,8 @@ def create_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         sa.event.listen(engine, "connect", _configure_sqlite)
+        if parsed.database and parsed.database != ":memory:":
+            _WalCheckpointer.start(engine, parsed.database)
         return engine
     if parsed.get_backend_name() == "postgresql":
         return sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
@@ -82,7 +91,46 @@ def _configure_sqlite(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Commits never checkpoint: copying the WAL into the database and fsyncing it takes milliseconds, and the
+    # commit that crossed the threshold would wait for it (about 1 in 100 of them). _WalCheckpointer does it instead.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
+
+
+class _WalCheckpointer:
+    """Checkpoints a SQLite database's WAL from a thread and connection of its own, beside the writers.
+
+    PASSIVE checkpoints block neither readers nor writers, and writers restart the WAL from its beginning once a
+    checkpoint has caught up, so it stays about as large as half a second of writes. The thread ends with its
+    engine (disposed or collected) or its database file."""
+
+    INTERVAL_S = 0.5
+
+    @classmethod
+    def start(cls, engine: Engine, path: str) -> None:
+        stop = threading.Event()
+        sa.event.listen(engine, "engine_disposed", lambda _engine: stop.set())
+        alive = weakref.ref(engine)
+        threading.Thread(target=cls._run, args=(path, stop, alive), name="sqlite-checkpoint", daemon=True).start()
+
+    @staticmethod
+    def _run(path: str, stop: threading.Event, alive: weakref.ref[Engine]) -> None:
+        connection: sqlite3.Connection | None = None
+        try:
+            while not stop.wait(_WalCheckpointer.INTERVAL_S) and alive() is not None:
+                if not Path(path).exists():
+                    if connection is not None:
+                        return  # the database was removed
+                    continue  # not created yet
+                if connection is None:
+                    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
+                try:
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # e.g. busy for longer than the timeout: try again next round
+                    log.warning("WAL checkpoint of %s failed: %s", path, exc)
+        finally:
+            if connection is not None:
+                connection.close()
 
 
 PG_REFUSE_FUNCTION = """

@@ -144,10 +144,6 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
             raise StartupError(f"cannot open database {where}: {type(exc).__name__}: {exc}") from None
     for hook in service.on_start:
         await hook()
-    # What start-up built (modules, descriptors, the app) lives as long as the process: moving it out of the
-    # collector's reach keeps full collections, and so the latency tail, proportional to per-call garbage only.
-    gc.collect()
-    gc.freeze()
     await server.start()
     for name in ("", service.full_name):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -164,6 +160,10 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
 async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFactory) -> None:
     tracer_provider = configure_tracing(settings)
     running = await start(settings, factory, tracer_provider)
+    # What start-up built (modules, descriptors, the app) lives as long as the process: moving it out of the
+    # collector's reach keeps full collections, and so the latency tail, proportional to per-call garbage only.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

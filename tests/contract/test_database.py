@@ -3,13 +3,19 @@ immutability (a create-only table refuses UPDATE and DELETE whoever asks, ORM or
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from services.common.db import create_engine, describe, make_immutable, normalize_url
+from services.common.db import create_engine, describe, insert_rows, make_immutable, normalize_url
 
 RECORDS = sa.Table(
     "records",
@@ -83,6 +89,45 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(sqlite_engine: sa.Engine) -> Non
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar_one() == 2  # FULL
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+
+
+def test_insert_rows_stores_every_row_like_a_core_insert(engine: sa.Engine) -> None:
+    with engine.begin() as connection:
+        insert_rows(connection, RECORDS, [{"id": "r2", "body": "two"}, {"id": "r3", "body": "three"}])
+    with engine.connect() as connection:
+        rows = connection.execute(sa.select(RECORDS).order_by(RECORDS.c.id)).all()
+    assert [tuple(row) for row in rows] == [("r1", "original"), ("r2", "two"), ("r3", "three")]
+
+
+def test_sqlite_commits_leave_checkpoints_to_the_background(sqlite_engine: sa.Engine) -> None:
+    with sqlite_engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+
+
+def test_sqlite_wal_reaches_the_database_file_without_a_commit_checkpointing(
+    sqlite_engine: sa.Engine, tmp_path: Path
+) -> None:
+    with sqlite_engine.begin() as connection:
+        insert_rows(connection, RECORDS, [{"id": f"w{i}", "body": "x" * 500} for i in range(200)])
+    database = Path(sqlite_engine.url.database or "")
+    deadline = time.monotonic() + 10
+    found = 0
+    while found < 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        snapshot = tmp_path / "main-file-only.db"  # the database file alone: what is not checkpointed is missing
+        shutil.copyfile(database, snapshot)
+        with contextlib.closing(sqlite3.connect(snapshot)) as copy, contextlib.suppress(sqlite3.OperationalError):
+            found = copy.execute("SELECT count(*) FROM records WHERE id LIKE 'w%'").fetchone()[0]  # no table yet
+    assert found == 200
+
+
+def test_the_sqlite_checkpointer_stops_with_its_engine(sqlite_url: str) -> None:
+    existing = set(threading.enumerate())
+    engine = create_engine(sqlite_url)
+    (checkpointer,) = [t for t in threading.enumerate() if t not in existing and t.name == "sqlite-checkpoint"]
+    engine.dispose()
+    checkpointer.join(timeout=5)
+    assert not checkpointer.is_alive()
 
 
 def test_postgres_truncate_is_refused(postgres_engine: sa.Engine) -> None:
