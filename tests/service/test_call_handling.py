@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry import baggage, propagate
 from opentelemetry import context as otel_context
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
 
 from custody.common.v1 import common_pb2
@@ -168,14 +170,22 @@ def test_domain_error_becomes_status_with_error_info_and_field_violations(layout
 def test_rpcs_are_traced_and_health_checks_are_not(runs: ServiceHarness, layout: StateLayout) -> None:
     info, _ = call_info(runs, bearer(operator_token(layout)))
     health_pb2_grpc.HealthStub(runs.channel()).Check(health_pb2.HealthCheckRequest(), timeout=5)
-    names = [span.name for span in runs.spans.get_finished_spans()]
+    names = [span.name for span in _finished_spans(runs, 1)]
     assert names == ["/custody.runs.v1.RunsService/GetServiceInfo"]
     assert format(runs.spans.get_finished_spans()[0].context.trace_id, "032x") == info.trace_id
 
 
+def _finished_spans(harness: ServiceHarness, count: int) -> tuple[ReadableSpan, ...]:
+    """The server ends its span just after the client has its answer: wait for it (bounded)."""
+    deadline = time.monotonic() + 5
+    while len(spans := harness.spans.get_finished_spans()) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return tuple(spans)
+
+
 def test_a_refused_rpc_ends_its_span_with_the_error_status(runs: ServiceHarness) -> None:
     rpc_error(runs)  # no token: UNAUTHENTICATED
-    (span,) = runs.spans.get_finished_spans()
+    (span,) = _finished_spans(runs, 1)
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None
     assert span.attributes["rpc.grpc.status_code"] == grpc.StatusCode.UNAUTHENTICATED.value[0]
@@ -184,7 +194,7 @@ def test_a_refused_rpc_ends_its_span_with_the_error_status(runs: ServiceHarness)
 def test_the_server_span_continues_the_callers_trace(runs: ServiceHarness, layout: StateLayout) -> None:
     traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     call_info(runs, (*bearer(operator_token(layout)), ("traceparent", traceparent)))
-    (span,) = runs.spans.get_finished_spans()
+    (span,) = _finished_spans(runs, 1)
     assert format(span.context.trace_id, "032x") == "0af7651916cd43dd8448eb211c80319c"
     assert span.parent is not None and format(span.parent.span_id, "016x") == "b7ad6b7169203331"
 

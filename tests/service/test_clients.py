@@ -69,7 +69,8 @@ def test_outgoing_call_inherits_the_incoming_deadline(layout: StateLayout) -> No
     with ServiceHarness("runs", layout, factory=build) as harness:  # type: ignore[arg-type]
         _call_as_art_studio(harness, layout, bind_remaining=2.0)
     (remaining,) = recorder.time_remaining
-    assert remaining is not None and 0 < remaining <= 2.0
+    # gRPC's server-side deadline rests on a cached clock that can lag by some milliseconds, never by 50.
+    assert remaining is not None and 0 < remaining <= 2.05
 
 
 def test_outgoing_call_without_incoming_deadline_gets_the_default(layout: StateLayout) -> None:
@@ -77,7 +78,7 @@ def test_outgoing_call_without_incoming_deadline_gets_the_default(layout: StateL
     with ServiceHarness("runs", layout, factory=build) as harness:  # type: ignore[arg-type]
         _call_as_art_studio(harness, layout, bind_remaining=None)
     (remaining,) = recorder.time_remaining
-    assert remaining is not None and 2.0 < remaining <= 7.0
+    assert remaining is not None and 2.0 < remaining <= 7.05  # see the test above for the 50 ms
 
 
 def test_outgoing_call_continues_the_callers_trace(runs: ServiceHarness, layout: StateLayout) -> None:
