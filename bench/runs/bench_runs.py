@@ -104,6 +104,14 @@ async def create_attach_per_second(address: str, token: str, clients: int, total
     return per_client * clients / elapsed
 
 
+def fresh_file(path: Path, size: int) -> None:
+    """New random bytes, flushed to disk so no writeback of them competes with what is measured next."""
+    with path.open("wb") as handle:
+        handle.write(os.urandom(size))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def sha256_seconds(path: Path) -> float:
     started = time.perf_counter()
     digest = hashlib.sha256()
@@ -144,8 +152,6 @@ def main() -> None:
     backends = {"sqlite": ""} | ({"postgresql": args.postgres} if args.postgres else {})
     results: dict[str, Any] = {"targets": {"mints_per_s": 1200, "upload_vs_sha256": 0.5}, "backends": {}}
     with tempfile.TemporaryDirectory(prefix="custody-bench-runs-") as tmp:
-        big = Path(tmp) / "upload.bin"
-        big.write_bytes(os.urandom(upload_mib * CHUNK))
         for backend, url in backends.items():
             state = Path(tmp) / backend
             settings = {"database_url": url} if url else {}
@@ -172,7 +178,11 @@ def main() -> None:
 
                 run_name = asyncio.run(holder())
                 hash_s, upload_s = [], []
-                for _ in range(repeats):  # interleaved, so both see the same machine conditions
+                for round_ in range(repeats):  # interleaved, so both see the same machine conditions
+                    # New bytes every round, in a new file: a repeat of stored content would measure deduplication,
+                    # and overwriting the last file would have the filesystem trim its blocks meanwhile.
+                    big = Path(tmp) / f"upload-{backend}-{round_}.bin"
+                    fresh_file(big, upload_mib * CHUNK)
                     hash_s.append(sha256_seconds(big))
                     upload_s.append(asyncio.run(upload_seconds(service.address, token, big, run_name)))
             size_mb = upload_mib * CHUNK / 1e6

@@ -14,6 +14,7 @@ from services.common import call_context
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protomap import service_info
 from services.runs import convert
+from services.runs.blobs import StreamingUpload
 from services.runs.domain import Runs, check_chunk
 from services.runs.model import AdvisoryKind
 
@@ -65,9 +66,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         self, request_iterator: AsyncIterator[runs_pb2.UploadAttachmentRequest], context: grpc.aio.ServicerContext
     ) -> runs_pb2.Attachment:
         header: runs_pb2.AttachmentHeader | None = None
-        writer = None
-        # Hash-and-write of one chunk overlaps the receipt of the next (one chunk in flight, in order).
-        writing: asyncio.Future[None] | None = None
+        upload: StreamingUpload | None = None
         try:
             async for message in request_iterator:
                 if message.HasField("header"):
@@ -75,24 +74,18 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
                         raise _invalid("ATTACHMENT_INVALID", [("header", "send the header once, first")])
                     header = message.header
                     await asyncio.to_thread(self._runs.validate_attachment, convert.attachment_request(header))
-                    writer = self._runs.blobs.writer()
+                    upload = StreamingUpload(self._runs.blobs.writer())
                     continue
-                if writer is None:
+                if upload is None:
                     raise _invalid("ATTACHMENT_INVALID", [("header", "the first message must be the header")])
                 check_chunk(message.chunk)
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(asyncio.to_thread(writer.write, message.chunk))
-            if writing is not None:
-                await writing
-            if header is None or writer is None:
+                await upload.write(message.chunk)
+            if header is None or upload is None:
                 raise _invalid("ATTACHMENT_INVALID", [("header", "the stream carried no header")])
-            pending = await asyncio.to_thread(writer.finish, header.sha256, "header.sha256")
+            pending = await upload.finish(header.sha256, "header.sha256")
         except BaseException:
-            if writing is not None and not writing.done():
-                await asyncio.gather(writing, return_exceptions=True)  # never abort under a running write
-            if writer is not None:
-                writer.abort()
+            if upload is not None:
+                await upload.abort()
             raise
         record = await asyncio.to_thread(
             self._runs.record_upload, convert.attachment_request(header), pending, header.request_id
