@@ -67,23 +67,33 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     ) -> runs_pb2.Attachment:
         header: runs_pb2.AttachmentHeader | None = None
         upload: StreamingUpload | None = None
+        # The header is checked (a database read) while the first chunks arrive; its verdict is raised as soon as
+        # it is known, and always before anything is kept.
+        validation: asyncio.Future[None] | None = None
         try:
             async for message in request_iterator:
                 if message.HasField("header"):
                     if header is not None:
                         raise _invalid("ATTACHMENT_INVALID", [("header", "send the header once, first")])
                     header = message.header
-                    await asyncio.to_thread(self._runs.validate_attachment, convert.attachment_request(header))
+                    request = convert.attachment_request(header)
+                    validation = asyncio.ensure_future(asyncio.to_thread(self._runs.validate_attachment, request))
                     upload = StreamingUpload(self._runs.blobs.writer())
                     continue
-                if upload is None:
+                if upload is None or validation is None:
                     raise _invalid("ATTACHMENT_INVALID", [("header", "the first message must be the header")])
-                check_chunk(message.chunk)
-                await upload.write(message.chunk)
-            if header is None or upload is None:
+                if validation.done():
+                    validation.result()
+                chunk = message.chunk  # every read of the field copies it
+                check_chunk(chunk)
+                await upload.write(chunk)
+            if header is None or upload is None or validation is None:
                 raise _invalid("ATTACHMENT_INVALID", [("header", "the stream carried no header")])
+            await validation
             pending = await upload.finish(header.sha256, "header.sha256")
         except BaseException:
+            if validation is not None:
+                await asyncio.gather(validation, return_exceptions=True)
             if upload is not None:
                 await upload.abort()
             raise
