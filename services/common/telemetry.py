@@ -6,12 +6,15 @@ lines file (handy for tests that follow one trace across processes).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import sys
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +61,9 @@ class JsonLogFormatter(logging.Formatter):
             "service": self._service,
             "logger": record.name,
             "msg": record.getMessage(),
-            "request_id": call_context.request_id() or "",
-            "trace_id": current_trace_id(),
+            # Captured where the record was made when it is formatted elsewhere (see _CallQueueHandler).
+            "request_id": getattr(record, "_request_id", None) or call_context.request_id() or "",
+            "trace_id": getattr(record, "_trace_id", None) or current_trace_id(),
         }
         line.update({k: v for k, v in vars(record).items() if k not in _RESERVED and not k.startswith("_")})
         if record.exc_info:
@@ -67,14 +71,36 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
+class _CallQueueHandler(QueueHandler):
+    """Queues records for the writer thread with what only the calling task knows (its request id and trace id),
+    leaving formatting and the write to that thread: a call does not wait for its log lines."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record._request_id = call_context.request_id() or ""
+        record._trace_id = current_trace_id()
+        record.msg, record.args = record.getMessage(), None  # arguments may change after the call returns
+        return record
+
+
+_log_writer: QueueListener | None = None
+
+
 def configure_logging(service: str, level: str) -> None:
+    """JSON lines on stderr, formatted and written by a thread of their own (stopped, and drained, at exit)."""
+    global _log_writer
     # The JSON lines carry no source location, thread or process name: don't collect them for every record.
     logging._srcfile = None  # the logging HOWTO's own advice ("Optimization")
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter(service))
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonLogFormatter(service))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    if _log_writer is not None:
+        _log_writer.stop()
+    _log_writer = QueueListener(records, writer)
+    _log_writer.start()
+    atexit.register(_log_writer.stop)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_CallQueueHandler(records)]
     root.setLevel(level)
     # Library chatter (grpc, sqlalchemy) stays at WARNING unless asked for.
     for noisy in ("grpc", "sqlalchemy", "alembic", "opentelemetry"):
