@@ -82,8 +82,9 @@ def run_suite(smoke: bool) -> dict[str, Any]:
 
     def gateway() -> Any:
         litellm = [] if (_python_of("litellm") and not smoke) else ["--no-litellm"]
-        _run([python, "-m", "bench.gateway.bench_gateway", "--requests", "60" if smoke else "500", *litellm], 1200)
-        return _latest("gateway", started)
+        size = ["--quick"] if smoke else ["--requests", "500"]
+        _run([python, "-m", "bench.gateway.bench_gateway", *size, *litellm], 1200)
+        return _latest("gateway-quick" if smoke else "gateway", started)
 
     def lineage() -> Any:
         size = ["--chain", "500", "--dag-nodes", "2000", "--repeat", "1", "--no-grpc"] if smoke else ["--repeat", "3"]

@@ -262,10 +262,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=500, help="timed requests per target and concurrency")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM proxy")
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run (60 requests a point)")
     args = parser.parse_args()
-    args.requests = max(16, min(args.requests, 20_000))
+    args.requests = 60 if args.quick else max(16, min(args.requests, 20_000))
     results = asyncio.run(run(args))
-    path = write_result("gateway", results)
+    path = write_result("gateway-quick" if args.quick else "gateway", results)
     print("\nadded latency over the direct call (ms):")
     for point, row in results["added"].items():
         for name, values in row.items():
