@@ -8,6 +8,7 @@ grace period) on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 import signal
@@ -36,6 +37,10 @@ from services.common.version import CUSTODY_VERSION
 log = logging.getLogger("custody.server")
 
 STARTUP_EXIT_CODE = 3
+# mallopt parameters (malloc.h) and glibc's largest mmap threshold on 64-bit systems.
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MAX_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 GIL_SWITCH_INTERVAL_S = 0.0005
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
@@ -176,8 +181,23 @@ async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFact
     log.info("stopped")
 
 
+def keep_freed_memory() -> None:
+    """Has glibc keep freed blocks for reuse instead of returning them to the system at once.
+
+    By default blocks of 128 KiB and more are separate mappings, unmapped when freed, and the heap is trimmed
+    eagerly: every 1 MiB upload chunk then arrives in fresh pages, which a virtual machine is slow to hand out
+    (uploads ran about a third faster with this here). The process keeps up to its peak instead."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to tune
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD_BYTES)
+    libc.mallopt(M_TRIM_THRESHOLD, 2 * MAX_MMAP_THRESHOLD_BYTES)
+
+
 def run(settings_cls: type[ServiceSettings], factory: ServiceFactory, config_file: object = None) -> int:
     """Process entry point for `custody serve <service>`; returns the exit code."""
+    keep_freed_memory()
     # The event loop hands database work to threads and back on every call; with the default 5 ms GIL switch
     # interval a busy thread makes the others wait that long for each hand-off.
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
