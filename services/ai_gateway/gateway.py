@@ -732,7 +732,10 @@ class Gateway:
         return CallPage(rows, token)
 
     async def purge_replays(self) -> int:
-        return await asyncio.to_thread(self._store.purge_replays, to_micros(utcnow()))
+        now_us = to_micros(utcnow())
+        if self._store.embedded:  # SQLite writes all happen on the loop (see _audit): none waits on another's lock
+            return self._store.purge_replays(now_us)
+        return await asyncio.to_thread(self._store.purge_replays, now_us)
 
     async def close(self) -> None:
         for provider in self.providers.values():

@@ -3,7 +3,8 @@
 `ai_calls` is create-only: one row per audited call (the canonical JSON record plus indexed columns), and the
 database refuses UPDATE and DELETE. `ai_call_replays` maps (caller, request_id) to a successful call and its
 content for the replay window; its primary key makes concurrent claims converge on one winner. Methods are
-synchronous: the gateway runs them in worker threads.
+synchronous: the gateway runs reads in worker threads, and writes there too on PostgreSQL; on SQLite it runs
+writes on its event loop (a local commit costs less than the hand-off to a thread and back).
 """
 
 from __future__ import annotations

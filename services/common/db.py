@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL, Dialect, Engine, make_url
 log = logging.getLogger("custody.db")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+WAL_BACKSTOP_PAGES = 10_000
 
 
 def normalize_url(url: str) -> URL:
@@ -56,8 +57,9 @@ def is_embedded(engine: Engine) -> bool:
 
 
 def insert_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """INSERTs `rows` (every column given) with one driver executemany: the statement SQLAlchemy compiles, without
-    its per-row execution machinery, which costs more than the database does on hot append-only paths."""
+    """INSERTs `rows` (every column given, by column key) with one driver executemany: the statement SQLAlchemy
+    compiles and its bind processors, without its per-row execution machinery, which costs more than the database
+    does on hot append-only paths."""
     sql, names, processors = _insert_statement(table, connection.dialect)
     if processors:
         rows = [{**row, **{name: process(row[name]) for name, process in processors.items()}} for row in rows]
@@ -77,7 +79,7 @@ def _insert_statement(table: sa.Table, dialect: Dialect) -> _InsertStatement:
         compiled = table.insert().compile(dialect=dialect)
         names = tuple(compiled.positiontup or ()) if compiled.positional else ()
         processors = {
-            column.name: process
+            column.key: process
             for column in table.columns
             if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         }
@@ -91,9 +93,10 @@ def _configure_sqlite(dbapi_connection: object, _record: object) -> None:
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
-    # Commits never checkpoint: copying the WAL into the database and fsyncing it takes milliseconds, and the
-    # commit that crossed the threshold would wait for it (about 1 in 100 of them). _WalCheckpointer does it instead.
-    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    # Commits do not checkpoint: copying the WAL into the database and fsyncing it takes milliseconds, and the
+    # commit that crossed SQLite's default threshold (1,000 pages) would wait for it, about 1 in 100 of them.
+    # _WalCheckpointer does it beside them; the high threshold is only a backstop should it stop.
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
     cursor.close()
 
 
@@ -122,11 +125,11 @@ class _WalCheckpointer:
                     if connection is not None:
                         return  # the database was removed
                     continue  # not created yet
-                if connection is None:
-                    connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
                 try:
+                    if connection is None:
+                        connection = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000)
                     connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error as exc:  # e.g. busy for longer than the timeout: try again next round
+                except (sqlite3.Error, OSError) as exc:  # e.g. busy past the timeout: try again next round
                     log.warning("WAL checkpoint of %s failed: %s", path, exc)
         finally:
             if connection is not None:

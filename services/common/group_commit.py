@@ -101,6 +101,11 @@ class GroupCommit(Generic[Item, Result]):
                 batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
                 self._settle(batch)
                 await asyncio.sleep(0)  # let the calls just committed answer before the next batch
+        except asyncio.CancelledError:  # the loop is shutting down: what was submitted is still committed
+            while self._pending:
+                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+                self._settle(batch)
+            raise
         finally:
             self._flusher = None
 
@@ -111,6 +116,8 @@ class GroupCommit(Generic[Item, Result]):
             return
         try:
             results = self._apply([item for item, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"group commit {self._name}: {len(results)} results for {len(batch)} items")
         except BaseException as exc:  # handed to every waiting caller; the writer keeps going
             results = [exc] * len(batch)
         for (_, future), result in zip(batch, results, strict=True):

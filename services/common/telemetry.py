@@ -85,6 +85,14 @@ class _CallQueueHandler(QueueHandler):
 _log_writer: QueueListener | None = None
 
 
+def _stop_log_writer() -> None:
+    """Writes what is queued, then ends the writer thread (at exit)."""
+    global _log_writer
+    if _log_writer is not None:
+        _log_writer.stop()
+        _log_writer = None
+
+
 def configure_logging(service: str, level: str) -> None:
     """JSON lines on stderr, formatted and written by a thread of their own (stopped, and drained, at exit)."""
     global _log_writer
@@ -94,11 +102,12 @@ def configure_logging(service: str, level: str) -> None:
     writer = logging.StreamHandler(sys.stderr)
     writer.setFormatter(JsonLogFormatter(service))
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    if _log_writer is not None:
+    if _log_writer is None:
+        atexit.register(_stop_log_writer)
+    else:
         _log_writer.stop()
     _log_writer = QueueListener(records, writer)
     _log_writer.start()
-    atexit.register(_log_writer.stop)
     root = logging.getLogger()
     root.handlers[:] = [_CallQueueHandler(records)]
     root.setLevel(level)
@@ -127,8 +136,8 @@ def configure_tracing(settings: ServiceSettings) -> TracerProvider:
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
     resource = Resource.create({"service.name": f"custody-{settings.service}", "service.version": CUSTODY_VERSION})
     exporter = settings.telemetry_exporter
-    # With nothing to export, spans are not recorded: trace ids still propagate and reach the logs, and a caller's
-    # sampled flag passes on unchanged, so hops that do export still see whole traces.
+    # With nothing to export, a trace this process starts is not recorded (its ids still propagate and reach the
+    # logs); a caller's sampled trace still is, so its sampled flag passes on unchanged to hops that do export.
     sampler = ParentBased(ALWAYS_OFF) if exporter == "none" else ParentBased(ALWAYS_ON)
     provider = TracerProvider(resource=resource, sampler=sampler)
     if exporter == "console":

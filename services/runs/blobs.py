@@ -11,7 +11,10 @@ database (chunks in a table), for several runs replicas that share a database bu
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import mmap
@@ -19,6 +22,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ from services.runs import tables
 log = logging.getLogger("custody.runs.blobs")
 
 READ_CHUNK_BYTES = 1024 * 1024
+STALE_UPLOAD_S = 3600
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,7 @@ def remove_later(path: Path) -> None:
             if _remover is None:
                 _remover = threading.Thread(target=_remove_forever, name="blob-remover", daemon=True)
                 _remover.start()
+                atexit.register(_remove_remaining)
 
 
 _removals: queue.SimpleQueue[Path] = queue.SimpleQueue()
@@ -74,11 +80,36 @@ _remover_lock = threading.Lock()
 
 def _remove_forever() -> None:
     while True:
-        path = _removals.get()
+        _remove(_removals.get())
+
+
+def _remove_remaining() -> None:
+    """At exit, what is still queued is removed before the process goes (the daemon thread would not finish)."""
+    while True:
         try:
-            path.unlink(missing_ok=True)
-        except OSError as exc:  # a leftover in staging is harmless; say so and go on
-            log.warning("could not remove temporary file %s: %s", path, exc)
+            _remove(_removals.get_nowait())
+        except queue.Empty:
+            return
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:  # a leftover in staging is harmless; say so and go on
+        log.warning("could not remove temporary file %s: %s", path, exc)
+
+
+def sweep_staging(staging_dir: Path, older_than_s: float = STALE_UPLOAD_S) -> int:
+    """Removes upload files a crashed process left behind (untouched for `older_than_s`: a live upload writes
+    every few milliseconds). Returns how many."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for leftover in staging_dir.glob("upload-*"):
+        with contextlib.suppress(FileNotFoundError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+                removed += 1
+    return removed
 
 
 class _UncachedFile:
@@ -86,24 +117,35 @@ class _UncachedFile:
 
     Large uploads are written once and rarely read back soon: through the page cache each would claim fresh
     memory pages (slow to obtain on virtual machines that hand free memory back to their host) and leave dirty
-    data for writeback. Filesystems without O_DIRECT (tmpfs) get ordinary writes. `close` makes it durable."""
+    data for writeback. Where a filesystem refuses O_DIRECT, ordinary writes. `close` makes it durable."""
 
     BLOCK = 4096
     BUFFER_BYTES = 1024 * 1024
 
     def __init__(self, path: Path) -> None:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            self._fd = os.open(path, flags | getattr(os, "O_DIRECT", 0), 0o600)
-            self._buffer: mmap.mmap | None = mmap.mmap(-1, self.BUFFER_BYTES) if hasattr(os, "O_DIRECT") else None
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:
-                raise
-            self._fd = os.open(path, flags, 0o600)
-            self._buffer = None
+            self._buffer = self._go_direct()
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._filled = 0
         self._size = 0
         self.closed = False
+
+    def _go_direct(self) -> mmap.mmap | None:
+        """Switches the open file to O_DIRECT and returns the aligned buffer, or None where that is refused.
+        (Opening with O_DIRECT would create the file before the filesystem could refuse the flag.)"""
+        direct = getattr(os, "O_DIRECT", 0)
+        if not direct:
+            return None
+        try:
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, fcntl.fcntl(self._fd, fcntl.F_GETFL) | direct)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            return None
+        return mmap.mmap(-1, self.BUFFER_BYTES)
 
     def write(self, data: bytes) -> None:
         self._size += len(data)
@@ -208,6 +250,7 @@ class StreamingUpload:
         self._loop = asyncio.get_running_loop()
         self._room = asyncio.Event()
         self._failure: BaseException | None = None
+        self._finishing: asyncio.Future[PendingBlob] | None = None
         self._steps = [_Step(self, "upload-hash", writer.hash), _Step(self, "upload-store", writer.store)]
 
     async def write(self, chunk: bytes) -> None:
@@ -225,11 +268,15 @@ class StreamingUpload:
         await self._stop()
         if self._failure is not None:
             raise self._failure
-        return await asyncio.to_thread(self._writer.finish, expected_sha256, field)
+        self._finishing = asyncio.ensure_future(asyncio.to_thread(self._writer.finish, expected_sha256, field))
+        return await asyncio.shield(self._finishing)
 
     async def abort(self) -> None:
-        """Waits for the chunks in hand (never removes a file under a running write), then removes it."""
+        """Waits for the work in hand (chunks, the final fsync: never removes a file under a running write), then
+        removes the file. Shield it from cancellation, or a second cancel could leave the file behind."""
         await self._stop()
+        if self._finishing is not None:
+            await asyncio.gather(self._finishing, return_exceptions=True)
         self._writer.abort()
 
     async def _stop(self) -> None:
@@ -296,6 +343,7 @@ class BlobStore(ABC):
         self.max_blob_bytes = max_blob_bytes
         self._tmp = staging_dir
         self._tmp.mkdir(parents=True, exist_ok=True)
+        sweep_staging(self._tmp)
 
     @abstractmethod
     def exists(self, sha256: str) -> bool: ...

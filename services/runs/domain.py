@@ -6,9 +6,10 @@ Blocking work (database, files) is synchronous here; the servicer runs it off th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -31,7 +32,7 @@ from services.common.ids import new_id
 from services.common.pagination import decode_token, encode_token, page_size
 from services.common.telemetry import current_trace_id
 from services.runs import feasibility
-from services.runs.blobs import BlobStore, PendingBlob
+from services.runs.blobs import BlobStore, PendingBlob, StreamingUpload
 from services.runs.model import (
     ADVISORY_ID,
     ATTACHMENT_PREFIX,
@@ -346,6 +347,31 @@ class Runs:
             )
         self._require_run(run_id)
         return run_id
+
+    async def upload(
+        self, request: AttachmentRequest, chunks: AsyncIterator[bytes], expected_sha256: str, idempotency_key: str
+    ) -> AttachmentRecord:
+        """Receives a streamed attachment: hashed and stored while it arrives (StreamingUpload), checked against
+        `expected_sha256` when given, then published and recorded. The header is checked (a database read) while
+        the first chunks arrive; its verdict is raised as soon as it is known, and always before anything is kept.
+        A problem with the header is the answer whatever else went wrong, so the answer never depends on timing."""
+        validation = asyncio.ensure_future(asyncio.to_thread(self.validate_attachment, request))
+        upload = StreamingUpload(self.blobs.writer())
+        try:
+            async for chunk in chunks:
+                if validation.done():
+                    validation.result()
+                check_chunk(chunk)
+                await upload.write(chunk)
+            await validation
+            pending = await upload.finish(expected_sha256, "header.sha256")
+        except BaseException as exc:
+            await asyncio.shield(_abandon(upload, validation))
+            refusal = None if validation.cancelled() else validation.exception()
+            if refusal is not None and not isinstance(exc, asyncio.CancelledError):
+                raise refusal from None
+            raise
+        return await asyncio.to_thread(self.record_upload, request, pending, idempotency_key)
 
     def record_upload(self, request: AttachmentRequest, pending: PendingBlob, idempotency_key: str) -> AttachmentRecord:
         """Publishes a received blob and records the attachment; or returns the original for a repeated key."""
@@ -926,6 +952,11 @@ def _attachment_problems(request: AttachmentRequest, prefix: str) -> list[FieldV
             FieldViolation(f"{prefix}.metadata", f"at most {MAX_METADATA_ENTRIES} entries of short strings")
         )
     return problems
+
+
+async def _abandon(upload: StreamingUpload, validation: asyncio.Future[str]) -> None:
+    await asyncio.gather(validation, return_exceptions=True)
+    await upload.abort()
 
 
 def check_chunk(chunk: bytes) -> None:

@@ -14,8 +14,7 @@ from services.common import call_context
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protomap import service_info
 from services.runs import convert
-from services.runs.blobs import StreamingUpload
-from services.runs.domain import Runs, check_chunk
+from services.runs.domain import Runs
 from services.runs.model import AdvisoryKind
 
 
@@ -65,41 +64,21 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     async def UploadAttachment(
         self, request_iterator: AsyncIterator[runs_pb2.UploadAttachmentRequest], context: grpc.aio.ServicerContext
     ) -> runs_pb2.Attachment:
-        header: runs_pb2.AttachmentHeader | None = None
-        upload: StreamingUpload | None = None
-        # The header is checked (a database read) while the first chunks arrive; its verdict is raised as soon as
-        # it is known, and always before anything is kept.
-        validation: asyncio.Future[None] | None = None
-        try:
-            async for message in request_iterator:
+        messages = aiter(request_iterator)
+        first = await anext(messages, None)
+        if first is None:
+            raise _invalid("ATTACHMENT_INVALID", [("header", "the stream carried no header")])
+        if not first.HasField("header"):
+            raise _invalid("ATTACHMENT_INVALID", [("header", "the first message must be the header")])
+        header = first.header
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for message in messages:
                 if message.HasField("header"):
-                    if header is not None:
-                        raise _invalid("ATTACHMENT_INVALID", [("header", "send the header once, first")])
-                    header = message.header
-                    request = convert.attachment_request(header)
-                    validation = asyncio.ensure_future(asyncio.to_thread(self._runs.validate_attachment, request))
-                    upload = StreamingUpload(self._runs.blobs.writer())
-                    continue
-                if upload is None or validation is None:
-                    raise _invalid("ATTACHMENT_INVALID", [("header", "the first message must be the header")])
-                if validation.done():
-                    validation.result()
-                chunk = message.chunk  # every read of the field copies it
-                check_chunk(chunk)
-                await upload.write(chunk)
-            if header is None or upload is None or validation is None:
-                raise _invalid("ATTACHMENT_INVALID", [("header", "the stream carried no header")])
-            await validation
-            pending = await upload.finish(header.sha256, "header.sha256")
-        except BaseException:
-            if validation is not None:
-                await asyncio.gather(validation, return_exceptions=True)
-            if upload is not None:
-                await upload.abort()
-            raise
-        record = await asyncio.to_thread(
-            self._runs.record_upload, convert.attachment_request(header), pending, header.request_id
-        )
+                    raise _invalid("ATTACHMENT_INVALID", [("header", "send the header once, first")])
+                yield message.chunk  # every read of the field copies it: once
+
+        record = await self._runs.upload(convert.attachment_request(header), chunks(), header.sha256, header.request_id)
         return convert.attachment_to_proto(record)
 
     async def BatchCreateAttachments(

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
+from services.common.db import insert_rows
 from services.common.group_commit import GroupCommit
 from services.common.identity import Principal, PrincipalKind
 from services.runs import tables
@@ -227,18 +228,18 @@ class RunsStore:
     def _insert_rows(self, connection: sa.Connection, batch: list[_PendingRun]) -> None:
         if not batch:
             return
-        connection.execute(tables.runs.insert(), [p.run_row() for p in batch])
-        connection.execute(tables.run_explanations.insert(), [p.explanation_row() for p in batch])
-        connection.execute(tables.run_explanation_history.insert(), [p.history_row() for p in batch])
+        insert_rows(connection, tables.runs, [p.run_row() for p in batch])
+        insert_rows(connection, tables.run_explanations, [p.explanation_row() for p in batch])
+        insert_rows(connection, tables.run_explanation_history, [p.history_row() for p in batch])
         advisories = [_advisory_row(p.record.run_id, link) for p in batch for link in p.record.advisories]
         if advisories:
-            connection.execute(tables.advisories.insert(), advisories)
+            insert_rows(connection, tables.advisories, advisories)
         attachments = [_attachment_row(item) for p in batch for item in p.attachments]
         if attachments:
-            connection.execute(tables.attachments.insert(), attachments)
+            insert_rows(connection, tables.attachments, attachments)
         messages = [_outbox_row(message) for p in batch for message in p.outbox]
         if messages:
-            connection.execute(tables.outbox.insert(), messages)
+            insert_rows(connection, tables.outbox, messages)
 
     def _by_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredRun]:
         if not keys:

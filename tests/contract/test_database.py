@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from services.common.db import create_engine, describe, insert_rows, make_immutable, normalize_url
+from services.common.db import WAL_BACKSTOP_PAGES, create_engine, describe, insert_rows, make_immutable, normalize_url
 
 RECORDS = sa.Table(
     "records",
@@ -101,7 +101,7 @@ def test_insert_rows_stores_every_row_like_a_core_insert(engine: sa.Engine) -> N
 
 def test_sqlite_commits_leave_checkpoints_to_the_background(sqlite_engine: sa.Engine) -> None:
     with sqlite_engine.connect() as connection:
-        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+        assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == WAL_BACKSTOP_PAGES
 
 
 def test_sqlite_wal_reaches_the_database_file_without_a_commit_checkpointing(

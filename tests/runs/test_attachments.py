@@ -122,6 +122,14 @@ def test_upload_to_an_unknown_run_is_not_found(runs: RunsClient, run: runs_pb2.R
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "RUN_NOT_FOUND")
 
 
+def test_a_bad_header_is_the_answer_even_when_a_chunk_is_bad_too(runs: RunsClient, run: runs_pb2.Run) -> None:
+    # The header is checked while chunks arrive; its verdict wins whatever the chunks did, so the answer does not
+    # depend on which check finished first.
+    unknown = header(run, run="runs/run_" + "f" * 32, kind="other", filename="x.bin")
+    error = status.decode(error_of(lambda: upload(runs, unknown, b"x" * ((1 << 20) + 1))))
+    assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "RUN_NOT_FOUND")
+
+
 def test_repeated_upload_with_the_same_key_returns_the_original(runs: RunsClient, run: runs_pb2.Run) -> None:
     first = upload(runs, header(run, request_id="up-1"), SVG)
     assert upload(runs, header(run, request_id="up-1"), SVG) == first

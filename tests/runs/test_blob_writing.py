@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import fcntl
 import hashlib
 import os
 import time
@@ -28,16 +29,17 @@ def _chunks(data: bytes, size: int) -> list[bytes]:
 
 @pytest.fixture(params=["o_direct", "o_direct_refused"])
 def root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The test disk as it is (O_DIRECT), and as a filesystem that refuses O_DIRECT would be (ordinary writes)."""
+    """The test disk as it is (O_DIRECT), and as a filesystem that refuses O_DIRECT would be (ordinary writes):
+    such a filesystem answers EINVAL when the flag is set on the open file."""
     if request.param == "o_direct_refused":
-        real_open = os.open
+        real_fcntl = fcntl.fcntl
 
-        def refusing_open(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
-            if flags & os.O_DIRECT:
+        def refusing_fcntl(fd: int, command: int, argument: int = 0) -> int:
+            if command == fcntl.F_SETFL and argument & os.O_DIRECT:
                 raise OSError(errno.EINVAL, "Invalid argument")
-            return real_open(path, flags, mode)
+            return real_fcntl(fd, command, argument)
 
-        monkeypatch.setattr(blobs.os, "open", refusing_open)
+        monkeypatch.setattr(blobs.fcntl, "fcntl", refusing_fcntl)
     return tmp_path / "blobs"
 
 
@@ -98,3 +100,58 @@ def test_a_failed_store_reaches_the_uploader_and_keeps_nothing(tmp_path: Path) -
     while (staging / "upload-test").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not (staging / "upload-test").exists()
+
+
+class _SlowToFinish(BlobWriter):
+    def __init__(self, store: FilesystemBlobStore, path: Path) -> None:
+        super().__init__(store, path)
+        self.errors: list[BaseException] = []
+
+    def finish(self, expected_sha256: str = "", field: str = "sha256") -> blobs.PendingBlob:
+        time.sleep(0.3)  # a long final fsync
+        try:
+            return super().finish(expected_sha256, field)
+        except BaseException as exc:  # e.g. the file closed under it
+            self.errors.append(exc)
+            raise
+
+
+def test_an_upload_cancelled_during_its_final_fsync_is_removed_after_it(tmp_path: Path) -> None:
+    store = _store(tmp_path / "blobs")
+    path = tmp_path / "blobs" / "tmp" / "upload-slow"
+    writer = _SlowToFinish(store, path)
+
+    async def upload() -> None:
+        streaming = StreamingUpload(writer)
+        try:
+            await streaming.write(os.urandom(5000))
+            await streaming.finish("", "sha256")
+        except BaseException:
+            await asyncio.shield(streaming.abort())
+            raise
+
+    async def cancel_midway() -> None:
+        task = asyncio.ensure_future(upload())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_midway())
+    assert writer.errors == []  # the final write and fsync ran to the end before the file was removed
+    deadline = time.monotonic() + 5
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not path.exists()
+
+
+def test_a_store_sweeps_upload_files_a_crashed_process_left_behind(tmp_path: Path) -> None:
+    staging = tmp_path / "blobs" / "tmp"
+    staging.mkdir(parents=True)
+    stale, live = staging / "upload-stale", staging / "upload-live"
+    stale.write_bytes(b"x")
+    live.write_bytes(b"y")
+    hour_ago = time.time() - blobs.STALE_UPLOAD_S - 60
+    os.utime(stale, (hour_ago, hour_ago))
+    _store(tmp_path / "blobs")
+    assert not stale.exists() and live.exists()  # a file written in the last hour may be a live upload

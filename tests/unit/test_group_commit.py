@@ -102,3 +102,35 @@ def test_on_the_loop_a_blocking_submit_is_refused() -> None:
     commit: GroupCommit[int, int] = GroupCommit(lambda items: list(items), "test", on_loop=True)
     with pytest.raises(RuntimeError, match="submit_async"):
         commit.submit(1)
+
+
+def test_on_the_loop_submissions_are_committed_even_when_the_loop_shuts_down() -> None:
+    applied: list[int] = []
+
+    def apply(items: list[int]) -> list[int | BaseException]:
+        applied.extend(items)
+        return items
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test", max_batch=1, on_loop=True)
+
+    async def scenario() -> None:
+        callers = [asyncio.ensure_future(commit.submit_async(i)) for i in range(3)]
+        await asyncio.sleep(0)  # the flusher has committed the first batch and yielded
+        for caller in callers:
+            caller.cancel()
+
+    asyncio.run(scenario())  # cancels the flusher on the way out
+    assert applied == [0, 1, 2]
+
+
+def test_an_apply_that_miscounts_its_results_fails_its_batch_and_the_writer_goes_on() -> None:
+    calls = {"n": 0}
+
+    def apply(items: list[int]) -> list[int | BaseException]:
+        calls["n"] += 1
+        return [] if calls["n"] == 1 else items
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
+    with pytest.raises(RuntimeError, match="0 results for 1 items"):
+        commit.submit(1)
+    assert commit.submit(2) == 2
