@@ -83,9 +83,7 @@ class CallStore:
         """Stores one record (and its replay claim); see insert_many."""
         return self.insert_many([(record, claim)])[0]
 
-    def insert_many(
-        self, items: list[tuple[CallRecord, ReplayClaim | None]]
-    ) -> list[ReplayEntry | BaseException | None]:
+    def insert_many(self, items: list[tuple[CallRecord, ReplayClaim | None]]) -> list[ReplayEntry | None]:
         """Stores records and their replay claims in one transaction (one durable commit for the batch).
 
         A claim on a (caller, key) another call already holds is not taken: the record is stored anyway and the

@@ -1,7 +1,9 @@
 """What the runs service does, independent of gRPC: minting, attachments, advisories, explanations, candidate
 binding, diffs and verification. Callers come from the call context; every record is stamped with them.
 
-Blocking work (database, files) is synchronous here; the servicer runs it off the event loop.
+Blocking work (database, files) is synchronous here; the servicer runs it off the event loop. The two paths that
+must overlap waiting with work are async and run on the loop themselves: create_run (awaits its group commit) and
+upload (receives chunks while threads hash and store them).
 """
 
 from __future__ import annotations
