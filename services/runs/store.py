@@ -323,12 +323,7 @@ class RunsStore:
             record = RunRecord(
                 run_id=row.id,
                 content=RunContent.from_document(document),
-                stamp=Stamp(
-                    created_at=from_us(row.created_at_us),
-                    created_by=_principal(row.created_by, row.created_by_kind),
-                    request_id=row.request_id,
-                    trace_id=row.trace_id,
-                ),
+                stamp=_stamp(row),
                 artifact_sha256=row.artifact_sha256,
                 advisories=tuple(advisory_rows[row.id]),
                 explanation=Explanation(
@@ -636,6 +631,16 @@ def _insert_if_absent(connection: sa.Connection, table: sa.Table) -> sa.Insert:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+def _stamp(row: sa.Row[Any]) -> Stamp:
+    """The stamp columns every stored record shares."""
+    return Stamp(
+        created_at=from_us(row.created_at_us),
+        created_by=_principal(row.created_by, row.created_by_kind),
+        request_id=row.request_id,
+        trace_id=row.trace_id,
+    )
+
+
 def _principal(principal_id: str, kind: str) -> Principal:
     return Principal(principal_id, PrincipalKind(kind))
 
@@ -668,12 +673,7 @@ def _advisory_link(row: sa.Row[Any]) -> AdvisoryLink:
         summary=row.summary,
         review_status=ReviewStatus(row.review_status),
         reviewed_by=_principal(row.reviewed_by, row.reviewed_by_kind) if row.reviewed_by else None,
-        stamp=Stamp(
-            created_at=from_us(row.created_at_us),
-            created_by=_principal(row.created_by, row.created_by_kind),
-            request_id=row.request_id,
-            trace_id=row.trace_id,
-        ),
+        stamp=_stamp(row),
     )
 
 
@@ -709,12 +709,7 @@ def _attachment(row: sa.Row[Any]) -> AttachmentRecord:
         sha256=row.sha256,
         size_bytes=row.size_bytes,
         metadata=json.loads(row.metadata_json),
-        stamp=Stamp(
-            created_at=from_us(row.created_at_us),
-            created_by=_principal(row.created_by, row.created_by_kind),
-            request_id=row.request_id,
-            trace_id=row.trace_id,
-        ),
+        stamp=_stamp(row),
     )
 
 
