@@ -105,6 +105,17 @@ class Decision:
     at: datetime
 
 
+def _decision_columns(decision: Decision) -> dict[str, str]:
+    """Who decided, why and under which request: the columns status and health rows and their histories share."""
+    return {
+        "actor_id": decision.actor.id,
+        "actor_kind": decision.actor.kind.value,
+        "actor_roles": _roles(decision.actor),
+        "rationale": decision.rationale,
+        "request_id": decision.request_id,
+    }
+
+
 @dataclass
 class _Adjacency:
     """One project's "derived from" graph in memory (version ids), complete up to `watermark`."""
@@ -378,11 +389,7 @@ class LineageStore:
             "stale": Health.STALE.value,
             "cause": new_id,
             "at": to_us(decision.at),
-            "actor_id": decision.actor.id,
-            "actor_kind": decision.actor.kind.value,
-            "actor_roles": _roles(decision.actor),
-            "rationale": decision.rationale,
-            "request_id": decision.request_id,
+            **_decision_columns(decision),
             "h1": STALEABLE[0].value,
             "h2": STALEABLE[1].value,
         }
@@ -507,11 +514,7 @@ class LineageStore:
                     status=target.value,
                     revision=version.status.revision + 1,
                     updated_at_us=to_us(decision.at),
-                    actor_id=decision.actor.id,
-                    actor_kind=decision.actor.kind.value,
-                    actor_roles=_roles(decision.actor),
-                    rationale=decision.rationale,
-                    request_id=decision.request_id,
+                    **_decision_columns(decision),
                 )
             ).rowcount
             if changed != 1:
@@ -523,11 +526,7 @@ class LineageStore:
                     from_status=version.status.status.value,
                     status=target.value,
                     at_us=to_us(decision.at),
-                    actor_id=decision.actor.id,
-                    actor_kind=decision.actor.kind.value,
-                    actor_roles=_roles(decision.actor),
-                    rationale=decision.rationale,
-                    request_id=decision.request_id,
+                    **_decision_columns(decision),
                 )
             )
             self._remember(connection, idem, str(name), decision.at)
@@ -563,11 +562,7 @@ class LineageStore:
                     revision=current.revision + 1,
                     cause_id=None,
                     updated_at_us=to_us(decision.at),
-                    actor_id=decision.actor.id,
-                    actor_kind=decision.actor.kind.value,
-                    actor_roles=_roles(decision.actor),
-                    rationale=decision.rationale,
-                    request_id=decision.request_id,
+                    **_decision_columns(decision),
                 )
             ).rowcount
             if changed != 1:
@@ -580,11 +575,7 @@ class LineageStore:
                     health=target.value,
                     cause_id=None,
                     at_us=to_us(decision.at),
-                    actor_id=decision.actor.id,
-                    actor_kind=decision.actor.kind.value,
-                    actor_roles=_roles(decision.actor),
-                    rationale=decision.rationale,
-                    request_id=decision.request_id,
+                    **_decision_columns(decision),
                 )
             )
             self._remember(connection, idem, str(name), decision.at)
