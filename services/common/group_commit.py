@@ -98,16 +98,18 @@ class GroupCommit(Generic[Item, Result]):
     async def _flush_on_loop(self) -> None:
         try:
             while self._pending:
-                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-                self._settle(batch)
+                self._settle(self._next_batch())
                 await asyncio.sleep(0)  # let the calls just committed answer before the next batch
         except asyncio.CancelledError:  # the loop is shutting down: what was submitted is still committed
             while self._pending:
-                batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-                self._settle(batch)
+                self._settle(self._next_batch())
             raise
         finally:
             self._flusher = None
+
+    def _next_batch(self) -> list[tuple[Item, asyncio.Future[Result]]]:
+        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+        return batch
 
     # ---- both --------------------------------------------------------------------------------------------------
 
