@@ -16,7 +16,7 @@ import random
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -148,9 +148,9 @@ class Gateway:
         self.providers = dict(providers)
         self._store = store
         # Calls finishing together share one durable commit; every call still answers only after its own record
-        # is stored. An embedded SQLite commit is a short local write, cheaper inline than via a thread and back.
+        # is stored.
         self._audit: GroupCommit[tuple[CallRecord, ReplayClaim | None], ReplayEntry | None] = GroupCommit(
-            store.insert_many, "ai-audit", on_loop=store.embedded
+            store.insert_many, "ai-audit"
         )
         self._budgets = budgets
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
@@ -254,7 +254,7 @@ class Gateway:
     async def generate(self, request: TextRequest) -> CallResult:
         prepared = self.prepare(request)
         caller = call_context.require_principal()
-        fingerprint = idempotency.fingerprint(asdict(request))
+        fingerprint = idempotency.fingerprint(request.fingerprint_fields())
         replay = await self._claim(caller.id, request.request_id, fingerprint)
         if replay is not None:
             return self._replayed(replay)
@@ -295,7 +295,7 @@ class Gateway:
     async def stream(self, request: TextRequest) -> AsyncIterator[StreamItem]:
         prepared = self.prepare(request)
         caller = call_context.require_principal()
-        fingerprint = idempotency.fingerprint(asdict(request))
+        fingerprint = idempotency.fingerprint(request.fingerprint_fields())
         replay = await self._claim(caller.id, request.request_id, fingerprint)
         if replay is not None:
             result = self._replayed(replay)
@@ -732,10 +732,7 @@ class Gateway:
         return CallPage(rows, token)
 
     async def purge_replays(self) -> int:
-        now_us = to_micros(utcnow())
-        if self._store.embedded:  # SQLite writes all happen on the loop (see _audit): none waits on another's lock
-            return self._store.purge_replays(now_us)
-        return await asyncio.to_thread(self._store.purge_replays, now_us)
+        return await asyncio.to_thread(self._store.purge_replays, to_micros(utcnow()))
 
     async def close(self) -> None:
         for provider in self.providers.values():

@@ -36,8 +36,20 @@ class TextRequest:
     request_id: str = ""
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """What defines the request for idempotency (everything but the key itself)."""
-        return {k: v for k, v in asdict(self).items() if k != "request_id"}
+        """What defines the request for idempotency: every field but the key itself (spelled out because
+        dataclasses.asdict deep-copies each value, a cost every call paid)."""
+        return {
+            "operation": self.operation,
+            "category": self.category,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt": self.prompt,
+            "system_prompt": self.system_prompt,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "variant_seed": self.variant_seed,
+            "response_json_schema": self.response_json_schema,
+        }
 
 
 class Outcome(StrEnum):

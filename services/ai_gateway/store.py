@@ -3,8 +3,7 @@
 `ai_calls` is create-only: one row per audited call (the canonical JSON record plus indexed columns), and the
 database refuses UPDATE and DELETE. `ai_call_replays` maps (caller, request_id) to a successful call and its
 content for the replay window; its primary key makes concurrent claims converge on one winner. Methods are
-synchronous: the gateway runs reads in worker threads, and writes there too on PostgreSQL; on SQLite it runs
-writes on its event loop (a local commit costs less than the hand-off to a thread and back).
+synchronous: the gateway runs reads in worker threads and writes on its group-commit writer thread.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.ai_gateway.model import CallRecord, ListFilters, to_micros
-from services.common.db import insert_rows, is_embedded
+from services.common.db import insert_rows
 from services.common.hashing import canonical_json, sha256_bytes
 
 metadata = sa.MetaData()
@@ -77,7 +76,6 @@ class ReplayClaim:
 class CallStore:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
-        self.embedded = is_embedded(engine)
 
     def insert(self, record: CallRecord, claim: ReplayClaim | None = None) -> ReplayEntry | None:
         """Stores one record (and its replay claim); see insert_many."""

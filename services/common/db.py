@@ -51,11 +51,6 @@ def create_engine(url: str) -> Engine:
     raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://")
 
 
-def is_embedded(engine: Engine) -> bool:
-    """True for SQLite: a commit is a local file write, not a round trip to a server."""
-    return engine.dialect.name == "sqlite"
-
-
 def insert_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERTs `rows` (every column given, by column key) with one driver executemany: the statement SQLAlchemy
     compiles and its bind processors, without its per-row execution machinery, which costs more than the database

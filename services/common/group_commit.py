@@ -4,9 +4,8 @@ Callers submit an item and wait until it is committed. A writer takes everything
 limit, and applies it in a single transaction, so N concurrent writes cost one fsync instead of N. A lone writer
 is committed at once: there is no added wait.
 
-The writer is a thread by default. With `on_loop=True` it is a task on the caller's event loop that applies
-batches inline: for an embedded database, whose commit is a short local write, that is cheaper than handing every
-batch to a thread and back (async callers only).
+The writer is a thread of its own, so an event loop whose calls submit items keeps serving while a batch waits for
+its fsync (on a slow disk, a commit applied on the loop stalls every call the process serves).
 
 A submitted item is committed whatever happens to its caller: cancelling an async caller stops its wait, never
 the write (an audit record must not vanish because its client hung up).
@@ -33,38 +32,23 @@ class GroupCommit(Generic[Item, Result]):
         apply: Callable[[list[Item]], Sequence[Result | BaseException]],
         name: str,
         max_batch: int = MAX_BATCH,
-        *,
-        on_loop: bool = False,
     ) -> None:
         """`apply` commits a batch in one transaction and returns one result per item, in order (an exception
         as an item's result is raised to that item's caller alone); if `apply` raises, every item gets it."""
         self._apply = apply
         self._name = name
         self._max_batch = max_batch
-        self._on_loop = on_loop
         self._queue: queue.SimpleQueue[tuple[Item, Future[Result]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
-        self._flusher: asyncio.Task[None] | None = None
 
     def submit(self, item: Item) -> Result:
         """Blocks the calling thread until the item is committed."""
-        if self._on_loop:
-            raise RuntimeError(f"group commit {self._name} runs on the event loop: use submit_async")
         return self._enqueue(item).result()
 
     async def submit_async(self, item: Item) -> Result:
         """Waits on the event loop, holding no thread, until the item is committed."""
-        if not self._on_loop:
-            return await asyncio.shield(asyncio.wrap_future(self._enqueue(item)))
-        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, done))
-        if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_on_loop())
-        return await asyncio.shield(done)
-
-    # ---- writer thread ---------------------------------------------------------------------------------------
+        return await asyncio.shield(asyncio.wrap_future(self._enqueue(item)))
 
     def _enqueue(self, item: Item) -> Future[Result]:
         future: Future[Result] = Future()
@@ -93,27 +77,7 @@ class GroupCommit(Generic[Item, Result]):
             batch = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
             self._settle(batch)
 
-    # ---- writer task on the event loop -----------------------------------------------------------------------
-
-    async def _flush_on_loop(self) -> None:
-        try:
-            while self._pending:
-                self._settle(self._next_batch())
-                await asyncio.sleep(0)  # let the calls just committed answer before the next batch
-        except asyncio.CancelledError:  # the loop is shutting down: what was submitted is still committed
-            while self._pending:
-                self._settle(self._next_batch())
-            raise
-        finally:
-            self._flusher = None
-
-    def _next_batch(self) -> list[tuple[Item, asyncio.Future[Result]]]:
-        batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
-        return batch
-
-    # ---- both --------------------------------------------------------------------------------------------------
-
-    def _settle(self, batch: list[tuple[Item, Future[Result]]] | list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    def _settle(self, batch: list[tuple[Item, Future[Result]]]) -> None:
         if not batch:
             return
         try:

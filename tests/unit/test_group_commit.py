@@ -54,24 +54,22 @@ def test_a_failing_apply_fails_its_batch_and_the_writer_goes_on() -> None:
     assert commit.submit(2) == 2
 
 
-@pytest.mark.parametrize("on_loop", [False, True], ids=["writer-thread", "on-loop"])
-def test_a_cancelled_callers_item_is_still_committed_and_the_writer_goes_on(on_loop: bool) -> None:
+def test_a_cancelled_callers_item_is_still_committed_and_the_writer_goes_on() -> None:
     gate = threading.Event()
     applied: list[int] = []
 
     def apply(items: list[int]) -> list[int | BaseException]:
-        if not on_loop:
-            gate.wait(5)  # hold the first batch so the second submission queues behind it
+        gate.wait(5)  # hold the first batch so the second submission queues behind it
         applied.extend(items)
         return items
 
-    commit: GroupCommit[int, int] = GroupCommit(apply, "test", on_loop=on_loop)
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
 
     async def scenario() -> int:
         first = asyncio.ensure_future(commit.submit_async(1))
         await asyncio.sleep(0.05)
         second = asyncio.ensure_future(commit.submit_async(2))
-        await asyncio.sleep(0) if on_loop else await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)
         second.cancel()  # e.g. the client's deadline passed while the write was queued
         gate.set()
         assert await first == 1
@@ -81,46 +79,26 @@ def test_a_cancelled_callers_item_is_still_committed_and_the_writer_goes_on(on_l
     assert applied == [1, 2, 3]
 
 
-def test_on_the_loop_concurrent_submissions_share_one_apply() -> None:
-    batches: list[list[int]] = []
+def test_the_event_loop_keeps_serving_while_a_batch_is_being_committed() -> None:
+    gate = threading.Event()
 
     def apply(items: list[int]) -> list[int | BaseException]:
-        batches.append(items)
-        return [ValueError("bad 3") if item == 3 else item * 10 for item in items]
-
-    commit: GroupCommit[int, int] = GroupCommit(apply, "test", on_loop=True)
-
-    async def scenario() -> list[int | BaseException]:
-        return await asyncio.gather(*(commit.submit_async(i) for i in range(5)), return_exceptions=True)
-
-    results = asyncio.run(scenario())
-    assert results[:3] == [0, 10, 20] and isinstance(results[3], ValueError) and results[4] == 40
-    assert batches == [[0, 1, 2, 3, 4]]
-
-
-def test_on_the_loop_a_blocking_submit_is_refused() -> None:
-    commit: GroupCommit[int, int] = GroupCommit(lambda items: list(items), "test", on_loop=True)
-    with pytest.raises(RuntimeError, match="submit_async"):
-        commit.submit(1)
-
-
-def test_on_the_loop_submissions_are_committed_even_when_the_loop_shuts_down() -> None:
-    applied: list[int] = []
-
-    def apply(items: list[int]) -> list[int | BaseException]:
-        applied.extend(items)
+        gate.wait(5)  # a slow fsync
         return items
 
-    commit: GroupCommit[int, int] = GroupCommit(apply, "test", max_batch=1, on_loop=True)
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test")
 
-    async def scenario() -> None:
-        callers = [asyncio.ensure_future(commit.submit_async(i)) for i in range(3)]
-        await asyncio.sleep(0)  # the flusher has committed the first batch and yielded
-        for caller in callers:
-            caller.cancel()
+    async def scenario() -> list[str]:
+        order: list[str] = []
+        pending = asyncio.ensure_future(commit.submit_async(1))
+        await asyncio.sleep(0.05)
+        order.append("loop served another call")  # would not happen before the commit if it ran on the loop
+        gate.set()
+        await pending
+        order.append("committed")
+        return order
 
-    asyncio.run(scenario())  # cancels the flusher on the way out
-    assert applied == [0, 1, 2]
+    assert asyncio.run(scenario()) == ["loop served another call", "committed"]
 
 
 def test_an_apply_that_miscounts_its_results_fails_its_batch_and_the_writer_goes_on() -> None:
