@@ -180,14 +180,15 @@ def table(result: dict[str, Any]) -> str:
         ),
     ]
     for point, figures in gateway.items():
-        rows.append(
-            (
-                f"gateway: added latency p50 / p99 (ms), concurrency {point.removeprefix('c')}",
-                f"{_get(figures, 'custody', 'p50')} / {_get(figures, 'custody', 'p99')}",
-                f"LiteLLM {_get(figures, 'litellm', 'p50')} / {_get(figures, 'litellm', 'p99')}",
-                _ratio(_get(figures, "custody", "p50"), _get(figures, "litellm", "p50")),
+        for system, label in (("custody", "gateway"), ("floor", "gateway floor (gRPC hop + SDK forward only)")):
+            rows.append(
+                (
+                    f"{label}: added latency p50 / p99 (ms), concurrency {point.removeprefix('c')}",
+                    f"{_get(figures, system, 'p50')} / {_get(figures, system, 'p99')}",
+                    f"LiteLLM {_get(figures, 'litellm', 'p50')} / {_get(figures, 'litellm', 'p99')}",
+                    " / ".join(_ratio(_get(figures, system, q), _get(figures, "litellm", q)) for q in ("p50", "p99")),
+                )
             )
-        )
     for entry in _get(s, "lineage", "results") or []:
         graph, nodes = entry.get("graph", "?"), entry.get("nodes", "?")
         query, bfs = entry.get("query_ms"), entry.get("memory_bfs_ms")
@@ -259,7 +260,7 @@ def plots(result: dict[str, Any], stem: Path) -> list[Path]:
 
     labels, p50, p99 = [], [], []
     for point, figures in (_get(s, "gateway", "added") or {}).items():
-        for system in ("custody", "litellm"):
+        for system in ("floor", "custody", "litellm"):
             if isinstance(_get(figures, system, "p50"), int | float):
                 labels.append(f"{system} {point}")
                 p50.append(figures[system]["p50"])

@@ -1,7 +1,9 @@
 """Added latency of the ai_gateway over calling the provider directly, side by side with LiteLLM proxy.
 
-Three clients call the same fake OpenAI-compatible server (tests/ai_gateway/fake_openai.py, its own process):
+Four clients call the same fake OpenAI-compatible server (tests/ai_gateway/fake_openai.py, its own process):
   direct   the openai SDK straight to the fake server (the baseline),
+  floor    GenerateText over gRPC to bench/gateway/floor_server.py: the same proto, loop and provider class, and
+           no governance at all -- what a Python gRPC hop in front of the SDK costs by itself,
   custody  GenerateText over gRPC to `custody serve ai_gateway` (its own process: auth, safety checks, pricing,
            a durable audit row in SQLite with synchronous=FULL, and a JSON log line per call),
   litellm  the openai SDK to LiteLLM proxy (bench/.peers/litellm, one worker, no database: no virtual keys,
@@ -62,6 +64,23 @@ def fake_provider() -> Iterator[str]:
     try:
         assert process.stdout is not None
         yield process.stdout.readline().strip()
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def floor_server(base_url: str) -> Iterator[str]:
+    """bench/gateway/floor_server.py in its own process; yields its address. It exits when its stdin closes."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.gateway.floor_server", base_url],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield f"127.0.0.1:{process.stdout.readline().strip()}"
     finally:
         _stop(process)
 
@@ -208,11 +227,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         }
         with contextlib.ExitStack() as stack:
+            request = gateway_pb2.GenerateTextRequest(operation="general_text", prompt=PROMPT, model=MODEL)
+            floor_channel = grpc.aio.insecure_channel(stack.enter_context(floor_server(base_url)))
+            floor_stub = gateway_pb2_grpc.AiGatewayServiceStub(floor_channel)
+            targets["floor"] = lambda: floor_stub.GenerateText(request, timeout=30)
             gateway = stack.enter_context(gateway_process(workdir / "custody", base_url))
             channel = grpc.aio.insecure_channel(gateway.address)
             stub = gateway_pb2_grpc.AiGatewayServiceStub(channel)
             metadata = (("authorization", f"Bearer {operator_token(gateway.layout)}"),)
-            request = gateway_pb2.GenerateTextRequest(operation="general_text", prompt=PROMPT, model=MODEL)
             targets["custody"] = lambda: stub.GenerateText(request, metadata=metadata, timeout=30)
             if not args.no_litellm:
                 try:
@@ -229,10 +251,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     results["targets"].setdefault(name, {})[f"c{concurrency}"] = summary(samples)
                     print(f"  c={concurrency:<2} {name:8} {summary(samples)}", flush=True)
             await channel.close()
+            await floor_channel.close()
         await direct.close()
     results["added"] = added(results["targets"])
     results["notes"] = [
         *notes,
+        "floor: a bare gRPC server that only forwards through the gateway's provider class (no auth, checks, "
+        "pricing, audit or log): custody minus floor is what governance costs",
         "custody: one gateway process; every call authenticated, safety-checked, priced, audited durably in SQLite "
         "(synchronous=FULL, group commit) and logged as one JSON line (log level INFO, to a file)",
         f"litellm {LITELLM_VERSION}: one worker, no database (no virtual keys, budgets or spend logs), num_retries 0",
@@ -246,14 +271,15 @@ def added(targets: dict[str, Any]) -> dict[str, Any]:
     for point in ("c1", "c16"):
         base = targets["direct"][point]
         row: dict[str, Any] = {}
-        for name in ("custody", "litellm"):
+        for name in ("floor", "custody", "litellm"):
             if name in targets:
                 row[name] = {q: round(targets[name][point][f"{q}_ms"] - base[f"{q}_ms"], 3) for q in ("p50", "p99")}
-        if "custody" in row and "litellm" in row:
-            row["custody_over_litellm"] = {
-                q: round(row["custody"][q] / row["litellm"][q], 4) if row["litellm"][q] > 0 else None
-                for q in ("p50", "p99")
-            }
+        for name in ("floor", "custody"):
+            if name in row and "litellm" in row:
+                row[f"{name}_over_litellm"] = {
+                    q: round(row[name][q] / row["litellm"][q], 4) if row["litellm"][q] > 0 else None
+                    for q in ("p50", "p99")
+                }
         out[point] = row
     return out
 

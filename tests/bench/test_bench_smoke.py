@@ -25,5 +25,7 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
     result = json.loads(report.read_text())
     assert result["errors"] == {}
     assert set(result["sections"]) == {"ceiling", "runs", "mlflow", "gateway", "lineage", "art_studio"}
+    for point in ("c1", "c16"):  # the floor is measured beside custody, in the same run
+        assert {"floor", "custody"} <= set(result["sections"]["gateway"]["added"][point])
     assert report.with_suffix(".md").read_text().startswith("| measure |")
     assert report.with_name(report.stem + "-throughput.png").stat().st_size > 0
