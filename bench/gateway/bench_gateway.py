@@ -52,10 +52,11 @@ STARTUP_DEADLINE_S = 120
 
 
 @contextlib.contextmanager
-def fake_provider() -> Iterator[str]:
-    """The fake server in its own process; it exits when its stdin closes."""
+def _helper_process(module: str, *args: str) -> Iterator[str]:
+    """`python -m module args` in its own process; yields the first line it prints. Such helpers exit when their
+    stdin closes."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.ai_gateway.fake_openai"],
+        [sys.executable, "-m", module, *args],
         cwd=REPO,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -69,20 +70,17 @@ def fake_provider() -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def fake_provider() -> Iterator[str]:
+    """The fake OpenAI-compatible server; yields its base URL."""
+    with _helper_process("tests.ai_gateway.fake_openai") as base_url:
+        yield base_url
+
+
+@contextlib.contextmanager
 def floor_server(base_url: str) -> Iterator[str]:
-    """bench/gateway/floor_server.py in its own process; yields its address. It exits when its stdin closes."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.gateway.floor_server", base_url],
-        cwd=REPO,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        yield f"127.0.0.1:{process.stdout.readline().strip()}"
-    finally:
-        _stop(process)
+    """bench/gateway/floor_server.py forwarding to `base_url`; yields its address."""
+    with _helper_process("bench.gateway.floor_server", base_url) as port:
+        yield f"127.0.0.1:{port}"
 
 
 @dataclass
