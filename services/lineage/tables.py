@@ -7,12 +7,27 @@ upstream edges, status and health histories, idempotency keys. Mutable rows, cha
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
 # Every id is a 64-bit integer on PostgreSQL; SQLite needs INTEGER PRIMARY KEY for its rowid alias.
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def decision_columns() -> list[sa.Column[Any]]:
+    """Who decided, why and under which request: the columns status and health rows and their histories share
+    (the store fills them with one _decision_columns(decision))."""
+    return [
+        sa.Column("actor_id", sa.String(200), nullable=False),
+        sa.Column("actor_kind", sa.String(16), nullable=False),
+        sa.Column("actor_roles", sa.String(400), nullable=False),
+        sa.Column("rationale", sa.Text, nullable=False),
+        sa.Column("request_id", sa.String(128), nullable=False),
+    ]
+
 
 types = sa.Table(
     "lineage_types",
@@ -71,11 +86,7 @@ status = sa.Table(
     sa.Column("status", sa.String(24), nullable=False),
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
-    sa.Column("actor_id", sa.String(200), nullable=False),
-    sa.Column("actor_kind", sa.String(16), nullable=False),
-    sa.Column("actor_roles", sa.String(400), nullable=False),
-    sa.Column("rationale", sa.Text, nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
+    *decision_columns(),
 )
 
 status_history = sa.Table(
@@ -86,11 +97,7 @@ status_history = sa.Table(
     sa.Column("from_status", sa.String(24), nullable=True),
     sa.Column("status", sa.String(24), nullable=False),
     sa.Column("at_us", sa.BigInteger, nullable=False),
-    sa.Column("actor_id", sa.String(200), nullable=False),
-    sa.Column("actor_kind", sa.String(16), nullable=False),
-    sa.Column("actor_roles", sa.String(400), nullable=False),
-    sa.Column("rationale", sa.Text, nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
+    *decision_columns(),
 )
 
 health = sa.Table(
@@ -101,11 +108,7 @@ health = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("cause_id", BigId, nullable=True),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
-    sa.Column("actor_id", sa.String(200), nullable=False),
-    sa.Column("actor_kind", sa.String(16), nullable=False),
-    sa.Column("actor_roles", sa.String(400), nullable=False),
-    sa.Column("rationale", sa.Text, nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
+    *decision_columns(),
     # No index on `health`: propagation rewrites it on up to every row; ListStale scans by project instead.
     postgresql_with={"fillfactor": 70},
 )
@@ -122,11 +125,7 @@ health_history = sa.Table(
     sa.Column("health", sa.String(24), nullable=False),
     sa.Column("cause_id", BigId, nullable=True),
     sa.Column("at_us", sa.BigInteger, nullable=False),
-    sa.Column("actor_id", sa.String(200), nullable=False),
-    sa.Column("actor_kind", sa.String(16), nullable=False),
-    sa.Column("actor_roles", sa.String(400), nullable=False),
-    sa.Column("rationale", sa.Text, nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
+    *decision_columns(),
 )
 
 idempotency = sa.Table(
