@@ -77,6 +77,10 @@ class Credentials:
     def __init__(self, entries: Iterable[CredentialEntry]) -> None:
         self._entries = tuple(entries)
 
+    @property
+    def entries(self) -> tuple[CredentialEntry, ...]:
+        return self._entries
+
     @classmethod
     def load(cls, path: Path) -> Credentials:
         try:

@@ -32,7 +32,7 @@ def add_principal(layout: StateLayout, principal: Principal) -> str:
     """Adds a principal to the credentials file (before the service starts) and returns its token."""
     token = new_token()
     credentials = Credentials.load(layout.credentials)
-    entries = [*credentials._entries, CredentialEntry(principal, token_digest(token))]
+    entries = [*credentials.entries, CredentialEntry(principal, token_digest(token))]
     Credentials(entries).save(layout.credentials)
     return token
 
