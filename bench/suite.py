@@ -235,6 +235,13 @@ def plots(result: dict[str, Any], stem: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def save(figure: Any, name: str) -> Path:
+        path = stem.with_name(f"{stem.name}-{name}.png")
+        figure.tight_layout()
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        return path
+
     written = []
     s = result["sections"]
     sqlite = _get(s, "runs", "backends", "sqlite") or {}
@@ -252,11 +259,7 @@ def plots(result: dict[str, Any], stem: Path) -> list[Path]:
         xlabel="concurrent clients", ylabel="operations per second", yscale="log", title="Throughput by concurrency"
     )
     axis.legend()
-    path = stem.with_name(stem.name + "-throughput.png")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    written.append(path)
+    written.append(save(figure, "throughput"))
 
     labels, p50, p99 = [], [], []
     for point, figures in (_get(s, "gateway", "added") or {}).items():
@@ -273,11 +276,7 @@ def plots(result: dict[str, Any], stem: Path) -> list[Path]:
         axis.set_xticks(list(positions), labels, rotation=20, ha="right")
         axis.set(ylabel="added latency (ms)", title="Gateway latency added over a direct call")
         axis.legend()
-        path = stem.with_name(stem.name + "-gateway-latency.png")
-        figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path)
+        written.append(save(figure, "gateway-latency"))
     return written
 
 
