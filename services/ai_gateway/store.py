@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.ai_gateway.model import CallRecord, ListFilters, to_micros
-from services.common.db import insert_rows
+from services.common.db import insert_if_absent, insert_rows, keyset
 from services.common.hashing import canonical_json, sha256_bytes
 
 metadata = sa.MetaData()
@@ -100,9 +98,8 @@ class CallStore:
                         replays.expires_at_us <= claim.now_us,  # type: ignore[union-attr]
                     )
                 )
-            insert = (pg_insert if connection.dialect.name == "postgresql" else sqlite_insert)(ai_call_replays)
             connection.execute(
-                insert.on_conflict_do_nothing(),
+                insert_if_absent(connection, ai_call_replays),
                 [
                     {
                         "caller_id": record.envelope.caller.id,
@@ -173,11 +170,7 @@ class CallStore:
             query = query.where(c.created_at_us >= filters.start_us)
         if filters.end_us is not None:
             query = query.where(c.created_at_us < filters.end_us)
-        if after is not None:
-            query = query.where(
-                sa.or_(c.created_at_us < after[0], sa.and_(c.created_at_us == after[0], c.id < after[1]))
-            )
-        query = query.order_by(c.created_at_us.desc(), c.id.desc()).limit(limit)
+        query = keyset(query, c.created_at_us, c.id, after, limit, newest_first=True)
         with self._engine.connect() as connection:
             return [_record(r.record_json, r.record_sha256) for r in connection.execute(query)]
 

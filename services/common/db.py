@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Dialect, Engine, make_url
 
 log = logging.getLogger("custody.db")
@@ -60,6 +61,32 @@ def insert_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[Mappi
         rows = [{**row, **{name: process(row[name]) for name, process in processors.items()}} for row in rows]
     parameters: list[Any] = [tuple(row[name] for name in names) for row in rows] if names else list(rows)
     connection.exec_driver_sql(sql, parameters)
+
+
+def insert_if_absent(connection: sa.Connection, table: sa.Table) -> sa.Insert:
+    """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+def keyset(
+    query: sa.Select[Any],
+    time: sa.ColumnElement[int],
+    ident: sa.ColumnElement[str],
+    after: Sequence[Any] | None,
+    limit: int,
+    newest_first: bool,
+) -> sa.Select[Any]:
+    """Orders by (time, id) and starts strictly after the cursor (time, id) of the previous page."""
+    if after is not None:
+        created_us, last_id = after
+        if newest_first:
+            query = query.where(sa.or_(time < created_us, sa.and_(time == created_us, ident < last_id)))
+        else:
+            query = query.where(sa.or_(time > created_us, sa.and_(time == created_us, ident > last_id)))
+    order = (time.desc(), ident.desc()) if newest_first else (time, ident)
+    return query.order_by(*order).limit(limit)
 
 
 _InsertStatement = tuple[str, tuple[str, ...], dict[str, Callable[[Any], Any]]]

@@ -14,10 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from services.common.db import insert_rows
+from services.common.db import insert_if_absent, insert_rows, keyset
 from services.common.group_commit import GroupCommit
 from services.common.identity import Principal, PrincipalKind
 from services.runs import tables
@@ -292,7 +291,7 @@ class RunsStore:
             query = query.join(explanations, explanations.c.run_id == runs.c.id).where(
                 explanations.c.status == filters.explanation_status
             )
-        query = _keyset(query, runs.c.created_at_us, runs.c.id, after, limit, newest_first=True)
+        query = keyset(query, runs.c.created_at_us, runs.c.id, after, limit, newest_first=True)
         with self.engine.connect() as connection:
             return self._hydrate(connection, list(connection.execute(query)))
 
@@ -522,7 +521,7 @@ class RunsStore:
     def list_advisories(self, run_id: str, after: Sequence[Any] | None, limit: int) -> list[AdvisoryLink]:
         query = sa.select(tables.advisories).where(tables.advisories.c.run_id == run_id)
         table = tables.advisories
-        query = _keyset(query, table.c.created_at_us, table.c.advisory_id, after, limit, newest_first=False)
+        query = keyset(query, table.c.created_at_us, table.c.advisory_id, after, limit, newest_first=False)
         with self.engine.connect() as connection:
             return [_advisory_link(row) for row in connection.execute(query)]
 
@@ -572,7 +571,7 @@ class RunsStore:
                     for item in items
                 }
                 # The same bytes may be recorded by a concurrent upload: that is the same blob, not a conflict.
-                connection.execute(_insert_if_absent(connection, tables.blobs), sorted(blobs.values(), key=str))
+                connection.execute(insert_if_absent(connection, tables.blobs), sorted(blobs.values(), key=str))
                 connection.execute(
                     tables.attachments.insert(), [_attachment_row(item) for items, _ in batch for item in items]
                 )
@@ -600,35 +599,9 @@ class RunsStore:
         query = sa.select(table).where(table.c.run_id == run_id)
         if kind:
             query = query.where(table.c.kind == kind)
-        query = _keyset(query, table.c.created_at_us, table.c.id, after, limit, newest_first=True)
+        query = keyset(query, table.c.created_at_us, table.c.id, after, limit, newest_first=True)
         with self.engine.connect() as connection:
             return [_attachment(row) for row in connection.execute(query)]
-
-
-def _keyset(
-    query: sa.Select[Any],
-    time: sa.ColumnElement[int],
-    ident: sa.ColumnElement[str],
-    after: Sequence[Any] | None,
-    limit: int,
-    newest_first: bool,
-) -> sa.Select[Any]:
-    """Orders by (time, id) and starts strictly after the cursor (time, id) of the previous page."""
-    if after is not None:
-        created_us, last_id = after
-        if newest_first:
-            query = query.where(sa.or_(time < created_us, sa.and_(time == created_us, ident < last_id)))
-        else:
-            query = query.where(sa.or_(time > created_us, sa.and_(time == created_us, ident > last_id)))
-    order = (time.desc(), ident.desc()) if newest_first else (time, ident)
-    return query.order_by(*order).limit(limit)
-
-
-def _insert_if_absent(connection: sa.Connection, table: sa.Table) -> sa.Insert:
-    """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database."""
-    if connection.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 def _stamp(row: sa.Row[Any]) -> Stamp:
