@@ -19,9 +19,9 @@ import grpc
 from bench.harness import service_process, summary, write_result
 from custody.art_studio.v1 import art_studio_pb2, art_studio_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
-from services.art_studio.compiler import compile_svg
 from services.common.hashing import sha256_canonical
-from services.common.rosette_spec import parse_spec
+from services.rosette.compiler import compile_svg
+from services.rosette.spec import parse_spec
 
 SIXTY_FOUR_PETALS: dict[str, Any] = {
     "canvas": {"diameter_mm": 100},

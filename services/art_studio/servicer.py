@@ -11,11 +11,11 @@ from google.protobuf import json_format
 from custody.art_studio.v1 import art_studio_pb2, art_studio_pb2_grpc
 from custody.common.v1 import common_pb2
 from services.art_studio.studio import CandidateResult, GenerateRequest, Studio, compile_document
-from services.art_studio.svg_validator import validate_svg
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import sha256_bytes
 from services.common.protomap import service_info
-from services.common.rosette_spec import SpecInvalid
+from services.rosette.spec import SpecInvalid
+from services.rosette.svg_validator import validate_svg
 
 
 def _candidate(result: CandidateResult) -> art_studio_pb2.Candidate:
@@ -72,11 +72,15 @@ class ArtStudioServicer(art_studio_pb2_grpc.ArtStudioServiceServicer):
                 run=request.run,
                 lineage_parent=request.lineage_parent,
                 request_id=request.request_id,
+                new_session=request.new_session,
             )
         )
-        succeeded = sum(1 for r in results if r.ok)
+        succeeded = sum(1 for r in results.candidates if r.ok)
         return art_studio_pb2.GenerateCandidatesResponse(
-            candidates=[_candidate(r) for r in results], succeeded=succeeded, failed=len(results) - succeeded
+            candidates=[_candidate(r) for r in results.candidates],
+            succeeded=succeeded,
+            failed=len(results.candidates) - succeeded,
+            run=results.run,
         )
 
     async def CompileSpec(

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from services.art_studio.compiler import COMPILER_VERSION, compile_svg
-from services.art_studio.svg_validator import validate_svg
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.hashing import canonical_json, sha256_bytes
+from services.common.hashing import canonical_json, sha256_bytes, sha256_text
 from services.common.idempotency import validate_request_id
-from services.common.rosette_spec import RosetteSpec, SpecInvalid, parse_spec, spec_json_schema
+from services.rosette.compiler import COMPILER_VERSION, compile_svg
+from services.rosette.spec import RosetteSpec, SpecInvalid, parse_spec, spec_json_schema
+from services.rosette.svg_validator import validate_svg
 
 OPERATION = "prompt_to_svg_spec"
 CATEGORY = "ROSETTE_DESIGN"
@@ -68,6 +68,8 @@ class Peers(Protocol):
 
     async def require_run(self, run: str) -> None: ...
 
+    async def create_session(self, summary: dict[str, Any], request_id: str) -> str: ...
+
     async def require_version(self, version: str) -> None: ...
 
     async def attach(self, run: str, files: list[CandidateFile], request_id: str) -> list[str]: ...
@@ -96,6 +98,7 @@ class GenerateRequest:
     run: str = ""
     lineage_parent: str = ""
     request_id: str = ""
+    new_session: bool = False
 
 
 @dataclass
@@ -114,6 +117,13 @@ class CandidateResult:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+
+@dataclass(frozen=True)
+class Generated:
+    # The run the candidates were attached to ("" when none was asked for).
+    run: str
+    candidates: list[CandidateResult]
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,8 @@ def validate_request(request: GenerateRequest) -> None:
         problems.append(FieldViolation("count", f"1..{MAX_COUNT}"))
     if request.run and not RUN_NAME.fullmatch(request.run):
         problems.append(FieldViolation("run", "runs/run_<32 hex>"))
+    if request.run and request.new_session:
+        problems.append(FieldViolation("new_session", "give either run or new_session, not both"))
     if request.lineage_parent and not VERSION_NAME.fullmatch(request.lineage_parent):
         problems.append(FieldViolation("lineage_parent", "projects/{p}/artifacts/{type}/{entity}/versions/{n}"))
     if len(request.variant_seed) > 64:
@@ -181,12 +193,23 @@ class Studio:
     def __init__(self, peers: Peers) -> None:
         self._peers = peers
 
-    async def generate(self, request: GenerateRequest) -> list[CandidateResult]:
+    async def generate(self, request: GenerateRequest) -> Generated:
         validate_request(request)
         if request.run:
             await self._peers.require_run(request.run)
         if request.lineage_parent:
             await self._peers.require_version(request.lineage_parent)
+        if request.new_session:
+            session = await self._peers.create_session(
+                {
+                    "prompt_sha256": sha256_text(request.prompt.strip()),
+                    "diameter_mm": request.diameter_mm,
+                    "count": request.count,
+                    "lineage_parent": request.lineage_parent,
+                },
+                f"{request.request_id}:session" if request.request_id else "",
+            )
+            request = replace(request, run=session)
         schema = json.dumps(spec_json_schema(), sort_keys=True)
         limit = asyncio.Semaphore(MAX_CONCURRENT_VARIANTS)
 
@@ -194,7 +217,7 @@ class Studio:
             async with limit:
                 return await self._variant(request, index, schema)
 
-        return list(await asyncio.gather(*(bounded(i) for i in range(request.count))))
+        return Generated(request.run, list(await asyncio.gather(*(bounded(i) for i in range(request.count)))))
 
     async def _variant(self, request: GenerateRequest, index: int, schema: str) -> CandidateResult:
         seed = f"{request.variant_seed or 'seed'}:{index}"

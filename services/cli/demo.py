@@ -24,7 +24,6 @@ from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
 from services.common import call_context, status
 from services.common.clients import ServiceClients
-from services.common.hashing import sha256_canonical
 from services.common.telemetry import current_trace_id
 
 DESIGN_PROMPT = "a classic guitar rosette with 12 petals, a rope band and an outer ring"
@@ -123,29 +122,16 @@ class Demo:
         )
         return str(response.version.name)
 
-    async def new_session(self) -> str:
-        feasibility = {"purpose": "design session holding candidate attachments"}
-        run = await self._clients.stub("runs").CreateRun(
-            runs_pb2.CreateRunRequest(
-                run=runs_pb2.RunInput(
-                    mode="design_session",
-                    tool_id="art_studio",
-                    status=runs_pb2.RUN_STATUS_OK,
-                    feasibility=_struct(feasibility),
-                    decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=1.0),
-                    hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
-                    meta=_struct({"project": self.project}),
-                )
-            )
-        )
-        return str(run.name)
-
-    async def generate(
-        self, prompt: str, session: str, brief: str, seed: str
-    ) -> art_studio_pb2.GenerateCandidatesResponse:
+    async def generate(self, prompt: str, brief: str, seed: str) -> art_studio_pb2.GenerateCandidatesResponse:
+        """Three candidates in a new design session, which art_studio creates and owns."""
         answer = await self._clients.stub("art_studio").GenerateCandidates(
             art_studio_pb2.GenerateCandidatesRequest(
-                prompt=prompt, diameter_mm=DIAMETER_MM, count=3, run=session, lineage_parent=brief, variant_seed=seed
+                prompt=prompt,
+                diameter_mm=DIAMETER_MM,
+                count=3,
+                new_session=True,
+                lineage_parent=brief,
+                variant_seed=seed,
             )
         )
         if answer.succeeded != 3:
@@ -200,8 +186,8 @@ class Demo:
             return f"{state['brief']} written by the operator (source human)"
 
         async def candidates() -> str:
-            state["session"] = await self.new_session()
-            state["first"] = await self.generate(DESIGN_PROMPT, state["session"], state["brief"], "demo")
+            state["first"] = await self.generate(DESIGN_PROMPT, state["brief"], "demo")
+            state["session"] = state["first"].run
             first = state["first"].candidates[0]
             return f"3 candidates attached to {state['session']}; candidate 0 is {first.lineage_version}"
 
@@ -271,8 +257,9 @@ class Demo:
             raise ExpectationFailed(f"approving {late.lineage.version} (stale lineage) was allowed")
 
         async def regenerate() -> str:
-            state["second"] = await self.generate(REVISED_PROMPT, state["session"], state["brief2"], "demo-2")
-            state["run2"] = await self.bind(state["session"], state["second"].candidates[0])
+            # A new session: the first one has been bound from, so it is sealed against new geometry.
+            state["second"] = await self.generate(REVISED_PROMPT, state["brief2"], "demo-2")
+            state["run2"] = await self.bind(state["second"].run, state["second"].candidates[0])
             return f"{state['run2'].name}: ALLOW from the revised brief"
 
         async def approve_again() -> str:
@@ -282,7 +269,7 @@ class Demo:
             return "approved: " + ", ".join(chain)
 
         async def verify() -> str:
-            names = [*self.report.runs, state["session"]]
+            names = [*self.report.runs, state["session"], state["second"].run]
             for name in names:
                 report = await self._clients.stub("runs").VerifyRun(runs_pb2.VerifyRunRequest(name=name))
                 if not report.ok:

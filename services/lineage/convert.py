@@ -151,6 +151,7 @@ def type_from_proto(request: pb.RegisterTypeRequest) -> TypeDefinition:
         requires=tuple(request.requires),
         conditional=tuple(Conditional(tuple(c.requires), tuple(c.when_any_selected)) for c in request.conditional),
         selection_field=request.selection_field,
+        creators=tuple(request.creators),
     )
 
 
@@ -168,6 +169,7 @@ def type_to_proto(definition: TypeDefinition) -> pb.ArtifactType:
         selection_field=definition.selection_field,
         definition_sha256=definition.definition_sha256,
         source=definition.source,
+        creators=list(definition.creators),
     )
     if definition.registered_at is not None:
         message.register_time = rfc3339(definition.registered_at)

@@ -865,6 +865,7 @@ def _type_from_row(row: Any) -> TypeDefinition:
             Conditional(tuple(c["requires"]), tuple(c["when_any_selected"])) for c in document["conditional"]
         ),
         selection_field=document["selection_field"],
+        creators=tuple(document.get("creators", ())),
         source=row.source,
         registered_at=from_us(row.registered_at_us),
         registered_by=_principal(row.registered_by_id, row.registered_by_kind),

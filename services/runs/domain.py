@@ -26,6 +26,7 @@ from services.common.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    Unavailable,
 )
 from services.common.hashing import canonical_json, is_sha256_hex, sha256_bytes
 from services.common.idempotency import ensure_same_request, fingerprint, validate_request_id
@@ -33,7 +34,8 @@ from services.common.identity import SYSTEM, Principal
 from services.common.ids import new_id
 from services.common.pagination import decode_token, encode_token, page_size
 from services.common.telemetry import current_trace_id
-from services.runs import feasibility
+from services.rosette import lineage_types
+from services.runs import authority, feasibility
 from services.runs.blobs import BlobStore, PendingBlob, StreamingUpload
 from services.runs.model import (
     ADVISORY_ID,
@@ -57,13 +59,15 @@ from services.runs.model import (
     RunContent,
     RunRecord,
     RunStatus,
+    Seal,
+    SealScope,
     Stamp,
     parse_attachment_name,
     parse_run_name,
     run_name,
     validate_content,
 )
-from services.runs.store import NewAttachment, RunFilters, RunsStore, StoredRun, to_us
+from services.runs.store import NewAttachment, RunFilters, RunsStore, StoredRun, sealed_error, to_us
 
 log = logging.getLogger("custody.runs")
 T = TypeVar("T")
@@ -112,6 +116,42 @@ class AttachmentRequest:
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class CandidateRecord:
+    """What lineage recorded about a candidate: the digests of the SVG and spec it stands for."""
+
+    name: str
+    svg_sha256: str
+    spec_sha256: str
+
+    def to_document(self) -> dict[str, str]:
+        return {"name": self.name, "svg_sha256": self.svg_sha256, "spec_sha256": self.spec_sha256}
+
+
+class Candidates(Protocol):
+    """Reads candidate versions from lineage."""
+
+    async def read(self, name: str) -> CandidateRecord: ...
+
+
+@dataclass(frozen=True)
+class _Binding:
+    """A bind request checked and its bytes read, ready to be decided."""
+
+    run_id: str
+    chosen: tuple[AttachmentRecord, ...]
+    svg: bytes | None
+    spec: bytes | None
+    operator_notes: str
+    strict: bool
+    idempotency_key: str
+    lineage_candidate: str
+    candidate: CandidateRecord | None = None
+
+    def digest(self, kind: AttachmentKind) -> str:
+        return next((r.sha256 for r in self.chosen if r.kind == kind), "")
 
 
 @dataclass(frozen=True)
@@ -178,11 +218,13 @@ class Runs:
         explainer: Explainer | None,
         clock: Callable[[], datetime] = utcnow,
         outbox_written: Callable[[], None] = lambda: None,
+        candidates: Candidates | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.config = config
         self.explainer = explainer
+        self.candidates = candidates
         self._clock = clock
         # Called (from a worker thread) after a mint wrote an outbox message, so delivery starts at once.
         self._outbox_written = outbox_written
@@ -210,6 +252,7 @@ class Runs:
         without holding a thread (the hot path of the service)."""
         validate_request_id(idempotency_key)
         validate_content(content)
+        authority.require_not_engine(content)
         for index, link in enumerate(advisories):
             _validate_advisory_id(link.advisory_id, f"run.advisory_inputs[{index}].advisory_id")
         fingerprint = ""
@@ -230,10 +273,15 @@ class Runs:
         idempotency_key: str,
         request_fingerprint: str,
         attachments: Sequence[tuple[AttachmentRecord, str]] = (),
-        lineage_candidate: str = "",
+        candidate: CandidateRecord | None = None,
+        sealing: str = "",
     ) -> RunRecord:
-        """Mints from a worker thread (BindCandidate), with the attachments and outbox message that go with it."""
-        prepared = self._prepare_mint(content, (), None, attachments, lineage_candidate)
+        """Mints an engine verdict from a worker thread (BindCandidate), with the attachments and lineage record
+        that go with it and the seals it sets: on itself (no attachments) and on `sealing`, the run it was bound
+        from (no new geometry)."""
+        prepared = self._prepare_mint(content, (), None, attachments, candidate)
+        run_id = prepared.record.run_id
+        seals = [Seal(run_id, run_id, SealScope.ALL)] + ([Seal(sealing, run_id, SealScope.GEOMETRY)] if sealing else [])
         stored, created = self.store.create_run(
             prepared.record,
             prepared.artifact_json,
@@ -241,6 +289,7 @@ class Runs:
             request_fingerprint,
             prepared.attachments,
             prepared.outbox,
+            seals,
         )
         return self._minted(prepared, stored, created, idempotency_key, request_fingerprint)
 
@@ -250,7 +299,7 @@ class Runs:
         advisories: Sequence[AdvisoryLink],
         explanation: Explanation | None,
         attachments: Sequence[tuple[AttachmentRecord, str]] = (),
-        lineage_candidate: str = "",
+        candidate: CandidateRecord | None = None,
     ) -> _PreparedMint:
         stamp = self._stamp()
         run_id = new_id(RUN_PREFIX)
@@ -293,7 +342,7 @@ class Runs:
             )
             for position, (source, source_name) in enumerate(attachments)
         ]
-        outbox = [lineage_message(run_id, content, stamp, lineage_candidate)] if lineage_candidate else []
+        outbox = [lineage_message(run_id, content, stamp, candidate)] if candidate else []
         return _PreparedMint(record, encoded.decode(), new_attachments, outbox)
 
     def _minted(
@@ -308,7 +357,12 @@ class Runs:
         return stored.record
 
     def get_run(self, name: str) -> RunRecord:
-        return self._stored(parse_run_name(name)).record
+        return self._owned_stored(parse_run_name(name)).record
+
+    def _owned_stored(self, run_id: str) -> StoredRun:
+        stored = self._stored(run_id)
+        authority.require_owner(call_context.require_principal(), stored.record.stamp.created_by, run_id)
+        return stored
 
     def _stored(self, run_id: str) -> StoredRun:
         stored = self.store.get_run(run_id)
@@ -319,10 +373,21 @@ class Runs:
         return stored
 
     def _require_run(self, run_id: str) -> None:
-        if not self.store.run_exists(run_id):
+        """The run exists and the caller may use it (a service only its own)."""
+        creator = self.store.run_creator(run_id)
+        if creator is None:
             raise NotFound(
                 "RUN_NOT_FOUND", f"run {run_name(run_id)} does not exist", metadata={"run": run_name(run_id)}
             )
+        authority.require_owner(call_context.require_principal(), creator, run_id)
+
+    def _require_attachable(self, run_id: str, kinds: Sequence[str]) -> None:
+        """_require_run, and no seal forbids any of `kinds` (the database trigger re-checks at commit)."""
+        self._require_run(run_id)
+        for seal in self.store.seals(run_id):
+            refused = next((kind for kind in kinds if seal.forbids(kind)), None)
+            if refused is not None:
+                raise sealed_error(seal, refused)
 
     def list_runs(self, filters: RunFilters, requested_size: int, token: str) -> Page[RunRecord]:
         if filters.created_after and filters.created_before and filters.created_after >= filters.created_before:
@@ -331,6 +396,9 @@ class Runs:
                 "created_after must be earlier than created_before",
                 violations=[FieldViolation("created_before", "must be later than created_after")],
             )
+        filters = replace(
+            filters, created_by=authority.listing_scope(call_context.require_principal(), filters.created_by)
+        )
         size = page_size(requested_size)
         key = _filters_key(filters)
         cursor = decode_token(token, key)
@@ -347,7 +415,7 @@ class Runs:
             raise InvalidArgument(
                 "ATTACHMENT_INVALID", f"{len(problems)} invalid attachment field(s)", violations=problems
             )
-        self._require_run(run_id)
+        self._require_attachable(run_id, [request.kind])
         return run_id
 
     async def upload(
@@ -423,7 +491,7 @@ class Runs:
                 f"the batch holds {total} bytes; the limit is {self.config.max_attachment_bytes}",
                 metadata={"limit_bytes": str(self.config.max_attachment_bytes)},
             )
-        self._require_run(run_id)
+        self._require_attachable(run_id, [request.kind for request, _ in items])
         pending: list[PendingBlob] = []
         try:
             for index, (request, data) in enumerate(items):
@@ -496,6 +564,7 @@ class Runs:
 
     def attachment(self, name: str) -> AttachmentRecord:
         run_id, attachment_id = parse_attachment_name(name)
+        self._require_run(run_id)
         record = self.store.get_attachment(run_id, attachment_id)
         if record is None:
             raise NotFound("ATTACHMENT_NOT_FOUND", f"attachment {name} does not exist", metadata={"attachment": name})
@@ -616,7 +685,7 @@ class Runs:
 
     # ---- candidate binding --------------------------------------------------------------------------------------
 
-    def bind_candidate(
+    async def bind_candidate(
         self,
         run: str,
         attachments: Sequence[str],
@@ -625,6 +694,32 @@ class Runs:
         idempotency_key: str,
         lineage_candidate: str,
     ) -> BindResult:
+        """Decides a candidate and mints the verdict. With a lineage candidate, the verdict is only minted (and only
+        recorded in lineage) when that version's recorded digests are the digests of the bytes being decided."""
+        binding = await asyncio.to_thread(
+            self._binding, run, attachments, operator_notes, strict, idempotency_key, lineage_candidate
+        )
+        if lineage_candidate:
+            if self.candidates is None:
+                raise Unavailable(
+                    "LINEAGE_UNAVAILABLE",
+                    "this runs service has no lineage address, so it cannot check the lineage candidate; "
+                    "bind without lineage_candidate or configure CUSTODY_RUNS_LINEAGE_ADDRESS",
+                )
+            candidate = await self.candidates.read(lineage_candidate)
+            _require_candidate_matches(candidate, binding)
+            binding = replace(binding, candidate=candidate)
+        return await asyncio.to_thread(self._decide, binding)
+
+    def _binding(
+        self,
+        run: str,
+        attachments: Sequence[str],
+        operator_notes: str,
+        strict: bool,
+        idempotency_key: str,
+        lineage_candidate: str,
+    ) -> _Binding:
         validate_request_id(idempotency_key)
         run_id = parse_run_name(run, "run")
         if len(operator_notes) > MAX_NOTES:
@@ -633,12 +728,24 @@ class Runs:
                 "operator_notes is limited to 4000 characters",
                 violations=[FieldViolation("operator_notes", "at most 4000 characters")],
             )
-        if lineage_candidate and not LINEAGE_VERSION_NAME.fullmatch(lineage_candidate):
-            raise InvalidArgument(
-                "BINDING_INVALID",
-                "lineage_candidate must be a version name projects/{p}/artifacts/{type}/{entity}/versions/{n}",
-                violations=[FieldViolation("lineage_candidate", "projects/{p}/artifacts/{type}/{entity}/versions/{n}")],
-            )
+        if lineage_candidate:
+            match = LINEAGE_VERSION_NAME.fullmatch(lineage_candidate)
+            if not match:
+                raise InvalidArgument(
+                    "BINDING_INVALID",
+                    "lineage_candidate must be a version name projects/{p}/artifacts/{type}/{entity}/versions/{n}",
+                    violations=[
+                        FieldViolation("lineage_candidate", "projects/{p}/artifacts/{type}/{entity}/versions/{n}")
+                    ],
+                )
+            if match["type"] != lineage_types.SVG_CANDIDATE:
+                raise InvalidArgument(
+                    "BINDING_INVALID",
+                    f"lineage_candidate must be an {lineage_types.SVG_CANDIDATE} version (got type {match['type']!r})",
+                    violations=[
+                        FieldViolation("lineage_candidate", f"a version of type {lineage_types.SVG_CANDIDATE}")
+                    ],
+                )
         self._require_run(run_id)
         chosen = self._candidate_attachments(run_id, attachments)
         by_kind = {record.kind: record for record in chosen}
@@ -656,13 +763,31 @@ class Runs:
                 "to record a BLOCKED run",
                 metadata={"missing": ",".join(missing)},
             )
-        svg = self.blobs.read_all_verified(svg_record.sha256, svg_record.size_bytes) if svg_record else None
-        spec = self.blobs.read_all_verified(spec_record.sha256, spec_record.size_bytes) if spec_record else None
-        evaluation = feasibility.evaluate(svg, spec, self.config.engine)
+        return _Binding(
+            run_id=run_id,
+            chosen=tuple(chosen),
+            svg=self.blobs.read_all_verified(svg_record.sha256, svg_record.size_bytes) if svg_record else None,
+            spec=self.blobs.read_all_verified(spec_record.sha256, spec_record.size_bytes) if spec_record else None,
+            operator_notes=operator_notes,
+            strict=strict,
+            idempotency_key=idempotency_key,
+            lineage_candidate=lineage_candidate,
+        )
+
+    def _decide(self, binding: _Binding) -> BindResult:
+        evaluation = feasibility.evaluate(binding.svg, binding.spec, self.config.engine)
         result = evaluation.result
-        bound = tuple(BoundAttachment(r.name, r.kind, r.sha256, r.size_bytes) for r in chosen)
+        run_id = binding.run_id
+        bound = tuple(BoundAttachment(r.name, r.kind, r.sha256, r.size_bytes) for r in binding.chosen)
+        summary: dict[str, Any] = {
+            "source_run": run_name(run_id),
+            "attachments": [{"kind": b.kind, "sha256": b.sha256} for b in bound],
+            "strict": binding.strict,
+        }
+        if binding.candidate is not None:
+            summary["candidate"] = binding.candidate.to_document()
         content = RunContent(
-            mode="candidate_binding",
+            mode=feasibility.ENGINE_MODE,
             tool_id=feasibility.ENGINE_ID,
             status=RunStatus.OK if result.allowed else RunStatus.BLOCKED,
             decision=Decision(
@@ -672,17 +797,13 @@ class Runs:
                 warnings=result.warnings,
             ),
             hashes=Hashes(feasibility_sha256=evaluation.feasibility_sha256),
-            request_summary={
-                "source_run": run_name(run_id),
-                "attachments": [{"kind": b.kind, "sha256": b.sha256} for b in bound],
-                "strict": strict,
-            },
+            request_summary=summary,
             feasibility={
                 "engine_version": feasibility.ENGINE_VERSION,
                 "inputs": evaluation.inputs,
                 "result": result.to_document(),
             },
-            meta={"operator_notes": operator_notes, "lineage_candidate": lineage_candidate},
+            meta={"operator_notes": binding.operator_notes, "lineage_candidate": binding.lineage_candidate},
             engine_version=feasibility.ENGINE_VERSION,
             source_run=run_name(run_id),
             bound_attachments=bound,
@@ -691,17 +812,18 @@ class Runs:
             {
                 "run": run_id,
                 "attachments": [b.attachment for b in bound],
-                "notes": operator_notes,
-                "strict": strict,
-                "lineage_candidate": lineage_candidate,
+                "notes": binding.operator_notes,
+                "strict": binding.strict,
+                "lineage_candidate": binding.lineage_candidate,
             }
         )
         minted = self._mint(
             content,
-            idempotency_key,
+            binding.idempotency_key,
             request_fingerprint,
-            attachments=[(r, r.name) for r in chosen],
-            lineage_candidate=lineage_candidate,
+            attachments=[(r, r.name) for r in binding.chosen],
+            candidate=binding.candidate,
+            sealing=run_id,
         )
         return BindResult(minted, evaluation)
 
@@ -747,12 +869,12 @@ class Runs:
                 "score_drift_threshold must be in (0, 1]",
                 violations=[FieldViolation("score_drift_threshold", "in (0, 1]")],
             )
-        a = self._stored(parse_run_name(left, "left")).record
-        b = self._stored(parse_run_name(right, "right")).record
+        a = self._owned_stored(parse_run_name(left, "left")).record
+        b = self._owned_stored(parse_run_name(right, "right")).record
         return diff_records(a, b, threshold)
 
     def verify_run(self, name: str) -> Verification:
-        stored = self._stored(parse_run_name(name))
+        stored = self._owned_stored(parse_run_name(name))
         record = stored.record
         problems: list[Problem] = []
         recomputed = sha256_bytes(canonical_json(json.loads(stored.artifact_json)))
@@ -795,16 +917,17 @@ def artifact_document(run_id: str, content: RunContent, stamp: Stamp) -> dict[st
     }
 
 
-def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: str) -> OutboxMessage:
+def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: CandidateRecord) -> OutboxMessage:
     """The feasibility_run version that records a minted run in lineage, derived from its candidate version.
-    Same candidate entity, type feasibility_run: binding the candidate again makes the next version."""
-    match = LINEAGE_VERSION_NAME.fullmatch(candidate)
+    Same candidate entity, type feasibility_run: binding the candidate again makes the next version. It names the
+    candidate and the digests of the bytes decided, so a reader of lineage alone can tell what the verdict is about."""
+    match = LINEAGE_VERSION_NAME.fullmatch(candidate.name)
     assert match is not None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     decision = content.decision
     payload = {
-        "parent": f"projects/{match['project']}/artifacts/feasibility_run/{match['entity']}",
+        "parent": f"projects/{match['project']}/artifacts/{lineage_types.FEASIBILITY_RUN}/{match['entity']}",
         "data": {
             "verdict": "ALLOW" if content.status is RunStatus.OK else "BLOCK",
             "run": run_name(run_id),
@@ -814,6 +937,9 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: s
             "score": decision.score,
             "feasibility_sha256": content.hashes.feasibility_sha256,
             "engine_version": content.engine_version,
+            "candidate": candidate.name,
+            "svg_sha256": candidate.svg_sha256,
+            "spec_sha256": candidate.spec_sha256,
         },
         "metadata": {
             "intent": "decide whether the candidate can be manufactured",
@@ -823,7 +949,7 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: s
             "producing_module": "runs",
             "producing_role": "feasibility_engine",
         },
-        "upstream": [candidate],
+        "upstream": [candidate.name],
     }
     return OutboxMessage(
         message_id=new_id(OUTBOX_PREFIX),
@@ -835,6 +961,30 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: s
         traceparent=carrier.get("traceparent", ""),
         created_at=stamp.created_at,
     )
+
+
+def _require_candidate_matches(candidate: CandidateRecord, binding: _Binding) -> None:
+    """The verdict names its candidate: refused unless lineage recorded the digests of exactly these bytes."""
+    problems = [
+        FieldViolation(
+            f"lineage_candidate.{field}",
+            f"the candidate records {recorded or 'no digest'}; the bound {kind.value} is {bound or 'missing'}",
+        )
+        for field, kind, recorded in (
+            ("svg_sha256", AttachmentKind.GEOMETRY_SVG, candidate.svg_sha256),
+            ("spec_sha256", AttachmentKind.GEOMETRY_SPEC_JSON, candidate.spec_sha256),
+        )
+        if not recorded or recorded != (bound := binding.digest(kind))
+    ]
+    if problems:
+        raise FailedPrecondition(
+            "CANDIDATE_MISMATCH",
+            f"{candidate.name} is not the candidate being bound: "
+            + "; ".join(p.description for p in problems)
+            + ". Bind the attachments that candidate was recorded with, or name the candidate of these ones",
+            violations=problems,
+            metadata={"lineage_candidate": candidate.name},
+        )
 
 
 def explanation_prompt(record: RunRecord) -> str:

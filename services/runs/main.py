@@ -20,6 +20,7 @@ from services.runs.config import RunsSettings
 from services.runs.domain import Runs, RunsConfig, utcnow
 from services.runs.explainer import GatewayExplainer
 from services.runs.feasibility import EngineSettings
+from services.runs.lineage_candidates import LineageCandidates
 from services.runs.lineage_recorder import LineageRecorder
 from services.runs.outbox import OutboxDispatcher
 from services.runs.servicer import RunsServicer
@@ -50,6 +51,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         ),
         GatewayExplainer(clients),
         outbox_written=lambda: loop.call_soon_threadsafe(dispatcher.wake),
+        candidates=LineageCandidates(clients),
     )
     servicer = RunsServicer(runs)
 

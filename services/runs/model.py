@@ -78,6 +78,9 @@ class AttachmentKind(StrEnum):
     OTHER = "other"
 
 
+GEOMETRY_KINDS = frozenset({AttachmentKind.GEOMETRY_SVG.value, AttachmentKind.GEOMETRY_SPEC_JSON.value})
+
+
 @dataclass(frozen=True)
 class Decision:
     risk_level: RiskLevel
@@ -227,6 +230,23 @@ class OutboxMessage:
     last_error: str = ""
     # What the receiver answered (e.g. the lineage version name), once delivered.
     result: str = ""
+
+
+class SealScope(StrEnum):
+    # A run the engine minted: its record is the decision, so it takes no attachments at all.
+    ALL = "all"
+    # A run that has been bound from: the decision names its geometry, which must stay the latest.
+    GEOMETRY = "geometry"
+
+
+@dataclass(frozen=True)
+class Seal:
+    run_id: str
+    sealed_by: str
+    scope: SealScope
+
+    def forbids(self, kind: str) -> bool:
+        return self.scope is SealScope.ALL or kind in GEOMETRY_KINDS
 
 
 @dataclass(frozen=True)

@@ -156,8 +156,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.BindCandidateRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.BindCandidateResponse:
         strict = request.strict if request.HasField("strict") else True
-        result = await asyncio.to_thread(
-            self._runs.bind_candidate,
+        result = await self._runs.bind_candidate(
             request.run,
             list(request.attachments),
             request.operator_notes,

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from services.common.db import insert_if_absent, insert_rows, keyset
+from services.common.errors import FailedPrecondition
 from services.common.group_commit import GroupCommit
 from services.common.identity import Principal, PrincipalKind
 from services.runs import tables
@@ -31,6 +32,8 @@ from services.runs.model import (
     ReviewStatus,
     RunContent,
     RunRecord,
+    Seal,
+    SealScope,
     Stamp,
 )
 
@@ -86,6 +89,7 @@ class _PendingRun:
     fingerprint: str
     attachments: tuple[NewAttachment, ...]
     outbox: tuple[OutboxMessage, ...] = ()
+    seals: tuple[Seal, ...] = ()
 
     def run_row(self) -> dict[str, Any]:
         record, stamp = self.record, self.record.stamp
@@ -166,15 +170,23 @@ class RunsStore:
         request_fingerprint: str,
         attachments: Sequence[NewAttachment] = (),
         outbox: Sequence[OutboxMessage] = (),
+        seals: Sequence[Seal] = (),
     ) -> tuple[StoredRun, bool]:
-        """Inserts the run, its explanation row, its outbox messages and any attachment records of already stored
-        blobs in one transaction; returns (stored, created). An existing run under the same caller and idempotency
-        key is returned instead (created=False) for the caller to compare fingerprints.
+        """Inserts the run, its explanation row, its outbox messages, any attachment records of already stored
+        blobs and the seals its decision sets in one transaction; returns (stored, created). An existing run under
+        the same caller and idempotency key is returned instead (created=False) for the caller to compare
+        fingerprints.
 
         Concurrent mints are committed together (group commit): one durable commit for many runs."""
         return self._mints.submit(
             _PendingRun(
-                record, artifact_json, idempotency_key or None, request_fingerprint, tuple(attachments), tuple(outbox)
+                record,
+                artifact_json,
+                idempotency_key or None,
+                request_fingerprint,
+                tuple(attachments),
+                tuple(outbox),
+                tuple(seals),
             )
         )
 
@@ -239,6 +251,10 @@ class RunsStore:
         messages = [_outbox_row(message) for p in batch for message in p.outbox]
         if messages:
             insert_rows(connection, tables.outbox, messages)
+        # After the attachments: a run's own seal must not refuse the bound copies it is minted with.
+        seals = [_seal_row(seal, p.record.stamp.created_at) for p in batch for seal in p.seals]
+        if seals:
+            insert_rows(connection, tables.run_seals, seals)
 
     def _by_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredRun]:
         if not keys:
@@ -266,9 +282,14 @@ class RunsStore:
             row = connection.execute(sa.select(tables.runs).where(tables.runs.c.id == run_id)).first()
             return self._hydrate(connection, [row])[0] if row else None
 
-    def run_exists(self, run_id: str) -> bool:
+    def run_creator(self, run_id: str) -> Principal | None:
+        """Who created the run, or None when there is no such run."""
+        runs = tables.runs
         with self.engine.connect() as connection:
-            return connection.execute(sa.select(tables.runs.c.id).where(tables.runs.c.id == run_id)).first() is not None
+            row = connection.execute(
+                sa.select(runs.c.created_by, runs.c.created_by_kind).where(runs.c.id == run_id)
+            ).first()
+            return _principal(row.created_by, row.created_by_kind) if row else None
 
     def list_runs(self, filters: RunFilters, after: Sequence[Any] | None, limit: int) -> list[StoredRun]:
         """Newest first by (created_at, id); `after` is the sort key of the last run of the previous page."""
@@ -580,7 +601,26 @@ class RunsStore:
             if len(batch) > 1:
                 return [self._insert_attachment_batches([one])[0] for one in batch]
             ((items, _),) = batch
+            sealed = self._sealed_refusal(items)
+            if sealed is not None:  # a decision sealed the run after the caller checked (the trigger caught it)
+                return [sealed]
             return [False if any(item.idempotency_key for item in items) else exc]
+
+    def _sealed_refusal(self, items: Sequence[NewAttachment]) -> FailedPrecondition | None:
+        for item in items:
+            seal = next((s for s in self.seals(item.record.run_id) if s.forbids(item.record.kind)), None)
+            if seal is not None:
+                return sealed_error(seal, item.record.kind)
+        return None
+
+    def seals(self, run_id: str) -> list[Seal]:
+        """The seals decisions have set on a run, oldest first."""
+        table = tables.run_seals
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(table).where(table.c.run_id == run_id).order_by(table.c.created_at_us, table.c.sealed_by)
+            )
+            return [Seal(row.run_id, row.sealed_by, SealScope(row.scope)) for row in rows]
 
     def get_attachment(self, run_id: str, attachment_id: str) -> AttachmentRecord | None:
         with self.engine.connect() as connection:
@@ -602,6 +642,25 @@ class RunsStore:
         query = keyset(query, table.c.created_at_us, table.c.id, after, limit, newest_first=True)
         with self.engine.connect() as connection:
             return [_attachment(row) for row in connection.execute(query)]
+
+
+def sealed_error(seal: Seal, kind: str) -> FailedPrecondition:
+    """The one refusal for an attachment a seal forbids, whether the domain or the database trigger saw it."""
+    run, by = f"runs/{seal.run_id}", f"runs/{seal.sealed_by}"
+    why = (
+        "it was minted by the feasibility engine and its record is the decision"
+        if seal.scope is SealScope.ALL
+        else f"{by} was bound from its geometry, so its latest {kind} must stay the one decided on"
+    )
+    return FailedPrecondition(
+        "RUN_SEALED",
+        f"{run} takes no new {kind} attachment: {why}; attach to a new design session run instead",
+        metadata={"run": run, "sealed_by": by, "scope": seal.scope.value},
+    )
+
+
+def _seal_row(seal: Seal, at: datetime) -> dict[str, Any]:
+    return {"run_id": seal.run_id, "sealed_by": seal.sealed_by, "scope": seal.scope.value, "created_at_us": to_us(at)}
 
 
 def _stamp(row: sa.Row[Any]) -> Stamp:

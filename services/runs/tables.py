@@ -11,7 +11,15 @@ import sqlalchemy as sa
 
 metadata = sa.MetaData()
 
-IMMUTABLE_TABLES = ("runs", "attachments", "advisories", "blobs", "run_explanation_history", "blob_chunks")
+IMMUTABLE_TABLES = (
+    "runs",
+    "attachments",
+    "advisories",
+    "blobs",
+    "run_explanation_history",
+    "blob_chunks",
+    "run_seals",
+)
 
 runs = sa.Table(
     "runs",
@@ -150,4 +158,16 @@ outbox = sa.Table(
     sa.Column("result", sa.String(512), nullable=False),
     sa.Index("ix_outbox_due", "state", "next_attempt_at_us"),
     sa.Index("ix_outbox_run", "run_id"),
+)
+
+# What a decision froze: a run minted by the engine takes no attachments at all (scope "all"), and a run that has
+# been bound from takes no new geometry (scope "geometry"). One row per sealing run; triggers on attachments
+# refuse what a seal forbids, so the rule holds for every writer of the database, not only for this service.
+run_seals = sa.Table(
+    "run_seals",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("sealed_by", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
 )

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from services.ai_gateway.transport.base import Message, ProviderRequest, StreamFinished, TextDelta
 from services.ai_gateway.transport.local import LocalProvider, answer, rosette_spec
-from services.common.rosette_spec import parse_spec
+from services.rosette.spec import parse_spec
 
 
 def request(prompt: str, operation: str = "prompt_to_svg_spec", **fields: object) -> ProviderRequest:

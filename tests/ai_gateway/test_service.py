@@ -13,7 +13,7 @@ import pytest
 from custody.ai_gateway.v1 import gateway_pb2
 from services.cli.state import StateLayout
 from services.common.hashing import sha256_text
-from services.common.rosette_spec import parse_spec
+from services.rosette.spec import parse_spec
 from tests.ai_gateway.conftest import (
     GatewayFactory,
     as_operator,

@@ -7,15 +7,15 @@ import sys
 
 import pytest
 
-from services.art_studio.compiler import compile_svg, number
 from services.art_studio.studio import compile_document
-from services.art_studio.svg_validator import MAX_DEPTH, validate_svg
-from services.common.rosette_spec import parse_spec
+from services.rosette.compiler import compile_svg, number
+from services.rosette.spec import parse_spec
+from services.rosette.svg_validator import MAX_DEPTH, validate_svg
 from tests.art_studio.specs import CLASSIC
 
 COMPILE_IN_A_NEW_PROCESS = (
-    "import sys, json; from services.common.rosette_spec import parse_spec; "
-    "from services.art_studio.compiler import compile_svg; "
+    "import sys, json; from services.rosette.spec import parse_spec; "
+    "from services.rosette.compiler import compile_svg; "
     "sys.stdout.buffer.write(compile_svg(parse_spec(json.loads(sys.argv[1]))))"
 )
 

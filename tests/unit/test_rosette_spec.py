@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from services.common.rosette_spec import MAX_SHAPES, SpecInvalid, parse_spec, spec_json_schema
+from services.rosette.spec import MAX_SHAPES, SpecInvalid, parse_spec, spec_json_schema
 
 
 def spec(*shapes: dict[str, Any], diameter: float = 100) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class GenerateCandidatesRequest(_message.Message):
     RUN_FIELD_NUMBER: _builtins.int
     LINEAGE_PARENT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    NEW_SESSION_FIELD_NUMBER: _builtins.int
     prompt: _builtins.str
     """What to design, 3..2000 characters (petal counts, rings, style words...)."""
     diameter_mm: _builtins.float
@@ -64,6 +65,10 @@ class GenerateCandidatesRequest(_message.Message):
     """Optional lineage version of the design brief the candidates derive from."""
     request_id: _builtins.str
     """Idempotency key, passed on per variant as "<request_id>:<i>" to the gateway, runs and lineage."""
+    new_session: _builtins.bool
+    """Mint a design-session run (mode design_session, created by art_studio) and attach the candidates to it;
+    GenerateCandidatesResponse.run names it. Exclusive with run.
+    """
     def __init__(
         self,
         *,
@@ -76,10 +81,11 @@ class GenerateCandidatesRequest(_message.Message):
         run: _builtins.str = ...,
         lineage_parent: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        new_session: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "diameter_mm", b"diameter_mm", "lineage_parent", b"lineage_parent", "model", b"model", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "run", b"run", "variant_seed", b"variant_seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "diameter_mm", b"diameter_mm", "lineage_parent", b"lineage_parent", "model", b"model", "new_session", b"new_session", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "run", b"run", "variant_seed", b"variant_seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -205,8 +211,11 @@ class GenerateCandidatesResponse(_message.Message):
     CANDIDATES_FIELD_NUMBER: _builtins.int
     SUCCEEDED_FIELD_NUMBER: _builtins.int
     FAILED_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
     succeeded: _builtins.int
     failed: _builtins.int
+    run: _builtins.str
+    """The run the candidates were attached to (the request's run, or the new session), if any."""
     @_builtins.property
     def candidates(self) -> _containers.RepeatedCompositeFieldContainer[Global___Candidate]: ...
     def __init__(
@@ -215,10 +224,11 @@ class GenerateCandidatesResponse(_message.Message):
         candidates: _abc.Iterable[Global___Candidate] | None = ...,
         succeeded: _builtins.int = ...,
         failed: _builtins.int = ...,
+        run: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "failed", b"failed", "succeeded", b"succeeded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candidates", b"candidates", "failed", b"failed", "run", b"run", "succeeded", b"succeeded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -299,8 +309,9 @@ class SvgViolation(_message.Message):
     LOCATION_FIELD_NUMBER: _builtins.int
     DETAIL_FIELD_NUMBER: _builtins.int
     rule: _builtins.str
-    """ELEMENT_NOT_ALLOWED, ATTRIBUTE_NOT_ALLOWED, EXTERNAL_REFERENCE, EVENT_HANDLER, DOCTYPE_OR_ENTITY,
-    TOO_LARGE, TOO_DEEP, TOO_MANY_ELEMENTS, NOT_SVG, UNPARSEABLE.
+    """ELEMENT_NOT_ALLOWED, ATTRIBUTE_NOT_ALLOWED, EXTERNAL_REFERENCE, EVENT_HANDLER, CSS_NOT_ALLOWED,
+    PROCESSING_INSTRUCTION, DOCTYPE_OR_ENTITY, NOT_UTF8, TOO_LARGE, TOO_DEEP, TOO_MANY_ELEMENTS, NOT_SVG,
+    UNPARSEABLE.
     """
     location: _builtins.str
     """Where: an element path such as svg/g[1]/circle[3]."""

@@ -46,12 +46,16 @@ class ArtStudioServiceStub:
     """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
     prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
     and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
-    With a run, each good variant's SVG, spec and envelope are attached in one atomic batch; with a lineage
-    parent, each is recorded as an svg_candidate version derived from it.
+    With a run (or new_session), each good variant's SVG, spec and envelope are attached in one atomic batch;
+    with a lineage parent, each is recorded as an svg_candidate version derived from it. art_studio attaches only
+    to runs it created itself: a design session from new_session, or one an earlier call returned.
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
-        count not 1..10, a malformed run or lineage parent name, a malformed request_id; BadRequest names each.
+        count not 1..10, a malformed run or lineage parent name, both run and new_session, a malformed
+        request_id; BadRequest names each.
       NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
+      PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
+      FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
       UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
       Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
       not as an error of the call.
@@ -63,9 +67,10 @@ class ArtStudioServiceStub:
         problem, with the field path (e.g. shapes[2].inner_r).
     """
     ValidateSvg: _grpc.UnaryUnaryMultiCallable[_art_studio_pb2.ValidateSvgRequest, _art_studio_pb2.ValidateSvgResponse]
-    """Checks any SVG against the allowlist (elements, attributes, fragment-only links, no DOCTYPE or entities,
+    """Checks any SVG against the allowlist (elements, attributes, fragment-only links, attribute values read as CSS
+    calling only transform and colour functions, no processing instructions, DOCTYPE or entities, UTF-8 only,
     size and depth caps) with a hardened parser, and reports every violation. An invalid SVG is an answer,
-    not an error.
+    not an error. runs applies the same allowlist to every SVG it binds.
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID): no svg bytes given.
     """
@@ -87,12 +92,16 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
     """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
     prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
     and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
-    With a run, each good variant's SVG, spec and envelope are attached in one atomic batch; with a lineage
-    parent, each is recorded as an svg_candidate version derived from it.
+    With a run (or new_session), each good variant's SVG, spec and envelope are attached in one atomic batch;
+    with a lineage parent, each is recorded as an svg_candidate version derived from it. art_studio attaches only
+    to runs it created itself: a design session from new_session, or one an earlier call returned.
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
-        count not 1..10, a malformed run or lineage parent name, a malformed request_id; BadRequest names each.
+        count not 1..10, a malformed run or lineage parent name, both run and new_session, a malformed
+        request_id; BadRequest names each.
       NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
+      PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
+      FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
       UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
       Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
       not as an error of the call.
@@ -104,9 +113,10 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
         problem, with the field path (e.g. shapes[2].inner_r).
     """
     ValidateSvg: _aio.UnaryUnaryMultiCallable[_art_studio_pb2.ValidateSvgRequest, _art_studio_pb2.ValidateSvgResponse]  # type: ignore[assignment]
-    """Checks any SVG against the allowlist (elements, attributes, fragment-only links, no DOCTYPE or entities,
+    """Checks any SVG against the allowlist (elements, attributes, fragment-only links, attribute values read as CSS
+    calling only transform and colour functions, no processing instructions, DOCTYPE or entities, UTF-8 only,
     size and depth caps) with a hardened parser, and reports every violation. An invalid SVG is an answer,
-    not an error.
+    not an error. runs applies the same allowlist to every SVG it binds.
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID): no svg bytes given.
     """
@@ -137,12 +147,16 @@ class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
         """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
         prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
         and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
-        With a run, each good variant's SVG, spec and envelope are attached in one atomic batch; with a lineage
-        parent, each is recorded as an svg_candidate version derived from it.
+        With a run (or new_session), each good variant's SVG, spec and envelope are attached in one atomic batch;
+        with a lineage parent, each is recorded as an svg_candidate version derived from it. art_studio attaches only
+        to runs it created itself: a design session from new_session, or one an earlier call returned.
         Errors:
           INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
-            count not 1..10, a malformed run or lineage parent name, a malformed request_id; BadRequest names each.
+            count not 1..10, a malformed run or lineage parent name, both run and new_session, a malformed
+            request_id; BadRequest names each.
           NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
+          PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
+          FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
           UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
           Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
           not as an error of the call.
@@ -166,9 +180,10 @@ class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _art_studio_pb2.ValidateSvgRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_art_studio_pb2.ValidateSvgResponse, _abc.Awaitable[_art_studio_pb2.ValidateSvgResponse]]:
-        """Checks any SVG against the allowlist (elements, attributes, fragment-only links, no DOCTYPE or entities,
+        """Checks any SVG against the allowlist (elements, attributes, fragment-only links, attribute values read as CSS
+        calling only transform and colour functions, no processing instructions, DOCTYPE or entities, UTF-8 only,
         size and depth caps) with a hardened parser, and reports every violation. An invalid SVG is an answer,
-        not an error.
+        not an error. runs applies the same allowlist to every SVG it binds.
         Errors:
           INVALID_ARGUMENT (reason REQUEST_INVALID): no svg bytes given.
         """

@@ -386,6 +386,7 @@ class ArtifactType(_message.Message):
     SOURCE_FIELD_NUMBER: _builtins.int
     REGISTER_TIME_FIELD_NUMBER: _builtins.int
     REGISTERED_BY_FIELD_NUMBER: _builtins.int
+    CREATORS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     policy: _builtins.str
     schema_version: _builtins.str
@@ -408,6 +409,12 @@ class ArtifactType(_message.Message):
     def conditional(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConditionalRequirement]: ...
     @_builtins.property
     def registered_by(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def creators(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Who may create versions: "service:<name>" (that service), "human" (any person), "role:<role>" (a person with
+        the role). Empty: people only.
+        """
+
     def __init__(
         self,
         *,
@@ -422,10 +429,11 @@ class ArtifactType(_message.Message):
         source: _builtins.str = ...,
         register_time: _builtins.str = ...,
         registered_by: _common_pb2.Principal | None = ...,
+        creators: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["registered_by", b"registered_by", "schema", b"schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "definition_sha256", b"definition_sha256", "name", b"name", "policy", b"policy", "register_time", b"register_time", "registered_by", b"registered_by", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "definition_sha256", b"definition_sha256", "name", b"name", "policy", b"policy", "register_time", b"register_time", "registered_by", b"registered_by", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -443,6 +451,7 @@ class RegisterTypeRequest(_message.Message):
     CONDITIONAL_FIELD_NUMBER: _builtins.int
     SELECTION_FIELD_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CREATORS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     policy: _builtins.str
     schema_version: _builtins.str
@@ -454,6 +463,10 @@ class RegisterTypeRequest(_message.Message):
     def requires(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def conditional(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConditionalRequirement]: ...
+    @_builtins.property
+    def creators(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """See ArtifactType.creators; empty admits people only."""
+
     def __init__(
         self,
         *,
@@ -465,10 +478,11 @@ class RegisterTypeRequest(_message.Message):
         conditional: _abc.Iterable[Global___ConditionalRequirement] | None = ...,
         selection_field: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        creators: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "name", b"name", "policy", b"policy", "request_id", b"request_id", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "name", b"name", "policy", b"policy", "request_id", b"request_id", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

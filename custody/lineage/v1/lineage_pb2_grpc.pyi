@@ -57,11 +57,14 @@ class LineageServiceStub:
     RegisterType: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.RegisterTypeRequest, _lineage_pb2.ArtifactType]
     """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
     rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
-    returns it; a different definition under the same schema_version is refused.
+    returns it; a different definition under the same schema_version is refused. Its creator rule is fixed by the
+    type's first registration: a new schema version cannot change who may create versions.
     Errors:
       INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
-        RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+        RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
+        service:<name>, human or role:<role> is RULE_INVALID).
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
+      FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
       ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
@@ -87,6 +90,8 @@ class LineageServiceStub:
       INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+      PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run
+        only service:runs, svg_candidate only service:art_studio, briefs only people; see ArtifactType.creators).
       FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
       FAILED_PRECONDITION (UPSTREAM_NOT_FOUND): an upstream reference names no existing version; one entry each.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
@@ -210,11 +215,14 @@ class LineageServiceAsyncStub(LineageServiceStub):
     RegisterType: _aio.UnaryUnaryMultiCallable[_lineage_pb2.RegisterTypeRequest, _lineage_pb2.ArtifactType]  # type: ignore[assignment]
     """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
     rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
-    returns it; a different definition under the same schema_version is refused.
+    returns it; a different definition under the same schema_version is refused. Its creator rule is fixed by the
+    type's first registration: a new schema version cannot change who may create versions.
     Errors:
       INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
-        RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+        RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
+        service:<name>, human or role:<role> is RULE_INVALID).
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
+      FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
       ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
@@ -240,6 +248,8 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+      PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run
+        only service:runs, svg_candidate only service:art_studio, briefs only people; see ArtifactType.creators).
       FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
       FAILED_PRECONDITION (UPSTREAM_NOT_FOUND): an upstream reference names no existing version; one entry each.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
@@ -372,11 +382,14 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_lineage_pb2.ArtifactType, _abc.Awaitable[_lineage_pb2.ArtifactType]]:
         """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
         rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
-        returns it; a different definition under the same schema_version is refused.
+        returns it; a different definition under the same schema_version is refused. Its creator rule is fixed by the
+        type's first registration: a new schema version cannot change who may create versions.
         Errors:
           INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
-            RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+            RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
+            service:<name>, human or role:<role> is RULE_INVALID).
           FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
+          FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
           FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
           ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
@@ -414,6 +427,8 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
           INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+          PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run
+            only service:runs, svg_candidate only service:art_studio, briefs only people; see ArtifactType.creators).
           FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
           FAILED_PRECONDITION (UPSTREAM_NOT_FOUND): an upstream reference names no existing version; one entry each.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.

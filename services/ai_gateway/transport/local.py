@@ -1,7 +1,7 @@
 """The `local` provider: deterministic, offline, free, and the default when no provider key is set.
 
 For `prompt_to_svg_spec` it reads the prompt (diameter, petal count, rings, style words) and writes a rosette spec
-that `services.common.rosette_spec.parse_spec` accepts; with a JSON schema it answers the schema's smallest
+that `services.rosette.spec.parse_spec` accepts; with a JSON schema it answers the schema's smallest
 instance; otherwise a short deterministic text. The same request always gets the same answer (the variant seed
 rotates the rosette), and usage is reported like a real provider's (about four characters per token).
 """
@@ -24,7 +24,7 @@ from services.ai_gateway.transport.base import (
     Usage,
 )
 from services.common.hashing import sha256_text
-from services.common.rosette_spec import MAX_DIAMETER_MM, MAX_PETALS, MIN_PETALS, SPEC_SCHEMA_VERSION, parse_spec
+from services.rosette.spec import MAX_DIAMETER_MM, MAX_PETALS, MIN_PETALS, SPEC_SCHEMA_VERSION, parse_spec
 
 ROSETTE_OPERATION = "prompt_to_svg_spec"
 STREAM_CHUNK_CHARS = 24

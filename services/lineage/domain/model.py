@@ -200,13 +200,16 @@ class TypeDefinition:
     requires: tuple[str, ...] = ()
     conditional: tuple[Conditional, ...] = ()
     selection_field: str = ""
+    # Who may create versions (see domain/creators.py); empty admits people only.
+    creators: tuple[str, ...] = ()
     source: str = "runtime"
     registered_at: datetime | None = None
     registered_by: Principal | None = None
 
     def definition(self) -> dict[str, Any]:
-        """What makes two registrations the same definition (not who or when)."""
-        return {
+        """What makes two registrations the same definition (not who or when). Creator rules are part of it; a
+        definition without them keeps the digest it was registered with before creator rules existed."""
+        definition = {
             "name": self.name,
             "policy": self.policy,
             "schema_version": self.schema_version,
@@ -215,6 +218,9 @@ class TypeDefinition:
             "conditional": [c.to_json() for c in self.conditional],
             "selection_field": self.selection_field,
         }
+        if self.creators:
+            definition["creators"] = list(self.creators)
+        return definition
 
     @property
     def definition_sha256(self) -> str:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from services.lineage.domain.creators import creator_problems
 from services.lineage.domain.model import Conditional, TypeDefinition
 from services.lineage.domain.names import POLICY_NAME, SCHEMA_VERSION, TYPE_NAME
 from services.lineage.domain.schemas import schema_violations
@@ -73,6 +74,8 @@ class _TypeDoc(_Strict):
     requires: list[str] = []
     conditional: list[_ConditionalDoc] = []
     selection_field: str = ""
+    # Required in policy files: every shipped type says who may create it.
+    creators: list[str] = Field(min_length=1)
 
 
 class _GroupDoc(_Strict):
@@ -111,6 +114,7 @@ def load_policy_file(path: Path) -> Policy:
             requires=tuple(t.requires),
             conditional=tuple(Conditional(tuple(c.requires), tuple(c.when_any_selected)) for c in t.conditional),
             selection_field=t.selection_field,
+            creators=tuple(t.creators),
             source=source,
         )
         for name, t in doc.types.items()
@@ -184,6 +188,7 @@ def type_problems(
         problems.append(
             FieldViolation(f"{prefix}.selection_field", "required with conditional rules: where the data lists jobs")
         )
+    problems.extend(creator_problems(definition.creators, f"{prefix}.creators"))
     if definition.selection_field:
         try:
             jsonpointer.JsonPointer(definition.selection_field)

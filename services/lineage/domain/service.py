@@ -15,6 +15,7 @@ from services.common.idempotency import fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
 from services.common.pagination import decode_token, encode_token, page_size
 from services.lineage.domain import approval, graph
+from services.lineage.domain.creators import require_creator
 from services.lineage.domain.diff import Diff, diff
 from services.lineage.domain.model import (
     ClosurePage,
@@ -112,6 +113,14 @@ class Lineage:
             if unknown:
                 raise InvalidArgument("RULE_INVALID", "a condition names an unknown job type", violations=unknown)
         validate_registration(replace(definition, source="runtime"), registered)
+        existing = self.store.get_type(definition.name)
+        if existing is not None and existing.creators != definition.creators:
+            raise FailedPrecondition(
+                "CREATORS_CHANGED",
+                f"type {definition.name!r} is created by {', '.join(existing.creators) or 'people only'}; a new "
+                "schema version keeps the creator rule (authority over a type is not re-granted at run time)",
+                violations=[FieldViolation("creators", f"must be {list(existing.creators)}")],
+            )
         stored, _ = self.store.register_type(replace(definition, source="runtime"), caller.principal, utc_now(), idem)
         return stored
 
@@ -174,6 +183,7 @@ class Lineage:
                 f"type {entity.artifact_type!r} is not registered; load a policy or call RegisterType first",
                 violations=[FieldViolation("parent", f"type {entity.artifact_type!r} is not registered")],
             )
+        require_creator(definition.name, definition.creators, caller.principal)
         violations = data_violations(definition.schema, clean)
         if violations:
             raise InvalidArgument(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from xml.sax.saxutils import escape
 
-from services.common.rosette_spec import (
+from services.rosette.spec import (
     Circle,
     Group,
     RadialPetals,

@@ -1,14 +1,23 @@
 """SVG allowlist validation with a hardened parser: no DTD, no entities, no network, bounded size and depth.
 
 Anything not explicitly allowed is a violation, and every violation is reported (not just the first), each with
-where it is and why. Used on every compiled SVG and exposed as ValidateSvg for SVGs from elsewhere.
+where it is and why. art_studio runs it on every SVG it compiles and exposes it as ValidateSvg; runs runs it on
+every SVG it binds.
+
+Two things the parsed tree cannot show are checked on the bytes and tokens instead: processing instructions
+(ElementTree drops them, yet `<?xml-stylesheet?>` loads CSS in a browser), and CSS hidden in attribute values
+(`\\75 rl(...)` is `url(...)` once CSS unescapes it). Attribute values are tokenised as CSS (tinycss2, which
+applies CSS's own escape and comment rules) and may call only the transform and colour functions below.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
 
+import tinycss2
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
@@ -36,6 +45,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "path": PRESENTATION | {"d"},
     "use": PRESENTATION | {"href", "x", "y"},
 }
+# The only CSS functions an attribute value may call: transforms and colours. url(), expression(), image(),
+# var() and the rest can fetch, run or hide content.
+CSS_FUNCTIONS = frozenset({"matrix", "translate", "scale", "rotate", "skewx", "skewy", "rgb", "rgba", "hsl", "hsla"})
+# An XML declaration is the one `<?` allowed, and only as the document's first bytes.
+XML_DECLARATION = re.compile(rb"\A(?:\xef\xbb\xbf)?<\?xml[ \t\r\n][^<>?]*\?>")
+UTF8_ENCODING = re.compile(rb"""encoding\s*=\s*["']utf-?8["']""", re.IGNORECASE)
+# A hostile document can repeat a finding endlessly; the report names this many and says how many there were.
+MAX_REPORTED = 100
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,14 @@ def validate_svg(data: bytes) -> list[SvgViolation]:
     """Every way `data` breaks the allowlist; empty when it is a safe SVG."""
     if len(data) > MAX_BYTES:
         return [SvgViolation("TOO_LARGE", "document", f"{len(data)} bytes; at most {MAX_BYTES}")]
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # Only UTF-8 is accepted, so the byte-level checks below see every character as it will be parsed.
+        return [SvgViolation("NOT_UTF8", f"byte {exc.start}", "the SVG must be UTF-8")]
+    instructions = _processing_instructions(data)
+    if instructions:
+        return instructions
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
@@ -99,8 +124,10 @@ def validate_svg(data: bytes) -> list[SvgViolation]:
                     violations.append(SvgViolation("ATTRIBUTE_NOT_ALLOWED", path, f"href on <{name}>"))
             elif attribute_namespace or attribute_name not in allowed:
                 violations.append(SvgViolation("ATTRIBUTE_NOT_ALLOWED", path, f"{attribute_name} on <{name}>"))
-            elif "url(" in value.replace(" ", "").lower():
-                violations.append(SvgViolation("EXTERNAL_REFERENCE", path, f"{attribute_name} uses url()"))
+            else:
+                violations.extend(
+                    SvgViolation(rule, f"{path}@{attribute_name}", detail) for rule, detail in _css_problems(value)
+                )
         seen: dict[str, int] = {}
         for child in element:
             _, child_name = _split(child.tag)
@@ -109,3 +136,39 @@ def validate_svg(data: bytes) -> list[SvgViolation]:
 
     walk(root, local, 1)
     return violations
+
+
+def _processing_instructions(data: bytes) -> list[SvgViolation]:
+    """Every `<?` after the optional XML declaration, wherever it stands (comments and CDATA included: an
+    allowlist does not need to know which of them a browser would act on)."""
+    declaration = XML_DECLARATION.match(data)
+    if declaration and b"encoding" in declaration.group() and not UTF8_ENCODING.search(declaration.group()):
+        return [SvgViolation("NOT_UTF8", "document", "the XML declaration names an encoding other than UTF-8")]
+    start = declaration.end() if declaration else 0
+    found = [m.start() + start for m in re.finditer(rb"<\?", data[start:])]
+    return [
+        SvgViolation("PROCESSING_INSTRUCTION", f"byte {offset}", "processing instructions are refused")
+        for offset in found[:MAX_REPORTED]
+    ]
+
+
+def _css_problems(value: str) -> Iterable[tuple[str, str]]:
+    """What CSS would read in `value` that can fetch or run something: url tokens, functions outside
+    CSS_FUNCTIONS (named after unescaping), at-rules such as @import, and comments, which can split a name."""
+    if "/*" in value:
+        yield "CSS_NOT_ALLOWED", "CSS comments are not allowed in attribute values"
+    pending = list(tinycss2.parse_component_value_list(value))
+    while pending:
+        token = pending.pop()
+        if token.type == "url":
+            yield "EXTERNAL_REFERENCE", "url() is not allowed"
+        elif token.type == "function":
+            if token.lower_name == "url":
+                yield "EXTERNAL_REFERENCE", "url() is not allowed"
+            elif token.lower_name not in CSS_FUNCTIONS:
+                yield "CSS_NOT_ALLOWED", f"the CSS function {token.lower_name[:40]}() is not allowed"
+            pending.extend(token.arguments)
+        elif token.type == "at-keyword":
+            yield "CSS_NOT_ALLOWED", f"@{token.lower_value[:40]} is not allowed"
+        elif token.type in ("() block", "[] block", "{} block"):
+            pending.extend(token.content)

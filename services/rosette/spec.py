@@ -1,6 +1,5 @@
-"""The rosette design spec: the JSON contract between the AI (through ai_gateway), art_studio's compiler and the
-runs feasibility engine. It lives in common because it is a contract, like the protos: art_studio produces it,
-ai_gateway's local provider writes it, runs checks it, and none of them may import another.
+"""The rosette design spec: the JSON contract between the AI (through ai_gateway), the compiler and the runs
+feasibility engine.
 
 Geometry is in millimetres in a frame centred on the rosette: every shape is concentric around (cx, cy), which
 default to the centre. Strict: unknown fields, non-finite numbers, inner >= outer radii, shapes outside the
@@ -21,6 +20,9 @@ MAX_SHAPES = 64
 MAX_DEPTH = 4
 MIN_PETALS, MAX_PETALS = 3, 64
 MAX_DIAMETER_MM = 1000.0
+# Every spec compiles to an SVG the allowlist validator accepts (its element and size limits), so a valid spec is
+# never refused for its size at bind time: the compiler draws at most this many elements for one spec.
+MAX_ELEMENTS = 5000
 
 Mm = Annotated[float, Field(ge=0, le=MAX_DIAMETER_MM, allow_inf_nan=False)]
 Offset = Annotated[float, Field(ge=-MAX_DIAMETER_MM, le=MAX_DIAMETER_MM, allow_inf_nan=False)]
@@ -40,6 +42,10 @@ class _Centred(_Strict):
         return math.hypot(self.cx, self.cy) + self.outer_radius()
 
     def outer_radius(self) -> float:
+        raise NotImplementedError
+
+    def element_count(self) -> int:
+        """How many SVG elements the compiler draws this shape with."""
         raise NotImplementedError
 
 
@@ -64,11 +70,17 @@ class Circle(_Centred):
     def outer_radius(self) -> float:
         return self.r
 
+    def element_count(self) -> int:
+        return 1
+
 
 class Ring(_Band):
     """An annulus between two concentric circles."""
 
     kind: Literal["ring"]
+
+    def element_count(self) -> int:
+        return 2
 
 
 class RadialPetals(_Band):
@@ -80,6 +92,9 @@ class RadialPetals(_Band):
     petal_shape: Literal["ellipse", "pointed", "teardrop"] = "ellipse"
     rotation_deg: Degrees = 0.0
 
+    def element_count(self) -> int:
+        return self.count
+
 
 class SegmentedRing(_Band):
     """A ring cut into `segments` tiles separated by `gap_deg` (the classic mosaic rosette band)."""
@@ -88,6 +103,9 @@ class SegmentedRing(_Band):
     segments: Annotated[int, Field(ge=3, le=360)]
     gap_deg: Annotated[float, Field(ge=0, lt=60, allow_inf_nan=False)] = 1.0
     rotation_deg: Degrees = 0.0
+
+    def element_count(self) -> int:
+        return 2 + self.segments * (1 if self.gap_deg == 0 else 2)
 
     @model_validator(mode="after")
     def _gaps_leave_tiles(self) -> SegmentedRing:
@@ -104,6 +122,9 @@ class RopeBand(_Band):
     pattern: Literal["rope", "herringbone"] = "rope"
     slant_deg: Annotated[float, Field(ge=-75, le=75, allow_inf_nan=False)] = 30.0
 
+    def element_count(self) -> int:
+        return 2 + self.strands
+
 
 class Group(_Centred):
     """Shapes rotated together; nesting is capped at MAX_DEPTH."""
@@ -114,6 +135,9 @@ class Group(_Centred):
 
     def outer_radius(self) -> float:
         return max(shape.extent() for shape in self.shapes)
+
+    def element_count(self) -> int:
+        return 1 + sum(shape.element_count() for shape in self.shapes)
 
 
 Shape = Annotated[Circle | Ring | RadialPetals | SegmentedRing | RopeBand | Group, Field(discriminator="kind")]
@@ -138,6 +162,9 @@ class RosetteSpec(_Strict):
             raise ValueError(f"the spec has {total} shapes in all; at most {MAX_SHAPES} are allowed")
         if depth > MAX_DEPTH:
             raise ValueError(f"groups nest {depth} deep; at most {MAX_DEPTH} levels are allowed")
+        elements = sum(shape.element_count() for shape in self.shapes)
+        if elements > MAX_ELEMENTS:
+            raise ValueError(f"the spec draws {elements} SVG elements; at most {MAX_ELEMENTS} are allowed")
         radius = self.canvas.diameter_mm / 2
         for index, shape in enumerate(self.shapes):
             if shape.extent() > radius + 1e-9:
