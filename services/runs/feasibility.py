@@ -101,7 +101,8 @@ def evaluate(svg: bytes | None, spec: bytes | None, settings: EngineSettings) ->
         parsed = _check_spec(spec, settings, reasons, warnings)
     if svg is None:
         reasons.append("MISSING_SVG: no geometry_svg attachment was bound")
-    elif _check_svg(svg, settings, reasons, warnings, metrics):
+    else:
+        _check_svg(svg, settings, reasons, warnings, metrics)
         _check_from_spec(svg, parsed, spec is not None, reasons)
     result = _score(reasons, warnings, metrics)
     inputs = {
@@ -126,14 +127,14 @@ def _score(reasons: list[str], warnings: list[str], metrics: dict[str, Any]) -> 
 
 def _check_svg(
     svg: bytes, settings: EngineSettings, reasons: list[str], warnings: list[str], metrics: dict[str, Any]
-) -> bool:
-    """The allowlist, CNC safety and complexity; False when the SVG is not even a safe SVG."""
+) -> None:
+    """The allowlist, then (for a safe SVG) CNC safety and complexity."""
     violations = validate_svg(svg)
     if violations:
         reasons.extend(f"SVG_{v.rule} at {v.location}: {v.detail}" for v in violations[:MAX_SVG_REASONS])
         if len(violations) > MAX_SVG_REASONS:
             reasons.append(f"SVG_MORE_VIOLATIONS: {len(violations) - MAX_SVG_REASONS} more allowlist violations")
-        return False
+        return
     found: dict[str, int] = {}
     for element in fromstring(svg, forbid_dtd=True, forbid_entities=True, forbid_external=True).iter():
         tag = element.tag.rsplit("}", 1)[-1]
@@ -149,7 +150,6 @@ def _check_svg(
         reasons.append(f"TOO_COMPLEX: {primitives} primitives (limit {MAX_PRIMITIVES})")
     elif primitives > COMPLEX_PRIMITIVES:
         warnings.append(f"COMPLEX: {primitives} primitives (above {COMPLEX_PRIMITIVES})")
-    return True
 
 
 def _check_from_spec(svg: bytes, spec: RosetteSpec | None, spec_bound: bool, reasons: list[str]) -> None:

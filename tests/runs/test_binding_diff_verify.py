@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from custody.runs.v1 import runs_pb2
 from services.common import status
 from services.common.db import create_engine
-from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG, HOSTILE_SVGS, spec
+from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG, HOSTILE_SVGS, compiled, spec
 from tests.runs.conftest import RunsClient, error_of, run_input
 
 
@@ -67,7 +67,7 @@ def test_binding_the_same_inputs_twice_gives_the_same_feasibility_hash(runs: Run
 
 
 def test_without_names_the_latest_attachment_of_each_kind_is_bound(runs: RunsClient, session: runs_pb2.Run) -> None:
-    attach_candidate(runs, session, svg=HOSTILE_SVGS["script"])
+    attach_candidate(runs, session, svg=HOSTILE_SVGS["active_content"][0])
     attach_candidate(runs, session)
     bound = bind(runs, session)
     assert bound.decision == runs_pb2.FEASIBILITY_DECISION_ALLOW
@@ -79,18 +79,20 @@ def test_without_names_the_latest_attachment_of_each_kind_is_bound(runs: RunsCli
 
 
 def test_hostile_svg_mints_a_blocked_run_with_reasons(runs: RunsClient, session: runs_pb2.Run) -> None:
-    bound = bind(runs, session, attachments=attach_candidate(runs, session, svg=HOSTILE_SVGS["script"])[:2])
+    hostile = HOSTILE_SVGS["active_content"][0]
+    bound = bind(runs, session, attachments=attach_candidate(runs, session, svg=hostile)[:2])
     assert bound.decision == runs_pb2.FEASIBILITY_DECISION_BLOCK
     assert bound.run.status == runs_pb2.RUN_STATUS_BLOCKED
     assert bound.risk_level == runs_pb2.RISK_LEVEL_RED
-    assert bound.run.decision.block_reason.startswith("script")
+    assert bound.run.decision.block_reason.startswith("SVG_ELEMENT_NOT_ALLOWED at svg/g[1]/script[1]")
+    assert "SVG_NOT_FROM_SPEC" in bound.run.decision.block_reason
 
 
 def test_infeasible_geometry_mints_a_blocked_run(runs: RunsClient, session: runs_pb2.Run) -> None:
     thin = spec({"kind": "ring", "inner_r": 40, "outer_r": 40.2})
-    bound = bind(runs, session, attachments=attach_candidate(runs, session, spec_bytes=thin)[:2])
+    bound = bind(runs, session, attachments=attach_candidate(runs, session, svg=compiled(thin), spec_bytes=thin)[:2])
     assert bound.decision == runs_pb2.FEASIBILITY_DECISION_BLOCK
-    assert any(r.startswith("feature_below_tool_diameter") for r in bound.reasons)
+    assert [r.split(":")[0] for r in bound.reasons] == ["FEATURE_BELOW_TOOL_DIAMETER"]
 
 
 def test_strict_binding_without_a_spec_is_failed_precondition(runs: RunsClient, session: runs_pb2.Run) -> None:
@@ -104,7 +106,7 @@ def test_lenient_binding_without_a_spec_mints_a_blocked_run(runs: RunsClient, se
     names = attach_candidate(runs, session, spec_bytes=b"")
     bound = bind(runs, session, attachments=names[:1], strict=False)
     assert bound.decision == runs_pb2.FEASIBILITY_DECISION_BLOCK
-    assert any(r.startswith("missing_spec") for r in bound.reasons)
+    assert [r.split(":")[0] for r in bound.reasons] == ["MISSING_SPEC"]
 
 
 def test_attachment_of_another_run_is_refused(runs: RunsClient, session: runs_pb2.Run) -> None:

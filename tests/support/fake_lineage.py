@@ -1,8 +1,10 @@
-"""An in-process stand-in for lineage's CreateVersion/GetVersion, recording what it receives."""
+"""An in-process stand-in for lineage's CreateVersion/GetVersion, recording what it receives. GetVersion answers
+the versions the script holds (data by name), NOT_FOUND for any other."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -10,7 +12,7 @@ from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from services.common import call_context
 from services.common.catalog import callers_of
 from services.common.config import ServiceSettings
-from services.common.errors import CustodyError
+from services.common.errors import CustodyError, NotFound
 from services.common.identity import AccessTable, allow
 from services.common.server import Service
 
@@ -21,6 +23,7 @@ class ScriptedLineage:
     requests: list[lineage_pb2.CreateVersionRequest] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)  # idempotency key -> version name
+    existing: dict[str, dict[str, Any]] = field(default_factory=dict)  # version name -> data, for GetVersion
 
     @property
     def distinct_keys(self) -> set[str]:
@@ -47,7 +50,12 @@ class _Servicer(lineage_pb2_grpc.LineageServiceServicer):
     async def GetVersion(
         self, request: lineage_pb2.GetVersionRequest, context: grpc.aio.ServicerContext
     ) -> lineage_pb2.Version:
-        return lineage_pb2.Version(name=request.name)
+        data = self.script.existing.get(request.name)
+        if data is None:
+            raise NotFound("VERSION_NOT_FOUND", f"{request.name} does not exist")
+        version = lineage_pb2.Version(name=request.name)
+        version.data.update(data)
+        return version
 
 
 def fake_lineage(script: ScriptedLineage) -> object:
