@@ -101,10 +101,11 @@ def test_each_variant_asks_the_gateway_for_strict_json_with_the_spec_schema(
     assert "no code fences" in request.system_prompt
 
 
-def test_candidates_are_attached_to_the_run_and_hash_to_the_returned_digests(stack: Stack) -> None:
-    run = stack.new_run()
-    answer = stack.generate(run=run.name)
-    stored = {a.name: a for a in stack.attachments(run.name)}
+def test_candidates_are_attached_to_a_new_session_and_hash_to_the_returned_digests(stack: Stack) -> None:
+    answer = stack.generate(new_session=True)
+    session = stack.runs.GetRun(runs_pb2.GetRunRequest(name=answer.run), metadata=stack.auth)
+    assert (session.mode, session.created_by.id) == ("design_session", "service:art_studio")
+    stored = {a.name: a for a in stack.attachments(answer.run)}
     assert len(stored) == 9
     for candidate in answer.candidates:
         assert stored[candidate.svg_attachment].digest.sha256 == candidate.svg_sha256
@@ -198,11 +199,36 @@ def test_attach_failure_leaves_no_attachment_behind(
     layout: StateLayout, script: ScriptedGateway, tmp_path: Path
 ) -> None:
     for stack in _stack(layout, script, tmp_path, max_attachment_bytes="500"):
-        run = stack.new_run()
-        (candidate,) = stack.generate(count=1, run=run.name).candidates
+        answer = stack.generate(count=1, new_session=True)
+        (candidate,) = answer.candidates
         assert candidate.failure.reason == "ATTACH_FAILED"
         assert "none of the three was stored" in candidate.failure.message
-        assert stack.attachments(run.name) == []
+        assert stack.attachments(answer.run) == []
+
+
+def test_a_run_art_studio_did_not_create_is_refused_before_any_generation(
+    stack: Stack, script: ScriptedGateway
+) -> None:
+    operators_run = stack.new_run()
+    with pytest.raises(grpc.RpcError) as raised:
+        stack.generate(run=operators_run.name)
+    error = status.decode(raised.value)
+    assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "RUN_NOT_OWNED")
+    assert script.requests == [] and stack.attachments(operators_run.name) == []
+
+
+def test_a_session_art_studio_created_takes_more_candidates(stack: Stack) -> None:
+    first = stack.generate(count=1, new_session=True)
+    again = stack.generate(count=1, run=first.run)
+    assert again.run == first.run and len(stack.attachments(first.run)) == 6
+
+
+def test_run_and_new_session_together_are_refused(stack: Stack) -> None:
+    with pytest.raises(grpc.RpcError) as raised:
+        stack.generate(run=stack.new_run().name, new_session=True)
+    error = status.decode(raised.value)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_INVALID")
+    assert [v.field for v in error.violations] == ["new_session"]
 
 
 def test_compile_spec_returns_the_deterministic_svg(stack: Stack) -> None:

@@ -156,9 +156,11 @@ def test_get_policy_returns_the_shipped_types_rules_and_jobs(client: Client) -> 
 
 def test_design_to_manufacture_chain_is_enforced(client: Client) -> None:
     d = "projects/fab/artifacts"
+    digests = {"svg_sha256": "a" * 64, "spec_sha256": "b" * 64}
     brief = create(client, f"{d}/design_brief/rosette", {"prompt": "a rosette"}).version.name
-    svg = create(client, f"{d}/svg_candidate/rosette-a", {"svg_sha256": "a" * 64}, [brief]).version.name
-    run = create(client, f"{d}/feasibility_run/rosette-a", {"verdict": "ALLOW"}).version.name
+    svg = create(client, f"{d}/svg_candidate/rosette-a", digests, [brief], metadata=client.art_studio).version.name
+    verdict = {"verdict": "ALLOW", "run": "runs/run_1", "candidate": svg, **digests}
+    run = create(client, f"{d}/feasibility_run/rosette-a", verdict, metadata=client.runs).version.name
     error = rpc_error(client.stub.Approve, pb.ApproveRequest(name=run, rationale="r"), client.reviewer)
     assert error.reason == "LINEAGE_INCOMPLETE" and "svg_candidate" in error.message
     error = rpc_error(client.stub.Approve, pb.ApproveRequest(name=svg, rationale="r"), client.reviewer)

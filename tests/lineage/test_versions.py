@@ -39,7 +39,7 @@ def test_create_returns_an_immutable_snapshot_with_hashes_and_creator(client: Cl
     assert version.created_by.kind == common_pb2.PRINCIPAL_KIND_HUMAN
     assert version.status.status == pb.STATUS_DRAFT
     assert version.health.health == pb.HEALTH_VALID
-    assert version.metadata.schema_version == "1"
+    assert version.metadata.schema_version == "2"
     assert version.latest
     assert not response.replayed
 
@@ -110,8 +110,11 @@ def test_same_request_id_with_a_different_request_is_already_exists(client: Clie
 
 
 def test_request_ids_are_scoped_to_the_caller(client: Client) -> None:
-    create(client, f"{P}/intake/brief", INTAKE, request_id="shared-key")
-    other = create(client, f"{P}/intake/brief", INTAKE, request_id="shared-key", metadata=client.runs)
+    shared = pb.RegisterTypeRequest(name="note", policy="scratch", schema_version="1", creators=["human", "service:runs"])
+    shared.schema.update({"type": "object"})
+    client.stub.RegisterType(shared, metadata=client.operator, timeout=30)
+    create(client, f"{P}/note/n", {"text": "x"}, request_id="shared-key")
+    other = create(client, f"{P}/note/n", {"text": "x"}, request_id="shared-key", metadata=client.runs)
     assert not other.replayed and other.version.version == 2
 
 

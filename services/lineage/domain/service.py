@@ -114,7 +114,7 @@ class Lineage:
                 raise InvalidArgument("RULE_INVALID", "a condition names an unknown job type", violations=unknown)
         validate_registration(replace(definition, source="runtime"), registered)
         existing = self.store.get_type(definition.name)
-        if existing is not None and existing.creators != definition.creators:
+        if existing is not None and existing.policy == definition.policy and existing.creators != definition.creators:
             raise FailedPrecondition(
                 "CREATORS_CHANGED",
                 f"type {definition.name!r} is created by {', '.join(existing.creators) or 'people only'}; a new "
