@@ -34,6 +34,12 @@ class RunsServiceStub:
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
     (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+
+    A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
+    service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
+    operator or reviewer role see every run. Decisions seal runs: a run BindCandidate minted takes no attachments,
+    and a run that has been bound from takes no new geometry_svg or geometry_spec_json (FAILED_PRECONDITION,
+    RUN_SEALED); the database refuses such rows too.
     """
 
     @_typing.overload
@@ -53,6 +59,9 @@ class RunsServiceStub:
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
+        custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
+        each field.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]
@@ -125,12 +134,22 @@ class RunsServiceStub:
     """
     BindCandidate: _grpc.UnaryUnaryMultiCallable[_runs_pb2.BindCandidateRequest, _runs_pb2.BindCandidateResponse]
     """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
-    mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The new run references
-    the bound attachments by digest and holds its own attachment records for them.
+    mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The engine checks the SVG
+    against the rosette allowlist (each violation a BLOCK reason with its location), recompiles the spec and
+    blocks with SVG_NOT_FROM_SPEC unless the SVG is byte-identical to the compiler's output, then checks the
+    spec's geometry. The new run references the bound attachments by digest, holds its own attachment records for
+    them, and seals itself and the bound-from run. With lineage_candidate (an svg_candidate version), the
+    candidate's recorded svg_sha256 and spec_sha256 must equal the bound attachments' digests; the run and its
+    feasibility_run record name the candidate and both digests.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID): a bad run or attachment name.
+      INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID, BINDING_INVALID): a bad run or attachment name, notes
+        over 4000 characters, a lineage_candidate that is not an svg_candidate version name.
       NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
+      NOT_FOUND (CANDIDATE_NOT_FOUND): lineage holds no such lineage_candidate.
       FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+      FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
+        attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
+      UNAVAILABLE (LINEAGE_UNAVAILABLE): lineage could not be asked about the candidate; nothing was minted.
       DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
     """
@@ -157,6 +176,12 @@ class RunsServiceAsyncStub(RunsServiceStub):
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
     (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+
+    A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
+    service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
+    operator or reviewer role see every run. Decisions seal runs: a run BindCandidate minted takes no attachments,
+    and a run that has been bound from takes no new geometry_svg or geometry_spec_json (FAILED_PRECONDITION,
+    RUN_SEALED); the database refuses such rows too.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -173,6 +198,9 @@ class RunsServiceAsyncStub(RunsServiceStub):
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
+        custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
+        each field.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
@@ -245,12 +273,22 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """
     BindCandidate: _aio.UnaryUnaryMultiCallable[_runs_pb2.BindCandidateRequest, _runs_pb2.BindCandidateResponse]  # type: ignore[assignment]
     """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
-    mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The new run references
-    the bound attachments by digest and holds its own attachment records for them.
+    mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The engine checks the SVG
+    against the rosette allowlist (each violation a BLOCK reason with its location), recompiles the spec and
+    blocks with SVG_NOT_FROM_SPEC unless the SVG is byte-identical to the compiler's output, then checks the
+    spec's geometry. The new run references the bound attachments by digest, holds its own attachment records for
+    them, and seals itself and the bound-from run. With lineage_candidate (an svg_candidate version), the
+    candidate's recorded svg_sha256 and spec_sha256 must equal the bound attachments' digests; the run and its
+    feasibility_run record name the candidate and both digests.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID): a bad run or attachment name.
+      INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID, BINDING_INVALID): a bad run or attachment name, notes
+        over 4000 characters, a lineage_candidate that is not an svg_candidate version name.
       NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
+      NOT_FOUND (CANDIDATE_NOT_FOUND): lineage holds no such lineage_candidate.
       FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+      FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
+        attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
+      UNAVAILABLE (LINEAGE_UNAVAILABLE): lineage could not be asked about the candidate; nothing was minted.
       DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
     """
@@ -276,6 +314,12 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
     (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+
+    A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
+    service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
+    operator or reviewer role see every run. Decisions seal runs: a run BindCandidate minted takes no attachments,
+    and a run that has been bound from takes no new geometry_svg or geometry_spec_json (FAILED_PRECONDITION,
+    RUN_SEALED); the database refuses such rows too.
     """
 
     @_abc_1.abstractmethod
@@ -302,6 +346,9 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
             hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+          PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
+            custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
+            each field.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
         """
 
@@ -440,12 +487,22 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.BindCandidateResponse, _abc.Awaitable[_runs_pb2.BindCandidateResponse]]:
         """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
-        mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The new run references
-        the bound attachments by digest and holds its own attachment records for them.
+        mints a new run artifact with decision ALLOW (status OK) or BLOCK (status BLOCKED). The engine checks the SVG
+        against the rosette allowlist (each violation a BLOCK reason with its location), recompiles the spec and
+        blocks with SVG_NOT_FROM_SPEC unless the SVG is byte-identical to the compiler's output, then checks the
+        spec's geometry. The new run references the bound attachments by digest, holds its own attachment records for
+        them, and seals itself and the bound-from run. With lineage_candidate (an svg_candidate version), the
+        candidate's recorded svg_sha256 and spec_sha256 must equal the bound attachments' digests; the run and its
+        feasibility_run record name the candidate and both digests.
         Errors:
-          INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID): a bad run or attachment name.
+          INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID, BINDING_INVALID): a bad run or attachment name, notes
+            over 4000 characters, a lineage_candidate that is not an svg_candidate version name.
           NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
+          NOT_FOUND (CANDIDATE_NOT_FOUND): lineage holds no such lineage_candidate.
           FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+          FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
+            attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
+          UNAVAILABLE (LINEAGE_UNAVAILABLE): lineage could not be asked about the candidate; nothing was minted.
           DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
         """
