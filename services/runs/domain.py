@@ -966,7 +966,7 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: C
 def _require_candidate_matches(candidate: CandidateRecord, binding: _Binding) -> None:
     """The verdict names its candidate: refused unless lineage recorded the digests of exactly these bytes."""
     problems = []
-    for field, kind, recorded in (
+    for digest_field, kind, recorded in (
         ("svg_sha256", AttachmentKind.GEOMETRY_SVG, candidate.svg_sha256),
         ("spec_sha256", AttachmentKind.GEOMETRY_SPEC_JSON, candidate.spec_sha256),
     ):
@@ -974,7 +974,7 @@ def _require_candidate_matches(candidate: CandidateRecord, binding: _Binding) ->
         if not recorded or recorded != bound:
             problems.append(
                 FieldViolation(
-                    f"lineage_candidate.{field}",
+                    f"lineage_candidate.{digest_field}",
                     f"the candidate records {recorded or 'no digest'}; the bound {kind.value} is {bound or 'missing'}",
                 )
             )

@@ -110,7 +110,9 @@ def test_same_request_id_with_a_different_request_is_already_exists(client: Clie
 
 
 def test_request_ids_are_scoped_to_the_caller(client: Client) -> None:
-    shared = pb.RegisterTypeRequest(name="note", policy="scratch", schema_version="1", creators=["human", "service:runs"])
+    shared = pb.RegisterTypeRequest(
+        name="note", policy="scratch", schema_version="1", creators=["human", "service:runs"]
+    )
     shared.schema.update({"type": "object"})
     client.stub.RegisterType(shared, metadata=client.operator, timeout=30)
     create(client, f"{P}/note/n", {"text": "x"}, request_id="shared-key")

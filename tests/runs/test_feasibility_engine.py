@@ -77,7 +77,12 @@ def test_each_allowlist_violation_is_a_reason_with_its_location(family: str, rul
 def test_css_hidden_behind_escapes_or_comments_is_refused() -> None:
     for payload in HOSTILE_SVGS["css"]:
         reasons = codes(evaluate(payload, CLEAN_SPEC, SETTINGS).result.reasons)
-        refused = {"SVG_EXTERNAL_REFERENCE", "SVG_CSS_NOT_ALLOWED", "SVG_ELEMENT_NOT_ALLOWED", "SVG_ATTRIBUTE_NOT_ALLOWED"}
+        refused = {
+            "SVG_EXTERNAL_REFERENCE",
+            "SVG_CSS_NOT_ALLOWED",
+            "SVG_ELEMENT_NOT_ALLOWED",
+            "SVG_ATTRIBUTE_NOT_ALLOWED",
+        }
         assert reasons & refused, reasons
 
 

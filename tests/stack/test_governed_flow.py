@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -18,7 +18,7 @@ from bench.harness import RunningService, service_process
 from custody.art_studio.v1 import art_studio_pb2, art_studio_pb2_grpc
 from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
-from services.common.hashing import sha256_canonical
+from services.common import status
 from tests.support.processes import clean_environment, custody, free_port, running_stack
 
 pytestmark = pytest.mark.stack
@@ -40,7 +40,7 @@ def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
     assert len(report["runs"]) == 3 and all(r.startswith("runs/run_") for r in report["runs"])
     assert len(report["stale_after_revision"]) == 2
     assert report["approval_refused_reasons"] and all(":" in r for r in report["approval_refused_reasons"])
-    assert report["verified"] == len(report["runs"]) + 1
+    assert report["verified"] == len(report["runs"]) + 2  # the verdicts and both design sessions
     steps = {s["name"]: s["detail"] for s in report["steps"]}
     assert "PERMISSION_DENIED" in steps["a service cannot approve"]
     assert "kind system" in steps["explain the run (GREEN: system auto-approval)"]
@@ -124,31 +124,16 @@ class Services:
         )
         return str(response.version.name)
 
-    def session(self) -> str:
-        feasibility = {"purpose": "session"}
-        run = runs_pb2_grpc.RunsServiceStub(self.channel(self.runs.address)).CreateRun(
-            runs_pb2.CreateRunRequest(
-                run=runs_pb2.RunInput(
-                    mode="design_session",
-                    tool_id="art_studio",
-                    status=runs_pb2.RUN_STATUS_OK,
-                    decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=1),
-                    hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
-                )
-            ),
-            metadata=self.auth,
-        )
-        return str(run.name)
-
     def generate(
-        self, session: str, brief: str, metadata: tuple[tuple[str, str], ...] = ()
+        self, brief: str, metadata: tuple[tuple[str, str], ...] = ()
     ) -> art_studio_pb2.GenerateCandidatesResponse:
+        """Three candidates in a new design session (art_studio creates and owns it; `.run` names it)."""
         return art_studio_pb2_grpc.ArtStudioServiceStub(self.channel(self.studio.address)).GenerateCandidates(
             art_studio_pb2.GenerateCandidatesRequest(
                 prompt="a rosette with 12 petals and a rope band",
                 diameter_mm=100,
                 count=3,
-                run=session,
+                new_session=True,
                 lineage_parent=brief,
             ),
             metadata=self.auth + metadata,
@@ -163,8 +148,8 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 
 def test_generated_candidates_are_attached_and_hash_to_the_returned_digests(services: Services) -> None:
-    session = services.session()
-    answer = services.generate(session, services.brief("flow"))
+    answer = services.generate(services.brief("flow"))
+    session = answer.run
     assert answer.succeeded == 3
     runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
     stored = {
@@ -177,22 +162,28 @@ def test_generated_candidates_are_attached_and_hash_to_the_returned_digests(serv
         assert VERSION.match(candidate.lineage_version)
 
 
-def test_lineage_records_survive_a_lineage_outage_without_duplicates(services: Services) -> None:
-    session = services.session()
-    candidates = services.generate(session, services.brief("outage")).candidates
-    services.stop_lineage()
+def test_binding_while_lineage_is_down_mints_nothing_and_each_verdict_is_recorded_once_it_is_back(
+    services: Services,
+) -> None:
+    answer = services.generate(services.brief("outage"))
+    session, candidates = answer.run, answer.candidates
     runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
-    minted = [
-        runs.BindCandidate(
-            runs_pb2.BindCandidateRequest(
-                run=session, attachments=[c.svg_attachment, c.spec_attachment], lineage_candidate=c.lineage_version
-            ),
-            metadata=services.auth,
-        ).run
-        for c in candidates
-    ]
-    assert all(run.lineage.state == "PENDING" for run in minted)
+
+    def bind(candidate: art_studio_pb2.Candidate) -> runs_pb2.Run:
+        request = runs_pb2.BindCandidateRequest(
+            run=session,
+            attachments=[candidate.svg_attachment, candidate.spec_attachment],
+            lineage_candidate=candidate.lineage_version,
+        )
+        return runs.BindCandidate(request, metadata=services.auth).run
+
+    services.stop_lineage()
+    with pytest.raises(grpc.RpcError) as raised:
+        bind(candidates[0])
+    assert status.decode(raised.value).reason == "LINEAGE_UNAVAILABLE"
+    assert [r.name for r in runs.ListRuns(runs_pb2.ListRunsRequest(), metadata=services.auth).runs] == [session]
     services.start_lineage()
+    minted = [_once_reachable(lambda c=c: bind(c)) for c in candidates]
     deadline = time.monotonic() + 60
     while True:
         current = [runs.GetRun(runs_pb2.GetRunRequest(name=r.name), metadata=services.auth) for r in minted]
@@ -207,13 +198,28 @@ def test_lineage_records_survive_a_lineage_outage_without_duplicates(services: S
         assert [v.name for v in versions] == [run.lineage.version]  # exactly one record per mint
         assert list(versions[0].upstream) == [candidate.lineage_version]
         assert versions[0].data["run"] == run.name
+        assert versions[0].data["svg_sha256"] == candidate.svg_sha256
+        assert versions[0].data["spec_sha256"] == candidate.spec_sha256
+        assert versions[0].created_by.id == "service:runs"
+
+
+def _once_reachable(call: Callable[[], runs_pb2.Run], timeout_s: float = 30) -> runs_pb2.Run:
+    """Retries while runs' channel to a restarted lineage is still reconnecting (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except grpc.RpcError as exc:
+            if status.decode(exc).reason != "LINEAGE_UNAVAILABLE" or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def test_one_generation_is_one_trace_and_one_request_id_across_all_four_services(tmp_path: Path) -> None:
     with Services(tmp_path, free_port(), telemetry="file") as services:
-        session = services.session()
         brief = services.brief("trace")
-        answer = services.generate(session, brief, metadata=(("x-request-id", "req-one-trace-1"),))
+        answer = services.generate(brief, metadata=(("x-request-id", "req-one-trace-1"),))
+        session = answer.run
         runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
         attachments = runs.ListAttachments(
             runs_pb2.ListAttachmentsRequest(run=session), metadata=services.auth
