@@ -31,7 +31,7 @@ from services.common.hashing import canonical_json, is_sha256_hex, sha256_bytes
 from services.common.idempotency import ensure_same_request, fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
 from services.common.ids import new_id
-from services.common.pagination import decode_token, encode_token, page_size
+from services.common.pagination import PagedList, PageTokens, page_size
 from services.common.telemetry import current_trace_id
 from services.runs import feasibility
 from services.runs.blobs import BlobStore, PendingBlob, StreamingUpload
@@ -74,6 +74,10 @@ MAX_METADATA_VALUE = 1024
 MAX_NOTES = 4000
 CANDIDATE_KINDS = (AttachmentKind.GEOMETRY_SVG, AttachmentKind.GEOMETRY_SPEC_JSON, AttachmentKind.AI_PROVENANCE_JSON)
 CONTENT_TYPE = "application/octet-stream"
+# Each list RPC's page tokens: valid for that RPC only, with a cursor of (created_at in microseconds, id).
+LIST_RUNS = PagedList("custody.runs.v1.RunsService/ListRuns", (int, str))
+LIST_ATTACHMENTS = PagedList("custody.runs.v1.RunsService/ListAttachments", (int, str))
+LIST_ADVISORIES = PagedList("custody.runs.v1.RunsService/ListAdvisories", (int, str))
 
 
 @dataclass(frozen=True)
@@ -157,14 +161,6 @@ class _PreparedMint:
     outbox: list[OutboxMessage]
 
 
-def _page(fetched: list[T], size: int, key: dict[str, Any], sort_key: Callable[[T], list[Any]]) -> Page[T]:
-    """A page from `size + 1` fetched items: the extra one only says there is a next page, which starts after
-    the sort key of this page's last item."""
-    if len(fetched) <= size:
-        return Page(fetched, "")
-    return Page(fetched[:size], encode_token(sort_key(fetched[size - 1]), key))
-
-
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -178,6 +174,7 @@ class Runs:
         explainer: Explainer | None,
         clock: Callable[[], datetime] = utcnow,
         outbox_written: Callable[[], None] = lambda: None,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -186,6 +183,7 @@ class Runs:
         self._clock = clock
         # Called (from a worker thread) after a mint wrote an outbox message, so delivery starts at once.
         self._outbox_written = outbox_written
+        self._page_tokens = page_tokens or PageTokens.ephemeral()
 
     def _stamp(self) -> Stamp:
         caller = call_context.require_principal()
@@ -196,6 +194,15 @@ class Runs:
             request_id=call_context.request_id() or "",
             trace_id=current_trace_id(),
         )
+
+    def _page(
+        self, listing: PagedList, fetched: list[T], size: int, key: dict[str, Any], sort_key: Callable[[T], list[Any]]
+    ) -> Page[T]:
+        """A page from `size + 1` fetched items: the extra one only says there is a next page, which starts after
+        the sort key of this page's last item."""
+        if len(fetched) <= size:
+            return Page(fetched, "")
+        return Page(fetched[:size], self._page_tokens.encode(listing, sort_key(fetched[size - 1]), key))
 
     # ---- runs ---------------------------------------------------------------------------------------------------
 
@@ -333,9 +340,10 @@ class Runs:
             )
         size = page_size(requested_size)
         key = _filters_key(filters)
-        cursor = decode_token(token, key)
+        cursor = self._page_tokens.decode(LIST_RUNS, token, key)
         stored = self.store.list_runs(filters, cursor.after if cursor else None, size + 1)
-        return _page([s.record for s in stored], size, key, lambda r: [to_us(r.stamp.created_at), r.run_id])
+        records = [s.record for s in stored]
+        return self._page(LIST_RUNS, records, size, key, lambda r: [to_us(r.stamp.created_at), r.run_id])
 
     # ---- attachments --------------------------------------------------------------------------------------------
 
@@ -514,11 +522,11 @@ class Runs:
         self._require_run(run_id)
         size = 1 if latest_only else page_size(requested_size)
         key = {"run": run_id, "kind": kind, "latest_only": latest_only}
-        cursor = None if latest_only else decode_token(token, key)
+        cursor = None if latest_only else self._page_tokens.decode(LIST_ATTACHMENTS, token, key)
         records = self.store.list_attachments(run_id, kind, cursor.after if cursor else None, size + 1)
         if latest_only:
             return Page(records[:1], "")
-        return _page(records, size, key, lambda a: [to_us(a.stamp.created_at), a.attachment_id])
+        return self._page(LIST_ATTACHMENTS, records, size, key, lambda a: [to_us(a.stamp.created_at), a.attachment_id])
 
     # ---- advisories ---------------------------------------------------------------------------------------------
 
@@ -546,9 +554,9 @@ class Runs:
         self._require_run(run_id)
         size = page_size(requested_size)
         key = {"run": run_id}
-        cursor = decode_token(token, key)
+        cursor = self._page_tokens.decode(LIST_ADVISORIES, token, key)
         links = self.store.list_advisories(run_id, cursor.after if cursor else None, size + 1)
-        return _page(links, size, key, lambda a: [to_us(a.stamp.created_at), a.advisory_id])
+        return self._page(LIST_ADVISORIES, links, size, key, lambda a: [to_us(a.stamp.created_at), a.advisory_id])
 
     # ---- explanations -------------------------------------------------------------------------------------------
 
