@@ -163,7 +163,10 @@ class RunsServiceServicer:
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
         Errors:
         INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-        INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
+        INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -219,7 +222,10 @@ class RunsServiceServicer:
     def ListAttachments(self, request, context):
         """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
         Errors:
-        INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -238,7 +244,10 @@ class RunsServiceServicer:
 
     def ListAdvisories(self, request, context):
         """Errors:
-        INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -64,7 +64,10 @@ class RunsServiceStub:
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-      INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
     """
     UploadAttachment: _grpc.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]
     """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
@@ -100,7 +103,10 @@ class RunsServiceStub:
     ListAttachments: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]
     """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     AttachAdvisory: _grpc.UnaryUnaryMultiCallable[_runs_pb2.AttachAdvisoryRequest, _runs_pb2.Run]
@@ -111,7 +117,10 @@ class RunsServiceStub:
     """
     ListAdvisories: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListAdvisoriesRequest, _runs_pb2.ListAdvisoriesResponse]
     """Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     SuggestExplanation: _grpc.UnaryUnaryMultiCallable[_runs_pb2.SuggestExplanationRequest, _runs_pb2.Run]
@@ -184,7 +193,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-      INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
     """
     UploadAttachment: _aio.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]  # type: ignore[assignment]
     """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
@@ -220,7 +232,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     ListAttachments: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]  # type: ignore[assignment]
     """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     AttachAdvisory: _aio.UnaryUnaryMultiCallable[_runs_pb2.AttachAdvisoryRequest, _runs_pb2.Run]  # type: ignore[assignment]
@@ -231,7 +246,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """
     ListAdvisories: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListAdvisoriesRequest, _runs_pb2.ListAdvisoriesResponse]  # type: ignore[assignment]
     """Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     SuggestExplanation: _aio.UnaryUnaryMultiCallable[_runs_pb2.SuggestExplanationRequest, _runs_pb2.Run]  # type: ignore[assignment]
@@ -325,7 +343,10 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
         Errors:
           INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-          INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
+          INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
         """
 
     @_abc_1.abstractmethod
@@ -391,7 +412,10 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_runs_pb2.ListAttachmentsResponse, _abc.Awaitable[_runs_pb2.ListAttachmentsResponse]]:
         """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
         Errors:
-          INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
 
@@ -414,7 +438,10 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.ListAdvisoriesResponse, _abc.Awaitable[_runs_pb2.ListAdvisoriesResponse]]:
         """Errors:
-          INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
 
