@@ -25,11 +25,12 @@ from services.common.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
 )
 from services.common.hashing import canonical_json, is_sha256_hex, sha256_bytes
 from services.common.idempotency import ensure_same_request, fingerprint, validate_request_id
-from services.common.identity import SYSTEM, Principal
+from services.common.identity import MIGRATOR_ROLE, SYSTEM, Principal, PrincipalKind
 from services.common.ids import new_id
 from services.common.pagination import PagedList, PageTokens, page_size
 from services.common.telemetry import current_trace_id
@@ -62,6 +63,7 @@ from services.runs.model import (
     parse_run_name,
     run_name,
     validate_content,
+    validate_legacy_content,
 )
 from services.runs.store import NewAttachment, RunFilters, RunsStore, StoredRun, to_us
 
@@ -161,6 +163,28 @@ class _PreparedMint:
     outbox: list[OutboxMessage]
 
 
+def legacy_migration_content(content: RunContent, caller: Principal) -> RunContent:
+    """A legacy record as it will be minted: only a human with the migrator role may import one, the record names
+    itself in meta.legacy.run_id, and each later Custody rule it breaks is recorded in
+    meta.legacy.migration_warnings by the server (never taken from the caller). Every other rule refuses it as it
+    would any run."""
+    if caller.kind is not PrincipalKind.HUMAN or MIGRATOR_ROLE not in caller.roles:
+        raise PermissionDenied(
+            "LEGACY_MIGRATION_NOT_ALLOWED",
+            f"{caller.id} may not import legacy runs: legacy_migration needs a human with the {MIGRATOR_ROLE!r} role",
+            metadata={"principal": caller.id},
+        )
+    legacy = content.meta.get("legacy")
+    if not isinstance(legacy, dict) or not isinstance(legacy.get("run_id"), str) or not legacy["run_id"]:
+        raise InvalidArgument(
+            "LEGACY_RUN_INVALID",
+            "a legacy_migration run names its legacy record in meta.legacy.run_id",
+            violations=[FieldViolation("run.meta.legacy.run_id", "required with legacy_migration")],
+        )
+    warnings = validate_legacy_content(content)
+    return replace(content, meta={**content.meta, "legacy": {**legacy, "migration_warnings": list(warnings)}})
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -212,11 +236,18 @@ class Runs:
         idempotency_key: str,
         advisories: Sequence[AdvisoryLink] = (),
         explanation: Explanation | None = None,
+        legacy_migration: bool = False,
     ) -> RunRecord:
         """Mints a caller-supplied run. Runs on the event loop: the CPU work is small, and the commit is awaited
-        without holding a thread (the hot path of the service)."""
+        without holding a thread (the hot path of the service).
+
+        `legacy_migration` is the one path that mints a run breaking Custody's later consistency rules: see
+        legacy_migration_content."""
         validate_request_id(idempotency_key)
-        validate_content(content)
+        if legacy_migration:
+            content = legacy_migration_content(content, call_context.require_principal())
+        else:
+            validate_content(content)
         for index, link in enumerate(advisories):
             _validate_advisory_id(link.advisory_id, f"run.advisory_inputs[{index}].advisory_id")
         fingerprint = ""
@@ -224,6 +255,8 @@ class Runs:
             request = {"content": content.to_document(), "advisories": [_link_document(a) for a in advisories]}
             if explanation is not None:
                 request["explanation"] = {"status": explanation.status.value, "summary": explanation.summary}
+            if legacy_migration:
+                request["legacy_migration"] = True
             fingerprint = _fingerprint_of(request)
         prepared = self._prepare_mint(content, advisories, explanation)
         stored, created = await self.store.create_run_async(

@@ -94,9 +94,7 @@ def test_each_stateful_service_gets_its_own_page_token_key_from_its_config(state
     assert len(set(keys.values())) == len(keys) == 3
 
 
-def test_the_kubernetes_secrets_script_prints_nothing_when_a_page_token_key_is_missing(
-    state_dir: Path, tmp_path: Path
-):
+def test_the_kubernetes_secrets_script_prints_nothing_when_a_page_token_key_is_missing(state_dir: Path, tmp_path: Path):
     copy = tmp_path / "state"
     subprocess.run(["cp", "-r", str(state_dir), str(copy)], check=True)
     config = copy / "config" / "lineage.yaml"

@@ -10,6 +10,7 @@ from services.common.idempotency import ensure_same_request, fingerprint, valida
 from services.common.ids import id_pattern, new_id
 from services.common.pagination import MAX_PAGE_SIZE, page_size
 
+
 def test_page_size_defaults_clamps_and_refuses_negatives() -> None:
     assert page_size(0) == 50
     assert page_size(10) == 10

@@ -144,6 +144,8 @@ class RunsServiceServicer:
         INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
         INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+        INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+        PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
         ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

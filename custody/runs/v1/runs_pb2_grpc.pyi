@@ -53,6 +53,8 @@ class RunsServiceStub:
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
     """
     GetRun: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]
@@ -182,6 +184,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
     """
     GetRun: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetRunRequest, _runs_pb2.Run]  # type: ignore[assignment]
@@ -320,6 +324,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
             hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+          INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+          PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
         """
 
