@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Writes the compose secrets (once; re-running keeps existing tokens and passwords):
 #   credentials                 sha256 hashes of every token (all four services)      custody init
-#   config/<service>.yaml       that service's own token (+ its database_url)          custody init + this script
+#   config/<service>.yaml       that service's own token (+ page_token_key, database_url) custody init + this script
 #   operator.token              your token for the custody CLI                          custody init
 #   postgres/*.password         PostgreSQL superuser and one role per stateful service  this script
 #   openai_api_key              provider key for ai_gateway only (empty: offline local provider)

@@ -3,6 +3,7 @@
 #   custody-credentials      key credentials       sha256 hashes of every token        -> all four servers
 #   <service>-token          key token             that service's own bearer token     -> that server only
 #   <service>-database       key url               PostgreSQL URL (stateful services)  -> that server + its Job
+#   <service>-page-token     key key               page-token signing key (stateful)   -> that server only
 #   ai-gateway-provider      key OPENAI_API_KEY    provider key (may be empty: local)  -> ai-gateway server only
 #
 #   custody init --state-dir var/k8s                       # tokens (once; --force rotates them)
@@ -24,21 +25,23 @@ secret() {  # name, then --from-file arguments
   "$kubectl" create secret generic "$name" --namespace "$namespace" --dry-run=client --output yaml "$@"
 }
 
-token_of() {  # the token line custody init wrote into config/<service>.yaml
-  local token
-  token="$(sed -n 's/^token: *//p' "$state_dir/config/$1.yaml")"
-  [ -n "$token" ] || { echo "no token in $state_dir/config/$1.yaml: run custody init" >&2; exit 1; }
-  printf '%s' "$token"
+setting_of() {  # a setting custody init wrote into config/<service>.yaml: service, setting
+  local value
+  value="$(sed -n "s/^$2: *//p" "$state_dir/config/$1.yaml")"
+  [ -n "$value" ] || { echo "no $2 in $state_dir/config/$1.yaml: run custody init" >&2; exit 1; }
+  printf '%s' "$value"
 }
 
 # Check every input before printing anything: a partial stream piped into kubectl apply would apply partly.
 [ -s "$state_dir/credentials" ] || { echo "$state_dir/credentials missing: run custody init" >&2; exit 1; }
 # (bash 3 compatible, for macOS: no associative arrays; token_<service> and url_<service> variables instead)
 for service in ai_gateway runs art_studio lineage; do
-  value="$(token_of "$service")"
+  value="$(setting_of "$service" token)"
   printf -v "token_$service" '%s' "$value"
 done
 for service in ai_gateway runs lineage; do
+  value="$(setting_of "$service" page_token_key)"
+  printf -v "page_key_$service" '%s' "$value"
   variable="$(echo "$service" | tr '[:lower:]' '[:upper:]')_DATABASE_URL"
   [ -n "${!variable:-}" ] || { echo "$variable is not set (the PostgreSQL URL of $service's own database)" >&2; exit 1; }
   printf -v "url_$service" '%s' "${!variable}"
@@ -54,5 +57,7 @@ done
 for service in ai_gateway runs lineage; do
   variable="url_$service"
   secret "${service//_/-}-database" --from-file=url=<(printf '%s' "${!variable}")
+  variable="page_key_$service"
+  secret "${service//_/-}-page-token" --from-file=key=<(printf '%s' "${!variable}")
 done
 secret ai-gateway-provider --from-file=OPENAI_API_KEY=<(printf '%s' "$key")

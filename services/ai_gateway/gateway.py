@@ -81,6 +81,8 @@ MAX_VARIANT_SEED = 128
 # Time kept back from the caller's deadline to record the call and answer.
 DEADLINE_MARGIN_S = 0.05
 CALL_ID = id_pattern(CALL_ID_PREFIX)
+# ListCalls page tokens: valid for ListCalls only, with a cursor of (created_at in microseconds, call id).
+LIST_CALLS = pagination.PagedList("custody.ai_gateway.v1.AiGatewayService/ListCalls", (int, str))
 _FENCED_JSON = re.compile(r"^\s*```(?:json)?\s*\n(.*)\n\s*```\s*$", re.S)
 
 
@@ -141,6 +143,7 @@ class Gateway:
         store: CallStore,
         budgets: Budgets,
         tracer: trace.Tracer | None = None,
+        page_tokens: pagination.PageTokens | None = None,
     ) -> None:
         self.settings = settings
         self.policy = policy
@@ -155,6 +158,7 @@ class Gateway:
         self._budgets = budgets
         self._inflight: dict[tuple[str, str], asyncio.Future[None]] = {}
         self._tracer = tracer or trace.get_tracer("custody.ai_gateway")
+        self._page_tokens = page_tokens or pagination.PageTokens.ephemeral()
         self._default_provider = self._resolve_auto(settings.default_provider)
 
     # --- validation -----------------------------------------------------------------------------------------------
@@ -721,14 +725,14 @@ class Gateway:
             )
         size = pagination.page_size(page_size)
         key = filters.as_dict()
-        cursor = pagination.decode_token(page_token, key)
-        after = (int(cursor.after[0]), str(cursor.after[1])) if cursor else None
+        cursor = self._page_tokens.decode(LIST_CALLS, page_token, key)
+        after = (cursor.after[0], cursor.after[1]) if cursor else None
         rows = await asyncio.to_thread(self._store.list, filters, size + 1, after)
         token = ""
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            token = pagination.encode_token([to_micros(last.envelope.created_at), last.call_id], key)
+            token = self._page_tokens.encode(LIST_CALLS, [to_micros(last.envelope.created_at), last.call_id], key)
         return CallPage(rows, token)
 
     async def purge_replays(self) -> int:

@@ -26,6 +26,7 @@ from services.ai_gateway.transport import TransportConfig, build_providers
 from services.common.catalog import SERVICES
 from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
+from services.common.pagination import PageTokens
 from services.common.server import Service
 
 SETTINGS = AiGatewaySettings
@@ -70,6 +71,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         store=store,
         budgets=Budgets(settings.budgets, load_usage),  # type: ignore[arg-type]
         tracer=tracer_provider.get_tracer("custody.ai_gateway"),
+        page_tokens=PageTokens.configured(settings.page_token_key, "ai_gateway"),
     )
     servicer = AiGatewayServicer(gateway)
     purger: list[asyncio.Task[None]] = []

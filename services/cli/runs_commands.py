@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ from custody.runs.v1 import runs_pb2
 from services.cli.calls import as_dict, call, console, err, print_json, print_record, print_rows
 from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR
-from services.common import status
+from services.common import call_context, status
 from services.common.errors import CustodyError
 from services.runs import convert, legacy
 from services.runs.domain import CHUNK_LIMIT_BYTES
@@ -276,63 +275,99 @@ def _legacy_advisories(run: legacy.LegacyRun) -> list[runs_pb2.AdvisoryInput]:
     return advisories
 
 
+OUTCOMES = ("created", "existing", "duplicate", "valid", "conflict", "error", "unverified")
+FAILED_OUTCOMES = ("conflict", "error", "unverified")
+
+
 @app.command()
 def migrate(
-    source: Annotated[Path, typer.Option("--from", help="Legacy store: a JSON map file or a partition directory.")],
+    source: Annotated[
+        Path, typer.Option("--from", help="Legacy store: a JSON map file, or a directory (runs.json, partitions).")
+    ],
     dry_run: Annotated[bool, typer.Option(help="Read and validate everything; write nothing.")] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
-    """Import a legacy JSON run store: a report line per record, corrupt files named, safe to re-run, then verified."""
+    """Import a legacy JSON run store: a report line per record, corrupt files named, safe to re-run, then verified.
+
+    A record already migrated (from this directory or a copy of it) is reported `existing`; the same legacy id with
+    other content is a `conflict`. A record that breaks only rules Custody added after the legacy schema is
+    imported as it was, with its warnings on the report line and in the run's meta.legacy.migration_warnings."""
     scanned = legacy.scan(source)
     report: list[dict[str, Any]] = [
-        {"legacy_id": p.legacy_id, "source": p.source, "outcome": "error", "run": "", "detail": p.error}
-        for p in scanned.problems
+        _line(p.legacy_id, p.source, "conflict" if p.conflict else "error", detail=p.error) for p in scanned.problems
+    ]
+    duplicates = [
+        _line(copy.legacy_id, copy.source, "duplicate", detail=f"the same record as {first.source}, migrated once")
+        for copy, first in scanned.duplicates
     ]
     if not dry_run and scanned.runs:
-        started = datetime.now(UTC)
 
         async def load(stub: Any) -> list[dict[str, Any]]:
             lines = []
             with Progress(console=err, transient=True, disable=as_json) as progress:
                 task = progress.add_task("migrating", total=len(scanned.runs))
                 for legacy_run in scanned.runs:
-                    lines.append(await _migrate_one(stub, legacy_run, started))
+                    lines.append(await _migrate_one(stub, legacy_run))
                     progress.advance(task)
             return lines
 
         report.extend(call(state_dir, "runs", load))
     elif dry_run:
-        report.extend(
-            {"legacy_id": r.legacy_id, "source": r.source, "outcome": "valid", "run": "", "detail": ""}
-            for r in scanned.runs
-        )
-    counts = {
-        outcome: sum(1 for line in report if line["outcome"] == outcome)
-        for outcome in ("created", "existing", "valid", "error", "unverified")
-    }
+        report.extend(_line(r.legacy_id, r.source, "valid", warnings=r.warnings) for r in scanned.runs)
+    report.extend(duplicates)
+    counts = {outcome: sum(1 for line in report if line["outcome"] == outcome) for outcome in OUTCOMES}
     if as_json:
         print_json({"dry_run": dry_run, "counts": counts, "records": report})
     else:
-        print_rows(report, ["outcome", "legacy_id", "run", "source", "detail"], False, title="migration report")
+        rows = [{**line, "detail": "; ".join(filter(None, [line["detail"], *line["warnings"]]))} for line in report]
+        print_rows(rows, ["outcome", "legacy_id", "run", "source", "detail"], False, title="migration report")
         console.print(", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count) or "nothing found")
-    if counts["error"] or counts["unverified"]:
+    if any(counts[outcome] for outcome in FAILED_OUTCOMES):
         raise typer.Exit(1)
 
 
-async def _migrate_one(stub: Any, legacy_run: legacy.LegacyRun, started: datetime) -> dict[str, Any]:
-    line = {"legacy_id": legacy_run.legacy_id, "source": legacy_run.source, "run": "", "detail": ""}
+def _line(
+    legacy_id: str, source: str, outcome: str, run: str = "", detail: str = "", warnings: Sequence[str] = ()
+) -> dict[str, Any]:
+    return {
+        "legacy_id": legacy_id,
+        "source": source,
+        "outcome": outcome,
+        "run": run,
+        "detail": detail,
+        "warnings": list(warnings),
+    }
+
+
+async def _migrate_one(stub: Any, legacy_run: legacy.LegacyRun) -> dict[str, Any]:
     run_input = convert.content_to_input(legacy_run.content, _legacy_advisories(legacy_run), legacy_run.explanation)
+    request = runs_pb2.CreateRunRequest(run=run_input, request_id=legacy_run.idempotency_key, legacy_migration=True)
     try:
-        created = await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input, request_id=legacy_run.idempotency_key))
+        created = await stub.CreateRun(request)
     except Exception as exc:  # a refused record is reported and the migration goes on
-        return {**line, "outcome": "error", "detail": _describe_failure(exc)}
-    # A run minted before this migration started was created by an earlier one (same idempotency key).
-    fresh = created.create_time.ToDatetime(UTC) >= started
+        if isinstance(exc, grpc.RpcError) and status.decode(exc).reason == "REQUEST_ID_REUSED":
+            detail = (
+                f"conflict: legacy id {legacy_run.legacy_id} was already migrated from a record with different "
+                f"content (this one's artifact sha256 is {legacy_run.artifact_sha256}); the run migrated first "
+                "was kept, nothing was changed"
+            )
+            return _line(legacy_run.legacy_id, legacy_run.source, "conflict", detail=detail)
+        return _line(legacy_run.legacy_id, legacy_run.source, "error", detail=_describe_failure(exc))
+    warnings = _migration_warnings(created)
+    # Each command sends one correlation request id (services/cli/calls.py), stamped on what it mints: a run with
+    # another request id was minted by an earlier migration and returned for the same idempotency key.
+    outcome = "created" if created.request_id == call_context.request_id() else "existing"
     verification = await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=created.name))
     if not verification.ok:
-        return {**line, "run": created.name, "outcome": "unverified", "detail": str(list(verification.problems))}
-    return {**line, "run": created.name, "outcome": "created" if fresh else "existing"}
+        detail = str(list(verification.problems))
+        return _line(legacy_run.legacy_id, legacy_run.source, "unverified", created.name, detail, warnings)
+    return _line(legacy_run.legacy_id, legacy_run.source, outcome, created.name, warnings=warnings)
+
+
+def _migration_warnings(run: runs_pb2.Run) -> list[str]:
+    legacy_meta = json_format.MessageToDict(run.meta).get("legacy") or {}
+    return [str(w) for w in legacy_meta.get("migration_warnings") or []]
 
 
 def _describe_failure(exc: Exception) -> str:
@@ -431,7 +466,13 @@ async def _import_one(stub: Any, directory: Path, path: Path) -> dict[str, str]:
     original = json_format.ParseDict(json.loads(path.read_text(encoding="utf-8")), runs_pb2.Run())
     run_input = _input_from_run(original)
     original_id = original.name.removeprefix("runs/")
-    created = await stub.CreateRun(runs_pb2.CreateRunRequest(run=run_input, request_id=f"import-{original_id}"))
+    # A migrated run that breaks Custody's later rules (its warnings say which) comes back the way it came in.
+    migrated_with_warnings = bool(_migration_warnings(original))
+    created = await stub.CreateRun(
+        runs_pb2.CreateRunRequest(
+            run=run_input, request_id=f"import-{original_id}", legacy_migration=migrated_with_warnings
+        )
+    )
     attachments = json.loads((directory / "runs" / f"{original_id}.attachments.json").read_text(encoding="utf-8"))
     for raw in attachments:
         attachment = json_format.ParseDict(raw, runs_pb2.Attachment())

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.catalog import SERVICE_NAMES, SERVICES
 from services.common.identity import (
+    MIGRATOR_ROLE,
     OPERATOR_ROLE,
     REVIEWER_ROLE,
     CredentialEntry,
@@ -25,6 +28,7 @@ from services.common.identity import (
 DEFAULT_STATE_DIR = Path("var")
 OPERATOR_ID = "human:operator"
 TOKEN_ENV = "CUSTODY_TOKEN"
+PAGE_TOKEN_KEY_LINE = re.compile(r"^page_token_key:", re.M)
 
 
 @dataclass(frozen=True)
@@ -51,9 +55,13 @@ class StateLayout:
 
 
 def initialize(layout: StateLayout, *, force: bool = False) -> bool:
-    """Creates credentials (hashes only), one token per service in that service's own config file, and the
-    operator token. Returns False when already initialized and not forced (existing tokens are kept)."""
+    """Creates credentials (hashes only), one token per service in that service's own config file (with a
+    page-token key for each stateful service), and the operator token. Returns False when already initialized and
+    not forced: existing tokens and keys are kept, and a stateful service's config without a page-token key (one
+    written before the setting existed) gets one."""
     if layout.is_initialized() and not force:
+        for service in SERVICE_NAMES:
+            _add_page_token_key(layout.service_config(service), service)
         return False
     entries: list[CredentialEntry] = []
     (layout.root / "config").mkdir(parents=True, exist_ok=True)
@@ -64,14 +72,29 @@ def initialize(layout: StateLayout, *, force: bool = False) -> bool:
             layout.service_config(service),
             f"# Configuration of the {service} service, written by `custody init`.\n"
             f"# It holds the service's own bearer token: give this file to {service} only.\n"
-            f"token: {token}\n",
+            f"token: {token}\n" + _page_token_key_line(service),
         )
     operator_token = new_token()
-    operator = Principal(OPERATOR_ID, PrincipalKind.HUMAN, frozenset({OPERATOR_ROLE, REVIEWER_ROLE}))
+    operator = Principal(OPERATOR_ID, PrincipalKind.HUMAN, frozenset({OPERATOR_ROLE, REVIEWER_ROLE, MIGRATOR_ROLE}))
     entries.append(CredentialEntry(operator, token_digest(operator_token)))
     Credentials(entries).save(layout.credentials)
     write_private_file(layout.operator_token, operator_token + "\n")
     return True
+
+
+def _page_token_key_line(service: str) -> str:
+    """The key that signs a stateful service's page tokens (services/common/pagination.py), shared by its
+    replicas because they read the same config."""
+    if not SERVICES[service].stateful:
+        return ""
+    return f"page_token_key: {secrets.token_urlsafe(32)}\n"
+
+
+def _add_page_token_key(path: Path, service: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    line = _page_token_key_line(service)
+    if line and not PAGE_TOKEN_KEY_LINE.search(text):
+        write_private_file(path, text + ("" if text.endswith("\n") else "\n") + line)
 
 
 def operator_token(layout: StateLayout) -> str | None:

@@ -100,6 +100,10 @@ class StatefulServiceSettings(ServiceSettings):
     database_url: str | None = Field(default=None, description="default: sqlite:///<state_dir>/<service>.db")
     # Apply schema migrations at start-up; Kubernetes turns this off and runs `custody migrate` as a Job.
     auto_migrate: bool = True
+    # Signs this service's page tokens (HMAC-SHA256; see services/common/pagination.py). A secret, like `token`:
+    # replicas must share it. Unset, each process draws a random key at start, so its page tokens stop working
+    # when it restarts and on its replicas; `custody init` writes one into the service's config file.
+    page_token_key: SecretStr | None = Field(default=None, min_length=32, description="at least 32 characters")
 
     @property
     def resolved_database_url(self) -> str:

@@ -23,6 +23,10 @@ CREDENTIALS_FORMAT_VERSION = 1
 TOKEN_PREFIX = "cst_"
 REVIEWER_ROLE = "reviewer"
 OPERATOR_ROLE = "operator"
+# May import legacy run records through CreateRun's legacy_migration path (`custody runs migrate`), which records
+# rules the legacy schema did not have as warnings instead of refusing the record. `custody init` gives it to the
+# operator; no service holds it.
+MIGRATOR_ROLE = "migrator"
 
 
 class PrincipalKind(StrEnum):

@@ -17,6 +17,7 @@ from services.common.catalog import SERVICES
 from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
 from services.common.errors import CustodyError
+from services.common.pagination import PageTokens
 from services.common.server import Service, StartupError
 from services.lineage.access import ACCESS
 from services.lineage.config import LineageSettings
@@ -35,7 +36,9 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     except PolicyError as exc:
         raise ConfigError(f"CUSTODY_LINEAGE_POLICIES_DIR: {exc}") from None
     engine = create_engine(settings.resolved_database_url)
-    lineage = Lineage(LineageStore(engine), policies)
+    lineage = Lineage(
+        LineageStore(engine), policies, page_tokens=PageTokens.configured(settings.page_token_key, "lineage")
+    )
     servicer = LineageServicer(lineage)
 
     def register(server: grpc.aio.Server) -> None:

@@ -25,14 +25,15 @@ from services.common.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
 from services.common.hashing import canonical_json, is_sha256_hex, sha256_bytes
 from services.common.idempotency import ensure_same_request, fingerprint, validate_request_id
-from services.common.identity import SYSTEM, Principal
+from services.common.identity import MIGRATOR_ROLE, SYSTEM, Principal, PrincipalKind
 from services.common.ids import new_id
-from services.common.pagination import decode_token, encode_token, page_size
+from services.common.pagination import PagedList, PageTokens, page_size
 from services.common.telemetry import current_trace_id
 from services.rosette import lineage_types
 from services.runs import authority, feasibility
@@ -66,6 +67,7 @@ from services.runs.model import (
     parse_run_name,
     run_name,
     validate_content,
+    validate_legacy_content,
 )
 from services.runs.store import NewAttachment, RunFilters, RunsStore, StoredRun, sealed_error, to_us
 
@@ -78,6 +80,10 @@ MAX_METADATA_VALUE = 1024
 MAX_NOTES = 4000
 CANDIDATE_KINDS = (AttachmentKind.GEOMETRY_SVG, AttachmentKind.GEOMETRY_SPEC_JSON, AttachmentKind.AI_PROVENANCE_JSON)
 CONTENT_TYPE = "application/octet-stream"
+# Each list RPC's page tokens: valid for that RPC only, with a cursor of (created_at in microseconds, id).
+LIST_RUNS = PagedList("custody.runs.v1.RunsService/ListRuns", (int, str))
+LIST_ATTACHMENTS = PagedList("custody.runs.v1.RunsService/ListAttachments", (int, str))
+LIST_ADVISORIES = PagedList("custody.runs.v1.RunsService/ListAdvisories", (int, str))
 
 
 @dataclass(frozen=True)
@@ -197,12 +203,26 @@ class _PreparedMint:
     outbox: list[OutboxMessage]
 
 
-def _page(fetched: list[T], size: int, key: dict[str, Any], sort_key: Callable[[T], list[Any]]) -> Page[T]:
-    """A page from `size + 1` fetched items: the extra one only says there is a next page, which starts after
-    the sort key of this page's last item."""
-    if len(fetched) <= size:
-        return Page(fetched, "")
-    return Page(fetched[:size], encode_token(sort_key(fetched[size - 1]), key))
+def legacy_migration_content(content: RunContent, caller: Principal) -> RunContent:
+    """A legacy record as it will be minted: only a human with the migrator role may import one, the record names
+    itself in meta.legacy.run_id, and each later Custody rule it breaks is recorded in
+    meta.legacy.migration_warnings by the server (never taken from the caller). Every other rule refuses it as it
+    would any run."""
+    if caller.kind is not PrincipalKind.HUMAN or MIGRATOR_ROLE not in caller.roles:
+        raise PermissionDenied(
+            "LEGACY_MIGRATION_NOT_ALLOWED",
+            f"{caller.id} may not import legacy runs: legacy_migration needs a human with the {MIGRATOR_ROLE!r} role",
+            metadata={"principal": caller.id},
+        )
+    legacy = content.meta.get("legacy")
+    if not isinstance(legacy, dict) or not isinstance(legacy.get("run_id"), str) or not legacy["run_id"]:
+        raise InvalidArgument(
+            "LEGACY_RUN_INVALID",
+            "a legacy_migration run names its legacy record in meta.legacy.run_id",
+            violations=[FieldViolation("run.meta.legacy.run_id", "required with legacy_migration")],
+        )
+    warnings = validate_legacy_content(content)
+    return replace(content, meta={**content.meta, "legacy": {**legacy, "migration_warnings": list(warnings)}})
 
 
 def utcnow() -> datetime:
@@ -219,6 +239,7 @@ class Runs:
         clock: Callable[[], datetime] = utcnow,
         outbox_written: Callable[[], None] = lambda: None,
         candidates: Candidates | None = None,
+        page_tokens: PageTokens | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
@@ -228,6 +249,7 @@ class Runs:
         self._clock = clock
         # Called (from a worker thread) after a mint wrote an outbox message, so delivery starts at once.
         self._outbox_written = outbox_written
+        self._page_tokens = page_tokens or PageTokens.ephemeral()
 
     def _stamp(self) -> Stamp:
         caller = call_context.require_principal()
@@ -239,6 +261,15 @@ class Runs:
             trace_id=current_trace_id(),
         )
 
+    def _page(
+        self, listing: PagedList, fetched: list[T], size: int, key: dict[str, Any], sort_key: Callable[[T], list[Any]]
+    ) -> Page[T]:
+        """A page from `size + 1` fetched items: the extra one only says there is a next page, which starts after
+        the sort key of this page's last item."""
+        if len(fetched) <= size:
+            return Page(fetched, "")
+        return Page(fetched[:size], self._page_tokens.encode(listing, sort_key(fetched[size - 1]), key))
+
     # ---- runs ---------------------------------------------------------------------------------------------------
 
     async def create_run(
@@ -247,11 +278,18 @@ class Runs:
         idempotency_key: str,
         advisories: Sequence[AdvisoryLink] = (),
         explanation: Explanation | None = None,
+        legacy_migration: bool = False,
     ) -> RunRecord:
         """Mints a caller-supplied run. Runs on the event loop: the CPU work is small, and the commit is awaited
-        without holding a thread (the hot path of the service)."""
+        without holding a thread (the hot path of the service).
+
+        `legacy_migration` is the one path that mints a run breaking Custody's later consistency rules: see
+        legacy_migration_content."""
         validate_request_id(idempotency_key)
-        validate_content(content)
+        if legacy_migration:
+            content = legacy_migration_content(content, call_context.require_principal())
+        else:
+            validate_content(content)
         authority.require_not_engine(content)
         for index, link in enumerate(advisories):
             _validate_advisory_id(link.advisory_id, f"run.advisory_inputs[{index}].advisory_id")
@@ -260,6 +298,8 @@ class Runs:
             request = {"content": content.to_document(), "advisories": [_link_document(a) for a in advisories]}
             if explanation is not None:
                 request["explanation"] = {"status": explanation.status.value, "summary": explanation.summary}
+            if legacy_migration:
+                request["legacy_migration"] = True
             fingerprint = _fingerprint_of(request)
         prepared = self._prepare_mint(content, advisories, explanation)
         stored, created = await self.store.create_run_async(
@@ -401,9 +441,10 @@ class Runs:
         )
         size = page_size(requested_size)
         key = _filters_key(filters)
-        cursor = decode_token(token, key)
+        cursor = self._page_tokens.decode(LIST_RUNS, token, key)
         stored = self.store.list_runs(filters, cursor.after if cursor else None, size + 1)
-        return _page([s.record for s in stored], size, key, lambda r: [to_us(r.stamp.created_at), r.run_id])
+        records = [s.record for s in stored]
+        return self._page(LIST_RUNS, records, size, key, lambda r: [to_us(r.stamp.created_at), r.run_id])
 
     # ---- attachments --------------------------------------------------------------------------------------------
 
@@ -583,11 +624,11 @@ class Runs:
         self._require_run(run_id)
         size = 1 if latest_only else page_size(requested_size)
         key = {"run": run_id, "kind": kind, "latest_only": latest_only}
-        cursor = None if latest_only else decode_token(token, key)
+        cursor = None if latest_only else self._page_tokens.decode(LIST_ATTACHMENTS, token, key)
         records = self.store.list_attachments(run_id, kind, cursor.after if cursor else None, size + 1)
         if latest_only:
             return Page(records[:1], "")
-        return _page(records, size, key, lambda a: [to_us(a.stamp.created_at), a.attachment_id])
+        return self._page(LIST_ATTACHMENTS, records, size, key, lambda a: [to_us(a.stamp.created_at), a.attachment_id])
 
     # ---- advisories ---------------------------------------------------------------------------------------------
 
@@ -615,9 +656,9 @@ class Runs:
         self._require_run(run_id)
         size = page_size(requested_size)
         key = {"run": run_id}
-        cursor = decode_token(token, key)
+        cursor = self._page_tokens.decode(LIST_ADVISORIES, token, key)
         links = self.store.list_advisories(run_id, cursor.after if cursor else None, size + 1)
-        return _page(links, size, key, lambda a: [to_us(a.stamp.created_at), a.advisory_id])
+        return self._page(LIST_ADVISORIES, links, size, key, lambda a: [to_us(a.stamp.created_at), a.advisory_id])
 
     # ---- explanations -------------------------------------------------------------------------------------------
 

@@ -1,8 +1,18 @@
 """Reading the legacy JSON run stores (seeds 001/002) into run content, for `custody runs migrate`.
 
-Two layouts are understood: a single JSON map `{run_id: artifact}`, and date partitions
-`YYYY-MM-DD/run_*.json` with `run_*_advisory_*.json` and `run_*_explanation.json` side files. Every file that
-cannot be read or understood becomes a `LegacyProblem` naming its path: nothing is skipped silently.
+Two layouts are understood, alone or together: a single JSON map `{run_id: artifact}` (a file, or `runs.json` in
+the directory given), and date partitions `YYYY-MM-DD/run_*.json` with `run_*_advisory_*.json` and
+`run_*_explanation.json` side files. Every file that cannot be read or understood becomes a `LegacyProblem`
+naming its path: nothing is skipped silently.
+
+What a record becomes depends on its content only, never on where it was read from: the idempotency key comes
+from its legacy id and everything compared on a retry (the run, its advisories and explanation, the digest of the
+legacy artifact) from its content, so the same records migrated again from a copy of the store are found as
+already migrated, while a legacy id seen again with other content is a conflict. The source path is reported,
+not recorded in the run.
+
+Records are checked against the legacy RunArtifact schema, not against rules Custody added later (see
+model.validate_legacy_content): such a record is imported as it was, with a warning.
 """
 
 from __future__ import annotations
@@ -14,8 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.common.call_context import is_valid_request_id
 from services.common.errors import InvalidArgument
-from services.common.hashing import sha256_canonical
+from services.common.hashing import sha256_canonical, sha256_text
 from services.runs.model import (
     AdvisoryKind,
     Decision,
@@ -25,10 +36,11 @@ from services.runs.model import (
     RiskLevel,
     RunContent,
     RunStatus,
-    validate_content,
+    validate_legacy_content,
 )
 
 PARTITION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAP_FILE = "runs.json"
 CORE_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)\.json$")
 ADVISORY_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)_advisory_(?P<advisory>[A-Za-z0-9._:\-]+)\.json$")
 EXPLANATION_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)_explanation\.json$")
@@ -60,11 +72,23 @@ class LegacyRun:
     content: RunContent
     advisories: list[LegacyAdvisory] = field(default_factory=list)
     explanation: Explanation | None = None
+    # Rules Custody added after the legacy schema that this record breaks ("field: rule"); the server records its
+    # own list in meta.legacy.migration_warnings.
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def artifact_sha256(self) -> str:
+        """sha256 of the legacy artifact's canonical JSON: what identifies this record's content."""
+        return str(self.content.meta["legacy"]["artifact_sha256"])
 
     @property
     def idempotency_key(self) -> str:
-        """Re-running a migration finds the runs it already created instead of minting them again."""
-        return f"legacy-{self.legacy_id}"[:128]
+        """From the legacy id alone, so a second migration of the same record (from wherever it was copied) finds
+        the run the first one minted, and the same id with other content is REQUEST_ID_REUSED, a conflict. An id
+        that is not a valid request id, or too long to be one, is keyed by its sha256 (never truncated: two long
+        ids with a common prefix must not share a key)."""
+        key = f"legacy-{self.legacy_id}"
+        return key if is_valid_request_id(key) else f"legacy-sha256-{sha256_text(self.legacy_id)}"
 
 
 @dataclass(frozen=True)
@@ -72,24 +96,64 @@ class LegacyProblem:
     source: str
     legacy_id: str
     error: str
+    # The same legacy id with different content: not a damaged file, a decision for a person.
+    conflict: bool = False
 
 
 @dataclass
 class LegacyScan:
     runs: list[LegacyRun] = field(default_factory=list)
     problems: list[LegacyProblem] = field(default_factory=list)
+    # (copy, the record migrated in its place): the same legacy id with the same content, found again.
+    duplicates: list[tuple[LegacyRun, LegacyRun]] = field(default_factory=list)
 
 
 def scan(path: Path) -> LegacyScan:
-    """Reads a legacy store: a JSON map file, or a directory of date partitions."""
+    """Reads a legacy store: a JSON map file, or a directory holding `runs.json`, date partitions, or both. A
+    legacy id found twice with the same content is migrated once (the copy is reported as a duplicate); with
+    different content, every copy is a conflict and none is migrated."""
     result = LegacyScan()
     if path.is_file():
         _scan_map(path, result)
     elif path.is_dir():
+        for entry in sorted(p for p in path.iterdir() if not p.is_dir()):
+            if entry.name == MAP_FILE:
+                _scan_map(entry, result)
+            else:
+                result.problems.append(LegacyProblem(str(entry), "", f"neither {MAP_FILE} nor a partition directory"))
         _scan_partitions(path, result)
     else:
         result.problems.append(LegacyProblem(str(path), "", "no such file or directory"))
+    _set_aside_repeats(result)
     return result
+
+
+def _set_aside_repeats(result: LegacyScan) -> None:
+    by_id: dict[str, list[LegacyRun]] = {}
+    for run in result.runs:
+        by_id.setdefault(run.legacy_id, []).append(run)
+    result.runs = []
+    for legacy_id, copies in by_id.items():
+        first = copies[0]
+        if all(_same_record(first, other) for other in copies[1:]):
+            result.runs.append(first)
+            result.duplicates.extend((other, first) for other in copies[1:])
+            continue
+        sources = ", ".join(f"{c.source} (sha256 {c.artifact_sha256[:12]})" for c in copies)
+        for copy in copies:
+            result.problems.append(
+                LegacyProblem(
+                    copy.source,
+                    legacy_id,
+                    f"conflict: legacy id {legacy_id} appears with different content in {sources}; none of them "
+                    "was migrated, keep the right one",
+                    conflict=True,
+                )
+            )
+
+
+def _same_record(a: LegacyRun, b: LegacyRun) -> bool:
+    return (a.content, a.advisories, a.explanation) == (b.content, b.advisories, b.explanation)
 
 
 def _load(path: Path, result: LegacyScan, legacy_id: str = "") -> Any:
@@ -196,19 +260,19 @@ def _to_legacy_run(
         outputs={str(k): str(v) for k, v in (raw.get("outputs") or {}).items() if v is not None},
         meta={
             **dict(raw.get("meta") or {}),
+            # Content only: where the record was read from is in the migration report, not in the run.
             "legacy": {
                 "run_id": legacy_id,
                 "created_at_utc": str(raw.get("created_at_utc", "")),
-                "source": source,
                 "artifact_sha256": sha256_canonical(raw),
             },
         },
     )
-    validate_content(content)
+    warnings = validate_legacy_content(content)
     advisories = [_advisory(a) for a in [*(raw.get("advisory_inputs") or []), *side_advisories]]
     unique = {a.advisory_id: a for a in advisories}
     explanation = _explanation(raw, side_explanation)
-    return LegacyRun(legacy_id, source, content, list(unique.values()), explanation)
+    return LegacyRun(legacy_id, source, content, list(unique.values()), explanation, warnings)
 
 
 def _advisory(raw: Any) -> LegacyAdvisory:

@@ -13,6 +13,7 @@ from services.common.catalog import SERVICES
 from services.common.clients import ServiceClients
 from services.common.config import ServiceSettings
 from services.common.db import create_engine
+from services.common.pagination import PageTokens
 from services.common.server import Service
 from services.runs.access import ACCESS
 from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore
@@ -52,6 +53,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         GatewayExplainer(clients),
         outbox_written=lambda: loop.call_soon_threadsafe(dispatcher.wake),
         candidates=LineageCandidates(clients),
+        page_tokens=PageTokens.configured(settings.page_token_key, "runs"),
     )
     servicer = RunsServicer(runs)
 

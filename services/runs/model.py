@@ -6,6 +6,7 @@ their own; `artifact_sha256` is the sha256 of the record's RFC 8785 canonical JS
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -315,10 +316,30 @@ def parse_attachment_name(name: str, field_name: str = "name") -> tuple[str, str
 
 def validate_content(content: RunContent, prefix: str = "run") -> None:
     """Every problem with a caller-supplied run, as one INVALID_ARGUMENT with a violation per field."""
-    problems: list[FieldViolation] = []
+    problems, later = content_problems(content, prefix)
+    _raise_if_any([*problems, *later])
 
-    def bad(path: str, description: str) -> None:
-        problems.append(FieldViolation(f"{prefix}.{path}", description))
+
+def validate_legacy_content(content: RunContent, prefix: str = "run") -> tuple[str, ...]:
+    """The legacy-migration path (CreateRun with legacy_migration, `custody runs migrate`): a record the legacy
+    RunArtifact schema allowed is imported as it was, and each rule Custody added after that schema which it
+    breaks comes back as a warning ("field: rule") for the caller to record with the run. Every other rule still
+    refuses the record. Nothing but that path may call this."""
+    problems, later = content_problems(content, prefix)
+    _raise_if_any(problems)
+    return tuple(f"{v.field}: {v.description}" for v in later)
+
+
+def content_problems(content: RunContent, prefix: str = "run") -> tuple[list[FieldViolation], list[FieldViolation]]:
+    """(problems, later_rules): violations of rules the legacy RunArtifact schema had too, or that Custody's
+    identifiers and digests need (mode and tool_id are filterable tokens, hashes are sha256 hex, the score a finite
+    number); and violations of the consistency rules Custody added later, which the legacy schema allowed: a block
+    reason exactly on BLOCKED runs, risk level ERROR exactly on ERROR runs, a score from 0 to 1."""
+    problems: list[FieldViolation] = []
+    later: list[FieldViolation] = []
+
+    def bad(path: str, description: str, into: list[FieldViolation] = problems) -> None:
+        into.append(FieldViolation(f"{prefix}.{path}", description))
 
     for path, value in (("mode", content.mode), ("tool_id", content.tool_id)):
         if not TOKEN.fullmatch(value):
@@ -334,18 +355,24 @@ def validate_content(content: RunContent, prefix: str = "run") -> None:
         if value and not is_sha256_hex(value):
             bad(path, "must be empty or 64 lower-case hex characters")
     score = content.decision.score
-    if not 0.0 <= score <= 1.0:  # also false for NaN
+    if not math.isfinite(score):
         bad("decision.score", "must be a number from 0 to 1")
+    elif not 0.0 <= score <= 1.0:
+        bad("decision.score", "must be a number from 0 to 1", later)
     if content.status is RunStatus.BLOCKED and not content.decision.block_reason:
-        bad("decision.block_reason", "required when status is BLOCKED")
+        bad("decision.block_reason", "required when status is BLOCKED", later)
     if content.status is not RunStatus.BLOCKED and content.decision.block_reason:
-        bad("decision.block_reason", "only a BLOCKED run has a block reason")
+        bad("decision.block_reason", "only a BLOCKED run has a block reason", later)
     if (content.status is RunStatus.ERROR) != (content.decision.risk_level is RiskLevel.ERROR):
-        bad("decision.risk_level", "is ERROR exactly when status is ERROR")
+        bad("decision.risk_level", "is ERROR exactly when status is ERROR", later)
     if len(content.engine_version) > 128:
         bad("engine_version", "at most 128 characters")
     for key in content.outputs:
         if not TOKEN.fullmatch(key):
             bad(f"outputs[{key[:40]}]", "output names are 1..128 letters, digits or ._:-")
+    return problems, later
+
+
+def _raise_if_any(problems: list[FieldViolation]) -> None:
     if problems:
         raise InvalidArgument("RUN_INVALID", f"the run has {len(problems)} invalid field(s)", violations=problems)

@@ -44,6 +44,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
             request.request_id,
             convert.imported_advisories(request.run, call_context.require_principal()),
             convert.imported_explanation(request.run),
+            legacy_migration=request.legacy_migration,
         )
         return convert.run_to_proto(record)
 

@@ -540,11 +540,14 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
             return {("serve", name)}
         if spec.stateful and secret == f"{k8s_name(name)}-database":
             return {("serve", name), ("migrate", name)}
+        if spec.stateful and secret == f"{k8s_name(name)}-page-token":
+            return {("serve", name)}
     return None
 
 
 def secret_scope_problems(docs: list[Manifest]) -> list[str]:
-    """A service's token and database URL reach only that service's pods; unknown Secrets are not referenced."""
+    """A service's token, database URL and page-token key reach only that service's pods; unknown Secrets are not
+    referenced."""
     problems = []
     for pod in pods(docs):
         for container in pod.containers():

@@ -82,6 +82,28 @@ def test_each_token_secret_authenticates_as_its_own_service(state_dir: Path):
         assert credentials.authenticate(f"Bearer {token}") == Principal.service(name)
 
 
+def test_each_stateful_service_gets_its_own_page_token_key_from_its_config(state_dir: Path):
+    secrets = k8s_secrets(state_dir)
+    keys = {}
+    for name, spec in SERVICES.items():
+        if spec.stateful:
+            settings = settings_class(name).load(state_dir / "config" / f"{name}.yaml", environ={})
+            assert isinstance(settings, StatefulServiceSettings) and settings.page_token_key is not None
+            keys[name] = settings.page_token_key.get_secret_value()
+            assert secrets[f"{checks.k8s_name(name)}-page-token"] == {"key": keys[name]}
+    assert len(set(keys.values())) == len(keys) == 3
+
+
+def test_the_kubernetes_secrets_script_prints_nothing_when_a_page_token_key_is_missing(state_dir: Path, tmp_path: Path):
+    copy = tmp_path / "state"
+    subprocess.run(["cp", "-r", str(state_dir), str(copy)], check=True)
+    config = copy / "config" / "lineage.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(True) if "page_token_key" not in line))
+    result = run_script(K8S_SECRETS_SCRIPT, str(copy), env=DATABASE_URLS)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "no page_token_key in" in result.stderr
+
+
 def test_the_provider_key_file_lands_in_the_provider_secret_only(state_dir: Path, tmp_path: Path):
     key = "sk-test-" + "x" * 24
     (tmp_path / "openai.key").write_text(key + "\n")
@@ -132,6 +154,7 @@ def test_each_compose_config_secret_configures_its_own_service(compose_secrets: 
         assert credentials.authenticate(f"Bearer {settings.token.get_secret_value()}") == Principal.service(name)
         if spec.stateful:
             assert isinstance(settings, StatefulServiceSettings)
+            assert settings.page_token_key is not None
             password = files[f"postgres_{name}_password"].read_text()
             expected = f"postgresql://custody_{name}:{password}@postgres:5432/custody_{name}"
             assert settings.database_url == expected

@@ -9,9 +9,10 @@ import pytest
 from google.protobuf import struct_pb2
 
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
-from services.cli.state import StateLayout
+from services.cli.state import StateLayout, save_endpoints
 from services.common.hashing import sha256_canonical
 from tests.support.harness import ServiceHarness, bearer, operator_token, service_token, state_layout
+from tests.support.processes import clean_environment, custody
 
 
 @pytest.fixture
@@ -50,6 +51,19 @@ def runs_harness(layout: StateLayout, database_url: str, tmp_path: Path) -> Iter
 @pytest.fixture
 def runs(runs_harness: ServiceHarness, layout: StateLayout) -> RunsClient:
     return RunsClient(runs_harness, layout)
+
+
+@pytest.fixture
+def cli(runs: RunsClient) -> Iterator[Any]:
+    """`custody runs ARGS` as the operator, against the `runs` service; checks the exit code."""
+    save_endpoints(runs.layout, {"runs": runs.harness.address})
+
+    def run_cli(*args: str, expect: int = 0) -> Any:
+        result = custody("runs", *args, "--state-dir", str(runs.layout.root), env=clean_environment())
+        assert result.returncode == expect, result.stdout + result.stderr
+        return result
+
+    yield run_cli
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -4,30 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from custody.runs.v1 import runs_pb2
-from services.cli.state import save_endpoints
 from services.common.hashing import sha256_canonical
 from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
 from tests.runs.conftest import RunsClient, run_input
-from tests.support.processes import clean_environment, custody
-
-
-@pytest.fixture
-def cli(runs: RunsClient) -> Iterator[Any]:
-    save_endpoints(runs.layout, {"runs": runs.harness.address})
-
-    def run_cli(*args: str, expect: int = 0) -> Any:
-        result = custody("runs", *args, "--state-dir", str(runs.layout.root), env=clean_environment())
-        assert result.returncode == expect, result.stdout + result.stderr
-        return result
-
-    yield run_cli
 
 
 def legacy_artifact(legacy_id: str, **overrides: Any) -> dict[str, Any]:

@@ -128,3 +128,29 @@ def test_services_and_system_are_allowed_only_when_listed() -> None:
     for outsider in (Principal.service("lineage"), Principal("system:custody", PrincipalKind.SYSTEM)):
         with pytest.raises(PermissionDenied):
             table.authorize("GetRun", outsider)
+
+
+def test_init_gives_each_stateful_service_its_own_page_token_key(tmp_path: Path) -> None:
+    layout = StateLayout(tmp_path)
+    initialize(layout)
+    keys = {s: yaml.safe_load(layout.service_config(s).read_text()).get("page_token_key") for s in SERVICE_NAMES}
+    assert keys["art_studio"] is None  # it lists nothing
+    stateful = [keys[s] for s in ("ai_gateway", "runs", "lineage")]
+    assert all(len(k) >= 32 for k in stateful) and len(set(stateful)) == 3
+
+
+def test_init_adds_a_missing_page_token_key_and_keeps_everything_else(tmp_path: Path) -> None:
+    """A state directory written before the setting existed: the key is added, tokens are not rotated."""
+    layout = StateLayout(tmp_path)
+    initialize(layout)
+    config = layout.service_config("runs")
+    old = "".join(line for line in config.read_text().splitlines(True) if "page_token_key" not in line)
+    config.write_text(old)
+    kept = {s: layout.service_config(s).read_text() for s in SERVICE_NAMES}
+    assert initialize(layout) is False
+    assert config.read_text().startswith(old)
+    assert yaml.safe_load(config.read_text())["page_token_key"]
+    assert {s: layout.service_config(s).read_text() for s in SERVICE_NAMES if s != "runs"} == {
+        s: t for s, t in kept.items() if s != "runs"
+    }
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600

@@ -1,4 +1,5 @@
-"""Shared request conventions: keyset page tokens, server-generated ids, request_id idempotency keys."""
+"""Shared request conventions: page sizes, server-generated ids, request_id idempotency keys (page tokens:
+test_page_tokens.py)."""
 
 from __future__ import annotations
 
@@ -7,32 +8,7 @@ import pytest
 from services.common.errors import AlreadyExists, InvalidArgument
 from services.common.idempotency import ensure_same_request, fingerprint, validate_request_id
 from services.common.ids import id_pattern, new_id
-from services.common.pagination import MAX_PAGE_SIZE, decode_token, encode_token, page_size
-
-FILTERS = {"status": "OK", "mode": "cnc"}
-
-
-def test_page_token_round_trips_the_last_sort_key() -> None:
-    token = encode_token(["2026-11-21T10:00:00Z", "run_ab"], FILTERS)
-    cursor = decode_token(token, dict(reversed(FILTERS.items())))
-    assert cursor is not None and cursor.after == ["2026-11-21T10:00:00Z", "run_ab"]
-
-
-def test_empty_page_token_is_the_first_page() -> None:
-    assert decode_token("", FILTERS) is None
-
-
-def test_page_token_from_other_filters_is_refused() -> None:
-    token = encode_token(["k"], FILTERS)
-    with pytest.raises(InvalidArgument) as raised:
-        decode_token(token, {"status": "BLOCKED"})
-    assert raised.value.reason == "PAGE_TOKEN_INVALID"
-
-
-@pytest.mark.parametrize("garbage", ["not base64!", "eyJ4IjoxfQ", "AAAA"])
-def test_garbage_page_token_is_refused(garbage: str) -> None:
-    with pytest.raises(InvalidArgument, match="page_token"):
-        decode_token(garbage, FILTERS)
+from services.common.pagination import MAX_PAGE_SIZE, page_size
 
 
 def test_page_size_defaults_clamps_and_refuses_negatives() -> None:

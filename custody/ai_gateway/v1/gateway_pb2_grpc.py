@@ -142,8 +142,10 @@ class AiGatewayServiceServicer:
     def ListCalls(self, request, context):
         """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
         Errors:
-        INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
-        or page token (a token from a request with other filters is refused).
+        INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID): a bad filter or page size.
+        INVALID_ARGUMENT (reason PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
         PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
         UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """

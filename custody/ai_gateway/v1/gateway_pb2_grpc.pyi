@@ -88,8 +88,10 @@ class AiGatewayServiceStub:
     ListCalls: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListCallsRequest, _gateway_pb2.ListCallsResponse]
     """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
     Errors:
-      INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
-        or page token (a token from a request with other filters is refused).
+      INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID): a bad filter or page size.
+      INVALID_ARGUMENT (reason PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
@@ -158,8 +160,10 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     ListCalls: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListCallsRequest, _gateway_pb2.ListCallsResponse]  # type: ignore[assignment]
     """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
     Errors:
-      INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
-        or page token (a token from a request with other filters is refused).
+      INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID): a bad filter or page size.
+      INVALID_ARGUMENT (reason PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
@@ -255,8 +259,10 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.ListCallsResponse, _abc.Awaitable[_gateway_pb2.ListCallsResponse]]:
         """Lists audited calls, newest first, with keyset pagination. Services see only their own calls.
         Errors:
-          INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
-            or page token (a token from a request with other filters is refused).
+          INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID): a bad filter or page size.
+          INVALID_ARGUMENT (reason PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
           PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
           UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """

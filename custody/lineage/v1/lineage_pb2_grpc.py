@@ -222,7 +222,10 @@ class LineageServiceServicer:
         """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
         Errors:
         INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
-        INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+        INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -301,7 +304,10 @@ class LineageServiceServicer:
     def ListStale(self, request, context):
         """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
         Errors:
-        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -312,7 +318,10 @@ class LineageServiceServicer:
         order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
         whenever anything is left, never a silent cut.
         Errors:
-        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC such as GetDownstream, or replayed with other filters).
         NOT_FOUND (VERSION_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -322,7 +331,10 @@ class LineageServiceServicer:
     def GetDownstream(self, request, context):
         """The complete transitive closure of what was derived from a version; paging as GetUpstream.
         Errors:
-        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC such as GetUpstream, or replayed with other filters).
         NOT_FOUND (VERSION_NOT_FOUND).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

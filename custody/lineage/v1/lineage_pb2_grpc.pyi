@@ -107,7 +107,10 @@ class LineageServiceStub:
     """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
-      INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
     """
     DiffVersions: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.DiffVersionsRequest, _lineage_pb2.DiffVersionsResponse]
     """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
@@ -162,20 +165,29 @@ class LineageServiceStub:
     ListStale: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ListStaleRequest, _lineage_pb2.ListStaleResponse]
     """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
     """
     GetUpstream: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.GetUpstreamRequest, _lineage_pb2.LineageResponse]
     """The complete transitive closure of what a version was derived from, breadth first (depth, then creation
     order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
     whenever anything is left, never a silent cut.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC such as GetDownstream, or replayed with other filters).
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     GetDownstream: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.GetDownstreamRequest, _lineage_pb2.LineageResponse]
     """The complete transitive closure of what was derived from a version; paging as GetUpstream.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC such as GetUpstream, or replayed with other filters).
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     BuildPlan: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]
@@ -265,7 +277,10 @@ class LineageServiceAsyncStub(LineageServiceStub):
     """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
-      INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
     """
     DiffVersions: _aio.UnaryUnaryMultiCallable[_lineage_pb2.DiffVersionsRequest, _lineage_pb2.DiffVersionsResponse]  # type: ignore[assignment]
     """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
@@ -320,20 +335,29 @@ class LineageServiceAsyncStub(LineageServiceStub):
     ListStale: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ListStaleRequest, _lineage_pb2.ListStaleResponse]  # type: ignore[assignment]
     """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
     """
     GetUpstream: _aio.UnaryUnaryMultiCallable[_lineage_pb2.GetUpstreamRequest, _lineage_pb2.LineageResponse]  # type: ignore[assignment]
     """The complete transitive closure of what a version was derived from, breadth first (depth, then creation
     order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
     whenever anything is left, never a silent cut.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC such as GetDownstream, or replayed with other filters).
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     GetDownstream: _aio.UnaryUnaryMultiCallable[_lineage_pb2.GetDownstreamRequest, _lineage_pb2.LineageResponse]  # type: ignore[assignment]
     """The complete transitive closure of what was derived from a version; paging as GetUpstream.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC such as GetUpstream, or replayed with other filters).
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     BuildPlan: _aio.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]  # type: ignore[assignment]
@@ -456,7 +480,10 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
         Errors:
           INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
-          INVALID_ARGUMENT (PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): negative page_size, or a foreign page_token.
+          INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
         """
 
     @_abc_1.abstractmethod
@@ -547,7 +574,10 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_lineage_pb2.ListStaleResponse, _abc.Awaitable[_lineage_pb2.ListStaleResponse]]:
         """Versions of a project whose health is `stale`, oldest first, with the upstream change that caused it.
         Errors:
-          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID).
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
         """
 
     @_abc_1.abstractmethod
@@ -560,7 +590,10 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         order). A page ends at page_size nodes or after max_depth levels; truncated=true with a next_page_token
         whenever anything is left, never a silent cut.
         Errors:
-          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC such as GetDownstream, or replayed with other filters).
           NOT_FOUND (VERSION_NOT_FOUND).
         """
 
@@ -572,7 +605,10 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_lineage_pb2.LineageResponse, _abc.Awaitable[_lineage_pb2.LineageResponse]]:
         """The complete transitive closure of what was derived from a version; paging as GetUpstream.
         Errors:
-          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID, MAX_DEPTH_INVALID).
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID, MAX_DEPTH_INVALID).
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC such as GetUpstream, or replayed with other filters).
           NOT_FOUND (VERSION_NOT_FOUND).
         """
 

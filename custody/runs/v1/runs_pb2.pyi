@@ -604,8 +604,16 @@ class CreateRunRequest(_message.Message):
 
     RUN_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LEGACY_MIGRATION_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key: the same key and the same run return the original; a different run is ALREADY_EXISTS."""
+    legacy_migration: _builtins.bool
+    """Imports a record of the legacy JSON run store (`custody runs migrate`); only humans with the migrator role.
+    The record must name itself in meta.legacy.run_id. Rules Custody added after the legacy RunArtifact schema
+    (a block reason exactly on BLOCKED runs, risk level ERROR exactly on ERROR runs, a score from 0 to 1) do not
+    refuse it: the server lists each one the record breaks in meta.legacy.migration_warnings (replacing whatever
+    the caller put there) and mints the run as it was. Every other rule applies as without this flag.
+    """
     @_builtins.property
     def run(self) -> Global___RunInput: ...
     def __init__(
@@ -613,10 +621,11 @@ class CreateRunRequest(_message.Message):
         *,
         run: Global___RunInput | None = ...,
         request_id: _builtins.str = ...,
+        legacy_migration: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "run", b"run"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legacy_migration", b"legacy_migration", "request_id", b"request_id", "run", b"run"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -156,6 +156,8 @@ class RunsServiceServicer:
         INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
         INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+        INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+        PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
         PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
         custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
         each field.
@@ -178,7 +180,10 @@ class RunsServiceServicer:
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
         Errors:
         INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-        INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
+        INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -234,7 +239,10 @@ class RunsServiceServicer:
     def ListAttachments(self, request, context):
         """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
         Errors:
-        INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -253,7 +261,10 @@ class RunsServiceServicer:
 
     def ListAdvisories(self, request, context):
         """Errors:
-        INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -59,6 +59,8 @@ class RunsServiceStub:
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
       PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
         custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
         each field.
@@ -73,7 +75,10 @@ class RunsServiceStub:
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-      INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
     """
     UploadAttachment: _grpc.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]
     """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
@@ -109,7 +114,10 @@ class RunsServiceStub:
     ListAttachments: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]
     """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     AttachAdvisory: _grpc.UnaryUnaryMultiCallable[_runs_pb2.AttachAdvisoryRequest, _runs_pb2.Run]
@@ -120,7 +128,10 @@ class RunsServiceStub:
     """
     ListAdvisories: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListAdvisoriesRequest, _runs_pb2.ListAdvisoriesResponse]
     """Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     SuggestExplanation: _grpc.UnaryUnaryMultiCallable[_runs_pb2.SuggestExplanationRequest, _runs_pb2.Run]
@@ -198,6 +209,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
       PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
         custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
         each field.
@@ -212,7 +225,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-      INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
     """
     UploadAttachment: _aio.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]  # type: ignore[assignment]
     """Uploads one attachment as a stream: the first message carries the header, the following ones the bytes
@@ -248,7 +264,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     ListAttachments: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]  # type: ignore[assignment]
     """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     AttachAdvisory: _aio.UnaryUnaryMultiCallable[_runs_pb2.AttachAdvisoryRequest, _runs_pb2.Run]  # type: ignore[assignment]
@@ -259,7 +278,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """
     ListAdvisories: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListAdvisoriesRequest, _runs_pb2.ListAdvisoriesResponse]  # type: ignore[assignment]
     """Errors:
-      INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+        for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+        another list RPC, or replayed with other filters).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
     """
     SuggestExplanation: _aio.UnaryUnaryMultiCallable[_runs_pb2.SuggestExplanationRequest, _runs_pb2.Run]  # type: ignore[assignment]
@@ -346,6 +368,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
             hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
+          INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
+          PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
           PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
             custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
             each field.
@@ -372,7 +396,10 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
         Errors:
           INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
-          INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
+          INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
         """
 
     @_abc_1.abstractmethod
@@ -438,7 +465,10 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_runs_pb2.ListAttachmentsResponse, _abc.Awaitable[_runs_pb2.ListAttachmentsResponse]]:
         """Lists a run's attachments, newest first, optionally of one kind (latest_only returns just the newest).
         Errors:
-          INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (NAME_INVALID, KIND_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
 
@@ -461,7 +491,10 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.ListAdvisoriesResponse, _abc.Awaitable[_runs_pb2.ListAdvisoriesResponse]]:
         """Errors:
-          INVALID_ARGUMENT (NAME_INVALID, PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (NAME_INVALID, PAGE_SIZE_INVALID).
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
+            for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
+            another list RPC, or replayed with other filters).
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         """
 

@@ -11,7 +11,6 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.pagination import decode_token, encode_token
 
 DEFAULT_NODES = 1000
 MAX_NODES = 10_000
@@ -50,25 +49,6 @@ def page_limits(page_size: int, max_depth: int) -> tuple[int, int]:
         reason = "PAGE_SIZE_INVALID" if page_size < 0 else "MAX_DEPTH_INVALID"
         raise InvalidArgument(reason, "page_size and max_depth must not be negative", violations=problems)
     return min(page_size or DEFAULT_NODES, MAX_NODES), max_depth
-
-
-def cursor_from_token(token: str, filters: Mapping[str, object]) -> tuple[int, int]:
-    cursor = decode_token(token, dict(filters))
-    if cursor is None:
-        return (0, 0)
-    try:
-        depth, node = (int(x) for x in cursor.after)
-    except (TypeError, ValueError):
-        raise InvalidArgument(
-            "PAGE_TOKEN_INVALID",
-            "page_token is not one this service issued",
-            violations=[FieldViolation("page_token", "malformed")],
-        ) from None
-    return depth, node
-
-
-def token_from_cursor(cursor: tuple[int, int], filters: Mapping[str, object]) -> str:
-    return encode_token(list(cursor), dict(filters))
 
 
 def cut_page(

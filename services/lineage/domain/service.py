@@ -13,7 +13,7 @@ from services.common.errors import FailedPrecondition, FieldViolation, InvalidAr
 from services.common.hashing import sha256_canonical
 from services.common.idempotency import fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
-from services.common.pagination import decode_token, encode_token, page_size
+from services.common.pagination import PagedList, PageTokens, page_size
 from services.lineage.domain import approval, graph
 from services.lineage.domain.creators import require_creator
 from services.lineage.domain.diff import Diff, diff
@@ -44,6 +44,14 @@ from services.lineage.domain.schemas import data_violations
 from services.lineage.store import Decision, LineageStore, NewVersion
 
 log = logging.getLogger("custody.lineage")
+
+# Each list RPC's page tokens are valid for that RPC only. Version lists page by version row id; closures by
+# (depth, node id).
+_SERVICE = "custody.lineage.v1.LineageService"
+LIST_VERSIONS = PagedList(f"{_SERVICE}/ListVersions", (int,))
+LIST_STALE = PagedList(f"{_SERVICE}/ListStale", (int,))
+GET_UPSTREAM = PagedList(f"{_SERVICE}/GetUpstream", (int, int))
+GET_DOWNSTREAM = PagedList(f"{_SERVICE}/GetDownstream", (int, int))
 
 
 @dataclass(frozen=True)
@@ -78,9 +86,12 @@ def _policy_name(name: str, field: str = "name") -> str:
 
 
 class Lineage:
-    def __init__(self, store: LineageStore, policies: Mapping[str, Policy]) -> None:
+    def __init__(
+        self, store: LineageStore, policies: Mapping[str, Policy], page_tokens: PageTokens | None = None
+    ) -> None:
         self.store = store
         self.policies = dict(policies)
+        self._page_tokens = page_tokens or PageTokens.ephemeral()
 
     def install_policies(self) -> int:
         """Registers the policy files' types (identical ones are kept); a changed definition under an existing
@@ -234,28 +245,22 @@ class Lineage:
     def list_versions(self, parent: str, size: int, token: str) -> tuple[list[Version], str]:
         scope = parse_list_scope(parent)
         filters = {"list": "versions", "parent": parent}
-        return self._paged(lambda after, n: self.store.list_versions(scope, after, n), size, token, filters)
+        return self._paged(
+            LIST_VERSIONS, lambda after, n: self.store.list_versions(scope, after, n), size, token, filters
+        )
 
     def list_stale(self, parent: str, size: int, token: str) -> tuple[list[Version], str]:
         project = parse_project_name(parent)
         filters = {"list": "stale", "parent": parent}
-        return self._paged(lambda after, n: self.store.list_stale(project, after, n), size, token, filters)
+        return self._paged(LIST_STALE, lambda after, n: self.store.list_stale(project, after, n), size, token, filters)
 
-    @staticmethod
-    def _paged(fetch: Any, size: int, token: str, filters: dict[str, Any]) -> tuple[list[Version], str]:
+    def _paged(
+        self, listing: PagedList, fetch: Any, size: int, token: str, filters: dict[str, Any]
+    ) -> tuple[list[Version], str]:
         limit = page_size(size)
-        cursor = decode_token(token, filters)
-        after = 0
-        if cursor is not None:
-            if len(cursor.after) != 1 or not isinstance(cursor.after[0], int):
-                raise InvalidArgument(
-                    "PAGE_TOKEN_INVALID",
-                    "page_token is not one this service issued",
-                    violations=[FieldViolation("page_token", "malformed")],
-                )
-            after = cursor.after[0]
-        versions, last = fetch(after, limit)
-        return versions, (encode_token([last], filters) if last is not None else "")
+        cursor = self._page_tokens.decode(listing, token, filters)
+        versions, last = fetch(cursor.after[0] if cursor else 0, limit)
+        return versions, (self._page_tokens.encode(listing, [last], filters) if last is not None else "")
 
     def diff(self, base: str, target: str) -> tuple[Version, Version, Diff]:
         a = self.store.get_version(parse_version_name(base, "base"), history=False)
@@ -334,9 +339,11 @@ class Lineage:
     def closure(self, name: str, downstream: bool, max_depth: int, size: int, token: str) -> tuple[ClosurePage, str]:
         root = parse_version_name(name)
         limit, depth_limit = graph.page_limits(size, max_depth)
+        listing = GET_DOWNSTREAM if downstream else GET_UPSTREAM
         filters = {"closure": "downstream" if downstream else "upstream", "name": name}
-        after = graph.cursor_from_token(token, filters)
+        decoded = self._page_tokens.decode(listing, token, filters)
+        after = (decoded.after[0], decoded.after[1]) if decoded else (0, 0)
         _, depths = self.store.closure_depths(root, downstream)
         pairs, truncated, cursor = graph.cut_page(depths, after, limit, depth_limit)
         page = ClosurePage(root, tuple(self.store.node_infos(pairs)), truncated, cursor, len(depths))
-        return page, (graph.token_from_cursor(cursor, filters) if cursor else "")
+        return page, (self._page_tokens.encode(listing, list(cursor), filters) if cursor else "")
