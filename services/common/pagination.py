@@ -49,7 +49,7 @@ def decode_token(token: str, filters: dict[str, Any]) -> PageCursor | None:
     try:
         payload = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after, digest = payload["a"], payload["f"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):  # json recurses per nesting level
         raise _bad_token("page_token is not one this service issued") from None
     if not isinstance(after, list) or digest != sha256_canonical(filters)[:16]:
         raise _bad_token("page_token belongs to a request with different filters; start again without it")

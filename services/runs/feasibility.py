@@ -160,6 +160,9 @@ def _check_spec(spec: bytes, settings: EngineSettings, reasons: list[str], warni
     except (ValueError, UnicodeDecodeError) as exc:
         reasons.append(f"spec_unparseable: {exc}")
         return
+    except RecursionError:  # json recurses once per nesting level
+        reasons.append("spec_unparseable: nested too deeply to parse")
+        return
     except SpecInvalid as exc:
         reasons.extend(f"spec_invalid: {v.field}: {v.description}" for v in exc.violations)
         return

@@ -30,6 +30,9 @@ GRPC_VERSION: str
 class AiGatewayServiceStub:
     """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
     price table, audited (metadata by default) and answered with a provenance envelope.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     @_typing.overload
@@ -50,6 +53,8 @@ class AiGatewayServiceStub:
       INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
         (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
         names each field. Nothing is written.
+      INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): response_json_schema nests more than 32 levels of
+        objects and arrays, or holds NaN or Infinity. Nothing is written.
       ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
       FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
         failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
@@ -90,6 +95,7 @@ class AiGatewayServiceStub:
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
         or page token (a token from a request with other filters is refused).
+      INVALID_ARGUMENT (reason TIMESTAMP_INVALID): start_time or end_time outside 0001..9999 or with bad nanos.
       PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
@@ -103,6 +109,9 @@ class AiGatewayServiceStub:
 class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
     price table, audited (metadata by default) and answered with a provenance envelope.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -120,6 +129,8 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
       INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
         (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
         names each field. Nothing is written.
+      INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): response_json_schema nests more than 32 levels of
+        objects and arrays, or holds NaN or Infinity. Nothing is written.
       ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
       FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
         failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
@@ -160,6 +171,7 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
         or page token (a token from a request with other filters is refused).
+      INVALID_ARGUMENT (reason TIMESTAMP_INVALID): start_time or end_time outside 0001..9999 or with bad nanos.
       PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
@@ -172,6 +184,9 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
 class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
     price table, audited (metadata by default) and answered with a provenance envelope.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     @_abc_1.abstractmethod
@@ -199,6 +214,8 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
             (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
             names each field. Nothing is written.
+          INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): response_json_schema nests more than 32 levels of
+            objects and arrays, or holds NaN or Infinity. Nothing is written.
           ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
           FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
             failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
@@ -257,6 +274,7 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (reason REQUEST_INVALID, PAGE_SIZE_INVALID, PAGE_TOKEN_INVALID): a bad filter, page size
             or page token (a token from a request with other filters is refused).
+          INVALID_ARGUMENT (reason TIMESTAMP_INVALID): start_time or end_time outside 0001..9999 or with bad nanos.
           PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
           UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """

@@ -41,7 +41,9 @@ class LineageServiceStub:
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     @_typing.overload
@@ -61,6 +63,7 @@ class LineageServiceStub:
     Errors:
       INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
       ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
@@ -84,7 +87,9 @@ class LineageServiceStub:
       INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
       INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
         field "data<json pointer>".
-      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
+        holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
       FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
@@ -197,7 +202,9 @@ class LineageServiceAsyncStub(LineageServiceStub):
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -214,6 +221,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
     Errors:
       INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
       ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
@@ -237,7 +245,9 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
       INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
         field "data<json pointer>".
-      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
+        holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
       FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
@@ -349,7 +359,9 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     @_abc_1.abstractmethod
@@ -376,6 +388,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
             RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field.
+          INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
           FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
           FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
           ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
@@ -411,7 +424,9 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
           INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
             field "data<json pointer>".
-          INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+          INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
+            holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+          INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
           INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
           FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.

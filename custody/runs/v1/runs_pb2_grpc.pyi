@@ -33,7 +33,9 @@ class RunsServiceStub:
     piece of mutable state, changed by compare-and-set with an append-only history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
+    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
+    100 messages deep).
     """
 
     @_typing.overload
@@ -52,6 +54,9 @@ class RunsServiceStub:
     Errors:
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
+        levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
     """
@@ -64,6 +69,7 @@ class RunsServiceStub:
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
     """
     UploadAttachment: _grpc.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]
@@ -156,7 +162,9 @@ class RunsServiceAsyncStub(RunsServiceStub):
     piece of mutable state, changed by compare-and-set with an append-only history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
+    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
+    100 messages deep).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -172,6 +180,9 @@ class RunsServiceAsyncStub(RunsServiceStub):
     Errors:
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
+        levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
     """
@@ -184,6 +195,7 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
     """
     UploadAttachment: _aio.StreamUnaryMultiCallable[_runs_pb2.UploadAttachmentRequest, _runs_pb2.Attachment]  # type: ignore[assignment]
@@ -275,7 +287,9 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     piece of mutable state, changed by compare-and-set with an append-only history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
+    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
+    100 messages deep).
     """
 
     @_abc_1.abstractmethod
@@ -301,6 +315,9 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
             hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+          INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
+            levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+          INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used by this caller for a different run.
         """
@@ -325,6 +342,7 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
         Errors:
           INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+          INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
           INVALID_ARGUMENT (PAGE_TOKEN_INVALID, PAGE_SIZE_INVALID): a token from another query, or a negative size.
         """
 
