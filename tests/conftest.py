@@ -61,3 +61,14 @@ def sqlite_url(tmp_path: Path) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """The same test on both backends: a fresh SQLite file, or a fresh PostgreSQL schema."""
     return str(request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param]))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The generative RPC tests' call counts per RPC, so a run shows how hard each service was tried."""
+    from tests.support import fuzz
+
+    lines = fuzz.summary_lines()
+    if lines:
+        terminalreporter.section("generated RPC calls")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -69,6 +69,7 @@ from services.common.group_commit import GroupCommit
 from services.common.hashing import sha256_text
 from services.common.identity import Principal, PrincipalKind
 from services.common.ids import id_pattern, new_id
+from services.common.json_limits import loads_json
 from services.common.telemetry import current_trace_id
 from services.common.version import CUSTODY_VERSION
 
@@ -238,8 +239,8 @@ class Gateway:
             bad("response_json_schema", f"at most {self.settings.max_schema_bytes} bytes")
             return None
         try:
-            schema = json.loads(text)
-        except ValueError as exc:
+            schema = loads_json(text, "response_json_schema")
+        except json.JSONDecodeError as exc:
             bad("response_json_schema", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
             return None
         if not isinstance(schema, dict):

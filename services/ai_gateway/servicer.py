@@ -14,7 +14,7 @@ from services.ai_gateway.gateway import Gateway, TextChunk
 from services.ai_gateway.model import CallRecord, CallResult, Envelope, ListFilters, Outcome, TextRequest, to_micros
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
-from services.common.protomap import principal_to_proto, service_info
+from services.common.protomap import datetime_from_proto, principal_to_proto, service_info
 
 _OUTCOMES = {
     Outcome.SUCCEEDED: gateway_pb2.CALL_OUTCOME_SUCCEEDED,
@@ -63,8 +63,8 @@ class AiGatewayServicer(gateway_pb2_grpc.AiGatewayServiceServicer):
             request_id=request.request_id,
             operation=request.operation,
             caller=request.caller,
-            start_us=_micros(request.start_time) if request.HasField("start_time") else None,
-            end_us=_micros(request.end_time) if request.HasField("end_time") else None,
+            start_us=_micros(request.start_time, "start_time") if request.HasField("start_time") else None,
+            end_us=_micros(request.end_time, "end_time") if request.HasField("end_time") else None,
             outcome=_OUTCOMES_BACK.get(request.outcome),
         )
         page = await self._gateway.list_calls(filters, request.page_size, request.page_token)
@@ -94,8 +94,8 @@ def text_request(request: gateway_pb2.GenerateTextRequest | gateway_pb2.StreamTe
     )
 
 
-def _micros(timestamp: Timestamp) -> int:
-    return timestamp.seconds * 1_000_000 + timestamp.nanos // 1000
+def _micros(timestamp: Timestamp, field: str) -> int:
+    return to_micros(datetime_from_proto(timestamp, field))
 
 
 def _timestamp(micros: int) -> Timestamp:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import grpc
 from google.protobuf import json_format
@@ -13,6 +12,7 @@ from custody.common.v1 import common_pb2
 from services.art_studio.studio import CandidateResult, GenerateRequest, Studio, compile_document
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import sha256_bytes
+from services.common.json_limits import loads_json
 from services.common.protomap import service_info
 from services.rosette.spec import SpecInvalid
 from services.rosette.svg_validator import validate_svg
@@ -87,7 +87,7 @@ class ArtStudioServicer(art_studio_pb2_grpc.ArtStudioServiceServicer):
         self, request: art_studio_pb2.CompileSpecRequest, context: grpc.aio.ServicerContext
     ) -> art_studio_pb2.CompileSpecResponse:
         try:
-            document = json.loads(request.spec_json)
+            document = loads_json(request.spec_json, "spec_json")
         except ValueError as exc:
             raise InvalidArgument(
                 "SPEC_INVALID",

@@ -20,6 +20,7 @@ from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import call_context, status
 from services.common.errors import CustodyError
+from services.common.protomap import dict_to_struct
 from services.runs import convert, legacy
 from services.runs.domain import CHUNK_LIMIT_BYTES
 
@@ -509,7 +510,7 @@ def _input_from_run(run: runs_pb2.Run) -> runs_pb2.RunInput:
         decision=run.decision,
         hashes=run.hashes,
         outputs=run.outputs,
-        meta=convert.struct(meta),
+        meta=dict_to_struct(meta),
         engine_version=run.engine_version,
         advisory_inputs=run.advisory_inputs,
         explanation=run.explanation,

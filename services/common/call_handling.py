@@ -3,8 +3,10 @@
 request id (x-request-id metadata, else OpenTelemetry baggage, else generated) bound to the call and returned
 in the response metadata (trailers of unary calls, headers of streams); the server span, a child of the caller's
 W3C trace context, named for the method and ended with its status code; authentication of the bearer token; the
-service's access table (default deny); typed errors mapped to rich statuses; unexpected errors reported as
-INTERNAL without internal text; one access log line per call. Health checks and reflection skip authentication
+service's access table (default deny); request bytes that do not parse (corrupt, or nested deeper than the
+protobuf parser's limit) refused as INVALID_ARGUMENT after authentication, where grpc would answer UNKNOWN; typed
+errors mapped to rich statuses; unexpected errors reported as INTERNAL without internal text; one access log line
+per call. Health checks and reflection skip authentication
 (they stay open for probes and grpcurl).
 
 It wraps each method handler rather than only intercepting, because the wrapper runs inside the call's own task
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry import baggage, propagate, trace
 from opentelemetry import context as otel_context
 from opentelemetry.context import Context
@@ -59,28 +62,21 @@ class CallHandling(grpc.aio.ServerInterceptor):
 
     def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
         method = full_method.rsplit("/", 1)[-1]
+        parse = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, full_method),
-                handler.request_deserializer,
-                handler.response_serializer,
+                self._unary(handler.unary_unary, method, full_method), parse, handler.response_serializer
             )
         if handler.stream_unary:
             return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method, full_method),
-                handler.request_deserializer,
-                handler.response_serializer,
+                self._unary(handler.stream_unary, method, full_method), parse, handler.response_serializer
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._streaming(handler.unary_stream, method, full_method),
-                handler.request_deserializer,
-                handler.response_serializer,
+                self._streaming(handler.unary_stream, method, full_method), parse, handler.response_serializer
             )
         return grpc.stream_stream_rpc_method_handler(
-            self._streaming(handler.stream_stream, method, full_method),
-            handler.request_deserializer,
-            handler.response_serializer,
+            self._streaming(handler.stream_stream, method, full_method), parse, handler.response_serializer
         )
 
     def _unary(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
@@ -90,7 +86,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
             context.set_trailing_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
             try:
                 await self._admit(call, method, context)
-                return await behavior(request, context)
+                return await behavior(_checked(request), context)
             except BaseException as exc:
                 await self._fail(call, exc, context, full_method)
                 raise
@@ -106,7 +102,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
                 # Streams announce the request id up front, before the first message.
                 await context.send_initial_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
                 await self._admit(call, method, context)
-                async for response in behavior(request, context):
+                async for response in behavior(_checked(request), context):
                     yield response
             except BaseException as exc:
                 await self._fail(call, exc, context, full_method)
@@ -187,6 +183,51 @@ class CallHandling(grpc.aio.ServerInterceptor):
                 span.set_status(Status(StatusCode.ERROR, f"{call.code.name} {call.reason}".strip()))
         span.end()
         otel_context.detach(call.otel_token)
+
+
+@dataclass(frozen=True)
+class _Malformed:
+    """Stands in for a request message whose bytes did not parse, so the call can refuse it with a status."""
+
+    problem: str
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def tolerant(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except DecodeError as exc:
+            return _Malformed(str(exc))
+
+    return tolerant
+
+
+def _malformed(problem: str) -> InvalidArgument:
+    return InvalidArgument(
+        "REQUEST_MALFORMED",
+        f"the request is not a valid protobuf message of this RPC's request type ({problem}); messages nested "
+        "more than 100 levels deep are refused",
+    )
+
+
+def _checked(request: Any) -> Any:
+    """The request as the servicer expects it: a malformed unary request raises, a stream raises on its turn."""
+    if isinstance(request, _Malformed):
+        raise _malformed(request.problem)
+    if hasattr(request, "__aiter__"):
+        return _checked_stream(request)
+    return request
+
+
+async def _checked_stream(messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for message in messages:
+        if isinstance(message, _Malformed):
+            raise _malformed(message.problem)
+        yield message
 
 
 @dataclass

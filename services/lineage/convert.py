@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import json_format
 
 from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.protomap import principal_to_proto
+from services.common.protomap import dict_to_struct, principal_to_proto, struct_to_dict
 from services.lineage.domain.diff import Diff
 from services.lineage.domain.model import (
     ClosurePage,
@@ -42,16 +41,6 @@ HEALTHS = {
     Health.CONFIRMED_VALID: pb.HEALTH_CONFIRMED_VALID,
 }
 HEALTH_FROM_PROTO = {v: k for k, v in HEALTHS.items()}
-
-
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(message)
-
-
-def dict_to_struct(value: Any) -> struct_pb2.Struct:
-    struct = struct_pb2.Struct()
-    struct.update(value)
-    return struct
 
 
 def metadata_from_proto(message: pb.VersionMetadata) -> Metadata:
@@ -147,7 +136,7 @@ def type_from_proto(request: pb.RegisterTypeRequest) -> TypeDefinition:
         name=request.name,
         policy=request.policy,
         schema_version=request.schema_version,
-        schema=struct_to_dict(request.schema),
+        schema=struct_to_dict(request.schema, "schema"),
         requires=tuple(request.requires),
         conditional=tuple(Conditional(tuple(c.requires), tuple(c.when_any_selected)) for c in request.conditional),
         selection_field=request.selection_field,

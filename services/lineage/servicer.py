@@ -16,7 +16,7 @@ from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from custody.lineage.v1 import lineage_pb2_grpc
 from services.common import call_context
-from services.common.protomap import service_info
+from services.common.protomap import service_info, struct_to_dict
 from services.lineage import convert
 from services.lineage.domain.service import Caller, Lineage
 
@@ -55,7 +55,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     ) -> pb.CreateVersionResponse:
         caller = _caller()
         metadata = convert.metadata_from_proto(request.metadata)
-        data = convert.struct_to_dict(request.data)
+        data = struct_to_dict(request.data, "data")
         created = await _run(
             lambda: self.lineage.create_version(
                 request.parent, data, metadata, list(request.upstream), caller, request.request_id

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from custody.common.v1 import common_pb2
 from custody.runs.v1 import runs_pb2
 from services.common.identity import Principal
-from services.common.protomap import principal_to_proto
+from services.common.protomap import datetime_from_proto, dict_to_struct, principal_to_proto, struct_to_dict
 from services.runs import model
 from services.runs.domain import AttachmentRequest, Difference, Verification
 from services.runs.store import RunFilters
@@ -63,16 +63,6 @@ def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
     return stamp
 
 
-def struct(value: dict[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(value)
-    return message
-
-
-def from_struct(message: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(message)
-
-
 def digest(sha256: str, size: int) -> common_pb2.Digest:
     return common_pb2.Digest(sha256=sha256, size_bytes=size)
 
@@ -90,10 +80,10 @@ def content_from_proto(run: runs_pb2.RunInput) -> model.RunContent:
             warnings=tuple(run.decision.warnings),
         ),
         hashes=model.Hashes(run.hashes.feasibility_sha256, run.hashes.toolpaths_sha256, run.hashes.gcode_sha256),
-        request_summary=from_struct(run.request_summary),
-        feasibility=from_struct(run.feasibility),
+        request_summary=struct_to_dict(run.request_summary, "run.request_summary"),
+        feasibility=struct_to_dict(run.feasibility, "run.feasibility"),
         outputs=dict(run.outputs),
-        meta=from_struct(run.meta),
+        meta=struct_to_dict(run.meta, "run.meta"),
         engine_version=run.engine_version,
     )
 
@@ -102,8 +92,8 @@ def _content_fields(content: model.RunContent) -> dict[str, Any]:
     """The fields Run and RunInput share, in proto form."""
     return {
         "status": RUN_STATUS[content.status],
-        "request_summary": struct(content.request_summary),
-        "feasibility": struct(content.feasibility),
+        "request_summary": dict_to_struct(content.request_summary),
+        "feasibility": dict_to_struct(content.feasibility),
         "decision": runs_pb2.Decision(
             risk_level=RISK[content.decision.risk_level],
             score=content.decision.score,
@@ -116,7 +106,7 @@ def _content_fields(content: model.RunContent) -> dict[str, Any]:
             gcode_sha256=content.hashes.gcode_sha256,
         ),
         "outputs": content.outputs,
-        "meta": struct(content.meta),
+        "meta": dict_to_struct(content.meta),
     }
 
 
@@ -159,8 +149,12 @@ def enum_violations(run: runs_pb2.RunInput) -> list[tuple[str, str]]:
 
 def imported_advisories(run: runs_pb2.RunInput, principal: Principal) -> list[model.AdvisoryLink]:
     links = []
-    for advisory in run.advisory_inputs:
-        created = advisory.created_at.ToDatetime(UTC) if advisory.HasField("created_at") else datetime.now(UTC)
+    for index, advisory in enumerate(run.advisory_inputs):
+        created = (
+            datetime_from_proto(advisory.created_at, f"run.advisory_inputs[{index}].created_at")
+            if advisory.HasField("created_at")
+            else datetime.now(UTC)
+        )
         links.append(
             model.AdvisoryLink(
                 advisory_id=advisory.advisory_id,
@@ -288,8 +282,14 @@ def filters_from_proto(request: runs_pb2.ListRunsRequest) -> tuple[RunFilters, l
         mode=request.mode,
         tool_id=request.tool_id,
         created_by=request.created_by,
-        created_after=request.created_after.ToDatetime(UTC) if request.HasField("created_after") else None,
-        created_before=request.created_before.ToDatetime(UTC) if request.HasField("created_before") else None,
+        created_after=(
+            datetime_from_proto(request.created_after, "created_after") if request.HasField("created_after") else None
+        ),
+        created_before=(
+            datetime_from_proto(request.created_before, "created_before")
+            if request.HasField("created_before")
+            else None
+        ),
         explanation_status=(
             EXPLANATION_IN[request.explanation_status].value if request.explanation_status in EXPLANATION_IN else ""
         ),

@@ -173,7 +173,10 @@ def _check_spec(spec: bytes, settings: EngineSettings, reasons: list[str], warni
     """Validity and geometry; the parsed spec when it is valid."""
     try:
         parsed: RosetteSpec = parse_spec(json.loads(spec))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+    except RecursionError:  # json recurses once per nesting level
+        reasons.append("SPEC_UNPARSEABLE: nested too deeply to parse")
+        return None
+    except (ValueError, UnicodeDecodeError) as exc:
         reasons.append(f"SPEC_UNPARSEABLE: {type(exc).__name__}: {str(exc)[:200]}")
         return None
     except SpecInvalid as exc:

@@ -30,6 +30,9 @@ GRPC_VERSION: str
 class AiGatewayServiceStub:
     """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
     price table, audited (metadata by default) and answered with a provenance envelope.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     @_typing.overload
@@ -50,6 +53,8 @@ class AiGatewayServiceStub:
       INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
         (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
         names each field. Nothing is written.
+      INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): response_json_schema nests more than 32 levels of
+        objects and arrays, or holds NaN or Infinity. Nothing is written.
       ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
       FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
         failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
@@ -92,6 +97,7 @@ class AiGatewayServiceStub:
       INVALID_ARGUMENT (reason PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
         another list RPC, or replayed with other filters).
+      INVALID_ARGUMENT (reason TIMESTAMP_INVALID): start_time or end_time outside 0001..9999 or with bad nanos.
       PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
@@ -105,6 +111,9 @@ class AiGatewayServiceStub:
 class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
     price table, audited (metadata by default) and answered with a provenance envelope.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -122,6 +131,8 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
       INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
         (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
         names each field. Nothing is written.
+      INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): response_json_schema nests more than 32 levels of
+        objects and arrays, or holds NaN or Infinity. Nothing is written.
       ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
       FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
         failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
@@ -164,6 +175,7 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
       INVALID_ARGUMENT (reason PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
         another list RPC, or replayed with other filters).
+      INVALID_ARGUMENT (reason TIMESTAMP_INVALID): start_time or end_time outside 0001..9999 or with bad nanos.
       PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
@@ -176,6 +188,9 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
 class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     """The one governed door to AI providers: every call is checked against the safety policy, priced from a local
     price table, audited (metadata by default) and answered with a provenance envelope.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     @_abc_1.abstractmethod
@@ -203,6 +218,8 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
             (operation, category, provider, model, temperature, max_tokens, response_json_schema, prompt); BadRequest
             names each field. Nothing is written.
+          INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): response_json_schema nests more than 32 levels of
+            objects and arrays, or holds NaN or Infinity. Nothing is written.
           ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
           FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
             failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
@@ -263,6 +280,7 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (reason PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
             for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
             another list RPC, or replayed with other filters).
+          INVALID_ARGUMENT (reason TIMESTAMP_INVALID): start_time or end_time outside 0001..9999 or with bad nanos.
           PERMISSION_DENIED (reason CALLER_FILTER_DENIED): a service asked for another caller's calls.
           UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """

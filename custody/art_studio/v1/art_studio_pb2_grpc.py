@@ -29,6 +29,9 @@ if _version_not_supported:
 class ArtStudioServiceStub:
     """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     def __init__(self, channel):
@@ -62,6 +65,9 @@ class ArtStudioServiceStub:
 class ArtStudioServiceServicer:
     """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     def GetServiceInfo(self, request, context):
@@ -101,6 +107,8 @@ class ArtStudioServiceServicer:
         Errors:
         INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
         problem, with the field path (e.g. shapes[2].inner_r).
+        INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): spec_json nests more than 32 levels of objects
+        and arrays, or holds NaN or Infinity.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +160,9 @@ def add_ArtStudioServiceServicer_to_server(servicer, server):
 class ArtStudioService:
     """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     @staticmethod

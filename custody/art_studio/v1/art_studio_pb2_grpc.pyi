@@ -30,6 +30,9 @@ GRPC_VERSION: str
 class ArtStudioServiceStub:
     """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     @_typing.overload
@@ -65,6 +68,8 @@ class ArtStudioServiceStub:
     Errors:
       INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
         problem, with the field path (e.g. shapes[2].inner_r).
+      INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): spec_json nests more than 32 levels of objects
+        and arrays, or holds NaN or Infinity.
     """
     ValidateSvg: _grpc.UnaryUnaryMultiCallable[_art_studio_pb2.ValidateSvgRequest, _art_studio_pb2.ValidateSvgResponse]
     """Checks any SVG against the allowlist (elements, attributes, fragment-only links, attribute values read as CSS
@@ -79,6 +84,9 @@ class ArtStudioServiceStub:
 class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
     """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -111,6 +119,8 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
     Errors:
       INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
         problem, with the field path (e.g. shapes[2].inner_r).
+      INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): spec_json nests more than 32 levels of objects
+        and arrays, or holds NaN or Infinity.
     """
     ValidateSvg: _aio.UnaryUnaryMultiCallable[_art_studio_pb2.ValidateSvgRequest, _art_studio_pb2.ValidateSvgResponse]  # type: ignore[assignment]
     """Checks any SVG against the allowlist (elements, attributes, fragment-only links, attribute values read as CSS
@@ -124,6 +134,9 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
 class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
     """Prompt -> strict JSON rosette spec (through ai_gateway) -> deterministic SVG -> validated, hashed, and
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
+
+    Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
+    request message (corrupt, or nested more than 100 messages deep).
     """
 
     @_abc_1.abstractmethod
@@ -172,6 +185,8 @@ class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (reason SPEC_INVALID): the spec is not JSON or breaks a rule; one BadRequest entry per
             problem, with the field path (e.g. shapes[2].inner_r).
+          INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): spec_json nests more than 32 levels of objects
+            and arrays, or holds NaN or Infinity.
         """
 
     @_abc_1.abstractmethod

@@ -40,7 +40,9 @@ class LineageServiceStub:
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     def __init__(self, channel):
@@ -140,7 +142,9 @@ class LineageServiceServicer:
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     def GetServiceInfo(self, request, context):
@@ -162,6 +166,7 @@ class LineageServiceServicer:
         INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
         service:<name>, human or role:<role> is RULE_INVALID).
+        INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
         FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
         FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
         FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -194,7 +199,9 @@ class LineageServiceServicer:
         INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
         INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
         field "data<json pointer>".
-        INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+        INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
+        holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+        INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
         INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
         INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
         PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run
@@ -453,7 +460,9 @@ class LineageService:
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     @staticmethod

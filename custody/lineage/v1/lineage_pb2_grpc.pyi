@@ -41,7 +41,9 @@ class LineageServiceStub:
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     @_typing.overload
@@ -63,6 +65,7 @@ class LineageServiceStub:
       INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
         service:<name>, human or role:<role> is RULE_INVALID).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -87,7 +90,9 @@ class LineageServiceStub:
       INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
       INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
         field "data<json pointer>".
-      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
+        holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
       PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run
@@ -214,7 +219,9 @@ class LineageServiceAsyncStub(LineageServiceStub):
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -233,6 +240,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
         service:<name>, human or role:<role> is RULE_INVALID).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -257,7 +265,9 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
       INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
         field "data<json pointer>".
-      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
+        holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
       PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run
@@ -383,7 +393,9 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
     Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header).
+    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
+    messages deep).
     """
 
     @_abc_1.abstractmethod
@@ -412,6 +424,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
             RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
             service:<name>, human or role:<role> is RULE_INVALID).
+          INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
           FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
           FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
           FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -448,7 +461,9 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
           INVALID_ARGUMENT (DATA_SCHEMA_VIOLATION): data violates the type's JSON Schema; one entry per violation,
             field "data<json pointer>".
-          INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (NaN, infinity, an integer beyond 2^53).
+          INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
+            holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+          INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
           INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
           PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run

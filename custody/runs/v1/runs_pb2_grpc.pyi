@@ -33,7 +33,9 @@ class RunsServiceStub:
     piece of mutable state, changed by compare-and-set with an append-only history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
+    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
+    100 messages deep).
 
     A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
     service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
@@ -58,6 +60,9 @@ class RunsServiceStub:
     Errors:
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
+        levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
       INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
       PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
@@ -75,6 +80,7 @@ class RunsServiceStub:
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
         another list RPC, or replayed with other filters).
@@ -186,7 +192,9 @@ class RunsServiceAsyncStub(RunsServiceStub):
     piece of mutable state, changed by compare-and-set with an append-only history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
+    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
+    100 messages deep).
 
     A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
     service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
@@ -208,6 +216,9 @@ class RunsServiceAsyncStub(RunsServiceStub):
     Errors:
       INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+      INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
+        levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
       INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
       PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
@@ -225,6 +236,7 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
         another list RPC, or replayed with other filters).
@@ -335,7 +347,9 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     piece of mutable state, changed by compare-and-set with an append-only history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id.
+    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
+    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
+    100 messages deep).
 
     A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
     service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
@@ -367,6 +381,9 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (RUN_INVALID): a field is missing or malformed; one BadRequest entry per field (e.g.
             hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
+          INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
+            levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+          INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
           INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
           PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
@@ -396,6 +413,7 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
         Errors:
           INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+          INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
           INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
             for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
             another list RPC, or replayed with other filters).

@@ -1,0 +1,40 @@
+"""JSON in lineage requests (version data, type schemas) is held to the shared limits: finite numbers, bounded
+nesting, refused with the field's path instead of reaching INTERNAL."""
+
+from __future__ import annotations
+
+import grpc
+
+from custody.lineage.v1 import lineage_pb2 as pb
+from tests.lineage.conftest import Client, meta, rpc_error
+
+P = "projects/acme/artifacts"
+
+
+def test_nan_in_version_data_is_json_not_finite_naming_the_field(client: Client) -> None:
+    request = pb.CreateVersionRequest(parent=f"{P}/intake/brief", metadata=meta())
+    request.data.update({"client": "acme", "objectives": ["grow"]})
+    request.data["budget"] = float("nan")
+    error = rpc_error(client.stub.CreateVersion, request, client.operator)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "JSON_NOT_FINITE")
+    assert [v.field for v in error.violations] == ["data.budget"]
+
+
+def test_version_data_nested_past_the_limit_is_json_too_deep(client: Client) -> None:
+    request = pb.CreateVersionRequest(parent=f"{P}/intake/brief", metadata=meta())
+    value: object = "x"
+    for _ in range(40):
+        value = [value]
+    request.data.update({"client": "acme", "objectives": value})
+    error = rpc_error(client.stub.CreateVersion, request, client.operator)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "JSON_TOO_DEEP")
+    assert error.violations[0].field.startswith("data.objectives[0][0]")
+
+
+def test_infinity_in_a_registered_schema_is_json_not_finite(client: Client) -> None:
+    request = pb.RegisterTypeRequest(name="storyboard", policy="film", schema_version="1")
+    request.schema.update({"type": "object", "properties": {"frames": {"type": "number"}}})
+    request.schema["properties"]["frames"]["maximum"] = float("inf")
+    error = rpc_error(client.stub.RegisterType, request, client.operator)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "JSON_NOT_FINITE")
+    assert [v.field for v in error.violations] == ["schema.properties.frames.maximum"]
