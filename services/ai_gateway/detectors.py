@@ -99,10 +99,10 @@ def _shapes_search(shapes: tuple[Shape, ...]) -> Callable[[str], bool]:
 
 
 def _merge(spans: Iterable[tuple[int, int]]) -> Spans:
-    """Sorted, with overlapping or touching spans joined: what several shapes found in one place is one finding."""
+    """Sorted, with overlapping spans joined: what several shapes found in one place is one finding."""
     merged: Spans = []
     for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
+        if merged and start < merged[-1][1]:
             merged[-1] = (merged[-1][0], max(merged[-1][1], end))
         else:
             merged.append((start, end))
