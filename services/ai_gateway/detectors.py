@@ -186,13 +186,29 @@ def luhn_ok(digits: str) -> bool:
     return total % 10 == 0
 
 
+# ASCII digits to their values, and a value to what Luhn adds for it in a doubled position: the common case of
+# luhn_ok without leaving C code.
+_VALUES = bytes((b - 48) % 256 for b in range(256))
+_DOUBLED = bytes((2 * d - 9 if d > 4 else 2 * d) if d < 10 else 0 for d in range(256))
+
+
+def _candidate_ok(candidate: bytes) -> bool:
+    digits = candidate.translate(None, b" -")
+    if not digits.isdigit():  # digits of another script: the general path
+        digits_text = _NON_DIGITS.sub("", candidate.decode("utf-8"))
+        return 13 <= len(digits_text) <= 19 and luhn_ok(digits_text)
+    if not 13 <= len(digits) <= 19:
+        return False
+    values = digits.translate(_VALUES)
+    return (sum(values[-1::-2]) + sum(values[-2::-2].translate(_DOUBLED))) % 10 == 0
+
+
 def _card_byte_spans(encoded: Encoded, first_only: bool = False) -> Spans:
     spans: Spans = []
     position = 0
     while (match := _CARD_CANDIDATE.search(encoded.data, position)) is not None:
         start, end = match.span(1)
-        digits = _NON_DIGITS.sub("", encoded.data[start:end].decode("utf-8"))
-        if 13 <= len(digits) <= 19 and luhn_ok(digits):
+        if _candidate_ok(encoded.data[start:end]):
             spans.append((start, end))
             if first_only:
                 break

@@ -29,9 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from services.ai_gateway.detectors import BUILTIN_DETECTORS, Detector, Encoded, compile_linear, rejection
 from services.common.hashing import sha256_canonical
 
-# Texts up to this size are checked on the event loop: every rule of a category over 8 KiB takes well under a
-# millisecond (bench/gateway/bench_detectors.py), less than the hop to a worker thread and back.
-INLINE_CHECK_CHARS = 8192
+# Texts up to this size are checked on the event loop, longer ones in a worker thread (a hop of 35-120 µs). The
+# slowest adversarial text of this size holds the loop about 0.5 ms (card-number candidates packed back to back;
+# ordinary text a few µs), see bench/gateway/bench_detectors.py; at 8 KiB it was 2-3 ms.
+INLINE_CHECK_CHARS = 2048
 CATEGORY_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
