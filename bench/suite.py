@@ -86,6 +86,10 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         _run([python, "-m", "bench.gateway.bench_gateway", *size, *litellm], 1200)
         return _latest("gateway-quick" if smoke else "gateway", started)
 
+    def detectors() -> Any:
+        _run([python, "-m", "bench.gateway.bench_detectors", *quick], 1200)
+        return _latest("detectors-quick" if smoke else "detectors", started)
+
     def lineage() -> Any:
         size = ["--chain", "500", "--dag-nodes", "2000", "--repeat", "1", "--no-grpc"] if smoke else ["--repeat", "3"]
         out = RESULTS / "suite-lineage"
@@ -108,6 +112,7 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         ("runs", runs),
         ("mlflow", mlflow),
         ("gateway", gateway),
+        ("detectors", detectors),
         ("lineage", lineage),
         ("art_studio", art_studio),
     ):
@@ -187,6 +192,27 @@ def table(result: dict[str, Any]) -> str:
                     f"{_get(figures, system, 'p50')} / {_get(figures, system, 'p99')}",
                     f"LiteLLM {_get(figures, 'litellm', 'p50')} / {_get(figures, 'litellm', 'p99')}",
                     " / ".join(_ratio(_get(figures, system, q), _get(figures, "litellm", q)) for q in ("p50", "p99")),
+                )
+            )
+    detector = _get(s, "detectors") or {}
+    worst = _get(detector, "worst_ratio_1mib_vs_1kib") or {}
+    rows.append(
+        (
+            "gateway detectors: per-KiB time at 1 MiB / at 1 KiB, worst adversarial input (1 = linear)",
+            worst.get("ratio"),
+            worst.get("where", ""),
+            "",
+        )
+    )
+    for rpc, figures in (_get(detector, "event_loop", "adversarial", "chunks_of_4") or {}).items():
+        if rpc != "idle":
+            idle = _get(detector, "event_loop", "adversarial", "chunks_of_4", "idle", "p50_ms")
+            rows.append(
+                (
+                    f"gateway: GetServiceInfo p50 / max (ms) during 4 {rpc} of 31k adversarial chars",
+                    f"{figures.get('p50_ms')} / {figures.get('max_ms')}",
+                    f"idle p50 {idle}",
+                    _ratio(figures.get("p50_ms"), idle),
                 )
             )
     for entry in _get(s, "lineage", "results") or []:

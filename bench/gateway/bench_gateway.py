@@ -70,9 +70,9 @@ def _helper_process(module: str, *args: str) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def fake_provider() -> Iterator[str]:
-    """The fake OpenAI-compatible server; yields its base URL."""
-    with _helper_process("tests.ai_gateway.fake_openai") as base_url:
+def fake_provider(*args: str) -> Iterator[str]:
+    """The fake OpenAI-compatible server (`args` as its command line takes them); yields its base URL."""
+    with _helper_process("tests.ai_gateway.fake_openai", *args) as base_url:
         yield base_url
 
 

@@ -285,7 +285,7 @@ class Gateway:
                     if problem is not None:
                         raise _schema_failed(problem, repaired=True)
                     content = unfence(content)
-                record = self._record(call, Outcome.SUCCEEDED)
+                record = await self._record(call, Outcome.SUCCEEDED)
                 _annotate(span, call, record)
                 holder = await self._save(call, record, content)
             return self._replayed(holder) if holder is not None else CallResult(content, record)
@@ -341,7 +341,7 @@ class Gateway:
                             # holdback is seen whole before any of it leaves the gateway.
                             if len(text) > rules.max_chars:
                                 self._block(call, Verdict(False, "output.max_chars", "the response is too long"))
-                            verdict = self.policy.scan(
+                            verdict = await self.policy.scan_async(
                                 call.prepared.category, Direction.OUTPUT, text[max(0, released - holdback) :]
                             )
                             if not verdict.allowed:
@@ -376,7 +376,7 @@ class Gateway:
                     raise _schema_failed(problem, repaired=False)
             if len(text) > released:
                 yield TextChunk(text[released:], index)
-            record = self._record(call, Outcome.SUCCEEDED)
+            record = await self._record(call, Outcome.SUCCEEDED)
             await self._save(call, record, text)  # chunks are out: a same-request race keeps this call's record
             yield CallResult(text, record)
         except BaseException as exc:
@@ -575,7 +575,7 @@ class Gateway:
             return replace(cost, unpriced_reason=call.usage_unknown)
         return cost
 
-    def _record(self, call: _Call, outcome: Outcome, error: CustodyError | None = None) -> CallRecord:
+    async def _record(self, call: _Call, outcome: Outcome, error: CustodyError | None = None) -> CallRecord:
         raw = call.prepared.raw
         cost = self._cost(call)
         blocked = call.verdict is not None and not call.verdict.allowed
@@ -604,11 +604,15 @@ class Gateway:
             policy_version=self.policy.version,
         )
         verbose = self.settings.audit_verbose
-        prompt = ""
-        if verbose:
-            prompt = self.policy.redact(raw.prompt)
+        prompt, response = "", ""
+        # A text the policy withheld (it holds a secret, or the checks could not tell) is not kept, even redacted.
+        withheld = call.verdict.rule_id.split(".", 1)[0] if blocked and call.verdict and call.verdict.withhold else ""
+        if verbose and withheld != "input":
+            prompt = await self.policy.redact_async(raw.prompt)
             if raw.system_prompt:
-                prompt = f"[system]\n{self.policy.redact(raw.system_prompt)}\n[user]\n{prompt}"
+                prompt = f"[system]\n{await self.policy.redact_async(raw.system_prompt)}\n[user]\n{prompt}"
+        if verbose and withheld != "output" and call.response:
+            response = await self.policy.redact_async(call.response)
         return CallRecord(
             envelope=envelope,
             cost=cost,
@@ -621,7 +625,7 @@ class Gateway:
             finish_reason=call.finish_reason,
             verbose=verbose,
             prompt_redacted=prompt,
-            response_redacted=self.policy.redact(call.response) if verbose and call.response else "",
+            response_redacted=response,
         )
 
     async def _save(self, call: _Call, record: CallRecord, content: str | None = None) -> ReplayEntry | None:
@@ -652,7 +656,7 @@ class Gateway:
             reason = "CANCELLED" if isinstance(exc, asyncio.CancelledError | GeneratorExit) else "INTERNAL"
             error = CustodyError(reason, reason.lower())
         try:
-            await self._save(call, self._record(call, outcome, error))
+            await self._save(call, await self._record(call, outcome, error))
         except Exception:
             log.exception("could not store the audit record of %s", call.name)
 

@@ -1,10 +1,14 @@
 """The safety policy: a versioned YAML document of categories and rules, validated at start, enforced fail-closed.
 
 Each category has input rules (prompt and system prompt) and output rules (the response, streamed or not):
-length limits, blocked patterns and built-in detectors (API-key shapes, e-mail addresses, card numbers,
-prompt-injection markers). A verdict names the rule that decided it but never quotes the offending text, so
-verdicts can go into errors, logs and audit rows. A detector that raises, or a check that overruns its time
+length limits, blocked patterns (RE2 syntax, refused at load when RE2 cannot run them) and the built-in detectors
+of services/ai_gateway/detectors.py. A verdict names the rule that decided it but never quotes the offending text,
+so verdicts can go into errors, logs and audit rows. A detector that raises, or a check that overruns its time
 budget, blocks the call: a guardrail that cannot decide does not let the call through.
+
+Every pattern runs in time linear in the text (RE2), and texts longer than INLINE_CHECK_CHARS are scanned in a
+worker thread (RE2 releases the GIL), so no text can stall the event loop. The time budget is enforced while the
+scan runs: the caller gets the timeout verdict when the budget is spent, and the worker stops at its next rule.
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
+import re2
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.ai_gateway.detectors import BUILTIN_DETECTORS, Detector, Encoded, compile_linear, rejection
 from services.common.hashing import sha256_canonical
 
-# Texts up to this size are checked on the event loop: the thread hop would cost more than the scan.
-INLINE_CHECK_CHARS = 8192
+# Texts up to this size are checked on the event loop, longer ones in a worker thread (a hop of 35-120 µs). The
+# slowest adversarial text of this size holds the loop about 0.5 ms (card-number candidates packed back to back;
+# ordinary text a few µs), see bench/gateway/bench_detectors.py; at 8 KiB it was 2-3 ms.
+INLINE_CHECK_CHARS = 2048
 CATEGORY_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -36,90 +44,6 @@ class PolicyError(Exception):
 class Direction(StrEnum):
     INPUT = "input"
     OUTPUT = "output"
-
-
-# --- detectors ----------------------------------------------------------------------------------------------------
-
-# Each detector returns True when the text contains what it looks for. Patterns avoid nested quantifiers so they
-# run in linear time on the bounded texts they see (length limits are checked first).
-_SECRET = re.compile(
-    r"\bsk-(?:proj-|ant-|live-|test-)?[A-Za-z0-9_\-]{16,}"
-    r"|\bAKIA[0-9A-Z]{16}\b"
-    r"|\bgh[pousr]_[A-Za-z0-9]{30,}"
-    r"|\bgithub_pat_[A-Za-z0-9_]{30,}"
-    r"|\bxox[abposr]-[A-Za-z0-9\-]{10,}"
-    r"|\bAIza[0-9A-Za-z_\-]{35}"
-    r"|-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----"
-    r"|\bcst_[A-Za-z0-9_\-]{20,}"
-    r"|\beyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"
-    r"|(?i:\b(?:api[_-]?key|secret[_-]?key|client[_-]?secret|password|passwd|access[_-]?token|auth[_-]?token)"
-    r"\s{0,3}[:=]\s{0,3}['\"]?[^\s'\"]{8,})"
-    r"|(?i:\bbearer\s{1,3}[A-Za-z0-9._~+/\-]{20,})"
-)
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){0,8}\.[A-Za-z]{2,24}\b")
-_CARD_CANDIDATE = re.compile(r"(?<![\d])(?:\d[ \-]?){12,18}\d(?![\d])")
-_INJECTION = re.compile(
-    r"(?i)\bignore\s{1,3}(?:all\s{1,3}|any\s{1,3})?(?:the\s{1,3})?(?:previous|prior|above|earlier|preceding)\s{1,3}"
-    r"(?:instructions|prompts?|rules|messages|directions)"
-    r"|(?i:\bdisregard\s{1,3}(?:all\s{1,3}|the\s{1,3}|your\s{1,3})?(?:previous|prior|above|system)\s{1,3}"
-    r"(?:instructions|prompts?|rules))"
-    r"|(?i:\b(?:reveal|print|show|repeat|output)\s{1,3}(?:me\s{1,3})?(?:your|the)\s{1,3}"
-    r"(?:system\s{1,3}prompt|hidden\s{1,3}instructions|initial\s{1,3}instructions))"
-    r"|(?i:\byou\s{1,3}are\s{1,3}now\s{1,3}(?:DAN|in\s{1,3}developer\s{1,3}mode|jailbroken))"
-    r"|(?i:<\|?(?:im_start|im_end|system)\|?>)"
-    r"|(?i:\bnew\s{1,3}system\s{1,3}prompt\s{0,3}:)"
-)
-
-
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = int(char)
-        if index % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def _card_spans(text: str) -> list[tuple[int, int]]:
-    spans = []
-    for match in _CARD_CANDIDATE.finditer(text):
-        digits = re.sub(r"\D", "", match.group())
-        if 13 <= len(digits) <= 19 and _luhn_ok(digits):
-            spans.append(match.span())
-    return spans
-
-
-def _regex_spans(pattern: re.Pattern[str]) -> Callable[[str], list[tuple[int, int]]]:
-    return lambda text: [m.span() for m in pattern.finditer(text)]
-
-
-@dataclass(frozen=True)
-class Detector:
-    name: str
-    description: str
-    # Spans of everything found; empty when clean. Used both to decide and to redact.
-    find: Callable[[str], list[tuple[int, int]]]
-    # Whether verbose audit redacts what it finds (prompt-injection markers are not secrets).
-    redact: bool = True
-
-
-BUILTIN_DETECTORS: dict[str, Detector] = {
-    d.name: d
-    for d in (
-        Detector("secrets", "API keys, tokens, private keys and credential assignments", _regex_spans(_SECRET)),
-        Detector("email", "e-mail addresses", _regex_spans(_EMAIL)),
-        Detector("card_number", "payment card numbers (13-19 digits passing the Luhn check)", _card_spans),
-        Detector(
-            "prompt_injection",
-            "markers of prompt injection (ignore previous instructions, fake system tags, ...)",
-            _regex_spans(_INJECTION),
-            redact=False,
-        ),
-    )
-}
 
 
 # --- the document -------------------------------------------------------------------------------------------------
@@ -141,14 +65,15 @@ class BlockedPattern(_Strict):
             raise ValueError(f"pattern id {value!r} must be lower_snake_case")
         return value
 
-    @field_validator("pattern")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        return value
+    @model_validator(mode="after")
+    def _compiles(self) -> BlockedPattern:
+        problem = rejection(self.pattern)
+        if problem is not None:
+            raise ValueError(
+                f"blocked pattern {self.id!r} is not a regular expression RE2 can run ({problem}); RE2 has no "
+                "lookaround or backreferences, so that every scan takes time linear in the text"
+            )
+        return self
 
 
 class Rules(_Strict):
@@ -210,6 +135,9 @@ class Verdict:
     allowed: bool
     rule_id: str = ""
     description: str = ""
+    # The blocked text is kept out of the audit even redacted: it holds a secret (whose extent may exceed what
+    # was found), or the checks could not tell what it holds.
+    withhold: bool = False
 
     @property
     def reason(self) -> str:
@@ -223,7 +151,7 @@ ALLOWED = Verdict(True)
 class _CompiledRules:
     direction: Direction
     rules: Rules
-    patterns: tuple[tuple[BlockedPattern, re.Pattern[str]], ...]
+    patterns: tuple[tuple[BlockedPattern, re2._Regexp], ...]
 
 
 class SafetyPolicy:
@@ -236,7 +164,7 @@ class SafetyPolicy:
         self._compiled: dict[tuple[str, Direction], _CompiledRules] = {}
         for name, category in document.categories.items():
             for direction, rules in ((Direction.INPUT, category.input), (Direction.OUTPUT, category.output)):
-                patterns = tuple((p, re.compile(p.pattern)) for p in rules.blocked_patterns)
+                patterns = tuple((p, compile_linear(p.pattern)) for p in rules.blocked_patterns)
                 self._compiled[(name, direction)] = _CompiledRules(direction, rules, patterns)
 
     @property
@@ -257,60 +185,89 @@ class SafetyPolicy:
     def rules(self, category: str, direction: Direction) -> Rules:
         return self._compiled[(category, direction)].rules
 
-    def check(self, category: str, direction: Direction, texts: Mapping[str, str]) -> Verdict:
-        """Checks each named text ("prompt", "system_prompt" or "response"); the first broken rule decides."""
+    def check(
+        self, category: str, direction: Direction, texts: Mapping[str, str], deadline: float | None = None
+    ) -> Verdict:
+        """Checks each named text ("prompt", "system_prompt" or "response"); the first broken rule decides.
+        `deadline` (time.monotonic) defaults to the policy's time budget from now."""
         compiled = self._compiled[(category, direction)]
-        started = time.monotonic()
+        deadline = self._deadline() if deadline is None else deadline
         for field, text in texts.items():
             limit = compiled.rules.max_system_chars if field == "system_prompt" else compiled.rules.max_chars
             if len(text) > limit:
                 suffix = "max_system_chars" if field == "system_prompt" else "max_chars"
                 return Verdict(False, f"{direction}.{suffix}", f"the {field} is longer than {limit} characters")
-            verdict = self.scan(category, direction, text, field)
+            verdict = self.scan(category, direction, text, field, deadline)
             if not verdict.allowed:
                 return verdict
-            if time.monotonic() - started > self.timeout_s:
+        return ALLOWED
+
+    def scan(
+        self, category: str, direction: Direction, text: str, field: str = "response", deadline: float | None = None
+    ) -> Verdict:
+        """Detectors and blocked patterns only (no length limit): what a stream runs on each window. The deadline
+        is looked at after every rule, so a scan that overran its budget stops there."""
+        compiled = self._compiled[(category, direction)]
+        deadline = self._deadline() if deadline is None else deadline
+        for name in compiled.rules.detectors:
+            detector = self.detectors[name]
+            rule_id = f"{direction}.detector.{name}"
+            try:
+                found = detector.found(text)
+            except Exception:  # fail closed: a detector that cannot decide blocks
+                return Verdict(False, rule_id, f"the {name} detector failed; the policy fails closed", withhold=True)
+            if found:
+                return Verdict(
+                    False, rule_id, f"the {field} contains {detector.description}", withhold=detector.withhold
+                )
+            if time.monotonic() > deadline:
+                return self._timed_out(direction)
+        encoded = Encoded(text) if compiled.patterns else None
+        for pattern, regex in compiled.patterns:
+            if regex.search(encoded.data):  # type: ignore[union-attr]
+                description = pattern.description or "a blocked pattern"
+                return Verdict(False, f"{direction}.pattern.{pattern.id}", f"the {field} matches {description}")
+            if time.monotonic() > deadline:
                 return self._timed_out(direction)
         return ALLOWED
 
-    def scan(self, category: str, direction: Direction, text: str, field: str = "response") -> Verdict:
-        """Detectors and blocked patterns only (no length limit): what a stream runs on each window."""
-        compiled = self._compiled[(category, direction)]
-        for name in compiled.rules.detectors:
-            rule_id = f"{direction}.detector.{name}"
-            try:
-                found = self.detectors[name].find(text)
-            except Exception:  # fail closed: a detector that cannot decide blocks
-                return Verdict(False, rule_id, f"the {name} detector failed; the policy fails closed")
-            if found:
-                return Verdict(False, rule_id, f"the {field} contains {self.detectors[name].description}")
-        for pattern, regex in compiled.patterns:
-            if regex.search(text):
-                description = pattern.description or "a blocked pattern"
-                return Verdict(False, f"{direction}.pattern.{pattern.id}", f"the {field} matches {description}")
-        return ALLOWED
-
     async def check_async(self, category: str, direction: Direction, texts: Mapping[str, str]) -> Verdict:
-        """`check` under the policy's time budget. Short texts are checked inline (microseconds, and `check`
-        itself blocks when it overran the budget); longer ones in a worker thread, so a slow rule can neither
-        stall the event loop nor let a call through: overrunning the budget blocks."""
-        if sum(len(t) for t in texts.values()) <= INLINE_CHECK_CHARS:
-            try:
-                return self.check(category, direction, texts)
-            except Exception:
-                return Verdict(False, f"{direction}.check_failed", "the safety check failed; the policy fails closed")
+        """`check` under the policy's time budget, never stalling the event loop."""
+        size = sum(len(t) for t in texts.values())
+        return await self._bounded(direction, size, lambda deadline: self.check(category, direction, texts, deadline))
+
+    async def scan_async(self, category: str, direction: Direction, text: str, field: str = "response") -> Verdict:
+        """`scan` under the policy's time budget, never stalling the event loop (a stream's window can be large:
+        a provider may send one big chunk)."""
+        return await self._bounded(
+            direction, len(text), lambda deadline: self.scan(category, direction, text, field, deadline)
+        )
+
+    async def _bounded(self, direction: Direction, size: int, run: Callable[[float], Verdict]) -> Verdict:
+        """Short texts are checked inline (well under a millisecond, and the rules look at the deadline); longer
+        ones in a worker thread, whose verdict is awaited only until the budget is spent: overrunning it blocks,
+        and the worker gives up at its next rule."""
+        deadline = self._deadline()
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.check, category, direction, texts), self.timeout_s)
+            if size <= INLINE_CHECK_CHARS:
+                return run(deadline)
+            return await asyncio.wait_for(asyncio.to_thread(run, deadline), self.timeout_s)
         except TimeoutError:
             return self._timed_out(direction)
         except Exception:
-            return Verdict(False, f"{direction}.check_failed", "the safety check failed; the policy fails closed")
+            return Verdict(
+                False, f"{direction}.check_failed", "the safety check failed; the policy fails closed", withhold=True
+            )
+
+    def _deadline(self) -> float:
+        return time.monotonic() + self.timeout_s
 
     def _timed_out(self, direction: Direction) -> Verdict:
         return Verdict(
             False,
             f"{direction}.detector_timeout",
             f"the safety checks took longer than {self.document.detector_timeout_ms} ms; the policy fails closed",
+            withhold=True,
         )
 
     def redact(self, text: str) -> str:
@@ -331,6 +288,15 @@ class SafetyPolicy:
             position = end
         out.append(text[position:])
         return "".join(out)
+
+    async def redact_async(self, text: str) -> str:
+        """`redact` off the event loop for long texts, under the time budget; nothing is kept when it overruns."""
+        if len(text) <= INLINE_CHECK_CHARS:
+            return self.redact(text)
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.redact, text), self.timeout_s)
+        except TimeoutError:
+            return "[REDACTED:unavailable]"
 
 
 def load_policy(path: Path) -> SafetyPolicy:

@@ -5,7 +5,8 @@ queue replies (`script(...)`) that are consumed one per upstream request; when t
 reply answers. Every request is recorded (path, headers, JSON body) so tests assert exact upstream call counts
 and what the gateway sent.
 
-Run it as a process for benchmarks: `python -m tests.ai_gateway.fake_openai [--delay-ms N]` prints its base URL.
+Run it as a process for benchmarks: `python -m tests.ai_gateway.fake_openai [--delay-ms N] [--content-file F]
+[--chunk-chars N]` prints its base URL.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
@@ -254,8 +256,11 @@ class FakeOpenAI:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Fake OpenAI-compatible server for benchmarks")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="delay before every reply")
+    parser.add_argument("--content-file", help="answer with this file's text instead of the default sentence")
+    parser.add_argument("--chunk-chars", type=int, default=4, help="characters per streamed chunk")
     args = parser.parse_args()
-    with FakeOpenAI(Reply(delay_s=args.delay_ms / 1000)) as fake:
+    content = Path(args.content_file).read_text(encoding="utf-8") if args.content_file else Reply.content
+    with FakeOpenAI(Reply(delay_s=args.delay_ms / 1000, content=content, chunk_size=args.chunk_chars)) as fake:
         print(fake.base_url, flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             sys.stdin.read()  # runs until the parent closes our stdin (or dies)

@@ -556,6 +556,20 @@ def test_verbose_audit_keeps_redacted_texts(start_gateway: GatewayFactory, fake:
     assert response.content == "Ask a@b.example.com"
 
 
+def test_verbose_audit_keeps_no_text_that_was_blocked_for_a_secret(
+    start_gateway: GatewayFactory, fake: FakeOpenAI, layout
+) -> None:
+    gateway = start_gateway(fake, audit_verbose="true")
+    error = rpc_error(lambda: generate(gateway, layout, prompt="12 petals, key sk-proj-Abc123def456ghi789jkl0"))
+    blocked_prompt = get_call(gateway, layout, error.metadata["call"])
+    assert (blocked_prompt.rule_id, blocked_prompt.prompt_redacted) == ("input.detector.secrets", "")
+    fake.script(ok("use postgresql://app:pw-12345678@db/app"))
+    error = rpc_error(lambda: generate(gateway, layout, prompt="which database?"))
+    blocked_response = get_call(gateway, layout, error.metadata["call"])
+    assert blocked_response.rule_id == "output.detector.secrets"
+    assert (blocked_response.prompt_redacted, blocked_response.response_redacted) == ("which database?", "")
+
+
 # --- access --------------------------------------------------------------------------------------------------------
 
 

@@ -24,8 +24,11 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
     (report,) = [p for p in RESULTS.glob("smoke-*.json") if p.stat().st_mtime >= started]
     result = json.loads(report.read_text())
     assert result["errors"] == {}
-    assert set(result["sections"]) == {"ceiling", "runs", "mlflow", "gateway", "lineage", "art_studio"}
+    assert set(result["sections"]) == {"ceiling", "runs", "mlflow", "gateway", "detectors", "lineage", "art_studio"}
     for point in ("c1", "c16"):  # the floor is measured beside custody, in the same run
         assert {"floor", "custody"} <= set(result["sections"]["gateway"]["added"][point])
+    detectors = result["sections"]["detectors"]
+    assert {"secrets", "email", "card_number", "prompt_injection"} <= set(detectors["per_kib"])
+    assert {"idle", "GenerateText", "StreamText"} <= set(detectors["event_loop"]["adversarial"]["chunks_of_4"])
     assert report.with_suffix(".md").read_text().startswith("| measure |")
     assert report.with_name(report.stem + "-throughput.png").stat().st_size > 0
