@@ -51,6 +51,7 @@ def _row(version: pb.Version) -> dict[str, Any]:
         "status": pb.Status.Name(version.status.status).removeprefix("STATUS_"),
         "health": pb.Health.Name(version.health.health).removeprefix("HEALTH_").lower(),
         "latest": version.latest,
+        "created_by": f"{version.created_by.id} ({_kind(version.created_by.kind)})",
         "decided_by": f"{version.status.actor.id} ({_kind(version.status.actor.kind)})",
         "health_by": f"{version.health.actor.id} ({_kind(version.health.actor.kind)})",
         "cause": version.health.cause,
@@ -66,7 +67,7 @@ def _show(version: pb.Version, as_json: bool) -> None:
     if as_json:
         print_json(as_dict(version))
         return
-    print_rows([_row(version)], ["name", "status", "health", "latest", "decided_by", "cause"], False)
+    print_rows([_row(version)], ["name", "created_by", "status", "health", "latest", "decided_by", "cause"], False)
     print_json({"data": MessageToDict(version.data), "upstream": list(version.upstream)})
 
 
@@ -110,7 +111,7 @@ def create(
     if as_json:
         print_json(as_dict(response))
         return
-    print_rows([_row(response.version)], ["name", "status", "health", "latest"], False)
+    print_rows([_row(response.version)], ["name", "created_by", "status", "health", "latest"], False)
     typer.echo(f"marked stale: {response.marked_stale}" + (" (replayed)" if response.replayed else ""))
 
 
@@ -144,7 +145,7 @@ def versions(
     if as_json:
         print_json([as_dict(v) for v in found])
     else:
-        print_rows([_row(v) for v in found], ["name", "status", "health", "latest", "created"], False)
+        print_rows([_row(v) for v in found], ["name", "created_by", "status", "health", "latest", "created"], False)
 
 
 @app.command()
@@ -255,7 +256,9 @@ def stale(
     if as_json:
         print_json([as_dict(v) for v in found])
     else:
-        print_rows([_row(v) for v in found], ["name", "status", "cause", "health_by"], False, title="stale")
+        print_rows(
+            [_row(v) for v in found], ["name", "created_by", "status", "cause", "health_by"], False, title="stale"
+        )
 
 
 def _closure(

@@ -20,7 +20,10 @@ def generate(
     prompt: Annotated[str, typer.Option(help="What to design, 3..2000 characters.")],
     count: Annotated[int, typer.Option(help="Variants, 1..10.")] = 3,
     diameter: Annotated[float, typer.Option("--diameter", help="Diameter in mm.")] = 100.0,
-    run: Annotated[str, typer.Option(help="runs/{run} to attach each candidate to.")] = "",
+    run: Annotated[str, typer.Option(help="A design session art_studio created earlier, to attach to.")] = "",
+    new_session: Annotated[
+        bool, typer.Option("--new-session", help="Attach to a new design session run (art_studio creates it).")
+    ] = False,
     lineage_parent: Annotated[str, typer.Option(help="Design brief version the candidates derive from.")] = "",
     seed: Annotated[str, typer.Option(help="Base variant seed.")] = "",
     provider: Annotated[str, typer.Option(help="ai_gateway provider (default: the operation's).")] = "",
@@ -39,6 +42,7 @@ def generate(
         run=run,
         lineage_parent=lineage_parent,
         request_id=request_id,
+        new_session=new_session,
     )
     answer = call(state_dir, "art_studio", lambda stub: stub.GenerateCandidates(request))
     if out is not None:
@@ -64,7 +68,9 @@ def generate(
             }
             for c in answer.candidates
         ]
-        print_rows(rows, list(rows[0]) if rows else [], False, title=f"{answer.succeeded} ok, {answer.failed} failed")
+        session = f" in {answer.run}" if answer.run else ""
+        title = f"{answer.succeeded} ok, {answer.failed} failed{session}"
+        print_rows(rows, list(rows[0]) if rows else [], False, title=title)
     if answer.failed:
         raise typer.Exit(1)
 

@@ -228,6 +228,13 @@ def test_the_common_platform_importing_any_service_is_reported(tmp_path: Path, s
     assert at(cross_service_imports(tmp_path)) == [("services/common/bad.py", 1)]
 
 
+@pytest.mark.parametrize("source", ["from services.art_studio import studio\n", "import services.runs.feasibility\n"])
+def test_the_shared_rosette_contract_importing_any_service_is_reported(tmp_path: Path, source: str):
+    """Producer and verifier share the rosette contract only while it belongs to neither."""
+    plant(tmp_path, "services/rosette/bad.py", source)
+    assert at(cross_service_imports(tmp_path)) == [("services/rosette/bad.py", 1)]
+
+
 def test_a_relative_import_beyond_the_top_package_is_reported(tmp_path: Path):
     plant(tmp_path, "services/runs/bad.py", "from ... import x\n")
     assert at(cross_service_imports(tmp_path)) == [("services/runs/bad.py", 1)]
