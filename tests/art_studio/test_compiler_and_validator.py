@@ -9,7 +9,7 @@ import pytest
 
 from services.art_studio.studio import compile_document
 from services.rosette.compiler import compile_svg, number
-from services.rosette.spec import parse_spec
+from services.rosette.spec import SpecInvalid, parse_spec
 from services.rosette.svg_validator import MAX_DEPTH, validate_svg
 from tests.art_studio.specs import CLASSIC
 
@@ -126,3 +126,62 @@ def test_every_violation_is_reported_with_where_it_is() -> None:
 
 def test_fragment_links_are_allowed() -> None:
     assert validate_svg(SVG.format('<defs><circle id="c" r="1"/></defs><use href="#c"/>').encode()) == []
+
+
+# ---- what the parsed tree alone would miss ---------------------------------------------------------------------
+
+_NS = b'<svg xmlns="http://www.w3.org/2000/svg">'
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        b'<?xml-stylesheet href="x.css"?>' + _NS + b"</svg>",
+        b'<?xml version="1.0"?>' + _NS + b"<?php x ?></svg>",
+        _NS + b"<!-- <?xml-stylesheet href='x.css'?> --></svg>",
+    ],
+)
+def test_processing_instructions_are_refused_at_the_byte_level(document: bytes) -> None:
+    rules = [(v.rule, v.location) for v in validate_svg(document)]
+    assert rules and all(rule == "PROCESSING_INSTRUCTION" and location.startswith("byte ") for rule, location in rules)
+
+
+def test_an_xml_declaration_alone_is_allowed() -> None:
+    assert validate_svg(b'<?xml version="1.0" encoding="UTF-8"?>\n' + _NS + b"</svg>") == []
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        ("url(https://x/y)", "EXTERNAL_REFERENCE"),
+        ("\\75 rl(https://x/y)", "EXTERNAL_REFERENCE"),
+        ("u\\72l(https://x/y)", "EXTERNAL_REFERENCE"),
+        ("\\000075rl(x)", "EXTERNAL_REFERENCE"),
+        ("expression(alert(1))", "CSS_NOT_ALLOWED"),
+        ("expr/**/ession(alert(1))", "CSS_NOT_ALLOWED"),
+        ("EXPRESSION(1)", "CSS_NOT_ALLOWED"),
+        ("red @import 'x'", "CSS_NOT_ALLOWED"),
+        ("rotate(1) var(--x)", "CSS_NOT_ALLOWED"),
+    ],
+)
+def test_attribute_values_are_read_as_css_after_unescaping(value: str, rule: str) -> None:
+    document = _NS + f'<circle r="1" fill="{value}"/></svg>'.encode()
+    found = {(v.rule, v.location) for v in validate_svg(document)}
+    assert (rule, "svg/circle[1]@fill") in found, found
+
+
+def test_transforms_and_colours_stay_allowed() -> None:
+    document = _NS + b'<g transform="translate(1 2) rotate(30) scale(2)" fill="rgb(1,2,3)" stroke="#000"/></svg>'
+    assert validate_svg(document) == []
+
+
+def test_only_utf8_documents_are_read() -> None:
+    assert [v.rule for v in validate_svg((_NS + b"</svg>").decode().encode("utf-16"))] == ["NOT_UTF8"]
+    assert [v.rule for v in validate_svg(b'<?xml version="1.0" encoding="latin-1"?>' + _NS + b"</svg>")] == ["NOT_UTF8"]
+
+
+def test_every_spec_compiles_within_the_validators_limits() -> None:
+    ring = {"kind": "segmented_ring", "inner_r": 30, "outer_r": 45, "segments": 360, "gap_deg": 0.5}
+    with pytest.raises(SpecInvalid) as raised:
+        parse_spec({"canvas": {"diameter_mm": 100}, "shapes": [ring] * 8})
+    assert "SVG elements" in str(raised.value)
