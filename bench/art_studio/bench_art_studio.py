@@ -19,7 +19,6 @@ import grpc
 from bench.harness import service_process, summary, write_result
 from custody.art_studio.v1 import art_studio_pb2, art_studio_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
-from services.common.hashing import sha256_canonical
 from services.rosette.compiler import compile_svg
 from services.rosette.spec import parse_spec
 
@@ -59,7 +58,6 @@ async def compile_over_grpc(address: str, token: str, repeats: int) -> list[floa
 
 async def generate_attach_bind(addresses: dict[str, str], token: str, repeats: int) -> dict[str, list[float]]:
     metadata = (("authorization", f"Bearer {token}"),)
-    feasibility = {"bench": "session"}
     timings: dict[str, list[float]] = {"generate_attach": [], "generate_attach_bind": []}
     async with (
         grpc.aio.insecure_channel(addresses["art_studio"]) as studio_channel,
@@ -67,18 +65,8 @@ async def generate_attach_bind(addresses: dict[str, str], token: str, repeats: i
     ):
         studio = art_studio_pb2_grpc.ArtStudioServiceStub(studio_channel)
         runs = runs_pb2_grpc.RunsServiceStub(runs_channel)
-        session = await runs.CreateRun(
-            runs_pb2.CreateRunRequest(
-                run=runs_pb2.RunInput(
-                    mode="design_session",
-                    tool_id="bench",
-                    status=runs_pb2.RUN_STATUS_OK,
-                    decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=1),
-                    hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
-                )
-            ),
-            metadata=metadata,
-        )
+        # Each generation gets its own design session (art_studio creates it): binding seals a session's geometry,
+        # so a session is the unit of one decision, as in the operator's flow.
         for index in range(repeats + 3):
             started = time.perf_counter()
             answer = await studio.GenerateCandidates(
@@ -86,7 +74,7 @@ async def generate_attach_bind(addresses: dict[str, str], token: str, repeats: i
                     prompt="a rosette with 12 petals and a rope band",
                     diameter_mm=100,
                     count=1,
-                    run=session.name,
+                    new_session=True,
                     variant_seed=f"bench-{index}",
                 ),
                 metadata=metadata,
@@ -97,7 +85,7 @@ async def generate_attach_bind(addresses: dict[str, str], token: str, repeats: i
                 raise RuntimeError(f"candidate failed: {candidate.failure.reason} {candidate.failure.message}")
             await runs.BindCandidate(
                 runs_pb2.BindCandidateRequest(
-                    run=session.name, attachments=[candidate.svg_attachment, candidate.spec_attachment]
+                    run=answer.run, attachments=[candidate.svg_attachment, candidate.spec_attachment]
                 ),
                 metadata=metadata,
             )

@@ -284,6 +284,7 @@ def _closure(
                 "status": pb.Status.Name(n.status).removeprefix("STATUS_"),
                 "health": pb.Health.Name(n.health).removeprefix("HEALTH_").lower(),
                 "latest": n.latest,
+                "created_by": f"{n.created_by.id} ({_kind(n.created_by.kind)})",
             }
             for n in page.nodes
         )
@@ -293,7 +294,7 @@ def _closure(
     if as_json:
         print_json({"root": name, "nodes": nodes, "truncated": truncated, "next_page_token": token, "total": total})
         return
-    print_rows(nodes, ["depth", "name", "status", "health", "latest"], False)
+    print_rows(nodes, ["depth", "name", "created_by", "status", "health", "latest"], False)
     typer.echo(
         f"{len(nodes)} of {total}" + ("; truncated (limit reached): --all fetches every page" if truncated else "")
     )

@@ -212,6 +212,7 @@ def closure_to_proto(page: ClosurePage, token: str) -> pb.LineageResponse:
                 health=HEALTHS[n.health],
                 upstream=[str(u) for u in n.upstream],
                 latest=n.latest,
+                created_by=principal_to_proto(n.created_by),
             )
             for n in page.nodes
         ],

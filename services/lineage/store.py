@@ -745,6 +745,7 @@ class LineageStore:
                     Health(row.health),
                     tuple(json.loads(row.upstream_json)),
                     int(row.latest_number) == int(row.number),
+                    _principal(row.created_by_id, row.created_by_kind),
                 )
             )
         return infos
@@ -787,6 +788,8 @@ def _version_query(with_data: bool = True) -> sa.Select[Any]:
         t.health.c.health,
         cause.c.name.label("cause_name"),
         latest_number,
+        t.versions.c.created_by_id,
+        t.versions.c.created_by_kind,
     ]
     if with_data:
         columns += [
@@ -795,8 +798,6 @@ def _version_query(with_data: bool = True) -> sa.Select[Any]:
             t.versions.c.metadata_json,
             t.versions.c.snapshot_sha256,
             t.versions.c.created_at_us,
-            t.versions.c.created_by_id,
-            t.versions.c.created_by_kind,
             t.versions.c.request_id,
             t.status.c.revision.label("s_revision"),
             t.status.c.updated_at_us.label("s_at"),

@@ -18,7 +18,7 @@ from tests.art_studio.specs import CLASSIC, spec_text
 from tests.runs.candidates import CLEAN_SVG, HOSTILE_SVGS
 from tests.runs.conftest import run_input
 from tests.support.fuzz import Fuzzer
-from tests.support.harness import ServiceHarness, bearer, operator_token, state_layout
+from tests.support.harness import ServiceHarness, bearer, service_token, state_layout
 
 
 @pytest.fixture
@@ -46,9 +46,10 @@ def studio(layout: StateLayout, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
                 "lineage_address": lineage.address,
             }
             with ServiceHarness("art_studio", layout, settings=settings) as harness:
+                # A session art_studio owns, as one of its earlier new_session calls would have made.
                 session = runs_pb2_grpc.RunsServiceStub(runs.channel()).CreateRun(
                     runs_pb2.CreateRunRequest(run=run_input(mode="design_session")),
-                    metadata=bearer(operator_token(layout)),
+                    metadata=bearer(service_token(layout, "art_studio")),
                     timeout=30,
                 )
                 harness.session = session.name  # type: ignore[attr-defined]
@@ -62,7 +63,7 @@ def _generate(session: str) -> object:
             diameter_mm=100,
             count=rng.randrange(1, 3),
             variant_seed=f"fuzz:{rng.randrange(3)}",
-            run=session if rng.random() < 0.5 else "",
+            **rng.choice([{"run": session}, {"new_session": True}, {}]),
         )
 
     return seed
@@ -78,7 +79,9 @@ def test_no_generated_request_reaches_internal_and_the_service_keeps_serving(
     seeds = {
         "GenerateCandidates": _generate(studio.session),  # type: ignore[attr-defined]
         "CompileSpec": lambda rng, names: pb.CompileSpecRequest(spec_json=spec_text(CLASSIC)),
-        "ValidateSvg": lambda rng, names: pb.ValidateSvgRequest(svg=rng.choice([CLEAN_SVG, *HOSTILE_SVGS.values()])),
+        "ValidateSvg": lambda rng, names: pb.ValidateSvgRequest(
+            svg=rng.choice([CLEAN_SVG, *(svg for family in HOSTILE_SVGS.values() for svg in family)])
+        ),
     }
     fuzzer = Fuzzer(studio, layout, pb.DESCRIPTOR.services_by_name["ArtStudioService"], seeds, CALLS_PER_RPC)
     try:

@@ -14,7 +14,7 @@ from services.cli.main import app
 from services.cli.state import StateLayout, save_endpoints
 from services.common.config import ConfigError
 from services.common.server import StartupError
-from tests.lineage.conftest import Client, start_client
+from tests.lineage.conftest import Client, create, start_client
 from tests.support.harness import ServiceHarness
 
 RECIPE = Path(__file__).resolve().parents[2] / "services" / "lineage" / "pipeline" / "recipes" / "recipe-test-echo.yaml"
@@ -55,6 +55,20 @@ def test_cli_creates_shows_and_approves_a_version(cli: Client, layout: StateLayo
     shown = json.loads(custody(layout, "lineage", "show", name, "--json")[1])
     assert shown["status"]["status"] == "STATUS_APPROVED"
     assert shown["status"]["actor"]["kind"] == "PRINCIPAL_KIND_HUMAN"
+
+
+def test_cli_shows_the_creator_of_each_version_in_show_listings_and_closures(cli: Client, layout: StateLayout) -> None:
+    brief = create(cli, f"{P}/intake/brief", {"client": "acme", "objectives": ["grow"]}).version.name
+    strategy = create(cli, f"{P}/strategy/plan", {"summary": "s"}, [brief]).version.name
+    for args in (
+        ("lineage", "show", brief),
+        ("lineage", "versions", f"{P}/intake/brief"),
+        ("lineage", "downstream", brief),
+        ("lineage", "upstream", strategy),
+    ):
+        result = runner.invoke(app, [*args, "--state-dir", str(layout.root)], env={"COLUMNS": "300"})
+        assert result.exit_code == 0, result.output
+        assert "created_by" in result.output and "human:operator (human)" in result.output, (args, result.output)
 
 
 def test_cli_prints_every_violation_and_exits_1_when_approval_is_refused(cli: Client, layout: StateLayout) -> None:

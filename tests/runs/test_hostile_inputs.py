@@ -62,4 +62,4 @@ def test_binding_a_spec_nested_deeper_than_json_parses_blocks_with_a_reason(runs
     )
     answer = runs.BindCandidate(runs_pb2.BindCandidateRequest(run=session.name))
     assert answer.decision == runs_pb2.FEASIBILITY_DECISION_BLOCK
-    assert "spec_unparseable: nested too deeply to parse" in answer.reasons
+    assert "SPEC_UNPARSEABLE: nested too deeply to parse" in answer.reasons

@@ -1033,6 +1033,7 @@ class LineageNode(_message.Message):
     HEALTH_FIELD_NUMBER: _builtins.int
     UPSTREAM_FIELD_NUMBER: _builtins.int
     LATEST_FIELD_NUMBER: _builtins.int
+    CREATED_BY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     depth: _builtins.int
     """Shortest number of hops from the root."""
@@ -1043,6 +1044,10 @@ class LineageNode(_message.Message):
     def upstream(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The node's own direct upstream references."""
 
+    @_builtins.property
+    def created_by(self) -> _common_pb2.Principal:
+        """Who created the version (see ArtifactType.creators)."""
+
     def __init__(
         self,
         *,
@@ -1052,10 +1057,11 @@ class LineageNode(_message.Message):
         health: Global___Health.ValueType = ...,
         upstream: _abc.Iterable[_builtins.str] | None = ...,
         latest: _builtins.bool = ...,
+        created_by: _common_pb2.Principal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["depth", b"depth", "health", b"health", "latest", b"latest", "name", b"name", "status", b"status", "upstream", b"upstream"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by", "depth", b"depth", "health", b"health", "latest", b"latest", "name", b"name", "status", b"status", "upstream", b"upstream"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -252,6 +252,7 @@ class LineageNodeInfo:
     health: Health
     upstream: tuple[str, ...]
     latest: bool
+    created_by: Principal
 
 
 @dataclass(frozen=True)
