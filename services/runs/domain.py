@@ -143,17 +143,26 @@ class Candidates(Protocol):
 
 
 @dataclass(frozen=True)
+class BindRequest:
+    run: str
+    # Attachment names to bind; empty binds the latest of each candidate kind.
+    attachments: Sequence[str]
+    operator_notes: str
+    strict: bool
+    idempotency_key: str
+    # An svg_candidate version the verdict is about ("" for none).
+    lineage_candidate: str
+
+
+@dataclass(frozen=True)
 class _Binding:
     """A bind request checked and its bytes read, ready to be decided."""
 
+    request: BindRequest
     run_id: str
     chosen: tuple[AttachmentRecord, ...]
     svg: bytes | None
     spec: bytes | None
-    operator_notes: str
-    strict: bool
-    idempotency_key: str
-    lineage_candidate: str
     candidate: CandidateRecord | None = None
 
     def digest(self, kind: AttachmentKind) -> str:
@@ -726,42 +735,26 @@ class Runs:
 
     # ---- candidate binding --------------------------------------------------------------------------------------
 
-    async def bind_candidate(
-        self,
-        run: str,
-        attachments: Sequence[str],
-        operator_notes: str,
-        strict: bool,
-        idempotency_key: str,
-        lineage_candidate: str,
-    ) -> BindResult:
+    async def bind_candidate(self, request: BindRequest) -> BindResult:
         """Decides a candidate and mints the verdict. With a lineage candidate, the verdict is only minted (and only
         recorded in lineage) when that version's recorded digests are the digests of the bytes being decided."""
-        binding = await asyncio.to_thread(
-            self._binding, run, attachments, operator_notes, strict, idempotency_key, lineage_candidate
-        )
-        if lineage_candidate:
+        binding = await asyncio.to_thread(self._binding, request)
+        if request.lineage_candidate:
             if self.candidates is None:
                 raise Unavailable(
                     "LINEAGE_UNAVAILABLE",
                     "this runs service has no lineage address, so it cannot check the lineage candidate; "
                     "bind without lineage_candidate or configure CUSTODY_RUNS_LINEAGE_ADDRESS",
                 )
-            candidate = await self.candidates.read(lineage_candidate)
+            candidate = await self.candidates.read(request.lineage_candidate)
             _require_candidate_matches(candidate, binding)
             binding = replace(binding, candidate=candidate)
         return await asyncio.to_thread(self._decide, binding)
 
-    def _binding(
-        self,
-        run: str,
-        attachments: Sequence[str],
-        operator_notes: str,
-        strict: bool,
-        idempotency_key: str,
-        lineage_candidate: str,
-    ) -> _Binding:
-        validate_request_id(idempotency_key)
+    def _binding(self, request: BindRequest) -> _Binding:
+        """The request checked, the caller's access to the run checked, the candidate's bytes read and verified."""
+        run, operator_notes, lineage_candidate = request.run, request.operator_notes, request.lineage_candidate
+        validate_request_id(request.idempotency_key)
         run_id = parse_run_name(run, "run")
         if len(operator_notes) > MAX_NOTES:
             raise InvalidArgument(
@@ -788,7 +781,7 @@ class Runs:
                     ],
                 )
         self._require_run(run_id)
-        chosen = self._candidate_attachments(run_id, attachments)
+        chosen = self._candidate_attachments(run_id, request.attachments)
         by_kind = {record.kind: record for record in chosen}
         svg_record = by_kind.get(AttachmentKind.GEOMETRY_SVG)
         spec_record = by_kind.get(AttachmentKind.GEOMETRY_SPEC_JSON)
@@ -797,7 +790,7 @@ class Runs:
             for k, r in ((AttachmentKind.GEOMETRY_SVG, svg_record), (AttachmentKind.GEOMETRY_SPEC_JSON, spec_record))
             if r is None
         ]
-        if missing and strict:
+        if missing and request.strict:
             raise FailedPrecondition(
                 "CANDIDATE_INCOMPLETE",
                 f"the candidate has no {' and no '.join(missing)} attachment; attach it, or bind with strict=false "
@@ -805,14 +798,11 @@ class Runs:
                 metadata={"missing": ",".join(missing)},
             )
         return _Binding(
+            request=request,
             run_id=run_id,
             chosen=tuple(chosen),
             svg=self.blobs.read_all_verified(svg_record.sha256, svg_record.size_bytes) if svg_record else None,
             spec=self.blobs.read_all_verified(spec_record.sha256, spec_record.size_bytes) if spec_record else None,
-            operator_notes=operator_notes,
-            strict=strict,
-            idempotency_key=idempotency_key,
-            lineage_candidate=lineage_candidate,
         )
 
     def _decide(self, binding: _Binding) -> BindResult:
@@ -823,7 +813,7 @@ class Runs:
         summary: dict[str, Any] = {
             "source_run": run_name(run_id),
             "attachments": [{"kind": b.kind, "sha256": b.sha256} for b in bound],
-            "strict": binding.strict,
+            "strict": binding.request.strict,
         }
         if binding.candidate is not None:
             summary["candidate"] = binding.candidate.to_document()
@@ -844,7 +834,10 @@ class Runs:
                 "inputs": evaluation.inputs,
                 "result": result.to_document(),
             },
-            meta={"operator_notes": binding.operator_notes, "lineage_candidate": binding.lineage_candidate},
+            meta={
+                "operator_notes": binding.request.operator_notes,
+                "lineage_candidate": binding.request.lineage_candidate,
+            },
             engine_version=feasibility.ENGINE_VERSION,
             source_run=run_name(run_id),
             bound_attachments=bound,
@@ -853,14 +846,14 @@ class Runs:
             {
                 "run": run_id,
                 "attachments": [b.attachment for b in bound],
-                "notes": binding.operator_notes,
-                "strict": binding.strict,
-                "lineage_candidate": binding.lineage_candidate,
+                "notes": binding.request.operator_notes,
+                "strict": binding.request.strict,
+                "lineage_candidate": binding.request.lineage_candidate,
             }
         )
         minted = self._mint(
             content,
-            binding.idempotency_key,
+            binding.request.idempotency_key,
             request_fingerprint,
             attachments=[(r, r.name) for r in binding.chosen],
             candidate=binding.candidate,

@@ -14,7 +14,7 @@ from services.common import call_context
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protomap import service_info
 from services.runs import convert
-from services.runs.domain import Runs
+from services.runs.domain import BindRequest, Runs
 from services.runs.model import AdvisoryKind
 
 
@@ -158,12 +158,14 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     ) -> runs_pb2.BindCandidateResponse:
         strict = request.strict if request.HasField("strict") else True
         result = await self._runs.bind_candidate(
-            request.run,
-            list(request.attachments),
-            request.operator_notes,
-            strict,
-            request.request_id,
-            request.lineage_candidate,
+            BindRequest(
+                run=request.run,
+                attachments=list(request.attachments),
+                operator_notes=request.operator_notes,
+                strict=strict,
+                idempotency_key=request.request_id,
+                lineage_candidate=request.lineage_candidate,
+            )
         )
         evaluation = result.evaluation.result
         return runs_pb2.BindCandidateResponse(

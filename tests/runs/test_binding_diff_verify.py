@@ -225,3 +225,17 @@ def test_verify_reports_a_tampered_record(runs: RunsClient) -> None:
         engine.dispose()
     report = runs.VerifyRun(runs_pb2.VerifyRunRequest(name=run.name))
     assert {p.problem for p in report.problems} == {"ARTIFACT_HASH_MISMATCH", "INDEX_MISMATCH"}
+
+
+@pytest.mark.parametrize(
+    ("family", "index"), [(family, i) for family, payloads in HOSTILE_SVGS.items() for i in range(len(payloads))]
+)
+def test_every_bypass_family_is_blocked_through_bind_candidate(
+    runs: RunsClient, session: runs_pb2.Run, family: str, index: int
+) -> None:
+    """The hostile SVG is attached as a caller would attach it; the minted verdict must be BLOCK, naming why."""
+    names = attach_candidate(runs, session, svg=HOSTILE_SVGS[family][index])
+    bound = bind(runs, session, attachments=names[:2])
+    assert bound.decision == runs_pb2.FEASIBILITY_DECISION_BLOCK
+    assert bound.run.status == runs_pb2.RUN_STATUS_BLOCKED and bound.score <= 0.25
+    assert any(r.startswith("SVG_NOT_FROM_SPEC") for r in bound.reasons), bound.reasons

@@ -567,6 +567,15 @@ class Fuzzer:
     def close(self) -> None:
         self._channel.close()
 
+    def assert_survives(self) -> None:
+        """Runs every generated call; fails on any INTERNAL or UNKNOWN answer, or if the service stops SERVING."""
+        try:
+            report = self.run()
+            assert not report.failures, report.describe_failures()
+            assert self.serving() == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            self.close()
+
     def _request(self, rpc: Rpc) -> list[bytes]:
         """The request messages of one call, serialized (several for a client-streaming RPC)."""
         gen, rng = self.generator, self.generator.rng
