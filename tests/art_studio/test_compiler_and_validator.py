@@ -6,11 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.art_studio.studio import compile_document
 from services.rosette.compiler import compile_svg, number
 from services.rosette.spec import SpecInvalid, parse_spec
-from services.rosette.svg_validator import MAX_DEPTH, validate_svg
+from services.rosette.svg_validator import MAX_DEPTH, css_problems, plainly_safe, validate_svg
 from tests.art_studio.specs import CLASSIC
 
 COMPILE_IN_A_NEW_PROCESS = (
@@ -185,3 +187,27 @@ def test_every_spec_compiles_within_the_validators_limits() -> None:
     with pytest.raises(SpecInvalid) as raised:
         parse_spec({"canvas": {"diameter_mm": 100}, "shapes": [ring] * 8})
     assert "SVG elements" in str(raised.value)
+
+
+_CSS_ALPHABET = st.sampled_from(
+    list("rotate(scale)url u r l @import /* */ \\ 7 5 e 1 2 . , - + ( ) ; : # RGB skewX matrix")
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(_CSS_ALPHABET, max_size=12).map("".join))
+def test_the_css_fast_path_passes_only_what_the_tokeniser_passes(value: str) -> None:
+    if plainly_safe(value):
+        assert css_problems(value) == [], value
+
+
+@pytest.mark.parametrize(
+    "value", ["1.5", "#000000", "none", "rotate(30 1.5 -2)", "translate(1 2) rotate(-3)", "0,1 2,3"]
+)
+def test_the_css_fast_path_takes_what_the_compiler_writes(value: str) -> None:
+    assert plainly_safe(value) and css_problems(value) == []
+
+
+@pytest.mark.parametrize("value", ["url(x)", "\\75 rl(x)", "@import", "a/**/b", "var(--x)", "rotate(url(x))"])
+def test_the_css_fast_path_sends_anything_else_to_the_tokeniser(value: str) -> None:
+    assert not plainly_safe(value)
