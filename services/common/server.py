@@ -8,8 +8,6 @@ grace period) on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import logging
 import signal
 import sys
@@ -26,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.common import migrations
+from services.common import migrations, tuning
 from services.common.call_handling import CallHandling
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, ServiceSettings, StatefulServiceSettings, env_prefix
 from services.common.db import check_connection
@@ -37,11 +35,6 @@ from services.common.version import CUSTODY_VERSION
 log = logging.getLogger("custody.server")
 
 STARTUP_EXIT_CODE = 3
-# mallopt parameters (malloc.h) and glibc's largest mmap threshold on 64-bit systems.
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-MAX_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
-GIL_SWITCH_INTERVAL_S = 0.0005
 KEEPALIVE_TIME_MS = 60_000
 KEEPALIVE_TIMEOUT_MS = 20_000
 # Clients (ours included) may ping every 10 s; anything faster is answered with GOAWAY too_many_pings.
@@ -166,10 +159,8 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
 async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFactory) -> None:
     tracer_provider = configure_tracing(settings)
     running = await start(settings, factory, tracer_provider)
-    # What start-up built (modules, descriptors, the app) lives as long as the process: moving it out of the
-    # collector's reach keeps full collections, and so the latency tail, proportional to per-call garbage only.
-    gc.collect()
-    gc.freeze()
+    if settings.freeze_startup_objects:
+        tuning.freeze_startup_objects()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -181,31 +172,14 @@ async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFact
     log.info("stopped")
 
 
-def keep_freed_memory() -> None:
-    """Has glibc keep freed blocks for reuse instead of returning them to the system at once.
-
-    By default blocks of 128 KiB and more are separate mappings, unmapped when freed, and the heap is trimmed
-    eagerly: every 1 MiB upload chunk then arrives in fresh pages, which a virtual machine is slow to hand out
-    (uploads ran about a third faster with this here). The process keeps up to its peak instead."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to tune
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, MAX_MMAP_THRESHOLD_BYTES)
-    libc.mallopt(M_TRIM_THRESHOLD, 2 * MAX_MMAP_THRESHOLD_BYTES)
-
-
 def run(settings_cls: type[ServiceSettings], factory: ServiceFactory, config_file: object = None) -> int:
     """Process entry point for `custody serve <service>`; returns the exit code."""
-    keep_freed_memory()
-    # The event loop hands database work to threads and back on every call; with the default 5 ms GIL switch
-    # interval a busy thread makes the others wait that long for each hand-off.
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     try:
         settings = settings_cls.load(config_file)  # type: ignore[arg-type]
     except ConfigError as exc:
         print(f"custody {settings_cls.service}: configuration error: {exc}", file=sys.stderr)
         return CONFIG_EXIT_CODE
+    tuning.apply_process_knobs(settings)
     configure_logging(settings.service, settings.log_level)
     try:
         # uvloop: the same asyncio, with its per-callback and per-I/O costs in C, where a lightly loaded service
