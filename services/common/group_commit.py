@@ -8,7 +8,8 @@ The writer is a thread of its own, so an event loop whose calls submit items kee
 its fsync (on a slow disk, a commit applied on the loop stalls every call the process serves).
 
 A submitted item is committed whatever happens to its caller: cancelling an async caller stops its wait, never
-the write (an audit record must not vanish because its client hung up).
+the write (an audit record must not vanish because its client hung up). `close()` at shutdown refuses new items
+and returns once every item submitted before it is committed.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 MAX_BATCH = 256
+_STOP = object()  # queued by close(): the writer commits what came before it and exits
+
+
+class GroupCommitClosed(RuntimeError):
+    """An item was submitted after close()."""
 
 
 class GroupCommit(Generic[Item, Result]):
@@ -38,9 +44,10 @@ class GroupCommit(Generic[Item, Result]):
         self._apply = apply
         self._name = name
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[tuple[Item, Future[Result]]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Item, Future[Result]] | object] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._closed = False
 
     def submit(self, item: Item) -> Result:
         """Blocks the calling thread until the item is committed."""
@@ -50,32 +57,48 @@ class GroupCommit(Generic[Item, Result]):
         """Waits on the event loop, holding no thread, until the item is committed."""
         return await asyncio.shield(asyncio.wrap_future(self._enqueue(item)))
 
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Refuses new items; returns once everything submitted earlier is committed (or after `timeout_s`)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(_STOP)  # under the lock: after every item queued before close
+        if thread is not None:
+            thread.join(timeout_s)
+
     def _enqueue(self, item: Item) -> Future[Result]:
         future: Future[Result] = Future()
-        self._queue.put((item, future))
-        self._ensure_writer()
-        return future
-
-    def _ensure_writer(self) -> None:
-        if self._thread is not None:
-            return
         with self._lock:
+            if self._closed:
+                raise GroupCommitClosed(f"group commit {self._name} is closed: the service is shutting down")
+            self._queue.put((item, future))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._write_forever, name=self._name, daemon=True)
                 self._thread.start()
+        return future
 
     def _write_forever(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
+        stopping = False
+        while not stopping:
+            batch: list[tuple[Item, Future[Result]]] = []
+            entry = self._queue.get()
+            while True:
+                if entry is _STOP:
+                    stopping = True
+                    break
+                batch.append(entry)  # type: ignore[arg-type]
+                if len(batch) >= self._max_batch:
+                    break
                 try:
-                    batch.append(self._queue.get_nowait())
+                    entry = self._queue.get_nowait()
                 except queue.Empty:
                     break
             # Nothing here hands these futures out, so none can be cancelled; the check keeps the writer alive
             # if that ever changes.
-            batch = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
-            self._settle(batch)
+            self._settle([(item, future) for item, future in batch if future.set_running_or_notify_cancel()])
 
     def _settle(self, batch: list[tuple[Item, Future[Result]]]) -> None:
         if not batch:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from services.common.group_commit import GroupCommit
+from services.common.group_commit import GroupCommit, GroupCommitClosed
 
 
 def test_concurrent_submissions_are_applied_in_shared_batches() -> None:
@@ -112,3 +113,37 @@ def test_an_apply_that_miscounts_its_results_fails_its_batch_and_the_writer_goes
     with pytest.raises(RuntimeError, match="0 results for 1 items"):
         commit.submit(1)
     assert commit.submit(2) == 2
+
+
+def test_close_returns_once_everything_submitted_before_it_is_committed() -> None:
+    gate = threading.Event()
+    applied: list[int] = []
+
+    def apply(items: list[int]) -> list[int | BaseException]:
+        gate.wait(5)
+        applied.extend(items)
+        return list(items)
+
+    commit: GroupCommit[int, int] = GroupCommit(apply, "test", max_batch=2)
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        futures = [pool.submit(commit.submit, i) for i in range(6)]
+        deadline = time.monotonic() + 5
+        while commit._queue.qsize() < 4 and time.monotonic() < deadline:  # the writer holds at most max_batch=2
+            time.sleep(0.01)
+        threading.Timer(0.3, gate.set).start()
+        commit.close()
+        assert sorted(applied) == list(range(6))  # nothing queued before close was dropped
+        assert [f.result(timeout=5) for f in futures] == list(range(6))
+
+
+def test_nothing_is_accepted_after_close() -> None:
+    commit: GroupCommit[int, int] = GroupCommit(lambda items: list(items), "test")
+    assert commit.submit(1) == 1
+    commit.close()
+    commit.close()  # closing twice is harmless
+    with pytest.raises(GroupCommitClosed):
+        commit.submit(2)
+
+
+def test_closing_an_unused_group_commit_returns_at_once() -> None:
+    GroupCommit(lambda items: list(items), "test").close(timeout_s=0.1)
