@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from collections.abc import Callable
 
 import pytest
@@ -149,41 +148,9 @@ def test_every_detector_and_default_blocked_pattern_runs_on_re2() -> None:
 
 
 # --- linear time --------------------------------------------------------------------------------------------------
-
-
-GROWTH = 8  # the longer text of a pair is this many times longer
-# Linear time takes about GROWTH times longer on it, quadratic about GROWTH**2: the bound sits between them, far
-# enough from both that a noisy machine does not cross it.
-BOUND = GROWTH * 3
-
-
-def _growth(function: Callable[[str], object], fragment: str, size: int, repeat: int = 5) -> float:
-    """How many times longer GROWTH times the text takes: the fastest of `repeat` runs of each, interleaved so
-    both sizes see the same machine."""
-    small = fragment * (size // len(fragment))
-    large = small * GROWTH
-    fastest = {len(small): float("inf"), len(large): float("inf")}
-    for _ in range(repeat):
-        for text in (small, large):
-            started = time.perf_counter()
-            function(text)
-            fastest[len(text)] = min(fastest[len(text)], time.perf_counter() - started)
-    return fastest[len(large)] / fastest[len(small)]
-
-
-def test_the_input_that_was_quadratic_is_quadratic_on_the_old_pattern() -> None:
-    """The regression test below has teeth: its input does take quadratic time on the backtracking pattern."""
-    assert _growth(lambda text: _OLD_SECRET.search(text), "eyJ-", 4_000, repeat=2) > BOUND
-
-
-@pytest.mark.parametrize("fragment", ["eyJ-", "eyJaaaaaaaa.eyJ-", "a-", "1 ", "a@", "sk-", "-----BEGIN "])
-def test_every_detector_scans_repeated_prefixes_in_linear_time(fragment: str) -> None:
-    policy = load_policy(DEFAULT_POLICY_FILE)
-
-    def scan_all(text: str) -> object:
-        return policy.scan("ROSETTE_DESIGN", Direction.INPUT, text), policy.redact(text)
-
-    assert _growth(scan_all, fragment, 64 * 1024) < BOUND
+# Linear time is a property of the engine: the test above checks that every detector and blocked pattern runs on
+# RE2. How the scans grow with the text (1 KiB..1 MiB of adversarial input) is measured, not asserted, by
+# bench/gateway/bench_detectors.py: timings belong in benchmarks, where a loaded machine cannot fail a build.
 
 
 # --- what verbose audit redacts -----------------------------------------------------------------------------------
