@@ -352,7 +352,7 @@ class LineageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BuildPlan(self, request, context):
-        """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+        """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
         and the upstream types each artifact type then requires.
         Errors:
         INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.

@@ -199,7 +199,7 @@ class LineageServiceStub:
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     BuildPlan: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]
-    """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+    """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
     and the upstream types each artifact type then requires.
     Errors:
       INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
@@ -379,7 +379,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     BuildPlan: _aio.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]  # type: ignore[assignment]
-    """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+    """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
     and the upstream types each artifact type then requires.
     Errors:
       INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
@@ -646,7 +646,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lineage_pb2.BuildPlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lineage_pb2.Plan, _abc.Awaitable[_lineage_pb2.Plan]]:
-        """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+        """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
         and the upstream types each artifact type then requires.
         Errors:
           INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
