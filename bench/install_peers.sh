@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the peer systems the benchmarks compare against, each into its own venv under bench/.peers/
-# (never into the project's). Pinned releases, as shared/PEERS.md documents; LiteLLM 1.82.7/1.82.8 are never used.
+# (never into the project's). Exact pinned releases (below), so every run compares against the same peers;
+# LiteLLM 1.82.7 and 1.82.8 must never be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"

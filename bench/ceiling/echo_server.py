@@ -1,5 +1,5 @@
-"""A trivial unary echo service on grpc.aio: what Python gRPC itself can do on this machine, the ceiling every
-Custody RPC figure is compared with. `python -m bench.ceiling.echo_server PORT`."""
+"""A trivial unary echo service on grpc.aio: what Python gRPC itself can do on the host running the suite, the
+ceiling every Custody RPC figure is compared with. `python -m bench.ceiling.echo_server PORT`."""
 
 from __future__ import annotations
 

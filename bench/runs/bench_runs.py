@@ -1,5 +1,5 @@
 """Runs benchmark: durable mints per second with 8 concurrent clients, create + 4 KiB attach latency, and 64 MiB
-upload throughput next to this machine's own sha256 rate over the same bytes (measured in the same run).
+upload throughput next to the host's own sha256 rate over the same bytes (measured in the same run).
 
     .venv/bin/python -m bench.runs.bench_runs [--quick] [--postgres DSN]
 """

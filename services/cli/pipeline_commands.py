@@ -1,4 +1,5 @@
-"""`custody pipeline run`: the recipe driver (seed 004), saving every output through the lineage service."""
+"""`custody pipeline run`: the recipe driver (YAML recipes of module stages), saving every output through
+the lineage service."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Server-generated identifiers: a type prefix and 128 random bits, validated against one strict pattern.
 
-128 bits (32 hex characters) make collisions negligible at any realistic scale, unlike the 48-bit ids of the
-seed sketches. The pattern admits nothing that could act as a path (no dots, slashes or separators).
+128 bits (32 hex characters) make collisions negligible at any realistic scale, unlike 48-bit ids (a collision is
+likely after about 2^24 of those). The pattern admits nothing that could act as a path (no dots, slashes or
+separators).
 """
 
 from __future__ import annotations

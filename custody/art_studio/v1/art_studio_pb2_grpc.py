@@ -31,7 +31,8 @@ class ArtStudioServiceStub:
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
-    request message (corrupt, or nested more than 100 messages deep).
+    request message (corrupt, or nested more than 100 messages deep), and INVALID_ARGUMENT (REQUEST_ID_INVALID)
+    for a bad x-request-id header.
     """
 
     def __init__(self, channel):
@@ -67,7 +68,8 @@ class ArtStudioServiceServicer:
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
-    request message (corrupt, or nested more than 100 messages deep).
+    request message (corrupt, or nested more than 100 messages deep), and INVALID_ARGUMENT (REQUEST_ID_INVALID)
+    for a bad x-request-id header.
     """
 
     def GetServiceInfo(self, request, context):
@@ -89,8 +91,8 @@ class ArtStudioServiceServicer:
         to runs it created itself: a design session from new_session, or one an earlier call returned.
         Errors:
         INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
-        count not 1..10, a malformed run or lineage parent name, both run and new_session, a malformed
-        request_id; BadRequest names each.
+        count not 1..10, a malformed run or lineage parent name, both run and new_session; BadRequest names each.
+        INVALID_ARGUMENT (reason REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
         NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
         PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
         FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
@@ -162,7 +164,8 @@ class ArtStudioService:
     optionally attached to a run (through runs) and recorded in lineage. Stateless: it stores nothing itself.
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
-    request message (corrupt, or nested more than 100 messages deep).
+    request message (corrupt, or nested more than 100 messages deep), and INVALID_ARGUMENT (REQUEST_ID_INVALID)
+    for a bad x-request-id header.
     """
 
     @staticmethod

@@ -107,7 +107,7 @@ Global___GetServiceInfoRequest: _TypeAlias = GetServiceInfoRequest  # noqa: Y015
 
 @_typing.final
 class VersionMetadata(_message.Message):
-    """Audit metadata of a version (seed 004 "ArtifactMetadata"), immutable with it."""
+    """Audit metadata of a version, immutable with it."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -262,6 +262,7 @@ class LineageServiceServicer:
         INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
         NOT_FOUND (VERSION_NOT_FOUND).
         PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+        ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
         ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -274,6 +275,7 @@ class LineageServiceServicer:
         FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
         INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
         NOT_FOUND (VERSION_NOT_FOUND).
+        ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
         ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -287,6 +289,7 @@ class LineageServiceServicer:
         INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
         NOT_FOUND (VERSION_NOT_FOUND).
         PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+        ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
         ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -349,12 +352,14 @@ class LineageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def BuildPlan(self, request, context):
-        """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+        """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
         and the upstream types each artifact type then requires.
         Errors:
         INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
         NOT_FOUND (POLICY_NOT_FOUND).
         FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
+        FAILED_PRECONDITION (PLAN_CYCLE): the policy's job dependencies form a cycle (policy validation refuses
+        such policies, so this guards only against looping forever).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

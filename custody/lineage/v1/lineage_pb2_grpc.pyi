@@ -137,6 +137,7 @@ class LineageServiceStub:
       INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
       NOT_FOUND (VERSION_NOT_FOUND).
       PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+      ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
       ALREADY_EXISTS (REQUEST_ID_REUSED).
     """
     Flag: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.FlagRequest, _lineage_pb2.Version]
@@ -145,6 +146,7 @@ class LineageServiceStub:
       FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
       INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
       NOT_FOUND (VERSION_NOT_FOUND).
+      ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
       ALREADY_EXISTS (REQUEST_ID_REUSED).
     """
     Reject: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.RejectRequest, _lineage_pb2.Version]
@@ -154,6 +156,7 @@ class LineageServiceStub:
       INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
       NOT_FOUND (VERSION_NOT_FOUND).
       PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+      ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
       ALREADY_EXISTS (REQUEST_ID_REUSED).
     """
     AssessHealth: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.AssessHealthRequest, _lineage_pb2.Version]
@@ -196,12 +199,14 @@ class LineageServiceStub:
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     BuildPlan: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]
-    """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+    """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
     and the upstream types each artifact type then requires.
     Errors:
       INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
       NOT_FOUND (POLICY_NOT_FOUND).
       FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
+      FAILED_PRECONDITION (PLAN_CYCLE): the policy's job dependencies form a cycle (policy validation refuses
+        such policies, so this guards only against looping forever).
     """
 
 @_typing.type_check_only
@@ -312,6 +317,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
       NOT_FOUND (VERSION_NOT_FOUND).
       PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+      ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
       ALREADY_EXISTS (REQUEST_ID_REUSED).
     """
     Flag: _aio.UnaryUnaryMultiCallable[_lineage_pb2.FlagRequest, _lineage_pb2.Version]  # type: ignore[assignment]
@@ -320,6 +326,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
       FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
       INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
       NOT_FOUND (VERSION_NOT_FOUND).
+      ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
       ALREADY_EXISTS (REQUEST_ID_REUSED).
     """
     Reject: _aio.UnaryUnaryMultiCallable[_lineage_pb2.RejectRequest, _lineage_pb2.Version]  # type: ignore[assignment]
@@ -329,6 +336,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
       NOT_FOUND (VERSION_NOT_FOUND).
       PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+      ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
       ALREADY_EXISTS (REQUEST_ID_REUSED).
     """
     AssessHealth: _aio.UnaryUnaryMultiCallable[_lineage_pb2.AssessHealthRequest, _lineage_pb2.Version]  # type: ignore[assignment]
@@ -371,12 +379,14 @@ class LineageServiceAsyncStub(LineageServiceStub):
       NOT_FOUND (VERSION_NOT_FOUND).
     """
     BuildPlan: _aio.UnaryUnaryMultiCallable[_lineage_pb2.BuildPlanRequest, _lineage_pb2.Plan]  # type: ignore[assignment]
-    """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+    """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
     and the upstream types each artifact type then requires.
     Errors:
       INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
       NOT_FOUND (POLICY_NOT_FOUND).
       FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
+      FAILED_PRECONDITION (PLAN_CYCLE): the policy's job dependencies form a cycle (policy validation refuses
+        such policies, so this guards only against looping forever).
     """
 
 class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -532,6 +542,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
           NOT_FOUND (VERSION_NOT_FOUND).
           PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, APPROVER_NOT_HUMAN_REVIEWER): not a human reviewer.
+          ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
           ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
 
@@ -546,6 +557,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is not DRAFT.
           INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
           NOT_FOUND (VERSION_NOT_FOUND).
+          ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
           ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
 
@@ -561,6 +573,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
           NOT_FOUND (VERSION_NOT_FOUND).
           PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED, REVIEWER_NOT_HUMAN): not a human reviewer.
+          ABORTED (STATUS_CHANGED): the status changed concurrently between the checks and the write; retry.
           ALREADY_EXISTS (REQUEST_ID_REUSED).
         """
 
@@ -633,12 +646,14 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lineage_pb2.BuildPlanRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lineage_pb2.Plan, _abc.Awaitable[_lineage_pb2.Plan]]:
-        """The job DAG for a selection of job types (seed 000: strategy, creative and execution jobs with depends_on)
+        """The job DAG for a selection of job types (the marketing policy: strategy, creative and execution jobs with depends_on)
         and the upstream types each artifact type then requires.
         Errors:
           INVALID_ARGUMENT (POLICY_NAME_INVALID, JOBS_REQUIRED, JOB_TYPE_UNKNOWN): one entry per unknown job type.
           NOT_FOUND (POLICY_NOT_FOUND).
           FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
+          FAILED_PRECONDITION (PLAN_CYCLE): the policy's job dependencies form a cycle (policy validation refuses
+            such policies, so this guards only against looping forever).
         """
 
 def add_LineageServiceServicer_to_server(servicer: LineageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

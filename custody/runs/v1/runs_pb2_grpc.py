@@ -284,6 +284,8 @@ class RunsServiceServicer:
         NONE/ERROR -> PENDING by compare-and-set, so concurrent calls make one gateway call; the others get the
         in-flight state. It ends READY, or ERROR with the reason; the run is returned either way. GREEN explanations
         are informational and auto-approved by the system principal; YELLOW/RED ones await human review.
+        A failed gateway call is not an RPC error: the explanation ends ERROR, its error starting with the reason
+        (AI_GATEWAY_FAILED: ai_gateway answered with an error or could not be reached).
         Errors:
         INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
@@ -322,6 +324,7 @@ class RunsServiceServicer:
         ERROR), WARNING (risk level change, score drift above the threshold), INFO (everything else).
         Errors:
         INVALID_ARGUMENT (NAME_INVALID): a name is not runs/{run}.
+        INVALID_ARGUMENT (DIFF_INVALID): score_drift_threshold is outside (0, 1].
         NOT_FOUND (RUN_NOT_FOUND): a run does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
