@@ -17,7 +17,8 @@ from custody.ai_gateway.v1 import gateway_pb2_grpc
 from services.ai_gateway.access import ACCESS
 from services.ai_gateway.budgets import Budgets
 from services.ai_gateway.config import AiGatewaySettings
-from services.ai_gateway.gateway import Gateway
+from services.ai_gateway.domain.config import GatewayConfig, Operation
+from services.ai_gateway.domain.gateway import Gateway
 from services.ai_gateway.policy import PolicyError, load_policy
 from services.ai_gateway.pricing import load_price_table
 from services.ai_gateway.servicer import AiGatewayServicer
@@ -64,7 +65,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         return await asyncio.to_thread(store.usage_since, caller, since_us)
 
     gateway = Gateway(
-        settings=settings,
+        config=gateway_config(settings),
         policy=policy,
         prices=prices,
         providers=providers,
@@ -112,4 +113,34 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         access=ACCESS,
         on_start=(on_start,),
         on_stop=(on_stop,),
+    )
+
+
+def gateway_config(settings: AiGatewaySettings) -> GatewayConfig:
+    """The domain's configuration, read once from the settings."""
+    return GatewayConfig(
+        operations={
+            name: Operation(
+                categories=tuple(op.categories),
+                provider=op.provider,
+                model=op.model,
+                temperature=op.temperature,
+                max_tokens=op.max_tokens,
+                fallback_providers=tuple(op.fallback_providers),
+            )
+            for name, op in settings.operations.items()
+        },
+        default_provider=settings.default_provider,
+        openai_model=settings.openai_model,
+        local_model=settings.local_model,
+        provider_timeout_s=settings.provider_timeout_s,
+        max_attempts=settings.max_attempts,
+        backoff_initial_s=settings.backoff_initial_s,
+        backoff_max_s=settings.backoff_max_s,
+        max_retry_wait_s=settings.max_retry_wait_s,
+        call_deadline_s=settings.call_deadline_s,
+        max_tokens_limit=settings.max_tokens_limit,
+        max_schema_bytes=settings.max_schema_bytes,
+        audit_verbose=settings.audit_verbose,
+        replay_retention_s=settings.replay_retention_s,
     )

@@ -14,41 +14,10 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from services.ai_gateway.model import CallRecord, ListFilters, to_micros
+from services.ai_gateway.domain.model import CallRecord, ListFilters, to_micros
+from services.ai_gateway.tables import ai_call_replays, ai_calls
 from services.common.db import insert_if_absent, insert_rows, keyset
 from services.common.hashing import canonical_json, sha256_bytes
-
-metadata = sa.MetaData()
-
-ai_calls = sa.Table(
-    "ai_calls",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("created_at_us", sa.BigInteger, nullable=False),
-    sa.Column("request_id", sa.String(128), nullable=False),
-    sa.Column("idempotency_key", sa.String(128)),
-    sa.Column("caller_id", sa.String(256), nullable=False),
-    sa.Column("operation", sa.String(128), nullable=False),
-    sa.Column("category", sa.String(64), nullable=False),
-    sa.Column("provider", sa.String(64), nullable=False),
-    sa.Column("model", sa.String(256), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("total_tokens", sa.BigInteger, nullable=False),
-    sa.Column("cost_usd", sa.Numeric(20, 10)),
-    sa.Column("record_json", sa.Text, nullable=False),
-    sa.Column("record_sha256", sa.String(64), nullable=False),
-)
-
-ai_call_replays = sa.Table(
-    "ai_call_replays",
-    metadata,
-    sa.Column("caller_id", sa.String(256), primary_key=True),
-    sa.Column("idempotency_key", sa.String(128), primary_key=True),
-    sa.Column("call_id", sa.String(64), nullable=False),
-    sa.Column("request_sha256", sa.String(64), nullable=False),
-    sa.Column("content", sa.Text, nullable=False),
-    sa.Column("expires_at_us", sa.BigInteger, nullable=False),
-)
 
 
 class RecordCorrupted(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.ai_gateway.model import CallRecord, Envelope, Outcome
+from services.ai_gateway.domain.model import CallRecord, Envelope, Outcome
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
 from services.common.identity import Principal, PrincipalKind

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, fields
 
-from services.ai_gateway.model import TextRequest
+from services.ai_gateway.domain.model import TextRequest
 
 
 def test_a_requests_fingerprint_covers_every_field_but_its_idempotency_key() -> None:

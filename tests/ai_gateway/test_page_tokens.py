@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from custody.ai_gateway.v1 import gateway_pb2
-from services.ai_gateway.gateway import LIST_CALLS
+from services.ai_gateway.domain.queries import LIST_CALLS
 from services.cli.state import StateLayout
 from tests.ai_gateway.conftest import GatewayFactory, as_operator, generate, stub
 from tests.support import page_tokens

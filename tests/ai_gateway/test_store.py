@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from services.ai_gateway.model import ListFilters, Outcome, to_micros
+from services.ai_gateway.domain.model import ListFilters, Outcome, to_micros
 from services.ai_gateway.store import CallStore, ReplayClaim
 from services.common import migrations
 from services.common.db import create_engine

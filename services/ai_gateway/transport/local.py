@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
+from services.ai_gateway.domain.tokens import approx_tokens
 from services.ai_gateway.transport.base import (
     ProviderRequest,
     ProviderResponse,
@@ -48,11 +49,6 @@ _LENGTH = re.compile(
     r"(\d{1,4}(?:\.\d{1,3})?)\s{0,2}(mm|millimet(?:er|re)s?|cm|centimet(?:er|re)s?|inch(?:es)?|\")", re.I
 )
 _WORD = re.compile(r"[A-Za-z]{4,20}")
-
-
-def approx_tokens(text: str) -> int:
-    """What a tokenizer would roughly count: about four characters per token, at least one for any text."""
-    return max(1, math.ceil(len(text) / 4)) if text else 0
 
 
 class LocalProvider:

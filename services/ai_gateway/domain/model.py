@@ -201,6 +201,17 @@ class CallResult:
 
 
 @dataclass(frozen=True)
+class TextChunk:
+    """A piece of a streamed answer, released only after the safety checks saw it."""
+
+    text: str
+    index: int
+
+
+StreamItem = TextChunk | CallResult
+
+
+@dataclass(frozen=True)
 class ListFilters:
     request_id: str = ""
     operation: str = ""

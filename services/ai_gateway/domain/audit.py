@@ -1,0 +1,162 @@
+"""Audit records: what a call cost, the record built from its bookkeeping, and its durable write.
+
+Every call that reaches the safety check is recorded whatever its outcome, and answers only after its record
+is stored. Calls finishing together share one durable commit (group commit); each record is also logged as one
+JSON line carrying metadata only, never text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from opentelemetry import trace
+
+from services.ai_gateway.domain.calls import CallState
+from services.ai_gateway.domain.config import GatewayConfig
+from services.ai_gateway.domain.model import CallRecord, Envelope, Outcome, to_micros, utcnow
+from services.ai_gateway.policy import SafetyPolicy
+from services.ai_gateway.pricing import Cost, PriceTable
+from services.ai_gateway.store import CallStore, ReplayClaim, ReplayEntry
+from services.ai_gateway.transport.base import Usage
+from services.common import call_context, idempotency
+from services.common.errors import CustodyError
+from services.common.group_commit import GroupCommit
+from services.common.hashing import sha256_text
+from services.common.telemetry import current_trace_id
+from services.common.version import CUSTODY_VERSION
+
+log = logging.getLogger("custody.ai_gateway.audit")
+
+ENGINE_VERSION = f"custody-ai-gateway/{CUSTODY_VERSION}"
+
+
+class Auditor:
+    def __init__(self, config: GatewayConfig, policy: SafetyPolicy, prices: PriceTable, store: CallStore) -> None:
+        self._config = config
+        self._policy = policy
+        self._prices = prices
+        # Calls finishing together share one durable commit; every call still answers only after its own record
+        # is stored.
+        self._commit: GroupCommit[tuple[CallRecord, ReplayClaim | None], ReplayEntry | None] = GroupCommit(
+            store.insert_many, "ai-audit"
+        )
+
+    def cost(self, call: CallState) -> Cost:
+        if call.attempts == 0:  # nothing was sent to a provider: a known zero
+            return Cost(0.0, self._prices.version, call.provider, call.model, Usage())
+        usage = None if call.usage_unknown else call.usage
+        cost = self._prices.cost(call.provider, (call.answer_model, call.model), usage)
+        if usage is None:
+            return replace(cost, unpriced_reason=call.usage_unknown)
+        return cost
+
+    async def record(self, call: CallState, outcome: Outcome, error: CustodyError | None = None) -> CallRecord:
+        raw = call.prepared.raw
+        cost = self.cost(call)
+        policy = self._policy
+        blocked = call.verdict is not None and not call.verdict.allowed
+        envelope = Envelope(
+            call=call.name,
+            request_id=call_context.request_id() or "",
+            operation=call.prepared.operation,
+            category=call.prepared.category,
+            created_at=call.created_at,
+            provider=call.provider,
+            model=call.answer_model or call.model,
+            allowed=not blocked,
+            safety_reason=call.verdict.reason if blocked and call.verdict else "",
+            prompt_sha256=sha256_text(raw.prompt),
+            system_prompt_sha256=sha256_text(raw.system_prompt) if raw.system_prompt else "",
+            response_sha256=sha256_text(call.response) if call.response is not None else "",
+            latency_ms=round((time.monotonic() - call.started) * 1000, 3),
+            usage=cost.usage,
+            cost_estimate_usd=cost.estimate_usd,
+            variant_seed=raw.variant_seed,
+            engine_version=ENGINE_VERSION,
+            caller=call.caller,
+            trace_id=current_trace_id(),
+            attempts=call.attempts,
+            price_table_version=self._prices.version,
+            policy_version=policy.version,
+        )
+        verbose = self._config.audit_verbose
+        prompt, response = "", ""
+        # A text the policy withheld (it holds a secret, or the checks could not tell) is not kept, even redacted.
+        withheld = call.verdict.rule_id.split(".", 1)[0] if blocked and call.verdict and call.verdict.withhold else ""
+        if verbose and withheld != "input":
+            prompt = await policy.redact_async(raw.prompt)
+            if raw.system_prompt:
+                prompt = f"[system]\n{await policy.redact_async(raw.system_prompt)}\n[user]\n{prompt}"
+        if verbose and withheld != "output" and call.response:
+            response = await policy.redact_async(call.response)
+        return CallRecord(
+            envelope=envelope,
+            cost=cost,
+            outcome=outcome,
+            rpc=call.rpc,
+            request_sha256=call.request_sha256,
+            idempotency_key=raw.request_id,
+            error_reason=error.reason if error else "",
+            rule_id=call.verdict.rule_id if blocked and call.verdict else "",
+            finish_reason=call.finish_reason,
+            verbose=verbose,
+            prompt_redacted=prompt,
+            response_redacted=response,
+        )
+
+    async def save(self, call: CallState, record: CallRecord, content: str | None = None) -> ReplayEntry | None:
+        """Stores the record (claiming the request_id on success) and writes the audit log line. Returns the
+        result another replica stored first for the same request_id, if one did (REQUEST_ID_REUSED when that
+        was a different request)."""
+        claim = None
+        if content is not None and record.idempotency_key:
+            now_us = to_micros(utcnow())
+            claim = ReplayClaim(content, now_us, now_us + int(self._config.replay_retention_s * 1_000_000))
+        call.recorded = True
+        holder = await self._commit.submit_async((record, claim))
+        _audit_log(record)
+        if holder is not None:
+            idempotency.ensure_same_request(record.idempotency_key, holder.request_sha256, record.request_sha256)
+        return holder
+
+    async def record_failure(self, call: CallState, exc: BaseException) -> None:
+        """Records a call that ended with `exc`, unless it was recorded already; never raises."""
+        if call.recorded:
+            return
+        if isinstance(exc, CustodyError):
+            outcome = Outcome.BLOCKED if exc.reason == "SAFETY_BLOCKED" else Outcome.FAILED
+            error: CustodyError = exc
+            exc.metadata["call"] = call.name
+            exc.metadata.setdefault("rpc", call.rpc)
+        else:
+            outcome = Outcome.FAILED
+            reason = "CANCELLED" if isinstance(exc, asyncio.CancelledError | GeneratorExit) else "INTERNAL"
+            error = CustodyError(reason, reason.lower())
+        try:
+            await self.save(call, await self.record(call, outcome, error))
+        except Exception:
+            log.exception("could not store the audit record of %s", call.name)
+
+
+def annotate(span: trace.Span, call: CallState, record: CallRecord) -> None:
+    span.set_attributes(
+        {
+            "custody.call": call.name,
+            "custody.operation": call.prepared.operation,
+            "custody.category": call.prepared.category,
+            "custody.provider": call.provider,
+            "custody.model": record.envelope.model,
+            "custody.attempts": call.attempts,
+        }
+    )
+
+
+def _audit_log(record: CallRecord) -> None:
+    log.info(
+        "ai call %s",
+        record.outcome.value,
+        extra={"event": "ai_call", "call": record.log_view()},
+    )

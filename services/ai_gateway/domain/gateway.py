@@ -1,0 +1,313 @@
+"""The governed AI call: one path for every GenerateText and StreamText (pure domain logic, no grpc).
+
+validate (bad input writes nothing) -> replay a repeated request_id -> rate limit and budget reservation ->
+input safety check (blocks are audited) -> provider attempts with retries and fallbacks inside the caller's
+deadline (domain/attempts.py) -> output safety and JSON-schema checks (one repair attempt; streams are held
+back by domain/stream_guard.py) -> price -> audit row + JSON log line (domain/audit.py).
+Every call that reaches the safety check is audited, whatever its outcome.
+
+The caller is the call context's principal (`call_context.require_principal()`), as in the runs domain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from decimal import Decimal
+
+from opentelemetry import trace
+
+from services.ai_gateway.budgets import NO_RESERVATION, Budgets, Reservation
+from services.ai_gateway.domain import safety
+from services.ai_gateway.domain.attempts import Attempts, error_metadata
+from services.ai_gateway.domain.audit import Auditor, annotate
+from services.ai_gateway.domain.calls import CallState
+from services.ai_gateway.domain.config import GatewayConfig, Operation
+from services.ai_gateway.domain.model import (
+    CALL_ID_PREFIX,
+    CallPage,
+    CallRecord,
+    CallResult,
+    ListFilters,
+    Outcome,
+    PreparedRequest,
+    StreamItem,
+    TextChunk,
+    TextRequest,
+    utcnow,
+)
+from services.ai_gateway.domain.queries import CallQueries
+from services.ai_gateway.domain.replay import Replays, replayed
+from services.ai_gateway.domain.stream_guard import StreamGuard
+from services.ai_gateway.domain.tokens import approx_tokens
+from services.ai_gateway.domain.validation import Validator, schema_failed, schema_problem, unfence
+from services.ai_gateway.policy import SafetyPolicy
+from services.ai_gateway.pricing import PriceTable
+from services.ai_gateway.store import CallStore
+from services.ai_gateway.transport.base import (
+    ErrorKind,
+    Message,
+    Provider,
+    ProviderError,
+    ProviderRequest,
+    ProviderResponse,
+    StreamFinished,
+    Usage,
+)
+from services.common import call_context, idempotency, pagination
+from services.common.errors import Unavailable
+from services.common.identity import Principal
+from services.common.ids import new_id
+
+# Time kept back from the caller's deadline to record the call and answer.
+DEADLINE_MARGIN_S = 0.05
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        config: GatewayConfig,
+        policy: SafetyPolicy,
+        prices: PriceTable,
+        providers: Mapping[str, Provider],
+        store: CallStore,
+        budgets: Budgets,
+        tracer: trace.Tracer | None = None,
+        page_tokens: pagination.PageTokens | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.prices = prices
+        self.providers = dict(providers)
+        self._validator = Validator(config, policy, self.providers)
+        self._audit = Auditor(config, policy, prices, store)
+        self._replays = Replays(store)
+        self._queries = CallQueries(store, page_tokens or pagination.PageTokens.ephemeral())
+        self._budgets = budgets
+        self._tracer = tracer or trace.get_tracer("custody.ai_gateway")
+
+    def operation_defaults(self, name: str) -> tuple[Operation, str, str]:
+        """(operation, provider, model) an operation uses when the request leaves them empty."""
+        return self._validator.operation_defaults(name)
+
+    # --- GenerateText ---------------------------------------------------------------------------------------------
+
+    async def generate(self, request: TextRequest) -> CallResult:
+        prepared = self._validator.prepare(request)
+        caller = call_context.require_principal()
+        fingerprint = idempotency.fingerprint(request.fingerprint_fields())
+        replay = await self._replays.claim(caller.id, request.request_id, fingerprint)
+        if replay is not None:
+            return replayed(replay)
+        try:
+            return await self._generate(self._begin(prepared, caller, fingerprint, "GenerateText"))
+        finally:
+            self._replays.release(caller.id, request.request_id)
+
+    async def _generate(self, call: CallState) -> CallResult:
+        reservation = await self._admit(call)
+        try:
+            with self._tracer.start_as_current_span("ai_gateway.generate") as span:
+                await safety.check_input(self.policy, call)
+                response = await self._complete(call, self._provider_request(call.prepared))
+                content = await safety.check_output(self.policy, call, response.content)
+                if call.prepared.response_schema is not None:
+                    problem = schema_problem(call.prepared.response_schema, content)
+                    if problem is not None:  # one repair attempt, counted in attempts
+                        repair = self._repair_request(call.prepared, content, problem)
+                        response = await self._complete(call, repair, repair=True)
+                        content = await safety.check_output(self.policy, call, response.content)
+                        problem = schema_problem(call.prepared.response_schema, content)
+                    if problem is not None:
+                        raise schema_failed(problem, repaired=True)
+                    content = unfence(content)
+                record = await self._audit.record(call, Outcome.SUCCEEDED)
+                annotate(span, call, record)
+                holder = await self._audit.save(call, record, content)
+            return replayed(holder) if holder is not None else CallResult(content, record)
+        except BaseException as exc:
+            await self._audit.record_failure(call, exc)
+            raise
+        finally:
+            self._settle(call, reservation)
+
+    async def _complete(self, call: CallState, request: ProviderRequest, *, repair: bool = False) -> ProviderResponse:
+        """One answer under the retry rules of domain/attempts.py; a repair goes to whoever answered."""
+        attempts = Attempts(call, self.providers, self.config, repair=repair)
+        for provider in attempts:
+            try:
+                async with asyncio.timeout(call.remaining()):
+                    response = await provider.complete(replace(request, model=call.model), attempts.timeout_s())
+                call.answered(response, response.content)
+                return response
+            except TimeoutError:
+                await attempts.failed(ProviderError(ErrorKind.TIMEOUT))
+            except ProviderError as exc:
+                await attempts.failed(exc)
+        raise attempts.exhausted()
+
+    # --- StreamText -----------------------------------------------------------------------------------------------
+
+    async def stream(self, request: TextRequest) -> AsyncIterator[StreamItem]:
+        prepared = self._validator.prepare(request)
+        caller = call_context.require_principal()
+        fingerprint = idempotency.fingerprint(request.fingerprint_fields())
+        replay = await self._replays.claim(caller.id, request.request_id, fingerprint)
+        if replay is not None:
+            result = replayed(replay)
+            yield TextChunk(result.content, 0)
+            yield result
+            return
+        try:
+            async for item in self._stream(self._begin(prepared, caller, fingerprint, "StreamText")):
+                yield item
+        finally:
+            self._replays.release(caller.id, request.request_id)
+
+    async def _stream(self, call: CallState) -> AsyncIterator[StreamItem]:
+        reservation = await self._admit(call)
+        try:
+            await safety.check_input(self.policy, call)
+            guard = StreamGuard(self.policy, call)
+            request = self._provider_request(call.prepared)
+            text = ""
+            # The retry rules of domain/attempts.py, plus one: an attempt that sent a chunk is not retried.
+            attempts = Attempts(call, self.providers, self.config)
+            for provider in attempts:
+                received = finished = False
+                try:
+                    async with asyncio.timeout(call.remaining()):
+                        async for event in provider.stream(replace(request, model=call.model), attempts.timeout_s()):
+                            if isinstance(event, StreamFinished):
+                                call.answered(event, text)
+                                finished = True
+                                break
+                            received = True
+                            text += event.text
+                            chunk = await guard.scan(text)
+                            if chunk is not None:
+                                yield chunk
+                    if not finished:
+                        raise ProviderError(ErrorKind.INTERRUPTED if received else ErrorKind.BAD_RESPONSE)
+                    break
+                except TimeoutError:
+                    error = ProviderError(ErrorKind.TIMEOUT)
+                except ProviderError as exc:
+                    error = exc
+                if received or error.kind is ErrorKind.INTERRUPTED:
+                    call.response = text
+                    call.usage_unknown = "the stream was cut; the provider may have charged for it"
+                    raise _interrupted(call, error)
+                await attempts.failed(error)
+            else:
+                raise attempts.exhausted()
+            text = await safety.check_output(self.policy, call, text)
+            if call.prepared.response_schema is not None:
+                problem = schema_problem(call.prepared.response_schema, text)
+                if problem is not None:  # chunks were sent already: no repair for streams
+                    raise schema_failed(problem, repaired=False)
+            rest = guard.rest(text)
+            if rest is not None:
+                yield rest
+            record = await self._audit.record(call, Outcome.SUCCEEDED)
+            await self._audit.save(call, record, text)  # chunks are out: a same-request race keeps this call's record
+            yield CallResult(text, record)
+        except BaseException as exc:
+            await self._audit.record_failure(call, exc)
+            raise
+        finally:
+            self._settle(call, reservation)
+
+    # --- steps shared by both -------------------------------------------------------------------------------------
+
+    def _begin(self, prepared: PreparedRequest, caller: Principal, fingerprint: str, rpc: str) -> CallState:
+        remaining = call_context.time_remaining()
+        budget = self.config.call_deadline_s if remaining is None else max(0.0, remaining - DEADLINE_MARGIN_S)
+        now = time.monotonic()
+        return CallState(
+            prepared=prepared,
+            caller=caller,
+            rpc=rpc,
+            request_sha256=fingerprint,
+            call_id=new_id(CALL_ID_PREFIX),
+            created_at=utcnow(),
+            started=now,
+            deadline=now + budget,
+            provider=prepared.provider,
+            model=prepared.model,
+        )
+
+    async def _admit(self, call: CallState) -> Reservation:
+        """Rate limit and budget reservation: refusals here write no audit row (nothing was attempted)."""
+        caller = call.caller.id
+        self._budgets.admit_request(caller)
+        prepared = call.prepared
+        limit = self._budgets.limit_for(caller)
+        if limit is None or (limit.tokens_per_day is None and limit.usd_per_day is None):
+            return NO_RESERVATION
+        prompt_tokens = approx_tokens(prepared.raw.prompt) + approx_tokens(prepared.raw.system_prompt)
+        repairs = 2 if prepared.response_schema is not None else 1
+        worst = Usage(prompt_tokens * repairs, 0, prepared.max_tokens * repairs)
+        usd = None
+        if self.prices.price(prepared.provider, prepared.model) is not None:
+            usd = self.prices.estimate(prepared.provider, prepared.model, worst)
+        return await self._budgets.reserve(caller, worst.total_tokens, usd)
+
+    def _settle(self, call: CallState, reservation: Reservation) -> None:
+        if reservation is NO_RESERVATION:
+            return
+        cost = self._audit.cost(call)
+        tokens = None if call.usage_unknown else call.usage.total_tokens
+        usd = None if cost.estimate_usd is None else Decimal(str(cost.estimate_usd))
+        self._budgets.settle(reservation, tokens, usd)
+
+    def _provider_request(self, prepared: PreparedRequest) -> ProviderRequest:
+        messages = []
+        if prepared.raw.system_prompt:
+            messages.append(Message("system", prepared.raw.system_prompt))
+        messages.append(Message("user", prepared.raw.prompt))
+        return ProviderRequest(
+            operation=prepared.operation,
+            model=prepared.model,
+            messages=tuple(messages),
+            temperature=prepared.temperature,
+            max_tokens=prepared.max_tokens,
+            variant_seed=prepared.raw.variant_seed,
+            response_schema=prepared.response_schema,
+        )
+
+    def _repair_request(self, prepared: PreparedRequest, content: str, problem: str) -> ProviderRequest:
+        request = self._provider_request(prepared)
+        instruction = (
+            f"Your previous answer does not satisfy the required JSON Schema: {problem}. "
+            "Answer again with only the corrected JSON document, no commentary."
+        )
+        return replace(
+            request, messages=(*request.messages, Message("assistant", content), Message("user", instruction))
+        )
+
+    # --- reads ----------------------------------------------------------------------------------------------------
+
+    async def get_call(self, name: str) -> CallRecord:
+        return await self._queries.get_call(name)
+
+    async def list_calls(self, filters: ListFilters, page_size: int, page_token: str) -> CallPage:
+        return await self._queries.list_calls(filters, page_size, page_token)
+
+    async def purge_replays(self) -> int:
+        return await self._queries.purge_replays()
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.close()
+
+
+def _interrupted(call: CallState, error: ProviderError) -> Unavailable:
+    return Unavailable(
+        "STREAM_INTERRUPTED",
+        f"the provider's stream ended before it finished ({error.kind}); not retried after the first chunk",
+        metadata=error_metadata(call, error),
+    )

@@ -1,0 +1,81 @@
+"""Reading the audit: GetCall and ListCalls. A service sees only its own calls; people see all of them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+
+from services.ai_gateway.domain.model import (
+    CALL_ID_PREFIX,
+    CALL_NAME_PREFIX,
+    CallPage,
+    CallRecord,
+    ListFilters,
+    to_micros,
+    utcnow,
+)
+from services.ai_gateway.store import CallStore
+from services.common import call_context, pagination
+from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
+from services.common.identity import Principal, PrincipalKind
+from services.common.ids import id_pattern
+
+CALL_ID = id_pattern(CALL_ID_PREFIX)
+# ListCalls page tokens: valid for ListCalls only, with a cursor of (created_at in microseconds, call id).
+LIST_CALLS = pagination.PagedList("custody.ai_gateway.v1.AiGatewayService/ListCalls", (int, str))
+
+
+class CallQueries:
+    def __init__(self, store: CallStore, page_tokens: pagination.PageTokens) -> None:
+        self._store = store
+        self._page_tokens = page_tokens
+
+    async def get_call(self, name: str) -> CallRecord:
+        call_id = name.removeprefix(CALL_NAME_PREFIX)
+        if not name.startswith(CALL_NAME_PREFIX) or not CALL_ID.match(call_id):
+            raise InvalidArgument(
+                "NAME_INVALID",
+                "name must be calls/call_<32 hex digits>",
+                violations=[FieldViolation("name", "must be calls/call_<32 hex digits>")],
+            )
+        record = await asyncio.to_thread(self._store.get, call_id)
+        viewer = call_context.require_principal()
+        if record is None or not _may_see(viewer, record):
+            raise NotFound("CALL_NOT_FOUND", f"no call {name}", metadata={"name": name})
+        return record
+
+    async def list_calls(self, filters: ListFilters, page_size: int, page_token: str) -> CallPage:
+        viewer = call_context.require_principal()
+        if viewer.kind is PrincipalKind.SERVICE:
+            if filters.caller and filters.caller != viewer.id:
+                raise PermissionDenied(
+                    "CALLER_FILTER_DENIED",
+                    f"{viewer.id} may list only its own calls",
+                    metadata={"principal": viewer.id},
+                )
+            filters = replace(filters, caller=viewer.id)
+        if filters.start_us is not None and filters.end_us is not None and filters.start_us >= filters.end_us:
+            raise InvalidArgument(
+                "REQUEST_INVALID",
+                "start_time must be before end_time",
+                violations=[FieldViolation("end_time", "must be after start_time")],
+            )
+        size = pagination.page_size(page_size)
+        key = filters.as_dict()
+        cursor = self._page_tokens.decode(LIST_CALLS, page_token, key)
+        after = (cursor.after[0], cursor.after[1]) if cursor else None
+        rows = await asyncio.to_thread(self._store.list, filters, size + 1, after)
+        token = ""
+        if len(rows) > size:
+            rows = rows[:size]
+            last = rows[-1]
+            token = self._page_tokens.encode(LIST_CALLS, [to_micros(last.envelope.created_at), last.call_id], key)
+        return CallPage(rows, token)
+
+    async def purge_replays(self) -> int:
+        """Forgets replay results past their retention (the audit rows stay)."""
+        return await asyncio.to_thread(self._store.purge_replays, to_micros(utcnow()))
+
+
+def _may_see(viewer: Principal, record: CallRecord) -> bool:
+    return viewer.kind is not PrincipalKind.SERVICE or record.envelope.caller.id == viewer.id

@@ -1,0 +1,42 @@
+"""The gateway schema (declarations only; services/ai_gateway/store.py is the only module that reads or writes it).
+
+`ai_calls` is create-only: one row per audited call (the canonical JSON record plus indexed columns), and the
+database refuses UPDATE and DELETE. `ai_call_replays` maps (caller, request_id) to a successful call and its
+content for the replay window.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+ai_calls = sa.Table(
+    "ai_calls",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_at_us", sa.BigInteger, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("idempotency_key", sa.String(128)),
+    sa.Column("caller_id", sa.String(256), nullable=False),
+    sa.Column("operation", sa.String(128), nullable=False),
+    sa.Column("category", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(256), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("total_tokens", sa.BigInteger, nullable=False),
+    sa.Column("cost_usd", sa.Numeric(20, 10)),
+    sa.Column("record_json", sa.Text, nullable=False),
+    sa.Column("record_sha256", sa.String(64), nullable=False),
+)
+
+ai_call_replays = sa.Table(
+    "ai_call_replays",
+    metadata,
+    sa.Column("caller_id", sa.String(256), primary_key=True),
+    sa.Column("idempotency_key", sa.String(128), primary_key=True),
+    sa.Column("call_id", sa.String(64), nullable=False),
+    sa.Column("request_sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+)
