@@ -28,6 +28,11 @@ ai_calls = sa.Table(
     sa.Column("cost_usd", sa.Numeric(20, 10)),
     sa.Column("record_json", sa.Text, nullable=False),
     sa.Column("record_sha256", sa.String(64), nullable=False),
+    sa.Index("ix_ai_calls_created", "created_at_us", "id"),
+    sa.Index("ix_ai_calls_caller_created", "caller_id", "created_at_us", "id"),
+    sa.Index("ix_ai_calls_operation_created", "operation", "created_at_us", "id"),
+    sa.Index("ix_ai_calls_request_id", "request_id"),
+    sa.Index("ix_ai_calls_idempotency_key", "idempotency_key"),
 )
 
 ai_call_replays = sa.Table(
@@ -35,8 +40,9 @@ ai_call_replays = sa.Table(
     metadata,
     sa.Column("caller_id", sa.String(256), primary_key=True),
     sa.Column("idempotency_key", sa.String(128), primary_key=True),
-    sa.Column("call_id", sa.String(64), nullable=False),
+    sa.Column("call_id", sa.String(64), sa.ForeignKey("ai_calls.id"), nullable=False),
     sa.Column("request_sha256", sa.String(64), nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_ai_call_replays_expires", "expires_at_us"),
 )
