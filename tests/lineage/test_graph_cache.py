@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from services.common import migrations
-from services.common.db import create_engine
 from services.common.identity import Principal, PrincipalKind
 from services.lineage.domain.model import Metadata, Source, TypeDefinition, utc_now
 from services.lineage.domain.names import parse_version_name
@@ -27,15 +24,11 @@ CALLER = Caller(Principal("human:cache", PrincipalKind.HUMAN, frozenset({"operat
 META = Metadata("cache", "cache", 1.0, Source.HUMAN)
 
 
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    migrations.upgrade(engine, "lineage")
+@pytest.fixture(autouse=True)
+def node_type(engine: sa.Engine) -> None:
     LineageStore(engine).ensure_types(
         [TypeDefinition("node", "cache", "1", {"type": "object"})], CALLER.principal, utc_now(), check_registration
     )
-    yield engine
-    engine.dispose()
 
 
 def replica(engine: sa.Engine) -> Lineage:

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from services.common import migrations
-from services.common.db import create_engine
 from services.common.errors import Aborted
 from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables
@@ -21,14 +17,6 @@ from services.lineage.store.versions import VersionStore
 
 CALLER = Caller(Principal("human:t", PrincipalKind.HUMAN, frozenset({"operator"})), "req-t")
 META = Metadata("i", "r", 1.0, Source.HUMAN)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    migrations.upgrade(engine, "lineage")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
