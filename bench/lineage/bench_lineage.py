@@ -42,6 +42,7 @@ from services.common.db import create_engine, describe  # noqa: E402
 from services.common.identity import SYSTEM, Principal, PrincipalKind  # noqa: E402
 from services.lineage import tables as t  # noqa: E402
 from services.lineage.domain.model import Metadata, Source, TypeDefinition  # noqa: E402
+from services.lineage.domain.registration import check_registration  # noqa: E402
 from services.lineage.domain.service import Caller, Lineage  # noqa: E402
 from services.lineage.store import LineageStore  # noqa: E402
 
@@ -160,7 +161,9 @@ def bench_graph(url: str, label: str, n: int, edges: list[tuple[int, int]], repe
     engine = create_engine(url)
     migrations.upgrade(engine, "lineage")
     store = LineageStore(engine)
-    store.ensure_types([TypeDefinition(TYPE, "bench", "1", {"type": "object"})], SYSTEM, datetime.now(UTC))
+    store.ensure_types(
+        [TypeDefinition(TYPE, "bench", "1", {"type": "object"})], SYSTEM, datetime.now(UTC), check_registration
+    )
     t0 = time.perf_counter()
     load(engine, n, edges)
     load_s = time.perf_counter() - t0

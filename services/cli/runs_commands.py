@@ -15,13 +15,14 @@ from google.protobuf import json_format
 from rich.progress import Progress
 
 from custody.runs.v1 import runs_pb2
+from services.cli import legacy
 from services.cli.calls import as_dict, call, console, err, print_json, print_record, print_rows
 from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import call_context, status
 from services.common.errors import CustodyError
 from services.common.protomap import dict_to_struct
-from services.runs import convert, legacy
+from services.runs import convert
 from services.runs.domain import CHUNK_LIMIT_BYTES
 
 app = typer.Typer(help="Run artifacts: list, inspect, verify, attach, bind, migrate.", no_args_is_help=True)

@@ -1,4 +1,4 @@
-"""The lineage schema (declarations only; services/lineage/store.py is the only module that reads or writes it).
+"""The lineage schema (declarations only; the services/lineage/store/ package is the only code that reads or writes it).
 
 Immutable tables (database triggers refuse UPDATE and DELETE): type registrations, version snapshots, their
 upstream edges, status and health histories, idempotency keys. Mutable rows, changed only by compare-and-set on

@@ -9,11 +9,13 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 
 from custody.lineage.v1 import lineage_pb2 as pb
 from custody.lineage.v1 import lineage_pb2_grpc
 from services.cli.state import StateLayout
-from services.common import status
+from services.common import migrations, status
+from services.common.db import create_engine
 from services.common.identity import (
     REVIEWER_ROLE,
     CredentialEntry,
@@ -50,6 +52,15 @@ class Client:
     system: Metadata
     ai_gateway: Metadata
     harness: ServiceHarness
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[sa.Engine]:
+    """A migrated lineage database for tests that use the store without a server."""
+    engine = create_engine(database_url)
+    migrations.upgrade(engine, "lineage")
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

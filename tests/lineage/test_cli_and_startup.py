@@ -17,7 +17,7 @@ from services.common.server import StartupError
 from tests.lineage.conftest import Client, create, start_client
 from tests.support.harness import ServiceHarness
 
-RECIPE = Path(__file__).resolve().parents[2] / "services" / "lineage" / "pipeline" / "recipes" / "recipe-test-echo.yaml"
+RECIPE = Path(__file__).resolve().parents[2] / "services" / "cli" / "pipeline" / "recipes" / "recipe-test-echo.yaml"
 P = "projects/acme/artifacts"
 runner = CliRunner()
 

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from custody.lineage.v1 import lineage_pb2 as pb
+from services.cli.pipeline.discovery import SHIPPED_MODULES, ModuleError, discover
+from services.cli.pipeline.driver import Driver, DriverError, RunResult
+from services.cli.pipeline.recipe import Recipe, RecipeError, load_recipe, validate
 from services.cli.state import StateLayout
 from services.common.clients import ServiceClients
-from services.lineage.pipeline.discovery import SHIPPED_MODULES, ModuleError, discover
-from services.lineage.pipeline.driver import Driver, DriverError, RunResult
-from services.lineage.pipeline.recipe import Recipe, RecipeError, load_recipe, validate
 from tests.lineage.conftest import Client, start_client
 from tests.support.harness import operator_token
 
-RECIPES = Path(__file__).resolve().parents[2] / "services" / "lineage" / "pipeline" / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "services" / "cli" / "pipeline" / "recipes"
 TEST_RECIPE = RECIPES / "recipe-test-echo.yaml"
 MODULES = discover([SHIPPED_MODULES])
 

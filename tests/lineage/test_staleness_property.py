@@ -20,6 +20,7 @@ from services.common.db import create_engine
 from services.common.identity import Principal, PrincipalKind
 from services.lineage.domain.model import Health, Metadata, Source, TypeDefinition, utc_now
 from services.lineage.domain.names import parse_version_name
+from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Caller, Lineage
 from services.lineage.store import LineageStore
 
@@ -34,7 +35,9 @@ def lineage(database_url: str) -> Iterator[Lineage]:
     engine = create_engine(database_url)
     migrations.upgrade(engine, "lineage")
     store = LineageStore(engine)
-    store.ensure_types([TypeDefinition("node", "prop", "1", {"type": "object"})], CALLER.principal, utc_now())
+    store.ensure_types(
+        [TypeDefinition("node", "prop", "1", {"type": "object"})], CALLER.principal, utc_now(), check_registration
+    )
     yield Lineage(store, {})
     engine.dispose()
 

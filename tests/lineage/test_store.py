@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from services.common import migrations
-from services.common.db import create_engine
 from services.common.errors import Aborted
 from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables
 from services.lineage.domain.model import Metadata, Source, TypeDefinition, utc_now
+from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Caller, Lineage
 from services.lineage.store import LineageStore
+from services.lineage.store.versions import VersionStore
 
 CALLER = Caller(Principal("human:t", PrincipalKind.HUMAN, frozenset({"operator"})), "req-t")
 META = Metadata("i", "r", 1.0, Source.HUMAN)
 
 
 @pytest.fixture
-def engine(database_url: str) -> Iterator[sa.Engine]:
-    engine = create_engine(database_url)
-    migrations.upgrade(engine, "lineage")
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def lineage(engine: sa.Engine) -> Lineage:
     store = LineageStore(engine)
-    store.ensure_types([TypeDefinition("node", "t", "1", {"type": "object"})], CALLER.principal, utc_now())
+    store.ensure_types(
+        [TypeDefinition("node", "t", "1", {"type": "object"})], CALLER.principal, utc_now(), check_registration
+    )
     return Lineage(store, {})
 
 
@@ -46,22 +38,22 @@ def test_a_number_taken_concurrently_is_retried_with_the_next_one(
     lineage: Lineage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     new(lineage, "e")
-    real = LineageStore._next_number
+    real = VersionStore._next_number
     calls = []
 
-    def stale_first(self: LineageStore, connection: sa.Connection, entity: object) -> int:
+    def stale_first(self: VersionStore, connection: sa.Connection, entity: object) -> int:
         calls.append(1)
         return 1 if len(calls) == 1 else real(self, connection, entity)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(LineageStore, "_next_number", stale_first)
+    monkeypatch.setattr(VersionStore, "_next_number", stale_first)
     assert new(lineage, "e").endswith("/versions/2")
     assert len(calls) == 2
 
 
 def test_repeated_conflicts_end_in_aborted(lineage: Lineage, monkeypatch: pytest.MonkeyPatch) -> None:
     new(lineage, "e")
-    monkeypatch.setattr(LineageStore, "_next_number", lambda self, connection, entity: 1)
-    monkeypatch.setattr("services.lineage.store.time.sleep", lambda s: None)
+    monkeypatch.setattr(VersionStore, "_next_number", lambda self, connection, entity: 1)
+    monkeypatch.setattr("services.lineage.store.transactions.time.sleep", lambda s: None)
     with pytest.raises(Aborted) as raised:
         new(lineage, "e")
     assert raised.value.reason == "VERSION_CONFLICT"

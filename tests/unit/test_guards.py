@@ -267,7 +267,7 @@ def test_a_service_may_import_common_contracts_itself_stdlib_and_third_party(tmp
     assert cross_service_imports(tmp_path) == []
 
 
-def test_the_operator_cli_may_import_any_service(tmp_path: Path):
+def test_the_operator_cli_may_import_each_services_main_config_and_migrations(tmp_path: Path):
     plant(
         tmp_path,
         "services/cli/main.py",
@@ -275,12 +275,44 @@ def test_the_operator_cli_may_import_any_service(tmp_path: Path):
         import importlib
 
         import services.runs.main
+        import services.runs.migrations.env
+        from services.art_studio.config import ArtStudioSettings
         from services.lineage import main
+        from services.lineage import config, migrations
 
         importlib.import_module("services.ai_gateway.main")
         """,
     )
     assert cross_service_imports(tmp_path) == []
+
+
+CLI_INTERNAL_IMPORTS = {
+    "domain": ("from services.runs.domain import CHUNK_LIMIT_BYTES\n", 1),
+    "import-module": ("import services.runs.domain\n", 1),
+    "from-package": ("from services.runs import domain\n", 1),
+    "bare-package": ("import services.lineage\n", 1),
+    "store": ("import os\nfrom services.lineage.store import LineageStore\n", 2),
+    "importlib": ('import importlib\n\nimportlib.import_module("services.ai_gateway.transport")\n', 3),
+    "lookalike": ("from services.runs.mainframe import x\n", 1),
+    "relative": ("from ..runs import domain\n", 1),
+}
+
+
+@pytest.mark.parametrize(("source", "line"), CLI_INTERNAL_IMPORTS.values(), ids=CLI_INTERNAL_IMPORTS.keys())
+def test_the_operator_cli_importing_a_service_internal_is_reported(tmp_path: Path, source: str, line: int):
+    plant(tmp_path, "services/cli/runs_tool.py", source)
+    assert at(cross_service_imports(tmp_path)) == [("services/cli/runs_tool.py", line)]
+
+
+def test_a_pending_cli_import_is_allowed_only_in_the_file_it_is_listed_for(tmp_path: Path):
+    plant(tmp_path, "services/cli/runs_commands.py", "from services.runs.domain import CHUNK_LIMIT_BYTES\n")
+    plant(tmp_path, "services/cli/other_commands.py", "from services.runs.domain import CHUNK_LIMIT_BYTES\n")
+    assert at(cross_service_imports(tmp_path)) == [("services/cli/other_commands.py", 1)]
+
+
+def test_a_pending_cli_import_allows_that_module_only(tmp_path: Path):
+    plant(tmp_path, "services/cli/runs_commands.py", "from services.runs.store import RunStore\n")
+    assert at(cross_service_imports(tmp_path)) == [("services/cli/runs_commands.py", 1)]
 
 
 # --- unreadable files ----------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from services.common.idempotency import fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
 from services.common.pagination import PagedList, PageTokens, page_size
 from services.lineage.domain import approval, graph
+from services.lineage.domain.birth import health_at_birth
 from services.lineage.domain.creators import require_creator
 from services.lineage.domain.diff import Diff, diff
 from services.lineage.domain.model import (
@@ -40,6 +41,7 @@ from services.lineage.domain.names import (
 )
 from services.lineage.domain.plan import Plan, build_plan
 from services.lineage.domain.policy import Policy, validate_registration
+from services.lineage.domain.registration import check_registration
 from services.lineage.domain.schemas import data_violations
 from services.lineage.store import Decision, LineageStore, NewVersion
 
@@ -97,7 +99,7 @@ class Lineage:
         """Registers the policy files' types (identical ones are kept); a changed definition under an existing
         schema version stops the start-up instead of silently changing the rules of existing versions."""
         definitions = [d for p in self.policies.values() for d in p.types]
-        return self.store.ensure_types(definitions, SYSTEM, utc_now())
+        return self.store.ensure_types(definitions, SYSTEM, utc_now(), check_registration)
 
     # ---- idempotency ---------------------------------------------------------------------------------------------
 
@@ -132,7 +134,9 @@ class Lineage:
                 "schema version keeps the creator rule (authority over a type is not re-granted at run time)",
                 violations=[FieldViolation("creators", f"must be {list(existing.creators)}")],
             )
-        stored, _ = self.store.register_type(replace(definition, source="runtime"), caller.principal, utc_now(), idem)
+        stored, _ = self.store.register_type(
+            replace(definition, source="runtime"), caller.principal, utc_now(), idem, check_registration
+        )
         return stored
 
     def get_policy(self, name: str) -> PolicyView:
@@ -215,6 +219,7 @@ class Lineage:
                 at=utc_now(),
             ),
             idem,
+            health_at_birth,
         )
         if not outcome.replayed:
             log.info(

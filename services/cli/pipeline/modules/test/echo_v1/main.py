@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from services.lineage.pipeline.contract import InputArtifact, ModuleContext, ModuleResult, Output
+from services.cli.pipeline.contract import InputArtifact, ModuleContext, ModuleResult, Output
 
 
 def run_module(inputs: Mapping[str, InputArtifact], params: Mapping[str, Any], context: ModuleContext) -> ModuleResult:

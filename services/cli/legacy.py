@@ -12,7 +12,7 @@ already migrated, while a legacy id seen again with other content is a conflict.
 not recorded in the run.
 
 Records are checked against the legacy RunArtifact schema, not against rules Custody added later (see
-model.validate_legacy_content): such a record is imported as it was, with a warning.
+services.runs.model.validate_legacy_content): such a record is imported as it was, with a warning.
 """
 
 from __future__ import annotations

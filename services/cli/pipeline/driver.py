@@ -25,11 +25,11 @@ from google.protobuf import json_format
 
 from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
+from services.cli.pipeline.contract import InputArtifact, ModuleContext, ModuleResult, Output
+from services.cli.pipeline.recipe import ValidatedRecipe, descendants
 from services.common import status as grpc_status
 from services.common.hashing import sha256_canonical
 from services.lineage.domain.schemas import data_violations
-from services.lineage.pipeline.contract import InputArtifact, ModuleContext, ModuleResult, Output
-from services.lineage.pipeline.recipe import ValidatedRecipe, descendants
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SOURCES = {"ai": pb.SOURCE_AI, "human": pb.SOURCE_HUMAN, "hybrid": pb.SOURCE_HYBRID}

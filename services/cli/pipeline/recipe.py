@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.cli.pipeline.discovery import Module
 from services.lineage.domain.names import PROJECT
 from services.lineage.domain.policy import requirement_cycle
 from services.lineage.domain.schemas import data_violations
-from services.lineage.pipeline.discovery import Module
 
 STAGE_ID = r"^[a-z][a-z0-9_-]{0,62}$"
 RECIPE_ID = r"^[a-z][a-z0-9_-]{0,62}$"

@@ -1,0 +1,75 @@
+"""Each project's "derived from" graph held in memory, brought up to date before every traversal.
+
+Nothing ever invalidates an entry: the cache only grows. Before a traversal it reads, with one indexed query, the
+project's versions (and their edges) with ids above the highest id it has seen, its watermark. That is exact, not
+eventually consistent, because of three facts the rest of the store keeps:
+- edges are immutable (triggers refuse UPDATE and DELETE) and are written in the transaction that creates their
+  downstream version, so a visible version always comes with all of its edges, and never gains one later;
+- edges never cross projects (the domain refuses an upstream in another project), so a project's graph is closed;
+- writes to a project are serialized by a database lock (transactions.py) and ids come from the database, so a
+  project's version ids become visible in increasing order: what a reader sees is a prefix, and nothing can later
+  appear below the watermark.
+The lock is in the database, so the same holds for a replica: another process's writes are read at the next
+traversal, never missed. tests/lineage/test_graph_cache.py checks each of these.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from services.lineage import tables as t
+from services.lineage.domain.graph import bfs_depths
+
+
+@dataclass
+class _Adjacency:
+    """One project's graph (version ids), complete up to `watermark`."""
+
+    children: dict[int, list[int]] = field(default_factory=dict)
+    parents: dict[int, list[int]] = field(default_factory=dict)
+    watermark: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class GraphCache:
+    def __init__(self) -> None:
+        self._graphs: dict[str, _Adjacency] = {}
+        self._graphs_lock = threading.Lock()
+
+    def depths(self, connection: sa.Connection, project: str, root: int, downstream: bool) -> dict[int, int]:
+        """The shortest depth of every version in `root`'s downstream (or upstream) closure, as of now."""
+        graph = self._adjacency(project)
+        with graph.lock:
+            self._catch_up(connection, project, graph)
+            return bfs_depths(root, graph.children if downstream else graph.parents)
+
+    def catch_up(self, connection: sa.Connection, project: str) -> int:
+        """Reads the project's versions created since the last read; returns how many there were."""
+        graph = self._adjacency(project)
+        with graph.lock:
+            return self._catch_up(connection, project, graph)
+
+    def watermark(self, project: str) -> int:
+        return self._adjacency(project).watermark
+
+    def _catch_up(self, connection: sa.Connection, project: str, graph: _Adjacency) -> int:
+        rows = connection.execute(
+            sa.select(t.versions.c.id, t.edges.c.upstream_id)
+            .outerjoin(t.edges, t.edges.c.downstream_id == t.versions.c.id)
+            .where(t.versions.c.project == project, t.versions.c.id > graph.watermark)
+        ).all()
+        seen = set()
+        for version_id, upstream_id in rows:
+            seen.add(version_id)
+            graph.watermark = max(graph.watermark, version_id)
+            if upstream_id is not None:
+                graph.children.setdefault(upstream_id, []).append(version_id)
+                graph.parents.setdefault(version_id, []).append(upstream_id)
+        return len(seen)
+
+    def _adjacency(self, project: str) -> _Adjacency:
+        with self._graphs_lock:
+            return self._graphs.setdefault(project, _Adjacency())

@@ -1,0 +1,113 @@
+"""Reading versions: one version with or without its history, keyset pages of a scope, upstream states."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.lineage import tables as t
+from services.lineage.domain.model import Health, HealthRecord, Status, StatusRecord, UpstreamState, Version
+from services.lineage.domain.names import ListScope, VersionName, parse_version_name
+from services.lineage.store.rows import not_found, principal, version_from_row, version_query
+from services.lineage.store.transactions import Transactions, from_us
+
+
+def version_id(connection: sa.Connection, name: VersionName) -> int:
+    found = connection.execute(sa.select(t.versions.c.id).where(t.versions.c.name == str(name))).scalar_one_or_none()
+    if found is None:
+        raise not_found(name)
+    return int(found)
+
+
+def find_version(connection: sa.Connection, name: VersionName, history: bool) -> Version | None:
+    row = connection.execute(version_query().where(t.versions.c.name == str(name))).first()
+    if row is None:
+        return None
+    version = version_from_row(row)
+    if not history:
+        return version
+    cause = sa.alias(t.versions, "cause")
+    statuses = connection.execute(
+        sa.select(t.status_history).where(t.status_history.c.version_id == row.id).order_by(t.status_history.c.revision)
+    ).all()
+    healths = connection.execute(
+        sa.select(t.health_history, cause.c.name.label("cause_name"))
+        .outerjoin(cause, cause.c.id == t.health_history.c.cause_id)
+        .where(t.health_history.c.version_id == row.id)
+        .order_by(t.health_history.c.revision)
+    ).all()
+    return replace(
+        version,
+        status_history=tuple(
+            StatusRecord(
+                Status(s.status),
+                s.revision,
+                from_us(s.at_us),
+                principal(s.actor_id, s.actor_kind, s.actor_roles),
+                s.rationale,
+                s.request_id,
+            )
+            for s in statuses
+        ),
+        health_history=tuple(
+            HealthRecord(
+                Health(h.health),
+                h.revision,
+                from_us(h.at_us),
+                principal(h.actor_id, h.actor_kind, h.actor_roles),
+                h.rationale,
+                h.cause_name or "",
+                h.request_id,
+            )
+            for h in healths
+        ),
+    )
+
+
+def upstream_states(connection: sa.Connection, upstream: Sequence[VersionName]) -> dict[VersionName, UpstreamState]:
+    if not upstream:
+        return {}
+    rows = connection.execute(version_query().where(t.versions.c.name.in_([str(u) for u in upstream]))).all()
+    states = {}
+    for row in rows:
+        name = parse_version_name(row.name)
+        states[name] = UpstreamState(
+            name, Status(row.status), Health(row.health), row.cause_name or "", int(row.latest_number)
+        )
+    return states
+
+
+class VersionReads:
+    def __init__(self, tx: Transactions) -> None:
+        self._tx = tx
+
+    def get_version(self, name: VersionName, history: bool = True) -> Version:
+        with self._tx.read() as connection:
+            version = find_version(connection, name, history)
+        if version is None:
+            raise not_found(name)
+        return version
+
+    def list_versions(self, scope: ListScope, after_id: int, limit: int) -> tuple[list[Version], int | None]:
+        query = version_query().where(t.versions.c.project == scope.project, t.versions.c.id > after_id)
+        if scope.artifact_type:
+            query = query.where(t.versions.c.artifact_type == scope.artifact_type)
+        if scope.entity:
+            query = query.where(t.versions.c.entity == scope.entity)
+        return self._page(query, limit)
+
+    def list_stale(self, project: str, after_id: int, limit: int) -> tuple[list[Version], int | None]:
+        query = version_query().where(
+            t.versions.c.project == project, t.versions.c.id > after_id, t.health.c.health == Health.STALE.value
+        )
+        return self._page(query, limit)
+
+    def _page(self, query: sa.Select[Any], limit: int) -> tuple[list[Version], int | None]:
+        with self._tx.read() as connection:
+            rows = connection.execute(query.order_by(t.versions.c.id).limit(limit + 1)).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [version_from_row(r) for r in rows], (int(rows[-1].id) if more else None)

@@ -1,0 +1,247 @@
+"""Creating a version: number, rows, edges, staleness downstream and the new version's own state, atomically.
+
+Version numbers are max+1 under a unique (project, type, entity, number) constraint; a conflict retries the whole
+transaction. Staleness propagation is one recursive CTE (UNION, so cycle-safe and each version once) whose result
+is written set-wise: the health rows by compare-and-set on their state, one history row each. The new version's
+starting health is the domain's rule (domain/birth.py), applied to its inputs as this transaction reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from services.common.errors import FailedPrecondition, FieldViolation
+from services.common.identity import Principal
+from services.lineage import tables as t
+from services.lineage.domain.birth import BirthHealth, InputState
+from services.lineage.domain.model import (
+    STALEABLE,
+    Health,
+    Idempotency,
+    Metadata,
+    Status,
+    canonical_text,
+    snapshot_sha256,
+)
+from services.lineage.domain.names import EntityKey, VersionName, parse_version_name
+from services.lineage.store import idempotency
+from services.lineage.store.rows import Decision, decision_columns, entity_filter, roles
+from services.lineage.store.transactions import Transactions, to_us
+
+# The health a new version starts with, given its inputs in upstream order (domain/birth.py's rule).
+BirthRule = Callable[[Sequence[InputState]], BirthHealth]
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A validated version to create; the store assigns the number and does everything else atomically."""
+
+    entity: EntityKey
+    data_json: str
+    data_sha256: str
+    metadata: Metadata
+    upstream: tuple[VersionName, ...]
+    actor: Principal
+    request_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class CreateOutcome:
+    name: VersionName
+    marked_stale: int
+    replayed: bool
+
+
+class VersionStore:
+    def __init__(self, tx: Transactions) -> None:
+        self._tx = tx
+
+    def create_version(self, new: NewVersion, idem: Idempotency | None, birth: BirthRule) -> CreateOutcome:
+        return self._tx.retrying(lambda: self._create_once(new, idem, birth))
+
+    def _next_number(self, connection: sa.Connection, entity: EntityKey) -> int:
+        current = connection.execute(
+            sa.select(sa.func.max(t.versions.c.number)).where(*entity_filter(entity))
+        ).scalar_one_or_none()
+        return int(current or 0) + 1
+
+    def _create_once(self, new: NewVersion, idem: Idempotency | None, birth: BirthRule) -> CreateOutcome:
+        with self._tx.write(new.entity.project) as connection:
+            replayed = idempotency.replay(connection, idem)
+            if replayed is not None:
+                return CreateOutcome(parse_version_name(replayed), 0, True)
+            upstream_ids = self._resolve_upstream(connection, new.upstream)
+            number = self._next_number(connection, new.entity)
+            name = new.entity.version(number)
+            digest = snapshot_sha256(
+                name, new.data_sha256, new.metadata, new.upstream, new.at, new.actor, new.request_id
+            )
+            version_id = connection.execute(
+                t.versions.insert()
+                .values(
+                    name=str(name),
+                    project=name.project,
+                    artifact_type=name.artifact_type,
+                    entity=name.entity,
+                    number=number,
+                    schema_version=new.metadata.schema_version,
+                    data_json=new.data_json,
+                    data_sha256=new.data_sha256,
+                    metadata_json=canonical_text(new.metadata.to_json()),
+                    upstream_json=json.dumps([str(u) for u in new.upstream]),
+                    snapshot_sha256=digest,
+                    created_at_us=to_us(new.at),
+                    created_by_id=new.actor.id,
+                    created_by_kind=new.actor.kind.value,
+                    request_id=new.request_id,
+                )
+                .returning(t.versions.c.id)
+            ).scalar_one()
+            decision = Decision(new.actor, f"{name} revised {new.entity.name}", new.request_id, new.at)
+            marked = self._propagate(connection, new.entity, version_id, decision) if number > 1 else 0
+            if upstream_ids:
+                connection.execute(
+                    t.edges.insert(),
+                    [
+                        {"downstream_id": version_id, "position": i, "upstream_id": uid}
+                        for i, uid in enumerate(upstream_ids)
+                    ],
+                )
+            self._insert_state(connection, version_id, birth(self._input_states(connection, upstream_ids)), new)
+            idempotency.remember(connection, idem, str(name), new.at)
+            return CreateOutcome(name, marked, False)
+
+    def _resolve_upstream(self, connection: sa.Connection, upstream: Sequence[VersionName]) -> list[int]:
+        if not upstream:
+            return []
+        names = [str(u) for u in upstream]
+        found = dict(
+            connection.execute(sa.select(t.versions.c.name, t.versions.c.id).where(t.versions.c.name.in_(names))).all()
+        )
+        missing = [
+            FieldViolation(f"upstream[{i}]", f"{n} does not exist") for i, n in enumerate(names) if n not in found
+        ]
+        if missing:
+            raise FailedPrecondition(
+                "UPSTREAM_NOT_FOUND",
+                f"{len(missing)} upstream reference(s) name no existing version; reference exact existing versions",
+                violations=missing,
+            )
+        return [int(found[n]) for n in names]
+
+    def _propagate(self, connection: sa.Connection, entity: EntityKey, new_id: int, decision: Decision) -> int:
+        """Marks every version downstream of the entity's earlier versions stale (cause: the new version)."""
+        if self._tx.dialect == "sqlite":
+            connection.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS lineage_scratch (id INTEGER PRIMARY KEY)")
+        else:
+            connection.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS lineage_scratch (id BIGINT PRIMARY KEY) ON COMMIT DELETE ROWS"
+            )
+        connection.exec_driver_sql("DELETE FROM lineage_scratch")
+        connection.execute(
+            sa.text(
+                "WITH RECURSIVE down(id) AS ("
+                " SELECT e.downstream_id FROM lineage_edges e JOIN lineage_versions v ON v.id = e.upstream_id"
+                " WHERE v.project = :project AND v.artifact_type = :type AND v.entity = :entity AND v.id <> :new_id"
+                " UNION"
+                " SELECT e.downstream_id FROM lineage_edges e JOIN down d ON e.upstream_id = d.id"
+                ") INSERT INTO lineage_scratch (id) SELECT id FROM down WHERE id <> :new_id"
+            ),
+            {"project": entity.project, "type": entity.artifact_type, "entity": entity.entity, "new_id": new_id},
+        )
+        params = {
+            "stale": Health.STALE.value,
+            "cause": new_id,
+            "at": to_us(decision.at),
+            **decision_columns(decision),
+            "h1": STALEABLE[0].value,
+            "h2": STALEABLE[1].value,
+        }
+        connection.execute(
+            sa.text(
+                "INSERT INTO lineage_health_history (version_id, revision, from_health, health, cause_id, at_us,"
+                " actor_id, actor_kind, actor_roles, rationale, request_id)"
+                " SELECT h.version_id, h.revision + 1, h.health, :stale, :cause, :at, :actor_id, :actor_kind,"
+                " :actor_roles, :rationale, :request_id"
+                " FROM lineage_health h JOIN lineage_scratch s ON s.id = h.version_id"
+                " WHERE h.health IN (:h1, :h2)"
+            ),
+            params,
+        )
+        # Compare-and-set on the state: only rows still valid / confirmed_valid change (needs_revision stays).
+        result = connection.execute(
+            sa.text(
+                "UPDATE lineage_health SET health = :stale, revision = revision + 1, cause_id = :cause,"
+                " updated_at_us = :at, actor_id = :actor_id, actor_kind = :actor_kind, actor_roles = :actor_roles,"
+                " rationale = :rationale, request_id = :request_id"
+                " WHERE version_id IN (SELECT id FROM lineage_scratch) AND health IN (:h1, :h2)"
+            ),
+            params,
+        )
+        return int(result.rowcount)
+
+    def _input_states(self, connection: sa.Connection, upstream_ids: Sequence[int]) -> list[InputState]:
+        """Each input's health and cause, and the newest later version of its entity, in upstream order."""
+        if not upstream_ids:
+            return []
+        newer = sa.alias(t.versions, "newer")
+        rows = connection.execute(
+            sa.select(
+                t.versions.c.id,
+                t.versions.c.name,
+                t.health.c.health,
+                t.health.c.cause_id,
+                sa.select(sa.func.max(newer.c.id))
+                .where(
+                    newer.c.project == t.versions.c.project,
+                    newer.c.artifact_type == t.versions.c.artifact_type,
+                    newer.c.entity == t.versions.c.entity,
+                    newer.c.number > t.versions.c.number,
+                )
+                .scalar_subquery()
+                .label("newer_id"),
+            )
+            .join(t.health, t.health.c.version_id == t.versions.c.id)
+            .where(t.versions.c.id.in_(list(upstream_ids)))
+        ).all()
+        by_id = {r.id: r for r in rows}
+        return [
+            InputState(
+                by_id[uid].name,
+                Health(by_id[uid].health),
+                by_id[uid].cause_id,
+                None if by_id[uid].newer_id is None else int(by_id[uid].newer_id),
+            )
+            for uid in upstream_ids
+        ]
+
+    def _insert_state(self, connection: sa.Connection, version_id: int, born: BirthHealth, new: NewVersion) -> None:
+        common = {
+            "version_id": version_id,
+            "revision": 1,
+            "actor_id": new.actor.id,
+            "actor_kind": new.actor.kind.value,
+            "actor_roles": roles(new.actor),
+            "request_id": new.request_id,
+        }
+        at = to_us(new.at)
+        status = Status.DRAFT.value
+        connection.execute(t.status.insert().values(status=status, updated_at_us=at, rationale="created", **common))
+        connection.execute(
+            t.status_history.insert().values(status=status, from_status=None, at_us=at, rationale="created", **common)
+        )
+        health, cause, why = born.health.value, born.cause, born.rationale
+        connection.execute(
+            t.health.insert().values(health=health, cause_id=cause, updated_at_us=at, rationale=why, **common)
+        )
+        connection.execute(
+            t.health_history.insert().values(
+                health=health, from_health=None, cause_id=cause, at_us=at, rationale=why, **common
+            )
+        )
