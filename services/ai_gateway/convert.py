@@ -18,10 +18,10 @@ from services.ai_gateway.domain.model import (
     StreamItem,
     TextChunk,
     TextRequest,
-    to_micros,
 )
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
+from services.common.clock import to_us
 from services.common.protomap import datetime_from_proto, principal_to_proto
 
 OUTCOMES = {
@@ -73,7 +73,7 @@ def stream_response(item: StreamItem) -> gateway_pb2.StreamTextResponse:
 
 
 def _micros(timestamp: Timestamp, field: str) -> int:
-    return to_micros(datetime_from_proto(timestamp, field))
+    return to_us(datetime_from_proto(timestamp, field))
 
 
 def _timestamp(micros: int) -> Timestamp:
@@ -98,7 +98,7 @@ def envelope_proto(envelope: Envelope) -> common_pb2.ProvenanceEnvelope:
         "request_id": envelope.request_id,
         "operation": envelope.operation,
         "category": envelope.category,
-        "created_at": _timestamp(to_micros(envelope.created_at)),
+        "created_at": _timestamp(to_us(envelope.created_at)),
         "provider": envelope.provider,
         "model": envelope.model,
         "allowed": envelope.allowed,
@@ -151,7 +151,7 @@ def call_proto(record: CallRecord) -> gateway_pb2.Call:
         prompt_redacted=record.prompt_redacted,
         response_redacted=record.response_redacted,
         verbose=record.verbose,
-        create_time=_timestamp(to_micros(record.envelope.created_at)),
+        create_time=_timestamp(to_us(record.envelope.created_at)),
     )
 
 

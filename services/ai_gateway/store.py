@@ -14,8 +14,9 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from services.ai_gateway.domain.model import CallRecord, ListFilters, to_micros
+from services.ai_gateway.domain.model import CallRecord, ListFilters
 from services.ai_gateway.tables import ai_call_replays, ai_calls
+from services.common.clock import to_us
 from services.common.db import insert_if_absent, insert_rows, keyset
 from services.common.hashing import canonical_json, sha256_bytes
 
@@ -159,7 +160,7 @@ def _row(record: CallRecord) -> dict[str, object]:
     envelope = record.envelope
     return {
         "id": record.call_id,
-        "created_at_us": to_micros(envelope.created_at),
+        "created_at_us": to_us(envelope.created_at),
         "request_id": envelope.request_id,
         "idempotency_key": record.idempotency_key or None,
         "caller_id": envelope.caller.id,

@@ -8,6 +8,7 @@ from google.protobuf import json_format
 
 from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
+from services.common.clock import rfc3339
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protomap import dict_to_struct, principal_to_proto, struct_to_dict
 from services.lineage.domain.diff import Diff
@@ -22,7 +23,6 @@ from services.lineage.domain.model import (
     StatusRecord,
     TypeDefinition,
     Version,
-    rfc3339,
 )
 from services.lineage.domain.plan import Plan
 from services.lineage.domain.policy import Policy

@@ -8,13 +8,14 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from services.ai_gateway.domain.model import ListFilters, Outcome, to_micros
+from services.ai_gateway.domain.model import ListFilters, Outcome
 from services.ai_gateway.store import CallStore, ReplayClaim
 from services.common import migrations
+from services.common.clock import to_us
 from services.common.db import create_engine
 from tests.ai_gateway.records import T0, later, record
 
-NOW = to_micros(T0)
+NOW = to_us(T0)
 HOUR_US = 3600 * 1_000_000
 
 
@@ -105,9 +106,9 @@ def test_listing_is_newest_first_and_pages_without_gaps_or_repeats(store: CallSt
         if not page:
             break
         seen.extend(page)
-        after = (to_micros(page[-1].envelope.created_at), page[-1].call_id)
+        after = (to_us(page[-1].envelope.created_at), page[-1].call_id)
     assert sorted(r.call_id for r in seen) == sorted(r.call_id for r in records)
-    keys = [(to_micros(r.envelope.created_at), r.call_id) for r in seen]
+    keys = [(to_us(r.envelope.created_at), r.call_id) for r in seen]
     assert keys == sorted(keys, reverse=True)
 
 
@@ -124,8 +125,8 @@ def test_listing_filters_combine(store: CallStore) -> None:
     filters = ListFilters(
         operation="explain_run_decision",
         caller="service:runs",
-        start_us=to_micros(later(5)),
-        end_us=to_micros(later(50)),
+        start_us=to_us(later(5)),
+        end_us=to_us(later(50)),
         outcome=Outcome.SUCCEEDED,
     )
     assert [r.call_id for r in store.list(filters, 10, None)] == [wanted.call_id]
@@ -144,7 +145,7 @@ def test_usage_since_sums_tokens_and_priced_cost_of_the_caller(store: CallStore)
     store.insert(record(at=later(1), tokens=(1, 0, 1), cost=None))  # unknown cost adds no dollars
     store.insert(record(at=later(-90), tokens=(100, 0, 0), cost=1.0))  # before the window
     store.insert(record(at=later(2), caller="service:art_studio", tokens=(50, 0, 0), cost=2.0))
-    assert store.usage_since("service:runs", to_micros(later(-1))) == (17, Decimal("0.25"))
+    assert store.usage_since("service:runs", to_us(later(-1))) == (17, Decimal("0.25"))
 
 
 def test_one_batch_stores_every_record_and_gives_a_contested_key_to_the_first(store: CallStore) -> None:

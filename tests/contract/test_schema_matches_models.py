@@ -30,6 +30,7 @@ MODELS: dict[str, sa.MetaData] = {
     "lineage": lineage_tables.metadata,
 }
 
+
 def describe(difference: Any) -> tuple[str, str]:
     """(kind, object) for one compare_metadata entry; modify_* entries come as lists of tuples."""
     if isinstance(difference, list):

@@ -13,8 +13,9 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from services.common.clock import utc_now
 from services.common.identity import Principal, PrincipalKind
-from services.lineage.domain.model import Metadata, Source, TypeDefinition, utc_now
+from services.lineage.domain.model import Metadata, Source, TypeDefinition
 from services.lineage.domain.names import parse_version_name
 from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Caller, Lineage

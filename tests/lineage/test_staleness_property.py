@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.common import migrations
+from services.common.clock import utc_now
 from services.common.db import create_engine
 from services.common.identity import Principal, PrincipalKind
-from services.lineage.domain.model import Health, Metadata, Source, TypeDefinition, utc_now
+from services.lineage.domain.model import Health, Metadata, Source, TypeDefinition
 from services.lineage.domain.names import parse_version_name
 from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Caller, Lineage

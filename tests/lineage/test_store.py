@@ -6,10 +6,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from services.common.clock import utc_now
 from services.common.errors import Aborted
 from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables
-from services.lineage.domain.model import Metadata, Source, TypeDefinition, utc_now
+from services.lineage.domain.model import Metadata, Source, TypeDefinition
 from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Caller, Lineage
 from services.lineage.store import LineageStore

@@ -16,12 +16,13 @@ from opentelemetry import trace
 
 from services.ai_gateway.domain.calls import CallState
 from services.ai_gateway.domain.config import GatewayConfig
-from services.ai_gateway.domain.model import CallRecord, Envelope, Outcome, to_micros, utcnow
+from services.ai_gateway.domain.model import CallRecord, Envelope, Outcome
 from services.ai_gateway.policy import SafetyPolicy
 from services.ai_gateway.pricing import Cost, PriceTable
 from services.ai_gateway.store import CallStore, ReplayClaim, ReplayEntry
 from services.ai_gateway.transport.base import Usage
 from services.common import call_context, idempotency
+from services.common.clock import to_us, utc_now
 from services.common.errors import CustodyError
 from services.common.group_commit import GroupCommit
 from services.common.hashing import sha256_text
@@ -113,7 +114,7 @@ class Auditor:
         was a different request)."""
         claim = None
         if content is not None and record.idempotency_key:
-            now_us = to_micros(utcnow())
+            now_us = to_us(utc_now())
             claim = ReplayClaim(content, now_us, now_us + int(self._config.replay_retention_s * 1_000_000))
         call.recorded = True
         holder = await self._commit.submit_async((record, claim))

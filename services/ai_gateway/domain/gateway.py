@@ -36,7 +36,6 @@ from services.ai_gateway.domain.model import (
     StreamItem,
     TextChunk,
     TextRequest,
-    utcnow,
 )
 from services.ai_gateway.domain.queries import CallQueries
 from services.ai_gateway.domain.replay import Replays, replayed
@@ -57,6 +56,7 @@ from services.ai_gateway.transport.base import (
     Usage,
 )
 from services.common import call_context, idempotency, pagination
+from services.common.clock import utc_now
 from services.common.errors import Unavailable
 from services.common.identity import Principal
 from services.common.ids import new_id
@@ -233,7 +233,7 @@ class Gateway:
             rpc=rpc,
             request_sha256=fingerprint,
             call_id=new_id(CALL_ID_PREFIX),
-            created_at=utcnow(),
+            created_at=utc_now(),
             started=now,
             deadline=now + budget,
             provider=prepared.provider,

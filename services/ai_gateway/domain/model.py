@@ -7,7 +7,7 @@ row is exactly what was decided, and its digest detects any change made behind t
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -243,22 +243,6 @@ class PreparedRequest:
     max_tokens: int
     response_schema: dict[str, Any] | None
     fallbacks: tuple[str, ...] = field(default_factory=tuple)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_micros(moment: datetime) -> int:
-    """Exact epoch microseconds (no float rounding): the store's sort and filter key."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
-
-
-def from_micros(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
 
 
 def _usage_dict(usage: Usage | None) -> dict[str, int] | None:

@@ -5,17 +5,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from services.ai_gateway.domain.model import (
-    CALL_ID_PREFIX,
-    CALL_NAME_PREFIX,
-    CallPage,
-    CallRecord,
-    ListFilters,
-    to_micros,
-    utcnow,
-)
+from services.ai_gateway.domain.model import CALL_ID_PREFIX, CALL_NAME_PREFIX, CallPage, CallRecord, ListFilters
 from services.ai_gateway.store import CallStore
 from services.common import call_context, pagination
+from services.common.clock import to_us, utc_now
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from services.common.identity import Principal, PrincipalKind
 from services.common.ids import id_pattern
@@ -69,12 +62,12 @@ class CallQueries:
         if len(rows) > size:
             rows = rows[:size]
             last = rows[-1]
-            token = self._page_tokens.encode(LIST_CALLS, [to_micros(last.envelope.created_at), last.call_id], key)
+            token = self._page_tokens.encode(LIST_CALLS, [to_us(last.envelope.created_at), last.call_id], key)
         return CallPage(rows, token)
 
     async def purge_replays(self) -> int:
         """Forgets replay results past their retention (the audit rows stay)."""
-        return await asyncio.to_thread(self._store.purge_replays, to_micros(utcnow()))
+        return await asyncio.to_thread(self._store.purge_replays, to_us(utc_now()))
 
 
 def _may_see(viewer: Principal, record: CallRecord) -> bool:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from services.ai_gateway.domain.model import CallResult, to_micros, utcnow
+from services.ai_gateway.domain.model import CallResult
 from services.ai_gateway.store import CallStore, ReplayEntry
 from services.common import idempotency
+from services.common.clock import to_us, utc_now
 
 log = logging.getLogger("custody.ai_gateway.audit")
 
@@ -33,7 +34,7 @@ class Replays:
             await asyncio.shield(pending)
         self._inflight[slot] = asyncio.get_running_loop().create_future()
         try:
-            entry = await asyncio.to_thread(self._store.find_replay, caller_id, key, now_us=to_micros(utcnow()))
+            entry = await asyncio.to_thread(self._store.find_replay, caller_id, key, now_us=to_us(utc_now()))
             if entry is not None:
                 idempotency.ensure_same_request(key, entry.request_sha256, fingerprint)
         except BaseException:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 import rfc8785
 
+from services.common.clock import rfc3339
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import canonical_json, is_sha256_hex, sha256_canonical
 from services.common.identity import Principal
@@ -42,14 +43,6 @@ class Source(StrEnum):
 
 # Health values a new upstream revision overrides with `stale`; needs_revision is a stronger verdict and stays.
 STALEABLE = (Health.VALID, Health.CONFIRMED_VALID)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

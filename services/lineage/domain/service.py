@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from services.common.clock import utc_now
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.common.hashing import sha256_canonical
 from services.common.idempotency import fingerprint, validate_request_id
@@ -29,7 +30,6 @@ from services.lineage.domain.model import (
     Version,
     canonical_text,
     normalize_json,
-    utc_now,
 )
 from services.lineage.domain.names import (
     POLICY_NAME,

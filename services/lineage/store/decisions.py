@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 
 import sqlalchemy as sa
 
+from services.common.clock import to_us
 from services.common.errors import Aborted
 from services.lineage import tables as t
 from services.lineage.domain.model import Health, Idempotency, Status, TypeDefinition, UpstreamState, Version
@@ -18,7 +19,7 @@ from services.lineage.domain.names import VersionName
 from services.lineage.store import idempotency
 from services.lineage.store.reads import find_version, upstream_states, version_id
 from services.lineage.store.rows import Decision, decision_columns, not_found
-from services.lineage.store.transactions import Transactions, to_us
+from services.lineage.store.transactions import Transactions
 from services.lineage.store.types import find_type
 
 StatusGuard = Callable[[Version, TypeDefinition, Mapping[VersionName, UpstreamState]], None]

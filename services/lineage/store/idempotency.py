@@ -9,10 +9,10 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from services.common.clock import to_us
 from services.common.idempotency import ensure_same_request
 from services.lineage import tables as t
 from services.lineage.domain.model import Idempotency
-from services.lineage.store.transactions import to_us
 
 
 def replay(connection: sa.Connection, idem: Idempotency | None) -> str | None:

@@ -8,11 +8,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.common.clock import from_us
 from services.lineage import tables as t
 from services.lineage.domain.model import Health, HealthRecord, Status, StatusRecord, UpstreamState, Version
 from services.lineage.domain.names import ListScope, VersionName, parse_version_name
 from services.lineage.store.rows import not_found, principal, version_from_row, version_query
-from services.lineage.store.transactions import Transactions, from_us
+from services.lineage.store.transactions import Transactions
 
 
 def version_id(connection: sa.Connection, name: VersionName) -> int:

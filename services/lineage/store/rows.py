@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.common.clock import from_us
 from services.common.errors import NotFound
 from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables as t
@@ -23,7 +24,6 @@ from services.lineage.domain.model import (
     Version,
 )
 from services.lineage.domain.names import EntityKey, VersionName, parse_version_name
-from services.lineage.store.transactions import from_us
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -21,20 +20,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from services.common.errors import Aborted
 from services.common.hashing import sha256_text
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
 CREATE_ATTEMPTS = 8
 TYPE_LOCK = "lineage-types"
 
 T = TypeVar("T")
-
-
-def to_us(moment: datetime) -> int:
-    return (moment - EPOCH) // MICROSECOND
-
-
-def from_us(value: int) -> datetime:
-    return EPOCH + value * MICROSECOND
 
 
 def _lock_id(key: str) -> int:

@@ -7,12 +7,13 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from services.common.clock import to_us
 from services.common.identity import Principal
 from services.lineage import tables as t
 from services.lineage.domain.model import Idempotency, TypeDefinition, canonical_text
 from services.lineage.store import idempotency
 from services.lineage.store.rows import type_from_row
-from services.lineage.store.transactions import TYPE_LOCK, Transactions, to_us
+from services.lineage.store.transactions import TYPE_LOCK, Transactions
 
 # (definition, policy owning the type or None, digest registered under its schema version or None) -> insert it?
 # Raises when the registration is refused; the domain's rule (domain/registration.py) is the one passed in.

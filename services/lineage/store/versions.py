@@ -15,6 +15,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from services.common.clock import to_us
 from services.common.errors import FailedPrecondition, FieldViolation
 from services.common.identity import Principal
 from services.lineage import tables as t
@@ -31,7 +32,7 @@ from services.lineage.domain.model import (
 from services.lineage.domain.names import EntityKey, VersionName, parse_version_name
 from services.lineage.store import idempotency
 from services.lineage.store.rows import Decision, decision_columns, entity_filter, roles
-from services.lineage.store.transactions import Transactions, to_us
+from services.lineage.store.transactions import Transactions
 
 # The health a new version starts with, given its inputs in upstream order (domain/birth.py's rule).
 BirthRule = Callable[[Sequence[InputState]], BirthHealth]
