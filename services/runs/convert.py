@@ -12,7 +12,9 @@ from custody.runs.v1 import runs_pb2
 from services.common.identity import Principal
 from services.common.protomap import datetime_from_proto, dict_to_struct, principal_to_proto, struct_to_dict
 from services.runs import model
-from services.runs.domain import AttachmentRequest, Difference, Verification
+from services.runs.domain.attachments import AttachmentRequest
+from services.runs.domain.diff import Difference
+from services.runs.domain.verification import Verification
 from services.runs.store import RunFilters
 
 RUN_STATUS = {

@@ -14,7 +14,8 @@ from services.common import call_context
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protomap import service_info
 from services.runs import convert
-from services.runs.domain import BindRequest, Runs
+from services.runs.domain.binding import BindRequest
+from services.runs.domain.service import Runs
 from services.runs.model import AdvisoryKind
 
 
@@ -98,10 +99,9 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     async def ReadAttachment(
         self, request: runs_pb2.ReadAttachmentRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[runs_pb2.ReadAttachmentResponse]:
-        record = await asyncio.to_thread(self._runs.attachment, request.name)
-        chunks = await asyncio.to_thread(self._runs.blobs.read_verified, record.sha256, record.size_bytes)
-        yield runs_pb2.ReadAttachmentResponse(attachment=convert.attachment_to_proto(record))
-        while chunk := await asyncio.to_thread(next, chunks, b""):
+        content = await asyncio.to_thread(self._runs.read_attachment, request.name)
+        yield runs_pb2.ReadAttachmentResponse(attachment=convert.attachment_to_proto(content.record))
+        while chunk := await asyncio.to_thread(next, content.chunks, b""):
             yield runs_pb2.ReadAttachmentResponse(chunk=chunk)
 
     async def ListAttachments(
