@@ -23,7 +23,7 @@ from services.common import call_context, status
 from services.common.errors import CustodyError
 from services.common.protomap import dict_to_struct
 from services.runs import convert
-from services.runs.domain import CHUNK_LIMIT_BYTES
+from services.runs.domain.attachments import CHUNK_LIMIT_BYTES
 
 app = typer.Typer(help="Run artifacts: list, inspect, verify, attach, bind, migrate.", no_args_is_help=True)
 

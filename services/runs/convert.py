@@ -12,7 +12,11 @@ from custody.runs.v1 import runs_pb2
 from services.common.identity import Principal
 from services.common.protomap import datetime_from_proto, dict_to_struct, principal_to_proto, struct_to_dict
 from services.runs import model
-from services.runs.domain import AttachmentRequest, Difference, Verification
+from services.runs.domain.attachments import AttachmentRequest
+from services.runs.domain.binding import BindRequest, BindResult
+from services.runs.domain.diff import Difference
+from services.runs.domain.pages import Page
+from services.runs.domain.verification import Verification
 from services.runs.store import RunFilters
 
 RUN_STATUS = {
@@ -265,6 +269,52 @@ def attachment_request(header: runs_pb2.AttachmentHeader) -> AttachmentRequest:
 
 def new_attachment_request(run: str, item: runs_pb2.NewAttachment) -> AttachmentRequest:
     return AttachmentRequest(run, item.kind, item.filename, item.content_type, item.sha256, dict(item.metadata))
+
+
+def runs_page_to_proto(page: Page[model.RunRecord]) -> runs_pb2.ListRunsResponse:
+    return runs_pb2.ListRunsResponse(runs=[run_to_proto(r) for r in page.items], next_page_token=page.next_page_token)
+
+
+def batch_to_proto(records: list[model.AttachmentRecord]) -> runs_pb2.BatchCreateAttachmentsResponse:
+    return runs_pb2.BatchCreateAttachmentsResponse(attachments=[attachment_to_proto(r) for r in records])
+
+
+def attachments_page_to_proto(page: Page[model.AttachmentRecord]) -> runs_pb2.ListAttachmentsResponse:
+    return runs_pb2.ListAttachmentsResponse(
+        attachments=[attachment_to_proto(a) for a in page.items], next_page_token=page.next_page_token
+    )
+
+
+def advisories_page_to_proto(page: Page[model.AdvisoryLink]) -> runs_pb2.ListAdvisoriesResponse:
+    return runs_pb2.ListAdvisoriesResponse(
+        advisories=[advisory_to_proto(a) for a in page.items], next_page_token=page.next_page_token
+    )
+
+
+def bind_request(request: runs_pb2.BindCandidateRequest) -> BindRequest:
+    """The request as the domain takes it; `strict` defaults to true when unset."""
+    return BindRequest(
+        run=request.run,
+        attachments=list(request.attachments),
+        operator_notes=request.operator_notes,
+        strict=request.strict if request.HasField("strict") else True,
+        idempotency_key=request.request_id,
+        lineage_candidate=request.lineage_candidate,
+    )
+
+
+def bind_result_to_proto(result: BindResult) -> runs_pb2.BindCandidateResponse:
+    evaluation = result.evaluation.result
+    return runs_pb2.BindCandidateResponse(
+        run=run_to_proto(result.run),
+        decision=runs_pb2.FEASIBILITY_DECISION_ALLOW if evaluation.allowed else runs_pb2.FEASIBILITY_DECISION_BLOCK,
+        score=evaluation.score,
+        risk_level=RISK[result.run.content.decision.risk_level],
+        feasibility_sha256=result.evaluation.feasibility_sha256,
+        reasons=list(evaluation.reasons),
+        warnings=list(evaluation.warnings),
+        engine_version=result.run.content.engine_version,
+    )
 
 
 def filters_from_proto(request: runs_pb2.ListRunsRequest) -> tuple[RunFilters, list[tuple[str, str]]]:

@@ -8,7 +8,7 @@ from custody.ai_gateway.v1 import gateway_pb2
 from services.common import status
 from services.common.clients import ServiceClients
 from services.common.errors import Unavailable
-from services.runs.domain import ExplainerAnswer
+from services.runs.domain.ports import ExplainerAnswer
 
 OPERATION = "explain_run_decision"
 CATEGORY = "EXPLANATION"

@@ -9,7 +9,7 @@ from custody.lineage.v1 import lineage_pb2
 from services.common import status
 from services.common.clients import ServiceClients
 from services.common.errors import NotFound, Unavailable
-from services.runs.domain import CandidateRecord
+from services.runs.domain.ports import CandidateRecord
 
 
 class LineageCandidates:

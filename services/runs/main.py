@@ -18,7 +18,8 @@ from services.common.server import Service
 from services.runs.access import ACCESS
 from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from services.runs.config import RunsSettings
-from services.runs.domain import Runs, RunsConfig, utcnow
+from services.runs.domain.context import RunsConfig, utcnow
+from services.runs.domain.service import Runs
 from services.runs.explainer import GatewayExplainer
 from services.runs.feasibility import EngineSettings
 from services.runs.lineage_candidates import LineageCandidates

@@ -1,5 +1,7 @@
-"""RunsService: translates between proto and the runs domain, nothing else. Blocking domain work runs in worker
-threads (asyncio.to_thread copies the call context, so the domain still sees the caller and request id)."""
+"""RunsService: translates between proto and the runs domain, nothing else. Each RPC converts its request
+(convert.py), makes one domain call and converts the answer back; UploadAttachment also unframes its stream
+(header first, then chunks). Blocking domain work runs in worker threads (asyncio.to_thread copies the call
+context, so the domain still sees the caller and request id)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,7 @@ from services.common import call_context
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.protomap import service_info
 from services.runs import convert
-from services.runs.domain import BindRequest, Runs
-from services.runs.model import AdvisoryKind
+from services.runs.domain.service import Runs
 
 
 def _invalid(reason: str, problems: list[tuple[str, str]]) -> InvalidArgument:
@@ -58,9 +59,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         if problems:
             raise _invalid("FILTER_INVALID", problems)
         page = await asyncio.to_thread(self._runs.list_runs, filters, request.page_size, request.page_token)
-        return runs_pb2.ListRunsResponse(
-            runs=[convert.run_to_proto(r) for r in page.items], next_page_token=page.next_page_token
-        )
+        return convert.runs_page_to_proto(page)
 
     async def UploadAttachment(
         self, request_iterator: AsyncIterator[runs_pb2.UploadAttachmentRequest], context: grpc.aio.ServicerContext
@@ -87,7 +86,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     ) -> runs_pb2.BatchCreateAttachmentsResponse:
         items = [(convert.new_attachment_request(request.run, item), item.data) for item in request.attachments]
         records = await asyncio.to_thread(self._runs.batch_create_attachments, request.run, items, request.request_id)
-        return runs_pb2.BatchCreateAttachmentsResponse(attachments=[convert.attachment_to_proto(r) for r in records])
+        return convert.batch_to_proto(records)
 
     async def FindMissingBlobs(
         self, request: runs_pb2.FindMissingBlobsRequest, context: grpc.aio.ServicerContext
@@ -98,10 +97,9 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     async def ReadAttachment(
         self, request: runs_pb2.ReadAttachmentRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[runs_pb2.ReadAttachmentResponse]:
-        record = await asyncio.to_thread(self._runs.attachment, request.name)
-        chunks = await asyncio.to_thread(self._runs.blobs.read_verified, record.sha256, record.size_bytes)
-        yield runs_pb2.ReadAttachmentResponse(attachment=convert.attachment_to_proto(record))
-        while chunk := await asyncio.to_thread(next, chunks, b""):
+        content = await asyncio.to_thread(self._runs.read_attachment, request.name)
+        yield runs_pb2.ReadAttachmentResponse(attachment=convert.attachment_to_proto(content.record))
+        while chunk := await asyncio.to_thread(next, content.chunks, b""):
             yield runs_pb2.ReadAttachmentResponse(chunk=chunk)
 
     async def ListAttachments(
@@ -115,9 +113,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
             request.page_size,
             request.page_token,
         )
-        return runs_pb2.ListAttachmentsResponse(
-            attachments=[convert.attachment_to_proto(a) for a in page.items], next_page_token=page.next_page_token
-        )
+        return convert.attachments_page_to_proto(page)
 
     async def AttachAdvisory(
         self, request: runs_pb2.AttachAdvisoryRequest, context: grpc.aio.ServicerContext
@@ -129,7 +125,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
             self._runs.attach_advisory,
             request.run,
             request.advisory_id,
-            AdvisoryKind(kind),
+            kind,
             request.engine_id,
             request.engine_version,
             request.summary,
@@ -140,46 +136,17 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.ListAdvisoriesRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.ListAdvisoriesResponse:
         page = await asyncio.to_thread(self._runs.list_advisories, request.run, request.page_size, request.page_token)
-        return runs_pb2.ListAdvisoriesResponse(
-            advisories=[convert.advisory_to_proto(a) for a in page.items], next_page_token=page.next_page_token
-        )
+        return convert.advisories_page_to_proto(page)
 
     async def SuggestExplanation(
         self, request: runs_pb2.SuggestExplanationRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.Run:
-        record, claimed = await asyncio.to_thread(self._runs.claim_explanation, request.name)
-        if claimed:
-            await self._runs.explain(record)
-            record = await asyncio.to_thread(self._runs.get_run, request.name)
-        return convert.run_to_proto(record)
+        return convert.run_to_proto(await self._runs.suggest_explanation(request.name))
 
     async def BindCandidate(
         self, request: runs_pb2.BindCandidateRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.BindCandidateResponse:
-        strict = request.strict if request.HasField("strict") else True
-        result = await self._runs.bind_candidate(
-            BindRequest(
-                run=request.run,
-                attachments=list(request.attachments),
-                operator_notes=request.operator_notes,
-                strict=strict,
-                idempotency_key=request.request_id,
-                lineage_candidate=request.lineage_candidate,
-            )
-        )
-        evaluation = result.evaluation.result
-        return runs_pb2.BindCandidateResponse(
-            run=convert.run_to_proto(result.run),
-            decision=(
-                runs_pb2.FEASIBILITY_DECISION_ALLOW if evaluation.allowed else runs_pb2.FEASIBILITY_DECISION_BLOCK
-            ),
-            score=evaluation.score,
-            risk_level=convert.RISK[result.run.content.decision.risk_level],
-            feasibility_sha256=result.evaluation.feasibility_sha256,
-            reasons=list(evaluation.reasons),
-            warnings=list(evaluation.warnings),
-            engine_version=result.run.content.engine_version,
-        )
+        return convert.bind_result_to_proto(await self._runs.bind_candidate(convert.bind_request(request)))
 
     async def DiffRuns(
         self, request: runs_pb2.DiffRunsRequest, context: grpc.aio.ServicerContext

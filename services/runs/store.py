@@ -1,4 +1,4 @@
-"""The only module that touches the runs database.
+"""With chunk_store.py (blob bytes), the only modules that touch the runs database.
 
 Create-only semantics come from primary keys and unique constraints (and database triggers refuse UPDATE and
 DELETE on immutable tables); idempotency keys are unique per caller, so concurrent retries converge on one row.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.runs import blobs
-from services.runs.blobs import BlobWriter, FilesystemBlobStore, StreamingUpload
+from services.runs.blobs import BlobWriter, FilesystemBlobStore, StreamingUpload, uncached
 
 SIZES = [0, 1, 4095, 4096, 4097, 1024 * 1024 - 1, 1024 * 1024 + 3, 3 * 1024 * 1024 + 12345]
 
@@ -39,7 +39,7 @@ def root(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mon
                 raise OSError(errno.EINVAL, "Invalid argument")
             return real_fcntl(fd, command, argument)
 
-        monkeypatch.setattr(blobs.fcntl, "fcntl", refusing_fcntl)
+        monkeypatch.setattr(uncached.fcntl, "fcntl", refusing_fcntl)
     return tmp_path / "blobs"
 
 

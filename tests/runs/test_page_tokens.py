@@ -13,7 +13,7 @@ import pytest
 
 from custody.runs.v1 import runs_pb2
 from services.cli.state import StateLayout
-from services.runs.domain import LIST_ADVISORIES, LIST_ATTACHMENTS, LIST_RUNS
+from services.runs.domain.pages import LIST_ADVISORIES, LIST_ATTACHMENTS, LIST_RUNS
 from tests.runs.conftest import RunsClient, run_input
 from tests.support import page_tokens
 from tests.support.harness import ServiceHarness

@@ -1,0 +1,104 @@
+"""What both blob backends share: a blob is named by its sha256, received through staging, and re-hashed before
+it is served (corrupted bytes are DATA_LOSS and are never returned)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from services.common.errors import DataLoss, InvalidArgument
+from services.common.hashing import is_sha256_hex
+from services.runs.blobs.staging import BlobWriter, PendingBlob, sweep_staging
+
+READ_CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    sha256: str
+    size_bytes: int
+
+
+class BlobStore(ABC):
+    """What both backends share: staging, hashing and verified reads. Subclasses store and fetch bytes."""
+
+    def __init__(self, staging_dir: Path, max_blob_bytes: int) -> None:
+        self.max_blob_bytes = max_blob_bytes
+        self._tmp = staging_dir
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        sweep_staging(self._tmp)
+
+    @abstractmethod
+    def exists(self, sha256: str) -> bool: ...
+
+    @abstractmethod
+    def publish(self, pending: PendingBlob) -> StoredBlob:
+        """Makes a received blob readable under its digest (idempotent: the same bytes may already be there)."""
+
+    @abstractmethod
+    def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
+        """The stored bytes in chunks, or None when nothing is stored under the digest."""
+
+    def writer(self) -> BlobWriter:
+        """A writer that hashes while it writes to a temporary file; nothing is visible until `publish`."""
+        return BlobWriter(self, self._tmp / f"upload-{secrets.token_hex(8)}")
+
+    def write(self, chunks: Iterable[bytes], expected_sha256: str = "", field: str = "sha256") -> PendingBlob:
+        """Receives a whole stream into a pending blob (see BlobWriter)."""
+        writer = self.writer()
+        try:
+            for chunk in chunks:
+                writer.write(chunk)
+            return writer.finish(expected_sha256, field)
+        except BaseException:
+            writer.abort()
+            raise
+
+    def verify(self, sha256: str, size_bytes: int | None = None) -> str | None:
+        """None when the blob is intact, else the problem (BLOB_MISSING, SIZE_MISMATCH, BLOB_CORRUPTED)."""
+        chunks = self._chunks_of(checked_digest(sha256))
+        if chunks is None:
+            return "BLOB_MISSING"
+        hasher = hashlib.sha256()
+        size = 0
+        for block in chunks:
+            hasher.update(block)
+            size += len(block)
+        if size_bytes is not None and size != size_bytes:
+            return "SIZE_MISMATCH"
+        return None if hasher.hexdigest() == sha256 else "BLOB_CORRUPTED"
+
+    def read_verified(self, sha256: str, size_bytes: int | None = None) -> Iterator[bytes]:
+        """The blob's bytes in chunks, after a full re-hash; DATA_LOSS instead of corrupted bytes."""
+        problem = self.verify(sha256, size_bytes)
+        if problem is not None:
+            raise DataLoss(
+                "BLOB_MISSING" if problem == "BLOB_MISSING" else "BLOB_CORRUPTED",
+                f"blob {sha256} is {'missing' if problem == 'BLOB_MISSING' else 'corrupted'} in storage; "
+                "it is not served. Restore it from a backup or re-upload it",
+                metadata={"sha256": sha256},
+            )
+        chunks = self._chunks_of(sha256)
+        if chunks is None:  # deleted between the check and the read
+            raise DataLoss("BLOB_MISSING", f"blob {sha256} is missing in storage", metadata={"sha256": sha256})
+        return chunks
+
+    def read_all_verified(self, sha256: str, size_bytes: int | None = None) -> bytes:
+        return b"".join(self.read_verified(sha256, size_bytes))
+
+
+def checked_digest(sha256: str) -> str:
+    if not is_sha256_hex(sha256):  # the digest becomes a path or a key: accept nothing else
+        raise InvalidArgument("DIGEST_INVALID", f"not a sha256 digest: {sha256[:80]!r}")
+    return sha256
+
+
+def file_chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while block := handle.read(READ_CHUNK_BYTES):
+            yield block

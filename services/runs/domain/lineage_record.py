@@ -1,0 +1,65 @@
+"""The outbox message that records a minted verdict in lineage: written in the mint's transaction, delivered
+later by the outbox dispatcher (so a verdict is recorded in lineage exactly when it exists)."""
+
+from __future__ import annotations
+
+from opentelemetry import propagate
+
+from services.common.ids import new_id
+from services.rosette import lineage_types
+from services.runs.domain.ports import CandidateRecord
+from services.runs.model import (
+    LINEAGE_VERSION_NAME,
+    OUTBOX_PREFIX,
+    OutboxMessage,
+    RunContent,
+    RunStatus,
+    Stamp,
+    run_name,
+)
+
+
+def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: CandidateRecord) -> OutboxMessage:
+    """The feasibility_run version that records a minted run in lineage, derived from its candidate version.
+    Same candidate entity, type feasibility_run: binding the candidate again makes the next version. It names the
+    candidate and the digests of the bytes decided, so a reader of lineage alone can tell what the verdict is about."""
+    match = LINEAGE_VERSION_NAME.fullmatch(candidate.name)
+    assert match is not None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    decision = content.decision
+    payload = {
+        "parent": f"projects/{match['project']}/artifacts/{lineage_types.FEASIBILITY_RUN}/{match['entity']}",
+        "data": {
+            "verdict": "ALLOW" if content.status is RunStatus.OK else "BLOCK",
+            "run": run_name(run_id),
+            "reasons": [r for r in decision.block_reason.split("; ") if r],
+            "warnings": list(decision.warnings),
+            "risk_level": decision.risk_level.value,
+            "score": decision.score,
+            "feasibility_sha256": content.hashes.feasibility_sha256,
+            "engine_version": content.engine_version,
+            "candidate": candidate.name,
+            "svg_sha256": candidate.svg_sha256,
+            "spec_sha256": candidate.spec_sha256,
+        },
+        "metadata": {
+            "intent": "decide whether the candidate can be manufactured",
+            "rationale": f"deterministic feasibility engine {content.engine_version} on the candidate's SVG and spec",
+            "confidence": decision.score,
+            "source": "SOURCE_HYBRID",
+            "producing_module": "runs",
+            "producing_role": "feasibility_engine",
+        },
+        "upstream": [candidate.name],
+    }
+    return OutboxMessage(
+        message_id=new_id(OUTBOX_PREFIX),
+        run_id=run_id,
+        kind="lineage.create_version",
+        payload=payload,
+        idempotency_key=f"runs-lineage-{run_id}",
+        request_id=stamp.request_id,
+        traceparent=carrier.get("traceparent", ""),
+        created_at=stamp.created_at,
+    )

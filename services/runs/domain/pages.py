@@ -1,0 +1,37 @@
+"""Paged listings: each list RPC's page tokens are valid for that RPC only, with a cursor of (created_at in
+microseconds, id)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from services.common.pagination import PagedList, PageTokens
+
+T = TypeVar("T")
+
+LIST_RUNS = PagedList("custody.runs.v1.RunsService/ListRuns", (int, str))
+LIST_ATTACHMENTS = PagedList("custody.runs.v1.RunsService/ListAttachments", (int, str))
+LIST_ADVISORIES = PagedList("custody.runs.v1.RunsService/ListAdvisories", (int, str))
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+def page(
+    tokens: PageTokens,
+    listing: PagedList,
+    fetched: list[T],
+    size: int,
+    key: dict[str, Any],
+    sort_key: Callable[[T], list[Any]],
+) -> Page[T]:
+    """A page from `size + 1` fetched items: the extra one only says there is a next page, which starts after
+    the sort key of this page's last item."""
+    if len(fetched) <= size:
+        return Page(fetched, "")
+    return Page(fetched[:size], tokens.encode(listing, sort_key(fetched[size - 1]), key))
