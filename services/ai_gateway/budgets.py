@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from services.ai_gateway.config import Budget
+from services.common.clock import to_us
 from services.common.errors import FailedPrecondition, ResourceExhausted
 
 WINDOW_S = 60.0
@@ -155,7 +156,7 @@ class Budgets:
             return state.today
         async with state.lock:
             if state.today is None or state.today.day != key:
-                tokens, usd = await self._load_usage(caller, int(start.timestamp() * 1_000_000))
+                tokens, usd = await self._load_usage(caller, to_us(start))
                 state.today = _Day(key, tokens, usd)
         return state.today
 

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from custody.runs.v1 import runs_pb2_grpc
 from services.common.catalog import SERVICES
 from services.common.clients import ServiceClients
+from services.common.clock import utc_now
 from services.common.config import ServiceSettings
 from services.common.db import create_engine
 from services.common.pagination import PageTokens
@@ -18,7 +19,7 @@ from services.common.server import Service
 from services.runs.access import ACCESS
 from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from services.runs.config import RunsSettings
-from services.runs.domain.context import RunsConfig, utcnow
+from services.runs.domain.context import RunsConfig
 from services.runs.domain.service import Runs
 from services.runs.explainer import GatewayExplainer
 from services.runs.feasibility import EngineSettings
@@ -42,7 +43,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     engine = create_engine(settings.resolved_database_url)
     clients = ServiceClients.for_service(settings, tracer_provider)
     store = RunsStore(engine)
-    dispatcher = OutboxDispatcher(store, LineageRecorder(clients).deliver, utcnow)
+    dispatcher = OutboxDispatcher(store, LineageRecorder(clients).deliver, utc_now)
     loop = asyncio.get_running_loop()  # build runs inside the bootstrap's event loop
     runs = Runs(
         store,

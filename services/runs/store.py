@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from services.common.clock import from_us, to_us
 from services.common.db import insert_if_absent, insert_rows, keyset
 from services.common.errors import FailedPrecondition
 from services.common.group_commit import GroupCommit
@@ -36,18 +37,6 @@ from services.runs.model import (
     SealScope,
     Stamp,
 )
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-
-
-def to_us(moment: datetime) -> int:
-    """Exact integer microseconds (no float rounding), so keyset cursors compare exactly."""
-    return (moment - EPOCH) // MICROSECOND
-
-
-def from_us(value: int) -> datetime:
-    return EPOCH + value * MICROSECOND
 
 
 @dataclass(frozen=True)

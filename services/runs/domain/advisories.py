@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from services.common.clock import to_us
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.pagination import page_size
 from services.runs.domain import ownership
@@ -20,7 +21,6 @@ from services.runs.model import (
     parse_run_name,
     run_name,
 )
-from services.runs.store import to_us
 
 log = logging.getLogger("custody.runs")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from services.common.clock import to_us
 from services.common.errors import FieldViolation, InvalidArgument, NotFound
 from services.common.hashing import is_sha256_hex
 from services.common.pagination import page_size
@@ -13,7 +14,6 @@ from services.runs.domain import ownership
 from services.runs.domain.context import Context
 from services.runs.domain.pages import LIST_ATTACHMENTS, Page, page
 from services.runs.model import AttachmentKind, AttachmentRecord, parse_attachment_name, parse_run_name
-from services.runs.store import to_us
 
 
 @dataclass(frozen=True)

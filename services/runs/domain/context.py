@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from services.common import call_context
 from services.common.identity import Principal
@@ -24,10 +24,6 @@ class RunsConfig:
     engine: feasibility.EngineSettings = field(default_factory=feasibility.EngineSettings)
     # A PENDING explanation older than this is presumed abandoned (its process died) and may be claimed again.
     explanation_lease_s: float = 300.0
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import replace
 from typing import Any
 
 from services.common import call_context
+from services.common.clock import to_us
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.pagination import page_size
 from services.runs import authority
@@ -13,7 +14,7 @@ from services.runs.domain import ownership
 from services.runs.domain.context import Context
 from services.runs.domain.pages import LIST_RUNS, Page, page
 from services.runs.model import RunRecord, parse_run_name
-from services.runs.store import RunFilters, to_us
+from services.runs.store import RunFilters
 
 
 def get_run(context: Context, name: str) -> RunRecord:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
+from services.common.clock import utc_now
 from services.common.pagination import PageTokens
 from services.runs.blobs import BlobStore, PendingBlob
 from services.runs.domain import (
@@ -27,7 +28,7 @@ from services.runs.domain import (
 from services.runs.domain.attachment_reads import AttachmentContent
 from services.runs.domain.attachments import AttachmentRequest
 from services.runs.domain.binding import BindRequest, BindResult
-from services.runs.domain.context import Context, RunsConfig, utcnow
+from services.runs.domain.context import Context, RunsConfig
 from services.runs.domain.diff import Difference
 from services.runs.domain.pages import Page
 from services.runs.domain.ports import Candidates, Explainer
@@ -43,7 +44,7 @@ class Runs:
         blobs: BlobStore,
         config: RunsConfig,
         explainer: Explainer | None,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = utc_now,
         outbox_written: Callable[[], None] = lambda: None,
         candidates: Candidates | None = None,
         page_tokens: PageTokens | None = None,

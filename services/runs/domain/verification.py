@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from services.common.clock import to_us
 from services.common.hashing import canonical_json, sha256_bytes
 from services.runs.domain import ownership
 from services.runs.domain.context import Context
 from services.runs.model import parse_run_name
-from services.runs.store import to_us
 
 
 @dataclass(frozen=True)
