@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import canonical_json, sha256_bytes, sha256_text
 from services.common.idempotency import validate_request_id
+from services.common.resource_names import VERSION_NAME
 from services.rosette.compiler import COMPILER_VERSION, compile_svg
 from services.rosette.spec import RosetteSpec, SpecInvalid, parse_spec, spec_json_schema
 from services.rosette.svg_validator import validate_svg
@@ -27,9 +28,6 @@ MIN_PROMPT, MAX_PROMPT = 3, 2000
 MAX_COUNT = 10
 MAX_DIAMETER_MM = 1000.0
 RUN_NAME = re.compile(r"^runs/run_[0-9a-f]{32}$")
-VERSION_NAME = re.compile(
-    r"^projects/[a-z0-9][a-z0-9_-]{0,62}/artifacts/[a-z][a-z0-9_]{0,62}/[a-z0-9][a-z0-9_.-]{0,127}/versions/[1-9][0-9]*$"
-)
 SYSTEM_PROMPT = (
     "You design rosettes for guitar soundholes. Answer with ONE JSON object and nothing else: no prose, no "
     "markdown, no code fences. The object must satisfy the JSON Schema you are given (schema_version "

@@ -22,9 +22,9 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import SecretStr
 
@@ -61,6 +61,9 @@ class PageCursor:
     """Where the previous page ended: the sort key of its last item."""
 
     after: list[Any]
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,20 @@ class PageTokens:
             raise ValueError(f"{listing.rpc} issues cursors of types {listing.cursor}, not {after!r}")
         payload = canonical_json({"a": after, "f": _filters_digest(filters)})
         return f"{_b64encode(payload)}.{_b64encode(self._sign(listing, payload))}"
+
+    def page(
+        self,
+        listing: PagedList,
+        fetched: Sequence[T],
+        size: int,
+        filters: Mapping[str, Any],
+        sort_key: Callable[[T], Sequence[Any]],
+    ) -> tuple[list[T], str]:
+        """A page from `size + 1` fetched items, and the token of the next one: the extra item only says there is
+        a next page, which starts after the sort key of this page's last item ("" when there is none)."""
+        if len(fetched) <= size:
+            return list(fetched), ""
+        return list(fetched[:size]), self.encode(listing, sort_key(fetched[size - 1]), filters)
 
     def decode(self, listing: PagedList, token: str, filters: Mapping[str, Any]) -> PageCursor | None:
         """None for the first page; InvalidArgument (PAGE_TOKEN_INVALID) for any token this service did not

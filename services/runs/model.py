@@ -21,10 +21,6 @@ from services.common.ids import id_pattern
 RUN_PREFIX = "run"
 ATTACHMENT_PREFIX = "att"
 OUTBOX_PREFIX = "out"
-LINEAGE_VERSION_NAME = re.compile(
-    r"^projects/(?P<project>[a-z0-9][a-z0-9_-]{0,62})/artifacts/(?P<type>[a-z][a-z0-9_]{0,62})/"
-    r"(?P<entity>[a-z0-9][a-z0-9_.-]{0,127})/versions/[1-9][0-9]*$"
-)
 RUN_ID = id_pattern(RUN_PREFIX)
 ATTACHMENT_ID = id_pattern(ATTACHMENT_PREFIX)
 RUN_NAME = re.compile(r"^runs/(?P<run>[^/]+)$")

@@ -58,12 +58,10 @@ class CallQueries:
         cursor = self._page_tokens.decode(LIST_CALLS, page_token, key)
         after = (cursor.after[0], cursor.after[1]) if cursor else None
         rows = await asyncio.to_thread(self._store.list, filters, size + 1, after)
-        token = ""
-        if len(rows) > size:
-            rows = rows[:size]
-            last = rows[-1]
-            token = self._page_tokens.encode(LIST_CALLS, [to_us(last.envelope.created_at), last.call_id], key)
-        return CallPage(rows, token)
+        page, token = self._page_tokens.page(
+            LIST_CALLS, rows, size, key, lambda row: [to_us(row.envelope.created_at), row.call_id]
+        )
+        return CallPage(page, token)
 
     async def purge_replays(self) -> int:
         """Forgets replay results past their retention (the audit rows stay)."""

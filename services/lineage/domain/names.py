@@ -10,18 +10,11 @@ import re
 from dataclasses import dataclass
 
 from services.common.errors import FieldViolation, InvalidArgument
-
-PROJECT = r"[a-z0-9][a-z0-9_-]{0,62}"
-TYPE = r"[a-z][a-z0-9_]{0,62}"
-ENTITY = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
-NUMBER = r"[1-9][0-9]{0,17}"
+from services.common.resource_names import ENTITY, PROJECT, TYPE, VERSION_NAME
 
 PROJECT_NAME = re.compile(rf"^projects/(?P<project>{PROJECT})$")
 TYPE_PARENT = re.compile(rf"^projects/(?P<project>{PROJECT})/artifacts/(?P<type>{TYPE})$")
 ENTITY_NAME = re.compile(rf"^projects/(?P<project>{PROJECT})/artifacts/(?P<type>{TYPE})/(?P<entity>{ENTITY})$")
-VERSION_NAME = re.compile(
-    rf"^projects/(?P<project>{PROJECT})/artifacts/(?P<type>{TYPE})/(?P<entity>{ENTITY})/versions/(?P<number>{NUMBER})$"
-)
 TYPE_NAME = re.compile(rf"^{TYPE}$")
 POLICY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SCHEMA_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")

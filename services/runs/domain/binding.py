@@ -11,6 +11,7 @@ from typing import Any
 
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable
 from services.common.idempotency import validate_request_id
+from services.common.resource_names import VERSION_NAME
 from services.rosette import lineage_types
 from services.runs import feasibility
 from services.runs.domain import ownership
@@ -20,7 +21,6 @@ from services.runs.domain.idempotency import fingerprint_of
 from services.runs.domain.minting import mint_verdict
 from services.runs.domain.ports import CandidateRecord
 from services.runs.model import (
-    LINEAGE_VERSION_NAME,
     AttachmentKind,
     AttachmentRecord,
     BoundAttachment,
@@ -100,7 +100,7 @@ def _binding(context: Context, request: BindRequest) -> _Binding:
             violations=[FieldViolation("operator_notes", "at most 4000 characters")],
         )
     if lineage_candidate:
-        match = LINEAGE_VERSION_NAME.fullmatch(lineage_candidate)
+        match = VERSION_NAME.fullmatch(lineage_candidate)
         if not match:
             raise InvalidArgument(
                 "BINDING_INVALID",

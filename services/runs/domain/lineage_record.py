@@ -6,10 +6,10 @@ from __future__ import annotations
 from opentelemetry import propagate
 
 from services.common.ids import new_id
+from services.common.resource_names import VERSION_NAME
 from services.rosette import lineage_types
 from services.runs.domain.ports import CandidateRecord
 from services.runs.model import (
-    LINEAGE_VERSION_NAME,
     OUTBOX_PREFIX,
     OutboxMessage,
     RunContent,
@@ -23,7 +23,7 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: C
     """The feasibility_run version that records a minted run in lineage, derived from its candidate version.
     Same candidate entity, type feasibility_run: binding the candidate again makes the next version. It names the
     candidate and the digests of the bytes decided, so a reader of lineage alone can tell what the verdict is about."""
-    match = LINEAGE_VERSION_NAME.fullmatch(candidate.name)
+    match = VERSION_NAME.fullmatch(candidate.name)
     assert match is not None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)

@@ -30,8 +30,4 @@ def page(
     key: dict[str, Any],
     sort_key: Callable[[T], list[Any]],
 ) -> Page[T]:
-    """A page from `size + 1` fetched items: the extra one only says there is a next page, which starts after
-    the sort key of this page's last item."""
-    if len(fetched) <= size:
-        return Page(fetched, "")
-    return Page(fetched[:size], tokens.encode(listing, sort_key(fetched[size - 1]), key))
+    return Page(*tokens.page(listing, fetched, size, key, sort_key))

@@ -1,0 +1,18 @@
+"""The grammar of lineage resource names, in one place: lineage parses with it, and runs and art_studio check the
+lineage names they are given with it, so a name is valid for all of them or for none.
+
+projects/{project}/artifacts/{type}/{entity}/versions/{n}; no dots, slashes or separators inside a segment.
+"""
+
+from __future__ import annotations
+
+import re
+
+PROJECT = r"[a-z0-9][a-z0-9_-]{0,62}"
+TYPE = r"[a-z][a-z0-9_]{0,62}"
+ENTITY = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
+NUMBER = r"[1-9][0-9]{0,17}"
+
+VERSION_NAME = re.compile(
+    rf"^projects/(?P<project>{PROJECT})/artifacts/(?P<type>{TYPE})/(?P<entity>{ENTITY})/versions/(?P<number>{NUMBER})$"
+)
