@@ -1,10 +1,15 @@
 """The outbox message that records a minted verdict in lineage: written in the mint's transaction, delivered
-later by the outbox dispatcher (so a verdict is recorded in lineage exactly when it exists)."""
+later by the outbox dispatcher (so a verdict is recorded in lineage exactly when it exists).
+
+The request is built as lineage's typed CreateVersionRequest at mint time and stored in its JSON form: a field
+lineage's contract renamed or dropped fails the mint (and the tests), not a delivery hours later."""
 
 from __future__ import annotations
 
+from google.protobuf import json_format, struct_pb2
 from opentelemetry import propagate
 
+from custody.lineage.v1 import lineage_pb2
 from services.common.ids import new_id
 from services.common.resource_names import VERSION_NAME
 from services.rosette import lineage_types
@@ -28,9 +33,9 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: C
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     decision = content.decision
-    payload = {
-        "parent": f"projects/{match['project']}/artifacts/{lineage_types.FEASIBILITY_RUN}/{match['entity']}",
-        "data": {
+    data = struct_pb2.Struct()
+    data.update(
+        {
             "verdict": "ALLOW" if content.status is RunStatus.OK else "BLOCK",
             "run": run_name(run_id),
             "reasons": [r for r in decision.block_reason.split("; ") if r],
@@ -42,17 +47,22 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: C
             "candidate": candidate.name,
             "svg_sha256": candidate.svg_sha256,
             "spec_sha256": candidate.spec_sha256,
-        },
-        "metadata": {
-            "intent": "decide whether the candidate can be manufactured",
-            "rationale": f"deterministic feasibility engine {content.engine_version} on the candidate's SVG and spec",
-            "confidence": decision.score,
-            "source": "SOURCE_HYBRID",
-            "producing_module": "runs",
-            "producing_role": "feasibility_engine",
-        },
-        "upstream": [candidate.name],
-    }
+        }
+    )
+    request = lineage_pb2.CreateVersionRequest(
+        parent=f"projects/{match['project']}/artifacts/{lineage_types.FEASIBILITY_RUN}/{match['entity']}",
+        data=data,
+        metadata=lineage_pb2.VersionMetadata(
+            intent="decide whether the candidate can be manufactured",
+            rationale=f"deterministic feasibility engine {content.engine_version} on the candidate's SVG and spec",
+            confidence=decision.score,
+            source=lineage_pb2.SOURCE_HYBRID,
+            producing_module="runs",
+            producing_role="feasibility_engine",
+        ),
+        upstream=[candidate.name],
+    )
+    payload = json_format.MessageToDict(request, preserving_proto_field_name=True)
     return OutboxMessage(
         message_id=new_id(OUTBOX_PREFIX),
         run_id=run_id,
