@@ -68,5 +68,5 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         register=register,
         access=ACCESS,
         on_start=(dispatcher.start,),
-        on_stop=(dispatcher.stop, clients.close),
+        on_stop=(dispatcher.stop, lambda: asyncio.to_thread(store.close), clients.close),
     )

@@ -149,6 +149,11 @@ class RunsStore:
             self._insert_attachment_batches, "runs-attach"
         )
 
+    def close(self) -> None:
+        """At shutdown: refuses new writes and returns once every mint and attachment queued is committed."""
+        self._mints.close()
+        self._attachments.close()
+
     # ---- runs -------------------------------------------------------------------------------------------------
 
     def create_run(

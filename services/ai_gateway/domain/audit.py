@@ -45,6 +45,9 @@ class Auditor:
             store.insert_many, "ai-audit"
         )
 
+    async def close(self) -> None:
+        await asyncio.to_thread(self._commit.close)
+
     def cost(self, call: CallState) -> Cost:
         if call.attempts == 0:  # nothing was sent to a provider: a known zero
             return Cost(0.0, self._prices.version, call.provider, call.model, Usage())

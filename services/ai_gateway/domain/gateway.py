@@ -301,6 +301,8 @@ class Gateway:
         return await self._queries.purge_replays()
 
     async def close(self) -> None:
+        """At shutdown, after the server drained: every audit record queued is committed before providers close."""
+        await self._audit.close()
         for provider in self.providers.values():
             await provider.close()
 
