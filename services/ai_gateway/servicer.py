@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -18,26 +19,28 @@ class AiGatewayServicer(gateway_pb2_grpc.AiGatewayServiceServicer):
         self._gateway = gateway
 
     async def GetServiceInfo(
-        self, request: gateway_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.ServiceInfo:
         return service_info("ai_gateway")
 
     async def GenerateText(
-        self, request: gateway_pb2.GenerateTextRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.GenerateTextRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.GenerateTextResponse:
         return convert.generate_response(await self._gateway.generate(convert.text_request(request)))
 
     async def StreamText(
-        self, request: gateway_pb2.StreamTextRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.StreamTextRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[gateway_pb2.StreamTextResponse]:
         async for item in self._gateway.stream(convert.text_request(request)):
             yield convert.stream_response(item)
 
-    async def GetCall(self, request: gateway_pb2.GetCallRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.Call:
+    async def GetCall(
+        self, request: gateway_pb2.GetCallRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> gateway_pb2.Call:
         return convert.call_proto(await self._gateway.get_call(request.name))
 
     async def ListCalls(
-        self, request: gateway_pb2.ListCallsRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.ListCallsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.ListCallsResponse:
         page = await self._gateway.list_calls(convert.list_filters(request), request.page_size, request.page_token)
         return gateway_pb2.ListCallsResponse(
@@ -45,6 +48,6 @@ class AiGatewayServicer(gateway_pb2_grpc.AiGatewayServiceServicer):
         )
 
     async def GetPolicy(
-        self, request: gateway_pb2.GetPolicyRequest, context: grpc.aio.ServicerContext
+        self, request: gateway_pb2.GetPolicyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.Policy:
         return convert.policy_proto(self._gateway)

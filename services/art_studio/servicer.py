@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
@@ -54,12 +55,12 @@ class ArtStudioServicer(art_studio_pb2_grpc.ArtStudioServiceServicer):
         self._studio = studio
 
     async def GetServiceInfo(
-        self, request: art_studio_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext
+        self, request: art_studio_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.ServiceInfo:
         return service_info("art_studio")
 
     async def GenerateCandidates(
-        self, request: art_studio_pb2.GenerateCandidatesRequest, context: grpc.aio.ServicerContext
+        self, request: art_studio_pb2.GenerateCandidatesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> art_studio_pb2.GenerateCandidatesResponse:
         results = await self._studio.generate(
             GenerateRequest(
@@ -84,7 +85,7 @@ class ArtStudioServicer(art_studio_pb2_grpc.ArtStudioServiceServicer):
         )
 
     async def CompileSpec(
-        self, request: art_studio_pb2.CompileSpecRequest, context: grpc.aio.ServicerContext
+        self, request: art_studio_pb2.CompileSpecRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> art_studio_pb2.CompileSpecResponse:
         try:
             document = loads_json(request.spec_json, "spec_json")
@@ -108,7 +109,7 @@ class ArtStudioServicer(art_studio_pb2_grpc.ArtStudioServiceServicer):
         )
 
     async def ValidateSvg(
-        self, request: art_studio_pb2.ValidateSvgRequest, context: grpc.aio.ServicerContext
+        self, request: art_studio_pb2.ValidateSvgRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> art_studio_pb2.ValidateSvgResponse:
         if not request.svg:
             raise InvalidArgument("REQUEST_INVALID", "svg is empty", violations=[FieldViolation("svg", "required")])

@@ -51,16 +51,16 @@ class CallHandling(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
         full_method: str = handler_call_details.method  # type: ignore[attr-defined]
         if handler is None or full_method.startswith(OPEN_SERVICE_PREFIXES):
             return handler
         return self._wrap(handler, full_method)
 
-    def _wrap(self, handler: grpc.RpcMethodHandler, full_method: str) -> grpc.RpcMethodHandler:
+    def _wrap(self, handler: grpc.RpcMethodHandler[Any, Any], full_method: str) -> grpc.RpcMethodHandler[Any, Any]:
         method = full_method.rsplit("/", 1)[-1]
         parse = _tolerant(handler.request_deserializer)
         if handler.unary_unary:
@@ -80,7 +80,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
         )
 
     def _unary(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call = self._begin(context, full_method)
             # Unary answers carry the request id as a trailer: it rides on the status, costing no extra write.
             context.set_trailing_metadata(((call_context.REQUEST_ID_HEADER, call.request_id),))
@@ -96,7 +96,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
         return handle
 
     def _streaming(self, behavior: Callable[..., Any], method: str, full_method: str) -> Callable[..., Any]:
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             call = self._begin(context, full_method)
             try:
                 # Streams announce the request id up front, before the first message.
@@ -112,7 +112,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
 
         return handle
 
-    def _begin(self, context: grpc.aio.ServicerContext, full_method: str) -> _Call:
+    def _begin(self, context: grpc.aio.ServicerContext[Any, Any], full_method: str) -> _Call:
         metadata = dict(context.invocation_metadata() or ())
         parent = propagate.extract(metadata)
         sent = metadata.get(call_context.REQUEST_ID_HEADER) or baggage.get_baggage(
@@ -134,7 +134,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
         rejected = None if sent is None or valid else str(sent)
         return _Call(request_id, token, span, metadata, rejected_request_id=rejected)
 
-    async def _admit(self, call: _Call, method: str, context: grpc.aio.ServicerContext) -> None:
+    async def _admit(self, call: _Call, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Checks the request id, then authenticates and authorizes; raises CustodyError to refuse."""
         if call.rejected_request_id is not None:
             raise InvalidArgument(
@@ -147,7 +147,9 @@ class CallHandling(grpc.aio.ServerInterceptor):
         self._access.authorize(method, caller)
         call_context.bind(request_id=call.request_id, principal=caller, time_remaining=context.time_remaining())
 
-    async def _fail(self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext, full_method: str) -> None:
+    async def _fail(
+        self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any], full_method: str
+    ) -> None:
         """Aborts with the status `exc` deserves (which raises), or records why the call ended."""
         if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted on purpose; its status stands
             call.code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]

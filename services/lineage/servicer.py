@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
@@ -36,22 +36,24 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         self.lineage = lineage
 
     async def GetServiceInfo(
-        self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.ServiceInfo:
         return service_info("lineage")
 
-    async def RegisterType(self, request: pb.RegisterTypeRequest, context: grpc.aio.ServicerContext) -> pb.ArtifactType:
+    async def RegisterType(
+        self, request: pb.RegisterTypeRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ArtifactType:
         caller = _caller()
         definition = convert.type_from_proto(request)
         stored = await _run(lambda: self.lineage.register_type(definition, caller, request.request_id))
         return convert.type_to_proto(stored)
 
-    async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext) -> pb.Policy:
+    async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Policy:
         view = await _run(lambda: self.lineage.get_policy(request.name))
         return convert.policy_to_proto(view.policy, view.types)
 
     async def CreateVersion(
-        self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext
+        self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateVersionResponse:
         caller = _caller()
         metadata = convert.metadata_from_proto(request.metadata)
@@ -67,11 +69,13 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             replayed=created.replayed,
         )
 
-    async def GetVersion(self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+    async def GetVersion(
+        self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Version:
         return convert.version_to_proto(await _run(lambda: self.lineage.get_version(request.name)))
 
     async def ListVersions(
-        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListVersionsResponse:
         versions, token = await _run(
             lambda: self.lineage.list_versions(request.parent, request.page_size, request.page_token)
@@ -79,27 +83,29 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         return pb.ListVersionsResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
 
     async def DiffVersions(
-        self, request: pb.DiffVersionsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.DiffVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DiffVersionsResponse:
         base, target, result = await _run(lambda: self.lineage.diff(request.base, request.target))
         return convert.diff_to_proto(base, target, result)
 
-    async def Approve(self, request: pb.ApproveRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+    async def Approve(self, request: pb.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         caller = _caller()
         version = await _run(lambda: self.lineage.approve(request.name, request.rationale, caller, request.request_id))
         return convert.version_to_proto(version)
 
-    async def Flag(self, request: pb.FlagRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+    async def Flag(self, request: pb.FlagRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         caller = _caller()
         version = await _run(lambda: self.lineage.flag(request.name, request.rationale, caller, request.request_id))
         return convert.version_to_proto(version)
 
-    async def Reject(self, request: pb.RejectRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+    async def Reject(self, request: pb.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         caller = _caller()
         version = await _run(lambda: self.lineage.reject(request.name, request.rationale, caller, request.request_id))
         return convert.version_to_proto(version)
 
-    async def AssessHealth(self, request: pb.AssessHealthRequest, context: grpc.aio.ServicerContext) -> pb.Version:
+    async def AssessHealth(
+        self, request: pb.AssessHealthRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.Version:
         caller = _caller()
         health = convert.HEALTH_FROM_PROTO.get(request.health)
         version = await _run(
@@ -109,14 +115,16 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         )
         return convert.version_to_proto(version)
 
-    async def ListStale(self, request: pb.ListStaleRequest, context: grpc.aio.ServicerContext) -> pb.ListStaleResponse:
+    async def ListStale(
+        self, request: pb.ListStaleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListStaleResponse:
         versions, token = await _run(
             lambda: self.lineage.list_stale(request.parent, request.page_size, request.page_token)
         )
         return pb.ListStaleResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
 
     async def GetUpstream(
-        self, request: pb.GetUpstreamRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetUpstreamRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.LineageResponse:
         page, token = await _run(
             lambda: self.lineage.closure(request.name, False, request.max_depth, request.page_size, request.page_token)
@@ -124,13 +132,13 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         return convert.closure_to_proto(page, token)
 
     async def GetDownstream(
-        self, request: pb.GetDownstreamRequest, context: grpc.aio.ServicerContext
+        self, request: pb.GetDownstreamRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.LineageResponse:
         page, token = await _run(
             lambda: self.lineage.closure(request.name, True, request.max_depth, request.page_size, request.page_token)
         )
         return convert.closure_to_proto(page, token)
 
-    async def BuildPlan(self, request: pb.BuildPlanRequest, context: grpc.aio.ServicerContext) -> pb.Plan:
+    async def BuildPlan(self, request: pb.BuildPlanRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Plan:
         plan = await _run(lambda: self.lineage.build_plan(request.policy, list(request.selected_jobs)))
         return convert.plan_to_proto(plan)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from services.common.errors import FieldViolation
 
-SPEC_SCHEMA_VERSION = "rosette.v1"
+SPEC_SCHEMA_VERSION: Literal["rosette.v1"] = "rosette.v1"
 MAX_SHAPES = 64
 MAX_DEPTH = 4
 MIN_PETALS, MAX_PETALS = 3, 64

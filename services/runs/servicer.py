@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -32,11 +33,13 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         self._runs = runs
 
     async def GetServiceInfo(
-        self, request: runs_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.ServiceInfo:
         return service_info("runs")
 
-    async def CreateRun(self, request: runs_pb2.CreateRunRequest, context: grpc.aio.ServicerContext) -> runs_pb2.Run:
+    async def CreateRun(
+        self, request: runs_pb2.CreateRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> runs_pb2.Run:
         problems = convert.enum_violations(request.run)
         if problems:
             raise _invalid("RUN_INVALID", problems)
@@ -49,11 +52,13 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         )
         return convert.run_to_proto(record)
 
-    async def GetRun(self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext) -> runs_pb2.Run:
+    async def GetRun(
+        self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> runs_pb2.Run:
         return convert.run_to_proto(await asyncio.to_thread(self._runs.get_run, request.name))
 
     async def ListRuns(
-        self, request: runs_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.ListRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.ListRunsResponse:
         filters, problems = convert.filters_from_proto(request)
         if problems:
@@ -62,7 +67,9 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         return convert.runs_page_to_proto(page)
 
     async def UploadAttachment(
-        self, request_iterator: AsyncIterator[runs_pb2.UploadAttachmentRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[runs_pb2.UploadAttachmentRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> runs_pb2.Attachment:
         messages = aiter(request_iterator)
         first = await anext(messages, None)
@@ -82,20 +89,20 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         return convert.attachment_to_proto(record)
 
     async def BatchCreateAttachments(
-        self, request: runs_pb2.BatchCreateAttachmentsRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.BatchCreateAttachmentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.BatchCreateAttachmentsResponse:
         items = [(convert.new_attachment_request(request.run, item), item.data) for item in request.attachments]
         records = await asyncio.to_thread(self._runs.batch_create_attachments, request.run, items, request.request_id)
         return convert.batch_to_proto(records)
 
     async def FindMissingBlobs(
-        self, request: runs_pb2.FindMissingBlobsRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.FindMissingBlobsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.FindMissingBlobsResponse:
         missing = await asyncio.to_thread(self._runs.find_missing_blobs, list(request.sha256))
         return runs_pb2.FindMissingBlobsResponse(missing_sha256=missing)
 
     async def ReadAttachment(
-        self, request: runs_pb2.ReadAttachmentRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.ReadAttachmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[runs_pb2.ReadAttachmentResponse]:
         content = await asyncio.to_thread(self._runs.read_attachment, request.name)
         yield runs_pb2.ReadAttachmentResponse(attachment=convert.attachment_to_proto(content.record))
@@ -103,7 +110,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
             yield runs_pb2.ReadAttachmentResponse(chunk=chunk)
 
     async def ListAttachments(
-        self, request: runs_pb2.ListAttachmentsRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.ListAttachmentsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.ListAttachmentsResponse:
         page = await asyncio.to_thread(
             self._runs.list_attachments,
@@ -116,7 +123,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         return convert.attachments_page_to_proto(page)
 
     async def AttachAdvisory(
-        self, request: runs_pb2.AttachAdvisoryRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.AttachAdvisoryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.Run:
         kind = convert.ADVISORY_KIND_IN.get(request.kind)
         if kind is None:
@@ -133,23 +140,23 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         return convert.run_to_proto(record)
 
     async def ListAdvisories(
-        self, request: runs_pb2.ListAdvisoriesRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.ListAdvisoriesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.ListAdvisoriesResponse:
         page = await asyncio.to_thread(self._runs.list_advisories, request.run, request.page_size, request.page_token)
         return convert.advisories_page_to_proto(page)
 
     async def SuggestExplanation(
-        self, request: runs_pb2.SuggestExplanationRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.SuggestExplanationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.Run:
         return convert.run_to_proto(await self._runs.suggest_explanation(request.name))
 
     async def BindCandidate(
-        self, request: runs_pb2.BindCandidateRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.BindCandidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.BindCandidateResponse:
         return convert.bind_result_to_proto(await self._runs.bind_candidate(convert.bind_request(request)))
 
     async def DiffRuns(
-        self, request: runs_pb2.DiffRunsRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.DiffRunsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.DiffRunsResponse:
         differences = await asyncio.to_thread(
             self._runs.diff_runs, request.left, request.right, request.score_drift_threshold
@@ -157,6 +164,6 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         return convert.differences_to_proto(differences)
 
     async def VerifyRun(
-        self, request: runs_pb2.VerifyRunRequest, context: grpc.aio.ServicerContext
+        self, request: runs_pb2.VerifyRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.VerifyRunResponse:
         return convert.verification_to_proto(await asyncio.to_thread(self._runs.verify_run, request.name))

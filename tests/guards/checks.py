@@ -39,7 +39,6 @@ CLI_PENDING: frozenset[tuple[str, str]] = frozenset(
         # The recipe driver checks modules and recipes locally with lineage's name grammar and schema checks.
         ("services/cli/pipeline/discovery.py", "services.lineage.domain.names"),
         ("services/cli/pipeline/discovery.py", "services.lineage.domain.schemas"),
-        ("services/cli/pipeline/recipe.py", "services.lineage.domain.names"),
         ("services/cli/pipeline/recipe.py", "services.lineage.domain.policy"),
         ("services/cli/pipeline/recipe.py", "services.lineage.domain.schemas"),
         ("services/cli/pipeline/driver.py", "services.lineage.domain.schemas"),

@@ -287,7 +287,7 @@ def test_the_operator_cli_may_import_each_services_main_config_and_migrations(tm
 
 
 CLI_INTERNAL_IMPORTS = {
-    "domain": ("from services.runs.domain import CHUNK_LIMIT_BYTES\n", 1),
+    "domain": ("from services.runs.domain.attachments import CHUNK_LIMIT_BYTES\n", 1),
     "import-module": ("import services.runs.domain\n", 1),
     "from-package": ("from services.runs import domain\n", 1),
     "bare-package": ("import services.lineage\n", 1),
@@ -305,8 +305,9 @@ def test_the_operator_cli_importing_a_service_internal_is_reported(tmp_path: Pat
 
 
 def test_a_pending_cli_import_is_allowed_only_in_the_file_it_is_listed_for(tmp_path: Path):
-    plant(tmp_path, "services/cli/runs_commands.py", "from services.runs.domain import CHUNK_LIMIT_BYTES\n")
-    plant(tmp_path, "services/cli/other_commands.py", "from services.runs.domain import CHUNK_LIMIT_BYTES\n")
+    source = "from services.runs.domain.attachments import CHUNK_LIMIT_BYTES\n"
+    plant(tmp_path, "services/cli/runs_commands.py", source)
+    plant(tmp_path, "services/cli/other_commands.py", source)
     assert at(cross_service_imports(tmp_path)) == [("services/cli/other_commands.py", 1)]
 
 

@@ -11,7 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.lineage.domain.names import ENTITY, SCHEMA_VERSION, TYPE
+from services.common.resource_names import ENTITY, TYPE
+from services.lineage.domain.names import SCHEMA_VERSION
 from services.lineage.domain.schemas import schema_violations
 
 SHIPPED_MODULES = Path(__file__).resolve().parent / "modules"
@@ -79,8 +80,8 @@ def load_manifest(path: Path) -> Manifest:
     except (OSError, yaml.YAMLError) as exc:
         raise ModuleError(f"{path}: unreadable: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
-        raise ModuleError(f"{path}: {problems}") from None
+        described = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+        raise ModuleError(f"{path}: {described}") from None
     problems = [
         f"parameters{v.field.removeprefix('schema')}: {v.description}" for v in schema_violations(manifest.parameters)
     ]

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.cli.pipeline.discovery import Module
-from services.lineage.domain.names import PROJECT
+from services.common.resource_names import PROJECT
 from services.lineage.domain.policy import requirement_cycle
 from services.lineage.domain.schemas import data_violations
 

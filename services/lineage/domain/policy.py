@@ -102,8 +102,8 @@ def load_policy_file(path: Path) -> Policy:
     try:
         doc = _PolicyDoc.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
-        raise PolicyError(f"policy {path}: {problems}") from None
+        described = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+        raise PolicyError(f"policy {path}: {described}") from None
     source = f"file:{path.name}"
     types = tuple(
         TypeDefinition(
