@@ -11,6 +11,7 @@ run: $(STAMP)
 
 test: $(STAMP) validate-deploy
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest --ignore=tests/deploy
 
 install: $(STAMP)
@@ -45,6 +46,7 @@ proto: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -65,7 +65,7 @@ class CallStore:
                     ai_call_replays.delete().where(
                         replays.caller_id == record.envelope.caller.id,
                         replays.idempotency_key == record.idempotency_key,
-                        replays.expires_at_us <= claim.now_us,  # type: ignore[union-attr]
+                        replays.expires_at_us <= claim.now_us,
                     )
                 )
             connection.execute(
@@ -76,8 +76,8 @@ class CallStore:
                         "idempotency_key": record.idempotency_key,
                         "call_id": record.call_id,
                         "request_sha256": record.request_sha256,
-                        "content": claim.content,  # type: ignore[union-attr]
-                        "expires_at_us": claim.expires_at_us,  # type: ignore[union-attr]
+                        "content": claim.content,
+                        "expires_at_us": claim.expires_at_us,
                     }
                     for record, claim in claimed
                 ],

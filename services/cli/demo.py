@@ -139,7 +139,8 @@ class Demo:
                 f"{c.index}: {c.failure.reason} {c.failure.message}" for c in answer.candidates if not c.ok
             )
             raise ExpectationFailed(f"expected 3 candidates, {answer.succeeded} succeeded ({failures})")
-        return answer
+        generated: art_studio_pb2.GenerateCandidatesResponse = answer
+        return generated
 
     async def bind(self, session: str, candidate: art_studio_pb2.Candidate) -> runs_pb2.Run:
         response = await self._clients.stub("runs").BindCandidate(
@@ -159,7 +160,7 @@ class Demo:
         """Waits for the outbox to deliver the run's feasibility_run version to lineage."""
         deadline = time.monotonic() + DELIVERY_TIMEOUT_S
         while True:
-            run = await self._clients.stub("runs").GetRun(runs_pb2.GetRunRequest(name=run_name))
+            run: runs_pb2.Run = await self._clients.stub("runs").GetRun(runs_pb2.GetRunRequest(name=run_name))
             if run.lineage.state == "DELIVERED":
                 return run
             if run.lineage.state == "FAILED" or time.monotonic() > deadline:
@@ -169,12 +170,16 @@ class Demo:
             await asyncio.sleep(0.2)
 
     async def approve(self, version: str, rationale: str) -> lineage_pb2.Version:
-        return await self._clients.stub("lineage").Approve(
+        approved: lineage_pb2.Version = await self._clients.stub("lineage").Approve(
             lineage_pb2.ApproveRequest(name=version, rationale=rationale)
         )
+        return approved
 
     async def version(self, name: str) -> lineage_pb2.Version:
-        return await self._clients.stub("lineage").GetVersion(lineage_pb2.GetVersionRequest(name=name))
+        found: lineage_pb2.Version = await self._clients.stub("lineage").GetVersion(
+            lineage_pb2.GetVersionRequest(name=name)
+        )
+        return found
 
     # ---- the flow -----------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ def check(address: str, service_full_name: str, timeout_s: float = 2.0) -> str:
                 health_pb2.HealthCheckRequest(service=service_full_name), timeout=timeout_s
             )
         except grpc.RpcError as exc:
-            if exc.code() is grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
+            if exc.code() is grpc.StatusCode.NOT_FOUND:
                 return "SERVICE_UNKNOWN"
             return "UNREACHABLE"
-    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from operator import methodcaller
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -137,7 +138,7 @@ def versions(
     token = ""
     while True:
         request = pb.ListVersionsRequest(parent=parent, page_size=page_size, page_token=token)
-        page = call(state_dir, "lineage", lambda stub, r=request: stub.ListVersions(r))
+        page = call(state_dir, "lineage", methodcaller("ListVersions", request))
         found.extend(page.versions)
         token = page.next_page_token
         if not token:
@@ -248,7 +249,7 @@ def stale(
     token = ""
     while True:
         request = pb.ListStaleRequest(parent=parent, page_size=1000, page_token=token)
-        page = call(state_dir, "lineage", lambda stub, r=request: stub.ListStale(r))
+        page = call(state_dir, "lineage", methodcaller("ListStale", request))
         found.extend(page.versions)
         token = page.next_page_token
         if not token:
@@ -275,7 +276,7 @@ def _closure(
     token, truncated, total = "", False, 0
     while True:
         request = request_type(name=name, max_depth=max_depth, page_size=page_size, page_token=token)
-        page = call(state_dir, "lineage", lambda stub, r=request: getattr(stub, method)(r))
+        page = call(state_dir, "lineage", methodcaller(method, request))
         total = page.total_size
         nodes.extend(
             {

@@ -49,13 +49,13 @@ class CallHandling(grpc.aio.ServerInterceptor):
         self._access = access
         self._tracer = tracer_provider.get_tracer("custody.rpc")
 
-    async def intercept_service(
+    async def intercept_service(  # type: ignore[override]  # stubs type it per message type; this wraps every method
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(handler_call_details)
-        full_method: str = handler_call_details.method  # type: ignore[attr-defined]
+        full_method: str = handler_call_details.method
         if handler is None or full_method.startswith(OPEN_SERVICE_PREFIXES):
             return handler
         return self._wrap(handler, full_method)
@@ -75,6 +75,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
             return grpc.unary_stream_rpc_method_handler(
                 self._streaming(handler.unary_stream, method, full_method), parse, handler.response_serializer
             )
+        assert handler.stream_stream is not None  # a handler has exactly one of the four behaviours
         return grpc.stream_stream_rpc_method_handler(
             self._streaming(handler.stream_stream, method, full_method), parse, handler.response_serializer
         )
@@ -113,7 +114,8 @@ class CallHandling(grpc.aio.ServerInterceptor):
         return handle
 
     def _begin(self, context: grpc.aio.ServicerContext[Any, Any], full_method: str) -> _Call:
-        metadata = dict(context.invocation_metadata() or ())
+        # Binary (-bin) metadata values arrive as bytes; only text values are ever read.
+        metadata = {key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)}
         parent = propagate.extract(metadata)
         sent = metadata.get(call_context.REQUEST_ID_HEADER) or baggage.get_baggage(
             call_context.REQUEST_ID_BAGGAGE_KEY, parent
@@ -152,7 +154,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
     ) -> None:
         """Aborts with the status `exc` deserves (which raises), or records why the call ended."""
         if isinstance(exc, grpc.aio.AbortError):  # the servicer aborted on purpose; its status stands
-            call.code = context.code() or grpc.StatusCode.UNKNOWN  # type: ignore[assignment]
+            call.code = context.code() or grpc.StatusCode.UNKNOWN
             return
         request_id = ((call_context.REQUEST_ID_HEADER, call.request_id),)
         if isinstance(exc, CustodyError):

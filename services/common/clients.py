@@ -54,10 +54,10 @@ class _OutgoingCall:
 
     def details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
-        if self._token and "authorization" not in metadata:
+        if self._token and not metadata.get_all("authorization"):
             metadata["authorization"] = f"Bearer {self._token}"
         request_id = call_context.request_id()
-        if request_id and call_context.REQUEST_ID_HEADER not in metadata:
+        if request_id and not metadata.get_all(call_context.REQUEST_ID_HEADER):
             metadata[call_context.REQUEST_ID_HEADER] = request_id
         timeout = details.timeout
         remaining = call_context.time_remaining()
@@ -139,7 +139,7 @@ class ServiceClients:
                 cls(self._token, self._default_timeout_s)
                 for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
             ]
-            interceptors.extend(aio_client_interceptors(tracer_provider=self._tracer_provider))
+            interceptors.extend(aio_client_interceptors(tracer_provider=self._tracer_provider))  # type: ignore[no-untyped-call]
             self._channels[service] = grpc.aio.insecure_channel(
                 self._addresses[service],
                 options=channel_options(service, self._max_message_bytes),

@@ -24,7 +24,8 @@ _MODULES: dict[str, tuple[ModuleType, ModuleType]] = {
 def service_descriptor(service: str) -> ServiceDescriptor:
     messages, _ = _MODULES[service]
     short_name = SERVICES[service].full_name.rsplit(".", 1)[-1]
-    return messages.DESCRIPTOR.services_by_name[short_name]
+    descriptor: ServiceDescriptor = messages.DESCRIPTOR.services_by_name[short_name]
+    return descriptor
 
 
 def stub_class(service: str) -> Any:

@@ -100,12 +100,13 @@ def _insert_statement(table: sa.Table, dialect: Dialect) -> _InsertStatement:
     if found is None:
         compiled = table.insert().compile(dialect=dialect)
         names = tuple(compiled.positiontup or ()) if compiled.positional else ()
-        processors = {
-            column.key: process
-            for column in table.columns
-            if (process := column.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-        found = _insert_statements[key] = (str(compiled), names, processors)
+        processors: dict[str, Callable[[Any], Any]] = {}
+        for column in table.columns:
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors[column.key] = process
+        found = (str(compiled), names, processors)
+        _insert_statements[key] = found
     return found
 
 

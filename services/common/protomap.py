@@ -4,6 +4,7 @@ so every Struct is held to services.common.json_limits and every Timestamp to th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +47,7 @@ def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
     return json_format.MessageToDict(message)
 
 
-def dict_to_struct(value: dict[str, Any]) -> struct_pb2.Struct:
+def dict_to_struct(value: Mapping[str, Any]) -> struct_pb2.Struct:
     message = struct_pb2.Struct()
     message.update(value)
     return message

@@ -4,7 +4,9 @@ RetryInfo details), in both directions: servers encode, clients and the CLI deco
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
@@ -68,14 +70,17 @@ class DecodedError:
 
 def decode(error: grpc.RpcError) -> DecodedError:
     """Reads the rich status a Custody server (or any AIP-style server) attached to a failed call."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or ""  # type: ignore[attr-defined]
-    trailers = error.trailing_metadata() or ()  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or ""
+    # grpc hands trailers over as (key, value) pairs; its type stubs call them _Metadatum.
+    trailers = cast("Iterable[tuple[str, Any]]", error.trailing_metadata() or ())
     raw = next((value for key, value in trailers if key == STATUS_DETAILS_KEY), None)
     if raw is None:
         return DecodedError(code, message)
     status = status_pb2.Status.FromString(raw)
-    reason, domain, metadata, violations, retry = "", "", {}, [], None
+    reason, domain, retry = "", "", None
+    metadata: dict[str, str] = {}
+    violations: list[FieldViolation] = []
     for detail in status.details:
         if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
             info = error_details_pb2.ErrorInfo()

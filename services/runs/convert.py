@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import timestamp_pb2
 
@@ -54,11 +55,17 @@ SEVERITY = {
 }
 
 
-def _reverse(mapping: dict[Any, int]) -> dict[int, Any]:
+K = TypeVar("K")
+
+
+def _reverse(mapping: Mapping[K, int]) -> dict[int, K]:
     return {v: k for k, v in mapping.items()}
 
 
-RUN_STATUS_IN, RISK_IN, EXPLANATION_IN, ADVISORY_KIND_IN = map(_reverse, (RUN_STATUS, RISK, EXPLANATION, ADVISORY_KIND))
+RUN_STATUS_IN = _reverse(RUN_STATUS)
+RISK_IN = _reverse(RISK)
+EXPLANATION_IN = _reverse(EXPLANATION)
+ADVISORY_KIND_IN = _reverse(ADVISORY_KIND)
 
 
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:

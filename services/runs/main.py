@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -38,6 +39,11 @@ def blob_store(settings: RunsSettings, engine: Engine) -> BlobStore:
     return FilesystemBlobStore(settings.resolved_blob_dir, settings.max_attachment_bytes)
 
 
+def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+    """Schedules `callback` on `loop` from any thread."""
+    loop.call_soon_threadsafe(callback)
+
+
 def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service:
     assert isinstance(settings, RunsSettings)
     engine = create_engine(settings.resolved_database_url)
@@ -53,7 +59,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
             engine=EngineSettings(tool_diameter_mm=settings.tool_diameter_mm, cnc_safe=settings.cnc_safe),
         ),
         GatewayExplainer(clients),
-        outbox_written=lambda: loop.call_soon_threadsafe(dispatcher.wake),
+        outbox_written=lambda: _soon(loop, dispatcher.wake),
         candidates=LineageCandidates(clients),
         page_tokens=PageTokens.configured(settings.page_token_key, "runs"),
     )

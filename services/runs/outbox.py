@@ -38,7 +38,7 @@ Deliver = Callable[[OutboxMessage], Awaitable[str]]
 
 
 def backoff_s(attempts: int) -> float:
-    return min(MAX_BACKOFF_S, 0.5 * 2**attempts)
+    return float(min(MAX_BACKOFF_S, 0.5 * 2**attempts))
 
 
 class OutboxDispatcher:

@@ -145,8 +145,10 @@ def schema_problem(schema: dict[str, Any], content: str) -> str | None:
     holds), or None when it is."""
     try:
         document = json.loads(unfence(content))
-    except ValueError as exc:
-        return f"not JSON ({exc.msg} at line {getattr(exc, 'lineno', '?')} column {getattr(exc, 'colno', '?')})"
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+    except (ValueError, RecursionError) as exc:
+        return f"not JSON ({type(exc).__name__})"
     try:
         error = best_match(Draft202012Validator(schema).iter_errors(document))
     except Exception:

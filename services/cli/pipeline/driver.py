@@ -163,7 +163,10 @@ class Driver:
         }
         input_names = sorted(i.name for i in inputs.values())
         parameters = sha256_canonical({"module": module.id, "params": stage.params})
-        entity = lambda t, e: f"projects/{recipe.project}/artifacts/{t}/{e}"  # noqa: E731
+
+        def entity(artifact_type: str, name: str) -> str:
+            return f"projects/{recipe.project}/artifacts/{artifact_type}/{name}"
+
         state_of = self._stage_states[stage_id]
         state_of.started_at = _now()
         clock = time.perf_counter()
@@ -291,7 +294,8 @@ class Driver:
                 + (f" ({detail})" if detail else "")
             ) from None
         self._stage_states[stage_id].marked_stale += response.marked_stale
-        return response.version
+        version: pb.Version = response.version
+        return version
 
     async def _latest(self, entity: str) -> pb.Version | None:
         token, last = "", None

@@ -232,7 +232,8 @@ class Lineage:
 
     @staticmethod
     def _parse_upstream(upstream: Sequence[str]) -> tuple[VersionName, ...]:
-        refs, problems = [], []
+        refs: list[VersionName] = []
+        problems: list[FieldViolation] = []
         for i, value in enumerate(upstream):
             try:
                 refs.append(parse_version_name(value, f"upstream[{i}]"))

@@ -76,7 +76,10 @@ async def create_run(
         validate_advisory_id(link.advisory_id, f"run.advisory_inputs[{index}].advisory_id")
     fingerprint = ""
     if idempotency_key:  # only a keyed request is ever compared with a retry of itself
-        request = {"content": content.to_document(), "advisories": [link_document(a) for a in advisories]}
+        request: dict[str, Any] = {
+            "content": content.to_document(),
+            "advisories": [link_document(a) for a in advisories],
+        }
         if explanation is not None:
             request["explanation"] = {"status": explanation.status.value, "summary": explanation.summary}
         if legacy_migration:
