@@ -17,10 +17,11 @@ from typing import Any, Protocol
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import canonical_json, sha256_bytes, sha256_text
 from services.common.idempotency import validate_request_id
+from services.common.json_limits import loads_json
 from services.common.resource_names import VERSION_NAME
 from services.rosette.compiler import COMPILER_VERSION, compile_svg
 from services.rosette.spec import RosetteSpec, SpecInvalid, parse_spec, spec_json_schema
-from services.rosette.svg_validator import validate_svg
+from services.rosette.svg_validator import SvgViolation, validate_svg
 
 OPERATION = "prompt_to_svg_spec"
 CATEGORY = "ROSETTE_DESIGN"
@@ -146,6 +147,31 @@ def compile_document(document: Any) -> Compiled:
             [FieldViolation(v.location, f"{v.rule}: {v.detail}") for v in violations],
         )
     return Compiled(spec, canonical.decode(), sha256_bytes(canonical), svg, sha256_bytes(svg))
+
+
+def compile_spec(spec_json: str) -> Compiled:
+    """CompileSpec: a spec someone brings as JSON text, compiled; SPEC_INVALID for anything that is not a spec."""
+    try:
+        document = loads_json(spec_json, "spec_json")
+    except ValueError as exc:
+        raise InvalidArgument(
+            "SPEC_INVALID",
+            f"spec_json is not JSON: {exc}",
+            violations=[FieldViolation("spec_json", "must be JSON")],
+        ) from None
+    try:
+        return compile_document(document)
+    except SpecInvalid as exc:
+        raise InvalidArgument(
+            "SPEC_INVALID", f"the spec has {len(exc.violations)} problem(s)", violations=exc.violations
+        ) from None
+
+
+def check_svg(svg: bytes) -> list[SvgViolation]:
+    """ValidateSvg: every allowlist violation of an SVG from elsewhere (an invalid SVG is an answer, not an error)."""
+    if not svg:
+        raise InvalidArgument("REQUEST_INVALID", "svg is empty", violations=[FieldViolation("svg", "required")])
+    return validate_svg(svg)
 
 
 def parse_model_output(content: str) -> Any:

@@ -1,4 +1,4 @@
-"""The four services: names, contracts, default ports and the call graph (ARCHITECTURE.md).
+"""The four services: names, contracts, default ports and the call graph (the README draws it).
 
 Everything that needs to know "which services exist and who may call whom" reads it from here: the stack
 launcher, the client factory, the access tables' tests and the deployment checks.

@@ -87,7 +87,9 @@ class ServiceSettings(BaseSettings):
     def peer_address(self, service: str) -> str:
         """Address of a service this one calls; only services in its call graph have one."""
         if service not in self.spec().calls:
-            raise ValueError(f"{self.service} does not call {service} (see the call graph in ARCHITECTURE.md)")
+            raise ValueError(
+                f"{self.service} does not call {service} (see the call graph in services/common/catalog.py)"
+            )
         return str(getattr(self, f"{service}_address"))
 
     @classmethod

@@ -1,4 +1,4 @@
-"""AST guards for the authority boundaries in ARCHITECTURE.md ("Guards").
+"""AST guards for the authority boundaries the README describes (the call graph and who may hold what).
 
 The boundaries are process boundaries: only ai_gateway's transport layer may hold vendor SDKs and provider keys,
 and a service reaches another service over gRPC, never by importing its package. These checks read the source

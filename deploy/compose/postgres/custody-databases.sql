@@ -1,4 +1,4 @@
--- One role and one database per stateful service (ARCHITECTURE.md: each stateful service owns its own database;
+-- One role and one database per stateful service (each stateful service owns its own database;
 -- no service reads another's tables). Run by 10-custody-databases.sh with psql, which supplies the passwords
 -- as psql variables read from the compose secrets; it runs once, when the data volume is empty.
 \set ON_ERROR_STOP on
