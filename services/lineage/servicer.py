@@ -15,16 +15,11 @@ import grpc
 from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from custody.lineage.v1 import lineage_pb2_grpc
-from services.common import call_context
 from services.common.protomap import service_info, struct_to_dict
 from services.lineage import convert
-from services.lineage.domain.service import Caller, Lineage
+from services.lineage.domain.service import Lineage
 
 T = TypeVar("T")
-
-
-def _caller() -> Caller:
-    return Caller(call_context.require_principal(), call_context.request_id() or "")
 
 
 async def _run(work: Callable[[], T]) -> T:
@@ -43,9 +38,8 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     async def RegisterType(
         self, request: pb.RegisterTypeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ArtifactType:
-        caller = _caller()
         definition = convert.type_from_proto(request)
-        stored = await _run(lambda: self.lineage.register_type(definition, caller, request.request_id))
+        stored = await _run(lambda: self.lineage.register_type(definition, request.request_id))
         return convert.type_to_proto(stored)
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Policy:
@@ -55,12 +49,11 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     async def CreateVersion(
         self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateVersionResponse:
-        caller = _caller()
         metadata = convert.metadata_from_proto(request.metadata)
         data = struct_to_dict(request.data, "data")
         created = await _run(
             lambda: self.lineage.create_version(
-                request.parent, data, metadata, list(request.upstream), caller, request.request_id
+                request.parent, data, metadata, list(request.upstream), request.request_id
             )
         )
         return pb.CreateVersionResponse(
@@ -89,28 +82,24 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         return convert.diff_to_proto(base, target, result)
 
     async def Approve(self, request: pb.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
-        caller = _caller()
-        version = await _run(lambda: self.lineage.approve(request.name, request.rationale, caller, request.request_id))
+        version = await _run(lambda: self.lineage.approve(request.name, request.rationale, request.request_id))
         return convert.version_to_proto(version)
 
     async def Flag(self, request: pb.FlagRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
-        caller = _caller()
-        version = await _run(lambda: self.lineage.flag(request.name, request.rationale, caller, request.request_id))
+        version = await _run(lambda: self.lineage.flag(request.name, request.rationale, request.request_id))
         return convert.version_to_proto(version)
 
     async def Reject(self, request: pb.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
-        caller = _caller()
-        version = await _run(lambda: self.lineage.reject(request.name, request.rationale, caller, request.request_id))
+        version = await _run(lambda: self.lineage.reject(request.name, request.rationale, request.request_id))
         return convert.version_to_proto(version)
 
     async def AssessHealth(
         self, request: pb.AssessHealthRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Version:
-        caller = _caller()
         health = convert.HEALTH_FROM_PROTO.get(request.health)
         version = await _run(
             lambda: self.lineage.assess_health(
-                request.name, health, request.rationale, request.expected_revision, caller, request.request_id
+                request.name, health, request.rationale, request.expected_revision, request.request_id
             )
         )
         return convert.version_to_proto(version)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextvars
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from custody.lineage.v1 import lineage_pb2 as pb
 from custody.lineage.v1 import lineage_pb2_grpc
 from services.cli.state import StateLayout
-from services.common import migrations, status
+from services.common import call_context, migrations, status
 from services.common.db import create_engine
 from services.common.identity import (
     REVIEWER_ROLE,
@@ -28,6 +29,16 @@ from services.common.identity import (
 from tests.support.harness import ServiceHarness, bearer, operator_token, service_token, state_layout
 
 Metadata = tuple[tuple[str, str], ...]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def calling_as(principal: Principal, request_id: str, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Runs a direct call of the lineage domain as an RPC runs it: in a context of its own, holding the caller and
+    request id call handling binds (nothing stays bound afterwards, and a test's own threads can call it too)."""
+    context = contextvars.copy_context()
+    context.run(call_context.bind, request_id=request_id, principal=principal, time_remaining=None)
+    return context.run(work, *args, **kwargs)
 
 
 def add_principal(layout: StateLayout, principal: Principal) -> str:

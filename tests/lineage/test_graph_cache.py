@@ -18,17 +18,18 @@ from services.common.identity import Principal, PrincipalKind
 from services.lineage.domain.model import Metadata, Source, TypeDefinition
 from services.lineage.domain.names import parse_version_name
 from services.lineage.domain.registration import check_registration
-from services.lineage.domain.service import Caller, Lineage
+from services.lineage.domain.service import Lineage
 from services.lineage.store import LineageStore
+from tests.lineage.conftest import calling_as
 
-CALLER = Caller(Principal("human:cache", PrincipalKind.HUMAN, frozenset({"operator"})), "cache")
+CALLER = Principal("human:cache", PrincipalKind.HUMAN, frozenset({"operator"}))
 META = Metadata("cache", "cache", 1.0, Source.HUMAN)
 
 
 @pytest.fixture(autouse=True)
 def node_type(engine: sa.Engine) -> None:
     LineageStore(engine).ensure_types(
-        [TypeDefinition("node", "cache", "1", {"type": "object"})], CALLER.principal, utc_now(), check_registration
+        [TypeDefinition("node", "cache", "1", {"type": "object"})], CALLER, utc_now(), check_registration
     )
 
 
@@ -39,7 +40,7 @@ def replica(engine: sa.Engine) -> Lineage:
 
 def new(lineage: Lineage, entity: str, upstream: list[str] | None = None, project: str = "p") -> str:
     parent = f"projects/{project}/artifacts/node/{entity}"
-    return str(lineage.create_version(parent, {}, META, upstream or [], CALLER, "").version.name)
+    return str(calling_as(CALLER, "cache", lineage.create_version, parent, {}, META, upstream or [], "").version.name)
 
 
 def downstream(lineage: Lineage, name: str) -> set[str]:

@@ -22,10 +22,11 @@ from services.common.identity import Principal, PrincipalKind
 from services.lineage.domain.model import Health, Metadata, Source, TypeDefinition
 from services.lineage.domain.names import parse_version_name
 from services.lineage.domain.registration import check_registration
-from services.lineage.domain.service import Caller, Lineage
+from services.lineage.domain.service import Lineage
 from services.lineage.store import LineageStore
+from tests.lineage.conftest import calling_as
 
-CALLER = Caller(Principal("human:prop", PrincipalKind.HUMAN, frozenset({"operator"})), "prop")
+CALLER = Principal("human:prop", PrincipalKind.HUMAN, frozenset({"operator"}))
 META = Metadata("prop", "prop", 1.0, Source.AI)
 ENTITIES = 6
 _projects = itertools.count()
@@ -36,9 +37,7 @@ def lineage(database_url: str) -> Iterator[Lineage]:
     engine = create_engine(database_url)
     migrations.upgrade(engine, "lineage")
     store = LineageStore(engine)
-    store.ensure_types(
-        [TypeDefinition("node", "prop", "1", {"type": "object"})], CALLER.principal, utc_now(), check_registration
-    )
+    store.ensure_types([TypeDefinition("node", "prop", "1", {"type": "object"})], CALLER, utc_now(), check_registration)
     yield Lineage(store, {})
     engine.dispose()
 
@@ -101,14 +100,9 @@ def grow(lineage: Lineage, plan: list, after_each: object = None) -> tuple[str, 
     for entity, picks in plan:
         candidates = [v for v in versions if v[0] != entity]
         chosen = list(dict.fromkeys(candidates[p % len(candidates)] for p in picks)) if candidates else []
-        created = lineage.create_version(
-            f"projects/{project}/artifacts/node/e{entity}",
-            {},
-            META,
-            [f"projects/{project}/artifacts/node/e{e}/versions/{n}" for e, n in chosen],
-            CALLER,
-            "",
-        )
+        upstream = [f"projects/{project}/artifacts/node/e{e}/versions/{n}" for e, n in chosen]
+        parent = f"projects/{project}/artifacts/node/e{entity}"
+        created = calling_as(CALLER, "prop", lineage.create_version, parent, {}, META, upstream, "")
         key = (entity, created.version.name.number)
         versions.append(key)
         refs[key] = chosen

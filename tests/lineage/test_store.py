@@ -1,4 +1,5 @@
-"""The store's guarantees on SQLite and PostgreSQL: numbering retries, immutable tables, compare-and-set state."""
+"""The store's guarantees on SQLite and PostgreSQL: numbering retries, immutable tables, compare-and-set state; and
+the domain acting as the caller the call context holds."""
 
 from __future__ import annotations
 
@@ -12,27 +13,37 @@ from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables
 from services.lineage.domain.model import Metadata, Source, TypeDefinition
 from services.lineage.domain.registration import check_registration
-from services.lineage.domain.service import Caller, Lineage
+from services.lineage.domain.service import Lineage
 from services.lineage.store import LineageStore
 from services.lineage.store.versions import VersionStore
+from tests.lineage.conftest import calling_as
 
-CALLER = Caller(Principal("human:t", PrincipalKind.HUMAN, frozenset({"operator"})), "req-t")
+CALLER = Principal("human:t", PrincipalKind.HUMAN, frozenset({"operator"}))
 META = Metadata("i", "r", 1.0, Source.HUMAN)
 
 
 @pytest.fixture
 def lineage(engine: sa.Engine) -> Lineage:
     store = LineageStore(engine)
-    store.ensure_types(
-        [TypeDefinition("node", "t", "1", {"type": "object"})], CALLER.principal, utc_now(), check_registration
-    )
+    store.ensure_types([TypeDefinition("node", "t", "1", {"type": "object"})], CALLER, utc_now(), check_registration)
     return Lineage(store, {})
 
 
-def new(lineage: Lineage, entity: str, upstream: list[str] | None = None) -> str:
-    return str(
-        lineage.create_version(f"projects/p/artifacts/node/{entity}", {}, META, upstream or [], CALLER, "").version.name
-    )
+def new(lineage: Lineage, entity: str, upstream: list[str] | None = None, key: str = "") -> str:
+    parent = f"projects/p/artifacts/node/{entity}"
+    return str(calling_as(CALLER, "req-t", lineage.create_version, parent, {}, META, upstream or [], key).version.name)
+
+
+def test_a_version_records_the_caller_and_request_id_bound_to_the_call(lineage: Lineage) -> None:
+    other = Principal("human:other", PrincipalKind.HUMAN, frozenset({"operator"}))
+    created = calling_as(other, "req-other", lineage.create_version, "projects/p/artifacts/node/e", {}, META, [], "")
+    assert (created.version.created_by.id, created.version.request_id) == ("human:other", "req-other")
+
+
+def test_the_domain_refuses_to_act_with_no_caller_bound_and_records_nothing(lineage: Lineage) -> None:
+    with pytest.raises(RuntimeError, match="no authenticated principal"):
+        lineage.create_version("projects/p/artifacts/node/e", {}, META, [], "")
+    assert lineage.list_versions("projects/p", 10, "") == ([], "")
 
 
 def test_a_number_taken_concurrently_is_retried_with_the_next_one(
@@ -65,7 +76,7 @@ def test_every_immutable_table_refuses_delete(lineage: Lineage, engine: sa.Engin
     a = new(lineage, "a")
     new(lineage, "b", [a])
     new(lineage, "a")
-    lineage.create_version("projects/p/artifacts/node/c", {}, META, [], CALLER, "key-1")
+    new(lineage, "c", key="key-1")
     with engine.connect() as connection:
         assert connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one() > 0
     with pytest.raises(DBAPIError, match="immutable"), engine.begin() as connection:

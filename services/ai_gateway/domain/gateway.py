@@ -5,8 +5,6 @@ input safety check (blocks are audited) -> provider attempts with retries and fa
 deadline (domain/attempts.py) -> output safety and JSON-schema checks (one repair attempt; streams are held
 back by domain/stream_guard.py) -> price -> audit row + JSON log line (domain/audit.py).
 Every call that reaches the safety check is audited, whatever its outcome.
-
-The caller is the call context's principal (`call_context.require_principal()`), as in the runs domain.
 """
 
 from __future__ import annotations

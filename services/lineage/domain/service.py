@@ -1,6 +1,4 @@
-"""The lineage use cases: validate, decide, and hand atomic work to the store. No grpc here; the servicer passes
-the authenticated caller and the call's request id in, read from the call context (never from a request field).
-"""
+"""The lineage use cases: validate, decide, and hand atomic work to the store. No grpc here."""
 
 from __future__ import annotations
 
@@ -9,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from services.common import call_context
 from services.common.clock import utc_now
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.common.hashing import sha256_canonical
@@ -58,10 +57,15 @@ GET_DOWNSTREAM = PagedList(f"{_SERVICE}/GetDownstream", (int, int))
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling (from the call context) and the call's correlation request id."""
+    """Who is calling and the call's correlation request id."""
 
     principal: Principal
     request_id: str
+
+
+def _caller() -> Caller:
+    """The caller and request id the call's handling bound to its context (never a request field)."""
+    return Caller(call_context.require_principal(), call_context.request_id() or "")
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,8 @@ class Lineage:
 
     # ---- types and policies ------------------------------------------------------------------------------------
 
-    def register_type(self, definition: TypeDefinition, caller: Caller, key: str) -> TypeDefinition:
+    def register_type(self, definition: TypeDefinition, key: str) -> TypeDefinition:
+        caller = _caller()
         idem = self._idempotency("RegisterType", key, caller, definition.definition())
         registered = self.store.type_names()
         file_policy = self.policies.get(definition.policy)
@@ -162,9 +167,9 @@ class Lineage:
         data: Mapping[str, Any],
         metadata: Metadata,
         upstream: Sequence[str],
-        caller: Caller,
         key: str,
     ) -> Created:
+        caller = _caller()
         entity = parse_entity_name(parent)
         refs = self._parse_upstream(upstream)
         problems = []
@@ -275,19 +280,25 @@ class Lineage:
 
     # ---- decisions ---------------------------------------------------------------------------------------------
 
-    def approve(self, name: str, rationale: str, caller: Caller, key: str) -> Version:
+    def approve(self, name: str, rationale: str, key: str) -> Version:
+        caller = _caller()
+
         def guard(version: Version, definition: TypeDefinition, upstream: Mapping[VersionName, UpstreamState]) -> None:
             approval.check_approval(version, definition, upstream, caller.principal)
 
         return self._decide("Approve", name, Status.APPROVED, rationale, caller, key, guard)
 
-    def flag(self, name: str, rationale: str, caller: Caller, key: str) -> Version:
+    def flag(self, name: str, rationale: str, key: str) -> Version:
+        caller = _caller()
+
         def guard(version: Version, definition: TypeDefinition, upstream: Mapping[VersionName, UpstreamState]) -> None:
             approval.ensure_transition(version.name, version.status.status, Status.FLAGGED_FOR_REVIEW)
 
         return self._decide("Flag", name, Status.FLAGGED_FOR_REVIEW, rationale, caller, key, guard)
 
-    def reject(self, name: str, rationale: str, caller: Caller, key: str) -> Version:
+    def reject(self, name: str, rationale: str, key: str) -> Version:
+        caller = _caller()
+
         def guard(version: Version, definition: TypeDefinition, upstream: Mapping[VersionName, UpstreamState]) -> None:
             approval.ensure_transition(version.name, version.status.status, Status.REJECTED)
 
@@ -313,8 +324,9 @@ class Lineage:
         return self.store.get_version(parsed, history=False)
 
     def assess_health(
-        self, name: str, health: Health | None, rationale: str, expected_revision: int, caller: Caller, key: str
+        self, name: str, health: Health | None, rationale: str, expected_revision: int, key: str
     ) -> Version:
+        caller = _caller()
         parsed = parse_version_name(name)
         if health not in (Health.NEEDS_REVISION, Health.CONFIRMED_VALID):
             raise InvalidArgument(

@@ -1,5 +1,5 @@
 """The runs facade: one method per use case, each handing the shared Context to the module that implements it.
-Callers come from the call context; every record is stamped with them.
+Every record is stamped with its caller.
 
 Blocking work (database, files) is synchronous; the servicer runs it off the event loop. The paths that must
 overlap waiting with work are async and run on the loop themselves: create_run (awaits its group commit), upload
