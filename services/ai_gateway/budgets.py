@@ -3,7 +3,8 @@
 A call is admitted only if its worst case fits: the prompt's estimated tokens plus max_tokens (and their price)
 are reserved up front, so 256 concurrent calls cannot jointly overshoot a budget; the reservation is replaced by
 the provider's reported usage when the call ends. Day totals are seeded from the audit store the first time a
-caller is seen each day, so a restart does not reset them. Each replica enforces its own view between seeds.
+caller is seen each day, so a restart does not reset them. Between those reads from the audit store each replica
+enforces its own view.
 """
 
 from __future__ import annotations

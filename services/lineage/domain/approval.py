@@ -1,4 +1,4 @@
-"""Status decisions: the transition table, who may decide, and the approval gate (seed 000's hardening).
+"""Status decisions: the transition table, who may decide, and the approval gate.
 
 The gate reports every violation, not the first: a reviewer fixes all of them in one pass. It is pure; the store
 runs it inside the transaction that would record the decision, so nothing can change between check and write.

@@ -47,7 +47,7 @@ STALEABLE = (Health.VALID, Health.CONFIRMED_VALID)
 
 @dataclass(frozen=True)
 class Metadata:
-    """Audit metadata of a version (seed 004), immutable with it."""
+    """Audit metadata of a version, immutable with it."""
 
     intent: str
     rationale: str
@@ -91,7 +91,7 @@ class Metadata:
         )
 
     def validate(self) -> None:
-        """Required audit fields (seed 004): intent, rationale, source, confidence in 0..1."""
+        """Required audit fields: intent, rationale, source, confidence in 0..1."""
         problems = []
         if not self.intent.strip():
             problems.append(FieldViolation("metadata.intent", "required"))
@@ -173,7 +173,7 @@ def snapshot_sha256(*args: Any) -> str:
 
 @dataclass(frozen=True)
 class Conditional:
-    """Upstream types required only when the selected job types include any of `when_any_selected` (seed 000)."""
+    """Upstream types required only when the selected job types include any of `when_any_selected`."""
 
     requires: tuple[str, ...]
     when_any_selected: tuple[str, ...]

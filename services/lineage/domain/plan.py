@@ -1,4 +1,4 @@
-"""BuildPlan (seed 000): the job DAG for a selection of job types, derived from the policy's rules.
+"""BuildPlan: the job DAG for a selection of job types, derived from the policy's rules.
 
 A job depends on the selected jobs of every group whose artifact type its own type requires *for that job*: an
 execution job depends on the strategy jobs always and on the creative jobs only when it is creative-dependent.
