@@ -37,13 +37,13 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from services.common import migrations  # noqa: E402
+from services.common import call_context, migrations  # noqa: E402
 from services.common.db import create_engine, describe  # noqa: E402
 from services.common.identity import SYSTEM, Principal, PrincipalKind  # noqa: E402
 from services.lineage import tables as t  # noqa: E402
 from services.lineage.domain.model import Metadata, Source, TypeDefinition  # noqa: E402
 from services.lineage.domain.registration import check_registration  # noqa: E402
-from services.lineage.domain.service import Caller, Lineage  # noqa: E402
+from services.lineage.domain.service import Lineage  # noqa: E402
 from services.lineage.store import LineageStore  # noqa: E402
 
 PROJECT = "bench"
@@ -203,7 +203,8 @@ def bench_graph(url: str, label: str, n: int, edges: list[tuple[int, int]], repe
     if paged:
         out["query_paged_grpc_ms"] = round(paged_walk(url, root, expected, repeat), 1)
 
-    caller = Caller(OPERATOR, "bench")
+    # The domain reads its caller from the call context, as it does inside an RPC.
+    call_context.bind(request_id="bench", principal=OPERATOR, time_remaining=None)
     prop = []
     for r in range(repeat):
         # Each run first confirms every node valid again (bulk, untimed), so each propagation marks all of them.
@@ -216,7 +217,6 @@ def bench_graph(url: str, label: str, n: int, edges: list[tuple[int, int]], repe
                 {},
                 Metadata("bench", "bench", 1.0, Source.AI),
                 [],
-                caller,
                 "",
             )
         )
