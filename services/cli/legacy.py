@@ -11,8 +11,10 @@ legacy artifact) from its content, so the same records migrated again from a cop
 already migrated, while a legacy id seen again with other content is a conflict. The source path is reported,
 not recorded in the run.
 
-Records are checked against the legacy RunArtifact schema, not against rules Custody added later (see
-services.runs.model.validate_legacy_content): such a record is imported as it was, with a warning.
+A record is read straight into the runs contract (a `RunInput`, advisories and explanation included) and checked
+with the rules the server applies to a legacy migration (services.common.run_rules.validate_legacy_run): against
+the legacy RunArtifact schema, not against rules Custody added later, so such a record is imported as it was, with
+a warning.
 """
 
 from __future__ import annotations
@@ -24,20 +26,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import timestamp_pb2
+
+from custody.runs.v1 import runs_pb2
 from services.common.call_context import is_valid_request_id
 from services.common.errors import InvalidArgument
 from services.common.hashing import sha256_canonical, sha256_text
-from services.runs.model import (
-    AdvisoryKind,
-    Decision,
-    Explanation,
-    ExplanationStatus,
-    Hashes,
-    RiskLevel,
-    RunContent,
-    RunStatus,
-    validate_legacy_content,
-)
+from services.common.protomap import dict_to_struct
+from services.common.run_rules import RunFields, validate_legacy_run
 
 PARTITION = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 MAP_FILE = "runs.json"
@@ -45,33 +41,25 @@ CORE_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)\.json$")
 ADVISORY_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)_advisory_(?P<advisory>[A-Za-z0-9._:\-]+)\.json$")
 EXPLANATION_FILE = re.compile(r"^(?P<run>run_[A-Za-z0-9]+)_explanation\.json$")
 LEGACY_RISK = {
-    "GREEN": RiskLevel.GREEN,
-    "LOW": RiskLevel.GREEN,
-    "YELLOW": RiskLevel.YELLOW,
-    "MEDIUM": RiskLevel.YELLOW,
-    "RED": RiskLevel.RED,
-    "HIGH": RiskLevel.RED,
-    "ERROR": RiskLevel.ERROR,
+    "GREEN": "GREEN",
+    "LOW": "GREEN",
+    "YELLOW": "YELLOW",
+    "MEDIUM": "YELLOW",
+    "RED": "RED",
+    "HIGH": "RED",
+    "ERROR": "ERROR",
 }
-
-
-@dataclass(frozen=True)
-class LegacyAdvisory:
-    advisory_id: str
-    kind: AdvisoryKind
-    engine_id: str
-    engine_version: str
-    request_id: str
-    created_at: datetime | None
+RUN_STATUSES = ("OK", "BLOCKED", "ERROR")
+EXPLANATION_STATUSES = ("NONE", "PENDING", "READY", "ERROR")
+ADVISORY_KINDS = ("explanation", "advisory", "note", "unknown")
 
 
 @dataclass(frozen=True)
 class LegacyRun:
     legacy_id: str
     source: str
-    content: RunContent
-    advisories: list[LegacyAdvisory] = field(default_factory=list)
-    explanation: Explanation | None = None
+    # The run as CreateRun(legacy_migration) will mint it, advisories and explanation included.
+    run: runs_pb2.RunInput
     # Rules Custody added after the legacy schema that this record breaks ("field: rule"); the server records its
     # own list in meta.legacy.migration_warnings.
     warnings: tuple[str, ...] = ()
@@ -79,7 +67,7 @@ class LegacyRun:
     @property
     def artifact_sha256(self) -> str:
         """sha256 of the legacy artifact's canonical JSON: what identifies this record's content."""
-        return str(self.content.meta["legacy"]["artifact_sha256"])
+        return self.run.meta.fields["legacy"].struct_value.fields["artifact_sha256"].string_value
 
     @property
     def idempotency_key(self) -> str:
@@ -153,7 +141,7 @@ def _set_aside_repeats(result: LegacyScan) -> None:
 
 
 def _same_record(a: LegacyRun, b: LegacyRun) -> bool:
-    return (a.content, a.advisories, a.explanation) == (b.content, b.advisories, b.explanation)
+    return a.run == b.run
 
 
 def _load(path: Path, result: LegacyScan, legacy_id: str = "") -> Any:
@@ -221,7 +209,7 @@ def _convert(
     except InvalidArgument as exc:
         details = "; ".join(f"{v.field}: {v.description}" for v in exc.violations) or exc.message
         result.problems.append(LegacyProblem(source, legacy_id, details))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
         result.problems.append(
             LegacyProblem(source, legacy_id, f"not a legacy run artifact: {type(exc).__name__}: {exc}")
         )
@@ -230,6 +218,19 @@ def _convert(
 def _to_legacy_run(
     legacy_id: str, source: str, raw: Any, side_advisories: list[Any], side_explanation: Any
 ) -> LegacyRun:
+    run = read_record(legacy_id, raw)
+    warnings = migration_warnings(run)
+    advisories = [_advisory(a) for a in [*(raw.get("advisory_inputs") or []), *side_advisories]]
+    run.advisory_inputs.extend({a.advisory_id: a for a in advisories}.values())
+    explanation = _explanation(raw, side_explanation)
+    if explanation is not None:
+        run.explanation.CopyFrom(explanation)
+    return LegacyRun(legacy_id, source, run, warnings)
+
+
+def read_record(legacy_id: str, raw: Any) -> runs_pb2.RunInput:
+    """A legacy artifact as the run it is migrated as, before its advisories and explanation are added and before
+    any rule is checked (TypeError, KeyError or ValueError: not a legacy run artifact)."""
     if not isinstance(raw, dict):
         raise TypeError("the artifact is not a JSON object")
     if raw.get("run_id", legacy_id) != legacy_id:
@@ -238,69 +239,101 @@ def _to_legacy_run(
     risk = LEGACY_RISK.get(str(decision.get("risk_level", "")).upper())
     if risk is None:
         raise ValueError(f"unknown risk_level {decision.get('risk_level')!r}")
+    status = str(raw["status"]).upper()
+    if status not in RUN_STATUSES:
+        raise ValueError(f"{status!r} is not a valid RunStatus")
     hashes = raw.get("hashes") or {}
     feasibility = raw.get("feasibility") or {}
-    content = RunContent(
+    return runs_pb2.RunInput(
         mode=str(raw["mode"]),
         tool_id=str(raw["tool_id"]),
-        status=RunStatus(str(raw["status"]).upper()),
-        decision=Decision(
-            risk_level=risk,
+        status=runs_pb2.RunStatus.Value(f"RUN_STATUS_{status}"),
+        decision=runs_pb2.Decision(
+            risk_level=runs_pb2.RiskLevel.Value(f"RISK_LEVEL_{risk}"),
             score=float(decision.get("score") or 0.0),
             block_reason=str(decision.get("block_reason") or ""),
-            warnings=tuple(str(w) for w in decision.get("warnings") or ()),
+            warnings=[str(w) for w in decision.get("warnings") or ()],
         ),
-        hashes=Hashes(
+        hashes=runs_pb2.Hashes(
             feasibility_sha256=str(hashes.get("feasibility_sha256") or ""),
             toolpaths_sha256=str(hashes.get("toolpaths_sha256") or ""),
             gcode_sha256=str(hashes.get("gcode_sha256") or ""),
         ),
-        request_summary=dict(raw.get("request_summary") or {}),
-        feasibility=dict(feasibility),
+        request_summary=dict_to_struct(dict(raw.get("request_summary") or {})),
+        feasibility=dict_to_struct(dict(feasibility)),
         outputs={str(k): str(v) for k, v in (raw.get("outputs") or {}).items() if v is not None},
-        meta={
-            **dict(raw.get("meta") or {}),
-            # Content only: where the record was read from is in the migration report, not in the run.
-            "legacy": {
-                "run_id": legacy_id,
-                "created_at_utc": str(raw.get("created_at_utc", "")),
-                "artifact_sha256": sha256_canonical(raw),
-            },
-        },
+        meta=dict_to_struct(
+            {
+                **dict(raw.get("meta") or {}),
+                # Content only: where the record was read from is in the migration report, not in the run.
+                "legacy": {
+                    "run_id": legacy_id,
+                    "created_at_utc": str(raw.get("created_at_utc", "")),
+                    "artifact_sha256": sha256_canonical(raw),
+                },
+            }
+        ),
     )
-    warnings = validate_legacy_content(content)
-    advisories = [_advisory(a) for a in [*(raw.get("advisory_inputs") or []), *side_advisories]]
-    unique = {a.advisory_id: a for a in advisories}
-    explanation = _explanation(raw, side_explanation)
-    return LegacyRun(legacy_id, source, content, list(unique.values()), explanation, warnings)
 
 
-def _advisory(raw: Any) -> LegacyAdvisory:
+def migration_warnings(run: runs_pb2.RunInput) -> tuple[str, ...]:
+    """What the runs service will say of this run sent with legacy_migration, by the same rules: the later rules
+    it breaks, as warnings ("field: rule"), or InvalidArgument (RUN_INVALID) for a rule that refuses it."""
+    return validate_legacy_run(
+        RunFields(
+            mode=run.mode,
+            tool_id=run.tool_id,
+            status=runs_pb2.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
+            risk_level=runs_pb2.RiskLevel.Name(run.decision.risk_level).removeprefix("RISK_LEVEL_"),
+            score=run.decision.score,
+            block_reason=run.decision.block_reason,
+            feasibility_sha256=run.hashes.feasibility_sha256,
+            toolpaths_sha256=run.hashes.toolpaths_sha256,
+            gcode_sha256=run.hashes.gcode_sha256,
+            engine_version=run.engine_version,
+            output_names=tuple(run.outputs),
+        )
+    )
+
+
+def _advisory(raw: Any) -> runs_pb2.AdvisoryInput:
     kind = str(raw.get("kind", "unknown")).lower()
     created = raw.get("created_at_utc")
-    return LegacyAdvisory(
+    advisory = runs_pb2.AdvisoryInput(
         advisory_id=str(raw["advisory_id"]),
-        kind=AdvisoryKind(kind) if kind in set(AdvisoryKind) else AdvisoryKind.UNKNOWN,
+        kind=runs_pb2.AdvisoryKind.Value(f"ADVISORY_KIND_{(kind if kind in ADVISORY_KINDS else 'unknown').upper()}"),
         engine_id=str(raw.get("engine_id") or ""),
         engine_version=str(raw.get("engine_version") or ""),
         request_id=str(raw.get("request_id") or ""),
-        created_at=_parse_time(created) if created else None,
     )
+    if created:
+        advisory.created_at.CopyFrom(_timestamp(_parse_time(created)))
+    return advisory
 
 
-def _explanation(raw: dict[str, Any], side: Any) -> Explanation | None:
+def _explanation(raw: dict[str, Any], side: Any) -> runs_pb2.Explanation | None:
     source = side if isinstance(side, dict) else raw
     status = str(source.get("explanation_status") or source.get("status") or "NONE").upper()
-    if status not in set(ExplanationStatus):
+    if status not in EXPLANATION_STATUSES:
         raise ValueError(f"unknown explanation status {status!r}")
     summary = str(source.get("explanation_summary") or source.get("summary") or "")
-    if status == ExplanationStatus.PENDING:  # nothing can still be in flight for a migrated run
-        status = ExplanationStatus.NONE
-    if status == ExplanationStatus.NONE and not summary:
+    if status == "PENDING":  # nothing can still be in flight for a migrated run
+        status = "NONE"
+    if status == "NONE" and not summary:
         return None
-    return Explanation(ExplanationStatus(status), summary=summary, error=str(source.get("error") or ""))
+    return runs_pb2.Explanation(
+        status=runs_pb2.ExplanationStatus.Value(f"EXPLANATION_STATUS_{status}"),
+        summary=summary,
+        error=str(source.get("error") or ""),
+    )
 
 
 def _parse_time(value: str) -> datetime:
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp

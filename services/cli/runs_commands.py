@@ -21,9 +21,8 @@ from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import call_context, status
 from services.common.errors import CustodyError
+from services.common.limits import CHUNK_LIMIT_BYTES
 from services.common.protomap import dict_to_struct
-from services.runs import convert
-from services.runs.domain.attachments import CHUNK_LIMIT_BYTES
 
 app = typer.Typer(help="Run artifacts: list, inspect, verify, attach, bind, migrate.", no_args_is_help=True)
 
@@ -261,22 +260,6 @@ def bind(
         console.print(f"  - {line}")
 
 
-def _legacy_advisories(run: legacy.LegacyRun) -> list[runs_pb2.AdvisoryInput]:
-    advisories = []
-    for advisory in run.advisories:
-        message = runs_pb2.AdvisoryInput(
-            advisory_id=advisory.advisory_id,
-            kind=convert.ADVISORY_KIND[advisory.kind],
-            engine_id=advisory.engine_id,
-            engine_version=advisory.engine_version,
-            request_id=advisory.request_id,
-        )
-        if advisory.created_at is not None:
-            message.created_at.FromDatetime(advisory.created_at)
-        advisories.append(message)
-    return advisories
-
-
 OUTCOMES = ("created", "existing", "duplicate", "valid", "conflict", "error", "unverified")
 FAILED_OUTCOMES = ("conflict", "error", "unverified")
 
@@ -343,8 +326,9 @@ def _line(
 
 
 async def _migrate_one(stub: Any, legacy_run: legacy.LegacyRun) -> dict[str, Any]:
-    run_input = convert.content_to_input(legacy_run.content, _legacy_advisories(legacy_run), legacy_run.explanation)
-    request = runs_pb2.CreateRunRequest(run=run_input, request_id=legacy_run.idempotency_key, legacy_migration=True)
+    request = runs_pb2.CreateRunRequest(
+        run=legacy_run.run, request_id=legacy_run.idempotency_key, legacy_migration=True
+    )
     try:
         created = await stub.CreateRun(request)
     except Exception as exc:  # a refused record is reported and the migration goes on

@@ -1,7 +1,9 @@
 """The grammar of lineage resource names, in one place: lineage parses with it, and runs and art_studio check the
 lineage names they are given with it, so a name is valid for all of them or for none.
 
-projects/{project}/artifacts/{type}/{entity}/versions/{n}; no dots, slashes or separators inside a segment.
+projects/{project}/artifacts/{type}/{entity}/versions/{n}; no dots, slashes or separators inside a segment. A
+type's schema version (which its versions are created against) has a grammar here too, shared with the recipe
+driver that checks module manifests before calling lineage.
 """
 
 from __future__ import annotations
@@ -16,3 +18,5 @@ NUMBER = r"[1-9][0-9]{0,17}"
 VERSION_NAME = re.compile(
     rf"^projects/(?P<project>{PROJECT})/artifacts/(?P<type>{TYPE})/(?P<entity>{ENTITY})/versions/(?P<number>{NUMBER})$"
 )
+
+SCHEMA_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")

@@ -6,7 +6,6 @@ their own; `artifact_sha256` is the sha256 of the record's RFC 8785 canonical JS
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,9 +13,9 @@ from enum import StrEnum
 from typing import Any
 
 from services.common.errors import FieldViolation, InvalidArgument
-from services.common.hashing import is_sha256_hex
 from services.common.identity import Principal
 from services.common.ids import id_pattern
+from services.common.run_rules import RunFields, validate_legacy_run, validate_run
 
 RUN_PREFIX = "run"
 ATTACHMENT_PREFIX = "att"
@@ -28,7 +27,6 @@ ATTACHMENT_NAME = re.compile(r"^runs/(?P<run>[^/]+)/attachments/(?P<attachment>[
 ADVISORY_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Conservative: a filename that is safe on every filesystem and in a Content-Disposition header.
 FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\- ]{0,199}$")
-TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 class RunStatus(StrEnum):
@@ -310,65 +308,28 @@ def parse_attachment_name(name: str, field_name: str = "name") -> tuple[str, str
     return match["run"], match["attachment"]
 
 
+def run_fields(content: RunContent) -> RunFields:
+    return RunFields(
+        mode=content.mode,
+        tool_id=content.tool_id,
+        status=content.status.value,
+        risk_level=content.decision.risk_level.value,
+        score=content.decision.score,
+        block_reason=content.decision.block_reason,
+        feasibility_sha256=content.hashes.feasibility_sha256,
+        toolpaths_sha256=content.hashes.toolpaths_sha256,
+        gcode_sha256=content.hashes.gcode_sha256,
+        engine_version=content.engine_version,
+        output_names=tuple(content.outputs),
+    )
+
+
 def validate_content(content: RunContent, prefix: str = "run") -> None:
-    """Every problem with a caller-supplied run, as one INVALID_ARGUMENT with a violation per field."""
-    problems, later = content_problems(content, prefix)
-    _raise_if_any([*problems, *later])
+    """Every problem with a caller-supplied run, as one INVALID_ARGUMENT with a violation per field (the rules are
+    in services.common.run_rules, which `custody runs migrate` applies too)."""
+    validate_run(run_fields(content), prefix)
 
 
 def validate_legacy_content(content: RunContent, prefix: str = "run") -> tuple[str, ...]:
-    """The legacy-migration path (CreateRun with legacy_migration, `custody runs migrate`): a record the legacy
-    RunArtifact schema allowed is imported as it was, and each rule Custody added after that schema which it
-    breaks comes back as a warning ("field: rule") for the caller to record with the run. Every other rule still
-    refuses the record. Nothing but that path may call this."""
-    problems, later = content_problems(content, prefix)
-    _raise_if_any(problems)
-    return tuple(f"{v.field}: {v.description}" for v in later)
-
-
-def content_problems(content: RunContent, prefix: str = "run") -> tuple[list[FieldViolation], list[FieldViolation]]:
-    """(problems, later_rules): violations of rules the legacy RunArtifact schema had too, or that Custody's
-    identifiers and digests need (mode and tool_id are filterable tokens, hashes are sha256 hex, the score a finite
-    number); and violations of the consistency rules Custody added later, which the legacy schema allowed: a block
-    reason exactly on BLOCKED runs, risk level ERROR exactly on ERROR runs, a score from 0 to 1."""
-    problems: list[FieldViolation] = []
-    later: list[FieldViolation] = []
-
-    def bad(path: str, description: str, into: list[FieldViolation] = problems) -> None:
-        into.append(FieldViolation(f"{prefix}.{path}", description))
-
-    for path, value in (("mode", content.mode), ("tool_id", content.tool_id)):
-        if not TOKEN.fullmatch(value):
-            bad(path, "required: 1..128 letters, digits or ._:-")
-    if not content.hashes.feasibility_sha256:
-        bad("hashes.feasibility_sha256", "required and non-empty")
-    elif not is_sha256_hex(content.hashes.feasibility_sha256):
-        bad("hashes.feasibility_sha256", "must be 64 lower-case hex characters")
-    for path, value in (
-        ("hashes.toolpaths_sha256", content.hashes.toolpaths_sha256),
-        ("hashes.gcode_sha256", content.hashes.gcode_sha256),
-    ):
-        if value and not is_sha256_hex(value):
-            bad(path, "must be empty or 64 lower-case hex characters")
-    score = content.decision.score
-    if not math.isfinite(score):
-        bad("decision.score", "must be a number from 0 to 1")
-    elif not 0.0 <= score <= 1.0:
-        bad("decision.score", "must be a number from 0 to 1", later)
-    if content.status is RunStatus.BLOCKED and not content.decision.block_reason:
-        bad("decision.block_reason", "required when status is BLOCKED", later)
-    if content.status is not RunStatus.BLOCKED and content.decision.block_reason:
-        bad("decision.block_reason", "only a BLOCKED run has a block reason", later)
-    if (content.status is RunStatus.ERROR) != (content.decision.risk_level is RiskLevel.ERROR):
-        bad("decision.risk_level", "is ERROR exactly when status is ERROR", later)
-    if len(content.engine_version) > 128:
-        bad("engine_version", "at most 128 characters")
-    for key in content.outputs:
-        if not TOKEN.fullmatch(key):
-            bad(f"outputs[{key[:40]}]", "output names are 1..128 letters, digits or ._:-")
-    return problems, later
-
-
-def _raise_if_any(problems: list[FieldViolation]) -> None:
-    if problems:
-        raise InvalidArgument("RUN_INVALID", f"the run has {len(problems)} invalid field(s)", violations=problems)
+    """The legacy-migration path: see services.common.run_rules.validate_legacy_run."""
+    return validate_legacy_run(run_fields(content), prefix)

@@ -27,24 +27,6 @@ TRANSPORT_DIR = ("services", "ai_gateway", "transport")
 CLI_DIR = ("services", "cli")
 CLI_ALLOWED = re.compile(rf"^services\.({'|'.join(map(re.escape, SERVICE_NAMES))})\.(main|config|migrations)(\.|$)")
 
-# Service internals the CLI still imports, file by file (each a debt: the CLI should reach them over gRPC, or the
-# code should move out of the service). Listed exactly so no other CLI file may import them, and nothing else may
-# be added without appearing here.
-CLI_PENDING: frozenset[tuple[str, str]] = frozenset(
-    {
-        # `custody runs migrate` builds run content with the runs model and converts it with the runs converter.
-        ("services/cli/legacy.py", "services.runs.model"),
-        ("services/cli/runs_commands.py", "services.runs.convert"),
-        ("services/cli/runs_commands.py", "services.runs.domain.attachments"),
-        # The recipe driver checks modules and recipes locally with lineage's name grammar and schema checks.
-        ("services/cli/pipeline/discovery.py", "services.lineage.domain.names"),
-        ("services/cli/pipeline/discovery.py", "services.lineage.domain.schemas"),
-        ("services/cli/pipeline/recipe.py", "services.lineage.domain.policy"),
-        ("services/cli/pipeline/recipe.py", "services.lineage.domain.schemas"),
-        ("services/cli/pipeline/driver.py", "services.lineage.domain.schemas"),
-    }
-)
-
 VENDOR_SDK_MODULES: tuple[str, ...] = (
     "openai",
     "anthropic",
@@ -158,7 +140,7 @@ def cross_service_imports(root: Path = REPO_ROOT) -> list[Violation]:
 
     Files under services/<service>/ may import their own package; services/common/ (and any other non-service
     directory) may import no service package; services/cli/ may import each service's main, config and migrations
-    (and the pairs in CLI_PENDING). Relative imports are resolved first.
+    only. Relative imports are resolved first.
     """
     sources, violations = _parse_all(root)
     for source in sources:
@@ -191,7 +173,7 @@ def _cli_violations(source: _Source) -> list[Violation]:
             violations.append(Violation(source.path, imp.line, "relative import climbs past the top-level package"))
             continue
         target = _service_of(imp.module)
-        if target is None or _cli_may_import(source.path, imp):
+        if target is None or _cli_may_import(imp):
             continue
         violations.append(
             Violation(
@@ -204,15 +186,11 @@ def _cli_violations(source: _Source) -> list[Violation]:
     return violations
 
 
-def _cli_may_import(path: str, imp: _Import) -> bool:
+def _cli_may_import(imp: _Import) -> bool:
     if CLI_ALLOWED.match(imp.module):
         return True
-    if imp.from_base and imp.module.count(".") == 1:
-        return True  # `from services.runs import main`: the bare package; each imported name is checked itself
-    return any(
-        path == pending and (imp.module == module or imp.module.startswith(module + "."))
-        for pending, module in CLI_PENDING
-    )
+    # `from services.runs import main`: the bare package; each imported name is checked itself.
+    return imp.from_base and imp.module.count(".") == 1
 
 
 def _parse_all(root: Path) -> tuple[list[_Source], list[Violation]]:

@@ -11,9 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.common.resource_names import ENTITY, TYPE
-from services.lineage.domain.names import SCHEMA_VERSION
-from services.lineage.domain.schemas import schema_violations
+from services.common.json_schemas import schema_violations
+from services.common.resource_names import ENTITY, SCHEMA_VERSION, TYPE
 
 SHIPPED_MODULES = Path(__file__).resolve().parent / "modules"
 MODULE_ID = r"^[a-z][a-z0-9_]{0,62}$"

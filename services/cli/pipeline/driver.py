@@ -29,7 +29,7 @@ from services.cli.pipeline.contract import InputArtifact, ModuleContext, ModuleR
 from services.cli.pipeline.recipe import ValidatedRecipe, descendants
 from services.common import status as grpc_status
 from services.common.hashing import sha256_canonical
-from services.lineage.domain.schemas import data_violations
+from services.common.json_schemas import data_violations
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SOURCES = {"ai": pb.SOURCE_AI, "human": pb.SOURCE_HUMAN, "hybrid": pb.SOURCE_HYBRID}

@@ -16,9 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.cli.pipeline.discovery import Module
+from services.common.graphs import find_cycle
+from services.common.json_schemas import data_violations
 from services.common.resource_names import PROJECT
-from services.lineage.domain.policy import requirement_cycle
-from services.lineage.domain.schemas import data_violations
 
 STAGE_ID = r"^[a-z][a-z0-9_-]{0,62}$"
 RECIPE_ID = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -116,7 +116,7 @@ def validate(recipe: Recipe, modules: Mapping[str, Module], source: str = "recip
                     f"{module.id} does not accept (accepts: {', '.join(sorted(accepted)) or 'no inputs'})"
                 )
     graph = {s.id: [n for n in s.needs if n in known] for s in recipe.stages}
-    cycle = requirement_cycle(graph)
+    cycle = find_cycle(graph)
     if cycle:
         problems.append("dependency cycle: " + " -> ".join(reversed(cycle)))
     if problems:

@@ -17,7 +17,6 @@ TYPE_PARENT = re.compile(rf"^projects/(?P<project>{PROJECT})/artifacts/(?P<type>
 ENTITY_NAME = re.compile(rf"^projects/(?P<project>{PROJECT})/artifacts/(?P<type>{TYPE})/(?P<entity>{ENTITY})$")
 TYPE_NAME = re.compile(rf"^{TYPE}$")
 POLICY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-SCHEMA_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
 
 
 @dataclass(frozen=True, order=True)

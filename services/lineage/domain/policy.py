@@ -8,7 +8,7 @@ registered at run time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from services.common.graphs import find_cycle
+from services.common.json_schemas import schema_violations
+from services.common.resource_names import SCHEMA_VERSION
 from services.lineage.domain.creators import creator_problems
 from services.lineage.domain.model import Conditional, TypeDefinition
-from services.lineage.domain.names import POLICY_NAME, SCHEMA_VERSION, TYPE_NAME
-from services.lineage.domain.schemas import schema_violations
+from services.lineage.domain.names import POLICY_NAME, TYPE_NAME
 
 POLICY_SUFFIXES = (".yaml", ".yml")
 
@@ -217,7 +219,7 @@ def policy_problems(policy: Policy) -> list[FieldViolation]:
             seen_jobs.add(job)
     if len({g.name for g in policy.job_groups}) != len(policy.job_groups):
         problems.append(FieldViolation("job_groups", "group names must be unique"))
-    cycle = requirement_cycle({t.name: all_requirements(t) for t in policy.types})
+    cycle = find_cycle({t.name: all_requirements(t) for t in policy.types})
     if cycle:
         problems.append(FieldViolation("types", "requirement cycle: " + " -> ".join(cycle)))
     return problems
@@ -225,29 +227,6 @@ def policy_problems(policy: Policy) -> list[FieldViolation]:
 
 def all_requirements(definition: TypeDefinition) -> tuple[str, ...]:
     return (*definition.requires, *(r for c in definition.conditional for r in c.requires))
-
-
-def requirement_cycle(graph: Mapping[str, Sequence[str]]) -> list[str] | None:
-    """A cycle in "type requires type", named node by node (first node repeated at the end), or None."""
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in graph.get(node, ()):
-            if state.get(nxt) == 1:
-                return [*stack[stack.index(nxt) :], nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for node in sorted(graph):
-        if node not in state and (found := visit(node)):
-            return found
-    return None
 
 
 def validate_registration(definition: TypeDefinition, registered: Iterable[str]) -> None:

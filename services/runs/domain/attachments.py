@@ -14,6 +14,7 @@ from services.common.errors import FieldViolation, InvalidArgument, ResourceExha
 from services.common.hashing import is_sha256_hex
 from services.common.idempotency import ensure_same_request, validate_request_id
 from services.common.ids import new_id
+from services.common.limits import CHUNK_LIMIT_BYTES
 from services.runs.blobs import PendingBlob, StreamingUpload
 from services.runs.domain import ownership
 from services.runs.domain.context import Context
@@ -28,7 +29,6 @@ from services.runs.model import (
 )
 from services.runs.store import NewAttachment
 
-CHUNK_LIMIT_BYTES = 1024 * 1024
 MAX_METADATA_ENTRIES = 32
 MAX_METADATA_VALUE = 1024
 CONTENT_TYPE = "application/octet-stream"
