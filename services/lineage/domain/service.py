@@ -13,6 +13,7 @@ from services.common.errors import FailedPrecondition, FieldViolation, InvalidAr
 from services.common.hashing import sha256_canonical
 from services.common.idempotency import fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
+from services.common.json_schemas import data_violations
 from services.common.pagination import PagedList, PageTokens, page_size
 from services.lineage.domain import approval, graph
 from services.lineage.domain.birth import health_at_birth
@@ -41,7 +42,6 @@ from services.lineage.domain.names import (
 from services.lineage.domain.plan import Plan, build_plan
 from services.lineage.domain.policy import Policy, validate_registration
 from services.lineage.domain.registration import check_registration
-from services.lineage.domain.schemas import data_violations
 from services.lineage.store import Decision, LineageStore, NewVersion
 
 log = logging.getLogger("custody.lineage")
