@@ -41,6 +41,18 @@ class RunningService:
     process: subprocess.Popen[bytes]
 
 
+def knobs_for(service: str) -> dict[str, str]:
+    """Settings an A/B run asks for through BENCH_SERVICE_SETTINGS, e.g. `runs:keep_freed_memory=false;
+    ai_gateway:gil_switch_interval_s=0.005` (the services' own CUSTODY_* variables are not passed through)."""
+    found: dict[str, str] = {}
+    for entry in filter(None, os.environ.get("BENCH_SERVICE_SETTINGS", "").split(";")):
+        name, _, assignment = entry.partition(":")
+        key, _, value = assignment.partition("=")
+        if name.strip() == service and key.strip():
+            found[key.strip()] = value.strip()
+    return found
+
+
 @contextmanager
 def service_process(service: str, state: Path, port: int = 0, **settings: str) -> Iterator[RunningService]:
     """`custody serve SERVICE` with its own state directory (on `port`, or a free one); stopped on exit.
@@ -51,7 +63,7 @@ def service_process(service: str, state: Path, port: int = 0, **settings: str) -
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
     prefix = env_prefix(service)
     env.update({prefix + "PORT": str(port), prefix + "STATE_DIR": str(state), prefix + "LOG_LEVEL": "WARNING"})
-    env.update({prefix + key.upper(): value for key, value in settings.items()})
+    env.update({prefix + key.upper(): value for key, value in {**settings, **knobs_for(service)}.items()})
     command = [sys.executable, "-m", "services.cli", "serve", service, "--config", str(layout.service_config(service))]
     process = subprocess.Popen(command, env=env)
     address = f"127.0.0.1:{port}"

@@ -36,7 +36,7 @@ from typing import Any
 import grpc
 import openai
 
-from bench.harness import free_port, summary, write_result
+from bench.harness import free_port, knobs_for, summary, write_result
 from custody.ai_gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from services.cli.health import check
 from services.cli.state import StateLayout, initialize
@@ -106,6 +106,7 @@ def gateway_process(state: Path, base_url: str) -> Iterator[Gateway]:
             "OPENAI_API_KEY": BENCH_KEY,  # read by the gateway's transport only
         }
     )
+    env.update({f"CUSTODY_AI_GATEWAY_{key.upper()}": value for key, value in knobs_for("ai_gateway").items()})
     config = layout.service_config("ai_gateway")
     log = (state.parent / "gateway.log").open("w")
     process = subprocess.Popen(
