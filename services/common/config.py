@@ -54,10 +54,11 @@ class ServiceSettings(BaseSettings):
     max_concurrent_rpcs: int = Field(default=1024, ge=1)
     # Threads for blocking work (database, files) so concurrent calls do not queue for a thread.
     blocking_threads: int = Field(default=64, ge=1, le=1024)
-    # Process-level performance knobs (services/common/tuning.py says what each buys); each can be switched off.
-    keep_freed_memory: bool = True
-    gil_switch_interval_s: float = Field(default=0.0005, gt=0, le=0.1)
-    freeze_startup_objects: bool = True
+    # Process-level performance knobs (services/common/tuning.py). Off (Python's and glibc's defaults) unless a
+    # service's settings turn one on where it measurably helps that service.
+    keep_freed_memory: bool = False
+    gil_switch_interval_s: float = Field(default=0.005, gt=0, le=0.1)
+    freeze_startup_objects: bool = False
 
     @classmethod
     def settings_customise_sources(

@@ -1,8 +1,9 @@
 """Process-level performance knobs, one function each, applied by the server bootstrap from the service's settings.
 
-None changes behaviour; each trades memory or fairness for latency, which is why each is a setting
-(`CUSTODY_<SERVICE>_KEEP_FREED_MEMORY`, `_GIL_SWITCH_INTERVAL_S`, `_FREEZE_STARTUP_OBJECTS`) a deployment can
-switch off, and tests check both ways.
+None changes behaviour; each trades memory or fairness for speed, so each is a setting
+(`CUSTODY_<SERVICE>_KEEP_FREED_MEMORY`, `_GIL_SWITCH_INTERVAL_S`, `_FREEZE_STARTUP_OBJECTS`), off by default and
+turned on in a service's settings only where a benchmark showed it helps that service (A/B runs set them through
+BENCH_SERVICE_SETTINGS, see bench/harness.py). Tests check both ways.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from services.common import tuning
+from services.common.config import ServiceSettings
 
 
 @dataclass
@@ -35,12 +36,21 @@ def test_keeping_freed_memory_can_be_switched_off(calls: list[str]) -> None:
     assert calls == ["switch 0.005"]
 
 
-def test_the_settings_expose_every_knob_with_todays_defaults() -> None:
+def test_knobs_are_off_unless_a_service_measured_a_gain() -> None:
+    from services.ai_gateway.config import AiGatewaySettings
+    from services.art_studio.config import ArtStudioSettings
+    from services.lineage.config import LineageSettings
     from services.runs.config import RunsSettings
 
-    fields = RunsSettings.model_fields
-    assert (fields["keep_freed_memory"].default, fields["gil_switch_interval_s"].default) == (True, 0.0005)
-    assert fields["freeze_startup_objects"].default is True
+    def knobs(settings: type[ServiceSettings]) -> tuple[object, ...]:
+        fields = settings.model_fields
+        return tuple(
+            fields[name].default for name in ("keep_freed_memory", "gil_switch_interval_s", "freeze_startup_objects")
+        )
+
+    assert knobs(RunsSettings) == (True, 0.005, False)  # uploads: 0.42x vs 0.33x the sha256 rate
+    for settings in (AiGatewaySettings, ArtStudioSettings, LineageSettings):
+        assert knobs(settings) == (False, 0.005, False), settings
 
 
 def _in_fresh_process(code: str) -> str:
