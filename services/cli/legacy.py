@@ -1,4 +1,4 @@
-"""Reading the legacy JSON run stores (seeds 001/002) into run content, for `custody runs migrate`.
+"""Reading the legacy JSON run stores into run content, for `custody runs migrate`.
 
 Two layouts are understood, alone or together: a single JSON map `{run_id: artifact}` (a file, or `runs.json` in
 the directory given), and date partitions `YYYY-MM-DD/run_*.json` with `run_*_advisory_*.json` and

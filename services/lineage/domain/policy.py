@@ -258,7 +258,7 @@ def validate_registration(definition: TypeDefinition, registered: Iterable[str])
 
 
 def selection_in(definition: TypeDefinition, data: Mapping[str, Any]) -> frozenset[str]:
-    """The job types a version's data says were selected (seed 000: an execution artifact lists its jobs)."""
+    """The job types a version's data says were selected (an execution artifact lists its jobs)."""
     if not definition.selection_field:
         return frozenset()
     try:
