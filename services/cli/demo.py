@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
 from opentelemetry.sdk.trace import TracerProvider
 
 from custody.art_studio.v1 import art_studio_pb2
@@ -24,6 +23,7 @@ from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
 from services.common import call_context, status
 from services.common.clients import ServiceClients
+from services.common.protomap import dict_to_struct
 from services.common.telemetry import current_trace_id
 
 DESIGN_PROMPT = "a classic guitar rosette with 12 petals, a rope band and an outer ring"
@@ -60,12 +60,6 @@ class DemoReport:
             "approval_refused_reasons": self.approval_refused_reasons,
             "verified": self.verified,
         }
-
-
-def _struct(value: dict[str, Any]) -> struct_pb2.Struct:
-    message = struct_pb2.Struct()
-    message.update(value)
-    return message
 
 
 class Demo:
@@ -111,7 +105,7 @@ class Demo:
         response = await self._clients.stub("lineage").CreateVersion(
             lineage_pb2.CreateVersionRequest(
                 parent=f"projects/{self.project}/artifacts/design_brief/brief",
-                data=_struct({"prompt": prompt, "constraints": {"diameter_mm": DIAMETER_MM}}),
+                data=dict_to_struct({"prompt": prompt, "constraints": {"diameter_mm": DIAMETER_MM}}),
                 metadata=lineage_pb2.VersionMetadata(
                     intent="a rosette for the customer's guitar",
                     rationale="written by the operator from the customer's request",

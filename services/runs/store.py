@@ -601,10 +601,19 @@ class RunsStore:
             return [False if any(item.idempotency_key for item in items) else exc]
 
     def _sealed_refusal(self, items: Sequence[NewAttachment]) -> FailedPrecondition | None:
+        by_run: dict[str, list[str]] = {}
         for item in items:
-            seal = next((s for s in self.seals(item.record.run_id) if s.forbids(item.record.kind)), None)
-            if seal is not None:
-                return sealed_error(seal, item.record.kind)
+            by_run.setdefault(item.record.run_id, []).append(item.record.kind)
+        return next(
+            (refusal for run_id, kinds in by_run.items() if (refusal := self.sealed_refusal(run_id, kinds))), None
+        )
+
+    def sealed_refusal(self, run_id: str, kinds: Sequence[str]) -> FailedPrecondition | None:
+        """RUN_SEALED for the first of `kinds` a seal on the run forbids, or None (the seals are read once)."""
+        for seal in self.seals(run_id):
+            refused = next((kind for kind in kinds if seal.forbids(kind)), None)
+            if refused is not None:
+                return sealed_error(seal, refused)
         return None
 
     def seals(self, run_id: str) -> list[Seal]:

@@ -10,13 +10,17 @@ from services.common.errors import NotFound
 from services.runs import authority
 from services.runs.domain.context import Context
 from services.runs.model import run_name
-from services.runs.store import StoredRun, sealed_error
+from services.runs.store import StoredRun
+
+
+def _not_found(run_id: str) -> NotFound:
+    return NotFound("RUN_NOT_FOUND", f"run {run_name(run_id)} does not exist", metadata={"run": run_name(run_id)})
 
 
 def stored(context: Context, run_id: str) -> StoredRun:
     found = context.store.get_run(run_id)
     if found is None:
-        raise NotFound("RUN_NOT_FOUND", f"run {run_name(run_id)} does not exist", metadata={"run": run_name(run_id)})
+        raise _not_found(run_id)
     return found
 
 
@@ -30,14 +34,13 @@ def require_run(context: Context, run_id: str) -> None:
     """The run exists and the caller may use it (a service only its own)."""
     creator = context.store.run_creator(run_id)
     if creator is None:
-        raise NotFound("RUN_NOT_FOUND", f"run {run_name(run_id)} does not exist", metadata={"run": run_name(run_id)})
+        raise _not_found(run_id)
     authority.require_owner(call_context.require_principal(), creator, run_id)
 
 
 def require_attachable(context: Context, run_id: str, kinds: Sequence[str]) -> None:
     """require_run, and no seal forbids any of `kinds` (the database trigger re-checks at commit)."""
     require_run(context, run_id)
-    for seal in context.store.seals(run_id):
-        refused = next((kind for kind in kinds if seal.forbids(kind)), None)
-        if refused is not None:
-            raise sealed_error(seal, refused)
+    refusal = context.store.sealed_refusal(run_id, kinds)
+    if refusal is not None:
+        raise refusal

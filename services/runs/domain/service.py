@@ -13,7 +13,7 @@ from datetime import datetime
 
 from services.common.clock import utc_now
 from services.common.pagination import PageTokens
-from services.runs.blobs import BlobStore, PendingBlob
+from services.runs.blobs import BlobStore
 from services.runs.domain import (
     advisories,
     attachment_reads,
@@ -82,16 +82,10 @@ class Runs:
 
     # ---- attachments --------------------------------------------------------------------------------------------
 
-    def validate_attachment(self, request: AttachmentRequest, prefix: str = "header") -> str:
-        return attachments.validate_attachment(self.context, request, prefix)
-
     async def upload(
         self, request: AttachmentRequest, chunks: AsyncIterator[bytes], expected_sha256: str, idempotency_key: str
     ) -> AttachmentRecord:
         return await attachments.upload(self.context, request, chunks, expected_sha256, idempotency_key)
-
-    def record_upload(self, request: AttachmentRequest, pending: PendingBlob, idempotency_key: str) -> AttachmentRecord:
-        return attachments.record_upload(self.context, request, pending, idempotency_key)
 
     def batch_create_attachments(
         self, run: str, items: Sequence[tuple[AttachmentRequest, bytes]], idempotency_key: str
@@ -124,12 +118,6 @@ class Runs:
 
     async def suggest_explanation(self, name: str) -> RunRecord:
         return await explanations.suggest_explanation(self.context, name)
-
-    def claim_explanation(self, name: str) -> tuple[RunRecord, bool]:
-        return explanations.claim_explanation(self.context, name)
-
-    async def explain(self, record: RunRecord) -> None:
-        await explanations.explain(self.context, record)
 
     # ---- candidate binding, diff and verification ---------------------------------------------------------------
 
