@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from services.common.config import StatefulServiceSettings
+from services.common.db import create_engine
 from services.common.hashing import canonical_json
 from services.common.ledger import merkle
 from services.common.ledger.checkpoint_log import CheckpointLog
@@ -212,3 +214,27 @@ def _diff(stored: bytes, derived: bytes) -> str:
         if old_digests.get(key) != new_digests.get(key)
     ]
     return ", ".join(changed) + " changed"
+
+
+def audit_configured(
+    settings: StatefulServiceSettings,
+    table: sa.Table,
+    sources: Sequence[RecordSource],
+    extra_checks: Callable[[sa.Engine], Sequence[ExtraCheck]] = lambda _engine: (),
+    verifier_key: str | None = None,
+) -> AuditReport:
+    """Audits the authority's database and checkpoint log as its settings locate them. The verifier key defaults
+    to the one `custody init` wrote beside the signing key; an auditor passes their own copy."""
+    key = verifier_key or settings.resolved_ledger_key_file.with_suffix(".vkey").read_text(encoding="utf-8").strip()
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        return audit(
+            engine,
+            LedgerRows(table),
+            sources,
+            CheckpointLog(settings.resolved_ledger_checkpoint_dir),
+            NoteVerifier(key),
+            extra_checks(engine),
+        )
+    finally:
+        engine.dispose()
