@@ -1,5 +1,5 @@
 """`custody ledger audit runs`: the shared audit (services/common/ledger/audit.py) over the runs database, plus what
-leaves cannot see: the bytes of every blob, re-hashed against the sha256 its row names."""
+leaves cannot see: the bytes of every blob, re-hashed against the sha256 its row names, and stray chunks."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def audit(settings: RunsSettings, verifier_key: str | None = None) -> AuditRepor
                 if problem is not None:
                     yield Finding(UNPLACED, f"blobs/{row.sha256}", f"{problem}: the stored bytes do not match")
 
-        return (blob_bytes,)
+        def orphan_chunks(connection: sa.Connection) -> Iterator[Finding]:
+            chunks, known = tables.blob_chunks, sa.select(tables.blobs.c.sha256)
+            for (sha256,) in connection.execute(
+                sa.select(chunks.c.sha256).where(chunks.c.sha256.not_in(known)).distinct().order_by(chunks.c.sha256)
+            ):
+                yield Finding(UNPLACED, f"blob_chunks {sha256}", "chunks of a blob no record names")
+
+        return (blob_bytes, orphan_chunks)
 
     return audit_configured(settings, tables.ledger, SOURCES, checks, verifier_key)

@@ -18,28 +18,39 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from services.common.db import immutable_table_ddl
 
 KINDS = ("edit", "delete", "insert", "reorder")
 
 
 @contextmanager
 def triggers_dropped(engine: sa.Engine, table: str) -> Iterator[sa.Connection]:
-    """A transaction in which `table` takes UPDATE and DELETE; its immutability triggers are back afterwards."""
-    with engine.begin() as connection:
-        if connection.dialect.name == "sqlite":
-            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_update")
-            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_delete")
+    """A transaction in which `table` has no triggers (immutability, seals) and no foreign keys are enforced, as
+    for someone with write access to the database; the triggers are back, as they were, after."""
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")  # outside a transaction, or it is ignored
+            triggers = connection.execute(
+                sa.text("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = :t"), {"t": table}
+            ).all()
+            for name, _ in triggers:
+                connection.exec_driver_sql(f"DROP TRIGGER {name}")
         else:
-            connection.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            connection.exec_driver_sql(f"ALTER TABLE {table} DISABLE TRIGGER ALL")
         try:
             yield connection
+        except BaseException:
+            connection.rollback()  # the change only; dropping the triggers was its own (DDL) statement
+            raise
         finally:
-            if connection.dialect.name == "sqlite":
-                for statement in immutable_table_ddl("sqlite", table):
-                    connection.exec_driver_sql(statement)
+            if sqlite:
+                for _, sql in triggers:
+                    connection.exec_driver_sql(sql)
             else:
-                connection.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER USER")
+                connection.exec_driver_sql(f"ALTER TABLE {table} ENABLE TRIGGER ALL")
+            connection.commit()
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 @dataclass
