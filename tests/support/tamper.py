@@ -18,7 +18,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-
 KINDS = ("edit", "delete", "insert", "reorder")
 
 
