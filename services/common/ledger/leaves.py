@@ -67,8 +67,9 @@ def column_value(value: Any) -> Any:
 
 
 def row_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The digest of rows, every column included, in the order given."""
-    return sha256_canonical([{key: column_value(value) for key, value in row.items()} for row in rows])
+    """The digest of rows, every column included, in the order given. Keys become plain `str`: SQLAlchemy names
+    columns with a str subclass, which would send every row to the slow reference JCS encoder (same bytes)."""
+    return sha256_canonical([{str(key): column_value(value) for key, value in row.items()} for row in rows])
 
 
 class RecordSource(Protocol):
@@ -114,9 +115,10 @@ class TableRecords:
             if not keys:
                 return
             columns = [self.table.c[name] for name in self.key_columns]
-            query = query.where(
-                sa.tuple_(*columns).in_(list(keys)) if len(columns) > 1 else columns[0].in_([k[0] for k in keys])
-            )
+            # The first key column's IN is what an index serves: SQLite scans the whole table for a row-value IN.
+            query = query.where(columns[0].in_(list(dict.fromkeys(k[0] for k in keys))))
+            if len(columns) > 1:
+                query = query.where(sa.tuple_(*columns).in_(list(keys)))
         for batch in _batches(connection.execute(query).mappings(), 1000):
             parts = self.parts(connection, batch) if self.parts is not None else {}
             for row in batch:
