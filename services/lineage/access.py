@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from services.common.catalog import callers_of
 from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessTable, allow
+from services.common.ledger import rpc
 
 _SERVICES = callers_of("lineage")
 _READ = allow(services=_SERVICES, human_roles={OPERATOR_ROLE, REVIEWER_ROLE})
@@ -31,5 +32,6 @@ ACCESS = AccessTable(
         "GetUpstream": _READ,
         "GetDownstream": _READ,
         "BuildPlan": _READ,
+        **rpc.access_rules("lineage"),
     },
 )

@@ -1,4 +1,5 @@
-"""LineageService: translates between proto and domain, nothing else.
+"""LineageService: translates between proto and domain, nothing else. The ledger RPCs are the shared ones
+(services/common/ledger/rpc.py).
 
 Blocking work (database, schema validation, graph traversal) runs in a worker thread so the event loop keeps
 serving; asyncio.to_thread copies the call's context, so the domain sees the same request id and principal.
@@ -12,9 +13,12 @@ from typing import Any, TypeVar
 
 import grpc
 
-from custody.common.v1 import common_pb2
+from custody.common.v1 import common_pb2, ledger_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from custody.lineage.v1 import lineage_pb2_grpc
+from services.common.errors import FailedPrecondition
+from services.common.ledger import rpc
+from services.common.ledger.ledger import Ledger
 from services.common.protomap import service_info, struct_to_dict
 from services.lineage import convert
 from services.lineage.domain.service import Lineage
@@ -27,8 +31,16 @@ async def _run(work: Callable[[], T]) -> T:
 
 
 class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
-    def __init__(self, lineage: Lineage) -> None:
+    def __init__(self, lineage: Lineage, ledger: Ledger | None = None) -> None:
         self.lineage = lineage
+        self._ledger = ledger
+
+    def _require_ledger(self) -> Ledger:
+        if self._ledger is None:
+            raise FailedPrecondition(
+                "LEDGER_DISABLED", "this lineage service runs with its ledger disabled (ledger_enabled: false)"
+            )
+        return self._ledger
 
     async def GetServiceInfo(
         self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -40,11 +52,11 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     ) -> pb.ArtifactType:
         definition = convert.type_from_proto(request)
         stored = await _run(lambda: self.lineage.register_type(definition, request.request_id))
-        return convert.type_to_proto(stored)
+        return convert.type_to_proto(stored, self._ledger)
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Policy:
         view = await _run(lambda: self.lineage.get_policy(request.name))
-        return convert.policy_to_proto(view.policy, view.types)
+        return convert.policy_to_proto(view.policy, view.types, self._ledger)
 
     async def CreateVersion(
         self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -57,15 +69,16 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             )
         )
         return pb.CreateVersionResponse(
-            version=convert.version_to_proto(created.version),
+            version=convert.version_to_proto(created.version, self._ledger),
             marked_stale=created.marked_stale,
             replayed=created.replayed,
+            staleness=convert.ledger_entry(self._ledger, created.staleness_leaf),
         )
 
     async def GetVersion(
         self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Version:
-        return convert.version_to_proto(await _run(lambda: self.lineage.get_version(request.name)))
+        return convert.version_to_proto(await _run(lambda: self.lineage.get_version(request.name)), self._ledger)
 
     async def ListVersions(
         self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -73,7 +86,9 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         versions, token = await _run(
             lambda: self.lineage.list_versions(request.parent, request.page_size, request.page_token)
         )
-        return pb.ListVersionsResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
+        return pb.ListVersionsResponse(
+            versions=[convert.version_to_proto(v, self._ledger) for v in versions], next_page_token=token
+        )
 
     async def DiffVersions(
         self, request: pb.DiffVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -83,15 +98,15 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
 
     async def Approve(self, request: pb.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         version = await _run(lambda: self.lineage.approve(request.name, request.rationale, request.request_id))
-        return convert.version_to_proto(version)
+        return convert.version_to_proto(version, self._ledger)
 
     async def Flag(self, request: pb.FlagRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         version = await _run(lambda: self.lineage.flag(request.name, request.rationale, request.request_id))
-        return convert.version_to_proto(version)
+        return convert.version_to_proto(version, self._ledger)
 
     async def Reject(self, request: pb.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         version = await _run(lambda: self.lineage.reject(request.name, request.rationale, request.request_id))
-        return convert.version_to_proto(version)
+        return convert.version_to_proto(version, self._ledger)
 
     async def AssessHealth(
         self, request: pb.AssessHealthRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -102,7 +117,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
                 request.name, health, request.rationale, request.expected_revision, request.request_id
             )
         )
-        return convert.version_to_proto(version)
+        return convert.version_to_proto(version, self._ledger)
 
     async def ListStale(
         self, request: pb.ListStaleRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -110,7 +125,9 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         versions, token = await _run(
             lambda: self.lineage.list_stale(request.parent, request.page_size, request.page_token)
         )
-        return pb.ListStaleResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
+        return pb.ListStaleResponse(
+            versions=[convert.version_to_proto(v, self._ledger) for v in versions], next_page_token=token
+        )
 
     async def GetUpstream(
         self, request: pb.GetUpstreamRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -131,3 +148,18 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     async def BuildPlan(self, request: pb.BuildPlanRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Plan:
         plan = await _run(lambda: self.lineage.build_plan(request.policy, list(request.selected_jobs)))
         return convert.plan_to_proto(plan)
+
+    async def GetCheckpoint(
+        self, request: ledger_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.SignedCheckpoint:
+        return await rpc.get_checkpoint(self._require_ledger(), request)
+
+    async def GetInclusionProof(
+        self, request: ledger_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.InclusionProof:
+        return await rpc.get_inclusion_proof(self._require_ledger(), request)
+
+    async def GetConsistencyProof(
+        self, request: ledger_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.ConsistencyProof:
+        return await rpc.get_consistency_proof(self._require_ledger(), request)

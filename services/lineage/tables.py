@@ -1,7 +1,8 @@
 """The lineage schema (declarations only; the services/lineage/store/ package is the only code that reads or writes it).
 
 Immutable tables (database triggers refuse UPDATE and DELETE): type registrations, version snapshots, their
-upstream edges, status and health histories, idempotency keys. Mutable rows, changed only by compare-and-set on
+upstream edges, status and health histories, idempotency keys, and the ledger's leaves recording all of them
+(services/lineage/ledger_records.py). Mutable rows, changed only by compare-and-set on
 `revision`: the current status and the current health of each version.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+
+from services.common.ledger.store import ledger_table
 
 metadata = sa.MetaData()
 
@@ -139,6 +142,9 @@ idempotency = sa.Table(
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
 )
 
+# One leaf per record (services/common/ledger/store.py), appended in the transaction that writes the record.
+ledger = ledger_table(metadata)
+
 IMMUTABLE_TABLES = (
     "lineage_types",
     "lineage_versions",
@@ -146,4 +152,5 @@ IMMUTABLE_TABLES = (
     "lineage_status_history",
     "lineage_health_history",
     "lineage_idempotency",
+    "ledger_leaves",
 )

@@ -387,6 +387,7 @@ class LineageServiceServicer:
         Errors:
         FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
         says when to ask again.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
         """
@@ -405,6 +406,7 @@ class LineageServiceServicer:
         INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
         FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -416,6 +418,8 @@ class LineageServiceServicer:
         Errors:
         INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
         INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+        FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

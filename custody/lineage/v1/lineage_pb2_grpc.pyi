@@ -215,6 +215,7 @@ class LineageServiceStub:
     Errors:
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
         says when to ask again.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
     """
@@ -229,6 +230,7 @@ class LineageServiceStub:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
     """
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]
@@ -236,6 +238,8 @@ class LineageServiceStub:
     Errors:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
     """
 
@@ -424,6 +428,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
     Errors:
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
         says when to ask again.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
     """
@@ -438,6 +443,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
     """
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]  # type: ignore[assignment]
@@ -445,6 +451,8 @@ class LineageServiceAsyncStub(LineageServiceStub):
     Errors:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
     """
 
@@ -726,6 +734,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
             says when to ask again.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
           DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
             was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
         """
@@ -746,6 +755,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
           FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
             one); RetryInfo says when the next checkpoint is due.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
         """
 
@@ -759,6 +769,8 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
           INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+          FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
         """
 

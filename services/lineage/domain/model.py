@@ -113,6 +113,8 @@ class StatusRecord:
     actor: Principal
     rationale: str = ""
     request_id: str = ""
+    # The ledger leaf recording this change (None without a ledger).
+    ledger_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ class HealthRecord:
     rationale: str = ""
     cause: str = ""
     request_id: str = ""
+    # The ledger leaf recording this change: its own, or the one of the whole staleness propagation that made it.
+    ledger_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ class Version:
     latest: bool
     status_history: tuple[StatusRecord, ...] = ()
     health_history: tuple[HealthRecord, ...] = ()
+    # The ledger leaf recording the snapshot and its upstream edges (None without a ledger).
+    ledger_index: int | None = None
 
 
 def snapshot_document(
@@ -198,6 +204,8 @@ class TypeDefinition:
     source: str = "runtime"
     registered_at: datetime | None = None
     registered_by: Principal | None = None
+    # The ledger leaf recording the registration (None without a ledger, or for a definition not registered yet).
+    ledger_index: int | None = None
 
     def definition(self) -> dict[str, Any]:
         """What makes two registrations the same definition (not who or when). Creator rules are part of it; a

@@ -73,6 +73,8 @@ class Created:
     version: Version
     marked_stale: int
     replayed: bool
+    # The ledger leaf recording the staleness the creation propagated, if it marked any (never on replay).
+    staleness_leaf: int | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +235,12 @@ class Lineage:
                 outcome.marked_stale,
                 extra={"version": str(outcome.name), "marked_stale": outcome.marked_stale},
             )
-        return Created(self.store.get_version(outcome.name, history=False), outcome.marked_stale, outcome.replayed)
+        return Created(
+            self.store.get_version(outcome.name, history=False),
+            outcome.marked_stale,
+            outcome.replayed,
+            outcome.staleness_leaf,
+        )
 
     @staticmethod
     def _parse_upstream(upstream: Sequence[str]) -> tuple[VersionName, ...]:

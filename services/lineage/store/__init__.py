@@ -1,6 +1,7 @@
 """The only package that touches the lineage database, split by concern behind one facade.
 
-- transactions.py: one write transaction per call, serialized per project, retried after a lost uniqueness race
+- transactions.py: one write transaction per call, serialized per project, retried after a lost uniqueness race,
+  ending with the ledger leaves of the records it wrote (services/lineage/ledger_records.py)
 - idempotency.py: request-id replay inside the write it answers for
 - types.py: the type registry (insert-only registrations)
 - versions.py: creating a version, its edges, downstream staleness and its starting state
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.common.ledger.ledger import Ledger
 from services.lineage.store.closure import ClosureStore
 from services.lineage.store.decisions import DecisionStore
 from services.lineage.store.graph_cache import GraphCache
@@ -32,9 +34,9 @@ __all__ = ["CreateOutcome", "Decision", "LineageStore", "NewVersion"]
 class LineageStore:
     """One object for the domain to hold; each method is its concern's (see the module list above)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, ledger: Ledger | None = None) -> None:
         self.engine = engine
-        tx = Transactions(engine)
+        tx = Transactions(engine, ledger)
         self.dialect = tx.dialect
         self.graph_cache = GraphCache()
         types, versions, reads = TypeStore(tx), VersionStore(tx), VersionReads(tx)

@@ -4,26 +4,34 @@ Writes are serialized per project (a PostgreSQL advisory transaction lock; SQLit
 IMMEDIATE), so a check and the write it guards cannot interleave with another write: an approval cannot slip past
 a concurrent revision of its upstream, and staleness marking cannot miss a version being created. The lock is in
 the database, so it holds across replicas too.
+
+Each write ends by appending the leaves of the records it inserted to the ledger (`record`), in the same
+transaction: a committed record always has its leaf, a rolled-back one never does. The append takes the ledger's
+own per-database lock until commit, so it comes last, after every check and insert.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.common.errors import Aborted
 from services.common.hashing import sha256_text
+from services.common.ledger.leaves import RecordSource
+from services.common.ledger.ledger import Ledger
 
 CREATE_ATTEMPTS = 8
 TYPE_LOCK = "lineage-types"
 
 T = TypeVar("T")
+# Records of one kind a transaction inserted: their source and primary keys.
+Records = tuple[RecordSource, Sequence[tuple[Any, ...]]]
 
 
 def _lock_id(key: str) -> int:
@@ -32,9 +40,10 @@ def _lock_id(key: str) -> int:
 
 
 class Transactions:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, ledger: Ledger | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.ledger = ledger
 
     @contextmanager
     def write(self, lock: str) -> Iterator[sa.Connection]:
@@ -52,6 +61,18 @@ class Transactions:
             except BaseException:
                 connection.rollback()
                 raise
+
+    def record(self, connection: sa.Connection, *records: Records) -> dict[str, int]:
+        """Appends the leaves of the records this transaction inserted, in the order given, as its last write;
+        returns record name -> leaf index (nothing without a ledger, or when nothing was inserted)."""
+        if self.ledger is None:
+            return {}
+        leaves = [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
+        return dict(zip((leaf.name for leaf in leaves), self.ledger.append(connection, leaves), strict=True))
+
+    def indexes(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, int]:
+        """Leaf index of each named record (none without a ledger)."""
+        return {} if self.ledger is None else self.ledger.indexes(connection, record_names)
 
     def read(self) -> sa.Connection:
         return self.engine.connect()

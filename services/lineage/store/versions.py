@@ -2,8 +2,9 @@
 
 Version numbers are max+1 under a unique (project, type, entity, number) constraint; a conflict retries the whole
 transaction. Staleness propagation is one recursive CTE (UNION, so cycle-safe and each version once) whose result
-is written set-wise: the health rows by compare-and-set on their state, one history row each. The new version's
-starting health is the domain's rule (domain/birth.py), applied to its inputs as this transaction reads them.
+is written set-wise: the health rows by compare-and-set on their state, one history row each, and all those history
+rows are one ledger record (read back through the same scratch table). The new version's starting health is the
+domain's rule (domain/birth.py), applied to its inputs as this transaction reads them.
 """
 
 from __future__ import annotations
@@ -30,9 +31,13 @@ from services.lineage.domain.model import (
     snapshot_sha256,
 )
 from services.lineage.domain.names import EntityKey, VersionName, parse_version_name
+from services.lineage.ledger_records import HEALTH, REQUESTS, STALENESS, STATUS, VERSIONS, staleness_record
 from services.lineage.store import idempotency
 from services.lineage.store.rows import Decision, decision_columns, entity_filter, roles
 from services.lineage.store.transactions import Transactions
+
+# The versions the current propagation reached (a temporary table, see _propagate).
+_SCRATCH_IDS = sa.select(sa.column("id")).select_from(sa.table("lineage_scratch"))
 
 # The health a new version starts with, given its inputs in upstream order (domain/birth.py's rule).
 BirthRule = Callable[[Sequence[InputState]], BirthHealth]
@@ -57,6 +62,8 @@ class CreateOutcome:
     name: VersionName
     marked_stale: int
     replayed: bool
+    # The ledger leaf recording the staleness this version propagated (None when it marked nothing, or on replay).
+    staleness_leaf: int | None = None
 
 
 class VersionStore:
@@ -76,7 +83,7 @@ class VersionStore:
         with self._tx.write(new.entity.project) as connection:
             replayed = idempotency.replay(connection, idem)
             if replayed is not None:
-                return CreateOutcome(parse_version_name(replayed), 0, True)
+                return CreateOutcome(parse_version_name(replayed), 0, True, None)
             upstream_ids = self._resolve_upstream(connection, new.upstream)
             number = self._next_number(connection, new.entity)
             name = new.entity.version(number)
@@ -115,8 +122,16 @@ class VersionStore:
                     ],
                 )
             self._insert_state(connection, version_id, birth(self._input_states(connection, upstream_ids)), new)
-            idempotency.remember(connection, idem, str(name), new.at)
-            return CreateOutcome(name, marked, False)
+            requests = idempotency.remember(connection, idem, str(name), new.at)
+            leaves = self._tx.record(
+                connection,
+                (VERSIONS, [(version_id,)]),
+                (STALENESS.narrowed(_SCRATCH_IDS), [(version_id,)] if marked else []),
+                (STATUS, [(version_id, 1)]),
+                (HEALTH, [(version_id, 1)]),
+                (REQUESTS, requests),
+            )
+            return CreateOutcome(name, marked, False, leaves.get(staleness_record(str(name))))
 
     def _resolve_upstream(self, connection: sa.Connection, upstream: Sequence[VersionName]) -> list[int]:
         if not upstream:

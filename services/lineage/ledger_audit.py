@@ -1,0 +1,141 @@
+"""`custody ledger audit lineage`: lineage's database checked against its ledger and signed checkpoints.
+
+The shared audit (services/common/ledger/audit.py) re-derives every record's leaf from the immutable rows. What
+leaves cannot see is checked here:
+- the mutable rows: each version's current status and health (lineage_status, lineage_health) is not ledgered,
+  its history is, so each must equal the last history row of its version, and every version must have both;
+- edges outside any record: an edge belongs to its downstream version's record, so one whose version is gone
+  would be covered by no leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import sqlalchemy as sa
+
+from services.common.db import create_engine
+from services.common.ledger import audit as ledger_audit
+from services.common.ledger.audit import UNPLACED, AuditReport, Finding
+from services.common.ledger.checkpoint_log import CheckpointLog
+from services.common.ledger.note import NoteVerifier
+from services.common.ledger.store import LedgerRows
+from services.lineage import tables as t
+from services.lineage.config import LineageSettings
+from services.lineage.ledger_records import SOURCES
+
+# Columns of a current row and the history column it must equal.
+_DECISION = ("actor_id", "actor_kind", "actor_roles", "rationale", "request_id")
+_STATUS_COLUMNS = (("status", "status"), ("revision", "revision"), ("updated_at_us", "at_us")) + tuple(
+    (c, c) for c in _DECISION
+)
+_HEALTH_COLUMNS = (
+    ("health", "health"),
+    ("revision", "revision"),
+    ("cause_id", "cause_id"),
+    ("updated_at_us", "at_us"),
+) + tuple((c, c) for c in _DECISION)
+
+
+def audit(settings: LineageSettings) -> AuditReport:
+    """Audits the lineage database the settings name, trusting only the verifier key beside the signing key and
+    the checkpoint log."""
+    verifier_key = settings.resolved_ledger_key_file.with_suffix(".vkey")
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        return ledger_audit.audit(
+            engine,
+            LedgerRows(t.ledger),
+            SOURCES,
+            CheckpointLog(settings.resolved_ledger_checkpoint_dir),
+            NoteVerifier(verifier_key.read_text(encoding="utf-8").strip()),
+            EXTRA_CHECKS,
+        )
+    finally:
+        engine.dispose()
+
+
+def current_states(connection: sa.Connection) -> Iterator[Finding]:
+    """Each version's current status and health equal the last row of its history."""
+    yield from _current_equals_history(connection, "status", t.status, t.status_history, _STATUS_COLUMNS)
+    yield from _current_equals_history(connection, "health", t.health, t.health_history, _HEALTH_COLUMNS)
+
+
+def _current_equals_history(
+    connection: sa.Connection,
+    what: str,
+    current: sa.Table,
+    history: sa.Table,
+    columns: tuple[tuple[str, str], ...],
+) -> Iterator[Finding]:
+    last_revision = (
+        sa.select(history.c.version_id, sa.func.max(history.c.revision).label("revision"))
+        .group_by(history.c.version_id)
+        .subquery("last_revision")
+    )
+    last = (
+        sa.select(history)
+        .join(
+            last_revision,
+            sa.and_(
+                last_revision.c.version_id == history.c.version_id, last_revision.c.revision == history.c.revision
+            ),
+        )
+        .subquery("last")
+    )
+    rows = connection.execute(
+        sa.select(
+            t.versions.c.id,
+            t.versions.c.name,
+            *(current.c[c].label(f"current_{c}") for c, _ in columns),
+            current.c.version_id.label("current_row"),
+            *(last.c[h].label(f"last_{h}") for _, h in columns),
+            last.c.version_id.label("last_row"),
+        )
+        .select_from(t.versions)
+        .outerjoin(current, current.c.version_id == t.versions.c.id)
+        .outerjoin(last, last.c.version_id == t.versions.c.id)
+        .order_by(t.versions.c.id)
+    ).mappings()
+    for row in rows:
+        where = f"{row['name']} ({what})"
+        if row["current_row"] is None or row["last_row"] is None:
+            missing = "current row" if row["current_row"] is None else "history"
+            yield Finding(UNPLACED, where, f"the version has no {what} {missing}")
+            continue
+        changed = [c for c, h in columns if row[f"current_{c}"] != row[f"last_{h}"]]
+        if changed:
+            yield Finding(
+                UNPLACED,
+                where,
+                f"the current {what} is not the last row of its history (revision {row['last_revision']}): "
+                + ", ".join(changed)
+                + " differ",
+            )
+    orphans = connection.execute(
+        sa.select(current.c.version_id)
+        .outerjoin(t.versions, t.versions.c.id == current.c.version_id)
+        .where(t.versions.c.id.is_(None))
+        .order_by(current.c.version_id)
+    ).scalars()
+    for version_id in orphans:
+        yield Finding(UNPLACED, f"{current.name} {version_id}", f"a current {what} of no version")
+
+
+def orphan_edges(connection: sa.Connection) -> Iterator[Finding]:
+    """Edges whose downstream version is gone: part of no record, so no leaf covers them."""
+    rows = connection.execute(
+        sa.select(t.edges)
+        .outerjoin(t.versions, t.versions.c.id == t.edges.c.downstream_id)
+        .where(t.versions.c.id.is_(None))
+        .order_by(t.edges.c.downstream_id, t.edges.c.position)
+    ).mappings()
+    for row in rows:
+        yield Finding(
+            UNPLACED,
+            f"lineage_edges ({row['downstream_id']}, {row['position']})",
+            "an edge of no version: no ledger record covers it",
+        )
+
+
+EXTRA_CHECKS = (current_states, orphan_edges)
