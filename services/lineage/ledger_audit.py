@@ -40,19 +40,18 @@ _HEALTH_COLUMNS = (
 def audit(settings: LineageSettings) -> AuditReport:
     """Audits the lineage database the settings name, trusting only the verifier key beside the signing key and
     the checkpoint log."""
-    verifier_key = settings.resolved_ledger_key_file.with_suffix(".vkey")
+    verifier_key = settings.resolved_ledger_key_file.with_suffix(".vkey").read_text(encoding="utf-8").strip()
     engine = create_engine(settings.resolved_database_url)
     try:
-        return ledger_audit.audit(
-            engine,
-            LedgerRows(t.ledger),
-            SOURCES,
-            CheckpointLog(settings.resolved_ledger_checkpoint_dir),
-            NoteVerifier(verifier_key.read_text(encoding="utf-8").strip()),
-            EXTRA_CHECKS,
-        )
+        return audit_database(engine, CheckpointLog(settings.resolved_ledger_checkpoint_dir), verifier_key)
     finally:
         engine.dispose()
+
+
+def audit_database(engine: sa.Engine, checkpoints: CheckpointLog, verifier_key: str) -> AuditReport:
+    return ledger_audit.audit(
+        engine, LedgerRows(t.ledger), SOURCES, checkpoints, NoteVerifier(verifier_key), EXTRA_CHECKS
+    )
 
 
 def current_states(connection: sa.Connection) -> Iterator[Finding]:
@@ -77,9 +76,7 @@ def _current_equals_history(
         sa.select(history)
         .join(
             last_revision,
-            sa.and_(
-                last_revision.c.version_id == history.c.version_id, last_revision.c.revision == history.c.revision
-            ),
+            sa.and_(last_revision.c.version_id == history.c.version_id, last_revision.c.revision == history.c.revision),
         )
         .subquery("last")
     )

@@ -10,21 +10,22 @@ from sqlalchemy.exc import DBAPIError
 from services.common.clock import utc_now
 from services.common.errors import Aborted
 from services.common.identity import Principal, PrincipalKind
+from services.common.ledger.ledger import Ledger
 from services.lineage import tables
 from services.lineage.domain.model import Metadata, Source, TypeDefinition
 from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Lineage
 from services.lineage.store import LineageStore
 from services.lineage.store.versions import VersionStore
-from tests.lineage.conftest import calling_as
+from tests.lineage.conftest import LedgerFiles, calling_as
 
 CALLER = Principal("human:t", PrincipalKind.HUMAN, frozenset({"operator"}))
 META = Metadata("i", "r", 1.0, Source.HUMAN)
 
 
 @pytest.fixture
-def lineage(engine: sa.Engine) -> Lineage:
-    store = LineageStore(engine)
+def lineage(engine: sa.Engine, ledger: tuple[Ledger, LedgerFiles]) -> Lineage:
+    store = LineageStore(engine, ledger[0])
     store.ensure_types([TypeDefinition("node", "t", "1", {"type": "object"})], CALLER, utc_now(), check_registration)
     return Lineage(store, {})
 

@@ -66,7 +66,10 @@ def row_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
 class RecordSource(Protocol):
     """One kind of record: derives its leaves from the database, for the writer (some keys) and the audit (all)."""
 
-    kind: str
+    @property
+    def kind(self) -> str:
+        """The leaf's `kind` (read-only, so frozen dataclasses such as TableRecords satisfy the protocol)."""
+        ...
 
     def leaves(self, connection: sa.Connection, keys: Sequence[tuple[Any, ...]] | None = None) -> Iterator[Leaf]:
         """Leaves of the records with these primary keys (all records when None), in ledger order."""

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -37,7 +38,7 @@ from services.lineage.store.rows import Decision, decision_columns, entity_filte
 from services.lineage.store.transactions import Transactions
 
 # The versions the current propagation reached (a temporary table, see _propagate).
-_SCRATCH_IDS = sa.select(sa.column("id")).select_from(sa.table("lineage_scratch"))
+_SCRATCH_IDS: sa.Select[Any] = sa.select(sa.column("id")).select_from(sa.table("lineage_scratch"))
 
 # The health a new version starts with, given its inputs in upstream order (domain/birth.py's rule).
 BirthRule = Callable[[Sequence[InputState]], BirthHealth]
