@@ -68,9 +68,10 @@ def positions(
 
 
 def load_signer(key_file: Path) -> NoteSigner:
-    """The authority's signing key, created by `custody init`; refused when others may read it."""
+    """The authority's signing key, created by `custody init` (mode 0600); refused when others may read it or its
+    group may write it (a Kubernetes Secret mounted with an fsGroup is group-readable, which is tolerated)."""
     try:
-        mode = key_file.stat().st_mode & 0o077
+        mode = key_file.stat().st_mode & 0o027
         text = key_file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise FileNotFoundError(
