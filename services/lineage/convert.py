@@ -1,6 +1,4 @@
-"""Proto <-> domain conversions for the lineage contract (the servicer's only vocabulary).
-
-Records carry their ledger leaf index; `ledger` (None when disabled) gives the entry its origin."""
+"""Proto <-> domain conversions for the lineage contract (the servicer's only vocabulary)."""
 
 from __future__ import annotations
 
@@ -8,12 +6,11 @@ import json
 
 from google.protobuf import json_format
 
-from custody.common.v1 import common_pb2, ledger_pb2
+from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.common.clock import rfc3339
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.ledger import rpc
-from services.common.ledger.ledger import Ledger
 from services.common.protomap import dict_to_struct, principal_to_proto, struct_to_dict
 from services.lineage.domain.diff import Diff
 from services.lineage.domain.model import (
@@ -89,11 +86,7 @@ def metadata_to_proto(metadata: Metadata) -> pb.VersionMetadata:
     return message
 
 
-def ledger_entry(ledger: Ledger | None, leaf_index: int | None) -> ledger_pb2.LedgerEntry | None:
-    return None if ledger is None else rpc.entry(ledger, leaf_index)
-
-
-def status_to_proto(record: StatusRecord, ledger: Ledger | None) -> pb.StatusRecord:
+def status_to_proto(record: StatusRecord) -> pb.StatusRecord:
     return pb.StatusRecord(
         status=STATUSES[record.status],
         revision=record.revision,
@@ -101,11 +94,11 @@ def status_to_proto(record: StatusRecord, ledger: Ledger | None) -> pb.StatusRec
         actor=principal_to_proto(record.actor),
         rationale=record.rationale,
         request_id=record.request_id,
-        ledger=ledger_entry(ledger, record.ledger_index),
+        ledger=rpc.entry(record.ledger),
     )
 
 
-def health_to_proto(record: HealthRecord, ledger: Ledger | None) -> pb.HealthRecord:
+def health_to_proto(record: HealthRecord) -> pb.HealthRecord:
     return pb.HealthRecord(
         health=HEALTHS[record.health],
         revision=record.revision,
@@ -114,11 +107,11 @@ def health_to_proto(record: HealthRecord, ledger: Ledger | None) -> pb.HealthRec
         rationale=record.rationale,
         cause=record.cause,
         request_id=record.request_id,
-        ledger=ledger_entry(ledger, record.ledger_index),
+        ledger=rpc.entry(record.ledger),
     )
 
 
-def version_to_proto(version: Version, ledger: Ledger | None) -> pb.Version:
+def version_to_proto(version: Version) -> pb.Version:
     return pb.Version(
         name=str(version.name),
         project=version.name.project,
@@ -133,12 +126,12 @@ def version_to_proto(version: Version, ledger: Ledger | None) -> pb.Version:
         create_time=rfc3339(version.created_at),
         created_by=principal_to_proto(version.created_by),
         request_id=version.request_id,
-        status=status_to_proto(version.status, ledger),
-        health=health_to_proto(version.health, ledger),
+        status=status_to_proto(version.status),
+        health=health_to_proto(version.health),
         latest=version.latest,
-        status_history=[status_to_proto(s, ledger) for s in version.status_history],
-        health_history=[health_to_proto(h, ledger) for h in version.health_history],
-        ledger=ledger_entry(ledger, version.ledger_index),
+        status_history=[status_to_proto(s) for s in version.status_history],
+        health_history=[health_to_proto(h) for h in version.health_history],
+        ledger=rpc.entry(version.ledger),
     )
 
 
@@ -155,7 +148,7 @@ def type_from_proto(request: pb.RegisterTypeRequest) -> TypeDefinition:
     )
 
 
-def type_to_proto(definition: TypeDefinition, ledger: Ledger | None) -> pb.ArtifactType:
+def type_to_proto(definition: TypeDefinition) -> pb.ArtifactType:
     message = pb.ArtifactType(
         name=definition.name,
         policy=definition.policy,
@@ -170,7 +163,7 @@ def type_to_proto(definition: TypeDefinition, ledger: Ledger | None) -> pb.Artif
         definition_sha256=definition.definition_sha256,
         source=definition.source,
         creators=list(definition.creators),
-        ledger=ledger_entry(ledger, definition.ledger_index),
+        ledger=rpc.entry(definition.ledger),
     )
     if definition.registered_at is not None:
         message.register_time = rfc3339(definition.registered_at)
@@ -179,12 +172,12 @@ def type_to_proto(definition: TypeDefinition, ledger: Ledger | None) -> pb.Artif
     return message
 
 
-def policy_to_proto(policy: Policy, types: tuple[TypeDefinition, ...], ledger: Ledger | None) -> pb.Policy:
+def policy_to_proto(policy: Policy, types: tuple[TypeDefinition, ...]) -> pb.Policy:
     return pb.Policy(
         name=policy.name,
         description=policy.description,
         source=policy.source,
-        types=[type_to_proto(t, ledger) for t in types],
+        types=[type_to_proto(t) for t in types],
         job_groups=[
             pb.JobGroup(name=g.name, artifact_type=g.artifact_type, job_types=list(g.job_types))
             for g in policy.job_groups

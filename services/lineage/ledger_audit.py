@@ -14,44 +14,27 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from services.common.db import create_engine
-from services.common.ledger import audit as ledger_audit
-from services.common.ledger.audit import UNPLACED, AuditReport, Finding
-from services.common.ledger.checkpoint_log import CheckpointLog
-from services.common.ledger.note import NoteVerifier
-from services.common.ledger.store import LedgerRows
+from services.common.ledger.audit import UNPLACED, AuditReport, ExtraCheck, Finding, audit_configured
 from services.lineage import tables as t
 from services.lineage.config import LineageSettings
 from services.lineage.ledger_records import SOURCES
 
 # Columns of a current row and the history column it must equal.
-_DECISION = ("actor_id", "actor_kind", "actor_roles", "rationale", "request_id")
-_STATUS_COLUMNS = (("status", "status"), ("revision", "revision"), ("updated_at_us", "at_us")) + tuple(
-    (c, c) for c in _DECISION
-)
+_SAME = tuple((c, c) for c in ("actor_id", "actor_kind", "actor_roles", "rationale", "request_id"))
+_STATUS_COLUMNS = (("status", "status"), ("revision", "revision"), ("updated_at_us", "at_us"), *_SAME)
 _HEALTH_COLUMNS = (
     ("health", "health"),
     ("revision", "revision"),
     ("cause_id", "cause_id"),
     ("updated_at_us", "at_us"),
-) + tuple((c, c) for c in _DECISION)
+    *_SAME,
+)
 
 
-def audit(settings: LineageSettings) -> AuditReport:
-    """Audits the lineage database the settings name, trusting only the verifier key beside the signing key and
-    the checkpoint log."""
-    verifier_key = settings.resolved_ledger_key_file.with_suffix(".vkey").read_text(encoding="utf-8").strip()
-    engine = create_engine(settings.resolved_database_url)
-    try:
-        return audit_database(engine, CheckpointLog(settings.resolved_ledger_checkpoint_dir), verifier_key)
-    finally:
-        engine.dispose()
-
-
-def audit_database(engine: sa.Engine, checkpoints: CheckpointLog, verifier_key: str) -> AuditReport:
-    return ledger_audit.audit(
-        engine, LedgerRows(t.ledger), SOURCES, checkpoints, NoteVerifier(verifier_key), EXTRA_CHECKS
-    )
+def audit(settings: LineageSettings, verifier_key: str | None = None) -> AuditReport:
+    """Audits the lineage database and checkpoint log the settings name, trusting only the verifier key (the one
+    `custody init` wrote beside the signing key, or the auditor's own copy)."""
+    return audit_configured(settings, t.ledger, SOURCES, lambda _engine: EXTRA_CHECKS, verifier_key)
 
 
 def current_states(connection: sa.Connection) -> Iterator[Finding]:
@@ -135,4 +118,4 @@ def orphan_edges(connection: sa.Connection) -> Iterator[Finding]:
         )
 
 
-EXTRA_CHECKS = (current_states, orphan_edges)
+EXTRA_CHECKS: tuple[ExtraCheck, ...] = (current_states, orphan_edges)

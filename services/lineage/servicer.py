@@ -16,7 +16,6 @@ import grpc
 from custody.common.v1 import common_pb2, ledger_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from custody.lineage.v1 import lineage_pb2_grpc
-from services.common.errors import FailedPrecondition
 from services.common.ledger import rpc
 from services.common.ledger.ledger import Ledger
 from services.common.protomap import service_info, struct_to_dict
@@ -35,13 +34,6 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         self.lineage = lineage
         self._ledger = ledger
 
-    def _require_ledger(self) -> Ledger:
-        if self._ledger is None:
-            raise FailedPrecondition(
-                "LEDGER_DISABLED", "this lineage service runs with its ledger disabled (ledger_enabled: false)"
-            )
-        return self._ledger
-
     async def GetServiceInfo(
         self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> common_pb2.ServiceInfo:
@@ -52,11 +44,11 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     ) -> pb.ArtifactType:
         definition = convert.type_from_proto(request)
         stored = await _run(lambda: self.lineage.register_type(definition, request.request_id))
-        return convert.type_to_proto(stored, self._ledger)
+        return convert.type_to_proto(stored)
 
     async def GetPolicy(self, request: pb.GetPolicyRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Policy:
         view = await _run(lambda: self.lineage.get_policy(request.name))
-        return convert.policy_to_proto(view.policy, view.types, self._ledger)
+        return convert.policy_to_proto(view.policy, view.types)
 
     async def CreateVersion(
         self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -69,16 +61,16 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             )
         )
         return pb.CreateVersionResponse(
-            version=convert.version_to_proto(created.version, self._ledger),
+            version=convert.version_to_proto(created.version),
             marked_stale=created.marked_stale,
             replayed=created.replayed,
-            staleness=convert.ledger_entry(self._ledger, created.staleness_leaf),
+            staleness=rpc.entry(created.staleness),
         )
 
     async def GetVersion(
         self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.Version:
-        return convert.version_to_proto(await _run(lambda: self.lineage.get_version(request.name)), self._ledger)
+        return convert.version_to_proto(await _run(lambda: self.lineage.get_version(request.name)))
 
     async def ListVersions(
         self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -86,9 +78,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         versions, token = await _run(
             lambda: self.lineage.list_versions(request.parent, request.page_size, request.page_token)
         )
-        return pb.ListVersionsResponse(
-            versions=[convert.version_to_proto(v, self._ledger) for v in versions], next_page_token=token
-        )
+        return pb.ListVersionsResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
 
     async def DiffVersions(
         self, request: pb.DiffVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -98,15 +88,15 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
 
     async def Approve(self, request: pb.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         version = await _run(lambda: self.lineage.approve(request.name, request.rationale, request.request_id))
-        return convert.version_to_proto(version, self._ledger)
+        return convert.version_to_proto(version)
 
     async def Flag(self, request: pb.FlagRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         version = await _run(lambda: self.lineage.flag(request.name, request.rationale, request.request_id))
-        return convert.version_to_proto(version, self._ledger)
+        return convert.version_to_proto(version)
 
     async def Reject(self, request: pb.RejectRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
         version = await _run(lambda: self.lineage.reject(request.name, request.rationale, request.request_id))
-        return convert.version_to_proto(version, self._ledger)
+        return convert.version_to_proto(version)
 
     async def AssessHealth(
         self, request: pb.AssessHealthRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -117,7 +107,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
                 request.name, health, request.rationale, request.expected_revision, request.request_id
             )
         )
-        return convert.version_to_proto(version, self._ledger)
+        return convert.version_to_proto(version)
 
     async def ListStale(
         self, request: pb.ListStaleRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -125,9 +115,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         versions, token = await _run(
             lambda: self.lineage.list_stale(request.parent, request.page_size, request.page_token)
         )
-        return pb.ListStaleResponse(
-            versions=[convert.version_to_proto(v, self._ledger) for v in versions], next_page_token=token
-        )
+        return pb.ListStaleResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
 
     async def GetUpstream(
         self, request: pb.GetUpstreamRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -152,14 +140,14 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     async def GetCheckpoint(
         self, request: ledger_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.SignedCheckpoint:
-        return await rpc.get_checkpoint(self._require_ledger(), request)
+        return await rpc.get_checkpoint(rpc.require(self._ledger), request)
 
     async def GetInclusionProof(
         self, request: ledger_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.InclusionProof:
-        return await rpc.get_inclusion_proof(self._require_ledger(), request)
+        return await rpc.get_inclusion_proof(rpc.require(self._ledger), request)
 
     async def GetConsistencyProof(
         self, request: ledger_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.ConsistencyProof:
-        return await rpc.get_consistency_proof(self._require_ledger(), request)
+        return await rpc.get_consistency_proof(rpc.require(self._ledger), request)

@@ -27,12 +27,14 @@ from services.common.identity import (
     token_digest,
     write_private_file,
 )
+from services.common.ledger import audit as ledger_audit
 from services.common.ledger.audit import AuditReport
 from services.common.ledger.checkpoint_log import CheckpointLog
 from services.common.ledger.ledger import Ledger, LedgerSettings
-from services.common.ledger.note import generate_note_key
+from services.common.ledger.note import NoteVerifier, generate_note_key
 from services.common.ledger.store import LedgerRows
-from services.lineage import ledger_audit, tables
+from services.lineage import ledger_audit as lineage_audit
+from services.lineage import tables
 from services.lineage.ledger_records import SOURCES
 from tests.support.harness import ServiceHarness, bearer, operator_token, service_token, state_layout
 
@@ -107,7 +109,15 @@ def make_ledger(engine: sa.Engine, directory: Path, *, every_leaves: int = 1_000
 
 
 def audit(engine: sa.Engine, files: LedgerFiles) -> AuditReport:
-    return ledger_audit.audit_database(engine, CheckpointLog(files.checkpoints), files.verifier_key)
+    """What `custody ledger audit lineage` reports about this database."""
+    return ledger_audit.audit(
+        engine,
+        LedgerRows(tables.ledger),
+        SOURCES,
+        CheckpointLog(files.checkpoints),
+        NoteVerifier(files.verifier_key),
+        lineage_audit.EXTRA_CHECKS,
+    )
 
 
 @pytest.fixture

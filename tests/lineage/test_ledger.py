@@ -139,7 +139,10 @@ def test_an_approval_is_a_record_of_its_own_naming_the_reviewer(client: Client) 
         approved.status.ledger.leaf_index,
     )
     history = get(client, intake.name).status_history
-    assert [h.ledger.leaf_index for h in history] == [intake.status.ledger.leaf_index, approved.status.ledger.leaf_index]
+    assert [h.ledger.leaf_index for h in history] == [
+        intake.status.ledger.leaf_index,
+        approved.status.ledger.leaf_index,
+    ]
 
 
 def test_a_health_assessment_is_a_record_of_its_own(client: Client) -> None:

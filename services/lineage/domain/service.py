@@ -14,6 +14,7 @@ from services.common.hashing import sha256_canonical
 from services.common.idempotency import fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
 from services.common.json_schemas import data_violations
+from services.common.ledger.leaves import LedgerPosition
 from services.common.pagination import PagedList, PageTokens, page_size
 from services.lineage.domain import approval, graph
 from services.lineage.domain.birth import health_at_birth
@@ -74,7 +75,7 @@ class Created:
     marked_stale: int
     replayed: bool
     # The ledger leaf recording the staleness the creation propagated, if it marked any (never on replay).
-    staleness_leaf: int | None = None
+    staleness: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ class Lineage:
             self.store.get_version(outcome.name, history=False),
             outcome.marked_stale,
             outcome.replayed,
-            outcome.staleness_leaf,
+            outcome.staleness,
         )
 
     @staticmethod

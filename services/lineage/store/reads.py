@@ -99,18 +99,18 @@ def with_ledger(tx: Transactions, connection: sa.Connection, versions: Sequence[
         names.add(str(version.name))
         names.update(status_name(version, s) for s in (version.status, *version.status_history))
         names.update(health_name(version, h) for h in (version.health, *version.health_history))
-    found = tx.indexes(connection, sorted(names))
+    found = tx.positions(connection, sorted(names))
 
     def filled(version: Version) -> Version:
         def status(record: StatusRecord) -> StatusRecord:
-            return replace(record, ledger_index=found.get(status_name(version, record)))
+            return replace(record, ledger=found.get(status_name(version, record)))
 
         def health(record: HealthRecord) -> HealthRecord:
-            return replace(record, ledger_index=found.get(health_name(version, record)))
+            return replace(record, ledger=found.get(health_name(version, record)))
 
         return replace(
             version,
-            ledger_index=found.get(str(version.name)),
+            ledger=found.get(str(version.name)),
             status=status(version.status),
             health=health(version.health),
             status_history=tuple(status(s) for s in version.status_history),

@@ -23,8 +23,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.common.errors import Aborted
 from services.common.hashing import sha256_text
-from services.common.ledger.leaves import RecordSource
-from services.common.ledger.ledger import Ledger
+from services.common.ledger.leaves import LedgerPosition, RecordSource
+from services.common.ledger.ledger import Ledger, positions
 
 CREATE_ATTEMPTS = 8
 TYPE_LOCK = "lineage-types"
@@ -62,17 +62,18 @@ class Transactions:
                 connection.rollback()
                 raise
 
-    def record(self, connection: sa.Connection, *records: Records) -> dict[str, int]:
-        """Appends the leaves of the records this transaction inserted, in the order given, as its last write;
-        returns record name -> leaf index (nothing without a ledger, or when nothing was inserted)."""
+    def record(self, connection: sa.Connection, *records: Records) -> dict[str, LedgerPosition]:
+        """Appends the leaves of the records this transaction inserted, in the order given, with one append as its
+        last write; returns record name -> position (nothing without a ledger, or when nothing was inserted)."""
         if self.ledger is None:
             return {}
         leaves = [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
-        return dict(zip((leaf.name for leaf in leaves), self.ledger.append(connection, leaves), strict=True))
+        indexes = self.ledger.append(connection, leaves)
+        return {leaf.name: LedgerPosition(self.ledger.origin, i) for leaf, i in zip(leaves, indexes, strict=True)}
 
-    def indexes(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, int]:
-        """Leaf index of each named record (none without a ledger)."""
-        return {} if self.ledger is None else self.ledger.indexes(connection, record_names)
+    def positions(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, LedgerPosition]:
+        """Where each named record's leaf is (nothing without a ledger)."""
+        return positions(self.ledger, connection, record_names)
 
     def read(self) -> sa.Connection:
         return self.engine.connect()

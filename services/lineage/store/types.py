@@ -131,5 +131,5 @@ class TypeStore:
         """The registrations with the ledger leaves recording them (unchanged without a ledger)."""
         if self._tx.ledger is None:
             return definitions
-        found = self._tx.indexes(connection, [type_record(d.name, d.schema_version) for d in definitions])
-        return [replace(d, ledger_index=found.get(type_record(d.name, d.schema_version))) for d in definitions]
+        found = self._tx.positions(connection, [type_record(d.name, d.schema_version) for d in definitions])
+        return [replace(d, ledger=found.get(type_record(d.name, d.schema_version))) for d in definitions]

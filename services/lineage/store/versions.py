@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from services.common.clock import to_us
 from services.common.errors import FailedPrecondition, FieldViolation
 from services.common.identity import Principal
+from services.common.ledger.leaves import LedgerPosition
 from services.lineage import tables as t
 from services.lineage.domain.birth import BirthHealth, InputState
 from services.lineage.domain.model import (
@@ -64,7 +65,7 @@ class CreateOutcome:
     marked_stale: int
     replayed: bool
     # The ledger leaf recording the staleness this version propagated (None when it marked nothing, or on replay).
-    staleness_leaf: int | None = None
+    staleness: LedgerPosition | None = None
 
 
 class VersionStore:
