@@ -5,6 +5,7 @@ database clean."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from services.common.ledger.note import Checkpoint, NoteVerifier
 from services.lineage import ledger_audit, tables
 from services.lineage.config import LineageSettings
 from tests.lineage.conftest import Client, create, rpc_error, start_client
+from tests.support import tamper
 
 P = "projects/acme/artifacts"
 INTAKE = {"client": "acme", "objectives": ["grow"]}
@@ -313,3 +315,131 @@ def test_records_written_before_the_ledger_existed_are_adopted_when_it_starts(
         create(client, f"{P}/intake/brief", INTAKE)
         proof(client, f"{P}/intake/brief/versions/2")
         assert ledger_audit.audit(lineage_settings(client)).findings == []
+
+
+# ---- tampering ----------------------------------------------------------------------------------------------------
+
+TAMPERED_TABLES = (*tables.IMMUTABLE_TABLES, "lineage_status", "lineage_health")
+
+
+def populate(client: Client) -> None:
+    """Records of every kind: types, versions with edges, approvals, a flag, a rejection, assessments, two
+    staleness propagations of several versions, request ids."""
+    request = pb.RegisterTypeRequest(name="note", policy="notes", schema_version="1", request_id="type-1")
+    request.schema.update({"type": "object"})
+    client.stub.RegisterType(request, metadata=client.operator, timeout=10)
+    intake = create(client, f"{P}/intake/brief", INTAKE, request_id="c1").version.name
+    strategy = create(client, f"{P}/strategy/main", {"summary": "s"}, [intake]).version.name
+    for n in range(3):
+        create(client, f"{P}/execution/e{n}", {"selected_jobs": ["content_calendar"]}, [strategy])
+    approve(client, intake, request_id="a1")
+    create(client, f"{P}/intake/brief", INTAKE)  # marks strategy and the three executions stale
+    assess = pb.AssessHealthRequest(name=strategy, health=pb.HEALTH_CONFIRMED_VALID, rationale="holds")
+    client.stub.AssessHealth(assess, metadata=client.reviewer, timeout=10)
+    flag = pb.FlagRequest(name=f"{P}/execution/e0/versions/1", rationale="odd", request_id="f1")
+    client.stub.Flag(flag, metadata=client.operator, timeout=10)
+    reject = pb.RejectRequest(name=f"{P}/execution/e1/versions/1", rationale="wrong")
+    client.stub.Reject(reject, metadata=client.reviewer, timeout=10)
+    create(client, f"{P}/intake/brief", INTAKE)  # marks strategy stale again
+    create(client, f"{P}/strategy/main", {"summary": "t"}, [f"{P}/intake/brief/versions/3"])
+
+
+def settled(client: Client) -> LineageSettings:
+    """Waits for a checkpoint covering every leaf, then stops the service: the audit works offline."""
+    size = leaf_count(client)
+    for _ in range(500):
+        checkpoint = once_checkpointed(
+            lambda: client.stub.GetCheckpoint(ledger_pb2.GetCheckpointRequest(), metadata=client.operator)
+        )
+        if checkpoint.tree_size >= size:
+            break
+        time.sleep(0.02)
+    client.harness.stop()
+    return lineage_settings(client)
+
+
+def test_the_audit_passes_on_an_untouched_database_holding_every_kind_of_record(client: Client) -> None:
+    populate(client)
+    report = ledger_audit.audit(settled(client))
+    assert report.ok, report.findings
+    assert report.leaves == report.records
+    kinds = {json.loads(leaf)["kind"] for leaf in leaves_json(client)}
+    assert kinds == {"type", "version", "status", "health", "staleness", "request"}
+
+
+def leaves_json(client: Client) -> list[str]:
+    engine = create_engine(lineage_settings(client).resolved_database_url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.select(tables.ledger.c.leaf_json)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_every_single_row_tampering_of_every_recorded_table_is_detected(client: Client) -> None:
+    populate(client)
+    settings = settled(client)
+    engine = create_engine(settings.resolved_database_url)
+    rng = random.Random(17)
+    tried: dict[str, int] = {}
+    missed: list[str] = []
+    try:
+        for name in TAMPERED_TABLES:
+            table = tables.metadata.tables[name]
+            for kind in tamper.KINDS:
+                for _ in range(6):
+                    done = tamper.tamper(engine, table, kind, rng)
+                    if done is None:
+                        continue
+                    tried[f"{name}.{kind}"] = tried.get(f"{name}.{kind}", 0) + 1
+                    if ledger_audit.audit(settings).ok:
+                        missed.append(done.description)
+                    tamper.undo(engine, done)
+        assert ledger_audit.audit(settings).ok, "undoing every tampering restores a clean audit"
+    finally:
+        engine.dispose()
+    assert not missed, f"undetected: {missed}"
+    untried = [f"{name}.{kind}" for name in TAMPERED_TABLES for kind in tamper.KINDS if f"{name}.{kind}" not in tried]
+    assert not untried, f"tampering the test could not apply: {untried}"
+    assert sum(tried.values()) == 6 * len(TAMPERED_TABLES) * len(tamper.KINDS)
+
+
+def test_rewriting_who_approved_a_version_is_named_by_the_audit(client: Client) -> None:
+    """Drop the triggers, make an approval look like another reviewer's (history and current row), restore them."""
+    intake = create(client, f"{P}/intake/brief", INTAKE).version
+    approved = approve(client, intake.name)
+    settings = settled(client)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        version_id = sa.select(tables.versions.c.id).where(tables.versions.c.name == intake.name).scalar_subquery()
+        with tamper.triggers_dropped(engine, "lineage_status_history") as connection:
+            connection.execute(
+                tables.status_history.update()
+                .where(tables.status_history.c.version_id == version_id, tables.status_history.c.revision == 2)
+                .values(actor_id="human:mallory")
+            )
+            connection.execute(
+                tables.status.update().where(tables.status.c.version_id == version_id).values(actor_id="human:mallory")
+            )
+    finally:
+        engine.dispose()
+    report = ledger_audit.audit(settings)
+    assert [str(f) for f in report.findings] == [
+        f"leaf {approved.status.ledger.leaf_index} ({intake.name}/status/2): the record no longer matches its leaf: "
+        "principal, digests.row_sha256 changed"
+    ]
+
+
+def test_a_current_state_that_is_not_the_last_of_its_history_is_reported(client: Client) -> None:
+    """The mutable rows are not ledgered; the audit holds them to their (ledgered) history."""
+    intake = create(client, f"{P}/intake/brief", INTAKE).version
+    settings = settled(client)
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(tables.health.update().values(health="confirmed_valid"))
+    finally:
+        engine.dispose()
+    (finding,) = ledger_audit.audit(settings).findings
+    assert finding.where == f"{intake.name} (health)"
+    assert "health differ" in finding.problem

@@ -186,8 +186,16 @@ def _reorder(connection: sa.Connection, table: sa.Table, rng: random.Random) -> 
 def _swap(
     connection: sa.Connection, table: sa.Table, first: dict[str, Any], second: dict[str, Any], rest: Sequence[str]
 ) -> None:
-    """Swaps every non-key column of two rows (through a parking value for unique columns)."""
+    """Swaps every non-key column of two rows (through a parking value for unique columns, and for the text
+    columns of multi-column unique constraints)."""
     unique = [c.name for c in table.columns if c.unique and c.name in rest]
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            unique += [
+                c.name
+                for c in constraint.columns
+                if c.name in rest and c.name not in unique and isinstance(first[c.name], str)
+            ]
     if unique:
         parked = {name: f"parked-{name}" for name in unique}
         connection.execute(table.update().where(_where(table, first)).values(parked))
