@@ -25,7 +25,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +36,7 @@ from services.common.ledger.leaves import Leaf, RecordSource, TableRecords, colu
 from services.lineage import tables as t
 
 _VERSION_NAME = "ledger_version_name"
+_SAFE_INT = 2**53 - 1
 
 
 def type_record(artifact_type: str, schema_version: str) -> str:
@@ -78,18 +80,6 @@ def _edges(
     return found
 
 
-def streamed_row_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
-    """leaves.row_sha256 of rows without holding them all: the canonical JSON of a list is "[" + its elements'
-    canonical JSON joined by "," + "]" (RFC 8785 writes no whitespace), so it can be hashed element by element."""
-    digest = hashlib.sha256(b"[")
-    for index, row in enumerate(rows):
-        if index:
-            digest.update(b",")
-        digest.update(canonical_json({key: column_value(value) for key, value in row.items()}))
-    digest.update(b"]")
-    return digest.hexdigest()
-
-
 def _version_label(name: str | None, version_id: Any) -> str:
     """A history row's version as its record name says it: the name, or the bare id when no version has it."""
     return name if name is not None else f"lineage_versions/{version_id}"
@@ -118,7 +108,7 @@ class HistoryRecords:
             if not keys:
                 return
             query = query.where(sa.tuple_(table.c.version_id, table.c.revision).in_(list(keys)))
-        columns = [column.name for column in table.columns]
+        columns = [str(column.name) for column in table.columns]  # plain str: the fast JSON path
         for row in connection.execute(query).mappings():
             version = _version_label(row[_VERSION_NAME], row["version_id"])
             yield Leaf(
@@ -133,25 +123,106 @@ class HistoryRecords:
 
 _PROPAGATED = sa.and_(t.health_history.c.cause_id.is_not(None), t.health_history.c.from_health.is_not(None))
 
+# A propagation's rows: every column of lineage_health_history. What varies between the rows one propagation writes
+# is PER_ROW; the rest (SHARED: the health it sets, its cause, time, actor, rationale, request id) is its own.
+HISTORY_COLUMNS = tuple(str(column.name) for column in t.health_history.columns)
+PER_ROW = ("version_id", "revision", "from_health")
+SHARED = tuple(name for name in HISTORY_COLUMNS if name not in PER_ROW)
+_AT = {name: i for i, name in enumerate(HISTORY_COLUMNS)}
+_PER_ROW_OF = itemgetter(*(_AT[name] for name in PER_ROW))
+_SHARED_OF = itemgetter(*(_AT[name] for name in SHARED))
+_CHUNK = 4096
+
+# A row as propagation_sha256 takes it: its PER_ROW values, or (a row unlike the first) all its columns.
+Entry = Sequence[Any] | Mapping[str, Any]
+
+
+def propagation_sha256(shared: Mapping[str, Any], entries: Iterable[Entry]) -> str:
+    """The digest of every column of every row one propagation wrote.
+
+    It is the sha256 of the RFC 8785 canonical JSON of {"rows": [entry, ...], "shared": {column: value}}: `shared`
+    holds the SHARED columns of the first row, and each row, in (version_id, revision) order, is the array of its
+    PER_ROW values when its other columns equal `shared` (values and types), else the object of all its columns
+    (a row only tampering makes). The document determines every row exactly, so any change to any row changes it.
+    Values go through leaves.column_value as in row_sha256. A propagation can write 100,000 rows, so the document
+    is hashed as it is built, a few C-level operations per row: integers in JSON's exact range print as RFC 8785
+    prints them (digits) and each distinct string is encoded once, by canonical_json;
+    tests/lineage/test_ledger_records.py checks the result against canonical_json of the document built plainly.
+    """
+    strings: dict[str, bytes] = {}
+    digest = hashlib.sha256(b'{"rows":[')
+    chunk: list[bytes] = []
+    separator = b""
+    for entry in entries:
+        if isinstance(entry, Mapping):
+            chunk.append(canonical_json({name: column_value(value) for name, value in entry.items()}))
+        else:
+            version_id, revision, from_health = entry
+            if (
+                type(version_id) is int
+                and type(revision) is int
+                and type(from_health) is str
+                and -_SAFE_INT <= version_id <= _SAFE_INT
+                and -_SAFE_INT <= revision <= _SAFE_INT
+            ):
+                text = strings.get(from_health)
+                if text is None:
+                    text = strings[from_health] = canonical_json(from_health)
+                chunk.append(b"[%d,%d,%s]" % (version_id, revision, text))
+            else:
+                chunk.append(canonical_json([column_value(value) for value in entry]))
+        if len(chunk) == _CHUNK:
+            digest.update(separator + b",".join(chunk))
+            chunk, separator = [], b","
+    if chunk:
+        digest.update(separator + b",".join(chunk))
+    digest.update(b'],"shared":' + canonical_json({name: column_value(v) for name, v in shared.items()}) + b"}")
+    return digest.hexdigest()
+
+
+STALENESS_KIND = "staleness"
+
+
+def staleness_leaf(cause_id: int, cause_name: str | None, shared: Mapping[str, Any], entries: Iterable[Entry]) -> Leaf:
+    """The leaf of one propagation: `shared` and `entries` as propagation_sha256 takes them."""
+    if set(shared) != set(SHARED):
+        raise ValueError(f"a propagation's shared columns are {SHARED}, not {tuple(shared)}")
+    return Leaf(
+        kind=STALENESS_KIND,
+        name=staleness_record(_version_label(cause_name, cause_id)),
+        time_us=int(shared["at_us"]),
+        digests={"row_sha256": propagation_sha256(shared, entries)},
+        principal=str(shared["actor_id"]),
+        request_id=str(shared["request_id"]),
+    )
+
+
+def _entries(rows: Iterable[Sequence[Any]], first: Sequence[Any]) -> Iterator[Entry]:
+    """Rows of one propagation as read (HISTORY_COLUMNS first), as entries against the first row's SHARED."""
+    shared = _SHARED_OF(first)
+    types = tuple(map(type, shared))
+    for row in rows:
+        part = _SHARED_OF(row)
+        if part == shared and tuple(map(type, part)) == types:
+            yield _PER_ROW_OF(row)
+        else:
+            yield dict(zip(HISTORY_COLUMNS, row[: len(HISTORY_COLUMNS)], strict=True))
+
 
 @dataclass(frozen=True)
 class StalenessRecords:
     """One record per staleness propagation: every health history row it wrote, keyed by its cause (the id of the
-    version whose creation propagated)."""
+    version whose creation propagated). The store builds the leaf from what its INSERT wrote (the values it set
+    for every row, and the PER_ROW values the INSERT returns), so it never reads the rows back; this source
+    derives the same leaf from the table."""
 
-    kind: str = "staleness"
-    # Narrows the rows read to the versions this select returns: the writer passes the propagation's own scratch
-    # table, so reading back what it wrote walks the history's primary key instead of the whole table.
-    within: sa.Select[Any] | None = None
-
-    def narrowed(self, within: sa.Select[Any]) -> StalenessRecords:
-        return replace(self, within=within)
+    kind: str = STALENESS_KIND
 
     def leaves(self, connection: sa.Connection, keys: Sequence[tuple[Any, ...]] | None = None) -> Iterator[Leaf]:
         history = t.health_history
         cause = sa.alias(t.versions, "cause")
         query = (
-            sa.select(history, cause.c.name.label(_VERSION_NAME))
+            sa.select(*history.columns, cause.c.name)
             .outerjoin(cause, cause.c.id == history.c.cause_id)
             .where(_PROPAGATED)
             .order_by(history.c.cause_id, history.c.version_id, history.c.revision)
@@ -160,23 +231,12 @@ class StalenessRecords:
             if not keys:
                 return
             query = query.where(history.c.cause_id.in_([key[0] for key in keys]))
-        if self.within is not None:
-            query = query.where(history.c.version_id.in_(self.within))
-        columns = [column.name for column in history.columns]
-        rows = connection.execute(query).mappings()
-        for cause_id, group in itertools.groupby(rows, key=lambda row: row["cause_id"]):
+        rows = connection.execute(query)
+        for cause_id, group in itertools.groupby(rows, key=itemgetter(_AT["cause_id"])):
             first = next(group)
-            digest = streamed_row_sha256(
-                {name: row[name] for name in columns} for row in itertools.chain([first], group)
-            )
-            yield Leaf(
-                kind=self.kind,
-                name=staleness_record(_version_label(first[_VERSION_NAME], cause_id)),
-                time_us=int(first["at_us"]),
-                digests={"row_sha256": digest},
-                principal=str(first["actor_id"]),
-                request_id=str(first["request_id"]),
-            )
+            shared = dict(zip(SHARED, _SHARED_OF(first), strict=True))
+            entries = _entries(itertools.chain([first], group), first)  # noqa: B031 (consumed right here)
+            yield staleness_leaf(cause_id, first[len(HISTORY_COLUMNS)], shared, entries)
 
 
 TYPES = TableRecords(

@@ -18,14 +18,15 @@ from services.common import migrations
 from services.common.clock import utc_now
 from services.common.db import create_engine
 from services.common.errors import CustodyError
+from services.common.hashing import sha256_canonical
 from services.common.identity import REVIEWER_ROLE, Principal, PrincipalKind
-from services.common.ledger.leaves import row_sha256
+from services.common.ledger.leaves import column_value
 from services.common.ledger.ledger import Ledger
 from services.lineage import tables
 from services.lineage.domain.model import Health, Metadata, Source, TypeDefinition
 from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Lineage
-from services.lineage.ledger_records import streamed_row_sha256
+from services.lineage.ledger_records import HISTORY_COLUMNS, SHARED, propagation_sha256
 from services.lineage.store import LineageStore
 from services.lineage.store.transactions import Transactions
 from tests.lineage.conftest import LedgerFiles, audit, calling_as, make_ledger
@@ -66,16 +67,47 @@ def test_a_write_rolled_back_after_its_leaves_were_appended_leaves_no_leaf(
     assert audit(engine, ledger[1]).ok  # no gap: the next write took the index the failed one had
 
 
-@pytest.mark.parametrize(
-    "rows",
-    [
-        [],
-        [{"a": 1}],
-        [{"a": 1, "b": None, "c": "é"}, {"a": 2, "b": b"\x00", "c": ""}, {"a": 3, "b": 0.5, "c": "x"}],
-    ],
+def plain_document(shared: dict[str, Any], entries: list[Any]) -> dict[str, Any]:
+    """The document propagation_sha256 hashes, built the obvious way."""
+    rows = [
+        {k: column_value(v) for k, v in e.items()} if isinstance(e, dict) else [column_value(v) for v in e]
+        for e in entries
+    ]
+    return {"rows": rows, "shared": {k: column_value(v) for k, v in shared.items()}}
+
+
+# JSON's exact range (beyond it canonical_json refuses numbers, and so does the digest).
+numbers = st.integers(-(2**53) + 1, 2**53 - 1)
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    numbers,
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-(2**53) + 1, max_value=2**53 - 1),
+    st.text(),
+    st.binary(max_size=8),
 )
-def test_the_streamed_digest_of_rows_is_the_digest_of_their_list(rows: list[dict[str, Any]]) -> None:
-    assert streamed_row_sha256(iter(rows)) == row_sha256(rows)
+entries = st.lists(
+    st.one_of(
+        st.tuples(numbers, numbers, st.text()),
+        st.tuples(values, values, values),
+        st.dictionaries(st.sampled_from(HISTORY_COLUMNS), values, min_size=1),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(SHARED), values), entries)
+def test_the_propagation_digest_is_the_sha256_of_the_canonical_json_of_its_document(
+    shared: dict[str, Any], rows: list[Any]
+) -> None:
+    assert propagation_sha256(shared, rows) == sha256_canonical(plain_document(shared, rows))
+
+
+def test_the_propagation_digest_is_the_same_in_chunks() -> None:
+    rows = [(i, 2, "valid" if i % 3 else "confirmed_valid") for i in range(10_000)]
+    shared = {"health": "stale", "rationale": "r\u00e9vis\u00e9"}
+    assert propagation_sha256(shared, rows) == sha256_canonical(plain_document(shared, rows))
 
 
 # ---- whatever the writes, the audit derives the leaves the store wrote ----------------------------------------------

@@ -23,15 +23,15 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from services.common.errors import Aborted
 from services.common.hashing import sha256_text
-from services.common.ledger.leaves import LedgerPosition, RecordSource
+from services.common.ledger.leaves import Leaf, LedgerPosition, RecordSource
 from services.common.ledger.ledger import Ledger, positions
 
 CREATE_ATTEMPTS = 8
 TYPE_LOCK = "lineage-types"
 
 T = TypeVar("T")
-# Records of one kind a transaction inserted: their source and primary keys.
-Records = tuple[RecordSource, Sequence[tuple[Any, ...]]]
+# Records of one kind a transaction inserted: their source and primary keys, or a leaf built already.
+Records = tuple[RecordSource, Sequence[tuple[Any, ...]]] | Leaf
 
 
 def _lock_id(key: str) -> int:
@@ -67,7 +67,12 @@ class Transactions:
         last write; returns record name -> position (nothing without a ledger, or when nothing was inserted)."""
         if self.ledger is None:
             return {}
-        leaves = [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
+        leaves: list[Leaf] = []
+        for item in records:
+            if isinstance(item, Leaf):
+                leaves.append(item)
+            elif item[1]:
+                leaves.extend(item[0].leaves(connection, item[1]))
         indexes = self.ledger.append(connection, leaves)
         return {leaf.name: LedgerPosition(self.ledger.origin, i) for leaf, i in zip(leaves, indexes, strict=True)}
 
