@@ -193,11 +193,20 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class AuditedCall:
+    """A stored call record and the index of its leaf in the gateway's ledger (None when the ledger is off)."""
+
+    record: CallRecord
+    leaf_index: int | None = None
+
+
+@dataclass(frozen=True)
 class CallResult:
-    """What GenerateText returns (and a stream ends with)."""
+    """What GenerateText returns (and a stream ends with): a replayed result carries the original call's leaf."""
 
     content: str
     record: CallRecord
+    leaf_index: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +235,7 @@ class ListFilters:
 
 @dataclass(frozen=True)
 class CallPage:
-    records: list[CallRecord]
+    calls: list[AuditedCall]
     next_page_token: str = ""
 
 
