@@ -7,7 +7,7 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from custody.ai_gateway.v1 import gateway_pb2
-from custody.common.v1 import common_pb2, ledger_pb2
+from custody.common.v1 import common_pb2
 from services.ai_gateway.domain.gateway import Gateway
 from services.ai_gateway.domain.model import (
     AuditedCall,
@@ -22,8 +22,7 @@ from services.ai_gateway.domain.model import (
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
 from services.common.clock import to_us
-from services.common.ledger import rpc
-from services.common.ledger.ledger import Ledger
+from services.common.ledger import rpc as ledger_rpc
 from services.common.protomap import datetime_from_proto, principal_to_proto
 
 OUTCOMES = {
@@ -61,29 +60,24 @@ def list_filters(request: gateway_pb2.ListCallsRequest) -> ListFilters:
     )
 
 
-def generate_response(result: CallResult, ledger: Ledger | None) -> gateway_pb2.GenerateTextResponse:
+def generate_response(result: CallResult) -> gateway_pb2.GenerateTextResponse:
     return gateway_pb2.GenerateTextResponse(
         content=result.content,
         envelope=envelope_proto(result.record.envelope),
         cost=cost_proto(result.record.cost),
-        ledger=ledger_entry(ledger, result.leaf_index),
+        ledger=ledger_rpc.entry(result.ledger),
     )
 
 
-def stream_response(item: StreamItem, ledger: Ledger | None) -> gateway_pb2.StreamTextResponse:
+def stream_response(item: StreamItem) -> gateway_pb2.StreamTextResponse:
     if isinstance(item, TextChunk):
         return gateway_pb2.StreamTextResponse(chunk=gateway_pb2.TextChunk(text=item.text, index=item.index))
     end = gateway_pb2.StreamEnd(
         envelope=envelope_proto(item.record.envelope),
         cost=cost_proto(item.record.cost),
-        ledger=ledger_entry(ledger, item.leaf_index),
+        ledger=ledger_rpc.entry(item.ledger),
     )
     return gateway_pb2.StreamTextResponse(end=end)
-
-
-def ledger_entry(ledger: Ledger | None, leaf_index: int | None) -> ledger_pb2.LedgerEntry | None:
-    """Where a call's leaf sits; absent when the ledger is off (or the call has no leaf yet)."""
-    return None if ledger is None else rpc.entry(ledger, leaf_index)
 
 
 def _micros(timestamp: Timestamp, field: str) -> int:
@@ -150,7 +144,7 @@ def cost_proto(cost: Cost) -> common_pb2.CostRecord:
     return common_pb2.CostRecord(**fields)
 
 
-def call_proto(call: AuditedCall, ledger: Ledger | None) -> gateway_pb2.Call:
+def call_proto(call: AuditedCall) -> gateway_pb2.Call:
     record = call.record
     return gateway_pb2.Call(
         name=record.envelope.call,
@@ -167,7 +161,7 @@ def call_proto(call: AuditedCall, ledger: Ledger | None) -> gateway_pb2.Call:
         response_redacted=record.response_redacted,
         verbose=record.verbose,
         create_time=_timestamp(to_us(record.envelope.created_at)),
-        ledger=ledger_entry(ledger, call.leaf_index),
+        ledger=ledger_rpc.entry(call.ledger),
     )
 
 

@@ -1,15 +1,11 @@
-"""`custody ledger audit ai_gateway`: the gateway's database against its ledger and its signed checkpoints.
-
-The shared audit (services/common/ledger/audit.py) re-derives each call's leaf from its `ai_calls` row and checks
-the tree against every logged checkpoint. What a leaf cannot see is added here: that each call's record_sha256
-is the digest of its record_json, the document GetCall and replays read back. A leaf covers both columns as they
-were written, so this finds a record stored inconsistent in the first place, which the leaf would faithfully
-preserve.
-"""
+"""`custody ledger audit ai_gateway`: the shared audit (services/common/ledger/audit.py) over the gateway database,
+plus what a leaf cannot see: that each call's record_sha256 is the digest of its record_json, the document GetCall
+and replays read back. A leaf covers both columns as they were written, so this finds a record that was stored
+inconsistent in the first place, which its leaf would faithfully preserve."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -17,29 +13,16 @@ from services.ai_gateway import tables
 from services.ai_gateway.config import AiGatewaySettings
 from services.ai_gateway.domain.model import CALL_NAME_PREFIX
 from services.ai_gateway.ledger_records import SOURCES
-from services.common.db import create_engine
 from services.common.hashing import sha256_bytes
-from services.common.ledger import audit as ledger_audit
-from services.common.ledger.audit import UNPLACED, AuditReport, Finding
-from services.common.ledger.checkpoint_log import CheckpointLog
-from services.common.ledger.note import NoteVerifier
+from services.common.ledger.audit import UNPLACED, AuditReport, ExtraCheck, Finding, audit_configured
 from services.common.ledger.store import LedgerRows
 
 
-def audit(settings: AiGatewaySettings) -> AuditReport:
-    vkey = settings.resolved_ledger_key_file.with_suffix(".vkey").read_text(encoding="utf-8").strip()
-    engine = create_engine(settings.resolved_database_url)
-    try:
-        return ledger_audit.audit(
-            engine,
-            LedgerRows(tables.ledger),
-            SOURCES,
-            CheckpointLog(settings.resolved_ledger_checkpoint_dir),
-            NoteVerifier(vkey),
-            (record_digests,),
-        )
-    finally:
-        engine.dispose()
+def audit(settings: AiGatewaySettings, verifier_key: str | None = None) -> AuditReport:
+    def checks(engine: sa.Engine) -> Sequence[ExtraCheck]:
+        return (record_digests,)
+
+    return audit_configured(settings, tables.ledger, SOURCES, checks, verifier_key)
 
 
 def record_digests(connection: sa.Connection) -> Iterator[Finding]:

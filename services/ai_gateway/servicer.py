@@ -12,8 +12,7 @@ from custody.ai_gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from custody.common.v1 import common_pb2, ledger_pb2
 from services.ai_gateway import convert
 from services.ai_gateway.domain.gateway import Gateway
-from services.common.errors import FailedPrecondition
-from services.common.ledger import rpc
+from services.common.ledger import rpc as ledger_rpc
 from services.common.ledger.ledger import Ledger
 from services.common.protomap import service_info
 
@@ -31,26 +30,25 @@ class AiGatewayServicer(gateway_pb2_grpc.AiGatewayServiceServicer):
     async def GenerateText(
         self, request: gateway_pb2.GenerateTextRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.GenerateTextResponse:
-        result = await self._gateway.generate(convert.text_request(request))
-        return convert.generate_response(result, self._ledger)
+        return convert.generate_response(await self._gateway.generate(convert.text_request(request)))
 
     async def StreamText(
         self, request: gateway_pb2.StreamTextRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[gateway_pb2.StreamTextResponse]:
         async for item in self._gateway.stream(convert.text_request(request)):
-            yield convert.stream_response(item, self._ledger)
+            yield convert.stream_response(item)
 
     async def GetCall(
         self, request: gateway_pb2.GetCallRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.Call:
-        return convert.call_proto(await self._gateway.get_call(request.name), self._ledger)
+        return convert.call_proto(await self._gateway.get_call(request.name))
 
     async def ListCalls(
         self, request: gateway_pb2.ListCallsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.ListCallsResponse:
         page = await self._gateway.list_calls(convert.list_filters(request), request.page_size, request.page_token)
         return gateway_pb2.ListCallsResponse(
-            calls=[convert.call_proto(call, self._ledger) for call in page.calls],
+            calls=[convert.call_proto(call) for call in page.calls],
             next_page_token=page.next_page_token,
         )
 
@@ -59,25 +57,19 @@ class AiGatewayServicer(gateway_pb2_grpc.AiGatewayServiceServicer):
     ) -> gateway_pb2.Policy:
         return convert.policy_proto(self._gateway)
 
+    # ---- the ledger (services/common/ledger/rpc.py answers for all three authorities) ------------------------------
+
     async def GetCheckpoint(
         self, request: ledger_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.SignedCheckpoint:
-        return await rpc.get_checkpoint(self._enabled(), request)
+        return await ledger_rpc.get_checkpoint(ledger_rpc.require(self._ledger), request)
 
     async def GetInclusionProof(
         self, request: ledger_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.InclusionProof:
-        return await rpc.get_inclusion_proof(self._enabled(), request)
+        return await ledger_rpc.get_inclusion_proof(ledger_rpc.require(self._ledger), request)
 
     async def GetConsistencyProof(
         self, request: ledger_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ledger_pb2.ConsistencyProof:
-        return await rpc.get_consistency_proof(self._enabled(), request)
-
-    def _enabled(self) -> Ledger:
-        if self._ledger is None:
-            raise FailedPrecondition(
-                "LEDGER_DISABLED",
-                "this gateway runs with ledger_enabled off: its calls have no leaves and it signs no checkpoints",
-            )
-        return self._ledger
+        return await ledger_rpc.get_consistency_proof(ledger_rpc.require(self._ledger), request)

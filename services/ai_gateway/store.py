@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, replace
 from decimal import Decimal
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -23,6 +24,7 @@ from services.common.clock import to_us
 from services.common.db import insert_if_absent, insert_rows, keyset
 from services.common.hashing import canonical_json, sha256_bytes
 from services.common.ledger import ledger as ledgers
+from services.common.ledger.leaves import LedgerPosition
 from services.common.ledger.ledger import Ledger
 
 
@@ -35,15 +37,15 @@ class ReplayEntry:
     record: CallRecord
     request_sha256: str
     content: str
-    leaf_index: int | None = None
+    ledger: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
 class Stored:
-    """What storing one record gave: its leaf index (None without a ledger), and the call holding its request_id
-    when another call claimed it first."""
+    """What storing one record gave: where its leaf sits (None without a ledger), and the call holding its
+    request_id when another call claimed it first."""
 
-    leaf_index: int | None
+    ledger: LedgerPosition | None
     holder: ReplayEntry | None = None
 
 
@@ -73,14 +75,11 @@ class CallStore:
         provider answered it: it is audited, with its own leaf) and the holder is returned with it, so the caller
         can answer with the original result."""
         with self._engine.begin() as connection:
-            insert_rows(connection, ai_calls, [_row(record) for record, _ in items])
+            insert_rows(connection, ai_calls, [_row(call) for call, _ in items])
             holders = self._claim(connection, items)
             # Last: on PostgreSQL the append holds the ledger's lock until this transaction commits.
-            leaves = ledgers.record(self._ledger, connection, CALLS, [(record.call_id,) for record, _ in items])
-        return [
-            Stored(leaves.get(record.envelope.call), _placed(holders.get(record.call_id), leaves))
-            for record, _ in items
-        ]
+            placed = ledgers.record(self._ledger, connection, CALLS, [(call.call_id,) for call, _ in items])
+        return [Stored(placed.get(call.envelope.call), _placed(holders.get(call.call_id), placed)) for call, _ in items]
 
     def _claim(
         self, connection: sa.Connection, items: list[tuple[CallRecord, ReplayClaim | None]]
@@ -138,9 +137,9 @@ class CallStore:
         found = connection.execute(query).first()
         if found is None:
             return None
-        record = _record(found.record_json, found.record_sha256)
-        leaf = self._leaf_indexes(connection, [record]).get(record.envelope.call)
-        return ReplayEntry(record, found.request_sha256, found.content, leaf)
+        call = _record(found.record_json, found.record_sha256)
+        placed = ledgers.positions(self._ledger, connection, [call.envelope.call])
+        return ReplayEntry(call, found.request_sha256, found.content, placed.get(call.envelope.call))
 
     def purge_replays(self, now_us: int) -> int:
         """Forgets replay content past its retention (the audit rows stay)."""
@@ -154,7 +153,7 @@ class CallStore:
             found = connection.execute(
                 sa.select(ai_calls.c.record_json, ai_calls.c.record_sha256).where(ai_calls.c.id == call_id)
             ).first()
-            return None if found is None else self._audited(connection, [found])[0]
+            return None if found is None else _audited(connection, self._ledger, [found])[0]
 
     def list(self, filters: ListFilters, limit: int, after: tuple[int, str] | None) -> list[AuditedCall]:
         """Newest first, keyset-paginated on (created_at_us, id)."""
@@ -174,18 +173,7 @@ class CallStore:
             query = query.where(c.created_at_us < filters.end_us)
         query = keyset(query, c.created_at_us, c.id, after, limit, newest_first=True)
         with self._engine.connect() as connection:
-            return self._audited(connection, list(connection.execute(query)))
-
-    def _audited(self, connection: sa.Connection, rows: list[sa.Row[tuple[str, str]]]) -> list[AuditedCall]:
-        records = [_record(row.record_json, row.record_sha256) for row in rows]
-        leaves = self._leaf_indexes(connection, records)
-        return [AuditedCall(record, leaves.get(record.envelope.call)) for record in records]
-
-    def _leaf_indexes(self, connection: sa.Connection, records: list[CallRecord]) -> dict[str, int]:
-        """Call name -> leaf index, read in the caller's transaction (one query; none without a ledger)."""
-        if self._ledger is None or not records:
-            return {}
-        return self._ledger.indexes(connection, [record.envelope.call for record in records])
+            return _audited(connection, self._ledger, list(connection.execute(query)))
 
     def usage_since(self, caller_id: str, since_us: int) -> tuple[int, Decimal]:
         """Tokens and priced USD the caller's calls used since `since_us` (blocked and failed calls included)."""
@@ -219,11 +207,18 @@ def _row(record: CallRecord) -> dict[str, object]:
     }
 
 
-def _placed(holder: ReplayEntry | None, leaves: dict[str, int]) -> ReplayEntry | None:
-    """A holder stored in the same batch got its leaf only after it was read: its index is among `leaves`."""
-    if holder is None or holder.leaf_index is not None:
+def _audited(connection: sa.Connection, ledger: Ledger | None, rows: list[Any]) -> list[AuditedCall]:
+    """The records of these rows with their ledger positions (one more query, none without a ledger)."""
+    calls = [_record(row.record_json, row.record_sha256) for row in rows]
+    placed = ledgers.positions(ledger, connection, [call.envelope.call for call in calls])
+    return [AuditedCall(call, placed.get(call.envelope.call)) for call in calls]
+
+
+def _placed(holder: ReplayEntry | None, placed: dict[str, LedgerPosition]) -> ReplayEntry | None:
+    """A holder stored in the same batch got its leaf only after it was read: its position is among `placed`."""
+    if holder is None or holder.ledger is not None:
         return holder
-    return replace(holder, leaf_index=leaves.get(holder.record.envelope.call))
+    return replace(holder, ledger=placed.get(holder.record.envelope.call))
 
 
 def _record(document: str, digest: str) -> CallRecord:

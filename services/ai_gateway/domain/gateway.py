@@ -127,7 +127,7 @@ class Gateway:
                 stored = await self._audit.save(call, record, content)
             if stored.holder is not None:
                 return replayed(stored.holder)
-            return CallResult(content, record, stored.leaf_index)
+            return CallResult(content, record, stored.ledger)
         except BaseException as exc:
             await self._audit.record_failure(call, exc)
             raise
@@ -215,7 +215,7 @@ class Gateway:
             record = await self._audit.record(call, Outcome.SUCCEEDED)
             # Chunks are out: a same-request race keeps this call's record.
             stored = await self._audit.save(call, record, text)
-            yield CallResult(text, record, stored.leaf_index)
+            yield CallResult(text, record, stored.ledger)
         except BaseException as exc:
             await self._audit.record_failure(call, exc)
             raise

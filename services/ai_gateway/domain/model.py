@@ -14,6 +14,7 @@ from typing import Any
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
 from services.common.identity import Principal, PrincipalKind
+from services.common.ledger.leaves import LedgerPosition
 
 CALL_ID_PREFIX = "call"
 CALL_NAME_PREFIX = "calls/"
@@ -194,10 +195,10 @@ class CallRecord:
 
 @dataclass(frozen=True)
 class AuditedCall:
-    """A stored call record and the index of its leaf in the gateway's ledger (None when the ledger is off)."""
+    """A stored call record and where its leaf sits in the gateway's ledger (None when the ledger is off)."""
 
     record: CallRecord
-    leaf_index: int | None = None
+    ledger: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,7 @@ class CallResult:
 
     content: str
     record: CallRecord
-    leaf_index: int | None = None
+    ledger: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
