@@ -110,8 +110,8 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
                 await task
         await gateway.close()  # every queued audit record (and its leaf) is committed first
 
-    # The ledger starts after the migrations (it adopts calls recorded before it existed) and stops after the
-    # last call is recorded, signing a final checkpoint that covers it.
+    # The ledger starts after the migrations (it adopts calls recorded before it existed) and before the server
+    # listens; it stops after the last queued call is recorded, so its last tick sees every leaf.
     return Service(
         engine=engine,
         full_name=SERVICES["ai_gateway"].full_name,

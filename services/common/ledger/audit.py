@@ -92,7 +92,7 @@ def _check_leaves(connection: sa.Connection, rows: LedgerRows, report: AuditRepo
         expected = leaf.index + 1
         if merkle.leaf_hash(leaf.leaf) != leaf.leaf_hash:
             report.findings.append(Finding(leaf.index, where, "stored leaf hash is not SHA-256(0x00 || leaf)"))
-        problem = _leaf_problem(leaf.leaf, leaf.kind, leaf.record_name)
+        problem = _leaf_problem(leaf.leaf, leaf.kind, leaf.record_name, leaf.created_at_us)
         if problem:
             report.findings.append(Finding(leaf.index, where, problem))
         if leaf.record_name in stored:
@@ -103,7 +103,7 @@ def _check_leaves(connection: sa.Connection, rows: LedgerRows, report: AuditRepo
     return stored
 
 
-def _leaf_problem(leaf: bytes, kind: str, name: str) -> str | None:
+def _leaf_problem(leaf: bytes, kind: str, name: str, time_us: int) -> str | None:
     try:
         document = json.loads(leaf)
     except ValueError:
@@ -112,6 +112,8 @@ def _leaf_problem(leaf: bytes, kind: str, name: str) -> str | None:
         return "leaf is not RFC 8785 canonical JSON of an object"
     if document.get("kind") != kind or document.get("name") != name:
         return f"leaf says {document.get('kind')!r} {document.get('name')!r}, its row {kind!r} {name!r}"
+    if document.get("time_us") != time_us:
+        return f"leaf says time_us {document.get('time_us')!r}, its row {time_us!r}"
     return None
 
 

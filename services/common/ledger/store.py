@@ -46,6 +46,7 @@ class StoredLeaf:
     record_name: str
     leaf: bytes
     leaf_hash: bytes
+    created_at_us: int
 
 
 class LedgerRows:
@@ -126,4 +127,5 @@ def _stored(row: Any) -> StoredLeaf:
         record_name=row.record_name,
         leaf=row.leaf_json.encode("utf-8"),
         leaf_hash=bytes.fromhex(row.leaf_sha256),
+        created_at_us=int(row.created_at_us),
     )
