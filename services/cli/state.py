@@ -50,6 +50,15 @@ class StateLayout:
     def service_config(self, service: str) -> Path:
         return self.root / "config" / f"{service}.yaml"
 
+    @property
+    def evidence_public_key(self) -> Path:
+        """The public half of the key evidence bundles are signed with: what `custody evidence verify` trusts."""
+        return self.root / "keys" / "evidence.pub"
+
+    def ledger_vkey(self, service: str) -> Path:
+        """The note verifier key of a service's ledger checkpoints."""
+        return self.root / "keys" / f"{service}.ledger.vkey"
+
     def is_initialized(self) -> bool:
         return self.credentials.exists() and all(self.service_config(s).exists() for s in SERVICE_NAMES)
 
