@@ -69,7 +69,7 @@ def verify(
             console.print(f"[red]FAILED[/red] {failure}", soft_wrap=True, markup=True, highlight=False)
     if failures:
         if not as_json:
-            err.print(f"[red]{directory} does not verify:[/red] {len(failures)} failure(s)")
+            err.print(f"[red]{directory} does not verify:[/red] {len(failures)} failure(s)", soft_wrap=True)
         raise typer.Exit(1)
     if not as_json:
         ledger = bundle.read_ledger(directory)
@@ -78,6 +78,7 @@ def verify(
             f"[green]verified[/green] {directory}: signature, statement, {len(ledger.records)} ledger record(s) "
             f"in signed checkpoints, {len(subjects)} subject file(s)",
             highlight=False,
+            soft_wrap=True,
         )
 
 

@@ -92,7 +92,6 @@ class ApprovalInput:
     request_id: str
     upstream: Sequence[Digested] = ()
     rationale: str = ""
-    custody_version: str = CUSTODY_VERSION
 
 
 def run_provenance(run: RunInput) -> dict[str, Any]:
@@ -151,7 +150,7 @@ def approval_summary(approval: ApprovalInput) -> dict[str, Any]:
         ],
     }
     predicate = {
-        "verifier": {"id": REVIEWER_ID_PREFIX + approval.reviewer, "version": {"custody": approval.custody_version}},
+        "verifier": {"id": REVIEWER_ID_PREFIX + approval.reviewer},
         "timeVerified": rfc3339(approval.decided_at),
         "resourceUri": approval.approved[0].name,
         "policy": _descriptor(approval.policy_name, approval.policy_sha256),

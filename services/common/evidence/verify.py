@@ -58,7 +58,7 @@ class Leaf:
 
 @dataclass(frozen=True)
 class _Parsed:
-    """A record whose leaf parsed, with the authority its origin belongs to."""
+    """A record whose leaf parsed and names the record it claims to be, with the authority its origin names."""
 
     index: int
     record: LedgerRecord
@@ -75,7 +75,10 @@ def verify_bundle(
     claims = _statement(directory, trusted_evidence_keys, failures)
     wanted, problems = anchors.anchors(claims) if claims is not None else ([], [])
     failures += [Failure(bundle.STATEMENT_FILE, "statement.claims", p) for p in problems]
-    verifiers = {_vkey_name(vkey): NoteVerifier(vkey) for vkey in trusted_note_vkeys}
+    verifiers: dict[str, list[NoteVerifier]] = {}
+    for vkey in trusted_note_vkeys:  # an origin may have several trusted keys (a rotation)
+        verifier = NoteVerifier(vkey)
+        verifiers.setdefault(verifier.name, []).append(verifier)  # a note key's name is its log's origin
     try:
         ledger = bundle.read_ledger(directory)
     except bundle.BundleError as exc:
@@ -120,7 +123,7 @@ def _statement(directory: Path, trusted: Sequence[EvidencePublicKey], failures: 
 
 
 def _check_record(
-    index: int, record: LedgerRecord, verifiers: dict[str, NoteVerifier], failures: list[Failure]
+    index: int, record: LedgerRecord, verifiers: dict[str, list[NoteVerifier]], failures: list[Failure]
 ) -> _Parsed | None:
     where = f"{bundle.LEDGER_FILE} records[{index}] ({record.label()})"
 
@@ -131,34 +134,35 @@ def _check_record(
     if leaf is not None and (leaf.kind, leaf.name) != (record.kind, record.record_name):
         fail("ledger.leaf_mismatch", f"the leaf is {leaf.kind} {leaf.name}, not what the record says")
         leaf = None
-    verifier = verifiers.get(record.origin)
-    if verifier is None:
-        fail("ledger.untrusted_origin", f"no trusted note key for origin {record.origin!r}")
-        return None
     service = record.origin.rpartition("/custody/")[2] if "/custody/" in record.origin else ""
+    # Claims are matched against every record that says what it is; its proof failures are reported here.
+    parsed = None if leaf is None else _Parsed(index, record, service, leaf)
+    trusted = verifiers.get(record.origin)
+    if not trusted:
+        fail("ledger.untrusted_origin", f"no trusted note key for origin {record.origin!r}")
+        return parsed
     if service != record.service:
         fail("ledger.origin", f"origin {record.origin} is not the ledger of {record.service}")
-        return None
+        return parsed
     known = records.BY_LEAF_KIND.get(record.kind)
     if known is not None and known.service != service:
         fail("ledger.origin", f"{record.kind} records belong to the {known.service} ledger, not to {service}")
-        return None
-    try:
-        body = verifier.verify(record.checkpoint)
-    except NoteError as exc:
-        fail("ledger.checkpoint_signature", f"the checkpoint is not signed by the trusted key of its origin: {exc}")
-        return None
+        return parsed
+    body = _verified_body(record.checkpoint, trusted)
+    if body is None:
+        fail("ledger.checkpoint_signature", f"the checkpoint is not signed by a trusted key of {record.origin}")
+        return parsed
     try:
         checkpoint = parse_checkpoint(body)
     except ValueError as exc:
         fail("ledger.checkpoint_format", str(exc))
-        return None
+        return parsed
     if checkpoint.origin != record.origin:
         fail("ledger.checkpoint_origin", f"the checkpoint is of {checkpoint.origin}, not of {record.origin}")
-        return None
+        return parsed
     if checkpoint.size != record.tree_size:
         fail("ledger.checkpoint_size", f"the checkpoint is of size {checkpoint.size}, not {record.tree_size}")
-        return None
+        return parsed
     try:
         merkle.verify_inclusion(
             merkle.leaf_hash(record.leaf.encode("utf-8")),
@@ -169,7 +173,7 @@ def _check_record(
         )
     except merkle.ProofError as exc:
         fail("ledger.inclusion", str(exc))
-    return None if leaf is None else _Parsed(index, record, service, leaf)
+    return parsed
 
 
 def _check_anchor(anchor: Anchor, parsed: list[_Parsed], failures: list[Failure]) -> None:
@@ -248,6 +252,10 @@ def _parse_leaf(text: str, fail: Callable[[str, str], None]) -> Leaf | None:
     return Leaf(kind, name, principal, request_id, time, dict(digests))
 
 
-def _vkey_name(vkey: str) -> str:
-    """The key name of a note verifier key `<name>+<hash>+<key>`: the origin whose checkpoints it signs."""
-    return vkey.strip().split("+", 1)[0]
+def _verified_body(note: str, trusted: list[NoteVerifier]) -> str | None:
+    for verifier in trusted:
+        try:
+            return verifier.verify(note)
+        except NoteError:
+            continue
+    return None

@@ -47,5 +47,4 @@ APPROVAL = ApprovalInput(
     request_id="req-approve-1",
     upstream=(UPSTREAM,),
     rationale="checked the toolpaths",
-    custody_version="1.2.3",
 )
