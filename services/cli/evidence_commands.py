@@ -40,11 +40,9 @@ def verify(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check a bundle from public keys alone: the envelope's signature, the statement, every record's inclusion
-    proof and signed checkpoint, and the subject files. Exit 1 naming each failure; 0 when all of it holds.
+    """Check a bundle from public keys alone: signature, statement, every record's proof and checkpoint, subjects.
 
-    The keys trusted by default are those in the state directory (written by `custody init`), never the copies
-    inside the bundle."""
+    Exits 1 naming each failure, 0 when all holds. Trusts `custody init`'s keys by default, never the bundle's."""
     layout = StateLayout(state_dir)
     evidence_keys = _evidence_keys(key or [layout.evidence_public_key], explicit=bool(key))
     vkeys = _vkeys(ledger_key) if ledger_key else _default_vkeys(layout)

@@ -23,14 +23,14 @@ from tests.unit.evidence import samples
     ids=["run", "approval"],
 )
 def test_the_statement_is_a_valid_in_toto_v1_statement(claims: dict[str, Any]) -> None:
-    parsed = json_format.Parse(statement.payload(claims), statement_pb2.Statement())  # type: ignore[attr-defined]
+    parsed = json_format.Parse(statement.payload(claims), statement_pb2.Statement())
     Statement.copy_from_pb(parsed).validate()
     assert [s.name for s in parsed.subject] == [s["name"] for s in claims["subject"]]
 
 
 def test_the_run_predicate_is_slsa_provenance_v1() -> None:
     predicate = statement.run_provenance(samples.RUN)["predicate"]
-    parsed = json_format.ParseDict(predicate, provenance_pb2.Provenance())  # type: ignore[attr-defined]
+    parsed = json_format.ParseDict(predicate, provenance_pb2.Provenance())
     assert parsed.build_definition.build_type == statement.RUN_BUILD_TYPE
     assert [d.uri for d in parsed.build_definition.resolved_dependencies] == [samples.UPSTREAM.name, "calls/c1"]
     assert parsed.run_details.metadata.started_on.ToJsonString() == "2025-03-04T05:06:07.890123Z"
@@ -45,7 +45,7 @@ def test_the_approval_predicate_is_a_verification_summary_v1_plus_a_uri_named_ex
     assert predicate["verifiedLevels"] == [statement.HUMAN_APPROVAL_LEVEL]
     assert not statement.HUMAN_APPROVAL_LEVEL.startswith("SLSA_")  # custom values must not use SLSA's prefix
     core = {key: value for key, value in predicate.items() if key not in [*extension_keys, "verifiedLevels"]}
-    parsed = json_format.ParseDict(core, vsa_pb2.VerificationSummary())  # type: ignore[attr-defined]
+    parsed = json_format.ParseDict(core, vsa_pb2.VerificationSummary())
     assert parsed.verifier.id == "https://custody.dev/reviewers/human:alice"
     assert parsed.policy.digest["sha256"] == samples.sha(b"policy")
     assert parsed.verification_result == "PASSED"
