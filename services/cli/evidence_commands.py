@@ -9,17 +9,15 @@ from typing import Annotated
 import typer
 
 from services.cli.calls import console, err
+from services.cli.ledger_commands import AUTHORITIES
 from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR, StateLayout
-from services.common.catalog import SERVICE_NAMES, SERVICES
 from services.common.evidence import bundle
 from services.common.evidence.keys import EvidenceKeyError, EvidencePublicKey, load_public_key
 from services.common.evidence.verify import verify_bundle
 from services.common.ledger.note import NoteError
 
 app = typer.Typer(help="Evidence bundles: signed statements with ledger proofs, checked offline.", no_args_is_help=True)
-
-LEDGER_SERVICES = tuple(name for name in SERVICE_NAMES if SERVICES[name].stateful)
 
 
 @app.command()
@@ -99,7 +97,7 @@ def _vkeys(values: list[str]) -> list[str]:
 
 
 def _default_vkeys(layout: StateLayout) -> list[str]:
-    paths = [layout.ledger_vkey(service) for service in LEDGER_SERVICES]
+    paths = [layout.ledger_verifier_key(service) for service in AUTHORITIES]
     found = [path.read_text(encoding="utf-8").strip() for path in paths if path.is_file()]
     if not found:
         raise typer.BadParameter(

@@ -16,6 +16,7 @@ from rich.table import Table
 from services.cli import (
     evidence_commands,
     gateway_commands,
+    ledger_commands,
     lineage_commands,
     pipeline_commands,
     registry,
@@ -237,6 +238,7 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
 
 # Command groups of the services, one module each.
 # (add one line per group here: app.add_typer(<module>.app, name="<group>"))
+app.add_typer(ledger_commands.app, name="ledger")
 app.add_typer(lineage_commands.app, name="lineage")
 app.add_typer(pipeline_commands.app, name="pipeline")
 app.add_typer(gateway_commands.app, name="gateway")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.common.catalog import SERVICE_NAMES, SERVICES
+from services.common.config import ledger_key_path
 from services.common.identity import (
     MIGRATOR_ROLE,
     OPERATOR_ROLE,
@@ -24,8 +25,11 @@ from services.common.identity import (
     token_digest,
     write_private_file,
 )
+from services.common.ledger.note import generate_note_key
 
 DEFAULT_STATE_DIR = Path("var")
+# The first part of every ledger origin ("<deployment>/custody/<service>"): names this deployment to verifiers.
+DEFAULT_DEPLOYMENT = "localhost"
 OPERATOR_ID = "human:operator"
 TOKEN_ENV = "CUSTODY_TOKEN"
 PAGE_TOKEN_KEY_LINE = re.compile(r"^page_token_key:", re.M)
@@ -50,24 +54,28 @@ class StateLayout:
     def service_config(self, service: str) -> Path:
         return self.root / "config" / f"{service}.yaml"
 
+    def ledger_key(self, service: str) -> Path:
+        return ledger_key_path(self.root, service)
+
+    def ledger_verifier_key(self, service: str) -> Path:
+        return self.ledger_key(service).with_suffix(".vkey")
+
     @property
     def evidence_public_key(self) -> Path:
         """The public half of the key evidence bundles are signed with: what `custody evidence verify` trusts."""
         return self.root / "keys" / "evidence.pub"
 
-    def ledger_vkey(self, service: str) -> Path:
-        """The note verifier key of a service's ledger checkpoints."""
-        return self.root / "keys" / f"{service}.ledger.vkey"
-
     def is_initialized(self) -> bool:
         return self.credentials.exists() and all(self.service_config(s).exists() for s in SERVICE_NAMES)
 
 
-def initialize(layout: StateLayout, *, force: bool = False) -> bool:
+def initialize(layout: StateLayout, *, force: bool = False, deployment: str = DEFAULT_DEPLOYMENT) -> bool:
     """Creates credentials (hashes only), one token per service in that service's own config file (with a
-    page-token key for each stateful service), and the operator token. Returns False when already initialized and
-    not forced: existing tokens and keys are kept, and a stateful service's config without a page-token key (one
-    written before the setting existed) gets one."""
+    page-token key for each stateful service), the operator token, and each authority's ledger signing key.
+    Returns False when already initialized and not forced: existing tokens and keys are kept, and what a state
+    directory written by an older version lacks (a page-token key, a ledger key) is added. Ledger keys are never
+    replaced, not even when forced: the checkpoints signed with them must stay verifiable."""
+    _add_ledger_keys(layout, deployment)
     if layout.is_initialized() and not force:
         for service in SERVICE_NAMES:
             _add_page_token_key(layout.service_config(service), service)
@@ -89,6 +97,22 @@ def initialize(layout: StateLayout, *, force: bool = False) -> bool:
     Credentials(entries).save(layout.credentials)
     write_private_file(layout.operator_token, operator_token + "\n")
     return True
+
+
+def ledger_origin(deployment: str, service: str) -> str:
+    return f"{deployment}/custody/{service}"
+
+
+def _add_ledger_keys(layout: StateLayout, deployment: str) -> None:
+    """An Ed25519 note key per stateful service (the authorities), named by its ledger origin; the private key
+    is mode 0600 and the verifier key beside it is for anyone who checks checkpoints."""
+    for service, spec in SERVICES.items():
+        if not spec.stateful or layout.ledger_key(service).exists():
+            continue
+        private, public = generate_note_key(ledger_origin(deployment, service))
+        layout.ledger_key(service).parent.mkdir(parents=True, exist_ok=True)
+        write_private_file(layout.ledger_key(service), private + "\n")
+        layout.ledger_verifier_key(service).write_text(public + "\n", encoding="utf-8")
 
 
 def _page_token_key_line(service: str) -> str:

@@ -112,9 +112,34 @@ class StatefulServiceSettings(ServiceSettings):
     # when it restarts and on its replicas; `custody init` writes one into the service's config file.
     page_token_key: SecretStr | None = Field(default=None, min_length=32, description="at least 32 characters")
 
+    # Tamper evidence (services/common/ledger/): the Ed25519 key that signs this authority's checkpoints (written by
+    # `custody init`, mode 0600, never in the database), the checkpoint log outside the database, and how often a
+    # checkpoint is signed: once `ledger_checkpoint_leaves` leaves are unsigned, or the oldest unsigned leaf is
+    # `ledger_checkpoint_interval_s` old. Replicas share the key and the log directory.
+    ledger_key_file: Path | None = Field(default=None, description="default: <state_dir>/keys/<service>.ledger.key")
+    ledger_checkpoint_dir: Path | None = Field(default=None, description="default: <state_dir>/ledger/<service>")
+    ledger_checkpoint_leaves: int = Field(default=1000, ge=1, le=1_000_000)
+    ledger_checkpoint_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    # Benchmarks only (bench/ measures mints with and without it): off, records get no leaves and a rewrite of the
+    # database goes unnoticed.
+    ledger_enabled: bool = True
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / (self.service + '.db')}"
+
+    @property
+    def resolved_ledger_key_file(self) -> Path:
+        return self.ledger_key_file or ledger_key_path(self.state_dir, self.service)
+
+    @property
+    def resolved_ledger_checkpoint_dir(self) -> Path:
+        return self.ledger_checkpoint_dir or self.state_dir / "ledger" / self.service
+
+
+def ledger_key_path(state_dir: Path, service: str) -> Path:
+    """Where `custody init` writes an authority's checkpoint signing key (its verifier key sits beside it)."""
+    return state_dir / "keys" / f"{service}.ledger.key"
 
 
 def env_prefix(service: str) -> str:

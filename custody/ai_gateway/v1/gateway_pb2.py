@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from custody.common.v1 import common_pb2 as custody_dot_common_dot_v1_dot_common__pb2
+from custody.common.v1 import ledger_pb2 as custody_dot_common_dot_v1_dot_ledger__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#custody/ai_gateway/v1/gateway.proto\x12\x15\x63ustody.ai_gateway.v1\x1a\x1e\x63ustody/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x17\n\x15GetServiceInfoRequest\"\x88\x02\n\x13GenerateTextRequest\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x15\n\rsystem_prompt\x18\x06 \x01(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x08 \x01(\x05\x12\x14\n\x0cvariant_seed\x18\t \x01(\t\x12\x1c\n\x14response_json_schema\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\tB\x0e\n\x0c_temperature\"\x8d\x01\n\x14GenerateTextResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x37\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12+\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1d.custody.common.v1.CostRecord\"\x86\x02\n\x11StreamTextRequest\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x15\n\rsystem_prompt\x18\x06 \x01(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x08 \x01(\x05\x12\x14\n\x0cvariant_seed\x18\t \x01(\t\x12\x1c\n\x14response_json_schema\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\tB\x0e\n\x0c_temperature\"(\n\tTextChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\"q\n\tStreamEnd\x12\x37\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12+\n\x04\x63ost\x18\x02 \x01(\x0b\x32\x1d.custody.common.v1.CostRecord\"\x81\x01\n\x12StreamTextResponse\x12\x31\n\x05\x63hunk\x18\x01 \x01(\x0b\x32 .custody.ai_gateway.v1.TextChunkH\x00\x12/\n\x03\x65nd\x18\x02 \x01(\x0b\x32 .custody.ai_gateway.v1.StreamEndH\x00\x42\x07\n\x05\x65vent\"\xa1\x03\n\x04\x43\x61ll\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12+\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1d.custody.common.v1.CostRecord\x12\x33\n\x07outcome\x18\x04 \x01(\x0e\x32\".custody.ai_gateway.v1.CallOutcome\x12\x14\n\x0c\x65rror_reason\x18\x05 \x01(\t\x12\x0f\n\x07rule_id\x18\x06 \x01(\t\x12\x0b\n\x03rpc\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x15\n\rfinish_reason\x18\t \x01(\t\x12\x16\n\x0erequest_sha256\x18\n \x01(\t\x12\x17\n\x0fprompt_redacted\x18\x0b \x01(\t\x12\x19\n\x11response_redacted\x18\x0c \x01(\t\x12\x0f\n\x07verbose\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x0eGetCallRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x83\x02\n\x10ListCallsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07outcome\x18\x08 \x01(\x0e\x32\".custody.ai_gateway.v1.CallOutcome\"X\n\x11ListCallsResponse\x12*\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1b.custody.ai_gateway.v1.Call\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x12\n\x10GetPolicyRequest\"-\n\nSafetyRule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xa4\x01\n\x0eSafetyCategory\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x36\n\x0binput_rules\x18\x03 \x03(\x0b\x32!.custody.ai_gateway.v1.SafetyRule\x12\x37\n\x0coutput_rules\x18\x04 \x03(\x0b\x32!.custody.ai_gateway.v1.SafetyRule\"\x92\x01\n\nModelPrice\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1d\n\x15input_per_million_usd\x18\x03 \x01(\x01\x12$\n\x1c\x63\x61\x63hed_input_per_million_usd\x18\x04 \x01(\x01\x12\x1e\n\x16output_per_million_usd\x18\x05 \x01(\x01\"\xa0\x01\n\x11OperationDefaults\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x12\x1a\n\x12\x66\x61llback_providers\x18\x07 \x03(\t\"\xc6\x02\n\x06Policy\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12\x15\n\rpolicy_sha256\x18\x02 \x01(\t\x12\x39\n\ncategories\x18\x03 \x03(\x0b\x32%.custody.ai_gateway.v1.SafetyCategory\x12\x1b\n\x13price_table_version\x18\x04 \x01(\t\x12\x1a\n\x12price_table_sha256\x18\x05 \x01(\t\x12\x31\n\x06prices\x18\x06 \x03(\x0b\x32!.custody.ai_gateway.v1.ModelPrice\x12<\n\noperations\x18\x07 \x03(\x0b\x32(.custody.ai_gateway.v1.OperationDefaults\x12\x15\n\rverbose_audit\x18\x08 \x01(\x08\x12\x11\n\tproviders\x18\t \x03(\t*z\n\x0b\x43\x61llOutcome\x12\x1c\n\x18\x43\x41LL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_OUTCOME_SUCCEEDED\x10\x01\x12\x18\n\x14\x43\x41LL_OUTCOME_BLOCKED\x10\x02\x12\x17\n\x13\x43\x41LL_OUTCOME_FAILED\x10\x03\x32\xd8\x04\n\x10\x41iGatewayService\x12\x63\n\x0eGetServiceInfo\x12,.custody.ai_gateway.v1.GetServiceInfoRequest\x1a\x1e.custody.common.v1.ServiceInfo\"\x03\x90\x02\x01\x12g\n\x0cGenerateText\x12*.custody.ai_gateway.v1.GenerateTextRequest\x1a+.custody.ai_gateway.v1.GenerateTextResponse\x12\x63\n\nStreamText\x12(.custody.ai_gateway.v1.StreamTextRequest\x1a).custody.ai_gateway.v1.StreamTextResponse0\x01\x12R\n\x07GetCall\x12%.custody.ai_gateway.v1.GetCallRequest\x1a\x1b.custody.ai_gateway.v1.Call\"\x03\x90\x02\x01\x12\x63\n\tListCalls\x12\'.custody.ai_gateway.v1.ListCallsRequest\x1a(.custody.ai_gateway.v1.ListCallsResponse\"\x03\x90\x02\x01\x12X\n\tGetPolicy\x12\'.custody.ai_gateway.v1.GetPolicyRequest\x1a\x1d.custody.ai_gateway.v1.Policy\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#custody/ai_gateway/v1/gateway.proto\x12\x15\x63ustody.ai_gateway.v1\x1a\x1e\x63ustody/common/v1/common.proto\x1a\x1e\x63ustody/common/v1/ledger.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x17\n\x15GetServiceInfoRequest\"\x88\x02\n\x13GenerateTextRequest\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x15\n\rsystem_prompt\x18\x06 \x01(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x08 \x01(\x05\x12\x14\n\x0cvariant_seed\x18\t \x01(\t\x12\x1c\n\x14response_json_schema\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\tB\x0e\n\x0c_temperature\"\x8d\x01\n\x14GenerateTextResponse\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x37\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12+\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1d.custody.common.v1.CostRecord\"\x86\x02\n\x11StreamTextRequest\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x02 \x01(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0e\n\x06prompt\x18\x05 \x01(\t\x12\x15\n\rsystem_prompt\x18\x06 \x01(\t\x12\x18\n\x0btemperature\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nmax_tokens\x18\x08 \x01(\x05\x12\x14\n\x0cvariant_seed\x18\t \x01(\t\x12\x1c\n\x14response_json_schema\x18\n \x01(\t\x12\x12\n\nrequest_id\x18\x0b \x01(\tB\x0e\n\x0c_temperature\"(\n\tTextChunk\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\x05\"q\n\tStreamEnd\x12\x37\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12+\n\x04\x63ost\x18\x02 \x01(\x0b\x32\x1d.custody.common.v1.CostRecord\"\x81\x01\n\x12StreamTextResponse\x12\x31\n\x05\x63hunk\x18\x01 \x01(\x0b\x32 .custody.ai_gateway.v1.TextChunkH\x00\x12/\n\x03\x65nd\x18\x02 \x01(\x0b\x32 .custody.ai_gateway.v1.StreamEndH\x00\x42\x07\n\x05\x65vent\"\xa1\x03\n\x04\x43\x61ll\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x37\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12+\n\x04\x63ost\x18\x03 \x01(\x0b\x32\x1d.custody.common.v1.CostRecord\x12\x33\n\x07outcome\x18\x04 \x01(\x0e\x32\".custody.ai_gateway.v1.CallOutcome\x12\x14\n\x0c\x65rror_reason\x18\x05 \x01(\t\x12\x0f\n\x07rule_id\x18\x06 \x01(\t\x12\x0b\n\x03rpc\x18\x07 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x08 \x01(\t\x12\x15\n\rfinish_reason\x18\t \x01(\t\x12\x16\n\x0erequest_sha256\x18\n \x01(\t\x12\x17\n\x0fprompt_redacted\x18\x0b \x01(\t\x12\x19\n\x11response_redacted\x18\x0c \x01(\t\x12\x0f\n\x07verbose\x18\r \x01(\x08\x12/\n\x0b\x63reate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x0eGetCallRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x83\x02\n\x10ListCallsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12\x0e\n\x06\x63\x61ller\x18\x05 \x01(\t\x12.\n\nstart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x07outcome\x18\x08 \x01(\x0e\x32\".custody.ai_gateway.v1.CallOutcome\"X\n\x11ListCallsResponse\x12*\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x1b.custody.ai_gateway.v1.Call\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x12\n\x10GetPolicyRequest\"-\n\nSafetyRule\x12\n\n\x02id\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xa4\x01\n\x0eSafetyCategory\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x36\n\x0binput_rules\x18\x03 \x03(\x0b\x32!.custody.ai_gateway.v1.SafetyRule\x12\x37\n\x0coutput_rules\x18\x04 \x03(\x0b\x32!.custody.ai_gateway.v1.SafetyRule\"\x92\x01\n\nModelPrice\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x1d\n\x15input_per_million_usd\x18\x03 \x01(\x01\x12$\n\x1c\x63\x61\x63hed_input_per_million_usd\x18\x04 \x01(\x01\x12\x1e\n\x16output_per_million_usd\x18\x05 \x01(\x01\"\xa0\x01\n\x11OperationDefaults\x12\x11\n\toperation\x18\x01 \x01(\t\x12\x12\n\ncategories\x18\x02 \x03(\t\x12\x10\n\x08provider\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x13\n\x0btemperature\x18\x05 \x01(\x01\x12\x12\n\nmax_tokens\x18\x06 \x01(\x05\x12\x1a\n\x12\x66\x61llback_providers\x18\x07 \x03(\t\"\xc6\x02\n\x06Policy\x12\x16\n\x0epolicy_version\x18\x01 \x01(\t\x12\x15\n\rpolicy_sha256\x18\x02 \x01(\t\x12\x39\n\ncategories\x18\x03 \x03(\x0b\x32%.custody.ai_gateway.v1.SafetyCategory\x12\x1b\n\x13price_table_version\x18\x04 \x01(\t\x12\x1a\n\x12price_table_sha256\x18\x05 \x01(\t\x12\x31\n\x06prices\x18\x06 \x03(\x0b\x32!.custody.ai_gateway.v1.ModelPrice\x12<\n\noperations\x18\x07 \x03(\x0b\x32(.custody.ai_gateway.v1.OperationDefaults\x12\x15\n\rverbose_audit\x18\x08 \x01(\x08\x12\x11\n\tproviders\x18\t \x03(\t*z\n\x0b\x43\x61llOutcome\x12\x1c\n\x18\x43\x41LL_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x43\x41LL_OUTCOME_SUCCEEDED\x10\x01\x12\x18\n\x14\x43\x41LL_OUTCOME_BLOCKED\x10\x02\x12\x17\n\x13\x43\x41LL_OUTCOME_FAILED\x10\x03\x32\x96\x07\n\x10\x41iGatewayService\x12\x63\n\x0eGetServiceInfo\x12,.custody.ai_gateway.v1.GetServiceInfoRequest\x1a\x1e.custody.common.v1.ServiceInfo\"\x03\x90\x02\x01\x12g\n\x0cGenerateText\x12*.custody.ai_gateway.v1.GenerateTextRequest\x1a+.custody.ai_gateway.v1.GenerateTextResponse\x12\x63\n\nStreamText\x12(.custody.ai_gateway.v1.StreamTextRequest\x1a).custody.ai_gateway.v1.StreamTextResponse0\x01\x12R\n\x07GetCall\x12%.custody.ai_gateway.v1.GetCallRequest\x1a\x1b.custody.ai_gateway.v1.Call\"\x03\x90\x02\x01\x12\x63\n\tListCalls\x12\'.custody.ai_gateway.v1.ListCallsRequest\x1a(.custody.ai_gateway.v1.ListCallsResponse\"\x03\x90\x02\x01\x12X\n\tGetPolicy\x12\'.custody.ai_gateway.v1.GetPolicyRequest\x1a\x1d.custody.ai_gateway.v1.Policy\"\x03\x90\x02\x01\x12\x62\n\rGetCheckpoint\x12\'.custody.common.v1.GetCheckpointRequest\x1a#.custody.common.v1.SignedCheckpoint\"\x03\x90\x02\x01\x12h\n\x11GetInclusionProof\x12+.custody.common.v1.GetInclusionProofRequest\x1a!.custody.common.v1.InclusionProof\"\x03\x90\x02\x01\x12n\n\x13GetConsistencyProof\x12-.custody.common.v1.GetConsistencyProofRequest\x1a#.custody.common.v1.ConsistencyProof\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,42 +42,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AIGATEWAYSERVICE'].methods_by_name['ListCalls']._serialized_options = b'\220\002\001'
   _globals['_AIGATEWAYSERVICE'].methods_by_name['GetPolicy']._loaded_options = None
   _globals['_AIGATEWAYSERVICE'].methods_by_name['GetPolicy']._serialized_options = b'\220\002\001'
-  _globals['_CALLOUTCOME']._serialized_start=2796
-  _globals['_CALLOUTCOME']._serialized_end=2918
-  _globals['_GETSERVICEINFOREQUEST']._serialized_start=127
-  _globals['_GETSERVICEINFOREQUEST']._serialized_end=150
-  _globals['_GENERATETEXTREQUEST']._serialized_start=153
-  _globals['_GENERATETEXTREQUEST']._serialized_end=417
-  _globals['_GENERATETEXTRESPONSE']._serialized_start=420
-  _globals['_GENERATETEXTRESPONSE']._serialized_end=561
-  _globals['_STREAMTEXTREQUEST']._serialized_start=564
-  _globals['_STREAMTEXTREQUEST']._serialized_end=826
-  _globals['_TEXTCHUNK']._serialized_start=828
-  _globals['_TEXTCHUNK']._serialized_end=868
-  _globals['_STREAMEND']._serialized_start=870
-  _globals['_STREAMEND']._serialized_end=983
-  _globals['_STREAMTEXTRESPONSE']._serialized_start=986
-  _globals['_STREAMTEXTRESPONSE']._serialized_end=1115
-  _globals['_CALL']._serialized_start=1118
-  _globals['_CALL']._serialized_end=1535
-  _globals['_GETCALLREQUEST']._serialized_start=1537
-  _globals['_GETCALLREQUEST']._serialized_end=1567
-  _globals['_LISTCALLSREQUEST']._serialized_start=1570
-  _globals['_LISTCALLSREQUEST']._serialized_end=1829
-  _globals['_LISTCALLSRESPONSE']._serialized_start=1831
-  _globals['_LISTCALLSRESPONSE']._serialized_end=1919
-  _globals['_GETPOLICYREQUEST']._serialized_start=1921
-  _globals['_GETPOLICYREQUEST']._serialized_end=1939
-  _globals['_SAFETYRULE']._serialized_start=1941
-  _globals['_SAFETYRULE']._serialized_end=1986
-  _globals['_SAFETYCATEGORY']._serialized_start=1989
-  _globals['_SAFETYCATEGORY']._serialized_end=2153
-  _globals['_MODELPRICE']._serialized_start=2156
-  _globals['_MODELPRICE']._serialized_end=2302
-  _globals['_OPERATIONDEFAULTS']._serialized_start=2305
-  _globals['_OPERATIONDEFAULTS']._serialized_end=2465
-  _globals['_POLICY']._serialized_start=2468
-  _globals['_POLICY']._serialized_end=2794
-  _globals['_AIGATEWAYSERVICE']._serialized_start=2921
-  _globals['_AIGATEWAYSERVICE']._serialized_end=3521
+  _globals['_AIGATEWAYSERVICE'].methods_by_name['GetCheckpoint']._loaded_options = None
+  _globals['_AIGATEWAYSERVICE'].methods_by_name['GetCheckpoint']._serialized_options = b'\220\002\001'
+  _globals['_AIGATEWAYSERVICE'].methods_by_name['GetInclusionProof']._loaded_options = None
+  _globals['_AIGATEWAYSERVICE'].methods_by_name['GetInclusionProof']._serialized_options = b'\220\002\001'
+  _globals['_AIGATEWAYSERVICE'].methods_by_name['GetConsistencyProof']._loaded_options = None
+  _globals['_AIGATEWAYSERVICE'].methods_by_name['GetConsistencyProof']._serialized_options = b'\220\002\001'
+  _globals['_CALLOUTCOME']._serialized_start=2828
+  _globals['_CALLOUTCOME']._serialized_end=2950
+  _globals['_GETSERVICEINFOREQUEST']._serialized_start=159
+  _globals['_GETSERVICEINFOREQUEST']._serialized_end=182
+  _globals['_GENERATETEXTREQUEST']._serialized_start=185
+  _globals['_GENERATETEXTREQUEST']._serialized_end=449
+  _globals['_GENERATETEXTRESPONSE']._serialized_start=452
+  _globals['_GENERATETEXTRESPONSE']._serialized_end=593
+  _globals['_STREAMTEXTREQUEST']._serialized_start=596
+  _globals['_STREAMTEXTREQUEST']._serialized_end=858
+  _globals['_TEXTCHUNK']._serialized_start=860
+  _globals['_TEXTCHUNK']._serialized_end=900
+  _globals['_STREAMEND']._serialized_start=902
+  _globals['_STREAMEND']._serialized_end=1015
+  _globals['_STREAMTEXTRESPONSE']._serialized_start=1018
+  _globals['_STREAMTEXTRESPONSE']._serialized_end=1147
+  _globals['_CALL']._serialized_start=1150
+  _globals['_CALL']._serialized_end=1567
+  _globals['_GETCALLREQUEST']._serialized_start=1569
+  _globals['_GETCALLREQUEST']._serialized_end=1599
+  _globals['_LISTCALLSREQUEST']._serialized_start=1602
+  _globals['_LISTCALLSREQUEST']._serialized_end=1861
+  _globals['_LISTCALLSRESPONSE']._serialized_start=1863
+  _globals['_LISTCALLSRESPONSE']._serialized_end=1951
+  _globals['_GETPOLICYREQUEST']._serialized_start=1953
+  _globals['_GETPOLICYREQUEST']._serialized_end=1971
+  _globals['_SAFETYRULE']._serialized_start=1973
+  _globals['_SAFETYRULE']._serialized_end=2018
+  _globals['_SAFETYCATEGORY']._serialized_start=2021
+  _globals['_SAFETYCATEGORY']._serialized_end=2185
+  _globals['_MODELPRICE']._serialized_start=2188
+  _globals['_MODELPRICE']._serialized_end=2334
+  _globals['_OPERATIONDEFAULTS']._serialized_start=2337
+  _globals['_OPERATIONDEFAULTS']._serialized_end=2497
+  _globals['_POLICY']._serialized_start=2500
+  _globals['_POLICY']._serialized_end=2826
+  _globals['_AIGATEWAYSERVICE']._serialized_start=2953
+  _globals['_AIGATEWAYSERVICE']._serialized_end=3871
 # @@protoc_insertion_point(module_scope)

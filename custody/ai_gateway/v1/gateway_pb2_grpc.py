@@ -5,6 +5,7 @@ import warnings
 
 from custody.ai_gateway.v1 import gateway_pb2 as custody_dot_ai__gateway_dot_v1_dot_gateway__pb2
 from custody.common.v1 import common_pb2 as custody_dot_common_dot_v1_dot_common__pb2
+from custody.common.v1 import ledger_pb2 as custody_dot_common_dot_v1_dot_ledger__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -69,6 +70,21 @@ class AiGatewayServiceStub:
                 '/custody.ai_gateway.v1.AiGatewayService/GetPolicy',
                 request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetPolicyRequest.SerializeToString,
                 response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Policy.FromString,
+                _registered_method=True)
+        self.GetCheckpoint = channel.unary_unary(
+                '/custody.ai_gateway.v1.AiGatewayService/GetCheckpoint',
+                request_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetCheckpointRequest.SerializeToString,
+                response_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.SignedCheckpoint.FromString,
+                _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/custody.ai_gateway.v1.AiGatewayService/GetInclusionProof',
+                request_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetInclusionProofRequest.SerializeToString,
+                response_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.InclusionProof.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/custody.ai_gateway.v1.AiGatewayService/GetConsistencyProof',
+                request_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetConsistencyProofRequest.SerializeToString,
+                response_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.ConsistencyProof.FromString,
                 _registered_method=True)
 
 
@@ -171,6 +187,47 @@ class AiGatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCheckpoint(self, request, context):
+        """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
+        note committing to the tree size and root. Verify it with the authority's verifier key from `custody init`.
+        Errors:
+        FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
+        says when to ask again.
+        DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
+        was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetInclusionProof(self, request, context):
+        """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
+        itself and that checkpoint.
+        Errors:
+        INVALID_ARGUMENT (LEAF_NOT_NAMED): neither record_name nor leaf_index is set.
+        INVALID_ARGUMENT (LEAF_INDEX_OUT_OF_RANGE): leaf_index is negative. NOT_FOUND (LEAF_INDEX_OUT_OF_RANGE): no
+        leaf has that index.
+        NOT_FOUND (LEDGER_RECORD_NOT_FOUND): no leaf records record_name.
+        INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
+        FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
+        one); RetryInfo says when the next checkpoint is due.
+        DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
+        Errors:
+        INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
+        INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+        DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AiGatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -203,6 +260,21 @@ def add_AiGatewayServiceServicer_to_server(servicer, server):
                     servicer.GetPolicy,
                     request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetPolicyRequest.FromString,
                     response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Policy.SerializeToString,
+            ),
+            'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckpoint,
+                    request_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetCheckpointRequest.FromString,
+                    response_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.SignedCheckpoint.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetInclusionProofRequest.FromString,
+                    response_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.InclusionProof.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetConsistencyProofRequest.FromString,
+                    response_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.ConsistencyProof.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -372,6 +444,87 @@ class AiGatewayService:
             '/custody.ai_gateway.v1.AiGatewayService/GetPolicy',
             custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetPolicyRequest.SerializeToString,
             custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/GetCheckpoint',
+            custody_dot_common_dot_v1_dot_ledger__pb2.GetCheckpointRequest.SerializeToString,
+            custody_dot_common_dot_v1_dot_ledger__pb2.SignedCheckpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/GetInclusionProof',
+            custody_dot_common_dot_v1_dot_ledger__pb2.GetInclusionProofRequest.SerializeToString,
+            custody_dot_common_dot_v1_dot_ledger__pb2.InclusionProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/GetConsistencyProof',
+            custody_dot_common_dot_v1_dot_ledger__pb2.GetConsistencyProofRequest.SerializeToString,
+            custody_dot_common_dot_v1_dot_ledger__pb2.ConsistencyProof.FromString,
             options,
             channel_credentials,
             insecure,

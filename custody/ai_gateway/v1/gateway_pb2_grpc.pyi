@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from custody.ai_gateway.v1 import gateway_pb2 as _gateway_pb2
 from custody.common.v1 import common_pb2 as _common_pb2
+from custody.common.v1 import ledger_pb2 as _ledger_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -106,6 +107,35 @@ class AiGatewayServiceStub:
     Errors:
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
+    GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetCheckpointRequest, _ledger_pb2.SignedCheckpoint]
+    """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
+    note committing to the tree size and root. Verify it with the authority's verifier key from `custody init`.
+    Errors:
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
+        says when to ask again.
+      DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
+        was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+    """
+    GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]
+    """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
+    itself and that checkpoint.
+    Errors:
+      INVALID_ARGUMENT (LEAF_NOT_NAMED): neither record_name nor leaf_index is set.
+      INVALID_ARGUMENT (LEAF_INDEX_OUT_OF_RANGE): leaf_index is negative. NOT_FOUND (LEAF_INDEX_OUT_OF_RANGE): no
+        leaf has that index.
+      NOT_FOUND (LEDGER_RECORD_NOT_FOUND): no leaf records record_name.
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
+        one); RetryInfo says when the next checkpoint is due.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+    """
+    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]
+    """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
+    Errors:
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
+      INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+    """
 
 @_typing.type_check_only
 class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
@@ -183,6 +213,35 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     """Returns the active safety policy, price table and operation defaults, with their versions and digests.
     Errors:
       UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
+    GetCheckpoint: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetCheckpointRequest, _ledger_pb2.SignedCheckpoint]  # type: ignore[assignment]
+    """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
+    note committing to the tree size and root. Verify it with the authority's verifier key from `custody init`.
+    Errors:
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
+        says when to ask again.
+      DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
+        was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+    """
+    GetInclusionProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]  # type: ignore[assignment]
+    """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
+    itself and that checkpoint.
+    Errors:
+      INVALID_ARGUMENT (LEAF_NOT_NAMED): neither record_name nor leaf_index is set.
+      INVALID_ARGUMENT (LEAF_INDEX_OUT_OF_RANGE): leaf_index is negative. NOT_FOUND (LEAF_INDEX_OUT_OF_RANGE): no
+        leaf has that index.
+      NOT_FOUND (LEDGER_RECORD_NOT_FOUND): no leaf records record_name.
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
+        one); RetryInfo says when the next checkpoint is due.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+    """
+    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]  # type: ignore[assignment]
+    """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
+    Errors:
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
+      INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
     """
 
 class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -294,6 +353,53 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns the active safety policy, price table and operation defaults, with their versions and digests.
         Errors:
           UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCheckpoint(
+        self,
+        request: _ledger_pb2.GetCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.SignedCheckpoint, _abc.Awaitable[_ledger_pb2.SignedCheckpoint]]:
+        """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
+        note committing to the tree size and root. Verify it with the authority's verifier key from `custody init`.
+        Errors:
+          FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
+            says when to ask again.
+          DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
+            was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInclusionProof(
+        self,
+        request: _ledger_pb2.GetInclusionProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.InclusionProof, _abc.Awaitable[_ledger_pb2.InclusionProof]]:
+        """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
+        itself and that checkpoint.
+        Errors:
+          INVALID_ARGUMENT (LEAF_NOT_NAMED): neither record_name nor leaf_index is set.
+          INVALID_ARGUMENT (LEAF_INDEX_OUT_OF_RANGE): leaf_index is negative. NOT_FOUND (LEAF_INDEX_OUT_OF_RANGE): no
+            leaf has that index.
+          NOT_FOUND (LEDGER_RECORD_NOT_FOUND): no leaf records record_name.
+          INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
+          FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
+            one); RetryInfo says when the next checkpoint is due.
+          DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+        """
+
+    @_abc_1.abstractmethod
+    def GetConsistencyProof(
+        self,
+        request: _ledger_pb2.GetConsistencyProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ConsistencyProof, _abc.Awaitable[_ledger_pb2.ConsistencyProof]]:
+        """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
+        Errors:
+          INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
+          INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+          DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
         """
 
 def add_AiGatewayServiceServicer_to_server(servicer: AiGatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

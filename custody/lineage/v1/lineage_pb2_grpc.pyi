@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from custody.common.v1 import common_pb2 as _common_pb2
+from custody.common.v1 import ledger_pb2 as _ledger_pb2
 from custody.lineage.v1 import lineage_pb2 as _lineage_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -208,6 +209,35 @@ class LineageServiceStub:
       FAILED_PRECONDITION (PLAN_CYCLE): the policy's job dependencies form a cycle (policy validation refuses
         such policies, so this guards only against looping forever).
     """
+    GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetCheckpointRequest, _ledger_pb2.SignedCheckpoint]
+    """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
+    note committing to the tree size and root. Verify it with the authority's verifier key from `custody init`.
+    Errors:
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
+        says when to ask again.
+      DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
+        was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+    """
+    GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]
+    """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
+    itself and that checkpoint.
+    Errors:
+      INVALID_ARGUMENT (LEAF_NOT_NAMED): neither record_name nor leaf_index is set.
+      INVALID_ARGUMENT (LEAF_INDEX_OUT_OF_RANGE): leaf_index is negative. NOT_FOUND (LEAF_INDEX_OUT_OF_RANGE): no
+        leaf has that index.
+      NOT_FOUND (LEDGER_RECORD_NOT_FOUND): no leaf records record_name.
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
+        one); RetryInfo says when the next checkpoint is due.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+    """
+    GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]
+    """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
+    Errors:
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
+      INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+    """
 
 @_typing.type_check_only
 class LineageServiceAsyncStub(LineageServiceStub):
@@ -387,6 +417,35 @@ class LineageServiceAsyncStub(LineageServiceStub):
       FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
       FAILED_PRECONDITION (PLAN_CYCLE): the policy's job dependencies form a cycle (policy validation refuses
         such policies, so this guards only against looping forever).
+    """
+    GetCheckpoint: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetCheckpointRequest, _ledger_pb2.SignedCheckpoint]  # type: ignore[assignment]
+    """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
+    note committing to the tree size and root. Verify it with the authority's verifier key from `custody init`.
+    Errors:
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
+        says when to ask again.
+      DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
+        was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+    """
+    GetInclusionProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]  # type: ignore[assignment]
+    """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
+    itself and that checkpoint.
+    Errors:
+      INVALID_ARGUMENT (LEAF_NOT_NAMED): neither record_name nor leaf_index is set.
+      INVALID_ARGUMENT (LEAF_INDEX_OUT_OF_RANGE): leaf_index is negative. NOT_FOUND (LEAF_INDEX_OUT_OF_RANGE): no
+        leaf has that index.
+      NOT_FOUND (LEDGER_RECORD_NOT_FOUND): no leaf records record_name.
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
+        one); RetryInfo says when the next checkpoint is due.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+    """
+    GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]  # type: ignore[assignment]
+    """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
+    Errors:
+      INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
+      INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
     """
 
 class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -654,6 +713,53 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION (POLICY_HAS_NO_JOBS): the policy defines no job groups.
           FAILED_PRECONDITION (PLAN_CYCLE): the policy's job dependencies form a cycle (policy validation refuses
             such policies, so this guards only against looping forever).
+        """
+
+    @_abc_1.abstractmethod
+    def GetCheckpoint(
+        self,
+        request: _ledger_pb2.GetCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.SignedCheckpoint, _abc.Awaitable[_ledger_pb2.SignedCheckpoint]]:
+        """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
+        note committing to the tree size and root. Verify it with the authority's verifier key from `custody init`.
+        Errors:
+          FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
+            says when to ask again.
+          DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
+            was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+        """
+
+    @_abc_1.abstractmethod
+    def GetInclusionProof(
+        self,
+        request: _ledger_pb2.GetInclusionProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.InclusionProof, _abc.Awaitable[_ledger_pb2.InclusionProof]]:
+        """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
+        itself and that checkpoint.
+        Errors:
+          INVALID_ARGUMENT (LEAF_NOT_NAMED): neither record_name nor leaf_index is set.
+          INVALID_ARGUMENT (LEAF_INDEX_OUT_OF_RANGE): leaf_index is negative. NOT_FOUND (LEAF_INDEX_OUT_OF_RANGE): no
+            leaf has that index.
+          NOT_FOUND (LEDGER_RECORD_NOT_FOUND): no leaf records record_name.
+          INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
+          FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
+            one); RetryInfo says when the next checkpoint is due.
+          DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+        """
+
+    @_abc_1.abstractmethod
+    def GetConsistencyProof(
+        self,
+        request: _ledger_pb2.GetConsistencyProofRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ConsistencyProof, _abc.Awaitable[_ledger_pb2.ConsistencyProof]]:
+        """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
+        Errors:
+          INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
+          INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+          DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
         """
 
 def add_LineageServiceServicer_to_server(servicer: LineageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

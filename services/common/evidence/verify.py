@@ -27,11 +27,9 @@ from services.common.evidence import anchors, bundle, dsse, records, statement
 from services.common.evidence.anchors import Anchor
 from services.common.evidence.bundle import LedgerRecord
 from services.common.evidence.keys import EvidencePublicKey
-from services.common.hashing import canonical_json
 from services.common.ledger import merkle
+from services.common.ledger.leaves import LEAF_VERSION, Leaf
 from services.common.ledger.note import NoteError, NoteVerifier, parse_checkpoint
-
-LEAF_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -42,18 +40,6 @@ class Failure:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.check}: {self.detail}"
-
-
-@dataclass(frozen=True)
-class Leaf:
-    """The fields of a ledger leaf (services/common/ledger/leaves.py) that evidence relies on."""
-
-    kind: str
-    name: str
-    principal: str
-    request_id: str
-    time_us: int
-    digests: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -221,35 +207,34 @@ def _check_subject_files(directory: Path, claims: dict[str, Any] | None, failure
 
 
 def _parse_leaf(text: str, fail: Callable[[str, str], None]) -> Leaf | None:
-    """The leaf, if `text` is the canonical JSON of one (canonical, so that no two parsers can read it apart)."""
+    """The leaf, if `text` is exactly what services/common/ledger/leaves.py writes for one: canonical JSON of
+    the known fields only, so that no two parsers can read it apart and nothing rides along unhashed."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         fail("ledger.leaf_format", f"the leaf is not JSON: {exc}")
         return None
-    try:
-        canonical = canonical_json(data) == text.encode("utf-8")
-    except (TypeError, ValueError):
-        canonical = False
-    if not canonical:
-        fail("ledger.leaf_format", "the leaf is not RFC 8785 canonical JSON")
-        return None
     if not isinstance(data, dict) or data.get("v") != LEAF_VERSION:
         fail("ledger.leaf_format", f"the leaf is not a version {LEAF_VERSION} leaf object")
         return None
-    texts = [data.get(k) for k in ("kind", "name", "principal", "request_id")]
-    digests = data.get("digests")
-    time = data.get("time_us")
+    kind, name, time, digests = (data.get(k) for k in ("kind", "name", "time_us", "digests"))
+    principal, request_id = data.get("principal"), data.get("request_id")
     if (
-        not all(isinstance(t, str) for t in texts)
+        not isinstance(kind, str)
+        or not isinstance(name, str)
         or type(time) is not int
         or not isinstance(digests, dict)
         or not all(isinstance(v, str) for v in digests.values())
+        or not isinstance(principal, str | None)
+        or not isinstance(request_id, str | None)
     ):
-        fail("ledger.leaf_format", "the leaf lacks kind, name, principal, request_id, time_us or digests")
+        fail("ledger.leaf_format", "the leaf's kind, name, time_us, digests, principal or request_id is malformed")
         return None
-    kind, name, principal, request_id = (str(t) for t in texts)
-    return Leaf(kind, name, principal, request_id, time, dict(digests))
+    leaf = Leaf(kind, name, time, dict(digests), principal, request_id)
+    if leaf.canonical() != text.encode("utf-8"):
+        fail("ledger.leaf_format", "the leaf is not the RFC 8785 canonical JSON of a ledger leaf")
+        return None
+    return leaf
 
 
 def _verified_body(note: str, trusted: list[NoteVerifier]) -> str | None:

@@ -14,9 +14,9 @@ Edge cases, decided the way RFC 9162 and the transparency-dev verifiers do:
 - MTH of the empty tree is SHA256() (`EMPTY_ROOT`); there is no inclusion proof in it (index >= size fails).
 - A tree of one leaf has an empty inclusion path: the root is the leaf hash.
 - PROOF(m, D[n]) is defined for 0 < m < n. For m == n the proof is empty and the roots must be equal; for m == 0
-  the proof is empty (every tree extends the empty one) and the old root must be `EMPTY_ROOT`; m > n or a
-  negative size has no proof. The RFC verifier rejects an empty consistency path, so these cases are decided
-  before it runs.
+  the proof is empty (every tree extends the empty one) and the old root must be `EMPTY_ROOT` (transparency-dev
+  ignores it; a checkpoint of the empty tree with another root is wrong); m > n or a negative size has no proof.
+  The RFC verifier rejects an empty consistency path, so these cases are decided before it runs.
 - Verifiers first check every hash is 32 bytes and the proof has exactly the length the sizes imply, then run
   the RFC 9162 section 2.1.3.2 / 2.1.4.2 algorithms unchanged (their own length checks included).
 

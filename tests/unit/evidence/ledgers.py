@@ -10,8 +10,8 @@ from typing import Any
 from services.common.evidence import records, statement
 from services.common.evidence.bundle import LedgerRecord, write_bundle
 from services.common.evidence.keys import EvidenceSigner
-from services.common.hashing import canonical_json
 from services.common.ledger import merkle
+from services.common.ledger.leaves import Leaf
 from services.common.ledger.note import Checkpoint, NoteSigner, generate_note_key
 from tests.unit.evidence import samples
 
@@ -35,20 +35,13 @@ class SmallLedger:
         name: str,
         digests: dict[str, str] | None = None,
         *,
-        principal: str = "service:runs",
-        request_id: str = "req-x",
+        principal: str | None = "service:runs",
+        request_id: str | None = "req-x",
         time_us: int = 1,
     ) -> int:
-        leaf = {
-            "v": 1,
-            "kind": kind,
-            "name": name,
-            "principal": principal,
-            "request_id": request_id,
-            "time_us": time_us,
-            "digests": digests or {},
-        }
-        self.leaves.append(canonical_json(leaf).decode("utf-8"))
+        """Appends the leaf services/common/ledger/leaves.py would write; returns its index."""
+        leaf = Leaf(kind, name, time_us, digests or {}, principal, request_id)
+        self.leaves.append(leaf.canonical().decode("utf-8"))
         return len(self.leaves) - 1
 
     def checkpoint(self, size: int) -> str:

@@ -8,6 +8,7 @@ mistake in the test, or a verifier that fails everything) does not pass.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from securesystemslib.signer import SSlibKey
 from services.common.evidence import bundle, dsse, statement
 from services.common.evidence.keys import EvidencePublicKey, EvidenceSigner
 from services.common.evidence.verify import Failure, verify_bundle
+from services.common.hashing import canonical_json
 from services.common.ledger.note import generate_note_key
 from tests.unit.evidence import samples
 from tests.unit.evidence.ledgers import World, approval_records, run_records, write_run_bundle
@@ -312,3 +314,30 @@ def test_an_origin_may_have_several_trusted_note_keys(run_bundle: Path, world: W
     _, retired = generate_note_key(world.lineage.origin)
     keys = [world.runs.vkey, retired, world.lineage.vkey, world.gateway.vkey]  # the retired one is tried first
     assert verify_bundle(run_bundle, [world.signer.public_key], keys) == []
+
+
+def test_records_the_statement_does_not_name_are_still_proven(tmp_path: Path, world: World) -> None:
+    """Extra records (here a blob, whose leaf has no principal or request id) verify like the others."""
+    ledger_records = run_records(world)
+    blob = world.runs.append(
+        "blob",
+        f"blobs/{samples.sha(samples.SVG)}",
+        {"sha256": samples.sha(samples.SVG)},
+        principal=None,
+        request_id=None,
+    )
+    good = world.runs.record(blob)
+    write_run_bundle(tmp_path / "good", world, [*ledger_records, good])
+    assert _verify(tmp_path / "good", world) == []
+    bad = dataclasses.replace(good, inclusion_proof=good.inclusion_proof[::-1])
+    write_run_bundle(tmp_path / "bad", world, [*ledger_records, bad])
+    assert _checks(_verify(tmp_path / "bad", world)) == {"ledger.inclusion"}
+
+
+def test_a_leaf_with_a_field_leaves_py_does_not_write_is_rejected(run_bundle: Path, world: World) -> None:
+    def add(record: dict[str, Any]) -> None:
+        leaf = json.loads(record["leaf"]) | {"note": "unhashed?"}
+        record["leaf"] = canonical_json(leaf).decode()
+
+    _edit_record(run_bundle, 2, add)
+    assert _checks(_verify(run_bundle, world)) == {"ledger.leaf_format", "ledger.inclusion", "ledger.missing_record"}

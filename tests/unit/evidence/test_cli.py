@@ -28,7 +28,7 @@ def layout(tmp_path: Path, world: World) -> StateLayout:
     layout.evidence_public_key.parent.mkdir(parents=True)
     layout.evidence_public_key.write_text(world.signer.public_key.pem)
     for ledger in (world.runs, world.lineage, world.gateway):
-        layout.ledger_vkey(ledger.service).write_text(ledger.vkey + "\n")
+        layout.ledger_verifier_key(ledger.service).write_text(ledger.vkey + "\n")
     return layout
 
 

@@ -1,0 +1,146 @@
+"""What a ledger leaf says about a record, and how it is derived from the record's rows.
+
+A leaf is the RFC 8785 canonical JSON of the record's kind and name, the principal that created it, the request
+id, the time, and digests: the record's own content digest where it has one (a run's artifact_sha256, an
+attachment's blob sha256) and `row_sha256`, the digest of every column of the rows that make up the record. The
+writer derives a leaf by reading the rows back inside the transaction that wrote them, and the audit derives it
+the same way from the database later, with the same code: any edit to any column of a recorded row changes the
+leaf the audit derives, so it no longer matches the leaf the signed tree holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from services.common.hashing import canonical_json, sha256_bytes, sha256_canonical
+
+LEAF_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LedgerPosition:
+    """Where a record's leaf sits: what every minted record's response reports (proto LedgerEntry)."""
+
+    origin: str
+    leaf_index: int
+
+
+@dataclass(frozen=True)
+class Leaf:
+    kind: str
+    name: str
+    time_us: int
+    digests: Mapping[str, str]
+    principal: str | None = None
+    request_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "v": LEAF_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "time_us": self.time_us,
+            "digests": dict(self.digests),
+        }
+        if self.principal is not None:
+            document["principal"] = self.principal
+        if self.request_id is not None:
+            document["request_id"] = self.request_id
+        return document
+
+    def canonical(self) -> bytes:
+        return canonical_json(self.to_json())
+
+
+def column_value(value: Any) -> Any:
+    """A database value as JSON: bytes by their digest, exact decimals as text."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"sha256": sha256_bytes(bytes(value))}
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def row_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The digest of rows, every column included, in the order given."""
+    return sha256_canonical([{key: column_value(value) for key, value in row.items()} for row in rows])
+
+
+class RecordSource(Protocol):
+    """One kind of record: derives its leaves from the database, for the writer (some keys) and the audit (all)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def leaves(self, connection: sa.Connection, keys: Sequence[tuple[Any, ...]] | None = None) -> Iterator[Leaf]:
+        """Leaves of the records with these primary keys (all records when None), in ledger order."""
+        ...
+
+
+@dataclass(frozen=True)
+class TableRecords:
+    """Records that are one row each of one table (most of them): the leaf covers every column of the row."""
+
+    kind: str
+    table: sa.Table
+    name: Callable[[Mapping[str, Any]], str]
+    time_column: str
+    principal_column: str | None = None
+    request_id_column: str | None = None
+    # Columns copied into the leaf's digests under their own names (content digests a verifier will compare).
+    digest_columns: tuple[str, ...] = ()
+    # Rows of other tables that belong to the record (e.g. a version's upstream edges), included in row_sha256.
+    parts: (
+        Callable[[sa.Connection, Sequence[Mapping[str, Any]]], Mapping[tuple[Any, ...], list[dict[str, Any]]]] | None
+    ) = None
+    order_by: tuple[str, ...] = field(default=())
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.table.primary_key.columns)
+
+    def key(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(row[column] for column in self.key_columns)
+
+    def leaves(self, connection: sa.Connection, keys: Sequence[tuple[Any, ...]] | None = None) -> Iterator[Leaf]:
+        order = self.order_by or (self.time_column, *self.key_columns)
+        query = sa.select(self.table).order_by(*(self.table.c[name] for name in order))
+        if keys is not None:
+            if not keys:
+                return
+            columns = [self.table.c[name] for name in self.key_columns]
+            query = query.where(
+                sa.tuple_(*columns).in_(list(keys)) if len(columns) > 1 else columns[0].in_([k[0] for k in keys])
+            )
+        for batch in _batches(connection.execute(query).mappings(), 1000):
+            parts = self.parts(connection, batch) if self.parts is not None else {}
+            for row in batch:
+                yield self.leaf(row, parts.get(self.key(row), []))
+
+    def leaf(self, row: Mapping[str, Any], parts: Sequence[Mapping[str, Any]] = ()) -> Leaf:
+        digests = {name: str(row[name]) for name in self.digest_columns}
+        digests["row_sha256"] = row_sha256([dict(row), *parts])
+        return Leaf(
+            kind=self.kind,
+            name=self.name(row),
+            time_us=int(row[self.time_column]),
+            digests=digests,
+            principal=None if self.principal_column is None else str(row[self.principal_column]),
+            request_id=None if self.request_id_column is None else str(row[self.request_id_column]),
+        )
+
+
+def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
