@@ -22,7 +22,7 @@ class RecordKind:
 RUN = RecordKind("runs", "run", "artifact_sha256")
 ATTACHMENT = RecordKind("runs", "attachment", "sha256")
 VERSION = RecordKind("lineage", "version", "snapshot_sha256")
-APPROVAL = RecordKind("lineage", "approval", None)
+APPROVAL = RecordKind("lineage", "status", None)  # <version>/status/<revision>: the approval is a status change
 AI_CALL = RecordKind("ai_gateway", "call", "record_sha256")
 
 BY_LEAF_KIND = {kind.leaf_kind: kind for kind in (RUN, ATTACHMENT, VERSION, APPROVAL, AI_CALL)}

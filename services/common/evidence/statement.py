@@ -22,9 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
+from services.common import clock
 from services.common.evidence import records
 from services.common.hashing import SHA256_HEX, canonical_json
 from services.common.version import CUSTODY_VERSION
@@ -38,7 +39,6 @@ RUNS_BUILDER_ID = f"{CUSTODY_URI}/runs"
 REVIEWER_ID_PREFIX = f"{CUSTODY_URI}/reviewers/"
 APPROVAL_EXTENSION = f"{CUSTODY_URI}/approval/v1"
 HUMAN_APPROVAL_LEVEL = "CUSTODY_HUMAN_APPROVAL"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class RunInput:
 
 @dataclass(frozen=True)
 class ApprovalInput:
-    record_name: str  # the approval's record in the lineage ledger
+    record_name: str  # the approving status change in the lineage ledger: <version>/status/<revision>
     reviewer: str  # principal id, "human:<name>"
     decided_at: datetime
     policy_name: str
@@ -188,10 +188,10 @@ def problems(statement: Any) -> list[str]:
 
 
 def rfc3339(moment: datetime) -> str:
-    """UTC with microseconds, e.g. 2025-01-02T03:04:05.000006Z: the precision of a ledger leaf's time_us."""
+    """UTC with microseconds (clock.rfc3339), the precision of a ledger leaf's time_us; naive times are refused."""
     if moment.tzinfo is None:
         raise ValueError("times in evidence must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return clock.rfc3339(moment)
 
 
 def time_us(text: str) -> int:
@@ -199,7 +199,7 @@ def time_us(text: str) -> int:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no timezone")
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return clock.to_us(moment)
 
 
 def _statement(subjects: list[dict[str, Any]], predicate_type: str, predicate: dict[str, Any]) -> dict[str, Any]:

@@ -124,9 +124,9 @@ def approval_records(world: World, *, reviewer: str | None = None) -> list[Ledge
     upstream = lineage.append("version", samples.UPSTREAM.name, {"snapshot_sha256": samples.UPSTREAM.sha256})
     approved = lineage.append("version", samples.APPROVED.name, {"snapshot_sha256": samples.APPROVED.sha256})
     decision = lineage.append(
-        "approval",
+        records.APPROVAL.leaf_kind,
         approval.record_name,
-        {"version_snapshot_sha256": samples.APPROVED.sha256},
+        {"row_sha256": samples.sha(b"status row")},
         principal=reviewer or approval.reviewer,
         request_id=approval.request_id,
         time_us=statement.time_us(statement.rfc3339(approval.decided_at)),

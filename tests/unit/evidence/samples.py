@@ -38,7 +38,7 @@ RUN = RunInput(
 )
 APPROVED = Digested("projects/p/artifacts/feasibility_run/r1/versions/1", sha(b"run version 1"))
 APPROVAL = ApprovalInput(
-    record_name="projects/p/artifacts/feasibility_run/r1/versions/1/statuses/2",
+    record_name="projects/p/artifacts/feasibility_run/r1/versions/1/status/2",
     reviewer="human:alice",
     decided_at=datetime(2025, 3, 5, 9, 0, 0, 1, tzinfo=UTC),
     policy_name="policies/feasibility_run",

@@ -73,7 +73,7 @@ def test_approval_summary_names_reviewer_policy_and_approved_lineage() -> None:
     assert predicate["verifiedLevels"] == ["CUSTODY_HUMAN_APPROVAL"]
     extension = predicate[statement.APPROVAL_EXTENSION]
     assert extension["reviewer"] == "human:alice"
-    assert extension["approval"] == {"name": samples.APPROVAL.record_name, "ledgerKind": "approval"}
+    assert extension["approval"] == {"name": samples.APPROVAL.record_name, "ledgerKind": "status"}
     assert extension["upstream"] == [
         {
             "uri": samples.UPSTREAM.name,
