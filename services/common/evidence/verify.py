@@ -10,8 +10,9 @@ What holds when the list is empty:
   digest (and, where the statement says them, the principal, request id and time) the statement claims;
 - every subject file in the bundle hashes to its name, and that name is a subject's sha256.
 
-A record whose checkpoint does not verify is not checked further (its root proves nothing). The bundle's own
-copies of the public keys are never trusted.
+A record whose checkpoint does not verify gets no proof check (its root proves nothing), but its leaf is still
+compared with the statement, so every mismatch is reported at once. The bundle's own copies of the public keys
+are never trusted.
 """
 
 from __future__ import annotations
