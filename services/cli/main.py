@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli import (
+    evidence_commands,
     gateway_commands,
     ledger_commands,
     lineage_commands,
@@ -243,6 +244,7 @@ app.add_typer(pipeline_commands.app, name="pipeline")
 app.add_typer(gateway_commands.app, name="gateway")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(studio_commands.app, name="studio")
+app.add_typer(evidence_commands.app, name="evidence")
 
 
 def main() -> None:

@@ -60,6 +60,11 @@ class StateLayout:
     def ledger_verifier_key(self, service: str) -> Path:
         return self.ledger_key(service).with_suffix(".vkey")
 
+    @property
+    def evidence_public_key(self) -> Path:
+        """The public half of the key evidence bundles are signed with: what `custody evidence verify` trusts."""
+        return self.root / "keys" / "evidence.pub"
+
     def is_initialized(self) -> bool:
         return self.credentials.exists() and all(self.service_config(s).exists() for s in SERVICE_NAMES)
 
