@@ -13,7 +13,16 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from services.cli import gateway_commands, lineage_commands, pipeline_commands, registry, runs_commands, studio_commands
+from services.cli import (
+    evidence_commands,
+    gateway_commands,
+    ledger_commands,
+    lineage_commands,
+    pipeline_commands,
+    registry,
+    runs_commands,
+    studio_commands,
+)
 from services.cli.calls import call, print_record
 from services.cli.demo import Demo, DemoReport
 from services.cli.health import check
@@ -229,11 +238,13 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
 
 # Command groups of the services, one module each.
 # (add one line per group here: app.add_typer(<module>.app, name="<group>"))
+app.add_typer(ledger_commands.app, name="ledger")
 app.add_typer(lineage_commands.app, name="lineage")
 app.add_typer(pipeline_commands.app, name="pipeline")
 app.add_typer(gateway_commands.app, name="gateway")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(studio_commands.app, name="studio")
+app.add_typer(evidence_commands.app, name="evidence")
 
 
 def main() -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import importlib
-from typing import cast
+from collections.abc import Callable
+from typing import Any, cast
 
 from services.common.config import ServiceSettings
+from services.common.ledger.audit import AuditReport
 from services.common.server import ServiceFactory
+
+LedgerAudit = Callable[[Any, str | None], AuditReport]
 
 
 def settings_class(service: str) -> type[ServiceSettings]:
@@ -15,3 +19,8 @@ def settings_class(service: str) -> type[ServiceSettings]:
 
 def factory(service: str) -> ServiceFactory:
     return cast(ServiceFactory, importlib.import_module(f"services.{service}.main").build)
+
+
+def ledger_audit(service: str) -> LedgerAudit:
+    """An authority's `audit(settings, verifier_key)` (services/<service>/ledger_audit.py)."""
+    return cast(LedgerAudit, importlib.import_module(f"services.{service}.ledger_audit").audit)

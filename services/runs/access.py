@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from services.common.catalog import callers_of
 from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessRule, AccessTable, allow
+from services.common.ledger import rpc as ledger_rpc
 
 CALLERS = callers_of("runs")
 READ = allow(services=CALLERS, human_roles={OPERATOR_ROLE, REVIEWER_ROLE})
@@ -30,6 +31,7 @@ RULES: dict[str, AccessRule] = {
     "BindCandidate": WRITE,
     "DiffRuns": READ,
     "VerifyRun": READ,
+    **ledger_rpc.access_rules("runs"),
 }
 
 ACCESS = AccessTable("runs", RULES)

@@ -11,6 +11,7 @@ from google.protobuf import timestamp_pb2
 from custody.common.v1 import common_pb2
 from custody.runs.v1 import runs_pb2
 from services.common.identity import Principal
+from services.common.ledger import rpc as ledger_rpc
 from services.common.protomap import datetime_from_proto, dict_to_struct, principal_to_proto, struct_to_dict
 from services.runs import model
 from services.runs.domain.attachments import AttachmentRequest
@@ -240,6 +241,7 @@ def run_to_proto(record: model.RunRecord) -> runs_pb2.Run:
         ],
         engine_version=content.engine_version,
         lineage=lineage_to_proto(record.lineage) if record.lineage is not None else None,
+        ledger=ledger_rpc.entry(record.ledger),
     )
 
 
@@ -265,6 +267,7 @@ def attachment_to_proto(record: model.AttachmentRecord) -> runs_pb2.Attachment:
         created_by=principal_to_proto(record.stamp.created_by),
         request_id=record.stamp.request_id,
         trace_id=record.stamp.trace_id,
+        ledger=ledger_rpc.entry(record.ledger),
     )
 
 

@@ -15,8 +15,10 @@ from services.common.clients import ServiceClients
 from services.common.clock import utc_now
 from services.common.config import ServiceSettings
 from services.common.db import create_engine
+from services.common.ledger.ledger import Ledger
 from services.common.pagination import PageTokens
 from services.common.server import Service
+from services.runs import tables
 from services.runs.access import ACCESS
 from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from services.runs.config import RunsSettings
@@ -24,6 +26,7 @@ from services.runs.domain.context import RunsConfig
 from services.runs.domain.service import Runs
 from services.runs.explainer import GatewayExplainer
 from services.runs.feasibility import EngineSettings
+from services.runs.ledger_records import SOURCES
 from services.runs.lineage_candidates import LineageCandidates
 from services.runs.lineage_recorder import LineageRecorder
 from services.runs.outbox import OutboxDispatcher
@@ -48,7 +51,8 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     assert isinstance(settings, RunsSettings)
     engine = create_engine(settings.resolved_database_url)
     clients = ServiceClients.for_service(settings, tracer_provider)
-    store = RunsStore(engine)
+    ledger = Ledger.configured(engine, tables.ledger, settings, SOURCES)
+    store = RunsStore(engine, ledger)
     dispatcher = OutboxDispatcher(store, LineageRecorder(clients).deliver, utc_now)
     loop = asyncio.get_running_loop()  # build runs inside the bootstrap's event loop
     runs = Runs(
@@ -63,7 +67,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         candidates=LineageCandidates(clients),
         page_tokens=PageTokens.configured(settings.page_token_key, "runs"),
     )
-    servicer = RunsServicer(runs)
+    servicer = RunsServicer(runs, ledger)
 
     def register(server: grpc.aio.Server) -> None:
         runs_pb2_grpc.add_RunsServiceServicer_to_server(servicer, server)
@@ -73,6 +77,11 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         full_name=SERVICES["runs"].full_name,
         register=register,
         access=ACCESS,
-        on_start=(dispatcher.start,),
-        on_stop=(dispatcher.stop, lambda: asyncio.to_thread(store.close), clients.close),
+        on_start=(dispatcher.start, *(() if ledger is None else (ledger.start,))),
+        on_stop=(
+            dispatcher.stop,
+            lambda: asyncio.to_thread(store.close),
+            *(() if ledger is None else (ledger.stop,)),
+            clients.close,
+        ),
     )

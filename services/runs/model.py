@@ -15,6 +15,7 @@ from typing import Any
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.identity import Principal
 from services.common.ids import id_pattern
+from services.common.ledger.leaves import LedgerPosition
 from services.common.run_rules import RunFields, validate_legacy_run, validate_run
 
 RUN_PREFIX = "run"
@@ -254,6 +255,8 @@ class RunRecord:
     explanation: Explanation = Explanation(ExplanationStatus.NONE)
     # The lineage record of this run, when minting it had to record one (see the outbox).
     lineage: OutboxMessage | None = None
+    # Where the run's leaf sits in the runs ledger (None only when the ledger is off, for benchmarks).
+    ledger: LedgerPosition | None = None
 
     @property
     def name(self) -> str:
@@ -271,6 +274,7 @@ class AttachmentRecord:
     size_bytes: int
     metadata: dict[str, str]
     stamp: Stamp
+    ledger: LedgerPosition | None = None
 
     @property
     def name(self) -> str:

@@ -11,10 +11,12 @@ from typing import Any
 
 import grpc
 
-from custody.common.v1 import common_pb2
+from custody.common.v1 import common_pb2, ledger_pb2
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.common import call_context
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.ledger import rpc as ledger_rpc
+from services.common.ledger.ledger import Ledger
 from services.common.protomap import service_info
 from services.runs import convert
 from services.runs.domain.service import Runs
@@ -29,8 +31,9 @@ def _invalid(reason: str, problems: list[tuple[str, str]]) -> InvalidArgument:
 
 
 class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
-    def __init__(self, runs: Runs) -> None:
+    def __init__(self, runs: Runs, ledger: Ledger | None = None) -> None:
         self._runs = runs
+        self._ledger = ledger
 
     async def GetServiceInfo(
         self, request: runs_pb2.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -167,3 +170,20 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
         self, request: runs_pb2.VerifyRunRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.VerifyRunResponse:
         return convert.verification_to_proto(await asyncio.to_thread(self._runs.verify_run, request.name))
+
+    # ---- the ledger (services/common/ledger/rpc.py answers for all three authorities) ------------------------------
+
+    async def GetCheckpoint(
+        self, request: ledger_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.SignedCheckpoint:
+        return await ledger_rpc.get_checkpoint(ledger_rpc.require(self._ledger), request)
+
+    async def GetInclusionProof(
+        self, request: ledger_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.InclusionProof:
+        return await ledger_rpc.get_inclusion_proof(ledger_rpc.require(self._ledger), request)
+
+    async def GetConsistencyProof(
+        self, request: ledger_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.ConsistencyProof:
+        return await ledger_rpc.get_consistency_proof(ledger_rpc.require(self._ledger), request)

@@ -2,7 +2,8 @@
 
 Create-only semantics come from primary keys and unique constraints (and database triggers refuse UPDATE and
 DELETE on immutable tables); idempotency keys are unique per caller, so concurrent retries converge on one row.
-The explanation row is changed only by compare-and-set on its version, with a history row per change.
+The explanation row is changed only by compare-and-set on its version, with a history row per change. Every
+immutable row written gets its ledger leaf in the same transaction (services/runs/ledger_records.py says which).
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from services.common.db import insert_if_absent, insert_rows, keyset
 from services.common.errors import FailedPrecondition
 from services.common.group_commit import GroupCommit
 from services.common.identity import Principal, PrincipalKind
+from services.common.ledger.leaves import LedgerPosition
+from services.common.ledger.ledger import Ledger, positions, record
 from services.runs import tables
+from services.runs.ledger_records import ADVISORIES, ATTACHMENTS, BLOBS, EXPLANATION_DECISIONS, RUNS, SEALS
 from services.runs.model import (
     AdvisoryKind,
     AdvisoryLink,
@@ -36,6 +40,7 @@ from services.runs.model import (
     Seal,
     SealScope,
     Stamp,
+    run_name,
 )
 
 
@@ -142,11 +147,12 @@ class _PendingRun:
 
 
 class RunsStore:
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, ledger: Ledger | None = None) -> None:
         self.engine = engine
+        self.ledger = ledger
         self._mints: GroupCommit[_PendingRun, tuple[StoredRun, bool]] = GroupCommit(self._insert_batch, "runs-mint")
-        self._attachments: GroupCommit[tuple[tuple[NewAttachment, ...], datetime], bool] = GroupCommit(
-            self._insert_attachment_batches, "runs-attach"
+        self._attachments: GroupCommit[tuple[tuple[NewAttachment, ...], datetime], list[AttachmentRecord] | None] = (
+            GroupCommit(self._insert_attachment_batches, "runs-attach")
         )
 
     def close(self) -> None:
@@ -213,7 +219,7 @@ class RunsStore:
                 inserts.append(index)
         try:
             with self.engine.begin() as connection:
-                self._insert_rows(connection, [batch[i] for i in inserts])
+                placed = self._insert_rows(connection, [batch[i] for i in inserts])
         except IntegrityError:
             if len(batch) == 1:
                 stored = self._by_key(batch[0].record.stamp.created_by.id, batch[0].key) if batch[0].key else None
@@ -222,7 +228,11 @@ class RunsStore:
                 return [(stored, False)]
             return [self._insert_batch([pending])[0] for pending in batch]
         for index in inserts:
-            results[index] = (batch[index].stored(), True)
+            stored = batch[index].stored()
+            results[index] = (
+                replace(stored, record=replace(stored.record, ledger=placed.get(stored.record.name))),
+                True,
+            )
         for index, pending in enumerate(batch):
             if results[index] is None:
                 first = results[first_for_key[(pending.record.stamp.created_by.id, pending.key)]]  # type: ignore[index]
@@ -230,9 +240,9 @@ class RunsStore:
                 results[index] = (first[0], False)
         return [r for r in results if r is not None]
 
-    def _insert_rows(self, connection: sa.Connection, batch: list[_PendingRun]) -> None:
+    def _insert_rows(self, connection: sa.Connection, batch: list[_PendingRun]) -> dict[str, LedgerPosition]:
         if not batch:
-            return
+            return {}
         insert_rows(connection, tables.runs, [p.run_row() for p in batch])
         insert_rows(connection, tables.run_explanations, [p.explanation_row() for p in batch])
         insert_rows(connection, tables.run_explanation_history, [p.history_row() for p in batch])
@@ -249,6 +259,13 @@ class RunsStore:
         seals = [_seal_row(seal, p.record.stamp.created_at) for p in batch for seal in p.seals]
         if seals:
             insert_rows(connection, tables.run_seals, seals)
+        # Last, so the ledger lock (PostgreSQL) is held for as short a time as possible.
+        placed = record(self.ledger, connection, RUNS, [(p.record.run_id,) for p in batch])
+        record(self.ledger, connection, EXPLANATION_DECISIONS, [(p.record.run_id, 1) for p in batch])
+        record(self.ledger, connection, ADVISORIES, [(a["run_id"], a["advisory_id"]) for a in advisories])
+        record(self.ledger, connection, ATTACHMENTS, [(a["id"],) for a in attachments])
+        record(self.ledger, connection, SEALS, [(s["run_id"], s["sealed_by"]) for s in seals])
+        return placed
 
     def _by_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredRun]:
         if not keys:
@@ -330,6 +347,7 @@ class RunsStore:
             r.run_id: _outbox_message(r)
             for r in connection.execute(sa.select(tables.outbox).where(tables.outbox.c.run_id.in_(ids)))
         }
+        placed = positions(self.ledger, connection, [run_name(run_id) for run_id in ids])
         stored = []
         for row in rows:
             document = json.loads(row.artifact_json)
@@ -348,6 +366,7 @@ class RunsStore:
                     updated_at=from_us(explanation_row.updated_at_us),
                 ),
                 lineage=lineage.get(row.id),
+                ledger=placed.get(run_name(row.id)),
             )
             indexed = {"mode": row.mode, "tool_id": row.tool_id, "status": row.status, "risk_level": row.risk_level}
             stored.append(StoredRun(record, row.artifact_json, row.request_fingerprint, indexed))
@@ -393,6 +412,7 @@ class RunsStore:
                 to_us(now),
                 request_id,
             )
+            record(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, current.version + 1)])
             return True
 
     def finish_explanation(
@@ -431,6 +451,9 @@ class RunsStore:
             if changed != 1:
                 raise RuntimeError(f"explanation of {run_id} changed concurrently")
             self._history(connection, run_id, current.version + 1, outcome, by, to_us(now), request_id)
+            if advisory is not None:
+                record(self.ledger, connection, ADVISORIES, [(run_id, advisory.advisory_id)])
+            record(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, current.version + 1)])
 
     def explanation_history(self, run_id: str) -> list[tuple[int, str]]:
         with self.engine.connect() as connection:
@@ -521,6 +544,7 @@ class RunsStore:
         try:
             with self.engine.begin() as connection:
                 connection.execute(tables.advisories.insert().values(_advisory_row(run_id, link)))
+                record(self.ledger, connection, ADVISORIES, [(run_id, link.advisory_id)])
         except IntegrityError:
             with self.engine.connect() as connection:
                 exists = connection.execute(
@@ -562,16 +586,19 @@ class RunsStore:
                 )
                 .order_by(tables.attachments.c.batch_position)
             )
-            return [(_attachment(row), row.idempotency_fingerprint or "") for row in rows]
+            found = [(_attachment(row), row.idempotency_fingerprint or "") for row in rows]
+            placed = positions(self.ledger, connection, [a.name for a, _ in found])
+            return [(replace(a, ledger=placed.get(a.name)), fingerprint) for a, fingerprint in found]
 
-    def add_attachments(self, items: Sequence[NewAttachment], now: datetime) -> bool:
-        """Records blobs and attachments in one transaction: all or none. False if an idempotency key raced.
-        Concurrent callers share one commit (group commit)."""
+    def add_attachments(self, items: Sequence[NewAttachment], now: datetime) -> list[AttachmentRecord] | None:
+        """Records blobs and attachments in one transaction: all or none. Returns the attachments as stored (with
+        their ledger positions), or None if an idempotency key raced. Concurrent callers share one commit (group
+        commit)."""
         return self._attachments.submit((tuple(items), now))
 
     def _insert_attachment_batches(
         self, batch: list[tuple[tuple[NewAttachment, ...], datetime]]
-    ) -> list[bool | BaseException]:
+    ) -> list[list[AttachmentRecord] | BaseException | None]:
         """Every caller's attachments in one transaction; on a conflict, each caller's on its own, so one
         refused batch never takes the others down with it."""
         try:
@@ -590,7 +617,18 @@ class RunsStore:
                 connection.execute(
                     tables.attachments.insert(), [_attachment_row(item) for items, _ in batch for item in items]
                 )
-            return [True] * len(batch)
+                # A blob already recorded (by an earlier upload, or a concurrent one that committed while this
+                # insert waited on it) has its leaf; only bytes new to the store get one.
+                names = {f"blobs/{sha256}": sha256 for sha256 in sorted(blobs)}
+                known = positions(self.ledger, connection, list(names))
+                record(self.ledger, connection, BLOBS, [(sha,) for name, sha in names.items() if name not in known])
+                placed = record(
+                    self.ledger,
+                    connection,
+                    ATTACHMENTS,
+                    [(item.record.attachment_id,) for items, _ in batch for item in items],
+                )
+            return [[replace(item.record, ledger=placed.get(item.record.name)) for item in items] for items, _ in batch]
         except IntegrityError as exc:
             if len(batch) > 1:
                 return [self._insert_attachment_batches([one])[0] for one in batch]
@@ -598,7 +636,7 @@ class RunsStore:
             sealed = self._sealed_refusal(items)
             if sealed is not None:  # a decision sealed the run after the caller checked (the trigger caught it)
                 return [sealed]
-            return [False if any(item.idempotency_key for item in items) else exc]
+            return [None if any(item.idempotency_key for item in items) else exc]
 
     def _sealed_refusal(self, items: Sequence[NewAttachment]) -> FailedPrecondition | None:
         by_run: dict[str, list[str]] = {}
@@ -632,7 +670,7 @@ class RunsStore:
                     tables.attachments.c.id == attachment_id, tables.attachments.c.run_id == run_id
                 )
             ).first()
-            return _attachment(row) if row else None
+            return self._placed(connection, [_attachment(row)])[0] if row else None
 
     def list_attachments(
         self, run_id: str, kind: str, after: Sequence[Any] | None, limit: int
@@ -644,7 +682,11 @@ class RunsStore:
             query = query.where(table.c.kind == kind)
         query = keyset(query, table.c.created_at_us, table.c.id, after, limit, newest_first=True)
         with self.engine.connect() as connection:
-            return [_attachment(row) for row in connection.execute(query)]
+            return self._placed(connection, [_attachment(row) for row in connection.execute(query)])
+
+    def _placed(self, connection: sa.Connection, found: list[AttachmentRecord]) -> list[AttachmentRecord]:
+        placed = positions(self.ledger, connection, [a.name for a in found])
+        return [replace(a, ledger=placed.get(a.name)) for a in found]
 
 
 def sealed_error(seal: Seal, kind: str) -> FailedPrecondition:

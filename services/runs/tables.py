@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.common.ledger.store import ledger_table
+
 metadata = sa.MetaData()
 
 IMMUTABLE_TABLES = (
@@ -19,6 +21,7 @@ IMMUTABLE_TABLES = (
     "run_explanation_history",
     "blob_chunks",
     "run_seals",
+    "ledger_leaves",
 )
 
 runs = sa.Table(
@@ -171,3 +174,6 @@ run_seals = sa.Table(
     sa.Column("scope", sa.String(16), nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
 )
+
+# Tamper evidence: one leaf per record (services/runs/ledger_records.py), in the record's own transaction.
+ledger = ledger_table(metadata)

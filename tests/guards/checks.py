@@ -22,10 +22,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 TRANSPORT_DIR = ("services", "ai_gateway", "transport")
 
 # The operator CLI is a gRPC client of every service. From a service package it may import only what it runs in
-# process: the entry point `custody serve` builds (`main`), its settings (`config`) and its schema migrations
-# (`custody migrate`).
+# process: the entry point `custody serve` builds (`main`), its settings (`config`), its schema migrations
+# (`custody migrate`) and its offline ledger audit (`custody ledger audit`).
 CLI_DIR = ("services", "cli")
-CLI_ALLOWED = re.compile(rf"^services\.({'|'.join(map(re.escape, SERVICE_NAMES))})\.(main|config|migrations)(\.|$)")
+CLI_ALLOWED = re.compile(
+    rf"^services\.({'|'.join(map(re.escape, SERVICE_NAMES))})\.(main|config|migrations|ledger_audit)(\.|$)"
+)
 
 VENDOR_SDK_MODULES: tuple[str, ...] = (
     "openai",

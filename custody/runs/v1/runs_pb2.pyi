@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from custody.common.v1 import common_pb2 as _common_pb2
+from custody.common.v1 import ledger_pb2 as _ledger_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -400,6 +401,7 @@ class Run(_message.Message):
     BOUND_ATTACHMENTS_FIELD_NUMBER: _builtins.int
     ENGINE_VERSION_FIELD_NUMBER: _builtins.int
     LINEAGE_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """runs/{run}"""
     mode: _builtins.str
@@ -443,6 +445,10 @@ class Run(_message.Message):
     def lineage(self) -> Global___LineageRecord:
         """Set when minting the run had to record it in lineage (BindCandidate with lineage_candidate)."""
 
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """Where the run's leaf sits in the runs ledger: prove it with GetInclusionProof (record_name = name)."""
+
     def __init__(
         self,
         *,
@@ -467,10 +473,11 @@ class Run(_message.Message):
         bound_attachments: _abc.Iterable[Global___BoundAttachment] | None = ...,
         engine_version: _builtins.str = ...,
         lineage: Global___LineageRecord | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "lineage", b"lineage", "meta", b"meta", "request_summary", b"request_summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "ledger", b"ledger", "lineage", b"lineage", "meta", b"meta", "request_summary", b"request_summary"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "artifact_sha256", b"artifact_sha256", "bound_attachments", b"bound_attachments", "create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "lineage", b"lineage", "meta", b"meta", "mode", b"mode", "name", b"name", "outputs", b"outputs", "request_id", b"request_id", "request_summary", b"request_summary", "source_run", b"source_run", "status", b"status", "tool_id", b"tool_id", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "artifact_sha256", b"artifact_sha256", "bound_attachments", b"bound_attachments", "create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "ledger", b"ledger", "lineage", b"lineage", "meta", b"meta", "mode", b"mode", "name", b"name", "outputs", b"outputs", "request_id", b"request_id", "request_summary", b"request_summary", "source_run", b"source_run", "status", b"status", "tool_id", b"tool_id", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -758,6 +765,7 @@ class Attachment(_message.Message):
     CREATED_BY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """runs/{run}/attachments/{attachment}"""
     kind: _builtins.str
@@ -774,6 +782,10 @@ class Attachment(_message.Message):
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def created_by(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """Where the attachment's leaf sits in the runs ledger (record_name = name)."""
+
     def __init__(
         self,
         *,
@@ -787,10 +799,11 @@ class Attachment(_message.Message):
         created_by: _common_pb2.Principal | None = ...,
         request_id: _builtins.str = ...,
         trace_id: _builtins.str = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "digest", b"digest"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "ledger", b"ledger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "name", b"name", "request_id", b"request_id", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "filename", b"filename", "kind", b"kind", "ledger", b"ledger", "metadata", b"metadata", "name", b"name", "request_id", b"request_id", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

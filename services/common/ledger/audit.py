@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from services.common.config import StatefulServiceSettings
+from services.common.db import create_engine
 from services.common.hashing import canonical_json
 from services.common.ledger import merkle
 from services.common.ledger.checkpoint_log import CheckpointLog
@@ -103,7 +105,7 @@ def _check_leaves(connection: sa.Connection, rows: LedgerRows, report: AuditRepo
     return stored
 
 
-def _leaf_problem(leaf: bytes, kind: str, name: str, time_us: int) -> str | None:
+def _leaf_problem(leaf: bytes, kind: str, name: str, created_at_us: int) -> str | None:
     try:
         document = json.loads(leaf)
     except ValueError:
@@ -112,8 +114,8 @@ def _leaf_problem(leaf: bytes, kind: str, name: str, time_us: int) -> str | None
         return "leaf is not RFC 8785 canonical JSON of an object"
     if document.get("kind") != kind or document.get("name") != name:
         return f"leaf says {document.get('kind')!r} {document.get('name')!r}, its row {kind!r} {name!r}"
-    if document.get("time_us") != time_us:
-        return f"leaf says time_us {document.get('time_us')!r}, its row {time_us!r}"
+    if document.get("time_us") != created_at_us:
+        return f"leaf says time {document.get('time_us')}, its row {created_at_us}"
     return None
 
 
@@ -214,3 +216,27 @@ def _diff(stored: bytes, derived: bytes) -> str:
         if old_digests.get(key) != new_digests.get(key)
     ]
     return ", ".join(changed) + " changed"
+
+
+def audit_configured(
+    settings: StatefulServiceSettings,
+    table: sa.Table,
+    sources: Sequence[RecordSource],
+    extra_checks: Callable[[sa.Engine], Sequence[ExtraCheck]] = lambda _engine: (),
+    verifier_key: str | None = None,
+) -> AuditReport:
+    """Audits the authority's database and checkpoint log as its settings locate them. The verifier key defaults
+    to the one `custody init` wrote beside the signing key; an auditor passes their own copy."""
+    key = verifier_key or settings.resolved_ledger_key_file.with_suffix(".vkey").read_text(encoding="utf-8").strip()
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        return audit(
+            engine,
+            LedgerRows(table),
+            sources,
+            CheckpointLog(settings.resolved_ledger_checkpoint_dir),
+            NoteVerifier(key),
+            extra_checks(engine),
+        )
+    finally:
+        engine.dispose()

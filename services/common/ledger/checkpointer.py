@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.common.ledger.checkpoint_log import CheckpointLog
+from services.common.ledger.checkpoint_log import CheckpointConflict, CheckpointLog
 from services.common.ledger.note import Checkpoint, NoteSigner, parse_checkpoint
 from services.common.ledger.tree import LedgerGap, LedgerTree
 
@@ -103,10 +103,13 @@ class Checkpointer:
             )
         return None
 
-    def _sign(self, size: int) -> Signed:
+    def _sign(self, size: int) -> Signed | None:
         checkpoint = Checkpoint(self.origin, size, self.tree.root(size))
         note = self.signer.sign(checkpoint.body())
-        self.checkpoints.append(size, note)
+        try:
+            self.checkpoints.append(size, note)
+        except CheckpointConflict as conflict:  # another signer of this origin logged a different tree
+            return self._raise_alarm(str(conflict))
         self._latest = Signed(checkpoint, note)
         self._pending_since = None
         return self._latest

@@ -23,6 +23,14 @@ LEAF_VERSION = 1
 
 
 @dataclass(frozen=True)
+class LedgerPosition:
+    """Where a record's leaf sits: what every minted record's response reports (proto LedgerEntry)."""
+
+    origin: str
+    leaf_index: int
+
+
+@dataclass(frozen=True)
 class Leaf:
     kind: str
     name: str
@@ -66,7 +74,8 @@ def row_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
 class RecordSource(Protocol):
     """One kind of record: derives its leaves from the database, for the writer (some keys) and the audit (all)."""
 
-    kind: str
+    @property
+    def kind(self) -> str: ...
 
     def leaves(self, connection: sa.Connection, keys: Sequence[tuple[Any, ...]] | None = None) -> Iterator[Leaf]:
         """Leaves of the records with these primary keys (all records when None), in ledger order."""

@@ -23,7 +23,7 @@ from services.common.errors import DataLoss, FailedPrecondition, InvalidArgument
 from services.common.ledger import merkle
 from services.common.ledger.checkpoint_log import CheckpointLog
 from services.common.ledger.checkpointer import Checkpointer, Signed, parse_signed
-from services.common.ledger.leaves import Leaf, RecordSource
+from services.common.ledger.leaves import Leaf, LedgerPosition, RecordSource
 from services.common.ledger.note import NoteSigner
 from services.common.ledger.store import LedgerRows, StoredLeaf
 from services.common.ledger.tree import LedgerGap, LedgerTree
@@ -55,15 +55,23 @@ class Consistency:
 
 def record(
     ledger: Ledger | None, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
-) -> dict[str, int]:
+) -> dict[str, LedgerPosition]:
     """Ledger.record for stores that may run without a ledger (benchmarks): nothing is recorded then."""
     return {} if ledger is None or not keys else ledger.record(connection, source, keys)
 
 
+def positions(
+    ledger: Ledger | None, connection: sa.Connection, record_names: Sequence[str]
+) -> dict[str, LedgerPosition]:
+    """Ledger.positions, or nothing without a ledger."""
+    return {} if ledger is None or not record_names else ledger.positions(connection, record_names)
+
+
 def load_signer(key_file: Path) -> NoteSigner:
-    """The authority's signing key, created by `custody init`; refused when others may read it."""
+    """The authority's signing key, created by `custody init` (mode 0600); refused when others may read it or its
+    group may write it (a Kubernetes Secret mounted with an fsGroup is group-readable, which is tolerated)."""
     try:
-        mode = key_file.stat().st_mode & 0o077
+        mode = key_file.stat().st_mode & 0o027
         text = key_file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise FileNotFoundError(
@@ -124,14 +132,18 @@ class Ledger:
 
     def record(
         self, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
-    ) -> dict[str, int]:
+    ) -> dict[str, LedgerPosition]:
         """Appends the leaves of the records just written with these primary keys, read back inside the same
-        transaction (so the leaf is what the audit will derive); returns record name -> leaf index."""
+        transaction (so the leaf is what the audit will derive); returns record name -> position."""
         leaves = list(source.leaves(connection, keys))
-        return dict(zip((leaf.name for leaf in leaves), self.rows.append(connection, leaves), strict=True))
+        indexes = self.rows.append(connection, leaves)
+        return {leaf.name: LedgerPosition(self.origin, index) for leaf, index in zip(leaves, indexes, strict=True)}
 
-    def indexes(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, int]:
-        return self.rows.indexes(connection, record_names)
+    def positions(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, LedgerPosition]:
+        return {
+            name: LedgerPosition(self.origin, index)
+            for name, index in self.rows.indexes(connection, record_names).items()
+        }
 
     def adopt_existing(self) -> int:
         """Gives records written before this database had a ledger their leaves, once (when the ledger is empty

@@ -14,11 +14,16 @@ Edge cases, decided the way RFC 9162 and the transparency-dev verifiers do:
 - MTH of the empty tree is SHA256() (`EMPTY_ROOT`); there is no inclusion proof in it (index >= size fails).
 - A tree of one leaf has an empty inclusion path: the root is the leaf hash.
 - PROOF(m, D[n]) is defined for 0 < m < n. For m == n the proof is empty and the roots must be equal; for m == 0
-  the proof is empty (every tree extends the empty one) and the old root must be `EMPTY_ROOT`; m > n or a
-  negative size has no proof. The RFC verifier rejects an empty consistency path, so these cases are decided
-  before it runs.
+  the proof is empty (every tree extends the empty one) and the old root must be `EMPTY_ROOT` (transparency-dev
+  ignores it; a checkpoint of the empty tree with another root is wrong); m > n or a negative size has no proof.
+  The RFC verifier rejects an empty consistency path, so these cases are decided before it runs.
 - Verifiers first check every hash is 32 bytes and the proof has exactly the length the sizes imply, then run
   the RFC 9162 section 2.1.3.2 / 2.1.4.2 algorithms unchanged (their own length checks included).
+
+A proof binds a leaf (or an old root) to a root, not to a tree size: where the tree one leaf larger or smaller folds
+the same sibling hashes in the same order, the same proof verifies for that size too, and no verifier can tell
+(tests/unit/ledger/test_merkle.py pins down exactly when). The size is bound to the root by the signed checkpoint,
+so always verify against the (size, root) pair of one verified checkpoint, never a size from elsewhere.
 """
 
 from __future__ import annotations
@@ -212,14 +217,16 @@ def verify_consistency(old_size: int, new_size: int, old_root: bytes, new_root: 
     _check_hash(old_root, "the old root")
     _check_hash(new_root, "the new root")
     _check_proof_hashes(proof, len(consistency_ranges(old_size, new_size)), what)
-    if old_size == 0:
-        if not hmac.compare_digest(old_root, EMPTY_ROOT):
-            raise ProofError(f"the old root of an empty tree must be {EMPTY_ROOT.hex()}, not {old_root.hex()}")
-        return
+    if old_size == 0 and not hmac.compare_digest(old_root, EMPTY_ROOT):
+        raise ProofError(f"the root of the empty tree is {EMPTY_ROOT.hex()}, not {old_root.hex()}")
     if old_size == new_size:
         if not hmac.compare_digest(old_root, new_root):
             raise ProofError(f"two trees of {old_size} leaves have different roots")
         return
+    if old_size == 0:
+        return
+    if not proof:
+        raise ProofError(f"{what} is empty")
     path = list(proof)
     if old_size & (old_size - 1) == 0:  # the old tree is a whole subtree of the new one: its root is in the path
         path.insert(0, old_root)

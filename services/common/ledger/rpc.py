@@ -7,9 +7,10 @@ import asyncio
 
 from custody.common.v1 import ledger_pb2
 from services.common.catalog import callers_of
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from services.common.identity import MIGRATOR_ROLE, OPERATOR_ROLE, REVIEWER_ROLE, AccessRule, allow
-from services.common.errors import FieldViolation, InvalidArgument
 from services.common.ledger.checkpointer import Signed
+from services.common.ledger.leaves import LedgerPosition
 from services.common.ledger.ledger import Ledger
 
 
@@ -18,6 +19,15 @@ def access_rules(service: str) -> dict[str, AccessRule]:
     digests and principals, never content."""
     rule = allow(services=callers_of(service), human_roles={OPERATOR_ROLE, REVIEWER_ROLE, MIGRATOR_ROLE})
     return {"GetCheckpoint": rule, "GetInclusionProof": rule, "GetConsistencyProof": rule}
+
+
+def require(ledger: Ledger | None) -> Ledger:
+    """The ledger, or LEDGER_DISABLED when the service runs without one (`ledger_enabled: false`, benchmarks)."""
+    if ledger is None:
+        raise FailedPrecondition(
+            "LEDGER_DISABLED", "this service runs with ledger_enabled off: it records no leaves and signs nothing"
+        )
+    return ledger
 
 
 def checkpoint_to_proto(ledger: Ledger, signed: Signed) -> ledger_pb2.SignedCheckpoint:
@@ -30,9 +40,11 @@ def checkpoint_to_proto(ledger: Ledger, signed: Signed) -> ledger_pb2.SignedChec
     )
 
 
-def entry(ledger: Ledger, leaf_index: int | None) -> ledger_pb2.LedgerEntry | None:
+def entry(position: LedgerPosition | None) -> ledger_pb2.LedgerEntry | None:
     """The LedgerEntry a record's message carries (None for records without a leaf)."""
-    return None if leaf_index is None else ledger_pb2.LedgerEntry(leaf_index=leaf_index, origin=ledger.origin)
+    if position is None:
+        return None
+    return ledger_pb2.LedgerEntry(leaf_index=position.leaf_index, origin=position.origin)
 
 
 async def get_checkpoint(ledger: Ledger, request: ledger_pb2.GetCheckpointRequest) -> ledger_pb2.SignedCheckpoint:

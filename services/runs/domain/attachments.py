@@ -102,11 +102,12 @@ def record_upload(
         request_fingerprint,
         0,
     )
-    if not context.store.add_attachments([item], stamp.created_at):
+    stored = context.store.add_attachments([item], stamp.created_at)
+    if stored is None:
         existing = _existing_for_key(context, run_id, idempotency_key, [request_fingerprint])
         assert existing is not None
         return existing[0]
-    return item.record
+    return stored[0]
 
 
 def batch_create_attachments(
@@ -157,11 +158,12 @@ def batch_create_attachments(
         ]
         for blob in pending:
             context.blobs.publish(blob)
-        if not context.store.add_attachments(records, stamp.created_at):
+        stored = context.store.add_attachments(records, stamp.created_at)
+        if stored is None:
             existing = _existing_for_key(context, run_id, idempotency_key, fingerprints)
             assert existing is not None
             return existing
-        return [item.record for item in records]
+        return stored
     finally:
         for blob in pending:
             blob.discard()
