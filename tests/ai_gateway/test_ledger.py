@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from custody.ai_gateway.v1 import gateway_pb2
 from custody.common.v1 import ledger_pb2
@@ -24,6 +25,7 @@ from services.ai_gateway.config import AiGatewaySettings
 from services.ai_gateway.ledger_audit import audit, record_digests
 from services.ai_gateway.ledger_records import SOURCES
 from services.ai_gateway.store import CallStore, ReplayClaim
+from services.cli.main import app
 from services.cli.state import StateLayout
 from services.common import migrations, status
 from services.common.clock import to_us
@@ -237,6 +239,28 @@ def test_the_audit_of_a_served_gateway_is_clean(
     report = audit(settings)
     assert report.findings == []
     assert (report.leaves, report.records) == (3, 3) and report.checkpoints >= 2
+
+
+def test_custody_ledger_audit_passes_then_names_a_call_changed_behind_the_gateways_back(
+    start_gateway: GatewayFactory, fake: FakeOpenAI, layout: StateLayout
+) -> None:
+    gateway = start_gateway(fake, **FAST_CHECKPOINTS)  # the state directory's own database, as the CLI finds it
+    name = generate(gateway, layout).envelope.call
+    signed_inclusion(gateway, layout, name)
+    database = gateway.settings.resolved_database_url  # type: ignore[attr-defined]
+    start_gateway.stop(gateway)  # type: ignore[attr-defined]
+    command = ["ledger", "audit", "ai_gateway", "--state-dir", str(layout.root)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    engine = create_engine(database)
+    try:
+        with tamper.triggers_dropped(engine, "ai_calls") as connection:
+            connection.execute(tables.ai_calls.update().values(model="a-cheaper-model"))
+    finally:
+        engine.dispose()
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1
+    assert f"first bad entry: leaf 0 ({name})" in result.output
 
 
 # --- the ledger RPCs' errors ----------------------------------------------------------------------------------------

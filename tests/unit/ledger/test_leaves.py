@@ -8,7 +8,6 @@ import pytest
 import rfc8785
 import sqlalchemy as sa
 
-from services.common import hashing
 from services.common.hashing import sha256_bytes
 from services.common.ledger.leaves import column_value, row_sha256
 
@@ -26,25 +25,26 @@ ROW = {"id": "r1", "created_at_us": 1, "body": '{"é": "\\u2014"}' * 50, "cost":
 
 
 @pytest.fixture
-def stored() -> sa.RowMapping:
+def stored() -> dict[str, object]:
+    """A row as TableRecords digests it: dict() of what SQLAlchemy returns."""
     engine = sa.create_engine("sqlite://")
     TABLE.metadata.create_all(engine)
     with engine.begin() as connection:
         connection.execute(TABLE.insert(), {**ROW, "note": None})
-        return connection.execute(sa.select(TABLE)).mappings().one()
+        return dict(connection.execute(sa.select(TABLE)).mappings().one())
 
 
-def test_a_stored_rows_digest_is_the_reference_digest_of_its_columns(stored: sa.RowMapping) -> None:
+def test_a_stored_rows_digest_is_the_reference_digest_of_its_columns(stored: dict[str, object]) -> None:
     reference = [{str(key): column_value(value) for key, value in stored.items()}]
     assert row_sha256([stored]) == sha256_bytes(rfc8785.dumps(reference))
 
 
-def test_a_stored_row_takes_the_fast_path(stored: sa.RowMapping, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_stored_row_takes_the_fast_path(stored: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:
     """Its column names are a str subclass (sqlalchemy's quoted_name), which the fast path refuses."""
     assert any(type(key) is not str for key in stored)
 
     def refused(value: object) -> bytes:
         raise AssertionError("took the reference path")
 
-    monkeypatch.setattr(hashing.rfc8785, "dumps", refused)
+    monkeypatch.setattr(rfc8785, "dumps", refused)
     row_sha256([stored])
