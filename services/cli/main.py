@@ -29,7 +29,9 @@ from services.cli.health import check
 from services.cli.options import JsonFlag, StateDir
 from services.cli.stack import Stack, plan, supervise
 from services.cli.state import (
+    DEFAULT_DEPLOYMENT,
     DEFAULT_STATE_DIR,
+    DEPLOYMENT_NAME,
     StateLayout,
     endpoints,
     initialize,
@@ -63,10 +65,16 @@ def _service_name(value: str) -> str:
 def init(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     force: Annotated[bool, typer.Option(help="Rotate every token, even if state exists.")] = False,
+    deployment: Annotated[
+        str, typer.Option(help="Names this deployment in every ledger origin (<deployment>/custody/<service>).")
+    ] = DEFAULT_DEPLOYMENT,
 ) -> None:
-    """Create credentials: a token per service (in its own config) and the operator's token."""
+    """Create credentials (a token per service, in its own config, and the operator's token) and keys: each
+    authority's ledger signing key and the evidence signing key. Keys are never replaced, not even by --force."""
+    if not DEPLOYMENT_NAME.fullmatch(deployment):
+        raise typer.BadParameter("letters, digits, dots and dashes only (it becomes part of a checkpoint origin)")
     layout = StateLayout(state_dir)
-    if initialize(layout, force=force):
+    if initialize(layout, force=force, deployment=deployment):
         console.print(f"initialized {layout.root}: credentials, config/<service>.yaml, operator.token (0600)")
     else:
         console.print(f"{layout.root} is already initialized (use --force to rotate every token)")

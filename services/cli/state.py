@@ -13,6 +13,7 @@ from pathlib import Path
 
 from services.common.catalog import SERVICE_NAMES, SERVICES
 from services.common.config import ledger_key_path
+from services.common.evidence.keys import create_key_files
 from services.common.identity import (
     MIGRATOR_ROLE,
     OPERATOR_ROLE,
@@ -25,12 +26,12 @@ from services.common.identity import (
     token_digest,
     write_private_file,
 )
-from services.common.evidence.keys import create_key_files
 from services.common.ledger.note import generate_note_key
 
 DEFAULT_STATE_DIR = Path("var")
 # The first part of every ledger origin ("<deployment>/custody/<service>"): names this deployment to verifiers.
 DEFAULT_DEPLOYMENT = "localhost"
+DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}")
 OPERATOR_ID = "human:operator"
 TOKEN_ENV = "CUSTODY_TOKEN"
 PAGE_TOKEN_KEY_LINE = re.compile(r"^page_token_key:", re.M)
