@@ -67,8 +67,9 @@ def column_value(value: Any) -> Any:
 
 
 def row_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The digest of rows, every column included, in the order given."""
-    return sha256_canonical([{key: column_value(value) for key, value in row.items()} for row in rows])
+    """The digest of rows, every column included, in the order given. Keys are made plain `str`: SQLAlchemy names
+    row columns with a str subclass, which would send every row down the slow reference JCS path (same bytes)."""
+    return sha256_canonical([{str(key): column_value(value) for key, value in row.items()} for row in rows])
 
 
 class RecordSource(Protocol):

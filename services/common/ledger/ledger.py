@@ -169,7 +169,10 @@ class Ledger:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.to_thread(self.checkpointer.tick)
+        try:  # a last checkpoint, so records written just before shutdown do not wait for the next start
+            await asyncio.to_thread(self.checkpointer.tick)
+        except Exception:
+            log.exception("ledger %s: the checkpoint at shutdown failed; the next start signs it", self.origin)
 
     async def _sign_forever(self) -> None:
         while True:

@@ -42,19 +42,20 @@ class LedgerTree:
         return self._size
 
     def catch_up(self) -> int:
-        """Adds the leaves committed since the last call; returns the new size."""
+        """Adds the leaves committed since the last call; returns the new size.
+
+        The size is read first: every leaf below a committed leaf committed before it (appends hold the ledger
+        lock until they commit), so a leaf missing below that size was deleted. Reading it after the leaves would
+        count leaves committed in between as a gap."""
         with self._lock, self._engine.connect() as connection:
-            while True:
-                batch = self._rows.hashes(connection, self._size, self._size + _CATCH_UP_BATCH)
-                for digest in batch:
+            target = self._rows.size(connection)
+            while self._size < target:
+                end = min(self._size + _CATCH_UP_BATCH, target)
+                for digest in self._rows.hashes(connection, self._size, end):
                     self._add(digest)
-                if len(batch) < _CATCH_UP_BATCH:
-                    if self._rows.size(connection) <= self._size:
-                        return self._size
-                    # Later leaves exist. Each read sees its own snapshot, so they may have committed after the read
-                    # above; leaves commit in index order, so the missing one is visible now unless it is gone.
-                    if not self._rows.hashes(connection, self._size, self._size + 1):
-                        raise LedgerGap(f"leaf {self._size} is missing from the database but later leaves exist")
+                if self._size < end:
+                    raise LedgerGap(f"leaf {self._size} is missing from the database but later leaves exist")
+            return self._size
 
     def root(self, size: int) -> bytes:
         self._check_size(size)
