@@ -21,6 +21,7 @@ from services.lineage.domain.birth import health_at_birth
 from services.lineage.domain.creators import require_creator
 from services.lineage.domain.diff import Diff, diff
 from services.lineage.domain.model import (
+    MAX_SAFE_INTEGER,
     ClosurePage,
     Health,
     Idempotency,
@@ -343,11 +344,11 @@ class Lineage:
                 violations=[FieldViolation("health", "HEALTH_NEEDS_REVISION or HEALTH_CONFIRMED_VALID")],
             )
         reason = approval.require_rationale(rationale)
-        if expected_revision < 0:
+        if not 0 <= expected_revision <= MAX_SAFE_INTEGER:  # beyond it the request cannot be fingerprinted (JSON)
             raise InvalidArgument(
                 "EXPECTED_REVISION_INVALID",
-                "expected_revision must be >= 0",
-                violations=[FieldViolation("expected_revision", "must be >= 0")],
+                "expected_revision must be between 0 and 2**53 - 1",
+                violations=[FieldViolation("expected_revision", "must be between 0 and 2**53 - 1")],
             )
         approval.ensure_human_reviewer(caller.principal, "REVIEWER_NOT_HUMAN", "a health assessment")
         idem = self._idempotency(

@@ -14,6 +14,7 @@ from services.common.errors import NotFound
 from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables as t
 from services.lineage.domain.model import (
+    MAX_SAFE_INTEGER,
     Conditional,
     Health,
     HealthRecord,
@@ -155,8 +156,15 @@ def version_from_row(row: Any) -> Version:
     )
 
 
+def _json_int(text: str) -> int | float:
+    """An integer of stored canonical JSON: beyond 2**53 it was written from a double (a Struct number; RFC 8785
+    prints large doubles as integers), and is read back as one so that its digest can be computed again."""
+    value = int(text)
+    return value if abs(value) <= MAX_SAFE_INTEGER else float(value)
+
+
 def type_from_row(row: Any) -> TypeDefinition:
-    document = json.loads(row.definition_json)
+    document = json.loads(row.definition_json, parse_int=_json_int)
     return TypeDefinition(
         name=document["name"],
         policy=document["policy"],
