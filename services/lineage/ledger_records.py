@@ -9,15 +9,16 @@ record is one leaf, derived from its rows by the same code when the store writes
 | health    | <version name>/health/<revision>       | one lineage_health_history row written alone: the health |
 |           |                                        | a version is born with, a reviewer's assessment          |
 | staleness | <cause version name>/staleness         | every lineage_health_history row one staleness           |
-|           |                                        | propagation wrote (its cause, with a from_health)         |
+|           |                                        | propagation wrote (a cause and a previous health)        |
 | request   | requests/<principal>/<request id>      | one lineage_idempotency row                              |
 
-A propagation writes one history row per downstream version in a single statement; its record digests all of
-them in (version_id, revision) order, streamed, so its cost stays one pass over the rows it wrote. Health rows split
-between `health` and `staleness` by their columns (propagation rows are the only ones with both a cause and a
-previous health), so each row lands in exactly one record; a row edited across that line leaves one record without
-its leaf and makes another, and the audit reports both. History rows are named under their version through an
-outer join: a row whose version is gone is named by the version id it holds, and has no leaf.
+A propagation writes one history row per downstream version in a single statement; its one record digests every
+column of all of them (propagation_sha256), and the store builds that leaf from what the statement wrote, without
+reading the rows back. Health rows split between `health` and `staleness` by their columns (propagation rows are
+the only ones with both a cause and a previous health), so each row lands in exactly one record; a row edited
+across that line leaves one record without its leaf and makes another, and the audit reports both. History rows
+are named under their version through an outer join: a row whose version is gone is named by the version id it
+holds, and has no leaf.
 """
 
 from __future__ import annotations
