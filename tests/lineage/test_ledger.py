@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 import sqlalchemy as sa
+from typer.testing import CliRunner
 
 from custody.common.v1 import ledger_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
+from services.cli.main import app
 from services.cli.state import StateLayout
 from services.common import status
 from services.common.db import create_engine
@@ -443,3 +445,27 @@ def test_a_current_state_that_is_not_the_last_of_its_history_is_reported(client:
     (finding,) = ledger_audit.audit(settings).findings
     assert finding.where == f"{intake.name} (health)"
     assert "health differ" in finding.problem
+
+
+def test_custody_ledger_audit_lineage_passes_then_names_a_rewritten_rationale(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    intake = create(client, f"{P}/intake/brief", INTAKE).version
+    approved = approve(client, intake.name)
+    settings = settled(client)
+    monkeypatch.setenv("CUSTODY_LINEAGE_DATABASE_URL", settings.resolved_database_url)
+    command = ["ledger", "audit", "lineage", "--state-dir", str(client.harness.layout.root)]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 0, result.output
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        with tamper.triggers_dropped(engine, "lineage_status_history") as connection:
+            connection.execute(
+                tables.status_history.update().where(tables.status_history.c.revision == 2).values(rationale="none")
+            )
+    finally:
+        engine.dispose()
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())  # the console wraps long lines
+    assert f"first bad entry: leaf {approved.status.ledger.leaf_index} ({intake.name}/status/2)" in output
