@@ -27,6 +27,7 @@ from services.lineage.domain.model import (
 )
 from services.lineage.domain.plan import Plan
 from services.lineage.domain.policy import Policy
+from services.lineage.domain.witness import Witnessed
 
 SOURCES = {pb.SOURCE_AI: Source.AI, pb.SOURCE_HUMAN: Source.HUMAN, pb.SOURCE_HYBRID: Source.HYBRID}
 STATUSES = {
@@ -246,3 +247,16 @@ def plan_to_proto(plan: Plan) -> pb.Plan:
         ],
         warnings=list(plan.warnings),
     )
+
+
+def witnessed_to_proto(kept: Witnessed) -> pb.WitnessedCheckpoint:
+    message = pb.WitnessedCheckpoint(
+        origin=kept.origin,
+        tree_size=kept.size,
+        root_hash=kept.root,
+        note=kept.note,
+        ledger=rpc.entry(kept.ledger),
+    )
+    if kept.at is not None:
+        message.witness_time.FromDatetime(kept.at)
+    return message

@@ -5,7 +5,9 @@ leaves cannot see is checked here:
 - the mutable rows: each version's current status and health (lineage_status, lineage_health) is not ledgered,
   its history is, so each must equal the last history row of its version, and every version must have both;
 - edges outside any record: an edge belongs to its downstream version's record, so one whose version is gone
-  would be covered by no leaf.
+  would be covered by no leaf;
+- witnessed checkpoints: the current one of each peer (lineage_witnessed, mutable) equals the last one kept in
+  its history.
 """
 
 from __future__ import annotations
@@ -35,6 +37,33 @@ def audit(settings: LineageSettings, verifier_key: str | None = None) -> AuditRe
     """Audits the lineage database and checkpoint log the settings name, trusting only the verifier key (the one
     `custody init` wrote beside the signing key, or the auditor's own copy)."""
     return audit_configured(settings, t.ledger, SOURCES, lambda _engine: EXTRA_CHECKS, verifier_key)
+
+
+def current_witnessed(connection: sa.Connection) -> Iterator[Finding]:
+    """Each peer's current witnessed checkpoint equals the largest one its history kept, and every peer with a
+    history has one."""
+    history = t.witness_history
+    largest = (
+        sa.select(history.c.origin, sa.func.max(history.c.tree_size).label("tree_size"))
+        .group_by(history.c.origin)
+        .subquery("largest")
+    )
+    kept = {
+        row.origin: row
+        for row in connection.execute(
+            sa.select(history).join(
+                largest, sa.and_(largest.c.origin == history.c.origin, largest.c.tree_size == history.c.tree_size)
+            )
+        )
+    }
+    current = {row.origin: row for row in connection.execute(sa.select(t.witnessed))}
+    for origin in sorted(set(kept) | set(current)):
+        row, last = current.get(origin), kept.get(origin)
+        columns = ("tree_size", "root_hash", "note", "witnessed_at_us")
+        if row is None or last is None or any(getattr(row, c) != getattr(last, c) for c in columns):
+            yield Finding(
+                UNPLACED, f"witness/{origin}", "the current witnessed checkpoint is not the last one its history kept"
+            )
 
 
 def current_states(connection: sa.Connection) -> Iterator[Finding]:
@@ -118,4 +147,4 @@ def orphan_edges(connection: sa.Connection) -> Iterator[Finding]:
         )
 
 
-EXTRA_CHECKS: tuple[ExtraCheck, ...] = (current_states, orphan_edges)
+EXTRA_CHECKS: tuple[ExtraCheck, ...] = (current_states, orphan_edges, current_witnessed)

@@ -11,6 +11,8 @@ record is one leaf, derived from its rows by the same code when the store writes
 | staleness | <cause version name>/staleness         | every lineage_health_history row one staleness           |
 |           |                                        | propagation wrote (a cause and a previous health)        |
 | request   | requests/<principal>/<request id>      | one lineage_idempotency row                              |
+| witnessed | witness/<origin>/<tree size>           | one lineage_witness_history row (a peer's checkpoint)    |
+| witness_refusal | witness/<origin>/refusals/<id>   | one lineage_witness_refusals row                         |
 
 A propagation writes one history row per downstream version in a single statement; its one record digests every
 column of all of them (propagation_sha256), and the store builds that leaf from what the statement wrote, without
@@ -58,6 +60,11 @@ def staleness_record(cause: str) -> str:
 
 def request_record(principal_id: str, request_id: str) -> str:
     return f"requests/{principal_id}/{request_id}"
+
+
+def witnessed_record(origin: str, tree_size: int) -> str:
+    """A peer's checkpoint lineage kept: lineage's own ledger then commits to what it has seen of the peer's."""
+    return f"witness/{origin}/{tree_size}"
 
 
 def health_state_record(version: str, revision: int, cause: str) -> str:
@@ -269,5 +276,23 @@ REQUESTS = TableRecords(
     principal_column="principal_id",
 )
 
+WITNESSED = TableRecords(
+    kind="witnessed",
+    table=t.witness_history,
+    name=lambda row: witnessed_record(row["origin"], row["tree_size"]),
+    time_column="witnessed_at_us",
+    principal_column="presented_by",
+    request_id_column="request_id",
+    digest_columns=("root_hash",),
+)
+WITNESS_REFUSALS = TableRecords(
+    kind="witness_refusal",
+    table=t.witness_refusals,
+    name=lambda row: f"witness/{row['origin']}/refusals/{row['id']}",
+    time_column="refused_at_us",
+    principal_column="presented_by",
+    request_id_column="request_id",
+)
+
 # The ledger's record kinds, in the order records written before the ledger existed are adopted.
-SOURCES: tuple[RecordSource, ...] = (TYPES, VERSIONS, STATUS, HEALTH, STALENESS, REQUESTS)
+SOURCES: tuple[RecordSource, ...] = (TYPES, VERSIONS, STATUS, HEALTH, STALENESS, REQUESTS, WITNESSED, WITNESS_REFUSALS)

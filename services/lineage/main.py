@@ -14,7 +14,7 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from custody.lineage.v1 import lineage_pb2_grpc
-from services.common.catalog import SERVICES
+from services.common.catalog import SERVICES, callers_of
 from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
 from services.common.errors import CustodyError
@@ -26,6 +26,7 @@ from services.lineage.access import ACCESS
 from services.lineage.config import LineageSettings
 from services.lineage.domain.policy import PolicyError, load_policies
 from services.lineage.domain.service import Lineage
+from services.lineage.domain.witness import PeerKeys, Witnessing
 from services.lineage.ledger_records import SOURCES
 from services.lineage.servicer import LineageServicer
 from services.lineage.store import LineageStore
@@ -44,7 +45,8 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     lineage = Lineage(
         LineageStore(engine, ledger), policies, page_tokens=PageTokens.configured(settings.page_token_key, "lineage")
     )
-    servicer = LineageServicer(lineage, ledger)
+    peers = PeerKeys(settings.resolved_ledger_peer_keys_dir, [s for s in callers_of("lineage") if SERVICES[s].stateful])
+    servicer = LineageServicer(lineage, Witnessing(lineage.store.witnesses, peers), ledger)
 
     def register(server: grpc.aio.Server) -> None:
         lineage_pb2_grpc.add_LineageServiceServicer_to_server(servicer, server)

@@ -21,6 +21,7 @@ from services.common.ledger.ledger import Ledger
 from services.common.protomap import service_info, struct_to_dict
 from services.lineage import convert
 from services.lineage.domain.service import Lineage
+from services.lineage.domain.witness import Witnessing
 
 T = TypeVar("T")
 
@@ -30,8 +31,9 @@ async def _run(work: Callable[[], T]) -> T:
 
 
 class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
-    def __init__(self, lineage: Lineage, ledger: Ledger | None = None) -> None:
+    def __init__(self, lineage: Lineage, witnessing: Witnessing, ledger: Ledger | None = None) -> None:
         self.lineage = lineage
+        self._witnessing = witnessing
         self._ledger = ledger
 
     async def GetServiceInfo(
@@ -136,6 +138,20 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     async def BuildPlan(self, request: pb.BuildPlanRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Plan:
         plan = await _run(lambda: self.lineage.build_plan(request.policy, list(request.selected_jobs)))
         return convert.plan_to_proto(plan)
+
+    async def WitnessCheckpoint(
+        self, request: pb.WitnessCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.WitnessedCheckpoint:
+        kept = await asyncio.to_thread(
+            self._witnessing.present, request.note, request.old_size, list(request.consistency_proof)
+        )
+        return convert.witnessed_to_proto(kept)
+
+    async def ListWitnessedCheckpoints(
+        self, request: pb.ListWitnessedCheckpointsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListWitnessedCheckpointsResponse:
+        kept = await asyncio.to_thread(self._witnessing.witnessed)
+        return pb.ListWitnessedCheckpointsResponse(checkpoints=[convert.witnessed_to_proto(k) for k in kept])
 
     async def GetCheckpoint(
         self, request: ledger_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]

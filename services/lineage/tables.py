@@ -145,6 +145,43 @@ idempotency = sa.Table(
 # One leaf per record (services/common/ledger/store.py), appended in the transaction that writes the record.
 ledger = ledger_table(metadata)
 
+# Witnessing: the latest checkpoint of each peer authority (runs) lineage has checked and kept (one mutable row per
+# origin, moved forward by compare-and-set on tree_size), every checkpoint it kept, and every one it refused as
+# inconsistent with what it had seen, kept as the evidence of a rewritten history.
+witnessed = sa.Table(
+    "lineage_witnessed",
+    metadata,
+    sa.Column("origin", sa.String(256), primary_key=True),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("witnessed_at_us", sa.BigInteger, nullable=False),
+)
+
+witness_history = sa.Table(
+    "lineage_witness_history",
+    metadata,
+    sa.Column("origin", sa.String(256), primary_key=True),
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("witnessed_at_us", sa.BigInteger, nullable=False),
+    sa.Column("presented_by", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
+witness_refusals = sa.Table(
+    "lineage_witness_refusals",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("origin", sa.String(256), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("refused_at_us", sa.BigInteger, nullable=False),
+    sa.Column("presented_by", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
 IMMUTABLE_TABLES = (
     "lineage_types",
     "lineage_versions",
@@ -152,5 +189,7 @@ IMMUTABLE_TABLES = (
     "lineage_status_history",
     "lineage_health_history",
     "lineage_idempotency",
+    "lineage_witness_history",
+    "lineage_witness_refusals",
     "ledger_leaves",
 )

@@ -53,14 +53,14 @@ class Consistency:
     new: Signed
 
 
-def record(
+def record_leaves(
     ledger: Ledger | None, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
 ) -> dict[str, LedgerPosition]:
     """Ledger.record for stores that may run without a ledger (benchmarks): nothing is recorded then."""
     return {} if ledger is None or not keys else ledger.record(connection, source, keys)
 
 
-def positions(
+def leaf_positions(
     ledger: Ledger | None, connection: sa.Connection, record_names: Sequence[str]
 ) -> dict[str, LedgerPosition]:
     """Ledger.positions, or nothing without a ledger."""

@@ -8,6 +8,7 @@
 - reads.py: versions with their history, keyset pages, upstream states
 - decisions.py: status and health changes by compare-and-set, with history
 - closure.py and graph_cache.py: closure traversal on an in-memory graph kept exact by a watermark
+- witness.py: peers' checkpoints lineage checked and kept (or refused)
 - rows.py: row <-> domain mapping shared by the above
 
 The store enforces atomicity and integrity only; every domain rule (who may register a type, how a new version
@@ -27,6 +28,7 @@ from services.lineage.store.rows import Decision
 from services.lineage.store.transactions import Transactions
 from services.lineage.store.types import TypeStore
 from services.lineage.store.versions import CreateOutcome, NewVersion, VersionStore
+from services.lineage.store.witness import WitnessStore
 
 __all__ = ["CreateOutcome", "Decision", "LineageStore", "NewVersion"]
 
@@ -55,3 +57,4 @@ class LineageStore:
         self.closure_depths = closure.closure_depths
         self.closure_ids_by_cte = closure.closure_ids_by_cte
         self.node_infos = closure.node_infos
+        self.witnesses = WitnessStore(tx)

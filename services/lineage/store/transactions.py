@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from services.common.errors import Aborted
 from services.common.hashing import sha256_text
 from services.common.ledger.leaves import Leaf, LedgerPosition, RecordSource
-from services.common.ledger.ledger import Ledger, positions
+from services.common.ledger.ledger import Ledger, leaf_positions
 
 CREATE_ATTEMPTS = 8
 TYPE_LOCK = "lineage-types"
@@ -78,7 +78,7 @@ class Transactions:
 
     def positions(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, LedgerPosition]:
         """Where each named record's leaf is (nothing without a ledger)."""
-        return positions(self.ledger, connection, record_names)
+        return leaf_positions(self.ledger, connection, record_names)
 
     def read(self) -> sa.Connection:
         return self.engine.connect()
