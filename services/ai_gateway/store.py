@@ -78,7 +78,7 @@ class CallStore:
             insert_rows(connection, ai_calls, [_row(call) for call, _ in items])
             holders = self._claim(connection, items)
             # Last: on PostgreSQL the append holds the ledger's lock until this transaction commits.
-            placed = ledgers.record(self._ledger, connection, CALLS, [(call.call_id,) for call, _ in items])
+            placed = ledgers.record_leaves(self._ledger, connection, CALLS, [(call.call_id,) for call, _ in items])
         return [Stored(placed.get(call.envelope.call), _placed(holders.get(call.call_id), placed)) for call, _ in items]
 
     def _claim(
@@ -138,7 +138,7 @@ class CallStore:
         if found is None:
             return None
         call = _record(found.record_json, found.record_sha256)
-        placed = ledgers.positions(self._ledger, connection, [call.envelope.call])
+        placed = ledgers.leaf_positions(self._ledger, connection, [call.envelope.call])
         return ReplayEntry(call, found.request_sha256, found.content, placed.get(call.envelope.call))
 
     def purge_replays(self, now_us: int) -> int:
@@ -210,7 +210,7 @@ def _row(record: CallRecord) -> dict[str, object]:
 def _audited(connection: sa.Connection, ledger: Ledger | None, rows: list[Any]) -> list[AuditedCall]:
     """The records of these rows with their ledger positions (one more query, none without a ledger)."""
     calls = [_record(row.record_json, row.record_sha256) for row in rows]
-    placed = ledgers.positions(ledger, connection, [call.envelope.call for call in calls])
+    placed = ledgers.leaf_positions(ledger, connection, [call.envelope.call for call in calls])
     return [AuditedCall(call, placed.get(call.envelope.call)) for call in calls]
 
 
