@@ -115,6 +115,14 @@ def _approval_anchors(claims: dict[str, Any]) -> tuple[list[Anchor], list[str]]:
                 time_us=decided_us,
             )
         )
+    policy = predicate.get("policy")
+    if statement.descriptor_problems(policy, key="uri") or not policy["uri"].startswith(records.TYPE_RECORD_PREFIX):
+        problems.append(
+            f"predicate.policy must name the lineage type registration the approval was checked against "
+            f"({records.TYPE_RECORD_PREFIX}<type>@<schema version>) by uri and sha256"
+        )
+    else:
+        found.append(Anchor("predicate.policy", records.TYPE, policy["uri"], policy["digest"]["sha256"]))
     upstream = extension.get("upstream", [])
     if not isinstance(upstream, list):
         problems.append("the extension's upstream is not a list")

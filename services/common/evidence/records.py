@@ -23,6 +23,17 @@ RUN = RecordKind("runs", "run", "artifact_sha256")
 ATTACHMENT = RecordKind("runs", "attachment", "sha256")
 VERSION = RecordKind("lineage", "version", "snapshot_sha256")
 APPROVAL = RecordKind("lineage", "status", None)  # <version>/status/<revision>: the approval is a status change
+# types/<type>@<schema version>: the type registration (schema and required-lineage rules) an approval was checked
+# against, the approval statement's policy.
+TYPE = RecordKind("lineage", "type", "definition_sha256")
 AI_CALL = RecordKind("ai_gateway", "call", "record_sha256")
 
-BY_LEAF_KIND = {kind.leaf_kind: kind for kind in (RUN, ATTACHMENT, VERSION, APPROVAL, AI_CALL)}
+BY_LEAF_KIND = {kind.leaf_kind: kind for kind in (RUN, ATTACHMENT, VERSION, APPROVAL, TYPE, AI_CALL)}
+
+
+def type_record(artifact_type: str, schema_version: str) -> str:
+    """The lineage ledger's name for a type registration (as services/lineage/ledger_records.py names it)."""
+    return f"types/{artifact_type}@{schema_version}"
+
+
+TYPE_RECORD_PREFIX = "types/"

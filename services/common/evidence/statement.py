@@ -7,8 +7,10 @@ Two statements:
   resolved dependencies are the upstream lineage versions (uri = version name, sha256 = snapshot_sha256) and the
   AI calls the run used (uri = the gateway's call name, sha256 = the call record's digest, with model, provider
   and request id as annotations).
-- an approval, predicate SLSA Verification Summary v1: the human reviewer is the verifier, the artifact type's
-  policy is the policy, the approved versions are the subjects; Custody's own fields (reviewer principal,
+- an approval, predicate SLSA Verification Summary v1: the human reviewer is the verifier, the policy is the
+  type registration the approval was checked against (uri `types/<type>@<schema version>`, the lineage ledger's
+  record of that type's schema and required-lineage rules, sha256 = its definition_sha256, which covers the
+  policy's name), the approved versions are the subjects; Custody's own fields (reviewer principal,
   approval record, request id, rationale, the approved versions' upstream) sit in an extension field named by a
   URI, as the VSA parsing rules allow.
 
@@ -86,8 +88,8 @@ class ApprovalInput:
     record_name: str  # the approving status change in the lineage ledger: <version>/status/<revision>
     reviewer: str  # principal id, "human:<name>"
     decided_at: datetime
-    policy_name: str
-    policy_sha256: str
+    policy_name: str  # the type registration checked: types/<type>@<schema version> (records.type_record)
+    policy_sha256: str  # its definition_sha256
     approved: Sequence[Digested]
     request_id: str
     upstream: Sequence[Digested] = ()

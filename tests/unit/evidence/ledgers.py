@@ -119,6 +119,8 @@ def run_records(world: World, *, attachment_sha256: str | None = None) -> list[L
 
 
 def approval_records(world: World, *, reviewer: str | None = None) -> list[LedgerRecord]:
+    """The sample approval's records: the approved version, the decision, the type registration it was checked
+    against, and the approved version's upstream."""
     approval = samples.APPROVAL
     lineage = world.lineage
     upstream = lineage.append("version", samples.UPSTREAM.name, {"snapshot_sha256": samples.UPSTREAM.sha256})
@@ -131,7 +133,19 @@ def approval_records(world: World, *, reviewer: str | None = None) -> list[Ledge
         request_id=approval.request_id,
         time_us=statement.time_us(statement.rfc3339(approval.decided_at)),
     )
-    return [lineage.record(approved), lineage.record(decision), lineage.record(upstream)]
+    registration = lineage.append(
+        records.TYPE.leaf_kind,
+        approval.policy_name,
+        {"definition_sha256": approval.policy_sha256, "row_sha256": samples.sha(b"type row")},
+        principal="system:lineage",
+        request_id=None,
+    )
+    return [
+        lineage.record(approved),
+        lineage.record(decision),
+        lineage.record(registration),
+        lineage.record(upstream),
+    ]
 
 
 def write_run_bundle(directory: Path, world: World, ledger_records: list[LedgerRecord] | None = None) -> None:

@@ -41,7 +41,7 @@ APPROVAL = ApprovalInput(
     record_name="projects/p/artifacts/feasibility_run/r1/versions/1/status/2",
     reviewer="human:alice",
     decided_at=datetime(2025, 3, 5, 9, 0, 0, 1, tzinfo=UTC),
-    policy_name="policies/feasibility_run",
+    policy_name="types/feasibility_run@2",
     policy_sha256=sha(b"policy"),
     approved=(APPROVED,),
     request_id="req-approve-1",

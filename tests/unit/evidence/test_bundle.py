@@ -287,6 +287,15 @@ def test_an_approval_recorded_for_another_reviewer_is_rejected(tmp_path: Path, w
     assert "principal human:alice" in failures[0].detail and "human:mallory" in failures[0].detail
 
 
+def test_an_approval_checked_against_another_type_definition_is_rejected(tmp_path: Path, world: World) -> None:
+    """The policy is the type registration the approval was checked against: its digest is in lineage's ledger."""
+    claims = statement.approval_summary(dataclasses.replace(samples.APPROVAL, policy_sha256=samples.sha(b"lax")))
+    bundle.write_bundle(tmp_path / "b", claims, approval_records(world), world.signer)
+    failures = _verify(tmp_path / "b", world)
+    assert [(f.where, f.check) for f in failures] == [("statement.dsse.json predicate.policy", "ledger.claim")]
+    assert "digests.definition_sha256" in failures[0].detail
+
+
 def test_a_malformed_ledger_file_is_named(run_bundle: Path, world: World) -> None:
     _edit_record(run_bundle, 2, lambda record: record.update(tree_size="8"))
     failures = _verify(run_bundle, world)

@@ -68,7 +68,7 @@ def test_approval_summary_names_reviewer_policy_and_approved_lineage() -> None:
     assert predicate["verifier"]["id"] == "https://custody.dev/reviewers/human:alice"
     assert predicate["timeVerified"] == "2025-03-05T09:00:00.000001Z"
     assert predicate["resourceUri"] == samples.APPROVED.name
-    assert predicate["policy"] == {"uri": "policies/feasibility_run", "digest": {"sha256": samples.sha(b"policy")}}
+    assert predicate["policy"] == {"uri": "types/feasibility_run@2", "digest": {"sha256": samples.sha(b"policy")}}
     assert predicate["verificationResult"] == "PASSED"
     assert predicate["verifiedLevels"] == ["CUSTODY_HUMAN_APPROVAL"]
     extension = predicate[statement.APPROVAL_EXTENSION]
@@ -140,10 +140,22 @@ def test_an_approval_statement_anchors_the_versions_and_the_reviewers_decision()
     assert [(a.kind, a.name) for a in found] == [
         (records.VERSION, samples.APPROVED.name),
         (records.APPROVAL, samples.APPROVAL.record_name),
+        (records.TYPE, "types/feasibility_run@2"),
         (records.VERSION, samples.UPSTREAM.name),
     ]
     decision = found[1]
     assert (decision.principal, decision.request_id, decision.sha256) == ("human:alice", "req-approve-1", None)
+    assert found[2].sha256 == samples.APPROVAL.policy_sha256
+
+
+def test_an_approval_whose_policy_is_not_a_type_registration_is_a_problem() -> None:
+    claims = statement.approval_summary(dataclasses.replace(samples.APPROVAL, policy_name="policies/feasibility"))
+    found, problems = anchors.anchors(claims)
+    assert [p for p in problems if p.startswith("predicate.policy")] == [
+        "predicate.policy must name the lineage type registration the approval was checked against "
+        "(types/<type>@<schema version>) by uri and sha256"
+    ]
+    assert records.TYPE not in {a.kind for a in found}
 
 
 def test_a_dependency_that_names_no_known_ledger_kind_is_a_problem() -> None:
