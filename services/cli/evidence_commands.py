@@ -1,23 +1,140 @@
-"""`custody evidence ...`: check evidence bundles offline (services/common/evidence does the work)."""
+"""`custody evidence ...`: export evidence bundles from the running authorities and check them offline
+(services/cli/evidence_export.py gathers, services/common/evidence builds, writes and verifies)."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from services.cli.calls import console, err
+from services.cli.calls import call_services, console, err
+from services.cli.evidence_export import DEFAULT_WAIT_S, Export, Exporter, ExportError
 from services.cli.ledger_commands import AUTHORITIES
 from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR, StateLayout
+from services.common.clients import ServiceClients
 from services.common.evidence import bundle
-from services.common.evidence.keys import EvidenceKeyError, EvidencePublicKey, load_public_key
+from services.common.evidence.keys import (
+    EvidenceKeyError,
+    EvidencePublicKey,
+    EvidenceSigner,
+    load_public_key,
+    load_signer,
+)
 from services.common.evidence.verify import verify_bundle
 from services.common.ledger.note import NoteError
 
 app = typer.Typer(help="Evidence bundles: signed statements with ledger proofs, checked offline.", no_args_is_help=True)
+
+
+@app.command()
+def export(
+    record: Annotated[
+        str,
+        typer.Argument(help="A run (runs/<id>) or an approved lineage version (projects/.../versions/<n>)."),
+    ],
+    directory: Annotated[Path, typer.Argument(help="Where to write the bundle: a new or empty directory.")],
+    key: Annotated[
+        Path | None, typer.Option("--key", help="The evidence signing key (PEM). Default: keys/evidence.key.")
+    ] = None,
+    wait: Annotated[
+        float,
+        typer.Option(
+            "--wait", min=0, help="Seconds to wait, in total, for records newer than their ledger's last checkpoint."
+        ),
+    ] = DEFAULT_WAIT_S,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write a signed in-toto statement about RECORD, with the inclusion proof of every record it relies on.
+
+    A run: SLSA provenance (subjects: it and its attachments; dependencies: its lineage versions and AI calls).
+    An approved version: a verification summary (reviewer, the type registration checked, upstream versions)."""
+    layout = StateLayout(state_dir)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise typer.BadParameter(f"{directory} is not an empty directory", param_hint="DIRECTORY")
+    signer = _signer(key or layout.evidence_key, explicit=key is not None)
+
+    async def gather(clients: ServiceClients) -> Export | str:
+        try:
+            return await Exporter(clients.stub, wait_s=wait).export(record)
+        except ExportError as exc:
+            return str(exc)
+
+    gathered = call_services(state_dir, gather)
+    if isinstance(gathered, str):
+        err.print(f"[red]error:[/red] {gathered}", soft_wrap=True, highlight=False)
+        raise typer.Exit(1)
+    bundle.write_bundle(
+        directory,
+        gathered.claims,
+        gathered.ledger_records,
+        signer,
+        subject_files=gathered.subject_files,
+        verifier_keys=gathered.verifier_keys,
+    )
+    # A self-check with the keys the services named: what the services handed over must make a sound bundle.
+    failures = verify_bundle(directory, [signer.public_key], list(gathered.verifier_keys.values()))
+    for failure in failures:
+        err.print(f"[red]FAILED[/red] {failure}", soft_wrap=True, markup=True, highlight=False)
+    if failures:
+        err.print(f"[red]the bundle written to {directory} does not verify[/red]", soft_wrap=True)
+        raise typer.Exit(1)
+    _report(directory, gathered, as_json)
+
+
+def _signer(path: Path, *, explicit: bool) -> EvidenceSigner:
+    try:
+        return load_signer(path)
+    except FileNotFoundError:
+        hint = "" if explicit else " (pass --key PEM, or run `custody init`)"
+        raise typer.BadParameter(f"no evidence signing key at {path}{hint}", param_hint="--key") from None
+    except EvidenceKeyError as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--key") from None
+
+
+def _report(directory: Path, gathered: Export, as_json: bool) -> None:
+    claims = gathered.claims
+    subjects = bundle.read_subject_files(directory)
+    if as_json:
+        document = {
+            "bundle": str(directory),
+            "record": gathered.record,
+            "predicate_type": claims["predicateType"],
+            "subjects": [s["name"] for s in claims["subject"]],
+            "ledger_records": [
+                {
+                    "service": r.service,
+                    "kind": r.kind,
+                    "record_name": r.record_name,
+                    "leaf_index": r.leaf_index,
+                    "tree_size": r.tree_size,
+                }
+                for r in gathered.ledger_records
+            ],
+            "subject_files": sorted(subjects),
+            "notes": list(gathered.notes),
+        }
+        console.print_json(json.dumps(document))
+        return
+    by_service = Counter(r.service for r in gathered.ledger_records)
+    lines = [
+        f"exported {gathered.record} to {directory}:",
+        f"  {bundle.STATEMENT_FILE}  in-toto Statement v1 ({claims['predicateType']}), {len(claims['subject'])} "
+        "subject(s), DSSE-signed with the evidence key",
+        f"  {bundle.LEDGER_FILE}  {len(gathered.ledger_records)} record(s) with inclusion proofs and signed "
+        "checkpoints: " + ", ".join(f"{service} {count}" for service, count in sorted(by_service.items())),
+        f"  {bundle.PUBLIC_KEY_FILE}  the evidence public key (a verifier trusts its own copy, never this one)",
+    ]
+    if subjects:
+        lines.append(f"  {bundle.SUBJECTS_DIR}/  {len(subjects)} subject file(s), named by sha256")
+    lines += [f"note: {note}" for note in gathered.notes]
+    lines.append(f"check it offline: custody evidence verify {directory}")
+    for line in lines:
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @app.command()
