@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -68,22 +70,42 @@ def export(
     if isinstance(gathered, str):
         err.print(f"[red]error:[/red] {gathered}", soft_wrap=True, highlight=False)
         raise typer.Exit(1)
-    bundle.write_bundle(
-        directory,
-        gathered.claims,
-        gathered.ledger_records,
-        signer,
-        subject_files=gathered.subject_files,
-        verifier_keys=gathered.verifier_keys,
-    )
-    # A self-check with the keys the services named: what the services handed over must make a sound bundle.
-    failures = verify_bundle(directory, [signer.public_key], list(gathered.verifier_keys.values()))
-    for failure in failures:
-        err.print(f"[red]FAILED[/red] {failure}", soft_wrap=True, markup=True, highlight=False)
-    if failures:
-        err.print(f"[red]the bundle written to {directory} does not verify[/red]", soft_wrap=True)
-        raise typer.Exit(1)
+    _write_checked(directory, gathered, signer)
     _report(directory, gathered, as_json)
+
+
+def _write_checked(directory: Path, gathered: Export, signer: EvidenceSigner) -> None:
+    """Writes the bundle beside `directory`, verifies it with the keys the services named (what they served must
+    make a sound bundle: a record rewritten in a database no longer matches its leaf), and only then moves it
+    into place; a bundle that does not verify is removed, and each failure printed."""
+    partial = directory.parent / f".{directory.name}.partial-{secrets.token_hex(4)}"
+    try:
+        bundle.write_bundle(
+            partial,
+            gathered.claims,
+            gathered.ledger_records,
+            signer,
+            subject_files=gathered.subject_files,
+            verifier_keys=gathered.verifier_keys,
+        )
+        failures = verify_bundle(partial, [signer.public_key], list(gathered.verifier_keys.values()))
+        if not failures:
+            if directory.exists():
+                directory.rmdir()  # empty: checked before anything was gathered
+            partial.rename(directory)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
+    if failures:
+        for failure in failures:
+            err.print(f"[red]FAILED[/red] {failure}", soft_wrap=True, markup=True, highlight=False)
+        err.print(
+            f"[red]error:[/red] what the services served for {gathered.record} does not make a bundle that "
+            f"verifies ({len(failures)} failure(s)); nothing was written to {directory}. Run `custody ledger audit` "
+            "to see whether a database was changed",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
 
 
 def _signer(path: Path, *, explicit: bool) -> EvidenceSigner:

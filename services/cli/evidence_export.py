@@ -1,12 +1,13 @@
 """Gathering an evidence bundle's inputs from the authorities over gRPC, for `custody evidence export`.
 
-A run's provenance: the run (runs GetRun), every attachment and its bytes (ListAttachments, ReadAttachment), the
-AI calls its ai_provenance_json attachments name (ai_gateway GetCall: the envelope art_studio attaches names the
-gateway's call), and the lineage versions its lineage record names (the candidate and the feasibility_run version,
-lineage GetVersion). An approval summary: the approved version, the status change that approved it, the type
-registration it was checked against and its upstream versions. Every record the statement relies on gets its
-inclusion proof from its own authority (GetInclusionProof by record name, at the latest checkpoint), waiting as
-RetryInfo says while a record is newer than the last checkpoint, up to a bounded total.
+A run's provenance: the run (runs GetRun, and VerifyRun: its stored record must still hash to its digest), every
+attachment and its bytes (ListAttachments, ReadAttachment), the AI calls its ai_provenance_json attachments name
+(ai_gateway GetCall: the envelope art_studio attaches names the gateway's call), and the lineage versions its
+lineage record names (the candidate and the feasibility_run version, lineage GetVersion). An approval summary:
+the approved version, the status change that approved it, the type registration it was checked against and its
+upstream versions. Every record the statement relies on gets its inclusion proof from its own authority
+(GetInclusionProof by record name, at the latest checkpoint), waiting as RetryInfo says while a record is newer
+than the last checkpoint, up to a bounded total.
 
 Digests come from the record's own authority: artifact, attachment and snapshot digests from the records, a call's
 record_sha256 and a type's definition_sha256 from their leaves (the gateway and lineage expose them nowhere else).
@@ -95,6 +96,11 @@ class Exporter:
     async def run(self, name: str) -> Export:
         runs = self._stubs("runs")
         run = await runs.GetRun(runs_pb2.GetRunRequest(name=name))
+        # The statement repeats the run's fields; its leaf holds only their digest, which runs recomputes here.
+        verified = await runs.VerifyRun(runs_pb2.VerifyRunRequest(name=run.name))
+        if not verified.ok:
+            problems = "; ".join(f"{p.subject}: {p.problem}" for p in verified.problems)
+            raise ExportError(f"{run.name} fails VerifyRun, so its record cannot be vouched for: {problems}")
         attachments = await self._attachments(run.name)
         contents = {a.digest.sha256: await self._read(a) for a in _unique_blobs(attachments)}
         notes: list[str] = []

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import SSlibKey
@@ -35,10 +36,11 @@ from services.cli.state import StateLayout, save_endpoints
 from services.common.clients import ServiceClients
 from services.common.evidence import bundle, statement
 from services.common.evidence.keys import EvidencePublicKey
-from services.common.hashing import canonical_json
+from services.common.hashing import canonical_json, sha256_canonical
 from services.common.protomap import dict_to_struct
 from tests.runs.conftest import run_input
 from tests.support.harness import ServiceHarness, bearer, operator_token, state_layout
+from tests.support.tamper import triggers_dropped
 
 FAST_CHECKPOINTS = {"ledger_checkpoint_interval_s": "0.05"}
 DELIVERY_POLLS = 600  # x 50 ms
@@ -212,6 +214,16 @@ def test_export_prints_what_it_wrote(minted: Minted, tmp_path: Path) -> None:
     assert f"custody evidence verify {tmp_path / 'b'}" in output
 
 
+def test_export_json_lists_the_records_and_files(minted: Minted, tmp_path: Path) -> None:
+    code, output = _export(minted, minted.approved, tmp_path / "b", "--json")
+    assert code == 0, output
+    report = json.loads(output)
+    assert (report["record"], report["predicate_type"]) == (minted.approved, statement.VERIFICATION_SUMMARY)
+    assert [(r["service"], r["kind"]) for r in report["ledger_records"]] == _ledger_kinds(tmp_path / "b")
+    assert all(r["leaf_index"] < r["tree_size"] for r in report["ledger_records"])
+    assert report["subject_files"] == [] and report["notes"] == []
+
+
 def test_a_design_session_names_every_attachment_on_every_page_and_each_ai_call(
     minted: Minted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -290,6 +302,34 @@ def test_an_ai_provenance_attachment_naming_no_call_is_a_subject_that_resolves_n
     claims = json.loads(base64.b64decode(json.loads((tmp_path / "b" / bundle.STATEMENT_FILE).read_text())["payload"]))
     assert len(claims["subject"]) == 2 and claims["predicate"]["buildDefinition"]["resolvedDependencies"] == []
     assert _verify(minted, tmp_path / "b")[0] == 0
+
+
+def test_a_run_rewritten_with_its_digest_is_not_exported(minted: Minted, tmp_path: Path) -> None:
+    """The issue's attack: the record and its artifact_sha256 rewritten together, so VerifyRun finds nothing. The
+    leaf still holds the digest the run was minted with: the bundle would not verify, so none is written."""
+    run = minted.runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input()), metadata=minted.auth).name
+    engine = sa.create_engine(f"sqlite:///{minted.layout.root / 'runs.db'}")
+    with triggers_dropped(engine, "runs") as connection:
+        row = connection.execute(
+            sa.text("SELECT artifact_json FROM runs WHERE id = :id"), {"id": run.removeprefix("runs/")}
+        ).one()
+        forged = json.loads(row.artifact_json) | {"tool_id": "forged-tool"}
+        connection.execute(
+            sa.text("UPDATE runs SET artifact_json = :json, artifact_sha256 = :sha, tool_id = :tool WHERE id = :id"),
+            {
+                "json": canonical_json(forged).decode(),
+                "sha": sha256_canonical(forged),
+                "tool": "forged-tool",
+                "id": run.removeprefix("runs/"),
+            },
+        )
+    engine.dispose()
+    assert minted.runs.VerifyRun(runs_pb2.VerifyRunRequest(name=run), metadata=minted.auth).ok
+    code, output = _export(minted, run, tmp_path / "b")
+    assert code == 1
+    assert "FAILED statement.dsse.json subject[0]: ledger.claim: the statement says digests.artifact_sha256" in output
+    assert f"nothing was written to {tmp_path / 'b'}" in output
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---- approvals ---------------------------------------------------------------------------------------------------
@@ -418,6 +458,23 @@ def test_export_gives_up_after_its_wait_naming_the_record(slow_runs: tuple[State
     assert str(raised.value).startswith(f"runs has not signed a checkpoint covering {run} after 2.5 s")
     code, output = _custody(layout, "evidence", "export", run, str(layout.root / "b"), "--wait", "0")
     assert code == 1 and f"runs has not signed a checkpoint covering {run} after 0 s" in output
+
+
+def test_a_run_whose_stored_record_was_rewritten_is_not_exported(slow_runs: tuple[StateLayout, ServiceHarness]) -> None:
+    """Its leaf holds the artifact's digest only: the fields the statement repeats must still hash to it."""
+    layout, harness = slow_runs
+    run = _create_run(harness, layout)
+    engine = sa.create_engine(f"sqlite:///{layout.root / 'runs.db'}")
+    with triggers_dropped(engine, "runs") as connection:
+        connection.execute(
+            sa.text("UPDATE runs SET artifact_json = replace(artifact_json, :was, :forged) WHERE id = :id"),
+            {"was": '"router-0.5mm"', "forged": '"forged-tool"', "id": run.removeprefix("runs/")},
+        )
+    engine.dispose()
+    code, output = _custody(layout, "evidence", "export", run, str(layout.root / "b"))
+    assert code == 1
+    assert f"{run} fails VerifyRun, so its record cannot be vouched for: artifact: ARTIFACT_HASH_MISMATCH" in output
+    assert not (layout.root / "b").exists()
 
 
 async def _export_with(layout: StateLayout, harness: ServiceHarness, record: str, **options: Any) -> Any:
