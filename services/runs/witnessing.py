@@ -1,6 +1,7 @@
-"""Hands runs' latest signed checkpoint to lineage whenever the outbox delivers to it, so lineage keeps a copy of
-what runs committed to (services/lineage/domain/witness.py): from then on, a runs database rewritten out of band
-is inconsistent with a checkpoint held in another service's database, under another service's key.
+"""Hands runs' latest checkpoint (signed then, so it covers what was just delivered) to lineage whenever the
+outbox delivers to it, so lineage keeps a copy of what runs committed to (services/lineage/domain/witness.py):
+from then on, a runs database rewritten out of band is inconsistent with a checkpoint held in another service's
+database, under another service's key.
 
 It follows C2SP tlog-witness's add-checkpoint: the checkpoint, the size lineage last kept and a consistency proof
 from there. runs remembers that size from lineage's last answer; when it does not know it (after a restart) or it
@@ -39,7 +40,7 @@ class CheckpointWitness:
                 log.warning("witnessing: could not hand checkpoint to lineage: %s", exc)
 
     async def _hand_over(self) -> None:
-        latest = await asyncio.to_thread(self._ledger.checkpoint)
+        latest = await asyncio.to_thread(self._ledger.sign_now)
         if latest.checkpoint.size == self._kept:
             return
         for _ in range(2):

@@ -389,13 +389,13 @@ def test_a_batch_of_calls_takes_consecutive_leaves_in_its_transaction(engine: sa
 
 def test_a_rolled_back_write_leaves_no_leaf(engine: sa.Engine, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
     store = CallStore(engine, ledger)
-    append = ledgers.record
+    append = ledgers.record_leaves
 
     def append_then_fail(*args: Any) -> Any:
         append(*args)
         raise RuntimeError("the transaction fails after the leaf was appended")
 
-    monkeypatch.setattr(ledgers, "record", append_then_fail)
+    monkeypatch.setattr(ledgers, "record_leaves", append_then_fail)
     with pytest.raises(RuntimeError):
         store.insert(record())
     monkeypatch.undo()

@@ -57,10 +57,6 @@ LEDGER_VERIFIER_KEYS = "ledger-verifier-keys"  # Kubernetes ConfigMap: every aut
 PRIVATE_NOTE_KEY_PREFIX = "PRIVATE+KEY+"  # services/common/ledger/note.py: how every private note key starts
 # Overlays for one-node clusters (kind, minikube), where every replica can mount a ReadWriteOnce claim.
 SINGLE_NODE_OVERLAYS = ("dev",)
-# Settings the deployments set ahead of the code that reads them (issue 17: lineage's ledger_peer_keys_dir, which
-# the lead adds), accepted as known until the settings class has them; tests/deploy fails once it does, so that
-# the entry is deleted here.
-UPCOMING_SETTINGS: dict[str, frozenset[str]] = {"lineage": frozenset({"ledger_peer_keys_dir"})}
 CONTAINER_LISTS = ("initContainers", "containers")
 
 Manifest = dict[str, Any]
@@ -103,17 +99,8 @@ def call_graph_problems() -> list[str]:
 def setting_names(service: str) -> set[str]:
     """Every variable `custody serve <service>` accepts; any other CUSTODY_<SERVICE>_* stops it at start."""
     prefix = env_prefix(service)
-    fields = set(settings_class(service).model_fields) | UPCOMING_SETTINGS.get(service, frozenset())
+    fields = set(settings_class(service).model_fields)
     return {prefix + field.upper() for field in fields} | {prefix + CONFIG_FILE_SUFFIX}
-
-
-def arrived_upcoming_settings() -> list[str]:
-    """UPCOMING_SETTINGS entries the settings classes now declare (to delete from UPCOMING_SETTINGS)."""
-    return sorted(
-        f"{service}.{field}"
-        for service, fields in UPCOMING_SETTINGS.items()
-        for field in fields & set(settings_class(service).model_fields)
-    )
 
 
 def witnessed_peers(witness: str = WITNESS) -> tuple[str, ...]:

@@ -113,11 +113,6 @@ def test_the_witness_checks_the_peers_that_deliver_to_it():
     assert (checks.WITNESS, checks.witnessed_peers()) == ("lineage", ("runs",))
 
 
-def test_the_settings_set_ahead_of_the_code_have_not_arrived_yet():
-    """Once the settings class declares one, delete it from checks.UPCOMING_SETTINGS."""
-    assert checks.arrived_upcoming_settings() == []
-
-
 def test_prod_runs_more_replicas_than_dev(rendered: dict[str, list[Manifest]]):
     def capacity(docs: list[Manifest]) -> dict[str, int]:
         counts = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in docs if d["kind"] == "Deployment"}

@@ -187,6 +187,12 @@ class Ledger:
     def checkpoint(self) -> Signed:
         return self._latest()
 
+    def sign_now(self) -> Signed:
+        """A checkpoint covering every leaf committed so far, signed now if the latest does not (for handing it to a
+        witness right after the records it should cover)."""
+        self.checkpointer.tick(force=True)
+        return self._latest()
+
     def inclusion(self, record_name: str | None, leaf_index: int | None, tree_size: int) -> Inclusion:
         latest = self._latest()
         with self._engine.connect() as connection:
