@@ -72,7 +72,11 @@ def test_repeated_conflicts_end_in_aborted(lineage: Lineage, monkeypatch: pytest
     assert raised.value.reason == "VERSION_CONFLICT"
 
 
-@pytest.mark.parametrize("table", tables.IMMUTABLE_TABLES)
+# Witnessed checkpoints have their own test (tests/lineage/test_witness.py): these versions make none.
+WITNESS_TABLES = ("lineage_witness_history", "lineage_witness_refusals")
+
+
+@pytest.mark.parametrize("table", [t for t in tables.IMMUTABLE_TABLES if t not in WITNESS_TABLES])
 def test_every_immutable_table_refuses_delete(lineage: Lineage, engine: sa.Engine, table: str) -> None:
     a = new(lineage, "a")
     new(lineage, "b", [a])
@@ -84,6 +88,6 @@ def test_every_immutable_table_refuses_delete(lineage: Lineage, engine: sa.Engin
         connection.exec_driver_sql(f"DELETE FROM {table}")
 
 
-def test_health_and_status_rows_are_the_only_mutable_ones(engine: sa.Engine) -> None:
+def test_health_status_and_witnessed_rows_are_the_only_mutable_ones(engine: sa.Engine) -> None:
     mutable = set(tables.metadata.tables) - set(tables.IMMUTABLE_TABLES)
-    assert mutable == {"lineage_status", "lineage_health"}
+    assert mutable == {"lineage_status", "lineage_health", "lineage_witnessed"}

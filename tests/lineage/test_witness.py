@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.cli.state import StateLayout
@@ -174,3 +175,19 @@ def test_witnessed_checkpoints_and_refusals_are_records_the_audit_checks(client:
     with tamper.triggers_dropped(engine, "lineage_witnessed") as connection:
         connection.execute(tables.witnessed.update().values(tree_size=2))
     assert [f.where for f in ledger_audit.audit(settings).findings] == [f"witness/{ORIGIN}"]
+
+
+@pytest.mark.parametrize("table", ["lineage_witness_history", "lineage_witness_refusals"])
+def test_kept_and_refused_checkpoints_cannot_be_deleted_or_changed(
+    client: Client, layout: StateLayout, table: str
+) -> None:
+    runs = RunsLedger(layout)
+    runs.grow(3)
+    present(client, runs.note(), 0, [])
+    forged = RunsLedger(layout)
+    forged.grow(5, tag="x")
+    refusal(client, forged.note(), 3, forged.proof(3))
+    engine = client.harness.running.service.engine  # type: ignore[union-attr]
+    for statement in (f"DELETE FROM {table}", f"UPDATE {table} SET note = 'forged'"):
+        with pytest.raises(DBAPIError, match="immutable"), engine.begin() as connection:
+            connection.exec_driver_sql(statement)

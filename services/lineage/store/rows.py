@@ -11,10 +11,10 @@ import sqlalchemy as sa
 
 from services.common.clock import from_us
 from services.common.errors import NotFound
+from services.common.hashing import loads_canonical
 from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables as t
 from services.lineage.domain.model import (
-    MAX_SAFE_INTEGER,
     Conditional,
     Health,
     HealthRecord,
@@ -156,15 +156,8 @@ def version_from_row(row: Any) -> Version:
     )
 
 
-def _json_int(text: str) -> int | float:
-    """An integer of stored canonical JSON: beyond 2**53 it was written from a double (a Struct number; RFC 8785
-    prints large doubles as integers), and is read back as one so that its digest can be computed again."""
-    value = int(text)
-    return value if abs(value) <= MAX_SAFE_INTEGER else float(value)
-
-
 def type_from_row(row: Any) -> TypeDefinition:
-    document = json.loads(row.definition_json, parse_int=_json_int)
+    document = loads_canonical(row.definition_json)
     return TypeDefinition(
         name=document["name"],
         policy=document["policy"],
