@@ -103,6 +103,11 @@ def run_suite(smoke: bool) -> dict[str, Any]:
             document["mlmd"] = json.loads(target.read_text())
         return document
 
+    def ledger() -> Any:
+        # Side by side, ledger on and off, in alternating rounds; the full run fills a 1M-leaf ledger (minutes).
+        _run([python, "-m", "bench.ledger.bench_ledger", *quick], 3600)
+        return _latest("ledger-quick" if smoke else "ledger", started)
+
     def art_studio() -> Any:
         _run([python, "-m", "bench.art_studio.bench_art_studio", *quick], 900)
         return _latest("art_studio-quick" if smoke else "art_studio", started)
@@ -114,6 +119,7 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         ("gateway", gateway),
         ("detectors", detectors),
         ("lineage", lineage),
+        ("ledger", ledger),
         ("art_studio", art_studio),
     ):
         section(name, action)
@@ -237,6 +243,34 @@ def table(result: dict[str, Any]) -> str:
                 "",
             )
         )
+    for backend, figures in (_get(s, "ledger", "backends") or {}).items():
+        on, off = (
+            _get(figures, "mints_per_s_8_clients", "on", "median"),
+            _get(figures, "mints_per_s_8_clients", "off", "median"),
+        )
+        rows.append((f"runs: mints/s with the ledger, 8 clients ({backend})", on, f"ledger off {off}", _ratio(on, off)))
+        audit = _get(figures, "audit") or {}
+        rows.append(
+            (
+                f"custody ledger audit runs ({backend}): leaves/s; s for {audit.get('leaves')} leaves",
+                audit.get("leaves_per_s"),
+                _get(audit, "audit_s", "median"),
+                "",
+            )
+        )
+    proofs = _get(s, "ledger", "proofs") or {}
+    for where in ("in_process", "grpc"):
+        rows.append(
+            (
+                f"ledger: inclusion proof p50 / p99 (ms) at {proofs.get('leaves')} leaves, {where.replace('_', ' ')}",
+                f"{_get(proofs, f'inclusion_{where}', 'p50_ms')} / {_get(proofs, f'inclusion_{where}', 'p99_ms')}",
+                "",
+                "",
+            )
+        )
+    rows.append(
+        (f"ledger: tree catch-up at {proofs.get('leaves')} leaves (s)", _get(proofs, "catch_up_s", "median"), "", "")
+    )
     studio = _get(s, "art_studio") or {}
     rows.append(
         ("art_studio: compile 64-petal spec p50 (ms)", _get(studio, "compile_64_petals_in_process", "p50_ms"), "", "")

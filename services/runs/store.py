@@ -23,7 +23,7 @@ from services.common.errors import FailedPrecondition
 from services.common.group_commit import GroupCommit
 from services.common.identity import Principal, PrincipalKind
 from services.common.ledger.leaves import LedgerPosition
-from services.common.ledger.ledger import Ledger, leaf_positions, record_leaves
+from services.common.ledger.ledger import Ledger, leaf_positions, record_all_leaves, record_leaves
 from services.runs import tables
 from services.runs.ledger_records import ADVISORIES, ATTACHMENTS, BLOBS, EXPLANATION_DECISIONS, RUNS, SEALS
 from services.runs.model import (
@@ -260,12 +260,17 @@ class RunsStore:
         if seals:
             insert_rows(connection, tables.run_seals, seals)
         # Last, so the ledger lock (PostgreSQL) is held for as short a time as possible.
-        placed = record_leaves(self.ledger, connection, RUNS, [(p.record.run_id,) for p in batch])
-        record_leaves(self.ledger, connection, EXPLANATION_DECISIONS, [(p.record.run_id, 1) for p in batch])
-        record_leaves(self.ledger, connection, ADVISORIES, [(a["run_id"], a["advisory_id"]) for a in advisories])
-        record_leaves(self.ledger, connection, ATTACHMENTS, [(a["id"],) for a in attachments])
-        record_leaves(self.ledger, connection, SEALS, [(s["run_id"], s["sealed_by"]) for s in seals])
-        return placed
+        return record_all_leaves(
+            self.ledger,
+            connection,
+            [
+                (RUNS, [(p.record.run_id,) for p in batch]),
+                (EXPLANATION_DECISIONS, [(p.record.run_id, 1) for p in batch]),
+                (ADVISORIES, [(a["run_id"], a["advisory_id"]) for a in advisories]),
+                (ATTACHMENTS, [(a["id"],) for a in attachments]),
+                (SEALS, [(s["run_id"], s["sealed_by"]) for s in seals]),
+            ],
+        )
 
     def _by_keys(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], StoredRun]:
         if not keys:
@@ -621,14 +626,13 @@ class RunsStore:
                 # insert waited on it) has its leaf; only bytes new to the store get one.
                 names = {f"blobs/{sha256}": sha256 for sha256 in sorted(blobs)}
                 known = leaf_positions(self.ledger, connection, list(names))
-                record_leaves(
-                    self.ledger, connection, BLOBS, [(sha,) for name, sha in names.items() if name not in known]
-                )
-                placed = record_leaves(
+                placed = record_all_leaves(
                     self.ledger,
                     connection,
-                    ATTACHMENTS,
-                    [(item.record.attachment_id,) for items, _ in batch for item in items],
+                    [
+                        (BLOBS, [(sha,) for name, sha in names.items() if name not in known]),
+                        (ATTACHMENTS, [(item.record.attachment_id,) for items, _ in batch for item in items]),
+                    ],
                 )
             return [[replace(item.record, ledger=placed.get(item.record.name)) for item in items] for items, _ in batch]
         except IntegrityError as exc:

@@ -24,11 +24,24 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
     (report,) = [p for p in RESULTS.glob("smoke-*.json") if p.stat().st_mtime >= started]
     result = json.loads(report.read_text())
     assert result["errors"] == {}
-    assert set(result["sections"]) == {"ceiling", "runs", "mlflow", "gateway", "detectors", "lineage", "art_studio"}
+    assert set(result["sections"]) == {
+        "ceiling",
+        "runs",
+        "mlflow",
+        "gateway",
+        "detectors",
+        "lineage",
+        "ledger",
+        "art_studio",
+    }
     for point in ("c1", "c16"):  # the floor is measured beside custody, in the same run
         assert {"floor", "custody"} <= set(result["sections"]["gateway"]["added"][point])
     detectors = result["sections"]["detectors"]
     assert {"secrets", "email", "card_number", "prompt_injection"} <= set(detectors["per_kib"])
     assert {"idle", "GenerateText", "StreamText"} <= set(detectors["event_loop"]["adversarial"]["chunks_of_4"])
+    ledger = result["sections"]["ledger"]  # ledger on and off measured in the same run, then audited
+    assert {"on", "off"} <= set(ledger["backends"]["sqlite"]["mints_per_s_8_clients"])
+    assert ledger["backends"]["sqlite"]["audit"]["ok"]
+    assert ledger["proofs"]["inclusion_in_process"]["n"] > 0
     assert report.with_suffix(".md").read_text().startswith("| measure |")
     assert report.with_name(report.stem + "-throughput.png").stat().st_size > 0

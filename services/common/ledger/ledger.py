@@ -53,11 +53,20 @@ class Consistency:
     new: Signed
 
 
+Records = Sequence[tuple[RecordSource, Sequence[tuple[Any, ...]]]]
+"""Records just written, by source: (source, primary keys), in the order their leaves are appended."""
+
+
 def record_leaves(
     ledger: Ledger | None, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
 ) -> dict[str, LedgerPosition]:
     """Ledger.record for stores that may run without a ledger (benchmarks): nothing is recorded then."""
-    return {} if ledger is None or not keys else ledger.record(connection, source, keys)
+    return record_all_leaves(ledger, connection, [(source, keys)])
+
+
+def record_all_leaves(ledger: Ledger | None, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
+    """Ledger.record_all, or nothing without a ledger."""
+    return {} if ledger is None or not any(keys for _, keys in records) else ledger.record_all(connection, records)
 
 
 def leaf_positions(
@@ -135,7 +144,13 @@ class Ledger:
     ) -> dict[str, LedgerPosition]:
         """Appends the leaves of the records just written with these primary keys, read back inside the same
         transaction (so the leaf is what the audit will derive); returns record name -> position."""
-        leaves = list(source.leaves(connection, keys))
+        return self.record_all(connection, [(source, keys)])
+
+    def record_all(self, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
+        """`record` for records of several sources written in one transaction, in one append: the ledger's lock,
+        size and insert once per transaction rather than once per source (what a mint's run, explanation,
+        advisories, attachments and seals cost)."""
+        leaves = [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
         indexes = self.rows.append(connection, leaves)
         return {leaf.name: LedgerPosition(self.origin, index) for leaf, index in zip(leaves, indexes, strict=True)}
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from services.common.db import insert_rows
 from services.common.ledger.leaves import Leaf
 from services.common.ledger.merkle import leaf_hash
 
@@ -75,7 +76,7 @@ class LedgerRows:
                     "created_at_us": leaf.time_us,
                 }
             )
-        connection.execute(self.table.insert(), rows)
+        insert_rows(connection, self.table, rows)
         return [start + offset for offset in range(len(leaves))]
 
     def size(self, connection: sa.Connection) -> int:
