@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -67,8 +68,8 @@ def column_value(value: Any) -> Any:
 
 
 def row_sha256(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The digest of rows, every column included, in the order given. Keys are made plain `str`: SQLAlchemy names
-    row columns with a str subclass, which would send every row down the slow reference JCS path (same bytes)."""
+    """The digest of rows, every column included, in the order given. Keys become plain `str`: SQLAlchemy names
+    columns with a str subclass, which would send every row to the slow reference JCS encoder (same bytes)."""
     return sha256_canonical([{str(key): column_value(value) for key, value in row.items()} for row in rows])
 
 
@@ -108,17 +109,29 @@ class TableRecords:
     def key(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         return tuple(row[column] for column in self.key_columns)
 
-    def leaves(self, connection: sa.Connection, keys: Sequence[tuple[Any, ...]] | None = None) -> Iterator[Leaf]:
+    @cached_property
+    def _all(self) -> sa.Select[Any]:
         order = self.order_by or (self.time_column, *self.key_columns)
-        query = sa.select(self.table).order_by(*(self.table.c[name] for name in order))
-        if keys is not None:
-            if not keys:
-                return
-            columns = [self.table.c[name] for name in self.key_columns]
-            query = query.where(
-                sa.tuple_(*columns).in_(list(keys)) if len(columns) > 1 else columns[0].in_([k[0] for k in keys])
-            )
-        for batch in _batches(connection.execute(query).mappings(), 1000):
+        return sa.select(self.table).order_by(*(self.table.c[name] for name in order))
+
+    @cached_property
+    def _by_keys(self) -> sa.Select[Any]:
+        columns = [self.table.c[name] for name in self.key_columns]
+        # The first key column's IN is what an index serves: SQLite scans the whole table for a row-value IN.
+        query = self._all.where(columns[0].in_(sa.bindparam("first", expanding=True)))
+        if len(columns) > 1:
+            query = query.where(sa.tuple_(*columns).in_(sa.bindparam("keys", expanding=True)))
+        return query
+
+    def leaves(self, connection: sa.Connection, keys: Sequence[tuple[Any, ...]] | None = None) -> Iterator[Leaf]:
+        if keys is None:
+            rows = connection.execute(self._all)
+        elif not keys:
+            return
+        else:
+            first = list(dict.fromkeys(k[0] for k in keys))
+            rows = connection.execute(self._by_keys, {"first": first, "keys": list(keys)})
+        for batch in _batches(rows.mappings(), 1000):
             parts = self.parts(connection, batch) if self.parts is not None else {}
             for row in batch:
                 yield self.leaf(row, parts.get(self.key(row), []))
