@@ -3,6 +3,8 @@
 #   credentials                 sha256 hashes of every token (all four services)      custody init
 #   config/<service>.yaml       that service's own token (+ page_token_key, database_url) custody init + this script
 #   operator.token              your token for the custody CLI                          custody init
+#   keys/<service>.ledger.key   ledger checkpoint signing key, one per stateful service custody init
+#   keys/<service>.ledger.vkey  its public verifier key (lineage gets them; so do auditors) custody init
 #   postgres/*.password         PostgreSQL superuser and one role per stateful service  this script
 #   openai_api_key              provider key for ai_gateway only (empty: offline local provider)
 #
@@ -39,7 +41,8 @@ elif [ ! -e "$dir/openai_api_key" ]; then
 fi
 
 # Compose mounts file secrets as they are on the host (it cannot change their owner or mode), and the services
-# run as uid 10001: the files become readable, the directory stays private to you.
+# run as uid 10001: the files become readable, the directory stays private to you. (The ledger keys too: each
+# authority's entry point copies its key to a 0600 file of its own before starting, see compose.yaml.)
 chmod 0700 "$dir"
 find "$dir" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
 chmod 0700 "$dir"

@@ -4,7 +4,13 @@
 #   <service>-token          key token             that service's own bearer token     -> that server only
 #   <service>-database       key url               PostgreSQL URL (stateful services)  -> that server + its Job
 #   <service>-page-token     key key               page-token signing key (stateful)   -> that server only
+#   <service>-ledger-key     key key               ledger checkpoint signing key       -> that server only
+#                                                  (stateful; keys/<service>.ledger.key)
 #   ai-gateway-provider      key OPENAI_API_KEY    provider key (may be empty: local)  -> ai-gateway server only
+# and one ConfigMap, as it holds public keys only:
+#   ledger-verifier-keys     key <service>.ledger.vkey for each stateful service (keys/<service>.ledger.vkey)
+#                                                  the authorities' checkpoint verifier keys -> lineage (witness);
+#                                                  also what auditors check checkpoints and evidence bundles with
 #
 #   custody init --state-dir var/k8s                       # tokens (once; --force rotates them)
 #   AI_GATEWAY_DATABASE_URL=postgresql://custody_ai_gateway:...@HOST:5432/custody_ai_gateway \
@@ -23,6 +29,12 @@ secret() {  # name, then --from-file arguments
   local name="$1"; shift
   echo "---"
   "$kubectl" create secret generic "$name" --namespace "$namespace" --dry-run=client --output yaml "$@"
+}
+
+configmap() {  # name, then --from-file arguments
+  local name="$1"; shift
+  echo "---"
+  "$kubectl" create configmap "$name" --namespace "$namespace" --dry-run=client --output yaml "$@"
 }
 
 setting_of() {  # a setting custody init wrote into config/<service>.yaml: service, setting
@@ -45,6 +57,9 @@ for service in ai_gateway runs lineage; do
   variable="$(echo "$service" | tr '[:lower:]' '[:upper:]')_DATABASE_URL"
   [ -n "${!variable:-}" ] || { echo "$variable is not set (the PostgreSQL URL of $service's own database)" >&2; exit 1; }
   printf -v "url_$service" '%s' "${!variable}"
+  for file in "keys/$service.ledger.key" "keys/$service.ledger.vkey"; do
+    [ -s "$state_dir/$file" ] || { echo "$state_dir/$file missing: run custody init" >&2; exit 1; }
+  done
 done
 key=""
 if [ -n "${OPENAI_API_KEY_FILE:-}" ]; then key="$(tr -d '\r\n' < "$OPENAI_API_KEY_FILE")"; fi
@@ -59,5 +74,11 @@ for service in ai_gateway runs lineage; do
   secret "${service//_/-}-database" --from-file=url=<(printf '%s' "${!variable}")
   variable="page_key_$service"
   secret "${service//_/-}-page-token" --from-file=key=<(printf '%s' "${!variable}")
+  secret "${service//_/-}-ledger-key" --from-file=key="$state_dir/keys/$service.ledger.key"
 done
 secret ai-gateway-provider --from-file=OPENAI_API_KEY=<(printf '%s' "$key")
+verifier_keys=()
+for service in ai_gateway runs lineage; do
+  verifier_keys+=("--from-file=$service.ledger.vkey=$state_dir/keys/$service.ledger.vkey")
+done
+configmap ledger-verifier-keys "${verifier_keys[@]}"

@@ -10,7 +10,7 @@ from custody.ai_gateway.v1 import gateway_pb2
 from custody.common.v1 import common_pb2
 from services.ai_gateway.domain.gateway import Gateway
 from services.ai_gateway.domain.model import (
-    CallRecord,
+    AuditedCall,
     CallResult,
     Envelope,
     ListFilters,
@@ -22,6 +22,7 @@ from services.ai_gateway.domain.model import (
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
 from services.common.clock import to_us
+from services.common.ledger import rpc as ledger_rpc
 from services.common.protomap import datetime_from_proto, principal_to_proto
 
 OUTCOMES = {
@@ -61,14 +62,21 @@ def list_filters(request: gateway_pb2.ListCallsRequest) -> ListFilters:
 
 def generate_response(result: CallResult) -> gateway_pb2.GenerateTextResponse:
     return gateway_pb2.GenerateTextResponse(
-        content=result.content, envelope=envelope_proto(result.record.envelope), cost=cost_proto(result.record.cost)
+        content=result.content,
+        envelope=envelope_proto(result.record.envelope),
+        cost=cost_proto(result.record.cost),
+        ledger=ledger_rpc.entry(result.ledger),
     )
 
 
 def stream_response(item: StreamItem) -> gateway_pb2.StreamTextResponse:
     if isinstance(item, TextChunk):
         return gateway_pb2.StreamTextResponse(chunk=gateway_pb2.TextChunk(text=item.text, index=item.index))
-    end = gateway_pb2.StreamEnd(envelope=envelope_proto(item.record.envelope), cost=cost_proto(item.record.cost))
+    end = gateway_pb2.StreamEnd(
+        envelope=envelope_proto(item.record.envelope),
+        cost=cost_proto(item.record.cost),
+        ledger=ledger_rpc.entry(item.ledger),
+    )
     return gateway_pb2.StreamTextResponse(end=end)
 
 
@@ -136,7 +144,8 @@ def cost_proto(cost: Cost) -> common_pb2.CostRecord:
     return common_pb2.CostRecord(**fields)
 
 
-def call_proto(record: CallRecord) -> gateway_pb2.Call:
+def call_proto(call: AuditedCall) -> gateway_pb2.Call:
+    record = call.record
     return gateway_pb2.Call(
         name=record.envelope.call,
         envelope=envelope_proto(record.envelope),
@@ -152,6 +161,7 @@ def call_proto(record: CallRecord) -> gateway_pb2.Call:
         response_redacted=record.response_redacted,
         verbose=record.verbose,
         create_time=_timestamp(to_us(record.envelope.created_at)),
+        ledger=ledger_rpc.entry(call.ledger),
     )
 
 

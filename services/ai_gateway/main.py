@@ -19,14 +19,17 @@ from services.ai_gateway.budgets import Budgets
 from services.ai_gateway.config import AiGatewaySettings
 from services.ai_gateway.domain.config import GatewayConfig, Operation
 from services.ai_gateway.domain.gateway import Gateway
+from services.ai_gateway.ledger_records import SOURCES
 from services.ai_gateway.policy import PolicyError, load_policy
 from services.ai_gateway.pricing import load_price_table
 from services.ai_gateway.servicer import AiGatewayServicer
 from services.ai_gateway.store import CallStore
+from services.ai_gateway.tables import ledger as ledger_table
 from services.ai_gateway.transport import TransportConfig, build_providers
 from services.common.catalog import SERVICES
 from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
+from services.common.ledger.ledger import Ledger
 from services.common.pagination import PageTokens
 from services.common.server import Service
 
@@ -59,7 +62,8 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         )
     )
     engine = create_engine(settings.resolved_database_url)
-    store = CallStore(engine)
+    ledger = Ledger.configured(engine, ledger_table, settings, SOURCES)
+    store = CallStore(engine, ledger)
 
     async def load_usage(caller: str, since_us: int) -> tuple[int, object]:
         return await asyncio.to_thread(store.usage_since, caller, since_us)
@@ -74,7 +78,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         tracer=tracer_provider.get_tracer("custody.ai_gateway"),
         page_tokens=PageTokens.configured(settings.page_token_key, "ai_gateway"),
     )
-    servicer = AiGatewayServicer(gateway)
+    servicer = AiGatewayServicer(gateway, ledger)
     purger: list[asyncio.Task[None]] = []
 
     def register(server: grpc.aio.Server) -> None:
@@ -104,15 +108,17 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await gateway.close()
+        await gateway.close()  # every queued audit record (and its leaf) is committed first
 
+    # The ledger starts after the migrations (it adopts calls recorded before it existed) and before the server
+    # listens; it stops after the last queued call is recorded, so its last tick sees every leaf.
     return Service(
         engine=engine,
         full_name=SERVICES["ai_gateway"].full_name,
         register=register,
         access=ACCESS,
-        on_start=(on_start,),
-        on_stop=(on_stop,),
+        on_start=(on_start,) if ledger is None else (ledger.start, on_start),
+        on_stop=(on_stop,) if ledger is None else (on_stop, ledger.stop),
     )
 
 

@@ -1,15 +1,21 @@
 """The gateway schema (declarations only; services/ai_gateway/store.py is the only module that reads or writes it).
 
 `ai_calls` is create-only: one row per audited call (the canonical JSON record plus indexed columns), and the
-database refuses UPDATE and DELETE. `ai_call_replays` maps (caller, request_id) to a successful call and its
-content for the replay window.
+database refuses UPDATE and DELETE. `ledger_leaves` holds the leaf of every call in the gateway's tamper-evident
+ledger (services/common/ledger/), written in the call's own transaction, and is immutable too. `ai_call_replays`
+maps (caller, request_id) to a successful call and its content for the replay window: a cache, purged on expiry.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.common.ledger.store import ledger_table
+
 metadata = sa.MetaData()
+
+# Tables whose rows the database refuses to UPDATE or DELETE (triggers installed by the migrations).
+IMMUTABLE_TABLES = ("ai_calls", "ledger_leaves")
 
 ai_calls = sa.Table(
     "ai_calls",
@@ -46,3 +52,5 @@ ai_call_replays = sa.Table(
     sa.Column("expires_at_us", sa.BigInteger, nullable=False),
     sa.Index("ix_ai_call_replays_expires", "expires_at_us"),
 )
+
+ledger = ledger_table(metadata)

@@ -28,13 +28,18 @@ err = Console(stderr=True)
 
 def call(state_dir: Path, service: str, invoke: Callable[[Any], Awaitable[T]]) -> T:
     """Runs `invoke(stub)` against `service` as the operator; exits 1 with a readable error if the call fails."""
+    return call_services(state_dir, lambda clients: invoke(clients.stub(service)))
+
+
+def call_services(state_dir: Path, invoke: Callable[[ServiceClients], Awaitable[T]]) -> T:
+    """As `call`, for a command that asks several services: `invoke` gets the clients of all of them."""
     layout = StateLayout(state_dir)
     call_context.bind_request_id(call_context.new_request_id())  # one correlation id per command
 
     async def run() -> T:
         clients = ServiceClients(endpoints(layout), operator_token(layout))
         try:
-            return await invoke(clients.stub(service))
+            return await invoke(clients)
         finally:
             await clients.close()
 

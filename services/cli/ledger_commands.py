@@ -69,11 +69,12 @@ def audit(
             f"{name} ({report.origin}): {report.leaves} leaves, {report.records} records, "
             f"{report.checkpoints} checkpoints: {verdict}",
             highlight=False,
+            soft_wrap=True,
         )
         if report.findings:
-            console.print(f"  first bad entry: {report.findings[0]}", markup=False, highlight=False)
+            console.print(f"  first bad entry: {report.findings[0]}", markup=False, highlight=False, soft_wrap=True)
             for finding in report.findings[1:SHOWN_FINDINGS]:
-                console.print(f"  {finding}", markup=False, highlight=False)
+                console.print(f"  {finding}", markup=False, highlight=False, soft_wrap=True)
     if as_json:
         print_json(results)
     raise typer.Exit(1 if failed else 0)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli import (
+    evidence_commands,
     gateway_commands,
     ledger_commands,
     lineage_commands,
@@ -28,7 +29,9 @@ from services.cli.health import check
 from services.cli.options import JsonFlag, StateDir
 from services.cli.stack import Stack, plan, supervise
 from services.cli.state import (
+    DEFAULT_DEPLOYMENT,
     DEFAULT_STATE_DIR,
+    DEPLOYMENT_NAME,
     StateLayout,
     endpoints,
     initialize,
@@ -62,10 +65,16 @@ def _service_name(value: str) -> str:
 def init(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     force: Annotated[bool, typer.Option(help="Rotate every token, even if state exists.")] = False,
+    deployment: Annotated[
+        str, typer.Option(help="Names this deployment in every ledger origin (<deployment>/custody/<service>).")
+    ] = DEFAULT_DEPLOYMENT,
 ) -> None:
-    """Create credentials: a token per service (in its own config) and the operator's token."""
+    """Create credentials (a token per service, in its own config, and the operator's token) and keys: each
+    authority's ledger signing key and the evidence signing key. Keys are never replaced, not even by --force."""
+    if not DEPLOYMENT_NAME.fullmatch(deployment):
+        raise typer.BadParameter("letters, digits, dots and dashes only (it becomes part of a checkpoint origin)")
     layout = StateLayout(state_dir)
-    if initialize(layout, force=force):
+    if initialize(layout, force=force, deployment=deployment):
         console.print(f"initialized {layout.root}: credentials, config/<service>.yaml, operator.token (0600)")
     else:
         console.print(f"{layout.root} is already initialized (use --force to rotate every token)")
@@ -243,6 +252,7 @@ app.add_typer(pipeline_commands.app, name="pipeline")
 app.add_typer(gateway_commands.app, name="gateway")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(studio_commands.app, name="studio")
+app.add_typer(evidence_commands.app, name="evidence")
 
 
 def main() -> None:

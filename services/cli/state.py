@@ -13,6 +13,7 @@ from pathlib import Path
 
 from services.common.catalog import SERVICE_NAMES, SERVICES
 from services.common.config import ledger_key_path
+from services.common.evidence.keys import create_key_files
 from services.common.identity import (
     MIGRATOR_ROLE,
     OPERATOR_ROLE,
@@ -30,6 +31,7 @@ from services.common.ledger.note import generate_note_key
 DEFAULT_STATE_DIR = Path("var")
 # The first part of every ledger origin ("<deployment>/custody/<service>"): names this deployment to verifiers.
 DEFAULT_DEPLOYMENT = "localhost"
+DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}")
 OPERATOR_ID = "human:operator"
 TOKEN_ENV = "CUSTODY_TOKEN"
 PAGE_TOKEN_KEY_LINE = re.compile(r"^page_token_key:", re.M)
@@ -60,17 +62,30 @@ class StateLayout:
     def ledger_verifier_key(self, service: str) -> Path:
         return self.ledger_key(service).with_suffix(".vkey")
 
+    @property
+    def evidence_public_key(self) -> Path:
+        """The public half of the key evidence bundles are signed with: what `custody evidence verify` trusts."""
+        return self.root / "keys" / "evidence.pub"
+
+    @property
+    def evidence_key(self) -> Path:
+        """The private half (mode 0600): `custody evidence export` signs bundles with it."""
+        return self.root / "keys" / "evidence.key"
+
     def is_initialized(self) -> bool:
         return self.credentials.exists() and all(self.service_config(s).exists() for s in SERVICE_NAMES)
 
 
 def initialize(layout: StateLayout, *, force: bool = False, deployment: str = DEFAULT_DEPLOYMENT) -> bool:
     """Creates credentials (hashes only), one token per service in that service's own config file (with a
-    page-token key for each stateful service), the operator token, and each authority's ledger signing key.
+    page-token key for each stateful service), the operator token, each authority's ledger signing key and the
+    evidence signing key.
     Returns False when already initialized and not forced: existing tokens and keys are kept, and what a state
     directory written by an older version lacks (a page-token key, a ledger key) is added. Ledger keys are never
     replaced, not even when forced: the checkpoints signed with them must stay verifiable."""
     _add_ledger_keys(layout, deployment)
+    if not layout.evidence_key.exists():
+        create_key_files(layout.evidence_key, layout.evidence_public_key)
     if layout.is_initialized() and not force:
         for service in SERVICE_NAMES:
             _add_page_token_key(layout.service_config(service), service)

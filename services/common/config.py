@@ -119,7 +119,7 @@ class StatefulServiceSettings(ServiceSettings):
     ledger_key_file: Path | None = Field(default=None, description="default: <state_dir>/keys/<service>.ledger.key")
     ledger_checkpoint_dir: Path | None = Field(default=None, description="default: <state_dir>/ledger/<service>")
     ledger_checkpoint_leaves: int = Field(default=1000, ge=1, le=1_000_000)
-    ledger_checkpoint_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    ledger_checkpoint_interval_s: float = Field(default=5.0, gt=0, le=3600)
     # Benchmarks only (bench/ measures mints with and without it): off, records get no leaves and a rewrite of the
     # database goes unnoticed.
     ledger_enabled: bool = True

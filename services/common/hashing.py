@@ -88,6 +88,18 @@ def _jcs_ready(value: Any, small_floats: list[str]) -> Any:
     raise _NeedsReference
 
 
+def loads_canonical(text: str | bytes) -> Any:
+    """Canonical JSON read back as the values that were hashed: an integer beyond 2**53 in it was written from a
+    double (a protobuf Struct number; RFC 8785 prints large integral doubles as integers), so it is read as that
+    double again, and hashing the result gives the digest it was stored under."""
+    return json.loads(text, parse_int=_stored_int)
+
+
+def _stored_int(text: str) -> int | float:
+    value = int(text)
+    return value if -_SAFE_INT <= value <= _SAFE_INT else float(value)
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -6,8 +6,9 @@ only: no service token and no system principal can ever reach them (the domain c
 
 from __future__ import annotations
 
-from services.common.catalog import callers_of
+from services.common.catalog import SERVICES, callers_of
 from services.common.identity import OPERATOR_ROLE, REVIEWER_ROLE, AccessTable, allow
+from services.common.ledger import rpc
 
 _SERVICES = callers_of("lineage")
 _READ = allow(services=_SERVICES, human_roles={OPERATOR_ROLE, REVIEWER_ROLE})
@@ -31,5 +32,9 @@ ACCESS = AccessTable(
         "GetUpstream": _READ,
         "GetDownstream": _READ,
         "BuildPlan": _READ,
+        # Only authorities (services with a ledger of their own) present checkpoints; the domain checks the key.
+        "WitnessCheckpoint": allow(services=[s for s in _SERVICES if SERVICES[s].stateful]),
+        "ListWitnessedCheckpoints": _READ,
+        **rpc.access_rules("lineage"),
     },
 )

@@ -19,3 +19,10 @@ class LineageSettings(StatefulServiceSettings):
     policies_dir: Path = Field(
         default=SHIPPED_POLICIES, description="directory of policy YAML files, all loaded and validated at start"
     )
+    # Witnessing: the verifier keys (`<service>.ledger.vkey`, written by `custody init`) of the authorities that
+    # hand lineage their checkpoints (runs), so it can check each one before keeping it.
+    ledger_peer_keys_dir: Path | None = Field(default=None, description="default: <state_dir>/keys")
+
+    @property
+    def resolved_ledger_peer_keys_dir(self) -> Path:
+        return self.ledger_peer_keys_dir or self.state_dir / "keys"

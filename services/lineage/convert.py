@@ -10,6 +10,7 @@ from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.common.clock import rfc3339
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.ledger import rpc
 from services.common.protomap import dict_to_struct, principal_to_proto, struct_to_dict
 from services.lineage.domain.diff import Diff
 from services.lineage.domain.model import (
@@ -26,6 +27,7 @@ from services.lineage.domain.model import (
 )
 from services.lineage.domain.plan import Plan
 from services.lineage.domain.policy import Policy
+from services.lineage.domain.witness import Witnessed
 
 SOURCES = {pb.SOURCE_AI: Source.AI, pb.SOURCE_HUMAN: Source.HUMAN, pb.SOURCE_HYBRID: Source.HYBRID}
 STATUSES = {
@@ -93,6 +95,7 @@ def status_to_proto(record: StatusRecord) -> pb.StatusRecord:
         actor=principal_to_proto(record.actor),
         rationale=record.rationale,
         request_id=record.request_id,
+        ledger=rpc.entry(record.ledger),
     )
 
 
@@ -105,6 +108,7 @@ def health_to_proto(record: HealthRecord) -> pb.HealthRecord:
         rationale=record.rationale,
         cause=record.cause,
         request_id=record.request_id,
+        ledger=rpc.entry(record.ledger),
     )
 
 
@@ -128,6 +132,7 @@ def version_to_proto(version: Version) -> pb.Version:
         latest=version.latest,
         status_history=[status_to_proto(s) for s in version.status_history],
         health_history=[health_to_proto(h) for h in version.health_history],
+        ledger=rpc.entry(version.ledger),
     )
 
 
@@ -159,6 +164,7 @@ def type_to_proto(definition: TypeDefinition) -> pb.ArtifactType:
         definition_sha256=definition.definition_sha256,
         source=definition.source,
         creators=list(definition.creators),
+        ledger=rpc.entry(definition.ledger),
     )
     if definition.registered_at is not None:
         message.register_time = rfc3339(definition.registered_at)
@@ -241,3 +247,16 @@ def plan_to_proto(plan: Plan) -> pb.Plan:
         ],
         warnings=list(plan.warnings),
     )
+
+
+def witnessed_to_proto(kept: Witnessed) -> pb.WitnessedCheckpoint:
+    message = pb.WitnessedCheckpoint(
+        origin=kept.origin,
+        tree_size=kept.size,
+        root_hash=kept.root,
+        note=kept.note,
+        ledger=rpc.entry(kept.ledger),
+    )
+    if kept.at is not None:
+        message.witness_time.FromDatetime(kept.at)
+    return message

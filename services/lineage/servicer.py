@@ -1,4 +1,5 @@
-"""LineageService: translates between proto and domain, nothing else.
+"""LineageService: translates between proto and domain, nothing else. The ledger RPCs are the shared ones
+(services/common/ledger/rpc.py).
 
 Blocking work (database, schema validation, graph traversal) runs in a worker thread so the event loop keeps
 serving; asyncio.to_thread copies the call's context, so the domain sees the same request id and principal.
@@ -12,12 +13,15 @@ from typing import Any, TypeVar
 
 import grpc
 
-from custody.common.v1 import common_pb2
+from custody.common.v1 import common_pb2, ledger_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from custody.lineage.v1 import lineage_pb2_grpc
+from services.common.ledger import rpc
+from services.common.ledger.ledger import Ledger
 from services.common.protomap import service_info, struct_to_dict
 from services.lineage import convert
 from services.lineage.domain.service import Lineage
+from services.lineage.domain.witness import Witnessing
 
 T = TypeVar("T")
 
@@ -27,8 +31,10 @@ async def _run(work: Callable[[], T]) -> T:
 
 
 class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
-    def __init__(self, lineage: Lineage) -> None:
+    def __init__(self, lineage: Lineage, witnessing: Witnessing, ledger: Ledger | None = None) -> None:
         self.lineage = lineage
+        self._witnessing = witnessing
+        self._ledger = ledger
 
     async def GetServiceInfo(
         self, request: pb.GetServiceInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -60,6 +66,7 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
             version=convert.version_to_proto(created.version),
             marked_stale=created.marked_stale,
             replayed=created.replayed,
+            staleness=rpc.entry(created.staleness),
         )
 
     async def GetVersion(
@@ -131,3 +138,32 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     async def BuildPlan(self, request: pb.BuildPlanRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Plan:
         plan = await _run(lambda: self.lineage.build_plan(request.policy, list(request.selected_jobs)))
         return convert.plan_to_proto(plan)
+
+    async def WitnessCheckpoint(
+        self, request: pb.WitnessCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.WitnessedCheckpoint:
+        kept = await asyncio.to_thread(
+            self._witnessing.present, request.note, request.old_size, list(request.consistency_proof)
+        )
+        return convert.witnessed_to_proto(kept)
+
+    async def ListWitnessedCheckpoints(
+        self, request: pb.ListWitnessedCheckpointsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListWitnessedCheckpointsResponse:
+        kept = await asyncio.to_thread(self._witnessing.witnessed)
+        return pb.ListWitnessedCheckpointsResponse(checkpoints=[convert.witnessed_to_proto(k) for k in kept])
+
+    async def GetCheckpoint(
+        self, request: ledger_pb2.GetCheckpointRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.SignedCheckpoint:
+        return await rpc.get_checkpoint(rpc.require(self._ledger), request)
+
+    async def GetInclusionProof(
+        self, request: ledger_pb2.GetInclusionProofRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.InclusionProof:
+        return await rpc.get_inclusion_proof(rpc.require(self._ledger), request)
+
+    async def GetConsistencyProof(
+        self, request: ledger_pb2.GetConsistencyProofRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> ledger_pb2.ConsistencyProof:
+        return await rpc.get_consistency_proof(rpc.require(self._ledger), request)

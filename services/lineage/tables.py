@@ -1,7 +1,8 @@
 """The lineage schema (declarations only; the services/lineage/store/ package is the only code that reads or writes it).
 
 Immutable tables (database triggers refuse UPDATE and DELETE): type registrations, version snapshots, their
-upstream edges, status and health histories, idempotency keys. Mutable rows, changed only by compare-and-set on
+upstream edges, status and health histories, idempotency keys, and the ledger's leaves recording all of them
+(services/lineage/ledger_records.py). Mutable rows, changed only by compare-and-set on
 `revision`: the current status and the current health of each version.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+
+from services.common.ledger.store import ledger_table
 
 metadata = sa.MetaData()
 
@@ -139,6 +142,46 @@ idempotency = sa.Table(
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
 )
 
+# One leaf per record (services/common/ledger/store.py), appended in the transaction that writes the record.
+ledger = ledger_table(metadata)
+
+# Witnessing: the latest checkpoint of each peer authority (runs) lineage has checked and kept (one mutable row per
+# origin, moved forward by compare-and-set on tree_size), every checkpoint it kept, and every one it refused as
+# inconsistent with what it had seen, kept as the evidence of a rewritten history.
+witnessed = sa.Table(
+    "lineage_witnessed",
+    metadata,
+    sa.Column("origin", sa.String(256), primary_key=True),
+    sa.Column("tree_size", sa.BigInteger, nullable=False),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("witnessed_at_us", sa.BigInteger, nullable=False),
+)
+
+witness_history = sa.Table(
+    "lineage_witness_history",
+    metadata,
+    sa.Column("origin", sa.String(256), primary_key=True),
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("witnessed_at_us", sa.BigInteger, nullable=False),
+    sa.Column("presented_by", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
+witness_refusals = sa.Table(
+    "lineage_witness_refusals",
+    metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("origin", sa.String(256), nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("refused_at_us", sa.BigInteger, nullable=False),
+    sa.Column("presented_by", sa.String(200), nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+)
+
 IMMUTABLE_TABLES = (
     "lineage_types",
     "lineage_versions",
@@ -146,4 +189,7 @@ IMMUTABLE_TABLES = (
     "lineage_status_history",
     "lineage_health_history",
     "lineage_idempotency",
+    "lineage_witness_history",
+    "lineage_witness_refusals",
+    "ledger_leaves",
 )

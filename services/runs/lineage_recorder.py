@@ -12,6 +12,7 @@ from services.common import status
 from services.common.clients import ServiceClients
 from services.runs.model import OutboxMessage
 from services.runs.outbox import Refused, RetryLater
+from services.runs.witnessing import CheckpointWitness
 
 KIND = "lineage.create_version"
 # Codes that mean "not now" rather than "never".
@@ -28,8 +29,9 @@ TRANSIENT = frozenset(
 
 
 class LineageRecorder:
-    def __init__(self, clients: ServiceClients) -> None:
+    def __init__(self, clients: ServiceClients, witness: CheckpointWitness | None = None) -> None:
         self._clients = clients
+        self._witness = witness
 
     async def deliver(self, message: OutboxMessage) -> str:
         if message.kind != KIND:
@@ -49,4 +51,6 @@ class LineageRecorder:
             raise Refused(detail) from None
         finally:
             otel_context.detach(token)
+        if self._witness is not None:  # each delivery hands lineage runs' latest checkpoint too
+            await self._witness.hand_over()
         return str(response.version.name)

@@ -32,6 +32,7 @@ from services.runs.lineage_recorder import LineageRecorder
 from services.runs.outbox import OutboxDispatcher
 from services.runs.servicer import RunsServicer
 from services.runs.store import RunsStore
+from services.runs.witnessing import CheckpointWitness
 
 SETTINGS = RunsSettings
 
@@ -53,7 +54,8 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     clients = ServiceClients.for_service(settings, tracer_provider)
     ledger = Ledger.configured(engine, tables.ledger, settings, SOURCES)
     store = RunsStore(engine, ledger)
-    dispatcher = OutboxDispatcher(store, LineageRecorder(clients).deliver, utc_now)
+    witness = None if ledger is None else CheckpointWitness(ledger, clients)
+    dispatcher = OutboxDispatcher(store, LineageRecorder(clients, witness).deliver, utc_now)
     loop = asyncio.get_running_loop()  # build runs inside the bootstrap's event loop
     runs = Runs(
         store,

@@ -23,7 +23,7 @@ from services.common.errors import FailedPrecondition
 from services.common.group_commit import GroupCommit
 from services.common.identity import Principal, PrincipalKind
 from services.common.ledger.leaves import LedgerPosition
-from services.common.ledger.ledger import Ledger, positions, record, record_all
+from services.common.ledger.ledger import Ledger, leaf_positions, record_all_leaves, record_leaves
 from services.runs import tables
 from services.runs.ledger_records import ADVISORIES, ATTACHMENTS, BLOBS, EXPLANATION_DECISIONS, RUNS, SEALS
 from services.runs.model import (
@@ -260,7 +260,7 @@ class RunsStore:
         if seals:
             insert_rows(connection, tables.run_seals, seals)
         # Last, so the ledger lock (PostgreSQL) is held for as short a time as possible.
-        return record_all(
+        return record_all_leaves(
             self.ledger,
             connection,
             [
@@ -352,7 +352,7 @@ class RunsStore:
             r.run_id: _outbox_message(r)
             for r in connection.execute(sa.select(tables.outbox).where(tables.outbox.c.run_id.in_(ids)))
         }
-        placed = positions(self.ledger, connection, [run_name(run_id) for run_id in ids])
+        placed = leaf_positions(self.ledger, connection, [run_name(run_id) for run_id in ids])
         stored = []
         for row in rows:
             document = json.loads(row.artifact_json)
@@ -417,7 +417,7 @@ class RunsStore:
                 to_us(now),
                 request_id,
             )
-            record(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, current.version + 1)])
+            record_leaves(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, current.version + 1)])
             return True
 
     def finish_explanation(
@@ -457,8 +457,8 @@ class RunsStore:
                 raise RuntimeError(f"explanation of {run_id} changed concurrently")
             self._history(connection, run_id, current.version + 1, outcome, by, to_us(now), request_id)
             if advisory is not None:
-                record(self.ledger, connection, ADVISORIES, [(run_id, advisory.advisory_id)])
-            record(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, current.version + 1)])
+                record_leaves(self.ledger, connection, ADVISORIES, [(run_id, advisory.advisory_id)])
+            record_leaves(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, current.version + 1)])
 
     def explanation_history(self, run_id: str) -> list[tuple[int, str]]:
         with self.engine.connect() as connection:
@@ -549,7 +549,7 @@ class RunsStore:
         try:
             with self.engine.begin() as connection:
                 connection.execute(tables.advisories.insert().values(_advisory_row(run_id, link)))
-                record(self.ledger, connection, ADVISORIES, [(run_id, link.advisory_id)])
+                record_leaves(self.ledger, connection, ADVISORIES, [(run_id, link.advisory_id)])
         except IntegrityError:
             with self.engine.connect() as connection:
                 exists = connection.execute(
@@ -592,7 +592,7 @@ class RunsStore:
                 .order_by(tables.attachments.c.batch_position)
             )
             found = [(_attachment(row), row.idempotency_fingerprint or "") for row in rows]
-            placed = positions(self.ledger, connection, [a.name for a, _ in found])
+            placed = leaf_positions(self.ledger, connection, [a.name for a, _ in found])
             return [(replace(a, ledger=placed.get(a.name)), fingerprint) for a, fingerprint in found]
 
     def add_attachments(self, items: Sequence[NewAttachment], now: datetime) -> list[AttachmentRecord] | None:
@@ -625,8 +625,8 @@ class RunsStore:
                 # A blob already recorded (by an earlier upload, or a concurrent one that committed while this
                 # insert waited on it) has its leaf; only bytes new to the store get one.
                 names = {f"blobs/{sha256}": sha256 for sha256 in sorted(blobs)}
-                known = positions(self.ledger, connection, list(names))
-                placed = record_all(
+                known = leaf_positions(self.ledger, connection, list(names))
+                placed = record_all_leaves(
                     self.ledger,
                     connection,
                     [
@@ -691,7 +691,7 @@ class RunsStore:
             return self._placed(connection, [_attachment(row) for row in connection.execute(query)])
 
     def _placed(self, connection: sa.Connection, found: list[AttachmentRecord]) -> list[AttachmentRecord]:
-        placed = positions(self.ledger, connection, [a.name for a in found])
+        placed = leaf_positions(self.ledger, connection, [a.name for a in found])
         return [replace(a, ledger=placed.get(a.name)) for a in found]
 
 

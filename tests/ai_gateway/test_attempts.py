@@ -93,7 +93,7 @@ def test_no_attempt_starts_once_the_deadline_has_passed(engine: sa.Engine, rpc: 
     assert (raised.value.reason, raised.value.metadata["attempts"]) == ("DEADLINE_EXCEEDED", "0")
     assert provider.calls == 0
     (stored,) = CallStore(engine).list(ListFilters(), 10, None)
-    assert (stored.envelope.attempts, stored.error_reason) == (0, "DEADLINE_EXCEEDED")
+    assert (stored.record.envelope.attempts, stored.record.error_reason) == (0, "DEADLINE_EXCEEDED")
 
 
 @pytest.mark.parametrize("rpc", [generate, stream], ids=["generate", "stream"])

@@ -49,8 +49,8 @@ def test_an_operation_naming_a_category_the_policy_lacks_stops_the_gateway(layou
 
 
 def test_the_gateway_audits_and_replays_on_postgresql(
-    start_gateway: GatewayFactory, fake: FakeOpenAI, layout: StateLayout, postgres_url: str
-) -> None:
+    postgres_url: str, start_gateway: GatewayFactory, fake: FakeOpenAI, layout: StateLayout
+) -> None:  # postgres_url first: the gateway (and its ledger) stops before the schema is dropped
     gateway = start_gateway(fake, database_url=postgres_url)
     first = generate(gateway, layout, request_id="pg-1")
     second = generate(gateway, layout, request_id="pg-1")

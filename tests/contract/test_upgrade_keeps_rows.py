@@ -117,8 +117,8 @@ def test_gateway_calls_written_at_the_first_revision_read_back_through_the_store
     at_first_revision_with_rows(engine, "ai_gateway")
     store = CallStore(engine)
     (call,) = ROWS["ai_gateway"]["ai_calls"]
-    record = store.get(call["id"])  # raises RecordCorrupted if the stored digest no longer matches
-    assert record is not None and record.call_id == call["id"]
+    found = store.get(call["id"])  # raises RecordCorrupted if the stored digest no longer matches
+    assert found is not None and found.record.call_id == call["id"]
     (replay,) = ROWS["ai_gateway"]["ai_call_replays"]
     entry = store.find_replay(replay["caller_id"], replay["idempotency_key"], now_us=call["created_at_us"])
     assert entry is not None and entry.content == replay["content"]

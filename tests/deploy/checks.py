@@ -14,6 +14,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,8 +25,10 @@ import yaml
 
 from services.ai_gateway.transport import OPENAI_KEY_ENV
 from services.cli.registry import settings_class
-from services.common.catalog import SERVICES
+from services.common.catalog import SERVICES, callers_of
 from services.common.config import CONFIG_FILE_SUFFIX, env_prefix
+from services.common.ledger.ledger import load_signer
+from services.common.ledger.note import generate_note_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -46,6 +49,14 @@ CREDENTIALS_SECRET = "custody-credentials"
 # The only images compose may run besides the project's: the database and the tracing pipeline.
 COMPOSE_THIRD_PARTY_IMAGES = ("postgres:", "otel/opentelemetry-collector:", "jaegertracing/all-in-one:")
 POD_SPEC_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+# Tamper evidence: the services that keep a ledger (those with a database), the one that witnesses its peers'
+# checkpoints, and where the deployments keep what `custody init` writes for them (keys/<service>.ledger.key|vkey).
+AUTHORITIES = tuple(name for name, spec in SERVICES.items() if spec.stateful)
+WITNESS = "lineage"
+LEDGER_VERIFIER_KEYS = "ledger-verifier-keys"  # Kubernetes ConfigMap: every authority's <service>.ledger.vkey
+PRIVATE_NOTE_KEY_PREFIX = "PRIVATE+KEY+"  # services/common/ledger/note.py: how every private note key starts
+# Overlays for one-node clusters (kind, minikube), where every replica can mount a ReadWriteOnce claim.
+SINGLE_NODE_OVERLAYS = ("dev",)
 CONTAINER_LISTS = ("initContainers", "containers")
 
 Manifest = dict[str, Any]
@@ -88,7 +99,36 @@ def call_graph_problems() -> list[str]:
 def setting_names(service: str) -> set[str]:
     """Every variable `custody serve <service>` accepts; any other CUSTODY_<SERVICE>_* stops it at start."""
     prefix = env_prefix(service)
-    return {prefix + field.upper() for field in settings_class(service).model_fields} | {prefix + CONFIG_FILE_SUFFIX}
+    fields = set(settings_class(service).model_fields)
+    return {prefix + field.upper() for field in fields} | {prefix + CONFIG_FILE_SUFFIX}
+
+
+def witnessed_peers(witness: str = WITNESS) -> tuple[str, ...]:
+    """The authorities whose checkpoints the witness checks: those that deliver to it (call it)."""
+    return tuple(name for name in callers_of(witness) if name in AUTHORITIES)
+
+
+def ledger_key_name(service: str) -> str:
+    """The file `custody init` writes the service's checkpoint signing key to, under keys/."""
+    return f"{service}.ledger.key"
+
+
+def ledger_vkey_name(service: str) -> str:
+    return f"{service}.ledger.vkey"
+
+
+def ledger_key_mode_accepted(mode: int) -> bool:
+    """Whether the service accepts a ledger key file of this mode: its own check (load_signer) run on a throwaway
+    key, so the rule comes from the code."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / ledger_key_name("probe")
+        path.write_text(generate_note_key("probe")[0] + "\n", encoding="utf-8")
+        path.chmod(mode)
+        try:
+            load_signer(path)
+        except PermissionError:
+            return False
+    return True
 
 
 # --- tools --------------------------------------------------------------------------------------------------------
@@ -542,12 +582,14 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
             return {("serve", name), ("migrate", name)}
         if spec.stateful and secret == f"{k8s_name(name)}-page-token":
             return {("serve", name)}
+        if name in AUTHORITIES and secret == ledger_key_secret(name):
+            return {("serve", name)}
     return None
 
 
 def secret_scope_problems(docs: list[Manifest]) -> list[str]:
-    """A service's token, database URL and page-token key reach only that service's pods; unknown Secrets are not
-    referenced."""
+    """A service's token, database URL, page-token key and ledger key reach only that service's pods; unknown
+    Secrets are not referenced."""
     problems = []
     for pod in pods(docs):
         for container in pod.containers():
@@ -563,6 +605,227 @@ def secret_scope_problems(docs: list[Manifest]) -> list[str]:
 
 def referenced_secrets(docs: list[Manifest]) -> set[str]:
     return {s for pod in pods(docs) for c in pod.containers() for s in secret_references(c, pod)}
+
+
+def referenced_configmaps(docs: list[Manifest]) -> set[str]:
+    """ConfigMaps the pods read (env, envFrom, volumes) that the manifests do not themselves contain: those an
+    operator creates, like ledger-verifier-keys."""
+    names = set()
+    for pod in pods(docs):
+        for container in pod.containers():
+            names |= {s["configMapRef"]["name"] for s in container.get("envFrom") or [] if s.get("configMapRef")}
+            names |= {
+                item["valueFrom"]["configMapKeyRef"]["name"]
+                for item in container.get("env") or []
+                if (item.get("valueFrom") or {}).get("configMapKeyRef")
+            }
+        for volume in pod.spec.get("volumes") or []:
+            if volume.get("configMap"):
+                names.add(volume["configMap"]["name"])
+            for source in (volume.get("projected") or {}).get("sources") or []:
+                if source.get("configMap"):
+                    names.add(source["configMap"]["name"])
+    return names - {_name(d) for d in _of_kind(docs, "ConfigMap")}
+
+
+# --- the ledgers (tamper evidence) --------------------------------------------------------------------------------
+
+
+def ledger_key_secret(service: str) -> str:
+    return f"{k8s_name(service)}-ledger-key"
+
+
+def mount_of(container: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
+    """The volumeMount a path lies in: the deepest mountPath at or above it."""
+    found: Mapping[str, Any] | None = None
+    for mount in container.get("volumeMounts") or []:
+        root = str(mount["mountPath"]).rstrip("/")
+        if (path == root or path.startswith(root + "/")) and (
+            found is None or len(root) > len(str(found["mountPath"]).rstrip("/"))
+        ):
+            found = mount
+    return found
+
+
+def pod_volume(pod: Pod, name: str) -> Mapping[str, Any]:
+    return next((v for v in pod.spec.get("volumes") or [] if v["name"] == name), {})
+
+
+@dataclass(frozen=True)
+class MountedFile:
+    """A file of a secret or configMap volume as a pod's process sees it."""
+
+    source: str  # "secret" | "configMap" | another volume type
+    name: str  # the Secret's or ConfigMap's name
+    key: str | None  # the key whose value the file holds (None: no such file in the volume)
+    mode: int  # as the kubelet leaves it: the item's or default mode, ORed with 0440 under an fsGroup
+    group_readable_by_pod: bool  # the kubelet gives the file the pod's fsGroup, a group of every container
+    read_only: bool
+
+
+def mounted_file(pod: Pod, container: Mapping[str, Any], path: str) -> MountedFile | None:
+    """Where a file path a container is given comes from. Secret and configMap files are written by the kubelet
+    as root, mode `items[].mode` or `defaultMode` (0644 unset); with an fsGroup it then ORs 0440 into the mode and
+    gives the file that group (pkg/volume/volume_linux.go, SetVolumeOwnership: these volumes are read-only)."""
+    mount = mount_of(container, path)
+    if mount is None:
+        return None
+    volume = pod_volume(pod, mount["name"])
+    fs_group = (pod.spec.get("securityContext") or {}).get("fsGroup")
+    read_only = bool(mount.get("readOnly"))
+    for kind, name_field in (("secret", "secretName"), ("configMap", "name")):
+        source = volume.get(kind)
+        if source is None:
+            continue
+        relative = path[len(str(mount["mountPath"]).rstrip("/")) + 1 :]
+        items = source.get("items")
+        item = next((i for i in items if i["path"] == relative), None) if items else {"key": relative}
+        mode = int((item or {}).get("mode", source.get("defaultMode", 0o644)))
+        if fs_group is not None:
+            mode |= 0o440
+        key = (item or {}).get("key") if relative else None
+        return MountedFile(kind, str(source.get(name_field)), key, mode, fs_group is not None, read_only)
+    kind = next((k for k in volume if k != "name"), "<no volume>")
+    return MountedFile(kind, str(mount["name"]), None, 0, False, read_only)
+
+
+def _max_replicas(docs: list[Manifest]) -> dict[str, int]:
+    """Workload -> the most pods it may run at once (replicas, or its autoscaler's maximum)."""
+    counts = {
+        f"{d.get('kind')}/{_name(d)}": int((d.get("spec") or {}).get("replicas", 1))
+        for d in docs
+        if d.get("kind") in POD_SPEC_KINDS
+    }
+    for hpa in _of_kind(docs, "HorizontalPodAutoscaler"):
+        target = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        counts[f"{target.get('kind')}/{target.get('name')}"] = int(hpa["spec"].get("maxReplicas", 1))
+    return counts
+
+
+def _ledger_key_problems(where: str, pod: Pod, container: Mapping[str, Any], env: Mapping[str, Any]) -> list[str]:
+    service = str(pod.serves())
+    variable, secret = env_prefix(service) + "LEDGER_KEY_FILE", ledger_key_secret(service)
+    path = env.get(variable)
+    if not isinstance(path, str) or not path.startswith("/"):
+        return [f"{where}: {variable} must name the key file mounted from Secret {secret} (got {path!r})"]
+    found = mounted_file(pod, container, path)
+    if found is None or (found.source, found.name) != ("secret", secret) or found.key is None:
+        origin = "no volume" if found is None else f"{found.source} {found.name}"
+        return [f"{where}: {variable} ({path}) is not a file of Secret {secret} (it is in {origin})"]
+    problems = []
+    if not found.read_only:
+        problems.append(f"{where}: the ledger key's mount must be readOnly")
+    if not found.group_readable_by_pod:
+        problems.append(
+            f"{where}: no fsGroup: the kubelet writes the ledger key as root, mode {found.mode:04o}, which uid "
+            f"{(pod.spec.get('securityContext') or {}).get('runAsUser')} cannot read"
+        )
+    if not ledger_key_mode_accepted(found.mode):
+        problems.append(
+            f"{where}: the ledger key would be mode {found.mode:04o}, which {service} refuses (others may read it or "
+            "its group write it)"
+        )
+    return problems
+
+
+def _checkpoint_log_problems(
+    where: str,
+    pod: Pod,
+    container: Mapping[str, Any],
+    env: Mapping[str, Any],
+    claims: Mapping[tuple[str, str], Manifest],
+    replicas: int,
+    single_node: bool,
+) -> list[str]:
+    service = str(pod.serves())
+    variable = env_prefix(service) + "LEDGER_CHECKPOINT_DIR"
+    path = env.get(variable)
+    if not isinstance(path, str) or not path.startswith("/"):
+        return [f"{where}: {variable} must name a directory on a PersistentVolumeClaim (got {path!r})"]
+    mount = mount_of(container, path)
+    claim_name = (pod_volume(pod, mount["name"]).get("persistentVolumeClaim") or {}).get("claimName") if mount else None
+    if mount is None or claim_name is None:
+        return [f"{where}: {variable} ({path}) is not on a PersistentVolumeClaim: the checkpoint log must outlive pods"]
+    problems = []
+    if mount.get("readOnly"):
+        problems.append(f"{where}: the checkpoint log's mount is readOnly")
+    claim = claims.get((pod.namespace, claim_name))
+    if claim is None:
+        return [*problems, f"{where}: PersistentVolumeClaim {claim_name} is not in the manifests"]
+    modes = set((claim.get("spec") or {}).get("accessModes") or [])
+    if "ReadWriteOncePod" in modes:
+        problems.append(f"PersistentVolumeClaim/{claim_name}: ReadWriteOncePod stops a second replica or surge pod")
+    elif replicas > 1 and not single_node and "ReadWriteMany" not in modes:
+        problems.append(
+            f"PersistentVolumeClaim/{claim_name}: {pod.workload} may run {replicas} replicas, which share the "
+            f"checkpoint log: it must be ReadWriteMany (has {sorted(modes)})"
+        )
+    return problems
+
+
+def _peer_key_problems(where: str, pod: Pod, container: Mapping[str, Any], env: Mapping[str, Any]) -> list[str]:
+    variable = env_prefix(WITNESS) + "LEDGER_PEER_KEYS_DIR"
+    directory = env.get(variable)
+    if not isinstance(directory, str) or not directory.startswith("/"):
+        return [f"{where}: {variable} must name the directory of ConfigMap {LEDGER_VERIFIER_KEYS} (got {directory!r})"]
+    problems = []
+    for peer in witnessed_peers():
+        found = mounted_file(pod, container, f"{directory.rstrip('/')}/{ledger_vkey_name(peer)}")
+        if found is None or (found.source, found.name, found.key) != (
+            "configMap",
+            LEDGER_VERIFIER_KEYS,
+            ledger_vkey_name(peer),
+        ):
+            problems.append(
+                f"{where}: {directory}/{ledger_vkey_name(peer)} is not key {ledger_vkey_name(peer)} of ConfigMap "
+                f"{LEDGER_VERIFIER_KEYS}: {WITNESS} cannot check {peer}'s checkpoints"
+            )
+    return problems
+
+
+def server_env(docs: list[Manifest], pod: Pod) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """A pod's server container and the variables it sees (ConfigMaps resolved)."""
+    container = _server_container(pod)
+    if container is None:
+        raise LookupError(f"{pod.workload} runs no custody server")
+    return container, container_env(container, pod.namespace, _configmaps(docs))
+
+
+def ledger_problems(docs: list[Manifest], single_node: bool = False) -> list[str]:
+    """Each authority's servers sign with the key of their own Secret, mounted read-only with a mode the service
+    accepts, and log checkpoints to a PersistentVolumeClaim of their own that all their replicas can mount; the
+    witness gets every witnessed peer's verifier key; no ConfigMap holds a private key."""
+    problems = []
+    configmaps = _configmaps(docs)
+    claims = {(_namespace(d), _name(d)): d for d in _of_kind(docs, "PersistentVolumeClaim")}
+    replicas = _max_replicas(docs)
+    for (namespace, name), data in configmaps.items():
+        if any(PRIVATE_NOTE_KEY_PREFIX in str(value) for value in data.values()):
+            problems.append(f"ConfigMap {namespace}/{name} holds a private note key: keys belong in a Secret")
+    mounted_by: dict[tuple[str, str], set[str]] = {}
+    for pod in pods(docs):
+        mounted = {m["name"] for c in pod.containers() for m in c.get("volumeMounts") or []}
+        for volume in pod.spec.get("volumes") or []:
+            claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
+            if claim and volume["name"] in mounted:
+                mounted_by.setdefault((pod.namespace, claim), set()).add(pod.workload)
+        service, container = pod.serves(), _server_container(pod)
+        if service not in AUTHORITIES or container is None:
+            continue
+        env = container_env(container, pod.namespace, configmaps)
+        problems += _ledger_key_problems(pod.workload, pod, container, env)
+        problems += _checkpoint_log_problems(
+            pod.workload, pod, container, env, claims, replicas.get(pod.workload, 1), single_node
+        )
+        if service == WITNESS:
+            problems += _peer_key_problems(pod.workload, pod, container, env)
+    for (_, claim), workloads in sorted(mounted_by.items()):
+        if len(workloads) > 1:
+            problems.append(
+                f"PersistentVolumeClaim/{claim} is mounted by {', '.join(sorted(workloads))}: each authority's "
+                "checkpoint log is its own"
+            )
+    return problems
 
 
 def is_project_image(image: str, version: str) -> bool:
@@ -725,6 +988,7 @@ K8S_CHECKS = (
     security_problems,
     migration_problems,
     availability_problems,
+    ledger_problems,
 )
 
 
@@ -790,6 +1054,36 @@ def _secret_names(definition: Mapping[str, Any]) -> set[str]:
     return {s if isinstance(s, str) else s["source"] for s in definition.get("secrets") or []}
 
 
+def _file_mounts(definition: Mapping[str, Any], kind: str) -> dict[str, str]:
+    """Secret or config name -> the path the container sees it at (secrets default to /run/secrets/<name>,
+    configs to /<name>; a relative secret target is under /run/secrets)."""
+    found = {}
+    for entry in definition.get(kind) or []:
+        name, target = (entry, None) if isinstance(entry, str) else (entry["source"], entry.get("target"))
+        target = target or name
+        if not target.startswith("/"):
+            target = f"/run/secrets/{target}" if kind == "secrets" else f"/{target}"
+        found[name] = target
+    return found
+
+
+def _volume_mounts(definition: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(source, target) of each volume entry; the source is a named volume, a host path, or "" (anonymous)."""
+    found = []
+    for volume in definition.get("volumes") or []:
+        if isinstance(volume, str):
+            parts = volume.split(":")
+            found.append(("", parts[0]) if len(parts) == 1 else (parts[0], parts[1]))
+        else:
+            found.append((str(volume.get("source", "")), str(volume.get("target", ""))))
+    return found
+
+
+def _under(path: str, root: str) -> bool:
+    root = root.rstrip("/")
+    return path == root or path.startswith(root + "/")
+
+
 def compose_reference_problems(compose: Mapping[str, Any]) -> list[str]:
     """Every depends_on target, secret, volume and network a service names exists; the custody services wait for
     the peers they call (healthy) and the stateful ones for their migration (completed)."""
@@ -803,6 +1097,8 @@ def compose_reference_problems(compose: Mapping[str, Any]) -> list[str]:
             problems.append(f"{name}: depends_on {target!r}, which is not a service")
         for secret in sorted(_secret_names(definition) - set(compose.get("secrets") or {})):
             problems.append(f"{name}: secret {secret!r} is not declared under secrets")
+        for config in sorted(set(_file_mounts(definition, "configs")) - set(compose.get("configs") or {})):
+            problems.append(f"{name}: config {config!r} is not declared under configs")
         for network in definition.get("networks") or []:
             if network not in (compose.get("networks") or {}):
                 problems.append(f"{name}: network {network!r} is not declared under networks")
@@ -858,7 +1154,8 @@ def compose_image_problems(compose: Mapping[str, Any], version: str) -> list[str
 
 def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
     """The provider key (secret or variable name anywhere in a definition) reaches ai_gateway's server only; each
-    service's config secret (its token, its database URL) reaches only that service; credentials only servers."""
+    service's config secret (its token, its database URL) and ledger key reach only that service; credentials only
+    servers."""
     problems = []
     for name, definition in compose.get("services", {}).items():
         role = compose_role(definition)
@@ -873,6 +1170,9 @@ def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
                 problems.append(f"{name}: reads {service}_config (another service's token)")
         if "credentials" in secrets and (role is None or role[0] != "serve"):
             problems.append(f"{name}: reads credentials but serves nothing")
+        for service in AUTHORITIES:
+            if f"{service}_ledger_key" in secrets and role != ("serve", service):
+                problems.append(f"{name}: reads {service}_ledger_key ({service}'s ledger signing key)")
         if any(s.startswith("postgres_") for s in secrets) and not str(definition.get("image")).startswith("postgres:"):
             problems.append(f"{name}: reads PostgreSQL passwords (only the postgres service may)")
     return problems
@@ -905,11 +1205,115 @@ def compose_settings_problems(compose: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def _copies_privately(definition: Mapping[str, Any], source: str, copy: str) -> bool:
+    """Whether the entry point copies `source` to `copy` under umask 077 (a file only its owner can read)."""
+    entrypoint = definition.get("entrypoint") or []
+    script = entrypoint if isinstance(entrypoint, str) else " ".join(str(a) for a in entrypoint)
+    pattern = rf"umask 077 && cat {re.escape(source)} > {re.escape(copy)}(?![\w/.-])"
+    return re.search(pattern, " ".join(script.split())) is not None
+
+
+def _compose_ledger_key_problems(
+    name: str, service: str, definition: Mapping[str, Any], secrets: Mapping[str, Any]
+) -> list[str]:
+    variable, secret = env_prefix(service) + "LEDGER_KEY_FILE", f"{service}_ledger_key"
+    mounted = _file_mounts(definition, "secrets")
+    if secret not in mounted:
+        return [f"{name}: lacks secret {secret}, its ledger signing key"]
+    problems = []
+    file = str((secrets.get(secret) or {}).get("file", ""))
+    if Path(file).name != ledger_key_name(service) or Path(file).parent.name != "keys":
+        problems.append(f"{name}: secret {secret} is {file!r}, not keys/{ledger_key_name(service)}")
+    path = _environment(definition).get(variable)
+    tmpfs = [str(entry).split(":", 1)[0] for entry in definition.get("tmpfs") or []]
+    if not path:
+        problems.append(f"{name}: {variable} is not set")
+    elif path == mounted[secret]:
+        problems.append(
+            f"{name}: {variable} is the secret's bind mount, which keeps its host mode (0644, init-secrets.sh) and "
+            f"which {service} refuses: the entry point must copy it to a private file"
+        )
+    elif not _copies_privately(definition, mounted[secret], path):
+        problems.append(
+            f"{name}: {variable} ({path}) is not a copy the entry point makes of {mounted[secret]} "
+            f"(umask 077 && cat {mounted[secret]} > {path})"
+        )
+    elif not any(_under(path, root) for root in tmpfs):
+        problems.append(f"{name}: the key copy {path} is not on the container's tmpfs")
+    return problems
+
+
+def _compose_checkpoint_volume(
+    name: str, service: str, definition: Mapping[str, Any], volumes: Mapping[str, Any]
+) -> tuple[str | None, list[str]]:
+    variable = env_prefix(service) + "LEDGER_CHECKPOINT_DIR"
+    path = _environment(definition).get(variable)
+    if not path or not path.startswith("/"):
+        return None, [f"{name}: {variable} must name a directory on a named volume (got {path!r})"]
+    holding = [(source, target) for source, target in _volume_mounts(definition) if _under(path, target)]
+    source = max(holding, key=lambda mount: len(mount[1].rstrip("/")))[0] if holding else ""
+    if source not in volumes:
+        return None, [f"{name}: {variable} ({path}) is not on a named volume: the checkpoint log must outlive it"]
+    return source, []
+
+
+def _compose_peer_key_problems(name: str, definition: Mapping[str, Any], configs: Mapping[str, Any]) -> list[str]:
+    variable = env_prefix(WITNESS) + "LEDGER_PEER_KEYS_DIR"
+    directory = _environment(definition).get(variable)
+    if not directory or not directory.startswith("/"):
+        return [f"{name}: {variable} must name the directory of the peers' verifier keys (got {directory!r})"]
+    problems = []
+    mounted = _file_mounts(definition, "configs")
+    for peer in witnessed_peers():
+        target = f"{directory.rstrip('/')}/{ledger_vkey_name(peer)}"
+        config = next((c for c, t in mounted.items() if t == target), None)
+        file = Path(str((configs.get(config) or {}).get("file", ""))) if config else None
+        if file is None or (file.parent.name, file.name) != ("keys", ledger_vkey_name(peer)):
+            problems.append(
+                f"{name}: {target} is not a config of keys/{ledger_vkey_name(peer)}: {WITNESS} cannot check "
+                f"{peer}'s checkpoints"
+            )
+    return problems
+
+
+def compose_ledger_problems(compose: Mapping[str, Any]) -> list[str]:
+    """Each authority's server signs with its own key from var/compose/keys, copied to a private file the service
+    accepts, and logs checkpoints to a named volume no other service mounts; the witness gets the peers' verifier
+    keys; no private key is a config, and no container gets the whole key directory."""
+    problems = []
+    services = compose.get("services", {})
+    secrets, configs, volumes = (compose.get(kind) or {} for kind in ("secrets", "configs", "volumes"))
+    for config, spec in configs.items():
+        if Path(str((spec or {}).get("file", ""))).suffix == ".key":
+            problems.append(f"config {config}: {spec['file']} is a private key, and configs are not secret")
+    logs: dict[str, str] = {}
+    for name, definition in services.items():
+        for source, _ in _volume_mounts(definition):
+            if source.startswith((".", "/", "~")) and "keys" in Path(source).parts:
+                problems.append(f"{name}: bind-mounts {source}, which holds every authority's private key")
+        role = compose_role(definition)
+        if role is None or role[0] != "serve" or role[1] not in AUTHORITIES:
+            continue
+        problems += _compose_ledger_key_problems(name, role[1], definition, secrets)
+        volume, found = _compose_checkpoint_volume(name, role[1], definition, volumes)
+        problems += found
+        if volume:
+            logs[volume] = name
+        if role[1] == WITNESS:
+            problems += _compose_peer_key_problems(name, definition, configs)
+    for volume, owner in sorted(logs.items()):
+        others = sorted(n for n, d in services.items() if n != owner and volume in dict(_volume_mounts(d)))
+        if others:
+            problems.append(f"{', '.join(others)}: mount{'s' * (len(others) == 1)} {owner}'s checkpoint log {volume}")
+    return problems
+
+
 COMPOSE_CHECKS = (
     compose_reference_problems,
     compose_healthcheck_problems,
     compose_secret_problems,
     compose_settings_problems,
+    compose_ledger_problems,
 )
 
 

@@ -42,6 +42,10 @@ def test_compose_settings_are_known_and_the_containers_read_only(compose: dict[s
     assert checks.compose_settings_problems(compose) == []
 
 
+def test_each_authority_signs_with_its_own_key_and_logs_to_its_own_volume(compose: dict[str, Any]):
+    assert checks.compose_ledger_problems(compose) == []
+
+
 def test_the_collector_receives_from_the_services_and_exports_to_jaeger(compose: dict[str, Any]):
     config = yaml.safe_load(checks.OTEL_COLLECTOR_CONFIG.read_text(encoding="utf-8"))
     assert checks.otel_collector_problems(config, compose) == []
@@ -152,3 +156,93 @@ def test_a_pipeline_naming_an_undefined_exporter_is_reported(compose: dict[str, 
     config = yaml.safe_load(checks.OTEL_COLLECTOR_CONFIG.read_text(encoding="utf-8"))
     config["service"]["pipelines"]["traces"]["exporters"].append("debug")
     assert checks.otel_collector_problems(config, compose) == ["pipeline traces: exporter 'debug' is not defined"]
+
+
+def test_an_undeclared_config_is_reported(compose: dict[str, Any]):
+    compose["services"]["lineage"]["configs"].append("runs_vkey")
+    assert checks.compose_reference_problems(compose) == ["lineage: config 'runs_vkey' is not declared under configs"]
+
+
+# --- the ledger checks catch what they exist for --------------------------------------------------------------------
+
+
+def test_another_authoritys_ledger_key_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["secrets"].append("lineage_ledger_key")
+    assert checks.compose_secret_problems(compose) == ["runs: reads lineage_ledger_key (lineage's ledger signing key)"]
+
+
+def test_a_ledger_key_given_to_a_migration_is_reported(compose: dict[str, Any]):
+    compose["services"]["migrate-runs"]["secrets"].append("runs_ledger_key")
+    assert checks.compose_secret_problems(compose) == [
+        "migrate-runs: reads runs_ledger_key (runs's ledger signing key)"
+    ]
+
+
+def test_swapped_key_files_are_reported(compose: dict[str, Any]):
+    files = compose["secrets"]
+    files["runs_ledger_key"], files["lineage_ledger_key"] = files["lineage_ledger_key"], files["runs_ledger_key"]
+    assert checks.compose_ledger_problems(compose) == [
+        "runs: secret runs_ledger_key is '../../var/compose/keys/lineage.ledger.key', not keys/runs.ledger.key",
+        "lineage: secret lineage_ledger_key is '../../var/compose/keys/runs.ledger.key', not keys/lineage.ledger.key",
+    ]
+
+
+def test_an_authority_reading_its_key_straight_from_the_bind_mount_is_reported(compose: dict[str, Any]):
+    compose["services"]["lineage"]["environment"]["CUSTODY_LINEAGE_LEDGER_KEY_FILE"] = "/run/secrets/ledger_key"
+    assert checks.compose_ledger_problems(compose) == [
+        "lineage: CUSTODY_LINEAGE_LEDGER_KEY_FILE is the secret's bind mount, which keeps its host mode (0644, "
+        "init-secrets.sh) and which lineage refuses: the entry point must copy it to a private file"
+    ]
+
+
+def test_an_entry_point_that_does_not_copy_the_key_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["entrypoint"] = ["custody"]
+    assert checks.compose_ledger_problems(compose) == [
+        "runs: CUSTODY_RUNS_LEDGER_KEY_FILE (/tmp/ledger.key) is not a copy the entry point makes of "
+        "/run/secrets/ledger_key (umask 077 && cat /run/secrets/ledger_key > /tmp/ledger.key)"
+    ]
+
+
+def test_a_key_copy_without_a_private_umask_is_reported(compose: dict[str, Any]):
+    entrypoint = compose["services"]["ai-gateway"]["entrypoint"]
+    entrypoint[2] = entrypoint[2].replace("umask 077 && ", "")
+    problems = checks.compose_ledger_problems(compose)
+    assert len(problems) == 1 and problems[0].startswith("ai-gateway: CUSTODY_AI_GATEWAY_LEDGER_KEY_FILE"), problems
+
+
+def test_a_checkpoint_log_in_the_containers_tmpfs_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["environment"]["CUSTODY_RUNS_LEDGER_CHECKPOINT_DIR"] = "/tmp/ledger"
+    assert checks.compose_ledger_problems(compose) == [
+        "runs: CUSTODY_RUNS_LEDGER_CHECKPOINT_DIR (/tmp/ledger) is not on a named volume: the checkpoint log must "
+        "outlive it"
+    ]
+
+
+def test_another_service_mounting_a_checkpoint_log_is_reported(compose: dict[str, Any]):
+    compose["services"]["art-studio"]["volumes"].append("runs-ledger:/var/lib/runs-ledger")
+    assert checks.compose_ledger_problems(compose) == ["art-studio: mounts runs's checkpoint log runs-ledger"]
+
+
+def test_a_witness_without_a_peers_verifier_key_is_reported(compose: dict[str, Any]):
+    configs = compose["services"]["lineage"]["configs"]
+    configs[:] = [c for c in configs if c["source"] != "runs_ledger_vkey"]
+    assert checks.compose_ledger_problems(compose) == [
+        "lineage: /etc/custody/ledger-peers/runs.ledger.vkey is not a config of keys/runs.ledger.vkey: lineage "
+        "cannot check runs's checkpoints"
+    ]
+
+
+def test_a_private_key_as_a_config_is_reported(compose: dict[str, Any]):
+    compose["configs"]["runs_ledger_vkey"]["file"] = "../../var/compose/keys/runs.ledger.key"
+    assert checks.compose_ledger_problems(compose) == [
+        "config runs_ledger_vkey: ../../var/compose/keys/runs.ledger.key is a private key, and configs are not secret",
+        "lineage: /etc/custody/ledger-peers/runs.ledger.vkey is not a config of keys/runs.ledger.vkey: lineage "
+        "cannot check runs's checkpoints",
+    ]
+
+
+def test_bind_mounting_the_key_directory_is_reported(compose: dict[str, Any]):
+    compose["services"]["lineage"]["volumes"].append("../../var/compose/keys:/etc/custody/ledger-peers:ro")
+    assert checks.compose_ledger_problems(compose) == [
+        "lineage: bind-mounts ../../var/compose/keys, which holds every authority's private key"
+    ]

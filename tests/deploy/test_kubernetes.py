@@ -95,6 +95,24 @@ def test_servers_have_disruption_budgets_and_the_edge_services_autoscale(manifes
     assert checks.availability_problems(manifests) == []
 
 
+def test_each_authority_signs_with_its_own_secret_and_logs_to_a_claim_its_replicas_share(
+    manifests: list[Manifest], overlay: str
+):
+    assert checks.ledger_problems(manifests, single_node=overlay in checks.SINGLE_NODE_OVERLAYS) == []
+
+
+def test_prod_keeps_every_checkpoint_log_on_a_read_write_many_claim(rendered: dict[str, list[Manifest]]):
+    for name in checks.AUTHORITIES:
+        assert find(rendered["prod"], "PersistentVolumeClaim", f"{checks.k8s_name(name)}-ledger")["spec"][
+            "accessModes"
+        ] == ["ReadWriteMany"]
+
+
+def test_the_witness_checks_the_peers_that_deliver_to_it():
+    """The peer-key checks are not vacuous: runs delivers to lineage through its outbox."""
+    assert (checks.WITNESS, checks.witnessed_peers()) == ("lineage", ("runs",))
+
+
 def test_prod_runs_more_replicas_than_dev(rendered: dict[str, list[Manifest]]):
     def capacity(docs: list[Manifest]) -> dict[str, int]:
         counts = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in docs if d["kind"] == "Deployment"}
@@ -301,3 +319,136 @@ def test_the_schema_validation_rejects_a_named_port_in_a_grpc_probe(prod: list[M
     path.write_text(checks.dump_manifests(prod))
     problems = checks.kubernetes_schema_problems(path)
     assert any("livenessProbe.grpc.port: 'grpc' is not of type 'integer'" in p for p in problems), problems
+
+
+# --- the ledger checks catch what they exist for --------------------------------------------------------------------
+
+
+def volume(docs: list[Manifest], deployment: str, name: str) -> dict[str, Any]:
+    return next(v for v in pod_spec(docs, "Deployment", deployment)["volumes"] if v["name"] == name)
+
+
+def test_another_services_ledger_key_is_reported(prod: list[Manifest]):
+    volume(prod, "runs", "ledger-key")["secret"]["secretName"] = "lineage-ledger-key"
+    assert checks.secret_scope_problems(prod) == [
+        "Deployment/runs reads Secret lineage-ledger-key, which is only for: serve lineage"
+    ]
+    assert checks.ledger_problems(prod) == [
+        "Deployment/runs: CUSTODY_RUNS_LEDGER_KEY_FILE (/etc/custody/ledger-key/runs.ledger.key) is not a file of "
+        "Secret runs-ledger-key (it is in secret lineage-ledger-key)"
+    ]
+
+
+def test_a_ledger_key_mounted_into_a_migration_job_is_reported(prod: list[Manifest]):
+    spec = pod_spec(prod, "Job", "runs-migrate")
+    spec["volumes"].append({"name": "key", "secret": {"secretName": "runs-ledger-key"}})
+    spec["containers"][0]["volumeMounts"].append({"name": "key", "mountPath": "/etc/key", "readOnly": True})
+    assert checks.secret_scope_problems(prod) == [
+        "Job/runs-migrate reads Secret runs-ledger-key, which is only for: serve runs"
+    ]
+
+
+def test_a_key_file_path_outside_the_secret_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "ai-gateway-config")["data"]["CUSTODY_AI_GATEWAY_LEDGER_KEY_FILE"] = "/var/lib/custody/k"
+    assert checks.ledger_problems(prod) == [
+        "Deployment/ai-gateway: CUSTODY_AI_GATEWAY_LEDGER_KEY_FILE (/var/lib/custody/k) is not a file of Secret "
+        "ai-gateway-ledger-key (it is in emptyDir state)"
+    ]
+
+
+def test_a_key_file_name_the_secret_volume_does_not_hold_is_reported(prod: list[Manifest]):
+    volume(prod, "lineage", "ledger-key")["secret"]["items"][0]["path"] = "key"
+    problems = checks.ledger_problems(prod)
+    assert problems == [
+        "Deployment/lineage: CUSTODY_LINEAGE_LEDGER_KEY_FILE (/etc/custody/ledger-key/lineage.ledger.key) is not a "
+        "file of Secret lineage-ledger-key (it is in secret lineage-ledger-key)"
+    ]
+
+
+def test_a_world_readable_ledger_key_is_reported(prod: list[Manifest]):
+    volume(prod, "runs", "ledger-key")["secret"]["defaultMode"] = 0o644
+    assert checks.ledger_problems(prod) == [
+        "Deployment/runs: the ledger key would be mode 0644, which runs refuses (others may read it or its group "
+        "write it)"
+    ]
+
+
+def test_a_ledger_key_unreadable_without_an_fs_group_is_reported(prod: list[Manifest]):
+    del pod_spec(prod, "Deployment", "runs")["securityContext"]["fsGroup"]
+    assert checks.ledger_problems(prod) == [
+        "Deployment/runs: no fsGroup: the kubelet writes the ledger key as root, mode 0440, which uid 10001 cannot read"
+    ]
+
+
+def test_a_writable_ledger_key_mount_is_reported(prod: list[Manifest]):
+    mount = next(m for m in server(prod, "lineage")["volumeMounts"] if m["name"] == "ledger-key")
+    del mount["readOnly"]
+    assert checks.ledger_problems(prod) == ["Deployment/lineage: the ledger key's mount must be readOnly"]
+
+
+def test_a_checkpoint_log_on_an_empty_dir_is_reported(prod: list[Manifest]):
+    log = volume(prod, "runs", "ledger")
+    del log["persistentVolumeClaim"]
+    log["emptyDir"] = {}
+    assert checks.ledger_problems(prod) == [
+        "Deployment/runs: CUSTODY_RUNS_LEDGER_CHECKPOINT_DIR (/var/lib/custody/ledger/runs) is not on a "
+        "PersistentVolumeClaim: the checkpoint log must outlive pods"
+    ]
+
+
+def test_a_checkpoint_log_replicas_on_several_nodes_cannot_share_is_reported(prod: list[Manifest]):
+    find(prod, "PersistentVolumeClaim", "runs-ledger")["spec"]["accessModes"] = ["ReadWriteOnce"]
+    assert checks.ledger_problems(prod) == [
+        "PersistentVolumeClaim/runs-ledger: Deployment/runs may run 3 replicas, which share the checkpoint log: it "
+        "must be ReadWriteMany (has ['ReadWriteOnce'])"
+    ]
+
+
+def test_an_autoscaled_authority_counts_its_maximum_replicas(prod: list[Manifest]):
+    find(prod, "PersistentVolumeClaim", "ai-gateway-ledger")["spec"]["accessModes"] = ["ReadWriteOnce"]
+    assert checks.ledger_problems(prod) == [
+        "PersistentVolumeClaim/ai-gateway-ledger: Deployment/ai-gateway may run 12 replicas, which share the "
+        "checkpoint log: it must be ReadWriteMany (has ['ReadWriteOnce'])"
+    ]
+
+
+def test_a_single_pod_claim_is_reported_even_on_one_node(prod: list[Manifest]):
+    find(prod, "PersistentVolumeClaim", "lineage-ledger")["spec"]["accessModes"] = ["ReadWriteOncePod"]
+    assert checks.ledger_problems(prod, single_node=True) == [
+        "PersistentVolumeClaim/lineage-ledger: ReadWriteOncePod stops a second replica or surge pod"
+    ]
+
+
+def test_a_checkpoint_log_two_authorities_share_is_reported(prod: list[Manifest]):
+    volume(prod, "lineage", "ledger")["persistentVolumeClaim"]["claimName"] = "runs-ledger"
+    assert checks.ledger_problems(prod) == [
+        "PersistentVolumeClaim/runs-ledger is mounted by Deployment/lineage, Deployment/runs: each authority's "
+        "checkpoint log is its own"
+    ]
+
+
+def test_a_witness_without_the_verifier_keys_is_reported(prod: list[Manifest]):
+    spec = pod_spec(prod, "Deployment", "lineage")
+    spec["containers"][0]["volumeMounts"] = [
+        m for m in spec["containers"][0]["volumeMounts"] if m["name"] != "ledger-verifier-keys"
+    ]
+    assert checks.ledger_problems(prod) == [
+        "Deployment/lineage: /etc/custody/ledger-peers/runs.ledger.vkey is not key runs.ledger.vkey of ConfigMap "
+        "ledger-verifier-keys: lineage cannot check runs's checkpoints"
+    ]
+
+
+def test_verifier_keys_that_leave_out_a_witnessed_peer_are_reported(prod: list[Manifest]):
+    volume(prod, "lineage", "ledger-verifier-keys")["configMap"]["items"] = [
+        {"key": "ai_gateway.ledger.vkey", "path": "ai_gateway.ledger.vkey"}
+    ]
+    assert checks.ledger_problems(prod) == [
+        "Deployment/lineage: /etc/custody/ledger-peers/runs.ledger.vkey is not key runs.ledger.vkey of ConfigMap "
+        "ledger-verifier-keys: lineage cannot check runs's checkpoints"
+    ]
+
+
+def test_a_private_note_key_in_a_configmap_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "runs-config")["data"]["KEY"] = "PRIVATE+KEY+localhost/custody/runs+00000000+AQ"
+    problems = checks.ledger_problems(prod)
+    assert len(problems) == 1 and "holds a private note key: keys belong in a Secret" in problems[0], problems

@@ -1,14 +1,18 @@
 """The two scripts that turn `custody init` output into deployment secrets, run for real into temporary
-directories: what they write is exactly what the manifests mount, and the tokens in it authenticate as the
-services they belong to."""
+directories: what they write is exactly what the manifests mount, the tokens in it authenticate as the services
+they belong to, and each ledger key reaches its service in a form the service accepts."""
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +20,8 @@ from services.cli.registry import settings_class
 from services.common.catalog import SERVICES
 from services.common.config import CONFIG_FILE_SUFFIX, StatefulServiceSettings, env_prefix
 from services.common.identity import Credentials, Principal
+from services.common.ledger.ledger import load_signer
+from services.common.ledger.note import NoteSigner, NoteVerifier
 from tests.deploy import checks
 from tests.deploy.checks import Manifest
 
@@ -52,19 +58,42 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def k8s_secrets(state_dir: Path, **env: str) -> dict[str, dict[str, str]]:
-    result = run_script(K8S_SECRETS_SCRIPT, str(state_dir), env=DATABASE_URLS | env)
+@functools.cache
+def k8s_script_output(state_dir: Path, env: tuple[tuple[str, str], ...]) -> str:
+    """secrets.sh's output, run once per state directory and environment (the tests only read it)."""
+    result = run_script(K8S_SECRETS_SCRIPT, str(state_dir), env=DATABASE_URLS | dict(env))
     assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def k8s_objects(state_dir: Path, kind: str, **env: str) -> dict[str, dict[str, str]]:
+    """What secrets.sh prints, by name: the decoded data of each Secret, or the data of each ConfigMap."""
+    decode = (lambda v: base64.b64decode(v).decode()) if kind == "Secret" else str
     return {
-        doc["metadata"]["name"]: {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
-        for doc in checks.load_manifests(result.stdout)
+        doc["metadata"]["name"]: {k: decode(v) for k, v in (doc.get("data") or {}).items()}
+        for doc in checks.load_manifests(k8s_script_output(state_dir, tuple(sorted(env.items()))))
+        if doc["kind"] == kind
     }
+
+
+def k8s_secrets(state_dir: Path, **env: str) -> dict[str, dict[str, str]]:
+    return k8s_objects(state_dir, "Secret", **env)
+
+
+def key_file(state_dir: Path, name: str) -> str:
+    return (state_dir / "keys" / name).read_text(encoding="utf-8")
 
 
 def test_the_kubernetes_secrets_are_exactly_those_the_overlays_reference(
     state_dir: Path, rendered: dict[str, list[Manifest]], overlay: str
 ):
     assert set(k8s_secrets(state_dir)) == checks.referenced_secrets(rendered[overlay])
+
+
+def test_the_configmaps_it_prints_are_exactly_those_the_overlays_reference_but_do_not_contain(
+    state_dir: Path, rendered: dict[str, list[Manifest]], overlay: str
+):
+    assert set(k8s_objects(state_dir, "ConfigMap")) == checks.referenced_configmaps(rendered[overlay])
 
 
 def test_the_kubernetes_secrets_pass_the_schemas_strictly(state_dir: Path, tmp_path: Path):
@@ -104,6 +133,80 @@ def test_the_kubernetes_secrets_script_prints_nothing_when_a_page_token_key_is_m
     assert "no page_token_key in" in result.stderr
 
 
+def test_each_authority_gets_its_own_ledger_key_from_custody_init(state_dir: Path):
+    secrets = k8s_secrets(state_dir)
+    names = set()
+    for name in checks.AUTHORITIES:
+        key = secrets[checks.ledger_key_secret(name)]
+        assert key == {"key": key_file(state_dir, checks.ledger_key_name(name))}
+        signer = NoteSigner(key["key"].strip())
+        assert signer.name.endswith(f"/custody/{name}")
+        assert signer.vkey == key_file(state_dir, checks.ledger_vkey_name(name)).strip()
+        names.add(signer.name)
+    assert len(names) == len(checks.AUTHORITIES) == 3
+    holders = [s for s, data in secrets.items() if checks.PRIVATE_NOTE_KEY_PREFIX in str(data)]
+    assert sorted(holders) == sorted(checks.ledger_key_secret(name) for name in checks.AUTHORITIES)
+
+
+def test_the_verifier_keys_configmap_holds_every_authoritys_public_key_and_nothing_private(state_dir: Path):
+    data = k8s_objects(state_dir, "ConfigMap")[checks.LEDGER_VERIFIER_KEYS]
+    assert data == {
+        checks.ledger_vkey_name(name): key_file(state_dir, checks.ledger_vkey_name(name)) for name in checks.AUTHORITIES
+    }
+    assert all(NoteVerifier(vkey.strip()) for vkey in data.values())
+    assert checks.PRIVATE_NOTE_KEY_PREFIX not in str(data)
+
+
+def test_each_authoritys_server_sees_its_key_as_a_group_readable_0440_file_the_service_accepts(
+    state_dir: Path, rendered: dict[str, list[Manifest]], overlay: str, tmp_path: Path
+):
+    """As the kubelet writes it: root-owned, group fsGroup (10001, the server's own group), 0440."""
+    secrets = k8s_secrets(state_dir)
+    served = set()
+    for pod in checks.pods(rendered[overlay]):
+        name = pod.serves()
+        if name not in checks.AUTHORITIES:
+            continue
+        container, env = checks.server_env(rendered[overlay], pod)
+        found = checks.mounted_file(pod, container, env[f"{env_prefix(name)}LEDGER_KEY_FILE"])
+        assert found is not None and found.key is not None
+        assert (found.source, found.name, found.mode, found.group_readable_by_pod) == (
+            "secret",
+            checks.ledger_key_secret(name),
+            0o440,
+            True,
+        )
+        assert pod.spec["securityContext"]["fsGroup"] == pod.spec["securityContext"]["runAsGroup"] == 10001
+        path = tmp_path / checks.ledger_key_name(name)
+        path.write_text(secrets[found.name][found.key])
+        path.chmod(found.mode)
+        assert load_signer(path).vkey == key_file(state_dir, checks.ledger_vkey_name(name)).strip()
+        served.add(name)
+    assert served == set(checks.AUTHORITIES)
+
+
+def test_the_witness_sees_each_witnessed_peers_verifier_key(
+    state_dir: Path, rendered: dict[str, list[Manifest]], overlay: str
+):
+    configmaps = k8s_objects(state_dir, "ConfigMap")
+    pod = next(p for p in checks.pods(rendered[overlay]) if p.serves() == checks.WITNESS)
+    container, env = checks.server_env(rendered[overlay], pod)
+    directory = env[f"{env_prefix(checks.WITNESS)}LEDGER_PEER_KEYS_DIR"]
+    for peer in checks.witnessed_peers():
+        found = checks.mounted_file(pod, container, f"{directory}/{checks.ledger_vkey_name(peer)}")
+        assert found is not None and found.key is not None
+        assert configmaps[found.name][found.key] == key_file(state_dir, checks.ledger_vkey_name(peer))
+
+
+def test_the_kubernetes_secrets_script_prints_nothing_when_a_ledger_key_is_missing(state_dir: Path, tmp_path: Path):
+    copy = tmp_path / "state"
+    subprocess.run(["cp", "-r", str(state_dir), str(copy)], check=True)
+    (copy / "keys" / "runs.ledger.key").unlink()
+    result = run_script(K8S_SECRETS_SCRIPT, str(copy), env=DATABASE_URLS)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "keys/runs.ledger.key missing: run custody init" in result.stderr
+
+
 def test_the_provider_key_file_lands_in_the_provider_secret_only(state_dir: Path, tmp_path: Path):
     key = "sk-test-" + "x" * 24
     (tmp_path / "openai.key").write_text(key + "\n")
@@ -128,8 +231,9 @@ def compose_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def compose_secret_files(secrets_dir: Path) -> dict[str, Path]:
+    """Every file compose mounts from the secrets directory: its secrets and its configs (the verifier keys)."""
     compose = checks.load_compose(environ={"CUSTODY_SECRETS_DIR": str(secrets_dir)})
-    return {name: Path(spec["file"]) for name, spec in compose["secrets"].items()}
+    return {name: Path(spec["file"]) for kind in ("secrets", "configs") for name, spec in compose[kind].items()}
 
 
 def test_the_compose_secrets_script_writes_every_file_compose_mounts(compose_secrets: Path):
@@ -167,3 +271,55 @@ def test_rerunning_the_compose_secrets_script_keeps_every_secret(compose_secrets
     result = run_script(COMPOSE_SECRETS_SCRIPT, str(compose_secrets), env={})
     assert result.returncode == 0, result.stderr
     assert {name: path.read_text() for name, path in compose_secret_files(compose_secrets).items()} == before
+
+
+def compose_server(compose: dict[str, Any], service: str) -> dict[str, Any]:
+    return next(d for d in compose["services"].values() if checks.compose_role(d) == ("serve", service))
+
+
+def fake_custody(bin_dir: Path, variable: str) -> None:
+    """A `custody` that loads the ledger key as the service does, and prints its verifier key and its arguments."""
+    bin_dir.mkdir()
+    script = bin_dir / "custody"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from services.common.ledger.ledger import load_signer\n"
+        f"print(load_signer(Path(os.environ[{variable!r}])).vkey, *sys.argv[1:])\n"
+    )
+    script.chmod(0o755)
+
+
+def test_each_compose_authority_starts_with_a_private_copy_of_its_own_ledger_key(compose_secrets: Path, tmp_path: Path):
+    """The entry point run for real, with /run/secrets and /tmp moved under tmp_path: the bind-mounted key is 0644
+    (which the service refuses), the copy it hands the service is 0600 and accepted."""
+    compose = checks.load_compose(environ={"CUSTODY_SECRETS_DIR": str(compose_secrets)})
+    files = compose_secret_files(compose_secrets)
+    for name in checks.AUTHORITIES:
+        definition, root = compose_server(compose, name), tmp_path / name
+        run_secrets, private_tmp = root / "run" / "secrets", root / "tmp"
+        run_secrets.mkdir(parents=True)
+        private_tmp.mkdir()
+        for entry in definition["secrets"]:
+            source, target = (entry, entry) if isinstance(entry, str) else (entry["source"], entry["target"])
+            shutil.copy(files[source], run_secrets / target)
+        assert (run_secrets / "ledger_key").stat().st_mode & 0o777 == 0o644
+
+        moved = {"/run/secrets/": f"{run_secrets}/", "/tmp/": f"{private_tmp}/"}
+
+        def relocate(text: str, moved: dict[str, str] = moved) -> str:
+            return re.sub("|".join(map(re.escape, moved)), lambda match: moved[match[0]], text)
+
+        variable = f"{env_prefix(name)}LEDGER_KEY_FILE"
+        fake_custody(root / "bin", variable)
+        environ = {
+            "PATH": f"{root / 'bin'}:{os.environ['PATH']}",
+            variable: relocate(definition["environment"][variable]),
+        }
+        argv = [relocate(str(a)) for a in definition["entrypoint"]] + definition["command"]
+        result = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        vkey = (compose_secrets / "keys" / checks.ledger_vkey_name(name)).read_text().strip()
+        assert result.stdout.split() == [vkey, "serve", name]
+        assert Path(environ[variable]).stat().st_mode & 0o777 == 0o600

@@ -25,7 +25,17 @@ from services.common.identity import (
     PrincipalKind,
     new_token,
     token_digest,
+    write_private_file,
 )
+from services.common.ledger import audit as ledger_audit
+from services.common.ledger.audit import AuditReport
+from services.common.ledger.checkpoint_log import CheckpointLog
+from services.common.ledger.ledger import Ledger, LedgerSettings
+from services.common.ledger.note import NoteVerifier, generate_note_key
+from services.common.ledger.store import LedgerRows
+from services.lineage import ledger_audit as lineage_audit
+from services.lineage import tables
+from services.lineage.ledger_records import SOURCES
 from tests.support.harness import ServiceHarness, bearer, operator_token, service_token, state_layout
 
 Metadata = tuple[tuple[str, str], ...]
@@ -72,6 +82,47 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     migrations.upgrade(engine, "lineage")
     yield engine
     engine.dispose()
+
+
+@dataclass(frozen=True)
+class LedgerFiles:
+    """Where a store-level test's ledger keeps what lives outside the database."""
+
+    key: Path
+    checkpoints: Path
+
+    @property
+    def verifier_key(self) -> str:
+        return self.key.with_suffix(".vkey").read_text(encoding="utf-8").strip()
+
+
+def make_ledger(engine: sa.Engine, directory: Path, *, every_leaves: int = 1_000_000) -> tuple[Ledger, LedgerFiles]:
+    """A ledger over a test database with its own key; it signs only when ticked (or every `every_leaves`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = LedgerFiles(directory / "lineage.ledger.key", directory / "checkpoints")
+    if not files.key.exists():
+        private, public = generate_note_key("test/custody/lineage")
+        write_private_file(files.key, private + "\n")
+        files.key.with_suffix(".vkey").write_text(public + "\n", encoding="utf-8")
+    settings = LedgerSettings(files.key, files.checkpoints, every_leaves=every_leaves, every_s=3600)
+    return Ledger(engine, LedgerRows(tables.ledger), settings, SOURCES), files
+
+
+def audit(engine: sa.Engine, files: LedgerFiles) -> AuditReport:
+    """What `custody ledger audit lineage` reports about this database."""
+    return ledger_audit.audit(
+        engine,
+        LedgerRows(tables.ledger),
+        SOURCES,
+        CheckpointLog(files.checkpoints),
+        NoteVerifier(files.verifier_key),
+        lineage_audit.EXTRA_CHECKS,
+    )
+
+
+@pytest.fixture
+def ledger(engine: sa.Engine, tmp_path: Path) -> tuple[Ledger, LedgerFiles]:
+    return make_ledger(engine, tmp_path / "ledger")
 
 
 @pytest.fixture

@@ -1,12 +1,12 @@
 """JSON in lineage requests (version data, type schemas) is held to the shared limits: finite numbers, bounded
-nesting, refused with the field's path instead of reaching INTERNAL."""
+nesting, refused with the field's path instead of reaching INTERNAL; numbers beyond 2**53 never reach it either."""
 
 from __future__ import annotations
 
 import grpc
 
 from custody.lineage.v1 import lineage_pb2 as pb
-from tests.lineage.conftest import Client, meta, rpc_error
+from tests.lineage.conftest import Client, create, meta, rpc_error
 
 P = "projects/acme/artifacts"
 
@@ -38,3 +38,20 @@ def test_infinity_in_a_registered_schema_is_json_not_finite(client: Client) -> N
     error = rpc_error(client.stub.RegisterType, request, client.operator)
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "JSON_NOT_FINITE")
     assert [v.field for v in error.violations] == ["schema.properties.frames.maximum"]
+
+
+def test_a_schema_number_beyond_2_53_registers_and_reads_back_with_its_digest(client: Client) -> None:
+    request = pb.RegisterTypeRequest(name="storyboard", policy="film", schema_version="1")
+    request.schema.update({"type": "object", "properties": {"frames": {"type": "number", "maximum": 2.0**53}}})
+    registered = client.stub.RegisterType(request, metadata=client.operator, timeout=10)
+    policy = client.stub.GetPolicy(pb.GetPolicyRequest(name="film"), metadata=client.operator, timeout=10)
+    assert policy.types[0].definition_sha256 == registered.definition_sha256
+
+
+def test_an_expected_revision_beyond_what_json_carries_is_invalid(client: Client) -> None:
+    name = create(client, f"{P}/intake/brief", {"client": "acme", "objectives": ["grow"]}).version.name
+    request = pb.AssessHealthRequest(
+        name=name, health=pb.HEALTH_CONFIRMED_VALID, rationale="holds", expected_revision=2**63 - 1
+    )
+    error = rpc_error(client.stub.AssessHealth, request, client.reviewer)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "EXPECTED_REVISION_INVALID")

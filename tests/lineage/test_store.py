@@ -10,21 +10,22 @@ from sqlalchemy.exc import DBAPIError
 from services.common.clock import utc_now
 from services.common.errors import Aborted
 from services.common.identity import Principal, PrincipalKind
+from services.common.ledger.ledger import Ledger
 from services.lineage import tables
 from services.lineage.domain.model import Metadata, Source, TypeDefinition
 from services.lineage.domain.registration import check_registration
 from services.lineage.domain.service import Lineage
 from services.lineage.store import LineageStore
 from services.lineage.store.versions import VersionStore
-from tests.lineage.conftest import calling_as
+from tests.lineage.conftest import LedgerFiles, calling_as
 
 CALLER = Principal("human:t", PrincipalKind.HUMAN, frozenset({"operator"}))
 META = Metadata("i", "r", 1.0, Source.HUMAN)
 
 
 @pytest.fixture
-def lineage(engine: sa.Engine) -> Lineage:
-    store = LineageStore(engine)
+def lineage(engine: sa.Engine, ledger: tuple[Ledger, LedgerFiles]) -> Lineage:
+    store = LineageStore(engine, ledger[0])
     store.ensure_types([TypeDefinition("node", "t", "1", {"type": "object"})], CALLER, utc_now(), check_registration)
     return Lineage(store, {})
 
@@ -71,7 +72,11 @@ def test_repeated_conflicts_end_in_aborted(lineage: Lineage, monkeypatch: pytest
     assert raised.value.reason == "VERSION_CONFLICT"
 
 
-@pytest.mark.parametrize("table", tables.IMMUTABLE_TABLES)
+# Witnessed checkpoints have their own test (tests/lineage/test_witness.py): these versions make none.
+WITNESS_TABLES = ("lineage_witness_history", "lineage_witness_refusals")
+
+
+@pytest.mark.parametrize("table", [t for t in tables.IMMUTABLE_TABLES if t not in WITNESS_TABLES])
 def test_every_immutable_table_refuses_delete(lineage: Lineage, engine: sa.Engine, table: str) -> None:
     a = new(lineage, "a")
     new(lineage, "b", [a])
@@ -83,6 +88,6 @@ def test_every_immutable_table_refuses_delete(lineage: Lineage, engine: sa.Engin
         connection.exec_driver_sql(f"DELETE FROM {table}")
 
 
-def test_health_and_status_rows_are_the_only_mutable_ones(engine: sa.Engine) -> None:
+def test_health_status_and_witnessed_rows_are_the_only_mutable_ones(engine: sa.Engine) -> None:
     mutable = set(tables.metadata.tables) - set(tables.IMMUTABLE_TABLES)
-    assert mutable == {"lineage_status", "lineage_health"}
+    assert mutable == {"lineage_status", "lineage_health", "lineage_witnessed"}

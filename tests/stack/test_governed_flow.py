@@ -16,9 +16,12 @@ from google.protobuf import struct_pb2
 
 from bench.harness import RunningService, service_process
 from custody.art_studio.v1 import art_studio_pb2, art_studio_pb2_grpc
+from custody.common.v1 import ledger_pb2
 from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.common import status
+from services.common.ledger import merkle
+from services.common.ledger.note import NoteVerifier
 from tests.support.processes import clean_environment, custody, free_port, running_stack
 
 pytestmark = pytest.mark.stack
@@ -246,3 +249,36 @@ def test_one_generation_is_one_trace_and_one_request_id_across_all_four_services
         "runs",
         "lineage",
     }
+
+
+def test_runs_hands_its_checkpoints_to_lineage_with_its_deliveries(services: Services) -> None:
+    """Witnessing across real processes: after a delivery, lineage holds a runs checkpoint signed with runs' key
+    that runs' own latest checkpoint provably extends."""
+    answer = services.generate(services.brief("witness"))
+    runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
+    candidate = answer.candidates[0]
+    request = runs_pb2.BindCandidateRequest(
+        run=answer.run,
+        attachments=[candidate.svg_attachment, candidate.spec_attachment],
+        lineage_candidate=candidate.lineage_version,
+    )
+    runs.BindCandidate(request, metadata=services.auth)
+    lineage = lineage_pb2_grpc.LineageServiceStub(services.channel(f"127.0.0.1:{services.lineage_port}"))
+    deadline = time.monotonic() + 60
+    while True:
+        kept = lineage.ListWitnessedCheckpoints(lineage_pb2.ListWitnessedCheckpointsRequest(), metadata=services.auth)
+        if kept.checkpoints or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    (witnessed,) = kept.checkpoints
+    assert witnessed.origin == "localhost/custody/runs" and witnessed.tree_size > 0
+    runs_key = (services.state / "keys" / "runs.ledger.vkey").read_text().strip()
+    assert NoteVerifier(runs_key).verify_checkpoint(witnessed.note).size == witnessed.tree_size
+    latest = runs.GetCheckpoint(ledger_pb2.GetCheckpointRequest(), metadata=services.auth)
+    proof = runs.GetConsistencyProof(
+        ledger_pb2.GetConsistencyProofRequest(old_size=witnessed.tree_size, new_size=latest.tree_size),
+        metadata=services.auth,
+    )
+    merkle.verify_consistency(
+        witnessed.tree_size, latest.tree_size, witnessed.root_hash, latest.root_hash, list(proof.hashes)
+    )

@@ -186,8 +186,16 @@ def _reorder(connection: sa.Connection, table: sa.Table, rng: random.Random) -> 
 def _swap(
     connection: sa.Connection, table: sa.Table, first: dict[str, Any], second: dict[str, Any], rest: Sequence[str]
 ) -> None:
-    """Swaps every non-key column of two rows (through a parking value for unique columns)."""
+    """Swaps every non-key column of two rows (through a parking value for unique columns, and for the text
+    columns of multi-column unique constraints)."""
     unique = [c.name for c in table.columns if c.unique and c.name in rest]
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            unique += [
+                c.name
+                for c in constraint.columns
+                if c.name in rest and c.name not in unique and isinstance(first[c.name], str)
+            ]
     if unique:
         parked = {name: f"parked-{name}" for name in unique}
         connection.execute(table.update().where(_where(table, first)).values(parked))
@@ -208,3 +216,35 @@ _OPERATIONS: dict[str, Callable[[sa.Connection, sa.Table, random.Random], Tamper
     "insert": _insert,
     "reorder": _reorder,
 }
+
+
+@dataclass
+class Trials:
+    """What `try_every` did: how many changes of each table and kind it applied, and those the audit missed."""
+
+    tried: dict[str, int]
+    missed: list[str]
+
+    def untried(self, tables: Sequence[str]) -> list[str]:
+        return [f"{name}.{kind}" for name in tables for kind in KINDS if f"{name}.{kind}" not in self.tried]
+
+
+def try_every(
+    engine: sa.Engine, metadata: sa.MetaData, tables: Sequence[str], audit_passes: Callable[[], bool], per_kind: int
+) -> Trials:
+    """Applies `per_kind` random changes of every kind to every table, one at a time, asking the audit after each
+    (it must fail) and undoing it before the next; at the end the audit must pass again, or nothing was measured."""
+    rng = random.Random(17)
+    trials = Trials({}, [])
+    for name in tables:
+        for kind in KINDS:
+            for _ in range(per_kind):
+                done = tamper(engine, metadata.tables[name], kind, rng)
+                if done is None:
+                    continue
+                trials.tried[f"{name}.{kind}"] = trials.tried.get(f"{name}.{kind}", 0) + 1
+                if audit_passes():
+                    trials.missed.append(done.description)
+                undo(engine, done)
+    assert audit_passes(), "undoing every change restores a clean audit"
+    return trials

@@ -104,3 +104,15 @@ def test_canonical_json_orders_keys_by_utf16_units_beyond_the_basic_plane() -> N
 def test_canonical_json_refuses_integers_beyond_double_precision() -> None:
     with pytest.raises(rfc8785.IntegerDomainError):
         canonical_json({"n": 2**53})
+
+
+def test_canonical_json_read_back_hashes_to_what_was_stored() -> None:
+    """A Struct number beyond 2**53 is printed as an integer; read back, it is the double again, so the stored
+    record's digest can be recomputed (rather than refused as an unsafe integer)."""
+    from services.common.hashing import loads_canonical
+
+    value = {"n": 2.0**53, "m": -(2.0**60), "small": 7}
+    stored = canonical_json(value)
+    assert b'"n":9007199254740992' in stored  # printed as an integer
+    assert canonical_json(loads_canonical(stored)) == stored
+    assert type(loads_canonical(stored)["small"]) is int

@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from custody.common.v1 import common_pb2 as _common_pb2
+from custody.common.v1 import ledger_pb2 as _ledger_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -130,6 +131,7 @@ class GenerateTextResponse(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     ENVELOPE_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     @_builtins.property
     def envelope(self) -> _common_pb2.ProvenanceEnvelope: ...
@@ -137,16 +139,23 @@ class GenerateTextResponse(_message.Message):
     def cost(self) -> _common_pb2.CostRecord:
         """The cost and why it is absent when it is (unknown model, no usage reported): never a silent 0."""
 
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """Where the call's audit record sits in the gateway's ledger (its leaf, named envelope.call): prove it with
+        GetInclusionProof. A replayed result carries the original call's entry. Absent when the ledger is off.
+        """
+
     def __init__(
         self,
         *,
         content: _builtins.str = ...,
         envelope: _common_pb2.ProvenanceEnvelope | None = ...,
         cost: _common_pb2.CostRecord | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope", "ledger", b"ledger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "cost", b"cost", "envelope", b"envelope", "ledger", b"ledger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -238,19 +247,25 @@ class StreamEnd(_message.Message):
 
     ENVELOPE_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def envelope(self) -> _common_pb2.ProvenanceEnvelope: ...
     @_builtins.property
     def cost(self) -> _common_pb2.CostRecord: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """As GenerateTextResponse.ledger."""
+
     def __init__(
         self,
         *,
         envelope: _common_pb2.ProvenanceEnvelope | None = ...,
         cost: _common_pb2.CostRecord | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope", "ledger", b"ledger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope", "ledger", b"ledger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -302,6 +317,7 @@ class Call(_message.Message):
     RESPONSE_REDACTED_FIELD_NUMBER: _builtins.int
     VERBOSE_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """"calls/{call}"."""
     outcome: Global___CallOutcome.ValueType
@@ -327,6 +343,10 @@ class Call(_message.Message):
     def cost(self) -> _common_pb2.CostRecord: ...
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """Where this record's leaf sits in the gateway's ledger (record name = name). Absent when the ledger is off."""
+
     def __init__(
         self,
         *,
@@ -344,10 +364,11 @@ class Call(_message.Message):
         response_redacted: _builtins.str = ...,
         verbose: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "envelope", b"envelope"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "envelope", b"envelope", "ledger", b"ledger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "envelope", b"envelope", "error_reason", b"error_reason", "finish_reason", b"finish_reason", "idempotency_key", b"idempotency_key", "name", b"name", "outcome", b"outcome", "prompt_redacted", b"prompt_redacted", "request_sha256", b"request_sha256", "response_redacted", b"response_redacted", "rpc", b"rpc", "rule_id", b"rule_id", "verbose", b"verbose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "create_time", b"create_time", "envelope", b"envelope", "error_reason", b"error_reason", "finish_reason", b"finish_reason", "idempotency_key", b"idempotency_key", "ledger", b"ledger", "name", b"name", "outcome", b"outcome", "prompt_redacted", b"prompt_redacted", "request_sha256", b"request_sha256", "response_redacted", b"response_redacted", "rpc", b"rpc", "rule_id", b"rule_id", "verbose", b"verbose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

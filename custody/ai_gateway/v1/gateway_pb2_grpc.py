@@ -195,6 +195,9 @@ class AiGatewayServiceServicer:
         says when to ask again.
         DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+        FAILED_PRECONDITION (LEDGER_DISABLED): this gateway runs with ledger_enabled off (benchmarks only): its
+        calls have no leaves and nothing is signed.
+        UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,6 +215,7 @@ class AiGatewayServiceServicer:
         FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+        FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -223,6 +227,7 @@ class AiGatewayServiceServicer:
         INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
         INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+        FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -115,6 +115,9 @@ class AiGatewayServiceStub:
         says when to ask again.
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+      FAILED_PRECONDITION (LEDGER_DISABLED): this gateway runs with ledger_enabled off (benchmarks only): its
+        calls have no leaves and nothing is signed.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
     GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]
     """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
@@ -128,6 +131,7 @@ class AiGatewayServiceStub:
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
     """
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]
     """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
@@ -135,6 +139,7 @@ class AiGatewayServiceStub:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
     """
 
 @_typing.type_check_only
@@ -222,6 +227,9 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
         says when to ask again.
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+      FAILED_PRECONDITION (LEDGER_DISABLED): this gateway runs with ledger_enabled off (benchmarks only): its
+        calls have no leaves and nothing is signed.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
     GetInclusionProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]  # type: ignore[assignment]
     """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
@@ -235,6 +243,7 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
     """
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]  # type: ignore[assignment]
     """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
@@ -242,6 +251,7 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
     """
 
 class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -368,6 +378,9 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
             says when to ask again.
           DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
             was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+          FAILED_PRECONDITION (LEDGER_DISABLED): this gateway runs with ledger_enabled off (benchmarks only): its
+            calls have no leaves and nothing is signed.
+          UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """
 
     @_abc_1.abstractmethod
@@ -387,6 +400,7 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
             one); RetryInfo says when the next checkpoint is due.
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+          FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
         """
 
     @_abc_1.abstractmethod
@@ -400,6 +414,7 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
           INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+          FAILED_PRECONDITION (LEDGER_DISABLED), UNAUTHENTICATED, PERMISSION_DENIED: as for GetCheckpoint.
         """
 
 def add_AiGatewayServiceServicer_to_server(servicer: AiGatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

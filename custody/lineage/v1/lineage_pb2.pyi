@@ -5,9 +5,11 @@ isort:skip_file
 
 from collections import abc as _abc
 from custody.common.v1 import common_pb2 as _common_pb2
+from custody.common.v1 import ledger_pb2 as _ledger_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -181,6 +183,7 @@ class StatusRecord(_message.Message):
     ACTOR_FIELD_NUMBER: _builtins.int
     RATIONALE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     status: Global___Status.ValueType
     revision: _builtins.int
     """1 when created, +1 per change."""
@@ -193,6 +196,12 @@ class StatusRecord(_message.Message):
     def actor(self) -> _common_pb2.Principal:
         """Who made the change, with kind: a system or service decision is never mistaken for a human one."""
 
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """The leaf recording this change in lineage's ledger (record "<version name>/status/<revision>"); prove it with
+        GetInclusionProof. Unset only when the ledger is disabled.
+        """
+
     def __init__(
         self,
         *,
@@ -202,10 +211,11 @@ class StatusRecord(_message.Message):
         actor: _common_pb2.Principal | None = ...,
         rationale: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "ledger", b"ledger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "rationale", b"rationale", "request_id", b"request_id", "revision", b"revision", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "ledger", b"ledger", "rationale", b"rationale", "request_id", b"request_id", "revision", b"revision", "status", b"status", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -224,6 +234,7 @@ class HealthRecord(_message.Message):
     RATIONALE_FIELD_NUMBER: _builtins.int
     CAUSE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     health: Global___Health.ValueType
     revision: _builtins.int
     update_time: _builtins.str
@@ -233,6 +244,13 @@ class HealthRecord(_message.Message):
     request_id: _builtins.str
     @_builtins.property
     def actor(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """The leaf recording this change in lineage's ledger: its own ("<version name>/health/<revision>"), or for a
+        state set by staleness propagation the one leaf of that whole propagation ("<cause>/staleness"). Unset only
+        when the ledger is disabled.
+        """
+
     def __init__(
         self,
         *,
@@ -243,10 +261,11 @@ class HealthRecord(_message.Message):
         rationale: _builtins.str = ...,
         cause: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "ledger", b"ledger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "cause", b"cause", "health", b"health", "rationale", b"rationale", "request_id", b"request_id", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "cause", b"cause", "health", b"health", "ledger", b"ledger", "rationale", b"rationale", "request_id", b"request_id", "revision", b"revision", "update_time", b"update_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -274,6 +293,7 @@ class Version(_message.Message):
     LATEST_FIELD_NUMBER: _builtins.int
     STATUS_HISTORY_FIELD_NUMBER: _builtins.int
     HEALTH_HISTORY_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """projects/{project}/artifacts/{type}/{entity}/versions/{n}"""
     project: _builtins.str
@@ -311,6 +331,12 @@ class Version(_message.Message):
 
     @_builtins.property
     def health_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HealthRecord]: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """The leaf recording this snapshot and its upstream references in lineage's ledger (record: the version's
+        name); prove it with GetInclusionProof. Unset only when the ledger is disabled.
+        """
+
     def __init__(
         self,
         *,
@@ -332,10 +358,11 @@ class Version(_message.Message):
         latest: _builtins.bool = ...,
         status_history: _abc.Iterable[Global___StatusRecord] | None = ...,
         health_history: _abc.Iterable[Global___HealthRecord] | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by", "data", b"data", "health", b"health", "metadata", b"metadata", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by", "data", b"data", "health", b"health", "ledger", b"ledger", "metadata", b"metadata", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "create_time", b"create_time", "created_by", b"created_by", "data", b"data", "data_sha256", b"data_sha256", "entity", b"entity", "health", b"health", "health_history", b"health_history", "latest", b"latest", "metadata", b"metadata", "name", b"name", "project", b"project", "request_id", b"request_id", "snapshot_sha256", b"snapshot_sha256", "status", b"status", "status_history", b"status_history", "upstream", b"upstream", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "create_time", b"create_time", "created_by", b"created_by", "data", b"data", "data_sha256", b"data_sha256", "entity", b"entity", "health", b"health", "health_history", b"health_history", "latest", b"latest", "ledger", b"ledger", "metadata", b"metadata", "name", b"name", "project", b"project", "request_id", b"request_id", "snapshot_sha256", b"snapshot_sha256", "status", b"status", "status_history", b"status_history", "upstream", b"upstream", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -387,6 +414,7 @@ class ArtifactType(_message.Message):
     REGISTER_TIME_FIELD_NUMBER: _builtins.int
     REGISTERED_BY_FIELD_NUMBER: _builtins.int
     CREATORS_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     policy: _builtins.str
     schema_version: _builtins.str
@@ -415,6 +443,12 @@ class ArtifactType(_message.Message):
         the role). Empty: people only.
         """
 
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """The leaf recording this registration in lineage's ledger (record "types/<name>@<schema_version>"). Unset only
+        when the ledger is disabled.
+        """
+
     def __init__(
         self,
         *,
@@ -430,10 +464,11 @@ class ArtifactType(_message.Message):
         register_time: _builtins.str = ...,
         registered_by: _common_pb2.Principal | None = ...,
         creators: _abc.Iterable[_builtins.str] | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["registered_by", b"registered_by", "schema", b"schema"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ledger", b"ledger", "registered_by", b"registered_by", "schema", b"schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "definition_sha256", b"definition_sha256", "name", b"name", "policy", b"policy", "register_time", b"register_time", "registered_by", b"registered_by", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "definition_sha256", b"definition_sha256", "ledger", b"ledger", "name", b"name", "policy", b"policy", "register_time", b"register_time", "registered_by", b"registered_by", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -615,22 +650,30 @@ class CreateVersionResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     MARKED_STALE_FIELD_NUMBER: _builtins.int
     REPLAYED_FIELD_NUMBER: _builtins.int
+    STALENESS_FIELD_NUMBER: _builtins.int
     marked_stale: _builtins.int
     """Versions that became stale because of this one (0 on replay)."""
     replayed: _builtins.bool
     """True when request_id matched an earlier identical request: nothing new was created."""
     @_builtins.property
     def version(self) -> Global___Version: ...
+    @_builtins.property
+    def staleness(self) -> _ledger_pb2.LedgerEntry:
+        """When marked_stale > 0: the one leaf recording every health change this version's creation propagated (record
+        "<version name>/staleness"). The stale versions' health records point to it too.
+        """
+
     def __init__(
         self,
         *,
         version: Global___Version | None = ...,
         marked_stale: _builtins.int = ...,
         replayed: _builtins.bool = ...,
+        staleness: _ledger_pb2.LedgerEntry | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["staleness", b"staleness", "version", b"version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked_stale", b"marked_stale", "replayed", b"replayed", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["marked_stale", b"marked_stale", "replayed", b"replayed", "staleness", b"staleness", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1218,3 +1261,108 @@ class Plan(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Plan: _TypeAlias = Plan  # noqa: Y015
+
+@_typing.final
+class WitnessCheckpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NOTE_FIELD_NUMBER: _builtins.int
+    OLD_SIZE_FIELD_NUMBER: _builtins.int
+    CONSISTENCY_PROOF_FIELD_NUMBER: _builtins.int
+    note: _builtins.str
+    """The peer's signed checkpoint (C2SP signed note), byte for byte."""
+    old_size: _builtins.int
+    """The size of the last checkpoint lineage kept from this peer (0 for the first)."""
+    @_builtins.property
+    def consistency_proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """RFC 9162 consistency proof from old_size to the presented checkpoint's size."""
+
+    def __init__(
+        self,
+        *,
+        note: _builtins.str = ...,
+        old_size: _builtins.int = ...,
+        consistency_proof: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consistency_proof", b"consistency_proof", "note", b"note", "old_size", b"old_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WitnessCheckpointRequest: _TypeAlias = WitnessCheckpointRequest  # noqa: Y015
+
+@_typing.final
+class WitnessedCheckpoint(_message.Message):
+    """A peer's checkpoint as lineage kept it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    TREE_SIZE_FIELD_NUMBER: _builtins.int
+    ROOT_HASH_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    WITNESS_TIME_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    tree_size: _builtins.int
+    root_hash: _builtins.bytes
+    note: _builtins.str
+    @_builtins.property
+    def witness_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """Where lineage recorded it in its own ledger."""
+
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        tree_size: _builtins.int = ...,
+        root_hash: _builtins.bytes = ...,
+        note: _builtins.str = ...,
+        witness_time: _timestamp_pb2.Timestamp | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ledger", b"ledger", "witness_time", b"witness_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ledger", b"ledger", "note", b"note", "origin", b"origin", "root_hash", b"root_hash", "tree_size", b"tree_size", "witness_time", b"witness_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WitnessedCheckpoint: _TypeAlias = WitnessedCheckpoint  # noqa: Y015
+
+@_typing.final
+class ListWitnessedCheckpointsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWitnessedCheckpointsRequest: _TypeAlias = ListWitnessedCheckpointsRequest  # noqa: Y015
+
+@_typing.final
+class ListWitnessedCheckpointsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def checkpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___WitnessedCheckpoint]: ...
+    def __init__(
+        self,
+        *,
+        checkpoints: _abc.Iterable[Global___WitnessedCheckpoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoints", b"checkpoints"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWitnessedCheckpointsResponse: _TypeAlias = ListWitnessedCheckpointsResponse  # noqa: Y015

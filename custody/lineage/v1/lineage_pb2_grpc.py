@@ -142,6 +142,16 @@ class LineageServiceStub:
                 request_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetConsistencyProofRequest.SerializeToString,
                 response_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.ConsistencyProof.FromString,
                 _registered_method=True)
+        self.WitnessCheckpoint = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/WitnessCheckpoint',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.WitnessCheckpointRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.WitnessedCheckpoint.FromString,
+                _registered_method=True)
+        self.ListWitnessedCheckpoints = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/ListWitnessedCheckpoints',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListWitnessedCheckpointsRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListWitnessedCheckpointsResponse.FromString,
+                _registered_method=True)
 
 
 class LineageServiceServicer:
@@ -387,6 +397,7 @@ class LineageServiceServicer:
         Errors:
         FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
         says when to ask again.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
         """
@@ -405,6 +416,7 @@ class LineageServiceServicer:
         INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
         FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -416,7 +428,39 @@ class LineageServiceServicer:
         Errors:
         INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
         INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+        FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WitnessCheckpoint(self, request, context):
+        """Witnessing (as C2SP tlog-witness add-checkpoint): a peer authority (runs, through its outbox deliveries)
+        presents its latest signed checkpoint, the size of the last one lineage kept from it, and a consistency proof
+        from that size. lineage keeps it only if it is signed by the calling service's own ledger key and provably
+        extends the one kept, and records it in its own ledger: a peer that later rewrites its history is then
+        inconsistent with what lineage holds. Presenting the checkpoint already kept returns it unchanged.
+        Errors:
+        INVALID_ARGUMENT (CHECKPOINT_SIGNATURE_INVALID): the note is not a checkpoint signed with the calling
+        service's ledger key (malformed, another key, or another origin).
+        FAILED_PRECONDITION (PEER_KEY_UNKNOWN): lineage holds no verifier key for the calling service (put
+        <service>.ledger.vkey in ledger_peer_keys_dir).
+        FAILED_PRECONDITION (WITNESS_SIZE_MISMATCH): old_size is not the size lineage last kept (ErrorInfo metadata
+        witnessed_size says which): send a consistency proof from that size. INVALID_ARGUMENT (WITNESS_SIZE_MISMATCH)
+        for a negative old_size.
+        FAILED_PRECONDITION (CHECKPOINT_INCONSISTENT): the checkpoint does not extend the one kept (a smaller tree,
+        or the proof fails): the peer's history was rewritten. lineage keeps the refused note in its ledger and
+        logs the refusal at ERROR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWitnessedCheckpoints(self, request, context):
+        """The latest checkpoint lineage kept of each peer authority, to compare with what the peer serves now.
+        Errors: only those every RPC may return (see the service comment).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -514,6 +558,16 @@ def add_LineageServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=custody_dot_common_dot_v1_dot_ledger__pb2.GetConsistencyProofRequest.FromString,
                     response_serializer=custody_dot_common_dot_v1_dot_ledger__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'WitnessCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.WitnessCheckpoint,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.WitnessCheckpointRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.WitnessedCheckpoint.SerializeToString,
+            ),
+            'ListWitnessedCheckpoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWitnessedCheckpoints,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListWitnessedCheckpointsRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListWitnessedCheckpointsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1018,6 +1072,60 @@ class LineageService:
             '/custody.lineage.v1.LineageService/GetConsistencyProof',
             custody_dot_common_dot_v1_dot_ledger__pb2.GetConsistencyProofRequest.SerializeToString,
             custody_dot_common_dot_v1_dot_ledger__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WitnessCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/WitnessCheckpoint',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.WitnessCheckpointRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.WitnessedCheckpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWitnessedCheckpoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/ListWitnessedCheckpoints',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListWitnessedCheckpointsRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListWitnessedCheckpointsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -215,6 +215,7 @@ class LineageServiceStub:
     Errors:
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
         says when to ask again.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
     """
@@ -229,6 +230,7 @@ class LineageServiceStub:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
     """
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]
@@ -236,7 +238,31 @@ class LineageServiceStub:
     Errors:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+    """
+    WitnessCheckpoint: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.WitnessCheckpointRequest, _lineage_pb2.WitnessedCheckpoint]
+    """Witnessing (as C2SP tlog-witness add-checkpoint): a peer authority (runs, through its outbox deliveries)
+    presents its latest signed checkpoint, the size of the last one lineage kept from it, and a consistency proof
+    from that size. lineage keeps it only if it is signed by the calling service's own ledger key and provably
+    extends the one kept, and records it in its own ledger: a peer that later rewrites its history is then
+    inconsistent with what lineage holds. Presenting the checkpoint already kept returns it unchanged.
+    Errors:
+      INVALID_ARGUMENT (CHECKPOINT_SIGNATURE_INVALID): the note is not a checkpoint signed with the calling
+        service's ledger key (malformed, another key, or another origin).
+      FAILED_PRECONDITION (PEER_KEY_UNKNOWN): lineage holds no verifier key for the calling service (put
+        <service>.ledger.vkey in ledger_peer_keys_dir).
+      FAILED_PRECONDITION (WITNESS_SIZE_MISMATCH): old_size is not the size lineage last kept (ErrorInfo metadata
+        witnessed_size says which): send a consistency proof from that size. INVALID_ARGUMENT (WITNESS_SIZE_MISMATCH)
+        for a negative old_size.
+      FAILED_PRECONDITION (CHECKPOINT_INCONSISTENT): the checkpoint does not extend the one kept (a smaller tree,
+        or the proof fails): the peer's history was rewritten. lineage keeps the refused note in its ledger and
+        logs the refusal at ERROR.
+    """
+    ListWitnessedCheckpoints: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ListWitnessedCheckpointsRequest, _lineage_pb2.ListWitnessedCheckpointsResponse]
+    """The latest checkpoint lineage kept of each peer authority, to compare with what the peer serves now.
+    Errors: only those every RPC may return (see the service comment).
     """
 
 @_typing.type_check_only
@@ -424,6 +450,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
     Errors:
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
         says when to ask again.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
     """
@@ -438,6 +465,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
     """
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]  # type: ignore[assignment]
@@ -445,7 +473,31 @@ class LineageServiceAsyncStub(LineageServiceStub):
     Errors:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+      FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+    """
+    WitnessCheckpoint: _aio.UnaryUnaryMultiCallable[_lineage_pb2.WitnessCheckpointRequest, _lineage_pb2.WitnessedCheckpoint]  # type: ignore[assignment]
+    """Witnessing (as C2SP tlog-witness add-checkpoint): a peer authority (runs, through its outbox deliveries)
+    presents its latest signed checkpoint, the size of the last one lineage kept from it, and a consistency proof
+    from that size. lineage keeps it only if it is signed by the calling service's own ledger key and provably
+    extends the one kept, and records it in its own ledger: a peer that later rewrites its history is then
+    inconsistent with what lineage holds. Presenting the checkpoint already kept returns it unchanged.
+    Errors:
+      INVALID_ARGUMENT (CHECKPOINT_SIGNATURE_INVALID): the note is not a checkpoint signed with the calling
+        service's ledger key (malformed, another key, or another origin).
+      FAILED_PRECONDITION (PEER_KEY_UNKNOWN): lineage holds no verifier key for the calling service (put
+        <service>.ledger.vkey in ledger_peer_keys_dir).
+      FAILED_PRECONDITION (WITNESS_SIZE_MISMATCH): old_size is not the size lineage last kept (ErrorInfo metadata
+        witnessed_size says which): send a consistency proof from that size. INVALID_ARGUMENT (WITNESS_SIZE_MISMATCH)
+        for a negative old_size.
+      FAILED_PRECONDITION (CHECKPOINT_INCONSISTENT): the checkpoint does not extend the one kept (a smaller tree,
+        or the proof fails): the peer's history was rewritten. lineage keeps the refused note in its ledger and
+        logs the refusal at ERROR.
+    """
+    ListWitnessedCheckpoints: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ListWitnessedCheckpointsRequest, _lineage_pb2.ListWitnessedCheckpointsResponse]  # type: ignore[assignment]
+    """The latest checkpoint lineage kept of each peer authority, to compare with what the peer serves now.
+    Errors: only those every RPC may return (see the service comment).
     """
 
 class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -726,6 +778,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet; RetryInfo
             says when to ask again.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
           DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
             was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
         """
@@ -746,6 +799,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): tree_size is not a size this authority signed.
           FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
             one); RetryInfo says when the next checkpoint is due.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
         """
 
@@ -759,7 +813,43 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
           INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
+          FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the service has not signed its first checkpoint yet.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+        """
+
+    @_abc_1.abstractmethod
+    def WitnessCheckpoint(
+        self,
+        request: _lineage_pb2.WitnessCheckpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.WitnessedCheckpoint, _abc.Awaitable[_lineage_pb2.WitnessedCheckpoint]]:
+        """Witnessing (as C2SP tlog-witness add-checkpoint): a peer authority (runs, through its outbox deliveries)
+        presents its latest signed checkpoint, the size of the last one lineage kept from it, and a consistency proof
+        from that size. lineage keeps it only if it is signed by the calling service's own ledger key and provably
+        extends the one kept, and records it in its own ledger: a peer that later rewrites its history is then
+        inconsistent with what lineage holds. Presenting the checkpoint already kept returns it unchanged.
+        Errors:
+          INVALID_ARGUMENT (CHECKPOINT_SIGNATURE_INVALID): the note is not a checkpoint signed with the calling
+            service's ledger key (malformed, another key, or another origin).
+          FAILED_PRECONDITION (PEER_KEY_UNKNOWN): lineage holds no verifier key for the calling service (put
+            <service>.ledger.vkey in ledger_peer_keys_dir).
+          FAILED_PRECONDITION (WITNESS_SIZE_MISMATCH): old_size is not the size lineage last kept (ErrorInfo metadata
+            witnessed_size says which): send a consistency proof from that size. INVALID_ARGUMENT (WITNESS_SIZE_MISMATCH)
+            for a negative old_size.
+          FAILED_PRECONDITION (CHECKPOINT_INCONSISTENT): the checkpoint does not extend the one kept (a smaller tree,
+            or the proof fails): the peer's history was rewritten. lineage keeps the refused note in its ledger and
+            logs the refusal at ERROR.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWitnessedCheckpoints(
+        self,
+        request: _lineage_pb2.ListWitnessedCheckpointsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.ListWitnessedCheckpointsResponse, _abc.Awaitable[_lineage_pb2.ListWitnessedCheckpointsResponse]]:
+        """The latest checkpoint lineage kept of each peer authority, to compare with what the peer serves now.
+        Errors: only those every RPC may return (see the service comment).
         """
 
 def add_LineageServiceServicer_to_server(servicer: LineageServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

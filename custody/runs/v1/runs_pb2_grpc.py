@@ -366,6 +366,7 @@ class RunsServiceServicer:
         says when to ask again.
         DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -383,6 +384,7 @@ class RunsServiceServicer:
         FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -394,6 +396,7 @@ class RunsServiceServicer:
         INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
         INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
         DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+        FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

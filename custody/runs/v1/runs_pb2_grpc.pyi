@@ -196,6 +196,7 @@ class RunsServiceStub:
         says when to ask again.
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
     """
     GetInclusionProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]
     """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
@@ -209,6 +210,7 @@ class RunsServiceStub:
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
     """
     GetConsistencyProof: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]
     """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
@@ -216,6 +218,7 @@ class RunsServiceStub:
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
     """
 
 @_typing.type_check_only
@@ -384,6 +387,7 @@ class RunsServiceAsyncStub(RunsServiceStub):
         says when to ask again.
       DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
         was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
     """
     GetInclusionProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetInclusionProofRequest, _ledger_pb2.InclusionProof]  # type: ignore[assignment]
     """Proves that a record's leaf is in the tree a signed checkpoint commits to (RFC 9162 audit path), with the leaf
@@ -397,6 +401,7 @@ class RunsServiceAsyncStub(RunsServiceStub):
       FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
         one); RetryInfo says when the next checkpoint is due.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
     """
     GetConsistencyProof: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetConsistencyProofRequest, _ledger_pb2.ConsistencyProof]  # type: ignore[assignment]
     """Proves that the checkpoint of new_size extends the one of old_size (RFC 9162 consistency proof), with both.
@@ -404,6 +409,7 @@ class RunsServiceAsyncStub(RunsServiceStub):
       INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
       INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
       DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+      FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
     """
 
 class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -665,6 +671,7 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
             says when to ask again.
           DATA_LOSS (LEDGER_INCONSISTENT): the database no longer matches the checkpoints this authority signed (it
             was rewritten out of band); the service refuses to sign or prove anything until a person investigates.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         """
 
     @_abc_1.abstractmethod
@@ -684,6 +691,7 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION (NOT_YET_CHECKPOINTED): the leaf is newer than the checkpoint asked for (or the latest
             one); RetryInfo says when the next checkpoint is due.
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof built from the database does not verify.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         """
 
     @_abc_1.abstractmethod
@@ -697,6 +705,7 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (TREE_SIZE_NOT_CHECKPOINTED): old_size or new_size is not a size this authority signed.
           INVALID_ARGUMENT (OLD_SIZE_AFTER_NEW_SIZE): old_size is larger than new_size.
           DATA_LOSS (LEDGER_INCONSISTENT): as for GetCheckpoint, or the proof does not verify.
+          FAILED_PRECONDITION (LEDGER_DISABLED): the service runs with its ledger disabled (benchmarks only).
         """
 
 def add_RunsServiceServicer_to_server(servicer: RunsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

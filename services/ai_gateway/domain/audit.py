@@ -19,7 +19,7 @@ from services.ai_gateway.domain.config import GatewayConfig
 from services.ai_gateway.domain.model import CallRecord, Envelope, Outcome
 from services.ai_gateway.policy import SafetyPolicy
 from services.ai_gateway.pricing import Cost, PriceTable
-from services.ai_gateway.store import CallStore, ReplayClaim, ReplayEntry
+from services.ai_gateway.store import CallStore, ReplayClaim, Stored
 from services.ai_gateway.transport.base import Usage
 from services.common import call_context, idempotency
 from services.common.clock import to_us, utc_now
@@ -41,7 +41,7 @@ class Auditor:
         self._prices = prices
         # Calls finishing together share one durable commit; every call still answers only after its own record
         # is stored.
-        self._commit: GroupCommit[tuple[CallRecord, ReplayClaim | None], ReplayEntry | None] = GroupCommit(
+        self._commit: GroupCommit[tuple[CallRecord, ReplayClaim | None], Stored] = GroupCommit(
             store.insert_many, "ai-audit"
         )
 
@@ -111,20 +111,20 @@ class Auditor:
             response_redacted=response,
         )
 
-    async def save(self, call: CallState, record: CallRecord, content: str | None = None) -> ReplayEntry | None:
-        """Stores the record (claiming the request_id on success) and writes the audit log line. Returns the
-        result another replica stored first for the same request_id, if one did (REQUEST_ID_REUSED when that
-        was a different request)."""
+    async def save(self, call: CallState, record: CallRecord, content: str | None = None) -> Stored:
+        """Stores the record with its ledger leaf (claiming the request_id on success) and writes the audit log
+        line. Returns the leaf index, and the result another replica stored first for the same request_id if one
+        did (REQUEST_ID_REUSED when that was a different request)."""
         claim = None
         if content is not None and record.idempotency_key:
             now_us = to_us(utc_now())
             claim = ReplayClaim(content, now_us, now_us + int(self._config.replay_retention_s * 1_000_000))
         call.recorded = True
-        holder = await self._commit.submit_async((record, claim))
+        stored = await self._commit.submit_async((record, claim))
         _audit_log(record)
-        if holder is not None:
-            idempotency.ensure_same_request(record.idempotency_key, holder.request_sha256, record.request_sha256)
-        return holder
+        if stored.holder is not None:
+            idempotency.ensure_same_request(record.idempotency_key, stored.holder.request_sha256, record.request_sha256)
+        return stored
 
     async def record_failure(self, call: CallState, exc: BaseException) -> None:
         """Records a call that ended with `exc`, unless it was recorded already; never raises."""

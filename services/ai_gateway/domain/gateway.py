@@ -25,8 +25,8 @@ from services.ai_gateway.domain.calls import CallState
 from services.ai_gateway.domain.config import GatewayConfig, Operation
 from services.ai_gateway.domain.model import (
     CALL_ID_PREFIX,
+    AuditedCall,
     CallPage,
-    CallRecord,
     CallResult,
     ListFilters,
     Outcome,
@@ -124,8 +124,10 @@ class Gateway:
                     content = unfence(content)
                 record = await self._audit.record(call, Outcome.SUCCEEDED)
                 annotate(span, call, record)
-                holder = await self._audit.save(call, record, content)
-            return replayed(holder) if holder is not None else CallResult(content, record)
+                stored = await self._audit.save(call, record, content)
+            if stored.holder is not None:
+                return replayed(stored.holder)
+            return CallResult(content, record, stored.ledger)
         except BaseException as exc:
             await self._audit.record_failure(call, exc)
             raise
@@ -211,8 +213,9 @@ class Gateway:
             if rest is not None:
                 yield rest
             record = await self._audit.record(call, Outcome.SUCCEEDED)
-            await self._audit.save(call, record, text)  # chunks are out: a same-request race keeps this call's record
-            yield CallResult(text, record)
+            # Chunks are out: a same-request race keeps this call's record.
+            stored = await self._audit.save(call, record, text)
+            yield CallResult(text, record, stored.ledger)
         except BaseException as exc:
             await self._audit.record_failure(call, exc)
             raise
@@ -289,7 +292,7 @@ class Gateway:
 
     # --- reads ----------------------------------------------------------------------------------------------------
 
-    async def get_call(self, name: str) -> CallRecord:
+    async def get_call(self, name: str) -> AuditedCall:
         return await self._queries.get_call(name)
 
     async def list_calls(self, filters: ListFilters, page_size: int, page_token: str) -> CallPage:

@@ -14,6 +14,7 @@ from typing import Any
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
 from services.common.identity import Principal, PrincipalKind
+from services.common.ledger.leaves import LedgerPosition
 
 CALL_ID_PREFIX = "call"
 CALL_NAME_PREFIX = "calls/"
@@ -193,11 +194,20 @@ class CallRecord:
 
 
 @dataclass(frozen=True)
+class AuditedCall:
+    """A stored call record and where its leaf sits in the gateway's ledger (None when the ledger is off)."""
+
+    record: CallRecord
+    ledger: LedgerPosition | None = None
+
+
+@dataclass(frozen=True)
 class CallResult:
-    """What GenerateText returns (and a stream ends with)."""
+    """What GenerateText returns (and a stream ends with): a replayed result carries the original call's leaf."""
 
     content: str
     record: CallRecord
+    ledger: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +236,7 @@ class ListFilters:
 
 @dataclass(frozen=True)
 class CallPage:
-    records: list[CallRecord]
+    calls: list[AuditedCall]
     next_page_token: str = ""
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from services.ai_gateway.domain.model import CALL_ID_PREFIX, CALL_NAME_PREFIX, CallPage, CallRecord, ListFilters
+from services.ai_gateway.domain.model import (
+    CALL_ID_PREFIX,
+    CALL_NAME_PREFIX,
+    AuditedCall,
+    CallPage,
+    CallRecord,
+    ListFilters,
+)
 from services.ai_gateway.store import CallStore
 from services.common import call_context, pagination
 from services.common.clock import to_us, utc_now
@@ -23,7 +30,7 @@ class CallQueries:
         self._store = store
         self._page_tokens = page_tokens
 
-    async def get_call(self, name: str) -> CallRecord:
+    async def get_call(self, name: str) -> AuditedCall:
         call_id = name.removeprefix(CALL_NAME_PREFIX)
         if not name.startswith(CALL_NAME_PREFIX) or not CALL_ID.match(call_id):
             raise InvalidArgument(
@@ -31,11 +38,11 @@ class CallQueries:
                 "name must be calls/call_<32 hex digits>",
                 violations=[FieldViolation("name", "must be calls/call_<32 hex digits>")],
             )
-        record = await asyncio.to_thread(self._store.get, call_id)
+        found = await asyncio.to_thread(self._store.get, call_id)
         viewer = call_context.require_principal()
-        if record is None or not _may_see(viewer, record):
+        if found is None or not _may_see(viewer, found.record):
             raise NotFound("CALL_NOT_FOUND", f"no call {name}", metadata={"name": name})
-        return record
+        return found
 
     async def list_calls(self, filters: ListFilters, page_size: int, page_token: str) -> CallPage:
         viewer = call_context.require_principal()
@@ -59,7 +66,7 @@ class CallQueries:
         after = (cursor.after[0], cursor.after[1]) if cursor else None
         rows = await asyncio.to_thread(self._store.list, filters, size + 1, after)
         page, token = self._page_tokens.page(
-            LIST_CALLS, rows, size, key, lambda row: [to_us(row.envelope.created_at), row.call_id]
+            LIST_CALLS, rows, size, key, lambda row: [to_us(row.record.envelope.created_at), row.record.call_id]
         )
         return CallPage(page, token)
 

@@ -57,4 +57,4 @@ def replayed(entry: ReplayEntry) -> CallResult:
         "ai call replayed",
         extra={"event": "ai_call_replayed", "call": entry.record.envelope.call},
     )
-    return CallResult(entry.content, entry.record.replayed())
+    return CallResult(entry.content, entry.record.replayed(), entry.ledger)

@@ -57,19 +57,19 @@ Records = Sequence[tuple[RecordSource, Sequence[tuple[Any, ...]]]]
 """Records just written, by source: (source, primary keys), in the order their leaves are appended."""
 
 
-def record(
+def record_leaves(
     ledger: Ledger | None, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
 ) -> dict[str, LedgerPosition]:
     """Ledger.record for stores that may run without a ledger (benchmarks): nothing is recorded then."""
-    return record_all(ledger, connection, [(source, keys)])
+    return record_all_leaves(ledger, connection, [(source, keys)])
 
 
-def record_all(ledger: Ledger | None, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
+def record_all_leaves(ledger: Ledger | None, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
     """Ledger.record_all, or nothing without a ledger."""
     return {} if ledger is None or not any(keys for _, keys in records) else ledger.record_all(connection, records)
 
 
-def positions(
+def leaf_positions(
     ledger: Ledger | None, connection: sa.Connection, record_names: Sequence[str]
 ) -> dict[str, LedgerPosition]:
     """Ledger.positions, or nothing without a ledger."""
@@ -77,9 +77,10 @@ def positions(
 
 
 def load_signer(key_file: Path) -> NoteSigner:
-    """The authority's signing key, created by `custody init`; refused when others may read it."""
+    """The authority's signing key, created by `custody init` (mode 0600); refused when others may read it or its
+    group may write it (a Kubernetes Secret mounted with an fsGroup is group-readable, which is tolerated)."""
     try:
-        mode = key_file.stat().st_mode & 0o077
+        mode = key_file.stat().st_mode & 0o027
         text = key_file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise FileNotFoundError(
@@ -183,7 +184,10 @@ class Ledger:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.to_thread(self.checkpointer.tick)
+        try:  # a last checkpoint, so records written just before shutdown do not wait for the next start
+            await asyncio.to_thread(self.checkpointer.tick)
+        except Exception:
+            log.exception("ledger %s: the checkpoint at shutdown failed; the next start signs it", self.origin)
 
     async def _sign_forever(self) -> None:
         while True:
@@ -196,6 +200,12 @@ class Ledger:
     # ---- what the RPCs answer ------------------------------------------------------------------------------------
 
     def checkpoint(self) -> Signed:
+        return self._latest()
+
+    def sign_now(self) -> Signed:
+        """A checkpoint covering every leaf committed so far, signed now if the latest does not (for handing it to a
+        witness right after the records it should cover)."""
+        self.checkpointer.tick(force=True)
         return self._latest()
 
     def inclusion(self, record_name: str | None, leaf_index: int | None, tree_size: int) -> Inclusion:

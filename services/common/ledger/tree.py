@@ -44,13 +44,13 @@ class LedgerTree:
     def catch_up(self) -> int:
         """Adds the leaves committed since the last call; returns the new size.
 
-        The size is read before the leaves: leaves commit in index order, so every leaf below a size once read
-        stays visible to the reads after it, and one missing there was deleted. Read after them, a leaf committed
-        in between would pass for a gap (and a running service would raise the alarm under ordinary load)."""
+        The size is read first: every leaf below a committed leaf committed before it (appends hold the ledger
+        lock until they commit), so a leaf missing below that size was deleted. Reading it after the leaves would
+        count leaves committed in between as a gap."""
         with self._lock, self._engine.connect() as connection:
             target = self._rows.size(connection)
             while self._size < target:
-                end = min(target, self._size + _CATCH_UP_BATCH)
+                end = min(self._size + _CATCH_UP_BATCH, target)
                 for digest in self._rows.hashes(connection, self._size, end):
                     self._add(digest)
                 if self._size < end:

@@ -15,6 +15,7 @@ from services.common.clock import rfc3339
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import canonical_json, is_sha256_hex, sha256_canonical
 from services.common.identity import Principal
+from services.common.ledger.leaves import LedgerPosition
 from services.lineage.domain.names import VersionName
 
 # JSON numbers must round-trip exactly through RFC 8785 (IEEE doubles): integers beyond 2**53 cannot.
@@ -113,6 +114,8 @@ class StatusRecord:
     actor: Principal
     rationale: str = ""
     request_id: str = ""
+    # The ledger leaf recording this change (None without a ledger).
+    ledger: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,8 @@ class HealthRecord:
     rationale: str = ""
     cause: str = ""
     request_id: str = ""
+    # The ledger leaf recording this change: its own, or the one of the whole staleness propagation that made it.
+    ledger: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,8 @@ class Version:
     latest: bool
     status_history: tuple[StatusRecord, ...] = ()
     health_history: tuple[HealthRecord, ...] = ()
+    # The ledger leaf recording the snapshot and its upstream edges (None without a ledger).
+    ledger: LedgerPosition | None = None
 
 
 def snapshot_document(
@@ -198,6 +205,8 @@ class TypeDefinition:
     source: str = "runtime"
     registered_at: datetime | None = None
     registered_by: Principal | None = None
+    # The ledger leaf recording the registration (None without a ledger, or for a definition not registered yet).
+    ledger: LedgerPosition | None = None
 
     def definition(self) -> dict[str, Any]:
         """What makes two registrations the same definition (not who or when). Creator rules are part of it; a

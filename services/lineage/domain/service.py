@@ -14,12 +14,14 @@ from services.common.hashing import sha256_canonical
 from services.common.idempotency import fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
 from services.common.json_schemas import data_violations
+from services.common.ledger.leaves import LedgerPosition
 from services.common.pagination import PagedList, PageTokens, page_size
 from services.lineage.domain import approval, graph
 from services.lineage.domain.birth import health_at_birth
 from services.lineage.domain.creators import require_creator
 from services.lineage.domain.diff import Diff, diff
 from services.lineage.domain.model import (
+    MAX_SAFE_INTEGER,
     ClosurePage,
     Health,
     Idempotency,
@@ -73,6 +75,8 @@ class Created:
     version: Version
     marked_stale: int
     replayed: bool
+    # The ledger leaf recording the staleness the creation propagated, if it marked any (never on replay).
+    staleness: LedgerPosition | None = None
 
 
 @dataclass(frozen=True)
@@ -233,7 +237,12 @@ class Lineage:
                 outcome.marked_stale,
                 extra={"version": str(outcome.name), "marked_stale": outcome.marked_stale},
             )
-        return Created(self.store.get_version(outcome.name, history=False), outcome.marked_stale, outcome.replayed)
+        return Created(
+            self.store.get_version(outcome.name, history=False),
+            outcome.marked_stale,
+            outcome.replayed,
+            outcome.staleness,
+        )
 
     @staticmethod
     def _parse_upstream(upstream: Sequence[str]) -> tuple[VersionName, ...]:
@@ -335,11 +344,11 @@ class Lineage:
                 violations=[FieldViolation("health", "HEALTH_NEEDS_REVISION or HEALTH_CONFIRMED_VALID")],
             )
         reason = approval.require_rationale(rationale)
-        if expected_revision < 0:
+        if not 0 <= expected_revision <= MAX_SAFE_INTEGER:  # beyond it the request cannot be fingerprinted (JSON)
             raise InvalidArgument(
                 "EXPECTED_REVISION_INVALID",
-                "expected_revision must be >= 0",
-                violations=[FieldViolation("expected_revision", "must be >= 0")],
+                "expected_revision must be between 0 and 2**53 - 1",
+                violations=[FieldViolation("expected_revision", "must be between 0 and 2**53 - 1")],
             )
         approval.ensure_human_reviewer(caller.principal, "REVIEWER_NOT_HUMAN", "a health assessment")
         idem = self._idempotency(

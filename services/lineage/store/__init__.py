@@ -1,12 +1,14 @@
 """The only package that touches the lineage database, split by concern behind one facade.
 
-- transactions.py: one write transaction per call, serialized per project, retried after a lost uniqueness race
+- transactions.py: one write transaction per call, serialized per project, retried after a lost uniqueness race,
+  ending with the ledger leaves of the records it wrote (services/lineage/ledger_records.py)
 - idempotency.py: request-id replay inside the write it answers for
 - types.py: the type registry (insert-only registrations)
 - versions.py: creating a version, its edges, downstream staleness and its starting state
 - reads.py: versions with their history, keyset pages, upstream states
 - decisions.py: status and health changes by compare-and-set, with history
 - closure.py and graph_cache.py: closure traversal on an in-memory graph kept exact by a watermark
+- witness.py: peers' checkpoints lineage checked and kept (or refused)
 - rows.py: row <-> domain mapping shared by the above
 
 The store enforces atomicity and integrity only; every domain rule (who may register a type, how a new version
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from services.common.ledger.ledger import Ledger
 from services.lineage.store.closure import ClosureStore
 from services.lineage.store.decisions import DecisionStore
 from services.lineage.store.graph_cache import GraphCache
@@ -25,6 +28,7 @@ from services.lineage.store.rows import Decision
 from services.lineage.store.transactions import Transactions
 from services.lineage.store.types import TypeStore
 from services.lineage.store.versions import CreateOutcome, NewVersion, VersionStore
+from services.lineage.store.witness import WitnessStore
 
 __all__ = ["CreateOutcome", "Decision", "LineageStore", "NewVersion"]
 
@@ -32,9 +36,9 @@ __all__ = ["CreateOutcome", "Decision", "LineageStore", "NewVersion"]
 class LineageStore:
     """One object for the domain to hold; each method is its concern's (see the module list above)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, ledger: Ledger | None = None) -> None:
         self.engine = engine
-        tx = Transactions(engine)
+        tx = Transactions(engine, ledger)
         self.dialect = tx.dialect
         self.graph_cache = GraphCache()
         types, versions, reads = TypeStore(tx), VersionStore(tx), VersionReads(tx)
@@ -53,3 +57,4 @@ class LineageStore:
         self.closure_depths = closure.closure_depths
         self.closure_ids_by_cte = closure.closure_ids_by_cte
         self.node_infos = closure.node_infos
+        self.witnesses = WitnessStore(tx)

@@ -2,7 +2,7 @@
 
 Whether a change is allowed is the domain's decision: `change_status` runs the guard it is given on the version,
 its type and its upstream as this transaction reads them, so the check and the write cannot interleave with a
-revision of an upstream.
+revision of an upstream. Each change is a ledger record (its history row), appended in the same transaction.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from services.common.errors import Aborted
 from services.lineage import tables as t
 from services.lineage.domain.model import Health, Idempotency, Status, TypeDefinition, UpstreamState, Version
 from services.lineage.domain.names import VersionName
+from services.lineage.ledger_records import HEALTH, REQUESTS, STATUS
 from services.lineage.store import idempotency
 from services.lineage.store.reads import find_version, upstream_states, version_id
 from services.lineage.store.rows import Decision, decision_columns, not_found
@@ -66,7 +67,8 @@ class DecisionStore:
                     **decision_columns(decision),
                 )
             )
-            idempotency.remember(connection, idem, str(name), decision.at)
+            requests = idempotency.remember(connection, idem, str(name), decision.at)
+            self._tx.record(connection, (STATUS, [(row_id, version.status.revision + 1)]), (REQUESTS, requests))
             return True
 
     def assess_health(
@@ -110,5 +112,6 @@ class DecisionStore:
                     **decision_columns(decision),
                 )
             )
-            idempotency.remember(connection, idem, str(name), decision.at)
+            requests = idempotency.remember(connection, idem, str(name), decision.at)
+            self._tx.record(connection, (HEALTH, [(row_id, current.revision + 1)]), (REQUESTS, requests))
             return True

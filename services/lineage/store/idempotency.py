@@ -30,15 +30,18 @@ def replay(connection: sa.Connection, idem: Idempotency | None) -> str | None:
     return str(row.result)
 
 
-def remember(connection: sa.Connection, idem: Idempotency | None, result: str, at: datetime) -> None:
-    if idem is not None:
-        connection.execute(
-            t.idempotency.insert().values(
-                principal_id=idem.principal_id,
-                request_id=idem.request_id,
-                method=idem.method,
-                fingerprint=idem.fingerprint,
-                result=result,
-                created_at_us=to_us(at),
-            )
+def remember(connection: sa.Connection, idem: Idempotency | None, result: str, at: datetime) -> list[tuple[str, str]]:
+    """Stores the result for this caller's request id; returns the keys of the rows written (for the ledger)."""
+    if idem is None:
+        return []
+    connection.execute(
+        t.idempotency.insert().values(
+            principal_id=idem.principal_id,
+            request_id=idem.request_id,
+            method=idem.method,
+            fingerprint=idem.fingerprint,
+            result=result,
+            created_at_us=to_us(at),
         )
+    )
+    return [(idem.principal_id, idem.request_id)]

@@ -12,6 +12,7 @@ from services.common.clock import from_us
 from services.lineage import tables as t
 from services.lineage.domain.model import Health, HealthRecord, Status, StatusRecord, UpstreamState, Version
 from services.lineage.domain.names import ListScope, VersionName, parse_version_name
+from services.lineage.ledger_records import health_state_record, status_record
 from services.lineage.store.rows import not_found, principal, version_from_row, version_query
 from services.lineage.store.transactions import Transactions
 
@@ -81,6 +82,44 @@ def upstream_states(connection: sa.Connection, upstream: Sequence[VersionName]) 
     return states
 
 
+def with_ledger(tx: Transactions, connection: sa.Connection, versions: Sequence[Version]) -> list[Version]:
+    """The versions with the ledger leaves of their snapshots and of the status and health states they show, all
+    looked up in one query (unchanged without a ledger)."""
+    if tx.ledger is None or not versions:
+        return list(versions)
+
+    def status_name(version: Version, record: StatusRecord) -> str:
+        return status_record(str(version.name), record.revision)
+
+    def health_name(version: Version, record: HealthRecord) -> str:
+        return health_state_record(str(version.name), record.revision, record.cause)
+
+    names: set[str] = set()
+    for version in versions:
+        names.add(str(version.name))
+        names.update(status_name(version, s) for s in (version.status, *version.status_history))
+        names.update(health_name(version, h) for h in (version.health, *version.health_history))
+    found = tx.positions(connection, sorted(names))
+
+    def filled(version: Version) -> Version:
+        def status(record: StatusRecord) -> StatusRecord:
+            return replace(record, ledger=found.get(status_name(version, record)))
+
+        def health(record: HealthRecord) -> HealthRecord:
+            return replace(record, ledger=found.get(health_name(version, record)))
+
+        return replace(
+            version,
+            ledger=found.get(str(version.name)),
+            status=status(version.status),
+            health=health(version.health),
+            status_history=tuple(status(s) for s in version.status_history),
+            health_history=tuple(health(h) for h in version.health_history),
+        )
+
+    return [filled(version) for version in versions]
+
+
 class VersionReads:
     def __init__(self, tx: Transactions) -> None:
         self._tx = tx
@@ -88,9 +127,9 @@ class VersionReads:
     def get_version(self, name: VersionName, history: bool = True) -> Version:
         with self._tx.read() as connection:
             version = find_version(connection, name, history)
-        if version is None:
-            raise not_found(name)
-        return version
+            if version is None:
+                raise not_found(name)
+            return with_ledger(self._tx, connection, [version])[0]
 
     def list_versions(self, scope: ListScope, after_id: int, limit: int) -> tuple[list[Version], int | None]:
         query = version_query().where(t.versions.c.project == scope.project, t.versions.c.id > after_id)
@@ -109,6 +148,7 @@ class VersionReads:
     def _page(self, query: sa.Select[Any], limit: int) -> tuple[list[Version], int | None]:
         with self._tx.read() as connection:
             rows = connection.execute(query.order_by(t.versions.c.id).limit(limit + 1)).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [version_from_row(r) for r in rows], (int(rows[-1].id) if more else None)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            versions = with_ledger(self._tx, connection, [version_from_row(r) for r in rows])
+        return versions, (int(rows[-1].id) if more else None)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from services.common.clock import from_us
 from services.common.errors import NotFound
+from services.common.hashing import loads_canonical
 from services.common.identity import Principal, PrincipalKind
 from services.lineage import tables as t
 from services.lineage.domain.model import (
@@ -156,7 +157,7 @@ def version_from_row(row: Any) -> Version:
 
 
 def type_from_row(row: Any) -> TypeDefinition:
-    document = json.loads(row.definition_json)
+    document = loads_canonical(row.definition_json)
     return TypeDefinition(
         name=document["name"],
         policy=document["policy"],

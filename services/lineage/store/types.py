@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -11,6 +12,7 @@ from services.common.clock import to_us
 from services.common.identity import Principal
 from services.lineage import tables as t
 from services.lineage.domain.model import Idempotency, TypeDefinition, canonical_text
+from services.lineage.ledger_records import REQUESTS, TYPES, type_record
 from services.lineage.store import idempotency
 from services.lineage.store.rows import type_from_row
 from services.lineage.store.transactions import TYPE_LOCK, Transactions
@@ -51,12 +53,13 @@ class TypeStore:
                     name, _, version = replayed.partition("@")
                     found = find_type(connection, name, version)
                     assert found is not None
-                    return found, False
-                created = self._insert_type(connection, definition, actor, at, guard)
-                idempotency.remember(connection, idem, f"{definition.name}@{definition.schema_version}", at)
+                    return self._with_ledger(connection, [found])[0], False
+                inserted = self._insert_type(connection, definition, actor, at, guard)
+                requests = idempotency.remember(connection, idem, f"{definition.name}@{definition.schema_version}", at)
                 stored = find_type(connection, definition.name, definition.schema_version)
                 assert stored is not None
-                return stored, created
+                self._tx.record(connection, (TYPES, [] if inserted is None else [(inserted,)]), (REQUESTS, requests))
+                return self._with_ledger(connection, [stored])[0], inserted is not None
 
         return self._tx.retrying(work)
 
@@ -65,7 +68,10 @@ class TypeStore:
     ) -> int:
         """Registers a policy file's types at start-up; returns how many were new. Raises on any refusal."""
         with self._tx.write(TYPE_LOCK) as connection:
-            return sum(self._insert_type(connection, d, actor, at, guard) for d in definitions)
+            inserted = [self._insert_type(connection, d, actor, at, guard) for d in definitions]
+            keys = [(row_id,) for row_id in inserted if row_id is not None]
+            self._tx.record(connection, (TYPES, keys))
+            return len(keys)
 
     def _insert_type(
         self,
@@ -74,7 +80,8 @@ class TypeStore:
         actor: Principal,
         at: datetime,
         guard: RegistrationGuard,
-    ) -> bool:
+    ) -> int | None:
+        """The id of the registration inserted, or None when the guard found it registered already."""
         owner = connection.execute(
             sa.select(t.types.c.policy).where(t.types.c.artifact_type == definition.name).limit(1)
         ).scalar_one_or_none()
@@ -84,9 +91,10 @@ class TypeStore:
             )
         ).scalar_one_or_none()
         if not guard(definition, owner, existing):
-            return False
-        connection.execute(
-            t.types.insert().values(
+            return None
+        inserted = connection.execute(
+            t.types.insert()
+            .values(
                 artifact_type=definition.name,
                 schema_version=definition.schema_version,
                 policy=definition.policy,
@@ -97,8 +105,9 @@ class TypeStore:
                 registered_by_id=actor.id,
                 registered_by_kind=actor.kind.value,
             )
-        )
-        return True
+            .returning(t.types.c.id)
+        ).scalar_one()
+        return int(inserted)
 
     def get_type(self, name: str, schema_version: str | None = None) -> TypeDefinition | None:
         """A registration: the given schema version, or the most recently registered one."""
@@ -116,4 +125,11 @@ class TypeStore:
         )
         with self._tx.read() as connection:
             rows = connection.execute(sa.select(t.types).where(t.types.c.id.in_(latest)).order_by(t.types.c.id))
-            return [type_from_row(r) for r in rows]
+            return self._with_ledger(connection, [type_from_row(r) for r in rows])
+
+    def _with_ledger(self, connection: sa.Connection, definitions: list[TypeDefinition]) -> list[TypeDefinition]:
+        """The registrations with the ledger leaves recording them (unchanged without a ledger)."""
+        if self._tx.ledger is None:
+            return definitions
+        found = self._tx.positions(connection, [type_record(d.name, d.schema_version) for d in definitions])
+        return [replace(d, ledger=found.get(type_record(d.name, d.schema_version))) for d in definitions]

@@ -2,8 +2,9 @@
 
 Version numbers are max+1 under a unique (project, type, entity, number) constraint; a conflict retries the whole
 transaction. Staleness propagation is one recursive CTE (UNION, so cycle-safe and each version once) whose result
-is written set-wise: the health rows by compare-and-set on their state, one history row each. The new version's
-starting health is the domain's rule (domain/birth.py), applied to its inputs as this transaction reads them.
+is written set-wise: the health rows by compare-and-set on their state, one history row each, and all those history
+rows are one ledger record (built from what the INSERT wrote, never read back). The new version's starting health is the
+domain's rule (domain/birth.py), applied to its inputs as this transaction reads them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from services.common.clock import to_us
 from services.common.errors import FailedPrecondition, FieldViolation
 from services.common.identity import Principal
+from services.common.ledger.leaves import Leaf, LedgerPosition
 from services.lineage import tables as t
 from services.lineage.domain.birth import BirthHealth, InputState
 from services.lineage.domain.model import (
@@ -30,6 +32,14 @@ from services.lineage.domain.model import (
     snapshot_sha256,
 )
 from services.lineage.domain.names import EntityKey, VersionName, parse_version_name
+from services.lineage.ledger_records import (
+    HEALTH,
+    REQUESTS,
+    STATUS,
+    VERSIONS,
+    staleness_leaf,
+    staleness_record,
+)
 from services.lineage.store import idempotency
 from services.lineage.store.rows import Decision, decision_columns, entity_filter, roles
 from services.lineage.store.transactions import Transactions
@@ -57,6 +67,8 @@ class CreateOutcome:
     name: VersionName
     marked_stale: int
     replayed: bool
+    # The ledger leaf recording the staleness this version propagated (None when it marked nothing, or on replay).
+    staleness: LedgerPosition | None = None
 
 
 class VersionStore:
@@ -76,7 +88,7 @@ class VersionStore:
         with self._tx.write(new.entity.project) as connection:
             replayed = idempotency.replay(connection, idem)
             if replayed is not None:
-                return CreateOutcome(parse_version_name(replayed), 0, True)
+                return CreateOutcome(parse_version_name(replayed), 0, True, None)
             upstream_ids = self._resolve_upstream(connection, new.upstream)
             number = self._next_number(connection, new.entity)
             name = new.entity.version(number)
@@ -105,7 +117,9 @@ class VersionStore:
                 .returning(t.versions.c.id)
             ).scalar_one()
             decision = Decision(new.actor, f"{name} revised {new.entity.name}", new.request_id, new.at)
-            marked = self._propagate(connection, new.entity, version_id, decision) if number > 1 else 0
+            marked, staleness = 0, None
+            if number > 1:
+                marked, staleness = self._propagate(connection, new.entity, version_id, str(name), decision)
             if upstream_ids:
                 connection.execute(
                     t.edges.insert(),
@@ -115,8 +129,16 @@ class VersionStore:
                     ],
                 )
             self._insert_state(connection, version_id, birth(self._input_states(connection, upstream_ids)), new)
-            idempotency.remember(connection, idem, str(name), new.at)
-            return CreateOutcome(name, marked, False)
+            requests = idempotency.remember(connection, idem, str(name), new.at)
+            leaves = self._tx.record(
+                connection,
+                (VERSIONS, [(version_id,)]),
+                *([] if staleness is None else [staleness]),
+                (STATUS, [(version_id, 1)]),
+                (HEALTH, [(version_id, 1)]),
+                (REQUESTS, requests),
+            )
+            return CreateOutcome(name, marked, False, leaves.get(staleness_record(str(name))))
 
     def _resolve_upstream(self, connection: sa.Connection, upstream: Sequence[VersionName]) -> list[int]:
         if not upstream:
@@ -136,26 +158,24 @@ class VersionStore:
             )
         return [int(found[n]) for n in names]
 
-    def _propagate(self, connection: sa.Connection, entity: EntityKey, new_id: int, decision: Decision) -> int:
-        """Marks every version downstream of the entity's earlier versions stale (cause: the new version)."""
+    def _propagate(
+        self, connection: sa.Connection, entity: EntityKey, new_id: int, new_name: str, decision: Decision
+    ) -> tuple[int, Leaf | None]:
+        """Marks every version downstream of the entity's earlier versions stale (cause: the new version). Returns
+        how many, and with a ledger the leaf recording every history row written (None when none was)."""
+        # The versions to mark, with the revision and health they have: what the history rows need, what the
+        # update changes, and (with a ledger) what varies between the rows the propagation's leaf covers.
         if self._tx.dialect == "sqlite":
-            connection.exec_driver_sql("CREATE TEMP TABLE IF NOT EXISTS lineage_scratch (id INTEGER PRIMARY KEY)")
+            connection.exec_driver_sql(
+                "CREATE TEMP TABLE IF NOT EXISTS lineage_scratch"
+                " (id INTEGER PRIMARY KEY, revision INTEGER NOT NULL, health TEXT NOT NULL)"
+            )
         else:
             connection.exec_driver_sql(
-                "CREATE TEMP TABLE IF NOT EXISTS lineage_scratch (id BIGINT PRIMARY KEY) ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS lineage_scratch"
+                " (id BIGINT PRIMARY KEY, revision BIGINT NOT NULL, health VARCHAR(24) NOT NULL) ON COMMIT DELETE ROWS"
             )
         connection.exec_driver_sql("DELETE FROM lineage_scratch")
-        connection.execute(
-            sa.text(
-                "WITH RECURSIVE down(id) AS ("
-                " SELECT e.downstream_id FROM lineage_edges e JOIN lineage_versions v ON v.id = e.upstream_id"
-                " WHERE v.project = :project AND v.artifact_type = :type AND v.entity = :entity AND v.id <> :new_id"
-                " UNION"
-                " SELECT e.downstream_id FROM lineage_edges e JOIN down d ON e.upstream_id = d.id"
-                ") INSERT INTO lineage_scratch (id) SELECT id FROM down WHERE id <> :new_id"
-            ),
-            {"project": entity.project, "type": entity.artifact_type, "entity": entity.entity, "new_id": new_id},
-        )
         params = {
             "stale": Health.STALE.value,
             "cause": new_id,
@@ -164,18 +184,37 @@ class VersionStore:
             "h1": STALEABLE[0].value,
             "h2": STALEABLE[1].value,
         }
+        # Only versions still valid / confirmed_valid change (needs_revision and stale ones stay): the writes below
+        # are a compare-and-set on that state, which the project lock keeps from changing meanwhile.
+        connection.execute(
+            sa.text(
+                "WITH RECURSIVE down(id) AS ("
+                " SELECT e.downstream_id FROM lineage_edges e JOIN lineage_versions v ON v.id = e.upstream_id"
+                " WHERE v.project = :project AND v.artifact_type = :type AND v.entity = :entity AND v.id <> :new_id"
+                " UNION"
+                " SELECT e.downstream_id FROM lineage_edges e JOIN down d ON e.upstream_id = d.id"
+                ") INSERT INTO lineage_scratch (id, revision, health)"
+                " SELECT h.version_id, h.revision, h.health FROM down d JOIN lineage_health h ON h.version_id = d.id"
+                " WHERE d.id <> :new_id AND h.health IN (:h1, :h2)"
+            ),
+            {
+                "project": entity.project,
+                "type": entity.artifact_type,
+                "entity": entity.entity,
+                "new_id": new_id,
+                **params,
+            },
+        )
         connection.execute(
             sa.text(
                 "INSERT INTO lineage_health_history (version_id, revision, from_health, health, cause_id, at_us,"
                 " actor_id, actor_kind, actor_roles, rationale, request_id)"
-                " SELECT h.version_id, h.revision + 1, h.health, :stale, :cause, :at, :actor_id, :actor_kind,"
+                " SELECT s.id, s.revision + 1, s.health, :stale, :cause, :at, :actor_id, :actor_kind,"
                 " :actor_roles, :rationale, :request_id"
-                " FROM lineage_health h JOIN lineage_scratch s ON s.id = h.version_id"
-                " WHERE h.health IN (:h1, :h2)"
+                " FROM lineage_scratch s"
             ),
             params,
         )
-        # Compare-and-set on the state: only rows still valid / confirmed_valid change (needs_revision stays).
         result = connection.execute(
             sa.text(
                 "UPDATE lineage_health SET health = :stale, revision = revision + 1, cause_id = :cause,"
@@ -185,7 +224,14 @@ class VersionStore:
             ),
             params,
         )
-        return int(result.rowcount)
+        marked = int(result.rowcount)
+        if self._tx.ledger is None or not marked:
+            return marked, None
+        # The history rows just written, as their leaf digests them: what varies per row (from the scratch table,
+        # in version order), and the values the INSERT set for all of them.
+        rows = connection.execute(sa.text("SELECT id, revision + 1, health FROM lineage_scratch ORDER BY id")).all()
+        shared = {"health": params["stale"], "cause_id": new_id, "at_us": params["at"], **decision_columns(decision)}
+        return marked, staleness_leaf(new_id, new_name, shared, rows)
 
     def _input_states(self, connection: sa.Connection, upstream_ids: Sequence[int]) -> list[InputState]:
         """Each input's health and cause, and the newest later version of its entity, in upstream order."""

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from services.common.clock import to_us
-from services.common.hashing import canonical_json, sha256_bytes
+from services.common.hashing import canonical_json, loads_canonical, sha256_bytes
 from services.runs.domain import ownership
 from services.runs.domain.context import Context
 from services.runs.model import parse_run_name
@@ -36,7 +36,7 @@ def verify_run(context: Context, name: str) -> Verification:
     stored = ownership.owned_stored(context, parse_run_name(name))
     record = stored.record
     problems: list[Problem] = []
-    recomputed = sha256_bytes(canonical_json(json.loads(stored.artifact_json)))
+    recomputed = sha256_bytes(canonical_json(loads_canonical(stored.artifact_json)))
     if recomputed != record.artifact_sha256:
         problems.append(Problem("artifact", "ARTIFACT_HASH_MISMATCH", record.artifact_sha256, recomputed))
     document = json.loads(stored.artifact_json)
