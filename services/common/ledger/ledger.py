@@ -60,7 +60,7 @@ Records = Sequence[tuple[RecordSource, Sequence[tuple[Any, ...]]]]
 def record_leaves(
     ledger: Ledger | None, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
 ) -> dict[str, LedgerPosition]:
-    """Ledger.record for stores that may run without a ledger (benchmarks): nothing is recorded then."""
+    """Ledger.record_all of one source, for stores that may run without a ledger (benchmarks): nothing is recorded then."""
     return record_all_leaves(ledger, connection, [(source, keys)])
 
 
@@ -136,23 +136,19 @@ class Ledger:
             sources,
         )
 
-    def append(self, connection: sa.Connection, leaves: Sequence[Leaf]) -> list[int]:
-        return self.rows.append(connection, leaves)
-
-    def record(
-        self, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
-    ) -> dict[str, LedgerPosition]:
-        """Appends the leaves of the records just written with these primary keys, read back inside the same
-        transaction (so the leaf is what the audit will derive); returns record name -> position."""
-        return self.record_all(connection, [(source, keys)])
-
-    def record_all(self, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
-        """`record` for records of several sources written in one transaction, in one append: the ledger's lock,
-        size and insert once per transaction rather than once per source (what a mint's run, explanation,
-        advisories, attachments and seals cost)."""
-        leaves = [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
+    def place(self, connection: sa.Connection, leaves: Sequence[Leaf]) -> dict[str, LedgerPosition]:
+        """Appends leaves in order inside the caller's transaction; returns record name -> position."""
         indexes = self.rows.append(connection, leaves)
         return {leaf.name: LedgerPosition(self.origin, index) for leaf, index in zip(leaves, indexes, strict=True)}
+
+    def record_all(self, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
+        """Appends, in one append, the leaves of records of several sources written in this transaction, read back
+        inside it (so each leaf is what the audit will derive): the ledger's lock, size and insert once per
+        transaction rather than once per source (what a mint's run, explanation, advisories, attachments and
+        seals cost)."""
+        return self.place(
+            connection, [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
+        )
 
     def positions(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, LedgerPosition]:
         return {

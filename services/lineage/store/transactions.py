@@ -73,8 +73,7 @@ class Transactions:
                 leaves.append(item)
             elif item[1]:
                 leaves.extend(item[0].leaves(connection, item[1]))
-        indexes = self.ledger.append(connection, leaves)
-        return {leaf.name: LedgerPosition(self.ledger.origin, i) for leaf, i in zip(leaves, indexes, strict=True)}
+        return self.ledger.place(connection, leaves)
 
     def positions(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, LedgerPosition]:
         """Where each named record's leaf is (nothing without a ledger)."""
