@@ -60,7 +60,7 @@ Records = Sequence[tuple[RecordSource, Sequence[tuple[Any, ...]]]]
 def record_leaves(
     ledger: Ledger | None, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
 ) -> dict[str, LedgerPosition]:
-    """Ledger.record_all of one source, for stores that may run without a ledger (benchmarks): nothing is recorded then."""
+    """Ledger.record_all of one source, for stores that may run without a ledger (benchmarks: nothing recorded)."""
     return record_all_leaves(ledger, connection, [(source, keys)])
 
 
