@@ -8,8 +8,10 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 
 from custody.ai_gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from services.ai_gateway.config import DEFAULT_POLICY_FILE
 from services.cli.state import StateLayout
 from services.common import status
 from tests.ai_gateway.fake_openai import FakeOpenAI
@@ -65,6 +67,19 @@ def start_gateway(layout: StateLayout, monkeypatch: pytest.MonkeyPatch) -> Itera
 @pytest.fixture
 def gateway(start_gateway: GatewayFactory, fake: FakeOpenAI) -> ServiceHarness:
     return start_gateway(fake)
+
+
+@pytest.fixture
+def patient_policy(tmp_path: Path) -> Path:
+    """The default policy with a detector budget of 30 s: for tests about concurrency, not the safety budget.
+
+    The default 250 ms fails closed on a loaded CI machine when hundreds of calls are scanned at once.
+    """
+    document = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
+    document["detector_timeout_ms"] = 30_000
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
 
 
 def stub(harness: ServiceHarness) -> gateway_pb2_grpc.AiGatewayServiceStub:

@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from custody.ai_gateway.v1 import gateway_pb2
-from services.ai_gateway.config import DEFAULT_POLICY_FILE
 from services.ai_gateway.detectors import BUILTIN_DETECTORS, Detector
 from services.ai_gateway.policy import INLINE_CHECK_CHARS
 from services.cli.state import StateLayout
@@ -44,16 +42,6 @@ def stuck(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> StuckScan:
     scan = StuckScan()
     monkeypatch.setitem(BUILTIN_DETECTORS, "secrets", Detector("secrets", "secrets (held by the test)", scan.find))
     return scan
-
-
-@pytest.fixture
-def patient_policy(tmp_path: Path) -> Path:
-    """The default policy with a budget long enough that the scan is still running when the other RPC is made."""
-    document = yaml.safe_load(DEFAULT_POLICY_FILE.read_text())
-    document["detector_timeout_ms"] = 30_000
-    path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
 
 
 def _served_during_the_scan(stuck: StuckScan, layout: StateLayout, gateway: Any, call: Callable[[], Any]) -> Any:

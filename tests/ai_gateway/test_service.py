@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import grpc
 import pytest
@@ -597,9 +598,9 @@ def test_a_service_outside_the_call_graph_is_denied(gateway: ServiceHarness, lay
 
 
 def test_256_concurrent_slow_upstream_calls_complete_together(
-    start_gateway: GatewayFactory, fake: FakeOpenAI, layout: StateLayout
+    start_gateway: GatewayFactory, fake: FakeOpenAI, layout: StateLayout, patient_policy: Path
 ) -> None:
-    gateway = start_gateway(fake)
+    gateway = start_gateway(fake, policy_file=patient_policy)
     fake.default = ok(delay_s=0.5)
     calls = stub(gateway).GenerateText
     started = time.monotonic()
