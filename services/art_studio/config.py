@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from services.common.config import Port, ServiceSettings
+from pydantic import Field
+
+from services.common.config import PEER_ADDRESS_DEFAULT, Port, ServiceSettings
 
 
 class ArtStudioSettings(ServiceSettings):
     service: ClassVar[str] = "art_studio"
 
     port: Port = 50053
-    ai_gateway_address: str = "127.0.0.1:50051"
-    runs_address: str = "127.0.0.1:50052"
-    lineage_address: str = "127.0.0.1:50054"
+    ai_gateway_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    runs_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    lineage_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)

@@ -1,5 +1,5 @@
-"""How operator commands call a service: endpoints and the operator token from the state directory, one client
-factory, and failures printed as status, ErrorInfo reason and hint (exit 1)."""
+"""How operator commands call a service: endpoints, the operator token and (with TLS) the CA to trust from the state
+directory, one client factory, and failures printed as status, ErrorInfo reason and hint (exit 1)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.cli.output import fail_with
-from services.cli.state import StateLayout, endpoints, operator_token
+from services.cli.state import StateLayout, channel_security, endpoints, operator_token
 from services.common import call_context, status
 from services.common.clients import ServiceClients
 
@@ -37,7 +37,7 @@ def call_services(state_dir: Path, invoke: Callable[[ServiceClients], Awaitable[
     call_context.bind_request_id(call_context.new_request_id())  # one correlation id per command
 
     async def run() -> T:
-        clients = ServiceClients(endpoints(layout), operator_token(layout))
+        clients = ServiceClients(endpoints(layout), operator_token(layout), security=channel_security(layout))
         try:
             return await invoke(clients)
         finally:

@@ -25,6 +25,7 @@ from services.common import call_context, status
 from services.common.clients import ServiceClients
 from services.common.protomap import dict_to_struct
 from services.common.telemetry import current_trace_id
+from services.common.tls.credentials import ChannelSecurity
 
 DESIGN_PROMPT = "a classic guitar rosette with 12 petals, a rope band and an outer ring"
 REVISED_PROMPT = "a classic guitar rosette with 16 petals, a herringbone band and an outer ring"
@@ -63,13 +64,32 @@ class DemoReport:
 
 
 class Demo:
-    def __init__(self, addresses: dict[str, str], operator_token: str, service_token: str | None = None) -> None:
+    def __init__(
+        self,
+        addresses: dict[str, str],
+        operator_token: str,
+        service_token: str | None = None,
+        *,
+        security: ChannelSecurity | None = None,
+        service_addresses: dict[str, str] | None = None,
+        service_security: ChannelSecurity | None = None,
+    ) -> None:
         self._tracer_provider = TracerProvider()
         self._tracer = self._tracer_provider.get_tracer("custody.demo")
-        self._clients = ServiceClients(addresses, operator_token, tracer_provider=self._tracer_provider)
-        # Optional: a service token, to show that a service can never approve.
+        self._clients = ServiceClients(
+            addresses, operator_token, tracer_provider=self._tracer_provider, security=security
+        )
+        # Optional: a service token, to show that a service can never approve (with TLS: with the service's
+        # certificate, at the peers' mutual-TLS addresses, since its token alone is refused before authorization).
         self._service_clients = (
-            ServiceClients(addresses, service_token, tracer_provider=self._tracer_provider) if service_token else None
+            ServiceClients(
+                service_addresses or addresses,
+                service_token,
+                tracer_provider=self._tracer_provider,
+                security=service_security,
+            )
+            if service_token
+            else None
         )
         self.report = DemoReport()
         self.project = f"demo-{time.strftime('%Y%m%d')}-{secrets.token_hex(3)}"

@@ -26,6 +26,7 @@ from services.cli import (
 from services.cli.calls import call, print_record
 from services.cli.demo import Demo, DemoReport
 from services.cli.health import check
+from services.cli.local_ca import LocalCaError
 from services.cli.options import JsonFlag, StateDir
 from services.cli.stack import Stack, plan, supervise
 from services.cli.state import (
@@ -33,9 +34,11 @@ from services.cli.state import (
     DEFAULT_STATE_DIR,
     DEPLOYMENT_NAME,
     StateLayout,
+    channel_security,
     endpoints,
     initialize,
     operator_token,
+    peer_endpoints,
     save_endpoints,
 )
 from services.common import migrations
@@ -44,6 +47,7 @@ from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServic
 from services.common.contracts import messages
 from services.common.db import create_engine, describe
 from services.common.server import run
+from services.common.tls.credentials import ChannelSecurity, TlsFilesError
 
 app = typer.Typer(
     name="custody",
@@ -68,26 +72,51 @@ def init(
     deployment: Annotated[
         str, typer.Option(help="Names this deployment in every ledger origin (<deployment>/custody/<service>).")
     ] = DEFAULT_DEPLOYMENT,
+    renew_certs: Annotated[
+        bool, typer.Option("--renew-certs", help="Reissue every service certificate (new keys) from the local CA.")
+    ] = False,
+    dns_names: Annotated[
+        list[str] | None,
+        typer.Option("--dns-name", help="Another DNS name on every service certificate (repeatable)."),
+    ] = None,
 ) -> None:
-    """Create credentials (a token per service, in its own config, and the operator's token) and keys: each
-    authority's ledger signing key and the evidence signing key. Keys are never replaced, not even by --force."""
+    """Create credentials (a token per service, in its own config, and the operator's token), keys (each
+    authority's ledger signing key, the evidence signing key) and the local CA with one certificate per service
+    (tls/). Keys and the CA are never replaced, not even by --force."""
     if not DEPLOYMENT_NAME.fullmatch(deployment):
         raise typer.BadParameter("letters, digits, dots and dashes only (it becomes part of a checkpoint origin)")
     layout = StateLayout(state_dir)
-    if initialize(layout, force=force, deployment=deployment):
+    try:
+        created = initialize(
+            layout, force=force, deployment=deployment, renew_certificates=renew_certs, dns_names=dns_names or ()
+        )
+    except LocalCaError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if created:
         console.print(f"initialized {layout.root}: credentials, config/<service>.yaml, operator.token (0600)")
     else:
         console.print(f"{layout.root} is already initialized (use --force to rotate every token)")
+    console.print(f"TLS: CA {layout.tls.client_ca}, a certificate per service in {layout.tls.root}/<service>/")
 
 
 @app.command()
-def up(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+def up(
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    tls: Annotated[
+        bool, typer.Option("--tls", help="TLS for people, mutual TLS between services (certificates in tls/).")
+    ] = False,
+) -> None:
     """Start all four services as separate processes and stop them together (Ctrl-C)."""
     layout = StateLayout(state_dir)
-    if initialize(layout):
-        console.print(f"initialized {layout.root} (first run)")
     try:
-        planned = plan(layout, os.environ)
+        if initialize(layout):
+            console.print(f"initialized {layout.root} (first run)")
+    except LocalCaError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    try:
+        planned = plan(layout, os.environ, tls=tls)
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(CONFIG_EXIT_CODE) from None
@@ -99,8 +128,9 @@ def up(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
             say(f"{problem}; stopping the other services")
             code = 1
         else:
-            save_endpoints(layout, stack.addresses())
-            _print_welcome(layout, stack.addresses())
+            ca_file = layout.tls.client_ca if stack.tls else None
+            save_endpoints(layout, stack.addresses(), ca_file=ca_file, peer_addresses=stack.peer_addresses())
+            _print_welcome(layout, stack.addresses(), ca_file)
             code = supervise(stack, say)
     except KeyboardInterrupt:
         code = 130
@@ -113,19 +143,21 @@ def say(line: str) -> None:
     err.print(f"[yellow]custody up:[/yellow] {line}")
 
 
-def _print_welcome(layout: StateLayout, addresses: dict[str, str]) -> None:
-    table = Table(title="Custody is up: every service SERVING", title_justify="left")
+def _print_welcome(layout: StateLayout, addresses: dict[str, str], ca_file: Path | None) -> None:
+    transport = "TLS" if ca_file else "plaintext, loopback only"
+    table = Table(title=f"Custody is up ({transport}): every service SERVING", title_justify="left")
     for column in ("service", "address", "gRPC service"):
         table.add_column(column, no_wrap=True)
     for name, address in addresses.items():
         table.add_row(name, address, SERVICES[name].full_name)
     console.print(table)
     runs = addresses["runs"]
+    security = f"-cacert {ca_file}" if ca_file else "-plaintext"
     console.print(
         "\nTry:\n"
-        f"  grpcurl -plaintext {runs} list\n"
-        f"  grpcurl -plaintext {runs} grpc.health.v1.Health/Check\n"
-        f'  grpcurl -plaintext -H "authorization: Bearer $(cat {layout.operator_token})" '
+        f"  grpcurl {security} {runs} list\n"
+        f"  grpcurl {security} {runs} grpc.health.v1.Health/Check\n"
+        f'  grpcurl {security} -H "authorization: Bearer $(cat {layout.operator_token})" '
         f"{runs} custody.runs.v1.RunsService/GetServiceInfo\n"
         "  custody health\n"
         "  custody info runs\n"
@@ -174,17 +206,30 @@ def health(
     service: Annotated[str | None, typer.Option(help="Check only this service.")] = None,
     address: Annotated[str | None, typer.Option(help="host:port of --service (default: the running stack).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each answer.")] = 2.0,
+    cacert: Annotated[
+        Path | None,
+        typer.Option(help="TLS, trusting this CA certificate (default: CUSTODY_CACERT, else the running stack's)."),
+    ] = None,
+    plaintext: Annotated[bool, typer.Option(help="No TLS (e.g. a health-only port).")] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
     """Print each service's health; exit 1 unless all are SERVING."""
     if address and not service:
         raise typer.BadParameter("--address needs --service")
-    addresses = endpoints(StateLayout(state_dir))
+    if plaintext and cacert:
+        raise typer.BadParameter("--plaintext and --cacert exclude each other")
+    layout = StateLayout(state_dir)
+    addresses = endpoints(layout)
     names = [_service_name(service)] if service else list(SERVICE_NAMES)
     if service and address:
         addresses[service] = address
-    results = {name: check(addresses[name], SERVICES[name].full_name, timeout) for name in names}
+    security = None if plaintext else channel_security(layout, cacert)
+    try:
+        results = {name: check(addresses[name], SERVICES[name].full_name, timeout, security) for name in names}
+    except TlsFilesError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
     if as_json:
         console.print_json(json.dumps({n: {"address": addresses[n], "status": s} for n, s in results.items()}))
     else:
@@ -222,8 +267,20 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
     service_config = layout.service_config("art_studio")
     service_token = yaml.safe_load(service_config.read_text())["token"] if service_config.exists() else None
 
+    security = channel_security(layout)
+    # With TLS a service's token counts only with its certificate, at its peers' mutual-TLS ports.
+    peers = peer_endpoints(layout) if security else {}
+    service_security = ChannelSecurity.for_service(layout.tls.service("art_studio")) if peers else None
+
     async def play() -> DemoReport:
-        flow = Demo(endpoints(layout), token, service_token)
+        flow = Demo(
+            endpoints(layout),
+            token,
+            service_token,
+            security=security,
+            service_addresses=peers or None,
+            service_security=service_security,
+        )
         try:
             return await flow.run()
         finally:

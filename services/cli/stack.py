@@ -2,6 +2,8 @@
 
 Only ai_gateway sees the caller's full environment (provider keys live there); the others get a minimal one plus
 their own CUSTODY_<SERVICE>_* variables. If any process dies the rest are stopped and the exit is non-zero.
+With TLS (`custody up --tls`) each service gets its certificate directory (var/tls/<service>/) and its peers'
+mutual-TLS addresses; TLS is on for every service or for none.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 
 from services.cli.health import check
 from services.cli.registry import settings_class
-from services.cli.state import StateLayout
+from services.cli.state import CACERT_ENV, TOKEN_ENV, StateLayout
 from services.common.catalog import SERVICE_NAMES, SERVICES
-from services.common.config import ServiceSettings, env_prefix
+from services.common.config import ConfigError, ServiceSettings, env_prefix
+from services.common.tls.credentials import ChannelSecurity
 
 # What a service without provider access inherits from the caller's environment.
 BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
@@ -42,7 +45,8 @@ def child_environment(service: str, environ: Mapping[str, str]) -> dict[str, str
             for k, v in environ.items()
             if k in BASE_ENV_NAMES or k.startswith(PASSTHROUGH_PREFIXES) or k.upper().startswith(env_prefix(service))
         }
-    env.pop("CUSTODY_TOKEN", None)  # the operator's token is for the CLI, never for a service
+    env.pop(TOKEN_ENV, None)  # the operator's token is for the CLI, never for a service
+    env.pop(CACERT_ENV, None)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -53,22 +57,38 @@ class Planned:
     settings: ServiceSettings
     config_file: Path
     env: dict[str, str]
+    # How clients reach the public port: None (plaintext), or TLS trusting the local CA.
+    security: ChannelSecurity | None = None
+
+    @property
+    def peer_address(self) -> str:
+        """Where this service's peers call it: its mutual-TLS port with TLS, else its only port."""
+        return self.settings.peer_listen_address or self.settings.address
 
 
-def plan(layout: StateLayout, environ: Mapping[str, str]) -> list[Planned]:
+def plan(layout: StateLayout, environ: Mapping[str, str], *, tls: bool = False) -> list[Planned]:
     """Validates every service's configuration before anything starts (raises ConfigError), and points callers
     at the addresses their peers will really listen on."""
     planned: list[Planned] = []
     for service in SERVICE_NAMES:
         env = child_environment(service, environ)
         env.setdefault(env_prefix(service) + "STATE_DIR", str(layout.root))
+        if tls:
+            env.setdefault(env_prefix(service) + "TLS_DIR", str(layout.tls.service(service).root))
         config_file = layout.service_config(service)
         settings = settings_class(service).load(config_file, env)
-        planned.append(Planned(service, settings, config_file, env))
-    addresses = {p.service: p.settings.address for p in planned}
+        security = None if settings.tls_dir is None else ChannelSecurity.for_operator(layout.tls.client_ca)
+        planned.append(Planned(service, settings, config_file, env, security))
+    with_tls = sorted(p.service for p in planned if p.settings.tls_dir is not None)
+    if with_tls and len(with_tls) != len(planned):
+        raise ConfigError(
+            f"TLS is configured for {', '.join(with_tls)} only: services call each other over mutual TLS, so set "
+            "<SERVICE>_TLS_DIR for every service or none (`custody up --tls` sets all four)"
+        )
     for p in planned:
         for peer in SERVICES[p.service].calls:
-            p.env.setdefault(env_prefix(p.service) + f"{peer.upper()}_ADDRESS", addresses[peer])
+            callee = next(q for q in planned if q.service == peer)
+            p.env.setdefault(env_prefix(p.service) + f"{peer.upper()}_ADDRESS", callee.peer_address)
     return planned
 
 
@@ -92,7 +112,7 @@ class Stack:
             if dead:
                 return dead
             for service, p in list(pending.items()):
-                if check(p.settings.address, SERVICES[service].full_name, timeout_s=0.5) == "SERVING":
+                if check(p.settings.address, SERVICES[service].full_name, 0.5, p.security) == "SERVING":
                     del pending[service]
             if pending:
                 time.sleep(0.1)
@@ -122,6 +142,13 @@ class Stack:
 
     def addresses(self) -> dict[str, str]:
         return {p.service: p.settings.address for p in self._planned}
+
+    def peer_addresses(self) -> dict[str, str]:
+        return {p.service: p.peer_address for p in self._planned}
+
+    @property
+    def tls(self) -> bool:
+        return any(p.security is not None for p in self._planned)
 
 
 def _die_with_parent() -> None:

@@ -1,5 +1,6 @@
-"""The local state directory (`./var` by default): credentials, per-service configuration, operator token,
-and the endpoints of the running stack, which operator commands use as kubectl uses its kubeconfig.
+"""The local state directory (`./var` by default): credentials, per-service configuration, operator token, the
+local CA and service certificates (local_ca.py), and the endpoints of the running stack (with TLS, the CA to
+trust), which operator commands use as kubectl uses its kubeconfig.
 """
 
 from __future__ import annotations
@@ -8,9 +9,11 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.cli.local_ca import TlsLayout, ensure_certificates
 from services.common.catalog import SERVICE_NAMES, SERVICES
 from services.common.config import ledger_key_path
 from services.common.evidence.keys import create_key_files
@@ -27,6 +30,7 @@ from services.common.identity import (
     write_private_file,
 )
 from services.common.ledger.note import generate_note_key
+from services.common.tls.credentials import ChannelSecurity
 
 DEFAULT_STATE_DIR = Path("var")
 # The first part of every ledger origin ("<deployment>/custody/<service>"): names this deployment to verifiers.
@@ -34,6 +38,9 @@ DEFAULT_DEPLOYMENT = "localhost"
 DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}")
 OPERATOR_ID = "human:operator"
 TOKEN_ENV = "CUSTODY_TOKEN"
+# The CA certificate the CLI trusts, over what endpoints.json says (e.g. var/compose/tls/ca.crt for compose).
+CACERT_ENV = "CUSTODY_CACERT"
+TLS_ENDPOINTS_KEY = "tls"
 PAGE_TOKEN_KEY_LINE = re.compile(r"^page_token_key:", re.M)
 
 
@@ -52,6 +59,10 @@ class StateLayout:
     @property
     def endpoints(self) -> Path:
         return self.root / "endpoints.json"
+
+    @property
+    def tls(self) -> TlsLayout:
+        return TlsLayout(self.root / "tls")
 
     def service_config(self, service: str) -> Path:
         return self.root / "config" / f"{service}.yaml"
@@ -76,14 +87,23 @@ class StateLayout:
         return self.credentials.exists() and all(self.service_config(s).exists() for s in SERVICE_NAMES)
 
 
-def initialize(layout: StateLayout, *, force: bool = False, deployment: str = DEFAULT_DEPLOYMENT) -> bool:
+def initialize(
+    layout: StateLayout,
+    *,
+    force: bool = False,
+    deployment: str = DEFAULT_DEPLOYMENT,
+    renew_certificates: bool = False,
+    dns_names: Iterable[str] = (),
+) -> bool:
     """Creates credentials (hashes only), one token per service in that service's own config file (with a
-    page-token key for each stateful service), the operator token, each authority's ledger signing key and the
-    evidence signing key.
+    page-token key for each stateful service), the operator token, each authority's ledger signing key, the
+    evidence signing key, and the local CA with a certificate per service (local_ca.py; `renew_certificates`
+    reissues them all, `dns_names` adds names to them).
     Returns False when already initialized and not forced: existing tokens and keys are kept, and what a state
     directory written by an older version lacks (a page-token key, a ledger key) is added. Ledger keys are never
     replaced, not even when forced: the checkpoints signed with them must stay verifiable."""
     _add_ledger_keys(layout, deployment)
+    ensure_certificates(layout.tls, renew=renew_certificates, dns_names=dns_names)
     if not layout.evidence_key.exists():
         create_key_files(layout.evidence_key, layout.evidence_public_key)
     if layout.is_initialized() and not force:
@@ -150,9 +170,42 @@ def operator_token(layout: StateLayout) -> str | None:
         return None
 
 
-def save_endpoints(layout: StateLayout, addresses: dict[str, str]) -> None:
+def save_endpoints(
+    layout: StateLayout,
+    addresses: Mapping[str, str],
+    *,
+    ca_file: Path | None = None,
+    peer_addresses: Mapping[str, str] | None = None,
+) -> None:
+    """The running stack's addresses; with TLS also the CA to trust and the services' mutual-TLS addresses."""
+    document: dict[str, object] = dict(addresses)
+    if ca_file is not None:
+        document[TLS_ENDPOINTS_KEY] = {"ca_file": str(ca_file.resolve()), "peer_addresses": dict(peer_addresses or {})}
     layout.root.mkdir(parents=True, exist_ok=True)
-    write_private_file(layout.endpoints, json.dumps(addresses, indent=2) + "\n")
+    write_private_file(layout.endpoints, json.dumps(document, indent=2) + "\n")
+
+
+def _saved_tls(layout: StateLayout) -> dict[str, object]:
+    try:
+        saved = json.loads(layout.endpoints.read_text(encoding="utf-8")).get(TLS_ENDPOINTS_KEY)
+    except (FileNotFoundError, ValueError, AttributeError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def channel_security(layout: StateLayout, ca_file: Path | None = None) -> ChannelSecurity | None:
+    """How operator commands secure their channels: TLS trusting `ca_file`, else CUSTODY_CACERT, else the CA the
+    running stack recorded; None (plaintext) when there is none."""
+    chosen = ca_file or (Path(os.environ[CACERT_ENV]) if os.environ.get(CACERT_ENV) else None)
+    if chosen is None and _saved_tls(layout).get("ca_file"):
+        chosen = Path(str(_saved_tls(layout)["ca_file"]))
+    return None if chosen is None else ChannelSecurity.for_operator(chosen)
+
+
+def peer_endpoints(layout: StateLayout) -> dict[str, str]:
+    """The services' mutual-TLS addresses of the running stack (empty without TLS)."""
+    saved = _saved_tls(layout).get("peer_addresses")
+    return {str(k): str(v) for k, v in saved.items()} if isinstance(saved, dict) else {}
 
 
 def endpoints(layout: StateLayout) -> dict[str, str]:

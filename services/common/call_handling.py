@@ -2,12 +2,12 @@
 
 request id (x-request-id metadata, else OpenTelemetry baggage, else generated) bound to the call and returned
 in the response metadata (trailers of unary calls, headers of streams); the server span, a child of the caller's
-W3C trace context, named for the method and ended with its status code; authentication of the bearer token; the
-service's access table (default deny); request bytes that do not parse (corrupt, or nested deeper than the
-protobuf parser's limit) refused as INVALID_ARGUMENT after authentication, where grpc would answer UNKNOWN; typed
-errors mapped to rich statuses; unexpected errors reported as INTERNAL without internal text; one access log line
-per call. Health checks and reflection skip authentication
-(they stay open for probes and grpcurl).
+W3C trace context, named for the method and ended with its status code; authentication of the bearer token and,
+with TLS, of the client certificate (services/common/tls/peer_identity.py); the service's access table (default
+deny); request bytes that do not parse (corrupt, or nested deeper than the protobuf parser's limit) refused as
+INVALID_ARGUMENT after authentication, where grpc would answer UNKNOWN; typed errors mapped to rich statuses;
+unexpected errors reported as INTERNAL without internal text; one access log line per call. Health checks and
+reflection skip authentication (they stay open for probes and grpcurl).
 
 It wraps each method handler rather than only intercepting, because the wrapper runs inside the call's own task
 and with the real servicer context (interceptors see neither). It starts the span itself, rather than stacking
@@ -33,7 +33,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.common import call_context, status
 from services.common.errors import CustodyError, InvalidArgument
-from services.common.identity import AccessTable, Credentials
+from services.common.identity import AccessTable, Credentials, Principal
+from services.common.tls.peer_identity import TransportIdentity
 
 log = logging.getLogger("custody.rpc")
 
@@ -42,11 +43,18 @@ OPEN_SERVICE_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 class CallHandling(grpc.aio.ServerInterceptor):
     def __init__(
-        self, service: str, credentials: Credentials, access: AccessTable, tracer_provider: trace.TracerProvider
+        self,
+        service: str,
+        credentials: Credentials,
+        access: AccessTable,
+        tracer_provider: trace.TracerProvider,
+        transport: TransportIdentity | None = None,
     ) -> None:
         self._service = service
         self._credentials = credentials
         self._access = access
+        # None: plaintext, no certificates (a service's token alone authenticates it, as on loopback it must).
+        self._transport = transport
         self._tracer = tracer_provider.get_tracer("custody.rpc")
 
     async def intercept_service(  # type: ignore[override]  # stubs type it per message type; this wraps every method
@@ -144,10 +152,22 @@ class CallHandling(grpc.aio.ServerInterceptor):
                 f"x-request-id must match {call_context.REQUEST_ID_PATTERN.pattern} "
                 f"(got {call.rejected_request_id[:64]!r})",
             )
-        caller = self._credentials.authenticate(call.metadata.get("authorization"))
-        call.caller = caller.id
+        authorization = call.metadata.get("authorization")
+        via: str | None = None
+        if self._transport is None:
+            caller = self._credentials.authenticate(authorization)
+        else:
+            via = self._transport.certified_service(context.auth_context())
+            if via is not None and not authorization:
+                caller = Principal.service(via)  # the verified certificate alone names the service
+            else:
+                caller = self._credentials.authenticate(authorization)
+                self._transport.check(caller, via)
+        call.caller, call.via = caller.id, via
         self._access.authorize(method, caller)
-        call_context.bind(request_id=call.request_id, principal=caller, time_remaining=context.time_remaining())
+        call_context.bind(
+            request_id=call.request_id, principal=caller, time_remaining=context.time_remaining(), via_service=via
+        )
 
     async def _fail(
         self, call: _Call, exc: BaseException, context: grpc.aio.ServicerContext[Any, Any], full_method: str
@@ -178,6 +198,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
                 "reason": call.reason,
                 "duration_ms": round((time.perf_counter() - call.started) * 1000, 3),
                 "caller": call.caller,
+                "via_service": call.via,
             },
         )
         span = call.span
@@ -247,3 +268,4 @@ class _Call:
     code: grpc.StatusCode = grpc.StatusCode.OK
     reason: str = ""
     caller: str = ""
+    via: str | None = None

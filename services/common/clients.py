@@ -3,11 +3,17 @@
 Every outgoing call carries the caller's bearer token, the current request id (x-request-id and baggage) and
 W3C trace context, and a deadline: the remaining time of the incoming call, or a default when there is none.
 Only methods whose .proto declares them idempotent are retried (by gRPC's own retry policy, with backoff).
+Channels are plaintext, or TLS (services/common/tls/credentials.py): mutual TLS with the service's own certificate
+for a service calling its peers, server-authenticated TLS for operators. When a service's certificate files change
+(cert-manager renewed them), the next call opens new channels with the new certificate and the old channels close
+once their calls are done.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +25,9 @@ from services.common import call_context
 from services.common.config import ServiceSettings
 from services.common.contracts import is_retry_safe, service_descriptor, stub_class
 from services.common.server import KEEPALIVE_TIMEOUT_MS, MIN_PING_INTERVAL_MS
+from services.common.tls.credentials import ChannelSecurity, FilesSignature, TlsDirectory, TlsFilesError
+
+log = logging.getLogger("custody.clients")
 
 # Our clients ping no more often than servers allow (see server.MIN_PING_INTERVAL_MS).
 CLIENT_KEEPALIVE_TIME_MS = 3 * MIN_PING_INTERVAL_MS
@@ -112,13 +121,19 @@ class ServiceClients:
         default_timeout_s: float = 30.0,
         max_message_bytes: int = 16 * 1024 * 1024,
         tracer_provider: TracerProvider | None = None,
+        security: ChannelSecurity | None = None,
     ) -> None:
         self._addresses = dict(addresses)
         self._token = token
         self._default_timeout_s = default_timeout_s
         self._max_message_bytes = max_message_bytes
         self._tracer_provider = tracer_provider
+        self._security = security
+        self._credentials: grpc.ChannelCredentials | None = None
+        self._signature: FilesSignature | None = None
         self._channels: dict[str, grpc.aio.Channel] = {}
+        # Channels of replaced credentials, closing once their calls end (close() ends them at once).
+        self._retiring: dict[asyncio.Task[None], grpc.aio.Channel] = {}
 
     @classmethod
     def for_service(cls, settings: ServiceSettings, tracer_provider: TracerProvider | None) -> ServiceClients:
@@ -129,23 +144,48 @@ class ServiceClients:
             default_timeout_s=settings.default_deadline_s,
             max_message_bytes=settings.max_message_bytes,
             tracer_provider=tracer_provider,
+            security=ChannelSecurity.for_service(TlsDirectory(settings.tls_dir)) if settings.tls_dir else None,
         )
 
     def channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._addresses:
             raise ValueError(f"no address configured for {service}")
+        if self._security is not None and self._security.signature() != self._signature:
+            self._renew_credentials()
         if service not in self._channels:
             interceptors: list[Any] = [
                 cls(self._token, self._default_timeout_s)
                 for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
             ]
             interceptors.extend(aio_client_interceptors(tracer_provider=self._tracer_provider))  # type: ignore[no-untyped-call]
-            self._channels[service] = grpc.aio.insecure_channel(
-                self._addresses[service],
-                options=channel_options(service, self._max_message_bytes),
-                interceptors=interceptors,
-            )
+            address, options = self._addresses[service], channel_options(service, self._max_message_bytes)
+            if self._credentials is None:
+                channel = grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+            else:
+                channel = grpc.aio.secure_channel(
+                    address, self._credentials, options=options, interceptors=interceptors
+                )
+            self._channels[service] = channel
         return self._channels[service]
+
+    def _renew_credentials(self) -> None:
+        """Reads the certificate files (again); channels opened with the old ones close after their calls. Files
+        caught mid-rotation (a key that is not the certificate's) keep the current credentials until complete."""
+        assert self._security is not None
+        signature = self._security.signature()
+        try:
+            credentials = self._security.credentials()
+        except TlsFilesError as exc:
+            if self._credentials is None:
+                raise
+            log.warning("keeping the current client certificate: %s", exc)
+            return
+        self._credentials, self._signature = credentials, signature
+        old, self._channels = self._channels, {}
+        for channel in old.values():
+            task = asyncio.get_running_loop().create_task(channel.close(grace=self._default_timeout_s))
+            self._retiring[task] = channel
+            task.add_done_callback(lambda done: self._retiring.pop(done, None))
 
     def stub(self, service: str) -> Any:
         return stub_class(service)(self.channel(service))
@@ -154,3 +194,7 @@ class ServiceClients:
         for channel in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for task, channel in list(self._retiring.items()):
+            task.cancel()
+            await channel.close()
+        self._retiring.clear()

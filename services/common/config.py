@@ -6,6 +6,7 @@ ConfigError naming the variable (or file key), and the process exits with code 2
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,9 +17,14 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.common.catalog import SERVICES, ServiceSpec
+from services.common.tls.certificates import DEFAULT_TRUST_DOMAIN
 
 CONFIG_EXIT_CODE = 2
 CONFIG_FILE_SUFFIX = "CONFIG_FILE"
+# With TLS, a service's mutual-TLS listener for its peers is on port + 100 unless peer_port says otherwise.
+PEER_PORT_OFFSET = 100
+LOOPBACK_HOSTS = ("localhost",)
+PEER_ADDRESS_DEFAULT = "default: 127.0.0.1 at the peer's default port (with tls_dir, its peer port: port + 100)"
 
 
 class ConfigError(Exception):
@@ -59,6 +65,18 @@ class ServiceSettings(BaseSettings):
     keep_freed_memory: bool = False
     gil_switch_interval_s: float = Field(default=0.005, gt=0, le=0.1)
     freeze_startup_objects: bool = False
+    # Transport security (services/common/tls/). `tls_dir` holds tls.crt, tls.key and ca.crt (cert-manager's
+    # layout; `custody init` writes var/tls/<service>/). Set, the service serves server-authenticated TLS on `port`
+    # (people, with their bearer token) and mutual TLS on `peer_port` (services, identified by their certificate),
+    # and calls its peers with its certificate. Unset, it serves plaintext on `port`, which it refuses to do on a
+    # non-loopback host unless `allow_plaintext`.
+    tls_dir: Path | None = None
+    peer_port: Port | None = Field(default=None, description="default: port + 100 (with tls_dir)")
+    # A plaintext listener answering grpc.health.v1 only (Kubernetes probes cannot speak TLS); off unless set.
+    health_port: Port | None = None
+    allow_plaintext: bool = False
+    # The SPIFFE trust domain of service certificates (spiffe://<trust_domain>/service/<name>).
+    trust_domain: str = Field(default=DEFAULT_TRUST_DOMAIN, pattern=r"^[a-z0-9._-]{1,255}$")
 
     @classmethod
     def settings_customise_sources(
@@ -85,13 +103,53 @@ class ServiceSettings(BaseSettings):
     def resolved_credentials_file(self) -> Path:
         return self.credentials_file or self.state_dir / "credentials"
 
+    @property
+    def resolved_peer_port(self) -> int | None:
+        """The mutual-TLS port for peers; None without TLS."""
+        if self.tls_dir is None:
+            return None
+        if self.peer_port is not None:
+            return self.peer_port
+        return 0 if self.port == 0 else self.port + PEER_PORT_OFFSET
+
+    @property
+    def peer_listen_address(self) -> str | None:
+        port = self.resolved_peer_port
+        return None if port is None else f"{self.host}:{port}"
+
     def peer_address(self, service: str) -> str:
-        """Address of a service this one calls; only services in its call graph have one."""
+        """Address of a service this one calls; only services in its call graph have one. Unset, the peer's
+        default port on 127.0.0.1: its peer port (default port + 100) with TLS."""
         if service not in self.spec().calls:
             raise ValueError(
                 f"{self.service} does not call {service} (see the call graph in services/common/catalog.py)"
             )
-        return str(getattr(self, f"{service}_address"))
+        configured = getattr(self, f"{service}_address")
+        if configured:
+            return str(configured)
+        offset = PEER_PORT_OFFSET if self.tls_dir is not None else 0
+        return f"127.0.0.1:{SERVICES[service].default_port + offset}"
+
+    def transport_problems(self, prefix: str) -> list[str]:
+        """What makes the listeners unsafe or impossible: plaintext on a non-loopback host (tokens would cross the
+        network readable) unless allowed, a peer port without TLS, a port pushed out of range."""
+        problems = []
+        if self.tls_dir is None and not self.allow_plaintext and not is_loopback(self.host):
+            problems.append(
+                f"{prefix}HOST is {self.host!r}, not a loopback address, and TLS is not configured: set "
+                f"{prefix}TLS_DIR to a directory holding tls.crt, tls.key and ca.crt (`custody init` writes "
+                f"var/tls/<service>/), or set {prefix}ALLOW_PLAINTEXT=true to serve plaintext on purpose (every "
+                "bearer token then crosses the network readable)"
+            )
+        if self.tls_dir is None and self.peer_port is not None:
+            problems.append(f"{prefix}PEER_PORT is set but {prefix}TLS_DIR is not: the peer port is mutual TLS")
+        peer_port = self.resolved_peer_port
+        if peer_port is not None and peer_port > 65535:
+            problems.append(f"{prefix}PORT {self.port} + {PEER_PORT_OFFSET} is no port: set {prefix}PEER_PORT")
+        ports = [p for p in (self.port, peer_port, self.health_port) if p]
+        if len(ports) != len(set(ports)):
+            problems.append(f"{prefix}PORT, {prefix}PEER_PORT and {prefix}HEALTH_PORT must differ (got {ports})")
+        return problems
 
     @classmethod
     def load(cls, config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Self:
@@ -175,9 +233,23 @@ def load_settings(
     if problems:
         raise ConfigError("; ".join(problems))
     try:
-        return settings_cls(**{**file_values, **env_values})
+        settings = settings_cls(**{**file_values, **env_values})
     except ValidationError as exc:
         raise ConfigError(_describe(exc, prefix, env_values, config_file)) from None
+    problems = settings.transport_problems(prefix)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return settings
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

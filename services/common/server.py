@@ -3,6 +3,13 @@
 It owns the process: configuration errors (exit 2), logging, tracing, the gRPC server with health and reflection,
 explicit message-size and keepalive limits, and graceful shutdown (health NOT_SERVING, then drain within the
 grace period) on SIGTERM or SIGINT.
+
+Listeners: plaintext on `port` without TLS. With TLS (settings.tls_dir), two listeners of the same server, because
+gRPC's server credentials either require and verify client certificates or never ask for one: `port` is
+server-authenticated TLS for people (bearer token), `peer_port` mutual TLS for services (their certificate); both
+reload the certificate when its files change. Optionally a third, plaintext listener on its own small server
+answers grpc.health.v1 only (`health_port`, for Kubernetes probes, which cannot speak TLS), from the same health
+state, so a draining server reads NOT_SERVING there too.
 """
 
 from __future__ import annotations
@@ -26,10 +33,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.common import migrations, tuning
 from services.common.call_handling import CallHandling
-from services.common.config import CONFIG_EXIT_CODE, ConfigError, ServiceSettings, StatefulServiceSettings, env_prefix
+from services.common.config import (
+    CONFIG_EXIT_CODE,
+    ConfigError,
+    ServiceSettings,
+    StatefulServiceSettings,
+    env_prefix,
+    is_loopback,
+)
 from services.common.db import check_connection
 from services.common.identity import AccessTable, Credentials, CredentialsError
 from services.common.telemetry import configure_logging, configure_tracing
+from services.common.tls.credentials import TlsDirectory, TlsFilesError, TlsMaterial, server_credentials
+from services.common.tls.peer_identity import TransportIdentity
 from services.common.version import CUSTODY_VERSION
 
 log = logging.getLogger("custody.server")
@@ -85,14 +101,19 @@ def server_options(settings: ServiceSettings) -> list[tuple[str, int]]:
     ]
 
 
+@dataclass
 class RunningServer:
-    """A started server; `port` is the bound one (useful when settings asked for port 0)."""
+    """A started server; the ports are the bound ones (useful when settings asked for port 0)."""
 
-    def __init__(self, server: grpc.aio.Server, health: HealthServicer, service: Service, port: int) -> None:
-        self.server = server
-        self.health = health
-        self.service = service
-        self.port = port
+    server: grpc.aio.Server
+    health: HealthServicer
+    service: Service
+    port: int
+    # The mutual-TLS listener for services (TLS only).
+    peer_port: int | None = None
+    # The plaintext health-only listener and its own server (health_port set only).
+    health_port: int | None = None
+    health_server: grpc.aio.Server | None = None
 
     async def stop(self, grace_s: float) -> None:
         await self.health.enter_graceful_shutdown()
@@ -101,11 +122,46 @@ class RunningServer:
             await hook()
         if self.service.engine is not None:
             self.service.engine.dispose()
+        if self.health_server is not None:
+            await self.health_server.stop(0)
+
+
+def _tls_material(settings: ServiceSettings) -> TlsMaterial | None:
+    if settings.tls_dir is None:
+        return None
+    try:
+        return TlsDirectory(settings.tls_dir).read()
+    except TlsFilesError as exc:
+        raise ConfigError(f"{env_prefix(settings.service)}TLS_DIR: {exc}") from None
+
+
+def _listen(server: grpc.aio.Server, address: str, setting: str, credentials: grpc.ServerCredentials | None) -> int:
+    """Binds one listener; raises PortInUse naming the setting when the address is taken or unavailable."""
+    try:
+        port = (
+            server.add_insecure_port(address) if credentials is None else server.add_secure_port(address, credentials)
+        )
+    except RuntimeError:
+        port = 0
+    if (port == 0 and not address.endswith(":0")) or port < 0:
+        raise PortInUse(
+            f"cannot listen on {address} ({setting}): the address is already in use or not available on this host"
+        )
+    return port
+
+
+def _health_server(settings: ServiceSettings, health: HealthServicer) -> tuple[grpc.aio.Server, int]:
+    """grpc.health.v1 and nothing else (no reflection, no service), plaintext, for probes that cannot speak TLS."""
+    server = grpc.aio.server(options=[("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=64)
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    address = f"{settings.host}:{settings.health_port}"
+    return server, _listen(server, address, f"{env_prefix(settings.service)}HEALTH_PORT", None)
 
 
 async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provider: TracerProvider) -> RunningServer:
     """Builds and starts the server; raises PortInUse, ConfigError or CredentialsError before serving anything."""
     credentials = Credentials.load(settings.resolved_credentials_file)
+    material = _tls_material(settings)
     # Servicers run database and file work in threads; asyncio's default pool (cores + 4 = 6 here) would make
     # concurrent calls queue for a thread instead of for the database, and cap group-commit batches at its size.
     asyncio.get_running_loop().set_default_executor(
@@ -113,7 +169,15 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
     )
     service = factory(settings, tracer_provider)
     server = grpc.aio.server(
-        interceptors=[CallHandling(settings.service, credentials, service.access, tracer_provider)],
+        interceptors=[
+            CallHandling(
+                settings.service,
+                credentials,
+                service.access,
+                tracer_provider,
+                None if material is None else TransportIdentity(settings.trust_domain),
+            )
+        ],
         options=server_options(settings),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
     )
@@ -124,15 +188,19 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
         (service.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
     )
-    try:
-        port = server.add_insecure_port(settings.address)
-    except RuntimeError:
-        port = 0
-    if (port == 0 and settings.port != 0) or port < 0:
-        raise PortInUse(
-            f"cannot listen on {settings.address} ({env_prefix(settings.service)}PORT): "
-            "the address is already in use or not available on this host"
-        )
+    prefix = env_prefix(settings.service)
+    peer_port = None
+    if material is None or settings.tls_dir is None:
+        port = _listen(server, settings.address, f"{prefix}PORT", None)
+    else:
+        directory = TlsDirectory(settings.tls_dir)
+        public = server_credentials(directory, material, require_client_certificate=False, listener="public port")
+        port = _listen(server, settings.address, f"{prefix}PORT", public)
+        peer = server_credentials(directory, material, require_client_certificate=True, listener="peer port")
+        peer_address = settings.peer_listen_address
+        assert peer_address is not None
+        peer_port = _listen(server, peer_address, f"{prefix}PEER_PORT", peer)
+    health_server, health_port = _health_server(settings, health) if settings.health_port is not None else (None, None)
     if service.engine is not None:
         try:
             await asyncio.to_thread(check_connection, service.engine)
@@ -144,16 +212,31 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
     for hook in service.on_start:
         await hook()
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     for name in ("", service.full_name):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
-        "serving %s on %s:%d",
+        "serving %s on %s:%d (%s)%s%s",
         service.full_name,
         settings.host,
         port,
-        extra={"version": CUSTODY_VERSION, "port": port},
+        "plaintext" if material is None else "TLS",
+        "" if peer_port is None else f", to services on port {peer_port} (mutual TLS)",
+        "" if health_port is None else f", health only on port {health_port} (plaintext)",
+        extra={
+            "version": CUSTODY_VERSION,
+            "port": port,
+            "peer_port": peer_port,
+            "health_port": health_port,
+            "tls": material is not None,
+        },
     )
-    return RunningServer(server, health, service, port)
+    if material is None and not is_loopback(settings.host):
+        log.warning(
+            "serving plaintext on %s (%sALLOW_PLAINTEXT): tokens cross the network readable", settings.host, prefix
+        )
+    return RunningServer(server, health, service, port, peer_port, health_port, health_server)
 
 
 async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFactory) -> None:

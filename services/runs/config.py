@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from services.common.config import Port, StatefulServiceSettings
+from services.common.config import PEER_ADDRESS_DEFAULT, Port, StatefulServiceSettings
 
 
 class RunsSettings(StatefulServiceSettings):
@@ -18,8 +18,8 @@ class RunsSettings(StatefulServiceSettings):
     # the sha256 rate with it and 0.33x without (medians); mints and attaches did not change. The GIL interval and
     # gc.freeze knobs showed no gain here and stay off.
     keep_freed_memory: bool = True
-    ai_gateway_address: str = "127.0.0.1:50051"
-    lineage_address: str = "127.0.0.1:50054"
+    ai_gateway_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    lineage_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
     # filesystem: blobs under blob_dir (the default). database: blobs in the runs database, for replicas that
     # share a database but no filesystem.
     blob_backend: Literal["filesystem", "database"] = "filesystem"

@@ -44,6 +44,10 @@ class AiGatewayServiceStub:
     """Returns the service's identity and version and the caller as authenticated.
     Errors:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+      UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+        with TLS only: a service's bearer token without that service's own client certificate (on the public
+        port, where no certificate is asked for), with another service's certificate, or a client certificate
+        whose SPIFFE ID names no Custody service of the trust domain.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
     GenerateText: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GenerateTextRequest, _gateway_pb2.GenerateTextResponse]
@@ -156,6 +160,10 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     """Returns the service's identity and version and the caller as authenticated.
     Errors:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+      UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+        with TLS only: a service's bearer token without that service's own client certificate (on the public
+        port, where no certificate is asked for), with another service's certificate, or a client certificate
+        whose SPIFFE ID names no Custody service of the trust domain.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
     GenerateText: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GenerateTextRequest, _gateway_pb2.GenerateTextResponse]  # type: ignore[assignment]
@@ -271,6 +279,10 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
           UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+          UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+            with TLS only: a service's bearer token without that service's own client certificate (on the public
+            port, where no certificate is asked for), with another service's certificate, or a client certificate
+            whose SPIFFE ID names no Custody service of the trust domain.
           PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
         """
 

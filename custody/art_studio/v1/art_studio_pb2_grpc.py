@@ -76,6 +76,10 @@ class ArtStudioServiceServicer:
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
         UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+        UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+        with TLS only: a service's bearer token without that service's own client certificate (on the public
+        port, where no certificate is asked for), with another service's certificate, or a client certificate
+        whose SPIFFE ID names no Custody service of the trust domain.
         PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -44,6 +44,10 @@ class ArtStudioServiceStub:
     """Returns the service's identity and version and the caller as authenticated.
     Errors:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+      UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+        with TLS only: a service's bearer token without that service's own client certificate (on the public
+        port, where no certificate is asked for), with another service's certificate, or a client certificate
+        whose SPIFFE ID names no Custody service of the trust domain.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
     GenerateCandidates: _grpc.UnaryUnaryMultiCallable[_art_studio_pb2.GenerateCandidatesRequest, _art_studio_pb2.GenerateCandidatesResponse]
@@ -96,6 +100,10 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
     """Returns the service's identity and version and the caller as authenticated.
     Errors:
       UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+      UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+        with TLS only: a service's bearer token without that service's own client certificate (on the public
+        port, where no certificate is asked for), with another service's certificate, or a client certificate
+        whose SPIFFE ID names no Custody service of the trust domain.
       PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
     """
     GenerateCandidates: _aio.UnaryUnaryMultiCallable[_art_studio_pb2.GenerateCandidatesRequest, _art_studio_pb2.GenerateCandidatesResponse]  # type: ignore[assignment]
@@ -151,6 +159,10 @@ class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
           UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+          UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+            with TLS only: a service's bearer token without that service's own client certificate (on the public
+            port, where no certificate is asked for), with another service's certificate, or a client certificate
+            whose SPIFFE ID names no Custody service of the trust domain.
           PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
         """
 

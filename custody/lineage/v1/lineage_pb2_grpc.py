@@ -40,8 +40,9 @@ class LineageServiceStub:
     Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
-    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
+    SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo),
+    PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
     """
@@ -167,8 +168,9 @@ class LineageServiceServicer:
     Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
-    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
+    SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo),
+    PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
     """
@@ -177,6 +179,10 @@ class LineageServiceServicer:
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
         UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+        UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+        with TLS only: a service's bearer token without that service's own client certificate (on the public
+        port, where no certificate is asked for), with another service's certificate, or a client certificate
+        whose SPIFFE ID names no Custody service of the trust domain.
         PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -590,8 +596,9 @@ class LineageService:
     Every mutating RPC takes an optional request_id idempotency key, scoped to the calling principal: the same key
     with the same request returns the original result (the resource as it is now, replayed=true where the response
     has that field); the same key with a different request is ALREADY_EXISTS (reason REQUEST_ID_REUSED).
-    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID), PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
+    Every RPC can also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
+    SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo),
+    PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
     """

@@ -32,10 +32,11 @@ class RunsServiceStub:
     Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
     piece of mutable state, changed by compare-and-set with an append-only history.
 
-    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
-    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
-    100 messages deep).
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
+    SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
+    PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a
+    bad x-request-id, or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or
+    nested more than 100 messages deep).
 
     A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
     service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
@@ -147,10 +148,11 @@ class RunsServiceServicer:
     Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
     piece of mutable state, changed by compare-and-set with an append-only history.
 
-    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
-    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
-    100 messages deep).
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
+    SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
+    PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a
+    bad x-request-id, or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or
+    nested more than 100 messages deep).
 
     A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
     service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the
@@ -163,6 +165,10 @@ class RunsServiceServicer:
         """Returns the service's identity and version and the caller as authenticated.
         Errors:
         UNAUTHENTICATED (reason TOKEN_MISSING, TOKEN_INVALID): no bearer token, or one not in the credentials file.
+        UNAUTHENTICATED (reason SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID),
+        with TLS only: a service's bearer token without that service's own client certificate (on the public
+        port, where no certificate is asked for), with another service's certificate, or a client certificate
+        whose SPIFFE ID names no Custody service of the trust domain.
         PERMISSION_DENIED (reason PRINCIPAL_NOT_ALLOWED): the caller may not call this service.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -508,10 +514,11 @@ class RunsService:
     Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
     piece of mutable state, changed by compare-and-set with an append-only history.
 
-    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID) and PERMISSION_DENIED
-    (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a bad x-request-id,
-    or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or nested more than
-    100 messages deep).
+    Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
+    SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
+    PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) before it runs, and with INVALID_ARGUMENT (REQUEST_ID_INVALID) for a
+    bad x-request-id, or (REQUEST_MALFORMED) for request bytes that do not parse as the request message (corrupt, or
+    nested more than 100 messages deep).
 
     A service principal acts only on runs it created: every RPC that names a run (and ListRuns, which shows a
     service only its own) fails with PERMISSION_DENIED (RUN_NOT_OWNED) for another principal's run. People with the

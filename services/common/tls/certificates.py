@@ -1,0 +1,228 @@
+"""Issues a deployment's certificates: a local certificate authority and one certificate per service.
+
+Every key is ECDSA P-256. A service certificate serves both ends of mutual TLS (extended key usage serverAuth and
+clientAuth); its one URI SAN is the service's SPIFFE ID (spiffe://<trust domain>/service/<name>), which is what
+servers derive the calling service from, and its DNS and IP SANs are every name clients dial: localhost and the
+loopback addresses, the compose service name and the Kubernetes Service names. cert-manager issues the same shape
+(deploy/k8s/components/cert-manager/).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DEFAULT_TRUST_DOMAIN = "custody"
+# The namespace deploy/k8s/base deploys into; its Service names are on every certificate.
+KUBERNETES_NAMESPACE = "custody"
+CA_VALIDITY = timedelta(days=3650)
+SERVICE_VALIDITY = timedelta(days=365)
+# `custody init` reissues a service certificate that expires sooner than this.
+RENEW_BEFORE = timedelta(days=30)
+# Tolerates clocks a little behind the issuer's.
+BACKDATE = timedelta(minutes=5)
+LOOPBACK_NAMES = ("localhost",)
+LOOPBACK_ADDRESSES = ("127.0.0.1", "::1")
+
+
+class CertificateError(ValueError):
+    """A certificate or key that is not what this deployment's issuing produces (wrong type, not a CA, no match)."""
+
+
+def spiffe_id(trust_domain: str, service: str) -> str:
+    return f"spiffe://{trust_domain}/service/{service}"
+
+
+def host_name(service: str) -> str:
+    """The service's host name in compose and Kubernetes, where names cannot hold underscores."""
+    return service.replace("_", "-")
+
+
+def service_dns_names(service: str, extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """Every DNS name a client may dial the service by: localhost, the compose service, the Kubernetes Service in
+    each of its forms, then any extra names (a load balancer's, an ingress')."""
+    host, namespace = host_name(service), KUBERNETES_NAMESPACE
+    names = [*LOOPBACK_NAMES, host, f"{host}.{namespace}", f"{host}.{namespace}.svc"]
+    names += [f"{host}.{namespace}.svc.cluster.local", *extra]
+    return tuple(dict.fromkeys(names))
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def private_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def certificate_pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    certificate_pem: bytes
+    key_pem: bytes
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """The deployment's own CA: it signs service certificates and nothing else (path length 0)."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @classmethod
+    def create(cls, common_name: str = "Custody local CA", now: datetime | None = None) -> CertificateAuthority:
+        key, issued = _new_key(), _now(now)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        public = key.public_key()
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(issued - BACKDATE)
+            .not_valid_after(issued + CA_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        return cls(certificate, key)
+
+    @classmethod
+    def from_pem(cls, certificate: bytes, key: bytes) -> CertificateAuthority:
+        try:
+            loaded_certificate = x509.load_pem_x509_certificate(certificate)
+            loaded_key = serialization.load_pem_private_key(key, password=None)
+        except ValueError as exc:
+            raise CertificateError(f"not a PEM certificate and private key: {exc}") from None
+        if not isinstance(loaded_key, ec.EllipticCurvePrivateKey):
+            raise CertificateError("the CA key is not an ECDSA key")
+        if loaded_key.public_key() != loaded_certificate.public_key():
+            raise CertificateError("the CA key does not belong to the CA certificate")
+        try:
+            constraints = loaded_certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            constraints = None
+        if constraints is None or not constraints.ca:
+            raise CertificateError("the CA certificate is not a CA (basicConstraints CA:TRUE)")
+        return cls(loaded_certificate, loaded_key)
+
+    @property
+    def certificate_pem(self) -> bytes:
+        return certificate_pem(self.certificate)
+
+    @property
+    def key_pem(self) -> bytes:
+        return private_key_pem(self.key)
+
+    def issue(
+        self,
+        service: str,
+        *,
+        trust_domain: str = DEFAULT_TRUST_DOMAIN,
+        dns_names: Iterable[str] = (),
+        ip_addresses: Iterable[str] = LOOPBACK_ADDRESSES,
+        validity: timedelta = SERVICE_VALIDITY,
+        now: datetime | None = None,
+    ) -> IssuedCertificate:
+        """A service certificate: serverAuth + clientAuth, one SPIFFE URI SAN, the given DNS and IP SANs."""
+        key, issued = _new_key(), _now(now)
+        names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+        names += [x509.IPAddress(ipaddress.ip_address(address)) for address in ip_addresses]
+        names.append(x509.UniformResourceIdentifier(spiffe_id(trust_domain, service)))
+        public = key.public_key()
+        authority = self.certificate.public_key()
+        assert isinstance(authority, ec.EllipticCurvePublicKey)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, service)]))
+            .issuer_name(self.certificate.subject)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(issued - BACKDATE)
+            .not_valid_after(min(issued + validity, self.certificate.not_valid_after_utc))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=False), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                critical=False,
+            )
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return IssuedCertificate(certificate_pem(certificate), private_key_pem(key))
+
+    def issued(self, certificate: x509.Certificate) -> bool:
+        """Whether this CA signed `certificate` (its signature verifies under this CA's key)."""
+        if certificate.issuer != self.certificate.subject:
+            return False
+        try:
+            certificate.verify_directly_issued_by(self.certificate)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
+
+def needs_renewal(
+    certificate: bytes,
+    authority: CertificateAuthority,
+    dns_names: Iterable[str],
+    *,
+    trust_domain: str = DEFAULT_TRUST_DOMAIN,
+    service: str,
+    now: datetime | None = None,
+) -> str | None:
+    """Why a service certificate on disk must be reissued (unreadable, another CA's, expiring, a name or its SPIFFE
+    ID missing), or None when it can stay."""
+    try:
+        loaded = x509.load_pem_x509_certificate(certificate)
+    except ValueError:
+        return "unreadable"
+    if not authority.issued(loaded):
+        return "issued by another CA"
+    if loaded.not_valid_after_utc - _now(now) < RENEW_BEFORE:
+        return f"expires {loaded.not_valid_after_utc:%Y-%m-%d}"
+    try:
+        sans = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "no subject alternative names"
+    missing = set(dns_names) - set(sans.get_values_for_type(x509.DNSName))
+    if missing:
+        return f"lacks {', '.join(sorted(missing))}"
+    if sans.get_values_for_type(x509.UniformResourceIdentifier) != [spiffe_id(trust_domain, service)]:
+        return f"does not name {spiffe_id(trust_domain, service)}"
+    return None
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=not cert_sign,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
