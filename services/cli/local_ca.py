@@ -78,7 +78,12 @@ def ensure_certificates(
             reason = "none yet"
         else:
             reason = needs_renewal(
-                directory.certificate.read_bytes(), authority, names, service=service, trust_domain=DEFAULT_TRUST_DOMAIN
+                directory.certificate.read_bytes(),
+                authority,
+                names,
+                service=service,
+                trust_domain=DEFAULT_TRUST_DOMAIN,
+                now=now,
             )
         if reason is not None:
             issued = authority.issue(service, trust_domain=DEFAULT_TRUST_DOMAIN, dns_names=names)

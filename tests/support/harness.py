@@ -41,6 +41,18 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+def tls_settings(layout: StateLayout, service: str, **more: str) -> dict[str, str]:
+    """Harness settings serving `service` with TLS from the certificates `custody init` wrote, on free ports."""
+    return {"tls_dir": str(layout.tls.service(service).root), "peer_port": "0", **more}
+
+
+def tls_channel(address: str, ca: bytes, key: bytes | None = None, certificate: bytes | None = None) -> grpc.Channel:
+    """A TLS channel (mutual with key and certificate) on a connection of its own: channels in one process
+    otherwise share connections, and a test of handshakes needs each channel to make its own."""
+    credentials = grpc.ssl_channel_credentials(ca, key, certificate)
+    return grpc.secure_channel(address, credentials, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
 class ServiceHarness:
     def __init__(
         self,
@@ -68,6 +80,18 @@ class ServiceHarness:
     def address(self) -> str:
         assert self.running is not None
         return f"127.0.0.1:{self.running.port}"
+
+    @property
+    def peer_address(self) -> str:
+        """The mutual-TLS listener for services (TLS only)."""
+        assert self.running is not None and self.running.peer_port is not None
+        return f"127.0.0.1:{self.running.peer_port}"
+
+    @property
+    def health_address(self) -> str:
+        """The plaintext health-only listener (health_port set only)."""
+        assert self.running is not None and self.running.health_port is not None
+        return f"127.0.0.1:{self.running.health_port}"
 
     def run(self, coroutine_factory: Callable[[], object], timeout_s: float = 30) -> object:
         """Runs a coroutine on the server's loop (e.g. to stop it) and returns its result."""

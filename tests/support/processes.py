@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.catalog import SERVICE_NAMES
@@ -47,9 +47,13 @@ class RunningStack:
     ports: dict[str, int]
     stderr_path: Path
     stdout_path: Path
+    peer_ports: dict[str, int] = field(default_factory=dict)
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
+
+    def peer_address(self, service: str) -> str:
+        return f"127.0.0.1:{self.peer_ports[service]}"
 
     def log_lines(self) -> list[dict[str, object]]:
         lines = []
@@ -75,17 +79,22 @@ class RunningStack:
 
 
 @contextmanager
-def running_stack(tmp_path: Path, **extra_env: str) -> Iterator[RunningStack]:
-    """`custody up` on free ports, waited for until it has printed its endpoint table."""
+def running_stack(tmp_path: Path, *, tls: bool = False, **extra_env: str) -> Iterator[RunningStack]:
+    """`custody up` (`--tls`: with TLS, peer ports free too) on free ports, waited for until it has printed its
+    endpoint table."""
     ports = {service: free_port() for service in SERVICE_NAMES}
-    env = clean_environment(**{env_prefix(s) + "PORT": str(p) for s, p in ports.items()}, **extra_env)
+    peer_ports = {service: free_port() for service in SERVICE_NAMES} if tls else {}
+    env = clean_environment(
+        **{env_prefix(s) + "PORT": str(p) for s, p in ports.items()},
+        **{env_prefix(s) + "PEER_PORT": str(p) for s, p in peer_ports.items()},
+        **extra_env,
+    )
     state_dir = tmp_path / "var"
     stdout_path, stderr_path = tmp_path / "up.out", tmp_path / "up.err"
+    command = [*CUSTODY, "up", "--state-dir", str(state_dir), *(["--tls"] if tls else [])]
     with stdout_path.open("w") as out, stderr_path.open("w") as err:
-        process = subprocess.Popen(
-            [*CUSTODY, "up", "--state-dir", str(state_dir)], env=env, stdout=out, stderr=err, text=True, cwd=tmp_path
-        )
-    stack = RunningStack(process, state_dir, ports, stderr_path, stdout_path)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True, cwd=tmp_path)
+    stack = RunningStack(process, state_dir, ports, stderr_path, stdout_path, peer_ports)
     try:
         deadline = time.monotonic() + 60
         while "Ctrl-C stops every service" not in stdout_path.read_text():

@@ -85,3 +85,55 @@ def test_peer_addresses_are_declared_exactly_for_the_call_graph() -> None:
 def test_asking_for_a_peer_outside_the_call_graph_is_a_bug() -> None:
     with pytest.raises(ValueError, match="does not call"):
         RunsSettings.load(environ={}).peer_address("art_studio")
+
+
+# --- transport: TLS, the peer port, plaintext only where nobody else can listen ------------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "runs.internal"])
+def test_a_non_loopback_host_without_tls_is_refused_naming_both_ways_out(host: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        RunsSettings.load(environ={"CUSTODY_RUNS_HOST": host})
+    message = str(raised.value)
+    assert "CUSTODY_RUNS_HOST" in message and "CUSTODY_RUNS_TLS_DIR" in message
+    assert "CUSTODY_RUNS_ALLOW_PLAINTEXT=true" in message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_a_loopback_host_may_serve_plaintext(host: str) -> None:
+    assert RunsSettings.load(environ={"CUSTODY_RUNS_HOST": host}).tls_dir is None
+
+
+def test_plaintext_on_any_interface_needs_saying_so() -> None:
+    settings = RunsSettings.load(environ={"CUSTODY_RUNS_HOST": "0.0.0.0", "CUSTODY_RUNS_ALLOW_PLAINTEXT": "true"})
+    assert settings.allow_plaintext and settings.tls_dir is None
+
+
+def test_with_tls_any_interface_is_fine_and_the_peer_port_is_port_plus_100(tmp_path: Path) -> None:
+    settings = RunsSettings.load(environ={"CUSTODY_RUNS_HOST": "0.0.0.0", "CUSTODY_RUNS_TLS_DIR": str(tmp_path)})
+    assert settings.resolved_peer_port == 50152
+    assert settings.peer_listen_address == "0.0.0.0:50152"
+
+
+def test_with_tls_peers_are_called_at_their_peer_ports_unless_configured(tmp_path: Path) -> None:
+    settings = RunsSettings.load(
+        environ={"CUSTODY_RUNS_TLS_DIR": str(tmp_path), "CUSTODY_RUNS_LINEAGE_ADDRESS": "lineage:7000"}
+    )
+    assert settings.peer_address("ai_gateway") == "127.0.0.1:50151"
+    assert settings.peer_address("lineage") == "lineage:7000"
+    assert RunsSettings.load(environ={}).peer_address("ai_gateway") == "127.0.0.1:50051"
+
+
+def test_a_peer_port_without_tls_is_refused() -> None:
+    with pytest.raises(ConfigError, match="CUSTODY_RUNS_PEER_PORT is set but CUSTODY_RUNS_TLS_DIR is not"):
+        RunsSettings.load(environ={"CUSTODY_RUNS_PEER_PORT": "6000"})
+
+
+def test_the_three_ports_must_differ(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must differ"):
+        RunsSettings.load(environ={"CUSTODY_RUNS_TLS_DIR": str(tmp_path), "CUSTODY_RUNS_HEALTH_PORT": "50152"})
+
+
+def test_a_trust_domain_must_be_a_spiffe_trust_domain() -> None:
+    with pytest.raises(ConfigError, match="CUSTODY_RUNS_TRUST_DOMAIN"):
+        RunsSettings.load(environ={"CUSTODY_RUNS_TRUST_DOMAIN": "Custody/evil"})
