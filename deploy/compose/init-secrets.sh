@@ -5,6 +5,9 @@
 #   operator.token              your token for the custody CLI                          custody init
 #   keys/<service>.ledger.key   ledger checkpoint signing key, one per stateful service custody init
 #   keys/<service>.ledger.vkey  its public verifier key (lineage gets them; so do auditors) custody init
+#   tls/<service>/tls.crt|key   the service's certificate and key (local CA, SPIFFE ID) custody init
+#   tls/ca.crt                  the CA certificate servers and clients trust            custody init
+#   tls/ca/                     the CA's private key: stays 0700/0600, never mounted     custody init
 #   postgres/*.password         PostgreSQL superuser and one role per stateful service  this script
 #   openai_api_key              provider key for ai_gateway only (empty: offline local provider)
 #
@@ -41,10 +44,11 @@ elif [ ! -e "$dir/openai_api_key" ]; then
 fi
 
 # Compose mounts file secrets as they are on the host (it cannot change their owner or mode), and the services
-# run as uid 10001: the files become readable, the directory stays private to you. (The ledger keys too: each
-# authority's entry point copies its key to a 0600 file of its own before starting, see compose.yaml.)
+# run as uid 10001: the files become readable, the directory stays private to you. (The ledger and TLS keys too:
+# each server's entry point copies its keys to 0600 files of its own before starting, see compose.yaml.) The CA's
+# private key is no container's business: tls/ca/ keeps custody init's modes.
 chmod 0700 "$dir"
-find "$dir" -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
+find "$dir" -path "$dir/tls/ca" -prune -o -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
 chmod 0700 "$dir"
 chmod 0600 "$dir/operator.token"
-echo "compose secrets in $dir; operator token: $dir/operator.token"
+echo "compose secrets in $dir; operator token: $dir/operator.token; CA certificate: $dir/tls/ca.crt"

@@ -7,6 +7,10 @@
 #   <service>-ledger-key     key key               ledger checkpoint signing key       -> that server only
 #                                                  (stateful; keys/<service>.ledger.key)
 #   ai-gateway-provider      key OPENAI_API_KEY    provider key (may be empty: local)  -> ai-gateway server only
+#   <service>-tls            type kubernetes.io/tls, keys tls.crt, tls.key, ca.crt: the service's certificate
+#                                                  (tls/<service>/, issued by custody init's local CA)
+#                                                  -> that server only; CERT_MANAGER=true leaves them out
+#                                                  (cert-manager issues them: deploy/k8s/components/cert-manager)
 # and one ConfigMap, as it holds public keys only:
 #   ledger-verifier-keys     key <service>.ledger.vkey for each stateful service (keys/<service>.ledger.vkey)
 #                                                  the authorities' checkpoint verifier keys -> lineage (witness);
@@ -17,15 +21,17 @@
 #   RUNS_DATABASE_URL=... LINEAGE_DATABASE_URL=... OPENAI_API_KEY_FILE=~/openai.key \
 #     deploy/k8s/secrets.sh var/k8s | kubectl apply -f -
 #
-# Environment: NAMESPACE (default custody), KUBECTL (default kubectl; works offline, nothing is sent).
+# Environment: NAMESPACE (default custody), KUBECTL (default kubectl; works offline, nothing is sent),
+# CERT_MANAGER (true: no <service>-tls Secrets, cert-manager writes them).
 set -euo pipefail
 
 state_dir="${1:?usage: secrets.sh STATE_DIR (written by custody init)}"
 namespace="${NAMESPACE:-custody}"
 kubectl="${KUBECTL:-kubectl}"
+cert_manager="${CERT_MANAGER:-false}"
 
 # Values go through --from-file=<(...) rather than --from-literal, so they never appear in a process listing.
-secret() {  # name, then --from-file arguments
+secret() {  # name, then --from-file arguments (and --type)
   local name="$1"; shift
   echo "---"
   "$kubectl" create secret generic "$name" --namespace "$namespace" --dry-run=client --output yaml "$@"
@@ -61,6 +67,13 @@ for service in ai_gateway runs lineage; do
     [ -s "$state_dir/$file" ] || { echo "$state_dir/$file missing: run custody init" >&2; exit 1; }
   done
 done
+if [ "$cert_manager" != "true" ]; then
+  for service in ai_gateway runs art_studio lineage; do
+    for file in tls.crt tls.key ca.crt; do
+      [ -s "$state_dir/tls/$service/$file" ] || { echo "$state_dir/tls/$service/$file missing: run custody init" >&2; exit 1; }
+    done
+  done
+fi
 key=""
 if [ -n "${OPENAI_API_KEY_FILE:-}" ]; then key="$(tr -d '\r\n' < "$OPENAI_API_KEY_FILE")"; fi
 
@@ -77,6 +90,13 @@ for service in ai_gateway runs lineage; do
   secret "${service//_/-}-ledger-key" --from-file=key="$state_dir/keys/$service.ledger.key"
 done
 secret ai-gateway-provider --from-file=OPENAI_API_KEY=<(printf '%s' "$key")
+if [ "$cert_manager" != "true" ]; then
+  for service in ai_gateway runs art_studio lineage; do
+    tls="$state_dir/tls/$service"
+    secret "${service//_/-}-tls" --type=kubernetes.io/tls \
+      --from-file=tls.crt="$tls/tls.crt" --from-file=tls.key="$tls/tls.key" --from-file=ca.crt="$tls/ca.crt"
+  done
+fi
 verifier_keys=()
 for service in ai_gateway runs lineage; do
   verifier_keys+=("--from-file=$service.ledger.vkey=$state_dir/keys/$service.ledger.vkey")

@@ -10,6 +10,7 @@ from services/ai_gateway/transport/.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -26,9 +27,11 @@ import yaml
 from services.ai_gateway.transport import OPENAI_KEY_ENV
 from services.cli.registry import settings_class
 from services.common.catalog import SERVICES, callers_of
-from services.common.config import CONFIG_FILE_SUFFIX, env_prefix
+from services.common.config import CONFIG_FILE_SUFFIX, PEER_PORT_OFFSET, ConfigError, env_prefix
 from services.common.ledger.ledger import load_signer
 from services.common.ledger.note import generate_note_key
+from services.common.tls.certificates import CertificateAuthority
+from services.common.tls.credentials import CA_FILE, CERTIFICATE_FILE, KEY_FILE, TlsDirectory, TlsFilesError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -38,6 +41,8 @@ COMPOSE_FILE = DEPLOY_DIR / "compose" / "compose.yaml"
 OTEL_COLLECTOR_CONFIG = DEPLOY_DIR / "compose" / "otel-collector.yaml"
 K8S_DIR = DEPLOY_DIR / "k8s"
 K8S_OVERLAYS = ("dev", "prod")
+# cert-manager issues the servers' certificates instead of secrets.sh when an overlay adds this component.
+CERT_MANAGER_COMPONENT = K8S_DIR / "components" / "cert-manager"
 # The oldest Kubernetes the manifests support: native gRPC probes are GA since 1.27, all else is older.
 KUBERNETES_VERSION = "1.30.0"
 
@@ -45,6 +50,7 @@ PROJECT_IMAGE = "custody"
 PROVIDER_KEY_ENV = OPENAI_KEY_ENV
 PROVIDER_KEY_SECRET = "ai-gateway-provider"  # Kubernetes
 COMPOSE_PROVIDER_KEY_SECRET = "openai_api_key"  # compose
+COMPOSE_CA_CONFIG = "custody_ca"  # compose: the CA certificate every server trusts (tls/ca.crt)
 CREDENTIALS_SECRET = "custody-credentials"
 # The only images compose may run besides the project's: the database and the tracing pipeline.
 COMPOSE_THIRD_PARTY_IMAGES = ("postgres:", "otel/opentelemetry-collector:", "jaegertracing/all-in-one:")
@@ -58,6 +64,13 @@ PRIVATE_NOTE_KEY_PREFIX = "PRIVATE+KEY+"  # services/common/ledger/note.py: how 
 # Overlays for one-node clusters (kind, minikube), where every replica can mount a ReadWriteOnce claim.
 SINGLE_NODE_OVERLAYS = ("dev",)
 CONTAINER_LISTS = ("initContainers", "containers")
+# Transport (services/common/tls/): the container ports a server declares for its three listeners, the files of its
+# certificate directory (cert-manager's layout) and the settings that decide what it listens on.
+PUBLIC_PORT_NAME, PEER_PORT_NAME, HEALTH_PORT_NAME = "grpc", "grpc-peer", "health"
+TLS_FILES = (CERTIFICATE_FILE, KEY_FILE, CA_FILE)
+# Where the network policies expect operators' tools (custody CLI, grpcurl): a namespace with this label.
+OPERATORS_NAMESPACE = ("operators", {"custody.dev/operators": "true"})
+TRANSPORT_SETTINGS = ("HOST", "PORT", "TLS_DIR", "PEER_PORT", "HEALTH_PORT", "ALLOW_PLAINTEXT", "TRUST_DOMAIN")
 
 Manifest = dict[str, Any]
 Edge = tuple[str, str]
@@ -131,6 +144,53 @@ def ledger_key_mode_accepted(mode: int) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Listeners:
+    """What a server listens on, as its own settings class resolves its variables."""
+
+    public: int
+    peer: int | None  # mutual TLS for its callers (TLS only)
+    health: int | None  # plaintext health-only (if set)
+    tls_dir: str | None
+    allow_plaintext: bool
+
+
+def listeners(service: str, env: Mapping[str, Any]) -> Listeners | str:
+    """The server's listeners from the deployment's variables, or the configuration error `custody serve` would
+    stop with (plaintext on a non-loopback host without ALLOW_PLAINTEXT, clashing ports...): the code's rules."""
+    prefix = env_prefix(service)
+    chosen = {prefix + key: env[prefix + key] for key in TRANSPORT_SETTINGS if isinstance(env.get(prefix + key), str)}
+    try:
+        settings = settings_class(service).load(environ=chosen)
+    except ConfigError as exc:
+        return str(exc)
+    tls_dir = str(settings.tls_dir) if settings.tls_dir is not None else None
+    return Listeners(
+        settings.port, settings.resolved_peer_port, settings.health_port, tls_dir, settings.allow_plaintext
+    )
+
+
+def peer_port(service: str) -> int:
+    """Where callers reach a service over mutual TLS: its catalog port + the offset the settings default to."""
+    return SERVICES[service].default_port + PEER_PORT_OFFSET
+
+
+def tls_key_mode_accepted(mode: int) -> bool:
+    """Whether the service accepts a TLS key file of this mode: its own check (TlsDirectory) on a throwaway one."""
+    with tempfile.TemporaryDirectory() as directory:
+        issued = CertificateAuthority.create().issue("probe")
+        tls = TlsDirectory(Path(directory))
+        tls.certificate.write_bytes(issued.certificate_pem)
+        tls.key.write_bytes(issued.key_pem)
+        tls.ca.write_bytes(issued.certificate_pem)
+        tls.key.chmod(mode)
+        try:
+            tls.read_raw()
+        except TlsFilesError:
+            return False
+    return True
+
+
 # --- tools --------------------------------------------------------------------------------------------------------
 
 
@@ -155,6 +215,24 @@ def render_overlay(overlay_dir: Path) -> str:
     if result.returncode != 0:
         raise AssertionError(f"kubectl kustomize {overlay_dir} failed:\n{result.stderr}")
     return result.stdout
+
+
+def render_with_component(overlay_dir: Path, component: Path) -> str:
+    """An overlay with a component added, as a user's kustomization would add it (kustomize wants relative paths)."""
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        (root / "kustomization.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                    "kind": "Kustomization",
+                    "resources": [os.path.relpath(overlay_dir, root)],
+                    "components": [os.path.relpath(component, root)],
+                }
+            ),
+            encoding="utf-8",
+        )
+        return render_overlay(root)
 
 
 def load_manifests(text: str) -> list[Manifest]:
@@ -279,11 +357,15 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
     return True
 
 
-def grpc_port(container: Mapping[str, Any]) -> tuple[int, str] | None:
+def named_port(container: Mapping[str, Any], name: str) -> tuple[int, str] | None:
     for port in container.get("ports") or []:
-        if port.get("name") == "grpc":
-            return int(port["containerPort"]), "grpc"
+        if port.get("name") == name:
+            return int(port["containerPort"]), name
     return None
+
+
+def grpc_port(container: Mapping[str, Any]) -> tuple[int, str] | None:
+    return named_port(container, PUBLIC_PORT_NAME)
 
 
 def _server_container(pod: Pod) -> Mapping[str, Any] | None:
@@ -293,9 +375,10 @@ def _server_container(pod: Pod) -> Mapping[str, Any] | None:
 # --- Kubernetes checks --------------------------------------------------------------------------------------------
 
 
-def probe_problems(docs: Iterable[Manifest]) -> list[str]:
-    """Each server answers gRPC on its catalog port, named `grpc`, and every probe asks exactly that port and its
-    own gRPC service name; no probe anywhere points at a port its container does not declare."""
+def probe_problems(docs: list[Manifest]) -> list[str]:
+    """Each server declares its three listeners as named container ports (grpc at the catalog port, grpc-peer and
+    health where its settings put them), and its readiness and liveness probes ask the health-only port (native
+    gRPC probes cannot speak TLS) for its own gRPC service name; no probe points at a port its container lacks."""
     problems = []
     for pod in pods(docs):
         for container in pod.containers():
@@ -310,27 +393,38 @@ def probe_problems(docs: Iterable[Manifest]) -> list[str]:
         service = pod.serves()
         if service is None:
             continue
-        spec, container = SERVICES[service], _server_container(pod)
-        assert container is not None
+        spec, (container, env) = SERVICES[service], server_env(docs, pod)
         port = grpc_port(container)
         if port is None or port[0] != spec.default_port:
             problems.append(f"{pod.workload}: {service} must declare containerPort {spec.default_port} named grpc")
             continue
+        found = listeners(service, env)
+        if isinstance(found, str) or found.health is None:
+            problems.append(
+                f"{pod.workload}: {service} has no health-only port ({env_prefix(service)}HEALTH_PORT): probes "
+                "cannot speak TLS"
+            )
+            continue
+        for name, number in ((PEER_PORT_NAME, found.peer), (HEALTH_PORT_NAME, found.health)):
+            if number is not None and named_port(container, name) != (number, name):
+                problems.append(f"{pod.workload}: {service} must declare containerPort {number} named {name}")
         for kind in ("readinessProbe", "livenessProbe"):
             grpc = (container.get(kind) or {}).get("grpc")
             if not grpc:
                 problems.append(f"{pod.workload}: {service} has no native gRPC {kind}")
                 continue
-            if grpc.get("port") != port[0]:
-                problems.append(f"{pod.workload}: {kind} asks port {grpc.get('port')}, the grpc port is {port[0]}")
+            if grpc.get("port") != found.health:
+                problems.append(
+                    f"{pod.workload}: {kind} asks port {grpc.get('port')}, the health port is {found.health}"
+                )
             if grpc.get("service") != spec.full_name:
                 problems.append(f"{pod.workload}: {kind} asks for {grpc.get('service')!r}, not {spec.full_name!r}")
     return problems
 
 
 def service_problems(docs: list[Manifest]) -> list[str]:
-    """Each Service selects the pods of one server, on a target port those pods declare, at the catalog port; each
-    server has a Service."""
+    """Each Service selects the pods of one server, on target ports those pods declare: the catalog port (TLS, for
+    people) and the peer port (mutual TLS, for its callers), nothing else; each server has a Service."""
     problems = []
     all_pods = pods(docs)
     covered: set[str] = set()
@@ -355,16 +449,28 @@ def service_problems(docs: list[Manifest]) -> list[str]:
         service = served.pop()
         assert service is not None
         covered.add(service)
+        listens_on = {SERVICES[service].default_port: PUBLIC_PORT_NAME, peer_port(service): PEER_PORT_NAME}
         for port in spec.get("ports") or []:
             target = port.get("targetPort", port.get("port"))
             for pod in matched:
                 declared = [p for c in pod.containers("containers") for p in c.get("ports") or []]
-                if not any(p.get("name") == target or p.get("containerPort") == target for p in declared):
+                hit = next((p for p in declared if p.get("name") == target or p.get("containerPort") == target), None)
+                if hit is None:
                     problems.append(f"Service/{name}: targetPort {target!r} is not a port of {pod.workload}")
-            if port.get("port") != SERVICES[service].default_port:
-                problems.append(
-                    f"Service/{name}: port {port.get('port')} is not {service}'s port {SERVICES[service].default_port}"
-                )
+                elif port.get("port") in listens_on and hit.get("name") != listens_on[port["port"]]:
+                    problems.append(
+                        f"Service/{name}: port {port['port']} leads to {pod.workload}'s {hit.get('name')!r} port, "
+                        f"not its {listens_on[port['port']]!r} listener"
+                    )
+        exposed = {port.get("port") for port in spec.get("ports") or []}
+        expected = {SERVICES[service].default_port, peer_port(service)}
+        for number in sorted(exposed - expected, key=str):
+            problems.append(
+                f"Service/{name}: port {number} is neither {service}'s port {SERVICES[service].default_port} nor its "
+                f"peer port {peer_port(service)}"
+            )
+        for number in sorted(expected - exposed):
+            problems.append(f"Service/{name}: does not expose {service}'s port {number}")
     for service in sorted({p.serves() for p in all_pods} - covered - {None}):
         problems.append(f"{service} has no Service")
     return problems
@@ -446,16 +552,16 @@ def _allows(
     return False
 
 
-def reachable(docs: list[Manifest], direction: str) -> set[tuple[Pod, str]]:
+def reachable(docs: list[Manifest], direction: str, port_name: str = PEER_PORT_NAME) -> set[tuple[Pod, str]]:
     """(pod template, service) pairs where one side of the NetworkPolicies lets the pod reach that service's
-    servers on their gRPC port."""
+    servers on their port of that name (default: the mutual-TLS port services call each other on)."""
     policies = _of_kind(docs, "NetworkPolicy")
     namespaces = _namespace_labels(docs)
     all_pods = pods(docs)
     found = set()
     for dst in all_pods:
         container = _server_container(dst) if dst.serves() else None
-        port = grpc_port(container) if container else None
+        port = named_port(container, port_name) if container else None
         if port is None:
             continue
         for src in all_pods:
@@ -464,13 +570,15 @@ def reachable(docs: list[Manifest], direction: str) -> set[tuple[Pod, str]]:
     return found
 
 
-def network_graph(docs: list[Manifest], direction: str) -> set[Edge]:
+def network_graph(docs: list[Manifest], direction: str, port_name: str = PEER_PORT_NAME) -> set[Edge]:
     """Service-to-service edges one side of the NetworkPolicies allows, from servers to servers."""
-    return {(str(src.serves()), dst) for src, dst in reachable(docs, direction) if src.serves()}
+    return {(str(src.serves()), dst) for src, dst in reachable(docs, direction, port_name) if src.serves()}
 
 
 def network_policy_problems(docs: list[Manifest]) -> list[str]:
-    """Default deny in both directions, and the graph each side allows EQUALS the call graph of the catalog."""
+    """Default deny in both directions; the graph each side allows on the mutual-TLS ports EQUALS the call graph of
+    the catalog; no pod reaches a server's TLS port for people or its health-only port (operators' namespaces and
+    the kubelet are not pods of these manifests); nothing that serves nothing reaches any of them."""
     problems = []
     deny_all = [
         p
@@ -487,7 +595,8 @@ def network_policy_problems(docs: list[Manifest]) -> list[str]:
         problems += sorted(
             {
                 f"NetworkPolicy {direction.lower()} lets {src.workload}, which serves nothing, reach {dst}"
-                for src, dst in reachable(docs, direction)
+                for name in (PEER_PORT_NAME, PUBLIC_PORT_NAME, HEALTH_PORT_NAME)
+                for src, dst in reachable(docs, direction, name)
                 if not src.serves()
             }
         )
@@ -500,6 +609,35 @@ def network_policy_problems(docs: list[Manifest]) -> list[str]:
             f"NetworkPolicy {direction.lower()} blocks {a} -> {b}, which the call graph needs"
             for a, b in sorted(expected - allowed)
         ]
+        for name, what in ((PUBLIC_PORT_NAME, "TLS port for people"), (HEALTH_PORT_NAME, "plaintext health port")):
+            problems += [
+                f"NetworkPolicy {direction.lower()} lets {a} reach {b}'s {what} ({name}): services call their "
+                "peers on the mutual-TLS port only"
+                for a, b in sorted(network_graph(docs, direction, name))
+            ]
+    return problems + _operator_problems(docs)
+
+
+def _operator_problems(docs: list[Manifest]) -> list[str]:
+    """Operators' tools, in a namespace labelled as network-policies.yaml assumes, reach every server's TLS port
+    and no mutual-TLS or health port (ingress: their own namespace's egress is theirs to decide)."""
+    namespace, labels = OPERATORS_NAMESPACE
+    operator = Pod("operators' tools", namespace, {}, {})
+    namespaces = {**_namespace_labels(docs), namespace: {**labels, "kubernetes.io/metadata.name": namespace}}
+    policies = _of_kind(docs, "NetworkPolicy")
+    problems = []
+    for dst in pods(docs):
+        container = _server_container(dst) if dst.serves() else None
+        if container is None:
+            continue
+        for name in (PUBLIC_PORT_NAME, PEER_PORT_NAME, HEALTH_PORT_NAME):
+            port = named_port(container, name)
+            if port is None:
+                continue
+            allowed = _allows("Ingress", policies, operator, dst, port, namespaces)
+            if allowed != (name == PUBLIC_PORT_NAME):
+                verb = "lets operators reach" if allowed else "keeps operators from"
+                problems.append(f"NetworkPolicy ingress {verb} {dst.serves()}'s {name} port {port[0]}")
     return problems
 
 
@@ -584,6 +722,8 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
             return {("serve", name)}
         if name in AUTHORITIES and secret == ledger_key_secret(name):
             return {("serve", name)}
+        if secret == tls_secret(name):
+            return {("serve", name)}
     return None
 
 
@@ -633,6 +773,11 @@ def referenced_configmaps(docs: list[Manifest]) -> set[str]:
 
 def ledger_key_secret(service: str) -> str:
     return f"{k8s_name(service)}-ledger-key"
+
+
+def tls_secret(service: str) -> str:
+    """The kubernetes.io/tls Secret of a server's certificate (secrets.sh or cert-manager writes it)."""
+    return f"{k8s_name(service)}-tls"
 
 
 def mount_of(container: Mapping[str, Any], path: str) -> Mapping[str, Any] | None:
@@ -828,6 +973,37 @@ def ledger_problems(docs: list[Manifest], single_node: bool = False) -> list[str
     return problems
 
 
+def tls_problems(docs: list[Manifest]) -> list[str]:
+    """Each server's TLS_DIR is its own Secret <service>-tls mounted read-only, holding tls.crt, tls.key and ca.crt
+    under those names, with a key mode the service accepts (root:fsGroup 0440, as for the ledger key)."""
+    problems = []
+    for pod in pods(docs):
+        service, container = pod.serves(), _server_container(pod)
+        if service is None or container is None:
+            continue
+        found = listeners(service, server_env(docs, pod)[1])
+        if isinstance(found, str) or found.tls_dir is None:
+            continue  # settings_problems reports it
+        secret = tls_secret(service)
+        for file in TLS_FILES:
+            mounted = mounted_file(pod, container, f"{found.tls_dir.rstrip('/')}/{file}")
+            if mounted is None or (mounted.source, mounted.name, mounted.key) != ("secret", secret, file):
+                origin = "nothing" if mounted is None else f"{mounted.source} {mounted.name} key {mounted.key}"
+                problems.append(
+                    f"{pod.workload}: {found.tls_dir}/{file} is not key {file} of Secret {secret} ({origin})"
+                )
+                continue
+            if not mounted.read_only:
+                problems.append(f"{pod.workload}: the TLS directory's mount must be readOnly")
+            if file == KEY_FILE and not (mounted.group_readable_by_pod and tls_key_mode_accepted(mounted.mode)):
+                problems.append(
+                    f"{pod.workload}: the TLS key would be mode {mounted.mode:04o}"
+                    f"{'' if mounted.group_readable_by_pod else ' without an fsGroup'}, which {service} cannot read "
+                    "or refuses (others may read it or its group write it)"
+                )
+    return problems
+
+
 def is_project_image(image: str, version: str) -> bool:
     """REGISTRY/.../custody:<project version> or .../custody@sha256:<digest>."""
     match = re.fullmatch(r"(?:[^@]+/)?([^/:@]+)(?::([^@/]+))?(?:@sha256:([0-9a-f]{64}))?", image)
@@ -867,15 +1043,32 @@ def _settings_env_problems(where: str, service: str, env: Mapping[str, Any], rol
         problems.append(f"{where}: {prefix}PORT is {env[prefix + 'PORT']}, the catalog port is {spec.default_port}")
     if spec.stateful and str(env.get(prefix + "AUTO_MIGRATE", "true")).lower() != "false":
         problems.append(f"{where}: {prefix}AUTO_MIGRATE must be false (the migration job migrates)")
+    return problems + _transport_problems(where, service, env)
+
+
+def _transport_problems(where: str, service: str, env: Mapping[str, Any]) -> list[str]:
+    """A deployed server serves TLS (plaintext only on its health-only port), with its peer port where its callers'
+    addresses expect it; whatever `custody serve` itself would refuse is reported in its own words."""
+    prefix = env_prefix(service)
+    found = listeners(service, env)
+    if isinstance(found, str):
+        return [f"{where}: {found}"]
+    problems = []
+    if found.tls_dir is None:
+        problems.append(f"{where}: {prefix}TLS_DIR is not set: a deployed server serves TLS, never plaintext")
+    if found.allow_plaintext:
+        problems.append(f"{where}: {prefix}ALLOW_PLAINTEXT must not be true in a deployment")
+    if found.tls_dir is not None and found.peer != peer_port(service):
+        problems.append(f"{where}: the peer port is {found.peer}, its callers' addresses expect {peer_port(service)}")
     return problems
 
 
 def _address_problems(where: str, service: str, env: Mapping[str, Any], resolve: Mapping[str, str]) -> list[str]:
-    """Each peer address names the host that serves that peer, at the peer's catalog port."""
+    """Each peer address names the host that serves that peer, at the peer's mutual-TLS port."""
     problems = []
     for peer in SERVICES[service].calls:
         variable = f"{env_prefix(service)}{peer.upper()}_ADDRESS"
-        expected = f"{resolve.get(peer, '<no host serves ' + peer + '>')}:{SERVICES[peer].default_port}"
+        expected = f"{resolve.get(peer, '<no host serves ' + peer + '>')}:{peer_port(peer)}"
         if env.get(variable) != expected:
             problems.append(f"{where}: {variable} is {env.get(variable)!r}, expected {expected!r}")
     return problems
@@ -989,6 +1182,7 @@ K8S_CHECKS = (
     migration_problems,
     availability_problems,
     ledger_problems,
+    tls_problems,
 )
 
 
@@ -1121,17 +1315,21 @@ def compose_reference_problems(compose: Mapping[str, Any]) -> list[str]:
 
 
 def compose_healthcheck_problems(compose: Mapping[str, Any]) -> list[str]:
-    """Each server's healthcheck is `custody health` for that service at its catalog port inside the container."""
+    """Each server's healthcheck is `custody health` for that service at its catalog port inside the container,
+    over TLS trusting the CA of its certificate directory."""
     problems = []
     for name, definition in compose.get("services", {}).items():
         role = compose_role(definition)
         if not role or role[0] != "serve":
             continue
         service = role[1]
+        found = listeners(service, _environment(definition))
+        tls_dir = found.tls_dir if isinstance(found, Listeners) else None
         expected = [
             "CMD",
             *("custody", "health", "--service", service),
             *("--address", f"127.0.0.1:{SERVICES[service].default_port}"),
+            *(("--cacert", f"{tls_dir.rstrip('/')}/{CA_FILE}") if tls_dir else ()),
         ]
         test = (definition.get("healthcheck") or {}).get("test")
         if test != expected:
@@ -1173,6 +1371,9 @@ def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
         for service in AUTHORITIES:
             if f"{service}_ledger_key" in secrets and role != ("serve", service):
                 problems.append(f"{name}: reads {service}_ledger_key ({service}'s ledger signing key)")
+        for service in SERVICES:
+            if compose_tls_key_secret(service) in secrets and role != ("serve", service):
+                problems.append(f"{name}: reads {compose_tls_key_secret(service)} ({service}'s TLS key)")
         if any(s.startswith("postgres_") for s in secrets) and not str(definition.get("image")).startswith("postgres:"):
             problems.append(f"{name}: reads PostgreSQL passwords (only the postgres service may)")
     return problems
@@ -1308,12 +1509,74 @@ def compose_ledger_problems(compose: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def compose_tls_key_secret(service: str) -> str:
+    return f"{service}_tls_key"
+
+
+def _compose_tls_sources(service: str) -> dict[str, tuple[str, str]]:
+    """File of the TLS directory -> (kind, name) of the compose secret or config it comes from, and the file under
+    the secrets directory (custody init's tls/) that must back it."""
+    return {
+        KEY_FILE: ("secrets", compose_tls_key_secret(service)),
+        CERTIFICATE_FILE: ("configs", f"{service}_tls_crt"),
+        CA_FILE: ("configs", COMPOSE_CA_CONFIG),
+    }
+
+
+def _compose_tls_backing(service: str, file: str) -> tuple[str, ...]:
+    """The last path parts the secret's or config's file must have (tls/<service>/tls.key, tls/ca.crt)."""
+    return ("tls", CA_FILE) if file == CA_FILE else ("tls", service, file)
+
+
+def compose_tls_problems(compose: Mapping[str, Any]) -> list[str]:
+    """Each server's TLS_DIR is a private copy on its tmpfs, made by its entry point under umask 077, of its own
+    key (a secret), its own certificate and the CA certificate (configs), each backed by what `custody init` wrote
+    for that service; nothing mounts the CA's private key (tls/ca/)."""
+    problems = []
+    declared = {kind: compose.get(kind) or {} for kind in ("secrets", "configs")}
+    for kind, entries in declared.items():
+        for entry, spec in entries.items():
+            parts = Path(str((spec or {}).get("file", ""))).parts
+            if "tls" in parts and parts[parts.index("tls") + 1 : parts.index("tls") + 2] == ("ca",):
+                problems.append(f"{kind[:-1]} {entry}: {spec['file']} is in tls/ca/, the CA's own directory")
+    for name, definition in compose.get("services", {}).items():
+        role = compose_role(definition)
+        if role is None or role[0] != "serve":
+            continue
+        service = role[1]
+        found = listeners(service, _environment(definition))
+        if not isinstance(found, Listeners) or found.tls_dir is None:
+            continue  # compose_settings_problems reports it
+        directory = found.tls_dir.rstrip("/")
+        tmpfs = [str(entry).split(":", 1)[0] for entry in definition.get("tmpfs") or []]
+        if not any(_under(directory, root) for root in tmpfs):
+            problems.append(f"{name}: the TLS directory {directory} is not on the container's tmpfs")
+        entrypoint = definition.get("entrypoint") or []
+        script = " ".join((entrypoint if isinstance(entrypoint, str) else " ".join(map(str, entrypoint))).split())
+        if f"umask 077 && mkdir -p {directory}" not in script:
+            problems.append(f"{name}: the entry point does not make {directory} under umask 077")
+        for file, (kind, source) in _compose_tls_sources(service).items():
+            mounted = _file_mounts(definition, kind).get(source)
+            backing = Path(str((declared[kind].get(source) or {}).get("file", ""))).parts
+            expected = _compose_tls_backing(service, file)
+            if mounted is None:
+                problems.append(f"{name}: lacks {kind[:-1]} {source}, its {file}")
+                continue
+            if backing[-len(expected) :] != expected:
+                problems.append(f"{name}: {kind[:-1]} {source} is not {'/'.join(expected)}")
+            copy = rf"cat {re.escape(mounted)} > {re.escape(directory)}/{re.escape(file)}(?![\w/.-])"
+            if not re.search(copy, script):
+                problems.append(f"{name}: the entry point does not copy {mounted} to {directory}/{file}")
+    return problems
+
+
 COMPOSE_CHECKS = (
     compose_reference_problems,
     compose_healthcheck_problems,
     compose_secret_problems,
     compose_settings_problems,
     compose_ledger_problems,
+    compose_tls_problems,
 )
 
 

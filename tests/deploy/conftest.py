@@ -41,3 +41,10 @@ def prod(rendered: dict[str, list[checks.Manifest]]) -> list[checks.Manifest]:
 @pytest.fixture
 def compose() -> dict[str, Any]:
     return checks.load_compose()
+
+
+@pytest.fixture(scope="session")
+def with_cert_manager() -> list[checks.Manifest]:
+    """The prod overlay with the cert-manager component, rendered once."""
+    overlay = checks.K8S_DIR / "overlays" / "prod"
+    return checks.load_manifests(checks.render_with_component(overlay, checks.CERT_MANAGER_COMPONENT))

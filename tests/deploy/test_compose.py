@@ -42,6 +42,10 @@ def test_compose_settings_are_known_and_the_containers_read_only(compose: dict[s
     assert checks.compose_settings_problems(compose) == []
 
 
+def test_every_server_serves_tls_from_a_private_copy_of_its_own_certificate(compose: dict[str, Any]):
+    assert checks.compose_tls_problems(compose) == []
+
+
 def test_each_authority_signs_with_its_own_key_and_logs_to_its_own_volume(compose: dict[str, Any]):
     assert checks.compose_ledger_problems(compose) == []
 
@@ -127,9 +131,9 @@ def test_a_stateful_server_migrating_itself_is_reported(compose: dict[str, Any])
 
 
 def test_a_peer_addressed_by_the_wrong_name_is_reported(compose: dict[str, Any]):
-    compose["services"]["art-studio"]["environment"]["CUSTODY_ART_STUDIO_AI_GATEWAY_ADDRESS"] = "ai_gateway:50051"
+    compose["services"]["art-studio"]["environment"]["CUSTODY_ART_STUDIO_AI_GATEWAY_ADDRESS"] = "ai_gateway:50151"
     assert checks.compose_settings_problems(compose) == [
-        "art-studio: CUSTODY_ART_STUDIO_AI_GATEWAY_ADDRESS is 'ai_gateway:50051', expected 'ai-gateway:50051'"
+        "art-studio: CUSTODY_ART_STUDIO_AI_GATEWAY_ADDRESS is 'ai_gateway:50151', expected 'ai-gateway:50151'"
     ]
 
 
@@ -245,4 +249,64 @@ def test_bind_mounting_the_key_directory_is_reported(compose: dict[str, Any]):
     compose["services"]["lineage"]["volumes"].append("../../var/compose/keys:/etc/custody/ledger-peers:ro")
     assert checks.compose_ledger_problems(compose) == [
         "lineage: bind-mounts ../../var/compose/keys, which holds every authority's private key"
+    ]
+
+
+# --- the TLS checks catch what they exist for ---------------------------------------------------------------------
+
+
+def test_a_server_without_tls_is_refused_in_the_services_own_words(compose: dict[str, Any]):
+    del compose["services"]["runs"]["environment"]["CUSTODY_RUNS_TLS_DIR"]
+    del compose["services"]["runs"]["environment"]["CUSTODY_RUNS_PEER_PORT"]
+    problems = checks.compose_settings_problems(compose)
+    assert len(problems) == 1 and "CUSTODY_RUNS_HOST is '0.0.0.0', not a loopback address" in problems[0], problems
+
+
+def test_a_healthcheck_without_the_ca_is_reported(compose: dict[str, Any]):
+    compose["services"]["lineage"]["healthcheck"]["test"] = compose["services"]["lineage"]["healthcheck"]["test"][:-2]
+    problems = checks.compose_healthcheck_problems(compose)
+    assert len(problems) == 1 and problems[0].startswith("lineage: healthcheck test is"), problems
+
+
+def test_another_services_tls_key_is_reported(compose: dict[str, Any]):
+    compose["services"]["art-studio"]["secrets"].append("runs_tls_key")
+    assert checks.compose_secret_problems(compose) == ["art-studio: reads runs_tls_key (runs's TLS key)"]
+
+
+def test_swapped_tls_keys_are_reported(compose: dict[str, Any]):
+    files = compose["secrets"]
+    files["runs_tls_key"], files["lineage_tls_key"] = files["lineage_tls_key"], files["runs_tls_key"]
+    assert checks.compose_tls_problems(compose) == [
+        "runs: secret runs_tls_key is not tls/runs/tls.key",
+        "lineage: secret lineage_tls_key is not tls/lineage/tls.key",
+    ]
+
+
+def test_a_tls_key_read_straight_from_its_bind_mount_is_reported(compose: dict[str, Any]):
+    entrypoint = compose["services"]["art-studio"]["entrypoint"]
+    entrypoint[2] = entrypoint[2].replace("cat /run/secrets/tls_key > /tmp/tls/tls.key && ", "")
+    assert checks.compose_tls_problems(compose) == [
+        "art-studio: the entry point does not copy /run/secrets/tls_key to /tmp/tls/tls.key"
+    ]
+
+
+def test_a_tls_copy_without_a_private_umask_is_reported(compose: dict[str, Any]):
+    entrypoint = compose["services"]["ai-gateway"]["entrypoint"]
+    entrypoint[2] = entrypoint[2].replace("umask 077 && mkdir", "mkdir")
+    assert checks.compose_tls_problems(compose) == [
+        "ai-gateway: the entry point does not make /tmp/tls under umask 077"
+    ]
+
+
+def test_mounting_the_ca_key_is_reported(compose: dict[str, Any]):
+    compose["secrets"]["custody_ca_key"] = {"file": "../../var/compose/tls/ca/ca.key"}
+    assert checks.compose_tls_problems(compose) == [
+        "secret custody_ca_key: ../../var/compose/tls/ca/ca.key is in tls/ca/, the CA's own directory"
+    ]
+
+
+def test_a_peer_port_published_on_the_host_is_reported(compose: dict[str, Any]):
+    compose["services"]["lineage"]["ports"].append("127.0.0.1:50154:50154")
+    assert checks.compose_settings_problems(compose) == [
+        "lineage: publishes container port 50154, the catalog port is 50054"
     ]

@@ -171,9 +171,35 @@ def test_an_extra_ingress_edge_from_lineage_to_runs_is_reported(prod: list[Manif
 
 def test_an_extra_egress_edge_is_reported(prod: list[Manifest]):
     egress = find(prod, "NetworkPolicy", "runs-egress")["spec"]["egress"]
-    egress.append({"to": [pod_peer("art-studio")], "ports": [{"protocol": "TCP", "port": 50053}]})
+    egress.append({"to": [pod_peer("art-studio")], "ports": [{"protocol": "TCP", "port": 50153}]})
     problems = checks.network_policy_problems(prod)
     assert problems == ["NetworkPolicy egress allows runs -> art_studio, which is not in the call graph"]
+
+
+def test_a_service_allowed_to_a_peers_tls_port_for_people_is_reported(prod: list[Manifest]):
+    """runs may call lineage, but on lineage's mutual-TLS port: its TLS port for people is the operators'."""
+    egress = find(prod, "NetworkPolicy", "runs-egress")["spec"]["egress"]
+    egress.append({"to": [pod_peer("lineage")], "ports": [{"protocol": "TCP", "port": 50054}]})
+    assert checks.network_policy_problems(prod) == [
+        "NetworkPolicy egress lets runs reach lineage's TLS port for people (grpc): services call their peers on "
+        "the mutual-TLS port only"
+    ]
+
+
+def test_a_peer_port_opened_to_operators_is_reported(prod: list[Manifest]):
+    rules = find(prod, "NetworkPolicy", "lineage-ingress")["spec"]["ingress"]
+    rules[1]["ports"].append({"protocol": "TCP", "port": 50154})
+    assert checks.network_policy_problems(prod) == [
+        "NetworkPolicy ingress lets operators reach lineage's grpc-peer port 50154"
+    ]
+
+
+def test_operators_kept_from_a_tls_port_is_reported(prod: list[Manifest]):
+    rules = find(prod, "NetworkPolicy", "art-studio-ingress")["spec"]["ingress"]
+    rules[0]["ports"] = [{"protocol": "TCP", "port": 50253}]
+    problems = checks.network_policy_problems(prod)
+    assert "NetworkPolicy ingress keeps operators from art_studio's grpc port 50053" in problems, problems
+    assert "NetworkPolicy ingress lets operators reach art_studio's health port 50253" in problems, problems
 
 
 def test_a_missing_edge_of_the_call_graph_is_reported(prod: list[Manifest]):
@@ -265,9 +291,17 @@ def test_another_services_setting_is_reported(prod: list[Manifest]):
 
 
 def test_a_peer_address_pointing_at_another_service_is_reported(prod: list[Manifest]):
-    find(prod, "ConfigMap", "runs-config")["data"]["CUSTODY_RUNS_AI_GATEWAY_ADDRESS"] = "lineage:50054"
+    find(prod, "ConfigMap", "runs-config")["data"]["CUSTODY_RUNS_AI_GATEWAY_ADDRESS"] = "lineage:50154"
     problems = checks.settings_problems(prod)
-    assert any("CUSTODY_RUNS_AI_GATEWAY_ADDRESS is 'lineage:50054', expected 'ai-gateway:50051'" in p for p in problems)
+    assert any("CUSTODY_RUNS_AI_GATEWAY_ADDRESS is 'lineage:50154', expected 'ai-gateway:50151'" in p for p in problems)
+
+
+def test_a_peer_addressed_at_its_tls_port_for_people_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "art-studio-config")["data"]["CUSTODY_ART_STUDIO_RUNS_ADDRESS"] = "runs:50052"
+    problems = checks.settings_problems(prod)
+    assert problems == [
+        "Deployment/art-studio art-studio: CUSTODY_ART_STUDIO_RUNS_ADDRESS is 'runs:50052', expected 'runs:50152'"
+    ]
 
 
 def test_a_server_listening_on_loopback_is_reported(prod: list[Manifest]):
@@ -452,3 +486,109 @@ def test_a_private_note_key_in_a_configmap_is_reported(prod: list[Manifest]):
     find(prod, "ConfigMap", "runs-config")["data"]["KEY"] = "PRIVATE+KEY+localhost/custody/runs+00000000+AQ"
     problems = checks.ledger_problems(prod)
     assert len(problems) == 1 and "holds a private note key: keys belong in a Secret" in problems[0], problems
+
+
+# --- TLS: the checks catch what they exist for --------------------------------------------------------------------
+
+
+def test_every_server_serves_tls_from_its_own_secret(manifests: list[Manifest]):
+    assert checks.tls_problems(manifests) == []
+
+
+def config(docs: list[Manifest], deployment: str) -> dict[str, str]:
+    return find(docs, "ConfigMap", f"{deployment}-config")["data"]
+
+
+def test_a_server_serving_plaintext_on_all_interfaces_is_refused_in_the_services_own_words(prod: list[Manifest]):
+    del config(prod, "runs")["CUSTODY_RUNS_TLS_DIR"]
+    del config(prod, "runs")["CUSTODY_RUNS_PEER_PORT"]
+    problems = checks.settings_problems(prod)
+    assert len(problems) == 1, problems
+    assert "CUSTODY_RUNS_HOST is '0.0.0.0', not a loopback address, and TLS is not configured" in problems[0]
+
+
+def test_plaintext_allowed_on_purpose_is_still_reported_in_a_deployment(prod: list[Manifest]):
+    data = config(prod, "lineage")
+    del data["CUSTODY_LINEAGE_TLS_DIR"], data["CUSTODY_LINEAGE_PEER_PORT"]
+    data["CUSTODY_LINEAGE_ALLOW_PLAINTEXT"] = "true"
+    assert checks.settings_problems(prod) == [
+        "Deployment/lineage lineage: CUSTODY_LINEAGE_TLS_DIR is not set: a deployed server serves TLS, never plaintext",
+        "Deployment/lineage lineage: CUSTODY_LINEAGE_ALLOW_PLAINTEXT must not be true in a deployment",
+    ]
+
+
+def test_a_peer_port_where_callers_do_not_look_is_reported(prod: list[Manifest]):
+    config(prod, "ai-gateway")["CUSTODY_AI_GATEWAY_PEER_PORT"] = "50999"
+    problems = checks.settings_problems(prod)
+    assert "Deployment/ai-gateway ai-gateway: the peer port is 50999, its callers' addresses expect 50151" in problems
+
+
+def test_a_probe_on_the_tls_port_is_reported(prod: list[Manifest]):
+    server(prod, "runs")["livenessProbe"]["grpc"]["port"] = 50052
+    assert checks.probe_problems(prod) == ["Deployment/runs: livenessProbe asks port 50052, the health port is 50252"]
+
+
+def test_a_server_without_a_health_port_is_reported(prod: list[Manifest]):
+    del config(prod, "art-studio")["CUSTODY_ART_STUDIO_HEALTH_PORT"]
+    assert checks.probe_problems(prod) == [
+        "Deployment/art-studio: art_studio has no health-only port (CUSTODY_ART_STUDIO_HEALTH_PORT): probes cannot "
+        "speak TLS"
+    ]
+
+
+def test_a_server_not_declaring_its_peer_port_is_reported(prod: list[Manifest]):
+    ports = server(prod, "lineage")["ports"]
+    ports[:] = [p for p in ports if p["name"] != "grpc-peer"]
+    problems = checks.probe_problems(prod) + checks.service_problems(prod)
+    assert "Deployment/lineage: lineage must declare containerPort 50154 named grpc-peer" in problems, problems
+    assert "Service/lineage: targetPort 'grpc-peer' is not a port of Deployment/lineage" in problems, problems
+
+
+def test_a_service_port_leading_callers_to_the_tls_port_for_people_is_reported(prod: list[Manifest]):
+    peer = next(p for p in find(prod, "Service", "runs")["spec"]["ports"] if p["name"] == "grpc-peer")
+    peer["targetPort"] = "grpc"
+    assert checks.service_problems(prod) == [
+        "Service/runs: port 50152 leads to Deployment/runs's 'grpc' port, not its 'grpc-peer' listener"
+    ]
+
+
+def test_a_service_without_the_peer_port_is_reported(prod: list[Manifest]):
+    ports = find(prod, "Service", "ai-gateway")["spec"]["ports"]
+    ports[:] = [p for p in ports if p["name"] != "grpc-peer"]
+    assert checks.service_problems(prod) == ["Service/ai-gateway: does not expose ai_gateway's port 50151"]
+
+
+def test_another_services_tls_secret_is_reported(prod: list[Manifest]):
+    volume(prod, "runs", "tls")["secret"]["secretName"] = "lineage-tls"
+    assert checks.secret_scope_problems(prod) == [
+        "Deployment/runs reads Secret lineage-tls, which is only for: serve lineage"
+    ]
+    assert checks.tls_problems(prod)[0] == (
+        "Deployment/runs: /etc/custody/tls/tls.crt is not key tls.crt of Secret runs-tls (secret lineage-tls key "
+        "tls.crt)"
+    )
+
+
+def test_a_world_readable_tls_key_is_reported(prod: list[Manifest]):
+    volume(prod, "art-studio", "tls")["secret"]["defaultMode"] = 0o644
+    assert checks.tls_problems(prod) == [
+        "Deployment/art-studio: the TLS key would be mode 0644, which art_studio cannot read or refuses (others may "
+        "read it or its group write it)"
+    ]
+
+
+def test_a_tls_secret_volume_without_the_key_is_reported(prod: list[Manifest]):
+    volume(prod, "lineage", "tls")["secret"]["items"] = [
+        {"key": "tls.crt", "path": "tls.crt"},
+        {"key": "ca.crt", "path": "ca.crt"},
+    ]
+    assert checks.tls_problems(prod) == [
+        "Deployment/lineage: /etc/custody/tls/tls.key is not key tls.key of Secret lineage-tls (secret lineage-tls "
+        "key None)"
+    ]
+
+
+def test_a_writable_tls_mount_is_reported(prod: list[Manifest]):
+    mount = next(m for m in server(prod, "runs")["volumeMounts"] if m["name"] == "tls")
+    del mount["readOnly"]
+    assert set(checks.tls_problems(prod)) == {"Deployment/runs: the TLS directory's mount must be readOnly"}

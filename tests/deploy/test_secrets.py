@@ -22,6 +22,9 @@ from services.common.config import CONFIG_FILE_SUFFIX, StatefulServiceSettings, 
 from services.common.identity import Credentials, Principal
 from services.common.ledger.ledger import load_signer
 from services.common.ledger.note import NoteSigner, NoteVerifier
+from services.common.tls.certificates import DEFAULT_TRUST_DOMAIN
+from services.common.tls.credentials import TlsDirectory, TlsMaterial, check
+from services.common.tls.peer_identity import service_of
 from tests.deploy import checks
 from tests.deploy.checks import Manifest
 
@@ -207,6 +210,59 @@ def test_the_kubernetes_secrets_script_prints_nothing_when_a_ledger_key_is_missi
     assert "keys/runs.ledger.key missing: run custody init" in result.stderr
 
 
+def test_each_server_gets_its_own_certificate_as_a_kubernetes_tls_secret(state_dir: Path):
+    docs = {d["metadata"]["name"]: d for d in checks.load_manifests(k8s_script_output(state_dir, ()))}
+    secrets = k8s_secrets(state_dir)
+    ca = (state_dir / "tls" / "ca.crt").read_text()
+    for name in SERVICES:
+        secret = checks.tls_secret(name)
+        assert docs[secret]["type"] == "kubernetes.io/tls"
+        data = secrets[secret]
+        assert set(data) == set(checks.TLS_FILES)
+        check(TlsMaterial(*(data[f].encode() for f in checks.TLS_FILES)), state_dir)  # the key is the certificate's
+        assert service_of(data["tls.crt"].encode(), DEFAULT_TRUST_DOMAIN) == name
+        assert data["ca.crt"] == ca
+    ca_key = (state_dir / "tls" / "ca" / "ca.key").read_text()
+    assert [name for name, data in secrets.items() if ca_key in str(data)] == []  # the CA's key stays home
+
+
+def test_each_server_reads_its_tls_directory_as_the_kubelet_writes_it(
+    state_dir: Path, rendered: dict[str, list[Manifest]], overlay: str, tmp_path: Path
+):
+    """root:10001 0440 files of the server's own Secret: the service's own reader accepts them."""
+    secrets = k8s_secrets(state_dir)
+    served = set()
+    for pod in checks.pods(rendered[overlay]):
+        name = pod.serves()
+        if name is None:
+            continue
+        container, env = checks.server_env(rendered[overlay], pod)
+        directory = tmp_path / name
+        directory.mkdir()
+        for file in checks.TLS_FILES:
+            found = checks.mounted_file(pod, container, f"{env[f'{env_prefix(name)}TLS_DIR']}/{file}")
+            assert found is not None and found.key == file and found.name == checks.tls_secret(name)
+            (directory / file).write_text(secrets[found.name][found.key])
+            (directory / file).chmod(found.mode)
+        assert service_of(TlsDirectory(directory).read().certificate_chain, DEFAULT_TRUST_DOMAIN) == name
+        served.add(name)
+    assert served == set(SERVICES)
+
+
+def test_with_cert_manager_the_script_leaves_the_tls_secrets_to_it(state_dir: Path):
+    secrets = k8s_secrets(state_dir, CERT_MANAGER="true")
+    assert not {checks.tls_secret(name) for name in SERVICES} & set(secrets)
+
+
+def test_the_kubernetes_secrets_script_prints_nothing_when_a_certificate_is_missing(state_dir: Path, tmp_path: Path):
+    copy = tmp_path / "state"
+    subprocess.run(["cp", "-r", str(state_dir), str(copy)], check=True)
+    (copy / "tls" / "lineage" / "tls.key").unlink()
+    result = run_script(K8S_SECRETS_SCRIPT, str(copy), env=DATABASE_URLS)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "tls/lineage/tls.key missing: run custody init" in result.stderr
+
+
 def test_the_provider_key_file_lands_in_the_provider_secret_only(state_dir: Path, tmp_path: Path):
     key = "sk-test-" + "x" * 24
     (tmp_path / "openai.key").write_text(key + "\n")
@@ -277,8 +333,9 @@ def compose_server(compose: dict[str, Any], service: str) -> dict[str, Any]:
     return next(d for d in compose["services"].values() if checks.compose_role(d) == ("serve", service))
 
 
-def fake_custody(bin_dir: Path, variable: str) -> None:
-    """A `custody` that loads the ledger key as the service does, and prints its verifier key and its arguments."""
+def fake_custody(bin_dir: Path, tls_variable: str, ledger_variable: str | None) -> None:
+    """A `custody` that reads its TLS directory and ledger key as the service does, and prints the service its
+    certificate names, the ledger key's verifier key (authorities) and its arguments."""
     bin_dir.mkdir()
     script = bin_dir / "custody"
     script.write_text(
@@ -286,40 +343,66 @@ def fake_custody(bin_dir: Path, variable: str) -> None:
         "import os, sys\n"
         "from pathlib import Path\n"
         "from services.common.ledger.ledger import load_signer\n"
-        f"print(load_signer(Path(os.environ[{variable!r}])).vkey, *sys.argv[1:])\n"
+        "from services.common.tls.credentials import TlsDirectory\n"
+        "from services.common.tls.peer_identity import service_of\n"
+        f"material = TlsDirectory(Path(os.environ[{tls_variable!r}])).read()\n"
+        f"ledger = {ledger_variable!r}\n"
+        "vkey = [load_signer(Path(os.environ[ledger])).vkey] if ledger else []\n"
+        "print(service_of(material.certificate_chain, 'custody'), *vkey, *sys.argv[1:])\n"
     )
     script.chmod(0o755)
 
 
-def test_each_compose_authority_starts_with_a_private_copy_of_its_own_ledger_key(compose_secrets: Path, tmp_path: Path):
-    """The entry point run for real, with /run/secrets and /tmp moved under tmp_path: the bind-mounted key is 0644
-    (which the service refuses), the copy it hands the service is 0600 and accepted."""
+def test_each_compose_server_starts_with_private_copies_of_its_own_keys(compose_secrets: Path, tmp_path: Path):
+    """The entry point run for real, /run/secrets, /etc/custody and /tmp moved under tmp_path: the bind-mounted keys
+    are 0644 (which the service refuses), the copies it hands the service are 0600 and accepted: the TLS directory
+    of every server, the ledger key of every authority."""
     compose = checks.load_compose(environ={"CUSTODY_SECRETS_DIR": str(compose_secrets)})
     files = compose_secret_files(compose_secrets)
-    for name in checks.AUTHORITIES:
+    for name in SERVICES:
         definition, root = compose_server(compose, name), tmp_path / name
-        run_secrets, private_tmp = root / "run" / "secrets", root / "tmp"
-        run_secrets.mkdir(parents=True)
-        private_tmp.mkdir()
-        for entry in definition["secrets"]:
-            source, target = (entry, entry) if isinstance(entry, str) else (entry["source"], entry["target"])
-            shutil.copy(files[source], run_secrets / target)
-        assert (run_secrets / "ledger_key").stat().st_mode & 0o777 == 0o644
-
-        moved = {"/run/secrets/": f"{run_secrets}/", "/tmp/": f"{private_tmp}/"}
+        moved = {
+            "/run/secrets/": f"{root}/run/secrets/",
+            "/etc/custody/": f"{root}/etc/custody/",
+            "/tmp/": f"{root}/tmp/",
+        }
 
         def relocate(text: str, moved: dict[str, str] = moved) -> str:
             return re.sub("|".join(map(re.escape, moved)), lambda match: moved[match[0]], text)
 
-        variable = f"{env_prefix(name)}LEDGER_KEY_FILE"
-        fake_custody(root / "bin", variable)
+        (root / "tmp").mkdir(parents=True)
+        for kind in ("secrets", "configs"):
+            for entry in definition.get(kind) or []:
+                source, target = (entry, entry) if isinstance(entry, str) else (entry["source"], entry["target"])
+                path = Path(relocate(target if target.startswith("/") else f"/run/secrets/{target}"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(files[source], path)
+        assert (root / "run" / "secrets" / "tls_key").stat().st_mode & 0o777 == 0o644
+        variable = f"{env_prefix(name)}TLS_DIR"
+        ledger = f"{env_prefix(name)}LEDGER_KEY_FILE" if name in checks.AUTHORITIES else None
+        fake_custody(root / "bin", variable, ledger)
         environ = {
             "PATH": f"{root / 'bin'}:{os.environ['PATH']}",
             variable: relocate(definition["environment"][variable]),
+            **({ledger: relocate(definition["environment"][ledger])} if ledger else {}),
         }
         argv = [relocate(str(a)) for a in definition["entrypoint"]] + definition["command"]
         result = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0, result.stderr
-        vkey = (compose_secrets / "keys" / checks.ledger_vkey_name(name)).read_text().strip()
-        assert result.stdout.split() == [vkey, "serve", name]
-        assert Path(environ[variable]).stat().st_mode & 0o777 == 0o600
+        vkey = [(compose_secrets / "keys" / checks.ledger_vkey_name(name)).read_text().strip()] if ledger else []
+        assert result.stdout.split() == [name, *vkey, "serve", name]
+        assert (Path(environ[variable]) / "tls.key").stat().st_mode & 0o777 == 0o600
+        if ledger:
+            assert (root / "run" / "secrets" / "ledger_key").stat().st_mode & 0o777 == 0o644
+            assert Path(environ[ledger]).stat().st_mode & 0o777 == 0o600
+
+
+def test_with_cert_manager_every_referenced_secret_is_written_by_exactly_one_of_the_two(
+    state_dir: Path, with_cert_manager: list[Manifest]
+):
+    issued = {
+        d["spec"]["secretName"] for d in with_cert_manager if d["kind"] == "Certificate" and not d["spec"].get("isCA")
+    }
+    scripted = set(k8s_secrets(state_dir, CERT_MANAGER="true"))
+    assert not issued & scripted
+    assert issued | scripted == checks.referenced_secrets(with_cert_manager)
