@@ -25,6 +25,18 @@ TRANSPORT_DIR = ("services", "ai_gateway", "transport")
 # process: the entry point `custody serve` builds (`main`), its settings (`config`), its schema migrations
 # (`custody migrate`) and its offline ledger audit (`custody ledger audit`).
 CLI_DIR = ("services", "cli")
+# X.509 and gRPC's TLS credential constructors: services/common/tls/ only (one place issues certificates, one reads
+# identities from them, one builds credentials).
+TLS_DIR = ("services", "common", "tls")
+X509_MODULE = "cryptography.x509"
+TLS_CREDENTIAL_CONSTRUCTORS = frozenset(
+    {
+        "ssl_channel_credentials",
+        "ssl_server_credentials",
+        "dynamic_ssl_server_credentials",
+        "ssl_server_certificate_configuration",
+    }
+)
 CLI_ALLOWED = re.compile(
     rf"^services\.({'|'.join(map(re.escape, SERVICE_NAMES))})\.(main|config|migrations|ledger_audit)(\.|$)"
 )
@@ -134,6 +146,28 @@ def provider_key_names(root: Path = REPO_ROOT) -> list[Violation]:
                         f"names provider key {value!r}; only {'/'.join(TRANSPORT_DIR)}/ may",
                     )
                 )
+    return _report(violations)
+
+
+def tls_outside_its_package(root: Path = REPO_ROOT) -> list[Violation]:
+    """X.509 (cryptography.x509) and gRPC's TLS credential constructors appear only under services/common/tls/, so
+    certificates are issued, identities read and credentials built in one place each."""
+    sources, violations = _parse_all(root)
+    where = "/".join(TLS_DIR)
+    for source in sources:
+        if source.under(TLS_DIR):
+            continue
+        for imp in _imports(source):
+            if imp.relative:
+                continue
+            if imp.module == X509_MODULE or imp.module.startswith(X509_MODULE + "."):
+                violations.append(Violation(source.path, imp.line, f"imports {imp.module}; only {where}/ may"))
+            if imp.module.removeprefix("grpc.") in TLS_CREDENTIAL_CONSTRUCTORS:
+                violations.append(Violation(source.path, imp.line, f"imports {imp.module}; only {where}/ may"))
+        for node in ast.walk(source.tree):
+            name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+            if name in TLS_CREDENTIAL_CONSTRUCTORS:
+                violations.append(Violation(source.path, node.lineno, f"uses grpc.{name}; only {where}/ may"))
     return _report(violations)
 
 

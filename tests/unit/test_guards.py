@@ -13,11 +13,12 @@ from tests.guards.checks import (
     cross_service_imports,
     provider_key_names,
     python_files,
+    tls_outside_its_package,
     vendor_sdk_imports,
 )
 
 Check = Callable[..., list[Violation]]
-ALL_CHECKS: list[Check] = [vendor_sdk_imports, provider_key_names, cross_service_imports]
+ALL_CHECKS: list[Check] = [vendor_sdk_imports, provider_key_names, cross_service_imports, tls_outside_its_package]
 
 
 def plant(root: Path, rel: str, source: str) -> None:
@@ -343,3 +344,37 @@ def test_a_tree_without_services_fails_loudly_instead_of_passing(tmp_path: Path)
 def test_cached_bytecode_directories_are_not_scanned(tmp_path: Path):
     plant(tmp_path, "services/runs/__pycache__/stale.py", "import openai\n")
     assert vendor_sdk_imports(tmp_path) == []
+
+
+# --- X.509 and TLS credentials in one package -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "line"),
+    [
+        ("from cryptography import x509\n", 1),
+        ("import os\nfrom cryptography.x509 import load_pem_x509_certificate\n", 2),
+        ("import cryptography.x509.oid\n", 1),
+        ("import grpc\n\ncredentials = grpc.ssl_channel_credentials(b'ca')\n", 3),
+        ("from grpc import ssl_server_credentials\n", 1),
+        ("import grpc\ngrpc.dynamic_ssl_server_credentials(a, b)\n", 2),
+    ],
+    ids=["from-import", "from-submodule", "import-submodule", "channel-credentials", "import-name", "dynamic"],
+)
+def test_x509_or_tls_credentials_outside_the_tls_package_are_reported(tmp_path: Path, source: str, line: int):
+    plant(tmp_path, "services/runs/peers.py", source)
+    assert ("services/runs/peers.py", line) in at(tls_outside_its_package(tmp_path))
+
+
+def test_x509_and_tls_credentials_inside_the_tls_package_are_allowed(tmp_path: Path):
+    plant(
+        tmp_path,
+        "services/common/tls/credentials.py",
+        "import grpc\nfrom cryptography import x509\ngrpc.ssl_channel_credentials()\n",
+    )
+    assert tls_outside_its_package(tmp_path) == []
+
+
+def test_other_cryptography_is_not_tls(tmp_path: Path):
+    plant(tmp_path, "services/common/evidence/keys.py", "from cryptography.hazmat.primitives.asymmetric import ec\n")
+    assert tls_outside_its_package(tmp_path) == []
