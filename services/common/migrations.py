@@ -25,8 +25,9 @@ from services.common.config import StatefulServiceSettings, env_prefix
 from services.common.db import create_engine
 from services.common.roles import RoleError, RuntimeAccess, grant_runtime
 
-# PostgreSQL's SQLSTATE for "permission denied" and "must be owner".
-INSUFFICIENT_PRIVILEGE = "42501"
+# PostgreSQL's SQLSTATEs for "permission denied" and "must be owner", and for "no schema has been selected to
+# create in", which is what a role without USAGE on any schema of its search path gets.
+NOT_ALLOWED = ("42501", "3F000")
 
 
 class MigrationError(Exception):
@@ -94,7 +95,7 @@ def upgrade(
     except RoleError as exc:
         raise MigrationError(f"{service}: {exc}") from None
     except DBAPIError as exc:
-        if getattr(exc.orig, "sqlstate", None) != INSUFFICIENT_PRIVILEGE:
+        if getattr(exc.orig, "sqlstate", None) not in NOT_ALLOWED:
             raise
         prefix = env_prefix(service)
         reason = str(exc.orig).splitlines()[0]
