@@ -61,7 +61,12 @@ def migrate(settings: StatefulServiceSettings, runtime_engine: sa.Engine | None 
     url = settings.migration_database_url
     engine = create_engine(url or settings.resolved_database_url) if url or runtime_engine is None else runtime_engine
     try:
-        return upgrade(engine, settings.service, runtime_role=settings.resolved_runtime_role, owner_role=settings.database_owner_role)
+        return upgrade(
+            engine,
+            settings.service,
+            runtime_role=settings.resolved_runtime_role,
+            owner_role=settings.database_owner_role,
+        )
     finally:
         if engine is not runtime_engine:
             engine.dispose()
@@ -84,7 +89,8 @@ def upgrade(
         with engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 if owner_role:
-                    connection.exec_driver_sql(f"SET LOCAL ROLE {connection.dialect.identifier_preparer.quote(owner_role)}")
+                    quoted = connection.dialect.identifier_preparer.quote(owner_role)
+                    connection.exec_driver_sql(f"SET LOCAL ROLE {quoted}")
                 user = str(connection.exec_driver_sql("SELECT current_user").scalar_one())
                 lock_key = zlib.crc32(f"custody-migrations-{service}".encode())
                 connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({lock_key})")

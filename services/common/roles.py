@@ -53,7 +53,9 @@ class RuntimeAccess:
         if problems:
             raise ValueError("runtime access: " + "; ".join(problems))
         privileges = {
-            table: APPEND_ONLY + (("UPDATE",) if table in self.update else ()) + (("DELETE",) if table in self.delete else ())
+            table: APPEND_ONLY
+            + (("UPDATE",) if table in self.update else ())
+            + (("DELETE",) if table in self.delete else ())
             for table in sorted(tables)
         }
         object.__setattr__(self, "privileges", privileges)
@@ -74,7 +76,8 @@ def grant_runtime(connection: sa.Connection, access: RuntimeAccess, version_tabl
     statements = [f"GRANT USAGE ON SCHEMA {namespace} TO {grantee}"]
     for table, privileges in tables.items():
         name = f"{namespace}.{quote(table)}"
-        statements += [f"REVOKE ALL ON TABLE {name} FROM {grantee}", f"GRANT {', '.join(privileges)} ON {name} TO {grantee}"]
+        statements.append(f"REVOKE ALL ON TABLE {name} FROM {grantee}")
+        statements.append(f"GRANT {', '.join(privileges)} ON TABLE {name} TO {grantee}")
     for sequence in _sequences(connection, schema, tables):
         name = f"{namespace}.{quote(sequence)}"
         statements += [f"REVOKE ALL ON SEQUENCE {name} FROM {grantee}", f"GRANT USAGE ON SEQUENCE {name} TO {grantee}"]
@@ -161,7 +164,9 @@ def runtime_problems(connection: sa.Connection, access: RuntimeAccess, version_t
             {"role": role, "privilege": privilege},
         ).scalar_one():
             database = connection.exec_driver_sql("SELECT current_database()").scalar_one()
-            problems.append(f"{role} lacks {privilege} on the database (GRANT {privilege} ON DATABASE {database} TO {role})")
+            problems.append(
+                f"{role} lacks {privilege} on the database (GRANT {privilege} ON DATABASE {database} TO {role})"
+            )
     return problems
 
 

@@ -82,7 +82,7 @@ def test_a_declared_table_the_schema_does_not_have_is_refused() -> None:
 def test_sqlite_has_no_roles_and_says_that_file_permissions_are_its_boundary(tmp_path: Path, service: str) -> None:
     engine = create_engine(f"sqlite:///{tmp_path}/{service}.db")
     try:
-        with pytest.raises(migrations.MigrationError, match="SQLite has none .*file's permissions"):
+        with pytest.raises(migrations.MigrationError, match=r"SQLite has none .*file.s permissions"):
             migrations.upgrade(engine, service, runtime_role=f"custody_{service}_runtime")
         assert migrations.current_revision(engine, service) is None
     finally:
