@@ -154,6 +154,14 @@ def test_the_runtime_role_may_read_the_schema_revision(runtime_engines: dict[str
         assert migrations.current_revision(runtime_engines[service], service) == migrations.head_revision(service)
 
 
+def test_start_up_migration_as_the_runtime_role_is_a_no_op_once_the_schema_is_at_head(
+    runtime_engines: dict[str, sa.Engine],
+):
+    """AUTO_MIGRATE left on with only the runtime role's URL: nothing to do, nothing refused."""
+    for service in STATEFUL:
+        assert migrations.upgrade(runtime_engines[service], service) is None
+
+
 def test_only_the_declared_tables_are_mutable():
     """Every mutable table is named for its reason; the rest are exactly the immutable ones."""
     mutable = {service: sorted(access(service).update | access(service).delete) for service in STATEFUL}
