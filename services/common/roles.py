@@ -89,8 +89,8 @@ def grant_runtime(connection: sa.Connection, access: RuntimeAccess, version_tabl
     problems = runtime_problems(connection, access, version_table, role)
     if problems:
         raise RoleError(
-            f"the runtime role {role!r} could do other than its service declares, so the migration was not "
-            f"committed: {'; '.join(problems)}"
+            f"the runtime role {role!r} would not hold exactly what its service declares, so the migration was "
+            f"not committed: {'; '.join(problems)}"
         )
 
 
