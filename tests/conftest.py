@@ -64,11 +64,15 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The generative RPC tests' call counts per RPC, so a run shows how hard each service was tried."""
-    from tests.support import fuzz
+    """The generative RPC tests' call counts per RPC and the authorization matrix's combinations, so a run shows
+    how hard each service was tried."""
+    from tests.support import fuzz, matrix_report
 
-    lines = fuzz.summary_lines()
-    if lines:
-        terminalreporter.section("generated RPC calls")
-        for line in lines:
-            terminalreporter.write_line(line)
+    for title, lines in (
+        ("generated RPC calls", fuzz.summary_lines()),
+        ("authorization matrix", matrix_report.summary_lines()),
+    ):
+        if lines:
+            terminalreporter.section(title)
+            for line in lines:
+                terminalreporter.write_line(line)

@@ -2,13 +2,16 @@
 # Writes the compose secrets (once; re-running keeps existing tokens and passwords):
 #   credentials                 sha256 hashes of every token (all four services)      custody init
 #   config/<service>.yaml       that service's own token (+ page_token_key, database_url) custody init + this script
+#                               (database_url: the runtime role, custody_<service>_runtime)
+#   config/<service>.migration.yaml  its migration's: the owner role's URL (custody_<service>), no token  this script
 #   operator.token              your token for the custody CLI                          custody init
 #   keys/<service>.ledger.key   ledger checkpoint signing key, one per stateful service custody init
 #   keys/<service>.ledger.vkey  its public verifier key (lineage gets them; so do auditors) custody init
 #   tls/<service>/tls.crt|key   the service's certificate and key (local CA, SPIFFE ID) custody init
 #   tls/ca.crt                  the CA certificate servers and clients trust            custody init
 #   tls/ca/                     the CA's private key: stays 0700/0600, never mounted     custody init
-#   postgres/*.password         PostgreSQL superuser and one role per stateful service  this script
+#   postgres/*.password         PostgreSQL superuser, and an owner and a runtime role   this script
+#                               per stateful service (<service>, <service>_runtime)
 #   openai_api_key              provider key for ai_gateway only (empty: offline local provider)
 #
 # Usage: deploy/compose/init-secrets.sh [DIR]        (DIR defaults to var/compose, git-ignored)
@@ -27,14 +30,22 @@ mkdir -p "$dir/postgres"
 random_password() { od -An -tx1 -N24 /dev/urandom | tr -d ' \n'; }
 
 [ -s "$dir/postgres/postgres.password" ] || random_password > "$dir/postgres/postgres.password"
+url() {  # role, password file, database
+  printf 'postgresql://%s:%s@postgres:5432/%s' "$1" "$(cat "$2")" "$3"
+}
 for service in ai_gateway runs lineage; do
-  password_file="$dir/postgres/$service.password"
-  [ -s "$password_file" ] || random_password > "$password_file"
+  owner_password="$dir/postgres/$service.password"
+  runtime_password="$dir/postgres/${service}_runtime.password"
+  [ -s "$owner_password" ] || random_password > "$owner_password"
+  [ -s "$runtime_password" ] || random_password > "$runtime_password"
+  # The server connects as the runtime role (rewritten on every run: a config from before the roles moves over).
   config="$dir/config/$service.yaml"
-  if ! grep -q '^database_url:' "$config"; then
-    printf 'database_url: postgresql://custody_%s:%s@postgres:5432/custody_%s\n' \
-      "$service" "$(cat "$password_file")" "$service" >> "$config"
-  fi
+  grep -v '^database_url:' "$config" > "$config.new" || true
+  printf 'database_url: %s\n' "$(url "custody_${service}_runtime" "$runtime_password" "custody_$service")" >> "$config.new"
+  mv "$config.new" "$config"
+  # Its migration connects as the owner and grants the runtime role its privileges; it gets nothing else.
+  printf 'migration_database_url: %s\ndatabase_runtime_role: custody_%s_runtime\n' \
+    "$(url "custody_$service" "$owner_password" "custody_$service")" "$service" > "$dir/config/$service.migration.yaml"
 done
 
 if [ -n "${OPENAI_API_KEY_FILE:-}" ]; then

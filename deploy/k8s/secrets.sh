@@ -2,7 +2,10 @@
 # Prints the Secrets the Custody manifests reference, as YAML for `kubectl apply -f -`; nothing is committed:
 #   custody-credentials      key credentials       sha256 hashes of every token        -> all four servers
 #   <service>-token          key token             that service's own bearer token     -> that server only
-#   <service>-database       key url               PostgreSQL URL (stateful services)  -> that server + its Job
+#   <service>-database       key url               PostgreSQL URL of the runtime role  -> that server only
+#                                                  (stateful; <SERVICE>_DATABASE_URL)
+#   <service>-migration-database  key url          PostgreSQL URL of the owner role    -> that service's Job only
+#                                                  (stateful; <SERVICE>_MIGRATION_DATABASE_URL)
 #   <service>-page-token     key key               page-token signing key (stateful)   -> that server only
 #   <service>-ledger-key     key key               ledger checkpoint signing key       -> that server only
 #                                                  (stateful; keys/<service>.ledger.key)
@@ -17,9 +20,11 @@
 #                                                  also what auditors check checkpoints and evidence bundles with
 #
 #   custody init --state-dir var/k8s                       # tokens (once; --force rotates them)
-#   AI_GATEWAY_DATABASE_URL=postgresql://custody_ai_gateway:...@HOST:5432/custody_ai_gateway \
-#   RUNS_DATABASE_URL=... LINEAGE_DATABASE_URL=... OPENAI_API_KEY_FILE=~/openai.key \
-#     deploy/k8s/secrets.sh var/k8s | kubectl apply -f -
+#   AI_GATEWAY_DATABASE_URL=postgresql://custody_ai_gateway_runtime:...@HOST:5432/custody_ai_gateway \
+#   AI_GATEWAY_MIGRATION_DATABASE_URL=postgresql://custody_ai_gateway:...@HOST:5432/custody_ai_gateway \
+#   RUNS_DATABASE_URL=... RUNS_MIGRATION_DATABASE_URL=... LINEAGE_DATABASE_URL=... LINEAGE_MIGRATION_DATABASE_URL=... \
+#   OPENAI_API_KEY_FILE=~/openai.key deploy/k8s/secrets.sh var/k8s | kubectl apply -f -
+# (the roles: README, Least-privilege database roles; the two URLs of a service must name different roles)
 #
 # Environment: NAMESPACE (default custody), KUBECTL (default kubectl; works offline, nothing is sent),
 # CERT_MANAGER (true: no <service>-tls Secrets, cert-manager writes them).
@@ -50,6 +55,10 @@ setting_of() {  # a setting custody init wrote into config/<service>.yaml: servi
   printf '%s' "$value"
 }
 
+url_user() {  # the role a postgresql://ROLE[:PASSWORD]@HOST/... URL connects as
+  printf '%s' "$1" | sed -nE 's#^[a-z+]+://([^:@/]*)(:[^@/]*)?@.*#\1#p'
+}
+
 # Check every input before printing anything: a partial stream piped into kubectl apply would apply partly.
 [ -s "$state_dir/credentials" ] || { echo "$state_dir/credentials missing: run custody init" >&2; exit 1; }
 # (bash 3 compatible, for macOS: no associative arrays; token_<service> and url_<service> variables instead)
@@ -60,9 +69,21 @@ done
 for service in ai_gateway runs lineage; do
   value="$(setting_of "$service" page_token_key)"
   printf -v "page_key_$service" '%s' "$value"
-  variable="$(echo "$service" | tr '[:lower:]' '[:upper:]')_DATABASE_URL"
-  [ -n "${!variable:-}" ] || { echo "$variable is not set (the PostgreSQL URL of $service's own database)" >&2; exit 1; }
+  upper="$(echo "$service" | tr '[:lower:]' '[:upper:]')"
+  variable="${upper}_DATABASE_URL"
+  [ -n "${!variable:-}" ] || { echo "$variable is not set (the PostgreSQL URL of $service's runtime role)" >&2; exit 1; }
   printf -v "url_$service" '%s' "${!variable}"
+  owner_variable="${upper}_MIGRATION_DATABASE_URL"
+  [ -n "${!owner_variable:-}" ] || {
+    echo "$owner_variable is not set (the PostgreSQL URL of the owner role of $service's database)" >&2; exit 1
+  }
+  printf -v "owner_url_$service" '%s' "${!owner_variable}"
+  user="$(url_user "${!variable}")"
+  if [ "$user" = "$(url_user "${!owner_variable}")" ]; then
+    echo "$variable and $owner_variable both connect as ${user:-the default user}: $service would run as its" \
+      "database's owner; give it the runtime role's URL" >&2
+    exit 1
+  fi
   for file in "keys/$service.ledger.key" "keys/$service.ledger.vkey"; do
     [ -s "$state_dir/$file" ] || { echo "$state_dir/$file missing: run custody init" >&2; exit 1; }
   done
@@ -85,6 +106,8 @@ done
 for service in ai_gateway runs lineage; do
   variable="url_$service"
   secret "${service//_/-}-database" --from-file=url=<(printf '%s' "${!variable}")
+  variable="owner_url_$service"
+  secret "${service//_/-}-migration-database" --from-file=url=<(printf '%s' "${!variable}")
   variable="page_key_$service"
   secret "${service//_/-}-page-token" --from-file=key=<(printf '%s' "${!variable}")
   secret "${service//_/-}-ledger-key" --from-file=key="$state_dir/keys/$service.ledger.key"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from services.common.ledger.store import ledger_table
+from services.common.roles import RuntimeAccess
 
 metadata = sa.MetaData()
 
@@ -54,3 +55,8 @@ ai_call_replays = sa.Table(
 )
 
 ledger = ledger_table(metadata)
+
+# The runtime role's privileges beyond SELECT and INSERT (services/common/roles.py; the migrations grant them):
+# DELETE on the replay cache, whose expired entries the store removes (purge_replays, and before re-claiming a
+# key); no UPDATE anywhere.
+RUNTIME_ACCESS = RuntimeAccess(metadata, IMMUTABLE_TABLES, delete=frozenset({"ai_call_replays"}))

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from services.cli import (
@@ -45,7 +46,7 @@ from services.common import migrations
 from services.common.catalog import SERVICE_NAMES, SERVICES
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
 from services.common.contracts import messages
-from services.common.db import create_engine, describe
+from services.common.db import describe
 from services.common.server import run
 from services.common.tls.credentials import ChannelSecurity, TlsFilesError
 
@@ -191,14 +192,14 @@ def migrate(
         err.print(f"[red]configuration error:[/red] {exc}")
         raise typer.Exit(CONFIG_EXIT_CODE) from None
     assert isinstance(settings, StatefulServiceSettings)
-    engine = create_engine(settings.resolved_database_url)
+    url = settings.migration_database_url or settings.resolved_database_url
     try:
-        migrations.upgrade(engine, name)
-        console.print(
-            f"{name}: database {describe(settings.resolved_database_url)} at {migrations.head_revision(name)}"
-        )
-    finally:
-        engine.dispose()
+        role = migrations.migrate(settings)
+    except migrations.MigrationError as exc:
+        err.print(f"[red]migration refused:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    granted = f"; runtime role {role} granted its privileges" if role else ""
+    console.print(f"{name}: database {describe(url)} at {migrations.head_revision(name)}{granted}", soft_wrap=True)
 
 
 @app.command()

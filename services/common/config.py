@@ -35,6 +35,8 @@ class ConfigError(Exception):
 Port = Annotated[int, Field(ge=0, le=65535)]
 TelemetryExporter = Literal["none", "console", "otlp", "file"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+# A PostgreSQL role name as created unquoted (lower case), so it needs no quoting anywhere it is written.
+RoleName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 
 
 class ServiceSettings(BaseSettings):
@@ -163,8 +165,16 @@ class StatefulServiceSettings(ServiceSettings):
     """Settings of a service that owns a database (and no other service's)."""
 
     database_url: str | None = Field(default=None, description="default: sqlite:///<state_dir>/<service>.db")
-    # Apply schema migrations at start-up; Kubernetes turns this off and runs `custody migrate` as a Job.
+    # Apply schema migrations at start-up; compose and Kubernetes turn this off and run `custody migrate` apart.
     auto_migrate: bool = True
+    # PostgreSQL least privilege (services/common/roles.py): migrations connect with this URL, as the owner role,
+    # and grant the runtime role (the one `database_url` connects as) only what the service's tables declare.
+    migration_database_url: str | None = Field(default=None, description="default: database_url (one role)")
+    database_runtime_role: RoleName | None = Field(
+        default=None, description="default with migration_database_url: custody_<service>_runtime"
+    )
+    # Migrations SET ROLE to it, so that it owns the objects whoever logs in (a member of it, e.g. a DBA).
+    database_owner_role: RoleName | None = Field(default=None, description="default: the migration URL's user")
     # Signs this service's page tokens (HMAC-SHA256; see services/common/pagination.py). A secret, like `token`:
     # replicas must share it. Unset, each process draws a random key at start, so its page tokens stop working
     # when it restarts and on its replicas; `custody init` writes one into the service's config file.
@@ -185,6 +195,13 @@ class StatefulServiceSettings(ServiceSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.state_dir / (self.service + '.db')}"
+
+    @property
+    def resolved_runtime_role(self) -> str | None:
+        """The role migrations grant runtime privileges to; None when one role both migrates and serves."""
+        if self.database_runtime_role:
+            return self.database_runtime_role
+        return f"custody_{self.service}_runtime" if self.migration_database_url else None
 
     @property
     def resolved_ledger_key_file(self) -> Path:

@@ -205,7 +205,9 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
         try:
             await asyncio.to_thread(check_connection, service.engine)
             if isinstance(settings, StatefulServiceSettings) and settings.auto_migrate:
-                await asyncio.to_thread(migrations.upgrade, service.engine, settings.service)
+                await asyncio.to_thread(migrations.migrate, settings, service.engine)
+        except migrations.MigrationError as exc:
+            raise StartupError(f"cannot migrate the database at start-up: {exc}") from None
         except SQLAlchemyError as exc:
             where = service.engine.url.render_as_string(hide_password=True)
             raise StartupError(f"cannot open database {where}: {type(exc).__name__}: {exc}") from None

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from services.common.ledger.store import ledger_table
+from services.common.roles import RuntimeAccess
 
 metadata = sa.MetaData()
 
@@ -192,4 +193,14 @@ IMMUTABLE_TABLES = (
     "lineage_witness_history",
     "lineage_witness_refusals",
     "ledger_leaves",
+)
+
+# The runtime role's privileges beyond SELECT and INSERT (services/common/roles.py; the migrations grant them):
+# UPDATE on the compare-and-set state (current status, current health, the latest witnessed checkpoint of each
+# peer); no DELETE; TEMPORARY on the database, as staleness propagation stages its rows in a temporary table.
+RUNTIME_ACCESS = RuntimeAccess(
+    metadata,
+    IMMUTABLE_TABLES,
+    update=frozenset({"lineage_status", "lineage_health", "lineage_witnessed"}),
+    temporary=True,
 )

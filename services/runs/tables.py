@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from services.common.ledger.store import ledger_table
+from services.common.roles import RuntimeAccess
 
 metadata = sa.MetaData()
 
@@ -177,3 +178,7 @@ run_seals = sa.Table(
 
 # Tamper evidence: one leaf per record (services/runs/ledger_records.py), in the record's own transaction.
 ledger = ledger_table(metadata)
+
+# The runtime role's privileges beyond SELECT and INSERT (services/common/roles.py; the migrations grant them):
+# UPDATE on the compare-and-set state, each explanation's status and the outbox's delivery state; no DELETE.
+RUNTIME_ACCESS = RuntimeAccess(metadata, IMMUTABLE_TABLES, update=frozenset({"run_explanations", "outbox"}))

@@ -716,8 +716,10 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
     for name, spec in SERVICES.items():
         if secret == f"{k8s_name(name)}-token":
             return {("serve", name)}
-        if spec.stateful and secret == f"{k8s_name(name)}-database":
-            return {("serve", name), ("migrate", name)}
+        if spec.stateful and secret == database_secret(name):
+            return {("serve", name)}
+        if spec.stateful and secret == migration_database_secret(name):
+            return {("migrate", name)}
         if spec.stateful and secret == f"{k8s_name(name)}-page-token":
             return {("serve", name)}
         if name in AUTHORITIES and secret == ledger_key_secret(name):
@@ -725,6 +727,16 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
         if secret == tls_secret(name):
             return {("serve", name)}
     return None
+
+
+def database_secret(service: str) -> str:
+    """The runtime role's URL: the server's only (and its wait-for-schema init container's)."""
+    return f"{k8s_name(service)}-database"
+
+
+def migration_database_secret(service: str) -> str:
+    """The owner role's URL: the migration Job's only."""
+    return f"{k8s_name(service)}-migration-database"
 
 
 def secret_scope_problems(docs: list[Manifest]) -> list[str]:
@@ -1150,6 +1162,43 @@ def migration_problems(docs: list[Manifest]) -> list[str]:
     return problems
 
 
+def _secret_variable(env: Mapping[str, Any], variable: str) -> str | None:
+    """The Secret a variable comes from (None when unset or a literal)."""
+    value = env.get(variable)
+    ref = value.get("secretKeyRef") if isinstance(value, dict) else None
+    return str(ref["name"]) if ref else None
+
+
+def database_role_problems(docs: list[Manifest]) -> list[str]:
+    """Least privilege in PostgreSQL: each migration Job connects with the owner role's URL (its own Secret) and
+    nothing else, every server container (init containers included) with the runtime role's URL and never the
+    owner's: no Deployment gets the owner DSN."""
+    problems = []
+    configmaps = _configmaps(docs)
+    for pod in pods(docs):
+        if pod.role is None or not SERVICES[pod.role[1]].stateful:
+            continue
+        role, service = pod.role
+        prefix = env_prefix(service)
+        owner_variable, runtime_variable = prefix + "MIGRATION_DATABASE_URL", prefix + "DATABASE_URL"
+        for container in pod.containers():
+            env = container_env(container, pod.namespace, configmaps)
+            where = f"{pod.workload} container {container['name']}"
+            if migration_database_secret(service) in secret_references(container, pod) and role != "migrate":
+                problems.append(f"{where} reads the owner role's URL ({migration_database_secret(service)})")
+            if role == "migrate":
+                if _secret_variable(env, owner_variable) != migration_database_secret(service):
+                    problems.append(f"{where}: {owner_variable} must come from {migration_database_secret(service)}")
+                if runtime_variable in env:
+                    problems.append(f"{where}: {runtime_variable} is set; a migration needs only the owner's URL")
+            else:
+                if owner_variable in env:
+                    problems.append(f"{where}: {owner_variable} is set; a server connects as the runtime role only")
+                if _secret_variable(env, runtime_variable) != database_secret(service):
+                    problems.append(f"{where}: {runtime_variable} must come from {database_secret(service)}")
+    return problems
+
+
 def availability_problems(docs: list[Manifest]) -> list[str]:
     """Every server Deployment has a PodDisruptionBudget; ai_gateway and art_studio have an autoscaler aimed at
     their Deployment, the others a fixed replica count."""
@@ -1180,6 +1229,7 @@ K8S_CHECKS = (
     settings_problems,
     security_problems,
     migration_problems,
+    database_role_problems,
     availability_problems,
     ledger_problems,
     tls_problems,
@@ -1352,8 +1402,8 @@ def compose_image_problems(compose: Mapping[str, Any], version: str) -> list[str
 
 def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
     """The provider key (secret or variable name anywhere in a definition) reaches ai_gateway's server only; each
-    service's config secret (its token, its database URL) and ledger key reach only that service; credentials only
-    servers."""
+    service's config secret (its token, its runtime role's URL) and ledger key reach only that service's server, its
+    migration config (the owner role's URL) only its migration; credentials only servers."""
     problems = []
     for name, definition in compose.get("services", {}).items():
         role = compose_role(definition)
@@ -1366,6 +1416,14 @@ def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
         for service in SERVICES:
             if f"{service}_config" in secrets and (role is None or role[1] != service):
                 problems.append(f"{name}: reads {service}_config (another service's token)")
+            elif f"{service}_config" in secrets and role == ("migrate", service):
+                problems.append(f"{name}: reads {service}_config (the server's token and runtime URL)")
+            if f"{service}_migration_config" in secrets and role != ("migrate", service):
+                problems.append(f"{name}: reads {service}_migration_config (the owner role's URL)")
+            if role == ("migrate", service) and f"{service}_migration_config" not in secrets:
+                problems.append(f"{name}: lacks {service}_migration_config (the owner role's URL it migrates as)")
+        if role and role[0] == "serve" and env_prefix(role[1]) + "MIGRATION_DATABASE_URL" in json.dumps(definition):
+            problems.append(f"{name}: a server gets a migration URL; it connects as the runtime role only")
         if "credentials" in secrets and (role is None or role[0] != "serve"):
             problems.append(f"{name}: reads credentials but serves nothing")
         for service in AUTHORITIES:

@@ -3,6 +3,7 @@ Kubernetes; each check catches the breakage it exists for, on a copy of the file
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,17 @@ def test_each_authority_signs_with_its_own_key_and_logs_to_its_own_volume(compos
 def test_the_collector_receives_from_the_services_and_exports_to_jaeger(compose: dict[str, Any]):
     config = yaml.safe_load(checks.OTEL_COLLECTOR_CONFIG.read_text(encoding="utf-8"))
     assert checks.otel_collector_problems(config, compose) == []
+
+
+def test_the_postgres_init_hook_reads_mounted_secrets_and_sets_every_password_the_sql_uses(compose: dict[str, Any]):
+    postgres = checks.DEPLOY_DIR / "compose" / "postgres"
+    hook = (postgres / "10-custody-databases.sh").read_text(encoding="utf-8")
+    sql = (postgres / "custody-databases.sql").read_text(encoding="utf-8")
+    read = {f"postgres_{name}_password" for name in re.findall(r"\$\(secret (\w+)\)", hook)}
+    assert read and read <= set(compose["services"]["postgres"]["secrets"])
+    assert set(re.findall(r"--set (\w+)=", hook)) == set(re.findall(r":'(\w+)'", sql))
+    for name in checks.AUTHORITIES:
+        assert {f"postgres_{name}_password", f"postgres_{name}_runtime_password"} <= read
 
 
 # --- each check catches what it exists for ------------------------------------------------------------------------
@@ -107,6 +119,26 @@ def test_the_provider_key_variable_given_to_art_studio_is_reported(compose: dict
     compose["services"]["art-studio"]["environment"][checks.PROVIDER_KEY_ENV] = "sk-..."
     assert checks.compose_secret_problems(compose) == [
         "art-studio: gets the provider key (openai_api_key / OPENAI_API_KEY)"
+    ]
+
+
+def test_a_server_given_its_migrations_owner_url_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["secrets"].append("runs_migration_config")
+    assert checks.compose_secret_problems(compose) == ["runs: reads runs_migration_config (the owner role's URL)"]
+
+
+def test_a_server_given_a_migration_url_variable_is_reported(compose: dict[str, Any]):
+    compose["services"]["lineage"]["environment"]["CUSTODY_LINEAGE_MIGRATION_DATABASE_URL"] = "postgresql://..."
+    assert checks.compose_secret_problems(compose) == [
+        "lineage: a server gets a migration URL; it connects as the runtime role only"
+    ]
+
+
+def test_a_migration_given_the_servers_config_is_reported(compose: dict[str, Any]):
+    compose["services"]["migrate-runs"]["secrets"] = ["runs_config"]
+    assert checks.compose_secret_problems(compose) == [
+        "migrate-runs: reads runs_config (the server's token and runtime URL)",
+        "migrate-runs: lacks runs_migration_config (the owner role's URL it migrates as)",
     ]
 
 

@@ -132,7 +132,61 @@ def test_prod_takes_every_database_url_from_a_secret(rendered: dict[str, list[Ma
             assert env[variable]["valueFrom"]["secretKeyRef"]["name"] == f"{checks.k8s_name(name)}-database"
 
 
+def test_migration_jobs_connect_as_the_owner_and_servers_as_the_runtime_role(manifests: list[Manifest]):
+    assert checks.database_role_problems(manifests) == []
+
+
+def test_no_deployment_gets_the_owner_roles_url(rendered: dict[str, list[Manifest]], overlay: str):
+    for pod in checks.pods(rendered[overlay]):
+        owner_secrets = {checks.migration_database_secret(name) for name in checks.AUTHORITIES}
+        read = {s for container in pod.containers() for s in checks.secret_references(container, pod)}
+        if pod.workload.startswith("Deployment/"):
+            assert not read & owner_secrets, pod.workload
+        elif pod.role and pod.role[0] == "migrate":
+            assert read == {checks.migration_database_secret(pod.role[1])}, pod.workload
+
+
 # --- each check catches what it exists for ------------------------------------------------------------------------
+
+
+def test_a_server_given_the_owner_roles_url_is_reported(prod: list[Manifest]):
+    env = server(prod, "lineage")["env"]
+    env.append(secret_env("CUSTODY_LINEAGE_MIGRATION_DATABASE_URL", "lineage-migration-database", "url"))
+    assert checks.database_role_problems(prod) == [
+        "Deployment/lineage container lineage reads the owner role's URL (lineage-migration-database)",
+        "Deployment/lineage container lineage: CUSTODY_LINEAGE_MIGRATION_DATABASE_URL is set; a server connects as "
+        "the runtime role only",
+    ]
+    assert checks.secret_scope_problems(prod) == [
+        "Deployment/lineage reads Secret lineage-migration-database, which is only for: migrate lineage"
+    ]
+
+
+def test_a_server_connecting_with_the_owner_roles_url_is_reported(prod: list[Manifest]):
+    env = {e["name"]: e for e in server(prod, "runs")["env"]}
+    env["CUSTODY_RUNS_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] = "runs-migration-database"
+    problems = checks.database_role_problems(prod)
+    assert "Deployment/runs container runs: CUSTODY_RUNS_DATABASE_URL must come from runs-database" in problems
+
+
+def test_a_migration_job_given_the_runtime_roles_url_is_reported(prod: list[Manifest]):
+    job = pod_spec(prod, "Job", "runs-migrate")["containers"][0]
+    job["env"].append(secret_env("CUSTODY_RUNS_DATABASE_URL", "runs-database", "url"))
+    assert checks.database_role_problems(prod) == [
+        "Job/runs-migrate container migrate: CUSTODY_RUNS_DATABASE_URL is set; a migration needs only the owner's URL"
+    ]
+    assert checks.secret_scope_problems(prod) == [
+        "Job/runs-migrate reads Secret runs-database, which is only for: serve runs"
+    ]
+
+
+def test_a_migration_job_without_the_owner_roles_url_is_reported(prod: list[Manifest]):
+    job = pod_spec(prod, "Job", "ai-gateway-migrate")["containers"][0]
+    job["env"] = [e for e in job["env"] if e["name"] != "CUSTODY_AI_GATEWAY_MIGRATION_DATABASE_URL"]
+    assert checks.database_role_problems(prod) == [
+        "Job/ai-gateway-migrate container migrate: CUSTODY_AI_GATEWAY_MIGRATION_DATABASE_URL must come from "
+        "ai-gateway-migration-database"
+    ]
 
 
 def test_a_probe_on_another_port_is_reported(prod: list[Manifest]):

@@ -31,9 +31,10 @@ from tests.deploy.checks import Manifest
 K8S_SECRETS_SCRIPT = checks.K8S_DIR / "secrets.sh"
 COMPOSE_SECRETS_SCRIPT = checks.DEPLOY_DIR / "compose" / "init-secrets.sh"
 DATABASE_URLS = {
-    f"{name.upper()}_DATABASE_URL": f"postgresql://custody_{name}:pw@db.example:5432/custody_{name}"
+    f"{name.upper()}_{kind}DATABASE_URL": f"postgresql://custody_{name}{role}:pw@db.example:5432/custody_{name}"
     for name, spec in SERVICES.items()
     if spec.stateful
+    for kind, role in (("", "_runtime"), ("MIGRATION_", ""))
 }
 
 
@@ -278,6 +279,29 @@ def test_the_kubernetes_secrets_script_prints_nothing_when_a_database_url_is_mis
     assert "RUNS_DATABASE_URL is not set" in result.stderr
 
 
+def test_each_server_gets_its_runtime_roles_url_and_each_job_its_owners(state_dir: Path):
+    secrets = k8s_secrets(state_dir)
+    for name in checks.AUTHORITIES:
+        assert secrets[checks.database_secret(name)] == {"url": DATABASE_URLS[f"{name.upper()}_DATABASE_URL"]}
+        owner = DATABASE_URLS[f"{name.upper()}_MIGRATION_DATABASE_URL"]
+        assert secrets[checks.migration_database_secret(name)] == {"url": owner}
+        assert [s for s, data in secrets.items() if owner in str(data)] == [checks.migration_database_secret(name)]
+
+
+def test_the_kubernetes_secrets_script_prints_nothing_when_a_migration_url_is_missing(state_dir: Path):
+    env = {k: v for k, v in DATABASE_URLS.items() if k != "LINEAGE_MIGRATION_DATABASE_URL"}
+    result = run_script(K8S_SECRETS_SCRIPT, str(state_dir), env=env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "LINEAGE_MIGRATION_DATABASE_URL is not set" in result.stderr
+
+
+def test_the_kubernetes_secrets_script_refuses_a_server_url_that_connects_as_the_owner(state_dir: Path):
+    env = DATABASE_URLS | {"RUNS_DATABASE_URL": "postgresql://custody_runs:other@db.example:5432/custody_runs"}
+    result = run_script(K8S_SECRETS_SCRIPT, str(state_dir), env=env)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "both connect as custody_runs: runs would run as its database's owner" in result.stderr
+
+
 @pytest.fixture(scope="module")
 def compose_secrets(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("compose") / "secrets"
@@ -315,11 +339,28 @@ def test_each_compose_config_secret_configures_its_own_service(compose_secrets: 
         if spec.stateful:
             assert isinstance(settings, StatefulServiceSettings)
             assert settings.page_token_key is not None
-            password = files[f"postgres_{name}_password"].read_text()
-            expected = f"postgresql://custody_{name}:{password}@postgres:5432/custody_{name}"
-            assert settings.database_url == expected
-            assert re.search(rf"CREATE ROLE custody_{name} LOGIN PASSWORD :'{name}_password';", sql)
-            assert re.search(rf"CREATE DATABASE custody_{name} OWNER custody_{name};", sql)
+            password = files[f"postgres_{name}_runtime_password"].read_text()
+            assert (
+                settings.database_url == f"postgresql://custody_{name}_runtime:{password}@postgres:5432/custody_{name}"
+            )
+            assert settings.migration_database_url is None and settings.resolved_runtime_role is None
+            assert re.search(rf"CREATE ROLE custody_{name}_runtime LOGIN PASSWORD :'{name}_runtime_password';", sql)
+
+
+def test_each_compose_migration_connects_as_its_databases_owner_and_grants_the_runtime_role(compose_secrets: Path):
+    files = compose_secret_files(compose_secrets)
+    sql = (checks.DEPLOY_DIR / "compose" / "postgres" / "custody-databases.sql").read_text(encoding="utf-8")
+    for name in checks.AUTHORITIES:
+        environ = {env_prefix(name) + CONFIG_FILE_SUFFIX: str(files[f"{name}_migration_config"])}
+        settings = settings_class(name).load(environ=environ)
+        assert isinstance(settings, StatefulServiceSettings)
+        password = files[f"postgres_{name}_password"].read_text()
+        owner = f"postgresql://custody_{name}:{password}@postgres:5432/custody_{name}"
+        assert settings.migration_database_url == owner
+        assert settings.resolved_runtime_role == f"custody_{name}_runtime"
+        assert settings.token is None and settings.page_token_key is None, "the migration holds no service secret"
+        assert re.search(rf"CREATE ROLE custody_{name} LOGIN PASSWORD :'{name}_password';", sql)
+        assert re.search(rf"CREATE DATABASE custody_{name} OWNER custody_{name};", sql)
 
 
 def test_rerunning_the_compose_secrets_script_keeps_every_secret(compose_secrets: Path):
