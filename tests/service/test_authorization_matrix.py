@@ -94,9 +94,10 @@ ACCESS_TABLES: dict[str, AccessTable] = {
 }
 
 
-def _call(channel: grpc.Channel, rpc: Rpc, token: str) -> grpc.RpcError | None:
-    """Calls `rpc` with an empty request (an empty stream when it streams requests); the error, or None if OK."""
-    metadata = bearer(token)
+def _call(channel: grpc.Channel, rpc: Rpc, token: str | None) -> grpc.RpcError | None:
+    """Calls `rpc` with an empty request (an empty stream when it streams requests) and the bearer token, if any;
+    the error, or None if OK."""
+    metadata = bearer(token) if token else ()
     codec = {
         "request_serializer": rpc.request_type.SerializeToString,
         "response_deserializer": rpc.response_type.FromString,
