@@ -13,7 +13,10 @@ from services.common.status import DecodedError
 HINTS = {
     grpc.StatusCode.UNAUTHENTICATED: "run `custody init` (or set CUSTODY_TOKEN) so the CLI has an operator token",
     grpc.StatusCode.PERMISSION_DENIED: "this token's principal is not allowed to call that RPC",
-    grpc.StatusCode.UNAVAILABLE: "is the stack running? start it with `make run` and check `custody health`",
+    grpc.StatusCode.UNAVAILABLE: (
+        "is the stack running? start it with `make run` and check `custody health`; a TLS stack needs its CA "
+        "(recorded by `custody up --tls`, else CUSTODY_CACERT)"
+    ),
     grpc.StatusCode.DEADLINE_EXCEEDED: "the service did not answer in time; check `custody health`",
 }
 
