@@ -22,11 +22,13 @@ from services.cli import (
     registry,
     runs_commands,
     studio_commands,
+    users_commands,
 )
 from services.cli.calls import call, print_record
 from services.cli.demo import Demo, DemoReport
 from services.cli.health import check
 from services.cli.options import JsonFlag, StateDir
+from services.cli.people import PeopleError
 from services.cli.stack import Stack, plan, supervise
 from services.cli.state import (
     DEFAULT_DEPLOYMENT,
@@ -64,20 +66,28 @@ def _service_name(value: str) -> str:
 @app.command()
 def init(
     state_dir: StateDir = DEFAULT_STATE_DIR,
-    force: Annotated[bool, typer.Option(help="Rotate every token, even if state exists.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Rotate the services' and the bootstrap operator's tokens, even if state exists.")
+    ] = False,
     deployment: Annotated[
         str, typer.Option(help="Names this deployment in every ledger origin (<deployment>/custody/<service>).")
     ] = DEFAULT_DEPLOYMENT,
 ) -> None:
-    """Create credentials (a token per service, in its own config, and the operator's token) and keys: each
-    authority's ledger signing key and the evidence signing key. Keys are never replaced, not even by --force."""
+    """Create credentials (a token per service, in its own config, and the bootstrap operator's token) and keys:
+    each authority's ledger signing key and the evidence signing key. Keys are never replaced, not even by --force;
+    nor are the tokens of people added with `custody users`."""
     if not DEPLOYMENT_NAME.fullmatch(deployment):
         raise typer.BadParameter("letters, digits, dots and dashes only (it becomes part of a checkpoint origin)")
     layout = StateLayout(state_dir)
-    if initialize(layout, force=force, deployment=deployment):
+    try:
+        created = initialize(layout, force=force, deployment=deployment)
+    except PeopleError as exc:  # the credentials file holds people and cannot be read: fix it, never overwrite it
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    if created:
         console.print(f"initialized {layout.root}: credentials, config/<service>.yaml, operator.token (0600)")
     else:
-        console.print(f"{layout.root} is already initialized (use --force to rotate every token)")
+        console.print(f"{layout.root} is already initialized (use --force to rotate the services' tokens)")
 
 
 @app.command()
@@ -253,6 +263,7 @@ app.add_typer(gateway_commands.app, name="gateway")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(studio_commands.app, name="studio")
 app.add_typer(evidence_commands.app, name="evidence")
+app.add_typer(users_commands.app, name="users")
 
 
 def main() -> None:

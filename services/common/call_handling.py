@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.common import call_context, status
 from services.common.errors import CustodyError, InvalidArgument
-from services.common.identity import AccessTable, Credentials
+from services.common.identity import AccessTable, Authenticator
 
 log = logging.getLogger("custody.rpc")
 
@@ -42,7 +42,7 @@ OPEN_SERVICE_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 class CallHandling(grpc.aio.ServerInterceptor):
     def __init__(
-        self, service: str, credentials: Credentials, access: AccessTable, tracer_provider: trace.TracerProvider
+        self, service: str, credentials: Authenticator, access: AccessTable, tracer_provider: trace.TracerProvider
     ) -> None:
         self._service = service
         self._credentials = credentials

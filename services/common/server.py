@@ -27,8 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.common import migrations, tuning
 from services.common.call_handling import CallHandling
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, ServiceSettings, StatefulServiceSettings, env_prefix
+from services.common.credentials_watch import CredentialsFile
 from services.common.db import check_connection
-from services.common.identity import AccessTable, Credentials, CredentialsError
+from services.common.identity import AccessTable, CredentialsError
 from services.common.telemetry import configure_logging, configure_tracing
 from services.common.version import CUSTODY_VERSION
 
@@ -105,7 +106,7 @@ class RunningServer:
 
 async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provider: TracerProvider) -> RunningServer:
     """Builds and starts the server; raises PortInUse, ConfigError or CredentialsError before serving anything."""
-    credentials = Credentials.load(settings.resolved_credentials_file)
+    credentials = CredentialsFile(settings.resolved_credentials_file)  # re-read when it changes
     # Servicers run database and file work in threads; asyncio's default pool (cores + 4 = 6 here) would make
     # concurrent calls queue for a thread instead of for the database, and cap group-commit batches at its size.
     asyncio.get_running_loop().set_default_executor(
