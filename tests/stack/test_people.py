@@ -16,7 +16,7 @@ import pytest
 
 from custody.art_studio.v1 import art_studio_pb2, art_studio_pb2_grpc
 from services.cli.health import check
-from services.cli.state import StateLayout
+from services.cli.state import StateLayout, save_endpoints
 from services.common import status
 from services.common.identity import write_private_file
 from tests.support.processes import CUSTODY, clean_environment, custody, free_port
@@ -110,6 +110,17 @@ def test_a_person_added_is_accepted_and_once_revoked_refused_without_a_restart(s
     assert served.eventually(token, "UNAUTHENTICATED TOKEN_INVALID") == "UNAUTHENTICATED TOKEN_INVALID"
     assert served.answer(operator(served)) == "OK human:operator"  # everyone else is unaffected
     assert served.still_the_same_process()
+
+
+def test_the_cli_refusing_a_revoked_token_says_where_to_look(served: Served) -> None:
+    token = served.users("add", "dora", "--role", "reviewer")
+    served.users("revoke", "dora")
+    assert served.eventually(token, "UNAUTHENTICATED TOKEN_INVALID") == "UNAUTHENTICATED TOKEN_INVALID"
+    save_endpoints(served.layout, {SERVICE: served.address})
+    env = clean_environment(CUSTODY_TOKEN=token)
+    result = custody("info", SERVICE, "--state-dir", str(served.layout.root), env=env)
+    assert result.returncode == 1
+    assert "UNAUTHENTICATED TOKEN_INVALID" in result.stderr and "custody users list" in result.stderr
 
 
 def test_a_rotated_token_is_refused_and_its_replacement_accepted_without_a_restart(served: Served) -> None:
