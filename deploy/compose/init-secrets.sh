@@ -17,6 +17,10 @@
 # Usage: deploy/compose/init-secrets.sh [DIR]        (DIR defaults to var/compose, git-ignored)
 #        OPENAI_API_KEY_FILE=~/openai.key deploy/compose/init-secrets.sh   copies the key in
 # Needs the custody CLI (`make install`, then .venv/bin on PATH or CUSTODY=.venv/bin/custody).
+#
+# After `custody users add|rotate|revoke --state-dir var/compose`, re-run this script (it makes the rewritten, 0600
+# credentials file readable to the containers again) and restart the four servers: compose bind-mounts the file, and
+# a running container keeps seeing the file it was started with, not the one that replaced it.
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "$0")/../.." && pwd)"

@@ -26,11 +26,18 @@
 #   OPENAI_API_KEY_FILE=~/openai.key deploy/k8s/secrets.sh var/k8s | kubectl apply -f -
 # (the roles: README, Least-privilege database roles; the two URLs of a service must name different roles)
 #
+# After `custody users add|rotate|revoke --state-dir var/k8s` only custody-credentials changed; print just that one
+# (no database URLs needed). The kubelet updates the mounted file within about a minute and the services re-read it
+# within a second of that:
+#   deploy/k8s/secrets.sh --credentials-only var/k8s | kubectl apply -f -
+#
 # Environment: NAMESPACE (default custody), KUBECTL (default kubectl; works offline, nothing is sent),
 # CERT_MANAGER (true: no <service>-tls Secrets, cert-manager writes them).
 set -euo pipefail
 
-state_dir="${1:?usage: secrets.sh STATE_DIR (written by custody init)}"
+credentials_only=false
+if [ "${1:-}" = "--credentials-only" ]; then credentials_only=true; shift; fi
+state_dir="${1:?usage: secrets.sh [--credentials-only] STATE_DIR (written by custody init)}"
 namespace="${NAMESPACE:-custody}"
 kubectl="${KUBECTL:-kubectl}"
 cert_manager="${CERT_MANAGER:-false}"
@@ -61,6 +68,10 @@ url_user() {  # the role a postgresql://ROLE[:PASSWORD]@HOST/... URL connects as
 
 # Check every input before printing anything: a partial stream piped into kubectl apply would apply partly.
 [ -s "$state_dir/credentials" ] || { echo "$state_dir/credentials missing: run custody init" >&2; exit 1; }
+if "$credentials_only"; then
+  secret custody-credentials --from-file=credentials="$state_dir/credentials"
+  exit 0
+fi
 # (bash 3 compatible, for macOS: no associative arrays; token_<service> and url_<service> variables instead)
 for service in ai_gateway runs art_studio lineage; do
   value="$(setting_of "$service" token)"

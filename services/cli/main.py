@@ -23,12 +23,14 @@ from services.cli import (
     registry,
     runs_commands,
     studio_commands,
+    users_commands,
 )
 from services.cli.calls import call, print_record
 from services.cli.demo import Demo, DemoReport
 from services.cli.health import check
 from services.cli.local_ca import LocalCaError
 from services.cli.options import JsonFlag, StateDir
+from services.cli.people import PeopleError
 from services.cli.stack import Stack, plan, supervise
 from services.cli.state import (
     DEFAULT_DEPLOYMENT,
@@ -69,7 +71,9 @@ def _service_name(value: str) -> str:
 @app.command()
 def init(
     state_dir: StateDir = DEFAULT_STATE_DIR,
-    force: Annotated[bool, typer.Option(help="Rotate every token, even if state exists.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Rotate the services' and the bootstrap operator's tokens, even if state exists.")
+    ] = False,
     deployment: Annotated[
         str, typer.Option(help="Names this deployment in every ledger origin (<deployment>/custody/<service>).")
     ] = DEFAULT_DEPLOYMENT,
@@ -81,9 +85,10 @@ def init(
         typer.Option("--dns-name", help="Another DNS name on every service certificate (repeatable)."),
     ] = None,
 ) -> None:
-    """Create credentials (a token per service, in its own config, and the operator's token), keys (each
+    """Create credentials (a token per service, in its own config, and the bootstrap operator's token), keys (each
     authority's ledger signing key, the evidence signing key) and the local CA with one certificate per service
-    (tls/). Keys and the CA are never replaced, not even by --force."""
+    (tls/). Keys and the CA are never replaced, not even by --force; nor are the tokens of people added with
+    `custody users`."""
     if not DEPLOYMENT_NAME.fullmatch(deployment):
         raise typer.BadParameter("letters, digits, dots and dashes only (it becomes part of a checkpoint origin)")
     layout = StateLayout(state_dir)
@@ -94,10 +99,13 @@ def init(
     except LocalCaError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    except PeopleError as exc:  # the credentials file holds people and cannot be read: fix it, never overwrite it
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(1) from None
     if created:
         console.print(f"initialized {layout.root}: credentials, config/<service>.yaml, operator.token (0600)")
     else:
-        console.print(f"{layout.root} is already initialized (use --force to rotate every token)")
+        console.print(f"{layout.root} is already initialized (use --force to rotate the services' tokens)")
     console.print(f"TLS: CA {layout.tls.client_ca}, a certificate per service in {layout.tls.root}/<service>/")
 
 
@@ -311,6 +319,7 @@ app.add_typer(gateway_commands.app, name="gateway")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(studio_commands.app, name="studio")
 app.add_typer(evidence_commands.app, name="evidence")
+app.add_typer(users_commands.app, name="users")
 
 
 def main() -> None:

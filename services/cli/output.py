@@ -19,6 +19,11 @@ HINTS = {
     ),
     grpc.StatusCode.DEADLINE_EXCEEDED: "the service did not answer in time; check `custody health`",
 }
+# Where the reason says more than the code does.
+REASON_HINTS = {
+    "TOKEN_INVALID": "the token is unknown here: revoked or rotated (`custody users list`), or another deployment's",
+    "CREDENTIALS_UNAVAILABLE": "the service cannot read its credentials file (its log says why): fix or restore it",
+}
 
 
 def fail_with(console: Console, error: DecodedError) -> NoReturn:
@@ -26,6 +31,7 @@ def fail_with(console: Console, error: DecodedError) -> NoReturn:
     console.print(f"[red]error:[/red] {error.code.name}{reason}: {error.message}")
     for violation in error.violations:
         console.print(f"  {violation.field}: {violation.description}")
-    if error.code in HINTS:
-        console.print(f"[dim]hint: {HINTS[error.code]}[/dim]")
+    hint = REASON_HINTS.get(error.reason) or HINTS.get(error.code)
+    if hint:
+        console.print(f"[dim]hint: {hint}[/dim]")
     raise typer.Exit(1)

@@ -14,21 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from services.cli.local_ca import TlsLayout, ensure_certificates
+from services.cli.people import reset_credentials
 from services.common.catalog import SERVICE_NAMES, SERVICES
+from services.common.clock import utc_now
 from services.common.config import ledger_key_path
 from services.common.evidence.keys import create_key_files
-from services.common.identity import (
-    MIGRATOR_ROLE,
-    OPERATOR_ROLE,
-    REVIEWER_ROLE,
-    CredentialEntry,
-    Credentials,
-    Principal,
-    PrincipalKind,
-    new_token,
-    token_digest,
-    write_private_file,
-)
+from services.common.identity import CredentialEntry, Principal, new_token, token_digest, write_private_file
 from services.common.ledger.note import generate_note_key
 from services.common.tls.credentials import ChannelSecurity
 
@@ -36,7 +27,6 @@ DEFAULT_STATE_DIR = Path("var")
 # The first part of every ledger origin ("<deployment>/custody/<service>"): names this deployment to verifiers.
 DEFAULT_DEPLOYMENT = "localhost"
 DEPLOYMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,127}")
-OPERATOR_ID = "human:operator"
 TOKEN_ENV = "CUSTODY_TOKEN"
 # The CA certificate the CLI trusts, over what endpoints.json says (e.g. var/compose/tls/ca.crt for compose).
 CACERT_ENV = "CUSTODY_CACERT"
@@ -96,9 +86,10 @@ def initialize(
     dns_names: Iterable[str] = (),
 ) -> bool:
     """Creates credentials (hashes only), one token per service in that service's own config file (with a
-    page-token key for each stateful service), the operator token, each authority's ledger signing key, the
-    evidence signing key, and the local CA with a certificate per service (local_ca.py; `renew_certificates`
-    reissues them all, `dns_names` adds names to them).
+    page-token key for each stateful service), the bootstrap operator's token (kept revoked once revoked; other
+    people's entries are kept as they are), each authority's ledger signing key, the evidence signing key, and the
+    local CA with a certificate per service (local_ca.py; `renew_certificates` reissues them all, `dns_names` adds
+    names to them).
     Returns False when already initialized and not forced: existing tokens and keys are kept, and what a state
     directory written by an older version lacks (a page-token key, a ledger key) is added. Ledger keys are never
     replaced, not even when forced: the checkpoints signed with them must stay verifiable."""
@@ -114,18 +105,14 @@ def initialize(
     (layout.root / "config").mkdir(parents=True, exist_ok=True)
     for service in SERVICE_NAMES:
         token = new_token()
-        entries.append(CredentialEntry(Principal.service(service), token_digest(token)))
+        entries.append(CredentialEntry(Principal.service(service), token_digest(token), created_at=utc_now()))
         write_private_file(
             layout.service_config(service),
             f"# Configuration of the {service} service, written by `custody init`.\n"
             f"# It holds the service's own bearer token: give this file to {service} only.\n"
             f"token: {token}\n" + _page_token_key_line(service),
         )
-    operator_token = new_token()
-    operator = Principal(OPERATOR_ID, PrincipalKind.HUMAN, frozenset({OPERATOR_ROLE, REVIEWER_ROLE, MIGRATOR_ROLE}))
-    entries.append(CredentialEntry(operator, token_digest(operator_token)))
-    Credentials(entries).save(layout.credentials)
-    write_private_file(layout.operator_token, operator_token + "\n")
+    reset_credentials(layout, entries)  # people added with `custody users` keep their tokens
     return True
 
 

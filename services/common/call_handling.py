@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from services.common import call_context, status
 from services.common.errors import CustodyError, InvalidArgument
-from services.common.identity import AccessTable, Credentials, Principal
+from services.common.identity import AccessTable, Authenticator, Principal
 from services.common.tls.peer_identity import TransportIdentity
 
 log = logging.getLogger("custody.rpc")
@@ -45,7 +45,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
     def __init__(
         self,
         service: str,
-        credentials: Credentials,
+        credentials: Authenticator,
         access: AccessTable,
         tracer_provider: trace.TracerProvider,
         transport: TransportIdentity | None = None,

@@ -1,8 +1,9 @@
 """Who is calling, and may they? Principals, the hashed credentials file and per-service access tables.
 
 Tokens are random bearer secrets; only their sha256 is ever written to the shared credentials file. A token is
-matched against every entry with a constant-time comparison, so timing reveals neither which entry matched nor
-how much of a wrong token was right.
+matched against every active entry with a constant-time comparison, so timing reveals neither which entry matched
+nor how much of a wrong token was right. Revoked entries stay in the file, without a hash, as the record of who
+existed (`custody users`, services/cli/people.py); running services re-read the file (credentials_watch.py).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import os
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, Protocol
 
+from services.common.clock import rfc3339
 from services.common.errors import PermissionDenied, Unauthenticated
-from services.common.hashing import sha256_text
+from services.common.hashing import is_sha256_hex, sha256_text
 
 CREDENTIALS_FORMAT_VERSION = 1
 TOKEN_PREFIX = "cst_"
@@ -67,19 +71,44 @@ def token_digest(token: str) -> str:
 
 @dataclass(frozen=True)
 class CredentialEntry:
+    """One principal of the credentials file. A revoked entry stays as history (who existed, and until when) and
+    keeps no token hash, so nothing authenticates as it; the timestamps are None in files written before they
+    existed."""
+
     principal: Principal
-    token_sha256: str
+    token_sha256: str | None
+    created_at: datetime | None = None
+    rotated_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None and self.token_sha256 is not None
 
 
 class CredentialsError(Exception):
     """The credentials file is missing or malformed; the process cannot authenticate anyone."""
 
 
+class Authenticator(Protocol):
+    """Resolves an `authorization` metadata value to a principal (Credentials, or the file a service watches)."""
+
+    def authenticate(self, authorization: str | None) -> Principal: ...
+
+
 class Credentials:
-    """The set of known principals, loaded from the hashed credentials file."""
+    """The set of known principals, loaded from the hashed credentials file.
+
+    Format version 1: {"version": 1, "principals": [{"id", "kind", "roles", "token_sha256"}, ...]}, and optionally
+    per principal "created_at", "rotated_at" and "revoked_at" (RFC 3339). A revoked principal's token_sha256 is
+    null: releases that predate revocation read it as a hash nothing matches, so they refuse it too.
+    """
 
     def __init__(self, entries: Iterable[CredentialEntry]) -> None:
         self._entries = tuple(entries)
+        self._active = tuple(
+            (e.token_sha256.encode(), e.principal) for e in self._entries if e.active and e.token_sha256 is not None
+        )
 
     @property
     def entries(self) -> tuple[CredentialEntry, ...]:
@@ -87,38 +116,35 @@ class Credentials:
 
     @classmethod
     def load(cls, path: Path) -> Credentials:
+        return read_credentials(path)[1]
+
+    @classmethod
+    def parse(cls, text: str, source: Path) -> Credentials:
+        """The credentials in `text` (the file at `source`); CredentialsError names the first problem."""
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise CredentialsError(f"credentials file {path} does not exist; run `custody init`") from exc
-        except (OSError, ValueError) as exc:
-            raise CredentialsError(f"credentials file {path} is unreadable: {exc}") from exc
+            document = json.loads(text)
+        except ValueError as exc:
+            raise CredentialsError(f"credentials file {source} is not JSON: {exc}") from exc
         if not isinstance(document, dict) or document.get("version") != CREDENTIALS_FORMAT_VERSION:
-            raise CredentialsError(f"credentials file {path} is not format version {CREDENTIALS_FORMAT_VERSION}")
-        entries = []
-        for index, raw in enumerate(document.get("principals", [])):
+            raise CredentialsError(f"credentials file {source} is not format version {CREDENTIALS_FORMAT_VERSION}")
+        principals = document.get("principals", [])
+        if not isinstance(principals, list):
+            raise CredentialsError(f"credentials file {source}: principals is not a list")
+        entries: list[CredentialEntry] = []
+        seen: set[str] = set()
+        for index, raw in enumerate(principals):
             try:
-                principal = Principal(
-                    id=str(raw["id"]), kind=PrincipalKind(raw["kind"]), roles=frozenset(raw.get("roles", []))
-                )
-                entries.append(CredentialEntry(principal, str(raw["token_sha256"])))
-            except (KeyError, ValueError, TypeError) as exc:
-                raise CredentialsError(f"credentials file {path}: principal #{index} is malformed ({exc})") from exc
+                entry = _entry(raw)
+            except (KeyError, ValueError, TypeError, AttributeError) as exc:
+                raise CredentialsError(f"credentials file {source}: principal #{index} is malformed ({exc})") from exc
+            if entry.principal.id in seen:
+                raise CredentialsError(f"credentials file {source}: principal #{index} repeats {entry.principal.id}")
+            seen.add(entry.principal.id)
+            entries.append(entry)
         return cls(entries)
 
     def to_document(self) -> dict[str, object]:
-        return {
-            "version": CREDENTIALS_FORMAT_VERSION,
-            "principals": [
-                {
-                    "id": e.principal.id,
-                    "kind": e.principal.kind.value,
-                    "roles": sorted(e.principal.roles),
-                    "token_sha256": e.token_sha256,
-                }
-                for e in self._entries
-            ],
-        }
+        return {"version": CREDENTIALS_FORMAT_VERSION, "principals": [_raw(e) for e in self._entries]}
 
     def save(self, path: Path) -> None:
         """Writes atomically with mode 0600 (hashes only, but still nobody else's business)."""
@@ -134,12 +160,78 @@ class Credentials:
             raise Unauthenticated("TOKEN_MISSING", "authorization metadata must be 'Bearer <token>'")
         presented = token_digest(token.strip()).encode()
         found: Principal | None = None
-        for entry in self._entries:  # no early exit: every entry is compared
-            if hmac.compare_digest(presented, entry.token_sha256.encode()):
-                found = entry.principal
+        for digest, principal in self._active:  # no early exit: every active entry is compared
+            if hmac.compare_digest(presented, digest):
+                found = principal
         if found is None:
             raise Unauthenticated("TOKEN_INVALID", "the bearer token is not in this deployment's credentials file")
         return found
+
+
+def read_credentials(path: Path) -> tuple[os.stat_result, Credentials]:
+    """The file's credentials and the status of the very inode they were read from (through any symlinks), taken
+    before reading: a change after it shows as a different status."""
+    try:
+        with path.open("rb") as handle:
+            status = os.fstat(handle.fileno())
+            text = handle.read().decode("utf-8")
+    except FileNotFoundError as exc:
+        raise CredentialsError(f"credentials file {path} does not exist; run `custody init`") from exc
+    except (OSError, ValueError) as exc:
+        raise CredentialsError(f"credentials file {path} is unreadable: {exc}") from exc
+    return status, Credentials.parse(text, path)
+
+
+def _entry(raw: dict[str, Any]) -> CredentialEntry:
+    kind = PrincipalKind(raw["kind"])
+    principal_id, prefix = raw["id"], f"{kind.value}:"
+    if not isinstance(principal_id, str) or not principal_id.startswith(prefix) or principal_id == prefix:
+        raise ValueError(f"id {principal_id!r} is not {kind.value}:<name>")
+    roles = raw.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise ValueError("roles is not a list of strings")
+    digest = raw["token_sha256"]
+    if digest is not None and not (isinstance(digest, str) and is_sha256_hex(digest)):
+        raise ValueError("token_sha256 is not 64 lower-case hex digits")
+    entry = CredentialEntry(
+        Principal(principal_id, kind, frozenset(roles)),
+        digest,
+        created_at=_moment(raw, "created_at"),
+        rotated_at=_moment(raw, "rotated_at"),
+        revoked_at=_moment(raw, "revoked_at"),
+    )
+    if entry.revoked_at is not None and digest is not None:
+        raise ValueError("a revoked principal keeps no token_sha256")
+    if entry.revoked_at is None and digest is None:
+        raise ValueError("token_sha256 is null but the principal is not revoked")
+    return entry
+
+
+def _moment(raw: dict[str, Any], key: str) -> datetime | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{key} has no time zone")
+    return moment
+
+
+def _raw(entry: CredentialEntry) -> dict[str, object]:
+    raw: dict[str, object] = {
+        "id": entry.principal.id,
+        "kind": entry.principal.kind.value,
+        "roles": sorted(entry.principal.roles),
+        "token_sha256": entry.token_sha256,
+    }
+    for key, moment in (
+        ("created_at", entry.created_at),
+        ("rotated_at", entry.rotated_at),
+        ("revoked_at", entry.revoked_at),
+    ):
+        if moment is not None:
+            raw[key] = rfc3339(moment)
+    return raw
 
 
 def write_private_file(path: Path, text: str) -> None:

@@ -4,6 +4,9 @@ lineage names they are given with it, so a name is valid for all of them or for 
 projects/{project}/artifacts/{type}/{entity}/versions/{n}; no dots, slashes or separators inside a segment. A
 type's schema version (which its versions are created against) has a grammar here too, shared with the recipe
 driver that checks module manifests before calling lineage.
+
+A person's name (the `alice` of the principal `human:alice`, `custody users`) uses the project grammar: lower case
+only, so that `Alice` and `alice` can never be two people, and nothing that could act as a separator or a path.
 """
 
 from __future__ import annotations
@@ -20,3 +23,5 @@ VERSION_NAME = re.compile(
 )
 
 SCHEMA_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+PERSON_NAME = re.compile(rf"^{PROJECT}$")

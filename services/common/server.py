@@ -41,8 +41,9 @@ from services.common.config import (
     env_prefix,
     is_loopback,
 )
+from services.common.credentials_watch import CredentialsFile
 from services.common.db import check_connection
-from services.common.identity import AccessTable, Credentials, CredentialsError
+from services.common.identity import AccessTable, CredentialsError
 from services.common.telemetry import configure_logging, configure_tracing
 from services.common.tls.credentials import TlsDirectory, TlsFilesError, TlsMaterial, server_credentials
 from services.common.tls.peer_identity import TransportIdentity
@@ -160,7 +161,7 @@ def _health_server(settings: ServiceSettings, health: HealthServicer) -> tuple[g
 
 async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provider: TracerProvider) -> RunningServer:
     """Builds and starts the server; raises PortInUse, ConfigError or CredentialsError before serving anything."""
-    credentials = Credentials.load(settings.resolved_credentials_file)
+    credentials = CredentialsFile(settings.resolved_credentials_file)  # re-read when it changes
     material = _tls_material(settings)
     # Servicers run database and file work in threads; asyncio's default pool (cores + 4 = 6 here) would make
     # concurrent calls queue for a thread instead of for the database, and cap group-commit batches at its size.

@@ -846,6 +846,36 @@ def mounted_file(pod: Pod, container: Mapping[str, Any], path: str) -> MountedFi
     return MountedFile(kind, str(mount["name"]), None, 0, False, read_only)
 
 
+def credentials_problems(docs: list[Manifest]) -> list[str]:
+    """Every server reads its CREDENTIALS_FILE from Secret custody-credentials through a whole-volume mount. The
+    kubelet updates such a volume in place (it swaps a `..data` symlink, which the service follows and re-reads
+    within about a second); a subPath mount never sees an update, so a revoked token would keep working there
+    until the pod restarts."""
+    problems = []
+    configmaps = _configmaps(docs)
+    for pod in pods(docs):
+        service, container = pod.serves(), _server_container(pod)
+        if service is None or container is None:
+            continue
+        variable = env_prefix(service) + "CREDENTIALS_FILE"
+        path = container_env(container, pod.namespace, configmaps).get(variable)
+        absolute = isinstance(path, str) and path.startswith("/")
+        if absolute and (mount_of(container, str(path)) or {}).get("subPath"):
+            problems.append(
+                f"{pod.workload}: {variable} ({path}) is mounted with subPath, which never receives updates: a "
+                "revoked token would keep working until the pod restarts"
+            )
+            continue
+        found = mounted_file(pod, container, str(path)) if absolute else None
+        if found is None or (found.source, found.name, found.key) != ("secret", CREDENTIALS_SECRET, "credentials"):
+            origin = "no volume" if found is None else f"{found.source} {found.name}"
+            problems.append(
+                f"{pod.workload}: {variable} ({path}) is not key credentials of Secret {CREDENTIALS_SECRET} "
+                f"(it is in {origin})"
+            )
+    return problems
+
+
 def _max_replicas(docs: list[Manifest]) -> dict[str, int]:
     """Workload -> the most pods it may run at once (replicas, or its autoscaler's maximum)."""
     counts = {

@@ -113,6 +113,12 @@ def test_the_witness_checks_the_peers_that_deliver_to_it():
     assert (checks.WITNESS, checks.witnessed_peers()) == ("lineage", ("runs",))
 
 
+def test_every_server_reads_the_credentials_secret_through_a_mount_that_receives_updates(
+    manifests: list[Manifest],
+):
+    assert checks.credentials_problems(manifests) == []
+
+
 def test_prod_runs_more_replicas_than_dev(rendered: dict[str, list[Manifest]]):
     def capacity(docs: list[Manifest]) -> dict[str, int]:
         counts = {d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in docs if d["kind"] == "Deployment"}
@@ -646,3 +652,20 @@ def test_a_writable_tls_mount_is_reported(prod: list[Manifest]):
     mount = next(m for m in server(prod, "runs")["volumeMounts"] if m["name"] == "tls")
     del mount["readOnly"]
     assert set(checks.tls_problems(prod)) == {"Deployment/runs: the TLS directory's mount must be readOnly"}
+
+
+def test_a_credentials_secret_mounted_with_sub_path_is_reported(prod: list[Manifest]):
+    mount = next(m for m in server(prod, "lineage")["volumeMounts"] if m["name"] == "credentials")
+    mount["mountPath"], mount["subPath"] = "/etc/custody/credentials/credentials", "credentials"
+    assert checks.credentials_problems(prod) == [
+        "Deployment/lineage: CUSTODY_LINEAGE_CREDENTIALS_FILE (/etc/custody/credentials/credentials) is mounted "
+        "with subPath, which never receives updates: a revoked token would keep working until the pod restarts"
+    ]
+
+
+def test_a_credentials_file_outside_the_credentials_secret_is_reported(prod: list[Manifest]):
+    find(prod, "ConfigMap", "runs-config")["data"]["CUSTODY_RUNS_CREDENTIALS_FILE"] = "/var/lib/custody/credentials"
+    assert checks.credentials_problems(prod) == [
+        "Deployment/runs: CUSTODY_RUNS_CREDENTIALS_FILE (/var/lib/custody/credentials) is not key credentials of "
+        "Secret custody-credentials (it is in emptyDir state)"
+    ]

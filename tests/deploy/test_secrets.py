@@ -137,6 +137,32 @@ def test_the_kubernetes_secrets_script_prints_nothing_when_a_page_token_key_is_m
     assert "no page_token_key in" in result.stderr
 
 
+def add_person(state_dir: Path, name: str) -> str:
+    """`custody users add NAME --role reviewer`, as an operator runs it; returns the token it printed."""
+    result = subprocess.run(
+        [str(custody_cli()), "users", "add", name, "--role", "reviewer", "--state-dir", str(state_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_after_a_people_change_the_script_prints_just_the_credentials_secret_with_the_person(
+    state_dir: Path, tmp_path: Path
+):
+    copy = tmp_path / "state"
+    subprocess.run(["cp", "-r", str(state_dir), str(copy)], check=True)
+    token = add_person(copy, "alice")
+    result = run_script(K8S_SECRETS_SCRIPT, "--credentials-only", str(copy), env={})  # no database URLs needed
+    assert result.returncode == 0, result.stderr
+    (secret,) = checks.load_manifests(result.stdout)
+    assert (secret["kind"], secret["metadata"]["name"]) == ("Secret", checks.CREDENTIALS_SECRET)
+    text = base64.b64decode(secret["data"]["credentials"]).decode()
+    assert Credentials.load(write(tmp_path / "from-secret", text)).authenticate(f"Bearer {token}").id == "human:alice"
+
+
 def test_each_authority_gets_its_own_ledger_key_from_custody_init(state_dir: Path):
     secrets = k8s_secrets(state_dir)
     names = set()
@@ -368,6 +394,20 @@ def test_rerunning_the_compose_secrets_script_keeps_every_secret(compose_secrets
     result = run_script(COMPOSE_SECRETS_SCRIPT, str(compose_secrets), env={})
     assert result.returncode == 0, result.stderr
     assert {name: path.read_text() for name, path in compose_secret_files(compose_secrets).items()} == before
+
+
+def test_rerunning_the_compose_secrets_script_after_a_people_change_gives_compose_its_modes_back(tmp_path: Path):
+    """`custody users` writes the credentials file 0600, which the containers' user cannot read; the script, re-run
+    as the README says, makes it readable to them again and keeps the person."""
+    root = tmp_path / "secrets"
+    assert run_script(COMPOSE_SECRETS_SCRIPT, str(root), env={}).returncode == 0
+    token = add_person(root, "alice")
+    assert (root / "credentials").stat().st_mode & 0o777 == 0o600
+    result = run_script(COMPOSE_SECRETS_SCRIPT, str(root), env={})
+    assert result.returncode == 0, result.stderr
+    credentials = compose_secret_files(root)["credentials"]
+    assert credentials.stat().st_mode & 0o777 == 0o644
+    assert Credentials.load(credentials).authenticate(f"Bearer {token}").id == "human:alice"
 
 
 def compose_server(compose: dict[str, Any], service: str) -> dict[str, Any]:

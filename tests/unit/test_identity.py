@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -154,3 +156,57 @@ def test_init_adds_a_missing_page_token_key_and_keeps_everything_else(tmp_path: 
         s: t for s, t in kept.items() if s != "runs"
     }
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
+
+
+def _file_with(tmp_path: Path, **principal: object) -> Path:
+    raw = {"id": "human:ana", "kind": "human", "roles": ["reviewer"], "token_sha256": token_digest(new_token())}
+    raw.update(principal)
+    path = tmp_path / "credentials"
+    path.write_text(json.dumps({"version": 1, "principals": [raw]}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"revoked_at": "2026-01-01T00:00:00Z"}, "revoked principal keeps no token_sha256"),
+        ({"token_sha256": None}, "not revoked"),
+        ({"token_sha256": "ABC"}, "64 lower-case hex"),
+        ({"id": "service:runs"}, "not human:<name>"),
+        ({"id": "human:"}, "not human:<name>"),
+        ({"roles": "reviewer"}, "roles is not a list"),
+        ({"created_at": "2026-01-01T00:00:00"}, "no time zone"),
+        ({"created_at": "yesterday"}, "principal #0 is malformed"),
+    ],
+)
+def test_an_inconsistent_principal_makes_the_file_malformed(
+    tmp_path: Path, change: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(CredentialsError, match=problem):
+        Credentials.load(_file_with(tmp_path, **change))
+
+
+def test_a_principal_listed_twice_makes_the_file_malformed(tmp_path: Path) -> None:
+    path = _file_with(tmp_path)
+    document = json.loads(path.read_text())
+    document["principals"].append({**document["principals"][0], "token_sha256": token_digest(new_token())})
+    path.write_text(json.dumps(document))
+    with pytest.raises(CredentialsError, match="repeats human:ana"):
+        Credentials.load(path)
+
+
+def test_a_revoked_principal_is_kept_with_its_history_and_authenticates_nobody(tmp_path: Path) -> None:
+    token = new_token()
+    entries = [CredentialEntry(REVIEWER, None, revoked_at=datetime(2026, 1, 2, tzinfo=UTC))]
+    Credentials(entries).save(tmp_path / "credentials")
+    loaded = Credentials.load(tmp_path / "credentials")
+    assert loaded.entries == tuple(entries)
+    with pytest.raises(Unauthenticated):
+        loaded.authenticate(f"Bearer {token}")
+
+
+def test_saved_timestamps_load_back_unchanged(tmp_path: Path) -> None:
+    moment = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    entries = [CredentialEntry(REVIEWER, token_digest(new_token()), created_at=moment, rotated_at=moment)]
+    Credentials(entries).save(tmp_path / "credentials")
+    assert Credentials.load(tmp_path / "credentials").entries == tuple(entries)

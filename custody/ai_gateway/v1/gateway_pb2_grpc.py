@@ -33,6 +33,10 @@ class AiGatewayServiceStub:
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
     request message (corrupt, or nested more than 100 messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     def __init__(self, channel):
@@ -94,6 +98,10 @@ class AiGatewayServiceServicer:
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
     request message (corrupt, or nested more than 100 messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     def GetServiceInfo(self, request, context):
@@ -299,6 +307,10 @@ class AiGatewayService:
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
     request message (corrupt, or nested more than 100 messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @staticmethod

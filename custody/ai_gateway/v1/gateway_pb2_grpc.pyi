@@ -34,6 +34,10 @@ class AiGatewayServiceStub:
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
     request message (corrupt, or nested more than 100 messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @_typing.overload
@@ -153,6 +157,10 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
     request message (corrupt, or nested more than 100 messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -268,6 +276,10 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
 
     Every RPC may also fail with INVALID_ARGUMENT (REQUEST_MALFORMED) for request bytes that do not parse as the
     request message (corrupt, or nested more than 100 messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @_abc_1.abstractmethod

@@ -45,6 +45,10 @@ class LineageServiceStub:
     PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     def __init__(self, channel):
@@ -173,6 +177,10 @@ class LineageServiceServicer:
     PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     def GetServiceInfo(self, request, context):
@@ -601,6 +609,10 @@ class LineageService:
     PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @staticmethod

@@ -46,6 +46,10 @@ class LineageServiceStub:
     PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @_typing.overload
@@ -289,6 +293,10 @@ class LineageServiceAsyncStub(LineageServiceStub):
     PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -528,6 +536,10 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
     PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED) and INVALID_ARGUMENT (REQUEST_ID_INVALID for a bad x-request-id header;
     REQUEST_MALFORMED for request bytes that do not parse as the request message: corrupt, or nested more than 100
     messages deep).
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @_abc_1.abstractmethod

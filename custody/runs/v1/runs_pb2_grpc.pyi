@@ -44,6 +44,10 @@ class RunsServiceStub:
     operator or reviewer role see every run. Decisions seal runs: a run BindCandidate minted takes no attachments,
     and a run that has been bound from takes no new geometry_svg or geometry_spec_json (FAILED_PRECONDITION,
     RUN_SEALED); the database refuses such rows too.
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @_typing.overload
@@ -243,6 +247,10 @@ class RunsServiceAsyncStub(RunsServiceStub):
     operator or reviewer role see every run. Decisions seal runs: a run BindCandidate minted takes no attachments,
     and a run that has been bound from takes no new geometry_svg or geometry_spec_json (FAILED_PRECONDITION,
     RUN_SEALED); the database refuses such rows too.
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -438,6 +446,10 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     operator or reviewer role see every run. Decisions seal runs: a run BindCandidate minted takes no attachments,
     and a run that has been bound from takes no new geometry_svg or geometry_spec_json (FAILED_PRECONDITION,
     RUN_SEALED); the database refuses such rows too.
+
+    Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
+    credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
+    closed, so a revocation is never ignored) until an operator restores it.
     """
 
     @_abc_1.abstractmethod

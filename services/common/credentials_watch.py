@@ -1,0 +1,90 @@
+"""The credentials file as a running service sees it: re-checked at most once a second, reloaded when it changed.
+
+People are added, rotated and revoked while the services run (`custody users`), and a revoked token must stop
+working without a restart. Authentication stays cheap: a call costs at most one os.stat per CHECK_INTERVAL_S, and
+the file is read again only when the file the path resolves to changed (device, inode, size, mtime_ns, ctime_ns;
+symlinks are followed, so Kubernetes' update of a Secret volume, which swaps the `..data` symlink to a new
+directory, shows as a new inode; ctime catches an in-place rewrite that restored size and mtime).
+
+Fail closed: when the file became missing, unreadable or malformed, the service refuses every call with UNAVAILABLE
+(reason CREDENTIALS_UNAVAILABLE) and logs an ERROR at each check (at most once per CHECK_INTERVAL_S while calls
+arrive) until a good file is back. Keeping the last good set instead would silently ignore a revocation whose file
+arrived broken. At start-up a bad file is a configuration error (the service does not start), as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from services.common.errors import Unavailable
+from services.common.identity import CredentialsError, Principal, read_credentials
+
+log = logging.getLogger("custody.credentials")
+
+CHECK_INTERVAL_S = 1.0
+UNAVAILABLE_MESSAGE = (
+    "this service cannot read its credentials file (missing or malformed) and refuses every call until an operator "
+    "restores it; the service's log says what is wrong"
+)
+
+Signature = tuple[int, int, int, int, int]
+
+
+def signature(status: os.stat_result) -> Signature:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+
+
+class CredentialsFile:
+    """Authenticates against the credentials file at `path`, following its changes (see the module docstring)."""
+
+    def __init__(
+        self, path: Path, *, check_interval_s: float = CHECK_INTERVAL_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        status, self._credentials = read_credentials(path)  # CredentialsError: the service does not start
+        self._path = path
+        self._signature: Signature | None = signature(status)
+        self._problem: str | None = None
+        self._interval = check_interval_s
+        self._clock = clock
+        self._next_check = clock() + check_interval_s
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        now = self._clock()
+        if now >= self._next_check:
+            self._next_check = now + self._interval
+            self._check()
+        if self._problem is not None:
+            raise Unavailable("CREDENTIALS_UNAVAILABLE", UNAVAILABLE_MESSAGE)
+        return self._credentials.authenticate(authorization)
+
+    def _check(self) -> None:
+        try:
+            if self._problem is None and signature(os.stat(self._path)) == self._signature:
+                return
+            status, credentials = read_credentials(self._path)
+        except FileNotFoundError:
+            self._fail(f"credentials file {self._path} does not exist")
+            return
+        except OSError as exc:
+            self._fail(f"credentials file {self._path} is unreadable: {exc}")
+            return
+        except CredentialsError as exc:
+            self._fail(str(exc))
+            return
+        if self._problem is not None:
+            log.warning("credentials file %s is usable again: authenticating callers", self._path)
+        else:
+            log.info(
+                "credentials file %s changed: reloaded, %d active principals",
+                self._path,
+                sum(e.active for e in credentials.entries),
+            )
+        self._credentials, self._signature, self._problem = credentials, signature(status), None
+
+    def _fail(self, problem: str) -> None:
+        self._problem, self._signature = problem, None
+        log.error("%s; refusing every call (UNAVAILABLE CREDENTIALS_UNAVAILABLE) until it is fixed", problem)
