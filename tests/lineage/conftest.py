@@ -73,6 +73,8 @@ class Client:
     system: Metadata
     ai_gateway: Metadata
     harness: ServiceHarness
+    # The second reviewer's (human:rita) bare token, for the CLI (CUSTODY_TOKEN).
+    reviewer_token: str = ""
 
 
 @pytest.fixture
@@ -145,6 +147,7 @@ def start_client(layout: StateLayout, database_url: str, **settings: str) -> Ite
             system=bearer(system),
             ai_gateway=bearer(service_token(layout, "ai_gateway")),
             harness=harness,
+            reviewer_token=reviewer,
         )
 
 
