@@ -54,7 +54,9 @@ def _row(version: pb.Version) -> dict[str, Any]:
         "latest": version.latest,
         "created_by": f"{version.created_by.id} ({_kind(version.created_by.kind)})",
         "requested_by": (
-            f"{version.requested_by.id} ({_kind(version.requested_by.kind)})" if version.HasField("requested_by") else ""
+            f"{version.requested_by.id} ({_kind(version.requested_by.kind)})"
+            if version.HasField("requested_by")
+            else ""
         ),
         "decided_by": f"{version.status.actor.id} ({_kind(version.status.actor.kind)})",
         "health_by": f"{version.health.actor.id} ({_kind(version.health.actor.kind)})",

@@ -24,7 +24,7 @@ from services.cli import (
     studio_commands,
 )
 from services.cli.calls import call, print_record
-from services.cli.demo import Demo, DemoReport
+from services.cli.demo import Demo, DemoReport, add_demo_reviewer
 from services.cli.health import check
 from services.cli.options import JsonFlag, StateDir
 from services.cli.stack import Stack, plan, supervise
@@ -223,7 +223,7 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
     service_token = yaml.safe_load(service_config.read_text())["token"] if service_config.exists() else None
 
     async def play() -> DemoReport:
-        flow = Demo(endpoints(layout), token, service_token)
+        flow = Demo(endpoints(layout), token, lambda: add_demo_reviewer(layout), service_token)
         try:
             return await flow.run()
         finally:

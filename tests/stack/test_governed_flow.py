@@ -38,8 +38,8 @@ def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
-    assert [s["ok"] for s in report["steps"]] == [True] * 12, report["steps"]
-    assert len(report["request_ids"]) == len(report["trace_ids"]) == 12
+    assert [s["ok"] for s in report["steps"]] == [True] * 14, report["steps"]
+    assert len(report["request_ids"]) == len(report["trace_ids"]) == 14
     assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in report["trace_ids"])
     assert VERSION.match(report["brief"])
     assert len(report["runs"]) == 3 and all(r.startswith("runs/run_") for r in report["runs"])
@@ -49,6 +49,19 @@ def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
     steps = {s["name"]: s["detail"] for s in report["steps"]}
     assert "PERMISSION_DENIED" in steps["a service cannot approve"]
     assert "kind system" in steps["explain the run (GREEN: system auto-approval)"]
+    # Four eyes: a second person, added while the stack runs, approves what the operator wrote and requested.
+    reviewer = report["reviewer"]
+    assert re.fullmatch(r"human:reviewer-[0-9a-f]{4}", reviewer)
+    (entry,) = [
+        p for p in json.loads((stack.state_dir / "credentials").read_text())["principals"] if p["id"] == reviewer
+    ]
+    assert (entry["kind"], entry["roles"]) == ("human", ["reviewer"])
+    own, requested = report["self_approval_refusals"]
+    assert own.startswith("SELF_APPROVAL: human:operator created ") and report["brief"] in own
+    assert requested.startswith("SELF_APPROVAL: human:operator requested ") and "/feasibility_run/" in requested
+    assert steps["the operator cannot approve their own work"].count("FAILED_PRECONDITION SELF_APPROVAL") == 2
+    assert steps["approve the chain as the second reviewer"].startswith(f"approved by {reviewer}: ")
+    assert steps["approve the new chain"].startswith(f"approved by {reviewer}: ")
 
 
 class Services:

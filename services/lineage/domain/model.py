@@ -222,7 +222,7 @@ class TypeDefinition:
         """What makes two registrations the same definition (not who or when). Creator rules and a four-eyes
         waiver are part of it; a definition without them keeps the digest it was registered with before they
         existed (four eyes required is the default, so it is not spelled out)."""
-        definition = {
+        definition: dict[str, Any] = {
             "name": self.name,
             "policy": self.policy,
             "schema_version": self.schema_version,
