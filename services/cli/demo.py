@@ -319,8 +319,8 @@ class Demo:
             brief = await self.self_approval_refused(state["brief"])
             run = await self.self_approval_refused(state["run"].lineage.version)
             return (
-                f"the operator wrote the brief: {brief}; the operator requested the binding: {run} "
-                f"(another reviewer must approve)"
+                f"{brief} for the brief, which human:operator created, and {run} for the verdict, whose binding "
+                "human:operator requested: another reviewer must approve them"
             )
 
         async def approve_chain() -> str:

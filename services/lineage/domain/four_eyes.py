@@ -74,7 +74,7 @@ def ensure_not_own(version: Version, definition: TypeDefinition, judge: Principa
     found = conflicts(version, definition, judge, action)
     if found:
         raise FailedPrecondition(
-            SELF_APPROVAL,
+            "SELF_APPROVAL",
             "; ".join(c.message for c in found),
             violations=[FieldViolation(c.field, f"{SELF_APPROVAL}: {c.message}") for c in found],
             metadata={"version": str(version.name), "principal": judge.id},
