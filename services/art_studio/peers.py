@@ -6,6 +6,7 @@ be reached at all, or a run or parent that does not exist, is a request-level Cu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -16,11 +17,11 @@ from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
 from services.art_studio.studio import CATEGORY, OPERATION, SYSTEM_PROMPT, CandidateFile, GatewayAnswer, VariantFailed
-from services.common import status
+from services.common import call_context, status
 from services.common.clients import ServiceClients
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, Unavailable
 from services.common.hashing import sha256_canonical
-from services.common.protomap import dict_to_struct
+from services.common.protomap import dict_to_struct, principal_to_proto
 from services.rosette.compiler import COMPILER_VERSION
 from services.rosette.lineage_types import SVG_CANDIDATE
 
@@ -175,6 +176,8 @@ class GrpcPeers:
             metadata=metadata,
             upstream=[parent],
             request_id=request_id,
+            # Four eyes: whoever asked for the candidate cannot approve it either (lineage records who, not roles).
+            requested_by=principal_to_proto(replace(call_context.require_principal(), roles=frozenset())),
         )
         try:
             response = await self._clients.stub("lineage").CreateVersion(request)

@@ -1,9 +1,13 @@
 """`custody demo`: the governed flow end to end against a running stack, checking every governance expectation.
 
-brief (human) -> 3 candidates (AI, through the gateway) -> bind the first (ALLOW) -> approve the chain as a human
-reviewer -> revise the brief -> the candidate and the run are stale -> approving a stale run is refused, with
-every reason -> regenerate, bind, approve -> verify every run. Each step records whether its expectation held;
-the command exits 0 only if all did.
+brief (human) -> 3 candidates (AI, through the gateway) -> bind the first (ALLOW) -> add a second reviewer -> the
+operator cannot approve what they wrote or requested (four eyes) -> the second reviewer approves the chain -> revise
+the brief -> the candidate and the run are stale -> approving a stale run is refused, with every reason ->
+regenerate, bind, approve -> verify every run. Each step records whether its expectation held; the command exits 0
+only if all did.
+
+The operator (the token `custody init` saved) writes, generates and binds; a second person, added to the
+credentials as `custody users add` does, approves. Running services pick the new person up without a restart.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from custody.art_studio.v1 import art_studio_pb2
 from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
+from services.cli.people import add_user
+from services.cli.state import StateLayout
 from services.common import call_context, status
 from services.common.clients import ServiceClients
+from services.common.identity import (
+    REVIEWER_ROLE,
+)
 from services.common.protomap import dict_to_struct
 from services.common.telemetry import current_trace_id
 from services.common.tls.credentials import ChannelSecurity
@@ -31,6 +40,18 @@ DESIGN_PROMPT = "a classic guitar rosette with 12 petals, a rope band and an out
 REVISED_PROMPT = "a classic guitar rosette with 16 petals, a herringbone band and an outer ring"
 DIAMETER_MM = 100.0
 DELIVERY_TIMEOUT_S = 30.0
+# How long the running services may take to accept the reviewer the demo adds (they re-read credentials live).
+REVIEWER_ACCEPTED_TIMEOUT_S = 15.0
+
+# Adds a person with the reviewer role and returns (principal id, token): `custody users add NAME --role reviewer`.
+AddReviewer = Callable[[], tuple[str, str]]
+
+
+def add_demo_reviewer(layout: StateLayout) -> tuple[str, str]:
+    """A new person with the reviewer role, `human:reviewer-<4 hex>` (a new one each run: a token is shown once,
+    and only its hash is kept). Returns (principal id, token)."""
+    name = f"reviewer-{secrets.token_hex(2)}"
+    return f"human:{name}", add_user(layout, name, [REVIEWER_ROLE])
 
 
 class ExpectationFailed(Exception):
@@ -47,6 +68,8 @@ class DemoReport:
     runs: list[str] = field(default_factory=list)
     stale_after_revision: list[str] = field(default_factory=list)
     approval_refused_reasons: list[str] = field(default_factory=list)
+    reviewer: str = ""
+    self_approval_refusals: list[str] = field(default_factory=list)
     verified: int = 0
 
     def as_json(self) -> dict[str, Any]:
@@ -59,6 +82,8 @@ class DemoReport:
             "runs": self.runs,
             "stale_after_revision": self.stale_after_revision,
             "approval_refused_reasons": self.approval_refused_reasons,
+            "reviewer": self.reviewer,
+            "self_approval_refusals": self.self_approval_refusals,
             "verified": self.verified,
         }
 
@@ -68,6 +93,7 @@ class Demo:
         self,
         addresses: dict[str, str],
         operator_token: str,
+        add_reviewer: AddReviewer,
         service_token: str | None = None,
         *,
         security: ChannelSecurity | None = None,
@@ -76,9 +102,13 @@ class Demo:
     ) -> None:
         self._tracer_provider = TracerProvider()
         self._tracer = self._tracer_provider.get_tracer("custody.demo")
+        self._addresses = addresses
+        self._security = security
         self._clients = ServiceClients(
             addresses, operator_token, tracer_provider=self._tracer_provider, security=security
         )
+        self._add_reviewer = add_reviewer
+        self._reviewer_clients: ServiceClients | None = None
         # Optional: a service token, to show that a service can never approve (with TLS: with the service's
         # certificate, at the peers' mutual-TLS addresses, since its token alone is refused before authorization).
         self._service_clients = (
@@ -97,8 +127,9 @@ class Demo:
 
     async def close(self) -> None:
         await self._clients.close()
-        if self._service_clients is not None:
-            await self._service_clients.close()
+        for clients in (self._service_clients, self._reviewer_clients):
+            if clients is not None:
+                await clients.close()
 
     async def step(self, name: str, action: Callable[[], Awaitable[str]]) -> bool:
         """Runs one step in its own trace and request id; records its outcome (never raises)."""
@@ -183,11 +214,52 @@ class Demo:
                 )
             await asyncio.sleep(0.2)
 
-    async def approve(self, version: str, rationale: str) -> lineage_pb2.Version:
-        approved: lineage_pb2.Version = await self._clients.stub("lineage").Approve(
+    async def approve(self, version: str, rationale: str, as_operator: bool = False) -> lineage_pb2.Version:
+        """As the second reviewer (four eyes), or as the operator to show that they cannot."""
+        clients = self._clients if as_operator else self._reviewer_clients
+        if clients is None:
+            raise ExpectationFailed("no second reviewer: the step adding one did not succeed")
+        approved: lineage_pb2.Version = await clients.stub("lineage").Approve(
             lineage_pb2.ApproveRequest(name=version, rationale=rationale)
         )
         return approved
+
+    async def add_second_reviewer(self) -> str:
+        """Adds a reviewer and waits until lineage authenticates their token (the services reload credentials)."""
+        principal, token = self._add_reviewer()
+        self.report.reviewer = principal
+        self._reviewer_clients = ServiceClients(
+            self._addresses, token, tracer_provider=self._tracer_provider, security=self._security
+        )
+        deadline = time.monotonic() + REVIEWER_ACCEPTED_TIMEOUT_S
+        while True:
+            try:
+                info = await self._reviewer_clients.stub("lineage").GetServiceInfo(lineage_pb2.GetServiceInfoRequest())
+            except grpc.RpcError as exc:
+                decoded = status.decode(exc)
+                if decoded.code is not grpc.StatusCode.UNAUTHENTICATED or time.monotonic() > deadline:
+                    raise ExpectationFailed(
+                        f"lineage did not accept {principal}'s token within {REVIEWER_ACCEPTED_TIMEOUT_S:.0f} s "
+                        f"({decoded.code.name} {decoded.reason}); services re-read the credentials file while they run"
+                    ) from None
+                await asyncio.sleep(0.2)
+                continue
+            if info.caller.id != principal:
+                raise ExpectationFailed(f"lineage authenticated the new token as {info.caller.id}, not {principal}")
+            return principal
+
+    async def self_approval_refused(self, version: str) -> str:
+        """The operator approving `version` must be refused as SELF_APPROVAL; returns the refusal's first entry."""
+        try:
+            await self.approve(version, "approving my own work", as_operator=True)
+        except grpc.RpcError as exc:
+            decoded = status.decode(exc)
+            if decoded.reason != "SELF_APPROVAL":
+                raise
+            own = next((v.description for v in decoded.violations if v.description.startswith("SELF_APPROVAL")), "")
+            self.report.self_approval_refusals.append(own or decoded.message)
+            return f"{decoded.code.name} {decoded.reason}"
+        raise ExpectationFailed(f"the operator was allowed to approve {version}, which they created or requested")
 
     async def version(self, name: str) -> lineage_pb2.Version:
         found: lineage_pb2.Version = await self._clients.stub("lineage").GetVersion(
@@ -240,6 +312,18 @@ class Demo:
                 raise
             raise ExpectationFailed("a service token was allowed to approve")
 
+        async def second_reviewer() -> str:
+            principal = await self.add_second_reviewer()
+            return f"{principal} (role reviewer) added, as `custody users add` does; the running services accept it"
+
+        async def own_work_refused() -> str:
+            brief = await self.self_approval_refused(state["brief"])
+            run = await self.self_approval_refused(state["run"].lineage.version)
+            return (
+                f"{brief} for the brief, which human:operator created, and {run} for the verdict, whose binding "
+                "human:operator requested: another reviewer must approve them"
+            )
+
         async def approve_chain() -> str:
             candidate = state["first"].candidates[0].lineage_version
             chain = [state["brief"], candidate, state["run"].lineage.version]
@@ -247,7 +331,9 @@ class Demo:
                 approved = await self.approve(name, "reviewed in custody demo")
                 if approved.status.status != lineage_pb2.STATUS_APPROVED:
                     raise ExpectationFailed(f"{name} is not APPROVED after approval")
-            return "approved by the operator: " + ", ".join(chain)
+                if approved.status.actor.id != self.report.reviewer:
+                    raise ExpectationFailed(f"{name} was approved by {approved.status.actor.id}")
+            return f"approved by {self.report.reviewer}: " + ", ".join(chain)
 
         async def revise() -> str:
             state["brief2"] = await self.create_brief(REVISED_PROMPT)
@@ -284,8 +370,10 @@ class Demo:
         async def approve_again() -> str:
             chain = [state["brief2"], state["second"].candidates[0].lineage_version, state["run2"].lineage.version]
             for name in chain:
-                await self.approve(name, "reviewed in custody demo after the revision")
-            return "approved: " + ", ".join(chain)
+                approved = await self.approve(name, "reviewed in custody demo after the revision")
+                if approved.status.actor.id != self.report.reviewer:
+                    raise ExpectationFailed(f"{name} was approved by {approved.status.actor.id}")
+            return f"approved by {self.report.reviewer}: " + ", ".join(chain)
 
         async def verify() -> str:
             names = [*self.report.runs, state["session"], state["second"].run]
@@ -302,7 +390,9 @@ class Demo:
             ("bind first candidate (ALLOW)", bind_first),
             ("explain the run (GREEN: system auto-approval)", explain),
             ("a service cannot approve", service_cannot_approve),
-            ("approve the chain as the operator", approve_chain),
+            ("add a second reviewer", second_reviewer),
+            ("the operator cannot approve their own work", own_work_refused),
+            ("approve the chain as the second reviewer", approve_chain),
             ("revise the brief", revise),
             ("candidate and run are stale", stale),
             ("approving a stale run is refused", refused),

@@ -53,6 +53,11 @@ def _row(version: pb.Version) -> dict[str, Any]:
         "health": pb.Health.Name(version.health.health).removeprefix("HEALTH_").lower(),
         "latest": version.latest,
         "created_by": f"{version.created_by.id} ({_kind(version.created_by.kind)})",
+        "requested_by": (
+            f"{version.requested_by.id} ({_kind(version.requested_by.kind)})"
+            if version.HasField("requested_by")
+            else ""
+        ),
         "decided_by": f"{version.status.actor.id} ({_kind(version.status.actor.kind)})",
         "health_by": f"{version.health.actor.id} ({_kind(version.health.actor.kind)})",
         "cause": version.health.cause,
@@ -68,7 +73,8 @@ def _show(version: pb.Version, as_json: bool) -> None:
     if as_json:
         print_json(as_dict(version))
         return
-    print_rows([_row(version)], ["name", "created_by", "status", "health", "latest", "decided_by", "cause"], False)
+    columns = ["name", "created_by", "requested_by", "status", "health", "latest", "decided_by", "cause"]
+    print_rows([_row(version)], columns, False)
     print_json({"data": MessageToDict(version.data), "upstream": list(version.upstream)})
 
 

@@ -26,7 +26,7 @@ from services.cli import (
     users_commands,
 )
 from services.cli.calls import call, print_record
-from services.cli.demo import Demo, DemoReport
+from services.cli.demo import Demo, DemoReport, add_demo_reviewer
 from services.cli.health import check
 from services.cli.local_ca import LocalCaError
 from services.cli.options import JsonFlag, StateDir
@@ -285,6 +285,7 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
         flow = Demo(
             endpoints(layout),
             token,
+            lambda: add_demo_reviewer(layout),
             service_token,
             security=security,
             service_addresses=peers or None,

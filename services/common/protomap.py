@@ -30,6 +30,11 @@ def principal_to_proto(principal: Principal) -> common_pb2.Principal:
     return common_pb2.Principal(id=principal.id, kind=_KINDS[principal.kind], roles=sorted(principal.roles))
 
 
+def principal_kind_from_proto(kind: int) -> PrincipalKind | None:
+    """A request's PrincipalKind; None for PRINCIPAL_KIND_UNSPECIFIED or a value this contract does not know."""
+    return next((k for k, v in _KINDS.items() if v == kind), None)
+
+
 def service_info(service: str) -> common_pb2.ServiceInfo:
     """The GetServiceInfo answer every service gives: who it is, and who it thinks is calling."""
     return common_pb2.ServiceInfo(

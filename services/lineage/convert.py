@@ -10,8 +10,9 @@ from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.common.clock import rfc3339
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.identity import Principal
 from services.common.ledger import rpc
-from services.common.protomap import dict_to_struct, principal_to_proto, struct_to_dict
+from services.common.protomap import dict_to_struct, principal_kind_from_proto, principal_to_proto, struct_to_dict
 from services.lineage.domain.diff import Diff
 from services.lineage.domain.model import (
     ClosurePage,
@@ -87,6 +88,34 @@ def metadata_to_proto(metadata: Metadata) -> pb.VersionMetadata:
     return message
 
 
+def requested_by_from_proto(request: pb.CreateVersionRequest) -> Principal | None:
+    """CreateVersion's requested_by (id and kind; roles are not the caller's to say), or None when unset."""
+    if not request.HasField("requested_by"):
+        return None
+    kind = principal_kind_from_proto(request.requested_by.kind)
+    if kind is None:
+        raise InvalidArgument(
+            "REQUESTED_BY_INVALID",
+            "requested_by needs a kind: PRINCIPAL_KIND_HUMAN or PRINCIPAL_KIND_SERVICE",
+            violations=[FieldViolation("requested_by.kind", "PRINCIPAL_KIND_HUMAN or PRINCIPAL_KIND_SERVICE")],
+        )
+    return Principal(request.requested_by.id, kind)
+
+
+FOUR_EYES = {True: pb.FOUR_EYES_REQUIRED, False: pb.FOUR_EYES_WAIVED}
+
+
+def four_eyes_from_proto(value: int) -> bool:
+    """RegisterType's four_eyes: required unless waived (the domain refuses a waiver at run time)."""
+    if value not in (pb.FOUR_EYES_UNSPECIFIED, pb.FOUR_EYES_REQUIRED, pb.FOUR_EYES_WAIVED):
+        raise InvalidArgument(
+            "RULE_INVALID",
+            f"four_eyes {value} is not a FourEyes value",
+            violations=[FieldViolation("four_eyes", "FOUR_EYES_REQUIRED or FOUR_EYES_WAIVED")],
+        )
+    return value != pb.FOUR_EYES_WAIVED
+
+
 def status_to_proto(record: StatusRecord) -> pb.StatusRecord:
     return pb.StatusRecord(
         status=STATUSES[record.status],
@@ -133,6 +162,7 @@ def version_to_proto(version: Version) -> pb.Version:
         status_history=[status_to_proto(s) for s in version.status_history],
         health_history=[health_to_proto(h) for h in version.health_history],
         ledger=rpc.entry(version.ledger),
+        requested_by=None if version.requested_by is None else principal_to_proto(version.requested_by),
     )
 
 
@@ -146,6 +176,7 @@ def type_from_proto(request: pb.RegisterTypeRequest) -> TypeDefinition:
         conditional=tuple(Conditional(tuple(c.requires), tuple(c.when_any_selected)) for c in request.conditional),
         selection_field=request.selection_field,
         creators=tuple(request.creators),
+        four_eyes=four_eyes_from_proto(request.four_eyes),
     )
 
 
@@ -165,6 +196,7 @@ def type_to_proto(definition: TypeDefinition) -> pb.ArtifactType:
         source=definition.source,
         creators=list(definition.creators),
         ledger=rpc.entry(definition.ledger),
+        four_eyes=FOUR_EYES[definition.four_eyes],
     )
     if definition.registered_at is not None:
         message.register_time = rfc3339(definition.registered_at)

@@ -264,6 +264,7 @@ VERSIONS = TableRecords(
     request_id_column="request_id",
     digest_columns=("data_sha256", "snapshot_sha256"),
     parts=_edges,
+    added_columns=("requested_by_id", "requested_by_kind"),
 )
 STATUS = HistoryRecords("status", t.status_history, status_record)
 HEALTH = HistoryRecords("health", t.health_history, health_record, only=sa.not_(_PROPAGATED))

@@ -57,9 +57,10 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     ) -> pb.CreateVersionResponse:
         metadata = convert.metadata_from_proto(request.metadata)
         data = struct_to_dict(request.data, "data")
+        requested_by = convert.requested_by_from_proto(request)
         created = await _run(
             lambda: self.lineage.create_version(
-                request.parent, data, metadata, list(request.upstream), request.request_id
+                request.parent, data, metadata, list(request.upstream), request.request_id, requested_by
             )
         )
         return pb.CreateVersionResponse(

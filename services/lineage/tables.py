@@ -68,6 +68,10 @@ versions = sa.Table(
     sa.Column("created_by_id", sa.String(200), nullable=False),
     sa.Column("created_by_kind", sa.String(16), nullable=False),
     sa.Column("request_id", sa.String(128), nullable=False),
+    # Four eyes: on whose request a service recorded the version (runs: the BindCandidate caller); NULL when none.
+    # Added after rows were first ledgered, so a NULL is left out of the row's leaf (ledger_records.VERSIONS).
+    sa.Column("requested_by_id", sa.String(200), nullable=True),
+    sa.Column("requested_by_kind", sa.String(16), nullable=True),
     # Numbers are unique per entity: concurrent creates cannot both take one (the loser retries).
     sa.UniqueConstraint("project", "artifact_type", "entity", "number", name="uq_lineage_versions_number"),
     # A project's versions in creation order: lists, ListStale, and catching up the in-memory adjacency.

@@ -108,6 +108,7 @@ def test_lineage_versions_written_at_the_first_revision_read_back_through_the_st
     assert downstream.snapshot_sha256 == downstream_row["snapshot_sha256"]
     assert [str(name) for name in downstream.upstream] == [upstream_row["name"]]
     assert downstream.status.status.name == "DRAFT"
+    assert downstream.requested_by is None  # recorded before four eyes named requesters: none, and still readable
     upstream = store.get_version(parse_version_name(upstream_row["name"]))
     assert dict(upstream.data) == json.loads(upstream_row["data_json"])
     assert store.get_type("node") is not None

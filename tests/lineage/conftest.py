@@ -19,12 +19,8 @@ from services.common import call_context, migrations, status
 from services.common.db import create_engine
 from services.common.identity import (
     REVIEWER_ROLE,
-    CredentialEntry,
-    Credentials,
     Principal,
     PrincipalKind,
-    new_token,
-    token_digest,
     write_private_file,
 )
 from services.common.ledger import audit as ledger_audit
@@ -36,7 +32,15 @@ from services.common.ledger.store import LedgerRows
 from services.lineage import ledger_audit as lineage_audit
 from services.lineage import tables
 from services.lineage.ledger_records import SOURCES
-from tests.support.harness import ServiceHarness, bearer, operator_token, service_token, state_layout
+from tests.support.harness import (
+    ServiceHarness,
+    add_principal,
+    bearer,
+    operator_token,
+    second_reviewer_token,
+    service_token,
+    state_layout,
+)
 
 Metadata = tuple[tuple[str, str], ...]
 P = ParamSpec("P")
@@ -49,15 +53,6 @@ def calling_as(principal: Principal, request_id: str, work: Callable[P, T], *arg
     context = contextvars.copy_context()
     context.run(call_context.bind, request_id=request_id, principal=principal, time_remaining=None)
     return context.run(work, *args, **kwargs)
-
-
-def add_principal(layout: StateLayout, principal: Principal) -> str:
-    """Adds a principal to the credentials file (before the service starts) and returns its token."""
-    token = new_token()
-    credentials = Credentials.load(layout.credentials)
-    entries = [*credentials.entries, CredentialEntry(principal, token_digest(token))]
-    Credentials(entries).save(layout.credentials)
-    return token
 
 
 @dataclass
@@ -73,6 +68,8 @@ class Client:
     system: Metadata
     ai_gateway: Metadata
     harness: ServiceHarness
+    # The second reviewer's (human:rita) bare token, for the CLI (CUSTODY_TOKEN).
+    reviewer_token: str = ""
 
 
 @pytest.fixture
@@ -131,7 +128,7 @@ def layout(tmp_path: Path) -> StateLayout:
 
 
 def start_client(layout: StateLayout, database_url: str, **settings: str) -> Iterator[Client]:
-    reviewer = add_principal(layout, Principal("human:rita", PrincipalKind.HUMAN, frozenset({REVIEWER_ROLE})))
+    reviewer = second_reviewer_token(layout)
     plain = add_principal(layout, Principal("human:pat", PrincipalKind.HUMAN, frozenset({"viewer"})))
     system = add_principal(layout, Principal("system:custody", PrincipalKind.SYSTEM, frozenset({REVIEWER_ROLE})))
     with ServiceHarness("lineage", layout, settings={"database_url": database_url, **settings}) as harness:
@@ -145,6 +142,7 @@ def start_client(layout: StateLayout, database_url: str, **settings: str) -> Ite
             system=bearer(system),
             ai_gateway=bearer(service_token(layout, "ai_gateway")),
             harness=harness,
+            reviewer_token=reviewer,
         )
 
 

@@ -29,8 +29,10 @@ def cli(layout: StateLayout, sqlite_url: str) -> Iterator[Client]:
         yield client
 
 
-def custody(layout: StateLayout, *args: str) -> tuple[int, str]:
-    result = runner.invoke(app, [*args[:2], *args[2:], "--state-dir", str(layout.root)])
+def custody(layout: StateLayout, *args: str, token: str | None = None) -> tuple[int, str]:
+    """The CLI as the operator, or as the holder of `token` (CUSTODY_TOKEN)."""
+    env = {} if token is None else {"CUSTODY_TOKEN": token}
+    result = runner.invoke(app, [*args[:2], *args[2:], "--state-dir", str(layout.root)], env=env)
     return result.exit_code, result.output
 
 
@@ -50,11 +52,13 @@ def test_cli_creates_shows_and_approves_a_version(cli: Client, layout: StateLayo
     )
     assert code == 0, out
     name = json.loads(out)["version"]["name"]
-    code, out = custody(layout, "lineage", "approve", name, "--rationale", "matches the call", "--json")
+    code, out = custody(
+        layout, "lineage", "approve", name, "--rationale", "matches the call", "--json", token=cli.reviewer_token
+    )
     assert code == 0, out
     shown = json.loads(custody(layout, "lineage", "show", name, "--json")[1])
     assert shown["status"]["status"] == "STATUS_APPROVED"
-    assert shown["status"]["actor"]["kind"] == "PRINCIPAL_KIND_HUMAN"
+    assert shown["status"]["actor"] == {"id": "human:rita", "kind": "PRINCIPAL_KIND_HUMAN", "roles": ["reviewer"]}
 
 
 def test_cli_shows_the_creator_of_each_version_in_show_listings_and_closures(cli: Client, layout: StateLayout) -> None:
@@ -86,9 +90,10 @@ def test_cli_prints_every_violation_and_exits_1_when_approval_is_refused(cli: Cl
         "--json",
     )
     name = json.loads(out)["version"]["name"]
-    code, out = custody(layout, "lineage", "approve", name, "--rationale", "r")
+    code, out = custody(layout, "lineage", "approve", name, "--rationale", "r")  # as its creator, the operator
     assert code == 1
-    assert "FAILED_PRECONDITION LINEAGE_INCOMPLETE" in out
+    assert "FAILED_PRECONDITION SELF_APPROVAL" in out
+    assert "created_by: SELF_APPROVAL" in out
     assert "upstream: LINEAGE_INCOMPLETE" in out
 
 

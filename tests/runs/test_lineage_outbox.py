@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
+from custody.common.v1 import common_pb2
 from custody.runs.v1 import runs_pb2
 from services.cli.state import StateLayout
 from services.common import status
@@ -85,6 +86,19 @@ def test_the_minted_run_is_recorded_in_lineage_derived_from_its_candidate(
     assert request.data["verdict"] == "ALLOW" and request.data["run"] == run.name
     assert request.request_id == f"runs-lineage-{run.name.removeprefix('runs/')}"
     assert script.request_ids == [run.request_id]  # the lineage write carries the mint's request id
+
+
+def test_the_lineage_record_names_the_principal_that_requested_the_binding(
+    runs: RunsClient, layout: StateLayout, lineage_port: int
+) -> None:
+    script = scripted()
+    with lineage_on(layout, lineage_port, script):
+        run = bind(runs)  # as the operator
+        eventually(runs, run.name, lambda r: r.lineage.state == "DELIVERED")
+    (request,) = script.requests
+    assert (request.requested_by.id, request.requested_by.kind) == ("human:operator", common_pb2.PRINCIPAL_KIND_HUMAN)
+    assert run.created_by.id == "human:operator"  # the same principal the run itself records
+    assert not request.requested_by.roles  # lineage records who, not what they could do
 
 
 def test_mints_succeed_while_lineage_cannot_record_and_records_arrive_once_it_can(

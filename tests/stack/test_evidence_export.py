@@ -39,7 +39,7 @@ from services.common.evidence.keys import EvidencePublicKey
 from services.common.hashing import canonical_json, sha256_canonical
 from services.common.protomap import dict_to_struct
 from tests.runs.conftest import run_input
-from tests.support.harness import ServiceHarness, bearer, operator_token, state_layout
+from tests.support.harness import ServiceHarness, bearer, operator_token, second_reviewer_token, state_layout
 from tests.support.tamper import triggers_dropped
 
 FAST_CHECKPOINTS = {"ledger_checkpoint_interval_s": "0.05"}
@@ -64,6 +64,7 @@ class Minted:
 def minted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minted]:
     layout = state_layout(tmp_path_factory.mktemp("evidence") / "var")
     auth = bearer(operator_token(layout))
+    reviewer = bearer(second_reviewer_token(layout))  # four eyes: the operator created and requested everything
     with ExitStack() as stack:
         gateway = stack.enter_context(ServiceHarness("ai_gateway", layout, settings=FAST_CHECKPOINTS))
         lineage = stack.enter_context(ServiceHarness("lineage", layout, settings=FAST_CHECKPOINTS))
@@ -109,7 +110,9 @@ def minted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Minted]:
         ).run
         verdict = _delivered(runs_stub, bound.name, auth)
         for name in (brief, first.lineage_version, verdict.lineage.version):
-            lineage_stub.Approve(lineage_pb2.ApproveRequest(name=name, rationale="checked for the test"), metadata=auth)
+            lineage_stub.Approve(
+                lineage_pb2.ApproveRequest(name=name, rationale="checked for the test"), metadata=reviewer
+            )
         yield Minted(
             layout,
             auth,
@@ -345,7 +348,7 @@ def test_an_exported_approval_verifies_offline_naming_reviewer_policy_and_upstre
     candidate = lineage_version(minted, minted.candidate)
     assert claims["subject"] == [{"name": minted.approved, "digest": {"sha256": version.snapshot_sha256}}]
     predicate = claims["predicate"]
-    assert predicate["verifier"]["id"] == "https://custody.dev/reviewers/human:operator"
+    assert predicate["verifier"]["id"] == "https://custody.dev/reviewers/human:rita"
     assert predicate["policy"]["uri"] == f"types/feasibility_run@{version.metadata.schema_version}"
     extension = predicate[statement.APPROVAL_EXTENSION]
     assert extension["approval"]["name"] == f"{minted.approved}/status/{version.status.revision}"

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -22,6 +23,7 @@ from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.common import status
 from services.common.ledger import merkle
 from services.common.ledger.note import NoteVerifier
+from tests.support.harness import bearer, second_reviewer_token, state_layout
 from tests.support.processes import clean_environment, custody, free_port, running_stack
 
 pytestmark = pytest.mark.stack
@@ -36,8 +38,8 @@ def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
-    assert [s["ok"] for s in report["steps"]] == [True] * 12, report["steps"]
-    assert len(report["request_ids"]) == len(report["trace_ids"]) == 12
+    assert [s["ok"] for s in report["steps"]] == [True] * 14, report["steps"]
+    assert len(report["request_ids"]) == len(report["trace_ids"]) == 14
     assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in report["trace_ids"])
     assert VERSION.match(report["brief"])
     assert len(report["runs"]) == 3 and all(r.startswith("runs/run_") for r in report["runs"])
@@ -47,6 +49,19 @@ def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
     steps = {s["name"]: s["detail"] for s in report["steps"]}
     assert "PERMISSION_DENIED" in steps["a service cannot approve"]
     assert "kind system" in steps["explain the run (GREEN: system auto-approval)"]
+    # Four eyes: a second person, added while the stack runs, approves what the operator wrote and requested.
+    reviewer = report["reviewer"]
+    assert re.fullmatch(r"human:reviewer-[0-9a-f]{4}", reviewer)
+    (entry,) = [
+        p for p in json.loads((stack.state_dir / "credentials").read_text())["principals"] if p["id"] == reviewer
+    ]
+    assert (entry["kind"], entry["roles"]) == ("human", ["reviewer"])
+    own, requested = report["self_approval_refusals"]
+    assert own.startswith("SELF_APPROVAL: human:operator created ") and report["brief"] in own
+    assert requested.startswith("SELF_APPROVAL: human:operator requested ") and "/feasibility_run/" in requested
+    assert steps["the operator cannot approve their own work"].count("FAILED_PRECONDITION SELF_APPROVAL") == 2
+    assert steps["approve the chain as the second reviewer"].startswith(f"approved by {reviewer}: ")
+    assert steps["approve the new chain"].startswith(f"approved by {reviewer}: ")
 
 
 class Services:
@@ -77,6 +92,8 @@ class Services:
 
     def __enter__(self) -> Services:
         lineage_address = f"127.0.0.1:{self.lineage_port}"
+        # A second person, reviewer only, in the credentials before any service reads them: four eyes.
+        self.reviewer = bearer(second_reviewer_token(state_layout(self.state)))
         self.gateway = self._stack.enter_context(
             service_process("ai_gateway", self.state, **self._settings("ai_gateway"))
         )
@@ -282,3 +299,52 @@ def test_runs_hands_its_checkpoints_to_lineage_with_its_deliveries(services: Ser
     merkle.verify_consistency(
         witnessed.tree_size, latest.tree_size, witnessed.root_hash, latest.root_hash, list(proof.hashes)
     )
+
+
+def _approve(lineage: Any, name: str, metadata: tuple[tuple[str, str], ...]) -> lineage_pb2.Version:
+    request = lineage_pb2.ApproveRequest(name=name, rationale="reviewed for the four-eyes test")
+    version: lineage_pb2.Version = lineage.Approve(request, metadata=metadata, timeout=30)
+    return version
+
+
+def _refusal(call: Callable[[], object]) -> status.DecodedError:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return status.decode(raised.value)
+
+
+def test_who_requested_a_binding_cannot_approve_its_verdict_and_another_reviewer_can(services: Services) -> None:
+    """Four eyes across real processes: the operator writes the brief, asks art_studio for candidates and runs for
+    the binding; lineage records each request, so the operator can approve none of it and the second reviewer can."""
+    brief = services.brief("four-eyes")
+    answer = services.generate(brief)
+    candidate = answer.candidates[0]
+    runs = runs_pb2_grpc.RunsServiceStub(services.channel(services.runs.address))
+    request = runs_pb2.BindCandidateRequest(
+        run=answer.run,
+        attachments=[candidate.svg_attachment, candidate.spec_attachment],
+        lineage_candidate=candidate.lineage_version,
+    )
+    bound = runs.BindCandidate(request, metadata=services.auth).run
+    deadline = time.monotonic() + 60
+    while (run := runs.GetRun(runs_pb2.GetRunRequest(name=bound.name), metadata=services.auth)).lineage.state != (
+        "DELIVERED"
+    ) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    lineage = lineage_pb2_grpc.LineageServiceStub(services.channel(f"127.0.0.1:{services.lineage_port}"))
+    verdict = lineage.GetVersion(lineage_pb2.GetVersionRequest(name=run.lineage.version), metadata=services.auth)
+    assert (verdict.created_by.id, verdict.requested_by.id) == ("service:runs", "human:operator")
+    recorded = lineage.GetVersion(lineage_pb2.GetVersionRequest(name=candidate.lineage_version), metadata=services.auth)
+    assert (recorded.created_by.id, recorded.requested_by.id) == ("service:art_studio", "human:operator")
+
+    for name, field in ((brief, "created_by"), (candidate.lineage_version, "requested_by")):
+        refused = _refusal(lambda name=name: _approve(lineage, name, services.auth))
+        assert (refused.code, refused.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "SELF_APPROVAL")
+        assert [v.field for v in refused.violations] == [field]
+        assert _approve(lineage, name, services.reviewer).status.actor.id == "human:rita"
+    refused = _refusal(lambda: _approve(lineage, verdict.name, services.auth))
+    assert (refused.reason, [v.field for v in refused.violations]) == ("SELF_APPROVAL", ["requested_by"])
+    unchanged = lineage.GetVersion(lineage_pb2.GetVersionRequest(name=verdict.name), metadata=services.auth)
+    assert unchanged.status.status == lineage_pb2.STATUS_DRAFT
+    approved = _approve(lineage, verdict.name, services.reviewer)
+    assert (approved.status.status, approved.status.actor.id) == (lineage_pb2.STATUS_APPROVED, "human:rita")

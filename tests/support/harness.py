@@ -19,6 +19,15 @@ from services.cli.registry import factory as service_factory
 from services.cli.registry import settings_class
 from services.cli.state import StateLayout, initialize
 from services.common.config import ServiceSettings, env_prefix
+from services.common.identity import (
+    REVIEWER_ROLE,
+    CredentialEntry,
+    Credentials,
+    Principal,
+    PrincipalKind,
+    new_token,
+    token_digest,
+)
 from services.common.server import RunningServer, ServiceFactory, start
 
 
@@ -35,6 +44,24 @@ def service_token(layout: StateLayout, service: str) -> str:
 
 def operator_token(layout: StateLayout) -> str:
     return layout.operator_token.read_text().strip()
+
+
+def add_principal(layout: StateLayout, principal: Principal) -> str:
+    """Adds a principal to the credentials file (before the services start) and returns its token."""
+    token = new_token()
+    credentials = Credentials.load(layout.credentials)
+    entries = [*credentials.entries, CredentialEntry(principal, token_digest(token))]
+    Credentials(entries).save(layout.credentials)
+    return token
+
+
+SECOND_REVIEWER = Principal("human:rita", PrincipalKind.HUMAN, frozenset({REVIEWER_ROLE}))
+
+
+def second_reviewer_token(layout: StateLayout) -> str:
+    """A second person, a reviewer only (human:rita): four eyes needs someone other than the operator, who
+    creates and requests, to approve. Add it before the services start."""
+    return add_principal(layout, SECOND_REVIEWER)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -99,7 +99,8 @@ class ArtStudioServiceServicer:
         prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
         and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
         With a run (or new_session), each good variant's SVG, spec and envelope are attached in one atomic batch;
-        with a lineage parent, each is recorded as an svg_candidate version derived from it. art_studio attaches only
+        with a lineage parent, each is recorded as an svg_candidate version derived from it, naming the caller as its
+        requested_by (four eyes: the caller cannot approve it). art_studio attaches only
         to runs it created itself: a design session from new_session, or one an earlier call returned.
         Errors:
         INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],

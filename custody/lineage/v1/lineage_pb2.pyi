@@ -92,6 +92,32 @@ HEALTH_CONFIRMED_VALID: Health.ValueType  # 4
 """A reviewer judged that it still holds despite an upstream revision."""
 Global___Health: _TypeAlias = Health  # noqa: Y015
 
+class _FourEyes:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _FourEyesEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FourEyes.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    FOUR_EYES_UNSPECIFIED: _FourEyes.ValueType  # 0
+    """RegisterType: REQUIRED. Never returned."""
+    FOUR_EYES_REQUIRED: _FourEyes.ValueType  # 1
+    """Another reviewer must approve (the default for every type)."""
+    FOUR_EYES_WAIVED: _FourEyes.ValueType  # 2
+    """The creator or requester may approve their own versions. Only a policy file (four_eyes: false) can say so."""
+
+class FourEyes(_FourEyes, metaclass=_FourEyesEnumTypeWrapper):
+    """Four eyes (separation of duties) for a type: whether the principal that created a version, or requested it,
+    is refused when approving it or confirming its health.
+    """
+
+FOUR_EYES_UNSPECIFIED: FourEyes.ValueType  # 0
+"""RegisterType: REQUIRED. Never returned."""
+FOUR_EYES_REQUIRED: FourEyes.ValueType  # 1
+"""Another reviewer must approve (the default for every type)."""
+FOUR_EYES_WAIVED: FourEyes.ValueType  # 2
+"""The creator or requester may approve their own versions. Only a policy file (four_eyes: false) can say so."""
+Global___FourEyes: _TypeAlias = FourEyes  # noqa: Y015
+
 @_typing.final
 class GetServiceInfoRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -294,6 +320,7 @@ class Version(_message.Message):
     STATUS_HISTORY_FIELD_NUMBER: _builtins.int
     HEALTH_HISTORY_FIELD_NUMBER: _builtins.int
     LEDGER_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """projects/{project}/artifacts/{type}/{entity}/versions/{n}"""
     project: _builtins.str
@@ -337,6 +364,12 @@ class Version(_message.Message):
         name); prove it with GetInclusionProof. Unset only when the ledger is disabled.
         """
 
+    @_builtins.property
+    def requested_by(self) -> _common_pb2.Principal:
+        """The principal on whose request a service recorded this version (runs: the caller of BindCandidate), part of
+        the snapshot (and snapshot_sha256) when set. Unset for versions recorded without one.
+        """
+
     def __init__(
         self,
         *,
@@ -359,10 +392,11 @@ class Version(_message.Message):
         status_history: _abc.Iterable[Global___StatusRecord] | None = ...,
         health_history: _abc.Iterable[Global___HealthRecord] | None = ...,
         ledger: _ledger_pb2.LedgerEntry | None = ...,
+        requested_by: _common_pb2.Principal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by", "data", b"data", "health", b"health", "ledger", b"ledger", "metadata", b"metadata", "status", b"status"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_by", b"created_by", "data", b"data", "health", b"health", "ledger", b"ledger", "metadata", b"metadata", "requested_by", b"requested_by", "status", b"status"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "create_time", b"create_time", "created_by", b"created_by", "data", b"data", "data_sha256", b"data_sha256", "entity", b"entity", "health", b"health", "health_history", b"health_history", "latest", b"latest", "ledger", b"ledger", "metadata", b"metadata", "name", b"name", "project", b"project", "request_id", b"request_id", "snapshot_sha256", b"snapshot_sha256", "status", b"status", "status_history", b"status_history", "upstream", b"upstream", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_type", b"artifact_type", "create_time", b"create_time", "created_by", b"created_by", "data", b"data", "data_sha256", b"data_sha256", "entity", b"entity", "health", b"health", "health_history", b"health_history", "latest", b"latest", "ledger", b"ledger", "metadata", b"metadata", "name", b"name", "project", b"project", "request_id", b"request_id", "requested_by", b"requested_by", "snapshot_sha256", b"snapshot_sha256", "status", b"status", "status_history", b"status_history", "upstream", b"upstream", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -415,6 +449,7 @@ class ArtifactType(_message.Message):
     REGISTERED_BY_FIELD_NUMBER: _builtins.int
     CREATORS_FIELD_NUMBER: _builtins.int
     LEDGER_FIELD_NUMBER: _builtins.int
+    FOUR_EYES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     policy: _builtins.str
     schema_version: _builtins.str
@@ -425,6 +460,10 @@ class ArtifactType(_message.Message):
     source: _builtins.str
     """"file:<policy file>" or "runtime"."""
     register_time: _builtins.str
+    four_eyes: Global___FourEyes.ValueType
+    """Always FOUR_EYES_REQUIRED or FOUR_EYES_WAIVED: whether a version's creator and requester are refused as its
+    approver. A waiver is part of the definition (and its digest).
+    """
     @_builtins.property
     def schema(self) -> _struct_pb2.Struct:
         """JSON Schema (Draft 2020-12) of the data."""
@@ -465,10 +504,11 @@ class ArtifactType(_message.Message):
         registered_by: _common_pb2.Principal | None = ...,
         creators: _abc.Iterable[_builtins.str] | None = ...,
         ledger: _ledger_pb2.LedgerEntry | None = ...,
+        four_eyes: Global___FourEyes.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ledger", b"ledger", "registered_by", b"registered_by", "schema", b"schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "definition_sha256", b"definition_sha256", "ledger", b"ledger", "name", b"name", "policy", b"policy", "register_time", b"register_time", "registered_by", b"registered_by", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "definition_sha256", b"definition_sha256", "four_eyes", b"four_eyes", "ledger", b"ledger", "name", b"name", "policy", b"policy", "register_time", b"register_time", "registered_by", b"registered_by", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -487,11 +527,14 @@ class RegisterTypeRequest(_message.Message):
     SELECTION_FIELD_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     CREATORS_FIELD_NUMBER: _builtins.int
+    FOUR_EYES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     policy: _builtins.str
     schema_version: _builtins.str
     selection_field: _builtins.str
     request_id: _builtins.str
+    four_eyes: Global___FourEyes.ValueType
+    """Unspecified or FOUR_EYES_REQUIRED; FOUR_EYES_WAIVED is refused (see RegisterType)."""
     @_builtins.property
     def schema(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -514,10 +557,11 @@ class RegisterTypeRequest(_message.Message):
         selection_field: _builtins.str = ...,
         request_id: _builtins.str = ...,
         creators: _abc.Iterable[_builtins.str] | None = ...,
+        four_eyes: Global___FourEyes.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["schema", b"schema"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "name", b"name", "policy", b"policy", "request_id", b"request_id", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conditional", b"conditional", "creators", b"creators", "four_eyes", b"four_eyes", "name", b"name", "policy", b"policy", "request_id", b"request_id", "requires", b"requires", "schema", b"schema", "schema_version", b"schema_version", "selection_field", b"selection_field"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -613,6 +657,7 @@ class CreateVersionRequest(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     UPSTREAM_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
     """The entity: projects/{project}/artifacts/{type}/{entity}."""
     request_id: _builtins.str
@@ -626,6 +671,12 @@ class CreateVersionRequest(_message.Message):
     def upstream(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Exact version names it was derived from."""
 
+    @_builtins.property
+    def requested_by(self) -> _common_pb2.Principal:
+        """Only service:runs and service:art_studio: the principal whose request the version records (id and kind;
+        roles are ignored). Stored with the version and hashed into its snapshot.
+        """
+
     def __init__(
         self,
         *,
@@ -634,10 +685,11 @@ class CreateVersionRequest(_message.Message):
         metadata: Global___VersionMetadata | None = ...,
         upstream: _abc.Iterable[_builtins.str] | None = ...,
         request_id: _builtins.str = ...,
+        requested_by: _common_pb2.Principal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata", "requested_by", b"requested_by"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata", "parent", b"parent", "request_id", b"request_id", "upstream", b"upstream"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "metadata", b"metadata", "parent", b"parent", "request_id", b"request_id", "requested_by", b"requested_by", "upstream", b"upstream"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

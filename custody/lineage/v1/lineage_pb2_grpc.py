@@ -201,7 +201,8 @@ class LineageServiceServicer:
         """Registers an artifact type at run time: a JSON Schema (Draft 2020-12) for its data and its required-lineage
         rules, under a schema version. (type, schema_version) is immutable: registering the identical definition again
         returns it; a different definition under the same schema_version is refused. Its creator rule is fixed by the
-        type's first registration: a new schema version cannot change who may create versions.
+        type's first registration: a new schema version cannot change who may create versions. Four eyes (see
+        ArtifactType.four_eyes) is required unless a policy file waives it: a registration at run time cannot.
         Errors:
         INVALID_ARGUMENT (TYPE_NAME_INVALID, POLICY_NAME_INVALID, SCHEMA_VERSION_INVALID, SCHEMA_INVALID,
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
@@ -213,13 +214,17 @@ class LineageServiceServicer:
         ALREADY_EXISTS (TYPE_VERSION_EXISTS): this schema_version of the type exists with a different definition.
         ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different request.
         PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): only operators may register types.
+        PERMISSION_DENIED (FOUR_EYES_WAIVER_NOT_ALLOWED): four_eyes is FOUR_EYES_WAIVED; only a policy file, which
+        the deployment reviews, can waive it (otherwise the operator who registers a type could approve their own
+        versions of it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetPolicy(self, request, context):
-        """A policy: its types (latest schema version of each, with rules) and its job groups (for BuildPlan).
+        """A policy: its types (latest schema version of each, with rules and four_eyes, always REQUIRED or WAIVED) and
+        its job groups (for BuildPlan).
         Errors:
         INVALID_ARGUMENT (POLICY_NAME_INVALID): the name does not match [a-z][a-z0-9_]{0,62}.
         NOT_FOUND (POLICY_NOT_FOUND): no policy file and no registered type carries this name.
@@ -233,7 +238,8 @@ class LineageServiceServicer:
         references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
         In the same transaction every version transitively downstream of the entity's earlier versions becomes
         `stale` (cause: this version). The new version starts DRAFT, and `stale` itself when an upstream it references
-        is stale or superseded.
+        is stale or superseded. requested_by names the principal on whose request a service records the version
+        (runs: the caller of BindCandidate); with four eyes, that principal cannot approve it either.
         Errors:
         INVALID_ARGUMENT (NAME_INVALID): parent or an upstream reference is not a well-formed name.
         INVALID_ARGUMENT (METADATA_INVALID): missing intent/rationale/source, confidence absent or outside 0..1.
@@ -244,6 +250,10 @@ class LineageServiceServicer:
         INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
         INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
         INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
+        INVALID_ARGUMENT (REQUESTED_BY_INVALID): requested_by is not a human or service principal whose id is
+        "<kind>:<name>" (its kind, then a name of 1..128 letters, digits and ._@-).
+        PERMISSION_DENIED (REQUESTED_BY_NOT_ALLOWED): only services that record versions on behalf of their caller
+        (service:runs, service:art_studio) may name a requester; a person records their own versions.
         PERMISSION_DENIED (CREATOR_NOT_ALLOWED): the type's creator rule does not admit the caller (feasibility_run
         only service:runs, svg_candidate only service:art_studio, briefs only people; see ArtifactType.creators).
         FAILED_PRECONDITION (TYPE_NOT_REGISTERED, SCHEMA_VERSION_NOT_REGISTERED): unknown type or schema version.
@@ -292,12 +302,16 @@ class LineageServiceServicer:
         """DRAFT or FLAGGED_FOR_REVIEW -> APPROVED. Checks, all of them, before changing anything: (1) required lineage
         per the type's rules; (2) every referenced upstream is the latest version of its entity, APPROVED and not
         stale, and the version itself is not stale or needs_revision; (3) the caller is a human with the reviewer
-        role (service and system principals never approve). Records reviewer (id, kind, roles), time and rationale.
+        role (service and system principals never approve); (4) four eyes, unless the type waives it: the reviewer is
+        neither the version's creator nor its requested_by (principal ids compared case-insensitively, after Unicode
+        NFKC normalisation). Records reviewer (id, kind, roles), time and rationale.
         Errors:
-        FAILED_PRECONDITION (LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED, LINEAGE_STALE):
+        FAILED_PRECONDITION (SELF_APPROVAL, LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED,
+        LINEAGE_STALE):
         reason = the first failing check; one BadRequest entry per violation, its description starting with the
         violation's code ("LINEAGE_INCOMPLETE: ..."); ErrorInfo metadata "violations" lists every code in order
-        and "violation_count" their number. Nothing changes.
+        and "violation_count" their number. Nothing changes. SELF_APPROVAL (field created_by or requested_by)
+        comes first: the reviewer created the version, or requested it; another reviewer must approve it.
         FAILED_PRECONDITION (STATUS_TRANSITION_INVALID): the version is already APPROVED or REJECTED.
         INVALID_ARGUMENT (NAME_INVALID, RATIONALE_REQUIRED, REQUEST_ID_INVALID).
         NOT_FOUND (VERSION_NOT_FOUND).
@@ -339,7 +353,11 @@ class LineageServiceServicer:
     def AssessHealth(self, request, context):
         """A reviewer's assessment of a version's health: needs_revision or confirmed_valid, with a rationale.
         expected_revision (optional) makes it a compare-and-set against the health revision the reviewer saw.
+        Confirming (confirmed_valid) is a judgement for four eyes as approval is: not by the version's creator nor its
+        requested_by, unless the type waives four eyes. Anyone who may assess can say needs_revision.
         Errors:
+        FAILED_PRECONDITION (SELF_APPROVAL): confirmed_valid by the version's creator or requester; one BadRequest
+        entry per role (created_by, requested_by). Nothing changes.
         INVALID_ARGUMENT (NAME_INVALID, HEALTH_INVALID, RATIONALE_REQUIRED, EXPECTED_REVISION_INVALID,
         REQUEST_ID_INVALID).
         NOT_FOUND (VERSION_NOT_FOUND).

@@ -332,7 +332,8 @@ class RunsServiceServicer:
         spec's geometry. The new run references the bound attachments by digest, holds its own attachment records for
         them, and seals itself and the bound-from run. With lineage_candidate (an svg_candidate version), the
         candidate's recorded svg_sha256 and spec_sha256 must equal the bound attachments' digests; the run and its
-        feasibility_run record name the candidate and both digests.
+        feasibility_run record name the candidate and both digests, and the record names the caller as its
+        requested_by: with four eyes, the caller cannot approve the verdict in lineage.
         Errors:
         INVALID_ARGUMENT (NAME_INVALID, ATTACHMENT_INVALID, BINDING_INVALID): a bad run or attachment name, notes
         over 4000 characters, a lineage_candidate that is not an svg_candidate version name.

@@ -101,6 +101,10 @@ class TableRecords:
         Callable[[sa.Connection, Sequence[Mapping[str, Any]]], Mapping[tuple[Any, ...], list[dict[str, Any]]]] | None
     ) = None
     order_by: tuple[str, ...] = field(default=())
+    # Columns added to the table after rows were first recorded: left out of row_sha256 while NULL, so a row
+    # recorded before the column existed keeps its leaf. A value in one is covered like every other column (and
+    # NULL-ing it, or setting it on an old row, changes the leaf).
+    added_columns: tuple[str, ...] = ()
 
     @property
     def key_columns(self) -> tuple[str, ...]:
@@ -138,7 +142,8 @@ class TableRecords:
 
     def leaf(self, row: Mapping[str, Any], parts: Sequence[Mapping[str, Any]] = ()) -> Leaf:
         digests = {name: str(row[name]) for name in self.digest_columns}
-        digests["row_sha256"] = row_sha256([dict(row), *parts])
+        columns = {k: v for k, v in row.items() if v is not None or k not in self.added_columns}
+        digests["row_sha256"] = row_sha256([columns, *parts])
         return Leaf(
             kind=self.kind,
             name=self.name(row),

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
 from services.common.identity import REVIEWER_ROLE, Principal, PrincipalKind
+from services.lineage.domain import four_eyes
 from services.lineage.domain.model import Health, Status, TypeDefinition, UpstreamState, Version
 from services.lineage.domain.names import VersionName
 from services.lineage.domain.policy import required_types, selection_in
 
-# Violation codes, in the order of the checks.
+# Violation codes, in the order of the checks (who approves, then what).
+SELF_APPROVAL = four_eyes.SELF_APPROVAL
 LINEAGE_INCOMPLETE = "LINEAGE_INCOMPLETE"
 UPSTREAM_NOT_LATEST = "UPSTREAM_NOT_LATEST"
 UPSTREAM_NOT_APPROVED = "UPSTREAM_NOT_APPROVED"
@@ -124,9 +126,14 @@ def approval_error(name: VersionName, violations: Sequence[Violation]) -> Failed
 def check_approval(
     version: Version, definition: TypeDefinition, upstream: Mapping[VersionName, UpstreamState], approver: Principal
 ) -> None:
-    """The whole gate, as Approve runs it; raises to refuse, returns to allow."""
+    """The whole gate, as Approve runs it; raises to refuse, returns to allow. Four eyes is one of the violations
+    (first, so it is the reason), reported with the others: the next reviewer sees everything left to fix."""
     ensure_human_reviewer(approver, "APPROVER_NOT_HUMAN_REVIEWER", "approval")
     ensure_transition(version.name, version.status.status, Status.APPROVED)
-    violations = approval_violations(version, definition, upstream)
+    violations = [
+        Violation(SELF_APPROVAL, c.field, c.message)
+        for c in four_eyes.conflicts(version, definition, approver, "approve")
+    ]
+    violations += approval_violations(version, definition, upstream)
     if violations:
         raise approval_error(version.name, violations)

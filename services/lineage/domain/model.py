@@ -151,6 +151,8 @@ class Version:
     health_history: tuple[HealthRecord, ...] = ()
     # The ledger leaf recording the snapshot and its upstream edges (None without a ledger).
     ledger: LedgerPosition | None = None
+    # On whose request a service recorded it (runs: the caller of BindCandidate); None when recorded without one.
+    requested_by: Principal | None = None
 
 
 def snapshot_document(
@@ -161,9 +163,11 @@ def snapshot_document(
     created_at: datetime,
     created_by: Principal,
     request_id: str,
+    requested_by: Principal | None = None,
 ) -> dict[str, Any]:
-    """Everything immutable about a version; its digest is the snapshot_sha256 a verifier recomputes."""
-    return {
+    """Everything immutable about a version; its digest is the snapshot_sha256 a verifier recomputes. A requester
+    is part of it when there is one (versions recorded without one keep the digest they were created with)."""
+    document: dict[str, Any] = {
         "name": str(name),
         "data_sha256": data_sha256,
         "metadata": metadata.to_json(),
@@ -172,6 +176,9 @@ def snapshot_document(
         "created_by": {"id": created_by.id, "kind": created_by.kind.value},
         "request_id": request_id,
     }
+    if requested_by is not None:
+        document["requested_by"] = {"id": requested_by.id, "kind": requested_by.kind.value}
+    return document
 
 
 def snapshot_sha256(*args: Any) -> str:
@@ -202,6 +209,9 @@ class TypeDefinition:
     selection_field: str = ""
     # Who may create versions (see domain/creators.py); empty admits people only.
     creators: tuple[str, ...] = ()
+    # Four eyes (domain/four_eyes.py): a version's creator and requester may not approve it. Only a policy file
+    # can turn it off.
+    four_eyes: bool = True
     source: str = "runtime"
     registered_at: datetime | None = None
     registered_by: Principal | None = None
@@ -209,9 +219,10 @@ class TypeDefinition:
     ledger: LedgerPosition | None = None
 
     def definition(self) -> dict[str, Any]:
-        """What makes two registrations the same definition (not who or when). Creator rules are part of it; a
-        definition without them keeps the digest it was registered with before creator rules existed."""
-        definition = {
+        """What makes two registrations the same definition (not who or when). Creator rules and a four-eyes
+        waiver are part of it; a definition without them keeps the digest it was registered with before they
+        existed (four eyes required is the default, so it is not spelled out)."""
+        definition: dict[str, Any] = {
             "name": self.name,
             "policy": self.policy,
             "schema_version": self.schema_version,
@@ -222,6 +233,8 @@ class TypeDefinition:
         }
         if self.creators:
             definition["creators"] = list(self.creators)
+        if not self.four_eyes:
+            definition["four_eyes"] = False
         return definition
 
     @property

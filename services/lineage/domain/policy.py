@@ -78,6 +78,8 @@ class _TypeDoc(_Strict):
     selection_field: str = ""
     # Who may create versions (domain/creators.py); left out, people only.
     creators: list[str] = []
+    # Four eyes (domain/four_eyes.py): false lets a version's creator or requester approve it. Left out, required.
+    four_eyes: bool = True
 
 
 class _GroupDoc(_Strict):
@@ -117,6 +119,7 @@ def load_policy_file(path: Path) -> Policy:
             conditional=tuple(Conditional(tuple(c.requires), tuple(c.when_any_selected)) for c in t.conditional),
             selection_field=t.selection_field,
             creators=tuple(t.creators),
+            four_eyes=t.four_eyes,
             source=source,
         )
         for name, t in doc.types.items()

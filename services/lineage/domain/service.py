@@ -9,14 +9,14 @@ from typing import Any
 
 from services.common import call_context
 from services.common.clock import utc_now
-from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from services.common.hashing import sha256_canonical
 from services.common.idempotency import fingerprint, validate_request_id
 from services.common.identity import SYSTEM, Principal
 from services.common.json_schemas import data_violations
 from services.common.ledger.leaves import LedgerPosition
 from services.common.pagination import PagedList, PageTokens, page_size
-from services.lineage.domain import approval, graph
+from services.lineage.domain import approval, four_eyes, graph
 from services.lineage.domain.birth import health_at_birth
 from services.lineage.domain.creators import require_creator
 from services.lineage.domain.diff import Diff, diff
@@ -135,6 +135,14 @@ class Lineage:
             if unknown:
                 raise InvalidArgument("RULE_INVALID", "a condition names an unknown job type", violations=unknown)
         validate_registration(replace(definition, source="runtime"), registered)
+        if not definition.four_eyes:
+            raise PermissionDenied(
+                "FOUR_EYES_WAIVER_NOT_ALLOWED",
+                f"type {definition.name!r} cannot waive four eyes at run time: the operator registering it could then "
+                "approve their own versions; waive it in the policy file (four_eyes: false), which the deployment "
+                "reviews",
+                violations=[FieldViolation("four_eyes", "FOUR_EYES_REQUIRED (or unspecified) at run time")],
+            )
         existing = self.store.get_type(definition.name)
         if existing is not None and existing.policy == definition.policy and existing.creators != definition.creators:
             raise FailedPrecondition(
@@ -172,8 +180,11 @@ class Lineage:
         metadata: Metadata,
         upstream: Sequence[str],
         key: str,
+        requested_by: Principal | None = None,
     ) -> Created:
+        """`requested_by`: the principal on whose request an attesting service records the version (four_eyes.py)."""
         caller = _caller()
+        four_eyes.validate_requester(requested_by, caller.principal)
         entity = parse_entity_name(parent)
         refs = self._parse_upstream(upstream)
         problems = []
@@ -192,7 +203,13 @@ class Lineage:
             "CreateVersion",
             key,
             caller,
-            {"parent": parent, "data": clean, "metadata": metadata.to_json(), "upstream": list(upstream)},
+            {
+                "parent": parent,
+                "data": clean,
+                "metadata": metadata.to_json(),
+                "upstream": list(upstream),
+                **({} if requested_by is None else {"requested_by": [requested_by.id, requested_by.kind.value]}),
+            },
         )
         definition = self.store.get_type(entity.artifact_type, metadata.schema_version or None)
         if definition is None:
@@ -226,6 +243,7 @@ class Lineage:
                 actor=caller.principal,
                 request_id=caller.request_id,
                 at=utc_now(),
+                requested_by=requested_by,
             ),
             idem,
             health_at_birth,
@@ -351,6 +369,12 @@ class Lineage:
                 violations=[FieldViolation("expected_revision", "must be between 0 and 2**53 - 1")],
             )
         approval.ensure_human_reviewer(caller.principal, "REVIEWER_NOT_HUMAN", "a health assessment")
+        if health is Health.CONFIRMED_VALID:
+            # Who made or requested a version is immutable, so checking before the write cannot race with it.
+            version = self.store.get_version(parsed, history=False)
+            definition = self.store.get_type(parsed.artifact_type, version.metadata.schema_version)
+            assert definition is not None  # versions are only created for registered types
+            four_eyes.ensure_not_own(version, definition, caller.principal, "confirm the health of")
         idem = self._idempotency(
             "AssessHealth",
             key,

@@ -94,6 +94,7 @@ def version_query(with_data: bool = True) -> sa.Select[Any]:
         t.versions.c.created_by_kind,
     ]
     if with_data:
+        columns += [t.versions.c.requested_by_id, t.versions.c.requested_by_kind]
         columns += [
             t.versions.c.data_json,
             t.versions.c.data_sha256,
@@ -153,6 +154,7 @@ def version_from_row(row: Any) -> Version:
             row.h_request_id,
         ),
         latest=int(row.latest_number) == int(row.number),
+        requested_by=None if row.requested_by_id is None else principal(row.requested_by_id, row.requested_by_kind),
     )
 
 
@@ -169,6 +171,7 @@ def type_from_row(row: Any) -> TypeDefinition:
         ),
         selection_field=document["selection_field"],
         creators=tuple(document.get("creators", ())),
+        four_eyes=document.get("four_eyes", True),
         source=row.source,
         registered_at=from_us(row.registered_at_us),
         registered_by=principal(row.registered_by_id, row.registered_by_kind),

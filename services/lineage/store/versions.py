@@ -60,6 +60,8 @@ class NewVersion:
     actor: Principal
     request_id: str
     at: datetime
+    # On whose request an attesting service records it (domain/four_eyes.py), if anyone's.
+    requested_by: Principal | None = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ class VersionStore:
             number = self._next_number(connection, new.entity)
             name = new.entity.version(number)
             digest = snapshot_sha256(
-                name, new.data_sha256, new.metadata, new.upstream, new.at, new.actor, new.request_id
+                name, new.data_sha256, new.metadata, new.upstream, new.at, new.actor, new.request_id, new.requested_by
             )
             version_id = connection.execute(
                 t.versions.insert()
@@ -113,6 +115,8 @@ class VersionStore:
                     created_by_id=new.actor.id,
                     created_by_kind=new.actor.kind.value,
                     request_id=new.request_id,
+                    requested_by_id=None if new.requested_by is None else new.requested_by.id,
+                    requested_by_kind=None if new.requested_by is None else new.requested_by.kind.value,
                 )
                 .returning(t.versions.c.id)
             ).scalar_one()

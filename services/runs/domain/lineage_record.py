@@ -2,15 +2,21 @@
 later by the outbox dispatcher (so a verdict is recorded in lineage exactly when it exists).
 
 The request is built as lineage's typed CreateVersionRequest at mint time and stored in its JSON form: a field
-lineage's contract renamed or dropped fails the mint (and the tests), not a delivery hours later."""
+lineage's contract renamed or dropped fails the mint (and the tests), not a delivery hours later.
+
+It names the principal that asked for the binding (the mint's authenticated caller) as requested_by: lineage then
+keeps that principal from approving the verdict, as it keeps the version's creator (service:runs) from it."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from google.protobuf import json_format, struct_pb2
 from opentelemetry import propagate
 
 from custody.lineage.v1 import lineage_pb2
 from services.common.ids import new_id
+from services.common.protomap import principal_to_proto
 from services.common.resource_names import VERSION_NAME
 from services.rosette import lineage_types
 from services.runs.domain.ports import CandidateRecord
@@ -27,7 +33,8 @@ from services.runs.model import (
 def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: CandidateRecord) -> OutboxMessage:
     """The feasibility_run version that records a minted run in lineage, derived from its candidate version.
     Same candidate entity, type feasibility_run: binding the candidate again makes the next version. It names the
-    candidate and the digests of the bytes decided, so a reader of lineage alone can tell what the verdict is about."""
+    candidate and the digests of the bytes decided, so a reader of lineage alone can tell what the verdict is about,
+    and who requested it (id and kind: lineage records no roles for a requester)."""
     match = VERSION_NAME.fullmatch(candidate.name)
     assert match is not None
     carrier: dict[str, str] = {}
@@ -61,6 +68,7 @@ def lineage_message(run_id: str, content: RunContent, stamp: Stamp, candidate: C
             producing_role="feasibility_engine",
         ),
         upstream=[candidate.name],
+        requested_by=principal_to_proto(replace(stamp.created_by, roles=frozenset())),
     )
     payload = json_format.MessageToDict(request, preserving_proto_field_name=True)
     return OutboxMessage(
