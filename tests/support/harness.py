@@ -47,10 +47,12 @@ def operator_token(layout: StateLayout) -> str:
 
 
 def add_principal(layout: StateLayout, principal: Principal) -> str:
-    """Adds a principal to the credentials file (before the services start) and returns its token."""
+    """Adds a principal to the credentials file (before the services start) and returns its token; a principal
+    already there gets the new token instead (the file lists each principal once)."""
     token = new_token()
     credentials = Credentials.load(layout.credentials)
-    entries = [*credentials.entries, CredentialEntry(principal, token_digest(token))]
+    entries = [e for e in credentials.entries if e.principal.id != principal.id]
+    entries.append(CredentialEntry(principal, token_digest(token)))
     Credentials(entries).save(layout.credentials)
     return token
 
