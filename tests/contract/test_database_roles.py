@@ -19,7 +19,7 @@ from services.common import migrations
 from services.common.catalog import SERVICES
 from services.common.db import create_engine
 from services.common.roles import TABLE_PRIVILEGES, RuntimeAccess
-from tests.support.pg_roles import Provisioned, Roles, roles
+from tests.support.pg_roles import Provisioned, Roles, roles, schema_owners
 
 STATEFUL = [name for name, spec in SERVICES.items() if spec.stateful]
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -455,12 +455,4 @@ def test_migrations_set_role_to_the_owner_role_so_it_owns_what_a_member_creates(
         migrations.upgrade(engine, "ai_gateway", runtime_role=database.runtime.role, owner_role=database.owner.role)
     finally:
         engine.dispose()
-    with made.admin.connect() as connection:
-        owners = connection.execute(
-            sa.text(
-                "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema"
-            ),
-            {"schema": database.schema},
-        ).scalars()
-        assert set(owners) == {database.owner.role}
+    assert schema_owners(made.admin, database.schema) == {database.owner.role}

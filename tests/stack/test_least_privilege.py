@@ -19,7 +19,7 @@ from bench.harness import service_process
 from services.common.catalog import SERVICES
 from services.common.config import env_prefix
 from tests.support.harness import state_layout
-from tests.support.pg_roles import Provisioned, Roles, roles
+from tests.support.pg_roles import Provisioned, Roles, roles, schema_owners
 from tests.support.processes import CUSTODY, clean_environment, custody, free_port, running_stack
 
 pytestmark = pytest.mark.stack
@@ -139,12 +139,4 @@ def test_a_service_given_both_urls_migrates_as_the_owner_and_serves_as_the_runti
 
     with service_process("lineage", tmp_path / "var", **settings):
         eventually(sessions, {database.runtime.role})
-    with made.admin.connect() as connection:
-        owners = connection.execute(
-            sa.text(
-                "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema"
-            ),
-            {"schema": database.schema},
-        ).scalars()
-        assert set(owners) == {database.owner.role}
+    assert schema_owners(made.admin, database.schema) == {database.owner.role}

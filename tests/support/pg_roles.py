@@ -102,3 +102,17 @@ def roles() -> Iterator[Roles]:
         yield made
     finally:
         made.close()
+
+
+def schema_owners(admin: sa.Engine, schema: str) -> set[str]:
+    """The roles owning any relation in `schema` (the owner role alone, after migrating as it)."""
+    with admin.connect() as connection:
+        return set(
+            connection.execute(
+                sa.text(
+                    "SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :schema"
+                ),
+                {"schema": schema},
+            ).scalars()
+        )
