@@ -150,8 +150,10 @@ class ServiceClients:
     def channel(self, service: str) -> grpc.aio.Channel:
         if service not in self._addresses:
             raise ValueError(f"no address configured for {service}")
-        if self._security is not None and self._security.signature() != self._signature:
-            self._renew_credentials()
+        if self._security is not None:
+            signature = self._security.signature()
+            if signature != self._signature:
+                self._renew_credentials(signature)
         if service not in self._channels:
             interceptors: list[Any] = [
                 cls(self._token, self._default_timeout_s)
@@ -168,11 +170,11 @@ class ServiceClients:
             self._channels[service] = channel
         return self._channels[service]
 
-    def _renew_credentials(self) -> None:
-        """Reads the certificate files (again); channels opened with the old ones close after their calls. Files
-        caught mid-rotation (a key that is not the certificate's) keep the current credentials until complete."""
+    def _renew_credentials(self, signature: FilesSignature) -> None:
+        """Reads the certificate files (again; `signature` is theirs, taken before reading); channels opened with
+        the old ones close after their calls. Files caught mid-rotation (a key that is not the certificate's) keep
+        the current credentials until complete."""
         assert self._security is not None
-        signature = self._security.signature()
         try:
             credentials = self._security.credentials()
         except TlsFilesError as exc:

@@ -2,9 +2,8 @@
 
 People are added, rotated and revoked while the services run (`custody users`), and a revoked token must stop
 working without a restart. Authentication stays cheap: a call costs at most one os.stat per CHECK_INTERVAL_S, and
-the file is read again only when the file the path resolves to changed (device, inode, size, mtime_ns, ctime_ns;
-symlinks are followed, so Kubernetes' update of a Secret volume, which swaps the `..data` symlink to a new
-directory, shows as a new inode; ctime catches an in-place rewrite that restored size and mtime).
+the file is read again only when its signature changed (services/common/file_signature.py: a Kubernetes Secret
+update or an in-place rewrite shows too).
 
 Fail closed: when the file became missing, unreadable or malformed, the service refuses every call with UNAVAILABLE
 (reason CREDENTIALS_UNAVAILABLE) and logs an ERROR at each check (at most once per CHECK_INTERVAL_S while calls
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from services.common.errors import Unavailable
+from services.common.file_signature import FileSignature, stat_signature
 from services.common.identity import CredentialsError, Principal, read_credentials
 
 log = logging.getLogger("custody.credentials")
@@ -31,12 +31,6 @@ UNAVAILABLE_MESSAGE = (
     "restores it; the service's log says what is wrong"
 )
 
-Signature = tuple[int, int, int, int, int]
-
-
-def signature(status: os.stat_result) -> Signature:
-    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
-
 
 class CredentialsFile:
     """Authenticates against the credentials file at `path`, following its changes (see the module docstring)."""
@@ -46,7 +40,7 @@ class CredentialsFile:
     ) -> None:
         status, self._credentials = read_credentials(path)  # CredentialsError: the service does not start
         self._path = path
-        self._signature: Signature | None = signature(status)
+        self._signature: FileSignature | None = stat_signature(status)
         self._problem: str | None = None
         self._interval = check_interval_s
         self._clock = clock
@@ -63,7 +57,7 @@ class CredentialsFile:
 
     def _check(self) -> None:
         try:
-            if self._problem is None and signature(os.stat(self._path)) == self._signature:
+            if self._problem is None and stat_signature(os.stat(self._path)) == self._signature:
                 return
             status, credentials = read_credentials(self._path)
         except FileNotFoundError:
@@ -83,7 +77,7 @@ class CredentialsFile:
                 self._path,
                 sum(e.active for e in credentials.entries),
             )
-        self._credentials, self._signature, self._problem = credentials, signature(status), None
+        self._credentials, self._signature, self._problem = credentials, stat_signature(status), None
 
     def _fail(self, problem: str) -> None:
         self._problem, self._signature = problem, None

@@ -19,7 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from services.common.clock import rfc3339
+from services.common.clock import parse_rfc3339, rfc3339
 from services.common.errors import PermissionDenied, Unauthenticated
 from services.common.hashing import is_sha256_hex, sha256_text
 
@@ -211,10 +211,10 @@ def _moment(raw: dict[str, Any], key: str) -> datetime | None:
     value = raw.get(key)
     if value is None:
         return None
-    moment = datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        raise ValueError(f"{key} has no time zone")
-    return moment
+    try:
+        return parse_rfc3339(value)
+    except ValueError as exc:
+        raise ValueError(f"{key}: {exc}") from None
 
 
 def _raw(entry: CredentialEntry) -> dict[str, object]:

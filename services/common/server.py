@@ -127,11 +127,13 @@ class RunningServer:
             await self.health_server.stop(0)
 
 
-def _tls_material(settings: ServiceSettings) -> TlsMaterial | None:
+def _tls(settings: ServiceSettings) -> tuple[TlsDirectory, TlsMaterial] | None:
+    """The certificate directory and what it holds now; None without TLS. Unusable files are a ConfigError."""
     if settings.tls_dir is None:
         return None
+    directory = TlsDirectory(settings.tls_dir)
     try:
-        return TlsDirectory(settings.tls_dir).read()
+        return directory, directory.read()
     except TlsFilesError as exc:
         raise ConfigError(f"{env_prefix(settings.service)}TLS_DIR: {exc}") from None
 
@@ -162,7 +164,7 @@ def _health_server(settings: ServiceSettings, health: HealthServicer) -> tuple[g
 async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provider: TracerProvider) -> RunningServer:
     """Builds and starts the server; raises PortInUse, ConfigError or CredentialsError before serving anything."""
     credentials = CredentialsFile(settings.resolved_credentials_file)  # re-read when it changes
-    material = _tls_material(settings)
+    tls = _tls(settings)
     # Servicers run database and file work in threads; asyncio's default pool (cores + 4 = 6 here) would make
     # concurrent calls queue for a thread instead of for the database, and cap group-commit batches at its size.
     asyncio.get_running_loop().set_default_executor(
@@ -176,7 +178,7 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
                 credentials,
                 service.access,
                 tracer_provider,
-                None if material is None else TransportIdentity(settings.trust_domain),
+                None if tls is None else TransportIdentity(settings.trust_domain),
             )
         ],
         options=server_options(settings),
@@ -191,10 +193,10 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
     )
     prefix = env_prefix(settings.service)
     peer_port = None
-    if material is None or settings.tls_dir is None:
+    if tls is None:
         port = _listen(server, settings.address, f"{prefix}PORT", None)
     else:
-        directory = TlsDirectory(settings.tls_dir)
+        directory, material = tls
         public = server_credentials(directory, material, require_client_certificate=False, listener="public port")
         port = _listen(server, settings.address, f"{prefix}PORT", public)
         peer = server_credentials(directory, material, require_client_certificate=True, listener="peer port")
@@ -224,7 +226,7 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
         service.full_name,
         settings.host,
         port,
-        "plaintext" if material is None else "TLS",
+        "plaintext" if tls is None else "TLS",
         "" if peer_port is None else f", to services on port {peer_port} (mutual TLS)",
         "" if health_port is None else f", health only on port {health_port} (plaintext)",
         extra={
@@ -232,10 +234,10 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
             "port": port,
             "peer_port": peer_port,
             "health_port": health_port,
-            "tls": material is not None,
+            "tls": tls is not None,
         },
     )
-    if material is None and not is_loopback(settings.host):
+    if tls is None and not is_loopback(settings.host):
         log.warning(
             "serving plaintext on %s (%sALLOW_PLAINTEXT): tokens cross the network readable", settings.host, prefix
         )

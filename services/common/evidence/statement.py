@@ -198,10 +198,7 @@ def rfc3339(moment: datetime) -> str:
 
 def time_us(text: str) -> int:
     """Microseconds since the epoch of an RFC 3339 timestamp; raises ValueError for anything else."""
-    moment = datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no timezone")
-    return clock.to_us(moment)
+    return clock.to_us(clock.parse_rfc3339(text))
 
 
 def _statement(subjects: list[dict[str, Any]], predicate_type: str, predicate: dict[str, Any]) -> dict[str, Any]:

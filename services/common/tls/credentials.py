@@ -10,13 +10,14 @@ their peers) notice changed files when they next open a channel (ServiceClients)
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+
+from services.common.file_signature import FileSignature, file_signature
 
 log = logging.getLogger("custody.tls")
 
@@ -75,19 +76,12 @@ class TlsDirectory:
         return files_signature(self.certificate, self.key, self.ca)
 
 
-FilesSignature = tuple[tuple[int, int, int], ...]
+FilesSignature = tuple[FileSignature | None, ...]
 
 
 def files_signature(*paths: Path) -> FilesSignature:
-    """Changes whenever a file is replaced or rewritten (Kubernetes swaps a symlink; stat follows it)."""
-    found = []
-    for path in paths:
-        try:
-            stat = os.stat(path)
-            found.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
-        except OSError:
-            found.append((0, 0, 0))
-    return tuple(found)
+    """Changes whenever one of the files is replaced or rewritten (services/common/file_signature.py)."""
+    return tuple(file_signature(path) for path in paths)
 
 
 def check(material: TlsMaterial, where: Path) -> None:
