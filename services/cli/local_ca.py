@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from services.common.catalog import SERVICE_NAMES
+from services.common.catalog import PROCESS_NAMES
 from services.common.identity import write_private_file
 from services.common.tls.certificates import (
     DEFAULT_TRUST_DOMAIN,
@@ -69,7 +69,7 @@ def ensure_certificates(
     done: list[str] = []
     authority = _authority(layout, done)
     extra = tuple(dns_names)
-    for service in SERVICE_NAMES:
+    for service in PROCESS_NAMES:  # the console too: it serves HTTPS with its own certificate
         directory = layout.service(service)
         names = service_dns_names(service, extra)
         if renew:

@@ -45,7 +45,7 @@ from services.cli.state import (
     save_endpoints,
 )
 from services.common import migrations
-from services.common.catalog import SERVICE_NAMES, SERVICES
+from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES, SERVICES
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
 from services.common.contracts import messages
 from services.common.db import describe
@@ -116,7 +116,7 @@ def up(
         bool, typer.Option("--tls", help="TLS for people, mutual TLS between services (certificates in tls/).")
     ] = False,
 ) -> None:
-    """Start all four services as separate processes and stop them together (Ctrl-C)."""
+    """Start the four services and the review console as separate processes and stop them together (Ctrl-C)."""
     layout = StateLayout(state_dir)
     try:
         if initialize(layout):
@@ -138,8 +138,14 @@ def up(
             code = 1
         else:
             ca_file = layout.tls.client_ca if stack.tls else None
-            save_endpoints(layout, stack.addresses(), ca_file=ca_file, peer_addresses=stack.peer_addresses())
-            _print_welcome(layout, stack.addresses(), ca_file)
+            save_endpoints(
+                layout,
+                stack.addresses(),
+                ca_file=ca_file,
+                peer_addresses=stack.peer_addresses(),
+                console_url=stack.console_url,
+            )
+            _print_welcome(layout, stack.addresses(), ca_file, stack.console_url)
             code = supervise(stack, say)
     except KeyboardInterrupt:
         code = 130
@@ -152,7 +158,7 @@ def say(line: str) -> None:
     err.print(f"[yellow]custody up:[/yellow] {line}")
 
 
-def _print_welcome(layout: StateLayout, addresses: dict[str, str], ca_file: Path | None) -> None:
+def _print_welcome(layout: StateLayout, addresses: dict[str, str], ca_file: Path | None, console_url: str) -> None:
     transport = "TLS" if ca_file else "plaintext, loopback only"
     table = Table(title=f"Custody is up ({transport}): every service SERVING", title_justify="left")
     for column in ("service", "address", "gRPC service"):
@@ -160,6 +166,11 @@ def _print_welcome(layout: StateLayout, addresses: dict[str, str], ca_file: Path
     for name, address in addresses.items():
         table.add_row(name, address, SERVICES[name].full_name)
     console.print(table)
+    console.print(
+        f"\nReview console: {console_url}  (sign in with your token: `custody users add NAME --role reviewer` prints "
+        f"one; the operator's is in {layout.operator_token})",
+        soft_wrap=True,
+    )
     runs = addresses["runs"]
     security = f"-cacert {ca_file}" if ca_file else "-plaintext"
     console.print(
@@ -177,10 +188,14 @@ def _print_welcome(layout: StateLayout, addresses: dict[str, str], ca_file: Path
 
 @app.command()
 def serve(
-    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(SERVICE_NAMES)}.")],
+    service: Annotated[str, typer.Argument(help=f"One of: {', '.join(PROCESS_NAMES)}.")],
     config: Annotated[Path | None, typer.Option(help="YAML settings file (environment overrides it).")] = None,
 ) -> None:
-    """Run one service in the foreground (what containers run)."""
+    """Run one service, or the review console, in the foreground (what containers run)."""
+    if service == CONSOLE:
+        from services.console.main import run as run_console  # only the console needs the web stack
+
+        raise typer.Exit(run_console(config))
     name = _service_name(service)
     raise typer.Exit(run(registry.settings_class(name), registry.factory(name), config))
 

@@ -1,9 +1,11 @@
-"""`custody up`: the four services as separate processes on one machine, each with only its own configuration.
+"""`custody up`: the four services and the review console as separate processes on one machine, each with only its
+own configuration.
 
 Only ai_gateway sees the caller's full environment (provider keys live there); the others get a minimal one plus
 their own CUSTODY_<SERVICE>_* variables. If any process dies the rest are stopped and the exit is non-zero.
 With TLS (`custody up --tls`) each service gets its certificate directory (var/tls/<service>/) and its peers'
-mutual-TLS addresses; TLS is on for every service or for none.
+mutual-TLS addresses; TLS is on for every service or for none. The console gets the services' public addresses
+(it calls them as the signed-in person, like the CLI) and, with TLS, its own certificate and the CA.
 """
 
 from __future__ import annotations
@@ -11,19 +13,23 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import signal
+import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
 
 from services.cli.health import check
 from services.cli.registry import settings_class
 from services.cli.state import CACERT_ENV, TOKEN_ENV, StateLayout
-from services.common.catalog import SERVICE_NAMES, SERVICES
-from services.common.config import ConfigError, ServiceSettings, env_prefix
+from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES, SERVICES
+from services.common.config import ConfigError, ProcessSettings, ServiceSettings, env_prefix
 from services.common.tls.credentials import ChannelSecurity
+from services.console.config import ConsoleSettings
 
 # What a service without provider access inherits from the caller's environment.
 BASE_ENV_NAMES = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH")
@@ -36,7 +42,7 @@ PR_SET_PDEATHSIG = 1
 
 def child_environment(service: str, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment `service` is started with: its own settings only, provider keys only for ai_gateway."""
-    others = tuple(env_prefix(s) for s in SERVICE_NAMES if s != service)
+    others = tuple(env_prefix(s) for s in PROCESS_NAMES if s != service)
     if service in FULL_ENV_SERVICES:
         env = {k: v for k, v in environ.items() if not k.upper().startswith(others)}
     else:
@@ -53,17 +59,40 @@ def child_environment(service: str, environ: Mapping[str, str]) -> dict[str, str
 
 @dataclass
 class Planned:
-    service: str
-    settings: ServiceSettings
-    config_file: Path
+    service: str  # a process name: one of the services, or the console
+    settings: ProcessSettings
+    config_file: Path | None
     env: dict[str, str]
     # How clients reach the public port: None (plaintext), or TLS trusting the local CA.
     security: ChannelSecurity | None = None
 
     @property
+    def is_service(self) -> bool:
+        return isinstance(self.settings, ServiceSettings)
+
+    @property
     def peer_address(self) -> str:
         """Where this service's peers call it: its mutual-TLS port with TLS, else its only port."""
+        assert isinstance(self.settings, ServiceSettings)
         return self.settings.peer_listen_address or self.settings.address
+
+    @property
+    def console_url(self) -> str:
+        scheme = "https" if self.settings.tls_dir is not None else "http"
+        return f"{scheme}://{self.settings.address}"
+
+    def ready(self) -> bool:
+        """SERVING on grpc.health.v1 for a service; /healthz answering for the console."""
+        if self.is_service:
+            return check(self.settings.address, SERVICES[self.service].full_name, 0.5, self.security) == "SERVING"
+        context = None
+        if isinstance(self.settings, ConsoleSettings) and self.settings.resolved_ca_file is not None:
+            context = ssl.create_default_context(cafile=str(self.settings.resolved_ca_file))
+        try:
+            with urlopen(f"{self.console_url}/healthz", timeout=0.5, context=context) as response:
+                return bool(response.status == 200)
+        except (URLError, OSError):
+            return False
 
 
 def plan(layout: StateLayout, environ: Mapping[str, str], *, tls: bool = False) -> list[Planned]:
@@ -79,6 +108,7 @@ def plan(layout: StateLayout, environ: Mapping[str, str], *, tls: bool = False) 
         settings = settings_class(service).load(config_file, env)
         security = None if settings.tls_dir is None else ChannelSecurity.for_operator(layout.tls.client_ca)
         planned.append(Planned(service, settings, config_file, env, security))
+    planned.append(_plan_console(layout, environ, planned, tls=tls))
     with_tls = sorted(p.service for p in planned if p.settings.tls_dir is not None)
     if with_tls and len(with_tls) != len(planned):
         raise ConfigError(
@@ -86,10 +116,25 @@ def plan(layout: StateLayout, environ: Mapping[str, str], *, tls: bool = False) 
             "<SERVICE>_TLS_DIR for every service or none (`custody up --tls` sets all four)"
         )
     for p in planned:
+        if not p.is_service:
+            continue
         for peer in SERVICES[p.service].calls:
             callee = next(q for q in planned if q.service == peer)
             p.env.setdefault(env_prefix(p.service) + f"{peer.upper()}_ADDRESS", callee.peer_address)
     return planned
+
+
+def _plan_console(layout: StateLayout, environ: Mapping[str, str], services: list[Planned], *, tls: bool) -> Planned:
+    prefix = env_prefix(CONSOLE)
+    env = child_environment(CONSOLE, environ)
+    env.setdefault(prefix + "STATE_DIR", str(layout.root))
+    for p in services:
+        env.setdefault(prefix + f"{p.service.upper()}_ADDRESS", p.settings.address)
+    if tls:
+        env.setdefault(prefix + "TLS_DIR", str(layout.tls.service(CONSOLE).root))
+    config_file = layout.service_config(CONSOLE)
+    config = config_file if config_file.exists() else None
+    return Planned(CONSOLE, ConsoleSettings.load(config, env), config, env)
 
 
 class Stack:
@@ -100,7 +145,9 @@ class Stack:
 
     def start(self) -> None:
         for p in self._planned:
-            command = [sys.executable, "-m", "services.cli", "serve", p.service, "--config", str(p.config_file)]
+            command = [sys.executable, "-m", "services.cli", "serve", p.service]
+            if p.config_file is not None:
+                command += ["--config", str(p.config_file)]
             self.processes[p.service] = subprocess.Popen(command, env=p.env, preexec_fn=_die_with_parent)
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> str | None:
@@ -112,7 +159,7 @@ class Stack:
             if dead:
                 return dead
             for service, p in list(pending.items()):
-                if check(p.settings.address, SERVICES[service].full_name, 0.5, p.security) == "SERVING":
+                if p.ready():
                     del pending[service]
             if pending:
                 time.sleep(0.1)
@@ -141,10 +188,15 @@ class Stack:
                 process.wait()
 
     def addresses(self) -> dict[str, str]:
-        return {p.service: p.settings.address for p in self._planned}
+        """The services' public gRPC addresses."""
+        return {p.service: p.settings.address for p in self._planned if p.is_service}
 
     def peer_addresses(self) -> dict[str, str]:
-        return {p.service: p.peer_address for p in self._planned}
+        return {p.service: p.peer_address for p in self._planned if p.is_service}
+
+    @property
+    def console_url(self) -> str:
+        return next(p.console_url for p in self._planned if p.service == CONSOLE)
 
     @property
     def tls(self) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from services.cli.local_ca import TlsLayout, ensure_certificates
 from services.cli.people import reset_credentials
-from services.common.catalog import SERVICE_NAMES, SERVICES
+from services.common.catalog import CONSOLE, SERVICE_NAMES, SERVICES
 from services.common.clock import utc_now
 from services.common.config import ledger_key_path
 from services.common.evidence.keys import create_key_files
@@ -163,9 +163,13 @@ def save_endpoints(
     *,
     ca_file: Path | None = None,
     peer_addresses: Mapping[str, str] | None = None,
+    console_url: str | None = None,
 ) -> None:
-    """The running stack's addresses; with TLS also the CA to trust and the services' mutual-TLS addresses."""
+    """The running stack's addresses (and the console's URL); with TLS also the CA to trust and the services'
+    mutual-TLS addresses."""
     document: dict[str, object] = dict(addresses)
+    if console_url is not None:
+        document[CONSOLE] = console_url
     if ca_file is not None:
         document[TLS_ENDPOINTS_KEY] = {"ca_file": str(ca_file.resolve()), "peer_addresses": dict(peer_addresses or {})}
     layout.root.mkdir(parents=True, exist_ok=True)

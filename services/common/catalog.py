@@ -34,6 +34,13 @@ SERVICES: dict[str, ServiceSpec] = {
 
 SERVICE_NAMES: tuple[str, ...] = tuple(SERVICES)
 
+# The review console (services/console/): an HTTP process for people, neither a gRPC service nor a principal. It
+# calls every service's public port with the signed-in person's own token, as the CLI does.
+CONSOLE = "console"
+CONSOLE_DEFAULT_PORT = 50080
+# Every process `custody up` starts and `custody serve` runs.
+PROCESS_NAMES: tuple[str, ...] = (*SERVICE_NAMES, CONSOLE)
+
 
 def callers_of(service: str) -> tuple[str, ...]:
     return tuple(name for name, spec in SERVICES.items() if service in spec.calls)

@@ -39,8 +39,9 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 RoleName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 
 
-class ServiceSettings(BaseSettings):
-    """Settings every service has. Subclasses add their own and set `service` to their catalog name."""
+class ProcessSettings(BaseSettings):
+    """Settings every Custody process has (the four services and the console): where it listens, its state
+    directory, logging, telemetry and TLS. Subclasses set `service` to the process's name (its env prefix)."""
 
     service: ClassVar[str]
 
@@ -48,37 +49,16 @@ class ServiceSettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: Port
-    # This service's own bearer token for its outgoing calls. Only this service's configuration holds it.
-    token: SecretStr | None = None
     state_dir: Path = Path("var")
-    credentials_file: Path | None = Field(default=None, description="default: <state_dir>/credentials")
     log_level: LogLevel = "INFO"
     telemetry_exporter: TelemetryExporter = "none"
     otlp_endpoint: str = "http://127.0.0.1:4317"
     telemetry_file: Path | None = Field(default=None, description="spans as JSON lines, for exporter 'file'")
-    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
-    grace_period_s: float = Field(default=5.0, ge=0, le=60)
-    default_deadline_s: float = Field(default=30.0, gt=0, le=3600)
-    max_concurrent_rpcs: int = Field(default=1024, ge=1)
-    # Threads for blocking work (database, files) so concurrent calls do not queue for a thread.
-    blocking_threads: int = Field(default=64, ge=1, le=1024)
-    # Process-level performance knobs (services/common/tuning.py). Off (Python's and glibc's defaults) unless a
-    # service's settings turn one on where it measurably helps that service.
-    keep_freed_memory: bool = False
-    gil_switch_interval_s: float = Field(default=0.005, gt=0, le=0.1)
-    freeze_startup_objects: bool = False
     # Transport security (services/common/tls/). `tls_dir` holds tls.crt, tls.key and ca.crt (cert-manager's
-    # layout; `custody init` writes var/tls/<service>/). Set, the service serves server-authenticated TLS on `port`
-    # (people, with their bearer token) and mutual TLS on `peer_port` (services, identified by their certificate),
-    # and calls its peers with its certificate. Unset, it serves plaintext on `port`, which it refuses to do on a
-    # non-loopback host unless `allow_plaintext`.
+    # layout; `custody init` writes var/tls/<process>/). Unset, the process serves plaintext on `port`, which it
+    # refuses to do on a non-loopback host unless `allow_plaintext`.
     tls_dir: Path | None = None
-    peer_port: Port | None = Field(default=None, description="default: port + 100 (with tls_dir)")
-    # A plaintext listener answering grpc.health.v1 only (Kubernetes probes cannot speak TLS); off unless set.
-    health_port: Port | None = None
     allow_plaintext: bool = False
-    # The SPIFFE trust domain of service certificates (spiffe://<trust_domain>/service/<name>).
-    trust_domain: str = Field(default=DEFAULT_TRUST_DOMAIN, pattern=r"^[a-z0-9._-]{1,255}$")
 
     @classmethod
     def settings_customise_sources(
@@ -93,13 +73,56 @@ class ServiceSettings(BaseSettings):
         # child's environment before starting it) and passes the merged values in; no implicit sources.
         return (init_settings,)
 
-    @classmethod
-    def spec(cls) -> ServiceSpec:
-        return SERVICES[cls.service]
-
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    def transport_problems(self, prefix: str) -> list[str]:
+        """What makes the listeners unsafe: plaintext on a non-loopback host (tokens would cross the network
+        readable) unless allowed."""
+        if self.tls_dir is None and not self.allow_plaintext and not is_loopback(self.host):
+            return [
+                f"{prefix}HOST is {self.host!r}, not a loopback address, and TLS is not configured: set "
+                f"{prefix}TLS_DIR to a directory holding tls.crt, tls.key and ca.crt (`custody init` writes "
+                f"var/tls/{self.service}/), or set {prefix}ALLOW_PLAINTEXT=true to serve plaintext on purpose (every "
+                "bearer token then crosses the network readable)"
+            ]
+        return []
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Self:
+        return load_settings(cls, config_file, environ)
+
+
+class ServiceSettings(ProcessSettings):
+    """Settings every gRPC service has. Subclasses add their own and set `service` to their catalog name."""
+
+    # This service's own bearer token for its outgoing calls. Only this service's configuration holds it.
+    token: SecretStr | None = None
+    credentials_file: Path | None = Field(default=None, description="default: <state_dir>/credentials")
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    grace_period_s: float = Field(default=5.0, ge=0, le=60)
+    default_deadline_s: float = Field(default=30.0, gt=0, le=3600)
+    max_concurrent_rpcs: int = Field(default=1024, ge=1)
+    # Threads for blocking work (database, files) so concurrent calls do not queue for a thread.
+    blocking_threads: int = Field(default=64, ge=1, le=1024)
+    # Process-level performance knobs (services/common/tuning.py). Off (Python's and glibc's defaults) unless a
+    # service's settings turn one on where it measurably helps that service.
+    keep_freed_memory: bool = False
+    gil_switch_interval_s: float = Field(default=0.005, gt=0, le=0.1)
+    freeze_startup_objects: bool = False
+    # With `tls_dir` (see ProcessSettings) a service serves server-authenticated TLS on `port` (people, with their
+    # bearer token) and mutual TLS on `peer_port` (services, identified by their certificate), and calls its peers
+    # with its certificate.
+    peer_port: Port | None = Field(default=None, description="default: port + 100 (with tls_dir)")
+    # A plaintext listener answering grpc.health.v1 only (Kubernetes probes cannot speak TLS); off unless set.
+    health_port: Port | None = None
+    # The SPIFFE trust domain of service certificates (spiffe://<trust_domain>/service/<name>).
+    trust_domain: str = Field(default=DEFAULT_TRUST_DOMAIN, pattern=r"^[a-z0-9._-]{1,255}$")
+
+    @classmethod
+    def spec(cls) -> ServiceSpec:
+        return SERVICES[cls.service]
 
     @property
     def resolved_credentials_file(self) -> Path:
@@ -133,16 +156,9 @@ class ServiceSettings(BaseSettings):
         return f"127.0.0.1:{SERVICES[service].default_port + offset}"
 
     def transport_problems(self, prefix: str) -> list[str]:
-        """What makes the listeners unsafe or impossible: plaintext on a non-loopback host (tokens would cross the
-        network readable) unless allowed, a peer port without TLS, a port pushed out of range."""
-        problems = []
-        if self.tls_dir is None and not self.allow_plaintext and not is_loopback(self.host):
-            problems.append(
-                f"{prefix}HOST is {self.host!r}, not a loopback address, and TLS is not configured: set "
-                f"{prefix}TLS_DIR to a directory holding tls.crt, tls.key and ca.crt (`custody init` writes "
-                f"var/tls/<service>/), or set {prefix}ALLOW_PLAINTEXT=true to serve plaintext on purpose (every "
-                "bearer token then crosses the network readable)"
-            )
+        """What makes the listeners unsafe or impossible: plaintext on a non-loopback host (see ProcessSettings),
+        a peer port without TLS, a port pushed out of range."""
+        problems = super().transport_problems(prefix)
         if self.tls_dir is None and self.peer_port is not None:
             problems.append(f"{prefix}PEER_PORT is set but {prefix}TLS_DIR is not: the peer port is mutual TLS")
         peer_port = self.resolved_peer_port
@@ -153,12 +169,8 @@ class ServiceSettings(BaseSettings):
             problems.append(f"{prefix}PORT, {prefix}PEER_PORT and {prefix}HEALTH_PORT must differ (got {ports})")
         return problems
 
-    @classmethod
-    def load(cls, config_file: Path | None = None, environ: Mapping[str, str] | None = None) -> Self:
-        return load_settings(cls, config_file, environ)
 
-
-S = TypeVar("S", bound=ServiceSettings)
+S = TypeVar("S", bound=ProcessSettings)
 
 
 class StatefulServiceSettings(ServiceSettings):

@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.common import call_context
-from services.common.config import ServiceSettings
+from services.common.config import ProcessSettings
 from services.common.version import CUSTODY_VERSION
 
 # Fields every log record may carry beyond the message; passed with `extra={...}`.
@@ -131,7 +131,7 @@ class JsonLinesSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def configure_tracing(settings: ServiceSettings) -> TracerProvider:
+def configure_tracing(settings: ProcessSettings) -> TracerProvider:
     """A tracer provider for this process; W3C tracecontext + baggage propagation is set globally."""
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()]))
     resource = Resource.create({"service.name": f"custody-{settings.service}", "service.version": CUSTODY_VERSION})
