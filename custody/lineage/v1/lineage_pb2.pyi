@@ -757,20 +757,28 @@ class ListVersionsRequest(_message.Message):
     PARENT_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
     parent: _builtins.str
-    """projects/{p}, projects/{p}/artifacts/{t} or projects/{p}/artifacts/{t}/{e}."""
+    """projects/{p}, projects/{p}/artifacts/{t} or projects/{p}/artifacts/{t}/{e}; projects/- for every project."""
     page_size: _builtins.int
     page_token: _builtins.str
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___Status.ValueType]:
+        """Only versions whose current status is one of these (order and repetition do not matter); empty: every status.
+        [STATUS_DRAFT, STATUS_FLAGGED_FOR_REVIEW]: awaiting a decision. The page token is bound to them.
+        """
+
     def __init__(
         self,
         *,
         parent: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        statuses: _abc.Iterable[Global___Status.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "parent", b"parent", "statuses", b"statuses"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -129,13 +129,20 @@ class LineageServiceStub:
       NOT_FOUND (VERSION_NOT_FOUND): no such version.
     """
     ListVersions: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ListVersionsRequest, _lineage_pb2.ListVersionsResponse]
-    """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+    """Versions under a project, a type or an entity, or of every project (parent projects/-, AIP-159), oldest first
+    (keyset pages), optionally only those whose current status is one of `statuses`: [STATUS_DRAFT,
+    STATUS_FLAGGED_FOR_REVIEW] is the review queue, the versions awaiting a decision. Histories are not included.
+    A version whose status changes while a client pages leaves the later pages if it no longer matches; no version
+    appears twice, and a new version appears on the last page.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+      INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
+        entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+      INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
+        entry per bad entry (field statuses[i]).
       INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
-        another list RPC, or replayed with other filters).
+        another list RPC, or replayed with another parent or other statuses).
     """
     DiffVersions: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.DiffVersionsRequest, _lineage_pb2.DiffVersionsResponse]
     """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
@@ -391,13 +398,20 @@ class LineageServiceAsyncStub(LineageServiceStub):
       NOT_FOUND (VERSION_NOT_FOUND): no such version.
     """
     ListVersions: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ListVersionsRequest, _lineage_pb2.ListVersionsResponse]  # type: ignore[assignment]
-    """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+    """Versions under a project, a type or an entity, or of every project (parent projects/-, AIP-159), oldest first
+    (keyset pages), optionally only those whose current status is one of `statuses`: [STATUS_DRAFT,
+    STATUS_FLAGGED_FOR_REVIEW] is the review queue, the versions awaiting a decision. Histories are not included.
+    A version whose status changes while a client pages leaves the later pages if it no longer matches; no version
+    appears twice, and a new version appears on the last page.
     Errors:
-      INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+      INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
+        entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+      INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
+        entry per bad entry (field statuses[i]).
       INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
-        another list RPC, or replayed with other filters).
+        another list RPC, or replayed with another parent or other statuses).
     """
     DiffVersions: _aio.UnaryUnaryMultiCallable[_lineage_pb2.DiffVersionsRequest, _lineage_pb2.DiffVersionsResponse]  # type: ignore[assignment]
     """RFC 6902 JSON Patch turning base's data into target's, plus the changed paths.
@@ -686,13 +700,20 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _lineage_pb2.ListVersionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_lineage_pb2.ListVersionsResponse, _abc.Awaitable[_lineage_pb2.ListVersionsResponse]]:
-        """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+        """Versions under a project, a type or an entity, or of every project (parent projects/-, AIP-159), oldest first
+        (keyset pages), optionally only those whose current status is one of `statuses`: [STATUS_DRAFT,
+        STATUS_FLAGGED_FOR_REVIEW] is the review queue, the versions awaiting a decision. Histories are not included.
+        A version whose status changes while a client pages leaves the later pages if it no longer matches; no version
+        appears twice, and a new version appears on the last page.
         Errors:
-          INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+          INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
+            entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+          INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
+            entry per bad entry (field statuses[i]).
           INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
           INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
             for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
-            another list RPC, or replayed with other filters).
+            another list RPC, or replayed with another parent or other statuses).
         """
 
     @_abc_1.abstractmethod

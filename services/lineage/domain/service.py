@@ -280,11 +280,17 @@ class Lineage:
     def get_version(self, name: str) -> Version:
         return self.store.get_version(parse_version_name(name), history=True)
 
-    def list_versions(self, parent: str, size: int, token: str) -> tuple[list[Version], str]:
+    def list_versions(
+        self, parent: str, size: int, token: str, statuses: frozenset[Status] = frozenset()
+    ) -> tuple[list[Version], str]:
+        """`statuses` empty: every status. A token is bound to the set (not its order or repetitions); without a
+        status filter the bound filters are those tokens carried before the filter existed, so they stay valid."""
         scope = parse_list_scope(parent)
-        filters = {"list": "versions", "parent": parent}
+        filters: dict[str, Any] = {"list": "versions", "parent": parent}
+        if statuses:
+            filters["statuses"] = sorted(s.value for s in statuses)
         return self._paged(
-            LIST_VERSIONS, lambda after, n: self.store.list_versions(scope, after, n), size, token, filters
+            LIST_VERSIONS, lambda after, n: self.store.list_versions(scope, after, n, statuses), size, token, filters
         )
 
     def list_stale(self, parent: str, size: int, token: str) -> tuple[list[Version], str]:
