@@ -312,6 +312,14 @@ class LineageServiceServicer:
         role (service and system principals never approve); (4) four eyes, unless the type waives it: the reviewer is
         neither the version's creator nor its requested_by (principal ids compared case-insensitively, after Unicode
         NFKC normalisation). Records reviewer (id, kind, roles), time and rationale.
+        validate_only (AIP-163): the same authorization and every check, in the same order, and nothing written (no
+        status change, no history, no ledger leaf, no request id kept). It fails exactly as Approve would now (any error
+        below but ABORTED, with the same code, reason, message, BadRequest entries and ErrorInfo metadata), or returns
+        the version as it is: still DRAFT or FLAGGED_FOR_REVIEW, the approval would pass. A rationale is required, as
+        for Approve. request_id is checked as Approve checks it but never recorded: a malformed one is
+        REQUEST_ID_INVALID, one this caller used for another request is REQUEST_ID_REUSED, and one of this caller's
+        earlier identical Approve returns what its replay returns; so the real Approve may use the key its dry run
+        carried. A dry run takes no lock: the real Approve checks again, atomically with its write.
         Errors:
         FAILED_PRECONDITION (SELF_APPROVAL, LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED,
         LINEAGE_STALE):
