@@ -24,6 +24,22 @@ app = typer.Typer(
 
 SOURCES = {"ai": pb.SOURCE_AI, "human": pb.SOURCE_HUMAN, "hybrid": pb.SOURCE_HYBRID}
 HEALTHS = {"needs_revision": pb.HEALTH_NEEDS_REVISION, "confirmed_valid": pb.HEALTH_CONFIRMED_VALID}
+STATUSES = {
+    "draft": pb.STATUS_DRAFT,
+    "approved": pb.STATUS_APPROVED,
+    "flagged_for_review": pb.STATUS_FLAGGED_FOR_REVIEW,
+    "rejected": pb.STATUS_REJECTED,
+}
+# The review queue: versions a reviewer can still approve or reject.
+AWAITING_DECISION = ["draft", "flagged_for_review"]
+StatusFilter = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--status",
+        help="Only versions whose current status is this: draft, approved, flagged_for_review or rejected "
+        "(repeatable).",
+    ),
+]
 RequestId = Annotated[
     str, typer.Option(help="Idempotency key; resending the same request with it returns the original result.")
 ]
@@ -132,27 +148,70 @@ def show(
     _show(call(state_dir, "lineage", lambda stub: stub.GetVersion(pb.GetVersionRequest(name=name))), as_json)
 
 
-@app.command()
-def versions(
-    parent: Annotated[str, typer.Argument(help="projects/{p}, projects/{p}/artifacts/{t} or an entity name.")],
-    page_size: int = 100,
-    state_dir: StateDir = DEFAULT_STATE_DIR,
-    as_json: JsonFlag = False,
-) -> None:
-    """Every version under a project, type or entity, oldest first (all pages)."""
+def _statuses(names: list[str]) -> list[pb.Status.ValueType]:
+    unknown = [name for name in names if name not in STATUSES]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown status {', '.join(unknown)}: use {', '.join(STATUSES)}", param_hint="--status"
+        )
+    return [STATUSES[name] for name in names]
+
+
+def _list_versions(parent: str, statuses: list[str], page_size: int, state_dir: Path) -> list[pb.Version]:
+    """Every page of ListVersions."""
+    wanted = _statuses(statuses)
     found: list[pb.Version] = []
     token = ""
     while True:
-        request = pb.ListVersionsRequest(parent=parent, page_size=page_size, page_token=token)
+        request = pb.ListVersionsRequest(parent=parent, page_size=page_size, page_token=token, statuses=wanted)
         page = call(state_dir, "lineage", methodcaller("ListVersions", request))
         found.extend(page.versions)
         token = page.next_page_token
         if not token:
-            break
+            return found
+
+
+@app.command()
+def versions(
+    parent: Annotated[
+        str, typer.Argument(help="projects/{p}, projects/{p}/artifacts/{t}, an entity name, or projects/- (all).")
+    ],
+    status: StatusFilter = None,
+    page_size: int = 100,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Every version under a project, type or entity (or of every project), oldest first (all pages)."""
+    found = _list_versions(parent, status or [], page_size, state_dir)
     if as_json:
         print_json([as_dict(v) for v in found])
     else:
         print_rows([_row(v) for v in found], ["name", "created_by", "status", "health", "latest", "created"], False)
+
+
+@app.command()
+def queue(
+    project: Annotated[str, typer.Argument(help="A project id or projects/{project}; default: every project.")] = "",
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="Only this status: draft, approved, flagged_for_review or rejected (repeatable); default: draft "
+            "and flagged_for_review.",
+        ),
+    ] = None,
+    page_size: int = 100,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """The review queue: versions awaiting a decision (draft or flagged for review), oldest first."""
+    parent = "projects/-" if not project else project if project.startswith("projects/") else f"projects/{project}"
+    found = _list_versions(parent, status or AWAITING_DECISION, page_size, state_dir)
+    if as_json:
+        print_json([as_dict(v) for v in found])
+        return
+    columns = ["name", "created_by", "requested_by", "status", "health", "latest", "created"]
+    print_rows([_row(v) for v in found], columns, False, title=f"awaiting review ({len(found)})")
 
 
 @app.command()
@@ -186,12 +245,24 @@ def approve(
     name: Annotated[str, typer.Argument(help="A version name.")],
     rationale: Rationale,
     request_id: RequestId = "",
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Run every check of the approval and change nothing (validate_only): exit 1 listing "
+            "every violation, or 0 if it would be approved.",
+        ),
+    ] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
     """Approve a version: refused, listing every violation, unless its lineage is complete, approved and fresh."""
-    request = pb.ApproveRequest(name=name, rationale=rationale, request_id=request_id or _new_request_id())
+    # A dry run records no request id, so it needs none of its own; one given is checked as the approval would.
+    key = request_id or ("" if dry_run else _new_request_id())
+    request = pb.ApproveRequest(name=name, rationale=rationale, request_id=key, validate_only=dry_run)
     _decide("Approve", request, state_dir, as_json)
+    if dry_run and not as_json:
+        typer.echo("dry run: the approval would succeed; nothing was changed")
 
 
 @app.command()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from google.protobuf import json_format
 
@@ -44,6 +45,28 @@ HEALTHS = {
     Health.CONFIRMED_VALID: pb.HEALTH_CONFIRMED_VALID,
 }
 HEALTH_FROM_PROTO = {v: k for k, v in HEALTHS.items()}
+STATUS_FROM_PROTO = {v: k for k, v in STATUSES.items()}
+
+
+def statuses_from_proto(values: Sequence[pb.Status.ValueType]) -> frozenset[Status]:
+    """ListVersions' status filter. proto3 enums are open, so an unspecified or unknown number arrives as is: each
+    such entry is named in one FILTER_INVALID (as runs names its bad filters), never silently dropped."""
+    problems = [
+        FieldViolation(
+            f"statuses[{i}]",
+            ("STATUS_UNSPECIFIED" if value == pb.STATUS_UNSPECIFIED else f"unknown value {value}")
+            + ": must be STATUS_DRAFT, STATUS_APPROVED, STATUS_FLAGGED_FOR_REVIEW or STATUS_REJECTED",
+        )
+        for i, value in enumerate(values)
+        if value not in STATUS_FROM_PROTO
+    ]
+    if problems:
+        raise InvalidArgument(
+            "FILTER_INVALID",
+            f"{len(problems)} status filter value(s) name no status: " + ", ".join(p.field for p in problems),
+            violations=problems,
+        )
+    return frozenset(STATUS_FROM_PROTO[value] for value in values)
 
 
 def metadata_from_proto(message: pb.VersionMetadata) -> Metadata:

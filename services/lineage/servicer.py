@@ -78,8 +78,9 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
     async def ListVersions(
         self, request: pb.ListVersionsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListVersionsResponse:
+        statuses = convert.statuses_from_proto(request.statuses)
         versions, token = await _run(
-            lambda: self.lineage.list_versions(request.parent, request.page_size, request.page_token)
+            lambda: self.lineage.list_versions(request.parent, request.page_size, request.page_token, statuses)
         )
         return pb.ListVersionsResponse(versions=[convert.version_to_proto(v) for v in versions], next_page_token=token)
 
@@ -90,7 +91,9 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         return convert.diff_to_proto(base, target, result)
 
     async def Approve(self, request: pb.ApproveRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:
-        version = await _run(lambda: self.lineage.approve(request.name, request.rationale, request.request_id))
+        version = await _run(
+            lambda: self.lineage.approve(request.name, request.rationale, request.request_id, request.validate_only)
+        )
         return convert.version_to_proto(version)
 
     async def Flag(self, request: pb.FlagRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.Version:

@@ -95,6 +95,9 @@ status = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
     *decision_columns(),
+    # ListVersions by status (the review queue: DRAFT and FLAGGED_FOR_REVIEW) reads the matching rows only, in
+    # version order within each status. A status changes at most twice per version, so the index costs little.
+    sa.Index("ix_lineage_status_status_version", "status", "version_id"),
 )
 
 status_history = sa.Table(

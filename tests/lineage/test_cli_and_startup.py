@@ -10,6 +10,7 @@ import grpc
 import pytest
 from typer.testing import CliRunner
 
+from custody.lineage.v1 import lineage_pb2 as pb
 from services.cli.main import app
 from services.cli.state import StateLayout, save_endpoints
 from services.common.config import ConfigError
@@ -95,6 +96,72 @@ def test_cli_prints_every_violation_and_exits_1_when_approval_is_refused(cli: Cl
     assert "FAILED_PRECONDITION SELF_APPROVAL" in out
     assert "created_by: SELF_APPROVAL" in out
     assert "upstream: LINEAGE_INCOMPLETE" in out
+
+
+def test_cli_queue_lists_what_awaits_a_decision_in_every_project_oldest_first(cli: Client, layout: StateLayout) -> None:
+    data = {"client": "acme", "objectives": ["grow"]}
+    first = create(cli, f"{P}/intake/a", data).version.name
+    decided = create(cli, "projects/beta/artifacts/intake/b", data).version.name
+    flagged = create(cli, "projects/beta/artifacts/intake/c", data).version.name
+    cli.stub.Approve(pb.ApproveRequest(name=decided, rationale="ok"), metadata=cli.reviewer, timeout=10)
+    cli.stub.Flag(pb.FlagRequest(name=flagged, rationale="look"), metadata=cli.reviewer, timeout=10)
+
+    def names(*args: str) -> list[str]:
+        code, out = custody(layout, "lineage", *args, "--json")
+        assert code == 0, out
+        return [v["name"] for v in json.loads(out)]
+
+    assert names("queue", "--page-size", "1") == [first, flagged]
+    assert names("queue", "beta") == names("queue", "projects/beta") == [flagged]
+    assert names("queue", "--status", "flagged_for_review") == [flagged]
+    assert names("versions", "projects/-", "--status", "approved") == [decided]
+    assert names("versions", "projects/-") == [first, decided, flagged]
+    result = runner.invoke(app, ["lineage", "queue", "--state-dir", str(layout.root)], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "awaiting review (2)" in result.output and "FLAGGED_FOR_REVIEW" in result.output
+
+
+def test_cli_refuses_an_unknown_status_before_calling(cli: Client, layout: StateLayout) -> None:
+    code, out = custody(layout, "lineage", "queue", "--status", "pending")
+    assert code == 2
+    assert "unknown status pending" in out
+
+
+def test_cli_approve_dry_run_changes_nothing_and_prints_every_violation(cli: Client, layout: StateLayout) -> None:
+    brief = create(cli, f"{P}/intake/brief", {"client": "acme", "objectives": ["grow"]}).version.name
+    code, out = custody(
+        layout,
+        "lineage",
+        "approve",
+        brief,
+        "--rationale",
+        "r",
+        "--dry-run",
+        "--request-id",
+        "k1",
+        token=cli.reviewer_token,
+    )
+    assert code == 0, out
+    assert "the approval would succeed; nothing was changed" in out
+    shown = json.loads(custody(layout, "lineage", "show", brief, "--json")[1])
+    assert [s["status"] for s in shown["status_history"]] == ["STATUS_DRAFT"]
+    code, out = custody(layout, "lineage", "approve", brief, "--rationale", "r", "--dry-run")  # as its creator
+    assert code == 1
+    assert "FAILED_PRECONDITION SELF_APPROVAL" in out and "created_by: SELF_APPROVAL" in out
+    code, out = custody(
+        layout,
+        "lineage",
+        "approve",
+        brief,
+        "--rationale",
+        "r",
+        "--request-id",
+        "k1",
+        "--json",
+        token=cli.reviewer_token,
+    )
+    assert code == 0, out
+    assert json.loads(out)["status"]["status"] == "STATUS_APPROVED"
 
 
 def test_cli_plan_shows_job_dependencies(cli: Client, layout: StateLayout) -> None:

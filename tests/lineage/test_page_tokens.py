@@ -20,6 +20,7 @@ from tests.support import page_tokens
 KEY = page_tokens.new_key()
 OTHER_SERVICE_KEY = page_tokens.new_key()
 Names = dict[str, str]
+AWAITING = (pb.STATUS_DRAFT, pb.STATUS_FLAGGED_FOR_REVIEW)
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,11 @@ class Listing:
     total: int
 
 
-def versions(parent: str) -> Callable[[Client, Names, str], Any]:
+def versions(parent: str, statuses: tuple[int, ...] = ()) -> Callable[[Client, Names, str], Any]:
     return lambda c, n, token: c.stub.ListVersions(
-        pb.ListVersionsRequest(parent=parent, page_size=2, page_token=token), metadata=c.operator, timeout=10
+        pb.ListVersionsRequest(parent=parent, page_size=2, page_token=token, statuses=statuses),
+        metadata=c.operator,
+        timeout=10,
     )
 
 
@@ -56,6 +59,20 @@ LISTINGS = {
         versions("projects/acme"),
         lambda page: [v.name for v in page.versions],
         versions(f"{P}/strategy"),
+        6,
+    ),
+    "ListVersions (review queue)": Listing(
+        LIST_VERSIONS.rpc,
+        versions("projects/acme", AWAITING),
+        lambda page: [v.name for v in page.versions],
+        versions("projects/acme", (pb.STATUS_DRAFT,)),
+        6,
+    ),
+    "ListVersions (every project)": Listing(
+        LIST_VERSIONS.rpc,
+        versions("projects/-"),
+        lambda page: [v.name for v in page.versions],
+        versions("projects/acme"),
         6,
     ),
     "ListStale": Listing(

@@ -276,13 +276,20 @@ class LineageServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListVersions(self, request, context):
-        """Versions under a project, a type or an entity, oldest first (keyset pages). Histories are not included.
+        """Versions under a project, a type or an entity, or of every project (parent projects/-, AIP-159), oldest first
+        (keyset pages), optionally only those whose current status is one of `statuses`: [STATUS_DRAFT,
+        STATUS_FLAGGED_FOR_REVIEW] is the review queue, the versions awaiting a decision. Histories are not included.
+        A version whose status changes while a client pages leaves the later pages if it no longer matches; no version
+        appears twice, and a new version appears on the last page.
         Errors:
-        INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/{p}/artifacts/{t} or an entity name.
+        INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
+        entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+        INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
+        entry per bad entry (field statuses[i]).
         INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
         INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
-        another list RPC, or replayed with other filters).
+        another list RPC, or replayed with another parent or other statuses).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -305,6 +312,14 @@ class LineageServiceServicer:
         role (service and system principals never approve); (4) four eyes, unless the type waives it: the reviewer is
         neither the version's creator nor its requested_by (principal ids compared case-insensitively, after Unicode
         NFKC normalisation). Records reviewer (id, kind, roles), time and rationale.
+        validate_only (AIP-163): the same authorization and every check, in the same order, and nothing written (no
+        status change, no history, no ledger leaf, no request id kept). It fails exactly as Approve would now (any error
+        below but ABORTED, with the same code, reason, message, BadRequest entries and ErrorInfo metadata), or returns
+        the version as it is: still DRAFT or FLAGGED_FOR_REVIEW, the approval would pass. A rationale is required, as
+        for Approve. request_id is checked as Approve checks it but never recorded: a malformed one is
+        REQUEST_ID_INVALID, one this caller used for another request is REQUEST_ID_REUSED, and one of this caller's
+        earlier identical Approve returns what its replay returns; so the real Approve may use the key its dry run
+        carried. A dry run takes no lock: the real Approve checks again, atomically with its write.
         Errors:
         FAILED_PRECONDITION (SELF_APPROVAL, LINEAGE_INCOMPLETE, UPSTREAM_NOT_LATEST, UPSTREAM_NOT_APPROVED,
         LINEAGE_STALE):

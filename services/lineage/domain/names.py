@@ -48,11 +48,16 @@ class VersionName:
         return f"{self.entity_key.name}/versions/{self.number}"
 
 
+# AIP-159: `projects/-` names every project. Only the whole parent may be the wildcard: a type or entity across
+# projects would need an index of its own, and nothing asks for it.
+EVERY_PROJECT = "projects/-"
+
+
 @dataclass(frozen=True)
 class ListScope:
-    """What ListVersions lists: a project, a type within it, or one entity."""
+    """What ListVersions lists: every project (project None), a project, a type within it, or one entity."""
 
-    project: str
+    project: str | None
     artifact_type: str | None = None
     entity: str | None = None
 
@@ -92,10 +97,14 @@ def parse_project_name(value: str, field: str = "parent") -> str:
 
 
 def parse_list_scope(value: str, field: str = "parent") -> ListScope:
+    if value == EVERY_PROJECT:
+        return ListScope(None)
+    if value.startswith(EVERY_PROJECT + "/"):
+        raise name_error(field, value, "a type or entity of one project: projects/- stands alone, for every project")
     if match := PROJECT_NAME.fullmatch(value):
         return ListScope(match["project"])
     if match := TYPE_PARENT.fullmatch(value):
         return ListScope(match["project"], match["type"])
     if match := ENTITY_NAME.fullmatch(value):
         return ListScope(match["project"], match["type"], match["entity"])
-    raise name_error(field, value, "projects/{project}[/artifacts/{type}[/{entity}]]")
+    raise name_error(field, value, "projects/{project}[/artifacts/{type}[/{entity}]] or projects/-")

@@ -280,11 +280,17 @@ class Lineage:
     def get_version(self, name: str) -> Version:
         return self.store.get_version(parse_version_name(name), history=True)
 
-    def list_versions(self, parent: str, size: int, token: str) -> tuple[list[Version], str]:
+    def list_versions(
+        self, parent: str, size: int, token: str, statuses: frozenset[Status] = frozenset()
+    ) -> tuple[list[Version], str]:
+        """`statuses` empty: every status. A token is bound to the set (not its order or repetitions); without a
+        status filter the bound filters are those tokens carried before the filter existed, so they stay valid."""
         scope = parse_list_scope(parent)
-        filters = {"list": "versions", "parent": parent}
+        filters: dict[str, Any] = {"list": "versions", "parent": parent}
+        if statuses:
+            filters["statuses"] = sorted(s.value for s in statuses)
         return self._paged(
-            LIST_VERSIONS, lambda after, n: self.store.list_versions(scope, after, n), size, token, filters
+            LIST_VERSIONS, lambda after, n: self.store.list_versions(scope, after, n, statuses), size, token, filters
         )
 
     def list_stale(self, parent: str, size: int, token: str) -> tuple[list[Version], str]:
@@ -307,13 +313,14 @@ class Lineage:
 
     # ---- decisions ---------------------------------------------------------------------------------------------
 
-    def approve(self, name: str, rationale: str, key: str) -> Version:
+    def approve(self, name: str, rationale: str, key: str, validate_only: bool = False) -> Version:
+        """`validate_only`: the same checks in the same order, nothing written (AIP-163); the version as it is."""
         caller = _caller()
 
         def guard(version: Version, definition: TypeDefinition, upstream: Mapping[VersionName, UpstreamState]) -> None:
             approval.check_approval(version, definition, upstream, caller.principal)
 
-        return self._decide("Approve", name, Status.APPROVED, rationale, caller, key, guard)
+        return self._decide("Approve", name, Status.APPROVED, rationale, caller, key, guard, validate_only)
 
     def flag(self, name: str, rationale: str, key: str) -> Version:
         caller = _caller()
@@ -333,11 +340,23 @@ class Lineage:
         return self._decide("Reject", name, Status.REJECTED, rationale, caller, key, guard)
 
     def _decide(
-        self, method: str, name: str, target: Status, rationale: str, caller: Caller, key: str, guard: Any
+        self,
+        method: str,
+        name: str,
+        target: Status,
+        rationale: str,
+        caller: Caller,
+        key: str,
+        guard: Any,
+        validate_only: bool = False,
     ) -> Version:
         parsed = parse_version_name(name)
         reason = approval.require_rationale(rationale)
+        # A check-only call fingerprints as the call it previews: its key answers as that call's would.
         idem = self._idempotency(method, key, caller, {"name": name, "rationale": rationale})
+        if validate_only:
+            self.store.check_status(parsed, idem, guard)
+            return self.store.get_version(parsed, history=False)
         decision = Decision(caller.principal, reason, caller.request_id, utc_now())
         if self.store.change_status(parsed, target, decision, idem, guard):
             log.info(

@@ -53,6 +53,7 @@ class LineageStore:
         self.list_versions = reads.list_versions
         self.list_stale = reads.list_stale
         self.change_status = decisions.change_status
+        self.check_status = decisions.check_status
         self.assess_health = decisions.assess_health
         self.closure_depths = closure.closure_depths
         self.closure_ids_by_cte = closure.closure_ids_by_cte

@@ -36,14 +36,9 @@ class DecisionStore:
         """Runs `guard` on the version as it is inside the transaction, then moves its status to `target` by
         compare-and-set and appends history. Returns False when the call was an idempotent replay."""
         with self._tx.write(name.project) as connection:
-            if idempotency.replay(connection, idem) is not None:
-                return False
-            version = find_version(connection, name, history=False)
+            version = _guarded(connection, name, idem, guard)
             if version is None:
-                raise not_found(name)
-            definition = find_type(connection, name.artifact_type, version.metadata.schema_version)
-            assert definition is not None  # versions are only created for registered types
-            guard(version, definition, upstream_states(connection, version.upstream))
+                return False
             row_id = version_id(connection, name)
             changed = connection.execute(
                 t.status.update()
@@ -70,6 +65,12 @@ class DecisionStore:
             requests = idempotency.remember(connection, idem, str(name), decision.at)
             self._tx.record(connection, (STATUS, [(row_id, version.status.revision + 1)]), (REQUESTS, requests))
             return True
+
+    def check_status(self, name: VersionName, idem: Idempotency | None, guard: StatusGuard) -> None:
+        """What change_status checks, in its order (request id, existence, `guard`), in a read that writes nothing
+        and takes no lock: a preview, which the change itself re-checks atomically."""
+        with self._tx.read() as connection:
+            _guarded(connection, name, idem, guard)
 
     def assess_health(
         self, name: VersionName, target: Health, decision: Decision, expected_revision: int, idem: Idempotency | None
@@ -115,3 +116,18 @@ class DecisionStore:
             requests = idempotency.remember(connection, idem, str(name), decision.at)
             self._tx.record(connection, (HEALTH, [(row_id, current.revision + 1)]), (REQUESTS, requests))
             return True
+
+
+def _guarded(
+    connection: sa.Connection, name: VersionName, idem: Idempotency | None, guard: StatusGuard
+) -> Version | None:
+    """The version once `guard` allowed a decision on it; None when the request id replays an earlier call."""
+    if idempotency.replay(connection, idem) is not None:
+        return None
+    version = find_version(connection, name, history=False)
+    if version is None:
+        raise not_found(name)
+    definition = find_type(connection, name.artifact_type, version.metadata.schema_version)
+    assert definition is not None  # versions are only created for registered types
+    guard(version, definition, upstream_states(connection, version.upstream))
+    return version

@@ -131,8 +131,20 @@ class VersionReads:
                 raise not_found(name)
             return with_ledger(self._tx, connection, [version])[0]
 
-    def list_versions(self, scope: ListScope, after_id: int, limit: int) -> tuple[list[Version], int | None]:
-        query = version_query().where(t.versions.c.project == scope.project, t.versions.c.id > after_id)
+    def list_versions(
+        self, scope: ListScope, after_id: int, limit: int, statuses: frozenset[Status] = frozenset()
+    ) -> tuple[list[Version], int | None]:
+        """A scope's versions after `after_id` in id order; with `statuses`, only those whose current status is one
+        of them, which the planner can find by ix_lineage_status_status_version: the review queue then costs what it
+        holds after the cursor, not what was ever decided. (The cursor is repeated on the status row so that index
+        is searched from it, as PostgreSQL does not carry a range across the join.)"""
+        query = version_query().where(t.versions.c.id > after_id)
+        if scope.project is not None:
+            query = query.where(t.versions.c.project == scope.project)
+        if statuses:
+            query = query.where(
+                t.status.c.status.in_(sorted(s.value for s in statuses)), t.status.c.version_id > after_id
+            )
         if scope.artifact_type:
             query = query.where(t.versions.c.artifact_type == scope.artifact_type)
         if scope.entity:
