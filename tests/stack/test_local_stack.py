@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.request import urlopen
 
 import grpc
 import pytest
@@ -16,7 +17,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.cli.state import StateLayout, initialize
-from services.common.catalog import SERVICE_NAMES, SERVICES
+from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES, SERVICES
 from tests.support.processes import RunningStack, clean_environment, custody, free_port, running_stack
 
 pytestmark = pytest.mark.stack
@@ -54,10 +55,10 @@ def test_reflection_lists_the_service_health_and_reflection(stack: RunningStack,
     }
 
 
-def test_each_service_is_a_separate_process(stack: RunningStack) -> None:
+def test_each_service_and_the_console_is_a_separate_process(stack: RunningStack) -> None:
     pids = stack.service_pids()
-    assert set(pids) == set(SERVICE_NAMES)
-    assert len(set(pids.values())) == 4
+    assert set(pids) == set(PROCESS_NAMES)
+    assert len(set(pids.values())) == 5
 
 
 def test_only_ai_gateway_receives_provider_keys(stack: RunningStack) -> None:
@@ -109,7 +110,17 @@ def test_request_id_comes_back_and_is_in_the_servers_log_line(stack: RunningStac
 
 def test_up_writes_the_endpoints_the_cli_uses(stack: RunningStack) -> None:
     saved = json.loads((stack.state_dir / "endpoints.json").read_text())
-    assert saved == {service: stack.address(service) for service in SERVICE_NAMES}
+    assert saved == {**{service: stack.address(service) for service in SERVICE_NAMES}, CONSOLE: stack.console_url}
+
+
+def test_the_console_answers_and_holds_no_token_of_its_own(stack: RunningStack) -> None:
+    with urlopen(f"{stack.console_url}/healthz", timeout=10) as response:
+        assert response.read() == b"ok"
+    pid = stack.service_pids()[CONSOLE]
+    environ = Path(f"/proc/{pid}/environ").read_bytes()
+    operator_token = StateLayout(stack.state_dir).operator_token.read_text().strip()
+    assert operator_token.encode() not in environ
+    assert b"TOKEN" not in environ
 
 
 def test_ctrl_c_stops_every_process_within_10_seconds(tmp_path: Path) -> None:

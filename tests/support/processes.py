@@ -13,7 +13,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.catalog import SERVICE_NAMES
+from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES
 from services.common.config import env_prefix
 
 CUSTODY = [sys.executable, "-m", "services.cli"]
@@ -55,6 +55,11 @@ class RunningStack:
     def peer_address(self, service: str) -> str:
         return f"127.0.0.1:{self.peer_ports[service]}"
 
+    @property
+    def console_url(self) -> str:
+        scheme = "https" if self.peer_ports else "http"
+        return f"{scheme}://127.0.0.1:{self.ports[CONSOLE]}"
+
     def log_lines(self) -> list[dict[str, object]]:
         lines = []
         for raw in self.stderr_path.read_text().splitlines():
@@ -63,7 +68,7 @@ class RunningStack:
         return lines
 
     def service_pids(self) -> dict[str, int]:
-        """Service name -> pid of the processes `custody up` started."""
+        """Process name (the services and the console) -> pid of the processes `custody up` started."""
         pids: dict[str, int] = {}
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             for pid in (task / "children").read_text().split():
@@ -80,9 +85,9 @@ class RunningStack:
 
 @contextmanager
 def running_stack(tmp_path: Path, *, tls: bool = False, **extra_env: str) -> Iterator[RunningStack]:
-    """`custody up` (`--tls`: with TLS, peer ports free too) on free ports, waited for until it has printed its
-    endpoint table."""
-    ports = {service: free_port() for service in SERVICE_NAMES}
+    """`custody up` (`--tls`: with TLS, peer ports free too) on free ports, the console's too, waited for until it
+    has printed its endpoint table."""
+    ports = {process: free_port() for process in PROCESS_NAMES}
     peer_ports = {service: free_port() for service in SERVICE_NAMES} if tls else {}
     env = clean_environment(
         **{env_prefix(s) + "PORT": str(p) for s, p in ports.items()},
