@@ -304,11 +304,11 @@ def _safe_next(value: str) -> str:
 
 
 def _same_origin(request: Request) -> bool:
-    """A form post must come from the console's own pages: Origin (sent by browsers on POST) names this console,
-    or the browser says the request is same-origin. Requests without either (curl) still need the CSRF token."""
-    origin = request.headers.get("origin")
-    if origin is not None:
-        own = f"{request.url.scheme}://{request.url.netloc}"
-        return origin == own
+    """A form post must come from the console's own pages. Browsers say where a request comes from: Sec-Fetch-Site
+    (must be same-origin) and Origin (must be this console; "null", as from a sandboxed frame, is refused). A
+    client that sends neither (curl) still needs the CSRF token and the cookie."""
     fetch_site = request.headers.get("sec-fetch-site")
-    return fetch_site in (None, "same-origin", "none")
+    if fetch_site is not None and fetch_site != "same-origin":
+        return False
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"

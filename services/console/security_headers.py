@@ -18,7 +18,8 @@ ARTIFACT_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestor
 
 COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Version names in URLs never leave the console; same-origin requests keep their Origin for the CSRF check.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
