@@ -4,17 +4,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install proto lint format lock clean validate-deploy bench bench-smoke peers
+.PHONY: run test install proto lint format lock clean validate-deploy bench bench-smoke peers chromium
 
 run: $(STAMP)
 	$(BIN)/custody up
 
-test: $(STAMP) validate-deploy
+test: $(STAMP) validate-deploy chromium
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --ignore=tests/deploy
 
 install: $(STAMP)
+
+# Debian's Chromium for the console's browser tests (Playwright drives it; no browser is downloaded at test time).
+chromium:
+	scripts/install-chromium.sh
 
 # The benchmark suite, side by side with LiteLLM, MLflow and ml-metadata (installed into bench/.peers/ first).
 bench: $(STAMP) peers
@@ -57,4 +61,4 @@ lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache test-artifacts

@@ -69,6 +69,10 @@ class ConsoleStack:
             if v.health.health == lineage_pb2.HEALTH_STALE and v.status.status == lineage_pb2.STATUS_DRAFT
         )
 
+    def approved_candidate(self) -> str:
+        """A candidate the demo bound (ALLOW) and had approved."""
+        return next(v.name for v in self.versions("svg_candidate") if v.status.status == lineage_pb2.STATUS_APPROVED)
+
     def fresh_candidates(self) -> list[str]:
         return [
             v.name
