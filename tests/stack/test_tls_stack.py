@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -18,6 +20,7 @@ from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from services.cli.state import StateLayout
 from services.common import status
 from services.common.catalog import SERVICE_NAMES
+from tests.support.console_stack import sign_in
 from tests.support.harness import bearer, service_token, tls_channel
 from tests.support.processes import RunningStack, clean_environment, custody, free_port, running_stack
 
@@ -123,3 +126,22 @@ def test_up_refuses_tls_for_some_services_only(tmp_path: Path) -> None:
     result = custody("up", "--state-dir", str(state), env=env)
     assert result.returncode == 2
     assert "TLS is configured for lineage only" in result.stderr
+
+
+def test_the_console_serves_https_with_its_own_certificate_and_secure_cookies(stack: RunningStack) -> None:
+    ca = StateLayout(stack.state_dir).tls.client_ca
+    assert stack.console_url.startswith("https://")
+    trust = ssl.create_default_context(cafile=str(ca))
+    with httpx.Client(base_url=stack.console_url, verify=trust, timeout=30) as client:
+        response = sign_in(client, StateLayout(stack.state_dir).operator_token.read_text().strip())
+        queue = client.get("/queue")  # the console calls the services over TLS on their public ports
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("custody_session="))
+    assert "secure" in [part.strip().lower() for part in cookie.split(";")]
+    assert queue.status_code == 200
+    assert "Review queue" in queue.text
+    assert queue.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_the_console_speaks_no_plaintext_http(stack: RunningStack) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(stack.console_url.replace("https://", "http://") + "/healthz", timeout=5)
