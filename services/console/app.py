@@ -9,7 +9,9 @@ console has none of its own. Forms are POST only, CSRF-checked before anything i
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from services.console.pages.queue import review_queue
 from services.console.people import NotAPerson, Person, identify
 from services.console.security_headers import ARTIFACT_POLICY, SecurityHeaders
 from services.console.upstream import PersonCalls, Refused, Upstream
+
+log = logging.getLogger("custody.console")
 
 HERE = Path(__file__).parent
 # The longest rationale the form accepts; lineage stores it with the decision.
@@ -119,14 +123,29 @@ class Console:
             except NotAPerson:
                 return self._signed_out(request, "Only people sign in to the console.")
             signed = Signed(person, calls, token)
+            started = time.perf_counter()
             if request.method == "POST":
                 form = await request.form()
                 if not signed.csrf_valid(str(form.get(session.CSRF_FIELD, ""))) or not _same_origin(request):
+                    log.warning(
+                        "refused a form without this session's CSRF token or from another origin",
+                        extra={"person": person.id, "path": request.url.path},
+                    )
                     return self.render(request, "forbidden.html", 403, signed=signed)
             try:
-                return await handler(request, signed)
+                response = await handler(request, signed)
             except Refused as refused:
-                return self.refused(request, signed, refused)
+                response = self.refused(request, signed, refused)
+            # One line per page, joined with the services' lines by request id (never the token or form values).
+            log.info(
+                f"{request.method} {request.url.path} -> {response.status_code}",
+                extra={
+                    "person": person.id,
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            return response
 
         return endpoint
 
@@ -250,6 +269,10 @@ async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
+async def no_icon(request: Request) -> Response:
+    return Response(status_code=204)
+
+
 async def home(request: Request) -> Response:
     return RedirectResponse("/queue", status_code=303)
 
@@ -266,6 +289,7 @@ def create_app(settings: ConsoleSettings, upstream: Upstream | None = None) -> S
     routes = [
         Route("/healthz", healthz),
         Route("/", home),
+        Route("/favicon.ico", no_icon),
         Route("/sign-in", console.sign_in_form, methods=["GET"]),
         Route("/sign-in", console.sign_in, methods=["POST"]),
         Route("/sign-out", console.signed_in(console.sign_out), methods=["POST"]),

@@ -8,10 +8,11 @@ from pathlib import Path
 import uvicorn
 
 from services.common.config import CONFIG_EXIT_CODE, ConfigError
-from services.common.telemetry import configure_logging
+from services.common.telemetry import configure_logging, configure_tracing
 from services.common.tls.credentials import TlsDirectory, TlsFilesError
 from services.console.app import create_app
 from services.console.config import ConsoleSettings
+from services.console.upstream import Upstream
 
 SETTINGS = ConsoleSettings
 
@@ -27,8 +28,9 @@ def run(config_file: Path | None = None) -> int:
         print(f"custody console: configuration error: {exc}", file=sys.stderr)
         return CONFIG_EXIT_CODE
     configure_logging(settings.service, settings.log_level)
+    upstream = Upstream(settings, configure_tracing(settings))
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, upstream),
         host=settings.host,
         port=settings.port,
         ssl_certfile=None if tls is None else str(tls.certificate),

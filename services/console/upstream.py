@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+from opentelemetry.trace import TracerProvider
 
 from services.common import status
 from services.common.clients import ServiceClients
@@ -31,12 +32,13 @@ class Refused(Exception):
 class Upstream:
     """Channels to the services, shared by every person's calls."""
 
-    def __init__(self, settings: ConsoleSettings) -> None:
+    def __init__(self, settings: ConsoleSettings, tracer_provider: TracerProvider | None = None) -> None:
         ca_file = settings.resolved_ca_file
         self._clients = ServiceClients(
             settings.service_addresses(),
             None,  # never a token of the console's: PersonCalls adds the person's to each call
             default_timeout_s=settings.call_timeout_s,
+            tracer_provider=tracer_provider,
             security=None if ca_file is None else ChannelSecurity.for_operator(ca_file),
         )
 

@@ -88,7 +88,7 @@ def layout(placed: list[_Placed], root: str, truncated: bool, up_total: int, dow
         x = MARGIN + (p.column - first) * (NODE_WIDTH + COLUMN_GAP)
         y = MARGIN + row * (NODE_HEIGHT + ROW_GAP)
         positions[p.node.name] = (x, y)
-        label, sublabel = _labels(p.node.name)
+        label, sublabel = version_label(p.node.name)
         nodes.append(
             GraphNode(
                 name=p.node.name,
@@ -115,7 +115,8 @@ def layout(placed: list[_Placed], root: str, truncated: bool, up_total: int, dow
     return LineageGraph(nodes, edges, width, height, NODE_WIDTH, NODE_HEIGHT, truncated, up_total, down_total)
 
 
-def _labels(name: str) -> tuple[str, str]:
+def version_label(name: str) -> tuple[str, str]:
+    """("svg_candidate v2", "brief-candidate-1") for a version name; the name itself when it is not one."""
     match = VERSION_NAME.match(name)
     if match is None:
         return name, ""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from custody.lineage.v1 import lineage_pb2
 from services.console.pages.formatting import age, enum_label
+from services.console.pages.graph import version_label
 from services.console.upstream import PersonCalls
 
 AWAITING = (lineage_pb2.STATUS_DRAFT, lineage_pb2.STATUS_FLAGGED_FOR_REVIEW)
@@ -26,6 +27,7 @@ class QueueItem:
     create_time: str
     stale: bool
     stale_cause: str
+    stale_cause_label: str
     health: str
     latest: bool
 
@@ -50,6 +52,7 @@ def queue_item(version: lineage_pb2.Version) -> QueueItem:
         create_time=version.create_time,
         stale=health == lineage_pb2.HEALTH_STALE,
         stale_cause=version.health.cause,
+        stale_cause_label=_cause_label(version.health.cause),
         health=enum_label(lineage_pb2.Health.Name(health), "HEALTH_"),
         latest=version.latest,
     )
@@ -64,3 +67,11 @@ async def review_queue(calls: PersonCalls, page_token: str = "") -> QueuePage:
         ),
     )
     return QueuePage([queue_item(v) for v in response.versions], response.next_page_token)
+
+
+def _cause_label(cause: str) -> str:
+    """`brief (design_brief v2)`: short enough for a table cell; the link keeps the full name."""
+    if not cause:
+        return ""
+    label, entity = version_label(cause)
+    return f"{entity} ({label})" if entity else label
