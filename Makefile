@@ -3,18 +3,26 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+CHROMIUM := $(or $(CUSTODY_CHROMIUM),/usr/bin/chromium)
 
-.PHONY: run test install proto lint format lock clean validate-deploy bench bench-smoke peers
+.PHONY: run test install chromium proto lint format lock clean validate-deploy bench bench-smoke peers
 
 run: $(STAMP)
 	$(BIN)/custody up
 
-test: $(STAMP) validate-deploy
+test: $(STAMP) $(CHROMIUM) validate-deploy
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest --ignore=tests/deploy
 
 install: $(STAMP)
+
+# The browser tests' Chromium (Debian's package; installing it needs root or sudo): a real file target, so apt runs
+# only when the binary is missing. CUSTODY_CHROMIUM names another Chromium instead (then nothing is installed).
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	scripts/install-chromium.sh
 
 # The benchmark suite, side by side with LiteLLM, MLflow and ml-metadata (installed into bench/.peers/ first).
 bench: $(STAMP) peers
@@ -57,4 +65,4 @@ lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .ruff_cache test-artifacts
