@@ -1,81 +1,69 @@
-"""Playwright driving Debian's Chromium (scripts/install-chromium.sh installs it; `make test` runs that first).
+"""Fixtures for tests in a real browser (tests/browser/ and below): Playwright driving Debian's Chromium.
 
-No browser is ever downloaded: Playwright launches the machine's Chromium by path, headless, with the network
-features that would call Google's hosts turned off. One browser per session, a fresh context (no cookies) per test.
-Every test leaves a full-page screenshot in test-artifacts/browser/<test>.png (on failure too) for CI to keep.
-A missing Chromium fails the tests, with what to run; it never skips them.
+- `browser`: one headless Chromium for all the tests in tests/browser/ (package scope, see below).
+- `context`: a fresh browser context per test (its own cookies, storage and cache: nothing leaks between tests).
+  When the test ends, pass or fail, every page still open in it is saved as a full-page screenshot in
+  test-artifacts/browser/<module>.<test>.png; a failing test's report names the file.
+- `page`: a new page in that context, the usual entry point.
+- `browser_context_args`: the options of that context ({} here); override it (e.g. base_url=the console's URL).
+
+Package scope, not session: while sync Playwright lives it marks an asyncio loop as running on the main thread,
+so every later `asyncio.run()` in the same pytest process would fail. Chromium stops when the last test under
+tests/browser/ has run, so browser tests must live there (tests/browser/console/ for the console).
+Mark each module `pytestmark = pytest.mark.browser`. Accessibility: tests.support.browser.assert_accessible(page).
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Generator, Iterator
+from typing import Any
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 
-from tests.support.processes import REPO_ROOT
-
-CHROMIUM = Path(os.environ.get("CUSTODY_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# axe-core rules of WCAG 2.1 A and AA; a page fails on any serious or critical violation.
-AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
-BLOCKING_IMPACTS = ("serious", "critical")
+from tests.support import browser as browser_support
 
 
-@pytest.fixture(scope="session")
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, object, object]:
+    """A failing browser test's report says where its screenshot is (written when its context closes, next)."""
+    report = yield
+    assert isinstance(report, pytest.TestReport)
+    if report.when == "call" and report.failed and "context" in getattr(item, "fixturenames", ()):
+        path = browser_support.screenshot_paths(item, 1)[0]
+        report.sections.append(("browser screenshot", str(path)))
+    return report
+
+
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/install-chromium.sh (make test does) or set CUSTODY_CHROMIUM")
+    """Chromium is looked for before Playwright's driver starts, so a missing one fails at once."""
+    executable = browser_support.find_chromium()
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
+        chromium = browser_support.launch_chromium(playwright, executable)
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    fresh = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield fresh
-    fresh.close()
+def browser_context_args() -> dict[str, Any]:
+    """Keyword arguments of Browser.new_context for each test's context; a module or conftest overrides this
+    fixture to set, say, base_url to the console's address or ignore_https_errors for a test certificate."""
+    return {}
 
 
 @pytest.fixture
-def page(context: BrowserContext, request: pytest.FixtureRequest) -> Iterator[Page]:
-    opened = context.new_page()
-    yield opened
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
-    opened.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+def context(
+    browser: Browser, browser_context_args: dict[str, Any], request: pytest.FixtureRequest
+) -> Iterator[BrowserContext]:
+    fresh = browser.new_context(**browser_context_args)
+    try:
+        yield fresh
+    finally:
+        browser_support.save_screenshots(fresh, request.node)
+        fresh.close()
 
 
-def screenshot(page: Page, name: str) -> Path:
-    """A named full-page screenshot in test-artifacts/browser/ (the README's pictures are taken this way)."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    return path
-
-
-def assert_accessible(page: Page) -> None:
-    """axe-core on the page as it is now: no serious or critical WCAG 2.1 A/AA violation."""
-    results = Axe().run(page, options={"runOnly": {"type": "tag", "values": AXE_TAGS}})
-    blocking = [v for v in results.response["violations"] if v.get("impact") in BLOCKING_IMPACTS]
-    report = [
-        f"{v['id']} ({v['impact']}): {v['help']} at {', '.join(str(n['target']) for n in v['nodes'][:5])}"
-        for v in blocking
-    ]
-    assert not report, f"{page.url}:\n" + "\n".join(report)
+@pytest.fixture
+def page(context: BrowserContext) -> Page:
+    return context.new_page()

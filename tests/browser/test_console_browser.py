@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from custody.lineage.v1 import lineage_pb2
-from tests.browser.conftest import assert_accessible, screenshot
+from tests.support.browser import assert_accessible, named_screenshot
 from tests.support.console_stack import ConsoleStack, console_stack
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
@@ -42,7 +42,7 @@ def test_a_reviewer_opens_the_queue_and_sees_stale_badges_with_their_cause(page:
     expect(stale_row).to_contain_text("since")
     expect(page.locator("tbody tr")).not_to_have_count(0)
     assert_accessible(page)
-    screenshot(page, "console-queue")
+    named_screenshot(page, "console-queue")
 
 
 def test_a_reviewer_views_a_candidate_and_approves_it(page: Page, site: ConsoleStack) -> None:
@@ -61,7 +61,7 @@ def test_a_reviewer_views_a_candidate_and_approves_it(page: Page, site: ConsoleS
     expect(page.get_by_test_id("call")).to_contain_text("Prompt sha256")
     expect(page.get_by_test_id("gate")).to_contain_text("The approval gate passes")
     assert_accessible(page)
-    screenshot(page, "console-artifact")
+    named_screenshot(page, "console-artifact")
     page.get_by_role("radio", name="Approve").check()
     page.get_by_label("Rationale (required)").fill("Petals and rings as briefed; feasibility ALLOW.")
     page.get_by_role("button", name="Record decision").click()
@@ -96,7 +96,7 @@ def test_a_stale_chain_is_refused_with_its_reasons_and_stays_as_it_was(page: Pag
     expect(page.get_by_test_id("unchanged")).to_contain_text("Nothing changed")
     assert site.version(stale).status.revision == before
     assert_accessible(page)
-    screenshot(page, "console-refused")
+    named_screenshot(page, "console-refused")
 
 
 def test_the_operator_who_requested_a_candidate_is_refused_by_four_eyes(page: Page, site: ConsoleStack) -> None:
