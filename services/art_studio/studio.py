@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -18,7 +17,7 @@ from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import canonical_json, sha256_bytes, sha256_text
 from services.common.idempotency import validate_request_id
 from services.common.json_limits import loads_json
-from services.common.resource_names import VERSION_NAME
+from services.common.resource_names import RUN_NAME, VERSION_NAME
 from services.rosette.compiler import COMPILER_VERSION, compile_svg
 from services.rosette.spec import RosetteSpec, SpecInvalid, parse_spec, spec_json_schema
 from services.rosette.svg_validator import SvgViolation, validate_svg
@@ -28,7 +27,6 @@ CATEGORY = "ROSETTE_DESIGN"
 MIN_PROMPT, MAX_PROMPT = 3, 2000
 MAX_COUNT = 10
 MAX_DIAMETER_MM = 1000.0
-RUN_NAME = re.compile(r"^runs/run_[0-9a-f]{32}$")
 SYSTEM_PROMPT = (
     "You design rosettes for guitar soundholes. Answer with ONE JSON object and nothing else: no prose, no "
     "markdown, no code fences. The object must satisfy the JSON Schema you are given (schema_version "

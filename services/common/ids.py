@@ -17,5 +17,10 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(ID_HEX_LENGTH // 2)}"
 
 
+def id_regex(prefix: str) -> str:
+    """An id's pattern without anchors, to embed in the grammar of a resource name."""
+    return rf"{re.escape(prefix)}_[0-9a-f]{{{ID_HEX_LENGTH}}}"
+
+
 def id_pattern(prefix: str) -> re.Pattern[str]:
-    return re.compile(rf"^{re.escape(prefix)}_[0-9a-f]{{{ID_HEX_LENGTH}}}$")
+    return re.compile(rf"^{id_regex(prefix)}$")

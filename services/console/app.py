@@ -31,9 +31,11 @@ from services.common.version import CUSTODY_VERSION
 from services.console import session
 from services.console.config import ConsoleSettings
 from services.console.pages.artifact import artifact_page
+from services.console.pages.calls import call_name, call_page, calls_list
 from services.console.pages.decision import DECISIONS, RefusalView, decide, refusal_view
 from services.console.pages.evidence import candidate_for, candidate_svg
 from services.console.pages.queue import review_queue
+from services.console.pages.runs import run_name, run_page, runs_list
 from services.console.people import NotAPerson, Person, identify
 from services.console.security_headers import ARTIFACT_POLICY, SecurityHeaders
 from services.console.upstream import PersonCalls, Refused, Upstream
@@ -43,6 +45,9 @@ log = logging.getLogger("custody.console")
 HERE = Path(__file__).parent
 # The longest rationale the form accepts; lineage stores it with the decision.
 MAX_RATIONALE = 2000
+# What the not-found page says of an id that cannot be a run's or a call's (nothing was called for it).
+RUN_HINT = "A run is at /runs/run_ followed by 32 lower-case hex digits."
+CALL_HINT = "An AI call is at /calls/call_ followed by 32 lower-case hex digits."
 _HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
     "UNAUTHENTICATED": 401,
@@ -213,6 +218,28 @@ class Console:
         page = await artifact_page(signed.calls, name, decided=request.query_params.get("decided", "")[:20])
         return self.render(request, "artifact.html", signed=signed, page=page, request_id=_decision_request_id())
 
+    async def runs(self, request: Request, signed: Signed) -> Response:
+        page = await runs_list(signed.calls, request.query_params)
+        return self.render(request, "runs.html", 400 if page.form.problems else 200, signed=signed, page=page)
+
+    async def run(self, request: Request, signed: Signed) -> Response:
+        name = run_name(str(request.path_params.get("run_id", "")))
+        if name is None:
+            return self.render(request, "not_found.html", 404, signed=signed, hint=RUN_HINT)
+        page = await run_page(signed.calls, name)
+        return self.render(request, "run.html", signed=signed, page=page)
+
+    async def calls(self, request: Request, signed: Signed) -> Response:
+        page = await calls_list(signed.calls, request.query_params)
+        return self.render(request, "calls.html", 400 if page.form.problems else 200, signed=signed, page=page)
+
+    async def call(self, request: Request, signed: Signed) -> Response:
+        name = call_name(str(request.path_params.get("call_id", "")))
+        if name is None:
+            return self.render(request, "not_found.html", 404, signed=signed, hint=CALL_HINT)
+        record = await call_page(signed.calls, name)
+        return self.render(request, "call.html", signed=signed, record=record)
+
     async def artifact_svg(self, request: Request, signed: Signed) -> Response:
         name = _version_name(request)
         if name is None:
@@ -297,6 +324,10 @@ def create_app(settings: ConsoleSettings, upstream: Upstream | None = None) -> S
         Route("/svg/{name:path}", console.signed_in(console.artifact_svg)),
         Route("/decide/{name:path}", console.signed_in(console.decision), methods=["POST"]),
         Route("/versions/{name:path}", console.signed_in(console.artifact)),
+        Route("/runs", console.signed_in(console.runs)),
+        Route("/runs/{run_id}", console.signed_in(console.run)),
+        Route("/calls", console.signed_in(console.calls)),
+        Route("/calls/{call_id}", console.signed_in(console.call)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -306,7 +337,7 @@ def create_app(settings: ConsoleSettings, upstream: Upstream | None = None) -> S
 
 def _version_name(request: Request) -> str | None:
     name = str(request.path_params.get("name", ""))
-    return name if VERSION_NAME.match(name) else None
+    return name if VERSION_NAME.fullmatch(name) else None
 
 
 def _decision_request_id() -> str:

@@ -16,13 +16,14 @@ from services.common.errors import FieldViolation, InvalidArgument
 from services.common.identity import Principal
 from services.common.ids import id_pattern
 from services.common.ledger.leaves import LedgerPosition
+from services.common.resource_names import RUN_ID, RUN_ID_PREFIX
 from services.common.run_rules import RunFields, validate_legacy_run, validate_run
 
-RUN_PREFIX = "run"
+RUN_PREFIX = RUN_ID_PREFIX
 ATTACHMENT_PREFIX = "att"
 OUTBOX_PREFIX = "out"
-RUN_ID = id_pattern(RUN_PREFIX)
 ATTACHMENT_ID = id_pattern(ATTACHMENT_PREFIX)
+# Loose on purpose: parse_run_name then checks the id against the shared RUN_ID, to name what is wrong.
 RUN_NAME = re.compile(r"^runs/(?P<run>[^/]+)$")
 ATTACHMENT_NAME = re.compile(r"^runs/(?P<run>[^/]+)/attachments/(?P<attachment>[^/]+)$")
 ADVISORY_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")

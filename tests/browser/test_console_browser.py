@@ -4,12 +4,15 @@ checked with axe-core; the screenshots the README shows are taken here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import grpc
 import pytest
 from playwright.sync_api import Page, expect
 
+from custody.ai_gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from custody.lineage.v1 import lineage_pb2
+from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from tests.support.browser import assert_accessible, named_screenshot
 from tests.support.console_stack import ConsoleStack, console_stack
 
@@ -120,8 +123,42 @@ def test_signing_out_ends_the_session(page: Page, site: ConsoleStack) -> None:
     assert not [c for c in page.context.cookies() if c["name"] == "custody_session"]
 
 
-@pytest.mark.parametrize("path", ["/runs", "/calls"])
-def test_the_runs_and_calls_pages_are_accessible(page: Page, site: ConsoleStack, path: str) -> None:
+def _as_operator(site: ConsoleStack) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {site.operator_token}"),)
+
+
+def _a_design_session(site: ConsoleStack) -> str:
+    with grpc.insecure_channel(site.stack.address("runs")) as channel:
+        request = runs_pb2.ListRunsRequest(created_by="service:art_studio", page_size=1)
+        response = runs_pb2_grpc.RunsServiceStub(channel).ListRuns(request, metadata=_as_operator(site), timeout=10)
+    return str(response.runs[0].name)
+
+
+def _an_ai_call(site: ConsoleStack) -> str:
+    with grpc.insecure_channel(site.stack.address("ai_gateway")) as channel:
+        request = gateway_pb2.ListCallsRequest(page_size=1)
+        stub = gateway_pb2_grpc.AiGatewayServiceStub(channel)
+        response = stub.ListCalls(request, metadata=_as_operator(site), timeout=10)
+    return str(response.calls[0].name)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        lambda site: "/runs",
+        lambda site: "/runs?status=finished",  # a filter's problem, shown next to its field
+        lambda site: f"/{site.demo['runs'][0]}",  # a verdict: bound attachments, lineage record, verification
+        lambda site: f"/{_a_design_session(site)}",  # its attachments
+        lambda site: "/calls",
+        lambda site: "/calls?outcome=blocked",
+        lambda site: f"/{_an_ai_call(site)}",
+    ],
+    ids=["runs", "runs-bad-filter", "verdict", "session", "calls", "calls-filtered", "call"],
+)
+def test_the_runs_and_calls_pages_are_accessible(
+    page: Page, site: ConsoleStack, path: Callable[[ConsoleStack], str]
+) -> None:
     sign_in(page, site, site.reviewer_token)
-    page.goto(f"{site.url}{path}")
+    page.goto(f"{site.url}{path(site)}")
+    expect(page.get_by_role("heading", level=1)).to_have_count(1)
     assert_accessible(page)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -150,3 +151,30 @@ class ServiceHarness:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+
+@contextmanager
+def all_services(
+    layout: StateLayout,
+    *,
+    common: Mapping[str, str] | None = None,
+    settings: Mapping[str, Mapping[str, str]] | None = None,
+) -> Iterator[dict[str, ServiceHarness]]:
+    """The four services in process on free ports, sharing one state directory and wired to one another as
+    `custody up` wires them: ai_gateway and lineage first, then runs, then art_studio. `common` settings go to every
+    service, `settings[service]` to one (e.g. {"ai_gateway": {"audit_verbose": "true"}}). Yields service -> harness.
+    """
+    settings = settings or {}
+
+    def options(service: str, **peers: str) -> dict[str, str]:
+        return {**(common or {}), **peers, **settings.get(service, {})}
+
+    with ExitStack() as stack:
+        gateway = stack.enter_context(ServiceHarness("ai_gateway", layout, settings=options("ai_gateway")))
+        lineage = stack.enter_context(ServiceHarness("lineage", layout, settings=options("lineage")))
+        peers = {"ai_gateway_address": gateway.address, "lineage_address": lineage.address}
+        runs = stack.enter_context(ServiceHarness("runs", layout, settings=options("runs", **peers)))
+        studio = stack.enter_context(
+            ServiceHarness("art_studio", layout, settings=options("art_studio", runs_address=runs.address, **peers))
+        )
+        yield {h.service: h for h in (gateway, lineage, runs, studio)}

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from services.cli.local_ca import LocalCaError, TlsLayout, ensure_certificates
-from services.common.catalog import SERVICE_NAMES
+from services.common.catalog import PROCESS_NAMES, SERVICE_NAMES
 from services.common.tls.certificates import (
     CA_VALIDITY,
     RENEW_BEFORE,
@@ -146,11 +146,11 @@ def test_a_second_init_keeps_the_ca_and_every_certificate(tmp_path: Path) -> Non
 def test_renewal_reissues_every_certificate_from_the_same_ca(tmp_path: Path) -> None:
     layout = TlsLayout(tmp_path / "tls")
     ensure_certificates(layout)
-    ca, keys = layout.ca_key.read_bytes(), {s: layout.service(s).key.read_bytes() for s in SERVICE_NAMES}
+    ca, keys = layout.ca_key.read_bytes(), {s: layout.service(s).key.read_bytes() for s in PROCESS_NAMES}
     done = ensure_certificates(layout, renew=True)
-    assert len(done) == len(SERVICE_NAMES)
+    assert len(done) == len(PROCESS_NAMES)  # the four services and the console
     assert layout.ca_key.read_bytes() == ca
-    for service in SERVICE_NAMES:
+    for service in PROCESS_NAMES:
         assert layout.service(service).key.read_bytes() != keys[service]
         _certificate(layout.service(service).certificate.read_bytes()).verify_directly_issued_by(
             _certificate(layout.ca_certificate.read_bytes())

@@ -24,7 +24,6 @@ from services.ai_gateway.domain.audit import Auditor, annotate
 from services.ai_gateway.domain.calls import CallState
 from services.ai_gateway.domain.config import GatewayConfig, Operation
 from services.ai_gateway.domain.model import (
-    CALL_ID_PREFIX,
     AuditedCall,
     CallPage,
     CallResult,
@@ -58,6 +57,7 @@ from services.common.clock import utc_now
 from services.common.errors import Unavailable
 from services.common.identity import Principal
 from services.common.ids import new_id
+from services.common.resource_names import CALL_ID_PREFIX
 
 # Time kept back from the caller's deadline to record the call and answer.
 DEADLINE_MARGIN_S = 0.05

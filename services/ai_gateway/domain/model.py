@@ -16,7 +16,7 @@ from services.ai_gateway.transport.base import Usage
 from services.common.identity import Principal, PrincipalKind
 from services.common.ledger.leaves import LedgerPosition
 
-CALL_ID_PREFIX = "call"
+# The grammar of call names (CALL_ID_PREFIX, CALL_ID, CALL_NAME) is shared: services/common/resource_names.py.
 CALL_NAME_PREFIX = "calls/"
 
 

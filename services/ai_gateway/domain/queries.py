@@ -6,7 +6,6 @@ import asyncio
 from dataclasses import replace
 
 from services.ai_gateway.domain.model import (
-    CALL_ID_PREFIX,
     CALL_NAME_PREFIX,
     AuditedCall,
     CallPage,
@@ -18,9 +17,8 @@ from services.common import call_context, pagination
 from services.common.clock import to_us, utc_now
 from services.common.errors import FieldViolation, InvalidArgument, NotFound, PermissionDenied
 from services.common.identity import Principal, PrincipalKind
-from services.common.ids import id_pattern
+from services.common.resource_names import CALL_ID
 
-CALL_ID = id_pattern(CALL_ID_PREFIX)
 # ListCalls page tokens: valid for ListCalls only, with a cursor of (created_at in microseconds, call id).
 LIST_CALLS = pagination.PagedList("custody.ai_gateway.v1.AiGatewayService/ListCalls", (int, str))
 

@@ -32,6 +32,11 @@ def age(timestamp: str, now: datetime | None = None) -> str:
     return f"{seconds} s"
 
 
+def timestamp(message: Message, field_name: str) -> str:
+    """A Timestamp field as RFC 3339, or empty when it is unset (never shown as 1970-01-01)."""
+    return str(getattr(message, field_name).ToJsonString()) if message.HasField(field_name) else ""
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
