@@ -26,7 +26,7 @@ import yaml
 
 from services.ai_gateway.transport import OPENAI_KEY_ENV
 from services.cli.registry import settings_class
-from services.common.catalog import SERVICES, callers_of
+from services.common.catalog import CONSOLE_DEFAULT_PORT, SERVICES, callers_of
 from services.common.config import CONFIG_FILE_SUFFIX, PEER_PORT_OFFSET, ConfigError, env_prefix
 from services.common.ledger.ledger import load_signer
 from services.common.ledger.note import generate_note_key
@@ -1694,6 +1694,9 @@ def otel_collector_problems(config: Mapping[str, Any], compose: Mapping[str, Any
 
 # --- the image ----------------------------------------------------------------------------------------------------
 
+# The trees the project's package is built from; every file in them is code or data the processes read at run time.
+PACKAGE_TREES = ("services", "custody")
+
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
@@ -1709,6 +1712,33 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
         instructions.append((keyword.upper(), rest.strip()))
         pending = ""
     return instructions
+
+
+def package_sources(text: str) -> list[str]:
+    """What the builder stage copies from the build context before it installs the project (its deploy/ scripts are
+    not part of the package)."""
+    instructions = dockerfile_instructions(text)
+    stages = [i for i, (k, _) in enumerate(instructions) if k == "FROM"]
+    builder = instructions[stages[0] : stages[1]] if len(stages) > 1 else instructions
+    return [
+        source
+        for keyword, argument in builder
+        if keyword == "COPY" and not argument.startswith("--from")
+        for source in argument.split()[:-1]
+        if not source.startswith("deploy/")
+    ]
+
+
+def package_files_missing(names: Iterable[str]) -> list[str]:
+    """Files of the source trees that a built package (the paths in its archive) lacks."""
+    present = set(names)
+    expected = sorted(
+        path.relative_to(REPO_ROOT).as_posix()
+        for tree in PACKAGE_TREES
+        for path in (REPO_ROOT / tree).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    return [f"{name} is not in the package the image installs" for name in expected if name not in present]
 
 
 def dockerfile_problems(text: str, dockerignore: str) -> list[str]:
@@ -1745,6 +1775,8 @@ def dockerfile_problems(text: str, dockerignore: str) -> list[str]:
     for name, spec in SERVICES.items():
         if spec.default_port not in exposed:
             problems.append(f"EXPOSE lacks {name}'s port {spec.default_port}")
+    if CONSOLE_DEFAULT_PORT not in exposed:
+        problems.append(f"EXPOSE lacks the console's port {CONSOLE_DEFAULT_PORT}")
     ignored = [line.strip() for line in dockerignore.splitlines() if line.strip() and not line.startswith("#")]
     for keyword, argument in instructions:
         if keyword != "COPY" or argument.startswith("--from"):
