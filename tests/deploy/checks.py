@@ -48,6 +48,10 @@ K8S_DIR = DEPLOY_DIR / "k8s"
 K8S_OVERLAYS = ("dev", "prod")
 # cert-manager issues the servers' certificates instead of secrets.sh when an overlay adds this component.
 CERT_MANAGER_COMPONENT = K8S_DIR / "components" / "cert-manager"
+# An Ingress in front of the review console, and the ingress controller its NetworkPolicy admits (namespace, labels:
+# ingress-nginx's chart defaults).
+CONSOLE_INGRESS_COMPONENT = K8S_DIR / "components" / "console-ingress"
+INGRESS_CONTROLLER = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
 # The oldest Kubernetes the manifests support: native gRPC probes are GA since 1.27, all else is older.
 KUBERNETES_VERSION = "1.30.0"
 
@@ -1499,6 +1503,65 @@ def availability_problems(docs: list[Manifest]) -> list[str]:
     return problems
 
 
+# --- an Ingress in front of the console (components/console-ingress) ------------------------------------------------
+
+# How ingress-nginx is told that a backend speaks HTTPS (the console serves nothing else).
+BACKEND_PROTOCOL_ANNOTATION = "nginx.ingress.kubernetes.io/backend-protocol"
+
+
+def ingress_problems(docs: list[Manifest]) -> list[str]:
+    """Each Ingress backend is a Service of the manifests, on a port it exposes; a backend that is the console is
+    reached over HTTPS (it serves nothing else), so the controller's hop to it carries no cookie in the clear."""
+    problems = []
+    services = {(_namespace(d), _name(d)): d for d in _of_kind(docs, "Service")}
+    selectors = {key: (svc.get("spec") or {}).get("selector") or {} for key, svc in services.items()}
+    consoles = {
+        key
+        for key, selector in selectors.items()
+        if selector and any(p.console and all(p.labels.get(k) == v for k, v in selector.items()) for p in pods(docs))
+    }
+    for ingress in _of_kind(docs, "Ingress"):
+        spec, where = ingress.get("spec") or {}, f"Ingress/{_name(ingress)}"
+        backends = [spec["defaultBackend"]] if spec.get("defaultBackend") else []
+        backends += [
+            path["backend"] for rule in spec.get("rules") or [] for path in (rule.get("http") or {}).get("paths") or []
+        ]
+        for backend in backends:
+            target = backend.get("service") or {}
+            key = (_namespace(ingress), str(target.get("name")))
+            service = services.get(key)
+            if service is None:
+                problems.append(f"{where}: backend Service {target.get('name')!r} is not in the manifests")
+                continue
+            port = target.get("port") or {}
+            exposed = [p for p in (service.get("spec") or {}).get("ports") or [] if p.get("name") == port.get("name")]
+            exposed += [
+                p for p in (service.get("spec") or {}).get("ports") or [] if p.get("port") == port.get("number")
+            ]
+            if not exposed:
+                problems.append(f"{where}: Service/{key[1]} exposes no port {port.get('name') or port.get('number')}")
+            protocol = ((ingress.get("metadata") or {}).get("annotations") or {}).get(BACKEND_PROTOCOL_ANNOTATION)
+            if key in consoles and protocol != "HTTPS":
+                problems.append(
+                    f"{where}: the console serves HTTPS only; {BACKEND_PROTOCOL_ANNOTATION} is {protocol!r}, "
+                    "not 'HTTPS'"
+                )
+    return problems
+
+
+def ingress_controller_problems(docs: list[Manifest]) -> list[str]:
+    """The ingress controller (components/console-ingress assumes ingress-nginx's defaults) reaches the console's
+    port and no other port of the deployment."""
+    namespace, labels = INGRESS_CONTROLLER
+    reach = outside_reach(docs, "the ingress controller", namespace, {}, labels)
+    verbs = {True: "lets the ingress controller reach", False: "keeps the ingress controller from"}
+    return [
+        f"NetworkPolicy ingress {verbs[allowed]} {process}'s {name} port {number}"
+        for (process, name), (number, allowed) in reach.items()
+        if allowed != ((process, name) == (CONSOLE, CONSOLE_PORT_NAME))
+    ]
+
+
 K8S_CHECKS = (
     probe_problems,
     service_problems,
@@ -1512,6 +1575,7 @@ K8S_CHECKS = (
     availability_problems,
     ledger_problems,
     tls_problems,
+    ingress_problems,
 )
 
 
