@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -770,12 +771,36 @@ def _is_dns_rule(rule: Mapping[str, Any]) -> bool:
     )
 
 
+def _is_collector_rule(rule: Mapping[str, Any], endpoint: str | None) -> bool:
+    """An egress rule to the OTLP endpoint the console exports to only: its port, in its namespace (the endpoint's
+    host is <service>.<namespace>.svc)."""
+    if endpoint is None:
+        return False
+    address = urlsplit(endpoint)
+    labels = (address.hostname or "").split(".")
+    namespace = labels[1] if len(labels) > 2 and labels[2] == "svc" else None
+    ports, peers = rule.get("ports") or [], rule.get("to") or []
+    return (
+        namespace is not None
+        and bool(ports and peers)
+        and all(port.get("port") == address.port for port in ports)
+        and all(
+            (peer.get("namespaceSelector") or {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
+            for peer in peers
+        )
+    )
+
+
 def _console_egress_problems(docs: list[Manifest]) -> list[str]:
-    """Every egress rule that applies to the console is DNS, or names server pods of this namespace (no address
-    block, no other namespace): which of their ports it may reach, the graph checks above decide."""
+    """Every egress rule that applies to the console is DNS, the collector it exports traces to, or names server
+    pods of this namespace (no address block, no other namespace): which of their ports it may reach, the graph
+    checks above decide."""
     problems = []
     all_pods = pods(docs)
     for console in (pod for pod in all_pods if pod.console):
+        settings = console_settings(server_env(docs, console)[1])
+        exports = isinstance(settings, ConsoleSettings) and settings.telemetry_exporter == "otlp"
+        endpoint = settings.otlp_endpoint if isinstance(settings, ConsoleSettings) and exports else None
         for policy in _of_kind(docs, "NetworkPolicy"):
             spec = policy.get("spec") or {}
             if (
@@ -785,7 +810,7 @@ def _console_egress_problems(docs: list[Manifest]) -> list[str]:
             ):
                 continue
             for rule in spec.get("egress") or []:
-                if _is_dns_rule(rule):
+                if _is_dns_rule(rule) or _is_collector_rule(rule, endpoint):
                     continue
                 peers = rule.get("to") or []
                 if not peers:
@@ -793,8 +818,8 @@ def _console_egress_problems(docs: list[Manifest]) -> list[str]:
                 for peer in peers:
                     if set(peer) != {"podSelector"}:
                         problems.append(
-                            f"NetworkPolicy/{_name(policy)} lets the console reach {peer}: it calls the services' "
-                            "pods only"
+                            f"NetworkPolicy/{_name(policy)} lets the console reach {peer}: beside DNS and its "
+                            "collector, it calls the services' pods only"
                         )
                         continue
                     for pod in all_pods:

@@ -762,9 +762,19 @@ def test_a_console_allowed_to_the_internet_is_reported(prod: list[Manifest]):
     egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]})
     problems = checks.network_policy_problems(prod)
     assert problems == [
-        "NetworkPolicy/console-egress lets the console reach {'ipBlock': {'cidr': '0.0.0.0/0'}}: it calls the "
-        "services' pods only"
+        "NetworkPolicy/console-egress lets the console reach {'ipBlock': {'cidr': '0.0.0.0/0'}}: beside DNS and its "
+        "collector, it calls the services' pods only"
     ]
+
+
+def test_a_console_allowed_to_another_port_of_the_collectors_namespace_is_reported(prod: list[Manifest]):
+    """The collector rule passes only as the console's OTLP endpoint says: its namespace, its port."""
+    rule = find(prod, "NetworkPolicy", "allow-otel-collector-egress")["spec"]["egress"][0]
+    rule["ports"].append({"protocol": "TCP", "port": 9090})
+    problems = checks.network_policy_problems(prod)
+    assert len(problems) == 1 and problems[0].startswith(
+        "NetworkPolicy/allow-otel-collector-egress lets the console reach {'namespaceSelector'"
+    ), problems
 
 
 def test_a_console_allowed_to_a_migration_job_is_reported(prod: list[Manifest]):
