@@ -8,6 +8,7 @@
 #   keys/<service>.ledger.key   ledger checkpoint signing key, one per stateful service custody init
 #   keys/<service>.ledger.vkey  its public verifier key (lineage gets them; so do auditors) custody init
 #   tls/<service>/tls.crt|key   the service's certificate and key (local CA, SPIFFE ID) custody init
+#   tls/console/tls.crt|key     the review console's HTTPS certificate (console, localhost) custody init
 #   tls/ca.crt                  the CA certificate servers and clients trust            custody init
 #   tls/ca/                     the CA's private key: stays 0700/0600, never mounted     custody init
 #   postgres/*.password         PostgreSQL superuser, and an owner and a runtime role   this script

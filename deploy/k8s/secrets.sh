@@ -14,6 +14,7 @@
 #                                                  (tls/<service>/, issued by custody init's local CA)
 #                                                  -> that server only; CERT_MANAGER=true leaves them out
 #                                                  (cert-manager issues them: deploy/k8s/components/cert-manager)
+#   console-tls              the same for the review console (tls/console/); its only Secret -> the console only
 # and one ConfigMap, as it holds public keys only:
 #   ledger-verifier-keys     key <service>.ledger.vkey for each stateful service (keys/<service>.ledger.vkey)
 #                                                  the authorities' checkpoint verifier keys -> lineage (witness);
@@ -99,8 +100,10 @@ for service in ai_gateway runs lineage; do
     [ -s "$state_dir/$file" ] || { echo "$state_dir/$file missing: run custody init" >&2; exit 1; }
   done
 done
+# The servers' certificates and the review console's.
+tls_processes="ai_gateway runs art_studio lineage console"
 if [ "$cert_manager" != "true" ]; then
-  for service in ai_gateway runs art_studio lineage; do
+  for service in $tls_processes; do
     for file in tls.crt tls.key ca.crt; do
       [ -s "$state_dir/tls/$service/$file" ] || { echo "$state_dir/tls/$service/$file missing: run custody init" >&2; exit 1; }
     done
@@ -125,7 +128,7 @@ for service in ai_gateway runs lineage; do
 done
 secret ai-gateway-provider --from-file=OPENAI_API_KEY=<(printf '%s' "$key")
 if [ "$cert_manager" != "true" ]; then
-  for service in ai_gateway runs art_studio lineage; do
+  for service in $tls_processes; do
     tls="$state_dir/tls/$service"
     secret "${service//_/-}-tls" --type=kubernetes.io/tls \
       --from-file=tls.crt="$tls/tls.crt" --from-file=tls.key="$tls/tls.key" --from-file=ca.crt="$tls/ca.crt"

@@ -3,8 +3,12 @@
 Every check is a plain function returning a list of problems (empty: fine), so the tests run it on the real
 files and on deliberately broken copies, proving it catches what it exists for. What is "right" comes from the
 code, never from a second hand-kept list: services, ports, gRPC names and the call graph from
-services/common/catalog.py, setting names from each service's settings class, the provider key's variable name
-from services/ai_gateway/transport/.
+services/common/catalog.py, setting names from each service's settings class (the review console's from
+ConsoleSettings), the provider key's variable name from services/ai_gateway/transport/.
+
+The review console is a process of the deployment but no service: it serves HTTPS to people, holds no secret but
+its TLS key, and calls every service on its TLS port for people, as a person's CLI does. `Pod.serves()` names the
+service a pod serves (never the console); `Pod.process` names what `custody serve` runs, the console included.
 """
 
 from __future__ import annotations
@@ -21,17 +25,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
 from services.ai_gateway.transport import OPENAI_KEY_ENV
 from services.cli.registry import settings_class
-from services.common.catalog import SERVICES, callers_of
+from services.common.catalog import CONSOLE, CONSOLE_DEFAULT_PORT, PROCESS_NAMES, SERVICES, callers_of
 from services.common.config import CONFIG_FILE_SUFFIX, PEER_PORT_OFFSET, ConfigError, env_prefix
 from services.common.ledger.ledger import load_signer
 from services.common.ledger.note import generate_note_key
 from services.common.tls.certificates import CertificateAuthority
 from services.common.tls.credentials import CA_FILE, CERTIFICATE_FILE, KEY_FILE, TlsDirectory, TlsFilesError
+from services.console.config import ConsoleSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -43,6 +49,10 @@ K8S_DIR = DEPLOY_DIR / "k8s"
 K8S_OVERLAYS = ("dev", "prod")
 # cert-manager issues the servers' certificates instead of secrets.sh when an overlay adds this component.
 CERT_MANAGER_COMPONENT = K8S_DIR / "components" / "cert-manager"
+# An Ingress in front of the review console, and the ingress controller its NetworkPolicy admits (namespace, labels:
+# ingress-nginx's chart defaults).
+CONSOLE_INGRESS_COMPONENT = K8S_DIR / "components" / "console-ingress"
+INGRESS_CONTROLLER = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
 # The oldest Kubernetes the manifests support: native gRPC probes are GA since 1.27, all else is older.
 KUBERNETES_VERSION = "1.30.0"
 
@@ -68,6 +78,12 @@ CONTAINER_LISTS = ("initContainers", "containers")
 # certificate directory (cert-manager's layout) and the settings that decide what it listens on.
 PUBLIC_PORT_NAME, PEER_PORT_NAME, HEALTH_PORT_NAME = "grpc", "grpc-peer", "health"
 TLS_FILES = (CERTIFICATE_FILE, KEY_FILE, CA_FILE)
+# The review console's one listener (HTTPS for people, as its container port is named) and its probe path.
+CONSOLE_PORT_NAME = "https"
+CONSOLE_HEALTH_PATH = "/healthz"
+# The ports people reach (operators' tools, browsers): each service's TLS port for people, and the console's.
+PEOPLE_PORTS = (PUBLIC_PORT_NAME, CONSOLE_PORT_NAME)
+PROBES = ("startupProbe", "readinessProbe", "livenessProbe")
 # Where the network policies expect operators' tools (custody CLI, grpcurl): a namespace with this label.
 OPERATORS_NAMESPACE = ("operators", {"custody.dev/operators": "true"})
 TRANSPORT_SETTINGS = ("HOST", "PORT", "TLS_DIR", "PEER_PORT", "HEALTH_PORT", "ALLOW_PLAINTEXT", "TRUST_DOMAIN")
@@ -191,6 +207,36 @@ def tls_key_mode_accepted(mode: int) -> bool:
     return True
 
 
+def console_settings(env: Mapping[str, Any]) -> ConsoleSettings | str:
+    """The console's settings from the deployment's variables, or the configuration error `custody serve console`
+    would stop with: the code's rules. Unknown variables are left to the settings checks, which name them."""
+    known = setting_names(CONSOLE) - {env_prefix(CONSOLE) + CONFIG_FILE_SUFFIX}
+    chosen = {name: value for name, value in env.items() if name in known and isinstance(value, str)}
+    try:
+        return ConsoleSettings.load(environ=chosen)
+    except ConfigError as exc:
+        return str(exc)
+
+
+def served_tls_dir(process: str, env: Mapping[str, Any]) -> str | None:
+    """The certificate directory a server or the console serves TLS from (None: plaintext, or a configuration
+    error the settings checks report)."""
+    if process == CONSOLE:
+        found = console_settings(env)
+        return str(found.tls_dir) if isinstance(found, ConsoleSettings) and found.tls_dir is not None else None
+    listening = listeners(process, env)
+    return listening.tls_dir if isinstance(listening, Listeners) else None
+
+
+def console_address_problems() -> list[str]:
+    """The console has an address setting for every service, and for nothing else: it calls all four."""
+    declared = {field.removesuffix("_address") for field in ConsoleSettings.model_fields if field.endswith("_address")}
+    return [f"the console has no {name}_address setting" for name in sorted(set(SERVICES) - declared)] + [
+        f"the console has a {name}_address setting, and {name} is no service"
+        for name in sorted(declared - set(SERVICES))
+    ]
+
+
 # --- tools --------------------------------------------------------------------------------------------------------
 
 
@@ -291,8 +337,18 @@ class Pod:
     def service(self) -> str | None:
         return self.role[1] if self.role else None
 
+    @property
+    def process(self) -> str | None:
+        """What `custody serve` runs here: a service or the console (None: a migration, or nothing of ours)."""
+        return self.role[1] if self.role and self.role[0] == "serve" and self.role[1] in PROCESS_NAMES else None
+
+    @property
+    def console(self) -> bool:
+        return self.process == CONSOLE
+
     def serves(self) -> str | None:
-        return self.role[1] if self.role and self.role[0] == "serve" else None
+        """The service this pod's server serves (never the console, which is no service)."""
+        return self.role[1] if self.role and self.role[0] == "serve" and self.role[1] in SERVICES else None
 
 
 def container_role(container: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -368,6 +424,16 @@ def grpc_port(container: Mapping[str, Any]) -> tuple[int, str] | None:
     return named_port(container, PUBLIC_PORT_NAME)
 
 
+def declared_port(container: Mapping[str, Any], port: Any) -> int | None:
+    """The container port a probe's port (a number or a port name) means, if the container declares it."""
+    if port is None:
+        return None
+    for declared in container.get("ports") or []:
+        if port in (declared.get("name"), declared.get("containerPort")):
+            return int(declared["containerPort"])
+    return None
+
+
 def _server_container(pod: Pod) -> Mapping[str, Any] | None:
     return next((c for c in pod.containers("containers") if container_role(c)), None)
 
@@ -383,13 +449,16 @@ def probe_problems(docs: list[Manifest]) -> list[str]:
     for pod in pods(docs):
         for container in pod.containers():
             declared = {int(p["containerPort"]) for p in container.get("ports") or []}
-            for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
-                grpc = (container.get(kind) or {}).get("grpc")
-                if grpc and int(grpc.get("port", -1)) not in declared:
-                    problems.append(
-                        f"{pod.workload} {container['name']}: {kind} asks port {grpc.get('port')}, "
-                        f"which the container does not declare ({sorted(declared)})"
-                    )
+            for kind in PROBES:
+                for handler in ("grpc", "httpGet", "tcpSocket"):
+                    action = (container.get(kind) or {}).get(handler)
+                    if action and declared_port(container, action.get("port")) is None:
+                        problems.append(
+                            f"{pod.workload} {container['name']}: {kind} asks port {action.get('port')}, "
+                            f"which the container does not declare ({sorted(declared)})"
+                        )
+        if pod.console:
+            problems += _console_probe_problems(docs, pod)
         service = pod.serves()
         if service is None:
             continue
@@ -422,9 +491,49 @@ def probe_problems(docs: list[Manifest]) -> list[str]:
     return problems
 
 
+def _console_probe_problems(docs: list[Manifest], pod: Pod) -> list[str]:
+    """The console declares its one port, named https, and its readiness and liveness probes (and its startup probe,
+    if any) GET /healthz there in the scheme it serves: HTTPS with a TLS directory (the kubelet does not verify the
+    certificate). There is no gRPC health on the console."""
+    container, env = server_env(docs, pod)
+    settings = console_settings(env)
+    if isinstance(settings, str):
+        return []  # settings_problems reports it
+    if named_port(container, CONSOLE_PORT_NAME) != (settings.port, CONSOLE_PORT_NAME):
+        return [f"{pod.workload}: the console must declare containerPort {settings.port} named {CONSOLE_PORT_NAME}"]
+    problems = []
+    scheme = "HTTPS" if settings.tls_dir is not None else "HTTP"
+    for kind in PROBES:
+        probe = container.get(kind)
+        if probe is None and kind == "startupProbe":
+            continue
+        action = (probe or {}).get("httpGet")
+        if not action:
+            problems.append(f"{pod.workload}: the console has no httpGet {kind} on {CONSOLE_HEALTH_PATH}")
+            continue
+        if action.get("path") != CONSOLE_HEALTH_PATH:
+            problems.append(f"{pod.workload}: {kind} asks {action.get('path')!r}, not {CONSOLE_HEALTH_PATH!r}")
+        if declared_port(container, action.get("port")) != settings.port:
+            problems.append(f"{pod.workload}: {kind} asks port {action.get('port')}, the console's is {settings.port}")
+        if action.get("scheme", "HTTP") != scheme:
+            problems.append(
+                f"{pod.workload}: {kind} speaks {action.get('scheme', 'HTTP')} to a console that serves {scheme}"
+            )
+    return problems
+
+
+def listening_ports(process: str) -> dict[int, str]:
+    """Port number -> container port name of what a process's Service exposes: a service's catalog port (TLS, for
+    people) and peer port (mutual TLS, for its callers); the console's one HTTPS port."""
+    if process == CONSOLE:
+        return {CONSOLE_DEFAULT_PORT: CONSOLE_PORT_NAME}
+    return {SERVICES[process].default_port: PUBLIC_PORT_NAME, peer_port(process): PEER_PORT_NAME}
+
+
 def service_problems(docs: list[Manifest]) -> list[str]:
     """Each Service selects the pods of one server, on target ports those pods declare: the catalog port (TLS, for
-    people) and the peer port (mutual TLS, for its callers), nothing else; each server has a Service."""
+    people) and the peer port (mutual TLS, for its callers), nothing else; each server has a Service. The console's
+    Service exposes its HTTPS port and nothing else."""
     problems = []
     all_pods = pods(docs)
     covered: set[str] = set()
@@ -442,14 +551,14 @@ def service_problems(docs: list[Manifest]) -> list[str]:
         if not matched:
             problems.append(f"Service/{name}: selector {selector} matches no pod template")
             continue
-        served = {p.serves() for p in matched}
+        served = {p.process for p in matched}
         if len(served) != 1 or None in served:
             problems.append(f"Service/{name}: selector {selector} matches pods other than one server: {served}")
             continue
         service = served.pop()
         assert service is not None
         covered.add(service)
-        listens_on = {SERVICES[service].default_port: PUBLIC_PORT_NAME, peer_port(service): PEER_PORT_NAME}
+        listens_on = listening_ports(service)
         for port in spec.get("ports") or []:
             target = port.get("targetPort", port.get("port"))
             for pod in matched:
@@ -463,15 +572,18 @@ def service_problems(docs: list[Manifest]) -> list[str]:
                         f"not its {listens_on[port['port']]!r} listener"
                     )
         exposed = {port.get("port") for port in spec.get("ports") or []}
-        expected = {SERVICES[service].default_port, peer_port(service)}
+        expected = set(listens_on)
         for number in sorted(exposed - expected, key=str):
+            if service == CONSOLE:
+                problems.append(f"Service/{name}: port {number} is not the console's port {CONSOLE_DEFAULT_PORT}")
+                continue
             problems.append(
                 f"Service/{name}: port {number} is neither {service}'s port {SERVICES[service].default_port} nor its "
                 f"peer port {peer_port(service)}"
             )
         for number in sorted(expected - exposed):
             problems.append(f"Service/{name}: does not expose {service}'s port {number}")
-    for service in sorted({p.serves() for p in all_pods} - covered - {None}):
+    for service in sorted({str(p.process) for p in all_pods if p.process} - covered):
         problems.append(f"{service} has no Service")
     return problems
 
@@ -553,32 +665,34 @@ def _allows(
 
 
 def reachable(docs: list[Manifest], direction: str, port_name: str = PEER_PORT_NAME) -> set[tuple[Pod, str]]:
-    """(pod template, service) pairs where one side of the NetworkPolicies lets the pod reach that service's
-    servers on their port of that name (default: the mutual-TLS port services call each other on)."""
+    """(pod template, process) pairs where one side of the NetworkPolicies lets the pod reach that process's
+    servers on their port of that name (default: the mutual-TLS port services call each other on; the console's
+    is named https)."""
     policies = _of_kind(docs, "NetworkPolicy")
     namespaces = _namespace_labels(docs)
     all_pods = pods(docs)
     found = set()
     for dst in all_pods:
-        container = _server_container(dst) if dst.serves() else None
+        container = _server_container(dst) if dst.process else None
         port = named_port(container, port_name) if container else None
         if port is None:
             continue
         for src in all_pods:
             if _allows(direction, policies, src, dst, port, namespaces):
-                found.add((src, str(dst.serves())))
+                found.add((src, str(dst.process)))
     return found
 
 
 def network_graph(docs: list[Manifest], direction: str, port_name: str = PEER_PORT_NAME) -> set[Edge]:
-    """Service-to-service edges one side of the NetworkPolicies allows, from servers to servers."""
-    return {(str(src.serves()), dst) for src, dst in reachable(docs, direction, port_name) if src.serves()}
+    """Edges one side of the NetworkPolicies allows, from servers (and the console) to servers."""
+    return {(str(src.process), dst) for src, dst in reachable(docs, direction, port_name) if src.process}
 
 
 def network_policy_problems(docs: list[Manifest]) -> list[str]:
     """Default deny in both directions; the graph each side allows on the mutual-TLS ports EQUALS the call graph of
-    the catalog; no pod reaches a server's TLS port for people or its health-only port (operators' namespaces and
-    the kubelet are not pods of these manifests); nothing that serves nothing reaches any of them."""
+    the catalog; no service reaches a server's TLS port for people or its health-only port (operators' namespaces
+    and the kubelet are not pods of these manifests); nothing that serves nothing reaches any of them. The console
+    reaches every service's TLS port for people and nothing else; no pod reaches the console."""
     problems = []
     deny_all = [
         p
@@ -595,9 +709,9 @@ def network_policy_problems(docs: list[Manifest]) -> list[str]:
         problems += sorted(
             {
                 f"NetworkPolicy {direction.lower()} lets {src.workload}, which serves nothing, reach {dst}"
-                for name in (PEER_PORT_NAME, PUBLIC_PORT_NAME, HEALTH_PORT_NAME)
+                for name in (PEER_PORT_NAME, PUBLIC_PORT_NAME, HEALTH_PORT_NAME, CONSOLE_PORT_NAME)
                 for src, dst in reachable(docs, direction, name)
-                if not src.serves()
+                if not src.process
             }
         )
         allowed = network_graph(docs, direction)
@@ -611,33 +725,150 @@ def network_policy_problems(docs: list[Manifest]) -> list[str]:
         ]
         for name, what in ((PUBLIC_PORT_NAME, "TLS port for people"), (HEALTH_PORT_NAME, "plaintext health port")):
             problems += [
-                f"NetworkPolicy {direction.lower()} lets {a} reach {b}'s {what} ({name}): services call their "
-                "peers on the mutual-TLS port only"
+                f"NetworkPolicy {direction.lower()} lets {a} reach {b}'s {what} ({name}): "
+                + (
+                    "the console calls the TLS ports for people only"
+                    if a == CONSOLE
+                    else "services call their peers on the mutual-TLS port only"
+                )
                 for a, b in sorted(network_graph(docs, direction, name))
+                if not (a == CONSOLE and name == PUBLIC_PORT_NAME)
             ]
-    return problems + _operator_problems(docs)
+        problems += _console_reach_problems(docs, direction)
+    return problems + _operator_problems(docs) + _console_egress_problems(docs)
+
+
+def _console_reach_problems(docs: list[Manifest], direction: str) -> list[str]:
+    """On one side: the console reaches every service's TLS port for people (it calls all four as the signed-in
+    person); no pod of the deployment reaches the console (people do, from outside these manifests)."""
+    if not any(pod.console for pod in pods(docs)):
+        return []
+    allowed = {b for a, b in network_graph(docs, direction, PUBLIC_PORT_NAME) if a == CONSOLE}
+    problems = [
+        f"NetworkPolicy {direction.lower()} blocks console -> {name}'s TLS port for people ({PUBLIC_PORT_NAME}), "
+        "which the console calls as the signed-in person"
+        for name in SERVICES
+        if name not in allowed
+    ]
+    return problems + sorted(
+        {
+            f"NetworkPolicy {direction.lower()} lets {src.workload} reach the console's {CONSOLE_PORT_NAME} port: "
+            "people open it, no pod of the deployment"
+            for src, _ in reachable(docs, direction, CONSOLE_PORT_NAME)
+            if src.process
+        }
+    )
+
+
+def _is_dns_rule(rule: Mapping[str, Any]) -> bool:
+    """An egress rule to the cluster's DNS only (port 53 in namespace kube-system), as allow-dns-egress is."""
+    ports, peers = rule.get("ports") or [], rule.get("to") or []
+    kube_system = {"kubernetes.io/metadata.name": "kube-system"}
+    return (
+        bool(ports and peers)
+        and all(port.get("port") == 53 for port in ports)
+        and all((peer.get("namespaceSelector") or {}).get("matchLabels") == kube_system for peer in peers)
+    )
+
+
+def _is_collector_rule(rule: Mapping[str, Any], endpoint: str | None) -> bool:
+    """An egress rule to the OTLP endpoint the console exports to only: its port, in its namespace (the endpoint's
+    host is <service>.<namespace>.svc)."""
+    if endpoint is None:
+        return False
+    address = urlsplit(endpoint)
+    labels = (address.hostname or "").split(".")
+    namespace = labels[1] if len(labels) > 2 and labels[2] == "svc" else None
+    ports, peers = rule.get("ports") or [], rule.get("to") or []
+    return (
+        namespace is not None
+        and bool(ports and peers)
+        and all(port.get("port") == address.port for port in ports)
+        and all(
+            (peer.get("namespaceSelector") or {}).get("matchLabels") == {"kubernetes.io/metadata.name": namespace}
+            for peer in peers
+        )
+    )
+
+
+def _console_egress_problems(docs: list[Manifest]) -> list[str]:
+    """Every egress rule that applies to the console is DNS, the collector it exports traces to, or names server
+    pods of this namespace (no address block, no other namespace): which of their ports it may reach, the graph
+    checks above decide."""
+    problems = []
+    all_pods = pods(docs)
+    for console in (pod for pod in all_pods if pod.console):
+        settings = console_settings(server_env(docs, console)[1])
+        exports = isinstance(settings, ConsoleSettings) and settings.telemetry_exporter == "otlp"
+        endpoint = settings.otlp_endpoint if isinstance(settings, ConsoleSettings) and exports else None
+        for policy in _of_kind(docs, "NetworkPolicy"):
+            spec = policy.get("spec") or {}
+            if (
+                "Egress" not in _policy_types(policy)
+                or _namespace(policy) != console.namespace
+                or not selector_matches(spec.get("podSelector"), console.labels)
+            ):
+                continue
+            for rule in spec.get("egress") or []:
+                if _is_dns_rule(rule) or _is_collector_rule(rule, endpoint):
+                    continue
+                peers = rule.get("to") or []
+                if not peers:
+                    problems.append(f"NetworkPolicy/{_name(policy)} lets the console reach any address")
+                for peer in peers:
+                    if set(peer) != {"podSelector"}:
+                        problems.append(
+                            f"NetworkPolicy/{_name(policy)} lets the console reach {peer}: beside DNS and its "
+                            "collector, it calls the services' pods only"
+                        )
+                        continue
+                    for pod in all_pods:
+                        if (
+                            pod.namespace == _namespace(policy)
+                            and selector_matches(peer["podSelector"], pod.labels)
+                            and not pod.serves()
+                        ):
+                            problems.append(
+                                f"NetworkPolicy/{_name(policy)} lets the console reach {pod.workload}, which is no "
+                                "service"
+                            )
+    return problems
+
+
+def outside_reach(
+    docs: list[Manifest], who: str, namespace: str, namespace_labels: Mapping[str, str], labels: Mapping[str, str]
+) -> dict[tuple[str, str], tuple[int, bool]]:
+    """(process, port name) -> (port number, whether the ingress side of the NetworkPolicies lets a pod from outside
+    these manifests, in a namespace of those labels and with those pod labels, reach that port of its servers)."""
+    visitor = Pod(who, namespace, labels, {})
+    namespaces = {
+        **_namespace_labels(docs),
+        namespace: {**namespace_labels, "kubernetes.io/metadata.name": namespace},
+    }
+    policies = _of_kind(docs, "NetworkPolicy")
+    found = {}
+    for dst in pods(docs):
+        container = _server_container(dst) if dst.process else None
+        if container is None:
+            continue
+        for name in (PUBLIC_PORT_NAME, PEER_PORT_NAME, HEALTH_PORT_NAME, CONSOLE_PORT_NAME):
+            port = named_port(container, name)
+            if port is not None:
+                allowed = _allows("Ingress", policies, visitor, dst, port, namespaces)
+                found[(str(dst.process), name)] = (port[0], allowed)
+    return found
 
 
 def _operator_problems(docs: list[Manifest]) -> list[str]:
     """Operators' tools, in a namespace labelled as network-policies.yaml assumes, reach every server's TLS port
-    and no mutual-TLS or health port (ingress: their own namespace's egress is theirs to decide)."""
+    and the console's, and no mutual-TLS or health port (ingress: their own namespace's egress is theirs to
+    decide)."""
     namespace, labels = OPERATORS_NAMESPACE
-    operator = Pod("operators' tools", namespace, {}, {})
-    namespaces = {**_namespace_labels(docs), namespace: {**labels, "kubernetes.io/metadata.name": namespace}}
-    policies = _of_kind(docs, "NetworkPolicy")
     problems = []
-    for dst in pods(docs):
-        container = _server_container(dst) if dst.serves() else None
-        if container is None:
-            continue
-        for name in (PUBLIC_PORT_NAME, PEER_PORT_NAME, HEALTH_PORT_NAME):
-            port = named_port(container, name)
-            if port is None:
-                continue
-            allowed = _allows("Ingress", policies, operator, dst, port, namespaces)
-            if allowed != (name == PUBLIC_PORT_NAME):
-                verb = "lets operators reach" if allowed else "keeps operators from"
-                problems.append(f"NetworkPolicy ingress {verb} {dst.serves()}'s {name} port {port[0]}")
+    for (process, name), (number, allowed) in outside_reach(docs, "operators' tools", namespace, labels, {}).items():
+        if allowed != (name in PEOPLE_PORTS):
+            verb = "lets operators reach" if allowed else "keeps operators from"
+            problems.append(f"NetworkPolicy ingress {verb} {process}'s {name} port {number}")
     return problems
 
 
@@ -713,6 +944,8 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
         return {("serve", "ai_gateway")}
     if secret == CREDENTIALS_SECRET:
         return {("serve", name) for name in SERVICES}
+    if secret == tls_secret(CONSOLE):
+        return {("serve", CONSOLE)}
     for name, spec in SERVICES.items():
         if secret == f"{k8s_name(name)}-token":
             return {("serve", name)}
@@ -1017,23 +1250,22 @@ def ledger_problems(docs: list[Manifest], single_node: bool = False) -> list[str
 
 def tls_problems(docs: list[Manifest]) -> list[str]:
     """Each server's TLS_DIR is its own Secret <service>-tls mounted read-only, holding tls.crt, tls.key and ca.crt
-    under those names, with a key mode the service accepts (root:fsGroup 0440, as for the ledger key)."""
+    under those names, with a key mode the service accepts (root:fsGroup 0440, as for the ledger key); the
+    console's likewise Secret console-tls."""
     problems = []
     for pod in pods(docs):
-        service, container = pod.serves(), _server_container(pod)
+        service, container = pod.process, _server_container(pod)
         if service is None or container is None:
             continue
-        found = listeners(service, server_env(docs, pod)[1])
-        if isinstance(found, str) or found.tls_dir is None:
+        tls_dir = served_tls_dir(service, server_env(docs, pod)[1])
+        if tls_dir is None:
             continue  # settings_problems reports it
         secret = tls_secret(service)
         for file in TLS_FILES:
-            mounted = mounted_file(pod, container, f"{found.tls_dir.rstrip('/')}/{file}")
+            mounted = mounted_file(pod, container, f"{tls_dir.rstrip('/')}/{file}")
             if mounted is None or (mounted.source, mounted.name, mounted.key) != ("secret", secret, file):
                 origin = "nothing" if mounted is None else f"{mounted.source} {mounted.name} key {mounted.key}"
-                problems.append(
-                    f"{pod.workload}: {found.tls_dir}/{file} is not key {file} of Secret {secret} ({origin})"
-                )
+                problems.append(f"{pod.workload}: {tls_dir}/{file} is not key {file} of Secret {secret} ({origin})")
                 continue
             if not mounted.read_only:
                 problems.append(f"{pod.workload}: the TLS directory's mount must be readOnly")
@@ -1071,13 +1303,15 @@ def _settings_env_problems(where: str, service: str, env: Mapping[str, Any], rol
         if name.startswith("<missing"):
             problems.append(f"{where}: {name}")
         elif name.startswith("CUSTODY_") and name not in known:
-            owner = next((s for s in SERVICES if name.startswith(env_prefix(s))), None)
+            owner = next((s for s in PROCESS_NAMES if name.startswith(env_prefix(s))), None)
             reason = (
                 f"{owner}'s setting, not {service}'s" if owner and owner != service else f"not a setting of {service}"
             )
             problems.append(f"{where}: {name} is {reason} (custody exits with a configuration error)")
     if role != "serve":
         return problems
+    if service == CONSOLE:
+        return problems + _console_settings_problems(where, env)
     prefix, spec = env_prefix(service), SERVICES[service]
     if env.get(prefix + "HOST") != "0.0.0.0":
         problems.append(f"{where}: {prefix}HOST must be 0.0.0.0 in a container (got {env.get(prefix + 'HOST')!r})")
@@ -1105,8 +1339,51 @@ def _transport_problems(where: str, service: str, env: Mapping[str, Any]) -> lis
     return problems
 
 
+def _console_settings_problems(where: str, env: Mapping[str, Any]) -> list[str]:
+    """A deployed console listens on every interface at its port and serves HTTPS (never plaintext), trusts the CA
+    of its own certificate directory for the services' certificates, and marks cookies Secure; whatever `custody
+    serve console` itself would refuse is reported in its own words."""
+    prefix = env_prefix(CONSOLE)
+    settings = console_settings(env)
+    if isinstance(settings, str):
+        return [f"{where}: {settings}"]
+    problems = []
+    if settings.host != "0.0.0.0":
+        problems.append(f"{where}: {prefix}HOST must be 0.0.0.0 in a container (got {settings.host!r})")
+    if settings.port != CONSOLE_DEFAULT_PORT:
+        problems.append(f"{where}: {prefix}PORT is {settings.port}, the console's port is {CONSOLE_DEFAULT_PORT}")
+    if settings.tls_dir is None:
+        problems.append(f"{where}: {prefix}TLS_DIR is not set: a deployed console serves HTTPS, never plaintext")
+        return problems
+    if settings.allow_plaintext:
+        problems.append(f"{where}: {prefix}ALLOW_PLAINTEXT must not be true in a deployment")
+    if settings.resolved_ca_file != settings.tls_dir / CA_FILE:
+        problems.append(
+            f"{where}: the console trusts {settings.resolved_ca_file}, not the CA of its certificate directory "
+            f"({settings.tls_dir / CA_FILE}), which issued the services' certificates"
+        )
+    if not settings.resolved_secure_cookies:
+        problems.append(f"{where}: {prefix}SECURE_COOKIES is false: the session cookie holds the person's token")
+    return problems
+
+
+def _console_call_problems(where: str, env: Mapping[str, Any], resolve: Mapping[str, str]) -> list[str]:
+    """The console addresses every service by the host that serves it, at its TLS port for people: it calls as the
+    signed-in person, with no client certificate, so never on a peer port."""
+    problems = []
+    for service in SERVICES:
+        variable = f"{env_prefix(CONSOLE)}{service.upper()}_ADDRESS"
+        expected = f"{resolve.get(service, '<no host serves ' + service + '>')}:{SERVICES[service].default_port}"
+        if env.get(variable) != expected:
+            problems.append(f"{where}: {variable} is {env.get(variable)!r}, expected {expected!r}")
+    return problems
+
+
 def _address_problems(where: str, service: str, env: Mapping[str, Any], resolve: Mapping[str, str]) -> list[str]:
-    """Each peer address names the host that serves that peer, at the peer's mutual-TLS port."""
+    """Each peer address names the host that serves that peer, at the peer's mutual-TLS port (the console: each
+    service's TLS port for people)."""
+    if service == CONSOLE:
+        return _console_call_problems(where, env, resolve)
     problems = []
     for peer in SERVICES[service].calls:
         variable = f"{env_prefix(service)}{peer.upper()}_ADDRESS"
@@ -1117,8 +1394,9 @@ def _address_problems(where: str, service: str, env: Mapping[str, Any], resolve:
 
 
 def settings_problems(docs: list[Manifest]) -> list[str]:
-    """Every CUSTODY_* variable a container sees is a setting of the service it runs; servers listen on all
-    interfaces at the catalog port; peers are addressed through the Service selecting the peer's servers."""
+    """Every CUSTODY_* variable a container sees is a setting of the service it runs (the console's: of
+    ConsoleSettings); servers listen on all interfaces at the catalog port; peers are addressed through the Service
+    selecting the peer's servers."""
     configmaps = _configmaps(docs)
     all_pods = pods(docs)
     hosts = {}
@@ -1206,7 +1484,7 @@ def database_role_problems(docs: list[Manifest]) -> list[str]:
     problems = []
     configmaps = _configmaps(docs)
     for pod in pods(docs):
-        if pod.role is None or not SERVICES[pod.role[1]].stateful:
+        if pod.role is None or pod.role[1] not in SERVICES or not SERVICES[pod.role[1]].stateful:
             continue
         role, service = pod.role
         prefix = env_prefix(service)
@@ -1230,10 +1508,10 @@ def database_role_problems(docs: list[Manifest]) -> list[str]:
 
 
 def availability_problems(docs: list[Manifest]) -> list[str]:
-    """Every server Deployment has a PodDisruptionBudget; ai_gateway and art_studio have an autoscaler aimed at
-    their Deployment, the others a fixed replica count."""
+    """Every server Deployment (the console's too) has a PodDisruptionBudget; ai_gateway and art_studio have an
+    autoscaler aimed at their Deployment, the others a fixed replica count."""
     problems = []
-    deployments = {_name(d): pod for d in _of_kind(docs, "Deployment") for pod in pods([d]) if pod.serves()}
+    deployments = {_name(d): pod for d in _of_kind(docs, "Deployment") for pod in pods([d]) if pod.process}
     budgets = _of_kind(docs, "PodDisruptionBudget")
     autoscaled = {
         ((h.get("spec") or {}).get("scaleTargetRef") or {}).get("name")
@@ -1250,6 +1528,65 @@ def availability_problems(docs: list[Manifest]) -> list[str]:
     return problems
 
 
+# --- an Ingress in front of the console (components/console-ingress) ------------------------------------------------
+
+# How ingress-nginx is told that a backend speaks HTTPS (the console serves nothing else).
+BACKEND_PROTOCOL_ANNOTATION = "nginx.ingress.kubernetes.io/backend-protocol"
+
+
+def ingress_problems(docs: list[Manifest]) -> list[str]:
+    """Each Ingress backend is a Service of the manifests, on a port it exposes; a backend that is the console is
+    reached over HTTPS (it serves nothing else), so the controller's hop to it carries no cookie in the clear."""
+    problems = []
+    services = {(_namespace(d), _name(d)): d for d in _of_kind(docs, "Service")}
+    selectors = {key: (svc.get("spec") or {}).get("selector") or {} for key, svc in services.items()}
+    consoles = {
+        key
+        for key, selector in selectors.items()
+        if selector and any(p.console and all(p.labels.get(k) == v for k, v in selector.items()) for p in pods(docs))
+    }
+    for ingress in _of_kind(docs, "Ingress"):
+        spec, where = ingress.get("spec") or {}, f"Ingress/{_name(ingress)}"
+        backends = [spec["defaultBackend"]] if spec.get("defaultBackend") else []
+        backends += [
+            path["backend"] for rule in spec.get("rules") or [] for path in (rule.get("http") or {}).get("paths") or []
+        ]
+        for backend in backends:
+            target = backend.get("service") or {}
+            key = (_namespace(ingress), str(target.get("name")))
+            service = services.get(key)
+            if service is None:
+                problems.append(f"{where}: backend Service {target.get('name')!r} is not in the manifests")
+                continue
+            port = target.get("port") or {}
+            exposed = [p for p in (service.get("spec") or {}).get("ports") or [] if p.get("name") == port.get("name")]
+            exposed += [
+                p for p in (service.get("spec") or {}).get("ports") or [] if p.get("port") == port.get("number")
+            ]
+            if not exposed:
+                problems.append(f"{where}: Service/{key[1]} exposes no port {port.get('name') or port.get('number')}")
+            protocol = ((ingress.get("metadata") or {}).get("annotations") or {}).get(BACKEND_PROTOCOL_ANNOTATION)
+            if key in consoles and protocol != "HTTPS":
+                problems.append(
+                    f"{where}: the console serves HTTPS only; {BACKEND_PROTOCOL_ANNOTATION} is {protocol!r}, "
+                    "not 'HTTPS'"
+                )
+    return problems
+
+
+def ingress_controller_problems(docs: list[Manifest]) -> list[str]:
+    """The ingress controller (components/console-ingress assumes ingress-nginx's defaults) reaches the console's
+    port and no other port of the deployment."""
+    namespace, labels = INGRESS_CONTROLLER
+    reach = outside_reach(docs, "the ingress controller", namespace, {}, labels)
+    verbs = {True: "lets the ingress controller reach", False: "keeps the ingress controller from"}
+    return [
+        f"NetworkPolicy ingress {verbs[allowed]} {process}'s {name} port {number}"
+        for (process, name), (number, allowed) in reach.items()
+        if allowed != ((process, name) == (CONSOLE, CONSOLE_PORT_NAME))
+    ]
+
+
 K8S_CHECKS = (
     probe_problems,
     service_problems,
@@ -1263,6 +1600,7 @@ K8S_CHECKS = (
     availability_problems,
     ledger_problems,
     tls_problems,
+    ingress_problems,
 )
 
 
@@ -1298,6 +1636,8 @@ def compose_role(definition: Mapping[str, Any]) -> tuple[str, str] | None:
     argv = shlex.split(command) if isinstance(command, str) else [str(a) for a in command or []]
     if len(argv) >= 2 and argv[0] in ("serve", "migrate") and argv[1] in SERVICES:
         return argv[0], argv[1]
+    if len(argv) >= 2 and argv[:2] == ["serve", CONSOLE]:
+        return "serve", CONSOLE
     return None
 
 
@@ -1360,7 +1700,8 @@ def _under(path: str, root: str) -> bool:
 
 def compose_reference_problems(compose: Mapping[str, Any]) -> list[str]:
     """Every depends_on target, secret, volume and network a service names exists; the custody services wait for
-    the peers they call (healthy) and the stateful ones for their migration (completed)."""
+    the peers they call (healthy) and the stateful ones for their migration (completed); the console for every
+    service (healthy)."""
     problems = []
     services = compose.get("services", {})
     servers = _servers(compose)
@@ -1384,33 +1725,45 @@ def compose_reference_problems(compose: Mapping[str, Any]) -> list[str]:
         if not role or role[0] != "serve":
             continue
         service = role[1]
-        for callee in SERVICES[service].calls:
+        callees = tuple(SERVICES) if service == CONSOLE else SERVICES[service].calls
+        for callee in callees:
             if depends.get(servers.get(callee, "?")) != "service_healthy":
                 problems.append(f"{name}: must depend on {callee}'s server with condition service_healthy")
-        if SERVICES[service].stateful:
+        if service in SERVICES and SERVICES[service].stateful:
             job = migrations.get(service)
             if job is None or depends.get(job) != "service_completed_successfully":
                 problems.append(f"{name}: must depend on `migrate {service}` with service_completed_successfully")
     return problems
 
 
+def console_healthcheck(port: int, tls_dir: str | None) -> list[str]:
+    """The console's compose healthcheck: GET /healthz inside the container, over HTTPS trusting the CA of its
+    certificate directory (the image has python, not curl). urlopen raises on a refused connection, a certificate
+    it cannot verify or any status but 2xx, so the command exits non-zero then."""
+    url = f"{'https' if tls_dir else 'http'}://127.0.0.1:{port}{CONSOLE_HEALTH_PATH}"
+    context = f", context=ssl.create_default_context(cafile={tls_dir.rstrip('/') + '/' + CA_FILE!r})" if tls_dir else ""
+    return ["CMD", "python", "-c", f"import ssl, urllib.request; urllib.request.urlopen({url!r}, timeout=4{context})"]
+
+
 def compose_healthcheck_problems(compose: Mapping[str, Any]) -> list[str]:
     """Each server's healthcheck is `custody health` for that service at its catalog port inside the container,
-    over TLS trusting the CA of its certificate directory."""
+    over TLS trusting the CA of its certificate directory; the console's GETs /healthz likewise."""
     problems = []
     for name, definition in compose.get("services", {}).items():
         role = compose_role(definition)
         if not role or role[0] != "serve":
             continue
         service = role[1]
-        found = listeners(service, _environment(definition))
-        tls_dir = found.tls_dir if isinstance(found, Listeners) else None
-        expected = [
-            "CMD",
-            *("custody", "health", "--service", service),
-            *("--address", f"127.0.0.1:{SERVICES[service].default_port}"),
-            *(("--cacert", f"{tls_dir.rstrip('/')}/{CA_FILE}") if tls_dir else ()),
-        ]
+        tls_dir = served_tls_dir(service, _environment(definition))
+        if service == CONSOLE:
+            expected = console_healthcheck(CONSOLE_DEFAULT_PORT, tls_dir)
+        else:
+            expected = [
+                "CMD",
+                *("custody", "health", "--service", service),
+                *("--address", f"127.0.0.1:{SERVICES[service].default_port}"),
+                *(("--cacert", f"{tls_dir.rstrip('/')}/{CA_FILE}") if tls_dir else ()),
+            ]
         test = (definition.get("healthcheck") or {}).get("test")
         if test != expected:
             problems.append(f"{name}: healthcheck test is {test}, expected {expected}")
@@ -1456,10 +1809,12 @@ def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
             problems.append(f"{name}: a server gets a migration URL; it connects as the runtime role only")
         if "credentials" in secrets and (role is None or role[0] != "serve"):
             problems.append(f"{name}: reads credentials but serves nothing")
+        elif "credentials" in secrets and role == ("serve", CONSOLE):
+            problems.append(f"{name}: the console reads credentials; it authenticates no one (the services do)")
         for service in AUTHORITIES:
             if f"{service}_ledger_key" in secrets and role != ("serve", service):
                 problems.append(f"{name}: reads {service}_ledger_key ({service}'s ledger signing key)")
-        for service in SERVICES:
+        for service in PROCESS_NAMES:
             if compose_tls_key_secret(service) in secrets and role != ("serve", service):
                 problems.append(f"{name}: reads {compose_tls_key_secret(service)} ({service}'s TLS key)")
         if any(s.startswith("postgres_") for s in secrets) and not str(definition.get("image")).startswith("postgres:"):
@@ -1468,8 +1823,9 @@ def compose_secret_problems(compose: Mapping[str, Any]) -> list[str]:
 
 
 def compose_settings_problems(compose: Mapping[str, Any]) -> list[str]:
-    """As for Kubernetes: known settings only, 0.0.0.0 on the catalog port, peers by compose service name, and
-    the read-only, unprivileged container settings on every custody container."""
+    """As for Kubernetes: known settings only, 0.0.0.0 on the catalog port, peers by compose service name, ports
+    published on the host's loopback only, and the read-only, unprivileged container settings on every custody
+    container."""
     problems = []
     servers = _servers(compose)
     for name, definition in compose.get("services", {}).items():
@@ -1480,11 +1836,17 @@ def compose_settings_problems(compose: Mapping[str, Any]) -> list[str]:
         problems += _settings_env_problems(name, role[1], env, role[0])
         if role[0] == "serve":
             problems += _address_problems(name, role[1], env, servers)
-            port = SERVICES[role[1]].default_port
+            port = CONSOLE_DEFAULT_PORT if role[1] == CONSOLE else SERVICES[role[1]].default_port
             for published in definition.get("ports") or []:
-                target = str(published).rsplit(":", 1)[-1] if not isinstance(published, dict) else published["target"]
+                if isinstance(published, dict):
+                    target, host = published.get("target"), published.get("host_ip")
+                else:
+                    parts = str(published).split(":")
+                    target, host = parts[-1], parts[0] if len(parts) == 3 else None
                 if str(target) != str(port):
                     problems.append(f"{name}: publishes container port {target}, the catalog port is {port}")
+                if host != "127.0.0.1":
+                    problems.append(f"{name}: publishes {published} beyond the host's loopback (127.0.0.1)")
         if definition.get("read_only") is not True:
             problems.append(f"{name}: read_only must be true")
         if str(definition.get("user", "")).split(":")[0] in ("", "0", "root"):
@@ -1632,10 +1994,10 @@ def compose_tls_problems(compose: Mapping[str, Any]) -> list[str]:
         if role is None or role[0] != "serve":
             continue
         service = role[1]
-        found = listeners(service, _environment(definition))
-        if not isinstance(found, Listeners) or found.tls_dir is None:
+        tls_dir = served_tls_dir(service, _environment(definition))
+        if tls_dir is None:
             continue  # compose_settings_problems reports it
-        directory = found.tls_dir.rstrip("/")
+        directory = tls_dir.rstrip("/")
         tmpfs = [str(entry).split(":", 1)[0] for entry in definition.get("tmpfs") or []]
         if not any(_under(directory, root) for root in tmpfs):
             problems.append(f"{name}: the TLS directory {directory} is not on the container's tmpfs")
@@ -1694,6 +2056,9 @@ def otel_collector_problems(config: Mapping[str, Any], compose: Mapping[str, Any
 
 # --- the image ----------------------------------------------------------------------------------------------------
 
+# The trees the project's package is built from; every file in them is code or data the processes read at run time.
+PACKAGE_TREES = ("services", "custody")
+
 
 def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
@@ -1709,6 +2074,33 @@ def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
         instructions.append((keyword.upper(), rest.strip()))
         pending = ""
     return instructions
+
+
+def package_sources(text: str) -> list[str]:
+    """What the builder stage copies from the build context before it installs the project (its deploy/ scripts are
+    not part of the package)."""
+    instructions = dockerfile_instructions(text)
+    stages = [i for i, (k, _) in enumerate(instructions) if k == "FROM"]
+    builder = instructions[stages[0] : stages[1]] if len(stages) > 1 else instructions
+    return [
+        source
+        for keyword, argument in builder
+        if keyword == "COPY" and not argument.startswith("--from")
+        for source in argument.split()[:-1]
+        if not source.startswith("deploy/")
+    ]
+
+
+def package_files_missing(names: Iterable[str]) -> list[str]:
+    """Files of the source trees that a built package (the paths in its archive) lacks."""
+    present = set(names)
+    expected = sorted(
+        path.relative_to(REPO_ROOT).as_posix()
+        for tree in PACKAGE_TREES
+        for path in (REPO_ROOT / tree).rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+    return [f"{name} is not in the package the image installs" for name in expected if name not in present]
 
 
 def dockerfile_problems(text: str, dockerignore: str) -> list[str]:
@@ -1745,6 +2137,8 @@ def dockerfile_problems(text: str, dockerignore: str) -> list[str]:
     for name, spec in SERVICES.items():
         if spec.default_port not in exposed:
             problems.append(f"EXPOSE lacks {name}'s port {spec.default_port}")
+    if CONSOLE_DEFAULT_PORT not in exposed:
+        problems.append(f"EXPOSE lacks the console's port {CONSOLE_DEFAULT_PORT}")
     ignored = [line.strip() for line in dockerignore.splitlines() if line.strip() and not line.startswith("#")]
     for keyword, argument in instructions:
         if keyword != "COPY" or argument.startswith("--from"):

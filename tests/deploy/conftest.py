@@ -48,3 +48,15 @@ def with_cert_manager() -> list[checks.Manifest]:
     """The prod overlay with the cert-manager component, rendered once."""
     overlay = checks.K8S_DIR / "overlays" / "prod"
     return checks.load_manifests(checks.render_with_component(overlay, checks.CERT_MANAGER_COMPONENT))
+
+
+@pytest.fixture(scope="session")
+def with_console_ingress_text() -> str:
+    """The prod overlay with the console-ingress component, rendered once."""
+    overlay = checks.K8S_DIR / "overlays" / "prod"
+    return checks.render_with_component(overlay, checks.CONSOLE_INGRESS_COMPONENT)
+
+
+@pytest.fixture
+def with_console_ingress(with_console_ingress_text: str) -> list[checks.Manifest]:
+    return checks.load_manifests(with_console_ingress_text)

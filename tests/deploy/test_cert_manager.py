@@ -1,12 +1,12 @@
-"""deploy/k8s/components/cert-manager: added to an overlay it issues every server's certificate into the Secret the
-server mounts, in the shape `custody init` issues (from the code: SPIFFE ID, DNS names, usages), from a CA of the
-deployment's own that no pod can read, and every deployment rule still holds."""
+"""deploy/k8s/components/cert-manager: added to an overlay it issues every server's certificate (and the review
+console's) into the Secret the server mounts, in the shape `custody init` issues (from the code: SPIFFE ID, DNS
+names, usages), from a CA of the deployment's own that no pod can read, and every deployment rule still holds."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.common.catalog import SERVICES
+from services.common.catalog import PROCESS_NAMES
 from services.common.tls.certificates import DEFAULT_TRUST_DOMAIN, LOOPBACK_ADDRESSES, service_dns_names, spiffe_id
 from tests.deploy import checks
 from tests.deploy.checks import Manifest
@@ -17,15 +17,15 @@ def of_kind(docs: list[Manifest], kind: str) -> dict[str, dict[str, Any]]:
 
 
 def service_certificates(docs: list[Manifest]) -> dict[str, dict[str, Any]]:
-    """Service -> the spec of the Certificate that writes its Secret."""
+    """Service (or console) -> the spec of the Certificate that writes its Secret."""
     by_secret = {d["spec"]["secretName"]: d["spec"] for d in of_kind(docs, "Certificate").values()}
-    return {name: by_secret[checks.tls_secret(name)] for name in SERVICES if checks.tls_secret(name) in by_secret}
+    return {name: by_secret[checks.tls_secret(name)] for name in PROCESS_NAMES if checks.tls_secret(name) in by_secret}
 
 
-def test_every_server_gets_a_certificate_into_the_secret_it_mounts(with_cert_manager: list[Manifest]):
-    assert set(service_certificates(with_cert_manager)) == set(SERVICES)
+def test_every_server_and_the_console_get_a_certificate_into_the_secret_they_mount(with_cert_manager: list[Manifest]):
+    assert set(service_certificates(with_cert_manager)) == set(PROCESS_NAMES)
     tls_secrets = {s for s in checks.referenced_secrets(with_cert_manager) if s.endswith("-tls")}
-    assert tls_secrets == {checks.tls_secret(name) for name in SERVICES}
+    assert tls_secrets == {checks.tls_secret(name) for name in PROCESS_NAMES}
 
 
 def test_each_certificate_has_the_shape_custody_init_issues(with_cert_manager: list[Manifest]):

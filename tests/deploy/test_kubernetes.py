@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from services.common.catalog import SERVICES
+from services.common.catalog import CONSOLE, SERVICES
 from tests.deploy import checks
 from tests.deploy.checks import Manifest
 
@@ -41,10 +41,10 @@ def pod_peer(service: str) -> dict[str, Any]:
 # --- the real overlays --------------------------------------------------------------------------------------------
 
 
-def test_every_overlay_renders_every_server_and_migration(manifests: list[Manifest]):
+def test_every_overlay_renders_every_server_the_console_and_every_migration(manifests: list[Manifest]):
     roles = {pod.role for pod in checks.pods(manifests)}
     expected = {("serve", name) for name in SERVICES} | {("migrate", n) for n, s in SERVICES.items() if s.stateful}
-    assert roles == expected
+    assert roles == expected | {("serve", CONSOLE)}
 
 
 def test_every_overlay_passes_the_kubernetes_schemas_strictly(
@@ -250,7 +250,8 @@ def test_a_peer_port_opened_to_operators_is_reported(prod: list[Manifest]):
     rules = find(prod, "NetworkPolicy", "lineage-ingress")["spec"]["ingress"]
     rules[1]["ports"].append({"protocol": "TCP", "port": 50154})
     assert checks.network_policy_problems(prod) == [
-        "NetworkPolicy ingress lets operators reach lineage's grpc-peer port 50154"
+        "NetworkPolicy ingress allows console -> lineage, which is not in the call graph",  # it shares the rule
+        "NetworkPolicy ingress lets operators reach lineage's grpc-peer port 50154",
     ]
 
 
@@ -668,4 +669,201 @@ def test_a_credentials_file_outside_the_credentials_secret_is_reported(prod: lis
     assert checks.credentials_problems(prod) == [
         "Deployment/runs: CUSTODY_RUNS_CREDENTIALS_FILE (/var/lib/custody/credentials) is not key credentials of "
         "Secret custody-credentials (it is in emptyDir state)"
+    ]
+
+
+# --- the review console -------------------------------------------------------------------------------------------
+
+
+def console(docs: list[Manifest]) -> dict[str, Any]:
+    return server(docs, "console")
+
+
+def test_the_console_has_an_address_setting_for_every_service():
+    assert checks.console_address_problems() == []
+
+
+def test_the_console_reaches_every_services_port_for_people_and_nothing_else(rendered: dict[str, list[Manifest]]):
+    """Not vacuous: the graph the policies allow on the TLS ports for people holds the console's four edges."""
+    for direction in ("Ingress", "Egress"):
+        assert checks.network_graph(rendered["prod"], direction, checks.PUBLIC_PORT_NAME) == {
+            (CONSOLE, name) for name in SERVICES
+        }
+        for port in (checks.PEER_PORT_NAME, checks.HEALTH_PORT_NAME):
+            assert not {edge for edge in checks.network_graph(rendered["prod"], direction, port) if CONSOLE in edge}
+
+
+def test_a_console_probe_over_plain_http_is_reported(prod: list[Manifest]):
+    console(prod)["readinessProbe"]["httpGet"]["scheme"] = "HTTP"
+    assert checks.probe_problems(prod) == [
+        "Deployment/console: readinessProbe speaks HTTP to a console that serves HTTPS"
+    ]
+
+
+def test_a_console_probe_on_another_path_is_reported(prod: list[Manifest]):
+    console(prod)["livenessProbe"]["httpGet"]["path"] = "/queue"
+    assert checks.probe_problems(prod) == ["Deployment/console: livenessProbe asks '/queue', not '/healthz'"]
+
+
+def test_a_console_with_a_grpc_probe_is_reported(prod: list[Manifest]):
+    console(prod)["readinessProbe"] = {"grpc": {"port": 50080}}
+    assert checks.probe_problems(prod) == ["Deployment/console: the console has no httpGet readinessProbe on /healthz"]
+
+
+def test_a_console_probe_on_an_undeclared_port_is_reported(prod: list[Manifest]):
+    console(prod)["startupProbe"]["httpGet"]["port"] = "http"
+    assert checks.probe_problems(prod) == [
+        "Deployment/console console: startupProbe asks port http, which the container does not declare ([50080])",
+        "Deployment/console: startupProbe asks port http, the console's is 50080",
+    ]
+
+
+def test_a_console_service_exposing_another_port_is_reported(prod: list[Manifest]):
+    find(prod, "Service", "console")["spec"]["ports"].append({"name": "http", "port": 80, "targetPort": "https"})
+    assert checks.service_problems(prod) == ["Service/console: port 80 is not the console's port 50080"]
+
+
+def test_a_console_calling_a_peer_port_is_reported(prod: list[Manifest]):
+    """A peer port wants a service's certificate: the console, a person's client, has no business there."""
+    find(prod, "ConfigMap", "console-config")["data"]["CUSTODY_CONSOLE_RUNS_ADDRESS"] = "runs:50152"
+    assert checks.settings_problems(prod) == [
+        "Deployment/console console: CUSTODY_CONSOLE_RUNS_ADDRESS is 'runs:50152', expected 'runs:50052'"
+    ]
+
+
+def test_a_console_allowed_to_a_peer_port_is_reported(prod: list[Manifest]):
+    find(prod, "NetworkPolicy", "console-egress")["spec"]["egress"][1]["ports"].append(
+        {"protocol": "TCP", "port": 50152}
+    )
+    assert checks.network_policy_problems(prod) == [
+        "NetworkPolicy egress allows console -> runs, which is not in the call graph"
+    ]
+
+
+def test_a_console_kept_from_a_services_port_for_people_is_reported(prod: list[Manifest]):
+    rule = find(prod, "NetworkPolicy", "lineage-ingress")["spec"]["ingress"][1]
+    rule["from"] = [peer for peer in rule["from"] if "console" not in str(peer)]
+    assert checks.network_policy_problems(prod) == [
+        "NetworkPolicy ingress blocks console -> lineage's TLS port for people (grpc), which the console calls as the "
+        "signed-in person"
+    ]
+
+
+def test_a_service_allowed_to_open_the_console_is_reported(prod: list[Manifest]):
+    find(prod, "NetworkPolicy", "console-ingress")["spec"]["ingress"][0]["from"].append(pod_peer("runs"))
+    assert checks.network_policy_problems(prod) == [
+        "NetworkPolicy ingress lets Deployment/runs reach the console's https port: people open it, no pod of the "
+        "deployment"
+    ]
+
+
+def test_a_console_allowed_to_the_internet_is_reported(prod: list[Manifest]):
+    egress = find(prod, "NetworkPolicy", "console-egress")["spec"]["egress"]
+    egress.append({"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]})
+    problems = checks.network_policy_problems(prod)
+    assert problems == [
+        "NetworkPolicy/console-egress lets the console reach {'ipBlock': {'cidr': '0.0.0.0/0'}}: beside DNS and its "
+        "collector, it calls the services' pods only"
+    ]
+
+
+def test_a_console_allowed_to_another_port_of_the_collectors_namespace_is_reported(prod: list[Manifest]):
+    """The collector rule passes only as the console's OTLP endpoint says: its namespace, its port."""
+    rule = find(prod, "NetworkPolicy", "allow-otel-collector-egress")["spec"]["egress"][0]
+    rule["ports"].append({"protocol": "TCP", "port": 9090})
+    problems = checks.network_policy_problems(prod)
+    assert len(problems) == 1 and problems[0].startswith(
+        "NetworkPolicy/allow-otel-collector-egress lets the console reach {'namespaceSelector'"
+    ), problems
+
+
+def test_a_console_allowed_to_a_migration_job_is_reported(prod: list[Manifest]):
+    egress = find(prod, "NetworkPolicy", "console-egress")["spec"]["egress"]
+    egress.append({"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "migration"}}}]})
+    assert sorted(checks.network_policy_problems(prod)) == [
+        f"NetworkPolicy/console-egress lets the console reach Job/{name}-migrate, which is no service"
+        for name in ("ai-gateway", "lineage", "runs")
+    ]
+
+
+def test_operators_kept_from_the_console_is_reported(prod: list[Manifest]):
+    find(prod, "NetworkPolicy", "console-ingress")["spec"]["ingress"][0]["ports"] = [{"protocol": "TCP", "port": 8080}]
+    assert checks.network_policy_problems(prod) == [
+        "NetworkPolicy ingress keeps operators from console's https port 50080"
+    ]
+
+
+def test_the_credentials_given_to_the_console_are_reported(prod: list[Manifest]):
+    spec = pod_spec(prod, "Deployment", "console")
+    spec["volumes"].append({"name": "credentials", "secret": {"secretName": checks.CREDENTIALS_SECRET}})
+    spec["containers"][0]["volumeMounts"].append({"name": "credentials", "mountPath": "/etc/custody/credentials"})
+    assert checks.secret_scope_problems(prod) == [
+        "Deployment/console reads Secret custody-credentials, which is only for: serve ai_gateway, serve art_studio, "
+        "serve lineage, serve runs"
+    ]
+
+
+def test_a_service_token_given_to_the_console_is_reported(prod: list[Manifest]):
+    console(prod).setdefault("env", []).append(secret_env("CUSTODY_CONSOLE_TOKEN", "runs-token", "token"))
+    assert checks.secret_scope_problems(prod) == [
+        "Deployment/console reads Secret runs-token, which is only for: serve runs"
+    ]
+    assert checks.settings_problems(prod) == [
+        "Deployment/console console: CUSTODY_CONSOLE_TOKEN is not a setting of console (custody exits with a "
+        "configuration error)"
+    ]
+
+
+def test_the_consoles_tls_key_given_to_a_service_is_reported(prod: list[Manifest]):
+    volume(prod, "art-studio", "tls")["secret"]["secretName"] = "console-tls"
+    problems = checks.secret_scope_problems(prod)
+    assert problems == ["Deployment/art-studio reads Secret console-tls, which is only for: serve console"]
+
+
+def test_a_console_serving_plain_http_is_refused_in_its_own_words(prod: list[Manifest]):
+    del find(prod, "ConfigMap", "console-config")["data"]["CUSTODY_CONSOLE_TLS_DIR"]
+    problems = checks.settings_problems(prod)
+    assert len(problems) == 1 and "CUSTODY_CONSOLE_HOST is '0.0.0.0', not a loopback address" in problems[0], problems
+
+
+def test_a_console_allowed_plain_http_is_reported(prod: list[Manifest]):
+    data = find(prod, "ConfigMap", "console-config")["data"]
+    del data["CUSTODY_CONSOLE_TLS_DIR"]
+    data["CUSTODY_CONSOLE_ALLOW_PLAINTEXT"] = "true"
+    assert checks.settings_problems(prod) == [
+        "Deployment/console console: CUSTODY_CONSOLE_TLS_DIR is not set: a deployed console serves HTTPS, never "
+        "plaintext"
+    ]
+
+
+def test_a_console_trusting_another_ca_or_sending_cookies_in_the_clear_is_reported(prod: list[Manifest]):
+    data = find(prod, "ConfigMap", "console-config")["data"]
+    data["CUSTODY_CONSOLE_CA_FILE"] = "/etc/ssl/certs/ca-certificates.crt"
+    data["CUSTODY_CONSOLE_SECURE_COOKIES"] = "false"
+    assert checks.settings_problems(prod) == [
+        "Deployment/console console: the console trusts /etc/ssl/certs/ca-certificates.crt, not the CA of its "
+        "certificate directory (/etc/custody/tls/ca.crt), which issued the services' certificates",
+        "Deployment/console console: CUSTODY_CONSOLE_SECURE_COOKIES is false: the session cookie holds the person's "
+        "token",
+    ]
+
+
+def test_the_console_serving_another_certificate_is_reported(prod: list[Manifest]):
+    volume(prod, "console", "tls")["secret"]["secretName"] = "lineage-tls"
+    assert checks.tls_problems(prod) == [
+        f"Deployment/console: /etc/custody/tls/{file} is not key {file} of Secret console-tls (secret lineage-tls key "
+        f"{file})"
+        for file in checks.TLS_FILES
+    ]
+
+
+def test_a_console_without_a_disruption_budget_is_reported(prod: list[Manifest]):
+    prod.remove(find(prod, "PodDisruptionBudget", "console"))
+    assert checks.availability_problems(prod) == ["Deployment/console: no PodDisruptionBudget selects its pods"]
+
+
+def test_a_writable_console_is_reported(prod: list[Manifest]):
+    console(prod)["securityContext"]["readOnlyRootFilesystem"] = False
+    assert checks.security_problems(prod) == [
+        "Deployment/console container console: readOnlyRootFilesystem must be true"
     ]

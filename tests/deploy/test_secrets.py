@@ -6,23 +6,27 @@ from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from services.cli.registry import settings_class
-from services.common.catalog import SERVICES
+from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICES
 from services.common.config import CONFIG_FILE_SUFFIX, StatefulServiceSettings, env_prefix
 from services.common.identity import Credentials, Principal
 from services.common.ledger.ledger import load_signer
 from services.common.ledger.note import NoteSigner, NoteVerifier
-from services.common.tls.certificates import DEFAULT_TRUST_DOMAIN
+from services.common.tls.certificates import DEFAULT_TRUST_DOMAIN, CertificateAuthority
 from services.common.tls.credentials import TlsDirectory, TlsMaterial, check
 from services.common.tls.peer_identity import service_of
 from tests.deploy import checks
@@ -237,17 +241,17 @@ def test_the_kubernetes_secrets_script_prints_nothing_when_a_ledger_key_is_missi
     assert "keys/runs.ledger.key missing: run custody init" in result.stderr
 
 
-def test_each_server_gets_its_own_certificate_as_a_kubernetes_tls_secret(state_dir: Path):
+def test_each_server_and_the_console_get_their_own_certificate_as_a_kubernetes_tls_secret(state_dir: Path):
     docs = {d["metadata"]["name"]: d for d in checks.load_manifests(k8s_script_output(state_dir, ()))}
     secrets = k8s_secrets(state_dir)
     ca = (state_dir / "tls" / "ca.crt").read_text()
-    for name in SERVICES:
+    for name in PROCESS_NAMES:
         secret = checks.tls_secret(name)
         assert docs[secret]["type"] == "kubernetes.io/tls"
         data = secrets[secret]
         assert set(data) == set(checks.TLS_FILES)
         check(TlsMaterial(*(data[f].encode() for f in checks.TLS_FILES)), state_dir)  # the key is the certificate's
-        assert service_of(data["tls.crt"].encode(), DEFAULT_TRUST_DOMAIN) == name
+        assert service_of(data["tls.crt"].encode(), DEFAULT_TRUST_DOMAIN, PROCESS_NAMES) == name
         assert data["ca.crt"] == ca
     ca_key = (state_dir / "tls" / "ca" / "ca.key").read_text()
     assert [name for name, data in secrets.items() if ca_key in str(data)] == []  # the CA's key stays home
@@ -256,11 +260,11 @@ def test_each_server_gets_its_own_certificate_as_a_kubernetes_tls_secret(state_d
 def test_each_server_reads_its_tls_directory_as_the_kubelet_writes_it(
     state_dir: Path, rendered: dict[str, list[Manifest]], overlay: str, tmp_path: Path
 ):
-    """root:10001 0440 files of the server's own Secret: the service's own reader accepts them."""
+    """root:10001 0440 files of the server's own Secret: the service's own reader accepts them (the console's too)."""
     secrets = k8s_secrets(state_dir)
     served = set()
     for pod in checks.pods(rendered[overlay]):
-        name = pod.serves()
+        name = pod.process
         if name is None:
             continue
         container, env = checks.server_env(rendered[overlay], pod)
@@ -271,14 +275,15 @@ def test_each_server_reads_its_tls_directory_as_the_kubelet_writes_it(
             assert found is not None and found.key == file and found.name == checks.tls_secret(name)
             (directory / file).write_text(secrets[found.name][found.key])
             (directory / file).chmod(found.mode)
-        assert service_of(TlsDirectory(directory).read().certificate_chain, DEFAULT_TRUST_DOMAIN) == name
+        certificate = TlsDirectory(directory).read().certificate_chain
+        assert service_of(certificate, DEFAULT_TRUST_DOMAIN, PROCESS_NAMES) == name
         served.add(name)
-    assert served == set(SERVICES)
+    assert served == set(PROCESS_NAMES)
 
 
 def test_with_cert_manager_the_script_leaves_the_tls_secrets_to_it(state_dir: Path):
     secrets = k8s_secrets(state_dir, CERT_MANAGER="true")
-    assert not {checks.tls_secret(name) for name in SERVICES} & set(secrets)
+    assert not {checks.tls_secret(name) for name in PROCESS_NAMES} & set(secrets)
 
 
 def test_the_kubernetes_secrets_script_prints_nothing_when_a_certificate_is_missing(state_dir: Path, tmp_path: Path):
@@ -425,11 +430,12 @@ def fake_custody(bin_dir: Path, tls_variable: str, ledger_variable: str | None) 
         "from pathlib import Path\n"
         "from services.common.ledger.ledger import load_signer\n"
         "from services.common.tls.credentials import TlsDirectory\n"
+        "from services.common.catalog import PROCESS_NAMES\n"
         "from services.common.tls.peer_identity import service_of\n"
         f"material = TlsDirectory(Path(os.environ[{tls_variable!r}])).read()\n"
         f"ledger = {ledger_variable!r}\n"
         "vkey = [load_signer(Path(os.environ[ledger])).vkey] if ledger else []\n"
-        "print(service_of(material.certificate_chain, 'custody'), *vkey, *sys.argv[1:])\n"
+        "print(service_of(material.certificate_chain, 'custody', PROCESS_NAMES), *vkey, *sys.argv[1:])\n"
     )
     script.chmod(0o755)
 
@@ -437,10 +443,10 @@ def fake_custody(bin_dir: Path, tls_variable: str, ledger_variable: str | None) 
 def test_each_compose_server_starts_with_private_copies_of_its_own_keys(compose_secrets: Path, tmp_path: Path):
     """The entry point run for real, /run/secrets, /etc/custody and /tmp moved under tmp_path: the bind-mounted keys
     are 0644 (which the service refuses), the copies it hands the service are 0600 and accepted: the TLS directory
-    of every server, the ledger key of every authority."""
+    of every server and of the console, the ledger key of every authority."""
     compose = checks.load_compose(environ={"CUSTODY_SECRETS_DIR": str(compose_secrets)})
     files = compose_secret_files(compose_secrets)
-    for name in SERVICES:
+    for name in PROCESS_NAMES:
         definition, root = compose_server(compose, name), tmp_path / name
         moved = {
             "/run/secrets/": f"{root}/run/secrets/",
@@ -487,3 +493,70 @@ def test_with_cert_manager_every_referenced_secret_is_written_by_exactly_one_of_
     scripted = set(k8s_secrets(state_dir, CERT_MANAGER="true"))
     assert not issued & scripted
     assert issued | scripted == checks.referenced_secrets(with_cert_manager)
+
+
+def test_the_compose_consoles_certificate_names_what_browsers_and_compose_dial(compose_secrets: Path):
+    """https://127.0.0.1:50080 and https://localhost:50080 on the host, https://console:50080 in the network; and it
+    chains to the CA the services' certificates chain to, which the console trusts for its calls."""
+    files = compose_secret_files(compose_secrets)
+    certificate = x509.load_pem_x509_certificate(files["console_tls_crt"].read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"console", "localhost"} <= set(names.get_values_for_type(x509.DNSName))
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    authority = x509.load_pem_x509_certificate(files[checks.COMPOSE_CA_CONFIG].read_bytes())
+    certificate.verify_directly_issued_by(authority)
+    x509.load_pem_x509_certificate(files["runs_tls_crt"].read_bytes()).verify_directly_issued_by(authority)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_healthcheck(test: list[str], moved: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A compose healthcheck's CMD, run here: its python is this interpreter, its paths and port moved."""
+    assert test[:2] == ["CMD", "python"], test
+    argv = [sys.executable, *(re.sub("|".join(map(re.escape, moved)), lambda m: moved[m[0]], a) for a in test[2:])]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+
+
+def test_the_consoles_compose_healthcheck_passes_against_the_console_and_fails_with_another_ca(
+    compose_secrets: Path, tmp_path: Path
+):
+    """Its own command, against `custody serve console` serving the compose certificate (the port moved to a free one
+    on loopback): it trusts the compose CA, the certificate names 127.0.0.1, /healthz answers. With another CA's
+    certificate in its place, the same command exits non-zero."""
+    compose = checks.load_compose(environ={"CUSTODY_SECRETS_DIR": str(compose_secrets)})
+    definition, files = compose_server(compose, CONSOLE), compose_secret_files(compose_secrets)
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    for name, file in (("console_tls_crt", "tls.crt"), ("console_tls_key", "tls.key"), ("custody_ca", "ca.crt")):
+        shutil.copy(files[name], tls / file)
+    (tls / "tls.key").chmod(0o600)
+    port = free_port()
+    tls_dir = definition["environment"]["CUSTODY_CONSOLE_TLS_DIR"]
+    moved = {f"{tls_dir}/": f"{tls}/", f":{checks.CONSOLE_DEFAULT_PORT}/": f":{port}/"}
+    environ = {
+        "PATH": os.environ["PATH"],
+        "CUSTODY_CONSOLE_HOST": "127.0.0.1",
+        "CUSTODY_CONSOLE_PORT": str(port),
+        "CUSTODY_CONSOLE_TLS_DIR": str(tls),
+    }
+    console = subprocess.Popen(
+        [str(custody_cli()), "serve", "console"], env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        result = run_healthcheck(definition["healthcheck"]["test"], moved)
+        while result.returncode != 0 and console.poll() is None:
+            time.sleep(0.2)  # until it listens (or dies, which fails below)
+            result = run_healthcheck(definition["healthcheck"]["test"], moved)
+        assert result.returncode == 0, (result.stderr, console.stderr.read() if console.poll() is not None else "")
+        other = CertificateAuthority.create()
+        (tmp_path / "other").mkdir()
+        (tmp_path / "other" / "ca.crt").write_bytes(other.certificate_pem)
+        refused = run_healthcheck(definition["healthcheck"]["test"], {**moved, f"{tls_dir}/": f"{tmp_path}/other/"})
+        assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+    finally:
+        console.terminate()
+        console.wait(timeout=30)
