@@ -131,7 +131,7 @@ class Console:
             started = time.perf_counter()
             if request.method == "POST":
                 form = await request.form()
-                if not signed.csrf_valid(str(form.get(session.CSRF_FIELD, ""))) or not _same_origin(request):
+                if not signed.csrf_valid(str(form.get(session.CSRF_FIELD, ""))) or not self._same_origin(request):
                     log.warning(
                         "refused a form without this session's CSRF token or from another origin",
                         extra={"person": person.id, "path": request.url.path},
@@ -154,6 +154,18 @@ class Console:
 
         return endpoint
 
+    def _same_origin(self, request: Request) -> bool:
+        """A form post must come from the console's own pages. Browsers say where a request comes from:
+        Sec-Fetch-Site (must be same-origin) and Origin (must be this console: its listener, or public_origin behind
+        a proxy; "null", as from a sandboxed frame, is refused). A client that sends neither (curl) still needs the
+        CSRF token and the cookie."""
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site is not None and fetch_site != "same-origin":
+            return False
+        origin = request.headers.get("origin")
+        allowed = {f"{request.url.scheme}://{request.url.netloc}", self._settings.public_origin}
+        return origin is None or origin in allowed
+
     # -- sign-in
 
     async def sign_in_form(self, request: Request) -> Response:
@@ -172,7 +184,7 @@ class Console:
         call_context.bind_request_id(call_context.new_request_id())
         form = await request.form()
         presented = str(form.get(session.CSRF_FIELD, ""))
-        if not session.sign_in_valid(request.cookies.get(session.SIGN_IN_COOKIE), presented) or not _same_origin(
+        if not session.sign_in_valid(request.cookies.get(session.SIGN_IN_COOKIE), presented) or not self._same_origin(
             request
         ):
             return self.render(request, "forbidden.html", 403, signed=None)
@@ -356,14 +368,3 @@ def _safe_next(value: str) -> str:
     if not value.startswith("/") or value.startswith("//") or parts.scheme or parts.netloc or "\\" in value:
         return "/queue"
     return value
-
-
-def _same_origin(request: Request) -> bool:
-    """A form post must come from the console's own pages. Browsers say where a request comes from: Sec-Fetch-Site
-    (must be same-origin) and Origin (must be this console; "null", as from a sandboxed frame, is refused). A
-    client that sends neither (curl) still needs the CSRF token and the cookie."""
-    fetch_site = request.headers.get("sec-fetch-site")
-    if fetch_site is not None and fetch_site != "same-origin":
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"

@@ -31,6 +31,9 @@ class ConsoleSettings(ProcessSettings):
     ca_file: Path | None = Field(default=None, description="default: <tls_dir>/ca.crt")
     # Cookies marked Secure (sent over HTTPS only). Unset: on with tls_dir. Set true behind a TLS-terminating proxy.
     secure_cookies: bool | None = Field(default=None, description="default: true with tls_dir")
+    # The origin browsers use to reach the console when that is not its own listener's (a proxy that terminates
+    # TLS in front of it: "https://console.example.com"). Forms are accepted from it as well as from the listener.
+    public_origin: str | None = Field(default=None, pattern=r"^https?://[^/\s]+$")
     # How long a sign-in lasts in the browser; the token itself stays valid until revoked.
     session_max_age_s: int = Field(default=8 * 3600, ge=60, le=7 * 24 * 3600)
     # Deadline of each call to a service; a page makes several.

@@ -4,10 +4,11 @@ what counts as a token, where a sign-in may send the browser, and the cookies' a
 from __future__ import annotations
 
 import pytest
+from starlette.requests import Request
 
 from services.common.config import ConfigError
 from services.console import session
-from services.console.app import _safe_next
+from services.console.app import Console, _safe_next
 from services.console.config import ConsoleSettings
 
 
@@ -86,3 +87,43 @@ def test_the_console_calls_the_services_public_ports_by_default() -> None:
 def test_an_unknown_console_setting_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match="CUSTODY_CONSOLE_TOKEN: unknown setting"):
         ConsoleSettings.load(environ={"CUSTODY_CONSOLE_TOKEN": "cst_x"})
+
+
+def _post(headers: dict[str, str]) -> Request:
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "scheme": "http",
+        "server": ("127.0.0.1", 50080),
+        "path": "/decide/x",
+        "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:50080"), *((k.encode(), v.encode()) for k, v in headers.items())],
+    }
+    return Request(scope)
+
+
+def _console(**settings: str) -> Console:
+    environ = {f"CUSTODY_CONSOLE_{k.upper()}": v for k, v in settings.items()}
+    return Console(ConsoleSettings.load(environ=environ), upstream=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("headers", "accepted"),
+    [
+        ({"origin": "http://127.0.0.1:50080", "sec-fetch-site": "same-origin"}, True),
+        ({}, True),  # no browser: the CSRF token and the cookie still decide
+        ({"origin": "https://evil.example"}, False),
+        ({"origin": "null"}, False),
+        ({"sec-fetch-site": "cross-site"}, False),
+        ({"sec-fetch-site": "same-site", "origin": "http://127.0.0.1:50080"}, False),
+        ({"origin": "https://console.example.com"}, False),
+    ],
+)
+def test_a_form_is_accepted_only_from_the_consoles_own_origin(headers: dict[str, str], accepted: bool) -> None:
+    assert _console()._same_origin(_post(headers)) is accepted
+
+
+def test_behind_a_tls_terminating_proxy_the_public_origin_is_the_consoles_own() -> None:
+    console = _console(public_origin="https://console.example.com")
+    assert console._same_origin(_post({"origin": "https://console.example.com", "sec-fetch-site": "same-origin"}))
+    assert not console._same_origin(_post({"origin": "https://evil.example"}))
