@@ -10,10 +10,15 @@ CHROMIUM := $(or $(CUSTODY_CHROMIUM),/usr/bin/chromium)
 run: $(STAMP)
 	$(BIN)/custody up
 
+# pytest runs on every core (pytest-xdist; -n 0 runs in one process): no test shares a port, a directory or a
+# database schema with another, and worksteal keeps both workers busy to the end despite the long tests.
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist worksteal
+
 test: $(STAMP) $(CHROMIUM) validate-deploy
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest --ignore=tests/deploy
+	$(BIN)/python -m pytest $(XDIST) --ignore=tests/deploy
 
 install: $(STAMP)
 

@@ -16,6 +16,12 @@ from services.common.db import normalize_url
 POSTGRES_DSN_ENV = "CUSTODY_TEST_POSTGRES_DSN"
 POSTGRES_DSN = os.environ.get(POSTGRES_DSN_ENV)
 
+# Output does not depend on the terminal the tests run in. pytest imports readline, and GNU readline writes the
+# terminal's size into the process environment (COLUMNS=80 without a terminal), which pytest-xdist's workers then
+# inherit: a Rich console created at import would be fixed at that width, whatever COLUMNS a test invokes with.
+for _size in ("COLUMNS", "LINES"):
+    os.environ.pop(_size, None)
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if not POSTGRES_DSN:
@@ -61,6 +67,29 @@ def sqlite_url(tmp_path: Path) -> str:
 def database_url(request: pytest.FixtureRequest) -> str:
     """The same test on both backends: a fresh SQLite file, or a fresh PostgreSQL schema."""
     return str(request.getfixturevalue({"sqlite": "sqlite_url", "postgresql": "postgres_url"}[request.param]))
+
+
+SUMMARIES = "custody_summaries"  # the key of the counts a pytest-xdist worker hands to the controller
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker: hand what this process tried to the controller, which prints the summary."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        from tests.support import fuzz, matrix_report
+
+        workeroutput[SUMMARIES] = {"fuzz": fuzz.export_reports(), "matrix": matrix_report.export_counts()}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """In the pytest-xdist controller: add a finished worker's counts to the summary."""
+    from tests.support import fuzz, matrix_report
+
+    summaries = getattr(node, "workeroutput", {}).get(SUMMARIES)
+    if summaries:
+        fuzz.import_reports(summaries["fuzz"])
+        matrix_report.import_counts(summaries["matrix"])
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

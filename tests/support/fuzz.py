@@ -632,10 +632,39 @@ def _show(request_type: type[message.Message], raw: bytes) -> str:
     return text if len(text) < 2000 else text[:2000] + "..."
 
 
+def export_reports() -> list[dict[str, Any]]:
+    """This process's reports as plain data, for a pytest-xdist worker to hand to the controller, which prints
+    the summary (tests/conftest.py)."""
+    return [
+        {
+            "service": r.service,
+            "calls": dict(r.calls),
+            "codes": {rpc: dict(codes) for rpc, codes in r.codes.items()},
+            "failures": [[f.rpc, f.code, f.details, f.request] for f in r.failures],
+            "seconds": r.seconds,
+        }
+        for r in REPORTS
+    ]
+
+
+def import_reports(exported: list[dict[str, Any]]) -> None:
+    """Adds reports another process exported (a pytest-xdist worker's) to this one's."""
+    for r in exported:
+        REPORTS.append(
+            FuzzReport(
+                r["service"],
+                Counter(r["calls"]),
+                {rpc: Counter(codes) for rpc, codes in r["codes"].items()},
+                [Failure(*f) for f in r["failures"]],
+                r["seconds"],
+            )
+        )
+
+
 def summary_lines() -> list[str]:
     """Calls made per RPC and the status codes they ended with, one line per RPC (pytest's terminal summary)."""
     lines = []
-    for report in REPORTS:
+    for report in sorted(REPORTS, key=lambda r: r.service):  # workers finish in any order
         lines.append(
             f"{report.service}: {sum(report.calls.values())} generated calls in {report.seconds:.1f} s "
             f"(seed {SEED}), {len(report.failures)} INTERNAL/UNKNOWN"

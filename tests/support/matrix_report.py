@@ -12,6 +12,17 @@ def record(service: str, *, allowed: bool) -> None:
     COUNTS[(service, "allowed" if allowed else "denied")] += 1
 
 
+def export_counts() -> list[tuple[str, str, int]]:
+    """This process's counts as plain data, for a pytest-xdist worker to hand to the controller."""
+    return [(service, verdict, n) for (service, verdict), n in COUNTS.items()]
+
+
+def import_counts(exported: list[tuple[str, str, int]]) -> None:
+    """Adds counts another process exported (a pytest-xdist worker's) to this one's."""
+    for service, verdict, n in exported:
+        COUNTS[(service, verdict)] += n
+
+
 def summary_lines() -> list[str]:
     if not COUNTS:
         return []
