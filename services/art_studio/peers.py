@@ -16,7 +16,15 @@ from custody.ai_gateway.v1 import gateway_pb2
 from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
-from services.art_studio.studio import CATEGORY, OPERATION, SYSTEM_PROMPT, CandidateFile, GatewayAnswer, VariantFailed
+from services.art_studio.studio import (
+    CATEGORY,
+    OPERATION,
+    SYSTEM_PROMPT,
+    AssetCredentials,
+    CandidateFile,
+    GatewayAnswer,
+    VariantFailed,
+)
 from services.common import call_context, status
 from services.common.clients import ServiceClients
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, Unavailable
@@ -53,6 +61,23 @@ def _variant_failure(prefix: str, decoded: status.DecodedError) -> VariantFailed
     )
 
 
+def _credentials(credentials: AssetCredentials | None) -> runs_pb2.ContentCredentialsRequest | None:
+    if credentials is None:
+        return None
+    return runs_pb2.ContentCredentialsRequest(
+        source=(
+            runs_pb2.ASSET_SOURCE_COMPILED_FROM_MODEL_OUTPUT
+            if credentials.compiled
+            else runs_pb2.ASSET_SOURCE_MODEL_OUTPUT
+        ),
+        provider=credentials.provider,
+        model=credentials.model,
+        ai_call=credentials.ai_call,
+        ai_request_id=credentials.ai_request_id,
+        ai_ledger_leaf_index=credentials.ai_ledger_leaf_index,
+    )
+
+
 class GrpcPeers:
     def __init__(self, clients: ServiceClients) -> None:
         self._clients = clients
@@ -82,6 +107,7 @@ class GrpcPeers:
             content=response.content,
             envelope=json_format.MessageToDict(response.envelope, preserving_proto_field_name=True),
             cost=json_format.MessageToDict(response.cost, preserving_proto_field_name=True),
+            ledger_leaf_index=response.ledger.leaf_index if response.HasField("ledger") else None,
         )
 
     async def require_run(self, run: str) -> None:
@@ -141,7 +167,13 @@ class GrpcPeers:
         request = runs_pb2.BatchCreateAttachmentsRequest(
             run=run,
             attachments=[
-                runs_pb2.NewAttachment(kind=f.kind, filename=f.filename, content_type=f.content_type, data=f.data)
+                runs_pb2.NewAttachment(
+                    kind=f.kind,
+                    filename=f.filename,
+                    content_type=f.content_type,
+                    data=f.data,
+                    content_credentials=_credentials(f.credentials),
+                )
                 for f in files
             ],
             request_id=request_id,
@@ -152,7 +184,7 @@ class GrpcPeers:
             decoded = status.decode(exc)
             failure = _variant_failure("ATTACH_FAILED", decoded)
             failure.reason = "ATTACH_FAILED"
-            failure.message = f"runs refused the attachments ({failure.message}); none of the three was stored"
+            failure.message = f"runs refused the attachments ({failure.message}); none of them was stored"
             raise failure from None
         return [a.name for a in response.attachments]
 

@@ -1540,9 +1540,11 @@ class VerificationProblem(_message.Message):
     EXPECTED_FIELD_NUMBER: _builtins.int
     ACTUAL_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
-    """"artifact" or an attachment name."""
+    """"artifact", an attachment name, or an attachment name + "#signed" for its credentialed asset."""
     problem: _builtins.str
-    """ARTIFACT_HASH_MISMATCH, BLOB_CORRUPTED, BLOB_MISSING, SIZE_MISMATCH."""
+    """ARTIFACT_HASH_MISMATCH, INDEX_MISMATCH, BLOB_CORRUPTED, BLOB_MISSING, SIZE_MISMATCH, or CREDENTIALS_INVALID (the
+    credentialed asset's C2PA manifest is not trusted, or names another attachment or other unsigned bytes).
+    """
     expected: _builtins.str
     actual: _builtins.str
     def __init__(
