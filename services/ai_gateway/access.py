@@ -20,6 +20,7 @@ ACCESS = AccessTable(
         "GetServiceInfo": _READ,
         "GenerateText": _GENERATE,
         "StreamText": _GENERATE,
+        "GenerateImage": _GENERATE,
         "GetCall": _READ,
         "ListCalls": _READ,
         "GetPolicy": _READ,

@@ -42,6 +42,28 @@ class OperationSettings(_Strict):
     fallback_providers: list[ProviderName] = Field(default_factory=list)
 
 
+# The image sizes GenerateImage accepts; each image model supports some of them (`image_models`).
+ImageSize = Literal["256x256", "512x512", "1024x1024"]
+IMAGE_SIZES: tuple[str, ...] = ("256x256", "512x512", "1024x1024")
+MAX_IMAGE_COUNT = 4
+
+
+class ImageOperationSettings(_Strict):
+    """Defaults for one image operation; a request may override provider, model and size."""
+
+    categories: Annotated[list[str], Field(min_length=1)]
+    provider: ProviderChoice = "auto"
+    model: str = ""
+    size: ImageSize = "1024x1024"
+
+
+class ImageModelSettings(_Strict):
+    """What one image model can make: the sizes it supports and how many images one request may ask for."""
+
+    sizes: Annotated[list[ImageSize], Field(min_length=1)]
+    max_count: Annotated[int, Field(ge=1, le=MAX_IMAGE_COUNT)] = MAX_IMAGE_COUNT
+
+
 class Budget(_Strict):
     """Limits for one caller; None means unlimited."""
 
@@ -58,6 +80,18 @@ DEFAULT_OPERATIONS: dict[str, OperationSettings] = {
     "general_text": OperationSettings(categories=["GENERAL"], temperature=0.7, max_tokens=1024),
 }
 
+DEFAULT_IMAGE_OPERATIONS: dict[str, ImageOperationSettings] = {
+    "concept_image": ImageOperationSettings(categories=["ROSETTE_DESIGN", "GENERAL"]),
+}
+DEFAULT_IMAGE_MODELS: dict[ProviderName, dict[str, ImageModelSettings]] = {
+    "local": {"custody-local-image-1": ImageModelSettings(sizes=list(IMAGE_SIZES))},  # type: ignore[arg-type]
+    "openai": {
+        "gpt-image-1": ImageModelSettings(sizes=["1024x1024"]),
+        "dall-e-3": ImageModelSettings(sizes=["1024x1024"], max_count=1),
+        "dall-e-2": ImageModelSettings(sizes=list(IMAGE_SIZES)),  # type: ignore[arg-type]
+    },
+}
+
 
 class AiGatewaySettings(StatefulServiceSettings):
     service: ClassVar[str] = "ai_gateway"
@@ -68,6 +102,11 @@ class AiGatewaySettings(StatefulServiceSettings):
     policy_file: Path = DEFAULT_POLICY_FILE
     price_table_file: Path = DEFAULT_PRICE_TABLE_FILE
     operations: dict[str, OperationSettings] = Field(default_factory=lambda: dict(DEFAULT_OPERATIONS))
+    # GenerateImage: its operations, and the image models each provider may be asked for (with their sizes).
+    image_operations: dict[str, ImageOperationSettings] = Field(default_factory=lambda: dict(DEFAULT_IMAGE_OPERATIONS))
+    image_models: dict[ProviderName, dict[str, ImageModelSettings]] = Field(
+        default_factory=lambda: {p: dict(m) for p, m in DEFAULT_IMAGE_MODELS.items()}
+    )
     # Per-caller limits keyed by principal id ("service:runs", "human:operator"); "*" applies to everyone else.
     budgets: dict[str, Budget] = Field(default_factory=dict)
 
@@ -77,6 +116,9 @@ class AiGatewaySettings(StatefulServiceSettings):
     openai_base_url: str = ""
     openai_model: str = "gpt-4o-mini"
     local_model: str = "custody-local-1"
+    # Default image models of the providers (each must be in image_models).
+    openai_image_model: str = "gpt-image-1"
+    local_image_model: str = "custody-local-image-1"
     # Per-attempt limits towards the provider; the caller's deadline bounds everything.
     provider_connect_timeout_s: float = Field(default=5.0, gt=0, le=120)
     provider_timeout_s: float = Field(default=120.0, gt=0, le=3600)
@@ -100,7 +142,7 @@ class AiGatewaySettings(StatefulServiceSettings):
     # How long a successful result is kept to answer a repeated request_id.
     replay_retention_s: float = Field(default=24 * 3600.0, ge=0)
 
-    @field_validator("operations", "budgets", mode="before")
+    @field_validator("operations", "budgets", "image_operations", "image_models", mode="before")
     @classmethod
     def _json_text(cls, value: Any) -> Any:
         """Environment variables carry these mappings as JSON text."""

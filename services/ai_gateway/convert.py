@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -13,6 +14,8 @@ from services.ai_gateway.domain.model import (
     AuditedCall,
     CallResult,
     Envelope,
+    ImageRequest,
+    ImageResult,
     ListFilters,
     Outcome,
     StreamItem,
@@ -23,6 +26,7 @@ from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
 from services.common.clock import to_us
 from services.common.ledger import rpc as ledger_rpc
+from services.common.limits import CHUNK_LIMIT_BYTES
 from services.common.protomap import datetime_from_proto, principal_to_proto
 
 OUTCOMES = {
@@ -47,6 +51,47 @@ def text_request(request: gateway_pb2.GenerateTextRequest | gateway_pb2.StreamTe
         response_json_schema=request.response_json_schema,
         request_id=request.request_id,
     )
+
+
+def image_request(request: gateway_pb2.GenerateImageRequest) -> ImageRequest:
+    return ImageRequest(
+        operation=request.operation,
+        category=request.category,
+        provider=request.provider,
+        model=request.model,
+        prompt=request.prompt,
+        size=request.size,
+        count=request.count,
+        variant_seed=request.seed,
+        request_id=request.request_id,
+    )
+
+
+def image_responses(result: ImageResult) -> Iterator[gateway_pb2.GenerateImageResponse]:
+    """The GenerateImage stream: the metadata first, then each image's bytes in chunks of at most 1 MiB."""
+    metadata = gateway_pb2.ImageMetadata(
+        envelope=envelope_proto(result.record.envelope),
+        cost=cost_proto(result.record.cost),
+        ledger=ledger_rpc.entry(result.ledger),
+        images=[
+            gateway_pb2.ImageDescriptor(
+                index=image.index,
+                media_type=image.media_type,
+                sha256=image.sha256,
+                size_bytes=len(image.data),
+                width=image.width,
+                height=image.height,
+            )
+            for image in result.images
+        ],
+        revised_prompt=result.revised_prompt,
+    )
+    yield gateway_pb2.GenerateImageResponse(metadata=metadata)
+    for image in result.images:
+        view = memoryview(image.data)
+        for start in range(0, len(view), CHUNK_LIMIT_BYTES):
+            chunk = gateway_pb2.ImageChunk(index=image.index, data=bytes(view[start : start + CHUNK_LIMIT_BYTES]))
+            yield gateway_pb2.GenerateImageResponse(chunk=chunk)
 
 
 def list_filters(request: gateway_pb2.ListCallsRequest) -> ListFilters:
@@ -125,6 +170,8 @@ def envelope_proto(envelope: Envelope) -> common_pb2.ProvenanceEnvelope:
         "policy_version": envelope.policy_version,
         "call": envelope.call,
         "system_prompt_sha256": envelope.system_prompt_sha256,
+        "image_sha256": envelope.image_sha256,
+        "revised_prompt_sha256": envelope.revised_prompt_sha256,
     }
     if envelope.cost_estimate_usd is not None:  # absent, never 0, when unknown
         fields["cost_estimate_usd"] = envelope.cost_estimate_usd
@@ -207,6 +254,26 @@ def policy_proto(gateway: Gateway) -> gateway_pb2.Policy:
         for provider, models in sorted(prices.document.models.items())
         for model, price in sorted(models.items())
     ]
+    image_prices = [
+        gateway_pb2.ImageModelPrice(provider=provider, model=model, size=size, per_image_usd=float(usd))
+        for provider, models in sorted(prices.document.image_models.items())
+        for model, price in sorted(models.items())
+        for size, usd in sorted(price.per_image.items())
+    ]
+    image_operations = []
+    for name in sorted(gateway.config.image_operations):
+        image_operation, provider, model, made = gateway.image_operation_defaults(name)
+        image_operations.append(
+            gateway_pb2.ImageOperationDefaults(
+                operation=name,
+                categories=image_operation.categories,
+                provider=provider,
+                model=model,
+                size=image_operation.size,
+                sizes=made.sizes if made is not None else (),
+                max_count=made.max_count if made is not None else 0,
+            )
+        )
     operations = []
     for name in sorted(gateway.config.operations):
         operation, provider, model = gateway.operation_defaults(name)
@@ -231,4 +298,6 @@ def policy_proto(gateway: Gateway) -> gateway_pb2.Policy:
         operations=operations,
         verbose_audit=gateway.config.audit_verbose,
         providers=sorted(gateway.providers),
+        image_prices=image_prices,
+        image_operations=image_operations,
     )

@@ -17,7 +17,7 @@ from custody.ai_gateway.v1 import gateway_pb2_grpc
 from services.ai_gateway.access import ACCESS
 from services.ai_gateway.budgets import Budgets
 from services.ai_gateway.config import AiGatewaySettings
-from services.ai_gateway.domain.config import GatewayConfig, Operation
+from services.ai_gateway.domain.config import GatewayConfig, ImageModel, ImageOperation, Operation
 from services.ai_gateway.domain.gateway import Gateway
 from services.ai_gateway.ledger_records import SOURCES
 from services.ai_gateway.policy import PolicyError, load_policy
@@ -46,9 +46,9 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         prices = load_price_table(settings.price_table_file)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
-    unknown = sorted(
-        {c for op in settings.operations.values() for c in op.categories} - set(policy.document.categories)
-    )
+    named = {c for op in settings.operations.values() for c in op.categories}
+    named |= {c for op in settings.image_operations.values() for c in op.categories}
+    unknown = sorted(named - set(policy.document.categories))
     if unknown:
         raise ConfigError(f"operations name categories the safety policy {settings.policy_file} lacks: {unknown}")
     providers = build_providers(
@@ -61,6 +61,10 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
             max_connections=settings.provider_max_connections,
         )
     )
+    defaults = {"local": settings.local_image_model, "openai": settings.openai_image_model}
+    for provider in providers:
+        if defaults[provider] not in settings.image_models.get(provider, {}):  # type: ignore[call-overload]
+            raise ConfigError(f"{provider}'s default image model {defaults[provider]!r} is not in image_models")
     engine = create_engine(settings.resolved_database_url)
     ledger = Ledger.configured(engine, ledger_table, settings, SOURCES)
     store = CallStore(engine, ledger)
@@ -136,6 +140,16 @@ def gateway_config(settings: AiGatewaySettings) -> GatewayConfig:
             )
             for name, op in settings.operations.items()
         },
+        image_operations={
+            name: ImageOperation(tuple(op.categories), op.provider, op.model, op.size)
+            for name, op in settings.image_operations.items()
+        },
+        image_models={
+            provider: {name: ImageModel(tuple(m.sizes), m.max_count) for name, m in models.items()}
+            for provider, models in settings.image_models.items()
+        },
+        openai_image_model=settings.openai_image_model,
+        local_image_model=settings.local_image_model,
         default_provider=settings.default_provider,
         openai_model=settings.openai_model,
         local_model=settings.local_model,

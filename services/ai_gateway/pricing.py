@@ -1,6 +1,7 @@
 """The local, versioned price table and the cost of one call.
 
-Costs are computed with Decimal from the provider's own usage report. An unknown model or a missing usage
+Text models are priced per 1M tokens, image models per image and size (`image_models`). Costs are computed with
+Decimal from the provider's own usage report (for images: the images it returned). An unknown model or a missing usage
 report gives an absent estimate with a reason, never 0; the local provider's model is listed at an explicit 0,
 which is a known price.
 """
@@ -35,16 +36,28 @@ class ModelPrice(_Strict):
     aliases: list[str] = Field(default_factory=list)
 
 
+class ImagePrice(_Strict):
+    """USD per image, by size ("1024x1024"); a size missing here is unpriced."""
+
+    per_image: dict[str, Price]
+    aliases: list[str] = Field(default_factory=list)
+
+
 class PriceTableDocument(_Strict):
     version: Annotated[str, Field(min_length=1, max_length=64)]
     currency: str = "USD"
     models: dict[str, dict[str, ModelPrice]]
+    image_models: dict[str, dict[str, ImagePrice]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _usd_and_unique_names(self) -> PriceTableDocument:
         if self.currency != "USD":
             raise ValueError("only USD price tables are supported")
-        for provider, models in self.models.items():
+        tables: list[tuple[str, dict[str, ModelPrice] | dict[str, ImagePrice]]] = [
+            *self.models.items(),
+            *((f"image_models.{p}", m) for p, m in self.image_models.items()),
+        ]
+        for provider, models in tables:
             names = [n for name, price in models.items() for n in (name, *price.aliases)]
             if len(set(names)) != len(names):
                 raise ValueError(f"{provider}: a model name or alias appears twice")
@@ -72,6 +85,11 @@ class PriceTable:
             for name, price in models.items():
                 for alias in (name, *price.aliases):
                     self._by_name[(provider, alias)] = price
+        self._images: dict[tuple[str, str], ImagePrice] = {}
+        for provider, images in document.image_models.items():
+            for name, image_price in images.items():
+                for alias in (name, *image_price.aliases):
+                    self._images[(provider, alias)] = image_price
 
     @property
     def version(self) -> str:
@@ -79,6 +97,25 @@ class PriceTable:
 
     def price(self, provider: str, model: str) -> ModelPrice | None:
         return self._by_name.get((provider, model))
+
+    def image_price(self, provider: str, model: str, size: str) -> Decimal | None:
+        """USD per image of `size` from this image model; None when the table has no such price."""
+        price = self._images.get((provider, model))
+        return None if price is None else price.per_image.get(size)
+
+    def image_cost(self, provider: str, models: tuple[str, ...], size: str, images: int | None, why: str) -> Cost:
+        """Cost of `images` images of `size` at the first of `models` priced for that size; `images` None means
+        unknown (an attempt timed out after the provider may have made them), with `why`."""
+        model = next((m for m in models if m and self.image_price(provider, m, size) is not None), None)
+        shown = next((m for m in models if m), "")
+        if images is None:
+            return Cost(None, self.version, provider, shown, Usage(), why)
+        if model is None:
+            reason = f"image model {shown!r} has no price for {size} in the price table"
+            return Cost(None, self.version, provider, shown, Usage(), reason)
+        per_image = self.image_price(provider, model, size)
+        assert per_image is not None
+        return Cost(float(per_image * images), self.version, provider, model, Usage())
 
     def is_priced(self, provider: str, *models: str) -> bool:
         return any(self.price(provider, m) is not None for m in models if m)

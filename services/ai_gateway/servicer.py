@@ -38,6 +38,12 @@ class AiGatewayServicer(gateway_pb2_grpc.AiGatewayServiceServicer):
         async for item in self._gateway.stream(convert.text_request(request)):
             yield convert.stream_response(item)
 
+    async def GenerateImage(
+        self, request: gateway_pb2.GenerateImageRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[gateway_pb2.GenerateImageResponse]:
+        for response in convert.image_responses(await self._gateway.generate_image(convert.image_request(request))):
+            yield response
+
     async def GetCall(
         self, request: gateway_pb2.GetCallRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> gateway_pb2.Call:

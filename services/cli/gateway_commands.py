@@ -1,4 +1,5 @@
-"""`custody gateway ...`: generate text through the AI gateway, read its audit of calls, show its policy."""
+"""`custody gateway ...`: generate text and images through the AI gateway, read its audit of calls, show its
+policy."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.table import Table
 
 from custody.ai_gateway.v1 import gateway_pb2
-from services.cli.calls import as_dict, call, console, print_json, print_record, print_rows
+from services.cli.calls import as_dict, call, call_services, console, print_json, print_record, print_rows
 from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR
+from services.common.gateway_images import ImageStreamError
 
 app = typer.Typer(help="The AI gateway: governed generation, the audit of every call, the safety policy.")
 calls_app = typer.Typer(help="Audited AI calls.")
@@ -84,6 +86,56 @@ def generate(
         return
     sys.stdout.write("\n")
     _print_envelope(end.envelope, end.cost)
+
+
+@app.command()
+def image(
+    prompt: Annotated[str, typer.Option("--prompt", help="The prompt; '-' reads it from standard input.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Directory the PNGs are written to (created).")],
+    operation: Annotated[str, typer.Option(help="Image operation.")] = "concept_image",
+    size: Annotated[str, typer.Option(help="256x256, 512x512 or 1024x1024 (default: the operation's).")] = "",
+    count: Annotated[int, typer.Option(help="1 to 4 images (0: 1).")] = 0,
+    seed: Annotated[str, typer.Option("--seed", help="Variant seed.")] = "",
+    category: Annotated[str, typer.Option(help="Safety category (default: the operation's).")] = "",
+    provider: Annotated[str, typer.Option(help="local or openai (default: the operation's).")] = "",
+    model: Annotated[str, typer.Option(help="Image model (default: the provider's).")] = "",
+    request_id: Annotated[str, typer.Option(help="Idempotency key: repeating it replays the result.")] = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Generate images; writes each PNG (verified against its sha256) to OUT and prints the call and digests."""
+    request = gateway_pb2.GenerateImageRequest(
+        operation=operation,
+        category=category,
+        provider=provider,
+        model=model,
+        prompt=sys.stdin.read() if prompt == "-" else prompt,
+        size=size,
+        count=count,
+        seed=seed,
+        request_id=request_id,
+    )
+    try:
+        received = call_services(state_dir, lambda clients: clients.generate_image(request))
+    except ImageStreamError as exc:
+        console.print(f"[red]error:[/red] the gateway's image stream did not verify: {exc}")
+        raise typer.Exit(1) from None
+    out.mkdir(parents=True, exist_ok=True)
+    call_id = received.envelope.call.removeprefix("calls/")
+    written = []
+    for descriptor, data in received.images:
+        path = out / f"{call_id}-{descriptor.index}.png"
+        path.write_bytes(data)
+        written.append({"path": str(path), "sha256": descriptor.sha256, "size_bytes": descriptor.size_bytes})
+    if as_json:
+        print_json({"call": received.envelope.call, "images": written, "envelope": as_dict(received.envelope)})
+        return
+    typer.echo(received.envelope.call)
+    for item in written:
+        typer.echo(f"{item['sha256']}  {item['path']}")
+    if received.revised_prompt:
+        typer.echo(f"revised prompt: {received.revised_prompt}")
+    _print_envelope(received.envelope, received.cost)
 
 
 def _print_envelope(envelope: Any, cost: Any) -> None:

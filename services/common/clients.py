@@ -21,9 +21,11 @@ import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 from opentelemetry.trace import TracerProvider
 
+from custody.ai_gateway.v1 import gateway_pb2
 from services.common import call_context
 from services.common.config import ServiceSettings
 from services.common.contracts import is_retry_safe, service_descriptor, stub_class
+from services.common.gateway_images import ReceivedImages, collect_images
 from services.common.server import KEEPALIVE_TIMEOUT_MS, MIN_PING_INTERVAL_MS
 from services.common.tls.credentials import ChannelSecurity, FilesSignature, TlsDirectory, TlsFilesError
 
@@ -191,6 +193,11 @@ class ServiceClients:
 
     def stub(self, service: str) -> Any:
         return stub_class(service)(self.channel(service))
+
+    async def generate_image(self, request: gateway_pb2.GenerateImageRequest) -> ReceivedImages:
+        """ai_gateway's GenerateImage, its stream consumed and every image verified against its descriptor
+        (ImageStreamError when one is not what the first message said)."""
+        return await collect_images(self.stub("ai_gateway").GenerateImage(request))
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -1,6 +1,7 @@
 """A scriptable OpenAI-compatible HTTP server for tests and benchmarks (stdlib only).
 
-It serves `POST /v1/chat/completions` (plain JSON or SSE streams) on 127.0.0.1 with an OS-assigned port. Tests
+It serves `POST /v1/chat/completions` (plain JSON or SSE streams) and `POST /v1/images/generations` (base64 PNGs,
+with an optional revised_prompt) on 127.0.0.1 with an OS-assigned port. Tests
 queue replies (`script(...)`) that are consumed one per upstream request; when the queue is empty the default
 reply answers. Every request is recorded (path, headers, JSON body) so tests assert exact upstream call counts
 and what the gateway sent.
@@ -12,6 +13,7 @@ Run it as a process for benchmarks: `python -m tests.ai_gateway.fake_openai [--d
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import socket
@@ -24,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+
+from services.ai_gateway.transport.png import encode_png
 
 ReplyKind = Literal["ok", "status", "malformed", "stream", "stream_cut", "stream_truncated", "hang"]
 
@@ -41,6 +45,9 @@ class Reply:
     stream_cut: `cut_after` chunks, then the connection drops mid-body (chunked encoding never terminated);
     stream_truncated: `cut_after` chunks, then a clean end of body without finish_reason or [DONE];
     hang: sleeps `delay_s` before answering like `ok` (for timeouts).
+
+    For images, ok answers `n` PNGs of the size asked for (or `image` as every image, or `b64` verbatim as
+    every image's b64_json), each with `revised_prompt` when set; status and malformed as above.
     """
 
     kind: ReplyKind = "ok"
@@ -62,6 +69,9 @@ class Reply:
     finish_reason: str = "stop"
     # Error bodies quote the bearer token they got, as real providers partly do ("Incorrect API key: sk-...").
     echo_key: bool = False
+    image: bytes | None = None
+    b64: str | None = None
+    revised_prompt: str | None = None
 
 
 def ok(content: str = "Hello from the fake provider.", **kwargs: Any) -> Reply:
@@ -100,7 +110,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = fake.next_reply(Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
         if reply.delay_s:
             time.sleep(reply.delay_s)
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        path = self.path.rstrip("/")
+        if path not in ("/v1/chat/completions", "/v1/images/generations"):
             self._json(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
         elif reply.kind == "status":
             message = f"fake error {reply.status}"
@@ -110,6 +121,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(reply.status, error, reply.headers)
         elif reply.kind == "malformed":
             self._raw(200, b'{"id": "chatcmpl-broken", "choices": [ {"message": ', "application/json")
+        elif path == "/v1/images/generations":
+            self._json(200, _images(reply, body))
         elif body.get("stream"):
             self._stream(reply, body)
         else:
@@ -194,6 +207,26 @@ def _completion(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
     if reply.usage is not None:
         document["usage"] = reply.usage
     return document
+
+
+def solid_png(width: int, height: int, rgb: tuple[int, int, int] = (40, 90, 160)) -> bytes:
+    return encode_png(width, height, [bytes(rgb) * width] * height)
+
+
+def _images(reply: Reply, body: dict[str, Any]) -> dict[str, Any]:
+    width, height = (int(v) for v in str(body.get("size") or "1024x1024").split("x"))
+    items = []
+    for index in range(int(body.get("n") or 1)):
+        if reply.b64 is not None:
+            data = reply.b64
+        else:
+            image = reply.image or solid_png(width, height, (40, 90, (160 + index) % 256))
+            data = base64.b64encode(image).decode()
+        item: dict[str, Any] = {"b64_json": data}
+        if reply.revised_prompt is not None:
+            item["revised_prompt"] = reply.revised_prompt
+        items.append(item)
+    return {"created": 1_700_000_000, "data": items}
 
 
 class _Server(ThreadingHTTPServer):

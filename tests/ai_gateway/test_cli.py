@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from services.cli.main import app
 from services.cli.state import StateLayout, save_endpoints
+from services.common.hashing import sha256_bytes
 from tests.ai_gateway.conftest import GatewayFactory
 from tests.support.harness import ServiceHarness
 
@@ -60,3 +62,21 @@ def test_policy_shows_versions_and_categories(running: ServiceHarness, layout: S
 def test_calls_list_refuses_an_unknown_outcome(running: ServiceHarness, layout: StateLayout) -> None:
     code, _ = cli(layout, "calls", "list", "--outcome", "maybe")
     assert code == 2
+
+
+def test_image_writes_verified_pngs_and_prints_the_call_and_digests(
+    running: ServiceHarness, layout: StateLayout, tmp_path: Path
+) -> None:
+    out = tmp_path / "images"
+    code, output = cli(layout, "image", "--prompt", "A rosette", "--size", "256x256", "--count", "2", "-o", str(out))
+    assert code == 0, output
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 2 and "calls/call_" in output
+    for path in files:
+        assert f"{sha256_bytes(path.read_bytes())}  {path}" in output
+
+
+def test_image_refuses_a_bad_size_with_the_field(running: ServiceHarness, layout: StateLayout, tmp_path: Path) -> None:
+    code, output = cli(layout, "image", "--prompt", "A rosette", "--size", "300x300", "-o", str(tmp_path / "none"))
+    assert code == 1 and "REQUEST_INVALID" in output and "size" in output
+    assert not (tmp_path / "none").exists()

@@ -32,6 +32,12 @@ def _call(rng: random.Random, names: list[str]) -> pb.GetCallRequest:
 SEEDS = {
     "GenerateText": lambda rng, names: _text(pb.GenerateTextRequest, rng),
     "StreamText": lambda rng, names: _text(pb.StreamTextRequest, rng),
+    "GenerateImage": lambda rng, names: pb.GenerateImageRequest(
+        operation="concept_image",
+        prompt="A rosette with eight petals.",
+        size="256x256",
+        seed=f"fuzz:{rng.randrange(4)}",
+    ),
     "GetCall": _call,
     "ListCalls": lambda rng, names: pb.ListCallsRequest(page_size=1),
 }

@@ -298,6 +298,192 @@ class StreamTextResponse(_message.Message):
 Global___StreamTextResponse: _TypeAlias = StreamTextResponse  # noqa: Y015
 
 @_typing.final
+class GenerateImageRequest(_message.Message):
+    """What image to generate. Provider, model and size default per image operation (see GetPolicy)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    PROMPT_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    operation: _builtins.str
+    """Image operation name, e.g. "concept_image"; must be one the gateway knows (Policy.image_operations)."""
+    category: _builtins.str
+    """Safety category the prompt is checked against; must be allowed for the operation. Empty: its default."""
+    provider: _builtins.str
+    """"local" or "openai"; empty: the operation's default."""
+    model: _builtins.str
+    """An image model of that provider (Policy.image_operations lists the sizes of the defaults); empty: default."""
+    prompt: _builtins.str
+    size: _builtins.str
+    """"256x256", "512x512" or "1024x1024", and one the model supports; empty: the operation's default."""
+    count: _builtins.int
+    """1 to 4 (and at most the model's limit); 0: 1."""
+    seed: _builtins.str
+    """Recorded on the envelope as variant_seed; the local provider draws its image from it."""
+    request_id: _builtins.str
+    """Idempotency key (AIP-155), scoped to the caller: same key and same request returns the stored result."""
+    def __init__(
+        self,
+        *,
+        operation: _builtins.str = ...,
+        category: _builtins.str = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        prompt: _builtins.str = ...,
+        size: _builtins.str = ...,
+        count: _builtins.int = ...,
+        seed: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "count", b"count", "model", b"model", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "seed", b"seed", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GenerateImageRequest: _TypeAlias = GenerateImageRequest  # noqa: Y015
+
+@_typing.final
+class ImageDescriptor(_message.Message):
+    """One generated image, as the bytes that follow will be."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    WIDTH_FIELD_NUMBER: _builtins.int
+    HEIGHT_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """0-based; the chunks of this image carry the same index."""
+    media_type: _builtins.str
+    """"image/png"."""
+    sha256: _builtins.str
+    """sha256 (hex) of the image's bytes; equal to envelope.image_sha256[index]."""
+    size_bytes: _builtins.int
+    width: _builtins.int
+    height: _builtins.int
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        media_type: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        width: _builtins.int = ...,
+        height: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["height", b"height", "index", b"index", "media_type", b"media_type", "sha256", b"sha256", "size_bytes", b"size_bytes", "width", b"width"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageDescriptor: _TypeAlias = ImageDescriptor  # noqa: Y015
+
+@_typing.final
+class ImageMetadata(_message.Message):
+    """The first message of a GenerateImage stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENVELOPE_FIELD_NUMBER: _builtins.int
+    COST_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
+    IMAGES_FIELD_NUMBER: _builtins.int
+    REVISED_PROMPT_FIELD_NUMBER: _builtins.int
+    revised_prompt: _builtins.str
+    """The prompt the provider says it drew from, when it revised the caller's (digest: revised_prompt_sha256)."""
+    @_builtins.property
+    def envelope(self) -> _common_pb2.ProvenanceEnvelope: ...
+    @_builtins.property
+    def cost(self) -> _common_pb2.CostRecord:
+        """The cost (per image and size from the price table) and why it is absent when it is: never a silent 0."""
+
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """As GenerateTextResponse.ledger."""
+
+    @_builtins.property
+    def images(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageDescriptor]: ...
+    def __init__(
+        self,
+        *,
+        envelope: _common_pb2.ProvenanceEnvelope | None = ...,
+        cost: _common_pb2.CostRecord | None = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
+        images: _abc.Iterable[Global___ImageDescriptor] | None = ...,
+        revised_prompt: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope", "ledger", b"ledger"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost", b"cost", "envelope", b"envelope", "images", b"images", "ledger", b"ledger", "revised_prompt", b"revised_prompt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageMetadata: _TypeAlias = ImageMetadata  # noqa: Y015
+
+@_typing.final
+class ImageChunk(_message.Message):
+    """A piece of one image's bytes: at most 1 MiB; images follow one another in index order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    data: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageChunk: _TypeAlias = ImageChunk  # noqa: Y015
+
+@_typing.final
+class GenerateImageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def metadata(self) -> Global___ImageMetadata:
+        """Always the first message, exactly once."""
+
+    @_builtins.property
+    def chunk(self) -> Global___ImageChunk: ...
+    def __init__(
+        self,
+        *,
+        metadata: Global___ImageMetadata | None = ...,
+        chunk: Global___ImageChunk | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "event", b"event", "metadata", b"metadata"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "event", b"event", "metadata", b"metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
+
+Global___GenerateImageResponse: _TypeAlias = GenerateImageResponse  # noqa: Y015
+
+@_typing.final
 class Call(_message.Message):
     """One audited AI call. Immutable: the gateway writes it once, and the database refuses changes."""
 
@@ -326,7 +512,7 @@ class Call(_message.Message):
     rule_id: _builtins.str
     """Safety rule that blocked the call, e.g. "input.detector.secrets"."""
     rpc: _builtins.str
-    """"GenerateText" or "StreamText"."""
+    """"GenerateText", "StreamText" or "GenerateImage"."""
     idempotency_key: _builtins.str
     """Idempotency key the caller sent (request field request_id), if any."""
     finish_reason: _builtins.str
@@ -567,6 +753,79 @@ class ModelPrice(_message.Message):
 Global___ModelPrice: _TypeAlias = ModelPrice  # noqa: Y015
 
 @_typing.final
+class ImageModelPrice(_message.Message):
+    """The price of one image of one size from one image model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    PER_IMAGE_USD_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    model: _builtins.str
+    size: _builtins.str
+    """e.g. "1024x1024"."""
+    per_image_usd: _builtins.float
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        size: _builtins.str = ...,
+        per_image_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "per_image_usd", b"per_image_usd", "provider", b"provider", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageModelPrice: _TypeAlias = ImageModelPrice  # noqa: Y015
+
+@_typing.final
+class ImageOperationDefaults(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OPERATION_FIELD_NUMBER: _builtins.int
+    CATEGORIES_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SIZES_FIELD_NUMBER: _builtins.int
+    MAX_COUNT_FIELD_NUMBER: _builtins.int
+    operation: _builtins.str
+    provider: _builtins.str
+    model: _builtins.str
+    size: _builtins.str
+    max_count: _builtins.int
+    """Most images one request may ask the default model for."""
+    @_builtins.property
+    def categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def sizes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Sizes the default model supports."""
+
+    def __init__(
+        self,
+        *,
+        operation: _builtins.str = ...,
+        categories: _abc.Iterable[_builtins.str] | None = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        size: _builtins.str = ...,
+        sizes: _abc.Iterable[_builtins.str] | None = ...,
+        max_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "max_count", b"max_count", "model", b"model", "operation", b"operation", "provider", b"provider", "size", b"size", "sizes", b"sizes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageOperationDefaults: _TypeAlias = ImageOperationDefaults  # noqa: Y015
+
+@_typing.final
 class OperationDefaults(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -620,6 +879,8 @@ class Policy(_message.Message):
     OPERATIONS_FIELD_NUMBER: _builtins.int
     VERBOSE_AUDIT_FIELD_NUMBER: _builtins.int
     PROVIDERS_FIELD_NUMBER: _builtins.int
+    IMAGE_PRICES_FIELD_NUMBER: _builtins.int
+    IMAGE_OPERATIONS_FIELD_NUMBER: _builtins.int
     policy_version: _builtins.str
     policy_sha256: _builtins.str
     """sha256 of the policy's canonical JSON: two gateways with equal digests enforce the same policy."""
@@ -637,6 +898,14 @@ class Policy(_message.Message):
     def providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Providers this gateway can reach ("local" always; "openai" when a key is configured)."""
 
+    @_builtins.property
+    def image_prices(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageModelPrice]:
+        """Image models priced per image and size (an image model absent here has an unknown price)."""
+
+    @_builtins.property
+    def image_operations(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageOperationDefaults]:
+        """Defaults of each image operation (GenerateImage)."""
+
     def __init__(
         self,
         *,
@@ -649,10 +918,12 @@ class Policy(_message.Message):
         operations: _abc.Iterable[Global___OperationDefaults] | None = ...,
         verbose_audit: _builtins.bool = ...,
         providers: _abc.Iterable[_builtins.str] | None = ...,
+        image_prices: _abc.Iterable[Global___ImageModelPrice] | None = ...,
+        image_operations: _abc.Iterable[Global___ImageOperationDefaults] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "operations", b"operations", "policy_sha256", b"policy_sha256", "policy_version", b"policy_version", "price_table_sha256", b"price_table_sha256", "price_table_version", b"price_table_version", "prices", b"prices", "providers", b"providers", "verbose_audit", b"verbose_audit"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["categories", b"categories", "image_operations", b"image_operations", "image_prices", b"image_prices", "operations", b"operations", "policy_sha256", b"policy_sha256", "policy_version", b"policy_version", "price_table_sha256", b"price_table_sha256", "price_table_version", b"price_table_version", "prices", b"prices", "providers", b"providers", "verbose_audit", b"verbose_audit"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -60,6 +60,11 @@ class AiGatewayServiceStub:
                 request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextRequest.SerializeToString,
                 response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextResponse.FromString,
                 _registered_method=True)
+        self.GenerateImage = channel.unary_stream(
+                '/custody.ai_gateway.v1.AiGatewayService/GenerateImage',
+                request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateImageRequest.SerializeToString,
+                response_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateImageResponse.FromString,
+                _registered_method=True)
         self.GetCall = channel.unary_unary(
                 '/custody.ai_gateway.v1.AiGatewayService/GetCall',
                 request_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GetCallRequest.SerializeToString,
@@ -164,6 +169,43 @@ class AiGatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GenerateImage(self, request, context):
+        """Generates images for an image operation (e.g. "concept_image") through the configured provider. The caller
+        owns the bytes, the gateway keeps only their digests: the first message carries the provenance envelope (with
+        image_sha256 per image and revised_prompt_sha256), the cost, the ledger entry and one descriptor per image;
+        then the bytes of each image, in order, in chunks of at most 1 MiB tagged with the image's index. Verify
+        every image against its descriptor (sha256 and size_bytes). The prompt passes the input safety rules of the
+        category; a revised prompt the provider returns (the prompt the image was really made from) passes them too.
+        A repeated request_id with the same request streams the stored result (envelope.replayed = true) without
+        calling the provider, for as long as text results are kept for replay. A stream that ends before every
+        image's bytes arrived failed.
+        Errors:
+        INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+        (operation, category, provider, model, prompt, size, count, seed); BadRequest names each field. Nothing
+        is written.
+        ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+        FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt, or the revised prompt the provider returned, broke
+        an input safety rule (or a detector failed or timed out: the policy fails closed). ErrorInfo metadata:
+        category, rule_id, call, direction ("input" for the prompt, "revised_prompt" for the provider's
+        revision). The call is audited with allowed = false; no image bytes are returned.
+        FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price for
+        this size.
+        FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+        RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): as for GenerateText (a call reserves its
+        price in USD; images use no tokens).
+        UNAVAILABLE (reason PROVIDER_UNAVAILABLE): as for GenerateText.
+        UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (a 4xx other than
+        429, a malformed body, an image that is not base64 or not a PNG of the size asked for, the wrong number
+        of images); not retried.
+        DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+        INTERNAL: the call could not be audited; no unaudited result is ever returned.
+        Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+        UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCall(self, request, context):
         """Returns one audited call. Services see only their own calls; operators and reviewers see all.
         Errors:
@@ -262,6 +304,11 @@ def add_AiGatewayServiceServicer_to_server(servicer, server):
                     servicer.StreamText,
                     request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextRequest.FromString,
                     response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextResponse.SerializeToString,
+            ),
+            'GenerateImage': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateImage,
+                    request_deserializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateImageRequest.FromString,
+                    response_serializer=custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateImageResponse.SerializeToString,
             ),
             'GetCall': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCall,
@@ -384,6 +431,33 @@ class AiGatewayService:
             '/custody.ai_gateway.v1.AiGatewayService/StreamText',
             custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextRequest.SerializeToString,
             custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.StreamTextResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/custody.ai_gateway.v1.AiGatewayService/GenerateImage',
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateImageRequest.SerializeToString,
+            custody_dot_ai__gateway_dot_v1_dot_gateway__pb2.GenerateImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -92,6 +92,39 @@ class AiGatewayServiceStub:
       Every error of GenerateText, before or after chunks were sent, and:
       UNAVAILABLE (reason STREAM_INTERRUPTED): the provider's stream ended before it finished.
     """
+    GenerateImage: _grpc.UnaryStreamMultiCallable[_gateway_pb2.GenerateImageRequest, _gateway_pb2.GenerateImageResponse]
+    """Generates images for an image operation (e.g. "concept_image") through the configured provider. The caller
+    owns the bytes, the gateway keeps only their digests: the first message carries the provenance envelope (with
+    image_sha256 per image and revised_prompt_sha256), the cost, the ledger entry and one descriptor per image;
+    then the bytes of each image, in order, in chunks of at most 1 MiB tagged with the image's index. Verify
+    every image against its descriptor (sha256 and size_bytes). The prompt passes the input safety rules of the
+    category; a revised prompt the provider returns (the prompt the image was really made from) passes them too.
+    A repeated request_id with the same request streams the stored result (envelope.replayed = true) without
+    calling the provider, for as long as text results are kept for replay. A stream that ends before every
+    image's bytes arrived failed.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+        (operation, category, provider, model, prompt, size, count, seed); BadRequest names each field. Nothing
+        is written.
+      ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+      FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt, or the revised prompt the provider returned, broke
+        an input safety rule (or a detector failed or timed out: the policy fails closed). ErrorInfo metadata:
+        category, rule_id, call, direction ("input" for the prompt, "revised_prompt" for the provider's
+        revision). The call is audited with allowed = false; no image bytes are returned.
+      FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price for
+        this size.
+      FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+      RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): as for GenerateText (a call reserves its
+        price in USD; images use no tokens).
+      UNAVAILABLE (reason PROVIDER_UNAVAILABLE): as for GenerateText.
+      UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (a 4xx other than
+        429, a malformed body, an image that is not base64 or not a PNG of the size asked for, the wrong number
+        of images); not retried.
+      DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+      INTERNAL: the call could not be audited; no unaudited result is ever returned.
+      Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
+    """
     GetCall: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetCallRequest, _gateway_pb2.Call]
     """Returns one audited call. Services see only their own calls; operators and reviewers see all.
     Errors:
@@ -211,6 +244,39 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     Errors:
       Every error of GenerateText, before or after chunks were sent, and:
       UNAVAILABLE (reason STREAM_INTERRUPTED): the provider's stream ended before it finished.
+    """
+    GenerateImage: _aio.UnaryStreamMultiCallable[_gateway_pb2.GenerateImageRequest, _gateway_pb2.GenerateImageResponse]  # type: ignore[assignment]
+    """Generates images for an image operation (e.g. "concept_image") through the configured provider. The caller
+    owns the bytes, the gateway keeps only their digests: the first message carries the provenance envelope (with
+    image_sha256 per image and revised_prompt_sha256), the cost, the ledger entry and one descriptor per image;
+    then the bytes of each image, in order, in chunks of at most 1 MiB tagged with the image's index. Verify
+    every image against its descriptor (sha256 and size_bytes). The prompt passes the input safety rules of the
+    category; a revised prompt the provider returns (the prompt the image was really made from) passes them too.
+    A repeated request_id with the same request streams the stored result (envelope.replayed = true) without
+    calling the provider, for as long as text results are kept for replay. A stream that ends before every
+    image's bytes arrived failed.
+    Errors:
+      INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+        (operation, category, provider, model, prompt, size, count, seed); BadRequest names each field. Nothing
+        is written.
+      ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+      FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt, or the revised prompt the provider returned, broke
+        an input safety rule (or a detector failed or timed out: the policy fails closed). ErrorInfo metadata:
+        category, rule_id, call, direction ("input" for the prompt, "revised_prompt" for the provider's
+        revision). The call is audited with allowed = false; no image bytes are returned.
+      FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price for
+        this size.
+      FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+      RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): as for GenerateText (a call reserves its
+        price in USD; images use no tokens).
+      UNAVAILABLE (reason PROVIDER_UNAVAILABLE): as for GenerateText.
+      UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (a 4xx other than
+        429, a malformed body, an image that is not base64 or not a PNG of the size asked for, the wrong number
+        of images); not retried.
+      DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+      INTERNAL: the call could not be audited; no unaudited result is ever returned.
+      Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+      UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
     """
     GetCall: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetCallRequest, _gateway_pb2.Call]  # type: ignore[assignment]
     """Returns one audited call. Services see only their own calls; operators and reviewers see all.
@@ -346,6 +412,45 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           Every error of GenerateText, before or after chunks were sent, and:
           UNAVAILABLE (reason STREAM_INTERRUPTED): the provider's stream ended before it finished.
+        """
+
+    @_abc_1.abstractmethod
+    def GenerateImage(
+        self,
+        request: _gateway_pb2.GenerateImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_gateway_pb2.GenerateImageResponse], _abc.AsyncIterator[_gateway_pb2.GenerateImageResponse]]:
+        """Generates images for an image operation (e.g. "concept_image") through the configured provider. The caller
+        owns the bytes, the gateway keeps only their digests: the first message carries the provenance envelope (with
+        image_sha256 per image and revised_prompt_sha256), the cost, the ledger entry and one descriptor per image;
+        then the bytes of each image, in order, in chunks of at most 1 MiB tagged with the image's index. Verify
+        every image against its descriptor (sha256 and size_bytes). The prompt passes the input safety rules of the
+        category; a revised prompt the provider returns (the prompt the image was really made from) passes them too.
+        A repeated request_id with the same request streams the stored result (envelope.replayed = true) without
+        calling the provider, for as long as text results are kept for replay. A stream that ends before every
+        image's bytes arrived failed.
+        Errors:
+          INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
+            (operation, category, provider, model, prompt, size, count, seed); BadRequest names each field. Nothing
+            is written.
+          ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
+          FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt, or the revised prompt the provider returned, broke
+            an input safety rule (or a detector failed or timed out: the policy fails closed). ErrorInfo metadata:
+            category, rule_id, call, direction ("input" for the prompt, "revised_prompt" for the provider's
+            revision). The call is audited with allowed = false; no image bytes are returned.
+          FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price for
+            this size.
+          FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
+          RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): as for GenerateText (a call reserves its
+            price in USD; images use no tokens).
+          UNAVAILABLE (reason PROVIDER_UNAVAILABLE): as for GenerateText.
+          UNAVAILABLE (reason UPSTREAM_ERROR): the provider answered with something unusable (a 4xx other than
+            429, a malformed body, an image that is not base64 or not a PNG of the size asked for, the wrong number
+            of images); not retried.
+          DEADLINE_EXCEEDED (reason DEADLINE_EXCEEDED): the caller's deadline passed during provider attempts.
+          INTERNAL: the call could not be audited; no unaudited result is ever returned.
+          Blocked and failed calls are audited; their ErrorInfo metadata "call" names the audited call.
+          UNAUTHENTICATED, PERMISSION_DENIED: as for GetServiceInfo.
         """
 
     @_abc_1.abstractmethod

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from services.ai_gateway.domain.calls import CallState
 from services.ai_gateway.domain.config import GatewayConfig
@@ -51,7 +52,7 @@ class Attempts:
     """
 
     def __init__(
-        self, call: CallState, providers: Mapping[str, Provider], config: GatewayConfig, *, repair: bool = False
+        self, call: CallState[Any], providers: Mapping[str, Provider], config: GatewayConfig, *, repair: bool = False
     ) -> None:
         self._call = call
         self._providers = providers
@@ -127,7 +128,7 @@ class Attempts:
         )
 
 
-def error_metadata(call: CallState, error: ProviderError) -> dict[str, str]:
+def error_metadata(call: CallState[Any], error: ProviderError) -> dict[str, str]:
     metadata = {"provider": call.provider, "attempts": str(call.attempts), "kind": str(error.kind)}
     if error.status:
         metadata["upstream_status"] = str(error.status)

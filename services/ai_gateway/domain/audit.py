@@ -2,7 +2,8 @@
 
 Every call that reaches the safety check is recorded whatever its outcome, and answers only after its record
 is stored. Calls finishing together share one durable commit (group commit); each record is also logged as one
-JSON line carrying metadata only, never text.
+JSON line carrying metadata only, never text. Image calls record their images' digests and the revised prompt's,
+never the bytes (those stay with the caller, and in the replay cache for its window).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from typing import Any
 
 from opentelemetry import trace
 
 from services.ai_gateway.domain.calls import CallState
 from services.ai_gateway.domain.config import GatewayConfig
-from services.ai_gateway.domain.model import CallRecord, Envelope, Outcome
+from services.ai_gateway.domain.model import CallRecord, Envelope, Outcome, PreparedImage
 from services.ai_gateway.policy import SafetyPolicy
 from services.ai_gateway.pricing import Cost, PriceTable
 from services.ai_gateway.store import CallStore, ReplayClaim, Stored
@@ -48,16 +50,20 @@ class Auditor:
     async def close(self) -> None:
         await asyncio.to_thread(self._commit.close)
 
-    def cost(self, call: CallState) -> Cost:
+    def cost(self, call: CallState[Any]) -> Cost:
         if call.attempts == 0:  # nothing was sent to a provider: a known zero
             return Cost(0.0, self._prices.version, call.provider, call.model, Usage())
+        if isinstance(call.prepared, PreparedImage):  # priced per image returned; unknown if one may be unseen
+            made = None if call.usage_unknown else len(call.images or ())
+            models = (call.answer_model, call.model)
+            return self._prices.image_cost(call.provider, models, call.prepared.size, made, call.usage_unknown)
         usage = None if call.usage_unknown else call.usage
         cost = self._prices.cost(call.provider, (call.answer_model, call.model), usage)
         if usage is None:
             return replace(cost, unpriced_reason=call.usage_unknown)
         return cost
 
-    async def record(self, call: CallState, outcome: Outcome, error: CustodyError | None = None) -> CallRecord:
+    async def record(self, call: CallState[Any], outcome: Outcome, error: CustodyError | None = None) -> CallRecord:
         raw = call.prepared.raw
         cost = self.cost(call)
         policy = self._policy
@@ -85,6 +91,8 @@ class Auditor:
             attempts=call.attempts,
             price_table_version=self._prices.version,
             policy_version=policy.version,
+            image_sha256=tuple(image.sha256 for image in call.images or ()),
+            revised_prompt_sha256=sha256_text(call.revised_prompt) if call.revised_prompt else "",
         )
         verbose = self._config.audit_verbose
         prompt, response = "", ""
@@ -96,6 +104,8 @@ class Auditor:
                 prompt = f"[system]\n{await policy.redact_async(raw.system_prompt)}\n[user]\n{prompt}"
         if verbose and withheld != "output" and call.response:
             response = await policy.redact_async(call.response)
+        if verbose and not withheld and call.revised_prompt:  # an image call's text answer is its revised prompt
+            response = await policy.redact_async(call.revised_prompt)
         return CallRecord(
             envelope=envelope,
             cost=cost,
@@ -111,7 +121,7 @@ class Auditor:
             response_redacted=response,
         )
 
-    async def save(self, call: CallState, record: CallRecord, content: str | None = None) -> Stored:
+    async def save(self, call: CallState[Any], record: CallRecord, content: str | None = None) -> Stored:
         """Stores the record with its ledger leaf (claiming the request_id on success) and writes the audit log
         line. Returns the leaf index, and the result another replica stored first for the same request_id if one
         did (REQUEST_ID_REUSED when that was a different request)."""
@@ -126,7 +136,7 @@ class Auditor:
             idempotency.ensure_same_request(record.idempotency_key, stored.holder.request_sha256, record.request_sha256)
         return stored
 
-    async def record_failure(self, call: CallState, exc: BaseException) -> None:
+    async def record_failure(self, call: CallState[Any], exc: BaseException) -> None:
         """Records a call that ended with `exc`, unless it was recorded already; never raises."""
         if call.recorded:
             return
@@ -145,7 +155,7 @@ class Auditor:
             log.exception("could not store the audit record of %s", call.name)
 
 
-def annotate(span: trace.Span, call: CallState, record: CallRecord) -> None:
+def annotate(span: trace.Span, call: CallState[Any], record: CallRecord) -> None:
     span.set_attributes(
         {
             "custody.call": call.name,

@@ -6,16 +6,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Generic, TypeVar
 
-from services.ai_gateway.domain.model import CALL_NAME_PREFIX, PreparedRequest
+from services.ai_gateway.domain.model import CALL_NAME_PREFIX, GeneratedImage, PreparedImage, PreparedRequest
 from services.ai_gateway.policy import Verdict
 from services.ai_gateway.transport.base import ProviderResponse, StreamFinished, Usage
 from services.common.identity import Principal
 
+# What the call was asked for: a text request (GenerateText, StreamText) or an image request (GenerateImage).
+P = TypeVar("P", bound=PreparedRequest | PreparedImage)
+
 
 @dataclass
-class CallState:
-    prepared: PreparedRequest
+class CallState(Generic[P]):
+    prepared: P
     caller: Principal
     rpc: str
     request_sha256: str
@@ -33,6 +37,9 @@ class CallState:
     response: str | None = None
     verdict: Verdict | None = None
     recorded: bool = False
+    # GenerateImage: the images the provider returned (None until it did) and its revised prompt, if any.
+    images: tuple[GeneratedImage, ...] | None = None
+    revised_prompt: str | None = None
 
     @property
     def name(self) -> str:

@@ -4,7 +4,7 @@ domain never sees the pydantic settings object)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,31 @@ class Operation:
 
 
 @dataclass(frozen=True)
+class ImageOperation:
+    """Defaults of one image operation; a request may override provider, model and size."""
+
+    categories: tuple[str, ...]
+    provider: str = "auto"  # "auto", "local" or "openai"
+    model: str = ""
+    size: str = "1024x1024"
+
+
+@dataclass(frozen=True)
+class ImageModel:
+    """An image model a provider may be asked for: its sizes ("1024x1024") and most images per request."""
+
+    sizes: tuple[str, ...]
+    max_count: int = 4
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     operations: Mapping[str, Operation]
+    image_operations: Mapping[str, ImageOperation] = field(default_factory=dict)
+    # provider -> model -> what it can make; a model missing here is refused by GenerateImage.
+    image_models: Mapping[str, Mapping[str, ImageModel]] = field(default_factory=dict)
+    openai_image_model: str = "gpt-image-1"
+    local_image_model: str = "custody-local-image-1"
     # "auto": openai when its key is configured, else the offline local provider.
     default_provider: str = "auto"
     # Default models of providers that are not configured (named by GetPolicy and in error messages).

@@ -1,32 +1,35 @@
-"""The governed AI call: one path for every GenerateText and StreamText (pure domain logic, no grpc).
+"""The governed AI call: one path for every GenerateText, StreamText and GenerateImage (pure domain logic, no grpc).
 
 validate (bad input writes nothing) -> replay a repeated request_id -> rate limit and budget reservation ->
 input safety check (blocks are audited) -> provider attempts with retries and fallbacks inside the caller's
 deadline (domain/attempts.py) -> output safety and JSON-schema checks (one repair attempt; streams are held
 back by domain/stream_guard.py) -> price -> audit row + JSON log line (domain/audit.py).
-Every call that reaches the safety check is audited, whatever its outcome.
+Every call that reaches the safety check is audited, whatever its outcome. The steps text and images share live
+in domain/pipeline.py; this module drives them for text, domain/images.py for images.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
 from decimal import Decimal
 
 from opentelemetry import trace
 
-from services.ai_gateway.budgets import NO_RESERVATION, Budgets, Reservation
+from services.ai_gateway.budgets import Budgets, Reservation
 from services.ai_gateway.domain import safety
 from services.ai_gateway.domain.attempts import Attempts, error_metadata
-from services.ai_gateway.domain.audit import Auditor, annotate
+from services.ai_gateway.domain.audit import annotate
 from services.ai_gateway.domain.calls import CallState
-from services.ai_gateway.domain.config import GatewayConfig, Operation
+from services.ai_gateway.domain.config import GatewayConfig, ImageModel, ImageOperation, Operation
+from services.ai_gateway.domain.images import ImageCalls
 from services.ai_gateway.domain.model import (
     AuditedCall,
     CallPage,
     CallResult,
+    ImageRequest,
+    ImageResult,
     ListFilters,
     Outcome,
     PreparedRequest,
@@ -34,8 +37,9 @@ from services.ai_gateway.domain.model import (
     TextChunk,
     TextRequest,
 )
+from services.ai_gateway.domain.pipeline import Pipeline
 from services.ai_gateway.domain.queries import CallQueries
-from services.ai_gateway.domain.replay import Replays, replayed
+from services.ai_gateway.domain.replay import replayed
 from services.ai_gateway.domain.stream_guard import StreamGuard
 from services.ai_gateway.domain.tokens import approx_tokens
 from services.ai_gateway.domain.validation import Validator, schema_failed, schema_problem, unfence
@@ -52,15 +56,10 @@ from services.ai_gateway.transport.base import (
     StreamFinished,
     Usage,
 )
-from services.common import call_context, idempotency, pagination
-from services.common.clock import utc_now
+from services.common import pagination
 from services.common.errors import Unavailable
-from services.common.identity import Principal
-from services.common.ids import new_id
-from services.common.resource_names import CALL_ID_PREFIX
 
-# Time kept back from the caller's deadline to record the call and answer.
-DEADLINE_MARGIN_S = 0.05
+TextCall = CallState[PreparedRequest]
 
 
 class Gateway:
@@ -81,31 +80,46 @@ class Gateway:
         self.prices = prices
         self.providers = dict(providers)
         self._validator = Validator(config, policy, self.providers)
-        self._audit = Auditor(config, policy, prices, store)
-        self._replays = Replays(store)
-        self._queries = CallQueries(store, page_tokens or pagination.PageTokens.ephemeral())
-        self._budgets = budgets
         self._tracer = tracer or trace.get_tracer("custody.ai_gateway")
+        self._pipeline = Pipeline(
+            config=config,
+            policy=policy,
+            prices=prices,
+            providers=self.providers,
+            store=store,
+            budgets=budgets,
+            tracer=self._tracer,
+        )
+        self._audit = self._pipeline.audit
+        self._images = ImageCalls(self._pipeline, self._validator)
+        self._queries = CallQueries(store, page_tokens or pagination.PageTokens.ephemeral())
 
     def operation_defaults(self, name: str) -> tuple[Operation, str, str]:
         """(operation, provider, model) an operation uses when the request leaves them empty."""
         return self._validator.operation_defaults(name)
 
+    def image_operation_defaults(self, name: str) -> tuple[ImageOperation, str, str, ImageModel | None]:
+        """(image operation, provider, model, what that model can make) when the request leaves them empty."""
+        return self._validator.image_operation_defaults(name)
+
+    # --- GenerateImage (domain/images.py) ---------------------------------------------------------------------------
+
+    async def generate_image(self, request: ImageRequest) -> ImageResult:
+        return await self._images.generate(request)
+
     # --- GenerateText ---------------------------------------------------------------------------------------------
 
     async def generate(self, request: TextRequest) -> CallResult:
         prepared = self._validator.prepare(request)
-        caller = call_context.require_principal()
-        fingerprint = idempotency.fingerprint(request.fingerprint_fields())
-        replay = await self._replays.claim(caller.id, request.request_id, fingerprint)
+        caller, fingerprint, replay = await self._pipeline.claim(request)
         if replay is not None:
             return replayed(replay)
         try:
-            return await self._generate(self._begin(prepared, caller, fingerprint, "GenerateText"))
+            return await self._generate(self._pipeline.begin(prepared, caller, fingerprint, "GenerateText"))
         finally:
-            self._replays.release(caller.id, request.request_id)
+            self._pipeline.release(caller, request)
 
-    async def _generate(self, call: CallState) -> CallResult:
+    async def _generate(self, call: TextCall) -> CallResult:
         reservation = await self._admit(call)
         try:
             with self._tracer.start_as_current_span("ai_gateway.generate") as span:
@@ -132,42 +146,35 @@ class Gateway:
             await self._audit.record_failure(call, exc)
             raise
         finally:
-            self._settle(call, reservation)
+            self._pipeline.settle(call, reservation)
 
-    async def _complete(self, call: CallState, request: ProviderRequest, *, repair: bool = False) -> ProviderResponse:
+    async def _complete(self, call: TextCall, request: ProviderRequest, *, repair: bool = False) -> ProviderResponse:
         """One answer under the retry rules of domain/attempts.py; a repair goes to whoever answered."""
-        attempts = Attempts(call, self.providers, self.config, repair=repair)
-        for provider in attempts:
-            try:
-                async with asyncio.timeout(call.remaining()):
-                    response = await provider.complete(replace(request, model=call.model), attempts.timeout_s())
-                call.answered(response, response.content)
-                return response
-            except TimeoutError:
-                await attempts.failed(ProviderError(ErrorKind.TIMEOUT))
-            except ProviderError as exc:
-                await attempts.failed(exc)
-        raise attempts.exhausted()
+
+        async def send(provider: Provider, timeout_s: float) -> ProviderResponse:
+            return await provider.complete(replace(request, model=call.model), timeout_s)
+
+        response = await self._pipeline.attempt(call, send, repair=repair)
+        call.answered(response, response.content)
+        return response
 
     # --- StreamText -----------------------------------------------------------------------------------------------
 
     async def stream(self, request: TextRequest) -> AsyncIterator[StreamItem]:
         prepared = self._validator.prepare(request)
-        caller = call_context.require_principal()
-        fingerprint = idempotency.fingerprint(request.fingerprint_fields())
-        replay = await self._replays.claim(caller.id, request.request_id, fingerprint)
+        caller, fingerprint, replay = await self._pipeline.claim(request)
         if replay is not None:
             result = replayed(replay)
             yield TextChunk(result.content, 0)
             yield result
             return
         try:
-            async for item in self._stream(self._begin(prepared, caller, fingerprint, "StreamText")):
+            async for item in self._stream(self._pipeline.begin(prepared, caller, fingerprint, "StreamText")):
                 yield item
         finally:
-            self._replays.release(caller.id, request.request_id)
+            self._pipeline.release(caller, request)
 
-    async def _stream(self, call: CallState) -> AsyncIterator[StreamItem]:
+    async def _stream(self, call: TextCall) -> AsyncIterator[StreamItem]:
         reservation = await self._admit(call)
         try:
             await safety.check_input(self.policy, call)
@@ -220,50 +227,21 @@ class Gateway:
             await self._audit.record_failure(call, exc)
             raise
         finally:
-            self._settle(call, reservation)
+            self._pipeline.settle(call, reservation)
 
-    # --- steps shared by both -------------------------------------------------------------------------------------
+    # --- steps of text calls -------------------------------------------------------------------------------------
 
-    def _begin(self, prepared: PreparedRequest, caller: Principal, fingerprint: str, rpc: str) -> CallState:
-        remaining = call_context.time_remaining()
-        budget = self.config.call_deadline_s if remaining is None else max(0.0, remaining - DEADLINE_MARGIN_S)
-        now = time.monotonic()
-        return CallState(
-            prepared=prepared,
-            caller=caller,
-            rpc=rpc,
-            request_sha256=fingerprint,
-            call_id=new_id(CALL_ID_PREFIX),
-            created_at=utc_now(),
-            started=now,
-            deadline=now + budget,
-            provider=prepared.provider,
-            model=prepared.model,
-        )
+    async def _admit(self, call: TextCall) -> Reservation:
+        def worst_case() -> tuple[int, Decimal | None]:
+            prepared = call.prepared
+            prompt_tokens = approx_tokens(prepared.raw.prompt) + approx_tokens(prepared.raw.system_prompt)
+            repairs = 2 if prepared.response_schema is not None else 1
+            worst = Usage(prompt_tokens * repairs, 0, prepared.max_tokens * repairs)
+            if self.prices.price(prepared.provider, prepared.model) is None:
+                return worst.total_tokens, None
+            return worst.total_tokens, self.prices.estimate(prepared.provider, prepared.model, worst)
 
-    async def _admit(self, call: CallState) -> Reservation:
-        """Rate limit and budget reservation: refusals here write no audit row (nothing was attempted)."""
-        caller = call.caller.id
-        self._budgets.admit_request(caller)
-        prepared = call.prepared
-        limit = self._budgets.limit_for(caller)
-        if limit is None or (limit.tokens_per_day is None and limit.usd_per_day is None):
-            return NO_RESERVATION
-        prompt_tokens = approx_tokens(prepared.raw.prompt) + approx_tokens(prepared.raw.system_prompt)
-        repairs = 2 if prepared.response_schema is not None else 1
-        worst = Usage(prompt_tokens * repairs, 0, prepared.max_tokens * repairs)
-        usd = None
-        if self.prices.price(prepared.provider, prepared.model) is not None:
-            usd = self.prices.estimate(prepared.provider, prepared.model, worst)
-        return await self._budgets.reserve(caller, worst.total_tokens, usd)
-
-    def _settle(self, call: CallState, reservation: Reservation) -> None:
-        if reservation is NO_RESERVATION:
-            return
-        cost = self._audit.cost(call)
-        tokens = None if call.usage_unknown else call.usage.total_tokens
-        usd = None if cost.estimate_usd is None else Decimal(str(cost.estimate_usd))
-        self._budgets.settle(reservation, tokens, usd)
+        return await self._pipeline.admit(call, worst_case)
 
     def _provider_request(self, prepared: PreparedRequest) -> ProviderRequest:
         messages = []
@@ -308,7 +286,7 @@ class Gateway:
             await provider.close()
 
 
-def _interrupted(call: CallState, error: ProviderError) -> Unavailable:
+def _interrupted(call: TextCall, error: ProviderError) -> Unavailable:
     return Unavailable(
         "STREAM_INTERRUPTED",
         f"the provider's stream ended before it finished ({error.kind}); not retried after the first chunk",

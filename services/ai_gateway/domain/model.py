@@ -53,6 +53,40 @@ class TextRequest:
         }
 
 
+@dataclass(frozen=True)
+class ImageRequest:
+    """A GenerateImage request as the caller sent it (empty/0 = use the default); `variant_seed` is its seed."""
+
+    operation: str
+    category: str = ""
+    provider: str = ""
+    model: str = ""
+    prompt: str = ""
+    size: str = ""
+    count: int = 0
+    variant_seed: str = ""
+    request_id: str = ""
+
+    @property
+    def system_prompt(self) -> str:
+        """Image requests have none (the audit and the input check read it from every request)."""
+        return ""
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What defines the request for idempotency; the rpc keeps a text request from matching it."""
+        return {
+            "rpc": "GenerateImage",
+            "operation": self.operation,
+            "category": self.category,
+            "provider": self.provider,
+            "model": self.model,
+            "prompt": self.prompt,
+            "size": self.size,
+            "count": self.count,
+            "variant_seed": self.variant_seed,
+        }
+
+
 class Outcome(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     BLOCKED = "BLOCKED"
@@ -86,6 +120,9 @@ class Envelope:
     price_table_version: str
     policy_version: str
     replayed: bool = False
+    # GenerateImage only: the digest of each image by index, and of the provider's revised prompt.
+    image_sha256: tuple[str, ...] = ()
+    revised_prompt_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -112,14 +149,18 @@ class Envelope:
             "price_table_version": self.price_table_version,
             "policy_version": self.policy_version,
             "replayed": self.replayed,
+            "image_sha256": list(self.image_sha256),
+            "revised_prompt_sha256": self.revised_prompt_sha256,
         }
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Envelope:
+        """Records stored before GenerateImage existed lack the image keys: they read as empty."""
         caller = data["caller"]
         return Envelope(
             **{
                 **data,
+                "image_sha256": tuple(data.get("image_sha256", ())),
                 "created_at": datetime.fromisoformat(data["created_at"]),
                 "usage": _usage_from(data["usage"]),
                 "caller": Principal(caller["id"], PrincipalKind(caller["kind"]), frozenset(caller["roles"])),
@@ -222,6 +263,29 @@ StreamItem = TextChunk | CallResult
 
 
 @dataclass(frozen=True)
+class GeneratedImage:
+    """One image a call made: its PNG bytes and what its descriptor says about them."""
+
+    index: int
+    data: bytes
+    sha256: str
+    width: int
+    height: int
+    media_type: str = "image/png"
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """What GenerateImage returns: the images (bytes in memory; the audit keeps only digests), the provider's
+    revised prompt ("" when none), and the record; a replayed result carries the original call's leaf."""
+
+    images: tuple[GeneratedImage, ...]
+    revised_prompt: str
+    record: CallRecord
+    ledger: LedgerPosition | None = None
+
+
+@dataclass(frozen=True)
 class ListFilters:
     request_id: str = ""
     operation: str = ""
@@ -253,6 +317,25 @@ class PreparedRequest:
     max_tokens: int
     response_schema: dict[str, Any] | None
     fallbacks: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A validated image request with every default resolved (image operations have no fallbacks)."""
+
+    raw: ImageRequest
+    operation: str
+    category: str
+    provider: str
+    model: str
+    size: str
+    count: int
+    fallbacks: tuple[str, ...] = ()
+
+    @property
+    def width_height(self) -> tuple[int, int]:
+        width, height = self.size.split("x")
+        return int(width), int(height)
 
 
 def _usage_dict(usage: Usage | None) -> dict[str, int] | None:

@@ -52,9 +52,13 @@ class Replays:
             pending.set_result(None)
 
 
-def replayed(entry: ReplayEntry) -> CallResult:
+def log_replayed(entry: ReplayEntry) -> None:
     log.info(
         "ai call replayed",
         extra={"event": "ai_call_replayed", "call": entry.record.envelope.call},
     )
+
+
+def replayed(entry: ReplayEntry) -> CallResult:
+    log_replayed(entry)
     return CallResult(entry.content, entry.record.replayed(), entry.ledger)

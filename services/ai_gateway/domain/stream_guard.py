@@ -7,6 +7,8 @@ before any of it is sent. The held-back tail goes out once the whole response pa
 
 from __future__ import annotations
 
+from typing import Any
+
 from services.ai_gateway.domain.calls import CallState
 from services.ai_gateway.domain.model import TextChunk
 from services.ai_gateway.domain.safety import block
@@ -17,7 +19,7 @@ class StreamGuard:
     """The caller keeps the growing text (a local `text += delta` that CPython extends in place) and hands it
     to `scan` after each delta; the guard remembers how much of it was released."""
 
-    def __init__(self, policy: SafetyPolicy, call: CallState) -> None:
+    def __init__(self, policy: SafetyPolicy, call: CallState[Any]) -> None:
         self._policy = policy
         self._call = call
         self._category = call.prepared.category

@@ -1,7 +1,8 @@
 """Request validation and defaults, and the response_json_schema checks.
 
 `prepare` resolves every default (operation, category, provider, model, temperature, max_tokens) and checks
-every field before anything is written or sent: InvalidArgument lists all problems at once.
+every field before anything is written or sent: InvalidArgument lists all problems at once. `prepare_image`
+does the same for GenerateImage (operation, category, provider, model, size, count).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
-from services.ai_gateway.domain.config import GatewayConfig, Operation
-from services.ai_gateway.domain.model import PreparedRequest, TextRequest
+from services.ai_gateway.domain.config import GatewayConfig, ImageModel, ImageOperation, Operation
+from services.ai_gateway.domain.model import ImageRequest, PreparedImage, PreparedRequest, TextRequest
 from services.ai_gateway.policy import SafetyPolicy
 from services.ai_gateway.transport.base import Provider
 from services.common import idempotency
@@ -26,6 +27,8 @@ from services.common.json_limits import loads_json
 KNOWN_PROVIDERS = ("local", "openai")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@\-]{0,127}$")
 MAX_VARIANT_SEED = 128
+IMAGE_SIZES = ("256x256", "512x512", "1024x1024")
+MAX_IMAGE_COUNT = 4
 _FENCED_JSON = re.compile(r"^\s*```(?:json)?\s*\n(.*)\n\s*```\s*$", re.S)
 
 
@@ -55,6 +58,76 @@ class Validator:
             return found.default_model
         return self._config.openai_model if provider == "openai" else self._config.local_model
 
+    def image_operation_defaults(self, name: str) -> tuple[ImageOperation, str, str, ImageModel | None]:
+        """(image operation, provider, model, what that model can make) when the request leaves them empty."""
+        operation = self._config.image_operations[name]
+        provider = self._resolve_auto(operation.provider if operation.provider != "auto" else self._default_provider)
+        model = operation.model if operation.provider != "auto" and operation.model else self._image_model(provider)
+        return operation, provider, model, self._config.image_models.get(provider, {}).get(model)
+
+    def _image_model(self, provider: str) -> str:
+        return self._config.openai_image_model if provider == "openai" else self._config.local_image_model
+
+    def prepare_image(self, request: ImageRequest) -> PreparedImage:
+        """Resolves defaults and checks every field; InvalidArgument lists all problems at once."""
+        idempotency.validate_request_id(request.request_id)
+        problems: list[FieldViolation] = []
+
+        def bad(field_name: str, description: str) -> None:
+            problems.append(FieldViolation(field_name, description))
+
+        operation = self._config.image_operations.get(request.operation)
+        if operation is None:
+            known = ", ".join(sorted(self._config.image_operations))
+            bad("operation", f"unknown image operation {request.operation[:64]!r}; known: {known}")
+            raise invalid(problems)
+        _, default_provider, default_model, _ = self.image_operation_defaults(request.operation)
+        category = self._category(request.operation, request.category, operation.categories, bad)
+        provider = self._resolve_auto(request.provider) if request.provider else default_provider
+        if provider not in KNOWN_PROVIDERS:
+            bad("provider", f"unknown provider {request.provider[:64]!r}; known: {', '.join(KNOWN_PROVIDERS)}")
+        model_name = request.model or (default_model if provider == default_provider else self._image_model(provider))
+        model = self._config.image_models.get(provider, {}).get(model_name)
+        if model is None and provider in KNOWN_PROVIDERS:
+            known = ", ".join(sorted(self._config.image_models.get(provider, {}))) or "none"
+            bad("model", f"{model_name[:64]!r} is not an image model of {provider}; known: {known}")
+        if not request.prompt.strip():
+            bad("prompt", "must not be empty")
+        sizes = model.sizes if model is not None else IMAGE_SIZES
+        size = request.size or (operation.size if operation.size in sizes else sizes[0])
+        if size not in IMAGE_SIZES:
+            bad("size", f"{size[:32]!r} is not one of {', '.join(IMAGE_SIZES)}")
+        elif size not in sizes:
+            bad("size", f"{model_name} makes {', '.join(sizes)}")
+        limit = min(MAX_IMAGE_COUNT, model.max_count if model is not None else MAX_IMAGE_COUNT)
+        count = request.count or 1
+        if not 1 <= count <= limit:
+            bad("count", f"must be between 1 and {limit} (0 for 1)")
+        if len(request.variant_seed) > MAX_VARIANT_SEED:
+            bad("seed", f"at most {MAX_VARIANT_SEED} characters")
+        if problems:
+            raise invalid(problems)
+        self._require_configured(provider)
+        return PreparedImage(request, request.operation, category, provider, model_name, size, count)
+
+    def _category(
+        self, operation: str, requested: str, allowed: tuple[str, ...], bad: Callable[[str, str], None]
+    ) -> str:
+        category = requested or allowed[0]
+        if not self._policy.has_category(category):
+            bad("category", f"unknown safety category {category[:64]!r}")
+        elif category not in allowed:
+            bad("category", f"{operation} allows categories {', '.join(allowed)}")
+        return category
+
+    def _require_configured(self, provider: str) -> None:
+        if provider not in self._providers:
+            raise FailedPrecondition(
+                "PROVIDER_NOT_CONFIGURED",
+                f"provider {provider!r} is not configured on this gateway (no key); use another provider",
+                metadata={"provider": provider},
+            )
+
     def prepare(self, request: TextRequest) -> PreparedRequest:
         """Resolves defaults and checks every field; InvalidArgument lists all problems at once."""
         idempotency.validate_request_id(request.request_id)
@@ -70,11 +143,7 @@ class Validator:
             bad("operation", f"unknown operation {request.operation[:64]!r}; known: {known}")
             raise invalid(problems)
         _, default_provider, default_model = self.operation_defaults(request.operation)
-        category = request.category or operation.categories[0]
-        if not self._policy.has_category(category):
-            bad("category", f"unknown safety category {category[:64]!r}")
-        elif category not in operation.categories:
-            bad("category", f"{request.operation} allows categories {', '.join(operation.categories)}")
+        category = self._category(request.operation, request.category, operation.categories, bad)
         provider = self._resolve_auto(request.provider) if request.provider else default_provider
         if provider not in KNOWN_PROVIDERS:
             bad("provider", f"unknown provider {request.provider[:64]!r}; known: {', '.join(KNOWN_PROVIDERS)}")
@@ -94,12 +163,7 @@ class Validator:
         schema = self._schema(request.response_json_schema, bad)
         if problems:
             raise invalid(problems)
-        if provider not in self._providers:
-            raise FailedPrecondition(
-                "PROVIDER_NOT_CONFIGURED",
-                f"provider {provider!r} is not configured on this gateway (no key); use another provider",
-                metadata={"provider": provider},
-            )
+        self._require_configured(provider)
         fallbacks = tuple(p for p in operation.fallback_providers if p != provider and p in self._providers)
         return PreparedRequest(
             request, request.operation, category, provider, model, temperature, max_tokens, schema, fallbacks

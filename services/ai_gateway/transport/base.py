@@ -81,6 +81,32 @@ class StreamFinished:
 StreamEvent = TextDelta | StreamFinished
 
 
+@dataclass(frozen=True)
+class ImagePrompt:
+    """What an image provider is asked for: `count` PNG images of `width` x `height` pixels from `prompt`."""
+
+    model: str
+    prompt: str
+    width: int
+    height: int
+    count: int
+    variant_seed: str = ""
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class ProviderImages:
+    """PNG images as the provider returned them (checked to be PNGs of the size asked for)."""
+
+    images: tuple[bytes, ...]
+    model: str
+    # The prompt the provider says it drew from, when it rewrote the caller's; None when it did not say.
+    revised_prompt: str | None = None
+
+
 class ErrorKind(StrEnum):
     RATE_LIMITED = "rate_limited"  # 429
     SERVER_ERROR = "server_error"  # 5xx
@@ -120,3 +146,13 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class ImageProvider(Protocol):
+    """A provider that makes images; the same rules as Provider (no retries of its own, errors classified)."""
+
+    name: str
+
+    async def generate_images(self, request: ImagePrompt, timeout_s: float) -> ProviderImages:
+        """Exactly `request.count` PNGs of the size asked for; ProviderError(BAD_RESPONSE) for anything else."""
+        ...

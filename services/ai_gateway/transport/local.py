@@ -3,11 +3,13 @@
 For `prompt_to_svg_spec` it reads the prompt (diameter, petal count, rings, style words) and writes a rosette spec
 that `services.rosette.spec.parse_spec` accepts; with a JSON schema it answers the schema's smallest
 instance; otherwise a short deterministic text. The same request always gets the same answer (the variant seed
-rotates the rosette), and usage is reported like a real provider's (about four characters per token).
+rotates the rosette), and usage is reported like a real provider's (about four characters per token). Its images
+are deterministic PNG rosettes (transport/local_images.py); it never revises a prompt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -17,6 +19,8 @@ from typing import Any
 
 from services.ai_gateway.domain.tokens import approx_tokens
 from services.ai_gateway.transport.base import (
+    ImagePrompt,
+    ProviderImages,
     ProviderRequest,
     ProviderResponse,
     StreamEvent,
@@ -24,6 +28,7 @@ from services.ai_gateway.transport.base import (
     TextDelta,
     Usage,
 )
+from services.ai_gateway.transport.local_images import render
 from services.common.hashing import sha256_text
 from services.rosette.spec import MAX_DIAMETER_MM, MAX_PETALS, MIN_PETALS, SPEC_SCHEMA_VERSION, parse_spec
 
@@ -66,6 +71,13 @@ class LocalProvider:
         for start in range(0, len(content), STREAM_CHUNK_CHARS):
             yield TextDelta(content[start : start + STREAM_CHUNK_CHARS])
         yield StreamFinished(request.model or self.default_model, _usage(request, content), "stop")
+
+    async def generate_images(self, request: ImagePrompt, timeout_s: float) -> ProviderImages:
+        images = [
+            await asyncio.to_thread(render, request.prompt, request.variant_seed, request.width, request.height, i)
+            for i in range(request.count)
+        ]
+        return ProviderImages(tuple(images), request.model)
 
     async def close(self) -> None:
         return None

@@ -5,10 +5,15 @@ attempt. Timeouts are explicit per attempt; the connection pool is sized for hun
 calls. HTTP goes through the SDK's aiohttp transport (DefaultAioHttpClient): it costs markedly less CPU per call
 than the httpx default, and this process's CPU is what concurrent callers queue for. SDK errors are reduced to a
 kind, a status and Retry-After: their text is never passed on, because it can quote the request or a masked key.
+Images go through `client.images.generate` and come back as base64 (`b64_json`; the gpt-image models send only
+that and refuse the parameter, the dall-e models need it asked for); each is decoded and checked to be a PNG of
+the size asked for, or the answer is BAD_RESPONSE.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import json
 import logging
@@ -21,7 +26,9 @@ import openai
 
 from services.ai_gateway.transport.base import (
     ErrorKind,
+    ImagePrompt,
     ProviderError,
+    ProviderImages,
     ProviderRequest,
     ProviderResponse,
     StreamEvent,
@@ -29,6 +36,7 @@ from services.ai_gateway.transport.base import (
     TextDelta,
     Usage,
 )
+from services.ai_gateway.transport.png import NotPng, png_dimensions
 from services.common.hashing import sha256_text
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -144,8 +152,40 @@ class OpenAIProvider:
             raise ProviderError(ErrorKind.INTERRUPTED if started else ErrorKind.BAD_RESPONSE)
         yield StreamFinished(model, usage, finish_reason)
 
+    async def generate_images(self, request: ImagePrompt, timeout_s: float) -> ProviderImages:
+        arguments: dict[str, Any] = {"model": request.model, "prompt": request.prompt, "n": request.count}
+        arguments["size"] = request.size
+        if not request.model.startswith("gpt-image"):
+            arguments["response_format"] = "b64_json"
+        try:
+            response = await self._client.images.generate(**arguments, timeout=self._timeout(timeout_s))
+        except Exception as exc:
+            raise classify(exc) from None
+        return parse_images(response, request)
+
     async def close(self) -> None:
         await self._client.close()
+
+
+def parse_images(response: Any, request: ImagePrompt) -> ProviderImages:
+    """The images of an images API answer; BAD_RESPONSE unless it holds exactly `count` base64 PNGs of the size
+    asked for. The first revised_prompt, if any, is the provider's revision of the prompt."""
+    try:
+        data = list(response.data or ())
+        if len(data) != request.count:
+            raise ValueError("wrong number of images")
+        images = []
+        for item in data:
+            if not isinstance(item.b64_json, str):
+                raise ValueError("no base64 image")
+            image = base64.b64decode(item.b64_json, validate=True)
+            if png_dimensions(image) != (request.width, request.height):
+                raise ValueError("not the size asked for")
+            images.append(image)
+        revised = next((item.revised_prompt for item in data if isinstance(item.revised_prompt, str)), None)
+    except (binascii.Error, NotPng, ValueError, TypeError, AttributeError):
+        raise ProviderError(ErrorKind.BAD_RESPONSE) from None
+    return ProviderImages(tuple(images), request.model, revised)
 
 
 def parse_completion(document: Any, requested_model: str) -> ProviderResponse:
