@@ -18,16 +18,20 @@ from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
 from services.art_studio.studio import (
     CATEGORY,
+    IMAGE_OPERATION,
+    IMAGE_SIZE,
     OPERATION,
     SYSTEM_PROMPT,
     AssetCredentials,
     CandidateFile,
     GatewayAnswer,
+    ImageAnswer,
     VariantFailed,
 )
 from services.common import call_context, status
 from services.common.clients import ServiceClients
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, Unavailable
+from services.common.gateway_images import ImageStreamError
 from services.common.hashing import sha256_canonical
 from services.common.protomap import dict_to_struct, principal_to_proto
 from services.rosette.compiler import COMPILER_VERSION
@@ -108,6 +112,34 @@ class GrpcPeers:
             envelope=json_format.MessageToDict(response.envelope, preserving_proto_field_name=True),
             cost=json_format.MessageToDict(response.cost, preserving_proto_field_name=True),
             ledger_leaf_index=response.ledger.leaf_index if response.HasField("ledger") else None,
+        )
+
+    async def generate_image(self, prompt: str, seed: str, request_id: str) -> ImageAnswer:
+        request = gateway_pb2.GenerateImageRequest(
+            operation=IMAGE_OPERATION,
+            category=CATEGORY,
+            prompt=prompt,
+            size=IMAGE_SIZE,
+            count=1,
+            seed=seed,
+            request_id=request_id,
+        )
+        try:
+            received = await self._clients.generate_image(request)
+        except grpc.RpcError as exc:
+            decoded = status.decode(exc)
+            if _is_unreachable(decoded):
+                raise _unreachable("ai_gateway", decoded) from None
+            raise _variant_failure("IMAGE_FAILED", decoded) from None
+        except ImageStreamError as exc:
+            raise VariantFailed("IMAGE_FAILED", f"the gateway's image stream was refused: {exc}") from None
+        ((descriptor, png),) = received.images
+        return ImageAnswer(
+            png=png,
+            sha256=descriptor.sha256,
+            envelope=json_format.MessageToDict(received.envelope, preserving_proto_field_name=True),
+            cost=json_format.MessageToDict(received.cost, preserving_proto_field_name=True),
+            ledger_leaf_index=received.ledger.leaf_index if received.ledger.ListFields() else None,  # absent: no ledger
         )
 
     async def require_run(self, run: str) -> None:

@@ -44,6 +44,7 @@ class Stack:
         self.studio = art_studio_pb2_grpc.ArtStudioServiceStub(studio.channel())
         self.runs = runs_pb2_grpc.RunsServiceStub(runs.channel())
         self.auth = bearer(operator_token(layout))
+        self.layout = layout
 
     def generate(self, **fields: Any) -> art_studio_pb2.GenerateCandidatesResponse:
         request = art_studio_pb2.GenerateCandidatesRequest(
