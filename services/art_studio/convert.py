@@ -58,7 +58,9 @@ def candidate_to_proto(result: CandidateResult) -> art_studio_pb2.Candidate:
     if result.envelope:
         json_format.ParseDict(result.envelope, candidate.envelope, ignore_unknown_fields=True)
     if result.concept_image_envelope:
-        json_format.ParseDict(result.concept_image_envelope, candidate.concept_image_envelope, ignore_unknown_fields=True)
+        json_format.ParseDict(
+            result.concept_image_envelope, candidate.concept_image_envelope, ignore_unknown_fields=True
+        )
     if result.failure is not None:
         candidate.failure.CopyFrom(
             art_studio_pb2.CandidateFailure(

@@ -250,7 +250,9 @@ def validate_request(request: GenerateRequest) -> None:
     if request.run and request.new_session:
         problems.append(FieldViolation("new_session", "give either run or new_session, not both"))
     if request.concept_image and not (request.run or request.new_session):
-        problems.append(FieldViolation("concept_image", "concept images are attached to a run: give run or new_session"))
+        problems.append(
+            FieldViolation("concept_image", "concept images are attached to a run: give run or new_session")
+        )
     if request.lineage_parent and not VERSION_NAME.fullmatch(request.lineage_parent):
         problems.append(FieldViolation("lineage_parent", "projects/{p}/artifacts/{type}/{entity}/versions/{n}"))
     if len(request.variant_seed) > 64:

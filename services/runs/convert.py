@@ -15,8 +15,8 @@ from services.common.ledger import rpc as ledger_rpc
 from services.common.protomap import datetime_from_proto, dict_to_struct, principal_to_proto, struct_to_dict
 from services.runs import model
 from services.runs.domain.attachments import AttachmentRequest
-from services.runs.domain.credentials import AssetSource, CredentialsRequest
 from services.runs.domain.binding import BindRequest, BindResult
+from services.runs.domain.credentials import AssetSource, CredentialsRequest
 from services.runs.domain.diff import Difference
 from services.runs.domain.pages import Page
 from services.runs.domain.verification import Verification

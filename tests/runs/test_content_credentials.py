@@ -33,7 +33,9 @@ CALL = "calls/call_" + "a" * 32
 
 def png(width: int = 8, height: int = 8) -> bytes:
     """A small valid RGB PNG."""
-    rows = b"".join(b"\x00" + b"".join(bytes([x * 30 % 256, y * 30 % 256, 90]) for x in range(width)) for y in range(height))
+    rows = b"".join(
+        b"\x00" + b"".join(bytes([x * 30 % 256, y * 30 % 256, 90]) for x in range(width)) for y in range(height)
+    )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
@@ -76,9 +78,7 @@ def anchors(layout: StateLayout) -> bytes:
     return anchors_file(layout.root).read_bytes()
 
 
-def test_a_signed_svg_keeps_the_unsigned_digest_and_names_the_signed_asset(
-    runs: RunsClient, run: runs_pb2.Run
-) -> None:
+def test_a_signed_svg_keeps_the_unsigned_digest_and_names_the_signed_asset(runs: RunsClient, run: runs_pb2.Run) -> None:
     attachment = upload(runs, signed_header(run), SVG)
     assert attachment.digest.sha256 == hashlib.sha256(SVG).hexdigest()
     signed = read_signed(runs, attachment.name)
@@ -243,9 +243,7 @@ def test_a_signed_asset_swapped_in_the_database_for_another_attachments_is_named
             connection.execute(
                 tables.attachments.update()
                 .where(tables.attachments.c.id == first.name.rsplit("/", 1)[1])
-                .values(
-                    signed_sha256=second.signed_digest.sha256, signed_size_bytes=second.signed_digest.size_bytes
-                )
+                .values(signed_sha256=second.signed_digest.sha256, signed_size_bytes=second.signed_digest.size_bytes)
             )
     finally:
         engine.dispose()

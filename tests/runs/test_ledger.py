@@ -72,9 +72,7 @@ def mint(runs: RunsClient, **fields: object) -> runs_pb2.Run:
     return runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input(**fields)))
 
 
-def attach(
-    runs: RunsClient, run: str, kind: str, data: bytes, **fields: object
-) -> runs_pb2.Attachment:
+def attach(runs: RunsClient, run: str, kind: str, data: bytes, **fields: object) -> runs_pb2.Attachment:
     items = [runs_pb2.NewAttachment(kind=kind, filename="f.bin", data=data, **fields)]  # type: ignore[arg-type]
     request = runs_pb2.BatchCreateAttachmentsRequest(run=run, attachments=items)
     return runs.BatchCreateAttachments(request).attachments[0]

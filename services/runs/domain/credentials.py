@@ -74,9 +74,7 @@ def credentials_problems(request: CredentialsRequest, content_type: str, prefix:
     if request.source is None:
         problems.append(FieldViolation(f"{field}.source", "MODEL_OUTPUT or COMPILED_FROM_MODEL_OUTPUT"))
     if content_type not in SUPPORTED_MEDIA_TYPES:
-        problems.append(
-            FieldViolation(f"{prefix}.content_type", f"one of {', '.join(sorted(SUPPORTED_MEDIA_TYPES))}")
-        )
+        problems.append(FieldViolation(f"{prefix}.content_type", f"one of {', '.join(sorted(SUPPORTED_MEDIA_TYPES))}"))
     if not 1 <= len(request.provider) <= MAX_PROVIDER or not 1 <= len(request.model) <= MAX_MODEL:
         problems.append(
             FieldViolation(f"{field}.provider", f"provider 1..{MAX_PROVIDER} and model 1..{MAX_MODEL} characters")
@@ -115,7 +113,7 @@ def sign(
         raise InvalidArgument(
             "CONTENT_CREDENTIALS_INVALID",
             f"content credentials were asked for a {record.content_type} but the bytes are "
-            f"{'not an image Custody can sign' if not media_type else media_type}",
+            f"{media_type or 'not an image Custody can sign'}",
             violations=[FieldViolation(f"{prefix}.content_type", "must be the media type of the bytes")],
         )
     credentials = Credentials(

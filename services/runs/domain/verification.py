@@ -81,10 +81,14 @@ def _signed_asset_problems(context: Context, attachment: AttachmentRecord) -> li
     data = context.blobs.read_all_verified(signed.sha256, signed.size_bytes)
     report = read_credentials(data, attachment.content_type, context.credential_anchors)
     expected = {"attachment": attachment.name, "unsigned_sha256": attachment.sha256}
-    named = {} if report.assertion is None else {
-        "attachment": report.assertion.attachment,
-        "unsigned_sha256": report.assertion.unsigned_sha256,
-    }
+    named = (
+        {}
+        if report.assertion is None
+        else {
+            "attachment": report.assertion.attachment,
+            "unsigned_sha256": report.assertion.unsigned_sha256,
+        }
+    )
     if not report.trusted or named != expected:
         found = "; ".join(report.problems) or f"the manifest names {named or 'nothing'}"
         return [Problem(where, "CREDENTIALS_INVALID", f"a trusted manifest naming {expected}", found)]
