@@ -19,7 +19,7 @@ import c2pa
 
 from services.common.content_credentials.errors import CredentialsError, CredentialsUnavailable
 from services.common.content_credentials.layout import SIGNER_CHAIN, SIGNER_KEY
-from services.common.content_credentials.manifest import Credentials
+from services.common.content_credentials.manifest import ACTIONS_LABEL, CREATED, Credentials, SourceType
 from services.common.content_credentials.media import SUPPORTED_MEDIA_TYPES
 
 _BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
@@ -84,5 +84,14 @@ class CredentialSigner:
         return output.getvalue()
 
 
-_SELF_CHECK_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"/>'
-_SELF_CHECK_MANIFEST: dict[str, Any] = {"claim_generator_info": [{"name": "Custody"}], "title": "signer self-check"}
+_SELF_CHECK_SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"><rect width="1" height="1"/></svg>'
+_SELF_CHECK_MANIFEST: dict[str, Any] = {
+    "claim_generator_info": [{"name": "Custody"}],
+    "title": "signer self-check",
+    "assertions": [
+        {
+            "label": ACTIONS_LABEL,
+            "data": {"actions": [{"action": CREATED, "digitalSourceType": SourceType.ALGORITHMIC_MEDIA.value}]},
+        }
+    ],
+}
