@@ -14,8 +14,6 @@ from datetime import datetime
 from functools import partial
 from pathlib import Path
 
-from cryptography import x509
-
 from services.cli.local_ca import load_or_create_authority, write_public
 from services.common.content_credentials.layout import (
     SIGNER_CHAIN,
@@ -26,7 +24,7 @@ from services.common.content_credentials.layout import (
     signer_directory,
 )
 from services.common.identity import write_private_file
-from services.common.tls.certificates import RENEW_BEFORE, CertificateAuthority
+from services.common.tls.certificates import CertificateAuthority, signer_needs_renewal
 
 # The services that sign content credentials into what they attach.
 SIGNING_SERVICES = ("runs",)
@@ -67,12 +65,4 @@ def _signer_problem(directory: Path, intermediate: CertificateAuthority, now: da
     key, chain = directory / SIGNER_KEY, directory / SIGNER_CHAIN
     if not key.exists() or not chain.exists():
         return "none yet"
-    try:
-        certificate = x509.load_pem_x509_certificates(chain.read_bytes())[0]
-    except ValueError:
-        return "unreadable"
-    if not intermediate.issued(certificate):
-        return "issued by another CA"
-    if certificate.not_valid_after_utc - (now or datetime.now(certificate.not_valid_after_utc.tzinfo)) < RENEW_BEFORE:
-        return f"expires {certificate.not_valid_after_utc:%Y-%m-%d}"
-    return None
+    return signer_needs_renewal(chain.read_bytes(), intermediate, now)

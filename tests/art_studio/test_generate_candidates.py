@@ -203,7 +203,7 @@ def test_attach_failure_leaves_no_attachment_behind(
         answer = stack.generate(count=1, new_session=True)
         (candidate,) = answer.candidates
         assert candidate.failure.reason == "ATTACH_FAILED"
-        assert "none of the three was stored" in candidate.failure.message
+        assert "none of them was stored" in candidate.failure.message
         assert stack.attachments(answer.run) == []
 
 

@@ -10,8 +10,6 @@ asset by tens of kilobytes and add nothing a reviewer needs).
 from __future__ import annotations
 
 import io
-import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from services.common.content_credentials.errors import CredentialsError, Credent
 from services.common.content_credentials.layout import SIGNER_CHAIN, SIGNER_KEY
 from services.common.content_credentials.manifest import ACTIONS_LABEL, CREATED, Credentials, SourceType
 from services.common.content_credentials.media import SUPPORTED_MEDIA_TYPES
+from services.common.identity import exposed_key_file
 
 _BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
 
@@ -32,15 +31,14 @@ class CredentialSigner:
 
     @classmethod
     def from_directory(cls, directory: Path) -> CredentialSigner:
-        """The signer `custody init` wrote: signer.key (mode 0600, readable by this user only) and chain.pem."""
+        """The signer `custody init` wrote: signer.key (mode 0600; 0440 from a Kubernetes Secret) and chain.pem."""
         key, chain = directory / SIGNER_KEY, directory / SIGNER_CHAIN
         for path in (key, chain):
             if not path.is_file():
                 raise CredentialsUnavailable(f"{path} is missing; run `custody init` to issue the signer")
-        mode = stat.S_IMODE(os.stat(key).st_mode)
-        if mode & 0o077:
+        if exposed_key_file(key):
             raise CredentialsUnavailable(
-                f"{key} is readable by others (mode {mode:o}); it must be 0600: chmod 600 {key}"
+                f"{key} is readable by others or writable by its group; it must be 0600: chmod 600 {key}"
             )
         signer = cls(key.read_bytes(), chain.read_bytes())
         signer._check()

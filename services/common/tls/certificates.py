@@ -261,6 +261,19 @@ def needs_renewal(
     return None
 
 
+def signer_needs_renewal(chain: bytes, authority: CertificateAuthority, now: datetime | None = None) -> str | None:
+    """Why a content-credentials signer's chain on disk (end entity first) must be reissued, or None."""
+    try:
+        certificate = x509.load_pem_x509_certificates(chain)[0]
+    except (ValueError, IndexError):
+        return "unreadable"
+    if not authority.issued(certificate):
+        return "issued by another CA"
+    if certificate.not_valid_after_utc - _now(now) < RENEW_BEFORE:
+        return f"expires {certificate.not_valid_after_utc:%Y-%m-%d}"
+    return None
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name(
         [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Custody"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
