@@ -11,6 +11,9 @@
 #   tls/console/tls.crt|key     the review console's HTTPS certificate (console, localhost) custody init
 #   tls/ca.crt                  the CA certificate servers and clients trust            custody init
 #   tls/ca/                     the CA's private key: stays 0700/0600, never mounted     custody init
+#   c2pa/runs/signer.key|chain.pem  runs' content-credentials (C2PA) signer and its chain custody init
+#   c2pa/anchors.pem            the content-credentials root: what verifiers of assets trust custody init
+#   c2pa/root/, c2pa/ca/        the content-credentials CAs' private keys: stay 0700/0600, never mounted
 #   postgres/*.password         PostgreSQL superuser, and an owner and a runtime role   this script
 #                               per stateful service (<service>, <service>_runtime)
 #   openai_api_key              provider key for ai_gateway only (empty: offline local provider)
@@ -62,9 +65,11 @@ fi
 # Compose mounts file secrets as they are on the host (it cannot change their owner or mode), and the services
 # run as uid 10001: the files become readable, the directory stays private to you. (The ledger and TLS keys too:
 # each server's entry point copies its keys to 0600 files of its own before starting, see compose.yaml.) The CA's
-# private key is no container's business: tls/ca/ keeps custody init's modes.
+# private key is no container's business: tls/ca/ keeps custody init's modes, and so do the content-credentials
+# CAs (c2pa/root/, c2pa/ca/).
 chmod 0700 "$dir"
-find "$dir" -path "$dir/tls/ca" -prune -o -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
+find "$dir" \( -path "$dir/tls/ca" -o -path "$dir/c2pa/ca" -o -path "$dir/c2pa/root" \) -prune \
+  -o -type d -exec chmod 0755 {} + -o -type f -exec chmod 0644 {} +
 chmod 0700 "$dir"
 chmod 0600 "$dir/operator.token"
 echo "compose secrets in $dir; operator token: $dir/operator.token; CA certificate: $dir/tls/ca.crt"

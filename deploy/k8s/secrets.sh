@@ -15,10 +15,14 @@
 #                                                  -> that server only; CERT_MANAGER=true leaves them out
 #                                                  (cert-manager issues them: deploy/k8s/components/cert-manager)
 #   console-tls              the same for the review console (tls/console/); its only Secret -> the console only
-# and one ConfigMap, as it holds public keys only:
+#   runs-c2pa                keys signer.key, chain.pem: the content-credentials (C2PA) signer (c2pa/runs/)
+#                                                  -> runs server only
+# and two ConfigMaps, as they hold public keys only:
 #   ledger-verifier-keys     key <service>.ledger.vkey for each stateful service (keys/<service>.ledger.vkey)
 #                                                  the authorities' checkpoint verifier keys -> lineage (witness);
 #                                                  also what auditors check checkpoints and evidence bundles with
+#   content-credentials-anchors  key anchors.pem: the content-credentials root (c2pa/anchors.pem) -> runs;
+#                                                  also what consumers check assets' credentials with
 #
 #   custody init --state-dir var/k8s                       # tokens (once; --force rotates them)
 #   AI_GATEWAY_DATABASE_URL=postgresql://custody_ai_gateway_runtime:...@HOST:5432/custody_ai_gateway \
@@ -100,6 +104,9 @@ for service in ai_gateway runs lineage; do
     [ -s "$state_dir/$file" ] || { echo "$state_dir/$file missing: run custody init" >&2; exit 1; }
   done
 done
+for file in c2pa/runs/signer.key c2pa/runs/chain.pem c2pa/anchors.pem; do
+  [ -s "$state_dir/$file" ] || { echo "$state_dir/$file missing: run custody init" >&2; exit 1; }
+done
 # The servers' certificates and the review console's.
 tls_processes="ai_gateway runs art_studio lineage console"
 if [ "$cert_manager" != "true" ]; then
@@ -139,3 +146,6 @@ for service in ai_gateway runs lineage; do
   verifier_keys+=("--from-file=$service.ledger.vkey=$state_dir/keys/$service.ledger.vkey")
 done
 configmap ledger-verifier-keys "${verifier_keys[@]}"
+secret runs-c2pa --from-file=signer.key="$state_dir/c2pa/runs/signer.key" \
+  --from-file=chain.pem="$state_dir/c2pa/runs/chain.pem"
+configmap content-credentials-anchors --from-file=anchors.pem="$state_dir/c2pa/anchors.pem"

@@ -22,6 +22,7 @@ def generate_request(request: art_studio_pb2.GenerateCandidatesRequest) -> Gener
         lineage_parent=request.lineage_parent,
         request_id=request.request_id,
         new_session=request.new_session,
+        concept_image=request.concept_image,
     )
 
 
@@ -36,7 +37,8 @@ def generated_to_proto(generated: Generated) -> art_studio_pb2.GenerateCandidate
 
 
 def candidate_to_proto(result: CandidateResult) -> art_studio_pb2.Candidate:
-    names = dict(zip(("svg", "spec", "envelope"), result.attachments, strict=False))
+    # The batch's order (studio.Studio._files, then _concept_files).
+    names = dict(zip(("svg", "spec", "envelope", "image", "image_envelope"), result.attachments, strict=False))
     candidate = art_studio_pb2.Candidate(
         index=result.index,
         variant_seed=result.variant_seed,
@@ -49,9 +51,16 @@ def candidate_to_proto(result: CandidateResult) -> art_studio_pb2.Candidate:
         spec_attachment=names.get("spec", ""),
         envelope_attachment=names.get("envelope", ""),
         lineage_version=result.lineage_version,
+        concept_image_attachment=names.get("image", ""),
+        concept_image_sha256=result.concept_image_sha256,
+        concept_image_envelope_attachment=names.get("image_envelope", ""),
     )
     if result.envelope:
         json_format.ParseDict(result.envelope, candidate.envelope, ignore_unknown_fields=True)
+    if result.concept_image_envelope:
+        json_format.ParseDict(
+            result.concept_image_envelope, candidate.concept_image_envelope, ignore_unknown_fields=True
+        )
     if result.failure is not None:
         candidate.failure.CopyFrom(
             art_studio_pb2.CandidateFailure(

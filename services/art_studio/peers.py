@@ -16,10 +16,22 @@ from custody.ai_gateway.v1 import gateway_pb2
 from custody.common.v1 import common_pb2
 from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
-from services.art_studio.studio import CATEGORY, OPERATION, SYSTEM_PROMPT, CandidateFile, GatewayAnswer, VariantFailed
+from services.art_studio.studio import (
+    CATEGORY,
+    IMAGE_OPERATION,
+    IMAGE_SIZE,
+    OPERATION,
+    SYSTEM_PROMPT,
+    AssetCredentials,
+    CandidateFile,
+    GatewayAnswer,
+    ImageAnswer,
+    VariantFailed,
+)
 from services.common import call_context, status
 from services.common.clients import ServiceClients
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, Unavailable
+from services.common.gateway_images import ImageStreamError
 from services.common.hashing import sha256_canonical
 from services.common.protomap import dict_to_struct, principal_to_proto
 from services.rosette.compiler import COMPILER_VERSION
@@ -53,6 +65,23 @@ def _variant_failure(prefix: str, decoded: status.DecodedError) -> VariantFailed
     )
 
 
+def _credentials(credentials: AssetCredentials | None) -> runs_pb2.ContentCredentialsRequest | None:
+    if credentials is None:
+        return None
+    return runs_pb2.ContentCredentialsRequest(
+        source=(
+            runs_pb2.ASSET_SOURCE_COMPILED_FROM_MODEL_OUTPUT
+            if credentials.compiled
+            else runs_pb2.ASSET_SOURCE_MODEL_OUTPUT
+        ),
+        provider=credentials.provider,
+        model=credentials.model,
+        ai_call=credentials.ai_call,
+        ai_request_id=credentials.ai_request_id,
+        ai_ledger_leaf_index=credentials.ai_ledger_leaf_index,
+    )
+
+
 class GrpcPeers:
     def __init__(self, clients: ServiceClients) -> None:
         self._clients = clients
@@ -82,6 +111,35 @@ class GrpcPeers:
             content=response.content,
             envelope=json_format.MessageToDict(response.envelope, preserving_proto_field_name=True),
             cost=json_format.MessageToDict(response.cost, preserving_proto_field_name=True),
+            ledger_leaf_index=response.ledger.leaf_index if response.HasField("ledger") else None,
+        )
+
+    async def generate_image(self, prompt: str, seed: str, request_id: str) -> ImageAnswer:
+        request = gateway_pb2.GenerateImageRequest(
+            operation=IMAGE_OPERATION,
+            category=CATEGORY,
+            prompt=prompt,
+            size=IMAGE_SIZE,
+            count=1,
+            seed=seed,
+            request_id=request_id,
+        )
+        try:
+            received = await self._clients.generate_image(request)
+        except grpc.RpcError as exc:
+            decoded = status.decode(exc)
+            if _is_unreachable(decoded):
+                raise _unreachable("ai_gateway", decoded) from None
+            raise _variant_failure("IMAGE_FAILED", decoded) from None
+        except ImageStreamError as exc:
+            raise VariantFailed("IMAGE_FAILED", f"the gateway's image stream was refused: {exc}") from None
+        ((descriptor, png),) = received.images
+        return ImageAnswer(
+            png=png,
+            sha256=descriptor.sha256,
+            envelope=json_format.MessageToDict(received.envelope, preserving_proto_field_name=True),
+            cost=json_format.MessageToDict(received.cost, preserving_proto_field_name=True),
+            ledger_leaf_index=received.ledger.leaf_index if received.ledger.ListFields() else None,  # absent: no ledger
         )
 
     async def require_run(self, run: str) -> None:
@@ -141,7 +199,13 @@ class GrpcPeers:
         request = runs_pb2.BatchCreateAttachmentsRequest(
             run=run,
             attachments=[
-                runs_pb2.NewAttachment(kind=f.kind, filename=f.filename, content_type=f.content_type, data=f.data)
+                runs_pb2.NewAttachment(
+                    kind=f.kind,
+                    filename=f.filename,
+                    content_type=f.content_type,
+                    data=f.data,
+                    content_credentials=_credentials(f.credentials),
+                )
                 for f in files
             ],
             request_id=request_id,
@@ -152,7 +216,7 @@ class GrpcPeers:
             decoded = status.decode(exc)
             failure = _variant_failure("ATTACH_FAILED", decoded)
             failure.reason = "ATTACH_FAILED"
-            failure.message = f"runs refused the attachments ({failure.message}); none of the three was stored"
+            failure.message = f"runs refused the attachments ({failure.message}); none of them was stored"
             raise failure from None
         return [a.name for a in response.attachments]
 

@@ -1,4 +1,5 @@
-"""Prompt -> spec -> SVG -> attached and recorded, one variant at a time; no grpc here.
+"""Prompt -> spec -> SVG (and, when asked, a concept image) -> attached with content credentials and recorded, one
+variant at a time; no grpc here.
 
 The studio reaches AI only through ai_gateway and stores only through runs and lineage (the `Peers` it is given).
 A variant that fails (unsafe prompt, invalid spec, refused attach) is reported with its reason and field problems;
@@ -34,6 +35,10 @@ SYSTEM_PROMPT = (
     "inner_r < outer_r, 3..64 petals). Units are millimetres; shapes are concentric around the centre."
 )
 MAX_CONCURRENT_VARIANTS = 4
+IMAGE_OPERATION = "concept_image"
+IMAGE_SIZE = "512x512"
+# The concept image illustrates the brief (the spec's JSON would crowd the image model's prompt limit).
+IMAGE_PROMPT = "A concept rendering of a guitar soundhole rosette, {diameter:g} mm across. Brief: {brief}"
 
 
 class VariantFailed(Exception):
@@ -53,6 +58,42 @@ class GatewayAnswer:
     envelope: dict[str, Any]
     # The cost record as JSON, for lineage metadata.
     cost: dict[str, Any]
+    # The call's leaf in the gateway ledger (None when the gateway runs without one).
+    ledger_leaf_index: int | None = None
+
+
+@dataclass(frozen=True)
+class ImageAnswer:
+    """One generated image, its bytes already checked against the digest the gateway's envelope names."""
+
+    png: bytes
+    sha256: str
+    envelope: dict[str, Any]
+    cost: dict[str, Any]
+    ledger_leaf_index: int | None = None
+
+
+@dataclass(frozen=True)
+class AssetCredentials:
+    """What runs is asked to state in a generated asset's content credentials (runs signs them)."""
+
+    compiled: bool  # True: compiled by software from a model's output (the SVG); False: a model's output as is
+    provider: str
+    model: str
+    ai_call: str
+    ai_request_id: str
+    ai_ledger_leaf_index: int | None
+
+    @staticmethod
+    def of(envelope: dict[str, Any], leaf_index: int | None, *, compiled: bool) -> AssetCredentials:
+        return AssetCredentials(
+            compiled=compiled,
+            provider=str(envelope.get("provider", "")),
+            model=str(envelope.get("model", "")),
+            ai_call=str(envelope.get("call", "")),
+            ai_request_id=str(envelope.get("request_id", "")),
+            ai_ledger_leaf_index=leaf_index,
+        )
 
 
 class Peers(Protocol):
@@ -62,6 +103,8 @@ class Peers(Protocol):
     async def generate_spec(
         self, prompt: str, seed: str, provider: str, model: str, schema: str, request_id: str
     ) -> GatewayAnswer: ...
+
+    async def generate_image(self, prompt: str, seed: str, request_id: str) -> ImageAnswer: ...
 
     async def require_run(self, run: str) -> None: ...
 
@@ -82,6 +125,8 @@ class CandidateFile:
     filename: str
     content_type: str
     data: bytes
+    # Set for generated images: runs signs these content credentials into them.
+    credentials: AssetCredentials | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +141,8 @@ class GenerateRequest:
     lineage_parent: str = ""
     request_id: str = ""
     new_session: bool = False
+    # Also ask the gateway for a concept image per candidate (attached next to the SVG; needs a run).
+    concept_image: bool = False
 
 
 @dataclass
@@ -108,6 +155,8 @@ class CandidateResult:
     svg_sha256: str = ""
     envelope: dict[str, Any] = field(default_factory=dict)
     attachments: list[str] = field(default_factory=list)
+    concept_image_sha256: str = ""
+    concept_image_envelope: dict[str, Any] = field(default_factory=dict)
     lineage_version: str = ""
     failure: VariantFailed | None = None
 
@@ -200,6 +249,10 @@ def validate_request(request: GenerateRequest) -> None:
         problems.append(FieldViolation("run", "runs/run_<32 hex>"))
     if request.run and request.new_session:
         problems.append(FieldViolation("new_session", "give either run or new_session, not both"))
+    if request.concept_image and not (request.run or request.new_session):
+        problems.append(
+            FieldViolation("concept_image", "concept images are attached to a run: give run or new_session")
+        )
     if request.lineage_parent and not VERSION_NAME.fullmatch(request.lineage_parent):
         problems.append(FieldViolation("lineage_parent", "projects/{p}/artifacts/{type}/{entity}/versions/{n}"))
     if len(request.variant_seed) > 64:
@@ -253,8 +306,14 @@ class Studio:
             compiled = self._compile_for(document, request.diameter_mm)
             result.spec_json, result.spec_sha256 = compiled.spec_json, compiled.spec_sha256
             result.svg, result.svg_sha256 = compiled.svg, compiled.svg_sha256
+            files = self._files(compiled, answer, index)
+            image = None
+            if request.concept_image:
+                image = await self._concept_image(request, seed, key)
+                result.concept_image_sha256, result.concept_image_envelope = image.sha256, image.envelope
+                files += self._concept_files(image, index)
             if request.run:
-                result.attachments = await self._peers.attach(request.run, self._files(compiled, answer, index), key)
+                result.attachments = await self._peers.attach(request.run, files, key)
             if request.lineage_parent:
                 data = {
                     "svg_sha256": compiled.svg_sha256,
@@ -265,6 +324,9 @@ class Studio:
                     "attachments": result.attachments,
                     "gateway_call": answer.envelope.get("call", ""),
                 }
+                if image is not None:
+                    data["concept_image_sha256"] = image.sha256
+                    data["concept_image_call"] = image.envelope.get("call", "")
                 result.lineage_version = await self._peers.record_candidate(
                     request.lineage_parent, f"candidate-{index}", data, answer.cost, key
                 )
@@ -288,10 +350,28 @@ class Studio:
             )
         return compiled
 
+    async def _concept_image(self, request: GenerateRequest, seed: str, key: str) -> ImageAnswer:
+        prompt = IMAGE_PROMPT.format(brief=request.prompt.strip(), diameter=request.diameter_mm)
+        return await self._peers.generate_image(prompt, seed, f"{key}:image" if key else "")
+
+    @staticmethod
+    def _concept_files(image: ImageAnswer, index: int) -> list[CandidateFile]:
+        credentials = AssetCredentials.of(image.envelope, image.ledger_leaf_index, compiled=False)
+        return [
+            CandidateFile("concept_image", f"concept-{index}.png", "image/png", image.png, credentials),
+            CandidateFile(
+                "ai_provenance_json",
+                f"concept-{index}.envelope.json",
+                "application/json",
+                canonical_json(image.envelope),
+            ),
+        ]
+
     @staticmethod
     def _files(compiled: Compiled, answer: GatewayAnswer, index: int) -> list[CandidateFile]:
+        credentials = AssetCredentials.of(answer.envelope, answer.ledger_leaf_index, compiled=True)
         return [
-            CandidateFile("geometry_svg", f"candidate-{index}.svg", "image/svg+xml", compiled.svg),
+            CandidateFile("geometry_svg", f"candidate-{index}.svg", "image/svg+xml", compiled.svg, credentials),
             CandidateFile(
                 "geometry_spec_json", f"candidate-{index}.spec.json", "application/json", compiled.spec_json.encode()
             ),

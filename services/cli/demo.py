@@ -1,6 +1,7 @@
 """`custody demo`: the governed flow end to end against a running stack, checking every governance expectation.
 
-brief (human) -> 3 candidates (AI, through the gateway) -> bind the first (ALLOW) -> add a second reviewer -> the
+brief (human) -> 3 candidates (AI, through the gateway), each with a concept image -> their SVGs and images carry
+trusted content credentials (C2PA) -> bind the first (ALLOW) -> add a second reviewer -> the
 operator cannot approve what they wrote or requested (four eyes) -> the second reviewer approves the chain -> revise
 the brief -> the candidate and the run are stale -> approving a stale run is refused, with every reason ->
 regenerate, bind, approve -> verify every run. Each step records whether its expectation held; the command exits 0
@@ -29,6 +30,7 @@ from services.cli.people import add_user
 from services.cli.state import StateLayout
 from services.common import call_context, status
 from services.common.clients import ServiceClients
+from services.common.content_credentials import read_credentials
 from services.common.identity import (
     REVIEWER_ROLE,
 )
@@ -99,6 +101,7 @@ class Demo:
         security: ChannelSecurity | None = None,
         service_addresses: dict[str, str] | None = None,
         service_security: ChannelSecurity | None = None,
+        trust_anchors: bytes | None = None,
     ) -> None:
         self._tracer_provider = TracerProvider()
         self._tracer = self._tracer_provider.get_tracer("custody.demo")
@@ -108,6 +111,8 @@ class Demo:
             addresses, operator_token, tracer_provider=self._tracer_provider, security=security
         )
         self._add_reviewer = add_reviewer
+        # The content-credentials root (`custody init`'s c2pa/anchors.pem) the signed assets are checked against.
+        self._trust_anchors = trust_anchors
         self._reviewer_clients: ServiceClients | None = None
         # Optional: a service token, to show that a service can never approve (with TLS: with the service's
         # certificate, at the peers' mutual-TLS addresses, since its token alone is refused before authorization).
@@ -177,6 +182,7 @@ class Demo:
                 new_session=True,
                 lineage_parent=brief,
                 variant_seed=seed,
+                concept_image=True,
             )
         )
         if answer.succeeded != 3:
@@ -186,6 +192,29 @@ class Demo:
             raise ExpectationFailed(f"expected 3 candidates, {answer.succeeded} succeeded ({failures})")
         generated: art_studio_pb2.GenerateCandidatesResponse = answer
         return generated
+
+    async def credentials(self, candidate: art_studio_pb2.Candidate) -> str:
+        """The candidate's SVG and concept image, as they leave the system, carry trusted content credentials that
+        name exactly the bytes binding checks."""
+        if self._trust_anchors is None:
+            raise ExpectationFailed("no content-credentials trust anchors (c2pa/anchors.pem); run `custody init`")
+        checked = []
+        for attachment, media_type, digest in (
+            (candidate.svg_attachment, "image/svg+xml", candidate.svg_sha256),
+            (candidate.concept_image_attachment, "image/png", candidate.concept_image_sha256),
+        ):
+            stream = self._clients.stub("runs").ReadAttachment(
+                runs_pb2.ReadAttachmentRequest(name=attachment, signed=True)
+            )
+            signed = b"".join([message.chunk async for message in stream])
+            report = await asyncio.to_thread(read_credentials, signed, media_type, self._trust_anchors)
+            if not report.trusted or report.assertion is None or report.assertion.unsigned_sha256 != digest:
+                raise ExpectationFailed(f"{attachment}: credentials not trusted ({'; '.join(report.problems)})")
+            checked.append(f"{media_type} {report.source_type.rsplit('/', 1)[-1]}")
+        recorded = (await self.version(candidate.lineage_version)).data.fields
+        if recorded["concept_image_sha256"].string_value != candidate.concept_image_sha256:
+            raise ExpectationFailed(f"{candidate.lineage_version} does not record the concept image's digest")
+        return "trusted C2PA manifests signed by runs: " + ", ".join(checked) + "; the image is in lineage too"
 
     async def bind(self, session: str, candidate: art_studio_pb2.Candidate) -> runs_pb2.Run:
         response = await self._clients.stub("runs").BindCandidate(
@@ -281,6 +310,9 @@ class Demo:
             state["session"] = state["first"].run
             first = state["first"].candidates[0]
             return f"3 candidates attached to {state['session']}; candidate 0 is {first.lineage_version}"
+
+        async def credentials() -> str:
+            return await self.credentials(state["first"].candidates[0])
 
         async def bind_first() -> str:
             state["run"] = await self.bind(state["session"], state["first"].candidates[0])
@@ -387,6 +419,7 @@ class Demo:
         steps: list[tuple[str, Callable[[], Awaitable[str]]]] = [
             ("create design brief (human)", brief),
             ("generate 3 candidates", candidates),
+            ("content credentials on the SVG and concept image", credentials),
             ("bind first candidate (ALLOW)", bind_first),
             ("explain the run (GREEN: system auto-approval)", explain),
             ("a service cannot approve", service_cannot_approve),

@@ -1,5 +1,6 @@
 """`custody evidence ...`: export evidence bundles from the running authorities and check them offline
-(services/cli/evidence_export.py gathers, services/common/evidence builds, writes and verifies)."""
+(services/cli/evidence_export.py gathers, services/common/evidence builds, writes and verifies), and check an
+asset's content credentials offline (services/common/content_credentials)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from services.cli.ledger_commands import AUTHORITIES
 from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR, StateLayout
 from services.common.clients import ServiceClients
+from services.common.content_credentials import CredentialReport, CredentialsError, media_type_of, read_credentials
+from services.common.content_credentials.layout import anchors_file
 from services.common.evidence import bundle
 from services.common.evidence.keys import (
     EvidenceKeyError,
@@ -215,6 +218,67 @@ def verify(
             highlight=False,
             soft_wrap=True,
         )
+
+
+@app.command("c2pa")
+def check_content_credentials(
+    file: Annotated[Path, typer.Argument(help="A PNG or SVG asset Custody produced (custody runs download --signed).")],
+    anchors: Annotated[
+        Path | None,
+        typer.Option("--anchors", help="Trust anchors (PEM). Default: the deployment's c2pa/anchors.pem."),
+    ] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Check an asset's content credentials (C2PA) offline and print the chain of custody they name.
+
+    Exits 0 when the manifest is intact, signed under the trust anchors and a well-formed Custody credential; 1
+    naming every problem otherwise; 2 when the file cannot be read as a PNG or SVG."""
+    anchors_path = anchors or anchors_file(state_dir)
+    if not anchors_path.is_file():
+        hint = "" if anchors else " (pass --anchors PEM, or run `custody init`)"
+        raise typer.BadParameter(f"no trust anchors at {anchors_path}{hint}", param_hint="--anchors")
+    try:
+        data = file.read_bytes()
+        report = read_credentials(data, media_type_of(data), anchors_path.read_bytes())
+    except OSError as exc:
+        err.print(f"error: cannot read {file}: {exc.strerror}", markup=False)
+        raise typer.Exit(2) from None
+    except CredentialsError as exc:
+        err.print(f"error: {file}: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        console.print_json(json.dumps({"file": str(file), "anchors": str(anchors_path), **report.to_dict()}))
+    else:
+        _print_credentials(file, report)
+    if not report.trusted:
+        raise typer.Exit(1)
+
+
+def _print_credentials(file: Path, report: CredentialReport) -> None:
+    verdict = "trusted" if report.trusted else f"NOT TRUSTED ({report.state})"
+    lines = [f"{verdict}: {file} ({report.media_type})"]
+    for problem in report.problems:
+        lines.append(f"  problem        {problem}")
+    if report.signer:
+        lines.append(f"  signed by      {report.signer} (issuer {report.signer_issuer})")
+    if report.source_type:
+        lines.append(f"  source type    {report.source_type.rsplit('/', 1)[-1]}")
+    if report.generator is not None:
+        generator = report.generator
+        lines.append(f"  generator      {generator.provider}/{generator.model} via Custody {generator.custody_version}")
+    claim = report.assertion
+    if claim is not None:
+        leaf = "" if claim.ai_ledger_leaf_index is None else f", gateway ledger leaf {claim.ai_ledger_leaf_index}"
+        lines += [
+            f"  run            {claim.run}",
+            f"  attachment     {claim.attachment} ({claim.kind})",
+            f"  unsigned bytes sha256 {claim.unsigned_sha256} ({claim.unsigned_size_bytes} bytes)",
+            f"  AI call        {claim.ai_call or '(none named)'}, request id {claim.ai_request_id or '-'}{leaf}",
+            f"  signed by      {claim.signed_by} (Custody principal)",
+        ]
+    for line in lines:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _evidence_keys(paths: list[Path], *, explicit: bool) -> list[EvidencePublicKey]:

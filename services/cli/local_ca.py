@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -89,37 +89,48 @@ def ensure_certificates(
             issued = authority.issue(service, trust_domain=DEFAULT_TRUST_DOMAIN, dns_names=names)
             directory.root.mkdir(parents=True, exist_ok=True)
             write_private_file(directory.key, issued.key_pem.decode("ascii"))
-            _write_public(directory.certificate, issued.certificate_pem)
+            write_public(directory.certificate, issued.certificate_pem)
             done.append(f"{service}: certificate issued ({reason}) in {directory.root}")
-        _write_public(directory.ca, authority.certificate_pem)
-    _write_public(layout.client_ca, authority.certificate_pem)
+        write_public(directory.ca, authority.certificate_pem)
+    write_public(layout.client_ca, authority.certificate_pem)
     return done
 
 
 def _authority(layout: TlsLayout, done: list[str]) -> CertificateAuthority:
-    have_key, have_certificate = layout.ca_key.exists(), layout.ca_certificate.exists()
+    return load_or_create_authority(
+        layout.ca_dir, layout.ca_key, layout.ca_certificate, CertificateAuthority.create, done
+    )
+
+
+def load_or_create_authority(
+    directory: Path, key: Path, certificate: Path, create: Callable[[], CertificateAuthority], done: list[str]
+) -> CertificateAuthority:
+    """The CA in `directory`, created (key 0600 in a 0700 directory) when neither of its files exists. One file
+    without the other is an error: a CA is never replaced silently, or every certificate it issued stops being
+    trusted."""
+    have_key, have_certificate = key.exists(), certificate.exists()
     if not have_key and not have_certificate:
-        authority = CertificateAuthority.create()
-        layout.ca_dir.mkdir(parents=True, exist_ok=True)
-        layout.ca_dir.chmod(0o700)
-        write_private_file(layout.ca_key, authority.key_pem.decode("ascii"))
-        _write_public(layout.ca_certificate, authority.certificate_pem)
-        done.append(f"created the local CA {layout.ca_certificate}")
+        authority = create()
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o700)
+        write_private_file(key, authority.key_pem.decode("ascii"))
+        write_public(certificate, authority.certificate_pem)
+        done.append(f"created the CA {certificate}")
         return authority
     if not (have_key and have_certificate):
-        missing = layout.ca_certificate if have_key else layout.ca_key
+        missing = certificate if have_key else key
         raise LocalCaError(
-            f"{missing} is missing, so the local CA in {layout.ca_dir} cannot issue certificates; it is never replaced "
+            f"{missing} is missing, so the CA in {directory} cannot issue certificates; it is never replaced "
             f"silently (every certificate it issued would stop being trusted): restore the file, or remove "
-            f"{layout.ca_dir} yourself to start a new CA"
+            f"{directory} yourself to start a new CA"
         )
     try:
-        return CertificateAuthority.from_pem(layout.ca_certificate.read_bytes(), layout.ca_key.read_bytes())
+        return CertificateAuthority.from_pem(certificate.read_bytes(), key.read_bytes())
     except CertificateError as exc:
-        raise LocalCaError(f"the local CA in {layout.ca_dir} is unusable: {exc}") from None
+        raise LocalCaError(f"the CA in {directory} is unusable: {exc}") from None
 
 
-def _write_public(path: Path, data: bytes) -> None:
+def write_public(path: Path, data: bytes) -> None:
     """Atomically replaces `path` (mode 0644) when its content differs, so readers see the old or the new file."""
     if path.exists() and path.read_bytes() == data:
         return

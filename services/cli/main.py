@@ -47,6 +47,7 @@ from services.cli.state import (
 from services.common import migrations
 from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES, SERVICES
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
+from services.common.content_credentials.layout import anchors_file
 from services.common.contracts import messages
 from services.common.db import describe
 from services.common.server import run
@@ -295,6 +296,7 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
     # With TLS a service's token counts only with its certificate, at its peers' mutual-TLS ports.
     peers = peer_endpoints(layout) if security else {}
     service_security = ChannelSecurity.for_service(layout.tls.service("art_studio")) if peers else None
+    anchors = anchors_file(layout.root)
 
     async def play() -> DemoReport:
         flow = Demo(
@@ -305,6 +307,7 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
             security=security,
             service_addresses=peers or None,
             service_security=service_security,
+            trust_anchors=anchors.read_bytes() if anchors.is_file() else None,
         )
         try:
             return await flow.run()

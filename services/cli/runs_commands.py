@@ -411,6 +411,58 @@ async def _all_attachments(stub: Any, run_name: str) -> list[runs_pb2.Attachment
             return list(reversed(found))  # oldest first, the order they were attached in
 
 
+@app.command()
+def download(
+    attachment: Annotated[str, typer.Argument(help="runs/{run}/attachments/{attachment}")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: the attachment's file name.")] = None,
+    signed: Annotated[
+        bool, typer.Option(help="The credentialed asset (with its C2PA manifest) instead of the unsigned bytes.")
+    ] = False,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+) -> None:
+    """Download an attachment, checking its sha256 on the way; on a mismatch no file is left and the exit is 1."""
+
+    async def fetch(stub: Any) -> tuple[Path, runs_pb2.Attachment] | str:
+        answers = stub.ReadAttachment(runs_pb2.ReadAttachmentRequest(name=attachment, signed=signed))
+        record: runs_pb2.Attachment | None = None
+        digest = hashlib.sha256()
+        target: Path | None = None
+        partial: Path | None = None
+        size = 0
+        try:
+            async for message in answers:
+                if record is None:
+                    record = message.attachment
+                    target = output or Path(Path(record.filename).name)
+                    partial = target.with_name(f".{target.name}.part")
+                    handle = partial.open("wb")
+                digest.update(message.chunk)
+                size += len(message.chunk)
+                handle.write(message.chunk)
+            if record is None or target is None or partial is None:
+                return "the service sent no attachment record"
+            handle.close()
+            expected = record.signed_digest if signed else record.digest
+            if (digest.hexdigest(), size) != (expected.sha256, expected.size_bytes):
+                partial.unlink()
+                return f"the bytes received hash to {digest.hexdigest()} ({size} bytes), not {expected.sha256}"
+            partial.replace(target)
+            return target, record
+        except BaseException:
+            if partial is not None and partial.exists():
+                handle.close()
+                partial.unlink()
+            raise
+
+    result = call(state_dir, "runs", fetch)
+    if isinstance(result, str):
+        err.print(f"error: {result}; nothing was written", markup=False)
+        raise typer.Exit(1)
+    target, record = result
+    digest = record.signed_digest if signed else record.digest
+    console.print(f"{target} ({digest.size_bytes} bytes, sha256 {digest.sha256})", markup=False)
+
+
 async def _download(stub: Any, name: str, target: Path) -> None:
     partial = target.with_suffix(".part")
     with partial.open("wb") as handle:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.cli.content_ca import ensure_content_credentials
 from services.cli.local_ca import TlsLayout, ensure_certificates
 from services.cli.people import reset_credentials
 from services.common.catalog import CONSOLE, SERVICE_NAMES, SERVICES
@@ -89,12 +90,13 @@ def initialize(
     page-token key for each stateful service), the bootstrap operator's token (kept revoked once revoked; other
     people's entries are kept as they are), each authority's ledger signing key, the evidence signing key, and the
     local CA with a certificate per service (local_ca.py; `renew_certificates` reissues them all, `dns_names` adds
-    names to them).
+    names to them), and the content-credentials chain with a signer per signing service (content_ca.py).
     Returns False when already initialized and not forced: existing tokens and keys are kept, and what a state
     directory written by an older version lacks (a page-token key, a ledger key) is added. Ledger keys are never
     replaced, not even when forced: the checkpoints signed with them must stay verifiable."""
     _add_ledger_keys(layout, deployment)
     ensure_certificates(layout.tls, renew=renew_certificates, dns_names=dns_names)
+    ensure_content_credentials(layout.root, renew=renew_certificates)
     if not layout.evidence_key.exists():
         create_key_files(layout.evidence_key, layout.evidence_public_key)
     if layout.is_initialized() and not force:

@@ -25,6 +25,12 @@ def generate(
         bool, typer.Option("--new-session", help="Attach to a new design session run (art_studio creates it).")
     ] = False,
     lineage_parent: Annotated[str, typer.Option(help="Design brief version the candidates derive from.")] = "",
+    concept_image: Annotated[
+        bool,
+        typer.Option(
+            "--concept-image", help="Also a concept image per candidate, attached next to its SVG (needs a run)."
+        ),
+    ] = False,
     seed: Annotated[str, typer.Option(help="Base variant seed.")] = "",
     provider: Annotated[str, typer.Option(help="ai_gateway provider (default: the operation's).")] = "",
     out: Annotated[Path | None, typer.Option(help="Write candidate-<i>.svg and .spec.json here.")] = None,
@@ -43,6 +49,7 @@ def generate(
         lineage_parent=lineage_parent,
         request_id=request_id,
         new_session=new_session,
+        concept_image=concept_image,
     )
     answer = call(state_dir, "art_studio", lambda stub: stub.GenerateCandidates(request))
     if out is not None:
@@ -63,6 +70,7 @@ def generate(
                 "svg_sha256": c.svg_sha256[:16],
                 "spec_sha256": c.spec_sha256[:16],
                 "attachment": c.svg_attachment,
+                **({"concept_image": c.concept_image_attachment} if concept_image else {}),
                 "lineage": c.lineage_version,
                 "detail": c.failure.message if not c.ok else "",
             }

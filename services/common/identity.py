@@ -234,6 +234,12 @@ def _raw(entry: CredentialEntry) -> dict[str, object]:
     return raw
 
 
+def exposed_key_file(path: Path) -> bool:
+    """Whether a private key file may be read by others or written by its group. Group read is tolerated: a
+    Kubernetes Secret mounted with an fsGroup is root:<group> 0440."""
+    return bool(path.stat().st_mode & 0o027)
+
+
 def write_private_file(path: Path, text: str) -> None:
     """Atomically replaces `path` with `text`, readable by the owner only."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from services.common.config import PEER_ADDRESS_DEFAULT, Port, StatefulServiceSettings
+from services.common.content_credentials.layout import anchors_file, signer_directory
 
 
 class RunsSettings(StatefulServiceSettings):
@@ -28,7 +29,20 @@ class RunsSettings(StatefulServiceSettings):
     # Feasibility engine: the narrowest feature the cutting tool can make, and whether path/text are refused.
     tool_diameter_mm: float = Field(default=0.5, gt=0, le=50, allow_inf_nan=False)
     cnc_safe: bool = True
+    # Content credentials (services/runs/domain/credentials.py): the signer's key and chain, and the trust anchors
+    # VerifyRun checks credentialed assets against; both written by `custody init`. Without the signer directory,
+    # an attachment that asks for credentials is refused (CONTENT_CREDENTIALS_UNAVAILABLE).
+    content_credentials_dir: Path | None = Field(default=None, description="default: <state_dir>/c2pa/runs")
+    content_credentials_anchors: Path | None = Field(default=None, description="default: <state_dir>/c2pa/anchors.pem")
 
     @property
     def resolved_blob_dir(self) -> Path:
         return self.blob_dir or self.state_dir / "blobs"
+
+    @property
+    def resolved_content_credentials_dir(self) -> Path:
+        return self.content_credentials_dir or signer_directory(self.state_dir, self.service)
+
+    @property
+    def resolved_content_credentials_anchors(self) -> Path:
+        return self.content_credentials_anchors or anchors_file(self.state_dir)

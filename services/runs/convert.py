@@ -16,6 +16,7 @@ from services.common.protomap import datetime_from_proto, dict_to_struct, princi
 from services.runs import model
 from services.runs.domain.attachments import AttachmentRequest
 from services.runs.domain.binding import BindRequest, BindResult
+from services.runs.domain.credentials import AssetSource, CredentialsRequest
 from services.runs.domain.diff import Difference
 from services.runs.domain.pages import Page
 from services.runs.domain.verification import Verification
@@ -268,17 +269,50 @@ def attachment_to_proto(record: model.AttachmentRecord) -> runs_pb2.Attachment:
         request_id=record.stamp.request_id,
         trace_id=record.stamp.trace_id,
         ledger=ledger_rpc.entry(record.ledger),
+        signed_digest=None if record.signed is None else digest(record.signed.sha256, record.signed.size_bytes),
     )
 
 
 def attachment_request(header: runs_pb2.AttachmentHeader) -> AttachmentRequest:
     return AttachmentRequest(
-        header.run, header.kind, header.filename, header.content_type, header.sha256, dict(header.metadata)
+        header.run,
+        header.kind,
+        header.filename,
+        header.content_type,
+        header.sha256,
+        dict(header.metadata),
+        credentials_request(header.content_credentials) if header.HasField("content_credentials") else None,
     )
 
 
 def new_attachment_request(run: str, item: runs_pb2.NewAttachment) -> AttachmentRequest:
-    return AttachmentRequest(run, item.kind, item.filename, item.content_type, item.sha256, dict(item.metadata))
+    return AttachmentRequest(
+        run,
+        item.kind,
+        item.filename,
+        item.content_type,
+        item.sha256,
+        dict(item.metadata),
+        credentials_request(item.content_credentials) if item.HasField("content_credentials") else None,
+    )
+
+
+ASSET_SOURCE_IN = {
+    runs_pb2.ASSET_SOURCE_MODEL_OUTPUT: AssetSource.MODEL_OUTPUT,
+    runs_pb2.ASSET_SOURCE_COMPILED_FROM_MODEL_OUTPUT: AssetSource.COMPILED_FROM_MODEL_OUTPUT,
+}
+
+
+def credentials_request(message: runs_pb2.ContentCredentialsRequest) -> CredentialsRequest:
+    """An unset or unknown source maps to None, which validation reports with the field's path."""
+    return CredentialsRequest(
+        source=ASSET_SOURCE_IN.get(message.source),
+        provider=message.provider,
+        model=message.model,
+        ai_call=message.ai_call,
+        ai_request_id=message.ai_request_id,
+        ai_ledger_leaf_index=message.ai_ledger_leaf_index if message.HasField("ai_ledger_leaf_index") else None,
+    )
 
 
 def runs_page_to_proto(page: Page[model.RunRecord]) -> runs_pb2.ListRunsResponse:

@@ -26,7 +26,8 @@ ATTACHMENTS = TableRecords(
     "created_at_us",
     principal_column="created_by",
     request_id_column="request_id",
-    digest_columns=("sha256",),
+    digest_columns=("sha256", "signed_sha256"),
+    added_columns=("signed_sha256", "signed_size_bytes"),
 )
 BLOBS = TableRecords(
     "blob", tables.blobs, lambda row: f"blobs/{row['sha256']}", "created_at_us", digest_columns=("sha256",)

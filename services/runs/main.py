@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -14,6 +16,7 @@ from services.common.catalog import SERVICES
 from services.common.clients import ServiceClients
 from services.common.clock import utc_now
 from services.common.config import ServiceSettings
+from services.common.content_credentials import CredentialSigner
 from services.common.db import create_engine
 from services.common.ledger.ledger import Ledger
 from services.common.pagination import PageTokens
@@ -35,12 +38,29 @@ from services.runs.store import RunsStore
 from services.runs.witnessing import CheckpointWitness
 
 SETTINGS = RunsSettings
+log = logging.getLogger("custody.runs")
 
 
 def blob_store(settings: RunsSettings, engine: Engine) -> BlobStore:
     if settings.blob_backend == "database":
         return DatabaseBlobStore(engine, settings.resolved_blob_dir / "tmp", settings.max_attachment_bytes)
     return FilesystemBlobStore(settings.resolved_blob_dir, settings.max_attachment_bytes)
+
+
+def credential_signer(settings: RunsSettings) -> CredentialSigner | None:
+    """The content-credentials signer; None (credentials refused per request) when `custody init` made none. A
+    signer directory that exists but is unusable (a key readable by others, a broken chain) stops the service."""
+    directory = settings.resolved_content_credentials_dir
+    if not directory.exists():
+        log.warning(
+            "no content-credentials signer in %s: attachments that ask for credentials will be refused", directory
+        )
+        return None
+    return CredentialSigner.from_directory(directory)
+
+
+def _read_if_present(path: Path) -> bytes | None:
+    return path.read_bytes() if path.exists() else None
 
 
 def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
@@ -68,6 +88,8 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         outbox_written=lambda: _soon(loop, dispatcher.wake),
         candidates=LineageCandidates(clients),
         page_tokens=PageTokens.configured(settings.page_token_key, "runs"),
+        signer=credential_signer(settings),
+        credential_anchors=_read_if_present(settings.resolved_content_credentials_anchors),
     )
     servicer = RunsServicer(runs, ledger)
 

@@ -71,6 +71,8 @@ class AttachmentKind(StrEnum):
     GCODE = "gcode"
     TOOLPATHS_JSON = "toolpaths_json"
     PREVIEW_PNG = "preview_png"
+    # A model-generated reference image for a candidate (art_studio), with content credentials.
+    CONCEPT_IMAGE = "concept_image"
     REPORT_JSON = "report_json"
     OTHER = "other"
 
@@ -276,10 +278,22 @@ class AttachmentRecord:
     metadata: dict[str, str]
     stamp: Stamp
     ledger: LedgerPosition | None = None
+    # The credentialed asset (the bytes above with the C2PA manifest runs signed), when one was asked for.
+    signed: BlobDigest | None = None
 
     @property
     def name(self) -> str:
         return attachment_name(self.run_id, self.attachment_id)
+
+    def blobs(self) -> list[BlobDigest]:
+        """The blobs the attachment names: its bytes, and the credentialed asset when it has one."""
+        return [BlobDigest(self.sha256, self.size_bytes), *([self.signed] if self.signed else [])]
+
+
+@dataclass(frozen=True)
+class BlobDigest:
+    sha256: str
+    size_bytes: int
 
 
 def run_name(run_id: str) -> str:

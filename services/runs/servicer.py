@@ -107,7 +107,7 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     async def ReadAttachment(
         self, request: runs_pb2.ReadAttachmentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[runs_pb2.ReadAttachmentResponse]:
-        content = await asyncio.to_thread(self._runs.read_attachment, request.name)
+        content = await asyncio.to_thread(self._runs.read_attachment, request.name, request.signed)
         yield runs_pb2.ReadAttachmentResponse(attachment=convert.attachment_to_proto(content.record))
         while chunk := await asyncio.to_thread(next, content.chunks, b""):
             yield runs_pb2.ReadAttachmentResponse(chunk=chunk)

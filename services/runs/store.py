@@ -30,6 +30,7 @@ from services.runs.model import (
     AdvisoryKind,
     AdvisoryLink,
     AttachmentRecord,
+    BlobDigest,
     Explanation,
     ExplanationStatus,
     OutboxMessage,
@@ -609,13 +610,10 @@ class RunsStore:
         try:
             with self.engine.begin() as connection:
                 blobs = {
-                    item.record.sha256: {
-                        "sha256": item.record.sha256,
-                        "size_bytes": item.record.size_bytes,
-                        "created_at_us": to_us(now),
-                    }
+                    blob.sha256: {"sha256": blob.sha256, "size_bytes": blob.size_bytes, "created_at_us": to_us(now)}
                     for items, now in batch
                     for item in items
+                    for blob in item.record.blobs()
                 }
                 # The same bytes may be recorded by a concurrent upload: that is the same blob, not a conflict.
                 connection.execute(insert_if_absent(connection, tables.blobs), sorted(blobs.values(), key=str))
@@ -779,6 +777,8 @@ def _attachment_row(item: NewAttachment) -> dict[str, Any]:
         "idempotency_key": item.idempotency_key,
         "idempotency_fingerprint": item.fingerprint,
         "batch_position": item.position,
+        "signed_sha256": None if record.signed is None else record.signed.sha256,
+        "signed_size_bytes": None if record.signed is None else record.signed.size_bytes,
     }
 
 
@@ -793,6 +793,7 @@ def _attachment(row: sa.Row[Any]) -> AttachmentRecord:
         size_bytes=row.size_bytes,
         metadata=json.loads(row.metadata_json),
         stamp=_stamp(row),
+        signed=None if row.signed_sha256 is None else BlobDigest(row.signed_sha256, row.signed_size_bytes),
     )
 
 

@@ -127,6 +127,9 @@ attachments = sa.Table(
     sa.Column("idempotency_key", sa.String(128)),
     sa.Column("idempotency_fingerprint", sa.String(64)),
     sa.Column("batch_position", sa.Integer, nullable=False, default=0),
+    # The credentialed asset (migration 0006): NULL when no content credentials were asked for.
+    sa.Column("signed_sha256", sa.String(64)),
+    sa.Column("signed_size_bytes", sa.BigInteger),
     sa.UniqueConstraint("run_id", "created_by", "idempotency_key", "batch_position", name="uq_attachments_request"),
     sa.Index("ix_attachments_run_kind", "run_id", "kind", "created_at_us", "id"),
     sa.Index("ix_attachments_run", "run_id", "created_at_us", "id"),

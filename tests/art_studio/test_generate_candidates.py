@@ -44,6 +44,7 @@ class Stack:
         self.studio = art_studio_pb2_grpc.ArtStudioServiceStub(studio.channel())
         self.runs = runs_pb2_grpc.RunsServiceStub(runs.channel())
         self.auth = bearer(operator_token(layout))
+        self.layout = layout
 
     def generate(self, **fields: Any) -> art_studio_pb2.GenerateCandidatesResponse:
         request = art_studio_pb2.GenerateCandidatesRequest(
@@ -202,7 +203,7 @@ def test_attach_failure_leaves_no_attachment_behind(
         answer = stack.generate(count=1, new_session=True)
         (candidate,) = answer.candidates
         assert candidate.failure.reason == "ATTACH_FAILED"
-        assert "none of the three was stored" in candidate.failure.message
+        assert "none of them was stored" in candidate.failure.message
         assert stack.attachments(answer.run) == []
 
 

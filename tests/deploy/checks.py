@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from services.ai_gateway.transport import OPENAI_KEY_ENV
+from services.cli.content_ca import SIGNING_SERVICES
 from services.cli.registry import settings_class
 from services.common.catalog import CONSOLE, CONSOLE_DEFAULT_PORT, PROCESS_NAMES, SERVICES, callers_of
 from services.common.config import CONFIG_FILE_SUFFIX, PEER_PORT_OFFSET, ConfigError, env_prefix
@@ -959,7 +960,14 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
             return {("serve", name)}
         if secret == tls_secret(name):
             return {("serve", name)}
+        if name in SIGNING_SERVICES and secret == content_signer_secret(name):
+            return {("serve", name)}
     return None
+
+
+def content_signer_secret(service: str) -> str:
+    """The C2PA signer's key and chain: the signing server's only."""
+    return f"{k8s_name(service)}-c2pa"
 
 
 def database_secret(service: str) -> str:

@@ -144,3 +144,54 @@ def test_export_then_import_round_trips_runs_and_blobs(cli: Any, runs: RunsClien
 def test_errors_print_status_reason_and_exit_1(cli: Any) -> None:
     result = cli("show", "runs/../etc", expect=1)
     assert "INVALID_ARGUMENT NAME_INVALID" in result.stderr
+
+
+def test_download_writes_the_verified_bytes_and_names_their_digest(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    run = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input()))
+    items = [
+        runs_pb2.NewAttachment(kind="geometry_svg", filename="c.svg", content_type="image/svg+xml", data=CLEAN_SVG)
+    ]
+    (attachment,) = runs.BatchCreateAttachments(
+        runs_pb2.BatchCreateAttachmentsRequest(run=run.name, attachments=items)
+    ).attachments
+    target = tmp_path / "out.svg"
+    result = cli("download", attachment.name, "-o", str(target))
+    assert target.read_bytes() == CLEAN_SVG
+    assert hashlib.sha256(CLEAN_SVG).hexdigest() in result.stdout
+    assert list(tmp_path.glob(".*.part")) == []
+
+
+def test_download_signed_writes_the_credentialed_asset(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    run = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input()))
+    credentials = runs_pb2.ContentCredentialsRequest(
+        source=runs_pb2.ASSET_SOURCE_COMPILED_FROM_MODEL_OUTPUT, provider="local", model="m"
+    )
+    item = runs_pb2.NewAttachment(
+        kind="geometry_svg",
+        filename="c.svg",
+        content_type="image/svg+xml",
+        data=CLEAN_SVG,
+        content_credentials=credentials,
+    )
+    (attachment,) = runs.BatchCreateAttachments(
+        runs_pb2.BatchCreateAttachmentsRequest(run=run.name, attachments=[item])
+    ).attachments
+    target = tmp_path / "signed.svg"
+    cli("download", attachment.name, "--signed", "-o", str(target))
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == attachment.signed_digest.sha256
+
+
+def test_download_of_corrupted_bytes_exits_1_and_leaves_no_file(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    run = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input()))
+    items = [runs_pb2.NewAttachment(kind="other", filename="x.bin", data=b"original bytes")]
+    (attachment,) = runs.BatchCreateAttachments(
+        runs_pb2.BatchCreateAttachmentsRequest(run=run.name, attachments=items)
+    ).attachments
+    blob_root = Path(runs.harness.settings.resolved_blob_dir)  # type: ignore[attr-defined]
+    (stored,) = [p for p in blob_root.rglob(attachment.digest.sha256) if p.is_file()]
+    stored.chmod(0o644)
+    stored.write_bytes(b"tampered bytes")
+    target = tmp_path / "x.bin"
+    result = cli("download", attachment.name, "-o", str(target), expect=1)
+    assert "DATA_LOSS" in result.stdout + result.stderr
+    assert not target.exists() and list(tmp_path.glob(".*.part")) == []

@@ -22,9 +22,11 @@ from services.runs import ledger_audit, tables
 from services.runs.config import RunsSettings
 from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
 from tests.runs.conftest import RunsClient, error_of, run_input
+from tests.runs.test_content_credentials import png
 from tests.support import tamper
 from tests.support.harness import ServiceHarness
 
+CONCEPT_PNG = png()
 FAST = {"ledger_checkpoint_interval_s": "0.05", "ledger_checkpoint_leaves": "1000"}
 
 
@@ -70,8 +72,8 @@ def mint(runs: RunsClient, **fields: object) -> runs_pb2.Run:
     return runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input(**fields)))
 
 
-def attach(runs: RunsClient, run: str, kind: str, data: bytes) -> runs_pb2.Attachment:
-    items = [runs_pb2.NewAttachment(kind=kind, filename="f.bin", data=data)]
+def attach(runs: RunsClient, run: str, kind: str, data: bytes, **fields: object) -> runs_pb2.Attachment:
+    items = [runs_pb2.NewAttachment(kind=kind, filename="f.bin", data=data, **fields)]  # type: ignore[arg-type]
     request = runs_pb2.BatchCreateAttachmentsRequest(run=run, attachments=items)
     return runs.BatchCreateAttachments(request).attachments[0]
 
@@ -189,13 +191,18 @@ def test_a_leaf_newer_than_the_checkpoint_asked_for_is_not_yet_provable(runs: Ru
 
 
 def populate(runs: RunsClient) -> None:
-    """Records of every kind: runs, blobs and attachments, an advisory, explanation history, a seal."""
+    """Records of every kind: runs, blobs and attachments (one with a signed asset), an advisory, explanation
+    history, a seal."""
     for _ in range(3):
         mint(runs)
     session = mint(runs, mode="design_session").name
     attach(runs, session, "geometry_svg", CLEAN_SVG)
     attach(runs, session, "geometry_spec_json", CLEAN_SPEC)
     attach(runs, session, "other", b"\x00\x01" * 3000)
+    credentials = runs_pb2.ContentCredentialsRequest(
+        source=runs_pb2.ASSET_SOURCE_MODEL_OUTPUT, provider="local", model="local-image-1"
+    )
+    attach(runs, session, "concept_image", CONCEPT_PNG, content_type="image/png", content_credentials=credentials)
     for advisory_id in ("adv-1", "adv-2"):
         runs.AttachAdvisory(
             runs_pb2.AttachAdvisoryRequest(

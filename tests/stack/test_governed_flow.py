@@ -38,8 +38,8 @@ def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
-    assert [s["ok"] for s in report["steps"]] == [True] * 14, report["steps"]
-    assert len(report["request_ids"]) == len(report["trace_ids"]) == 14
+    assert [s["ok"] for s in report["steps"]] == [True] * 15, report["steps"]
+    assert len(report["request_ids"]) == len(report["trace_ids"]) == 15
     assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in report["trace_ids"])
     assert VERSION.match(report["brief"])
     assert len(report["runs"]) == 3 and all(r.startswith("runs/run_") for r in report["runs"])
@@ -49,6 +49,8 @@ def test_the_demo_holds_every_governance_expectation(tmp_path: Path) -> None:
     steps = {s["name"]: s["detail"] for s in report["steps"]}
     assert "PERMISSION_DENIED" in steps["a service cannot approve"]
     assert "kind system" in steps["explain the run (GREEN: system auto-approval)"]
+    credentials = steps["content credentials on the SVG and concept image"]
+    assert "image/svg+xml algorithmicMedia" in credentials and "image/png trainedAlgorithmicMedia" in credentials
     # Four eyes: a second person, added while the stack runs, approves what the operator wrote and requested.
     reviewer = report["reviewer"]
     assert re.fullmatch(r"human:reviewer-[0-9a-f]{4}", reviewer)

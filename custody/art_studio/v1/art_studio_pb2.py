@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from custody.common.v1 import common_pb2 as custody_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&custody/art_studio/v1/art_studio.proto\x12\x15\x63ustody.art_studio.v1\x1a\x1e\x63ustody/common/v1/common.proto\"\x17\n\x15GetServiceInfoRequest\"\xd4\x01\n\x19GenerateCandidatesRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x13\n\x0b\x64iameter_mm\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0cvariant_seed\x18\x06 \x01(\t\x12\x0b\n\x03run\x18\x07 \x01(\t\x12\x16\n\x0elineage_parent\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x13\n\x0bnew_session\x18\n \x01(\x08\"j\n\x10\x43\x61ndidateFailure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x35\n\x08problems\x18\x03 \x03(\x0b\x32#.custody.art_studio.v1.FieldProblem\"2\n\x0c\x46ieldProblem\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\xdf\x02\n\tCandidate\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x14\n\x0cvariant_seed\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x11\n\tspec_json\x18\x04 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x05 \x01(\t\x12\x0b\n\x03svg\x18\x06 \x01(\x0c\x12\x12\n\nsvg_sha256\x18\x07 \x01(\t\x12\x37\n\x08\x65nvelope\x18\x08 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12\x16\n\x0esvg_attachment\x18\t \x01(\t\x12\x17\n\x0fspec_attachment\x18\n \x01(\t\x12\x1b\n\x13\x65nvelope_attachment\x18\x0b \x01(\t\x12\x17\n\x0flineage_version\x18\x0c \x01(\t\x12\x38\n\x07\x66\x61ilure\x18\r \x01(\x0b\x32\'.custody.art_studio.v1.CandidateFailure\"\x82\x01\n\x1aGenerateCandidatesResponse\x12\x34\n\ncandidates\x18\x01 \x03(\x0b\x32 .custody.art_studio.v1.Candidate\x12\x11\n\tsucceeded\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\x12\x0b\n\x03run\x18\x04 \x01(\t\"\'\n\x12\x43ompileSpecRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\"^\n\x13\x43ompileSpecResponse\x12\x0b\n\x03svg\x18\x01 \x01(\x0c\x12\x12\n\nsvg_sha256\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x04 \x01(\t\"!\n\x12ValidateSvgRequest\x12\x0b\n\x03svg\x18\x01 \x01(\x0c\">\n\x0cSvgViolation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"q\n\x13ValidateSvgResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x37\n\nviolations\x18\x02 \x03(\x0b\x32#.custody.art_studio.v1.SvgViolation\x12\x12\n\nsvg_sha256\x18\x03 \x01(\t2\xcd\x03\n\x10\x41rtStudioService\x12\x63\n\x0eGetServiceInfo\x12,.custody.art_studio.v1.GetServiceInfoRequest\x1a\x1e.custody.common.v1.ServiceInfo\"\x03\x90\x02\x01\x12~\n\x12GenerateCandidates\x12\x30.custody.art_studio.v1.GenerateCandidatesRequest\x1a\x31.custody.art_studio.v1.GenerateCandidatesResponse\"\x03\x90\x02\x02\x12i\n\x0b\x43ompileSpec\x12).custody.art_studio.v1.CompileSpecRequest\x1a*.custody.art_studio.v1.CompileSpecResponse\"\x03\x90\x02\x01\x12i\n\x0bValidateSvg\x12).custody.art_studio.v1.ValidateSvgRequest\x1a*.custody.art_studio.v1.ValidateSvgResponse\"\x03\x90\x02\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&custody/art_studio/v1/art_studio.proto\x12\x15\x63ustody.art_studio.v1\x1a\x1e\x63ustody/common/v1/common.proto\"\x17\n\x15GetServiceInfoRequest\"\xeb\x01\n\x19GenerateCandidatesRequest\x12\x0e\n\x06prompt\x18\x01 \x01(\t\x12\x13\n\x0b\x64iameter_mm\x18\x02 \x01(\x01\x12\r\n\x05\x63ount\x18\x03 \x01(\x05\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\r\n\x05model\x18\x05 \x01(\t\x12\x14\n\x0cvariant_seed\x18\x06 \x01(\t\x12\x0b\n\x03run\x18\x07 \x01(\t\x12\x16\n\x0elineage_parent\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x13\n\x0bnew_session\x18\n \x01(\x08\x12\x15\n\rconcept_image\x18\x0b \x01(\x08\"j\n\x10\x43\x61ndidateFailure\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x35\n\x08problems\x18\x03 \x03(\x0b\x32#.custody.art_studio.v1.FieldProblem\"2\n\x0c\x46ieldProblem\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"\x91\x04\n\tCandidate\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x14\n\x0cvariant_seed\x18\x02 \x01(\t\x12\n\n\x02ok\x18\x03 \x01(\x08\x12\x11\n\tspec_json\x18\x04 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x05 \x01(\t\x12\x0b\n\x03svg\x18\x06 \x01(\x0c\x12\x12\n\nsvg_sha256\x18\x07 \x01(\t\x12\x37\n\x08\x65nvelope\x18\x08 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12\x16\n\x0esvg_attachment\x18\t \x01(\t\x12\x17\n\x0fspec_attachment\x18\n \x01(\t\x12\x1b\n\x13\x65nvelope_attachment\x18\x0b \x01(\t\x12\x17\n\x0flineage_version\x18\x0c \x01(\t\x12\x38\n\x07\x66\x61ilure\x18\r \x01(\x0b\x32\'.custody.art_studio.v1.CandidateFailure\x12 \n\x18\x63oncept_image_attachment\x18\x0e \x01(\t\x12\x1c\n\x14\x63oncept_image_sha256\x18\x0f \x01(\t\x12\x45\n\x16\x63oncept_image_envelope\x18\x10 \x01(\x0b\x32%.custody.common.v1.ProvenanceEnvelope\x12)\n!concept_image_envelope_attachment\x18\x11 \x01(\t\"\x82\x01\n\x1aGenerateCandidatesResponse\x12\x34\n\ncandidates\x18\x01 \x03(\x0b\x32 .custody.art_studio.v1.Candidate\x12\x11\n\tsucceeded\x18\x02 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x03 \x01(\x05\x12\x0b\n\x03run\x18\x04 \x01(\t\"\'\n\x12\x43ompileSpecRequest\x12\x11\n\tspec_json\x18\x01 \x01(\t\"^\n\x13\x43ompileSpecResponse\x12\x0b\n\x03svg\x18\x01 \x01(\x0c\x12\x12\n\nsvg_sha256\x18\x02 \x01(\t\x12\x11\n\tspec_json\x18\x03 \x01(\t\x12\x13\n\x0bspec_sha256\x18\x04 \x01(\t\"!\n\x12ValidateSvgRequest\x12\x0b\n\x03svg\x18\x01 \x01(\x0c\">\n\x0cSvgViolation\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"q\n\x13ValidateSvgResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12\x37\n\nviolations\x18\x02 \x03(\x0b\x32#.custody.art_studio.v1.SvgViolation\x12\x12\n\nsvg_sha256\x18\x03 \x01(\t2\xcd\x03\n\x10\x41rtStudioService\x12\x63\n\x0eGetServiceInfo\x12,.custody.art_studio.v1.GetServiceInfoRequest\x1a\x1e.custody.common.v1.ServiceInfo\"\x03\x90\x02\x01\x12~\n\x12GenerateCandidates\x12\x30.custody.art_studio.v1.GenerateCandidatesRequest\x1a\x31.custody.art_studio.v1.GenerateCandidatesResponse\"\x03\x90\x02\x02\x12i\n\x0b\x43ompileSpec\x12).custody.art_studio.v1.CompileSpecRequest\x1a*.custody.art_studio.v1.CompileSpecResponse\"\x03\x90\x02\x01\x12i\n\x0bValidateSvg\x12).custody.art_studio.v1.ValidateSvgRequest\x1a*.custody.art_studio.v1.ValidateSvgResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,25 +43,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSERVICEINFOREQUEST']._serialized_start=97
   _globals['_GETSERVICEINFOREQUEST']._serialized_end=120
   _globals['_GENERATECANDIDATESREQUEST']._serialized_start=123
-  _globals['_GENERATECANDIDATESREQUEST']._serialized_end=335
-  _globals['_CANDIDATEFAILURE']._serialized_start=337
-  _globals['_CANDIDATEFAILURE']._serialized_end=443
-  _globals['_FIELDPROBLEM']._serialized_start=445
-  _globals['_FIELDPROBLEM']._serialized_end=495
-  _globals['_CANDIDATE']._serialized_start=498
-  _globals['_CANDIDATE']._serialized_end=849
-  _globals['_GENERATECANDIDATESRESPONSE']._serialized_start=852
-  _globals['_GENERATECANDIDATESRESPONSE']._serialized_end=982
-  _globals['_COMPILESPECREQUEST']._serialized_start=984
-  _globals['_COMPILESPECREQUEST']._serialized_end=1023
-  _globals['_COMPILESPECRESPONSE']._serialized_start=1025
-  _globals['_COMPILESPECRESPONSE']._serialized_end=1119
-  _globals['_VALIDATESVGREQUEST']._serialized_start=1121
-  _globals['_VALIDATESVGREQUEST']._serialized_end=1154
-  _globals['_SVGVIOLATION']._serialized_start=1156
-  _globals['_SVGVIOLATION']._serialized_end=1218
-  _globals['_VALIDATESVGRESPONSE']._serialized_start=1220
-  _globals['_VALIDATESVGRESPONSE']._serialized_end=1333
-  _globals['_ARTSTUDIOSERVICE']._serialized_start=1336
-  _globals['_ARTSTUDIOSERVICE']._serialized_end=1797
+  _globals['_GENERATECANDIDATESREQUEST']._serialized_end=358
+  _globals['_CANDIDATEFAILURE']._serialized_start=360
+  _globals['_CANDIDATEFAILURE']._serialized_end=466
+  _globals['_FIELDPROBLEM']._serialized_start=468
+  _globals['_FIELDPROBLEM']._serialized_end=518
+  _globals['_CANDIDATE']._serialized_start=521
+  _globals['_CANDIDATE']._serialized_end=1050
+  _globals['_GENERATECANDIDATESRESPONSE']._serialized_start=1053
+  _globals['_GENERATECANDIDATESRESPONSE']._serialized_end=1183
+  _globals['_COMPILESPECREQUEST']._serialized_start=1185
+  _globals['_COMPILESPECREQUEST']._serialized_end=1224
+  _globals['_COMPILESPECRESPONSE']._serialized_start=1226
+  _globals['_COMPILESPECRESPONSE']._serialized_end=1320
+  _globals['_VALIDATESVGREQUEST']._serialized_start=1322
+  _globals['_VALIDATESVGREQUEST']._serialized_end=1355
+  _globals['_SVGVIOLATION']._serialized_start=1357
+  _globals['_SVGVIOLATION']._serialized_end=1419
+  _globals['_VALIDATESVGRESPONSE']._serialized_start=1421
+  _globals['_VALIDATESVGRESPONSE']._serialized_end=1534
+  _globals['_ARTSTUDIOSERVICE']._serialized_start=1537
+  _globals['_ARTSTUDIOSERVICE']._serialized_end=1998
 # @@protoc_insertion_point(module_scope)

@@ -48,6 +48,7 @@ class GenerateCandidatesRequest(_message.Message):
     LINEAGE_PARENT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     NEW_SESSION_FIELD_NUMBER: _builtins.int
+    CONCEPT_IMAGE_FIELD_NUMBER: _builtins.int
     prompt: _builtins.str
     """What to design, 3..2000 characters (petal counts, rings, style words...)."""
     diameter_mm: _builtins.float
@@ -69,6 +70,8 @@ class GenerateCandidatesRequest(_message.Message):
     """Mint a design-session run (mode design_session, created by art_studio) and attach the candidates to it;
     GenerateCandidatesResponse.run names it. Exclusive with run.
     """
+    concept_image: _builtins.bool
+    """Also generate a concept image per variant (needs run or new_session: the image is attached, not returned)."""
     def __init__(
         self,
         *,
@@ -82,10 +85,11 @@ class GenerateCandidatesRequest(_message.Message):
         lineage_parent: _builtins.str = ...,
         request_id: _builtins.str = ...,
         new_session: _builtins.bool = ...,
+        concept_image: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "diameter_mm", b"diameter_mm", "lineage_parent", b"lineage_parent", "model", b"model", "new_session", b"new_session", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "run", b"run", "variant_seed", b"variant_seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept_image", b"concept_image", "count", b"count", "diameter_mm", b"diameter_mm", "lineage_parent", b"lineage_parent", "model", b"model", "new_session", b"new_session", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "run", b"run", "variant_seed", b"variant_seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -157,6 +161,10 @@ class Candidate(_message.Message):
     ENVELOPE_ATTACHMENT_FIELD_NUMBER: _builtins.int
     LINEAGE_VERSION_FIELD_NUMBER: _builtins.int
     FAILURE_FIELD_NUMBER: _builtins.int
+    CONCEPT_IMAGE_ATTACHMENT_FIELD_NUMBER: _builtins.int
+    CONCEPT_IMAGE_SHA256_FIELD_NUMBER: _builtins.int
+    CONCEPT_IMAGE_ENVELOPE_FIELD_NUMBER: _builtins.int
+    CONCEPT_IMAGE_ENVELOPE_ATTACHMENT_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     variant_seed: _builtins.str
     ok: _builtins.bool
@@ -171,6 +179,12 @@ class Candidate(_message.Message):
     envelope_attachment: _builtins.str
     lineage_version: _builtins.str
     """The svg_candidate lineage version, when recorded."""
+    concept_image_attachment: _builtins.str
+    """With concept_image: the image's attachment (kind concept_image, read it from runs), digest and the image
+    call's envelope, and the attachment holding that envelope.
+    """
+    concept_image_sha256: _builtins.str
+    concept_image_envelope_attachment: _builtins.str
     @_builtins.property
     def envelope(self) -> _common_pb2.ProvenanceEnvelope:
         """The gateway's provenance envelope for this variant (present whenever the gateway answered)."""
@@ -179,6 +193,8 @@ class Candidate(_message.Message):
     def failure(self) -> Global___CandidateFailure:
         """Set when ok is false."""
 
+    @_builtins.property
+    def concept_image_envelope(self) -> _common_pb2.ProvenanceEnvelope: ...
     def __init__(
         self,
         *,
@@ -195,10 +211,14 @@ class Candidate(_message.Message):
         envelope_attachment: _builtins.str = ...,
         lineage_version: _builtins.str = ...,
         failure: Global___CandidateFailure | None = ...,
+        concept_image_attachment: _builtins.str = ...,
+        concept_image_sha256: _builtins.str = ...,
+        concept_image_envelope: _common_pb2.ProvenanceEnvelope | None = ...,
+        concept_image_envelope_attachment: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "failure", b"failure"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["concept_image_envelope", b"concept_image_envelope", "envelope", b"envelope", "failure", b"failure"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["envelope", b"envelope", "envelope_attachment", b"envelope_attachment", "failure", b"failure", "index", b"index", "lineage_version", b"lineage_version", "ok", b"ok", "spec_attachment", b"spec_attachment", "spec_json", b"spec_json", "spec_sha256", b"spec_sha256", "svg", b"svg", "svg_attachment", b"svg_attachment", "svg_sha256", b"svg_sha256", "variant_seed", b"variant_seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept_image_attachment", b"concept_image_attachment", "concept_image_envelope", b"concept_image_envelope", "concept_image_envelope_attachment", b"concept_image_envelope_attachment", "concept_image_sha256", b"concept_image_sha256", "envelope", b"envelope", "envelope_attachment", b"envelope_attachment", "failure", b"failure", "index", b"index", "lineage_version", b"lineage_version", "ok", b"ok", "spec_attachment", b"spec_attachment", "spec_json", b"spec_json", "spec_sha256", b"spec_sha256", "svg", b"svg", "svg_attachment", b"svg_attachment", "svg_sha256", b"svg_sha256", "variant_seed", b"variant_seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -98,20 +98,24 @@ class ArtStudioServiceServicer:
         """Generates `count` candidate rosettes for a prompt. Each variant is one gateway call (operation
         prompt_to_svg_spec, category ROSETTE_DESIGN, seed "<variant_seed>:<i>"), then spec validation, compilation
         and SVG validation. A variant that fails says why (with field violations) while the others still succeed.
-        With a run (or new_session), each good variant's SVG, spec and envelope are attached in one atomic batch;
-        with a lineage parent, each is recorded as an svg_candidate version derived from it, naming the caller as its
+        With a run (or new_session), each good variant's SVG, spec and envelope are attached in one atomic batch, the
+        SVG with content credentials (a C2PA manifest runs signs: compiled by software from the model's spec, naming
+        the gateway call); with concept_image, a concept image per variant (operation concept_image, one
+        GenerateImage call) and its envelope join the batch, the PNG credentialed as a model's output. With a lineage
+        parent, each is recorded as an svg_candidate version derived from it, naming the caller as its
         requested_by (four eyes: the caller cannot approve it). art_studio attaches only
         to runs it created itself: a design session from new_session, or one an earlier call returned.
         Errors:
         INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
-        count not 1..10, a malformed run or lineage parent name, both run and new_session; BadRequest names each.
+        count not 1..10, a malformed run or lineage parent name, both run and new_session, concept_image without
+        run or new_session; BadRequest names each.
         INVALID_ARGUMENT (reason REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
         NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
         PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
         FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
         UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
-        Failures of single variants (safety blocks, invalid specs, attach failures) are reported per variant,
-        not as an error of the call.
+        Failures of single variants (safety blocks, invalid specs, a refused or failed image, attach failures) are
+        reported per variant, not as an error of the call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

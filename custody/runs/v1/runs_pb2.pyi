@@ -147,6 +147,28 @@ FEASIBILITY_DECISION_ALLOW: FeasibilityDecision.ValueType  # 1
 FEASIBILITY_DECISION_BLOCK: FeasibilityDecision.ValueType  # 2
 Global___FeasibilityDecision: _TypeAlias = FeasibilityDecision  # noqa: Y015
 
+class _AssetSource:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _AssetSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AssetSource.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ASSET_SOURCE_UNSPECIFIED: _AssetSource.ValueType  # 0
+    ASSET_SOURCE_MODEL_OUTPUT: _AssetSource.ValueType  # 1
+    """A model's output as is (trainedAlgorithmicMedia): a generated image."""
+    ASSET_SOURCE_COMPILED_FROM_MODEL_OUTPUT: _AssetSource.ValueType  # 2
+    """Produced by software from a model's output (algorithmicMedia): an SVG compiled from a model's spec."""
+
+class AssetSource(_AssetSource, metaclass=_AssetSourceEnumTypeWrapper):
+    """Which IPTC digital source type a generated asset's C2PA `c2pa.created` action declares."""
+
+ASSET_SOURCE_UNSPECIFIED: AssetSource.ValueType  # 0
+ASSET_SOURCE_MODEL_OUTPUT: AssetSource.ValueType  # 1
+"""A model's output as is (trainedAlgorithmicMedia): a generated image."""
+ASSET_SOURCE_COMPILED_FROM_MODEL_OUTPUT: AssetSource.ValueType  # 2
+"""Produced by software from a model's output (algorithmicMedia): an SVG compiled from a model's spec."""
+Global___AssetSource: _TypeAlias = AssetSource  # noqa: Y015
+
 class _Severity:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -766,10 +788,11 @@ class Attachment(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     LEDGER_FIELD_NUMBER: _builtins.int
+    SIGNED_DIGEST_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """runs/{run}/attachments/{attachment}"""
     kind: _builtins.str
-    """geometry_svg, geometry_spec_json, ai_provenance_json, gcode, toolpaths_json, preview_png, report_json, other."""
+    """geometry_svg, geometry_spec_json, ai_provenance_json, gcode, toolpaths_json, preview_png, concept_image, report_json, other."""
     filename: _builtins.str
     content_type: _builtins.str
     request_id: _builtins.str
@@ -786,6 +809,13 @@ class Attachment(_message.Message):
     def ledger(self) -> _ledger_pb2.LedgerEntry:
         """Where the attachment's leaf sits in the runs ledger (record_name = name)."""
 
+    @_builtins.property
+    def signed_digest(self) -> _common_pb2.Digest:
+        """The credentialed asset: the bytes of `digest` with a C2PA manifest signed by this runs service embedded (what
+        leaves the system; ReadAttachment with signed). Absent when no content credentials were asked for. `digest`
+        stays the digest of the unsigned bytes: what binding checks and what the manifest names.
+        """
+
     def __init__(
         self,
         *,
@@ -800,14 +830,59 @@ class Attachment(_message.Message):
         request_id: _builtins.str = ...,
         trace_id: _builtins.str = ...,
         ledger: _ledger_pb2.LedgerEntry | None = ...,
+        signed_digest: _common_pb2.Digest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "ledger", b"ledger"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "ledger", b"ledger", "signed_digest", b"signed_digest"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "filename", b"filename", "kind", b"kind", "ledger", b"ledger", "metadata", b"metadata", "name", b"name", "request_id", b"request_id", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "create_time", b"create_time", "created_by", b"created_by", "digest", b"digest", "filename", b"filename", "kind", b"kind", "ledger", b"ledger", "metadata", b"metadata", "name", b"name", "request_id", b"request_id", "signed_digest", b"signed_digest", "trace_id", b"trace_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Attachment: _TypeAlias = Attachment  # noqa: Y015
+
+@_typing.final
+class ContentCredentialsRequest(_message.Message):
+    """Asks runs to embed content credentials (a C2PA manifest it signs) in a generated PNG or SVG. What it names about
+    the model and the AI call is the uploader's statement, recorded as made by the authenticated uploader; the run,
+    the attachment and the digest of the unsigned bytes are runs' own.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    AI_CALL_FIELD_NUMBER: _builtins.int
+    AI_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    AI_LEDGER_LEAF_INDEX_FIELD_NUMBER: _builtins.int
+    source: Global___AssetSource.ValueType
+    provider: _builtins.str
+    """The provider and model that produced the asset (or the spec it was compiled from); at most 64 and 128 chars."""
+    model: _builtins.str
+    ai_call: _builtins.str
+    """The gateway call that produced it, "calls/{call}" (empty if none), and that call envelope's request_id."""
+    ai_request_id: _builtins.str
+    ai_ledger_leaf_index: _builtins.int
+    """The call's leaf in the gateway ledger (GenerateTextResponse.ledger.leaf_index), when known."""
+    def __init__(
+        self,
+        *,
+        source: Global___AssetSource.ValueType = ...,
+        provider: _builtins.str = ...,
+        model: _builtins.str = ...,
+        ai_call: _builtins.str = ...,
+        ai_request_id: _builtins.str = ...,
+        ai_ledger_leaf_index: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_ai_ledger_leaf_index", b"_ai_ledger_leaf_index", "ai_ledger_leaf_index", b"ai_ledger_leaf_index"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_ai_ledger_leaf_index", b"_ai_ledger_leaf_index", "ai_call", b"ai_call", "ai_ledger_leaf_index", b"ai_ledger_leaf_index", "ai_request_id", b"ai_request_id", "model", b"model", "provider", b"provider", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__ai_ledger_leaf_index: _TypeAlias = _typing.Literal["ai_ledger_leaf_index"]  # noqa: Y015
+    _WhichOneofArgType__ai_ledger_leaf_index: _TypeAlias = _typing.Literal["_ai_ledger_leaf_index", b"_ai_ledger_leaf_index"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ai_ledger_leaf_index) -> _WhichOneofReturnType__ai_ledger_leaf_index | None: ...
+
+Global___ContentCredentialsRequest: _TypeAlias = ContentCredentialsRequest  # noqa: Y015
 
 @_typing.final
 class AttachmentHeader(_message.Message):
@@ -840,6 +915,7 @@ class AttachmentHeader(_message.Message):
     SHA256_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_CREDENTIALS_FIELD_NUMBER: _builtins.int
     run: _builtins.str
     """runs/{run}"""
     kind: _builtins.str
@@ -850,6 +926,10 @@ class AttachmentHeader(_message.Message):
     request_id: _builtins.str
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def content_credentials(self) -> Global___ContentCredentialsRequest:
+        """When set, runs signs a C2PA manifest into the asset (see Attachment.signed_digest)."""
+
     def __init__(
         self,
         *,
@@ -860,10 +940,11 @@ class AttachmentHeader(_message.Message):
         sha256: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         request_id: _builtins.str = ...,
+        content_credentials: Global___ContentCredentialsRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["content_credentials", b"content_credentials"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "request_id", b"request_id", "run", b"run", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_credentials", b"content_credentials", "content_type", b"content_type", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "request_id", b"request_id", "run", b"run", "sha256", b"sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -925,6 +1006,7 @@ class NewAttachment(_message.Message):
     DATA_FIELD_NUMBER: _builtins.int
     SHA256_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    CONTENT_CREDENTIALS_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     filename: _builtins.str
     content_type: _builtins.str
@@ -933,6 +1015,10 @@ class NewAttachment(_message.Message):
     """Optional expected sha256 of data."""
     @_builtins.property
     def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def content_credentials(self) -> Global___ContentCredentialsRequest:
+        """As AttachmentHeader.content_credentials."""
+
     def __init__(
         self,
         *,
@@ -942,10 +1028,11 @@ class NewAttachment(_message.Message):
         data: _builtins.bytes = ...,
         sha256: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        content_credentials: Global___ContentCredentialsRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["content_credentials", b"content_credentials"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "data", b"data", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "sha256", b"sha256"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_credentials", b"content_credentials", "content_type", b"content_type", "data", b"data", "filename", b"filename", "kind", b"kind", "metadata", b"metadata", "sha256", b"sha256"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1043,16 +1130,20 @@ class ReadAttachmentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
+    SIGNED_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """runs/{run}/attachments/{attachment}"""
+    signed: _builtins.bool
+    """Stream the credentialed asset (Attachment.signed_digest) instead of the unsigned bytes."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
+        signed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "signed", b"signed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1449,9 +1540,11 @@ class VerificationProblem(_message.Message):
     EXPECTED_FIELD_NUMBER: _builtins.int
     ACTUAL_FIELD_NUMBER: _builtins.int
     subject: _builtins.str
-    """"artifact" or an attachment name."""
+    """"artifact", an attachment name, or an attachment name + "#signed" for its credentialed asset."""
     problem: _builtins.str
-    """ARTIFACT_HASH_MISMATCH, BLOB_CORRUPTED, BLOB_MISSING, SIZE_MISMATCH."""
+    """ARTIFACT_HASH_MISMATCH, INDEX_MISMATCH, BLOB_CORRUPTED, BLOB_MISSING, SIZE_MISMATCH, or CREDENTIALS_INVALID (the
+    credentialed asset's C2PA manifest is not trusted, or names another attachment or other unsigned bytes).
+    """
     expected: _builtins.str
     actual: _builtins.str
     def __init__(

@@ -237,6 +237,11 @@ class RunsServiceServicer:
         RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+        INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID): header.content_credentials is set but a field is bad, the
+        content_type is not image/png or image/svg+xml, or the bytes are not of that type; BadRequest names it.
+        Nothing is stored.
+        FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): content credentials were asked for and this runs
+        service has no signing certificate (`custody init` creates it); nothing is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -249,6 +254,8 @@ class RunsServiceServicer:
         RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
         ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+        INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID), FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): as for
+        UploadAttachment, for any item (attachments[i].content_credentials); nothing of the batch is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -264,10 +271,12 @@ class RunsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadAttachment(self, request, context):
-        """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+        """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served. With signed,
+        the credentialed asset (the bytes with their C2PA manifest) instead of the unsigned bytes.
         Errors:
         INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
         NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+        FAILED_PRECONDITION (ATTACHMENT_NOT_SIGNED): signed was asked for an attachment without content credentials.
         DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -106,6 +106,11 @@ class RunsServiceStub:
       RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+      INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID): header.content_credentials is set but a field is bad, the
+        content_type is not image/png or image/svg+xml, or the bytes are not of that type; BadRequest names it.
+        Nothing is stored.
+      FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): content credentials were asked for and this runs
+        service has no signing certificate (`custody init` creates it); nothing is stored.
     """
     BatchCreateAttachments: _grpc.UnaryUnaryMultiCallable[_runs_pb2.BatchCreateAttachmentsRequest, _runs_pb2.BatchCreateAttachmentsResponse]
     """Creates several small attachments atomically: all are stored or none is.
@@ -114,6 +119,8 @@ class RunsServiceStub:
       RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+      INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID), FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): as for
+        UploadAttachment, for any item (attachments[i].content_credentials); nothing of the batch is stored.
     """
     FindMissingBlobs: _grpc.UnaryUnaryMultiCallable[_runs_pb2.FindMissingBlobsRequest, _runs_pb2.FindMissingBlobsResponse]
     """Which of these blobs the service does not have yet (so a client uploads only those).
@@ -121,10 +128,12 @@ class RunsServiceStub:
       INVALID_ARGUMENT (DIGEST_INVALID): a digest is not 64 lower-case hex characters.
     """
     ReadAttachment: _grpc.UnaryStreamMultiCallable[_runs_pb2.ReadAttachmentRequest, _runs_pb2.ReadAttachmentResponse]
-    """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+    """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served. With signed,
+    the credentialed asset (the bytes with their C2PA manifest) instead of the unsigned bytes.
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
       NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+      FAILED_PRECONDITION (ATTACHMENT_NOT_SIGNED): signed was asked for an attachment without content credentials.
       DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
     """
     ListAttachments: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]
@@ -307,6 +316,11 @@ class RunsServiceAsyncStub(RunsServiceStub):
       RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+      INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID): header.content_credentials is set but a field is bad, the
+        content_type is not image/png or image/svg+xml, or the bytes are not of that type; BadRequest names it.
+        Nothing is stored.
+      FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): content credentials were asked for and this runs
+        service has no signing certificate (`custody init` creates it); nothing is stored.
     """
     BatchCreateAttachments: _aio.UnaryUnaryMultiCallable[_runs_pb2.BatchCreateAttachmentsRequest, _runs_pb2.BatchCreateAttachmentsResponse]  # type: ignore[assignment]
     """Creates several small attachments atomically: all are stored or none is.
@@ -315,6 +329,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
       RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+      INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID), FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): as for
+        UploadAttachment, for any item (attachments[i].content_credentials); nothing of the batch is stored.
     """
     FindMissingBlobs: _aio.UnaryUnaryMultiCallable[_runs_pb2.FindMissingBlobsRequest, _runs_pb2.FindMissingBlobsResponse]  # type: ignore[assignment]
     """Which of these blobs the service does not have yet (so a client uploads only those).
@@ -322,10 +338,12 @@ class RunsServiceAsyncStub(RunsServiceStub):
       INVALID_ARGUMENT (DIGEST_INVALID): a digest is not 64 lower-case hex characters.
     """
     ReadAttachment: _aio.UnaryStreamMultiCallable[_runs_pb2.ReadAttachmentRequest, _runs_pb2.ReadAttachmentResponse]  # type: ignore[assignment]
-    """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+    """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served. With signed,
+    the credentialed asset (the bytes with their C2PA manifest) instead of the unsigned bytes.
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
       NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+      FAILED_PRECONDITION (ATTACHMENT_NOT_SIGNED): signed was asked for an attachment without content credentials.
       DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
     """
     ListAttachments: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListAttachmentsRequest, _runs_pb2.ListAttachmentsResponse]  # type: ignore[assignment]
@@ -535,6 +553,11 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): more bytes than the configured limit (default 64 MiB).
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different attachment.
+          INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID): header.content_credentials is set but a field is bad, the
+            content_type is not image/png or image/svg+xml, or the bytes are not of that type; BadRequest names it.
+            Nothing is stored.
+          FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): content credentials were asked for and this runs
+            service has no signing certificate (`custody init` creates it); nothing is stored.
         """
 
     @_abc_1.abstractmethod
@@ -549,6 +572,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           RESOURCE_EXHAUSTED (ATTACHMENT_TOO_LARGE): the batch is larger than the configured limit.
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different batch.
+          INVALID_ARGUMENT (CONTENT_CREDENTIALS_INVALID), FAILED_PRECONDITION (CONTENT_CREDENTIALS_UNAVAILABLE): as for
+            UploadAttachment, for any item (attachments[i].content_credentials); nothing of the batch is stored.
         """
 
     @_abc_1.abstractmethod
@@ -568,10 +593,12 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runs_pb2.ReadAttachmentRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_runs_pb2.ReadAttachmentResponse], _abc.AsyncIterator[_runs_pb2.ReadAttachmentResponse]]:
-        """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served.
+        """Streams an attachment's bytes after re-verifying their sha256; corrupted bytes are never served. With signed,
+        the credentialed asset (the bytes with their C2PA manifest) instead of the unsigned bytes.
         Errors:
           INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}/attachments/{attachment}.
           NOT_FOUND (ATTACHMENT_NOT_FOUND): no such attachment.
+          FAILED_PRECONDITION (ATTACHMENT_NOT_SIGNED): signed was asked for an attachment without content credentials.
           DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): the stored bytes no longer hash to the recorded digest, or are gone.
         """
 

@@ -141,8 +141,8 @@ class TableRecords:
                 yield self.leaf(row, parts.get(self.key(row), []))
 
     def leaf(self, row: Mapping[str, Any], parts: Sequence[Mapping[str, Any]] = ()) -> Leaf:
-        digests = {name: str(row[name]) for name in self.digest_columns}
         columns = {k: v for k, v in row.items() if v is not None or k not in self.added_columns}
+        digests = {name: str(row[name]) for name in self.digest_columns if name in columns}
         digests["row_sha256"] = row_sha256([columns, *parts])
         return Leaf(
             kind=self.kind,

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from services.common.config import StatefulServiceSettings
 from services.common.errors import DataLoss, FailedPrecondition, InvalidArgument, NotFound
+from services.common.identity import exposed_key_file
 from services.common.ledger import merkle
 from services.common.ledger.checkpoint_log import CheckpointLog
 from services.common.ledger.checkpointer import Checkpointer, Signed, parse_signed
@@ -80,13 +81,13 @@ def load_signer(key_file: Path) -> NoteSigner:
     """The authority's signing key, created by `custody init` (mode 0600); refused when others may read it or its
     group may write it (a Kubernetes Secret mounted with an fsGroup is group-readable, which is tolerated)."""
     try:
-        mode = key_file.stat().st_mode & 0o027
+        exposed = exposed_key_file(key_file)
         text = key_file.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
         raise FileNotFoundError(
             f"ledger signing key {key_file} does not exist: run `custody init` (it creates one per authority)"
         ) from None
-    if mode:
+    if exposed:
         raise PermissionError(f"ledger signing key {key_file} is readable by others: chmod 600 {key_file}")
     return NoteSigner(text)
 

@@ -1,4 +1,5 @@
-"""Issues a deployment's certificates: a local certificate authority and one certificate per service.
+"""Issues a deployment's certificates: a local certificate authority and one certificate per service, and the
+content-credentials chain (a root, an intermediate under it, and one C2PA signer per signing service).
 
 Every key is ECDSA P-256. A service certificate serves both ends of mutual TLS (extended key usage serverAuth and
 clientAuth); its one URI SAN is the service's SPIFFE ID (spiffe://<trust domain>/service/<name>), which is what
@@ -87,9 +88,12 @@ class CertificateAuthority:
     key: ec.EllipticCurvePrivateKey
 
     @classmethod
-    def create(cls, common_name: str = "Custody local CA", now: datetime | None = None) -> CertificateAuthority:
+    def create(
+        cls, common_name: str = "Custody local CA", now: datetime | None = None, *, path_length: int = 0
+    ) -> CertificateAuthority:
+        """A self-signed root; path_length 1 lets it certify one intermediate (the content-credentials chain)."""
         key, issued = _new_key(), _now(now)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        name = _name(common_name)
         public = key.public_key()
         certificate = (
             x509.CertificateBuilder()
@@ -99,12 +103,55 @@ class CertificateAuthority:
             .serial_number(x509.random_serial_number())
             .not_valid_before(issued - BACKDATE)
             .not_valid_after(issued + CA_VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
             .add_extension(_key_usage(cert_sign=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .sign(key, hashes.SHA256())
         )
         return cls(certificate, key)
+
+    def issue_intermediate(self, common_name: str, now: datetime | None = None) -> CertificateAuthority:
+        """A CA under this one that certifies end entities only (path length 0), valid no longer than this one."""
+        key, issued = _new_key(), _now(now)
+        certificate = (
+            self._builder(_name(common_name), key, issued, CA_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        return CertificateAuthority(certificate, key)
+
+    def issue_content_signer(self, service: str, now: datetime | None = None) -> IssuedCertificate:
+        """A C2PA claim signer: digitalSignature only, extended key usage emailProtection (the one of the EKUs
+        C2PA allows that c2pa-python 0.38 accepts here: documentSigning and c2pa-kp-claimSigning are refused as
+        "missing required EKU"), and an organization in its subject, as the C2PA certificate profile asks."""
+        key, issued = _new_key(), _now(now)
+        certificate = (
+            self._builder(_name(f"Custody {service} content credentials"), key, issued, SERVICE_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        return IssuedCertificate(certificate_pem(certificate), private_key_pem(key))
+
+    def _builder(
+        self, subject: x509.Name, key: ec.EllipticCurvePrivateKey, issued: datetime, validity: timedelta
+    ) -> x509.CertificateBuilder:
+        authority = self.certificate.public_key()
+        assert isinstance(authority, ec.EllipticCurvePublicKey)
+        public = key.public_key()
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.certificate.subject)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(issued - BACKDATE)
+            .not_valid_after(min(issued + validity, self.certificate.not_valid_after_utc))
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(authority), critical=False)
+        )
 
     @classmethod
     def from_pem(cls, certificate: bytes, key: bytes) -> CertificateAuthority:
@@ -212,6 +259,25 @@ def needs_renewal(
     if sans.get_values_for_type(x509.UniformResourceIdentifier) != [spiffe_id(trust_domain, service)]:
         return f"does not name {spiffe_id(trust_domain, service)}"
     return None
+
+
+def signer_needs_renewal(chain: bytes, authority: CertificateAuthority, now: datetime | None = None) -> str | None:
+    """Why a content-credentials signer's chain on disk (end entity first) must be reissued, or None."""
+    try:
+        certificate = x509.load_pem_x509_certificates(chain)[0]
+    except (ValueError, IndexError):
+        return "unreadable"
+    if not authority.issued(certificate):
+        return "issued by another CA"
+    if certificate.not_valid_after_utc - _now(now) < RENEW_BEFORE:
+        return f"expires {certificate.not_valid_after_utc:%Y-%m-%d}"
+    return None
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Custody"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
 
 
 def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:

@@ -18,6 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from services.common.file_signature import FileSignature, file_signature
+from services.common.identity import exposed_key_file
 
 log = logging.getLogger("custody.tls")
 
@@ -57,7 +58,7 @@ class TlsDirectory:
     def read_raw(self) -> TlsMaterial:
         """The three files as they are, unchecked except for the key's mode (cheap: runs before every handshake)."""
         try:
-            if self.key.stat().st_mode & 0o027:
+            if exposed_key_file(self.key):
                 raise TlsFilesError(
                     f"private key {self.key} is readable by others or writable by its group: chmod 600 {self.key}"
                 )

@@ -7,13 +7,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from services.common.clock import to_us
-from services.common.errors import FieldViolation, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from services.common.hashing import is_sha256_hex
 from services.common.pagination import page_size
 from services.runs.domain import ownership
 from services.runs.domain.context import Context
 from services.runs.domain.pages import LIST_ATTACHMENTS, Page, page
-from services.runs.model import AttachmentKind, AttachmentRecord, parse_attachment_name, parse_run_name
+from services.runs.model import AttachmentKind, AttachmentRecord, BlobDigest, parse_attachment_name, parse_run_name
 
 
 @dataclass(frozen=True)
@@ -33,10 +33,20 @@ def attachment(context: Context, name: str) -> AttachmentRecord:
     return record
 
 
-def read_attachment(context: Context, name: str) -> AttachmentContent:
-    """The attachment and its bytes; DATA_LOSS (before any byte) when the stored bytes are not the recorded ones."""
+def read_attachment(context: Context, name: str, signed: bool = False) -> AttachmentContent:
+    """The attachment and its bytes (or, with `signed`, its credentialed asset); DATA_LOSS (before any byte) when
+    the stored bytes are not the recorded ones."""
     record = attachment(context, name)
-    return AttachmentContent(record, context.blobs.read_verified(record.sha256, record.size_bytes))
+    blob = BlobDigest(record.sha256, record.size_bytes)
+    if signed:
+        if record.signed is None:
+            raise FailedPrecondition(
+                "ATTACHMENT_NOT_SIGNED",
+                f"attachment {name} carries no content credentials; read it without signed",
+                metadata={"attachment": name},
+            )
+        blob = record.signed
+    return AttachmentContent(record, context.blobs.read_verified(blob.sha256, blob.size_bytes))
 
 
 def list_attachments(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common import call_context
@@ -16,8 +16,9 @@ from services.common.idempotency import ensure_same_request, validate_request_id
 from services.common.ids import new_id
 from services.common.limits import CHUNK_LIMIT_BYTES
 from services.runs.blobs import PendingBlob, StreamingUpload
-from services.runs.domain import ownership
+from services.runs.domain import credentials, ownership
 from services.runs.domain.context import Context
+from services.runs.domain.credentials import CredentialsRequest
 from services.runs.domain.idempotency import fingerprint_of
 from services.runs.model import (
     ATTACHMENT_PREFIX,
@@ -42,6 +43,8 @@ class AttachmentRequest:
     content_type: str
     sha256: str
     metadata: dict[str, str]
+    # Set when runs is to sign content credentials into the asset (domain/credentials.py).
+    credentials: CredentialsRequest | None = None
 
 
 def validate_attachment(context: Context, request: AttachmentRequest, prefix: str = "header") -> str:
@@ -50,6 +53,9 @@ def validate_attachment(context: Context, request: AttachmentRequest, prefix: st
     problems = _attachment_problems(request, prefix)
     if problems:
         raise InvalidArgument("ATTACHMENT_INVALID", f"{len(problems)} invalid attachment field(s)", violations=problems)
+    _check_credentials([(request, prefix)])
+    if request.credentials is not None:
+        credentials.require_signer(context)
     ownership.require_attachable(context, run_id, [request.kind])
     return run_id
 
@@ -81,7 +87,10 @@ async def upload(
         if refusal is not None and not isinstance(exc, asyncio.CancelledError):
             raise refusal from None
         raise
-    return await asyncio.to_thread(record_upload, context, request, pending, idempotency_key)
+    try:
+        return await asyncio.to_thread(record_upload, context, request, pending, idempotency_key)
+    finally:
+        pending.discard()  # a no-op once published; a refused signature leaves nothing behind
 
 
 def record_upload(
@@ -94,14 +103,18 @@ def record_upload(
     if existing is not None:
         pending.discard()
         return existing[0]
-    context.blobs.publish(pending)
     stamp = context.stamp()
-    item = NewAttachment(
-        _attachment_record(run_id, request, pending.sha256, pending.size_bytes, stamp),
-        idempotency_key or None,
-        request_fingerprint,
-        0,
-    )
+    record = _attachment_record(run_id, request, pending.sha256, pending.size_bytes, stamp)
+    signed = _sign(context, request, record, pending, "header")
+    try:
+        if signed is not None:
+            record = replace(record, signed=credentials.signed_digest(signed))
+            context.blobs.publish(signed)
+        context.blobs.publish(pending)
+    finally:
+        if signed is not None:
+            signed.discard()
+    item = NewAttachment(record, idempotency_key or None, request_fingerprint, 0)
     stored = context.store.add_attachments([item], stamp.created_at)
     if stored is None:
         existing = _existing_for_key(context, run_id, idempotency_key, [request_fingerprint])
@@ -127,6 +140,9 @@ def batch_create_attachments(
         problems.extend(_attachment_problems(request, f"attachments[{index}]"))
     if problems:
         raise InvalidArgument("ATTACHMENT_INVALID", f"{len(problems)} invalid attachment field(s)", violations=problems)
+    _check_credentials([(request, f"attachments[{index}]") for index, (request, _) in enumerate(items)])
+    if any(request.credentials is not None for request, _ in items):
+        credentials.require_signer(context)
     total = sum(len(data) for _, data in items)
     if total > context.config.max_attachment_bytes:
         raise ResourceExhausted(
@@ -147,15 +163,15 @@ def batch_create_attachments(
         if existing is not None:
             return existing
         stamp = context.stamp()
-        records = [
-            NewAttachment(
-                _attachment_record(run_id, request, blob.sha256, blob.size_bytes, stamp),
-                idempotency_key or None,
-                fingerprints[index],
-                index,
-            )
-            for index, ((request, _), blob) in enumerate(zip(items, pending, strict=True))
-        ]
+        records, signed_assets = [], []
+        for index, ((request, _), blob) in enumerate(zip(items, pending, strict=True)):
+            record = _attachment_record(run_id, request, blob.sha256, blob.size_bytes, stamp)
+            signed = _sign(context, request, record, blob, f"attachments[{index}]")
+            if signed is not None:
+                signed_assets.append(signed)
+                record = replace(record, signed=credentials.signed_digest(signed))
+            records.append(NewAttachment(record, idempotency_key or None, fingerprints[index], index))
+        pending.extend(signed_assets)
         for blob in pending:
             context.blobs.publish(blob)
         stored = context.store.add_attachments(records, stamp.created_at)
@@ -207,13 +223,38 @@ def _attachment_record(
 
 
 def _attachment_document(request: AttachmentRequest) -> dict[str, Any]:
-    return {
+    document: dict[str, Any] = {
         "run": request.run,
         "kind": request.kind,
         "filename": request.filename,
         "content_type": request.content_type,
         "metadata": dict(request.metadata),
     }
+    if request.credentials is not None:  # absent otherwise: fingerprints recorded before credentials existed hold
+        document["content_credentials"] = request.credentials.document()
+    return document
+
+
+def _check_credentials(requests: Sequence[tuple[AttachmentRequest, str]]) -> None:
+    """Each request with the field prefix its problems are named under."""
+    problems = [
+        problem
+        for request, prefix in requests
+        if request.credentials is not None
+        for problem in credentials.credentials_problems(request.credentials, request.content_type, prefix)
+    ]
+    if problems:
+        raise InvalidArgument(
+            "CONTENT_CREDENTIALS_INVALID", f"{len(problems)} invalid content-credentials field(s)", violations=problems
+        )
+
+
+def _sign(
+    context: Context, request: AttachmentRequest, record: AttachmentRecord, blob: PendingBlob, prefix: str
+) -> PendingBlob | None:
+    if request.credentials is None:
+        return None
+    return credentials.sign(context, record, request.credentials, blob, prefix)
 
 
 def _attachment_problems(request: AttachmentRequest, prefix: str) -> list[FieldViolation]:

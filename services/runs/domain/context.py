@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from services.common import call_context
+from services.common.content_credentials import CredentialSigner
 from services.common.identity import Principal
 from services.common.pagination import PageTokens
 from services.common.telemetry import current_trace_id
@@ -37,6 +38,10 @@ class Context:
     # Called (from a worker thread) after a mint wrote an outbox message, so delivery starts at once.
     outbox_written: Callable[[], None]
     page_tokens: PageTokens
+    # Signs content credentials into generated images (None: this service has no signing certificate).
+    signer: CredentialSigner | None = None
+    # What VerifyRun trusts credentialed assets against (the deployment's C2PA trust anchors, PEM).
+    credential_anchors: bytes | None = None
 
     def stamp(self) -> Stamp:
         caller = call_context.require_principal()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 
 from services.common.clock import utc_now
+from services.common.content_credentials import CredentialSigner
 from services.common.pagination import PageTokens
 from services.runs.blobs import BlobStore
 from services.runs.domain import (
@@ -48,6 +49,8 @@ class Runs:
         outbox_written: Callable[[], None] = lambda: None,
         candidates: Candidates | None = None,
         page_tokens: PageTokens | None = None,
+        signer: CredentialSigner | None = None,
+        credential_anchors: bytes | None = None,
     ) -> None:
         self.context = Context(
             store=store,
@@ -58,6 +61,8 @@ class Runs:
             clock=clock,
             outbox_written=outbox_written,
             page_tokens=page_tokens or PageTokens.ephemeral(),
+            signer=signer,
+            credential_anchors=credential_anchors,
         )
 
     # ---- runs ---------------------------------------------------------------------------------------------------
@@ -98,8 +103,8 @@ class Runs:
     def attachment(self, name: str) -> AttachmentRecord:
         return attachment_reads.attachment(self.context, name)
 
-    def read_attachment(self, name: str) -> AttachmentContent:
-        return attachment_reads.read_attachment(self.context, name)
+    def read_attachment(self, name: str, signed: bool = False) -> AttachmentContent:
+        return attachment_reads.read_attachment(self.context, name, signed)
 
     def list_attachments(
         self, run: str, kind: str, latest_only: bool, requested_size: int, token: str

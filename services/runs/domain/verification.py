@@ -1,5 +1,6 @@
 """Verifying a run: its stored document still hashes to its recorded digest, its indexed columns agree with the
-document, and every attachment's bytes are intact."""
+document, every attachment's bytes are intact, and every credentialed asset is intact and carries a trusted
+manifest naming its attachment."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 from dataclasses import dataclass
 
 from services.common.clock import to_us
+from services.common.content_credentials import read_credentials
 from services.common.hashing import canonical_json, loads_canonical, sha256_bytes
 from services.runs.domain import ownership
 from services.runs.domain.context import Context
-from services.runs.model import parse_run_name
+from services.runs.model import AttachmentRecord, parse_run_name
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,36 @@ def verify_run(context: Context, name: str) -> Verification:
             issue = context.blobs.verify(attachment.sha256, attachment.size_bytes)
             if issue is not None:
                 problems.append(Problem(attachment.name, issue, attachment.sha256, "unreadable or different bytes"))
+            if attachment.signed is not None:
+                problems.extend(_signed_asset_problems(context, attachment))
         if len(page) < 500:
             break
         after = [to_us(page[-1].stamp.created_at), page[-1].attachment_id]
     return Verification(record.name, problems, checked)
+
+
+def _signed_asset_problems(context: Context, attachment: AttachmentRecord) -> list[Problem]:
+    """The credentialed asset is the recorded bytes, and its manifest is trusted and names exactly this attachment
+    and its unsigned bytes (a manifest copied from another asset would validate on its own)."""
+    assert attachment.signed is not None
+    signed, where = attachment.signed, f"{attachment.name}#signed"
+    issue = context.blobs.verify(signed.sha256, signed.size_bytes)
+    if issue is not None:
+        return [Problem(where, issue, signed.sha256, "unreadable or different bytes")]
+    if context.credential_anchors is None:
+        return []  # no anchors configured: the digest above is all this service can check
+    data = context.blobs.read_all_verified(signed.sha256, signed.size_bytes)
+    report = read_credentials(data, attachment.content_type, context.credential_anchors)
+    expected = {"attachment": attachment.name, "unsigned_sha256": attachment.sha256}
+    named = (
+        {}
+        if report.assertion is None
+        else {
+            "attachment": report.assertion.attachment,
+            "unsigned_sha256": report.assertion.unsigned_sha256,
+        }
+    )
+    if not report.trusted or named != expected:
+        found = "; ".join(report.problems) or f"the manifest names {named or 'nothing'}"
+        return [Problem(where, "CREDENTIALS_INVALID", f"a trusted manifest naming {expected}", found)]
+    return []
