@@ -21,6 +21,7 @@ from services.common.content_credentials.layout import (
     intermediate_directory,
     signer_directory,
 )
+from services.common.tls.certificates import C2PA_CLAIM_SIGNING
 
 
 def chain(state: Path) -> list[x509.Certificate]:
@@ -42,7 +43,7 @@ def test_init_writes_a_signer_under_an_intermediate_under_its_own_root(tmp_path:
     assert intermediate.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
     assert root.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 1
     usages = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(usages) == [ExtendedKeyUsageOID.EMAIL_PROTECTION]
+    assert list(usages) == [C2PA_CLAIM_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION]
 
 
 def test_private_keys_are_readable_by_their_owner_only(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ assertion, another deployment's chain, no manifest, a manifest without the Custo
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import threading
 from dataclasses import replace
@@ -49,6 +50,15 @@ CREDENTIALS = Credentials(
 )
 
 
+PNG = png()
+
+
+def credentials_for(data: bytes) -> Credentials:
+    """CREDENTIALS naming `data` as the unsigned bytes (signing refuses an assertion about other bytes)."""
+    assertion = replace(ASSERTION, unsigned_sha256=hashlib.sha256(data).hexdigest(), unsigned_size_bytes=len(data))
+    return replace(CREDENTIALS, assertion=assertion)
+
+
 @pytest.fixture(scope="module")
 def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("state")
@@ -70,9 +80,9 @@ def anchors(state: Path) -> bytes:
 def test_a_signed_asset_is_trusted_and_names_what_was_signed_into_it(
     signer: CredentialSigner, anchors: bytes, data: bytes, media_type: str
 ) -> None:
-    report = read_credentials(signer.sign(data, media_type, CREDENTIALS), media_type, anchors)
+    report = read_credentials(signer.sign(data, media_type, credentials_for(data)), media_type, anchors)
     assert report.trusted and report.state == "Trusted" and report.problems == ()
-    assert report.assertion == ASSERTION
+    assert report.assertion == credentials_for(data).assertion
     assert report.generator == CREDENTIALS.generator
     assert report.source_type == SourceType.TRAINED_ALGORITHMIC_MEDIA.value
     assert report.actions == (CREATED,)
@@ -80,14 +90,14 @@ def test_a_signed_asset_is_trusted_and_names_what_was_signed_into_it(
 
 
 def test_c2pa_python_itself_trusts_the_signed_asset_under_the_anchors(signer: CredentialSigner, anchors: bytes) -> None:
-    signed = signer.sign(png(), "image/png", CREDENTIALS)
+    signed = signer.sign(PNG, "image/png", credentials_for(PNG))
     settings = {"verify": {"verify_trust": True}, "trust": {"trust_anchors": anchors.decode()}}
     reader = c2pa.Reader("image/png", io.BytesIO(signed), context=c2pa.Context.from_dict(settings))
     assert reader.get_validation_state() == "Trusted"
 
 
 def test_a_changed_pixel_is_not_trusted(signer: CredentialSigner, anchors: bytes) -> None:
-    signed = bytearray(signer.sign(png(), "image/png", CREDENTIALS))
+    signed = bytearray(signer.sign(PNG, "image/png", credentials_for(PNG)))
     idat = signed.index(b"IDAT")
     signed[idat + 8] ^= 0x01
     report = read_credentials(bytes(signed), "image/png", anchors)
@@ -96,7 +106,7 @@ def test_a_changed_pixel_is_not_trusted(signer: CredentialSigner, anchors: bytes
 
 def test_a_changed_custody_assertion_is_not_trusted(signer: CredentialSigner, anchors: bytes) -> None:
     """The manifest rides in the SVG as base64: decoded, one claim changed, encoded back."""
-    signed = signer.sign(SVG, "image/svg+xml", CREDENTIALS)
+    signed = signer.sign(SVG, "image/svg+xml", credentials_for(SVG))
     start = signed.index(b"<c2pa:manifest>") + len(b"<c2pa:manifest>")
     end = signed.index(b"</c2pa:manifest>")
     manifest = base64.b64decode(signed[start:end])
@@ -111,7 +121,7 @@ def test_another_deployments_chain_is_not_trusted_under_these_anchors(
 ) -> None:
     ensure_content_credentials(tmp_path)
     stranger = CredentialSigner.from_directory(signer_directory(tmp_path, "runs"))
-    report = read_credentials(stranger.sign(SVG, "image/svg+xml", CREDENTIALS), "image/svg+xml", anchors)
+    report = read_credentials(stranger.sign(SVG, "image/svg+xml", credentials_for(SVG)), "image/svg+xml", anchors)
     assert not report.trusted and report.state == "Valid"
     assert any("not Trusted" in problem for problem in report.problems)
 
@@ -176,7 +186,8 @@ def test_only_png_and_svg_are_signed_or_read(signer: CredentialSigner, anchors: 
 
 def test_malformed_image_bytes_are_a_credentials_error(signer: CredentialSigner) -> None:
     with pytest.raises(CredentialsError):
-        signer.sign(b"\x89PNG\r\n\x1a\n" + b"\x00" * 10, "image/png", CREDENTIALS)
+        broken = b"\x89PNG\r\n\x1a\n" + b"\x00" * 10
+        signer.sign(broken, "image/png", credentials_for(broken))
 
 
 def test_the_custody_assertion_round_trips_and_is_read_strictly() -> None:
@@ -202,7 +213,7 @@ def test_signing_from_two_threads_at_once_gives_two_trusted_assets(signer: Crede
 
     def sign() -> None:
         barrier.wait()
-        results.append(signer.sign(png(), "image/png", CREDENTIALS))
+        results.append(signer.sign(PNG, "image/png", credentials_for(PNG)))
 
     threads = [threading.Thread(target=sign) for _ in range(2)]
     for thread in threads:
@@ -231,3 +242,18 @@ def test_media_types_are_recognised_by_their_bytes(data: bytes, expected: str) -
 def test_other_bytes_are_not_an_image_custody_signs(data: bytes) -> None:
     with pytest.raises(CredentialsError):
         media_type_of(data)
+
+
+def test_an_assertion_about_other_bytes_is_not_signed(signer: CredentialSigner) -> None:
+    with pytest.raises(CredentialsError, match="other bytes"):
+        signer.sign(SVG, "image/svg+xml", credentials_for(PNG))
+
+
+def test_a_signer_directly_under_the_root_is_refused(tmp_path: Path) -> None:
+    """c2pa would trust it; Custody's signers are always under an intermediate."""
+    ensure_content_credentials(tmp_path)
+    directory = signer_directory(tmp_path, "runs")
+    chain = directory / "chain.pem"
+    chain.write_bytes(chain.read_bytes().split(b"-----END CERTIFICATE-----")[0] + b"-----END CERTIFICATE-----\n")
+    with pytest.raises(CredentialsUnavailable, match="intermediate"):
+        CredentialSigner.from_directory(directory)

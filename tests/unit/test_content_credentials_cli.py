@@ -12,7 +12,7 @@ from services.cli.content_ca import ensure_content_credentials
 from services.common.content_credentials import CredentialSigner
 from services.common.content_credentials.layout import signer_directory
 from tests.support.processes import clean_environment, custody
-from tests.unit.test_content_credentials import ASSERTION, CREDENTIALS, SVG
+from tests.unit.test_content_credentials import SVG, credentials_for
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def signed(state: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("assets") / "candidate-0.svg"
     signer = CredentialSigner.from_directory(signer_directory(state, "runs"))
-    path.write_bytes(signer.sign(SVG, "image/svg+xml", CREDENTIALS))
+    path.write_bytes(signer.sign(SVG, "image/svg+xml", credentials_for(SVG)))
     return path
 
 
@@ -39,7 +39,8 @@ def test_a_trusted_asset_prints_the_chain_of_custody_it_names(state: Path, signe
     code, out, _ = check(state, str(signed))
     assert code == 0, out
     assert out.startswith(f"trusted: {signed}")
-    for value in (ASSERTION.run, ASSERTION.attachment, ASSERTION.unsigned_sha256, ASSERTION.ai_call, "leaf 42"):
+    claim = credentials_for(SVG).assertion
+    for value in (claim.run, claim.attachment, claim.unsigned_sha256, claim.ai_call, "leaf 42"):
         assert value in out
     assert "trainedAlgorithmicMedia" in out and "local/local-image-1" in out
 

@@ -21,6 +21,7 @@ from services.common.content_credentials.manifest import (
     Generator,
 )
 from services.common.content_credentials.media import SUPPORTED_MEDIA_TYPES
+from services.common.content_credentials.signing import NO_NETWORK
 
 TRUSTED, VALID, INVALID, MISSING = "Trusted", "Valid", "Invalid", "Missing"
 
@@ -52,7 +53,10 @@ class CredentialReport:
 def read_credentials(data: bytes, media_type: str, trust_anchors_pem: bytes) -> CredentialReport:
     if media_type not in SUPPORTED_MEDIA_TYPES:
         raise CredentialsError(f"Custody reads credentials of {', '.join(sorted(SUPPORTED_MEDIA_TYPES))}")
-    settings = {"verify": {"verify_trust": True}, "trust": {"trust_anchors": trust_anchors_pem.decode("ascii")}}
+    settings = {
+        "verify": {**NO_NETWORK, "verify_trust": True},
+        "trust": {"trust_anchors": trust_anchors_pem.decode("ascii")},
+    }
     try:
         reader = c2pa.Reader(media_type, io.BytesIO(data), context=c2pa.Context.from_dict(settings))
     except c2pa.C2paError as exc:

@@ -19,9 +19,13 @@ from services.common.content_credentials.errors import CredentialsError, Credent
 from services.common.content_credentials.layout import SIGNER_CHAIN, SIGNER_KEY
 from services.common.content_credentials.manifest import ACTIONS_LABEL, CREATED, Credentials, SourceType
 from services.common.content_credentials.media import SUPPORTED_MEDIA_TYPES
+from services.common.hashing import sha256_bytes
 from services.common.identity import exposed_key_file
+from services.common.tls.certificates import signer_chain_problem
 
-_BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}
+# Offline: no OCSP and no remote manifests, while signing (c2pa verifies what it signed) as when reading.
+NO_NETWORK: dict[str, Any] = {"ocsp_fetch": False, "remote_manifest_fetch": False}
+_BUILDER_SETTINGS = {"builder": {"thumbnail": {"enabled": False}}, "verify": NO_NETWORK}
 
 
 class CredentialSigner:
@@ -40,6 +44,9 @@ class CredentialSigner:
             raise CredentialsUnavailable(
                 f"{key} is readable by others or writable by its group; it must be 0600: chmod 600 {key}"
             )
+        problem = signer_chain_problem(chain.read_bytes(), key.read_bytes())
+        if problem is not None:
+            raise CredentialsUnavailable(f"the content-credentials signer in {directory} is unusable: {problem}")
         signer = cls(key.read_bytes(), chain.read_bytes())
         signer._check()
         return signer
@@ -63,6 +70,9 @@ class CredentialSigner:
         signer (the native objects are not shared)."""
         if media_type not in SUPPORTED_MEDIA_TYPES:
             raise CredentialsError(f"Custody signs {', '.join(sorted(SUPPORTED_MEDIA_TYPES))}, not {media_type}")
+        claim = credentials.assertion
+        if (claim.unsigned_sha256, claim.unsigned_size_bytes) != (sha256_bytes(data), len(data)):
+            raise CredentialsError("the Custody assertion names other bytes than the ones being signed")
         return self._embed(data, media_type, credentials.manifest_definition())
 
     def _embed(self, data: bytes, media_type: str, definition: dict[str, Any]) -> bytes:

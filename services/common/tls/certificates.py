@@ -26,6 +26,8 @@ DEFAULT_TRUST_DOMAIN = "custody"
 KUBERNETES_NAMESPACE = "custody"
 CA_VALIDITY = timedelta(days=3650)
 SERVICE_VALIDITY = timedelta(days=365)
+# The C2PA claim-signing extended key usage (c2pa-kp-claimSigning).
+C2PA_CLAIM_SIGNING = x509.ObjectIdentifier("1.3.6.1.4.1.62558.2.1")
 # `custody init` reissues a service certificate that expires sooner than this.
 RENEW_BEFORE = timedelta(days=30)
 # Tolerates clocks a little behind the issuer's.
@@ -122,15 +124,18 @@ class CertificateAuthority:
         return CertificateAuthority(certificate, key)
 
     def issue_content_signer(self, service: str, now: datetime | None = None) -> IssuedCertificate:
-        """A C2PA claim signer: digitalSignature only, extended key usage emailProtection (the one of the EKUs
-        C2PA allows that c2pa-python 0.38 accepts here: documentSigning and c2pa-kp-claimSigning are refused as
-        "missing required EKU"), and an organization in its subject, as the C2PA certificate profile asks."""
+        """A C2PA claim signer: digitalSignature only, an organization in its subject, and two extended key
+        usages: c2pa-kp-claimSigning, the purpose C2PA defines, and emailProtection, because c2pa-python 0.38 with
+        default settings refuses a signer holding only claimSigning (or documentSigning) as "missing required
+        EKU"; stock verifiers accept emailProtection."""
         key, issued = _new_key(), _now(now)
         certificate = (
             self._builder(_name(f"Custody {service} content credentials"), key, issued, SERVICE_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(cert_sign=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False)
+            .add_extension(
+                x509.ExtendedKeyUsage([C2PA_CLAIM_SIGNING, ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+            )
             .sign(self.key, hashes.SHA256())
         )
         return IssuedCertificate(certificate_pem(certificate), private_key_pem(key))
@@ -258,6 +263,30 @@ def needs_renewal(
         return f"lacks {', '.join(sorted(missing))}"
     if sans.get_values_for_type(x509.UniformResourceIdentifier) != [spiffe_id(trust_domain, service)]:
         return f"does not name {spiffe_id(trust_domain, service)}"
+    return None
+
+
+def signer_chain_problem(chain: bytes, key: bytes) -> str | None:
+    """Why a content-credentials signer's chain and key are not one C2PA wants, or None: an end entity (not a CA,
+    not self-signed) holding the key's public half, issued by the intermediate that follows it. c2pa itself
+    accepts a signer directly under a trust anchor; Custody's signers are always under an intermediate."""
+    try:
+        certificates = x509.load_pem_x509_certificates(chain)
+        private = serialization.load_pem_private_key(key, password=None)
+    except ValueError as exc:
+        return f"not a PEM chain and private key: {exc}"
+    if len(certificates) < 2:
+        return f"the chain holds {len(certificates)} certificate(s); C2PA needs the signer's, then its intermediate's"
+    signer, intermediate = certificates[0], certificates[1]
+    constraints = signer.extensions.get_extension_for_class(x509.BasicConstraints).value
+    if constraints.ca or signer.issuer == signer.subject:
+        return "the chain starts with a CA or self-signed certificate, not a signer under an intermediate"
+    if private.public_key() != signer.public_key():
+        return "the key is not the signer certificate's"
+    try:
+        signer.verify_directly_issued_by(intermediate)
+    except (ValueError, TypeError, InvalidSignature):
+        return "the signer certificate is not issued by the intermediate that follows it"
     return None
 
 
