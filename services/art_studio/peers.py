@@ -133,6 +133,8 @@ class GrpcPeers:
             raise _variant_failure("IMAGE_FAILED", decoded) from None
         except ImageStreamError as exc:
             raise VariantFailed("IMAGE_FAILED", f"the gateway's image stream was refused: {exc}") from None
+        if len(received.images) != 1:
+            raise VariantFailed("IMAGE_FAILED", f"the gateway sent {len(received.images)} images for a request of one")
         ((descriptor, png),) = received.images
         return ImageAnswer(
             png=png,

@@ -433,7 +433,10 @@ def download(
             async for message in answers:
                 if record is None:
                     record = message.attachment
-                    target = output or Path(Path(record.filename).name)
+                    name = Path(record.filename).name
+                    if output is None and name in ("", ".", ".."):
+                        return f"the attachment's file name {record.filename!r} is not one to write; pass -o FILE"
+                    target = output or Path(name)
                     partial = target.with_name(f".{target.name}.part")
                     handle = partial.open("wb")
                 digest.update(message.chunk)

@@ -15,6 +15,11 @@ from custody.common.v1 import common_pb2, ledger_pb2
 from services.common.hashing import sha256_bytes
 from services.common.limits import CHUNK_LIMIT_BYTES
 
+# What a receiver buffers at most, whatever a (lying) gateway announces: the request's count is capped at 4, and a
+# 1024x1024 RGBA PNG cannot exceed ~4 MiB plus overhead; 64 MiB leaves room for providers' larger sizes.
+MAX_IMAGES = 4
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
+
 
 class ImageStreamError(Exception):
     """The stream broke the GenerateImage contract: out of order, too long, or an image unlike its descriptor."""
@@ -56,6 +61,11 @@ class ImageAssembler:
         part += chunk.data
 
     def _start(self, metadata: gateway_pb2.ImageMetadata) -> None:
+        if len(metadata.images) > MAX_IMAGES:
+            raise ImageStreamError(f"the stream announces {len(metadata.images)} images; at most {MAX_IMAGES} are sent")
+        oversized = [d.index for d in metadata.images if not 0 < d.size_bytes <= MAX_IMAGE_BYTES]
+        if oversized:
+            raise ImageStreamError(f"image(s) {oversized} announce a size outside 1..{MAX_IMAGE_BYTES} bytes")
         indices = [d.index for d in metadata.images]
         if indices != list(range(len(indices))):
             raise ImageStreamError(f"image descriptors are not numbered 0..n-1: {indices}")

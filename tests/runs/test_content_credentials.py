@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -286,3 +287,59 @@ def test_attachments_recorded_before_credentials_existed_keep_their_leaves() -> 
     assert ATTACHMENTS.leaf({**old_row, "signed_sha256": None, "signed_size_bytes": None}) == recorded_before
     signed = ATTACHMENTS.leaf({**old_row, "signed_sha256": "4" * 64, "signed_size_bytes": 10})
     assert signed != recorded_before and signed.digests["signed_sha256"] == "4" * 64
+
+
+def staged_files(runs: RunsClient) -> list[Path]:
+    """Files left in the blob store's staging area, once its background removals have run (a refused upload's
+    files are removed off the request path)."""
+    root = Path(runs.harness.settings.resolved_blob_dir)  # type: ignore[attr-defined]
+    for _ in range(100):
+        left = [p for p in root.rglob("upload-*") if p.is_file()]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return left
+
+
+def test_a_batch_refused_at_its_second_item_leaves_no_signed_asset_of_its_first_staged(
+    runs: RunsClient, run: runs_pb2.Run
+) -> None:
+    good = runs_pb2.NewAttachment(
+        kind="geometry_svg", filename="a.svg", content_type="image/svg+xml", data=SVG, content_credentials=credentials()
+    )
+    planted = runs_pb2.NewAttachment(
+        kind="concept_image",
+        filename="b.png",
+        content_type="image/png",
+        data=png() + b"hidden after IEND",
+        content_credentials=credentials(),
+    )
+    request = runs_pb2.BatchCreateAttachmentsRequest(run=run.name, attachments=[good, planted])
+    error = status.decode(error_of(lambda: runs.BatchCreateAttachments(request)))
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CONTENT_CREDENTIALS_INVALID")
+    assert blob_files(runs) == [] and attachments(runs, run) == [] and staged_files(runs) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [
+        (
+            SVG.replace(
+                b"<circle",
+                b'<metadata><c2pa:manifest xmlns:c2pa="http://c2pa.org/manifest">AAAA'
+                b"</c2pa:manifest></metadata><circle",
+            ),
+            "image/svg+xml",
+        ),
+        (png() + b"\x00trailing", "image/png"),
+    ],
+)
+def test_an_asset_already_carrying_manifest_material_or_hidden_bytes_is_not_signed(
+    runs: RunsClient, run: runs_pb2.Run, data: bytes, content_type: str
+) -> None:
+    kind = "geometry_svg" if content_type == "image/svg+xml" else "concept_image"
+    error = status.decode(
+        error_of(lambda: upload(runs, signed_header(run, kind=kind, content_type=content_type), data))
+    )
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "CONTENT_CREDENTIALS_INVALID")
+    assert blob_files(runs) == [] and attachments(runs, run) == []

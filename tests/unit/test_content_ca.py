@@ -79,7 +79,7 @@ def test_renewal_reissues_the_signer_and_keeps_both_cas(tmp_path: Path) -> None:
 
 def test_a_signer_about_to_expire_is_reissued(tmp_path: Path) -> None:
     ensure_content_credentials(tmp_path)
-    later = datetime.now(UTC) + timedelta(days=350)
+    later = datetime.now(UTC) + timedelta(days=3640)
     (line,) = ensure_content_credentials(tmp_path, now=later)
     assert "expires" in line
 
@@ -99,3 +99,11 @@ def test_an_intermediate_with_a_missing_half_is_never_replaced(tmp_path: Path) -
     (intermediate_directory(tmp_path) / "ca.key").unlink()
     with pytest.raises(LocalCaError, match="never replaced"):
         ensure_content_credentials(tmp_path)
+
+
+def test_a_signer_lasts_as_long_as_its_intermediate(tmp_path: Path) -> None:
+    """No timestamp authority offline: an asset verifies only while its signer certificate is valid."""
+    ensure_content_credentials(tmp_path)
+    signer, intermediate = chain(tmp_path)
+    assert signer.not_valid_after_utc - signer.not_valid_before_utc > timedelta(days=9 * 365)
+    assert signer.not_valid_after_utc <= intermediate.not_valid_after_utc

@@ -73,3 +73,15 @@ def test_descriptors_that_disagree_with_the_envelope_are_refused() -> None:
     messages[0].metadata.envelope.image_sha256[0] = "0" * 64
     with pytest.raises(ImageStreamError, match="envelope"):
         collect_images_sync(messages)
+
+
+def test_an_announced_size_beyond_the_cap_is_refused_before_any_byte_is_buffered() -> None:
+    messages = honest([b"\x89PNG small"])
+    messages[0].metadata.images[0].size_bytes = 2**40
+    with pytest.raises(ImageStreamError, match="size outside"):
+        collect_images_sync(messages[:1])
+
+
+def test_more_images_than_any_request_asks_for_are_refused() -> None:
+    with pytest.raises(ImageStreamError, match="at most 4"):
+        collect_images_sync(honest([b"\x89PNG %d" % i for i in range(5)]))

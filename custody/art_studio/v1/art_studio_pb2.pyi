@@ -103,7 +103,9 @@ class CandidateFailure(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     PROBLEMS_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
-    """SAFETY_BLOCKED, SPEC_INVALID, SPEC_NOT_JSON, SVG_INVALID, ATTACH_FAILED, LINEAGE_FAILED, GATEWAY_FAILED ..."""
+    """SAFETY_BLOCKED, SPEC_INVALID, SPEC_NOT_JSON, SVG_INVALID, ATTACH_FAILED, LINEAGE_FAILED, GATEWAY_FAILED,
+    IMAGE_FAILED (the concept-image stream broke its contract: wrong count, size or digest) ...
+    """
     message: _builtins.str
     @_builtins.property
     def problems(self) -> _containers.RepeatedCompositeFieldContainer[Global___FieldProblem]: ...

@@ -38,3 +38,26 @@ def _is_svg(head: bytes) -> bool:
             return False
         rest = rest[end + 3 :].lstrip()
     return rest.startswith(b"<svg") and rest[4:5] in (b" ", b"\t", b"\r", b"\n", b">")
+
+
+def ambiguity(data: bytes, media_type: str) -> str | None:
+    """Why an asset is not one to sign, or None. Refused: an SVG already holding C2PA manifest markup (a second,
+    planted manifest would ride inside a trusted file, and another reader may pick it), and a PNG with a C2PA chunk
+    of its own, a malformed chunk list, or bytes after IEND (what viewers show and what a reader parses could
+    differ)."""
+    if media_type == SVG:
+        if b"c2pa.org/manifest" in data or b"c2pa:manifest" in data:
+            return "the SVG already holds C2PA manifest markup"
+        return None
+    offset = len(_PNG_SIGNATURE)
+    while offset + 12 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        offset += 12 + length
+        if offset > len(data):
+            break
+        if kind == b"caBX":
+            return "the PNG already holds a C2PA (caBX) chunk"
+        if kind == b"IEND":
+            return None if offset == len(data) else "the PNG has bytes after its IEND chunk"
+    return "the PNG's chunks do not end with IEND"

@@ -53,10 +53,11 @@ class CredentialReport:
 def read_credentials(data: bytes, media_type: str, trust_anchors_pem: bytes) -> CredentialReport:
     if media_type not in SUPPORTED_MEDIA_TYPES:
         raise CredentialsError(f"Custody reads credentials of {', '.join(sorted(SUPPORTED_MEDIA_TYPES))}")
-    settings = {
-        "verify": {**NO_NETWORK, "verify_trust": True},
-        "trust": {"trust_anchors": trust_anchors_pem.decode("ascii")},
-    }
+    try:
+        anchors = trust_anchors_pem.decode("ascii")
+    except UnicodeDecodeError:
+        raise CredentialsError("the trust anchors are not PEM text") from None
+    settings = {"verify": {**NO_NETWORK, "verify_trust": True}, "trust": {"trust_anchors": anchors}}
     try:
         reader = c2pa.Reader(media_type, io.BytesIO(data), context=c2pa.Context.from_dict(settings))
     except c2pa.C2paError as exc:

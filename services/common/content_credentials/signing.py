@@ -18,7 +18,7 @@ import c2pa
 from services.common.content_credentials.errors import CredentialsError, CredentialsUnavailable
 from services.common.content_credentials.layout import SIGNER_CHAIN, SIGNER_KEY
 from services.common.content_credentials.manifest import ACTIONS_LABEL, CREATED, Credentials, SourceType
-from services.common.content_credentials.media import SUPPORTED_MEDIA_TYPES
+from services.common.content_credentials.media import SUPPORTED_MEDIA_TYPES, ambiguity
 from services.common.hashing import sha256_bytes
 from services.common.identity import exposed_key_file
 from services.common.tls.certificates import signer_chain_problem
@@ -70,6 +70,9 @@ class CredentialSigner:
         signer (the native objects are not shared)."""
         if media_type not in SUPPORTED_MEDIA_TYPES:
             raise CredentialsError(f"Custody signs {', '.join(sorted(SUPPORTED_MEDIA_TYPES))}, not {media_type}")
+        problem = ambiguity(data, media_type)
+        if problem is not None:
+            raise CredentialsError(problem)
         claim = credentials.assertion
         if (claim.unsigned_sha256, claim.unsigned_size_bytes) != (sha256_bytes(data), len(data)):
             raise CredentialsError("the Custody assertion names other bytes than the ones being signed")

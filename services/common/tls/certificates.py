@@ -130,7 +130,9 @@ class CertificateAuthority:
         EKU"; stock verifiers accept emailProtection."""
         key, issued = _new_key(), _now(now)
         certificate = (
-            self._builder(_name(f"Custody {service} content credentials"), key, issued, SERVICE_VALIDITY)
+            # As long as the intermediate: with no timestamp authority (offline), c2pa checks a manifest's signer
+            # against the current time, so an asset stops verifying when its signer certificate expires.
+            self._builder(_name(f"Custody {service} content credentials"), key, issued, CA_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(cert_sign=False), critical=True)
             .add_extension(

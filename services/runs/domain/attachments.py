@@ -163,15 +163,14 @@ def batch_create_attachments(
         if existing is not None:
             return existing
         stamp = context.stamp()
-        records, signed_assets = [], []
-        for index, ((request, _), blob) in enumerate(zip(items, pending, strict=True)):
+        records = []
+        for index, ((request, _), blob) in enumerate(zip(items, list(pending), strict=True)):
             record = _attachment_record(run_id, request, blob.sha256, blob.size_bytes, stamp)
             signed = _sign(context, request, record, blob, f"attachments[{index}]")
             if signed is not None:
-                signed_assets.append(signed)
+                pending.append(signed)  # at once: a later item's refusal discards it with the others
                 record = replace(record, signed=credentials.signed_digest(signed))
             records.append(NewAttachment(record, idempotency_key or None, fingerprints[index], index))
-        pending.extend(signed_assets)
         for blob in pending:
             context.blobs.publish(blob)
         stored = context.store.add_attachments(records, stamp.created_at)

@@ -8,7 +8,7 @@ import json
 from dataclasses import dataclass
 
 from services.common.clock import to_us
-from services.common.content_credentials import read_credentials
+from services.common.content_credentials import CredentialsError, read_credentials
 from services.common.hashing import canonical_json, loads_canonical, sha256_bytes
 from services.runs.domain import ownership
 from services.runs.domain.context import Context
@@ -79,7 +79,10 @@ def _signed_asset_problems(context: Context, attachment: AttachmentRecord) -> li
     if context.credential_anchors is None:
         return []  # no anchors configured: the digest above is all this service can check
     data = context.blobs.read_all_verified(signed.sha256, signed.size_bytes)
-    report = read_credentials(data, attachment.content_type, context.credential_anchors)
+    try:
+        report = read_credentials(data, attachment.content_type, context.credential_anchors)
+    except CredentialsError as exc:
+        return [Problem(where, "CREDENTIALS_INVALID", "a readable C2PA manifest", str(exc))]
     expected = {"attachment": attachment.name, "unsigned_sha256": attachment.sha256}
     named = (
         {}
