@@ -13,7 +13,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.ai_gateway.domain.config import IMAGE_SIZES
 from services.common.config import Port, StatefulServiceSettings
+from services.common.limits import MAX_IMAGES_PER_CALL
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEFAULT_POLICY_FILE = PACKAGE_DIR / "policies" / "default.yaml"
@@ -42,10 +44,9 @@ class OperationSettings(_Strict):
     fallback_providers: list[ProviderName] = Field(default_factory=list)
 
 
-# The image sizes GenerateImage accepts; each image model supports some of them (`image_models`).
+# The image sizes GenerateImage accepts (domain/config.py IMAGE_SIZES); each image model supports some of them
+# (`image_models`).
 ImageSize = Literal["256x256", "512x512", "1024x1024"]
-IMAGE_SIZES: tuple[str, ...] = ("256x256", "512x512", "1024x1024")
-MAX_IMAGE_COUNT = 4
 
 
 class ImageOperationSettings(_Strict):
@@ -61,7 +62,7 @@ class ImageModelSettings(_Strict):
     """What one image model can make: the sizes it supports and how many images one request may ask for."""
 
     sizes: Annotated[list[ImageSize], Field(min_length=1)]
-    max_count: Annotated[int, Field(ge=1, le=MAX_IMAGE_COUNT)] = MAX_IMAGE_COUNT
+    max_count: Annotated[int, Field(ge=1, le=MAX_IMAGES_PER_CALL)] = MAX_IMAGES_PER_CALL
 
 
 class Budget(_Strict):

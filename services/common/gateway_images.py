@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from custody.ai_gateway.v1 import gateway_pb2
 from custody.common.v1 import common_pb2, ledger_pb2
 from services.common.hashing import sha256_bytes
-from services.common.limits import CHUNK_LIMIT_BYTES
+from services.common.limits import CHUNK_LIMIT_BYTES, MAX_IMAGES_PER_CALL
 
-# What a receiver buffers at most, whatever a (lying) gateway announces: the request's count is capped at 4, and a
-# 1024x1024 RGBA PNG cannot exceed ~4 MiB plus overhead; 64 MiB leaves room for providers' larger sizes.
-MAX_IMAGES = 4
+# What a receiver buffers at most, whatever a (lying) gateway announces: MAX_IMAGES_PER_CALL images, each at most
+# this (a 1024x1024 RGBA PNG cannot exceed ~4 MiB plus overhead; 64 MiB leaves room for providers' larger sizes).
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -61,8 +60,10 @@ class ImageAssembler:
         part += chunk.data
 
     def _start(self, metadata: gateway_pb2.ImageMetadata) -> None:
-        if len(metadata.images) > MAX_IMAGES:
-            raise ImageStreamError(f"the stream announces {len(metadata.images)} images; at most {MAX_IMAGES} are sent")
+        if len(metadata.images) > MAX_IMAGES_PER_CALL:
+            raise ImageStreamError(
+                f"the stream announces {len(metadata.images)} images; at most {MAX_IMAGES_PER_CALL} are sent"
+            )
         oversized = [d.index for d in metadata.images if not 0 < d.size_bytes <= MAX_IMAGE_BYTES]
         if oversized:
             raise ImageStreamError(f"image(s) {oversized} announce a size outside 1..{MAX_IMAGE_BYTES} bytes")

@@ -5,3 +5,5 @@ from __future__ import annotations
 
 # runs' attachment uploads: at most 1 MiB of bytes per stream message (protos/custody/runs/v1/runs.proto, chunk).
 CHUNK_LIMIT_BYTES = 1024 * 1024
+# ai_gateway's GenerateImage: at most this many images per call (protos/custody/ai_gateway/v1/gateway.proto, count).
+MAX_IMAGES_PER_CALL = 4

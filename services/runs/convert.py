@@ -281,7 +281,7 @@ def attachment_request(header: runs_pb2.AttachmentHeader) -> AttachmentRequest:
         header.content_type,
         header.sha256,
         dict(header.metadata),
-        credentials_request(header.content_credentials) if header.HasField("content_credentials") else None,
+        credentials_request(header),
     )
 
 
@@ -293,7 +293,7 @@ def new_attachment_request(run: str, item: runs_pb2.NewAttachment) -> Attachment
         item.content_type,
         item.sha256,
         dict(item.metadata),
-        credentials_request(item.content_credentials) if item.HasField("content_credentials") else None,
+        credentials_request(item),
     )
 
 
@@ -303,8 +303,12 @@ ASSET_SOURCE_IN = {
 }
 
 
-def credentials_request(message: runs_pb2.ContentCredentialsRequest) -> CredentialsRequest:
-    """An unset or unknown source maps to None, which validation reports with the field's path."""
+def credentials_request(item: runs_pb2.AttachmentHeader | runs_pb2.NewAttachment) -> CredentialsRequest | None:
+    """The item's content_credentials (None when it asks for none); an unset or unknown source maps to None, which
+    validation reports with the field's path."""
+    if not item.HasField("content_credentials"):
+        return None
+    message = item.content_credentials
     return CredentialsRequest(
         source=ASSET_SOURCE_IN.get(message.source),
         provider=message.provider,

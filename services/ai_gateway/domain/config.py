@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+# The image sizes GenerateImage accepts; each image model supports some of them.
+IMAGE_SIZES: tuple[str, ...] = ("256x256", "512x512", "1024x1024")
+
 
 @dataclass(frozen=True)
 class Operation:

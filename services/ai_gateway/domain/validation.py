@@ -16,19 +16,18 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
-from services.ai_gateway.domain.config import GatewayConfig, ImageModel, ImageOperation, Operation
+from services.ai_gateway.domain.config import IMAGE_SIZES, GatewayConfig, ImageModel, ImageOperation, Operation
 from services.ai_gateway.domain.model import ImageRequest, PreparedImage, PreparedRequest, TextRequest
 from services.ai_gateway.policy import SafetyPolicy
 from services.ai_gateway.transport.base import Provider
 from services.common import idempotency
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from services.common.json_limits import loads_json
+from services.common.limits import MAX_IMAGES_PER_CALL
 
 KNOWN_PROVIDERS = ("local", "openai")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@\-]{0,127}$")
 MAX_VARIANT_SEED = 128
-IMAGE_SIZES = ("256x256", "512x512", "1024x1024")
-MAX_IMAGE_COUNT = 4
 _FENCED_JSON = re.compile(r"^\s*```(?:json)?\s*\n(.*)\n\s*```\s*$", re.S)
 
 
@@ -99,7 +98,7 @@ class Validator:
             bad("size", f"{size[:32]!r} is not one of {', '.join(IMAGE_SIZES)}")
         elif size not in sizes:
             bad("size", f"{model_name} makes {', '.join(sizes)}")
-        limit = min(MAX_IMAGE_COUNT, model.max_count if model is not None else MAX_IMAGE_COUNT)
+        limit = min(MAX_IMAGES_PER_CALL, model.max_count if model is not None else MAX_IMAGES_PER_CALL)
         count = request.count or 1
         if not 1 <= count <= limit:
             bad("count", f"must be between 1 and {limit} (0 for 1)")

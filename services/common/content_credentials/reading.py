@@ -95,10 +95,9 @@ def _report(media_type: str, state: str, store: dict[str, Any]) -> CredentialRep
     if state != TRUSTED:
         problems.append(f"c2pa validation state is {state}, not {TRUSTED} under the given trust anchors")
     assertions = {a.get("label"): a.get("data") for a in manifest.get("assertions", [])}
-    actions = tuple(str(a.get("action")) for a in (assertions.get(ACTIONS_LABEL) or {}).get("actions", []))
-    created = next(
-        (a for a in (assertions.get(ACTIONS_LABEL) or {}).get("actions", []) if a.get("action") == CREATED), None
-    )
+    listed = (assertions.get(ACTIONS_LABEL) or {}).get("actions", [])
+    actions = tuple(str(a.get("action")) for a in listed)
+    created = next((a for a in listed if a.get("action") == CREATED), None)
     if actions != (CREATED,):
         problems.append(f"the manifest's actions are {list(actions)}, not one {CREATED}")
     assertion = None

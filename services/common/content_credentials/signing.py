@@ -44,10 +44,11 @@ class CredentialSigner:
             raise CredentialsUnavailable(
                 f"{key} is readable by others or writable by its group; it must be 0600: chmod 600 {key}"
             )
-        problem = signer_chain_problem(chain.read_bytes(), key.read_bytes())
+        key_pem, chain_pem = key.read_bytes(), chain.read_bytes()
+        problem = signer_chain_problem(chain_pem, key_pem)
         if problem is not None:
             raise CredentialsUnavailable(f"the content-credentials signer in {directory} is unusable: {problem}")
-        signer = cls(key.read_bytes(), chain.read_bytes())
+        signer = cls(key_pem, chain_pem)
         signer._check()
         return signer
 

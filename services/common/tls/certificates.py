@@ -252,10 +252,9 @@ def needs_renewal(
         loaded = x509.load_pem_x509_certificate(certificate)
     except ValueError:
         return "unreadable"
-    if not authority.issued(loaded):
-        return "issued by another CA"
-    if loaded.not_valid_after_utc - _now(now) < RENEW_BEFORE:
-        return f"expires {loaded.not_valid_after_utc:%Y-%m-%d}"
+    lapsed = _lapsed(loaded, authority, now)
+    if lapsed is not None:
+        return lapsed
     try:
         sans = loaded.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -298,6 +297,11 @@ def signer_needs_renewal(chain: bytes, authority: CertificateAuthority, now: dat
         certificate = x509.load_pem_x509_certificates(chain)[0]
     except (ValueError, IndexError):
         return "unreadable"
+    return _lapsed(certificate, authority, now)
+
+
+def _lapsed(certificate: x509.Certificate, authority: CertificateAuthority, now: datetime | None) -> str | None:
+    """What every issued certificate is reissued for: another CA signed it, or it expires within RENEW_BEFORE."""
     if not authority.issued(certificate):
         return "issued by another CA"
     if certificate.not_valid_after_utc - _now(now) < RENEW_BEFORE:

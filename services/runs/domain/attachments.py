@@ -101,8 +101,7 @@ def record_upload(
     request_fingerprint = fingerprint_of({**_attachment_document(request), "sha256": pending.sha256})
     existing = _existing_for_key(context, run_id, idempotency_key, [request_fingerprint])
     if existing is not None:
-        pending.discard()
-        return existing[0]
+        return existing[0]  # upload() discards the unpublished blob
     stamp = context.stamp()
     record = _attachment_record(run_id, request, pending.sha256, pending.size_bytes, stamp)
     signed = _sign(context, request, record, pending, "header")
