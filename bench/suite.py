@@ -112,6 +112,11 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         _run([python, "-m", "bench.art_studio.bench_art_studio", *quick], 900)
         return _latest("art_studio-quick" if smoke else "art_studio", started)
 
+    def soak() -> Any:
+        # 100k mixed RPCs against `custody up`, RSS and descriptors of each process every 10k (minutes).
+        _run([python, "-m", "bench.soak.bench_soak", *quick], 3600)
+        return _latest("soak-quick" if smoke else "soak", started)
+
     for name, action in (
         ("ceiling", ceiling),
         ("runs", runs),
@@ -121,6 +126,7 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         ("lineage", lineage),
         ("ledger", ledger),
         ("art_studio", art_studio),
+        ("soak", soak),
     ):
         section(name, action)
     return {
@@ -280,6 +286,16 @@ def table(result: dict[str, Any]) -> str:
             (
                 f"end to end: {name.replace('_', ' + ')} p50 / p99 (ms)",
                 f"{figures['p50_ms']} / {figures['p99_ms']}",
+                "",
+                "",
+            )
+        )
+    soak = _get(s, "soak") or {}
+    for name, grown in (_get(soak, "growth_per_100k_calls") or {}).items():
+        rows.append(
+            (
+                f"soak: {name} growth per 100k calls over {soak.get('calls')} mixed RPCs (RSS MiB / fds)",
+                f"{grown['rss_mib']} / {grown['fds']}",
                 "",
                 "",
             )
