@@ -46,8 +46,3 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
     assert ledger["proofs"]["inclusion_in_process"]["n"] > 0
     assert report.with_suffix(".md").read_text().startswith("| measure |")
     assert report.with_name(report.stem + "-throughput.png").stat().st_size > 0
-    soak = result["sections"]["soak"]  # every mixed call answered OK, and no process leaked descriptors
-    assert soak["statuses"] == {"OK": soak["calls"]}
-    for name, grown in soak["growth_per_100k_calls"].items():
-        first, last = soak["samples"][0]["processes"][name], soak["samples"][-1]["processes"][name]
-        assert last["fds"] - first["fds"] <= 16, (name, first, last, grown)
