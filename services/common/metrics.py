@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
-from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Observation
 
 from services.common.version import CUSTODY_VERSION
 
@@ -45,69 +45,99 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # A model the price table does not list, as a label value.
 OTHER_MODEL = "other"
 
+
+@dataclass(frozen=True)
+class Declared:
+    """One instrument of the catalog, as the README table and the deployment checks read it."""
+
+    name: str
+    kind: str  # counter | histogram | gauge
+    unit: str
+
+    @property
+    def prometheus_name(self) -> str:
+        """The series name Prometheus sees (the exporter's rules: dots to underscores, a unit suffix unless the unit
+        is an annotation in braces, _total on counters); histograms add _bucket, _sum and _count."""
+        suffix = {"s": "_seconds", "By": "_bytes"}.get(self.unit, "")
+        return self.name.replace(".", "_") + suffix + ("_total" if self.kind == "counter" else "")
+
+
+DECLARED: list[Declared] = []
+
+
+def _counter(name: str, unit: str, description: str) -> Counter:
+    DECLARED.append(Declared(name, "counter", unit))
+    return METER.create_counter(name, unit=unit, description=description)
+
+
+def _histogram(name: str, unit: str, description: str, buckets: Sequence[float]) -> Histogram:
+    DECLARED.append(Declared(name, "histogram", unit))
+    return METER.create_histogram(name, unit=unit, description=description, explicit_bucket_boundaries_advisory=buckets)
+
+
 # ---- every service -------------------------------------------------------------------------------------------------
 
-RPC_DURATION = METER.create_histogram(
+RPC_DURATION = _histogram(
     "rpc.server.call.duration",
-    unit="s",
-    description="Duration of each RPC a service served (health and reflection excepted), by rpc.service, "
+    "s",
+    "Duration of each RPC a service served (health and reflection excepted), by rpc.service, "
     "rpc.method and rpc.grpc.status_code; its count is the number of RPCs.",
-    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+    LATENCY_BUCKETS_S,
 )
 
 # ---- group commit (services/common/group_commit.py: runs-mint, runs-attach, ai-audit) --------------------------
 
-GROUP_COMMIT_BATCH = METER.create_histogram(
+GROUP_COMMIT_BATCH = _histogram(
     "custody.group_commit.batch.size",
-    unit="{item}",
-    description="Items committed together in one transaction, by group_commit.",
-    explicit_bucket_boundaries_advisory=BATCH_BUCKETS,
+    "{item}",
+    "Items committed together in one transaction, by group_commit.",
+    BATCH_BUCKETS,
 )
-GROUP_COMMIT_DURATION = METER.create_histogram(
+GROUP_COMMIT_DURATION = _histogram(
     "custody.group_commit.commit.duration",
-    unit="s",
-    description="Time to apply and commit one batch (the fsync included), by group_commit and outcome.",
-    explicit_bucket_boundaries_advisory=LATENCY_BUCKETS_S,
+    "s",
+    "Time to apply and commit one batch (the fsync included), by group_commit and outcome.",
+    LATENCY_BUCKETS_S,
 )
 
 # ---- ai_gateway ----------------------------------------------------------------------------------------------------
 
-GATEWAY_CALLS = METER.create_counter(
+GATEWAY_CALLS = _counter(
     "custody.gateway.calls",
-    unit="{call}",
-    description="AI calls recorded in the audit store, by caller, operation, provider, model and outcome "
+    "{call}",
+    "AI calls recorded in the audit store, by caller, operation, provider, model and outcome "
     "(SUCCEEDED, BLOCKED by the safety policy, FAILED).",
 )
-GATEWAY_TOKENS = METER.create_counter(
+GATEWAY_TOKENS = _counter(
     "custody.gateway.tokens",
-    unit="{token}",
-    description="Tokens the providers reported, by caller, operation, provider, model and token_type (input, output).",
+    "{token}",
+    "Tokens the providers reported, by caller, operation, provider, model and token_type (input, output).",
 )
-GATEWAY_COST = METER.create_counter(
+GATEWAY_COST = _counter(
     "custody.gateway.cost.usd",
-    unit="{USD}",
-    description="Estimated cost in USD from the price table, by caller, operation, provider and model (calls whose "
+    "{USD}",
+    "Estimated cost in USD from the price table, by caller, operation, provider and model (calls whose "
     "cost is unknown add nothing here; the audit record flags them).",
 )
-GATEWAY_BUDGET_REFUSALS = METER.create_counter(
+GATEWAY_BUDGET_REFUSALS = _counter(
     "custody.gateway.budget.refusals",
-    unit="{call}",
-    description="Calls refused by a caller's budget before anything was sent, by caller and limit "
+    "{call}",
+    "Calls refused by a caller's budget before anything was sent, by caller and limit "
     "(requests_per_minute, tokens_per_day, usd_per_day).",
 )
 
 # ---- runs ----------------------------------------------------------------------------------------------------------
 
-OUTBOX_DELIVERY_LAG = METER.create_histogram(
+OUTBOX_DELIVERY_LAG = _histogram(
     "custody.outbox.delivery.lag",
-    unit="s",
-    description="From a message's commit with its run to its delivery, retries included, by kind.",
-    explicit_bucket_boundaries_advisory=LAG_BUCKETS_S,
+    "s",
+    "From a message's commit with its run to its delivery, retries included, by kind.",
+    LAG_BUCKETS_S,
 )
-BLOB_BYTES_STORED = METER.create_counter(
+BLOB_BYTES_STORED = _counter(
     "custody.blobs.stored",
-    unit="By",
-    description="Bytes of blobs newly stored (a blob already stored under its digest adds nothing), by backend.",
+    "By",
+    "Bytes of blobs newly stored (a blob already stored under its digest adds nothing), by backend.",
 )
 
 # ---- observed at collection time ----------------------------------------------------------------------------------
@@ -126,6 +156,7 @@ class ObservedGauge:
         self._name = name
         self._sources: list[weakref.WeakMethod[Callable[[], Reading]]] = []
         self._lock = threading.Lock()
+        DECLARED.append(Declared(name, "gauge", unit))
         METER.create_observable_gauge(name, callbacks=[self._observe], unit=unit, description=description)
 
     def register(self, source: Callable[[], Reading]) -> None:
