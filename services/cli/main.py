@@ -174,7 +174,7 @@ def _print_welcome(
         table.add_row(name, address, SERVICES[name].full_name)
     console.print(table)
     if metrics_urls:
-        console.print("\nMetrics (Prometheus text, plaintext; README \"Metrics\"):")
+        console.print('\nMetrics (Prometheus text, plaintext; README "Metrics"):')
         for name, url in metrics_urls.items():
             console.print(f"  {name}: {url}", soft_wrap=True)
     console.print(

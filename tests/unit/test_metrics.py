@@ -51,3 +51,16 @@ def test_an_observed_gauge_reports_its_readable_sources_and_drops_the_ones_gone(
     gauge.register(gone.read)
     del gone
     assert _gauge_values("test.observed.gauge") == [3]
+
+
+def test_custody_up_serves_each_services_metrics_on_its_port_plus_1000(tmp_path: Path) -> None:
+    from services.cli.stack import METRICS_PORT_OFFSET, plan
+    from services.cli.state import StateLayout, initialize
+    from services.common.catalog import SERVICES
+
+    layout = StateLayout(tmp_path / "var")
+    initialize(layout)
+    urls = {p.service: p.metrics_url for p in plan(layout, {}) if p.is_service}
+    assert urls == {
+        name: f"http://127.0.0.1:{spec.default_port + METRICS_PORT_OFFSET}/metrics" for name, spec in SERVICES.items()
+    }
