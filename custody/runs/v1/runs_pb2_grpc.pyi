@@ -194,7 +194,9 @@ class RunsServiceStub:
       FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
       FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
         attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
-      UNAVAILABLE (LINEAGE_UNAVAILABLE): lineage could not be asked about the candidate; nothing was minted.
+      UNAVAILABLE (LINEAGE_UNAVAILABLE, with a RetryInfo delay): lineage could not be asked about the candidate;
+        nothing was minted. A verdict minted while lineage can be asked is recorded there through the outbox even
+        if lineage goes down right after: delivery is retried until it lands, once.
       DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
     """
@@ -410,7 +412,9 @@ class RunsServiceAsyncStub(RunsServiceStub):
       FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
       FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
         attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
-      UNAVAILABLE (LINEAGE_UNAVAILABLE): lineage could not be asked about the candidate; nothing was minted.
+      UNAVAILABLE (LINEAGE_UNAVAILABLE, with a RetryInfo delay): lineage could not be asked about the candidate;
+        nothing was minted. A verdict minted while lineage can be asked is recorded there through the outbox even
+        if lineage goes down right after: delivery is retried until it lands, once.
       DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
       ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
     """
@@ -701,7 +705,9 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
           FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
             attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
-          UNAVAILABLE (LINEAGE_UNAVAILABLE): lineage could not be asked about the candidate; nothing was minted.
+          UNAVAILABLE (LINEAGE_UNAVAILABLE, with a RetryInfo delay): lineage could not be asked about the candidate;
+            nothing was minted. A verdict minted while lineage can be asked is recorded there through the outbox even
+            if lineage goes down right after: delivery is retried until it lands, once.
           DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
           ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
         """
