@@ -36,6 +36,7 @@ class ServiceProcess:
         self.wrap = tuple(wrap)
         self.log = state / f"{service}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._launched = 0.0
 
     def command(self) -> list[str]:
         config = str(self.layout.service_config(self.service))
@@ -43,20 +44,30 @@ class ServiceProcess:
 
     def start(self) -> float:
         """Starts the process; returns the seconds until it served."""
+        started = time.monotonic()
+        self.launch()
+        self.wait_ready()
+        return time.monotonic() - started
+
+    def launch(self) -> None:
+        """Starts the process without waiting for it (several can then start side by side)."""
         prefix = env_prefix(self.service)
         # No provider keys: ai_gateway answers with its offline local provider, as on a machine without any.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CUSTODY_", "OPENAI_"))}
         env.update({prefix + "PORT": str(self.port), prefix + "STATE_DIR": str(self.layout.root)})
         env.update({prefix + "LOG_LEVEL": "WARNING"})
         env.update({prefix + key.upper(): value for key, value in self.settings.items()})
-        started = time.monotonic()
+        self._launched = time.monotonic()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([*self.wrap, *self.command()], env=env, stdout=log, stderr=log)
+
+    def wait_ready(self) -> None:
+        """Waits until the launched process's health check says SERVING."""
+        assert self.process is not None
         while check(self.address, SERVICES[self.service].full_name, 0.5) != "SERVING":
-            if self.process.poll() is not None or time.monotonic() - started > READY_TIMEOUT_S:
+            if self.process.poll() is not None or time.monotonic() - self._launched > READY_TIMEOUT_S:
                 raise RuntimeError(f"{self.service} did not start (exit {self.process.poll()}); see {self.log}")
             time.sleep(0.1)
-        return time.monotonic() - started
 
     @property
     def pid(self) -> int:

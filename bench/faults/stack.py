@@ -50,8 +50,11 @@ class Stack:
         return next(iter(self.processes.values()))
 
     def start(self) -> Stack:
+        """Starts every service side by side (each reaches its peers lazily), then waits for all."""
         for process in self.processes.values():
-            process.start()
+            process.launch()
+        for process in self.processes.values():
+            process.wait_ready()
         return self
 
     def close(self) -> None:
