@@ -41,6 +41,9 @@ from services.common.tls.peer_identity import TransportIdentity
 
 log = logging.getLogger("custody.rpc")
 
+# Turns an exception into the status it deserves, or None (services/common/outage_errors.py).
+OutageErrors = Callable[[BaseException], CustodyError | None]
+
 OPEN_SERVICE_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
 
@@ -52,6 +55,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
         access: AccessTable,
         tracer_provider: trace.TracerProvider,
         transport: TransportIdentity | None = None,
+        outage_errors: OutageErrors | None = None,
     ) -> None:
         self._service = service
         self._credentials = credentials
@@ -59,6 +63,8 @@ class CallHandling(grpc.aio.ServerInterceptor):
         # None: plaintext, no certificates (a service's token alone authenticates it, as on loopback it must).
         self._transport = transport
         self._tracer = tracer_provider.get_tracer("custody.rpc")
+        # A database outage or a full disk is a status of its own (UNAVAILABLE, RESOURCE_EXHAUSTED), not INTERNAL.
+        self._outage_errors = outage_errors
 
     async def intercept_service(  # type: ignore[override]  # stubs type it per message type; this wraps every method
         self,
@@ -180,6 +186,11 @@ class CallHandling(grpc.aio.ServerInterceptor):
             call.code = context.code() or grpc.StatusCode.UNKNOWN
             return
         request_id = ((call_context.REQUEST_ID_HEADER, call.request_id),)
+        if isinstance(exc, Exception) and self._outage_errors is not None:
+            outage = self._outage_errors(exc)
+            if outage is not None:
+                log.warning("%s failed: %s", full_method, outage.reason, exc_info=exc)
+                exc = outage
         if isinstance(exc, CustodyError):
             code, message, trailers = status.encode(exc, self._service)
             call.code, call.reason = code, exc.reason

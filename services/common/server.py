@@ -33,7 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.common import migrations, tuning
-from services.common.call_handling import CallHandling
+from services.common.call_handling import CallHandling, OutageErrors
 from services.common.config import (
     CONFIG_EXIT_CODE,
     ConfigError,
@@ -73,6 +73,8 @@ class Service:
     engine: Engine | None = None
     on_start: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     on_stop: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    # Stateful services: translates a database outage or a full disk into its status (outage_errors.py).
+    outage_errors: OutageErrors | None = None
 
 
 # A service package exposes `build(settings, tracer_provider) -> Service`.
@@ -181,6 +183,7 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
                 service.access,
                 tracer_provider,
                 None if tls is None else TransportIdentity(settings.trust_domain),
+                service.outage_errors,
             )
         ],
         options=server_options(settings),

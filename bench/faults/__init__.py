@@ -1,0 +1,1 @@
+"""Fault harnesses: crashes and outages against real service processes, printing their figures."""
