@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import json
 import re
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.harness import write_result
+from bench.harness import machine, write_result
 
 ROOT = Path(__file__).resolve().parents[2]
 # What libFuzzer leaves for an input that failed: a Python exception or signal (crash-), a hang (timeout-), too
@@ -159,9 +160,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(prog="python -m bench.fuzz")
     parser.add_argument("--seconds", type=float, default=60, help="fuzzing time per target")
-    parser.add_argument("--target", action="append", choices=NAMES, help="this target only (repeatable)")
+    parser.add_argument(
+        "--target",
+        action="append",
+        help=f"this target only (repeatable): {', '.join(NAMES)}, or package.module:function",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="targets fuzzed at the same time")
     parser.add_argument("--replay", nargs=2, metavar=("TARGET", "INPUT"), help="replay one input (file or base64)")
+    parser.add_argument("--out", type=Path, help="write the JSON result here instead of bench/results/")
     args = parser.parse_args()
     if args.replay:
         raise SystemExit(replay(*args.replay))
@@ -181,7 +187,11 @@ def main() -> None:
         "executions": sum(r.executions for r in results),
         "crashes": sum(r.crashes for r in results),
     }
-    path = write_result("fuzz" if args.seconds >= 30 else "fuzz-quick", document)
+    if args.out:
+        path = args.out
+        path.write_text(json.dumps({"benchmark": "fuzz", "machine": machine(), **document}, indent=2) + "\n")
+    else:
+        path = write_result("fuzz" if args.seconds >= 30 else "fuzz-quick", document)
     print(f"wrote {path}")
     if not all(r.ok for r in results):
         raise SystemExit(1)

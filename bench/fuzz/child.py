@@ -2,24 +2,28 @@
 
     python -m bench.fuzz.child TARGET [libFuzzer flags...] CORPUS_DIR
 
-Custody's modules and the parsers they lean on are imported under atheris's instrumentation, so libFuzzer sees
-their branch coverage; the C extensions (protobuf's upb, pydantic-core, expat) are exercised but not instrumented.
+The modules a target exercises (registry.INSTRUMENTED) are imported under atheris's instrumentation, so libFuzzer
+sees their branch coverage; C extensions (protobuf's upb, pydantic-core, expat) run but are not instrumented.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import atheris
 
-INSTRUMENTED = ("services", "bench.fuzz", "tinycss2", "defusedxml", "rfc8785", "jsonschema")
-
 
 def main() -> None:
     name, flags = sys.argv[1], sys.argv[2:]
-    with atheris.instrument_imports(include=list(INSTRUMENTED)):
-        from bench.fuzz.registry import target
+    from bench.fuzz.registry import REDECODED, UNINSTRUMENTED, instrumented, target
 
+    for module in UNINSTRUMENTED.get(name, ()):
+        importlib.import_module(module)
+    with atheris.instrument_imports(include=list(instrumented(name))):
+        for module in REDECODED:
+            if module in sys.modules:  # imported above without instrumentation: again, with it
+                importlib.reload(sys.modules[module])
         run = target(name)
         run(b"")  # imports whatever the target imports lazily, under instrumentation too
     atheris.Setup([sys.argv[0], *flags], run)

@@ -17,6 +17,7 @@ Outcomes, as call handling (services/common/call_handling.py) would answer them:
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import AsyncIterator, Callable
 from types import ModuleType
@@ -142,22 +143,27 @@ class ServiceTarget:
         return "accepted"
 
 
-def service_targets() -> dict[str, ServiceTarget]:
-    from custody.ai_gateway.v1 import gateway_pb2
-    from custody.art_studio.v1 import art_studio_pb2
-    from custody.lineage.v1 import lineage_pb2
-    from custody.runs.v1 import runs_pb2
-    from services.ai_gateway.servicer import AiGatewayServicer
-    from services.art_studio.servicer import ArtStudioServicer
-    from services.lineage.servicer import LineageServicer
-    from services.runs.servicer import RunsServicer
+# service -> (generated contract module, servicer module, servicer class, service in the descriptor)
+SERVICERS = {
+    "runs": ("custody.runs.v1.runs_pb2", "services.runs.servicer", "RunsServicer", "RunsService"),
+    "lineage": ("custody.lineage.v1.lineage_pb2", "services.lineage.servicer", "LineageServicer", "LineageService"),
+    "ai_gateway": (
+        "custody.ai_gateway.v1.gateway_pb2",
+        "services.ai_gateway.servicer",
+        "AiGatewayServicer",
+        "AiGatewayService",
+    ),
+    "art_studio": (
+        "custody.art_studio.v1.art_studio_pb2",
+        "services.art_studio.servicer",
+        "ArtStudioServicer",
+        "ArtStudioService",
+    ),
+}
 
-    return {
-        f"requests_{t.service}": t
-        for t in (
-            ServiceTarget("runs", runs_pb2, RunsServicer, "RunsService"),
-            ServiceTarget("lineage", lineage_pb2, LineageServicer, "LineageService"),
-            ServiceTarget("ai_gateway", gateway_pb2, AiGatewayServicer, "AiGatewayService"),
-            ServiceTarget("art_studio", art_studio_pb2, ArtStudioServicer, "ArtStudioService"),
-        )
-    }
+
+def service_target(service: str) -> ServiceTarget:
+    """One service's target, importing that service only (the fuzz child instruments what it imports)."""
+    contract, module, servicer, descriptor = SERVICERS[service]
+    servicer_class = getattr(importlib.import_module(module), servicer)
+    return ServiceTarget(service, importlib.import_module(contract), servicer_class, descriptor)

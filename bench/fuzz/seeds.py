@@ -11,7 +11,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from bench.fuzz.requests import ServiceTarget, service_targets
+from bench.fuzz.requests import SERVICERS, ServiceTarget, service_target
 from bench.fuzz.targets import SIDE_FILES
 from services.common.hashing import sha256_canonical
 from services.rosette.compiler import compile_svg
@@ -196,7 +196,8 @@ def corpus(target: str) -> list[bytes]:
     }
     if target in fixed:
         return fixed[target]()
-    return requests(service_targets()[target])
+    service = target.removeprefix("requests_")
+    return requests(service_target(service)) if service in SERVICERS else []
 
 
 _JSON_TOKENS = [b"\\u0001", b"\\u0000", b"\\ud800", b"\\udfff", b"\\ufffe", b"\\ud83e\\udd80", b"1e308", b"-0.0",
