@@ -112,6 +112,18 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         _run([python, "-m", "bench.art_studio.bench_art_studio", *quick], 900)
         return _latest("art_studio-quick" if smoke else "art_studio", started)
 
+    def fuzz() -> Any:
+        # Every fuzz target in its own process, a minute each; the smoke run checks the wiring with one target for a
+        # second (tests/fuzz runs every target in `make test`). A crash fails the section, its figures and
+        # reproducers are still reported.
+        size = ["--seconds", "1", "--target", "svg_validator"] if smoke else ["--seconds", "60", "--jobs", "2"]
+        try:
+            _run([python, "-m", "bench.fuzz", *size], 3600)
+        except RuntimeError:
+            sections["fuzz"] = _latest("fuzz-quick" if smoke else "fuzz", started)
+            raise
+        return _latest("fuzz-quick" if smoke else "fuzz", started)
+
     for name, action in (
         ("ceiling", ceiling),
         ("runs", runs),
@@ -121,6 +133,7 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         ("lineage", lineage),
         ("ledger", ledger),
         ("art_studio", art_studio),
+        ("fuzz", fuzz),
     ):
         section(name, action)
     return {
@@ -280,6 +293,15 @@ def table(result: dict[str, Any]) -> str:
             (
                 f"end to end: {name.replace('_', ' + ')} p50 / p99 (ms)",
                 f"{figures['p50_ms']} / {figures['p99_ms']}",
+                "",
+                "",
+            )
+        )
+    for target, figures in (_get(s, "fuzz", "targets") or {}).items():
+        rows.append(
+            (
+                f"fuzz {target}: executions in {figures.get('seconds')} s (crashes)",
+                f"{figures.get('executions')} ({figures.get('crashes')})",
                 "",
                 "",
             )
