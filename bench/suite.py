@@ -120,6 +120,18 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         _run([python, "-m", "bench.soak.bench_soak"], 3600)
         return _latest("soak", started)
 
+    def fuzz() -> Any:
+        # Every fuzz target in its own process, a minute each; the smoke run checks the wiring with one target for a
+        # second (tests/fuzz runs every target in `make test`). A crash fails the section, its figures and
+        # reproducers are still reported.
+        size = ["--seconds", "1", "--target", "svg_validator"] if smoke else ["--seconds", "60", "--jobs", "2"]
+        try:
+            _run([python, "-m", "bench.fuzz", *size], 3600)
+        except RuntimeError:
+            sections["fuzz"] = _latest("fuzz-quick" if smoke else "fuzz", started)
+            raise
+        return _latest("fuzz-quick" if smoke else "fuzz", started)
+
     for name, action in (
         ("ceiling", ceiling),
         ("runs", runs),
@@ -130,6 +142,7 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         ("ledger", ledger),
         ("art_studio", art_studio),
         ("soak", soak),
+        ("fuzz", fuzz),
     ):
         section(name, action)
     return {
@@ -299,6 +312,15 @@ def table(result: dict[str, Any]) -> str:
             (
                 f"soak: {name} growth per 100k calls over {soak.get('calls')} mixed RPCs (RSS MiB / fds)",
                 f"{grown['rss_mib']} / {grown['fds']}",
+                "",
+                "",
+            )
+        )
+    for target, figures in (_get(s, "fuzz", "targets") or {}).items():
+        rows.append(
+            (
+                f"fuzz {target}: executions in {figures.get('seconds')} s (crashes)",
+                f"{figures.get('executions')} ({figures.get('crashes')})",
                 "",
                 "",
             )

@@ -83,6 +83,7 @@ class LineageServiceStub:
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
         service:<name>, human or role:<role> is RULE_INVALID).
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in schema has no kind set.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -114,6 +115,7 @@ class LineageServiceStub:
         field "data<json pointer>".
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
         holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in data has no kind set (the entry names it).
       INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
@@ -366,6 +368,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
         service:<name>, human or role:<role> is RULE_INVALID).
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in schema has no kind set.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -397,6 +400,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
         field "data<json pointer>".
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
         holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in data has no kind set (the entry names it).
       INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
@@ -658,6 +662,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
             RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
             service:<name>, human or role:<role> is RULE_INVALID).
           INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
+          INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in schema has no kind set.
           FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
           FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
           FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -701,6 +706,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
             field "data<json pointer>".
           INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
             holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+          INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in data has no kind set (the entry names it).
           INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
           INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.

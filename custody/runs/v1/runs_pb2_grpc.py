@@ -203,6 +203,7 @@ class RunsServiceServicer:
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
         INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
         levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+        INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in them has no kind set (the entry names it).
         INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
         INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
         INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
