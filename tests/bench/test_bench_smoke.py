@@ -15,6 +15,8 @@ from bench.harness import RESULTS
 pytestmark = pytest.mark.stack
 
 
+# Eight benchmark processes one after another, each starting services: over a minute on a loaded 2-core machine.
+@pytest.mark.timeout(300)
 def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
     started = time.time()
     done = subprocess.run(
