@@ -1,0 +1,146 @@
+"""The services a crash harness kills: real `custody serve` processes started as `custody up` starts them (its plan
+and its Stack), on a fresh state directory and fresh databases, each one killable with SIGKILL and restartable on
+the same port and the same data.
+
+On PostgreSQL every service gets a schema of its own in the given database (each service owns its database; a schema
+is the cheapest fresh one), dropped when the harness ends.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from bench.harness import free_port
+from services.cli.people import add_user
+from services.cli.stack import Planned, Stack, plan
+from services.cli.state import StateLayout, initialize, save_endpoints
+from services.common.catalog import SERVICE_NAMES
+from services.common.config import StatefulServiceSettings, env_prefix
+from services.common.db import normalize_url
+from services.common.identity import REVIEWER_ROLE
+from services.runs.config import RunsSettings
+
+KILLABLE = ("runs", "lineage")
+REVIEWER = "crash-reviewer"
+# Checkpoints signed every second, so kills land while checkpoint files are being written too.
+SETTINGS = {"LOG_LEVEL": "ERROR", "LEDGER_CHECKPOINT_INTERVAL_S": "1"}
+
+
+@dataclass
+class CrashStack:
+    layout: StateLayout
+    database_urls: dict[str, str]
+    reviewer_token: str
+    planned: dict[str, Planned]
+    stacks: dict[str, Stack] = field(default_factory=dict)
+    kills: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KILLABLE, 0))
+
+    @property
+    def operator_token(self) -> str:
+        return self.layout.operator_token.read_text(encoding="utf-8").strip()
+
+    def address(self, service: str) -> str:
+        return self.settings(service).address
+
+    def settings(self, service: str) -> StatefulServiceSettings:
+        settings = self.planned[service].settings
+        assert isinstance(settings, StatefulServiceSettings)
+        return settings
+
+    @property
+    def runs_settings(self) -> RunsSettings:
+        settings = self.planned["runs"].settings
+        assert isinstance(settings, RunsSettings)
+        return settings
+
+    def start(self, *services: str) -> None:
+        """Starts the services side by side and waits until each is SERVING."""
+        for service in services:
+            self.stacks[service] = Stack([self.planned[service]], _quiet)
+            self.stacks[service].start()
+        for service in services:
+            problem = self.stacks[service].wait_ready()
+            if problem:
+                raise RuntimeError(f"{service} did not come back: {problem}")
+
+    def kill(self, service: str) -> None:
+        """SIGKILL: no shutdown handler, no drain, no flush; whatever the process had in hand is gone."""
+        process = self.stacks[service].processes[service]
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        self.kills[service] += 1
+
+    def stop(self) -> None:
+        for stack in self.stacks.values():
+            stack.stop()
+
+    def cli_environment(self) -> dict[str, str]:
+        """What `custody` commands run with: the same databases as the services, the operator's token."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
+        env.update({env_prefix(s) + "DATABASE_URL": url for s, url in self.database_urls.items()})
+        return env
+
+
+@contextmanager
+def crash_stack(root: Path, backend: str, postgres_dsn: str = "") -> Iterator[CrashStack]:
+    """Initialises a state directory (with a second person, a reviewer, for four eyes), plans every service on free
+    ports, starts runs and lineage, and stops them (and drops the PostgreSQL schemas) at the end."""
+    layout = StateLayout(root / "var")
+    initialize(layout)
+    reviewer_token = add_user(layout, REVIEWER, [REVIEWER_ROLE])
+    with _databases(root, backend, postgres_dsn) as urls:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
+        for service in SERVICE_NAMES:
+            environ[env_prefix(service) + "PORT"] = str(free_port())
+        for service in KILLABLE:
+            environ.update({env_prefix(service) + k: v for k, v in SETTINGS.items()})
+            if service in urls:
+                environ[env_prefix(service) + "DATABASE_URL"] = urls[service]
+        planned = {p.service: p for p in plan(layout, environ)}
+        stack = CrashStack(layout, urls, reviewer_token, planned)
+        save_endpoints(layout, {s: stack.address(s) for s in KILLABLE})
+        try:
+            stack.start(*KILLABLE)
+            yield stack
+        finally:
+            stack.stop()
+
+
+@contextmanager
+def _databases(root: Path, backend: str, postgres_dsn: str) -> Iterator[dict[str, str]]:
+    """service -> DATABASE_URL: empty for SQLite (each service's default file in the state directory)."""
+    if backend == "sqlite":
+        yield {}
+        return
+    if backend != "postgresql" or not postgres_dsn:
+        raise ValueError("postgresql needs a DSN (--postgres-dsn or CUSTODY_TEST_POSTGRES_DSN)")
+    admin = sa.create_engine(normalize_url(postgres_dsn))
+    prefix = f"crash_{uuid.uuid4().hex[:10]}"
+    schemas = {service: f"{prefix}_{service}" for service in KILLABLE}
+    try:
+        with admin.begin() as connection:
+            for schema in schemas.values():
+                connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        yield {service: _schema_url(postgres_dsn, schema) for service, schema in schemas.items()}
+    finally:
+        with admin.begin() as connection:
+            for schema in schemas.values():
+                connection.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
+
+
+def _schema_url(dsn: str, schema: str) -> str:
+    url = normalize_url(dsn).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+def _quiet(_line: str) -> None:
+    """The harness reports what it did itself; the supervisor's remarks (a slow stop) are not figures."""
