@@ -47,6 +47,7 @@ def read_back(stack: CrashStack, acked: list[Acked]) -> ReadBack:
     with channel(stack.address("runs")) as runs_channel, channel(stack.address("lineage")) as lineage_channel:
         runs = runs_pb2_grpc.RunsServiceStub(runs_channel)
         lineage = lineage_pb2_grpc.LineageServiceStub(lineage_channel)
+        gone = set()  # names that no longer resolve: nothing of theirs to count
         for record in acked:
             result.checked[record.kind] += 1
             try:
@@ -55,12 +56,13 @@ def read_back(stack: CrashStack, acked: list[Acked]) -> ReadBack:
                 if exc.code() != grpc.StatusCode.NOT_FOUND:
                     raise
                 result.lost.append(f"{record.kind} {record.name} ({record.op}): NOT_FOUND")
+                gone.add(record.name)
                 continue
             if actual is None:
                 result.lost.append(f"{record.kind} {record.name} ({record.op}): no longer approved")
             elif actual != record.sha256 or (record.sent_sha256 and actual != record.sent_sha256):
                 result.mismatches.append(f"{record.kind} {record.name}: acknowledged {record.sha256}, now {actual}")
-        _count_duplicates(runs, lineage, token, acked, result)
+        _count_duplicates(runs, lineage, token, [a for a in acked if a.name not in gone], result)
     return result
 
 

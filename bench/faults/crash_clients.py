@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import grpc
@@ -24,6 +25,7 @@ from google.protobuf.struct_pb2 import Struct
 
 from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
+from services.common.clock import parse_rfc3339
 from services.common.hashing import sha256_canonical
 
 T = TypeVar("T")
@@ -69,13 +71,17 @@ class Tally:
 
     acked: list[Acked] = field(default_factory=list)
     retries: Counter[str] = field(default_factory=Counter)  # by status code
+    # Writes a kill committed but kept the answer of: the retry got the original back (by kind).
+    replayed: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)  # answers no retry can change: a bug under test
     ops_started: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def ack(self, record: Acked) -> None:
+    def ack(self, record: Acked, replayed: bool) -> None:
         with self.lock:
             self.acked.append(record)
+            if replayed:
+                self.replayed[record.kind] += 1
 
     def retried(self, code: grpc.StatusCode) -> None:
         with self.lock:
@@ -163,6 +169,7 @@ class Client:
         self._reviewer = bearer(reviewer_token)
         self._tally = tally
         self._random = random.Random(seed * 1000 + index)
+        self._attempt_started = datetime.now(UTC)
 
     def run(self, stop: threading.Event) -> None:
         """Whole operations (run, attachment, version, approval) until `stop`; the one under way is finished."""
@@ -188,7 +195,7 @@ class Client:
                 timeout=CALL_TIMEOUT_S,
             ),
         )
-        self._tally.ack(Acked("run", op, run.name, run.artifact_sha256))
+        self._tally.ack(Acked("run", op, run.name, run.artifact_sha256), self._earlier(run.create_time.ToDatetime(UTC)))
         data = self._random.randbytes(self._random.randint(2 * CHUNK_BYTES + 1, 6 * CHUNK_BYTES))
         header = runs_pb2.AttachmentHeader(run=run.name, kind="other", filename=f"{op}.bin", request_id=f"{op}-att")
         attachment = self._call(
@@ -198,13 +205,14 @@ class Client:
             ),
         )
         sent = hashlib.sha256(data).hexdigest()
-        self._tally.ack(Acked("attachment", op, attachment.name, attachment.digest.sha256, sent))
+        replayed = self._earlier(attachment.create_time.ToDatetime(UTC))
+        self._tally.ack(Acked("attachment", op, attachment.name, attachment.digest.sha256, sent), replayed)
         created = self._call(
             f"{op} CreateVersion",
             lambda: self._lineage.CreateVersion(version_request(op), metadata=self._operator, timeout=CALL_TIMEOUT_S),
         )
         version = created.version
-        self._tally.ack(Acked("version", op, version.name, version.snapshot_sha256))
+        self._tally.ack(Acked("version", op, version.name, version.snapshot_sha256), created.replayed)
         approved = self._call(
             f"{op} Approve",
             lambda: self._lineage.Approve(
@@ -213,12 +221,19 @@ class Client:
                 timeout=CALL_TIMEOUT_S,
             ),
         )
-        self._tally.ack(Acked("approval", op, version.name, approval_digest(approved.status)))
+        replayed = self._earlier(parse_rfc3339(approved.status.update_time))
+        self._tally.ack(Acked("approval", op, version.name, approval_digest(approved.status)), replayed)
+
+    def _earlier(self, written: datetime) -> bool:
+        """Whether a record answered by the last attempt was written before that attempt began: an earlier attempt
+        committed it and a kill took the answer (same machine, same clock)."""
+        return written < self._attempt_started
 
     def _call(self, what: str, invoke: Callable[[], T]) -> T:
         deadline = time.monotonic() + GIVE_UP_S
         pause = 0.05
         while True:
+            self._attempt_started = datetime.now(UTC)
             try:
                 return invoke()
             except grpc.RpcError as exc:

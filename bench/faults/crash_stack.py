@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +23,7 @@ import sqlalchemy as sa
 
 from bench.harness import free_port
 from services.cli.people import add_user
-from services.cli.stack import Planned, Stack, plan
+from services.cli.stack import READY_TIMEOUT_S, STOP_TIMEOUT_S, Planned, plan
 from services.cli.state import StateLayout, initialize, save_endpoints
 from services.common.catalog import SERVICE_NAMES
 from services.common.config import StatefulServiceSettings, env_prefix
@@ -40,7 +43,7 @@ class CrashStack:
     database_urls: dict[str, str]
     reviewer_token: str
     planned: dict[str, Planned]
-    stacks: dict[str, Stack] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     kills: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KILLABLE, 0))
 
     @property
@@ -62,25 +65,48 @@ class CrashStack:
         return settings
 
     def start(self, *services: str) -> None:
-        """Starts the services side by side and waits until each is SERVING."""
+        """Starts the services side by side (`custody serve`, as `custody up` runs each) and waits until each is
+        SERVING. Not through `custody up`'s own Stack: it forks with a pre-exec hook, and a fork while this
+        process's client threads are inside gRPC can abort the child before it execs (gRPC skips its fork
+        handlers then), which would count as a crash of the service."""
         for service in services:
-            self.stacks[service] = Stack([self.planned[service]], _quiet)
-            self.stacks[service].start()
+            planned = self.planned[service]
+            command = [sys.executable, "-m", "services.cli", "serve", service, "--config", str(planned.config_file)]
+            with self.log(service).open("ab") as log:
+                self.processes[service] = subprocess.Popen(command, env=planned.env, stderr=log)
+        deadline = time.monotonic() + READY_TIMEOUT_S
         for service in services:
-            problem = self.stacks[service].wait_ready()
-            if problem:
-                raise RuntimeError(f"{service} did not come back: {problem}")
+            while not self.planned[service].ready():
+                code = self.processes[service].poll()
+                if code is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"{service} did not come back (exit {code}); the end of its log:\n"
+                        + self.log(service).read_text(errors="replace")[-3000:]
+                    )
+                time.sleep(0.05)
+
+    def log(self, service: str) -> Path:
+        return self.layout.root / f"{service}.log"
 
     def kill(self, service: str) -> None:
         """SIGKILL: no shutdown handler, no drain, no flush; whatever the process had in hand is gone."""
-        process = self.stacks[service].processes[service]
+        process = self.processes[service]
+        if process.poll() is not None:
+            raise RuntimeError(f"{service} had died on its own (exit {process.returncode}) before it was killed")
         os.kill(process.pid, signal.SIGKILL)
         process.wait()
         self.kills[service] += 1
 
     def stop(self) -> None:
-        for stack in self.stacks.values():
-            stack.stop()
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def cli_environment(self) -> dict[str, str]:
         """What `custody` commands run with: the same databases as the services, the operator's token."""
@@ -105,6 +131,8 @@ def crash_stack(root: Path, backend: str, postgres_dsn: str = "") -> Iterator[Cr
             if service in urls:
                 environ[env_prefix(service) + "DATABASE_URL"] = urls[service]
         planned = {p.service: p for p in plan(layout, environ)}
+        for service in KILLABLE:  # a process that dies on its own (not of SIGKILL) says where
+            planned[service].env["PYTHONFAULTHANDLER"] = "1"
         stack = CrashStack(layout, urls, reviewer_token, planned)
         save_endpoints(layout, {s: stack.address(s) for s in KILLABLE})
         try:
@@ -140,7 +168,3 @@ def _databases(root: Path, backend: str, postgres_dsn: str) -> Iterator[dict[str
 def _schema_url(dsn: str, schema: str) -> str:
     url = normalize_url(dsn).update_query_dict({"options": f"-csearch_path={schema}"})
     return url.render_as_string(hide_password=False)
-
-
-def _quiet(_line: str) -> None:
-    """The harness reports what it did itself; the supervisor's remarks (a slow stop) are not figures."""
