@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.common.db import create_engine
 from services.runs import tables
+from services.runs.config import RunsSettings
 
 PAGE = 500
 CLI_TIMEOUT_S = 300
@@ -41,10 +42,11 @@ class ReadBack:
     unacknowledged_committed: Counter[str] = field(default_factory=Counter)
 
 
-def read_back(stack: CrashStack, acked: list[Acked]) -> ReadBack:
+def read_back(addresses: Mapping[str, str], operator_token: str, acked: list[Acked]) -> ReadBack:
+    """Reads every acknowledged write back through runs and lineage (`addresses`) as the operator."""
     result = ReadBack()
-    token = bearer(stack.operator_token)
-    with channel(stack.address("runs")) as runs_channel, channel(stack.address("lineage")) as lineage_channel:
+    token = bearer(operator_token)
+    with channel(addresses["runs"]) as runs_channel, channel(addresses["lineage"]) as lineage_channel:
         runs = runs_pb2_grpc.RunsServiceStub(runs_channel)
         lineage = lineage_pb2_grpc.LineageServiceStub(lineage_channel)
         gone = set()  # names that no longer resolve: nothing of theirs to count
@@ -157,8 +159,8 @@ class Storage:
     staging_leftovers: int  # temporary upload files of killed processes: never served, swept after an hour
 
 
-def storage(stack: CrashStack) -> Storage:
-    settings = stack.runs_settings
+def storage(settings: RunsSettings) -> Storage:
+    """The runs database and blob directory of these settings, read directly."""
     engine = create_engine(settings.resolved_database_url)
     try:
         with engine.connect() as connection:

@@ -50,6 +50,10 @@ class CrashStack:
     def operator_token(self) -> str:
         return self.layout.operator_token.read_text(encoding="utf-8").strip()
 
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {service: self.address(service) for service in KILLABLE}
+
     def address(self, service: str) -> str:
         return self.settings(service).address
 

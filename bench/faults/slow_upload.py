@@ -18,7 +18,7 @@ from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
 TOKEN_ENV = "CRASH_UPLOAD_TOKEN"
-PAUSE_S = 0.05
+PAUSE_S = 0.1
 
 
 def messages(run: str, path: Path, request_id: str) -> Iterator[runs_pb2.UploadAttachmentRequest]:

@@ -32,6 +32,8 @@ STAGING_DRAIN_S = 15.0
 @dataclass
 class UploadKills:
     killed: int = 0
+    # Kills made while the server held the upload's partial temporary file (what must not survive or show).
+    killed_with_partial_file: int = 0
     reuploaded: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -53,10 +55,13 @@ def kill_mid_upload(stack: CrashStack, repeats: int, rng: random.Random, workdir
                 path = workdir / f"{op}.bin"
                 path.write_bytes(data)
                 before = set(staging.glob("upload-*"))
-                if not _kill_client_after(stack, run.name, path, f"{op}-att", rng.randint(1, CHUNKS - 2)):
+                chunks = rng.randint(1, CHUNKS - 2)
+                killed = _kill_client_after(stack, run.name, path, f"{op}-att", chunks, staging, before)
+                if killed is None:
                     result.problems.append(f"{op}: the client finished before it could be killed")
                     continue
                 result.killed += 1
+                result.killed_with_partial_file += killed
                 problems = _visible_after_kill(runs, token, engine, staging, before, run.name, digest)
                 result.problems.extend(f"{op}: {p}" for p in problems)
                 uploaded = runs.UploadAttachment(
@@ -72,8 +77,12 @@ def kill_mid_upload(stack: CrashStack, repeats: int, rng: random.Random, workdir
     return result
 
 
-def _kill_client_after(stack: CrashStack, run: str, path: Path, request_id: str, chunks: int) -> bool:
-    """Starts the streaming client and SIGKILLs it once it has sent `chunks` chunks; False if it finished first."""
+def _kill_client_after(
+    stack: CrashStack, run: str, path: Path, request_id: str, chunks: int, staging: Path, before: set[Path]
+) -> bool | None:
+    """Starts the streaming client and SIGKILLs it once it has sent `chunks` chunks and the server is writing the
+    upload's temporary file (so there is a partial blob to leave behind); returns whether that file was there,
+    or None if the client finished first."""
     env = {**stack.cli_environment(), TOKEN_ENV: stack.operator_token}
     command = [sys.executable, "-m", "bench.faults.slow_upload", stack.address("runs"), run, str(path), request_id]
     client = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
@@ -81,9 +90,14 @@ def _kill_client_after(stack: CrashStack, run: str, path: Path, request_id: str,
     try:
         for line in client.stdout:
             if line.strip() == f"sent {chunks}":
+                deadline = time.monotonic() + STAGING_DRAIN_S
+                while not (partial := set(staging.glob("upload-*")) - before) and time.monotonic() < deadline:
+                    time.sleep(0.005)  # the client pauses between chunks; the server is receiving meanwhile
+                if client.poll() is not None:
+                    return None
                 os.kill(client.pid, signal.SIGKILL)
-                return True
-        return False
+                return bool(partial)
+        return None
     finally:
         client.stdout.close()
         client.wait()

@@ -6,7 +6,6 @@ client killed mid-upload must leave nothing visible. One more test proves the ha
 from __future__ import annotations
 
 import hashlib
-import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,11 +14,12 @@ import sqlalchemy as sa
 
 from bench.faults.crash import run_crash
 from bench.faults.crash_checks import read_back, storage
-from bench.faults.crash_clients import Client, Tally, bearer, channel, run_input
-from bench.faults.crash_stack import crash_stack
+from bench.faults.crash_clients import Client, Tally, bearer, run_input
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.common.db import create_engine
 from services.runs import tables
+from services.runs.config import RunsSettings
+from tests.support.harness import ServiceHarness, operator_token, second_reviewer_token, state_layout
 
 pytestmark = pytest.mark.stack
 
@@ -29,7 +29,7 @@ def test_acknowledged_writes_survive_sigkills_and_a_client_killed_mid_upload_lea
     backend: str, request: pytest.FixtureRequest
 ) -> None:
     dsn = str(request.getfixturevalue("postgres_url")) if backend == "postgresql" else ""
-    figures = run_crash(backend, 3, 2, seed=3, upload_kills=1, postgres_dsn=dsn, checks_in_process=True)
+    figures = run_crash(backend, 3, 2, seed=8, upload_kills=1, postgres_dsn=dsn, checks_in_process=True)
     assert figures["kills_under_load"] == 3 and figures["kills_by_process"]["runs"] >= 1  # then both once more
     assert figures["acknowledged_by_kind"].keys() == {"run", "attachment", "version", "approval"}
     assert (figures["lost"], figures["mismatches"], figures["duplicates"], figures["refused"]) == (0, 0, 0, 0)
@@ -39,36 +39,41 @@ def test_acknowledged_writes_survive_sigkills_and_a_client_killed_mid_upload_lea
         "ledger audit runs": True,
         "ledger audit lineage": True,
     }
-    assert figures["upload_kills"] == {"killed": 1, "reuploaded": 1, "problems": []}
+    assert figures["upload_kills"] == {"killed": 1, "killed_with_partial_file": 1, "reuploaded": 1, "problems": []}
     assert figures["ok"]
 
 
 def test_the_checks_report_lost_changed_and_duplicated_writes_and_partial_blobs_and_orphan_rows(
     tmp_path: Path,
 ) -> None:
-    with crash_stack(tmp_path, "sqlite") as stack:
+    layout = state_layout(tmp_path / "var")
+    reviewer = second_reviewer_token(layout)
+    with (
+        ServiceHarness("lineage", layout) as lineage,
+        ServiceHarness("runs", layout, settings={"lineage_address": lineage.address}) as runs,
+    ):
+        addresses = {"runs": runs.address, "lineage": lineage.address}
         tally = Tally()
-        addresses = {s: stack.address(s) for s in ("runs", "lineage")}
-        Client(0, addresses, stack.operator_token, stack.reviewer_token, tally, seed=1).operation("c0-0")
+        Client(0, addresses, operator_token(layout), reviewer, tally, seed=1).operation("c0-0")
         run = next(a for a in tally.acked if a.kind == "run")
-        with channel(stack.address("runs")) as runs_channel:  # the same operation minted again under another key
-            runs_pb2_grpc.RunsServiceStub(runs_channel).CreateRun(
-                runs_pb2.CreateRunRequest(run=run_input("c0-0"), request_id="another-key"),
-                metadata=bearer(stack.operator_token),
-            )
+        runs_pb2_grpc.RunsServiceStub(runs.channel()).CreateRun(  # the same operation minted again, another key
+            runs_pb2.CreateRunRequest(run=run_input("c0-0"), request_id="another-key"),
+            metadata=bearer(operator_token(layout)),
+        )
         changed = replace(run, sha256="0" * 64)
         lost = replace(run, name="runs/run_" + "0" * 32)
-        back = read_back(stack, [*tally.acked, changed, lost])
+        back = read_back(addresses, operator_token(layout), [*tally.acked, changed, lost])
 
-        blob_dir = stack.runs_settings.resolved_blob_dir
-        digest = hashlib.sha256(random.Random(1).randbytes(64)).hexdigest()
-        (blob_dir / "sha256" / digest[:2] / digest[2:4]).mkdir(parents=True)
-        (blob_dir / "sha256" / digest[:2] / digest[2:4] / digest).write_bytes(b"half of it")
-        engine = create_engine(stack.runs_settings.resolved_database_url)
+        settings = runs.settings
+        assert isinstance(settings, RunsSettings)
+        digest = hashlib.sha256(b"all of it").hexdigest()
+        (settings.resolved_blob_dir / "sha256" / digest[:2] / digest[2:4]).mkdir(parents=True)
+        (settings.resolved_blob_dir / "sha256" / digest[:2] / digest[2:4] / digest).write_bytes(b"half of it")
+        engine = create_engine(settings.resolved_database_url)
         with engine.begin() as connection:
             connection.execute(sa.insert(tables.blobs).values(sha256="f" * 64, size_bytes=1, created_at_us=0))
         engine.dispose()
-        stored = storage(stack)
+        stored = storage(settings)
     assert back.lost == [f"run runs/run_{'0' * 32} (c0-0): NOT_FOUND"]
     assert back.mismatches == [f"run {run.name}: acknowledged {'0' * 64}, now {run.sha256}"]
     assert back.duplicates == ["2 runs for c0-0"]
