@@ -203,8 +203,8 @@ def print_figures(figures: dict[str, Any]) -> None:
         ),
         *((f"custody {label}", "OK" if c["ok"] else f"FAILED {c}") for label, c in figures["operator_checks"].items()),
         (
-            "clients killed mid-upload (server holding a partial file) / re-uploaded",
-            f"{uploads['killed']} ({uploads['killed_with_partial_file']}) / {uploads['reuploaded']}",
+            "clients killed mid-upload / partial file held",
+            f"{uploads['killed']} / {uploads['killed_with_partial_file']}, re-uploaded {uploads['reuploaded']}",
         ),
         ("mid-upload problems (must be 0)", len(uploads["problems"])),
         ("time (s)", f"{figures['wall_s']} {figures['phases_s']}"),
