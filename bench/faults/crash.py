@@ -151,6 +151,8 @@ def _figures(
         "mismatches": len(back.mismatches),
         "duplicates": len(back.duplicates),
         "refused": len(tally.refused),
+        "reads_during_kills": tally.reads,
+        "broken_reads": len(tally.broken_reads),
         "retries_by_code": dict(tally.retries),
         "replayed_after_kill": dict(tally.replayed),
         "unacknowledged_committed": dict(back.unacknowledged_committed),
@@ -165,6 +167,7 @@ def _figures(
             "mismatches": back.mismatches[:50],
             "duplicates": back.duplicates[:50],
             "refused": tally.refused[:50],
+            "broken_reads": tally.broken_reads[:50],
             "orphan_rows": stored.orphan_rows[:50],
             "partial_blobs": stored.partial_blobs[:50],
         },
@@ -174,6 +177,7 @@ def _figures(
         and figures["mismatches"] == 0
         and figures["duplicates"] == 0
         and figures["refused"] == 0
+        and figures["broken_reads"] == 0
         and figures["orphan_rows"] == 0
         and figures["partial_blobs"] == 0
         and all(check["ok"] for check in checks.values())
@@ -193,6 +197,10 @@ def print_figures(figures: dict[str, Any]) -> None:
         ("hash mismatches (must be 0)", figures["mismatches"]),
         ("duplicates (must be 0)", figures["duplicates"]),
         ("refused retries (must be 0)", figures["refused"]),
+        (
+            "attachments read during kills / broken (must be 0)",
+            f"{figures['reads_during_kills']} / {figures['broken_reads']}",
+        ),
         ("committed, answer lost, retry replayed", figures["replayed_after_kill"]),
         ("committed, never acknowledged", figures["unacknowledged_committed"]),
         ("retries by status", figures["retries_by_code"]),

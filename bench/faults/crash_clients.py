@@ -74,6 +74,9 @@ class Tally:
     # Writes a kill committed but kept the answer of: the retry got the original back (by kind).
     replayed: Counter[str] = field(default_factory=Counter)
     refused: list[str] = field(default_factory=list)  # answers no retry can change: a bug under test
+    # Attachments read back (and listed) right after their upload, while the kills go on; and what was wrong.
+    reads: int = 0
+    broken_reads: list[str] = field(default_factory=list)
     ops_started: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -90,6 +93,12 @@ class Tally:
     def refuse(self, what: str) -> None:
         with self.lock:
             self.refused.append(what)
+
+    def read(self, problem: str | None) -> None:
+        with self.lock:
+            self.reads += 1
+            if problem is not None:
+                self.broken_reads.append(problem)
 
     def started(self) -> None:
         with self.lock:
@@ -207,6 +216,7 @@ class Client:
         sent = hashlib.sha256(data).hexdigest()
         replayed = self._earlier(attachment.create_time.ToDatetime(UTC))
         self._tally.ack(Acked("attachment", op, attachment.name, attachment.digest.sha256, sent), replayed)
+        self._tally.read(self._read_now(op, run.name, attachment.name, sent))
         created = self._call(
             f"{op} CreateVersion",
             lambda: self._lineage.CreateVersion(version_request(op), metadata=self._operator, timeout=CALL_TIMEOUT_S),
@@ -223,6 +233,30 @@ class Client:
         )
         replayed = self._earlier(parse_rfc3339(approved.status.update_time))
         self._tally.ack(Acked("approval", op, version.name, approval_digest(approved.status)), replayed)
+
+    def _read_now(self, op: str, run: str, name: str, sent: str) -> str | None:
+        """What is wrong with the attachment as a reader sees it at once, kills or not: it must be the run's only
+        attachment and read back as the bytes sent (a partial or missing blob answers DATA_LOSS, never retried)."""
+        listed = self._call(
+            f"{op} ListAttachments",
+            lambda: self._runs.ListAttachments(
+                runs_pb2.ListAttachmentsRequest(run=run), metadata=self._operator, timeout=CALL_TIMEOUT_S
+            ),
+        )
+        if [a.name for a in listed.attachments] != [name]:
+            return f"{op}: {run} lists {[a.name for a in listed.attachments]}, not only {name}"
+        try:
+            read = self._call(f"{op} ReadAttachment", lambda: self._read_all(name))
+        except Refused as exc:
+            return str(exc)
+        return None if read == sent else f"{op}: {name} reads back as {read}, not the {sent} sent"
+
+    def _read_all(self, name: str) -> str:
+        digest = hashlib.sha256()
+        request = runs_pb2.ReadAttachmentRequest(name=name)
+        for message in self._runs.ReadAttachment(request, metadata=self._operator, timeout=CALL_TIMEOUT_S):
+            digest.update(message.chunk)
+        return digest.hexdigest()
 
     def _earlier(self, written: datetime) -> bool:
         """Whether a record answered by the last attempt was written before that attempt began: an earlier attempt

@@ -33,6 +33,8 @@ def test_acknowledged_writes_survive_sigkills_and_a_client_killed_mid_upload_lea
     assert figures["kills_under_load"] == 3 and figures["kills_by_process"]["runs"] >= 1  # then both once more
     assert figures["acknowledged_by_kind"].keys() == {"run", "attachment", "version", "approval"}
     assert (figures["lost"], figures["mismatches"], figures["duplicates"], figures["refused"]) == (0, 0, 0, 0)
+    assert figures["reads_during_kills"] == figures["acknowledged_by_kind"]["attachment"]
+    assert figures["broken_reads"] == 0
     assert (figures["orphan_rows"], figures["partial_blobs"]) == (0, 0)
     assert {label: check["ok"] for label, check in figures["operator_checks"].items()} == {
         "runs verify --all": True,
