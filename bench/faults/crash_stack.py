@@ -1,5 +1,5 @@
-"""The services a crash harness kills: real `custody serve` processes started as `custody up` starts them (its plan
-and its Stack), on a fresh state directory and fresh databases, each one killable with SIGKILL and restartable on
+"""The services a crash harness kills: real `custody serve` processes configured as `custody up` configures them
+(its plan), on a fresh state directory and fresh databases, each one killable with SIGKILL and restartable on
 the same port and the same data.
 
 On PostgreSQL every service gets a schema of its own in the given database (each service owns its database; a schema
@@ -138,7 +138,7 @@ def crash_stack(root: Path, backend: str, postgres_dsn: str = "") -> Iterator[Cr
         for service in KILLABLE:  # a process that dies on its own (not of SIGKILL) says where
             planned[service].env["PYTHONFAULTHANDLER"] = "1"
         stack = CrashStack(layout, urls, reviewer_token, planned)
-        save_endpoints(layout, {s: stack.address(s) for s in KILLABLE})
+        save_endpoints(layout, stack.addresses)  # where `custody runs verify` finds runs
         try:
             stack.start(*KILLABLE)
             yield stack
