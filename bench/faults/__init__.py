@@ -1,2 +1,1 @@
-"""Fault harnesses: commands that break the running suite on purpose (kill it, cut its dependencies away) and print
-what survived, as figures."""
+"""Fault harnesses: crashes and outages against real service processes, printing their figures."""

@@ -5,6 +5,10 @@ are reserved up front, so 256 concurrent calls cannot jointly overshoot a budget
 the provider's reported usage when the call ends. Day totals are seeded from the audit store the first time a
 caller is seen each day, so a restart does not reset them. Between those reads from the audit store each replica
 enforces its own view.
+
+Metrics (services/common/metrics.py): refusals by caller and limit, and what each caller has left today under each
+daily limit, as this replica sees it. Only callers this replica has reserved for today are reported: they are
+authenticated principals from the credentials file, so the label's values are as few as the principals.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ from decimal import Decimal
 from services.ai_gateway.config import Budget
 from services.common.clock import to_us
 from services.common.errors import FailedPrecondition, ResourceExhausted
+from services.common.metrics import (
+    BUDGET_TOKENS_REMAINING,
+    BUDGET_USD_REMAINING,
+    GATEWAY_BUDGET_REFUSALS,
+    Reading,
+)
 
 WINDOW_S = 60.0
 DEFAULT_KEY = "*"
@@ -68,6 +78,8 @@ class Budgets:
         self._load_usage = load_usage
         self._clock = clock
         self._callers: dict[str, _Caller] = {}
+        BUDGET_TOKENS_REMAINING.register(self.tokens_remaining)
+        BUDGET_USD_REMAINING.register(self.usd_remaining)
 
     def limit_for(self, caller: str) -> Budget | None:
         return self._limits.get(caller) or self._limits.get(DEFAULT_KEY)
@@ -83,6 +95,7 @@ class Budgets:
             window.popleft()
         if len(window) >= limit.requests_per_minute:
             retry = max(0.001, window[0] + WINDOW_S - now)
+            GATEWAY_BUDGET_REFUSALS.add(1, {"caller": caller, "limit": "requests_per_minute"})
             raise ResourceExhausted(
                 "RATE_LIMITED",
                 f"{caller} may make {limit.requests_per_minute} requests per minute; try again in {retry:.1f} s",
@@ -123,10 +136,12 @@ class Budgets:
             )
         if problems:
             retry = self._seconds_to_midnight()
+            exceeded = "tokens_per_day" if "tokens" in problems[0] else "usd_per_day"
+            GATEWAY_BUDGET_REFUSALS.add(1, {"caller": caller, "limit": exceeded})
             raise ResourceExhausted(
                 "BUDGET_EXCEEDED",
                 f"{caller} budget exceeded ({'; '.join(problems)}); it resets at 00:00 UTC",
-                metadata={"caller": caller, "limit": "tokens_per_day" if "tokens" in problems[0] else "usd_per_day"},
+                metadata={"caller": caller, "limit": exceeded},
                 retry_after_s=retry,
             )
         day.reserved_tokens += tokens
@@ -145,6 +160,32 @@ class Budgets:
         day.reserved_usd -= reservation.usd
         day.tokens += reservation.tokens if tokens is None else tokens
         day.usd += reservation.usd if usd is None else usd
+
+    def tokens_remaining(self) -> Reading:
+        """Per caller with a tokens_per_day limit and a reservation today: tokens left (in-flight reservations
+        count as spent). Read on the metrics thread: a snapshot of the callers, no lock taken."""
+        return [
+            (max(0, limit.tokens_per_day - day.tokens - day.reserved_tokens), {"caller": caller})
+            for caller, limit, day in self._today_snapshot()
+            if limit.tokens_per_day is not None
+        ]
+
+    def usd_remaining(self) -> Reading:
+        """Per caller with a usd_per_day limit and a reservation today: USD left, in-flight reservations spent."""
+        return [
+            (max(0.0, float(Decimal(str(limit.usd_per_day)) - day.usd - day.reserved_usd)), {"caller": caller})
+            for caller, limit, day in self._today_snapshot()
+            if limit.usd_per_day is not None
+        ]
+
+    def _today_snapshot(self) -> list[tuple[str, Budget, _Day]]:
+        today = self._day_start().date().isoformat()
+        found = []
+        for caller, state in list(self._callers.items()):
+            day, limit = state.today, self.limit_for(caller)
+            if day is not None and day.day == today and limit is not None:
+                found.append((caller, limit, day))
+        return found
 
     def _state(self, caller: str) -> _Caller:
         return self._callers.setdefault(caller, _Caller())

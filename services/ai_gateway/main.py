@@ -30,6 +30,7 @@ from services.common.catalog import SERVICES
 from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
 from services.common.ledger.ledger import Ledger
+from services.common.outage_errors import outage_error
 from services.common.pagination import PageTokens
 from services.common.server import Service
 
@@ -117,6 +118,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     # The ledger starts after the migrations (it adopts calls recorded before it existed) and before the server
     # listens; it stops after the last queued call is recorded, so its last tick sees every leaf.
     return Service(
+        outage_errors=outage_error,
         engine=engine,
         full_name=SERVICES["ai_gateway"].full_name,
         register=register,

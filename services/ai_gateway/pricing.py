@@ -117,6 +117,11 @@ class PriceTable:
         assert per_image is not None
         return Cost(float(per_image * images), self.version, provider, model, Usage())
 
+    def lists(self, provider: str, model: str) -> bool:
+        """Whether the table names this model (text or image), priced or not: a finite set, unlike what callers
+        may ask for."""
+        return (provider, model) in self._by_name or (provider, model) in self._images
+
     def is_priced(self, provider: str, *models: str) -> bool:
         return any(self.price(provider, m) is not None for m in models if m)
 

@@ -41,6 +41,8 @@ SESSION_MODE = "design_session"
 SESSION_PURPOSE = "design session holding candidate attachments"
 # Unreviewed AI output: a neutral prior, not a measured confidence (the reviewer's approval is what counts).
 AI_CANDIDATE_CONFIDENCE = 0.5
+# What a caller is told to wait before retrying when a peer could not be reached (RetryInfo).
+DEPENDENCY_RETRY_AFTER_S = 2.0
 
 
 def _unreachable(service: str, decoded: status.DecodedError) -> Unavailable:
@@ -48,6 +50,7 @@ def _unreachable(service: str, decoded: status.DecodedError) -> Unavailable:
         "DEPENDENCY_UNAVAILABLE",
         f"{service} could not be reached ({decoded.code.name}: {decoded.message}); check `custody health`",
         metadata={"service": service},
+        retry_after_s=DEPENDENCY_RETRY_AFTER_S,
     )
 
 

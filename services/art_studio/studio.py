@@ -264,6 +264,33 @@ def validate_request(request: GenerateRequest) -> None:
     validate_request_id(request.request_id)
 
 
+class _Session:
+    """A new design session, created when the first candidate is ready to be attached to it, not before: when
+    ai_gateway is down, or every variant fails, no empty session run is left behind (the call fails, or reports
+    every failure, with `run` empty). Later candidates wait for and share the one session."""
+
+    def __init__(self, peers: Peers, request: GenerateRequest) -> None:
+        self._peers = peers
+        self._request = request
+        self._lock = asyncio.Lock()
+        self.name = ""
+
+    async def create(self) -> str:
+        async with self._lock:
+            if not self.name:
+                request = self._request
+                self.name = await self._peers.create_session(
+                    {
+                        "prompt_sha256": sha256_text(request.prompt.strip()),
+                        "diameter_mm": request.diameter_mm,
+                        "count": request.count,
+                        "lineage_parent": request.lineage_parent,
+                    },
+                    f"{request.request_id}:session" if request.request_id else "",
+                )
+        return self.name
+
+
 class Studio:
     def __init__(self, peers: Peers) -> None:
         self._peers = peers
@@ -274,27 +301,20 @@ class Studio:
             await self._peers.require_run(request.run)
         if request.lineage_parent:
             await self._peers.require_version(request.lineage_parent)
-        if request.new_session:
-            session = await self._peers.create_session(
-                {
-                    "prompt_sha256": sha256_text(request.prompt.strip()),
-                    "diameter_mm": request.diameter_mm,
-                    "count": request.count,
-                    "lineage_parent": request.lineage_parent,
-                },
-                f"{request.request_id}:session" if request.request_id else "",
-            )
-            request = replace(request, run=session)
+        session = _Session(self._peers, request) if request.new_session else None
         schema = json.dumps(spec_json_schema(), sort_keys=True)
         limit = asyncio.Semaphore(MAX_CONCURRENT_VARIANTS)
 
         async def bounded(index: int) -> CandidateResult:
             async with limit:
-                return await self._variant(request, index, schema)
+                return await self._variant(request, index, schema, session)
 
-        return Generated(request.run, list(await asyncio.gather(*(bounded(i) for i in range(request.count)))))
+        candidates = list(await asyncio.gather(*(bounded(i) for i in range(request.count))))
+        return Generated(request.run or (session.name if session is not None else ""), candidates)
 
-    async def _variant(self, request: GenerateRequest, index: int, schema: str) -> CandidateResult:
+    async def _variant(
+        self, request: GenerateRequest, index: int, schema: str, session: _Session | None
+    ) -> CandidateResult:
         seed = f"{request.variant_seed or 'seed'}:{index}"
         result = CandidateResult(index=index, variant_seed=seed)
         key = f"{request.request_id}:{index}" if request.request_id else ""
@@ -312,6 +332,8 @@ class Studio:
                 image = await self._concept_image(request, seed, key)
                 result.concept_image_sha256, result.concept_image_envelope = image.sha256, image.envelope
                 files += self._concept_files(image, index)
+            if session is not None:
+                request = replace(request, run=await session.create())
             if request.run:
                 result.attachments = await self._peers.attach(request.run, files, key)
             if request.lineage_parent:

@@ -146,7 +146,7 @@ def up(
                 peer_addresses=stack.peer_addresses(),
                 console_url=stack.console_url,
             )
-            _print_welcome(layout, stack.addresses(), ca_file, stack.console_url)
+            _print_welcome(layout, stack.addresses(), ca_file, stack.console_url, stack.metrics_urls())
             code = supervise(stack, say)
     except KeyboardInterrupt:
         code = 130
@@ -159,7 +159,13 @@ def say(line: str) -> None:
     err.print(f"[yellow]custody up:[/yellow] {line}")
 
 
-def _print_welcome(layout: StateLayout, addresses: dict[str, str], ca_file: Path | None, console_url: str) -> None:
+def _print_welcome(
+    layout: StateLayout,
+    addresses: dict[str, str],
+    ca_file: Path | None,
+    console_url: str,
+    metrics_urls: dict[str, str],
+) -> None:
     transport = "TLS" if ca_file else "plaintext, loopback only"
     table = Table(title=f"Custody is up ({transport}): every service SERVING", title_justify="left")
     for column in ("service", "address", "gRPC service"):
@@ -167,6 +173,10 @@ def _print_welcome(layout: StateLayout, addresses: dict[str, str], ca_file: Path
     for name, address in addresses.items():
         table.add_row(name, address, SERVICES[name].full_name)
     console.print(table)
+    if metrics_urls:
+        console.print('\nMetrics (Prometheus text, plaintext; README "Metrics"):')
+        for name, url in metrics_urls.items():
+            console.print(f"  {name}: {url}", soft_wrap=True)
     console.print(
         f"\nReview console: {console_url}  (sign in with your token: `custody users add NAME --role reviewer` prints "
         f"one; the operator's is in {layout.operator_token})",

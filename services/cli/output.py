@@ -23,6 +23,8 @@ HINTS = {
 REASON_HINTS = {
     "TOKEN_INVALID": "the token is unknown here: revoked or rotated (`custody users list`), or another deployment's",
     "CREDENTIALS_UNAVAILABLE": "the service cannot read its credentials file (its log says why): fix or restore it",
+    "DATABASE_UNAVAILABLE": "the service cannot reach its database (its log says why); it recovers by itself, retry",
+    "STORAGE_FULL": "the service's disk is full: free space (its log names the file system), then retry",
 }
 
 

@@ -5,7 +5,8 @@ Only ai_gateway sees the caller's full environment (provider keys live there); t
 their own CUSTODY_<SERVICE>_* variables. If any process dies the rest are stopped and the exit is non-zero.
 With TLS (`custody up --tls`) each service gets its certificate directory (var/tls/<service>/) and its peers'
 mutual-TLS addresses; TLS is on for every service or for none. The console gets the services' public addresses
-(it calls them as the signed-in person, like the CLI) and, with TLS, its own certificate and the CA.
+(it calls them as the signed-in person, like the CLI) and, with TLS, its own certificate and the CA. Each service
+serves Prometheus metrics on its port + 1000 (51051-51054 by default) unless its METRICS_PORT says otherwise.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ FULL_ENV_SERVICES = frozenset({"ai_gateway"})
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 8.0
 PR_SET_PDEATHSIG = 1
+# A service's metrics endpoint under `custody up`: its gRPC port + this (README "Metrics").
+METRICS_PORT_OFFSET = 1000
 
 
 def child_environment(service: str, environ: Mapping[str, str]) -> dict[str, str]:
@@ -81,6 +84,13 @@ class Planned:
         scheme = "https" if self.settings.tls_dir is not None else "http"
         return f"{scheme}://{self.settings.address}"
 
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus scrapes this service (plaintext); None when its metrics are off."""
+        if not isinstance(self.settings, ServiceSettings) or not self.settings.metrics_port:
+            return None
+        return f"http://{self.settings.host}:{self.settings.metrics_port}/metrics"
+
     def ready(self) -> bool:
         """SERVING on grpc.health.v1 for a service; /healthz answering for the console."""
         if self.is_service:
@@ -106,6 +116,9 @@ def plan(layout: StateLayout, environ: Mapping[str, str], *, tls: bool = False) 
             env.setdefault(env_prefix(service) + "TLS_DIR", str(layout.tls.service(service).root))
         config_file = layout.service_config(service)
         settings = settings_class(service).load(config_file, env)
+        if settings.metrics_port is None and settings.port:
+            env[env_prefix(service) + "METRICS_PORT"] = str(settings.port + METRICS_PORT_OFFSET)
+            settings = settings_class(service).load(config_file, env)
         security = None if settings.tls_dir is None else ChannelSecurity.for_operator(layout.tls.client_ca)
         planned.append(Planned(service, settings, config_file, env, security))
     planned.append(_plan_console(layout, environ, planned, tls=tls))
@@ -190,6 +203,10 @@ class Stack:
     def addresses(self) -> dict[str, str]:
         """The services' public gRPC addresses."""
         return {p.service: p.settings.address for p in self._planned if p.is_service}
+
+    def metrics_urls(self) -> dict[str, str]:
+        """The services' Prometheus endpoints (those with metrics on)."""
+        return {p.service: url for p in self._planned if (url := p.metrics_url) is not None}
 
     def peer_addresses(self) -> dict[str, str]:
         return {p.service: p.peer_address for p in self._planned if p.is_service}

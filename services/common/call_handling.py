@@ -6,13 +6,15 @@ W3C trace context, named for the method and ended with its status code; authenti
 with TLS, of the client certificate (services/common/tls/peer_identity.py); the service's access table (default
 deny); request bytes that do not parse (corrupt, or nested deeper than the protobuf parser's limit) refused as
 INVALID_ARGUMENT after authentication, where grpc would answer UNKNOWN; typed errors mapped to rich statuses;
-unexpected errors reported as INTERNAL without internal text; one access log line per call. Health checks and
-reflection skip authentication (they stay open for probes and grpcurl).
+unexpected errors reported as INTERNAL without internal text; one access log line per call and one measurement of
+its duration (`rpc.server.call.duration`, services/common/metrics.py). Health checks and reflection skip all of
+this (they stay open for probes and grpcurl, and probes would swamp the RPC metrics).
 
 It wraps each method handler rather than only intercepting, because the wrapper runs inside the call's own task
 and with the real servicer context (interceptors see neither). It starts the span itself, rather than stacking
 OpenTelemetry's gRPC server interceptor on top, because it already holds everything the span needs (parsed
-metadata, final status) and every layer around a call costs latency.
+metadata, final status) and every layer around a call costs latency; the RPC metric is recorded here for the
+same reason.
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from services.common import call_context, status
 from services.common.errors import CustodyError, InvalidArgument
 from services.common.identity import AccessTable, Authenticator, Principal
+from services.common.metrics import RPC_DURATION
 from services.common.tls.peer_identity import TransportIdentity
 
 log = logging.getLogger("custody.rpc")
+
+# Turns an exception into the status it deserves, or None (services/common/outage_errors.py).
+OutageErrors = Callable[[BaseException], CustodyError | None]
 
 OPEN_SERVICE_PREFIXES = ("/grpc.health.v1.", "/grpc.reflection.")
 
@@ -49,6 +55,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
         access: AccessTable,
         tracer_provider: trace.TracerProvider,
         transport: TransportIdentity | None = None,
+        outage_errors: OutageErrors | None = None,
     ) -> None:
         self._service = service
         self._credentials = credentials
@@ -56,6 +63,8 @@ class CallHandling(grpc.aio.ServerInterceptor):
         # None: plaintext, no certificates (a service's token alone authenticates it, as on loopback it must).
         self._transport = transport
         self._tracer = tracer_provider.get_tracer("custody.rpc")
+        # A database outage or a full disk is a status of its own (UNAVAILABLE, RESOURCE_EXHAUSTED), not INTERNAL.
+        self._outage_errors = outage_errors
 
     async def intercept_service(  # type: ignore[override]  # stubs type it per message type; this wraps every method
         self,
@@ -177,6 +186,11 @@ class CallHandling(grpc.aio.ServerInterceptor):
             call.code = context.code() or grpc.StatusCode.UNKNOWN
             return
         request_id = ((call_context.REQUEST_ID_HEADER, call.request_id),)
+        if isinstance(exc, Exception) and self._outage_errors is not None:
+            outage = self._outage_errors(exc)
+            if outage is not None:
+                log.warning("%s failed: %s", full_method, outage.reason, exc_info=exc)
+                exc = outage
         if isinstance(exc, CustodyError):
             code, message, trailers = status.encode(exc, self._service)
             call.code, call.reason = code, exc.reason
@@ -188,6 +202,17 @@ class CallHandling(grpc.aio.ServerInterceptor):
         call.code = grpc.StatusCode.CANCELLED
 
     def _end(self, call: _Call, full_method: str) -> None:
+        duration_s = time.perf_counter() - call.started
+        service, _, method = full_method.lstrip("/").partition("/")
+        RPC_DURATION.record(
+            duration_s,
+            {
+                "rpc.system": "grpc",
+                "rpc.service": service,
+                "rpc.method": method,
+                "rpc.grpc.status_code": call.code.value[0],
+            },
+        )
         log.info(
             "rpc %s %s",
             full_method,
@@ -196,7 +221,7 @@ class CallHandling(grpc.aio.ServerInterceptor):
                 "rpc": full_method,
                 "code": call.code.name,
                 "reason": call.reason,
-                "duration_ms": round((time.perf_counter() - call.started) * 1000, 3),
+                "duration_ms": round(duration_s * 1000, 3),
                 "caller": call.caller,
                 "via_service": call.via,
             },

@@ -117,6 +117,9 @@ class ServiceSettings(ProcessSettings):
     peer_port: Port | None = Field(default=None, description="default: port + 100 (with tls_dir)")
     # A plaintext listener answering grpc.health.v1 only (Kubernetes probes cannot speak TLS); off unless set.
     health_port: Port | None = None
+    # Prometheus scrape endpoint (services/common/metrics.py): plaintext HTTP /metrics on `host`; off unless set.
+    # `custody up` sets it to port + 1000; compose and Kubernetes to 9464.
+    metrics_port: Port | None = None
     # The SPIFFE trust domain of service certificates (spiffe://<trust_domain>/service/<name>).
     trust_domain: str = Field(default=DEFAULT_TRUST_DOMAIN, pattern=r"^[a-z0-9._-]{1,255}$")
 
@@ -164,9 +167,12 @@ class ServiceSettings(ProcessSettings):
         peer_port = self.resolved_peer_port
         if peer_port is not None and peer_port > 65535:
             problems.append(f"{prefix}PORT {self.port} + {PEER_PORT_OFFSET} is no port: set {prefix}PEER_PORT")
-        ports = [p for p in (self.port, peer_port, self.health_port) if p]
+        ports = [p for p in (self.port, peer_port, self.health_port, self.metrics_port) if p]
         if len(ports) != len(set(ports)):
-            problems.append(f"{prefix}PORT, {prefix}PEER_PORT and {prefix}HEALTH_PORT must differ (got {ports})")
+            problems.append(
+                f"{prefix}PORT, {prefix}PEER_PORT, {prefix}HEALTH_PORT and {prefix}METRICS_PORT must differ "
+                f"(got {ports})"
+            )
         return problems
 
 

@@ -7,6 +7,9 @@ is committed at once: there is no added wait.
 The writer is a thread of its own, so an event loop whose calls submit items keeps serving while a batch waits for
 its fsync (on a slow disk, a commit applied on the loop stalls every call the process serves).
 
+Each batch's size and commit time are measured (`custody.group_commit.batch.size` and `.commit.duration`, labelled
+with the group commit's name; services/common/metrics.py), which is how an operator sees the batching work.
+
 A submitted item is committed whatever happens to its caller: cancelling an async caller stops its wait, never
 the write (an audit record must not vanish because its client hung up). `close()` at shutdown refuses new items
 and returns once every item submitted before it is committed.
@@ -17,9 +20,12 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
+
+from services.common.metrics import GROUP_COMMIT_BATCH, GROUP_COMMIT_DURATION
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -48,6 +54,7 @@ class GroupCommit(Generic[Item, Result]):
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._attributes = {"group_commit": name}
 
     def submit(self, item: Item) -> Result:
         """Blocks the calling thread until the item is committed."""
@@ -103,12 +110,17 @@ class GroupCommit(Generic[Item, Result]):
     def _settle(self, batch: list[tuple[Item, Future[Result]]]) -> None:
         if not batch:
             return
+        started = time.perf_counter()
+        outcome = "committed"
         try:
             results = self._apply([item for item, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"group commit {self._name}: {len(results)} results for {len(batch)} items")
         except BaseException as exc:  # handed to every waiting caller; the writer keeps going
             results = [exc] * len(batch)
+            outcome = "failed"
+        GROUP_COMMIT_BATCH.record(len(batch), self._attributes)
+        GROUP_COMMIT_DURATION.record(time.perf_counter() - started, {**self._attributes, "outcome": outcome})
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue

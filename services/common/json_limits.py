@@ -3,8 +3,9 @@ finite. It applies to JSON in protobuf Struct/Value fields and to JSON text in s
 
 Why: Python's json module recurses once per level and raises RecursionError (an INTERNAL) on input a few thousand
 levels deep, and NaN or Infinity have no JSON (RFC 8785 canonical JSON refuses them), so a stored value holding one
-could never be hashed or returned. Both are refused as INVALID_ARGUMENT with the field's path, before any domain
-code sees the value. The walk is iterative, so checking cannot itself run out of stack.
+could never be hashed or returned; and a protobuf Value with none of its kinds set (valid on the wire) is no JSON
+value at all, protobuf's own accessors raise ValueError on it. All three are refused as INVALID_ARGUMENT with the
+field's path, before any domain code sees the value. The walk is iterative, so checking cannot itself run out of stack.
 """
 
 from __future__ import annotations
@@ -30,14 +31,36 @@ def check_json(value: Any, field: str) -> None:
     `value` is decoded JSON (dicts, lists, scalars) or a google.protobuf Struct/ListValue, walked the same way.
     """
     for path, depth, item in _walk(value, field):
-        if depth > MAX_JSON_DEPTH:
-            raise _too_deep(field, path)
-        if isinstance(item, float) and not math.isfinite(item):
+        _check_item(field, path, depth, item)
+
+
+def check_struct(message: struct_pb2.Struct | struct_pb2.ListValue, field: str) -> None:
+    """check_json for a request's Struct, which can hold what JSON text cannot: a google.protobuf.Value with none
+    of its kinds set (valid on the wire; protobuf's own accessors raise ValueError on it), refused as
+    JSON_VALUE_UNSET naming its path."""
+    for path, depth, item in _walk(message, field):
+        if isinstance(item, struct_pb2.Value):  # the walk leaves a Value with no kind as it is
             raise InvalidArgument(
-                "JSON_NOT_FINITE",
-                f"{path} is {item}; JSON numbers must be finite (no NaN or Infinity)",
-                violations=[FieldViolation(path, "must be a finite number")],
+                "JSON_VALUE_UNSET",
+                f"{path} is a google.protobuf.Value with no kind set, which is no JSON value",
+                violations=[
+                    FieldViolation(
+                        path, "set one of null_value, number_value, string_value, bool_value, struct_value, list_value"
+                    )
+                ],
             )
+        _check_item(field, path, depth, item)
+
+
+def _check_item(field: str, path: str, depth: int, item: Any) -> None:
+    if depth > MAX_JSON_DEPTH:
+        raise _too_deep(field, path)
+    if isinstance(item, float) and not math.isfinite(item):
+        raise InvalidArgument(
+            "JSON_NOT_FINITE",
+            f"{path} is {item}; JSON numbers must be finite (no NaN or Infinity)",
+            violations=[FieldViolation(path, "must be a finite number")],
+        )
 
 
 def loads_json(text: str | bytes, field: str) -> Any:
@@ -83,11 +106,21 @@ def _walk(value: Any, field: str) -> Iterator[tuple[str, int, Any]]:
             depth = outer + 1
             yield path, depth, item
             if depth <= MAX_JSON_DEPTH:
-                stack.extend((f"{path}.{key}", depth, child) for key, child in item.items())
+                pairs = item.fields.items() if isinstance(item, struct_pb2.Struct) else item.items()
+                stack.extend((f"{path}.{key}", depth, _unwrapped(child)) for key, child in pairs)
         elif isinstance(item, list | tuple | struct_pb2.ListValue):
             depth = outer + 1
             yield path, depth, item
             if depth <= MAX_JSON_DEPTH:
-                stack.extend((f"{path}[{index}]", depth, child) for index, child in enumerate(item))
+                children = item.values if isinstance(item, struct_pb2.ListValue) else item
+                stack.extend((f"{path}[{index}]", depth, _unwrapped(child)) for index, child in enumerate(children))
         else:
             yield path, outer, item
+
+
+def _unwrapped(child: Any) -> Any:
+    """A Struct's or ListValue's member as the JSON value it holds; a Value with no kind set stays as it is."""
+    if not isinstance(child, struct_pb2.Value):
+        return child
+    kind = child.WhichOneof("kind")
+    return child if kind is None else getattr(child, kind)

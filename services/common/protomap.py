@@ -15,7 +15,7 @@ from services.common import call_context
 from services.common.catalog import SERVICES
 from services.common.errors import FieldViolation, InvalidArgument
 from services.common.identity import Principal, PrincipalKind
-from services.common.json_limits import check_json
+from services.common.json_limits import check_struct
 from services.common.telemetry import current_trace_id
 from services.common.version import CUSTODY_VERSION
 
@@ -47,8 +47,9 @@ def service_info(service: str) -> common_pb2.ServiceInfo:
 
 
 def struct_to_dict(message: struct_pb2.Struct, field: str) -> dict[str, Any]:
-    """A request's Struct as a dict; InvalidArgument (JSON_TOO_DEEP, JSON_NOT_FINITE) naming the path in `field`."""
-    check_json(message, field)
+    """A request's Struct as a dict; InvalidArgument (JSON_TOO_DEEP, JSON_NOT_FINITE, JSON_VALUE_UNSET) naming the
+    path in `field`."""
+    check_struct(message, field)
     return json_format.MessageToDict(message)
 
 

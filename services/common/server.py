@@ -1,6 +1,7 @@
 """The one server bootstrap every Custody service runs on.
 
-It owns the process: configuration errors (exit 2), logging, tracing, the gRPC server with health and reflection,
+It owns the process: configuration errors (exit 2), logging, tracing, metrics (the Prometheus endpoint on
+`metrics_port`, services/common/metrics.py), the gRPC server with health and reflection,
 explicit message-size and keepalive limits, and graceful shutdown (health NOT_SERVING, then drain within the
 grace period) on SIGTERM or SIGINT.
 
@@ -32,7 +33,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.common import migrations, tuning
-from services.common.call_handling import CallHandling
+from services.common.call_handling import CallHandling, OutageErrors
 from services.common.config import (
     CONFIG_EXIT_CODE,
     ConfigError,
@@ -44,6 +45,7 @@ from services.common.config import (
 from services.common.credentials_watch import CredentialsFile
 from services.common.db import check_connection
 from services.common.identity import AccessTable, CredentialsError
+from services.common.metrics import configure_metrics
 from services.common.telemetry import configure_logging, configure_tracing
 from services.common.tls.credentials import TlsDirectory, TlsFilesError, TlsMaterial, server_credentials
 from services.common.tls.peer_identity import TransportIdentity
@@ -71,6 +73,8 @@ class Service:
     engine: Engine | None = None
     on_start: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     on_stop: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    # Stateful services: translates a database outage or a full disk into its status (outage_errors.py).
+    outage_errors: OutageErrors | None = None
 
 
 # A service package exposes `build(settings, tracer_provider) -> Service`.
@@ -179,6 +183,7 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
                 service.access,
                 tracer_provider,
                 None if tls is None else TransportIdentity(settings.trust_domain),
+                service.outage_errors,
             )
         ],
         options=server_options(settings),
@@ -244,8 +249,27 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
     return RunningServer(server, health, service, port, peer_port, health_port, health_server)
 
 
+def _start_metrics(settings: ServiceSettings) -> None:
+    """The process's metrics exporters; PortInUse naming the setting when the scrape port is taken."""
+    try:
+        export = configure_metrics(settings)
+    except OSError as exc:
+        raise PortInUse(
+            f"cannot serve metrics on {settings.host}:{settings.metrics_port} ({env_prefix(settings.service)}"
+            f"METRICS_PORT): {exc.strerror or exc}"
+        ) from None
+    if export.port is not None:
+        log.info(
+            "metrics on http://%s:%d/metrics (Prometheus text, plaintext)",
+            settings.host,
+            export.port,
+            extra={"metrics_port": export.port},
+        )
+
+
 async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFactory) -> None:
     tracer_provider = configure_tracing(settings)
+    _start_metrics(settings)
     running = await start(settings, factory, tracer_provider)
     if settings.freeze_startup_objects:
         tuning.freeze_startup_objects()
@@ -257,6 +281,7 @@ async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFact
     log.info("shutting down: NOT_SERVING, draining for up to %.1f s", settings.grace_period_s)
     await running.stop(settings.grace_period_s)
     tracer_provider.shutdown()
+    configure_metrics(settings).shutdown()
     log.info("stopped")
 
 

@@ -19,6 +19,7 @@ from services.common.config import ConfigError, ServiceSettings
 from services.common.db import create_engine
 from services.common.errors import CustodyError
 from services.common.ledger.ledger import Ledger
+from services.common.outage_errors import outage_error
 from services.common.pagination import PageTokens
 from services.common.server import Service, StartupError
 from services.lineage import tables
@@ -58,6 +59,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
             raise StartupError(f"policies in {settings.policies_dir} conflict with registered types: {exc}") from None
 
     return Service(
+        outage_errors=outage_error,
         engine=engine,
         full_name=SERVICES["lineage"].full_name,
         register=register,

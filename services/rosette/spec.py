@@ -9,9 +9,10 @@ canvas, too many shapes or too deep nesting are all errors with a path to the of
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.common.errors import FieldViolation
 
@@ -23,6 +24,10 @@ MAX_DIAMETER_MM = 1000.0
 # Every spec compiles to an SVG the allowlist validator accepts (its element and size limits), so a valid spec is
 # never refused for its size at bind time: the compiler draws at most this many elements for one spec.
 MAX_ELEMENTS = 5000
+# The title is written into the SVG's <title>: characters XML 1.0 cannot carry (C0 controls other than tab, line
+# feed and carriage return; lone surrogates, which UTF-8 cannot encode either; U+FFFE and U+FFFF) would make the
+# compiled SVG unparseable, or unencodable, so a spec holding one is refused here rather than failing to compile.
+NOT_XML_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 Mm = Annotated[float, Field(ge=0, le=MAX_DIAMETER_MM, allow_inf_nan=False)]
 Offset = Annotated[float, Field(ge=-MAX_DIAMETER_MM, le=MAX_DIAMETER_MM, allow_inf_nan=False)]
@@ -154,6 +159,14 @@ class RosetteSpec(_Strict):
     canvas: Canvas
     stroke_mm: Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)] = 0.3
     shapes: list[Shape] = Field(min_length=1, max_length=MAX_SHAPES)
+
+    @field_validator("title")
+    @classmethod
+    def _title_is_xml_text(cls, title: str) -> str:
+        bad = NOT_XML_TEXT.search(title)
+        if bad:
+            raise ValueError(f"U+{ord(bad.group()):04X} at position {bad.start()} cannot be written in an SVG title")
+        return title
 
     @model_validator(mode="after")
     def _bounded(self) -> RosetteSpec:

@@ -22,20 +22,23 @@ class BlobChunks:
         with self._engine.connect() as connection:
             return self._stored(connection, sha256)
 
-    def add(self, sha256: str, chunks: Iterable[bytes]) -> None:
+    def add(self, sha256: str, chunks: Iterable[bytes]) -> bool:
         """Stores the chunks under the digest unless it is stored already (then `chunks` is not read): a
-        concurrent writer of the same bytes loses the race harmlessly."""
+        concurrent writer of the same bytes loses the race harmlessly. True when this call stored them."""
         try:
             with self._engine.begin() as connection:
-                if not self._stored(connection, sha256):
-                    seq = -1
-                    for seq, block in enumerate(chunks):
-                        connection.execute(tables.blob_chunks.insert(), {"sha256": sha256, "seq": seq, "data": block})
-                    if seq < 0:  # no bytes: chunk 0 still marks the blob as stored
-                        connection.execute(tables.blob_chunks.insert(), {"sha256": sha256, "seq": 0, "data": b""})
+                if self._stored(connection, sha256):
+                    return False
+                seq = -1
+                for seq, block in enumerate(chunks):
+                    connection.execute(tables.blob_chunks.insert(), {"sha256": sha256, "seq": seq, "data": block})
+                if seq < 0:  # no bytes: chunk 0 still marks the blob as stored
+                    connection.execute(tables.blob_chunks.insert(), {"sha256": sha256, "seq": 0, "data": b""})
+            return True
         except IntegrityError:
             if not self.exists(sha256):
                 raise
+            return False
 
     def read(self, sha256: str) -> Iterator[bytes]:
         """One chunk per query, so a 64 MiB blob never sits in memory whole."""

@@ -11,6 +11,9 @@ from services.common.clients import ServiceClients
 from services.common.errors import NotFound, Unavailable
 from services.runs.domain.ports import CandidateRecord
 
+# What a caller is told to wait before binding again when lineage could not be asked (RetryInfo).
+RETRY_AFTER_S = 2.0
+
 
 class LineageCandidates:
     def __init__(self, clients: ServiceClients) -> None:
@@ -33,6 +36,7 @@ class LineageCandidates:
                 f"the lineage candidate could not be read (lineage answered {answer}: {decoded.message}); "
                 "nothing was minted, try again",
                 metadata={"lineage_candidate": name},
+                retry_after_s=RETRY_AFTER_S,
             ) from None
         return CandidateRecord(name, _digest(version.data, "svg_sha256"), _digest(version.data, "spec_sha256"))
 

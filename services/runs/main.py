@@ -19,6 +19,7 @@ from services.common.config import ServiceSettings
 from services.common.content_credentials import CredentialSigner
 from services.common.db import create_engine
 from services.common.ledger.ledger import Ledger
+from services.common.outage_errors import outage_error
 from services.common.pagination import PageTokens
 from services.common.server import Service
 from services.runs import tables
@@ -97,6 +98,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         runs_pb2_grpc.add_RunsServiceServicer_to_server(servicer, server)
 
     return Service(
+        outage_errors=outage_error,
         engine=engine,
         full_name=SERVICES["runs"].full_name,
         register=register,

@@ -4,6 +4,10 @@ The message and the run commit in one transaction, so neither exists without the
 once, made exactly-once by the receiver's idempotency key. A message that the receiver refuses for good (bad
 input) is marked FAILED with the reason, and shows on the run; one that cannot be delivered yet (receiver down)
 waits with exponential backoff and goes as soon as the receiver is back.
+
+What an operator watches (services/common/metrics.py): `custody.outbox.backlog`, the messages still to deliver,
+read from the database when metrics are collected (so every replica reports the shared backlog), and
+`custody.outbox.delivery.lag`, the time from a message's commit to its delivery.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from services.common import call_context
+from services.common.metrics import OUTBOX_BACKLOG, OUTBOX_DELIVERY_LAG, Reading
 from services.runs.model import OutboxMessage
 from services.runs.store import RunsStore
 
@@ -49,6 +54,11 @@ class OutboxDispatcher:
         self._poll_s = poll_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        OUTBOX_BACKLOG.register(self.backlog)
+
+    def backlog(self) -> Reading:
+        """The backlog gauge's reading (called on the metrics thread when metrics are collected)."""
+        return [(self._store.outbox_backlog(), {})]
 
     def wake(self) -> None:
         """Deliver now rather than at the next poll (called after a mint that wrote a message)."""
@@ -96,3 +106,5 @@ class OutboxDispatcher:
             await asyncio.to_thread(self._store.outbox_failed, message.message_id, str(exc), None)
         else:
             await asyncio.to_thread(self._store.outbox_delivered, message.message_id, result)
+            lag_s = (self._clock() - message.created_at).total_seconds()
+            OUTBOX_DELIVERY_LAG.record(max(0.0, lag_s), {"kind": message.kind})

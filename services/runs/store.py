@@ -520,6 +520,15 @@ class RunsStore:
                 claimed.append(_outbox_message(row))
         return claimed
 
+    def outbox_backlog(self) -> int:
+        """Messages still to deliver (due or backing off); counted on the (state, next attempt) index."""
+        table = tables.outbox
+        with self.engine.connect() as connection:
+            count = connection.execute(
+                sa.select(sa.func.count()).select_from(table).where(table.c.state == OutboxState.PENDING.value)
+            ).scalar_one()
+        return int(count)
+
     def outbox_delivered(self, message_id: str, result: str) -> None:
         with self.engine.begin() as connection:
             connection.execute(

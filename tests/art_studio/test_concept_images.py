@@ -93,7 +93,8 @@ def test_a_refused_image_fails_its_variant_and_attaches_nothing(stack: Stack, sc
     answer = stack.generate(new_session=True, count=2, concept_image=True)
     assert (answer.succeeded, answer.failed) == (0, 2)
     assert {c.failure.reason for c in answer.candidates} == {"SAFETY_BLOCKED"}
-    assert stack.attachments(answer.run) == []
+    assert answer.run == ""  # no variant got as far as attaching: no session, nothing attached
+    assert stack.session_runs() == []
 
 
 def test_an_image_unlike_the_digest_the_gateway_announced_is_refused(stack: Stack, script: ScriptedGateway) -> None:
@@ -101,7 +102,7 @@ def test_an_image_unlike_the_digest_the_gateway_announced_is_refused(stack: Stac
     answer = stack.generate(new_session=True, count=1, concept_image=True)
     (candidate,) = answer.candidates
     assert not candidate.ok and candidate.failure.reason == "IMAGE_FAILED"
-    assert stack.attachments(answer.run) == []
+    assert answer.run == "" and stack.session_runs() == []
 
 
 def test_the_response_names_no_concept_image_when_none_was_asked_for(stack: Stack) -> None:

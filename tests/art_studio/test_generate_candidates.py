@@ -55,6 +55,11 @@ class Stack:
     def new_run(self) -> runs_pb2.Run:
         return self.runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input(mode="design_session")), metadata=self.auth)
 
+    def session_runs(self) -> list[str]:
+        """The design sessions art_studio created."""
+        listed = self.runs.ListRuns(runs_pb2.ListRunsRequest(created_by="service:art_studio"), metadata=self.auth)
+        return [run.name for run in listed.runs]
+
     def attachments(self, run: str) -> list[runs_pb2.Attachment]:
         return list(self.runs.ListAttachments(runs_pb2.ListAttachmentsRequest(run=run), metadata=self.auth).attachments)
 

@@ -40,3 +40,11 @@ def test_spec_json_nested_deeper_than_json_parses_is_json_too_deep(compile_spec:
 def test_spec_json_with_a_nan_literal_is_json_not_finite(compile_spec: object) -> None:
     error = compile_spec('{"canvas": {"diameter_mm": NaN}, "shapes": []}')  # type: ignore[operator]
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "JSON_NOT_FINITE")
+
+
+def test_a_title_with_a_character_xml_cannot_carry_is_spec_invalid(compile_spec: object) -> None:
+    """Found by fuzzing (bench/fuzz spec_compiler): the compiled SVG did not parse, and CompileSpec was INTERNAL."""
+    spec = '{"canvas": {"diameter_mm": 100}, "title": "a\\u0001b", "shapes": [{"kind": "circle", "r": 10}]}'
+    error = compile_spec(spec)  # type: ignore[operator]
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "SPEC_INVALID")
+    assert [v.field for v in error.violations] == ["title"]

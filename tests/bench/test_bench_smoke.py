@@ -33,6 +33,8 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
         "lineage",
         "ledger",
         "art_studio",
+        "soak",
+        "fuzz",
     }
     for point in ("c1", "c16"):  # the floor is measured beside custody, in the same run
         assert {"floor", "custody"} <= set(result["sections"]["gateway"]["added"][point])
@@ -43,5 +45,7 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
     assert {"on", "off"} <= set(ledger["backends"]["sqlite"]["mints_per_s_8_clients"])
     assert ledger["backends"]["sqlite"]["audit"]["ok"]
     assert ledger["proofs"]["inclusion_in_process"]["n"] > 0
+    fuzz = result["sections"]["fuzz"]["targets"]["svg_validator"]
+    assert fuzz["executions"] > 0 and fuzz["crashes"] == 0
     assert report.with_suffix(".md").read_text().startswith("| measure |")
     assert report.with_name(report.stem + "-throughput.png").stat().st_size > 0

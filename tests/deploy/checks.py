@@ -46,6 +46,9 @@ DOCKERFILE = DEPLOY_DIR / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 COMPOSE_FILE = DEPLOY_DIR / "compose" / "compose.yaml"
 OTEL_COLLECTOR_CONFIG = DEPLOY_DIR / "compose" / "otel-collector.yaml"
+PROMETHEUS_CONFIG = DEPLOY_DIR / "compose" / "prometheus.yaml"
+GRAFANA_DATASOURCES = DEPLOY_DIR / "compose" / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
+GRAFANA_DASHBOARD = DEPLOY_DIR / "grafana" / "custody.json"
 K8S_DIR = DEPLOY_DIR / "k8s"
 K8S_OVERLAYS = ("dev", "prod")
 # cert-manager issues the servers' certificates instead of secrets.sh when an overlay adds this component.
@@ -63,8 +66,14 @@ PROVIDER_KEY_SECRET = "ai-gateway-provider"  # Kubernetes
 COMPOSE_PROVIDER_KEY_SECRET = "openai_api_key"  # compose
 COMPOSE_CA_CONFIG = "custody_ca"  # compose: the CA certificate every server trusts (tls/ca.crt)
 CREDENTIALS_SECRET = "custody-credentials"
-# The only images compose may run besides the project's: the database and the tracing pipeline.
-COMPOSE_THIRD_PARTY_IMAGES = ("postgres:", "otel/opentelemetry-collector:", "jaegertracing/all-in-one:")
+# The only images compose may run besides the project's: the database, the tracing pipeline and the metrics one.
+COMPOSE_THIRD_PARTY_IMAGES = (
+    "postgres:",
+    "otel/opentelemetry-collector:",
+    "jaegertracing/all-in-one:",
+    "prom/prometheus:",
+    "grafana/grafana:",
+)
 POD_SPEC_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 # Tamper evidence: the services that keep a ledger (those with a database), the one that witnesses its peers'
 # checkpoints, and where the deployments keep what `custody init` writes for them (keys/<service>.ledger.key|vkey).
@@ -78,6 +87,9 @@ CONTAINER_LISTS = ("initContainers", "containers")
 # Transport (services/common/tls/): the container ports a server declares for its three listeners, the files of its
 # certificate directory (cert-manager's layout) and the settings that decide what it listens on.
 PUBLIC_PORT_NAME, PEER_PORT_NAME, HEALTH_PORT_NAME = "grpc", "grpc-peer", "health"
+# Every server's plaintext Prometheus endpoint in the deployments (METRICS_PORT; the OpenTelemetry Prometheus
+# exporter's registered port), a container and Service port of this name so that a ServiceMonitor can select it.
+METRICS_PORT_NAME, METRICS_PORT = "metrics", 9464
 TLS_FILES = (CERTIFICATE_FILE, KEY_FILE, CA_FILE)
 # The review console's one listener (HTTPS for people, as its container port is named) and its probe path.
 CONSOLE_PORT_NAME = "https"
@@ -185,6 +197,36 @@ def listeners(service: str, env: Mapping[str, Any]) -> Listeners | str:
     return Listeners(
         settings.port, settings.resolved_peer_port, settings.health_port, tls_dir, settings.allow_plaintext
     )
+
+
+def metrics_problems(docs: list[Manifest]) -> list[str]:
+    """Each server serves its metrics where Prometheus looks: METRICS_PORT set to the container port named
+    metrics (9464, which its Service exposes under that name for a ServiceMonitor), and the pod template's
+    prometheus.io annotations pointing at it."""
+    problems = []
+    for doc in docs:
+        if doc.get("kind") not in POD_SPEC_KINDS:
+            continue
+        template = (doc.get("spec") or {}).get("template") or {}
+        pod = next(iter(pods([doc])))
+        service = pod.serves()
+        if service is None:
+            continue
+        container, env = server_env(docs, pod)
+        variable = env_prefix(service) + "METRICS_PORT"
+        if str(env.get(variable)) != str(METRICS_PORT):
+            problems.append(f"{pod.workload}: {variable} is {env.get(variable)!r}, not {METRICS_PORT}")
+        if named_port(container, METRICS_PORT_NAME) != (METRICS_PORT, METRICS_PORT_NAME):
+            problems.append(f"{pod.workload}: must declare containerPort {METRICS_PORT} named {METRICS_PORT_NAME}")
+        annotations = (template.get("metadata") or {}).get("annotations") or {}
+        wanted = {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(METRICS_PORT),
+            "prometheus.io/path": "/metrics",
+        }
+        if {k: annotations.get(k) for k in wanted} != wanted:
+            problems.append(f"{pod.workload}: pod annotations must be {wanted}")
+    return problems
 
 
 def peer_port(service: str) -> int:
@@ -525,10 +567,15 @@ def _console_probe_problems(docs: list[Manifest], pod: Pod) -> list[str]:
 
 def listening_ports(process: str) -> dict[int, str]:
     """Port number -> container port name of what a process's Service exposes: a service's catalog port (TLS, for
-    people) and peer port (mutual TLS, for its callers); the console's one HTTPS port."""
+    people), peer port (mutual TLS, for its callers) and metrics port (for Prometheus); the console's one HTTPS
+    port."""
     if process == CONSOLE:
         return {CONSOLE_DEFAULT_PORT: CONSOLE_PORT_NAME}
-    return {SERVICES[process].default_port: PUBLIC_PORT_NAME, peer_port(process): PEER_PORT_NAME}
+    return {
+        SERVICES[process].default_port: PUBLIC_PORT_NAME,
+        peer_port(process): PEER_PORT_NAME,
+        METRICS_PORT: METRICS_PORT_NAME,
+    }
 
 
 def service_problems(docs: list[Manifest]) -> list[str]:
@@ -579,8 +626,8 @@ def service_problems(docs: list[Manifest]) -> list[str]:
                 problems.append(f"Service/{name}: port {number} is not the console's port {CONSOLE_DEFAULT_PORT}")
                 continue
             problems.append(
-                f"Service/{name}: port {number} is neither {service}'s port {SERVICES[service].default_port} nor its "
-                f"peer port {peer_port(service)}"
+                f"Service/{name}: port {number} is neither {service}'s port {SERVICES[service].default_port}, its "
+                f"peer port {peer_port(service)} nor its metrics port {METRICS_PORT}"
             )
         for number in sorted(expected - exposed):
             problems.append(f"Service/{name}: does not expose {service}'s port {number}")
@@ -1779,7 +1826,8 @@ def compose_healthcheck_problems(compose: Mapping[str, Any]) -> list[str]:
 
 
 def compose_image_problems(compose: Mapping[str, Any], version: str) -> list[str]:
-    """Custody containers run the project's image; the rest are the database and the tracing pipeline only."""
+    """Custody containers run the project's image; the rest are the database, the tracing and the metrics
+    pipelines only."""
     problems = []
     for name, definition in compose.get("services", {}).items():
         image = str(definition.get("image"))
@@ -2059,6 +2107,59 @@ def otel_collector_problems(config: Mapping[str, Any], compose: Mapping[str, Any
         host = str((spec or {}).get("endpoint", "")).split("://")[-1].rsplit(":", 1)[0]
         if host and host not in services:
             problems.append(f"exporter {exporter}: {host!r} is not a compose service")
+    return problems
+
+
+def prometheus_problems(config: Mapping[str, Any], compose: Mapping[str, Any]) -> list[str]:
+    """Prometheus scrapes every server (not the console, which has no metrics) by its compose name, at the port its
+    METRICS_PORT setting serves on."""
+    targets: set[str] = set()
+    for job in config.get("scrape_configs") or []:
+        for discovery in job.get("dns_sd_configs") or []:
+            targets |= {f"{name}:{discovery.get('port')}" for name in discovery.get("names") or []}
+        for static in job.get("static_configs") or []:
+            targets |= {str(target) for target in static.get("targets") or []}
+    problems = []
+    for name, definition in compose.get("services", {}).items():
+        role = compose_role(definition)
+        if role is None or role[0] != "serve" or role[1] not in SERVICES:
+            continue
+        variable = env_prefix(role[1]) + "METRICS_PORT"
+        port = _environment(definition).get(variable)
+        if port is None:
+            problems.append(f"{name}: {variable} is not set: it serves no metrics")
+        elif f"{name}:{port}" not in targets:
+            problems.append(f"{name}: Prometheus does not scrape {name}:{port}")
+    return problems
+
+
+# Series the process collector adds beside the catalog's (services/common/metrics.py).
+PROCESS_SERIES_PREFIXES = ("process_", "python_gc_")
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+_PROMQL_FUNCTIONS = {"sum", "rate", "increase", "histogram_quantile", "max", "min", "by", "le", "avg"}
+
+
+def dashboard_problems(dashboard: Mapping[str, Any], datasources: Mapping[str, Any]) -> list[str]:
+    """Every panel queries the provisioned data source, and only series the code declares (a renamed instrument
+    would leave a panel silently empty)."""
+    from services.common.metrics import DECLARED
+
+    series = {d.prometheus_name for d in DECLARED if d.kind != "histogram"}
+    series |= {d.prometheus_name + suffix for d in DECLARED if d.kind == "histogram" for suffix in HISTOGRAM_SUFFIXES}
+    uids = {source.get("uid") for source in datasources.get("datasources") or []}
+    problems = []
+    for panel in dashboard.get("panels") or []:
+        if panel.get("type") == "row":
+            continue
+        title = panel.get("title")
+        for target in panel.get("targets") or []:
+            if (target.get("datasource") or {}).get("uid") not in uids:
+                problems.append(f"panel {title!r}: data source {target.get('datasource')} is not provisioned")
+            expr = re.sub(r"\{[^}]*\}|\[[^]]*\]|\bby\s*\([^)]*\)", " ", str(target.get("expr", "")))
+            for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+                if word in _PROMQL_FUNCTIONS or word.startswith(PROCESS_SERIES_PREFIXES) or word in series:
+                    continue
+                problems.append(f"panel {title!r}: {word!r} is not a series services/common/metrics.py declares")
     return problems
 
 

@@ -3,6 +3,7 @@ Kubernetes; each check catches the breakage it exists for, on a copy of the file
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,47 @@ def test_the_postgres_init_hook_reads_mounted_secrets_and_sets_every_password_th
         assert {f"postgres_{name}_password", f"postgres_{name}_runtime_password"} <= read
 
 
+def test_prometheus_scrapes_every_server_at_its_metrics_port(compose: dict[str, Any]):
+    config = yaml.safe_load(checks.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    assert checks.prometheus_problems(config, compose) == []
+
+
+def test_the_dashboard_queries_the_provisioned_prometheus_for_declared_series_only():
+    dashboard = json.loads(checks.GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
+    datasources = yaml.safe_load(checks.GRAFANA_DATASOURCES.read_text(encoding="utf-8"))
+    assert checks.dashboard_problems(dashboard, datasources) == []
+
+
+def test_the_collector_takes_the_services_otlp_metrics():
+    config = yaml.safe_load(checks.OTEL_COLLECTOR_CONFIG.read_text(encoding="utf-8"))
+    assert "otlp" in config["service"]["pipelines"]["metrics"]["receivers"]
+
+
 # --- each check catches what it exists for ------------------------------------------------------------------------
+
+
+def test_a_server_prometheus_does_not_scrape_is_reported(compose: dict[str, Any]):
+    config = yaml.safe_load(checks.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    config["scrape_configs"][0]["dns_sd_configs"][0]["names"].remove("lineage")
+    assert checks.prometheus_problems(config, compose) == ["lineage: Prometheus does not scrape lineage:9464"]
+
+
+def test_a_server_without_a_metrics_port_is_reported(compose: dict[str, Any]):
+    config = yaml.safe_load(checks.PROMETHEUS_CONFIG.read_text(encoding="utf-8"))
+    del compose["services"]["runs"]["environment"]["CUSTODY_RUNS_METRICS_PORT"]
+    assert checks.prometheus_problems(config, compose) == [
+        "runs: CUSTODY_RUNS_METRICS_PORT is not set: it serves no metrics"
+    ]
+
+
+def test_a_dashboard_panel_querying_an_undeclared_series_is_reported():
+    dashboard = json.loads(checks.GRAFANA_DASHBOARD.read_text(encoding="utf-8"))
+    datasources = yaml.safe_load(checks.GRAFANA_DATASOURCES.read_text(encoding="utf-8"))
+    panel = next(p for p in dashboard["panels"] if p["type"] == "timeseries")
+    panel["targets"][0]["expr"] = "sum(rate(custody_gateway_token_total[5m]))"
+    assert checks.dashboard_problems(dashboard, datasources) == [
+        f"panel {panel['title']!r}: 'custody_gateway_token_total' is not a series services/common/metrics.py declares"
+    ]
 
 
 def test_the_schema_validation_rejects_a_misspelled_key(tmp_path: Path):

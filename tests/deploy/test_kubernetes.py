@@ -867,3 +867,24 @@ def test_a_writable_console_is_reported(prod: list[Manifest]):
     assert checks.security_problems(prod) == [
         "Deployment/console container console: readOnlyRootFilesystem must be true"
     ]
+
+
+# --- metrics ------------------------------------------------------------------------------------------------------
+
+
+def test_every_server_serves_metrics_on_the_port_prometheus_scrapes(manifests: list[Manifest]):
+    assert checks.metrics_problems(manifests) == []
+
+
+def test_a_server_without_its_metrics_port_is_reported(prod: list[Manifest]):
+    container = server(prod, "lineage")
+    container["ports"] = [p for p in container["ports"] if p["name"] != checks.METRICS_PORT_NAME]
+    assert checks.metrics_problems(prod) == [
+        f"Deployment/lineage: must declare containerPort {checks.METRICS_PORT} named {checks.METRICS_PORT_NAME}"
+    ]
+
+
+def test_a_service_without_the_metrics_port_is_reported(prod: list[Manifest]):
+    service = find(prod, "Service", "runs")
+    service["spec"]["ports"] = [p for p in service["spec"]["ports"] if p["name"] != checks.METRICS_PORT_NAME]
+    assert checks.service_problems(prod) == [f"Service/runs: does not expose runs's port {checks.METRICS_PORT}"]

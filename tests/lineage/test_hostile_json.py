@@ -20,6 +20,16 @@ def test_nan_in_version_data_is_json_not_finite_naming_the_field(client: Client)
     assert [v.field for v in error.violations] == ["data.budget"]
 
 
+def test_a_value_with_no_kind_set_in_version_data_is_json_value_unset(client: Client) -> None:
+    """Found by fuzzing (bench/fuzz requests_lineage); it was INTERNAL."""
+    request = pb.CreateVersionRequest(parent=f"{P}/intake/brief", metadata=meta())
+    request.data.update({"client": "acme", "objectives": ["grow"]})
+    request.data.fields["budget"].Clear()
+    error = rpc_error(client.stub.CreateVersion, request, client.operator)
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "JSON_VALUE_UNSET")
+    assert [v.field for v in error.violations] == ["data.budget"]
+
+
 def test_version_data_nested_past_the_limit_is_json_too_deep(client: Client) -> None:
     request = pb.CreateVersionRequest(parent=f"{P}/intake/brief", metadata=meta())
     value: object = "x"

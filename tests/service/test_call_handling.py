@@ -24,6 +24,7 @@ from services.common.protomap import service_info
 from services.common.server import Service
 from services.runs.access import ACCESS
 from tests.support.harness import ServiceHarness, bearer, operator_token, service_token
+from tests.support.metrics import histogram_count, in_memory_reader
 
 GET_INFO = runs_pb2.GetServiceInfoRequest()
 
@@ -165,6 +166,37 @@ def test_domain_error_becomes_status_with_error_info_and_field_violations(layout
         "the spec has 2 problems",
     )
     assert error.violations == (FieldViolation("shapes[0].r", "must be > 0"),)
+
+
+def _recorded(code: grpc.StatusCode, method: str = "GetServiceInfo") -> int:
+    return histogram_count(
+        "rpc.server.call.duration",
+        **{"rpc.service": "custody.runs.v1.RunsService", "rpc.method": method, "rpc.grpc.status_code": code.value[0]},
+    )
+
+
+@pytest.mark.parametrize(
+    ("planted", "code"),
+    [
+        (RuntimeError("bug"), grpc.StatusCode.INTERNAL),
+        (InvalidArgument("SPEC_INVALID", "bad spec"), grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+)
+def test_an_rpc_that_fails_is_measured_with_the_status_code_it_answered(
+    layout: StateLayout, planted: BaseException, code: grpc.StatusCode
+) -> None:
+    in_memory_reader()
+    before, ok_before = _recorded(code), _recorded(grpc.StatusCode.OK)
+    with ServiceHarness("runs", layout, factory=_failing(planted)) as harness:  # type: ignore[arg-type]
+        assert rpc_error(harness, bearer(operator_token(layout))).code is code
+    assert (_recorded(code) - before, _recorded(grpc.StatusCode.OK) - ok_before) == (1, 0)
+
+
+def test_health_checks_are_not_measured(runs: ServiceHarness) -> None:
+    in_memory_reader()
+    before = histogram_count("rpc.server.call.duration", **{"rpc.method": "Check"})
+    health_pb2_grpc.HealthStub(runs.channel()).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    assert histogram_count("rpc.server.call.duration", **{"rpc.method": "Check"}) == before
 
 
 def test_rpcs_are_traced_and_health_checks_are_not(runs: ServiceHarness, layout: StateLayout) -> None:

@@ -13,6 +13,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.cli.state import StateLayout
 from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES
 from services.common.config import env_prefix
 
@@ -48,6 +49,10 @@ class RunningStack:
     stderr_path: Path
     stdout_path: Path
     peer_ports: dict[str, int] = field(default_factory=dict)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.metrics_ports[service]}/metrics"
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
@@ -85,13 +90,15 @@ class RunningStack:
 
 @contextmanager
 def running_stack(tmp_path: Path, *, tls: bool = False, **extra_env: str) -> Iterator[RunningStack]:
-    """`custody up` (`--tls`: with TLS, peer ports free too) on free ports, the console's too, waited for until it
-    has printed its endpoint table."""
+    """`custody up` (`--tls`: with TLS, peer ports free too) on free ports, the console's and the services' metrics
+    endpoints' too, waited for until it has printed its endpoint table."""
     ports = {process: free_port() for process in PROCESS_NAMES}
     peer_ports = {service: free_port() for service in SERVICE_NAMES} if tls else {}
+    metrics_ports = {service: free_port() for service in SERVICE_NAMES}
     env = clean_environment(
         **{env_prefix(s) + "PORT": str(p) for s, p in ports.items()},
         **{env_prefix(s) + "PEER_PORT": str(p) for s, p in peer_ports.items()},
+        **{env_prefix(s) + "METRICS_PORT": str(p) for s, p in metrics_ports.items()},
         **extra_env,
     )
     state_dir = tmp_path / "var"
@@ -99,7 +106,7 @@ def running_stack(tmp_path: Path, *, tls: bool = False, **extra_env: str) -> Ite
     command = [*CUSTODY, "up", "--state-dir", str(state_dir), *(["--tls"] if tls else [])]
     with stdout_path.open("w") as out, stderr_path.open("w") as err:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True, cwd=tmp_path)
-    stack = RunningStack(process, state_dir, ports, stderr_path, stdout_path, peer_ports)
+    stack = RunningStack(process, state_dir, ports, stderr_path, stdout_path, peer_ports, metrics_ports)
     try:
         deadline = time.monotonic() + 60
         while "Ctrl-C stops every service" not in stdout_path.read_text():
@@ -109,6 +116,62 @@ def running_stack(tmp_path: Path, *, tls: bool = False, **extra_env: str) -> Ite
                 raise AssertionError(f"custody up did not become ready: {stderr_path.read_text()}")
             time.sleep(0.1)
         yield stack
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class ServedProcess:
+    """One `custody serve SERVICE` process on free ports (its gRPC port and its metrics endpoint)."""
+
+    process: subprocess.Popen[str]
+    port: int
+    metrics_port: int
+    stderr_path: Path
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+
+@contextmanager
+def serving(service: str, state_dir: Path, log_dir: Path, **settings: str) -> Iterator[ServedProcess]:
+    """`custody serve SERVICE` with the state directory's config file, waited for until it is SERVING; `settings`
+    become its CUSTODY_<SERVICE>_* variables. Killed on exit."""
+    from services.cli.health import check
+    from services.common.catalog import SERVICES
+
+    prefix = env_prefix(service)
+    port, metrics_port = free_port(), free_port()
+    env = clean_environment(
+        **{
+            prefix + "STATE_DIR": str(state_dir),
+            prefix + "PORT": str(port),
+            prefix + "METRICS_PORT": str(metrics_port),
+        },
+        **{prefix + key.upper(): value for key, value in settings.items()},
+    )
+    stderr_path = log_dir / f"{service}.err"
+    config = StateLayout(state_dir).service_config(service)
+    command = [*CUSTODY, "serve", service, *(["--config", str(config)] if config.exists() else [])]
+    with stderr_path.open("w") as err:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    served = ServedProcess(process, port, metrics_port, stderr_path)
+    try:
+        deadline = time.monotonic() + 60
+        while check(served.address, SERVICES[service].full_name, 0.5, None) != "SERVING":
+            if process.poll() is not None:
+                raise AssertionError(f"custody serve {service} exited {process.returncode}: {stderr_path.read_text()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"custody serve {service} did not become SERVING: {stderr_path.read_text()}")
+            time.sleep(0.1)
+        yield served
     finally:
         if process.poll() is None:
             process.kill()

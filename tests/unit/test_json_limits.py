@@ -58,6 +58,21 @@ def test_a_struct_nested_past_the_limit_is_json_too_deep() -> None:
     assert refusal(lambda: struct_to_dict(message, "data")).reason == "JSON_TOO_DEEP"
 
 
+@pytest.mark.parametrize("where", ["field", "list item"])
+def test_a_struct_value_with_no_kind_set_is_json_value_unset_with_its_path(where: str) -> None:
+    """Found by fuzzing (bench/fuzz, requests_*): protobuf's own accessors raise ValueError on such a Value."""
+    message = struct_pb2.Struct()
+    message.update({"a": {"b": [1.0]}})
+    if where == "field":
+        message["a"].fields["empty"].Clear()
+        path = "run.meta.a.empty"
+    else:
+        message["a"]["b"].values.add()
+        path = "run.meta.a.b[1]"
+    error = refusal(lambda: struct_to_dict(message, "run.meta"))
+    assert (error.reason, error.violations[0].field) == ("JSON_VALUE_UNSET", path)
+
+
 def test_a_valid_struct_converts_to_its_dict() -> None:
     message = struct_pb2.Struct()
     message.update({"a": [1, "x", None, True]})

@@ -38,6 +38,12 @@ class AiGatewayServiceStub:
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the database's disk is full; nothing of a write refused so is kept, and the service keeps
+    serving.
     """
 
     @_typing.overload
@@ -194,6 +200,12 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the database's disk is full; nothing of a write refused so is kept, and the service keeps
+    serving.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -346,6 +358,12 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the database's disk is full; nothing of a write refused so is kept, and the service keeps
+    serving.
     """
 
     @_abc_1.abstractmethod

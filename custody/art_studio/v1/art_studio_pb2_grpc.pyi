@@ -64,7 +64,9 @@ class ArtStudioServiceStub:
     GenerateImage call) and its envelope join the batch, the PNG credentialed as a model's output. With a lineage
     parent, each is recorded as an svg_candidate version derived from it, naming the caller as its
     requested_by (four eyes: the caller cannot approve it). art_studio attaches only
-    to runs it created itself: a design session from new_session, or one an earlier call returned.
+    to runs it created itself: a design session from new_session, or one an earlier call returned. The new
+    session is created when the first variant is ready to attach, so a call in which no variant gets that far
+    (every one failed, or ai_gateway is down) leaves no empty session behind and returns `run` empty.
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
         count not 1..10, a malformed run or lineage parent name, both run and new_session, concept_image without
@@ -73,7 +75,9 @@ class ArtStudioServiceStub:
       NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
       PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
       FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
-      UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
+      UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE, with a RetryInfo delay): ai_gateway, runs or lineage could not
+        be reached at all (ErrorInfo metadata `service` says which); with new_session and ai_gateway down, no
+        session is created.
       Failures of single variants (safety blocks, invalid specs, a refused or failed image, attach failures) are
       reported per variant, not as an error of the call.
     """
@@ -129,7 +133,9 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
     GenerateImage call) and its envelope join the batch, the PNG credentialed as a model's output. With a lineage
     parent, each is recorded as an svg_candidate version derived from it, naming the caller as its
     requested_by (four eyes: the caller cannot approve it). art_studio attaches only
-    to runs it created itself: a design session from new_session, or one an earlier call returned.
+    to runs it created itself: a design session from new_session, or one an earlier call returned. The new
+    session is created when the first variant is ready to attach, so a call in which no variant gets that far
+    (every one failed, or ai_gateway is down) leaves no empty session behind and returns `run` empty.
     Errors:
       INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
         count not 1..10, a malformed run or lineage parent name, both run and new_session, concept_image without
@@ -138,7 +144,9 @@ class ArtStudioServiceAsyncStub(ArtStudioServiceStub):
       NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
       PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
       FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
-      UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
+      UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE, with a RetryInfo delay): ai_gateway, runs or lineage could not
+        be reached at all (ErrorInfo metadata `service` says which); with new_session and ai_gateway down, no
+        session is created.
       Failures of single variants (safety blocks, invalid specs, a refused or failed image, attach failures) are
       reported per variant, not as an error of the call.
     """
@@ -203,7 +211,9 @@ class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
         GenerateImage call) and its envelope join the batch, the PNG credentialed as a model's output. With a lineage
         parent, each is recorded as an svg_candidate version derived from it, naming the caller as its
         requested_by (four eyes: the caller cannot approve it). art_studio attaches only
-        to runs it created itself: a design session from new_session, or one an earlier call returned.
+        to runs it created itself: a design session from new_session, or one an earlier call returned. The new
+        session is created when the first variant is ready to attach, so a call in which no variant gets that far
+        (every one failed, or ai_gateway is down) leaves no empty session behind and returns `run` empty.
         Errors:
           INVALID_ARGUMENT (reason REQUEST_INVALID): prompt not 3..2000 characters, diameter_mm not in (0, 1000],
             count not 1..10, a malformed run or lineage parent name, both run and new_session, concept_image without
@@ -212,7 +222,9 @@ class ArtStudioServiceServicer(metaclass=_abc_1.ABCMeta):
           NOT_FOUND (reason RUN_NOT_FOUND, PARENT_NOT_FOUND): the run or the lineage parent does not exist.
           PERMISSION_DENIED (reason RUN_NOT_OWNED): the run was not created by art_studio; use new_session.
           FAILED_PRECONDITION (reason RUN_SEALED): the run has been bound from, so it takes no new geometry.
-          UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE): ai_gateway, runs or lineage could not be reached at all.
+          UNAVAILABLE (reason DEPENDENCY_UNAVAILABLE, with a RetryInfo delay): ai_gateway, runs or lineage could not
+            be reached at all (ErrorInfo metadata `service` says which); with new_session and ai_gateway down, no
+            session is created.
           Failures of single variants (safety blocks, invalid specs, a refused or failed image, attach failures) are
           reported per variant, not as an error of the call.
         """

@@ -50,6 +50,12 @@ class LineageServiceStub:
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the database's disk is full; nothing of a write refused so is kept, and the service keeps
+    serving.
     """
 
     @_typing.overload
@@ -77,6 +83,7 @@ class LineageServiceStub:
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
         service:<name>, human or role:<role> is RULE_INVALID).
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in schema has no kind set.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -108,6 +115,7 @@ class LineageServiceStub:
         field "data<json pointer>".
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
         holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in data has no kind set (the entry names it).
       INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
@@ -330,6 +338,12 @@ class LineageServiceAsyncStub(LineageServiceStub):
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the database's disk is full; nothing of a write refused so is kept, and the service keeps
+    serving.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -354,6 +368,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
         RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
         service:<name>, human or role:<role> is RULE_INVALID).
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in schema has no kind set.
       FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
       FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
       FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -385,6 +400,7 @@ class LineageServiceAsyncStub(LineageServiceStub):
         field "data<json pointer>".
       INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
         holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+      INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in data has no kind set (the entry names it).
       INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
       INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.
@@ -606,6 +622,12 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the database's disk is full; nothing of a write refused so is kept, and the service keeps
+    serving.
     """
 
     @_abc_1.abstractmethod
@@ -640,6 +662,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
             RULE_INVALID, REQUEST_ID_INVALID): one BadRequest entry per bad field (a creator entry that is not
             service:<name>, human or role:<role> is RULE_INVALID).
           INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): schema nests more than 32 levels or holds NaN/Infinity.
+          INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in schema has no kind set.
           FAILED_PRECONDITION (REQUIRED_TYPE_NOT_REGISTERED): a rule names a type that is not registered.
           FAILED_PRECONDITION (CREATORS_CHANGED): the type is registered with other creators.
           FAILED_PRECONDITION (TYPE_IN_OTHER_POLICY): the type is registered under another policy.
@@ -683,6 +706,7 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
             field "data<json pointer>".
           INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): data nests more than 32 levels of objects and arrays, or
             holds NaN or Infinity; the BadRequest entry names the path (e.g. data.budget).
+          INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in data has no kind set (the entry names it).
           INVALID_ARGUMENT (DATA_INVALID): a number JSON cannot carry exactly (an integer beyond 2^53).
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id is not 1..128 of letters, digits and ._:-
           INVALID_ARGUMENT (UPSTREAM_INVALID): an upstream is repeated, is the same entity, or is in another project.

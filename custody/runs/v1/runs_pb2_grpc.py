@@ -47,6 +47,12 @@ class RunsServiceStub:
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the blob directory or the database's disk is full; nothing of a write refused so is kept,
+    and the service keeps serving.
     """
 
     def __init__(self, channel):
@@ -167,6 +173,12 @@ class RunsServiceServicer:
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the blob directory or the database's disk is full; nothing of a write refused so is kept,
+    and the service keeps serving.
     """
 
     def GetServiceInfo(self, request, context):
@@ -191,6 +203,7 @@ class RunsServiceServicer:
         hashes.feasibility_sha256 empty or not 64 hex characters, status not OK|BLOCKED|ERROR).
         INVALID_ARGUMENT (JSON_TOO_DEEP, JSON_NOT_FINITE): request_summary, feasibility or meta nests more than 32
         levels, or holds NaN or Infinity; the BadRequest entry names the path (e.g. run.meta.score).
+        INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in them has no kind set (the entry names it).
         INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
         INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
         INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
@@ -351,7 +364,9 @@ class RunsServiceServicer:
         FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
         FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
         attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
-        UNAVAILABLE (LINEAGE_UNAVAILABLE): lineage could not be asked about the candidate; nothing was minted.
+        UNAVAILABLE (LINEAGE_UNAVAILABLE, with a RetryInfo delay): lineage could not be asked about the candidate;
+        nothing was minted. A verdict minted while lineage can be asked is recorded there through the outbox even
+        if lineage goes down right after: delivery is retried until it lands, once.
         DATA_LOSS (BLOB_CORRUPTED, BLOB_MISSING): an input's bytes do not match its recorded digest.
         ALREADY_EXISTS (REQUEST_ID_REUSED): request_id was used for a different binding.
         """
@@ -547,6 +562,12 @@ class RunsService:
     Every RPC may also fail with UNAVAILABLE (CREDENTIALS_UNAVAILABLE) before it runs: the service re-reads its
     credentials file when it changes, and while that file is missing or malformed it refuses every caller (it fails
     closed, so a revocation is never ignored) until an operator restores it.
+
+    Every RPC may also fail with UNAVAILABLE (DATABASE_UNAVAILABLE, with a RetryInfo delay) while the service's
+    database is unreachable or restarting: the service recovers by itself once the database is back, and a write
+    retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
+    RetryInfo delay) when the blob directory or the database's disk is full; nothing of a write refused so is kept,
+    and the service keeps serving.
     """
 
     @staticmethod

@@ -3,7 +3,9 @@
 Every call that reaches the safety check is recorded whatever its outcome, and answers only after its record
 is stored. Calls finishing together share one durable commit (group commit); each record is also logged as one
 JSON line carrying metadata only, never text. Image calls record their images' digests and the revised prompt's,
-never the bytes (those stay with the caller, and in the replay cache for its window).
+never the bytes (those stay with the caller, and in the replay cache for its window). Each stored record also
+counts in the gateway's metrics (calls by outcome, tokens, cost; services/common/metrics.py), labelled by caller,
+operation, provider and model.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from services.common.clock import to_us, utc_now
 from services.common.errors import CustodyError
 from services.common.group_commit import GroupCommit
 from services.common.hashing import sha256_text
+from services.common.metrics import GATEWAY_CALLS, GATEWAY_COST, GATEWAY_TOKENS, OTHER_MODEL
 from services.common.telemetry import current_trace_id
 from services.common.version import CUSTODY_VERSION
 
@@ -132,9 +135,27 @@ class Auditor:
         call.recorded = True
         stored = await self._commit.submit_async((record, claim))
         _audit_log(record)
+        self._measure(record)
         if stored.holder is not None:
             idempotency.ensure_same_request(record.idempotency_key, stored.holder.request_sha256, record.request_sha256)
         return stored
+
+    def _measure(self, record: CallRecord) -> None:
+        envelope = record.envelope
+        listed = self._prices.lists(envelope.provider, envelope.model)
+        labels = {
+            "caller": envelope.caller.id,
+            "operation": envelope.operation,
+            "provider": envelope.provider,
+            "model": envelope.model if listed else OTHER_MODEL,
+        }
+        GATEWAY_CALLS.add(1, {**labels, "outcome": record.outcome.value})
+        usage = record.cost.usage
+        if usage is not None and usage.total_tokens:
+            GATEWAY_TOKENS.add(usage.input_tokens, {**labels, "token_type": "input"})
+            GATEWAY_TOKENS.add(usage.output_tokens, {**labels, "token_type": "output"})
+        if record.cost.estimate_usd is not None:
+            GATEWAY_COST.add(record.cost.estimate_usd, labels)
 
     async def record_failure(self, call: CallState[Any], exc: BaseException) -> None:
         """Records a call that ended with `exc`, unless it was recorded already; never raises."""

@@ -1,5 +1,6 @@
-"""What both blob backends share: a blob is named by its sha256, received through staging, and re-hashed before
-it is served (corrupted bytes are DATA_LOSS and are never returned)."""
+"""What both blob backends share: a blob is named by its sha256, received through staging, re-hashed before it is
+served (corrupted bytes are DATA_LOSS and are never returned), and counted when newly stored
+(`custody.blobs.stored`, in bytes, by backend)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import BinaryIO
 
 from services.common.errors import DataLoss, InvalidArgument
 from services.common.hashing import is_sha256_hex
+from services.common.metrics import BLOB_BYTES_STORED
 from services.runs.blobs.staging import BlobWriter, PendingBlob, sweep_staging
 
 READ_CHUNK_BYTES = 1024 * 1024
@@ -27,6 +29,8 @@ class StoredBlob:
 class BlobStore(ABC):
     """What both backends share: staging, hashing and verified reads. Subclasses store and fetch bytes."""
 
+    backend: str  # the `backend` label of the stored-bytes counter
+
     def __init__(self, staging_dir: Path, max_blob_bytes: int) -> None:
         self.max_blob_bytes = max_blob_bytes
         self._tmp = staging_dir
@@ -36,9 +40,15 @@ class BlobStore(ABC):
     @abstractmethod
     def exists(self, sha256: str) -> bool: ...
 
-    @abstractmethod
     def publish(self, pending: PendingBlob) -> StoredBlob:
         """Makes a received blob readable under its digest (idempotent: the same bytes may already be there)."""
+        if self._publish(pending):
+            BLOB_BYTES_STORED.add(pending.size_bytes, {"backend": self.backend})
+        return StoredBlob(pending.sha256, pending.size_bytes)
+
+    @abstractmethod
+    def _publish(self, pending: PendingBlob) -> bool:
+        """Stores the pending blob unless its digest is stored already; True when this call stored it."""
 
     @abstractmethod
     def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:

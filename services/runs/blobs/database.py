@@ -8,13 +8,15 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from services.runs.blobs.base import BlobStore, StoredBlob, checked_digest, file_chunks
+from services.runs.blobs.base import BlobStore, checked_digest, file_chunks
 from services.runs.blobs.staging import PendingBlob
 from services.runs.chunk_store import BlobChunks
 
 
 class DatabaseBlobStore(BlobStore):
     """Blobs as 1 MiB chunks in the runs database (table blob_chunks), shared by every runs replica."""
+
+    backend = "database"
 
     def __init__(self, engine: sa.Engine, staging_dir: Path, max_blob_bytes: int) -> None:
         super().__init__(staging_dir, max_blob_bytes)
@@ -23,11 +25,11 @@ class DatabaseBlobStore(BlobStore):
     def exists(self, sha256: str) -> bool:
         return self._chunks.exists(checked_digest(sha256))
 
-    def publish(self, pending: PendingBlob) -> StoredBlob:
+    def _publish(self, pending: PendingBlob) -> bool:
         """All chunks in one transaction: a concurrent publisher of the same bytes loses the race harmlessly."""
-        self._chunks.add(pending.sha256, _staged_chunks(pending.path))
+        stored = self._chunks.add(pending.sha256, _staged_chunks(pending.path))
         pending.discard()
-        return StoredBlob(pending.sha256, pending.size_bytes)
+        return stored
 
     def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
         if not self.exists(sha256):

@@ -7,12 +7,14 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from services.runs.blobs.base import BlobStore, StoredBlob, checked_digest, file_chunks
+from services.runs.blobs.base import BlobStore, checked_digest, file_chunks
 from services.runs.blobs.staging import PendingBlob
 
 
 class FilesystemBlobStore(BlobStore):
     """Blobs as files under root/sha256/ab/cd/<digest>."""
+
+    backend = "filesystem"
 
     def __init__(self, root: Path, max_blob_bytes: int) -> None:
         super().__init__(root / "tmp", max_blob_bytes)
@@ -25,12 +27,12 @@ class FilesystemBlobStore(BlobStore):
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 
-    def publish(self, pending: PendingBlob) -> StoredBlob:
+    def _publish(self, pending: PendingBlob) -> bool:
         """Atomic rename into place, then an fsync of the directory so the name survives a crash."""
         final = self.path_for(pending.sha256)
         if final.is_file():
             pending.discard()
-            return StoredBlob(pending.sha256, pending.size_bytes)
+            return False
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(pending.path, final)
         directory = os.open(final.parent, os.O_RDONLY)
@@ -38,7 +40,7 @@ class FilesystemBlobStore(BlobStore):
             os.fsync(directory)
         finally:
             os.close(directory)
-        return StoredBlob(pending.sha256, pending.size_bytes)
+        return True
 
     def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
         path = self.path_for(sha256)

@@ -56,7 +56,7 @@ class UncachedFile:
             self._filled += taken
             view = view[taken:]
             if self._filled == self.BUFFER_BYTES:
-                self._write_all(memoryview(self._buffer))
+                self._write_buffered(self.BUFFER_BYTES)
                 self._filled = 0
 
     def close(self) -> None:
@@ -65,7 +65,7 @@ class UncachedFile:
             if self._buffer is not None and self._filled:
                 padded = -(-self._filled // self.BLOCK) * self.BLOCK
                 self._buffer[self._filled : padded] = bytes(padded - self._filled)
-                self._write_all(memoryview(self._buffer)[:padded])
+                self._write_buffered(padded)
                 os.ftruncate(self._fd, self._size)
             os.fsync(self._fd)
         finally:
@@ -78,6 +78,16 @@ class UncachedFile:
             if self._buffer is not None:
                 self._buffer.close()
 
-    def _write_all(self, view: memoryview) -> None:
-        while view:
-            view = view[os.write(self._fd, view) :]
+    def _write_buffered(self, size: int) -> None:
+        """Writes the buffer's first `size` bytes. Its views are released even when the write fails (a full disk):
+        a view left to the traceback would keep the buffer exported, and closing it would then raise BufferError
+        in place of the real error."""
+        assert self._buffer is not None
+        with memoryview(self._buffer) as whole, whole[:size] as part:
+            self._write_all(part)
+
+    def _write_all(self, data: memoryview) -> None:
+        written = 0
+        while written < len(data):
+            with data[written:] as rest:
+                written += os.write(self._fd, rest)
