@@ -1,6 +1,6 @@
-"""The services a crash harness kills: real `custody serve` processes configured as `custody up` configures them
-(its plan), on a fresh state directory and fresh databases, each one killable with SIGKILL and restartable on
-the same port and the same data.
+"""The services a crash harness kills: runs and lineage as `custody serve` processes (the outage harnesses'
+ServiceProcess: a fixed port, so a restarted service comes back where its clients and peers expect it), on a fresh
+state directory and fresh databases.
 
 On PostgreSQL every service gets a schema of its own in the given database (each service owns its database; a schema
 is the cheapest fresh one), dropped when the harness ends.
@@ -9,10 +9,6 @@ is the cheapest fresh one), dropped when the harness ends.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,12 +17,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench.harness import free_port
+from bench.faults.processes import ServiceProcess
 from services.cli.people import add_user
-from services.cli.stack import READY_TIMEOUT_S, STOP_TIMEOUT_S, Planned, plan
+from services.cli.registry import settings_class
 from services.cli.state import StateLayout, initialize, save_endpoints
-from services.common.catalog import SERVICE_NAMES
-from services.common.config import StatefulServiceSettings, env_prefix
+from services.common.config import env_prefix
 from services.common.db import normalize_url
 from services.common.identity import REVIEWER_ROLE
 from services.runs.config import RunsSettings
@@ -34,7 +29,7 @@ from services.runs.config import RunsSettings
 KILLABLE = ("runs", "lineage")
 REVIEWER = "crash-reviewer"
 # Checkpoints signed every second, so kills land while checkpoint files are being written too.
-SETTINGS = {"LOG_LEVEL": "ERROR", "LEDGER_CHECKPOINT_INTERVAL_S": "1"}
+SETTINGS = {"log_level": "ERROR", "ledger_checkpoint_interval_s": "1"}
 
 
 @dataclass
@@ -42,8 +37,7 @@ class CrashStack:
     layout: StateLayout
     database_urls: dict[str, str]
     reviewer_token: str
-    planned: dict[str, Planned]
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    processes: dict[str, ServiceProcess]
     kills: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KILLABLE, 0))
 
     @property
@@ -55,62 +49,36 @@ class CrashStack:
         return {service: self.address(service) for service in KILLABLE}
 
     def address(self, service: str) -> str:
-        return self.settings(service).address
-
-    def settings(self, service: str) -> StatefulServiceSettings:
-        settings = self.planned[service].settings
-        assert isinstance(settings, StatefulServiceSettings)
-        return settings
+        return self.processes[service].address
 
     @property
     def runs_settings(self) -> RunsSettings:
-        settings = self.planned["runs"].settings
+        """runs' settings as the process loads them (its database and blob directory)."""
+        environ = {env_prefix("runs") + "STATE_DIR": str(self.layout.root)}
+        if "runs" in self.database_urls:
+            environ[env_prefix("runs") + "DATABASE_URL"] = self.database_urls["runs"]
+        settings = settings_class("runs").load(self.layout.service_config("runs"), environ)
         assert isinstance(settings, RunsSettings)
         return settings
 
     def start(self, *services: str) -> None:
-        """Starts the services side by side (`custody serve`, as `custody up` runs each) and waits until each is
-        SERVING. Not through `custody up`'s own Stack: it forks with a pre-exec hook, and a fork while this
-        process's client threads are inside gRPC can abort the child before it execs (gRPC skips its fork
-        handlers then), which would count as a crash of the service."""
+        """Starts the services side by side and waits until each is SERVING."""
         for service in services:
-            planned = self.planned[service]
-            command = [sys.executable, "-m", "services.cli", "serve", service, "--config", str(planned.config_file)]
-            with self.log(service).open("ab") as log:
-                self.processes[service] = subprocess.Popen(command, env=planned.env, stderr=log)
-        deadline = time.monotonic() + READY_TIMEOUT_S
+            self.processes[service].launch()
         for service in services:
-            while not self.planned[service].ready():
-                code = self.processes[service].poll()
-                if code is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"{service} did not come back (exit {code}); the end of its log:\n"
-                        + self.log(service).read_text(errors="replace")[-3000:]
-                    )
-                time.sleep(0.05)
-
-    def log(self, service: str) -> Path:
-        return self.layout.root / f"{service}.log"
+            self.processes[service].wait_ready()
 
     def kill(self, service: str) -> None:
         """SIGKILL: no shutdown handler, no drain, no flush; whatever the process had in hand is gone."""
         process = self.processes[service]
-        if process.poll() is not None:
-            raise RuntimeError(f"{service} had died on its own (exit {process.returncode}) before it was killed")
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        if not process.alive():
+            raise RuntimeError(f"{service} had died on its own before it was killed; see {process.log}")
+        process.kill()
         self.kills[service] += 1
 
     def stop(self) -> None:
         for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.stop()
 
     def cli_environment(self) -> dict[str, str]:
         """What `custody` commands run with: the same databases as the services, the operator's token."""
@@ -121,23 +89,16 @@ class CrashStack:
 
 @contextmanager
 def crash_stack(root: Path, backend: str, postgres_dsn: str = "") -> Iterator[CrashStack]:
-    """Initialises a state directory (with a second person, a reviewer, for four eyes), plans every service on free
-    ports, starts runs and lineage, and stops them (and drops the PostgreSQL schemas) at the end."""
+    """Initialises a state directory (with a second person, a reviewer, for four eyes), starts lineage and runs
+    (pointed at lineage) on ports of their own, and stops them (and drops the PostgreSQL schemas) at the end."""
     layout = StateLayout(root / "var")
     initialize(layout)
     reviewer_token = add_user(layout, REVIEWER, [REVIEWER_ROLE])
     with _databases(root, backend, postgres_dsn) as urls:
-        environ = {k: v for k, v in os.environ.items() if not k.startswith("CUSTODY_")}
-        for service in SERVICE_NAMES:
-            environ[env_prefix(service) + "PORT"] = str(free_port())
-        for service in KILLABLE:
-            environ.update({env_prefix(service) + k: v for k, v in SETTINGS.items()})
-            if service in urls:
-                environ[env_prefix(service) + "DATABASE_URL"] = urls[service]
-        planned = {p.service: p for p in plan(layout, environ)}
-        for service in KILLABLE:  # a process that dies on its own (not of SIGKILL) says where
-            planned[service].env["PYTHONFAULTHANDLER"] = "1"
-        stack = CrashStack(layout, urls, reviewer_token, planned)
+        settings = {s: {**SETTINGS, **({"database_url": urls[s]} if s in urls else {})} for s in KILLABLE}
+        lineage = ServiceProcess("lineage", layout.root, settings["lineage"])
+        runs = ServiceProcess("runs", layout.root, {**settings["runs"], "lineage_address": lineage.address})
+        stack = CrashStack(layout, urls, reviewer_token, {"runs": runs, "lineage": lineage})
         save_endpoints(layout, stack.addresses)  # where `custody runs verify` finds runs
         try:
             stack.start(*KILLABLE)
