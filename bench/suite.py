@@ -132,6 +132,19 @@ def run_suite(smoke: bool) -> dict[str, Any]:
             raise
         return _latest("fuzz-quick" if smoke else "fuzz", started)
 
+    def faults() -> Any:
+        # SIGKILLs under load on both backends, then each outage; minutes. tests/faults runs them at a small size in
+        # `make test`, so the smoke run leaves them out.
+        if smoke:
+            return {"skipped": "smoke run (tests/faults runs the crash and outage harnesses at a small size)"}
+        found: dict[str, Any] = {}
+        for backend in ("sqlite", "postgresql"):
+            _run([python, "-m", "bench.faults.crash", "--backend", backend, "--kills", "50", "--seed", "7"], 3600)
+            found[f"crash_{backend}"] = _latest(f"crash-{backend}", started)
+        _run([python, "-m", "bench.faults.outages", "--scenario", "all"], 1800)
+        found["outages"] = _latest("outages", started)
+        return found
+
     for name, action in (
         ("ceiling", ceiling),
         ("runs", runs),
@@ -143,6 +156,7 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         ("art_studio", art_studio),
         ("soak", soak),
         ("fuzz", fuzz),
+        ("faults", faults),
     ):
         section(name, action)
     return {

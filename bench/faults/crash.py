@@ -32,7 +32,7 @@ from bench.faults.upload_kill import kill_mid_upload
 from bench.harness import write_result
 
 POSTGRES_DSN_ENV = "CUSTODY_TEST_POSTGRES_DSN"
-DEFAULT_POSTGRES_DSN = "postgresql://root@127.0.0.1:5432/crash_db"
+DEFAULT_POSTGRES_DSN = "postgresql://root@127.0.0.1:5432/test"
 # Between a restart and the next kill: long enough for writes to land, short enough to hit them mid-flight.
 KILL_DELAY_S = (0.2, 1.2)
 VICTIMS = (("runs",), ("lineage",), KILLABLE)
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--postgres-dsn",
         default=os.environ.get(POSTGRES_DSN_ENV, DEFAULT_POSTGRES_DSN),
-        help="database the services get fresh schemas in (default: $CUSTODY_TEST_POSTGRES_DSN, else crash_db)",
+        help="database the services get fresh schemas in (default: $CUSTODY_TEST_POSTGRES_DSN, else local test)",
     )
     args = parser.parse_args(argv)
     figures = run_crash(

@@ -37,6 +37,7 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
         "art_studio",
         "soak",
         "fuzz",
+        "faults",
     }
     for point in ("c1", "c16"):  # the floor is measured beside custody, in the same run
         assert {"floor", "custody"} <= set(result["sections"]["gateway"]["added"][point])
