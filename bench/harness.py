@@ -20,10 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from custody.runs.v1 import runs_pb2
 from services.cli.health import check
 from services.cli.state import StateLayout, initialize
 from services.common.catalog import SERVICES
 from services.common.config import env_prefix
+from services.common.hashing import sha256_canonical
+from services.common.protomap import dict_to_struct
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -81,6 +84,19 @@ def service_process(service: str, state: Path, port: int = 0, **settings: str) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def small_run(mode: str, label: object, meta: dict[str, Any] | None = None) -> runs_pb2.RunInput:
+    """A small valid run for load: its feasibility (and so its hash) tells one `label` from another under `mode`."""
+    feasibility = {mode: label}
+    return runs_pb2.RunInput(
+        mode=mode,
+        tool_id="router-0.5mm",
+        status=runs_pb2.RUN_STATUS_OK,
+        decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=0.9),
+        hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
+        meta=dict_to_struct(meta) if meta else None,
+    )
 
 
 def percentile(samples: list[float], fraction: float) -> float:

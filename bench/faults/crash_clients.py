@@ -23,6 +23,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.struct_pb2 import Struct
 
+from bench.harness import small_run
 from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.common.clock import parse_rfc3339
@@ -123,16 +124,8 @@ def channel(address: str) -> grpc.Channel:
 
 
 def run_input(op: str) -> runs_pb2.RunInput:
-    meta = Struct()
-    meta.update({"crash_op": op})
-    return runs_pb2.RunInput(
-        mode="crash",
-        tool_id="router-0.5mm",
-        status=runs_pb2.RUN_STATUS_OK,
-        decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=0.9),
-        hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical({"crash_op": op})),
-        meta=meta,
-    )
+    """A small run whose meta names the client operation that minted it (the checks count mints per operation)."""
+    return small_run("crash", op, meta={"crash_op": op})
 
 
 def upload_messages(header: runs_pb2.AttachmentHeader, data: bytes) -> Iterator[runs_pb2.UploadAttachmentRequest]:

@@ -12,11 +12,11 @@ import grpc
 from google.protobuf import struct_pb2
 
 from bench.faults.processes import ServiceProcess
+from bench.harness import small_run
 from custody.ai_gateway.v1 import gateway_pb2_grpc
 from custody.art_studio.v1 import art_studio_pb2_grpc
 from custody.lineage.v1 import lineage_pb2, lineage_pb2_grpc
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
-from services.common.hashing import sha256_canonical
 
 ORDER = ("ai_gateway", "lineage", "runs", "art_studio")
 PEERS = {"runs": ("ai_gateway", "lineage"), "art_studio": ("ai_gateway", "runs", "lineage")}
@@ -120,15 +120,7 @@ class Stack:
 
 
 def run_input(index: int) -> runs_pb2.RunInput:
-    """A small valid run, as bench/runs mints them."""
-    feasibility = {"outage": index}
-    return runs_pb2.RunInput(
-        mode="outage",
-        tool_id="router-0.5mm",
-        status=runs_pb2.RUN_STATUS_OK,
-        decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=0.9),
-        hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
-    )
+    return small_run("outage", index)
 
 
 def wait_until(done: Any, timeout_s: float, interval_s: float = 0.2) -> bool:

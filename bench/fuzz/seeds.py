@@ -13,9 +13,9 @@ from google.protobuf.message import Message
 
 from bench.fuzz.requests import SERVICERS, ServiceTarget, service_target
 from bench.fuzz.targets import SIDE_FILES
-from services.common.hashing import sha256_canonical
 from services.rosette.compiler import compile_svg
 from services.rosette.spec import parse_spec
+from tests.support.legacy import legacy_artifact as legacy_fixture
 
 SHAPES: list[dict[str, Any]] = [
     {"kind": "circle", "r": 10},
@@ -55,23 +55,15 @@ def svgs() -> list[bytes]:
 
 
 def legacy_artifact(legacy_id: str) -> dict[str, Any]:
-    feasibility = {"checks": ["depth"], "legacy": True}
-    return {
-        "run_id": legacy_id,
-        "created_at_utc": "2025-12-17T10:00:00Z",
-        "mode": "cnc",
-        "tool_id": "router-3mm",
-        "status": "OK",
-        "request_summary": {"diameter": 90},
-        "feasibility": feasibility,
-        "decision": {"risk_level": "low", "score": 0.9, "block_reason": None, "warnings": ["tight"]},
-        "hashes": {"feasibility_sha256": sha256_canonical(feasibility)},
-        "outputs": {"gcode_path": "out/a.nc", "opplan_path": None},
-        "advisory_inputs": [{"advisory_id": "adv_0", "kind": "note", "created_at_utc": "2025-12-17T10:01:00"}],
-        "explanation_status": "READY",
-        "explanation_summary": "clamp the blank",
-        "meta": {"operator": "ana"},
-    }
+    """A legacy artifact with every optional part filled in (warnings, an advisory, an explanation, meta)."""
+    return legacy_fixture(
+        legacy_id,
+        decision={"risk_level": "low", "score": 0.9, "block_reason": None, "warnings": ["tight"]},
+        advisory_inputs=[{"advisory_id": "adv_0", "kind": "note", "created_at_utc": "2025-12-17T10:01:00"}],
+        explanation_status="READY",
+        explanation_summary="clamp the blank",
+        meta={"operator": "ana"},
+    )
 
 
 def legacy_stores() -> list[bytes]:

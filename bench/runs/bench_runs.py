@@ -18,22 +18,14 @@ from typing import Any
 
 import grpc
 
-from bench.harness import service_process, summary, write_result
+from bench.harness import service_process, small_run, summary, write_result
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
-from services.common.hashing import sha256_canonical
 
 CHUNK = 1024 * 1024
 
 
 def run_input(index: int) -> runs_pb2.RunInput:
-    feasibility = {"bench": index}
-    return runs_pb2.RunInput(
-        mode="bench",
-        tool_id="router-0.5mm",
-        status=runs_pb2.RUN_STATUS_OK,
-        decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=0.9),
-        hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
-    )
+    return small_run("bench", index)
 
 
 async def mints_per_second(address: str, token: str, clients: int, total: int) -> float:

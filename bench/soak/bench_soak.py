@@ -28,14 +28,13 @@ from typing import Any
 import grpc
 import psutil
 
-from bench.harness import write_result
+from bench.harness import small_run, write_result
 from custody.ai_gateway.v1 import gateway_pb2
 from custody.art_studio.v1 import art_studio_pb2
 from custody.lineage.v1 import lineage_pb2
 from custody.runs.v1 import runs_pb2
 from services.cli.state import StateLayout
 from services.common.clients import ServiceClients
-from services.common.hashing import sha256_canonical
 from services.common.protomap import dict_to_struct
 from services.common.status import decode
 from tests.art_studio.specs import simple
@@ -60,13 +59,7 @@ class Soak:
 
 
 def _run_input(index: int) -> runs_pb2.RunInput:
-    return runs_pb2.RunInput(
-        mode="soak",
-        tool_id="router-0.5mm",
-        status=runs_pb2.RUN_STATUS_OK,
-        decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=0.9),
-        hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical({"soak": index})),
-    )
+    return small_run("soak", index)
 
 
 async def create_run(soak: Soak, rng: random.Random) -> None:

@@ -10,30 +10,9 @@ from typing import Any
 import pytest
 
 from custody.runs.v1 import runs_pb2
-from services.common.hashing import sha256_canonical
 from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
 from tests.runs.conftest import RunsClient, run_input
-
-
-def legacy_artifact(legacy_id: str, **overrides: Any) -> dict[str, Any]:
-    feasibility = {"checks": ["depth"], "legacy": True}
-    artifact = {
-        "run_id": legacy_id,
-        "created_at_utc": "2025-12-17T10:00:00Z",
-        "mode": "cnc",
-        "tool_id": "router-3mm",
-        "status": "OK",
-        "request_summary": {"diameter": 90},
-        "feasibility": feasibility,
-        "decision": {"risk_level": "low", "score": 0.9, "block_reason": None, "warnings": []},
-        "hashes": {"feasibility_sha256": sha256_canonical(feasibility)},
-        "outputs": {"gcode_path": "out/a.nc", "opplan_path": None},
-        "advisory_inputs": [],
-        "explanation_status": "NONE",
-        "meta": {},
-    }
-    artifact.update(overrides)
-    return artifact
+from tests.support.legacy import legacy_artifact
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from services.cli import legacy
 from services.common.errors import InvalidArgument
 from services.runs import convert
 from services.runs.model import validate_legacy_content
-from tests.runs.test_cli import legacy_artifact
+from tests.support.legacy import legacy_artifact
 
 RECORDS: dict[str, dict[str, Any]] = {
     "clean": {},

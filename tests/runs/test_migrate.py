@@ -21,8 +21,9 @@ from services.common import status
 from services.common.identity import OPERATOR_ROLE, Principal, PrincipalKind
 from tests.lineage.conftest import add_principal
 from tests.runs.conftest import RunsClient, run_input, struct
-from tests.runs.test_cli import legacy_artifact, report
+from tests.runs.test_cli import report
 from tests.support.harness import ServiceHarness, bearer
+from tests.support.legacy import legacy_artifact
 
 ERROR_WITH_BLOCK_REASON = {"status": "ERROR", "decision": {"risk_level": "ERROR", "score": 0.0, "block_reason": "x"}}
 

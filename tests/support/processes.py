@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,19 +107,9 @@ def running_stack(tmp_path: Path, *, tls: bool = False, **extra_env: str) -> Ite
     with stdout_path.open("w") as out, stderr_path.open("w") as err:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True, cwd=tmp_path)
     stack = RunningStack(process, state_dir, ports, stderr_path, stdout_path, peer_ports, metrics_ports)
-    try:
-        deadline = time.monotonic() + 60
-        while "Ctrl-C stops every service" not in stdout_path.read_text():
-            if process.poll() is not None:
-                raise AssertionError(f"custody up exited {process.returncode}: {stderr_path.read_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"custody up did not become ready: {stderr_path.read_text()}")
-            time.sleep(0.1)
+    with _killed_on_exit(process):
+        _wait_until(process, lambda: "Ctrl-C stops every service" in stdout_path.read_text(), "custody up", stderr_path)
         yield stack
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 @dataclass
@@ -163,15 +153,30 @@ def serving(service: str, state_dir: Path, log_dir: Path, **settings: str) -> It
     with stderr_path.open("w") as err:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
     served = ServedProcess(process, port, metrics_port, stderr_path)
-    try:
-        deadline = time.monotonic() + 60
-        while check(served.address, SERVICES[service].full_name, 0.5, None) != "SERVING":
-            if process.poll() is not None:
-                raise AssertionError(f"custody serve {service} exited {process.returncode}: {stderr_path.read_text()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"custody serve {service} did not become SERVING: {stderr_path.read_text()}")
-            time.sleep(0.1)
+    with _killed_on_exit(process):
+
+        def serving_now() -> bool:
+            return bool(check(served.address, SERVICES[service].full_name, 0.5, None) == "SERVING")
+
+        _wait_until(process, serving_now, f"custody serve {service}", stderr_path)
         yield served
+
+
+def _wait_until(process: subprocess.Popen[str], ready: Callable[[], bool], what: str, stderr_path: Path) -> None:
+    """Polls `ready()` for up to a minute; fails with the process's stderr if it exits or never gets ready."""
+    deadline = time.monotonic() + 60
+    while not ready():
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited {process.returncode}: {stderr_path.read_text()}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not become ready: {stderr_path.read_text()}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def _killed_on_exit(process: subprocess.Popen[str]) -> Iterator[None]:
+    try:
+        yield
     finally:
         if process.poll() is None:
             process.kill()
