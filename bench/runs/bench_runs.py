@@ -1,5 +1,7 @@
-"""Runs benchmark: durable mints per second with 8 concurrent clients, create + 4 KiB attach latency, and 64 MiB
-upload throughput next to the host's own sha256 rate over the same bytes (measured in the same run).
+"""Runs benchmark: durable mints per second with 8 concurrent clients, create + 4 KiB attach latency, 64 MiB
+upload throughput next to the host's own sha256 rate over the same bytes (measured in the same run), and 64 MiB
+upload and read throughput with blobs in the local directory and in S3 (a SeaweedFS this benchmark starts), side by
+side in the same run.
 
     .venv/bin/python -m bench.runs.bench_runs [--quick] [--postgres DSN]
 """
@@ -20,6 +22,7 @@ import grpc
 
 from bench.harness import service_process, small_run, summary, write_result
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
+from tests.support.seaweedfs import seaweedfs
 
 CHUNK = 1024 * 1024
 
@@ -113,7 +116,70 @@ def sha256_seconds(path: Path) -> float:
     return time.perf_counter() - started
 
 
+async def read_seconds(address: str, token: str, attachment: str) -> float:
+    metadata = (("authorization", f"Bearer {token}"),)
+    options = [("grpc.max_receive_message_length", 4 * CHUNK)]
+    async with grpc.aio.insecure_channel(address, options=options) as channel:
+        stub = runs_pb2_grpc.RunsServiceStub(channel)
+        started = time.perf_counter()
+        async for _ in stub.ReadAttachment(runs_pb2.ReadAttachmentRequest(name=attachment), metadata=metadata):
+            pass
+        return time.perf_counter() - started
+
+
+def blob_backends(tmp: Path, upload_mib: int, rounds: int) -> dict[str, Any]:
+    """64 MiB uploads and reads on the filesystem backend and on S3, alternating round by round (both see the same
+    machine conditions); medians in MB/s, and S3's as a ratio of the directory's."""
+    with seaweedfs(tmp / "seaweedfs") as server:
+        settings = {
+            "filesystem": {"max_attachment_bytes": str(128 * CHUNK)},
+            "s3": {"max_attachment_bytes": str(128 * CHUNK), **server.runs_settings()},
+        }
+        timings: dict[str, dict[str, list[float]]] = {name: {"upload": [], "read": []} for name in settings}
+        with (
+            service_process("runs", tmp / "blobs-filesystem", **settings["filesystem"]) as filesystem,
+            service_process("runs", tmp / "blobs-s3", **settings["s3"]) as s3,
+        ):
+            services = {"filesystem": filesystem, "s3": s3}
+            tokens = {name: svc.layout.operator_token.read_text().strip() for name, svc in services.items()}
+            holders = {name: asyncio.run(holder_run(svc.address, tokens[name])) for name, svc in services.items()}
+            for round_ in range(rounds):
+                for name, svc in services.items():
+                    big = tmp / f"blob-{name}-{round_}.bin"
+                    fresh_file(big, upload_mib * CHUNK)
+                    seconds, attachment = asyncio.run(upload(svc.address, tokens[name], big, holders[name]))
+                    timings[name]["upload"].append(seconds)
+                    timings[name]["read"].append(asyncio.run(read_seconds(svc.address, tokens[name], attachment)))
+                    big.unlink()
+    size_mb = upload_mib * CHUNK / 1e6
+    figures: dict[str, Any] = {
+        name: {
+            step: {"mb_s": round(size_mb / statistics.median(seconds), 1), "runs": len(seconds)}
+            for step, seconds in steps.items()
+        }
+        for name, steps in timings.items()
+    }
+    figures["mib"] = upload_mib
+    figures["s3_vs_filesystem"] = {
+        step: round(figures["s3"][step]["mb_s"] / figures["filesystem"][step]["mb_s"], 3) for step in ("upload", "read")
+    }
+    return figures
+
+
+async def holder_run(address: str, token: str) -> str:
+    async with grpc.aio.insecure_channel(address) as channel:
+        run = await runs_pb2_grpc.RunsServiceStub(channel).CreateRun(
+            runs_pb2.CreateRunRequest(run=run_input(0)), metadata=(("authorization", f"Bearer {token}"),)
+        )
+        return run.name
+
+
 async def upload_seconds(address: str, token: str, path: Path, run_name: str) -> float:
+    return (await upload(address, token, path, run_name))[0]
+
+
+async def upload(address: str, token: str, path: Path, run_name: str) -> tuple[float, str]:
+    """The seconds a streamed upload of the file took, and the attachment's name."""
     metadata = (("authorization", f"Bearer {token}"),)
 
     async def messages() -> Any:
@@ -128,8 +194,8 @@ async def upload_seconds(address: str, token: str, path: Path, run_name: str) ->
     async with grpc.aio.insecure_channel(address, options=options) as channel:
         stub = runs_pb2_grpc.RunsServiceStub(channel)
         started = time.perf_counter()
-        await stub.UploadAttachment(messages(), metadata=metadata)
-        return time.perf_counter() - started
+        attachment = await stub.UploadAttachment(messages(), metadata=metadata)
+        return time.perf_counter() - started, attachment.name
 
 
 def main() -> None:
@@ -160,15 +226,7 @@ def main() -> None:
                     for c in (1, 8)
                 }
 
-                async def holder(token: str = token) -> str:
-                    async with grpc.aio.insecure_channel(service.address) as channel:
-                        run = await runs_pb2_grpc.RunsServiceStub(channel).CreateRun(
-                            runs_pb2.CreateRunRequest(run=run_input(0)),
-                            metadata=(("authorization", f"Bearer {token}"),),
-                        )
-                        return run.name
-
-                run_name = asyncio.run(holder())
+                run_name = asyncio.run(holder_run(service.address, token))
                 hash_s, upload_s = [], []
                 for round_ in range(1 if args.quick else 5):  # interleaved: both see the same machine conditions
                     # New bytes every round, in a new file: a repeat of stored content would measure deduplication,
@@ -193,6 +251,7 @@ def main() -> None:
                     "ratio": round(upload_rate / sha_rate, 3),
                 },
             }
+        results["blob_backends"] = blob_backends(Path(tmp), upload_mib, 1 if args.quick else 5)
     path = write_result("runs-quick" if args.quick else "runs", results)
     for backend, figures in results["backends"].items():
         mints = figures["mints_per_s_8_clients"]["median"]
@@ -203,6 +262,16 @@ def main() -> None:
             f"p99 {latency['p99_ms']} ms  |  {upload['mib']} MiB upload {upload['upload_mb_s']} MB/s vs sha256 "
             f"{upload['sha256_mb_s']} MB/s (ratio {upload['ratio']})"
         )
+    blobs = results["blob_backends"]
+    for name in ("filesystem", "s3"):
+        print(
+            f"[blobs: {name}] {blobs['mib']} MiB upload {blobs[name]['upload']['mb_s']} MB/s, "
+            f"read {blobs[name]['read']['mb_s']} MB/s (medians)"
+        )
+    print(
+        f"[blobs] s3 / filesystem: upload {blobs['s3_vs_filesystem']['upload']}, "
+        f"read {blobs['s3_vs_filesystem']['read']}"
+    )
     print(f"wrote {path}")
 
 

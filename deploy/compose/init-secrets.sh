@@ -17,6 +17,8 @@
 #   postgres/*.password         PostgreSQL superuser, and an owner and a runtime role   this script
 #                               per stateful service (<service>, <service>_runtime)
 #   openai_api_key              provider key for ai_gateway only (empty: offline local provider)
+#   s3/credentials, s3/identities.json  compose.s3.yaml: runs' S3 key pair (boto3's shared-credentials file) and
+#                               the one identity SeaweedFS accepts (the same pair)              this script
 #
 # Usage: deploy/compose/init-secrets.sh [DIR]        (DIR defaults to var/compose, git-ignored)
 #        OPENAI_API_KEY_FILE=~/openai.key deploy/compose/init-secrets.sh   copies the key in
@@ -55,6 +57,16 @@ for service in ai_gateway runs lineage; do
   printf 'migration_database_url: %s\ndatabase_runtime_role: custody_%s_runtime\n' \
     "$(url "custody_$service" "$owner_password" "custody_$service")" "$service" > "$dir/config/$service.migration.yaml"
 done
+
+# compose.s3.yaml: one S3 identity, known to SeaweedFS (identities.json) and used by runs (a shared-credentials file).
+mkdir -p "$dir/s3"
+[ -s "$dir/s3/access_key_id" ] || printf 'custody-runs-%s' "$(od -An -tx1 -N6 /dev/urandom | tr -d ' \n')" > "$dir/s3/access_key_id"
+[ -s "$dir/s3/secret_access_key" ] || random_password > "$dir/s3/secret_access_key"
+printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n' \
+  "$(cat "$dir/s3/access_key_id")" "$(cat "$dir/s3/secret_access_key")" > "$dir/s3/credentials"
+printf '{"identities": [{"name": "custody-runs", "credentials": [{"accessKey": "%s", "secretKey": "%s"}], %s}]}\n' \
+  "$(cat "$dir/s3/access_key_id")" "$(cat "$dir/s3/secret_access_key")" \
+  '"actions": ["Admin", "Read", "Write", "List", "Tagging"]' > "$dir/s3/identities.json"
 
 if [ -n "${OPENAI_API_KEY_FILE:-}" ]; then
   tr -d '\r\n' < "$OPENAI_API_KEY_FILE" > "$dir/openai_api_key"

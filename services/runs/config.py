@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.common.config import PEER_ADDRESS_DEFAULT, Port, StatefulServiceSettings
 from services.common.content_credentials.layout import anchors_file, signer_directory
@@ -22,9 +22,20 @@ class RunsSettings(StatefulServiceSettings):
     ai_gateway_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
     lineage_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
     # filesystem: blobs under blob_dir (the default). database: blobs in the runs database, for replicas that
-    # share a database but no filesystem.
-    blob_backend: Literal["filesystem", "database"] = "filesystem"
+    # share a database but no filesystem. s3: blobs in an S3-compatible bucket (services/runs/blobs/s3.py).
+    blob_backend: Literal["filesystem", "database", "s3"] = "filesystem"
     blob_dir: Path | None = Field(default=None, description="default: <state_dir>/blobs (also the upload staging area)")
+    # The s3 backend: objects <s3_prefix>/sha256/<hex> in s3_bucket at s3_endpoint_url (unset: AWS's own endpoint
+    # for s3_region). Credentials: s3_access_key_id and s3_secret_access_key (secrets, like `token`: environment or
+    # config file), else boto3's standard chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, a workload
+    # identity). Path-style addressing unless told otherwise: S3-compatible servers rarely have bucket DNS names.
+    s3_endpoint_url: str | None = Field(default=None, description="default: AWS S3 for s3_region")
+    s3_bucket: str = Field(default="custody-blobs", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    s3_prefix: str = Field(default="custody", pattern=r"^[A-Za-z0-9._/-]{0,200}$")
+    s3_region: str | None = Field(default=None, description="default: AWS_REGION, else us-east-1")
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
     max_attachment_bytes: int = Field(default=64 * 1024 * 1024, ge=1, le=4 * 1024 * 1024 * 1024)
     # Feasibility engine: the narrowest feature the cutting tool can make, and whether path/text are refused.
     tool_diameter_mm: float = Field(default=0.5, gt=0, le=50, allow_inf_nan=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from custody.runs.v1 import runs_pb2_grpc
@@ -19,12 +20,12 @@ from services.common.config import ServiceSettings
 from services.common.content_credentials import CredentialSigner
 from services.common.db import create_engine
 from services.common.ledger.ledger import Ledger
-from services.common.outage_errors import outage_error
+from services.common.outage_errors import outage_error_with_blob_store
 from services.common.pagination import PageTokens
 from services.common.server import Service
 from services.runs import tables
 from services.runs.access import ACCESS
-from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore
+from services.runs.blobs import BlobStore, DatabaseBlobStore, FilesystemBlobStore, S3BlobStore, s3_client
 from services.runs.config import RunsSettings
 from services.runs.domain.context import RunsConfig
 from services.runs.domain.service import Runs
@@ -45,7 +46,21 @@ log = logging.getLogger("custody.runs")
 def blob_store(settings: RunsSettings, engine: Engine) -> BlobStore:
     if settings.blob_backend == "database":
         return DatabaseBlobStore(engine, settings.resolved_blob_dir / "tmp", settings.max_attachment_bytes)
+    if settings.blob_backend == "s3":
+        client = s3_client(
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            _revealed(settings.s3_access_key_id),
+            _revealed(settings.s3_secret_access_key),
+            settings.s3_addressing_style,
+        )
+        staging = settings.resolved_blob_dir / "tmp"
+        return S3BlobStore(client, settings.s3_bucket, settings.s3_prefix, staging, settings.max_attachment_bytes)
     return FilesystemBlobStore(settings.resolved_blob_dir, settings.max_attachment_bytes)
+
+
+def _revealed(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
 
 
 def credential_signer(settings: RunsSettings) -> CredentialSigner | None:
@@ -98,7 +113,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
         runs_pb2_grpc.add_RunsServiceServicer_to_server(servicer, server)
 
     return Service(
-        outage_errors=outage_error,
+        outage_errors=outage_error_with_blob_store,
         engine=engine,
         full_name=SERVICES["runs"].full_name,
         register=register,

@@ -45,6 +45,7 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 DOCKERFILE = DEPLOY_DIR / "Dockerfile"
 DOCKERIGNORE = REPO_ROOT / ".dockerignore"
 COMPOSE_FILE = DEPLOY_DIR / "compose" / "compose.yaml"
+COMPOSE_S3_OVERRIDE = DEPLOY_DIR / "compose" / "compose.s3.yaml"  # runs' blobs in SeaweedFS
 OTEL_COLLECTOR_CONFIG = DEPLOY_DIR / "compose" / "otel-collector.yaml"
 PROMETHEUS_CONFIG = DEPLOY_DIR / "compose" / "prometheus.yaml"
 GRAFANA_DATASOURCES = DEPLOY_DIR / "compose" / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
@@ -73,6 +74,7 @@ COMPOSE_THIRD_PARTY_IMAGES = (
     "jaegertracing/all-in-one:",
     "prom/prometheus:",
     "grafana/grafana:",
+    "chrislusf/seaweedfs:",  # compose.s3.yaml: the S3-compatible blob store
 )
 POD_SPEC_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 # Tamper evidence: the services that keep a ledger (those with a database), the one that witnesses its peers'
@@ -1684,6 +1686,20 @@ def interpolate(value: Any, environ: Mapping[str, str] | None = None) -> Any:
 
 def load_compose(path: Path = COMPOSE_FILE, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     return interpolate(yaml.safe_load(path.read_text(encoding="utf-8")), environ)
+
+
+def load_compose_with(override: Path, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """compose.yaml with an override file on top, merged as `docker compose -f ... -f ...` does for what these
+    files use: mappings merged key by key, lists (secrets, volumes) appended."""
+    return _merged(load_compose(COMPOSE_FILE, environ), load_compose(override, environ))
+
+
+def _merged(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {key: _merged(base[key], value) if key in base else value for key, value in {**base, **override}.items()}
+    if isinstance(base, list) and isinstance(override, list):
+        return base + [item for item in override if item not in base]
+    return override
 
 
 def compose_role(definition: Mapping[str, Any]) -> tuple[str, str] | None:

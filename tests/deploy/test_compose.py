@@ -465,3 +465,21 @@ def test_a_console_serving_another_certificate_is_reported(compose: dict[str, An
 def test_a_writable_console_is_reported(compose: dict[str, Any]):
     compose["services"]["console"]["read_only"] = False
     assert checks.compose_settings_problems(compose) == ["console: read_only must be true"]
+
+
+def test_the_s3_override_keeps_every_deployment_rule_and_gives_runs_alone_its_s3_credentials():
+    merged = checks.load_compose_with(checks.COMPOSE_S3_OVERRIDE)
+    problems = (
+        checks.compose_reference_problems(merged)
+        + checks.compose_image_problems(merged, checks.project_version())
+        + checks.compose_secret_problems(merged)
+        + checks.compose_settings_problems(merged)
+        + checks.compose_tls_problems(merged)
+    )
+    assert problems == []
+    runs = merged["services"]["runs"]
+    assert runs["environment"]["CUSTODY_RUNS_BLOB_BACKEND"] == "s3"
+    holders = {n for n, d in merged["services"].items() if "runs_s3_credentials" in checks._secret_names(d)}
+    assert holders == {"runs"}
+    identities = {n for n, d in merged["services"].items() if "seaweedfs_s3_identities" in checks._secret_names(d)}
+    assert identities == {"seaweedfs"}

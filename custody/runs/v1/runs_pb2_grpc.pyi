@@ -53,7 +53,12 @@ class RunsServiceStub:
     database is unreachable or restarting: the service recovers by itself once the database is back, and a write
     retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
     RetryInfo delay) when the blob directory or the database's disk is full; nothing of a write refused so is kept,
-    and the service keeps serving.
+    and the service keeps serving. With blob_backend s3, an RPC that writes or reads attachment bytes (UploadAttachment,
+    BatchCreateAttachments, FindMissingBlobs, ReadAttachment, BindCandidate, VerifyRun) may fail with UNAVAILABLE
+    (BLOB_STORE_UNAVAILABLE, with a RetryInfo delay) while the S3 store is unreachable, times out, throttles
+    (SlowDown) or answers 5xx; no object is left half-written (an unfinished multipart upload is aborted), so a write
+    retried with the same request_id is applied once. Bytes S3 returns that do not hash to the recorded digest are
+    DATA_LOSS (BLOB_CORRUPTED) as with every backend.
     """
 
     @_typing.overload
@@ -275,7 +280,12 @@ class RunsServiceAsyncStub(RunsServiceStub):
     database is unreachable or restarting: the service recovers by itself once the database is back, and a write
     retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
     RetryInfo delay) when the blob directory or the database's disk is full; nothing of a write refused so is kept,
-    and the service keeps serving.
+    and the service keeps serving. With blob_backend s3, an RPC that writes or reads attachment bytes (UploadAttachment,
+    BatchCreateAttachments, FindMissingBlobs, ReadAttachment, BindCandidate, VerifyRun) may fail with UNAVAILABLE
+    (BLOB_STORE_UNAVAILABLE, with a RetryInfo delay) while the S3 store is unreachable, times out, throttles
+    (SlowDown) or answers 5xx; no object is left half-written (an unfinished multipart upload is aborted), so a write
+    retried with the same request_id is applied once. Bytes S3 returns that do not hash to the recorded digest are
+    DATA_LOSS (BLOB_CORRUPTED) as with every backend.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -493,7 +503,12 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     database is unreachable or restarting: the service recovers by itself once the database is back, and a write
     retried with the same request_id is applied once. It fails with RESOURCE_EXHAUSTED (STORAGE_FULL, with a
     RetryInfo delay) when the blob directory or the database's disk is full; nothing of a write refused so is kept,
-    and the service keeps serving.
+    and the service keeps serving. With blob_backend s3, an RPC that writes or reads attachment bytes (UploadAttachment,
+    BatchCreateAttachments, FindMissingBlobs, ReadAttachment, BindCandidate, VerifyRun) may fail with UNAVAILABLE
+    (BLOB_STORE_UNAVAILABLE, with a RetryInfo delay) while the S3 store is unreachable, times out, throttles
+    (SlowDown) or answers 5xx; no object is left half-written (an unfinished multipart upload is aborted), so a write
+    retried with the same request_id is applied once. Bytes S3 returns that do not hash to the recorded digest are
+    DATA_LOSS (BLOB_CORRUPTED) as with every backend.
     """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,226 @@
+"""The S3 blob backend: blobs as objects in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, Ceph RGW), for runs
+replicas that share neither a filesystem nor want blob bytes in their database.
+
+The same guarantees as the other backends, kept by S3 itself where it can:
+- Content-addressed: a blob is the object `<prefix>/sha256/<hex>`; an upload whose key exists (HEAD) stores nothing.
+- Verified on write: the staged bytes are re-hashed as they are sent and must give the digest they were received
+  under; every request carries the SHA-256 of its body (ChecksumSHA256), which S3 checks before it keeps anything.
+- Nothing partial is visible: blobs up to one part are one PutObject; larger ones a multipart upload, whose object
+  appears only when CompleteMultipartUpload succeeds, all at once. Any failure before that aborts the upload, so
+  its parts go too (a process killed mid-upload leaves parts only, never an object; a bucket lifecycle rule
+  `AbortIncompleteMultipartUpload` reclaims them).
+- Verified on read: the object is streamed into a staging file while it is hashed, and only those verified bytes
+  are served (a second GET could return different bytes than the ones that were checked).
+
+The client is boto3's, which blocks: every call here runs on the worker threads the domain is already called on
+(asyncio.to_thread in the servicer), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from services.common.errors import DataLoss
+from services.runs.blobs.base import READ_CHUNK_BYTES, BlobStore, checked_digest, file_chunks
+from services.runs.blobs.staging import PendingBlob, remove_later
+
+if TYPE_CHECKING:
+    from botocore.response import StreamingBody
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import CompletedPartTypeDef
+
+# S3's smallest part is 5 MiB (all but the last); 8 MiB parts keep a 4 GiB blob within S3's 10,000 parts.
+PART_BYTES = 8 * 1024 * 1024
+AddressingStyle = Literal["path", "virtual", "auto"]
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def s3_client(
+    endpoint_url: str | None,
+    region: str | None,
+    access_key_id: str | None,
+    secret_access_key: str | None,
+    addressing_style: AddressingStyle = "path",
+) -> S3Client:
+    """A client for the configured endpoint. Without keys, boto3's standard chain (AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY, a profile, a workload identity). Enough pooled connections for the blocking threads;
+    boto3's standard retries for throttling and 5xx before an error reaches the caller."""
+    config = Config(
+        s3={"addressing_style": addressing_style},
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=60,
+        max_pool_connections=32,
+        # Checksums only where asked for (ChecksumSHA256 below): botocore's default CRC32 on every request is
+        # redundant with them and not understood by every S3-compatible server.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        config=config,
+    )
+
+
+class S3BlobStore(BlobStore):
+    """Blobs as objects `<prefix>/sha256/<hex>` in one bucket; uploads staged locally first (staging.py)."""
+
+    backend = "s3"
+
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        prefix: str,
+        staging_dir: Path,
+        max_blob_bytes: int,
+        part_bytes: int = PART_BYTES,
+    ) -> None:
+        super().__init__(staging_dir, max_blob_bytes)
+        self._s3 = client
+        self.bucket = bucket
+        self._prefix = prefix.strip("/")
+        self._part_bytes = part_bytes
+
+    def key_for(self, sha256: str) -> str:
+        key = f"sha256/{checked_digest(sha256)}"
+        return f"{self._prefix}/{key}" if self._prefix else key
+
+    def exists(self, sha256: str) -> bool:
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=self.key_for(sha256))
+        except ClientError as exc:
+            if _is_missing(exc):
+                return False
+            raise
+        return True
+
+    def _publish(self, pending: PendingBlob) -> bool:
+        key = self.key_for(pending.sha256)
+        if self.exists(pending.sha256):
+            pending.discard()
+            return False
+        with pending.path.open("rb") as staged:
+            if pending.size_bytes <= self._part_bytes:
+                self._put(key, staged, pending)
+            else:
+                self._put_in_parts(key, staged, pending)
+        pending.discard()
+        return True
+
+    def _put(self, key: str, staged: BinaryIO, pending: PendingBlob) -> None:
+        """One PutObject. Its checksum is the blob's digest itself: S3 keeps the object only if the bytes it
+        received hash to it, and the bytes sent are checked against it first."""
+        body = staged.read()
+        _require_staged(hashlib.sha256(body).hexdigest(), pending)
+        self._s3.put_object(
+            Bucket=self.bucket,
+            Key=key,
+            Body=body,
+            ChecksumSHA256=base64.b64encode(bytes.fromhex(pending.sha256)).decode("ascii"),
+        )
+
+    def _put_in_parts(self, key: str, staged: BinaryIO, pending: PendingBlob) -> None:
+        """A multipart upload, each part checked by S3 against its own SHA-256, the whole against the digest here
+        before the upload is completed; aborted on any failure (then no object and no parts remain)."""
+        upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256")[
+            "UploadId"
+        ]
+        try:
+            whole = hashlib.sha256()
+            parts: list[CompletedPartTypeDef] = []
+            while part := staged.read(self._part_bytes):
+                whole.update(part)
+                number = len(parts) + 1
+                checksum = base64.b64encode(hashlib.sha256(part).digest()).decode("ascii")
+                answer = self._s3.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=part,
+                    ChecksumSHA256=checksum,
+                )
+                parts.append({"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum})
+            _require_staged(whole.hexdigest(), pending)
+            self._s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original failure is the one to report
+                self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+
+    def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
+        try:
+            answer = self._s3.get_object(Bucket=self.bucket, Key=self.key_for(sha256))
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return _closing_chunks(answer["Body"])
+
+    def read_verified(self, sha256: str, size_bytes: int | None = None) -> Iterator[bytes]:
+        """One GET, hashed while it is spooled to staging; the spooled (verified) bytes are what is served."""
+        chunks = self._chunks_of(checked_digest(sha256))
+        if chunks is None:
+            raise DataLoss("BLOB_MISSING", f"blob {sha256} is missing in storage", metadata={"sha256": sha256})
+        spool = self._tmp / f"upload-read-{secrets.token_hex(8)}"
+        try:
+            hasher = hashlib.sha256()
+            size = 0
+            with spool.open("wb") as handle:
+                for block in chunks:
+                    hasher.update(block)
+                    size += len(block)
+                    handle.write(block)
+            if hasher.hexdigest() != sha256 or (size_bytes is not None and size != size_bytes):
+                raise DataLoss(
+                    "BLOB_CORRUPTED",
+                    f"blob {sha256} is corrupted in storage; it is not served. Restore it from a backup or "
+                    "re-upload it",
+                    metadata={"sha256": sha256},
+                )
+            handle_for_reading = spool.open("rb")
+        except BaseException:
+            remove_later(spool)
+            raise
+        os.unlink(spool)  # the open handle keeps the bytes until they are served; nothing is left behind
+        return file_chunks(handle_for_reading)
+
+
+def _require_staged(digest: str, pending: PendingBlob) -> None:
+    """The bytes about to be sent are the ones received: staging kept them intact."""
+    if digest != pending.sha256:
+        raise DataLoss(
+            "BLOB_CORRUPTED",
+            f"the staged bytes of blob {pending.sha256} changed before they reached S3; nothing was stored",
+            metadata={"sha256": pending.sha256},
+        )
+
+
+def _is_missing(exc: ClientError) -> bool:
+    return str(exc.response.get("Error", {}).get("Code", "")) in _MISSING_CODES
+
+
+def _closing_chunks(body: StreamingBody) -> Iterator[bytes]:
+    """The response body in chunks; its connection goes back to the pool however the reading ends."""
+    try:
+        yield from body.iter_chunks(READ_CHUNK_BYTES)
+    finally:
+        body.close()
