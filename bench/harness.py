@@ -29,6 +29,15 @@ from services.common.hashing import sha256_canonical
 from services.common.protomap import dict_to_struct
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Where a benchmark finds PostgreSQL: its --postgres flag, else the first of these that is set (CI sets the second).
+POSTGRES_ENV = ("CUSTODY_BENCH_POSTGRES_DSN", "CUSTODY_TEST_POSTGRES_DSN")
+
+
+def postgres_dsn(flag: str | None, disabled: bool, default: str = "") -> str:
+    """The PostgreSQL DSN a benchmark measures against ("" for none): flag, environment, then `default`."""
+    if disabled:
+        return ""
+    return flag or next((os.environ[name] for name in POSTGRES_ENV if os.environ.get(name)), default)
 
 
 def free_port() -> int:

@@ -94,8 +94,9 @@ def run_suite(smoke: bool) -> dict[str, Any]:
         size = ["--chain", "500", "--dag-nodes", "2000", "--repeat", "1", "--no-grpc"] if smoke else ["--repeat", "3"]
         out = RESULTS / "suite-lineage"
         out.mkdir(parents=True, exist_ok=True)
-        _run([python, "bench/lineage/bench_lineage.py", *size, "--out", str(out)], 1200)
-        document = json.loads(max(out.glob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
+        # SQLite and PostgreSQL side by side in one process (PostgreSQL as bench_lineage.py finds it, else skipped).
+        _run([python, "bench/lineage/bench_lineage.py", *size, "--out", str(out)], 2400)
+        document = json.loads((out / "lineage.json").read_text())
         peer = _python_of("mlmd")
         if peer is not None and not smoke:
             target = out / "mlmd.json"
@@ -258,18 +259,34 @@ def table(result: dict[str, Any]) -> str:
                 )
             )
     for entry in _get(s, "lineage", "results") or []:
-        graph, nodes = entry.get("graph", "?"), entry.get("nodes", "?")
+        graph, nodes, backend = entry.get("graph", "?"), entry.get("nodes", "?"), entry.get("database", "sqlite")
         query, bfs = entry.get("query_ms"), entry.get("memory_bfs_ms")
         complete = "complete" if entry.get("query_complete") else "INCOMPLETE"
         rows.append(
             (
-                f"lineage: downstream query, {graph} of {nodes} (ms, {complete})",
+                f"lineage ({backend}): downstream query, {graph} of {nodes} (ms, {complete})",
                 query,
                 f"in-memory BFS {bfs}",
                 _ratio(query, bfs),
             )
         )
-        rows.append((f"lineage: staleness propagation, {graph} of {nodes} (ms)", entry.get("propagate_ms"), "", ""))
+        rows.append(
+            (f"lineage ({backend}): staleness propagation, {graph} of {nodes} (ms)", entry.get("propagate_ms"), "", "")
+        )
+    nodes_of = {e.get("graph"): e.get("nodes") for e in _get(s, "lineage", "results") or []}
+    for graph, figures in (_get(s, "lineage", "side_by_side") or {}).items():
+        for key, what in (("query_ms", "downstream query"), ("propagate_ms", "staleness propagation")):
+            pair = figures.get(key) or {}
+            rows.append(
+                (
+                    f"lineage PostgreSQL vs SQLite: {what}, {graph} of {nodes_of.get(graph)} (ms)",
+                    pair.get("postgresql"),
+                    f"SQLite {pair.get('sqlite')}",
+                    _ratio(pair.get("postgresql"), pair.get("sqlite")),
+                )
+            )
+    for backend, why in (_get(s, "lineage", "skipped") or {}).items():
+        rows.append((f"lineage ({backend})", "skipped", why, ""))
     for entry in _get(s, "lineage", "mlmd", "results") or []:
         rows.append(
             (

@@ -42,7 +42,7 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 
-from bench.harness import service_process, summary, write_result
+from bench.harness import postgres_dsn, service_process, summary, write_result
 from bench.runs.bench_runs import create_attach_per_second, mints_per_second
 from custody.common.v1 import ledger_pb2
 from custody.runs.v1 import runs_pb2_grpc
@@ -60,17 +60,10 @@ from services.runs.ledger_records import SOURCES
 from services.runs.model import run_name
 
 TARGETS = {"mints_on_off_ratio": 0.8, "inclusion_p50_ms": 5.0}
-POSTGRES_ENV = ("CUSTODY_BENCH_POSTGRES_DSN", "CUSTODY_TEST_POSTGRES_DSN")
 SIDES = {"on": "true", "off": "false"}
 APPEND_BATCH = 10_000
 TRANSACTION_LEAVES = 250_000
 BASE_TIME_US = 1_800_000_000_000_000
-
-
-def postgres_dsn(flag: str | None, disabled: bool) -> str:
-    if disabled:
-        return ""
-    return flag or next((os.environ[name] for name in POSTGRES_ENV if os.environ.get(name)), "")
 
 
 @contextmanager

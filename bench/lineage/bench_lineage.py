@@ -1,7 +1,13 @@
 """Lineage benchmark (not a test): complete downstream query and staleness propagation on a 10,000-deep chain and
 a 100,000-node DAG, next to an in-memory BFS over the same graph.
 
-    .venv/bin/python bench/lineage/bench_lineage.py [--database-url URL] [--repeat 5] [--dag-nodes 100000]
+    .venv/bin/python bench/lineage/bench_lineage.py [--postgres DSN | --no-postgres] [--repeat 5] [--dag-nodes 100000]
+
+Both backends in the same run, side by side: SQLite (a fresh file per graph) and PostgreSQL (a fresh schema per
+graph in the database the DSN names, dropped after: --postgres, else $CUSTODY_BENCH_POSTGRES_DSN, else
+$CUSTODY_TEST_POSTGRES_DSN as CI sets it, else postgresql://root@127.0.0.1:5432/test). An unreachable PostgreSQL is
+reported as skipped, with the reason, next to SQLite's figures. lineage.json (in --out) holds both, and for each
+graph the PostgreSQL/SQLite ratio of the closure query and of propagation (targets: 250 / 500 ms on either).
 
 The graph is bulk-loaded straight into the lineage tables (creating 100,000 versions through the API would only
 measure set-up); what is measured goes through the service's own code paths:
@@ -23,6 +29,7 @@ import argparse
 import json
 import platform
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -37,6 +44,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import POSTGRES_ENV, postgres_dsn  # noqa: E402
 from services.common import call_context, migrations  # noqa: E402
 from services.common.db import create_engine, describe  # noqa: E402
 from services.common.identity import SYSTEM, Principal, PrincipalKind  # noqa: E402
@@ -255,40 +263,82 @@ def paged_walk(url: str, root: str, expected: int, repeat: int) -> float:
     return statistics.median(runs)
 
 
+DEFAULT_POSTGRES = "postgresql://root@127.0.0.1:5432/test"
+COMPARED = ("query_ms", "query_cte_ms", "propagate_ms")
+
+
+def postgres_unreachable(dsn: str) -> str:
+    """Why PostgreSQL at `dsn` cannot be measured ("" when it can)."""
+    from services.common.db import normalize_url
+
+    engine = sa.create_engine(normalize_url(dsn))
+    try:
+        with engine.connect() as c:
+            c.exec_driver_sql("SELECT 1")
+        return ""
+    except sa.exc.OperationalError as exc:
+        return str(exc.orig).strip().splitlines()[0]
+    finally:
+        engine.dispose()
+
+
+def side_by_side(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per graph: each compared figure on both backends and the PostgreSQL/SQLite ratio (same run)."""
+    by = {(r["database"], r["graph"]): r for r in results}
+    out: dict[str, Any] = {}
+    for graph in dict.fromkeys(r["graph"] for r in results):
+        lite, pg = by.get(("sqlite", graph)), by.get(("postgresql", graph))
+        if lite is None or pg is None:
+            continue
+        out[graph] = {
+            key: {"sqlite": lite[key], "postgresql": pg[key], "ratio": round(pg[key] / lite[key], 2)}
+            for key in COMPARED
+            if lite.get(key) and pg.get(key) is not None
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
+    parser.add_argument("--postgres", help=f"PostgreSQL DSN (default: {', '.join(POSTGRES_ENV)}, {DEFAULT_POSTGRES})")
+    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--chain", type=int, default=10_000)
     parser.add_argument("--dag-nodes", type=int, default=100_000)
     parser.add_argument("--no-grpc", action="store_true", help="skip the paged gRPC walk")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
+    dsn = postgres_dsn(args.postgres, args.no_postgres, DEFAULT_POSTGRES)
+    skipped = {"postgresql": postgres_unreachable(dsn)} if dsn else {"postgresql": "--no-postgres"}
+    backends = ["sqlite", *([] if skipped["postgresql"] else ["postgresql"])]
+    if not skipped["postgresql"]:
+        skipped = {}
     results = []
-    for label, n, edges in (
-        ("chain", args.chain, chain_edges(args.chain)),
-        ("dag", args.dag_nodes, dag_edges(args.dag_nodes)),
-    ):
-        url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench-{label}.db"
-        if args.database_url.startswith("postgres"):
-            url = fresh_pg_schema(args.database_url, label)
-        try:
-            result = bench_graph(url, label, n, edges, args.repeat, not args.no_grpc)
-        finally:
-            if args.database_url.startswith("postgres"):
-                drop_pg_schema(args.database_url, url)
-        result["database"] = describe(url).split(":")[0].split("+")[0]
-        results.append(result)
-        print(json.dumps(result))
-    backend = results[0]["database"]
+    graphs = (("chain", args.chain, chain_edges(args.chain)), ("dag", args.dag_nodes, dag_edges(args.dag_nodes)))
+    for label, n, edges in graphs:
+        for backend in backends:
+            url = (
+                fresh_pg_schema(dsn, label) if backend == "postgresql" else f"sqlite:///{tempfile.mkdtemp()}/{label}.db"
+            )
+            try:
+                result = bench_graph(url, label, n, edges, args.repeat, not args.no_grpc)
+            finally:
+                if backend == "postgresql":
+                    drop_pg_schema(dsn, url)
+            result["database"] = describe(url).split(":")[0].split("+")[0]
+            results.append(result)
+            print(json.dumps(result), flush=True)
     document = {
         "benchmark": "lineage",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "targets_ms": {"query": 250, "propagate": 500},
+        "backends": backends,
+        "skipped": skipped,
         "results": results,
+        "side_by_side": side_by_side(results),
     }
-    path = Path(args.out) / f"lineage-{backend}.json"
+    path = Path(args.out) / "lineage.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {path}")
@@ -298,12 +348,14 @@ def main() -> None:
             f"(cold {r['query_cold_ms']}, CTE {r['query_cte_ms']}), paged gRPC {r.get('query_paged_grpc_ms', '-')} ms, "
             f"propagate {r['propagate_ms']} ms, in-memory BFS {r['memory_bfs_ms']} ms"
         )
+    for backend, why in skipped.items():
+        print(f"{backend}: skipped ({why})")
 
 
 def fresh_pg_schema(dsn: str, label: str) -> str:
     from services.common.db import normalize_url
 
-    schema = f"bench_{label}_{int(time.time())}"
+    schema = f"bench_{label}_{secrets.token_hex(6)}"
     admin = sa.create_engine(normalize_url(dsn))
     with admin.begin() as c:
         c.exec_driver_sql(f"CREATE SCHEMA {schema}")

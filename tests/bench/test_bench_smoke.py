@@ -48,6 +48,10 @@ def test_the_smoke_suite_runs_every_benchmark_and_writes_its_reports() -> None:
     assert {"on", "off"} <= set(ledger["backends"]["sqlite"]["mints_per_s_8_clients"])
     assert ledger["backends"]["sqlite"]["audit"]["ok"]
     assert ledger["proofs"]["inclusion_in_process"]["n"] > 0
+    lineage = result["sections"]["lineage"]  # both backends in the same run, or why PostgreSQL was not measured
+    assert lineage["backends"][0] == "sqlite"
+    assert ("postgresql" in lineage["backends"]) != ("postgresql" in lineage["skipped"])
+    assert {r["database"] for r in lineage["results"]} == set(lineage["backends"])
     fuzz = result["sections"]["fuzz"]["targets"]["svg_validator"]
     assert fuzz["executions"] > 0 and fuzz["crashes"] == 0
     assert report.with_suffix(".md").read_text().startswith("| measure |")
