@@ -5,9 +5,10 @@ served (corrupted bytes are DATA_LOSS and are never returned), and counted when 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -15,9 +16,11 @@ from typing import BinaryIO
 from services.common.errors import DataLoss, InvalidArgument
 from services.common.hashing import is_sha256_hex
 from services.common.metrics import BLOB_BYTES_STORED
-from services.runs.blobs.staging import BlobWriter, PendingBlob, sweep_staging
+from services.runs.blobs.staging import BlobWriter, PendingBlob, remove_later, sweep_staging
 
 READ_CHUNK_BYTES = 1024 * 1024
+# Blobs up to this size are verified and served from memory; larger ones from a private spool file.
+IN_MEMORY_READ_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -84,22 +87,56 @@ class BlobStore(ABC):
         return None if hasher.hexdigest() == sha256 else "BLOB_CORRUPTED"
 
     def read_verified(self, sha256: str, size_bytes: int | None = None) -> Iterator[bytes]:
-        """The blob's bytes in chunks, after a full re-hash; DATA_LOSS instead of corrupted bytes."""
-        problem = self.verify(sha256, size_bytes)
-        if problem is not None:
-            raise DataLoss(
-                "BLOB_MISSING" if problem == "BLOB_MISSING" else "BLOB_CORRUPTED",
-                f"blob {sha256} is {'missing' if problem == 'BLOB_MISSING' else 'corrupted'} in storage; "
-                "it is not served. Restore it from a backup or re-upload it",
-                metadata={"sha256": sha256},
-            )
-        chunks = self._chunks_of(sha256)
-        if chunks is None:  # deleted between the check and the read
-            raise DataLoss("BLOB_MISSING", f"blob {sha256} is missing in storage", metadata={"sha256": sha256})
-        return chunks
+        """The blob's bytes in chunks: exactly the bytes that were hashed. Storage is read once, into memory when
+        the blob is small, else into a private staging file, and served only when it hashes to its digest; reading
+        it again after the check could return other bytes (someone who can write to storage swapping them), and a
+        verdict on those would name a digest it was not about. Corrupted or missing bytes are DATA_LOSS."""
+        chunks = self._chunks_of(checked_digest(sha256))
+        if chunks is None:
+            raise _blob_problem(sha256, "BLOB_MISSING")
+        if size_bytes is not None and size_bytes <= IN_MEMORY_READ_BYTES:
+            held: list[bytes] = []
+            _checked_copy(chunks, sha256, size_bytes, held.append)
+            return iter(held)
+        spool = self._tmp / f"upload-read-{secrets.token_hex(8)}"
+        try:
+            with spool.open("wb") as handle:
+                _checked_copy(chunks, sha256, size_bytes, handle.write)
+            checked = spool.open("rb")
+        except BaseException:
+            remove_later(spool)
+            raise
+        os.unlink(spool)  # the open handle keeps the bytes until they are served; nothing is left behind
+        return file_chunks(checked)
 
     def read_all_verified(self, sha256: str, size_bytes: int | None = None) -> bytes:
         return b"".join(self.read_verified(sha256, size_bytes))
+
+
+def _checked_copy(
+    chunks: Iterator[bytes], sha256: str, size_bytes: int | None, sink: Callable[[bytes], object]
+) -> None:
+    """Copies the stored chunks to `sink` while hashing them; DATA_LOSS when they are not the blob (reading stops
+    once they run past the expected size)."""
+    hasher = hashlib.sha256()
+    size = 0
+    for block in chunks:
+        size += len(block)
+        if size_bytes is not None and size > size_bytes:
+            raise _blob_problem(sha256, "BLOB_CORRUPTED")
+        hasher.update(block)
+        sink(block)
+    if (size_bytes is not None and size != size_bytes) or hasher.hexdigest() != sha256:
+        raise _blob_problem(sha256, "BLOB_CORRUPTED")
+
+
+def _blob_problem(sha256: str, reason: str) -> DataLoss:
+    what = "missing" if reason == "BLOB_MISSING" else "corrupted"
+    return DataLoss(
+        reason,
+        f"blob {sha256} is {what} in storage; it is not served. Restore it from a backup or re-upload it",
+        metadata={"sha256": sha256},
+    )
 
 
 def checked_digest(sha256: str) -> str:

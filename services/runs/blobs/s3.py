@@ -9,8 +9,8 @@ The same guarantees as the other backends, kept by S3 itself where it can:
   appears only when CompleteMultipartUpload succeeds, all at once. Any failure before that aborts the upload, so
   its parts go too (a process killed mid-upload leaves parts only, never an object; a bucket lifecycle rule
   `AbortIncompleteMultipartUpload` reclaims them).
-- Verified on read: the object is streamed into a staging file while it is hashed, and only those verified bytes
-  are served (a second GET could return different bytes than the ones that were checked).
+- Verified on read (BlobStore.read_verified): one GET, hashed as it is held in memory or spooled to staging, and
+  only those verified bytes are served (a second GET could return other bytes than the ones checked).
 
 The client is boto3's, which blocks: every call here runs on the worker threads the domain is already called on
 (asyncio.to_thread in the servicer), never on the event loop.
@@ -21,8 +21,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
@@ -32,8 +30,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from services.common.errors import DataLoss
-from services.runs.blobs.base import READ_CHUNK_BYTES, BlobStore, checked_digest, file_chunks
-from services.runs.blobs.staging import PendingBlob, remove_later
+from services.runs.blobs.base import READ_CHUNK_BYTES, BlobStore, checked_digest
+from services.runs.blobs.staging import PendingBlob
 
 if TYPE_CHECKING:
     from botocore.response import StreamingBody
@@ -174,34 +172,6 @@ class S3BlobStore(BlobStore):
                 return None
             raise
         return _closing_chunks(answer["Body"])
-
-    def read_verified(self, sha256: str, size_bytes: int | None = None) -> Iterator[bytes]:
-        """One GET, hashed while it is spooled to staging; the spooled (verified) bytes are what is served."""
-        chunks = self._chunks_of(checked_digest(sha256))
-        if chunks is None:
-            raise DataLoss("BLOB_MISSING", f"blob {sha256} is missing in storage", metadata={"sha256": sha256})
-        spool = self._tmp / f"upload-read-{secrets.token_hex(8)}"
-        try:
-            hasher = hashlib.sha256()
-            size = 0
-            with spool.open("wb") as handle:
-                for block in chunks:
-                    hasher.update(block)
-                    size += len(block)
-                    handle.write(block)
-            if hasher.hexdigest() != sha256 or (size_bytes is not None and size != size_bytes):
-                raise DataLoss(
-                    "BLOB_CORRUPTED",
-                    f"blob {sha256} is corrupted in storage; it is not served. Restore it from a backup or "
-                    "re-upload it",
-                    metadata={"sha256": sha256},
-                )
-            handle_for_reading = spool.open("rb")
-        except BaseException:
-            remove_later(spool)
-            raise
-        os.unlink(spool)  # the open handle keeps the bytes until they are served; nothing is left behind
-        return file_chunks(handle_for_reading)
 
 
 def _require_staged(digest: str, pending: PendingBlob) -> None:
