@@ -92,20 +92,20 @@ class Pipeline:
         """Rate limit and budget reservation: refusals here write no audit row (nothing was attempted).
         `worst_case` gives the call's most tokens and USD (None: unpriced), asked only when a budget applies."""
         caller = call.caller.id
-        self._budgets.admit_request(caller)
+        await self._budgets.admit_request(caller, call.call_id)
         limit = self._budgets.limit_for(caller)
         if limit is None or (limit.tokens_per_day is None and limit.usd_per_day is None):
             return NO_RESERVATION
         tokens, usd = worst_case()
-        return await self._budgets.reserve(caller, tokens, usd)
+        return await self._budgets.reserve(caller, tokens, usd, call_id=call.call_id, lasts_s=call.remaining())
 
-    def settle(self, call: CallState[Any], reservation: Reservation) -> None:
+    async def settle(self, call: CallState[Any], reservation: Reservation) -> None:
         if reservation is NO_RESERVATION:
             return
         cost = self.audit.cost(call)
         tokens = None if call.usage_unknown else call.usage.total_tokens
         usd = None if cost.estimate_usd is None else Decimal(str(cost.estimate_usd))
-        self._budgets.settle(reservation, tokens, usd)
+        await self._budgets.settle(reservation, tokens, usd)
 
     async def attempt(
         self, call: CallState[Any], send: Callable[[Provider, float], Awaitable[T]], *, repair: bool = False
