@@ -44,6 +44,16 @@ def _postgres_schema_url(schema: str) -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh schema in the test PostgreSQL database, dropped afterwards."""
+    yield from _fresh_schema()
+
+
+@pytest.fixture(scope="module")
+def module_postgres_url() -> Iterator[str]:
+    """As postgres_url, shared by a module's tests (for fixtures that start processes on it)."""
+    yield from _fresh_schema()
+
+
+def _fresh_schema() -> Iterator[str]:
     if not POSTGRES_DSN:
         pytest.skip(f"PostgreSQL contract tests need {POSTGRES_DSN_ENV} (CI sets it)")
     schema = f"t_{uuid.uuid4().hex[:16]}"
