@@ -11,7 +11,8 @@ from the audit store the first time a caller reserves on it, so a day under way 
 A reservation lives until its call's deadline plus HOLD_GRACE_S. One that was never settled (its replica crashed,
 or could not reach the database when the call ended) is then reclaimed: charged at the usage its call's audit
 record reports, or at the whole reservation when the call left no record (the provider may have answered before
-the crash), never refunded unseen. Reclaiming happens when a caller would be refused and every RECLAIM_INTERVAL_S.
+the crash), never refunded unseen. Reclaiming happens when a caller would be refused, and beside the replay purge
+(services/ai_gateway/main.py, every REPLAY_PURGE_INTERVAL_S).
 
 The only in-process shortcut is a refusal: a caller's spend only grows during a day and the window's requests
 stay in it until they age out, so a refusal seen here stays true until then and is repeated without asking the
@@ -241,7 +242,7 @@ class Budgets:
             log.exception("settling reservation %s failed; it is reclaimed when it expires", reservation.id)
 
     async def reclaim(self) -> int:
-        """Charges every expired reservation (services/ai_gateway/main.py runs it every RECLAIM_INTERVAL_S)."""
+        """Charges every expired reservation (services/ai_gateway/main.py runs it beside the replay purge)."""
         return await asyncio.to_thread(self._store.reclaim_expired, to_us_f(self._clock()))
 
     def tokens_remaining(self) -> Reading:
