@@ -47,12 +47,6 @@ def postgres_url() -> Iterator[str]:
     yield from _fresh_schema()
 
 
-@pytest.fixture(scope="module")
-def module_postgres_url() -> Iterator[str]:
-    """As postgres_url, shared by a module's tests (for fixtures that start processes on it)."""
-    yield from _fresh_schema()
-
-
 def _fresh_schema() -> Iterator[str]:
     if not POSTGRES_DSN:
         pytest.skip(f"PostgreSQL contract tests need {POSTGRES_DSN_ENV} (CI sets it)")

@@ -117,6 +117,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await gateway.close()  # every queued audit record (and its leaf) is committed first
+        await budgets.close()  # then every queued settlement
 
     # The ledger starts after the migrations (it adopts calls recorded before it existed) and before the server
     # listens; it stops after the last queued call is recorded, so its last tick sees every leaf.

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.ai_gateway.budget_store import BudgetLedger
-from services.ai_gateway.budgets import DayLimits, Reservation
+from services.ai_gateway.budgets import Ask, DayLimits, RateAsk, Reservation, Settlement
 from services.ai_gateway.store import CallStore
 from services.common import migrations
 from services.common.clock import to_us
@@ -93,3 +93,46 @@ def test_a_hold_is_released_once_whether_settled_or_reclaimed_first(engines: lis
     assert not ledger.settle(taken, 5, Decimal(0))
     totals = ledger.day_totals(DAY)[RUNS]
     assert (totals.spent_tokens, totals.reserved_tokens) == (40, 0)
+
+
+def test_a_batch_is_granted_in_order_while_the_budget_lasts(engines: list[sa.Engine]) -> None:
+    ledger = BudgetLedger(engines[0])
+    answers = ledger.decide([Ask(None, hold(7), TOKENS_100) for _ in range(20)])
+    assert [a.granted for a in answers] == [True] * (100 // 7) + [False] * (20 - 100 // 7)
+    assert answers[-1].totals.reserved_tokens == 7 * (100 // 7)
+    assert ledger.day_totals(DAY)[RUNS].reserved_tokens == 7 * (100 // 7)
+
+
+def test_concurrent_batches_from_several_replicas_never_exceed_the_limit(engines: list[sa.Engine]) -> None:
+    ledgers = [BudgetLedger(engine) for engine in engines]
+    rate = DayLimits(tokens=1000, usd=None)
+
+    def batch(i: int) -> int:
+        asks = [Ask(RateAsk(RUNS, new_id("call"), to_us(T0) + i, 60_000_000, 10**6), hold(70), rate) for _ in range(8)]
+        return sum(a.granted for a in ledgers[i % 3].decide(asks))
+
+    with ThreadPoolExecutor(6) as pool:
+        granted = sum(pool.map(batch, range(12)))
+    assert granted == 1000 // 70
+    assert ledgers[0].day_totals(DAY)[RUNS].reserved_tokens == 70 * (1000 // 70)
+
+
+def test_a_request_refused_by_the_budget_is_not_counted_and_one_rate_limited_reserves_nothing(
+    engines: list[sa.Engine],
+) -> None:
+    ledger, now_us = BudgetLedger(engines[0]), to_us(T0)
+
+    def ask(tokens: int) -> Ask:
+        return Ask(RateAsk(RUNS, new_id("call"), now_us, 60_000_000, 1), hold(tokens), TOKENS_100)
+
+    answers = ledger.decide([ask(101), ask(60), ask(30)])
+    assert [(a.granted, a.oldest_us) for a in answers] == [(False, None), (True, None), (False, now_us)]
+    assert ledger.day_totals(DAY)[RUNS].reserved_tokens == 60
+
+
+def test_a_batch_of_settlements_commits_each_once(engines: list[sa.Engine]) -> None:
+    ledger, held = BudgetLedger(engines[0]), [hold(30), hold(30, caller="service:art_studio"), hold(20)]
+    assert all(ledger.reserve(h, TOKENS_100)[0] for h in held)
+    assert ledger.settle_many([Settlement(h, 5, Decimal(0)) for h in (*held, held[0])]) == [True, True, True, False]
+    found = {caller: (t.spent_tokens, t.reserved_tokens) for caller, t in ledger.day_totals(DAY).items()}
+    assert found == {RUNS: (10, 0), "service:art_studio": (5, 0)}

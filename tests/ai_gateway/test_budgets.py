@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.ai_gateway.budget_store import BudgetLedger
-from services.ai_gateway.budgets import HOLD_GRACE_S, NO_RESERVATION, Budgets, Reservation
+from services.ai_gateway.budgets import HOLD_GRACE_S, NO_RESERVATION, Answer, Ask, Budgets, Reservation, Settlement
 from services.ai_gateway.config import Budget
 from services.ai_gateway.store import CallStore
 from services.common import migrations
@@ -189,6 +190,7 @@ def test_a_reclaimed_reservation_settling_late_changes_nothing(engine: sa.Engine
     clock.now += 10 + HOLD_GRACE_S
     asyncio.run(limits.reclaim())
     asyncio.run(limits.settle(late, 10, None))
+    asyncio.run(limits.flush())
     assert BudgetLedger(engine).day_totals(late.day)[RUNS].spent_tokens == 600
 
 
@@ -220,6 +222,127 @@ def test_the_remaining_budget_gauges_read_the_totals_every_replica_shares(engine
     limits = {RUNS: Budget(tokens_per_day=1000, usd_per_day=2.0)}
     one, other = budgets(engine, limits, clock), budgets(engine, limits, clock)
     asyncio.run(one.settle(reserve(one, 300, Decimal("0.5")), 100, Decimal("0.25")))
+    asyncio.run(one.flush())
     reserve(one, 200, Decimal("0.5"))
     assert list(other.tokens_remaining()) == [(700, {"caller": RUNS})]
     assert list(other.usd_remaining()) == [(1.25, {"caller": RUNS})]
+
+
+class GatedLedger(BudgetLedger):
+    """The real ledger, whose settlements wait for `gate` (the first fails, with `fail`) and whose decisions are
+    counted."""
+
+    def __init__(self, engine: sa.Engine, *, fail: bool = False) -> None:
+        super().__init__(engine)
+        self.gate = threading.Event()
+        self.fail = fail
+        self.decisions: list[int] = []  # each transaction's batch size
+
+    def decide(self, asks: Sequence[Ask]) -> list[Answer]:
+        self.decisions.append(len(asks))
+        return super().decide(asks)
+
+    def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        if self.fail:
+            self.fail = False
+            raise sa.exc.OperationalError("UPDATE ai_budget_days", {}, Exception("the database went away"))
+        self.gate.wait()
+        return super().settle_many(settlements)
+
+
+def totals(engine: sa.Engine) -> tuple[int, int]:
+    day = BudgetLedger(engine).day_totals("2025-06-01")[RUNS]
+    return day.spent_tokens, day.reserved_tokens
+
+
+def test_a_call_with_both_limits_is_admitted_and_reserved_in_one_transaction(engine: sa.Engine, clock: Clock) -> None:
+    ledger = GatedLedger(engine)
+    limits = Budgets({RUNS: Budget(tokens_per_day=1000, requests_per_minute=5)}, ledger, clock=clock)
+    held = asyncio.run(limits.admit(RUNS, new_id("call"), 10, lambda: (300, None)))
+    assert (held.tokens, ledger.decisions) == (300, [1])
+    assert totals(engine) == (0, 300)
+
+
+def test_a_call_refused_by_its_budget_is_not_counted_in_the_rate_window(engine: sa.Engine, clock: Clock) -> None:
+    limits = budgets(engine, {RUNS: Budget(tokens_per_day=100, requests_per_minute=1)}, clock)
+    with pytest.raises(ResourceExhausted) as raised:
+        asyncio.run(limits.admit(RUNS, new_id("call"), 10, lambda: (101, None)))
+    assert raised.value.reason == "BUDGET_EXCEEDED"
+    asyncio.run(limits.admit(RUNS, new_id("call"), 10, lambda: (100, None)))
+
+
+def test_concurrent_calls_of_one_caller_are_granted_exactly_what_fits(engine: sa.Engine, clock: Clock) -> None:
+    ledger = GatedLedger(engine)
+    ledger.gate.set()
+    limits = Budgets({RUNS: Budget(tokens_per_day=1000, requests_per_minute=100)}, ledger, clock=clock)
+
+    async def many() -> list[object]:
+        calls = (limits.admit(RUNS, new_id("call"), 10, lambda: (70, None)) for _ in range(40))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(many())
+    assert sum(isinstance(r, Reservation) for r in results) == 1000 // 70
+    assert {r.reason for r in results if isinstance(r, ResourceExhausted)} == {"BUDGET_EXCEEDED"}
+    assert totals(engine) == (0, 70 * (1000 // 70))
+
+
+def test_a_pending_settlement_gives_no_budget_back_until_it_commits(engine: sa.Engine, clock: Clock) -> None:
+    gated = GatedLedger(engine)
+    limit = {RUNS: Budget(tokens_per_day=1000)}
+    one, other = Budgets(limit, gated, clock=clock), budgets(engine, limit, clock)
+    asyncio.run(one.settle(reserve(one, 900), 50, None))  # returns at once: the settlement is queued
+    with pytest.raises(ResourceExhausted):
+        reserve(other, 950)  # another replica sees the whole reservation while it is pending
+    assert totals(engine) == (0, 900)
+    gated.gate.set()
+    assert asyncio.run(one.flush()) == 1
+    assert totals(engine) == (50, 0)
+    reserve(other, 950)
+
+
+def test_a_refusal_waits_for_this_replicas_pending_settlements_and_asks_again(engine: sa.Engine, clock: Clock) -> None:
+    gated = GatedLedger(engine)
+    limits = Budgets({RUNS: Budget(tokens_per_day=1000)}, gated, clock=clock)
+
+    async def settle_then_reserve() -> Reservation:
+        await limits.settle(await limits.reserve(RUNS, 900, None, call_id=new_id("call"), lasts_s=10), 50, None)
+        asking = asyncio.ensure_future(limits.reserve(RUNS, 950, None, call_id=new_id("call"), lasts_s=10))
+        while len(gated.decisions) < 2:  # refused once, now waiting for the settlement
+            await asyncio.sleep(0)
+        gated.gate.set()
+        return await asking
+
+    assert asyncio.run(settle_then_reserve()).tokens == 950
+    assert gated.decisions == [1, 1, 1]
+
+
+def test_a_failed_settlement_is_logged_and_reclaimed_when_it_expires(
+    engine: sa.Engine, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    failing = GatedLedger(engine, fail=True)
+    failing.gate.set()
+    limits = Budgets({RUNS: Budget(tokens_per_day=1000)}, failing, clock=clock)
+    lost = reserve(limits, 600, lasts_s=10)
+    asyncio.run(limits.settle(lost, 10, None))
+    asyncio.run(limits.flush())
+    assert f"settling reservation {lost.id} failed" in caplog.text
+    assert totals(engine) == (0, 600)  # still held: never given back unseen
+    clock.now += 10 + HOLD_GRACE_S
+    assert asyncio.run(limits.reclaim()) == 1
+    assert totals(engine) == (600, 0)  # no audit record: charged in full
+
+
+def test_closing_commits_every_queued_settlement(engine: sa.Engine, clock: Clock) -> None:
+    gated = GatedLedger(engine)
+    limits = Budgets({RUNS: Budget(tokens_per_day=1000)}, gated, clock=clock)
+
+    async def settle_and_close() -> None:
+        await limits.settle(await limits.reserve(RUNS, 900, None, call_id=new_id("call"), lasts_s=10), 50, None)
+        closing = asyncio.ensure_future(limits.close())
+        await asyncio.sleep(0)
+        assert totals(engine) == (0, 900)
+        gated.gate.set()
+        await closing
+
+    asyncio.run(settle_and_close())
+    assert totals(engine) == (50, 0)

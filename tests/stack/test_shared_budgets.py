@@ -1,6 +1,7 @@
 """Budgets and rate limits shared by real gateway replicas: three `custody serve ai_gateway` processes on one
 PostgreSQL database, many concurrent GenerateText calls spread round-robin over them (offline `local` provider).
-Each replica alone would grant the whole budget; together they grant it once."""
+Each replica alone would grant the whole budget; together they grant it once. Replicas settle in the background;
+stopping them (SIGTERM) commits every queued settlement, so the ledger is read after they stopped."""
 
 from __future__ import annotations
 
@@ -41,8 +42,8 @@ class Replicas:
     tokens: dict[str, str]
 
 
-@pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str) -> Iterator[Replicas]:
+@pytest.fixture
+def replicas(tmp_path_factory: pytest.TempPathFactory, postgres_url: str) -> Iterator[Replicas]:
     root = tmp_path_factory.mktemp("shared_budgets")
     layout = state_layout(root / "var")
     tokens = {p.id: add_principal(layout, p) for p in (SPENDER, HASTY)}
@@ -51,7 +52,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str)
     )
     with ExitStack() as stack:
         starting = [
-            serving("ai_gateway", layout.root, root / f"r{i}", budgets=budgets, database_url=module_postgres_url)
+            serving("ai_gateway", layout.root, root / f"r{i}", budgets=budgets, database_url=postgres_url)
             for i in range(3)
         ]
         for i in range(3):
@@ -61,7 +62,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, module_postgres_url: str)
         for replica, future in zip(starting, entered, strict=True):
             if future.exception() is None:
                 stack.push(replica.__exit__)
-        yield Replicas(layout, [future.result() for future in entered], module_postgres_url, tokens)
+        yield Replicas(layout, [future.result() for future in entered], postgres_url, tokens)
 
 
 def call_all(replicas: Replicas, caller: Principal, count: int) -> list[gateway_pb2.GenerateTextResponse | str]:
@@ -98,6 +99,7 @@ def test_replicas_never_grant_more_tokens_than_the_shared_budget_and_the_ledger_
     assert refused and set(refused) == {"BUDGET_EXCEEDED"}
     used = sum(r.envelope.usage.total_tokens for r in granted)
     assert used <= TOKENS_PER_DAY
+    assert [gateway.stop() for gateway in replicas.gateways] == [0, 0, 0]
     engine = create_engine(replicas.database_url)
     try:
         audited = CallStore(engine).list(ListFilters(caller=SPENDER.id), 1000, None)
