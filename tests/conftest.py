@@ -44,6 +44,10 @@ def _postgres_schema_url(schema: str) -> str:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh schema in the test PostgreSQL database, dropped afterwards."""
+    yield from _fresh_schema()
+
+
+def _fresh_schema() -> Iterator[str]:
     if not POSTGRES_DSN:
         pytest.skip(f"PostgreSQL contract tests need {POSTGRES_DSN_ENV} (CI sets it)")
     schema = f"t_{uuid.uuid4().hex[:16]}"

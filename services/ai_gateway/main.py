@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from custody.ai_gateway.v1 import gateway_pb2_grpc
 from services.ai_gateway.access import ACCESS
+from services.ai_gateway.budget_store import BudgetLedger
 from services.ai_gateway.budgets import Budgets
 from services.ai_gateway.config import AiGatewaySettings
 from services.ai_gateway.domain.config import GatewayConfig, ImageModel, ImageOperation, Operation
@@ -70,16 +71,14 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
     ledger = Ledger.configured(engine, ledger_table, settings, SOURCES)
     store = CallStore(engine, ledger)
 
-    async def load_usage(caller: str, since_us: int) -> tuple[int, object]:
-        return await asyncio.to_thread(store.usage_since, caller, since_us)
-
+    budgets = Budgets(settings.budgets, BudgetLedger(engine))
     gateway = Gateway(
         config=gateway_config(settings),
         policy=policy,
         prices=prices,
         providers=providers,
         store=store,
-        budgets=Budgets(settings.budgets, load_usage),  # type: ignore[arg-type]
+        budgets=budgets,
         tracer=tracer_provider.get_tracer("custody.ai_gateway"),
         page_tokens=PageTokens.configured(settings.page_token_key, "ai_gateway"),
     )
@@ -95,6 +94,10 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
                 await gateway.purge_replays()
             except Exception:
                 log.exception("purging expired replay results failed; retrying later")
+            try:
+                await budgets.reclaim()  # reservations of calls that never settled (a crashed replica's)
+            except Exception:
+                log.exception("reclaiming expired budget reservations failed; retrying later")
             await asyncio.sleep(REPLAY_PURGE_INTERVAL_S)
 
     async def on_start() -> None:
@@ -114,6 +117,7 @@ def build(settings: ServiceSettings, tracer_provider: TracerProvider) -> Service
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await gateway.close()  # every queued audit record (and its leaf) is committed first
+        await budgets.close()  # then every queued settlement
 
     # The ledger starts after the migrations (it adopts calls recorded before it existed) and before the server
     # listens; it stops after the last queued call is recorded, so its last tick sees every leaf.

@@ -1,4 +1,4 @@
-"""The gateway's persistence, and the only module that touches its database.
+"""The gateway's persistence: with budget_store.py (the shared budget ledger), the only modules touching its database.
 
 `ai_calls` is create-only: one row per audited call (the canonical JSON record plus indexed columns), and the
 database refuses UPDATE and DELETE. `ai_call_replays` maps (caller, request_id) to a successful call and its
@@ -174,16 +174,6 @@ class CallStore:
         query = keyset(query, c.created_at_us, c.id, after, limit, newest_first=True)
         with self._engine.connect() as connection:
             return _audited(connection, self._ledger, list(connection.execute(query)))
-
-    def usage_since(self, caller_id: str, since_us: int) -> tuple[int, Decimal]:
-        """Tokens and priced USD the caller's calls used since `since_us` (blocked and failed calls included)."""
-        query = sa.select(
-            sa.func.coalesce(sa.func.sum(ai_calls.c.total_tokens), 0),
-            sa.func.coalesce(sa.func.sum(ai_calls.c.cost_usd), 0),
-        ).where(ai_calls.c.caller_id == caller_id, ai_calls.c.created_at_us >= since_us)
-        with self._engine.connect() as connection:
-            tokens, usd = connection.execute(query).one()
-        return int(tokens), Decimal(str(usd))
 
 
 def _row(record: CallRecord) -> dict[str, object]:

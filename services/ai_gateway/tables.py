@@ -4,6 +4,12 @@
 database refuses UPDATE and DELETE. `ledger_leaves` holds the leaf of every call in the gateway's tamper-evident
 ledger (services/common/ledger/), written in the call's own transaction, and is immutable too. `ai_call_replays`
 maps (caller, request_id) to a successful call and its content for the replay window: a cache, purged on expiry.
+
+The shared budget ledger (services/ai_gateway/budget_store.py), which every replica on this database reserves
+against: `ai_budget_days` holds per (caller, UTC day) the tokens and USD spent and reserved, changed only by
+conditional UPDATEs; `ai_budget_holds` holds each reservation in flight (keyed by its call id) with its expiry, so a
+crashed replica's reservations are reclaimed. `ai_rate_callers` is one row per rate-limited caller, locked by each
+admission; `ai_rate_requests` the admitted requests of the last minute (the sliding window), older ones deleted.
 """
 
 from __future__ import annotations
@@ -54,9 +60,53 @@ ai_call_replays = sa.Table(
     sa.Index("ix_ai_call_replays_expires", "expires_at_us"),
 )
 
+ai_budget_days = sa.Table(
+    "ai_budget_days",
+    metadata,
+    sa.Column("caller_id", sa.String(256), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),  # UTC, ISO 8601 (2025-06-01)
+    sa.Column("spent_tokens", sa.BigInteger, nullable=False),
+    sa.Column("spent_usd", sa.Numeric(20, 10), nullable=False),
+    sa.Column("reserved_tokens", sa.BigInteger, nullable=False),
+    sa.Column("reserved_usd", sa.Numeric(20, 10), nullable=False),
+)
+
+ai_budget_holds = sa.Table(
+    "ai_budget_holds",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),  # the call's id
+    sa.Column("caller_id", sa.String(256), nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("tokens", sa.BigInteger, nullable=False),
+    sa.Column("usd", sa.Numeric(20, 10), nullable=False),
+    sa.Column("expires_at_us", sa.BigInteger, nullable=False),
+    sa.Index("ix_ai_budget_holds_expires", "expires_at_us"),
+)
+
+ai_rate_callers = sa.Table(
+    "ai_rate_callers",
+    metadata,
+    sa.Column("caller_id", sa.String(256), primary_key=True),
+    sa.Column("admitted_at_us", sa.BigInteger, nullable=False),
+)
+
+ai_rate_requests = sa.Table(
+    "ai_rate_requests",
+    metadata,
+    sa.Column("caller_id", sa.String(256), primary_key=True),
+    sa.Column("at_us", sa.BigInteger, primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+)
+
 ledger = ledger_table(metadata)
 
 # The runtime role's privileges beyond SELECT and INSERT (services/common/roles.py; the migrations grant them):
 # DELETE on the replay cache, whose expired entries the store removes (purge_replays, and before re-claiming a
-# key); no UPDATE anywhere.
-RUNTIME_ACCESS = RuntimeAccess(metadata, IMMUTABLE_TABLES, delete=frozenset({"ai_call_replays"}))
+# key); UPDATE on the budget days and the rate-limit lock rows (conditional reservations); DELETE on budget holds
+# (settled or reclaimed) and on requests that left the rate window.
+RUNTIME_ACCESS = RuntimeAccess(
+    metadata,
+    IMMUTABLE_TABLES,
+    update=frozenset({"ai_budget_days", "ai_rate_callers"}),
+    delete=frozenset({"ai_call_replays", "ai_budget_holds", "ai_rate_requests"}),
+)

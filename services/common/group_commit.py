@@ -60,6 +60,11 @@ class GroupCommit(Generic[Item, Result]):
         """Blocks the calling thread until the item is committed."""
         return self._enqueue(item).result()
 
+    def submit_nowait(self, item: Item) -> Future[Result]:
+        """Queues the item and returns at once: for a write nobody waits on (the future is done once it is
+        committed, or holds the error)."""
+        return self._enqueue(item)
+
     async def submit_async(self, item: Item) -> Result:
         """Waits on the event loop, holding no thread, until the item is committed."""
         return await asyncio.shield(asyncio.wrap_future(self._enqueue(item)))

@@ -181,12 +181,12 @@ class ObservedGauge:
 BUDGET_TOKENS_REMAINING = ObservedGauge(
     "custody.gateway.budget.tokens_remaining",
     "{token}",
-    "Tokens a caller may still use today (UTC) under tokens_per_day, as this replica sees it, by caller.",
+    "Tokens a caller may still use today (UTC) under tokens_per_day, from the budget ledger replicas share, by caller.",
 )
 BUDGET_USD_REMAINING = ObservedGauge(
     "custody.gateway.budget.usd_remaining",
     "{USD}",
-    "USD a caller may still spend today (UTC) under usd_per_day, as this replica sees it, by caller.",
+    "USD a caller may still spend today (UTC) under usd_per_day, from the budget ledger replicas share, by caller.",
 )
 OUTBOX_BACKLOG = ObservedGauge(
     "custody.outbox.backlog",

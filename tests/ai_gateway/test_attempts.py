@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from custody.ai_gateway.v1 import gateway_pb2
+from services.ai_gateway.budget_store import BudgetLedger
 from services.ai_gateway.budgets import Budgets
 from services.ai_gateway.config import DEFAULT_POLICY_FILE, DEFAULT_PRICE_TABLE_FILE
 from services.ai_gateway.domain.config import GatewayConfig, Operation
@@ -60,16 +61,13 @@ def engine(tmp_path: Path) -> Iterator[sa.Engine]:
 
 
 def domain_gateway(engine: sa.Engine, provider: CountingProvider) -> Gateway:
-    async def no_usage(caller: str, since_us: int) -> tuple[int, object]:
-        return 0, 0
-
     return Gateway(
         config=GatewayConfig(operations={"general_text": Operation(categories=("GENERAL",))}),
         policy=load_policy(DEFAULT_POLICY_FILE),
         prices=load_price_table(DEFAULT_PRICE_TABLE_FILE),
         providers={"local": provider},
         store=CallStore(engine),
-        budgets=Budgets({}, no_usage),  # type: ignore[arg-type]
+        budgets=Budgets({}, BudgetLedger(engine)),
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
@@ -138,14 +137,6 @@ def test_the_request_id_filter_matches_the_correlation_id_or_the_idempotency_key
         store.insert(item)
     found = {c.record.call_id for c in store.list(ListFilters(request_id="req-a"), 10, None)}
     assert found == {by_correlation.call_id, by_key.call_id}
-
-
-def test_usage_since_sums_tokens_and_priced_cost_of_the_caller(store: CallStore) -> None:
-    store.insert(record(at=later(0), tokens=(10, 0, 5), cost=0.25))
-    store.insert(record(at=later(1), tokens=(1, 0, 1), cost=None))  # unknown cost adds no dollars
-    store.insert(record(at=later(-90), tokens=(100, 0, 0), cost=1.0))  # before the window
-    store.insert(record(at=later(2), caller="service:art_studio", tokens=(50, 0, 0), cost=2.0))
-    assert store.usage_since("service:runs", to_us(later(-1))) == (17, Decimal("0.25"))
 
 
 def test_one_batch_stores_every_record_and_gives_a_contested_key_to_the_first(store: CallStore) -> None:

@@ -129,6 +129,12 @@ class ServedProcess:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
+    def stop(self, timeout_s: float = 30) -> int:
+        """SIGTERM, as an orchestrator stops it: the service drains and commits what it queued, then exits."""
+        if self.process.poll() is None:
+            self.process.send_signal(15)
+        return self.process.wait(timeout=timeout_s)
+
 
 @contextmanager
 def serving(service: str, state_dir: Path, log_dir: Path, **settings: str) -> Iterator[ServedProcess]:

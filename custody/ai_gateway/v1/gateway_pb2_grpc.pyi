@@ -79,7 +79,9 @@ class AiGatewayServiceStub:
       FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price.
       FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
       RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): the caller's requests per minute, tokens per
-        day or USD per day are used up; RetryInfo says when to try again.
+        day or USD per day are used up; RetryInfo says when to try again. Every replica on the same database
+        shares them. A call whose reservation cannot reach the database fails with DATABASE_UNAVAILABLE (above):
+        nothing is granted that the shared ledger has not recorded.
       UNAVAILABLE (reason PROVIDER_UNAVAILABLE): the provider (and every fallback) failed with 429, 5xx, a
         timeout or a connection error after the retries the deadline allowed; RetryInfo when the provider sent
         Retry-After.
@@ -238,7 +240,9 @@ class AiGatewayServiceAsyncStub(AiGatewayServiceStub):
       FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price.
       FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
       RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): the caller's requests per minute, tokens per
-        day or USD per day are used up; RetryInfo says when to try again.
+        day or USD per day are used up; RetryInfo says when to try again. Every replica on the same database
+        shares them. A call whose reservation cannot reach the database fails with DATABASE_UNAVAILABLE (above):
+        nothing is granted that the shared ledger has not recorded.
       UNAVAILABLE (reason PROVIDER_UNAVAILABLE): the provider (and every fallback) failed with 429, 5xx, a
         timeout or a connection error after the retries the deadline allowed; RetryInfo when the provider sent
         Retry-After.
@@ -406,7 +410,9 @@ class AiGatewayServiceServicer(metaclass=_abc_1.ABCMeta):
           FAILED_PRECONDITION (reason PRICE_UNKNOWN): the caller has a USD budget and the model has no price.
           FAILED_PRECONDITION (reason PROVIDER_NOT_CONFIGURED): the provider asked for has no key on this gateway.
           RESOURCE_EXHAUSTED (reason RATE_LIMITED, BUDGET_EXCEEDED): the caller's requests per minute, tokens per
-            day or USD per day are used up; RetryInfo says when to try again.
+            day or USD per day are used up; RetryInfo says when to try again. Every replica on the same database
+            shares them. A call whose reservation cannot reach the database fails with DATABASE_UNAVAILABLE (above):
+            nothing is granted that the shared ledger has not recorded.
           UNAVAILABLE (reason PROVIDER_UNAVAILABLE): the provider (and every fallback) failed with 429, 5xx, a
             timeout or a connection error after the retries the deadline allowed; RetryInfo when the provider sent
             Retry-After.

@@ -146,7 +146,7 @@ class Gateway:
             await self._audit.record_failure(call, exc)
             raise
         finally:
-            self._pipeline.settle(call, reservation)
+            await self._pipeline.settle(call, reservation)
 
     async def _complete(self, call: TextCall, request: ProviderRequest, *, repair: bool = False) -> ProviderResponse:
         """One answer under the retry rules of domain/attempts.py; a repair goes to whoever answered."""
@@ -227,7 +227,7 @@ class Gateway:
             await self._audit.record_failure(call, exc)
             raise
         finally:
-            self._pipeline.settle(call, reservation)
+            await self._pipeline.settle(call, reservation)
 
     # --- steps of text calls -------------------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ class ImageCalls:
             await pipeline.audit.record_failure(call, exc)
             raise
         finally:
-            pipeline.settle(call, reservation)
+            await pipeline.settle(call, reservation)
 
     async def _send(self, call: ImageCall, provider: Provider, timeout_s: float) -> ProviderImages:
         prepared = call.prepared

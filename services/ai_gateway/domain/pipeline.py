@@ -3,7 +3,8 @@
 claim (validate first, then replay a repeated request_id) -> begin (the call's bookkeeping and deadline) ->
 admit (rate limit and budget reservation: refusals write nothing) -> the call's own safety checks and provider
 attempts (`attempt`, under the retry rules of domain/attempts.py) -> audit (domain/audit.py) -> settle (the
-reservation becomes what the call cost). domain/gateway.py drives it for GenerateText and StreamText,
+reservation becomes what the call cost, committed in the background: the call answers once its audit record is
+durable). domain/gateway.py drives it for GenerateText and StreamText,
 domain/images.py for GenerateImage.
 """
 
@@ -91,21 +92,15 @@ class Pipeline:
     async def admit(self, call: CallState[Any], worst_case: Callable[[], tuple[int, Decimal | None]]) -> Reservation:
         """Rate limit and budget reservation: refusals here write no audit row (nothing was attempted).
         `worst_case` gives the call's most tokens and USD (None: unpriced), asked only when a budget applies."""
-        caller = call.caller.id
-        self._budgets.admit_request(caller)
-        limit = self._budgets.limit_for(caller)
-        if limit is None or (limit.tokens_per_day is None and limit.usd_per_day is None):
-            return NO_RESERVATION
-        tokens, usd = worst_case()
-        return await self._budgets.reserve(caller, tokens, usd)
+        return await self._budgets.admit(call.caller.id, call.call_id, call.remaining(), worst_case)
 
-    def settle(self, call: CallState[Any], reservation: Reservation) -> None:
+    async def settle(self, call: CallState[Any], reservation: Reservation) -> None:
         if reservation is NO_RESERVATION:
             return
         cost = self.audit.cost(call)
         tokens = None if call.usage_unknown else call.usage.total_tokens
         usd = None if cost.estimate_usd is None else Decimal(str(cost.estimate_usd))
-        self._budgets.settle(reservation, tokens, usd)
+        await self._budgets.settle(reservation, tokens, usd)
 
     async def attempt(
         self, call: CallState[Any], send: Callable[[Provider, float], Awaitable[T]], *, repair: bool = False
