@@ -295,7 +295,7 @@ def test_a_pending_settlement_gives_no_budget_back_until_it_commits(engine: sa.E
         reserve(other, 950)  # another replica sees the whole reservation while it is pending
     assert totals(engine) == (0, 900)
     gated.gate.set()
-    assert asyncio.run(one.flush()) == 1
+    asyncio.run(one.flush())  # (it may have committed already once the gate opened)
     assert totals(engine) == (50, 0)
     reserve(other, 950)
 
