@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import socket
 import statistics
 import subprocess
@@ -20,11 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from custody.runs.v1 import runs_pb2
 from services.cli.health import check
 from services.cli.state import StateLayout, initialize
 from services.common.catalog import SERVICES
 from services.common.config import env_prefix
+from services.common.db import normalize_url
 from services.common.hashing import sha256_canonical
 from services.common.protomap import dict_to_struct
 
@@ -106,6 +110,22 @@ def small_run(mode: str, label: object, meta: dict[str, Any] | None = None) -> r
         hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(feasibility)),
         meta=dict_to_struct(meta) if meta else None,
     )
+
+
+@contextmanager
+def fresh_schema(dsn: str, label: str = "bench") -> Iterator[str]:
+    """A new schema in the PostgreSQL database `dsn` names, as a URL whose search_path selects it; dropped after."""
+    schema = f"{label}_{secrets.token_hex(6)}"
+    admin = sa.create_engine(normalize_url(dsn))
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        url = normalize_url(dsn).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
 
 
 def percentile(samples: list[float], fraction: float) -> float:

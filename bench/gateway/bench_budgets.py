@@ -25,8 +25,7 @@ import asyncio
 import contextlib
 import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -35,13 +34,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.gateway.inmemory_budgets import Budgets as MemoryBudgets
-from bench.harness import summary, write_result
+from bench.harness import fresh_schema, summary, write_result
 from services.ai_gateway.budget_store import BudgetLedger
 from services.ai_gateway.budgets import WINDOW_S, Budgets, DayLimits, Reservation, to_us_f
 from services.ai_gateway.config import Budget
 from services.common import migrations
 from services.common.clock import to_us
-from services.common.db import create_engine, normalize_url
+from services.common.db import create_engine
 from services.common.ids import new_id
 
 CALLER = "service:runs"
@@ -123,27 +122,12 @@ async def measure(shape: tuple[OneCall, Drain], calls: int, concurrency: int) ->
     return {"sequential": summary(sequential), "concurrent": summary(concurrent)}
 
 
-@contextlib.contextmanager
-def postgres_schema(dsn: str) -> Iterator[str]:
-    schema = f"bench_budgets_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(normalize_url(dsn))
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        url = normalize_url(dsn).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
-
-
 def run(calls: int, concurrency: int, postgres: str | None) -> dict[str, Any]:
     results: dict[str, Any] = {"memory": asyncio.run(measure(memory_call(), calls, concurrency))}
     with contextlib.ExitStack() as stack:
         urls = {"sqlite": f"sqlite:///{Path(stack.enter_context(tempfile.TemporaryDirectory())) / 'gateway.db'}"}
         if postgres:
-            urls["postgresql"] = stack.enter_context(postgres_schema(postgres))
+            urls["postgresql"] = stack.enter_context(fresh_schema(postgres, "bench_budgets"))
         for name, url in urls.items():
             for suffix, shape in (("-3commits", three_commits_call), ("", shared_call)):
                 engine = create_engine(url)

@@ -28,28 +28,26 @@ import asyncio
 import hashlib
 import os
 import random
-import secrets
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import grpc
 import sqlalchemy as sa
 
-from bench.harness import postgres_dsn, service_process, summary, write_result
+from bench.harness import fresh_schema, postgres_dsn, service_process, summary, write_result
 from bench.runs.bench_runs import create_attach_per_second, mints_per_second
 from custody.common.v1 import ledger_pb2
 from custody.runs.v1 import runs_pb2_grpc
 from services.cli.state import StateLayout, initialize
 from services.common import migrations
 from services.common.config import env_prefix
-from services.common.db import create_engine, normalize_url
+from services.common.db import create_engine
 from services.common.ledger.leaves import Leaf
 from services.common.ledger.ledger import Ledger
 from services.common.ledger.store import LedgerRows
@@ -64,22 +62,6 @@ SIDES = {"on": "true", "off": "false"}
 APPEND_BATCH = 10_000
 TRANSACTION_LEAVES = 250_000
 BASE_TIME_US = 1_800_000_000_000_000
-
-
-@contextmanager
-def fresh_schema(dsn: str) -> Iterator[str]:
-    """A new schema in the PostgreSQL database `dsn` names, as a URL whose search_path selects it; dropped after."""
-    schema = f"bench_ledger_{secrets.token_hex(6)}"
-    admin = sa.create_engine(normalize_url(dsn))
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        url = normalize_url(dsn).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def runs_settings(state: Path, database_url: str = "") -> RunsSettings:
@@ -321,7 +303,9 @@ def main() -> None:
         for backend in backends:
             print(f"[{backend}] mints/s, ledger on vs off, {rounds} rounds of {total}", flush=True)
             urls = {
-                side: schemas.enter_context(fresh_schema(dsn)) if dsn and backend == "postgresql" else ""
+                side: schemas.enter_context(fresh_schema(dsn, "bench_ledger"))
+                if dsn and backend == "postgresql"
+                else ""
                 for side in SIDES
             }
             figures = mints_side_by_side(Path(tmp) / backend, urls, rounds, total)
