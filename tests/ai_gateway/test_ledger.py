@@ -454,8 +454,16 @@ def test_every_immutable_table_refuses_changes(engine: sa.Engine, ledger: Ledger
             connection.exec_driver_sql(statement)
 
 
-def test_the_replay_cache_is_the_only_mutable_table() -> None:
-    assert set(tables.metadata.tables) - set(tables.IMMUTABLE_TABLES) == {"ai_call_replays"}
+def test_the_replay_cache_and_the_budget_state_are_the_only_mutable_tables() -> None:
+    """Budget totals, reservations and rate windows are operational state shared by replicas, not records: what a
+    caller spent is in the audited calls, which are immutable and in the ledger."""
+    assert set(tables.metadata.tables) - set(tables.IMMUTABLE_TABLES) == {
+        "ai_call_replays",
+        "ai_budget_days",
+        "ai_budget_holds",
+        "ai_rate_callers",
+        "ai_rate_requests",
+    }
 
 
 @pytest.mark.parametrize("kind", tamper.KINDS)

@@ -166,12 +166,13 @@ def test_only_the_declared_tables_are_mutable():
     """Every mutable table is named for its reason; the rest are exactly the immutable ones."""
     mutable = {service: sorted(access(service).update | access(service).delete) for service in STATEFUL}
     assert mutable == {
-        "ai_gateway": ["ai_call_replays"],
+        # the replay cache, and the budget state every gateway replica shares (totals, reservations, rate windows)
+        "ai_gateway": ["ai_budget_days", "ai_budget_holds", "ai_call_replays", "ai_rate_callers", "ai_rate_requests"],
         "runs": ["outbox", "run_explanations"],
         "lineage": ["lineage_health", "lineage_status", "lineage_witnessed"],
     }
     assert {service: sorted(access(service).delete) for service in STATEFUL} == {
-        "ai_gateway": ["ai_call_replays"],
+        "ai_gateway": ["ai_budget_holds", "ai_call_replays", "ai_rate_requests"],
         "runs": [],
         "lineage": [],
     }
