@@ -26,8 +26,13 @@ def run(root: Path, **options: Any) -> dict[str, Any]:
 
 def scenario(stack: Stack, *, down_calls: int = 5, project: str = "gateway-outage") -> dict[str, Any]:
     brief = stack.brief(project)
-    first = _generate(stack, brief, new_session=True)[1]
-    assert first is not None, "GenerateCandidates failed before the outage"
+    # Healthy first: a peer restarted by an earlier scenario on this stack may still be in its reconnect backoff.
+    outcome, first = _generate(stack, brief, new_session=True)
+    started = time.monotonic()
+    while first is None and time.monotonic() - started < RECOVER_TIMEOUT_S:
+        time.sleep(0.2)
+        outcome, first = _generate(stack, brief, new_session=True)
+    assert first is not None, f"GenerateCandidates failed before the outage: {outcome.label}"
     session = first.run
     explained = stack.runs().CreateRun(runs_pb2.CreateRunRequest(run=run_input(0)), metadata=stack.auth).name
     before = _written(stack, brief, session, explained)
