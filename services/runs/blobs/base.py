@@ -77,14 +77,7 @@ class BlobStore(ABC):
         chunks = self._chunks_of(checked_digest(sha256))
         if chunks is None:
             return "BLOB_MISSING"
-        hasher = hashlib.sha256()
-        size = 0
-        for block in chunks:
-            hasher.update(block)
-            size += len(block)
-        if size_bytes is not None and size != size_bytes:
-            return "SIZE_MISMATCH"
-        return None if hasher.hexdigest() == sha256 else "BLOB_CORRUPTED"
+        return _copy_problem(chunks, sha256, size_bytes, lambda block: None)
 
     def read_verified(self, sha256: str, size_bytes: int | None = None) -> Iterator[bytes]:
         """The blob's bytes in chunks: exactly the bytes that were hashed. Storage is read once, into memory when
@@ -116,18 +109,27 @@ class BlobStore(ABC):
 def _checked_copy(
     chunks: Iterator[bytes], sha256: str, size_bytes: int | None, sink: Callable[[bytes], object]
 ) -> None:
-    """Copies the stored chunks to `sink` while hashing them; DATA_LOSS when they are not the blob (reading stops
-    once they run past the expected size)."""
+    """Copies the stored chunks to `sink` while hashing them; DATA_LOSS when they are not the blob."""
+    if _copy_problem(chunks, sha256, size_bytes, sink) is not None:
+        raise _blob_problem(sha256, "BLOB_CORRUPTED")
+
+
+def _copy_problem(
+    chunks: Iterator[bytes], sha256: str, size_bytes: int | None, sink: Callable[[bytes], object]
+) -> str | None:
+    """Hashes the stored chunks as it hands each to `sink`: None when they are the blob, else SIZE_MISMATCH (reading
+    stops once they run past the expected size) or BLOB_CORRUPTED."""
     hasher = hashlib.sha256()
     size = 0
     for block in chunks:
         size += len(block)
         if size_bytes is not None and size > size_bytes:
-            raise _blob_problem(sha256, "BLOB_CORRUPTED")
+            return "SIZE_MISMATCH"
         hasher.update(block)
         sink(block)
-    if (size_bytes is not None and size != size_bytes) or hasher.hexdigest() != sha256:
-        raise _blob_problem(sha256, "BLOB_CORRUPTED")
+    if size_bytes is not None and size != size_bytes:
+        return "SIZE_MISMATCH"
+    return None if hasher.hexdigest() == sha256 else "BLOB_CORRUPTED"
 
 
 def _blob_problem(sha256: str, reason: str) -> DataLoss:
