@@ -45,7 +45,7 @@ from services.common.config import (
 from services.common.credentials_watch import CredentialsFile
 from services.common.db import check_connection
 from services.common.identity import AccessTable, CredentialsError
-from services.common.metrics import configure_metrics
+from services.common.metrics import MetricsExport, configure_metrics
 from services.common.telemetry import configure_logging, configure_tracing
 from services.common.tls.credentials import TlsDirectory, TlsFilesError, TlsMaterial, server_credentials
 from services.common.tls.peer_identity import TransportIdentity
@@ -249,7 +249,7 @@ async def start(settings: ServiceSettings, factory: ServiceFactory, tracer_provi
     return RunningServer(server, health, service, port, peer_port, health_port, health_server)
 
 
-def _start_metrics(settings: ServiceSettings) -> None:
+def _start_metrics(settings: ServiceSettings) -> MetricsExport:
     """The process's metrics exporters; PortInUse naming the setting when the scrape port is taken."""
     try:
         export = configure_metrics(settings)
@@ -265,11 +265,12 @@ def _start_metrics(settings: ServiceSettings) -> None:
             export.port,
             extra={"metrics_port": export.port},
         )
+    return export
 
 
 async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFactory) -> None:
     tracer_provider = configure_tracing(settings)
-    _start_metrics(settings)
+    metrics_export = _start_metrics(settings)
     running = await start(settings, factory, tracer_provider)
     if settings.freeze_startup_objects:
         tuning.freeze_startup_objects()
@@ -281,7 +282,7 @@ async def _serve_until_signalled(settings: ServiceSettings, factory: ServiceFact
     log.info("shutting down: NOT_SERVING, draining for up to %.1f s", settings.grace_period_s)
     await running.stop(settings.grace_period_s)
     tracer_provider.shutdown()
-    configure_metrics(settings).shutdown()
+    metrics_export.shutdown()
     log.info("stopped")
 
 
