@@ -85,7 +85,7 @@ RPC_DURATION = _histogram(
     LATENCY_BUCKETS_S,
 )
 
-# ---- group commit (services/common/group_commit.py: runs-mint, runs-attach, ai-audit) --------------------------
+# ---- group commit (services/common/group_commit.py: runs-mint, runs-attach, ai-audit, ai-budget-*) ------------
 
 GROUP_COMMIT_BATCH = _histogram(
     "custody.group_commit.batch.size",
