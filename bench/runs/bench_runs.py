@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import os
 import statistics
@@ -128,29 +129,31 @@ async def read_seconds(address: str, token: str, attachment: str) -> float:
 
 
 def blob_backends(tmp: Path, upload_mib: int, rounds: int) -> dict[str, Any]:
-    """64 MiB uploads and reads on the filesystem backend and on S3, alternating round by round (both see the same
-    machine conditions); medians in MB/s, and S3's as a ratio of the directory's."""
-    with seaweedfs(tmp / "seaweedfs") as server:
+    """64 MiB uploads and reads on the filesystem backend and on S3 (parts sent 4 at a time, the default, and one at
+    a time), alternating round by round (all see the same machine conditions); medians in MB/s, and S3's as a ratio
+    of the directory's."""
+    with seaweedfs(tmp / "seaweedfs") as server, contextlib.ExitStack() as stack:
+        limit = {"max_attachment_bytes": str(128 * CHUNK)}
         settings = {
-            "filesystem": {"max_attachment_bytes": str(128 * CHUNK)},
-            "s3": {"max_attachment_bytes": str(128 * CHUNK), **server.runs_settings()},
+            "filesystem": limit,
+            "s3": {**limit, **server.runs_settings(), "s3_part_uploads": "4"},
+            "s3_one_part_at_a_time": {**limit, **server.runs_settings(), "s3_part_uploads": "1"},
         }
         timings: dict[str, dict[str, list[float]]] = {name: {"upload": [], "read": []} for name in settings}
-        with (
-            service_process("runs", tmp / "blobs-filesystem", **settings["filesystem"]) as filesystem,
-            service_process("runs", tmp / "blobs-s3", **settings["s3"]) as s3,
-        ):
-            services = {"filesystem": filesystem, "s3": s3}
-            tokens = {name: svc.layout.operator_token.read_text().strip() for name, svc in services.items()}
-            holders = {name: asyncio.run(holder_run(svc.address, tokens[name])) for name, svc in services.items()}
-            for round_ in range(rounds):
-                for name, svc in services.items():
-                    big = tmp / f"blob-{name}-{round_}.bin"
-                    fresh_file(big, upload_mib * CHUNK)
-                    seconds, attachment = asyncio.run(upload(svc.address, tokens[name], big, holders[name]))
-                    timings[name]["upload"].append(seconds)
-                    timings[name]["read"].append(asyncio.run(read_seconds(svc.address, tokens[name], attachment)))
-                    big.unlink()
+        services = {
+            name: stack.enter_context(service_process("runs", tmp / f"blobs-{name}", **values))
+            for name, values in settings.items()
+        }
+        tokens = {name: svc.layout.operator_token.read_text().strip() for name, svc in services.items()}
+        holders = {name: asyncio.run(holder_run(svc.address, tokens[name])) for name, svc in services.items()}
+        for round_ in range(rounds):
+            for name, svc in services.items():
+                big = tmp / f"blob-{name}-{round_}.bin"
+                fresh_file(big, upload_mib * CHUNK)
+                seconds, attachment = asyncio.run(upload(svc.address, tokens[name], big, holders[name]))
+                timings[name]["upload"].append(seconds)
+                timings[name]["read"].append(asyncio.run(read_seconds(svc.address, tokens[name], attachment)))
+                big.unlink()
     size_mb = upload_mib * CHUNK / 1e6
     figures: dict[str, Any] = {
         name: {
@@ -163,6 +166,9 @@ def blob_backends(tmp: Path, upload_mib: int, rounds: int) -> dict[str, Any]:
     figures["s3_vs_filesystem"] = {
         step: round(figures["s3"][step]["mb_s"] / figures["filesystem"][step]["mb_s"], 3) for step in ("upload", "read")
     }
+    figures["s3_parallel_parts_vs_one_at_a_time"] = round(
+        figures["s3"]["upload"]["mb_s"] / figures["s3_one_part_at_a_time"]["upload"]["mb_s"], 3
+    )
     return figures
 
 
@@ -263,14 +269,15 @@ def main() -> None:
             f"{upload['sha256_mb_s']} MB/s (ratio {upload['ratio']})"
         )
     blobs = results["blob_backends"]
-    for name in ("filesystem", "s3"):
+    for name in ("filesystem", "s3", "s3_one_part_at_a_time"):
         print(
             f"[blobs: {name}] {blobs['mib']} MiB upload {blobs[name]['upload']['mb_s']} MB/s, "
             f"read {blobs[name]['read']['mb_s']} MB/s (medians)"
         )
     print(
         f"[blobs] s3 / filesystem: upload {blobs['s3_vs_filesystem']['upload']}, "
-        f"read {blobs['s3_vs_filesystem']['read']}"
+        f"read {blobs['s3_vs_filesystem']['read']}; s3 upload, 4 parts at once / one at a time: "
+        f"{blobs['s3_parallel_parts_vs_one_at_a_time']}"
     )
     print(f"wrote {path}")
 

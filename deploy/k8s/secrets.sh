@@ -17,6 +17,9 @@
 #   console-tls              the same for the review console (tls/console/); its only Secret -> the console only
 #   runs-c2pa                keys signer.key, chain.pem: the content-credentials (C2PA) signer (c2pa/runs/)
 #                                                  -> runs server only
+#   runs-s3                  keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: runs' S3 key pair, only when
+#                                                  S3_CREDENTIALS_FILE names one (deploy/k8s/components/s3-blobs)
+#                                                  -> runs server only
 # and two ConfigMaps, as they hold public keys only:
 #   ledger-verifier-keys     key <service>.ledger.vkey for each stateful service (keys/<service>.ledger.vkey)
 #                                                  the authorities' checkpoint verifier keys -> lineage (witness);
@@ -37,7 +40,8 @@
 #   deploy/k8s/secrets.sh --credentials-only var/k8s | kubectl apply -f -
 #
 # Environment: NAMESPACE (default custody), KUBECTL (default kubectl; works offline, nothing is sent),
-# CERT_MANAGER (true: no <service>-tls Secrets, cert-manager writes them).
+# CERT_MANAGER (true: no <service>-tls Secrets, cert-manager writes them), S3_CREDENTIALS_FILE (for the s3-blobs
+# component: a file of two lines, the access key id then the secret access key).
 set -euo pipefail
 
 credentials_only=false
@@ -118,6 +122,15 @@ if [ "$cert_manager" != "true" ]; then
 fi
 key=""
 if [ -n "${OPENAI_API_KEY_FILE:-}" ]; then key="$(tr -d '\r\n' < "$OPENAI_API_KEY_FILE")"; fi
+s3_key_id=""
+s3_secret=""
+if [ -n "${S3_CREDENTIALS_FILE:-}" ]; then
+  s3_key_id="$(sed -n 1p "$S3_CREDENTIALS_FILE" | tr -d '\r\n')"
+  s3_secret="$(sed -n 2p "$S3_CREDENTIALS_FILE" | tr -d '\r\n')"
+  [ -n "$s3_key_id" ] && [ -n "$s3_secret" ] || {
+    echo "$S3_CREDENTIALS_FILE must hold two lines: the S3 access key id, then the secret access key" >&2; exit 1
+  }
+fi
 
 secret custody-credentials --from-file=credentials="$state_dir/credentials"
 for service in ai_gateway runs art_studio lineage; do
@@ -149,3 +162,7 @@ configmap ledger-verifier-keys "${verifier_keys[@]}"
 secret runs-c2pa --from-file=signer.key="$state_dir/c2pa/runs/signer.key" \
   --from-file=chain.pem="$state_dir/c2pa/runs/chain.pem"
 configmap content-credentials-anchors --from-file=anchors.pem="$state_dir/c2pa/anchors.pem"
+if [ -n "$s3_key_id" ]; then
+  secret runs-s3 --from-file=AWS_ACCESS_KEY_ID=<(printf '%s' "$s3_key_id") \
+    --from-file=AWS_SECRET_ACCESS_KEY=<(printf '%s' "$s3_secret")
+fi

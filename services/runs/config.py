@@ -36,6 +36,8 @@ class RunsSettings(StatefulServiceSettings):
     s3_access_key_id: SecretStr | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    # Parts of one multipart upload sent at once (blobs over 8 MiB); each holds an 8 MiB part in memory.
+    s3_part_uploads: int = Field(default=4, ge=1, le=16)
     max_attachment_bytes: int = Field(default=64 * 1024 * 1024, ge=1, le=4 * 1024 * 1024 * 1024)
     # Feasibility engine: the narrowest feature the cutting tool can make, and whether path/text are refused.
     tool_diameter_mm: float = Field(default=0.5, gt=0, le=50, allow_inf_nan=False)

@@ -55,7 +55,14 @@ def blob_store(settings: RunsSettings, engine: Engine) -> BlobStore:
             settings.s3_addressing_style,
         )
         staging = settings.resolved_blob_dir / "tmp"
-        return S3BlobStore(client, settings.s3_bucket, settings.s3_prefix, staging, settings.max_attachment_bytes)
+        return S3BlobStore(
+            client,
+            settings.s3_bucket,
+            settings.s3_prefix,
+            staging,
+            settings.max_attachment_bytes,
+            part_uploads=settings.s3_part_uploads,
+        )
     return FilesystemBlobStore(settings.resolved_blob_dir, settings.max_attachment_bytes)
 
 

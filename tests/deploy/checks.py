@@ -57,6 +57,7 @@ CERT_MANAGER_COMPONENT = K8S_DIR / "components" / "cert-manager"
 # An Ingress in front of the review console, and the ingress controller its NetworkPolicy admits (namespace, labels:
 # ingress-nginx's chart defaults).
 CONSOLE_INGRESS_COMPONENT = K8S_DIR / "components" / "console-ingress"
+S3_BLOBS_COMPONENT = K8S_DIR / "components" / "s3-blobs"
 INGRESS_CONTROLLER = ("ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
 # The oldest Kubernetes the manifests support: native gRPC probes are GA since 1.27, all else is older.
 KUBERNETES_VERSION = "1.30.0"
@@ -64,6 +65,7 @@ KUBERNETES_VERSION = "1.30.0"
 PROJECT_IMAGE = "custody"
 PROVIDER_KEY_ENV = OPENAI_KEY_ENV
 PROVIDER_KEY_SECRET = "ai-gateway-provider"  # Kubernetes
+S3_KEY_SECRET = "runs-s3"  # Kubernetes, with components/s3-blobs
 COMPOSE_PROVIDER_KEY_SECRET = "openai_api_key"  # compose
 COMPOSE_CA_CONFIG = "custody_ca"  # compose: the CA certificate every server trusts (tls/ca.crt)
 CREDENTIALS_SECRET = "custody-credentials"
@@ -992,6 +994,8 @@ def allowed_secret_readers(secret: str) -> set[tuple[str, str]] | None:
     """(role, service) pairs that may read a Secret of the Custody naming scheme; None for other Secrets."""
     if secret == PROVIDER_KEY_SECRET:
         return {("serve", "ai_gateway")}
+    if secret == S3_KEY_SECRET:
+        return {("serve", "runs")}
     if secret == CREDENTIALS_SECRET:
         return {("serve", name) for name in SERVICES}
     if secret == tls_secret(CONSOLE):

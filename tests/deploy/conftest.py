@@ -4,6 +4,8 @@ a fresh copy (so a test may break it), and the compose file with its default int
 from __future__ import annotations
 
 import copy
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,3 +62,24 @@ def with_console_ingress_text() -> str:
 @pytest.fixture
 def with_console_ingress(with_console_ingress_text: str) -> list[checks.Manifest]:
     return checks.load_manifests(with_console_ingress_text)
+
+
+@pytest.fixture(scope="session")
+def with_s3_blobs_text() -> str:
+    """The prod overlay with the s3-blobs component, rendered once."""
+    overlay = checks.K8S_DIR / "overlays" / "prod"
+    return checks.render_with_component(overlay, checks.S3_BLOBS_COMPONENT)
+
+
+@pytest.fixture
+def with_s3_blobs(with_s3_blobs_text: str) -> list[checks.Manifest]:
+    return checks.load_manifests(with_s3_blobs_text)
+
+
+@pytest.fixture(scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What `custody init` writes: credentials, config/<service>.yaml with each token, operator.token."""
+    root = tmp_path_factory.mktemp("k8s-state")
+    custody = str(checks.venv_tool("custody"))
+    subprocess.run([custody, "init", "--state-dir", str(root)], check=True, capture_output=True)
+    return root

@@ -58,14 +58,6 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """What `custody init` writes: credentials, config/<service>.yaml with each token, operator.token."""
-    root = tmp_path_factory.mktemp("k8s-state")
-    subprocess.run([str(custody_cli()), "init", "--state-dir", str(root)], check=True, capture_output=True)
-    return root
-
-
 @functools.cache
 def k8s_script_output(state_dir: Path, env: tuple[tuple[str, str], ...]) -> str:
     """secrets.sh's output, run once per state directory and environment (the tests only read it)."""

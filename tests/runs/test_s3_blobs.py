@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -93,6 +95,69 @@ def test_a_large_blob_is_uploaded_in_parts_and_reads_back_whole(store: S3BlobSto
     assert head["PartsCount"] == 5
     assert store.read_all_verified(sha256, len(data)) == data
     assert open_uploads(s3, store, sha256) == []
+
+
+def test_parts_sent_one_at_a_time_give_the_same_object(server: SeaweedFS, s3: S3Client, tmp_path: Path) -> None:
+    serial = S3BlobStore(s3, server.bucket, f"test-{secrets.token_hex(4)}", tmp_path / "staging", 64 * MIB, PART, 1)
+    data = os.urandom(3 * PART + 7)
+    sha256 = stored(serial, data)
+    assert s3.head_object(Bucket=serial.bucket, Key=serial.key_for(sha256), PartNumber=1)["PartsCount"] == 4
+    assert serial.read_all_verified(sha256, len(data)) == data
+
+
+class _PartRecorder:
+    """The real client, watched: how many upload_part calls overlap, and optionally one part refused."""
+
+    def __init__(self, client: S3Client, refuse_part: int | None = None) -> None:
+        self._client = client
+        self._refuse_part = refuse_part
+        self._lock = threading.Lock()
+        self._now = 0
+        self.most_at_once = 0
+        self.sent: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def upload_part(self, **request: Any) -> Any:
+        with self._lock:
+            self._now += 1
+            self.most_at_once = max(self.most_at_once, self._now)
+        try:
+            time.sleep(0.05)  # long enough for the next parts to be submitted meanwhile
+            if request["PartNumber"] == self._refuse_part:
+                raise ConnectionError("the link dropped during this part")
+            answer = self._client.upload_part(**request)
+            with self._lock:
+                self.sent.append(request["PartNumber"])
+            return answer
+        finally:
+            with self._lock:
+                self._now -= 1
+
+
+def test_at_most_part_uploads_parts_are_in_flight_at_once(server: SeaweedFS, s3: S3Client, tmp_path: Path) -> None:
+    watched = _PartRecorder(s3)
+    store = S3BlobStore(watched, server.bucket, f"test-{secrets.token_hex(4)}", tmp_path / "s", 64 * MIB, PART, 2)  # type: ignore[arg-type]
+    data = os.urandom(6 * PART)
+    sha256 = stored(store, data)
+    assert watched.most_at_once == 2
+    assert sorted(watched.sent) == [1, 2, 3, 4, 5, 6]
+    assert store.read_all_verified(sha256, len(data)) == data
+
+
+def test_a_part_that_fails_while_others_are_in_flight_aborts_the_whole_upload(
+    server: SeaweedFS, s3: S3Client, tmp_path: Path
+) -> None:
+    watched = _PartRecorder(s3, refuse_part=2)
+    store = S3BlobStore(watched, server.bucket, f"test-{secrets.token_hex(4)}", tmp_path / "s", 64 * MIB, PART, 3)  # type: ignore[arg-type]
+    data = os.urandom(8 * PART)
+    pending = store.write([data])
+    with pytest.raises(ConnectionError):
+        store.publish(pending)
+    assert keys(s3, store) == []
+    assert open_uploads(s3, store, pending.sha256) == []  # aborted after the parts in flight finished
+    assert len(watched.sent) < 7  # parts queued behind the failure were never sent
 
 
 def test_an_object_changed_in_the_bucket_is_data_loss_and_never_served(store: S3BlobStore, s3: S3Client) -> None:

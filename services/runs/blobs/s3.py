@@ -12,6 +12,9 @@ The same guarantees as the other backends, kept by S3 itself where it can:
 - Verified on read (BlobStore.read_verified): one GET, hashed as it is held in memory or spooled to staging, and
   only those verified bytes are served (a second GET could return other bytes than the ones checked).
 
+Multipart uploads are written here rather than with boto3's transfer manager (upload_fileobj), which completes
+the upload itself: the whole blob's digest must be checked between the last part and CompleteMultipartUpload.
+
 The client is boto3's, which blocks: every call here runs on the worker threads the domain is already called on
 (asyncio.to_thread in the servicer), never on the event loop.
 """
@@ -21,7 +24,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -40,6 +45,8 @@ if TYPE_CHECKING:
 
 # S3's smallest part is 5 MiB (all but the last); 8 MiB parts keep a 4 GiB blob within S3's 10,000 parts.
 PART_BYTES = 8 * 1024 * 1024
+# Parts sent at once by one upload (bench/runs/bench_runs.py measures the effect; s3_part_uploads sets it).
+PART_UPLOADS = 4
 AddressingStyle = Literal["path", "virtual", "auto"]
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
@@ -88,12 +95,14 @@ class S3BlobStore(BlobStore):
         staging_dir: Path,
         max_blob_bytes: int,
         part_bytes: int = PART_BYTES,
+        part_uploads: int = PART_UPLOADS,
     ) -> None:
         super().__init__(staging_dir, max_blob_bytes)
         self._s3 = client
         self.bucket = bucket
         self._prefix = prefix.strip("/")
         self._part_bytes = part_bytes
+        self._part_uploads = part_uploads
 
     def key_for(self, sha256: str) -> str:
         key = f"sha256/{checked_digest(sha256)}"
@@ -135,26 +144,30 @@ class S3BlobStore(BlobStore):
 
     def _put_in_parts(self, key: str, staged: BinaryIO, pending: PendingBlob) -> None:
         """A multipart upload, each part checked by S3 against its own SHA-256, the whole against the digest here
-        before the upload is completed; aborted on any failure (then no object and no parts remain)."""
+        before the upload is completed; aborted on any failure (then no object and no parts remain).
+
+        Up to `part_uploads` parts are in flight at once (one PUT leaves the link idle while the server hashes and
+        stores it); parts are read and hashed in order on this thread, so at most that many parts are in memory."""
         upload_id = self._s3.create_multipart_upload(Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256")[
             "UploadId"
         ]
         try:
-            whole = hashlib.sha256()
-            parts: list[CompletedPartTypeDef] = []
-            while part := staged.read(self._part_bytes):
-                whole.update(part)
-                number = len(parts) + 1
-                checksum = base64.b64encode(hashlib.sha256(part).digest()).decode("ascii")
-                answer = self._s3.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=part,
-                    ChecksumSHA256=checksum,
-                )
-                parts.append({"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum})
+            with ThreadPoolExecutor(self._part_uploads, thread_name_prefix="s3-part") as pool:
+                whole = hashlib.sha256()
+                in_flight: deque[Future[CompletedPartTypeDef]] = deque()
+                parts: list[CompletedPartTypeDef] = []
+                try:
+                    number = 0
+                    while part := staged.read(self._part_bytes):
+                        whole.update(part)
+                        number += 1
+                        if len(in_flight) == self._part_uploads:
+                            parts.append(in_flight.popleft().result())
+                        in_flight.append(pool.submit(self._upload_part, key, upload_id, number, part))
+                    parts.extend(future.result() for future in in_flight)
+                finally:
+                    for future in in_flight:  # after a failure: parts not yet sent are not sent
+                        future.cancel()
             _require_staged(whole.hexdigest(), pending)
             self._s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
@@ -163,6 +176,13 @@ class S3BlobStore(BlobStore):
             with contextlib.suppress(Exception):  # the original failure is the one to report
                 self._s3.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
+
+    def _upload_part(self, key: str, upload_id: str, number: int, part: bytes) -> CompletedPartTypeDef:
+        checksum = base64.b64encode(hashlib.sha256(part).digest()).decode("ascii")
+        answer = self._s3.upload_part(
+            Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=part, ChecksumSHA256=checksum
+        )
+        return {"ETag": answer["ETag"], "PartNumber": number, "ChecksumSHA256": checksum}
 
     def _chunks_of(self, sha256: str) -> Iterator[bytes] | None:
         try:
