@@ -17,6 +17,7 @@ Outcomes, as call handling (services/common/call_handling.py) would answer them:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 from collections.abc import AsyncIterator, Callable
@@ -106,9 +107,6 @@ class ServiceTarget:
 
     def _ready(self) -> Any:
         if self._servicer is None:
-            # The fuzz process serves no real calls: worker threads run inline, and one caller is bound.
-            asyncio.to_thread = _inline  # type: ignore[assignment]
-            call_context.bind(request_id="fuzz", principal=CALLER, time_remaining=None)
             parameters = len(inspect.signature(self._servicer_class).parameters)
             self._servicer = self._servicer_class(*(_Domain() for _ in range(parameters)))
         return self._servicer
@@ -117,7 +115,19 @@ class ServiceTarget:
         self.outcome(data)
 
     def outcome(self, data: bytes) -> str:
-        """ "accepted", "malformed" (DecodeError) or "refused: REASON" (a CustodyError); raises for a crash."""
+        """ "accepted", "malformed" (DecodeError) or "refused: REASON" (a CustodyError); raises for a crash.
+
+        Each input runs in a context of its own with one caller bound, and worker threads run inline for its
+        duration only, so the process calling this (a test, not only the fuzz child) keeps its own state."""
+        threads = asyncio.to_thread
+        asyncio.to_thread = _inline  # type: ignore[assignment]
+        try:
+            return contextvars.Context().run(self._outcome, data)
+        finally:
+            asyncio.to_thread = threads
+
+    def _outcome(self, data: bytes) -> str:
+        call_context.bind(request_id="fuzz", principal=CALLER, time_remaining=None)
         servicer = self._ready()
         if not data:
             return "malformed"

@@ -4,6 +4,7 @@ for every RPC, so its "no crash" is about real decoding work."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from bench.fuzz.registry import NAMES, SERVICE_TARGETS, target
 from bench.fuzz.seeds import corpus
+from services.common import call_context
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,3 +69,13 @@ def test_the_seed_requests_of_every_rpc_get_past_decoding(name: str) -> None:
     service = target(name)
     reached = {service.methods[seed[0]].name for seed in corpus(name) if service.outcome(seed) == "accepted"}
     assert reached == {m.name for m in service.methods}
+
+
+def test_replaying_seeds_in_process_leaves_the_callers_context_and_worker_threads_alone() -> None:
+    """Seeds replayed by a test must not leave the fuzz caller bound, or worker threads inline, for later tests."""
+    service = target(SERVICE_TARGETS[0])
+    threads = asyncio.to_thread
+    for seed in corpus(SERVICE_TARGETS[0])[:20]:
+        service.outcome(seed)
+    assert call_context.principal() is None
+    assert asyncio.to_thread is threads
