@@ -9,7 +9,7 @@ import secrets
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,7 +19,6 @@ from services.cli.ledger_commands import AUTHORITIES
 from services.cli.options import JsonFlag, StateDir
 from services.cli.state import DEFAULT_STATE_DIR, StateLayout
 from services.common.clients import ServiceClients
-from services.common.content_credentials import CredentialReport, CredentialsError, media_type_of, read_credentials
 from services.common.content_credentials.layout import anchors_file
 from services.common.evidence import bundle
 from services.common.evidence.keys import (
@@ -29,8 +28,10 @@ from services.common.evidence.keys import (
     load_public_key,
     load_signer,
 )
-from services.common.evidence.verify import verify_bundle
 from services.common.ledger.note import NoteError
+
+if TYPE_CHECKING:
+    from services.common.content_credentials import CredentialReport
 
 app = typer.Typer(help="Evidence bundles: signed statements with ledger proofs, checked offline.", no_args_is_help=True)
 
@@ -91,6 +92,8 @@ def _write_checked(directory: Path, gathered: Export, signer: EvidenceSigner) ->
             subject_files=gathered.subject_files,
             verifier_keys=gathered.verifier_keys,
         )
+        from services.common.evidence.verify import verify_bundle  # lazily: most CLI commands never verify
+
         failures = verify_bundle(partial, [signer.public_key], list(gathered.verifier_keys.values()))
         if not failures:
             if directory.exists():
@@ -183,6 +186,8 @@ def verify(
     """Check a bundle from public keys alone: signature, statement, every record's proof and checkpoint, subjects.
 
     Exits 1 naming each failure, 0 when all holds. Trusts `custody init`'s keys by default, never the bundle's."""
+    from services.common.evidence.verify import verify_bundle  # lazily: most CLI commands never verify
+
     layout = StateLayout(state_dir)
     evidence_keys = _evidence_keys(key or [layout.evidence_public_key], explicit=bool(key))
     vkeys = _vkeys(ledger_key) if ledger_key else _default_vkeys(layout)
@@ -234,6 +239,8 @@ def check_content_credentials(
 
     Exits 0 when the manifest is intact, signed under the trust anchors and a well-formed Custody credential; 1
     naming every problem otherwise; 2 when the file cannot be read as a PNG or SVG."""
+    from services.common.content_credentials import CredentialsError, media_type_of, read_credentials  # lazily
+
     anchors_path = anchors or anchors_file(state_dir)
     if not anchors_path.is_file():
         hint = "" if anchors else " (pass --anchors PEM, or run `custody init`)"

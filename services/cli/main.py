@@ -1,4 +1,8 @@
-"""`custody`: run the suite locally, serve one service, check health, and talk to the services as an operator."""
+"""`custody`: run the suite locally, serve one service, check health, and talk to the services as an operator.
+
+Commands that start or migrate services (up, serve, migrate, demo) import what they need when they run: the server
+and database stack costs most of a second to import, which every `custody runs list` would otherwise pay.
+"""
 
 from __future__ import annotations
 
@@ -26,12 +30,10 @@ from services.cli import (
     users_commands,
 )
 from services.cli.calls import call, print_record
-from services.cli.demo import Demo, DemoReport, add_demo_reviewer
 from services.cli.health import check
 from services.cli.local_ca import LocalCaError
 from services.cli.options import JsonFlag, StateDir
 from services.cli.people import PeopleError
-from services.cli.stack import Stack, plan, supervise
 from services.cli.state import (
     DEFAULT_DEPLOYMENT,
     DEFAULT_STATE_DIR,
@@ -44,13 +46,9 @@ from services.cli.state import (
     peer_endpoints,
     save_endpoints,
 )
-from services.common import migrations
 from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES, SERVICES
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
-from services.common.content_credentials.layout import anchors_file
 from services.common.contracts import messages
-from services.common.db import describe
-from services.common.server import run
 from services.common.tls.credentials import ChannelSecurity, TlsFilesError
 
 app = typer.Typer(
@@ -118,6 +116,8 @@ def up(
     ] = False,
 ) -> None:
     """Start the four services and the review console as separate processes and stop them together (Ctrl-C)."""
+    from services.cli.stack import Stack, plan, supervise
+
     layout = StateLayout(state_dir)
     try:
         if initialize(layout):
@@ -207,6 +207,8 @@ def serve(
         from services.console.main import run as run_console  # only the console needs the web stack
 
         raise typer.Exit(run_console(config))
+    from services.common.server import run
+
     name = _service_name(service)
     raise typer.Exit(run(registry.settings_class(name), registry.factory(name), config))
 
@@ -217,6 +219,9 @@ def migrate(
     config: Annotated[Path | None, typer.Option(help="YAML settings file (environment overrides it).")] = None,
 ) -> None:
     """Apply a stateful service's schema migrations to its database, then exit (a Kubernetes Job runs this)."""
+    from services.common import migrations
+    from services.common.db import describe
+
     name = _service_name(service)
     if not SERVICES[name].stateful:
         raise typer.BadParameter(f"{name} has no database")
@@ -294,6 +299,9 @@ def info(
 @app.command()
 def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
     """Run the governed flow end to end against the running stack; exit 0 only if every expectation held."""
+    from services.cli.demo import Demo, DemoReport, add_demo_reviewer
+    from services.common.content_credentials.layout import anchors_file
+
     layout = StateLayout(state_dir)
     token = operator_token(layout)
     if not token:

@@ -26,12 +26,12 @@ from services.common import call_context
 from services.common.config import ServiceSettings
 from services.common.contracts import is_retry_safe, service_descriptor, stub_class
 from services.common.gateway_images import ReceivedImages, collect_images
-from services.common.server import KEEPALIVE_TIMEOUT_MS, MIN_PING_INTERVAL_MS
+from services.common.keepalive import KEEPALIVE_TIMEOUT_MS, MIN_PING_INTERVAL_MS
 from services.common.tls.credentials import ChannelSecurity, FilesSignature, TlsDirectory, TlsFilesError
 
 log = logging.getLogger("custody.clients")
 
-# Our clients ping no more often than servers allow (see server.MIN_PING_INTERVAL_MS).
+# Our clients ping no more often than servers allow (keepalive.MIN_PING_INTERVAL_MS).
 CLIENT_KEEPALIVE_TIME_MS = 3 * MIN_PING_INTERVAL_MS
 
 

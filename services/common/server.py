@@ -45,6 +45,7 @@ from services.common.config import (
 from services.common.credentials_watch import CredentialsFile
 from services.common.db import check_connection
 from services.common.identity import AccessTable, CredentialsError
+from services.common.keepalive import KEEPALIVE_TIME_MS, KEEPALIVE_TIMEOUT_MS, MIN_PING_INTERVAL_MS
 from services.common.metrics import MetricsExport, configure_metrics
 from services.common.telemetry import configure_logging, configure_tracing
 from services.common.tls.credentials import TlsDirectory, TlsFilesError, TlsMaterial, server_credentials
@@ -54,10 +55,6 @@ from services.common.version import CUSTODY_VERSION
 log = logging.getLogger("custody.server")
 
 STARTUP_EXIT_CODE = 3
-KEEPALIVE_TIME_MS = 60_000
-KEEPALIVE_TIMEOUT_MS = 20_000
-# Clients (ours included) may ping every 10 s; anything faster is answered with GOAWAY too_many_pings.
-MIN_PING_INTERVAL_MS = 10_000
 MAX_CONNECTION_AGE_MS = 5 * 60_000
 MAX_CONNECTION_AGE_GRACE_MS = 30_000
 
