@@ -46,7 +46,7 @@ from services.cli.state import (
 )
 from services.common import migrations
 from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES, SERVICES
-from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
+from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings, address_list
 from services.common.content_credentials.layout import anchors_file
 from services.common.contracts import messages
 from services.common.db import describe
@@ -291,10 +291,49 @@ def info(
     print_record(call(state_dir, name, lambda stub: stub.GetServiceInfo(request)), as_json)
 
 
+def _address_option(service: str) -> object:
+    return typer.Option(
+        f"--{service.replace('_', '-')}-address",
+        help=f"{service}'s address (default: the running stack's); several replicas: IP host:port separated by commas, "
+        "called round-robin.",
+    )
+
+
+def _addresses(layout: StateLayout, overrides: dict[str, str | None]) -> dict[str, str]:
+    """The running stack's addresses with those given on the command line, each checked as the services check
+    theirs (config.address_list)."""
+    addresses = endpoints(layout)
+    for service, address in overrides.items():
+        if address is None:
+            continue
+        try:
+            address_list(address)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=f"--{service.replace('_', '-')}-address") from None
+        addresses[service] = address
+    return addresses
+
+
 @app.command()
-def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+def demo(
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+    ai_gateway_address: Annotated[str | None, _address_option("ai_gateway")] = None,
+    runs_address: Annotated[str | None, _address_option("runs")] = None,
+    art_studio_address: Annotated[str | None, _address_option("art_studio")] = None,
+    lineage_address: Annotated[str | None, _address_option("lineage")] = None,
+) -> None:
     """Run the governed flow end to end against the running stack; exit 0 only if every expectation held."""
     layout = StateLayout(state_dir)
+    addresses = _addresses(
+        layout,
+        {
+            "ai_gateway": ai_gateway_address,
+            "runs": runs_address,
+            "art_studio": art_studio_address,
+            "lineage": lineage_address,
+        },
+    )
     token = operator_token(layout)
     if not token:
         err.print("[red]error:[/red] no operator token; run `custody init` (or `make run`) first")
@@ -310,7 +349,7 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
 
     async def play() -> DemoReport:
         flow = Demo(
-            endpoints(layout),
+            addresses,
             token,
             lambda: add_demo_reviewer(layout),
             service_token,
