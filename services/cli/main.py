@@ -261,22 +261,48 @@ def health(
         addresses[service] = address
     security = None if plaintext else channel_security(layout, cacert)
     try:
-        results = {name: check(addresses[name], SERVICES[name].full_name, timeout, security) for name in names}
+        # A service listed with several replicas: each replica is checked on its own (a dead one is not hidden
+        # behind the other, as round-robin calls would hide it).
+        results = {
+            name: {
+                replica: check(replica, SERVICES[name].full_name, timeout, security)
+                for replica in _replicas(addresses[name])
+            }
+            for name in names
+        }
     except TlsFilesError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+
+    def overall(replicas: dict[str, str]) -> str:
+        return next((status for status in replicas.values() if status != "SERVING"), "SERVING")
+
     if as_json:
-        console.print_json(json.dumps({n: {"address": addresses[n], "status": s} for n, s in results.items()}))
+        document: dict[str, dict[str, object]] = {}
+        for name, replicas in results.items():
+            document[name] = {"address": addresses[name], "status": overall(replicas)}
+            if len(replicas) > 1:
+                document[name]["replicas"] = replicas
+        console.print_json(json.dumps(document))
     else:
         table = Table()
         for column in ("service", "address", "status"):
             table.add_column(column)
-        for name, result in results.items():
-            colour = "green" if result == "SERVING" else "red"
-            table.add_row(name, addresses[name], f"[{colour}]{result}[/{colour}]")
+        for name, replicas in results.items():
+            for replica, result in replicas.items():
+                colour = "green" if result == "SERVING" else "red"
+                table.add_row(name, replica, f"[{colour}]{result}[/{colour}]")
         console.print(table)
-    if any(result != "SERVING" for result in results.values()):
+    if any(overall(replicas) != "SERVING" for replicas in results.values()):
         raise typer.Exit(1)
+
+
+def _replicas(address: str) -> list[str]:
+    """The addresses to health-check for a service: each replica of a list, else the address as given."""
+    try:
+        return address_list(address)
+    except ValueError:
+        return [address]  # reported UNREACHABLE by the check, as any wrong address is
 
 
 @app.command()

@@ -51,7 +51,7 @@ class Replicated:
     logs: dict[str, list[Path]]
 
     def addresses(self, service: str) -> str:
-        return ",".join(replica.address for replica in self.replicas[service] if replica.process.poll() is None)
+        return ",".join(replica.address for replica in self.replicas[service])
 
     def cli_environment(self) -> dict[str, str]:
         """What an operator's shell holds for the offline commands (`custody ledger audit` reads the databases and
@@ -74,7 +74,8 @@ def replicated(tmp_path: Path, postgres_urls: Callable[[], str]) -> Iterator[Rep
         for name in SERVICE_NAMES:
             settings = {f"{peer}_address": peers[peer] for peer in SERVICES[name].calls}
             if name in databases:
-                settings["database_url"] = databases[name]
+                # Checkpoints often, so that both replicas of each authority sign into the shared log during the demo.
+                settings.update(database_url=databases[name], ledger_checkpoint_interval_s="0.5")
             if name == "runs":
                 settings.update(s3.runs_settings())
             for i, port in enumerate(ports[name]):
@@ -107,19 +108,31 @@ def callers(log: Path) -> set[str]:
     return {caller for caller, _ in served_by_caller(log)}
 
 
-def verify_everything(stack: Replicated, runs_expected: int) -> None:
-    """`custody runs verify --all`, `custody ledger audit` of each authority, and exactly-once delivery."""
+def verify_everything(stack: Replicated, runs_expected: int, export: str | None = None) -> None:
+    """`custody runs verify --all`, `custody ledger audit` of each authority, exactly-once delivery, and (`export`: a
+    run) its evidence bundle, whose inclusion proofs the replicas of each authority give round-robin."""
     env = stack.cli_environment()
     state = ["--state-dir", str(stack.layout.root)]
-    verified = custody("runs", "verify", "--all", "--json", *state, env=env)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
-    verdict = json.loads(verified.stdout)
+    bundle = stack.layout.root.parent / f"bundle-{runs_expected}"
+    commands = {
+        "verify": ("runs", "verify", "--all", "--json", *state),
+        # Every authority (the same audit `custody ledger audit <service>` runs for one), in one process.
+        "audit": ("ledger", "audit", "--json", *state),
+        **({"export": ("evidence", "export", export, str(bundle), "--json", *state)} if export else {}),
+    }
+    with ThreadPoolExecutor(len(commands)) as pool:  # side by side: each is mostly a Python start-up
+        done = dict(zip(commands, pool.map(lambda args: custody(*args, env=env), commands.values()), strict=True))
+    for name, result in done.items():
+        assert result.returncode == 0, (name, result.stdout + result.stderr)
+    verdict = json.loads(done["verify"].stdout)
     assert verdict["verified"] >= runs_expected and verdict["failed"] == 0, verdict
-    for name in AUTHORITIES:
-        audited = custody("ledger", "audit", name, "--json", *state, env=env)
-        assert audited.returncode == 0, audited.stdout + audited.stderr
-        (report,) = json.loads(audited.stdout)
+    audits = json.loads(done["audit"].stdout)
+    assert [report["service"] for report in audits] == AUTHORITIES
+    for report in audits:
         assert report["ok"] and report["leaves"] > 0 and report["checkpoints"] > 0, report
+    if export:
+        checked = custody("evidence", "verify", str(bundle), *state, env=env)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
     runs_db, lineage_db = create_engine(stack.databases["runs"]), create_engine(stack.databases["lineage"])
     try:
         with runs_db.connect() as connection:
@@ -213,7 +226,11 @@ def test_two_replicas_of_each_service_run_the_demo_round_robin_and_survive_losin
     for name in SERVICE_NAMES:
         for log in stack.logs[name]:
             assert served_by_caller(log)[("human:operator", "GetServiceInfo")] > 0, (name, log)
-    verify_everything(stack, runs_expected=3)
+    healthy = custody("health", "--json", "--state-dir", str(stack.layout.root), env=clean_environment())
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    for name, health in json.loads(healthy.stdout).items():
+        assert list(health["replicas"].values()) == ["SERVING"] * REPLICAS, (name, health)
+    verify_everything(stack, runs_expected=3, export=report["runs"][-1])
 
     # Bad path: one replica of each service dies in the middle of a second demo (after its first bind).
     killed: list[ServedProcess] = []
@@ -234,6 +251,12 @@ def test_two_replicas_of_each_service_run_the_demo_round_robin_and_survive_losin
     for name in ("runs", "lineage"):
         survivor_log = stack.logs[name][1]
         assert "human:operator" in callers(survivor_log)
-    # Survivors sign checkpoints over what the dead replicas appended; every authority audits clean.
-    save_endpoints(stack.layout, {name: stack.addresses(name) for name in SERVICE_NAMES})
+    # `custody health` names each dead replica (round-robin calls would hide it) and fails.
+    unhealthy = custody("health", "--json", "--state-dir", str(stack.layout.root), env=clean_environment())
+    assert unhealthy.returncode == 1
+    for name, health in json.loads(unhealthy.stdout).items():
+        dead, alive = (replica.address for replica in stack.replicas[name])
+        assert health["status"] == "UNREACHABLE" and health["replicas"] == {dead: "UNREACHABLE", alive: "SERVING"}
+    # The endpoints file still lists the dead replicas: the commands fail over. Survivors sign checkpoints over what
+    # the dead replicas appended; every authority audits clean.
     verify_everything(stack, runs_expected=6)
