@@ -40,6 +40,7 @@ pytestmark = pytest.mark.stack
 
 REPLICAS = 2
 AUTHORITIES = [name for name in SERVICE_NAMES if SERVICES[name].stateful]
+KILLED_AFTER = "bind first candidate (ALLOW)"  # the demo's step after which one replica of each service dies
 
 
 @dataclass
@@ -102,6 +103,15 @@ def served_by_caller(log: Path) -> Counter[tuple[str, str]]:
         if line.startswith("{") and (entry := json.loads(line)).get("rpc"):
             counted[(str(entry.get("caller")), str(entry["rpc"]).rsplit("/", 1)[-1])] += 1
     return counted
+
+
+def request_ids(log: Path) -> set[str]:
+    """The request ids of the RPCs this replica answered."""
+    found = set()
+    for line in log.read_text(encoding="utf-8").splitlines():
+        if line.startswith("{") and (entry := json.loads(line)).get("rpc"):
+            found.add(str(entry.get("request_id")))
+    return found
 
 
 def callers(log: Path) -> set[str]:
@@ -236,7 +246,7 @@ def test_two_replicas_of_each_service_run_the_demo_round_robin_and_survive_losin
     killed: list[ServedProcess] = []
 
     def kill_after_first_bind(step: str) -> None:
-        if step.startswith("bind first candidate") and not killed:
+        if step == KILLED_AFTER and not killed:
             for name in SERVICE_NAMES:
                 victim = stack.replicas[name][0]
                 victim.process.kill()
@@ -248,9 +258,12 @@ def test_two_replicas_of_each_service_run_the_demo_round_robin_and_survive_losin
     failed = [step for step in second.steps if not step["ok"]]
     assert second.ok and not failed, failed
     assert second.verified == 5
-    for name in ("runs", "lineage"):
-        survivor_log = stack.logs[name][1]
-        assert "human:operator" in callers(survivor_log)
+    # The steps after the kill (each its own request id, carried to every service it reaches) were served by the
+    # survivors of all four services: the clients failed over, art_studio's and runs' to their peers too.
+    after_kill = set(second.request_ids[[s["name"] for s in second.steps].index(KILLED_AFTER) + 1 :])
+    for name in SERVICE_NAMES:
+        assert request_ids(stack.logs[name][1]) & after_kill, f"{name}'s survivor served none of the later steps"
+        assert not request_ids(stack.logs[name][0]) & after_kill
     # `custody health` names each dead replica (round-robin calls would hide it) and fails.
     unhealthy = custody("health", "--json", "--state-dir", str(stack.layout.root), env=clean_environment())
     assert unhealthy.returncode == 1
