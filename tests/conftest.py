@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +45,20 @@ def _postgres_schema_url(schema: str) -> str:
 def postgres_url() -> Iterator[str]:
     """A fresh schema in the test PostgreSQL database, dropped afterwards."""
     yield from _fresh_schema()
+
+
+@pytest.fixture
+def postgres_urls() -> Iterator[Callable[[], str]]:
+    """Makes fresh schemas in the test PostgreSQL database, one per call (a database per service), dropped after."""
+    schemas: list[Iterator[str]] = []
+
+    def fresh() -> str:
+        schemas.append(_fresh_schema())
+        return next(schemas[-1])
+
+    yield fresh
+    for schema in reversed(schemas):
+        next(schema, None)  # drops it
 
 
 def _fresh_schema() -> Iterator[str]:

@@ -6,13 +6,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from services.common.config import PEER_ADDRESS_DEFAULT, Port, ServiceSettings
+from services.common.config import PEER_ADDRESS_DEFAULT, Port, ServiceAddress, ServiceSettings
 
 
 class ArtStudioSettings(ServiceSettings):
     service: ClassVar[str] = "art_studio"
 
     port: Port = 50053
-    ai_gateway_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
-    runs_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
-    lineage_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    ai_gateway_address: ServiceAddress = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    runs_address: ServiceAddress = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    lineage_address: ServiceAddress = Field(default=None, description=PEER_ADDRESS_DEFAULT)

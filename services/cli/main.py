@@ -47,7 +47,7 @@ from services.cli.state import (
     save_endpoints,
 )
 from services.common.catalog import CONSOLE, PROCESS_NAMES, SERVICE_NAMES, SERVICES
-from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings
+from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings, address_list
 from services.common.contracts import messages
 from services.common.tls.credentials import ChannelSecurity, TlsFilesError
 
@@ -266,22 +266,48 @@ def health(
         addresses[service] = address
     security = None if plaintext else channel_security(layout, cacert)
     try:
-        results = {name: check(addresses[name], SERVICES[name].full_name, timeout, security) for name in names}
+        # A service listed with several replicas: each replica is checked on its own (a dead one is not hidden
+        # behind the other, as round-robin calls would hide it).
+        results = {
+            name: {
+                replica: check(replica, SERVICES[name].full_name, timeout, security)
+                for replica in _replicas(addresses[name])
+            }
+            for name in names
+        }
     except TlsFilesError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+
+    def overall(replicas: dict[str, str]) -> str:
+        return next((status for status in replicas.values() if status != "SERVING"), "SERVING")
+
     if as_json:
-        console.print_json(json.dumps({n: {"address": addresses[n], "status": s} for n, s in results.items()}))
+        document: dict[str, dict[str, object]] = {}
+        for name, replicas in results.items():
+            document[name] = {"address": addresses[name], "status": overall(replicas)}
+            if len(replicas) > 1:
+                document[name]["replicas"] = replicas
+        console.print_json(json.dumps(document))
     else:
         table = Table()
         for column in ("service", "address", "status"):
             table.add_column(column)
-        for name, result in results.items():
-            colour = "green" if result == "SERVING" else "red"
-            table.add_row(name, addresses[name], f"[{colour}]{result}[/{colour}]")
+        for name, replicas in results.items():
+            for replica, result in replicas.items():
+                colour = "green" if result == "SERVING" else "red"
+                table.add_row(name, replica, f"[{colour}]{result}[/{colour}]")
         console.print(table)
-    if any(result != "SERVING" for result in results.values()):
+    if any(overall(replicas) != "SERVING" for replicas in results.values()):
         raise typer.Exit(1)
+
+
+def _replicas(address: str) -> list[str]:
+    """The addresses to health-check for a service: each replica of a list, else the address as given."""
+    try:
+        return address_list(address)
+    except ValueError:
+        return [address]  # reported UNREACHABLE by the check, as any wrong address is
 
 
 @app.command()
@@ -296,13 +322,52 @@ def info(
     print_record(call(state_dir, name, lambda stub: stub.GetServiceInfo(request)), as_json)
 
 
+def _address_option(service: str) -> object:
+    return typer.Option(
+        f"--{service.replace('_', '-')}-address",
+        help=f"{service}'s address (default: the running stack's); several replicas: IP host:port separated by commas, "
+        "called round-robin.",
+    )
+
+
+def _addresses(layout: StateLayout, overrides: dict[str, str | None]) -> dict[str, str]:
+    """The running stack's addresses with those given on the command line, each checked as the services check
+    theirs (config.address_list)."""
+    addresses = endpoints(layout)
+    for service, address in overrides.items():
+        if address is None:
+            continue
+        try:
+            address_list(address)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint=f"--{service.replace('_', '-')}-address") from None
+        addresses[service] = address
+    return addresses
+
+
 @app.command()
-def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+def demo(
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+    ai_gateway_address: Annotated[str | None, _address_option("ai_gateway")] = None,
+    runs_address: Annotated[str | None, _address_option("runs")] = None,
+    art_studio_address: Annotated[str | None, _address_option("art_studio")] = None,
+    lineage_address: Annotated[str | None, _address_option("lineage")] = None,
+) -> None:
     """Run the governed flow end to end against the running stack; exit 0 only if every expectation held."""
     from services.cli.demo import Demo, DemoReport, add_demo_reviewer
     from services.common.content_credentials.layout import anchors_file
 
     layout = StateLayout(state_dir)
+    addresses = _addresses(
+        layout,
+        {
+            "ai_gateway": ai_gateway_address,
+            "runs": runs_address,
+            "art_studio": art_studio_address,
+            "lineage": lineage_address,
+        },
+    )
     token = operator_token(layout)
     if not token:
         err.print("[red]error:[/red] no operator token; run `custody init` (or `make run`) first")
@@ -318,7 +383,7 @@ def demo(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> 
 
     async def play() -> DemoReport:
         flow = Demo(
-            endpoints(layout),
+            addresses,
             token,
             lambda: add_demo_reviewer(layout),
             service_token,

@@ -202,11 +202,15 @@ def peer_endpoints(layout: StateLayout) -> dict[str, str]:
 
 
 def endpoints(layout: StateLayout) -> dict[str, str]:
-    """Addresses of the running stack (written by `custody up`), else the default local ports."""
+    """Addresses of the running stack (written by `custody up`, or by hand: a service's replicas as a list, see
+    config.address_list), else the default local ports."""
     addresses = {name: f"127.0.0.1:{spec.default_port}" for name, spec in SERVICES.items()}
     try:
         saved = json.loads(layout.endpoints.read_text(encoding="utf-8"))
-        addresses.update({k: str(v) for k, v in saved.items() if k in addresses})
+        # A service's replicas: one comma-separated string, or a JSON list of addresses.
+        addresses.update(
+            {k: ",".join(v) if isinstance(v, list) else str(v) for k, v in saved.items() if k in addresses}
+        )
     except (FileNotFoundError, ValueError):
         pass
     return addresses

@@ -23,7 +23,7 @@ from opentelemetry.trace import TracerProvider
 
 from custody.ai_gateway.v1 import gateway_pb2
 from services.common import call_context
-from services.common.config import ServiceSettings
+from services.common.config import ServiceSettings, address_list
 from services.common.contracts import is_retry_safe, service_descriptor, stub_class
 from services.common.gateway_images import ReceivedImages, collect_images
 from services.common.keepalive import KEEPALIVE_TIMEOUT_MS, MIN_PING_INTERVAL_MS
@@ -101,8 +101,25 @@ class _StreamStream(_OutgoingCall, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(self.details(details), request_iterator)
 
 
-def channel_options(service: str, max_message_bytes: int) -> list[tuple[str, Any]]:
+def grpc_target(address: str) -> str:
+    """The gRPC target of a configured service address (config.address_list): a single address as it is, a list of
+    replicas' IP host:port as gRPC's static `ipv4:`/`ipv6:` target, over which round_robin spreads calls (and from
+    which it drops a replica that stops answering until it is back)."""
+    entries = address_list(address)
+    if len(entries) == 1:
+        return entries[0]
+    scheme = "ipv6" if entries[0].startswith("[") else "ipv4"
+    return f"{scheme}:{','.join(entries)}"
+
+
+def channel_options(service: str, max_message_bytes: int, address: str | None = None) -> list[tuple[str, Any]]:
+    """`address` is the configured one. For a list of replicas the channel's authority, the name TLS checks each
+    replica's certificate against, is the list's first entry (gRPC would take the whole list for a name), so with
+    TLS every replica's certificate must name that address (`custody init`'s certificates name 127.0.0.1 and ::1)."""
+    entries = address_list(address) if address else []
+    authority = [("grpc.default_authority", entries[0])] if len(entries) > 1 else []
     return [
+        *authority,
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
         ("grpc.keepalive_time_ms", CLIENT_KEEPALIVE_TIME_MS),
@@ -162,13 +179,12 @@ class ServiceClients:
                 for cls in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)
             ]
             interceptors.extend(aio_client_interceptors(tracer_provider=self._tracer_provider))  # type: ignore[no-untyped-call]
-            address, options = self._addresses[service], channel_options(service, self._max_message_bytes)
+            address = self._addresses[service]
+            target, options = grpc_target(address), channel_options(service, self._max_message_bytes, address)
             if self._credentials is None:
-                channel = grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
+                channel = grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
             else:
-                channel = grpc.aio.secure_channel(
-                    address, self._credentials, options=options, interceptors=interceptors
-                )
+                channel = grpc.aio.secure_channel(target, self._credentials, options=options, interceptors=interceptors)
             self._channels[service] = channel
         return self._channels[service]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 import yaml
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import AfterValidator, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from services.common.catalog import SERVICES, ServiceSpec
@@ -25,6 +25,8 @@ CONFIG_FILE_SUFFIX = "CONFIG_FILE"
 PEER_PORT_OFFSET = 100
 LOOPBACK_HOSTS = ("localhost",)
 PEER_ADDRESS_DEFAULT = "default: 127.0.0.1 at the peer's default port (with tls_dir, its peer port: port + 100)"
+# gRPC's own address-list targets ("ipv4:10.0.0.1:50052,10.0.0.2:50052"), passed through as they are.
+ADDRESS_LIST_SCHEMES = ("ipv4:", "ipv6:")
 
 
 class ConfigError(Exception):
@@ -35,6 +37,48 @@ class ConfigError(Exception):
 Port = Annotated[int, Field(ge=0, le=65535)]
 TelemetryExporter = Literal["none", "console", "otlp", "file"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def address_list(value: str) -> list[str]:
+    """The replicas a service address names: one entry for a single address (any gRPC target: `host:port`, a DNS
+    name resolving to every replica, `dns:///...`, `unix:...`), or each `host:port` of a comma-separated list of IP
+    addresses of one family (`10.0.0.1:50052,10.0.0.2:50052`, `[::1]:50052,[::1]:50062`). Raises ValueError saying
+    what to write instead: gRPC cannot resolve several host names in one target."""
+    value = value.strip()
+    if "," not in value or value.startswith(ADDRESS_LIST_SCHEMES):
+        if not value:
+            raise ValueError("an address is host:port, or several IP host:port separated by commas")
+        return [value]
+    entries = [entry.strip() for entry in value.split(",")]
+    families = set()
+    for entry in entries:
+        host, _, port = entry.rpartition(":")
+        if not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError(f"{entry!r} in the address list is not host:port with a port from 1 to 65535")
+        try:
+            ip = ipaddress.ip_address(host[1:-1] if host.startswith("[") and host.endswith("]") else host)
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} in the address list does not name an IP address: a list of replicas is IP host:port "
+                "separated by commas; for host names give one DNS name that resolves to every replica (a headless "
+                "Kubernetes Service), e.g. dns:///runs-replicas.custody.svc:50052"
+            ) from None
+        if ip.version == 6 and not host.startswith("["):
+            raise ValueError(f"{entry!r}: write an IPv6 address in brackets, [{host}]:{port}")
+        families.add(ip.version)
+    if len(families) > 1:
+        raise ValueError("an address list mixes IPv4 and IPv6 addresses: gRPC takes a list of one family")
+    return entries
+
+
+def _check_address(value: str | None) -> str | None:
+    if value is not None:
+        address_list(value)
+    return value
+
+
+# A service's address as a client is configured with it: one address, or the replicas' as a list (address_list).
+ServiceAddress = Annotated[str | None, AfterValidator(_check_address)]
 # A PostgreSQL role name as created unquoted (lower case), so it needs no quoting anywhere it is written.
 RoleName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 

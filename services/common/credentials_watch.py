@@ -3,7 +3,9 @@
 People are added, rotated and revoked while the services run (`custody users`), and a revoked token must stop
 working without a restart. Authentication stays cheap: a call costs at most one os.stat per CHECK_INTERVAL_S, and
 the file is read again only when its signature changed (services/common/file_signature.py: a Kubernetes Secret
-update or an in-place rewrite shows too).
+update or an in-place rewrite shows too). A token the service does not know is checked against the file at once
+(one more os.stat), not after the interval: replicas share the file, and a person added while they run is accepted
+by every replica as soon as by any (a revocation still takes up to the interval).
 
 Fail closed: when the file became missing, unreadable or malformed, the service refuses every call with UNAVAILABLE
 (reason CREDENTIALS_UNAVAILABLE) and logs an ERROR at each check (at most once per CHECK_INTERVAL_S while calls
@@ -19,7 +21,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from services.common.errors import Unavailable
+from services.common.errors import Unauthenticated, Unavailable
 from services.common.file_signature import FileSignature, stat_signature
 from services.common.identity import CredentialsError, Principal, read_credentials
 
@@ -48,9 +50,21 @@ class CredentialsFile:
 
     def authenticate(self, authorization: str | None) -> Principal:
         now = self._clock()
-        if now >= self._next_check:
+        checked = now >= self._next_check
+        if checked:
             self._next_check = now + self._interval
             self._check()
+        if self._problem is not None:
+            raise Unavailable("CREDENTIALS_UNAVAILABLE", UNAVAILABLE_MESSAGE)
+        try:
+            return self._credentials.authenticate(authorization)
+        except Unauthenticated as refused:
+            if checked or refused.reason != "TOKEN_INVALID":
+                raise
+        # A token this process does not know may be one just added: a replica that another replica's acceptance
+        # made the caller trust must not refuse it for the rest of the interval. One os.stat, as a due check.
+        self._next_check = now + self._interval
+        self._check()
         if self._problem is not None:
             raise Unavailable("CREDENTIALS_UNAVAILABLE", UNAVAILABLE_MESSAGE)
         return self._credentials.authenticate(authorization)

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from services.common.catalog import CONSOLE, CONSOLE_DEFAULT_PORT, SERVICE_NAMES, SERVICES
-from services.common.config import Port, ProcessSettings
+from services.common.config import Port, ProcessSettings, ServiceAddress
 
 SERVICE_ADDRESS_DEFAULT = "default: 127.0.0.1 at the service's default (public) port"
 
@@ -22,10 +22,10 @@ class ConsoleSettings(ProcessSettings):
     service: ClassVar[str] = CONSOLE
 
     port: Port = CONSOLE_DEFAULT_PORT
-    ai_gateway_address: str | None = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
-    runs_address: str | None = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
-    art_studio_address: str | None = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
-    lineage_address: str | None = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
+    ai_gateway_address: ServiceAddress = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
+    runs_address: ServiceAddress = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
+    art_studio_address: ServiceAddress = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
+    lineage_address: ServiceAddress = Field(default=None, description=SERVICE_ADDRESS_DEFAULT)
     # The CA the services' certificates chain to, when the console serves plain HTTP itself (e.g. behind an
     # ingress that terminates TLS) but the services speak TLS. With tls_dir: its ca.crt.
     ca_file: Path | None = Field(default=None, description="default: <tls_dir>/ca.crt")

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
-from services.common.config import PEER_ADDRESS_DEFAULT, Port, StatefulServiceSettings
+from services.common.config import PEER_ADDRESS_DEFAULT, Port, ServiceAddress, StatefulServiceSettings
 from services.common.content_credentials.layout import anchors_file, signer_directory
 
 
@@ -19,8 +19,8 @@ class RunsSettings(StatefulServiceSettings):
     # the sha256 rate with it and 0.33x without (medians); mints and attaches did not change. The GIL interval and
     # gc.freeze knobs showed no gain here and stay off.
     keep_freed_memory: bool = True
-    ai_gateway_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
-    lineage_address: str | None = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    ai_gateway_address: ServiceAddress = Field(default=None, description=PEER_ADDRESS_DEFAULT)
+    lineage_address: ServiceAddress = Field(default=None, description=PEER_ADDRESS_DEFAULT)
     # filesystem: blobs under blob_dir (the default). database: blobs in the runs database, for replicas that
     # share a database but no filesystem. s3: blobs in an S3-compatible bucket (services/runs/blobs/s3.py).
     blob_backend: Literal["filesystem", "database", "s3"] = "filesystem"

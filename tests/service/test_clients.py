@@ -10,10 +10,11 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from custody.common.v1 import common_pb2
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
+from services.cli.registry import settings_class
 from services.cli.state import StateLayout
 from services.common import call_context
-from services.common.clients import ServiceClients, retry_service_config
-from services.common.config import ServiceSettings
+from services.common.clients import ServiceClients, channel_options, grpc_target, retry_service_config
+from services.common.config import ServiceSettings, env_prefix
 from services.common.protomap import service_info
 from services.common.server import Service
 from services.runs.access import ACCESS
@@ -127,3 +128,55 @@ def test_calls_are_spread_over_every_address_of_a_service(layout: StateLayout) -
         asyncio.run(call_many())
     assert len(first.time_remaining) > 0 and len(second.time_remaining) > 0
     assert len(first.time_remaining) + len(second.time_remaining) == 20
+
+
+def test_a_configured_list_of_replicas_is_called_round_robin_and_a_stopped_one_is_skipped(
+    layout: StateLayout,
+) -> None:
+    """`<PEER>_ADDRESS: A,B` as users write it (config.address_list): calls reach both replicas; once one stops, every
+    later call goes to the other and none fails."""
+    first, build_first = _recording_runs()
+    second, build_second = _recording_runs()
+    one = ServiceHarness("runs", layout, factory=build_first).__enter__()  # type: ignore[arg-type]
+    stopped = False
+    try:
+        with ServiceHarness("runs", layout, factory=build_second) as two:  # type: ignore[arg-type]
+            prefix = env_prefix("art_studio")
+            settings = settings_class("art_studio").load(
+                layout.service_config("art_studio"),
+                {prefix + "STATE_DIR": str(layout.root), prefix + "RUNS_ADDRESS": f"{one.address}, {two.address}"},
+            )
+
+            async def calls(count: int, clients: ServiceClients) -> None:
+                for _ in range(count):
+                    await clients.stub("runs").GetServiceInfo(runs_pb2.GetServiceInfoRequest())
+
+            async def scenario() -> tuple[int, int]:
+                nonlocal stopped
+                clients = ServiceClients.for_service(settings, None)
+                try:
+                    await calls(10, clients)
+                    spread = (len(first.time_remaining), len(second.time_remaining))
+                    await asyncio.to_thread(one.__exit__, None, None, None)
+                    stopped = True
+                    await calls(10, clients)
+                    return spread
+                finally:
+                    await clients.close()
+
+            spread = asyncio.run(scenario())
+    finally:
+        if not stopped:
+            one.__exit__(None, None, None)
+    assert spread[0] > 0 and spread[1] > 0 and sum(spread) == 10
+    assert len(first.time_remaining) == spread[0] and len(second.time_remaining) == spread[1] + 10
+
+
+def test_a_list_of_replicas_becomes_grpcs_static_target() -> None:
+    assert grpc_target("10.0.0.1:50052, 10.0.0.2:50052") == "ipv4:10.0.0.1:50052,10.0.0.2:50052"
+    assert grpc_target("[::1]:50052,[::1]:50062") == "ipv6:[::1]:50052,[::1]:50062"
+    assert grpc_target("runs.custody.svc:50052") == "runs.custody.svc:50052"
+    assert grpc_target("ipv4:10.0.0.1:1,10.0.0.2:2") == "ipv4:10.0.0.1:1,10.0.0.2:2"
+    options = dict(channel_options("runs", 1024, "10.0.0.1:50052,10.0.0.2:50052"))
+    assert options["grpc.default_authority"] == "10.0.0.1:50052"
+    assert "grpc.default_authority" not in dict(channel_options("runs", 1024, "runs:50052"))

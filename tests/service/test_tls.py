@@ -342,3 +342,34 @@ def test_a_draining_server_reads_not_serving_on_the_health_port(lineage: Service
     lineage.run(health.enter_graceful_shutdown)
     stub = health_pb2_grpc.HealthStub(grpc.insecure_channel(lineage.health_address))
     assert stub.Check(HEALTH, timeout=10).status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def test_a_service_calls_a_list_of_replicas_over_mutual_tls_and_both_serve(layout: StateLayout) -> None:
+    """A `<PEER>_ADDRESS` listing two replicas' peer ports: the channel's authority is the first entry (gRPC would
+    take the whole list), which every replica's certificate names (127.0.0.1), so both TLS handshakes verify."""
+    settings = {"health_port": "0"}
+    with (
+        ServiceHarness("lineage", layout, settings=tls_settings(layout, "lineage", **settings)) as one,
+        ServiceHarness("lineage", layout, settings=tls_settings(layout, "lineage", **settings)) as two,
+    ):
+        prefix = env_prefix("art_studio")
+        art_studio = settings_class("art_studio").load(
+            layout.service_config("art_studio"),
+            {
+                prefix + "STATE_DIR": str(layout.root),
+                prefix + "TLS_DIR": str(layout.tls.service("art_studio").root),
+                prefix + "LINEAGE_ADDRESS": f"{one.peer_address},{two.peer_address}",
+            },
+        )
+
+        async def calls() -> list[str]:
+            clients = ServiceClients.for_service(art_studio, None)
+            try:
+                return [(await clients.stub("lineage").GetServiceInfo(INFO)).caller.id for _ in range(10)]
+            finally:
+                await clients.close()
+
+        callers = asyncio.run(calls())
+        served = [sum("GetServiceInfo" in span.name for span in h.spans.get_finished_spans()) for h in (one, two)]
+    assert set(callers) == {"service:art_studio"}
+    assert all(count > 0 for count in served), served

@@ -137,14 +137,23 @@ class ServedProcess:
 
 
 @contextmanager
-def serving(service: str, state_dir: Path, log_dir: Path, **settings: str) -> Iterator[ServedProcess]:
+def serving(
+    service: str,
+    state_dir: Path,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    **settings: str,
+) -> Iterator[ServedProcess]:
     """`custody serve SERVICE` with the state directory's config file, waited for until it is SERVING; `settings`
-    become its CUSTODY_<SERVICE>_* variables. Killed on exit."""
+    become its CUSTODY_<SERVICE>_* variables. On free ports unless given (its callers may need them before it
+    starts). Killed on exit."""
     from services.cli.health import check
     from services.common.catalog import SERVICES
 
     prefix = env_prefix(service)
-    port, metrics_port = free_port(), free_port()
+    port, metrics_port = port or free_port(), metrics_port or free_port()
     env = clean_environment(
         **{
             prefix + "STATE_DIR": str(state_dir),

@@ -137,3 +137,28 @@ def test_the_three_ports_must_differ(tmp_path: Path) -> None:
 def test_a_trust_domain_must_be_a_spiffe_trust_domain() -> None:
     with pytest.raises(ConfigError, match="CUSTODY_RUNS_TRUST_DOMAIN"):
         RunsSettings.load(environ={"CUSTODY_RUNS_TRUST_DOMAIN": "Custody/evil"})
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["127.0.0.1:50054,127.0.0.1:50064", "10.0.0.1:50054, 10.0.0.2:50054", "[::1]:50054,[::1]:50064", "lineage:50054"],
+)
+def test_a_peer_address_may_list_replicas(value: str) -> None:
+    settings = RunsSettings.load(environ={"CUSTODY_RUNS_LINEAGE_ADDRESS": value})
+    assert settings.peer_address("lineage") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("runs-0.runs:50052,runs-1.runs:50052", "does not name an IP address.*one DNS name that resolves to every"),
+        ("127.0.0.1:50052,127.0.0.1", "not host:port with a port from 1 to 65535"),
+        ("127.0.0.1:50052,[::1]:50052", "mixes IPv4 and IPv6"),
+        ("::1:50052,::1:50062", "in brackets"),
+    ],
+)
+def test_a_list_of_replicas_that_grpc_cannot_call_is_refused_at_start_naming_the_variable(
+    value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"CUSTODY_ART_STUDIO_RUNS_ADDRESS: .*{problem}"):
+        settings_class("art_studio").load(environ={"CUSTODY_ART_STUDIO_RUNS_ADDRESS": value})

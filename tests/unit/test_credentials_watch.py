@@ -81,6 +81,21 @@ def test_an_added_principal_is_accepted_after_the_interval(path: Path, clock: Cl
     assert watched.authenticate(bearer(ben)) == BEN
 
 
+def test_an_added_principal_is_accepted_at_once_by_a_service_that_checked_within_the_interval(
+    path: Path, clock: Clock
+) -> None:
+    """Replicas share the file: one accepting a new person's token must not leave another refusing it."""
+    ana, ben = new_token(), new_token()
+    document((ANA, ana)).save(path)
+    watched = CredentialsFile(path, check_interval_s=1.0, clock=clock)
+    clock.pass_interval()
+    assert watched.authenticate(bearer(ana)) == ANA  # checked just now
+    document((ANA, ana), (BEN, ben)).save(path)
+    clock.now += 0.1
+    assert watched.authenticate(bearer(ben)) == BEN
+    assert reason_refusing(watched, new_token()) == "UNAUTHENTICATED TOKEN_INVALID"
+
+
 def test_calls_within_the_interval_do_not_touch_the_file(path: Path, clock: Clock) -> None:
     """Authentication stays cheap: even a deleted file goes unnoticed until the next check is due."""
     ana = new_token()

@@ -3,7 +3,13 @@
 A new checkpoint is signed once the tree has grown by `every_leaves` leaves, or `every_s` seconds after the
 first leaf the last checkpoint does not cover, so no record waits longer than that for a signed root. Before
 signing, the tree's root at the size of the last logged checkpoint must equal that checkpoint's root: the new
-checkpoint then extends the old one, and two inconsistent checkpoints are never signed. When it does not (the
+checkpoint then extends the old one, and two inconsistent checkpoints are never signed.
+
+Replicas of an authority share its database, key and checkpoint log, and each runs a checkpointer. Signing is
+deterministic (Ed25519, and the body is origin, size and root), so two replicas signing one size log the same
+note, and the log's hard link refuses a different one. A replica whose tree has reached a size another replica
+already logged adopts that checkpoint (checked against its key and its own tree) instead of waiting to sign its
+own, so every replica soon answers with the latest checkpoint of the shared tree. When it does not (the
 database was rewritten, or lost leaves), the checkpointer stops signing and raises the alarm every time it is
 asked, in its log and through `alarm`, which the ledger's RPCs report as DATA_LOSS. The alarm stays raised until
 the process restarts: an inconsistency once seen is for a person to investigate, not something to clear itself.
@@ -18,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.common.ledger.checkpoint_log import CheckpointConflict, CheckpointLog
-from services.common.ledger.note import Checkpoint, NoteSigner, parse_checkpoint
+from services.common.ledger.note import Checkpoint, NoteError, NoteSigner, NoteVerifier, parse_checkpoint
 from services.common.ledger.tree import LedgerGap, LedgerTree
 
 log = logging.getLogger("custody.ledger")
@@ -82,6 +88,9 @@ class Checkpointer:
             if latest is not None and size == latest.checkpoint.size:
                 self._pending_since = None
                 return latest
+            logged = self.checkpoints.get(size)
+            if logged is not None:  # another replica (one key, one log, one database) signed this tree already
+                return self._adopt(logged, size)
             now = self._monotonic()
             if self._pending_since is None:
                 self._pending_since = now
@@ -102,6 +111,20 @@ class Checkpointer:
                 f"{logged.size}: the ledger was rewritten out of band"
             )
         return None
+
+    def _adopt(self, note: str, size: int) -> Signed | None:
+        """Takes a checkpoint another signer of this origin logged at the current size as the latest, once it is
+        signed with this key and its root is this tree's: replicas then hand out what any of them signed."""
+        try:
+            checkpoint = NoteVerifier(self.signer.vkey).verify_checkpoint(note)
+        except NoteError as exc:
+            return self._raise_alarm(f"checkpoint {size} in the checkpoint log is not signed with this key: {exc}")
+        problem = self._inconsistency(checkpoint, size)
+        if problem is not None:
+            return self._raise_alarm(problem)
+        self._latest = Signed(checkpoint, note)
+        self._pending_since = None
+        return self._latest
 
     def _sign(self, size: int) -> Signed | None:
         checkpoint = Checkpoint(self.origin, size, self.tree.root(size))

@@ -221,6 +221,10 @@ class Ledger:
                     raise NotFound("LEAF_INDEX_OUT_OF_RANGE", f"the ledger has no leaf {leaf_index}")
         target = self._checkpoint_at(tree_size, latest)
         size = target.checkpoint.size
+        if stored.index >= size and tree_size == 0:  # another replica may have signed it: catch up once
+            self.checkpointer.tick()
+            target = self._latest()
+            size = target.checkpoint.size
         if stored.index >= size:
             raise FailedPrecondition(
                 "NOT_YET_CHECKPOINTED",
@@ -274,7 +278,17 @@ class Ledger:
                 "TREE_SIZE_NOT_CHECKPOINTED",
                 f"no checkpoint of tree size {size} was signed; ask for a signed size (GetCheckpoint gives the latest)",
             )
-        return parse_signed(note)
+        signed = parse_signed(note)
+        if signed.checkpoint.size > self.tree.size:  # signed by another replica, beyond what this one caught up
+            try:
+                self.tree.catch_up()
+            except LedgerGap as gap:
+                raise self._tampered(str(gap)) from None
+            if signed.checkpoint.size > self.tree.size:
+                raise self._tampered(
+                    f"checkpoint {signed.checkpoint.size} is logged but the database holds {self.tree.size} leaves"
+                )
+        return signed
 
     def _guard(self, work: Callable[[], list[bytes]]) -> list[bytes]:
         try:

@@ -62,6 +62,10 @@ class LedgerRows:
             return []
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+        elif not getattr(connection.connection.dbapi_connection, "in_transaction", True):
+            # Nothing written yet, so pysqlite has not begun the transaction: take the write lock before reading the
+            # size, or another process appending at once reads the same size and one of the two inserts fails.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
         start = self.size(connection)
         rows = []
         for offset, leaf in enumerate(leaves):
