@@ -244,9 +244,11 @@ class RunsStore:
     def _insert_rows(self, connection: sa.Connection, batch: list[_PendingRun]) -> dict[str, LedgerPosition]:
         if not batch:
             return {}
-        insert_rows(connection, tables.runs, [p.run_row() for p in batch])
+        runs = [p.run_row() for p in batch]
+        history = [p.history_row() for p in batch]
+        insert_rows(connection, tables.runs, runs)
         insert_rows(connection, tables.run_explanations, [p.explanation_row() for p in batch])
-        insert_rows(connection, tables.run_explanation_history, [p.history_row() for p in batch])
+        insert_rows(connection, tables.run_explanation_history, history)
         advisories = [_advisory_row(p.record.run_id, link) for p in batch for link in p.record.advisories]
         if advisories:
             insert_rows(connection, tables.advisories, advisories)
@@ -260,16 +262,18 @@ class RunsStore:
         seals = [_seal_row(seal, p.record.stamp.created_at) for p in batch for seal in p.seals]
         if seals:
             insert_rows(connection, tables.run_seals, seals)
-        # Last, so the ledger lock (PostgreSQL) is held for as short a time as possible.
+        # Last, so the ledger lock (PostgreSQL) is held for as short a time as possible. Every row here is what was
+        # inserted, column for column: the leaves come from them without reading them back.
         return record_all_leaves(
             self.ledger,
             connection,
+            [],
             [
-                (RUNS, [(p.record.run_id,) for p in batch]),
-                (EXPLANATION_DECISIONS, [(p.record.run_id, 1) for p in batch]),
-                (ADVISORIES, [(a["run_id"], a["advisory_id"]) for a in advisories]),
-                (ATTACHMENTS, [(a["id"],) for a in attachments]),
-                (SEALS, [(s["run_id"], s["sealed_by"]) for s in seals]),
+                (RUNS, runs),
+                (EXPLANATION_DECISIONS, history),
+                (ADVISORIES, advisories),
+                (ATTACHMENTS, attachments),
+                (SEALS, seals),
             ],
         )
 
@@ -626,9 +630,8 @@ class RunsStore:
                 }
                 # The same bytes may be recorded by a concurrent upload: that is the same blob, not a conflict.
                 connection.execute(insert_if_absent(connection, tables.blobs), sorted(blobs.values(), key=str))
-                connection.execute(
-                    tables.attachments.insert(), [_attachment_row(item) for items, _ in batch for item in items]
-                )
+                attachments = [_attachment_row(item) for items, _ in batch for item in items]
+                connection.execute(tables.attachments.insert(), attachments)
                 # A blob already recorded (by an earlier upload, or a concurrent one that committed while this
                 # insert waited on it) has its leaf; only bytes new to the store get one.
                 names = {f"blobs/{sha256}": sha256 for sha256 in sorted(blobs)}
@@ -636,10 +639,9 @@ class RunsStore:
                 placed = record_all_leaves(
                     self.ledger,
                     connection,
-                    [
-                        (BLOBS, [(sha,) for name, sha in names.items() if name not in known]),
-                        (ATTACHMENTS, [(item.record.attachment_id,) for items, _ in batch for item in items]),
-                    ],
+                    # Read back: a blob row inserted by a concurrent upload keeps that upload's time.
+                    [(BLOBS, [(sha,) for name, sha in names.items() if name not in known])],
+                    [(ATTACHMENTS, attachments)],
                 )
             return [[replace(item.record, ledger=placed.get(item.record.name)) for item in items] for items, _ in batch]
         except IntegrityError as exc:

@@ -3,9 +3,10 @@
 A leaf is the RFC 8785 canonical JSON of the record's kind and name, the principal that created it, the request
 id, the time, and digests: the record's own content digest where it has one (a run's artifact_sha256, an
 attachment's blob sha256) and `row_sha256`, the digest of every column of the rows that make up the record. The
-writer derives a leaf by reading the rows back inside the transaction that wrote them, and the audit derives it
-the same way from the database later, with the same code: any edit to any column of a recorded row changes the
-leaf the audit derives, so it no longer matches the leaf the signed tree holds.
+writer derives a leaf from the rows it inserts (or, for records built from several tables' rows, by reading them
+back inside the transaction that wrote them), and the audit derives it from the database later, with the same
+code: any edit to any column of a recorded row changes the leaf the audit derives, so it no longer matches the
+leaf the signed tree holds.
 """
 
 from __future__ import annotations
@@ -140,6 +141,29 @@ class TableRecords:
             for row in batch:
                 yield self.leaf(row, parts.get(self.key(row), []))
 
+    def inserted(self, rows: Iterable[Mapping[str, Any]]) -> list[Leaf]:
+        """Leaves of rows this transaction has just inserted, derived from the values as given: the leaves reading
+        the rows back would derive, without the round trip (on PostgreSQL, a third of what the ledger cost a mint).
+        That holds only when the row gives every column, under its name, as str, int or None, which every database
+        hands back unchanged; anything else is refused (TypeError: a store passing it is a programming error, not a
+        leaf the audit would later reject). Records with parts are read back (Ledger.record_all)."""
+        if self.parts is not None:
+            raise TypeError(f"{self.kind} records span several tables: read them back")
+        names = self._column_names
+        leaves = []
+        for row in rows:
+            if row.keys() != names:
+                raise TypeError(f"{self.kind} row does not give exactly its columns: {sorted(set(row) ^ names)}")
+            for column, value in row.items():
+                if type(value) not in _EXACT_TYPES:
+                    raise TypeError(f"{self.kind} column {column} holds a {type(value).__name__}, not str, int or None")
+            leaves.append(self.leaf(row))
+        return leaves
+
+    @cached_property
+    def _column_names(self) -> set[str]:
+        return {column.name for column in self.table.columns}
+
     def leaf(self, row: Mapping[str, Any], parts: Sequence[Mapping[str, Any]] = ()) -> Leaf:
         columns = {k: v for k, v in row.items() if v is not None or k not in self.added_columns}
         digests = {name: str(row[name]) for name in self.digest_columns if name in columns}
@@ -152,6 +176,9 @@ class TableRecords:
             principal=None if self.principal_column is None else str(row[self.principal_column]),
             request_id=None if self.request_id_column is None else str(row[self.request_id_column]),
         )
+
+
+_EXACT_TYPES = (str, int, type(None))
 
 
 def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from services.common.identity import exposed_key_file
 from services.common.ledger import merkle
 from services.common.ledger.checkpoint_log import CheckpointLog
 from services.common.ledger.checkpointer import Checkpointer, Signed, parse_signed
-from services.common.ledger.leaves import Leaf, LedgerPosition, RecordSource
+from services.common.ledger.leaves import Leaf, LedgerPosition, RecordSource, TableRecords
 from services.common.ledger.note import NoteSigner
 from services.common.ledger.store import LedgerRows, StoredLeaf
 from services.common.ledger.tree import LedgerGap, LedgerTree
@@ -57,6 +57,9 @@ class Consistency:
 Records = Sequence[tuple[RecordSource, Sequence[tuple[Any, ...]]]]
 """Records just written, by source: (source, primary keys), in the order their leaves are appended."""
 
+InsertedRecords = Sequence[tuple[TableRecords, Sequence[Mapping[str, Any]]]]
+"""Records just written, by source: (source, the rows as inserted; see TableRecords.inserted)."""
+
 
 def record_leaves(
     ledger: Ledger | None, connection: sa.Connection, source: RecordSource, keys: Sequence[tuple[Any, ...]]
@@ -65,9 +68,13 @@ def record_leaves(
     return record_all_leaves(ledger, connection, [(source, keys)])
 
 
-def record_all_leaves(ledger: Ledger | None, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
+def record_all_leaves(
+    ledger: Ledger | None, connection: sa.Connection, records: Records, inserted: InsertedRecords = ()
+) -> dict[str, LedgerPosition]:
     """Ledger.record_all, or nothing without a ledger."""
-    return {} if ledger is None or not any(keys for _, keys in records) else ledger.record_all(connection, records)
+    if ledger is None or (not any(keys for _, keys in records) and not any(rows for _, rows in inserted)):
+        return {}
+    return ledger.record_all(connection, records, inserted)
 
 
 def leaf_positions(
@@ -142,14 +149,16 @@ class Ledger:
         indexes = self.rows.append(connection, leaves)
         return {leaf.name: LedgerPosition(self.origin, index) for leaf, index in zip(leaves, indexes, strict=True)}
 
-    def record_all(self, connection: sa.Connection, records: Records) -> dict[str, LedgerPosition]:
-        """Appends, in one append, the leaves of records of several sources written in this transaction, read back
-        inside it (so each leaf is what the audit will derive): the ledger's lock, size and insert once per
-        transaction rather than once per source (what a mint's run, explanation, advisories, attachments and
-        seals cost)."""
-        return self.place(
-            connection, [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
-        )
+    def record_all(
+        self, connection: sa.Connection, records: Records, inserted: InsertedRecords = ()
+    ) -> dict[str, LedgerPosition]:
+        """Appends, in one append, the leaves of records of several sources written in this transaction: first
+        those derived from rows as inserted, then those read back inside it (so each leaf is what the audit will
+        derive). The ledger's lock, size and insert come once per transaction rather than once per source (what a
+        mint's run, explanation, advisories, attachments and seals cost)."""
+        leaves = [leaf for source, rows in inserted if rows for leaf in source.inserted(rows)]
+        leaves += [leaf for source, keys in records if keys for leaf in source.leaves(connection, keys)]
+        return self.place(connection, leaves)
 
     def positions(self, connection: sa.Connection, record_names: Sequence[str]) -> dict[str, LedgerPosition]:
         return {

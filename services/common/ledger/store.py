@@ -4,8 +4,12 @@ own transaction.
 Leaf indexes are dense (0, 1, 2, ...) and assigned in commit order: the appender holds a lock until its
 transaction ends (SQLite's write lock, which every writer takes; on PostgreSQL a transaction-scoped advisory
 lock), reads the current size and inserts after it. So a committed record always has its leaf, a rolled-back one
-never does, and no index is skipped. The table is immutable like the records (triggers refuse UPDATE, DELETE and
-TRUNCATE; each service's migration installs them).
+never does, and no index is skipped. On PostgreSQL the size is read by the INSERT itself (INSERT ... SELECT from
+max + 1), two statements in all: each round trip is what the ledger costs a mint there. The INSERT's snapshot is
+taken after the lock statement returns, so it sees every leaf the previous holder committed.
+
+The table is immutable like the records (triggers refuse UPDATE, DELETE and TRUNCATE; each service's migration
+installs them).
 """
 
 from __future__ import annotations
@@ -60,28 +64,51 @@ class LedgerRows:
         """Appends leaves in order inside the caller's transaction; returns their indexes."""
         if not leaves:
             return []
+        texts = [leaf.canonical() for leaf in leaves]
         if connection.dialect.name == "postgresql":
-            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
-        elif not getattr(connection.connection.dbapi_connection, "in_transaction", True):
+            start = self._append_postgresql(connection, leaves, texts)
+            return list(range(start, start + len(leaves)))
+        if not getattr(connection.connection.dbapi_connection, "in_transaction", True):
             # Nothing written yet, so pysqlite has not begun the transaction: take the write lock before reading the
             # size, or another process appending at once reads the same size and one of the two inserts fails.
             connection.exec_driver_sql("BEGIN IMMEDIATE")
         start = self.size(connection)
-        rows = []
-        for offset, leaf in enumerate(leaves):
-            text = leaf.canonical()
-            rows.append(
-                {
-                    "leaf_index": start + offset,
-                    "kind": leaf.kind,
-                    "record_name": leaf.name,
-                    "leaf_json": text.decode("utf-8"),
-                    "leaf_sha256": leaf_hash(text).hex(),
-                    "created_at_us": leaf.time_us,
-                }
-            )
+        rows = [
+            {
+                "leaf_index": start + offset,
+                "kind": leaf.kind,
+                "record_name": leaf.name,
+                "leaf_json": text.decode("utf-8"),
+                "leaf_sha256": leaf_hash(text).hex(),
+                "created_at_us": leaf.time_us,
+            }
+            for offset, (leaf, text) in enumerate(zip(leaves, texts, strict=True))
+        ]
         insert_rows(connection, self.table, rows)
         return [start + offset for offset in range(len(leaves))]
+
+    def _append_postgresql(self, connection: sa.Connection, leaves: Sequence[Leaf], texts: Sequence[bytes]) -> int:
+        """Lock, then one INSERT that numbers the leaves after the current size (unnest keeps their order);
+        returns the first index."""
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+        found = connection.exec_driver_sql(
+            f"WITH size AS (SELECT coalesce(max(leaf_index) + 1, 0) AS start FROM {self.table.name}), "
+            f"added AS (INSERT INTO {self.table.name} "
+            "(leaf_index, kind, record_name, leaf_json, leaf_sha256, created_at_us) "
+            "SELECT size.start + leaf.position - 1, leaf.kind, leaf.record_name, leaf.leaf_json, leaf.leaf_sha256, "
+            "leaf.created_at_us FROM size, unnest(%(kinds)s::text[], %(names)s::text[], %(jsons)s::text[], "
+            "%(hashes)s::text[], %(times)s::bigint[]) WITH ORDINALITY "
+            "AS leaf(kind, record_name, leaf_json, leaf_sha256, created_at_us, position) RETURNING leaf_index) "
+            "SELECT min(leaf_index) FROM added",
+            {
+                "kinds": [leaf.kind for leaf in leaves],
+                "names": [leaf.name for leaf in leaves],
+                "jsons": [text.decode("utf-8") for text in texts],
+                "hashes": [leaf_hash(text).hex() for text in texts],
+                "times": [leaf.time_us for leaf in leaves],
+            },
+        ).scalar_one()
+        return int(found)
 
     def size(self, connection: sa.Connection) -> int:
         found = connection.execute(sa.select(sa.func.max(self.table.c.leaf_index))).scalar_one_or_none()

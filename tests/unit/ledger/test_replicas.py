@@ -141,3 +141,24 @@ def test_two_replicas_appending_and_signing_at_once_keep_dense_leaves_and_consis
     for entry in entries:
         verifier.verify_checkpoint(entry.note)
         assert entry.checkpoint.root == merkle.root_of(hashes[: entry.checkpoint.size])
+
+
+def test_one_append_numbers_its_leaves_in_order_after_those_already_there(
+    shared: tuple[str, LedgerSettings, NoteVerifier],
+) -> None:
+    ledger = replica(shared)
+    append(ledger, ["runs/first"])
+    with ledger._engine.begin() as connection:
+        placed = ledger.place(connection, [leaf(f"runs/{n}") for n in ("c", "a", "b")])
+    assert {name: position.leaf_index for name, position in placed.items()} == {
+        "runs/c": 1,
+        "runs/a": 2,
+        "runs/b": 3,
+    }
+    with ledger._engine.connect() as connection:
+        assert [(s.index, s.record_name) for s in ledger.rows.all(connection)] == [
+            (0, "runs/first"),
+            (1, "runs/c"),
+            (2, "runs/a"),
+            (3, "runs/b"),
+        ]
