@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-import typer
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.table import Table
 
-from services.cli.output import fail_with
+from services.cli.output import fail, fail_with
 from services.cli.state import StateLayout, channel_security, endpoints, operator_token
 from services.common import call_context, status
 from services.common.clients import ServiceClients
@@ -50,8 +49,7 @@ def call_services(state_dir: Path, invoke: Callable[[ServiceClients], Awaitable[
     except grpc.RpcError as exc:
         fail_with(err, status.decode(exc))
     except TlsFilesError as exc:  # the CA the CLI was told to trust is not there
-        err.print(f"[red]error:[/red] {exc} (CUSTODY_CACERT, or the CA `custody up --tls` recorded)")
-        raise typer.Exit(1) from None
+        fail(err, f"{exc} (CUSTODY_CACERT, or the CA `custody up --tls` recorded)", code="TLS_FILES")
 
 
 def as_dict(message: Message) -> dict[str, Any]:

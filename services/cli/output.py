@@ -1,13 +1,22 @@
-"""How the CLI reports a failed call: status code, ErrorInfo reason, message, field violations, and a hint."""
+"""How the CLI reports a failed call: status code, ErrorInfo reason, message, field violations, and a hint.
+
+Server messages are printed literally (they may hold square brackets, which rich would read as markup). With
+`--json` (which sets `errors_as_json` through its option callback), the error is one JSON object on stderr instead,
+for scripts: {"error": {"code", "reason", "message", "violations", "metadata", "hint"}}.
+"""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+import os
+from typing import Any, NoReturn
 
 import grpc
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from services.cli.state import TOKEN_ENV
 from services.common.status import DecodedError
 
 HINTS = {
@@ -25,15 +34,70 @@ REASON_HINTS = {
     "CREDENTIALS_UNAVAILABLE": "the service cannot read its credentials file (its log says why): fix or restore it",
     "DATABASE_UNAVAILABLE": "the service cannot reach its database (its log says why); it recovers by itself, retry",
     "STORAGE_FULL": "the service's disk is full: free space (its log names the file system), then retry",
+    "CANDIDATE_INCOMPLETE": (
+        "attach what is missing (`custody runs attach RUN FILE --kind KIND`), or record a BLOCKED run with "
+        "`custody runs bind RUN --lenient`"
+    ),
+    "UPSTREAM_NOT_LATEST": (
+        "an upstream it names has a newer version: create a new version from the latest upstream (`custody lineage "
+        "create PARENT --upstream LATEST ...`; `custody lineage versions` lists them) and approve that one"
+    ),
 }
+# When CUSTODY_TOKEN is set, a refused token is that variable's doing, not the state directory's.
+TOKEN_ENV_HINT = (
+    "CUSTODY_TOKEN is set and this deployment does not accept that token: unset CUSTODY_TOKEN to use the operator "
+    "token `custody init` saved, or set it to a valid token (`custody users add NAME --role ROLE` prints one)"
+)
+
+_errors_as_json = False
+
+
+def errors_as_json(value: bool) -> bool:
+    """The `--json` option's callback: errors of this command are JSON on stderr too."""
+    global _errors_as_json
+    _errors_as_json = bool(value)
+    return value
+
+
+def hint_for(error: DecodedError) -> str | None:
+    if error.code is grpc.StatusCode.UNAUTHENTICATED and os.environ.get(TOKEN_ENV):
+        return TOKEN_ENV_HINT
+    return REASON_HINTS.get(error.reason) or HINTS.get(error.code)
+
+
+def error_document(error: DecodedError) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": error.code.name,
+            "reason": error.reason,
+            "message": error.message,
+            "violations": [{"field": v.field, "description": v.description} for v in error.violations],
+            "metadata": dict(error.metadata),
+            "hint": hint_for(error),
+        }
+    }
 
 
 def fail_with(console: Console, error: DecodedError) -> NoReturn:
+    if _errors_as_json:
+        console.file.write(json.dumps(error_document(error)) + "\n")
+        raise typer.Exit(1)
     reason = f" {error.reason}" if error.reason else ""
-    console.print(f"[red]error:[/red] {error.code.name}{reason}: {error.message}")
+    console.print(f"[red]error:[/red] {error.code.name}{escape(reason)}: {escape(error.message)}")
     for violation in error.violations:
-        console.print(f"  {violation.field}: {violation.description}")
-    hint = REASON_HINTS.get(error.reason) or HINTS.get(error.code)
+        console.print(f"  {escape(violation.field)}: {escape(violation.description)}")
+    hint = hint_for(error)
     if hint:
-        console.print(f"[dim]hint: {hint}[/dim]")
+        console.print(f"[dim]hint: {escape(hint)}[/dim]")
+    raise typer.Exit(1)
+
+
+def fail(console: Console, message: str, *, code: str = "FAILED", hint: str | None = None) -> NoReturn:
+    """A failure of the CLI's own (not a server's status): printed, or JSON with --json; exit 1."""
+    if _errors_as_json:
+        console.file.write(json.dumps({"error": {"code": code, "message": message, "hint": hint}}) + "\n")
+        raise typer.Exit(1)
+    console.print(f"[red]error:[/red] {escape(message)}")
+    if hint:
+        console.print(f"[dim]hint: {escape(hint)}[/dim]")
     raise typer.Exit(1)

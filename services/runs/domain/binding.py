@@ -127,7 +127,7 @@ def _binding(context: Context, request: BindRequest) -> _Binding:
         raise FailedPrecondition(
             "CANDIDATE_INCOMPLETE",
             f"the candidate has no {' and no '.join(missing)} attachment; attach it, or bind with strict=false "
-            "to record a BLOCKED run",
+            "(`custody runs bind RUN --lenient`) to record a BLOCKED run",
             metadata={"missing": ",".join(missing)},
         )
     return _Binding(
