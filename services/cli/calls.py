@@ -12,19 +12,15 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from services.cli.output import fail, fail_with
+from services.cli.output import console, err, fail, fail_with, table
 from services.cli.state import StateLayout, channel_security, endpoints, operator_token
 from services.common import call_context, status
 from services.common.clients import ServiceClients
 from services.common.tls.credentials import TlsFilesError
 
 T = TypeVar("T")
-
-console = Console()
-err = Console(stderr=True)
 
 
 def call(state_dir: Path, service: str, invoke: Callable[[Any], Awaitable[T]]) -> T:
@@ -66,10 +62,10 @@ def print_record(message: Message, as_json: bool) -> None:
     if as_json:
         print_json(document)
         return
-    table = Table(show_header=False)
+    rows = table("field", "value", show_header=False)
     for key, value in document.items():
-        table.add_row(key, json.dumps(value) if isinstance(value, dict | list) else str(value))
-    console.print(table)
+        rows.add_row(Text(key), Text(json.dumps(value) if isinstance(value, dict | list) else str(value)))
+    console.print(rows)
 
 
 def print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool, title: str | None = None) -> None:
@@ -77,9 +73,7 @@ def print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool, ti
     if as_json:
         print_json(rows)
         return
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column)
+    printed = table(*columns, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*(str(row.get(column, "")) for column in columns))
-    console.print(table)
+        printed.add_row(*(Text(str(row.get(column, ""))) for column in columns))
+    console.print(printed)

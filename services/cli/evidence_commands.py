@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from services.cli.calls import call_services, console, err
+from services.cli.calls import call_services
 from services.cli.evidence_export import DEFAULT_WAIT_S, Export, Exporter, ExportError
 from services.cli.ledger_commands import AUTHORITIES
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import console, err
 from services.cli.state import DEFAULT_STATE_DIR, StateLayout
 from services.common.clients import ServiceClients
 from services.common.content_credentials.layout import anchors_file

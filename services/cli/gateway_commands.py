@@ -13,8 +13,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from rich.table import Table
 
 from custody.ai_gateway.v1 import gateway_pb2
-from services.cli.calls import as_dict, call, call_services, console, print_json, print_record, print_rows
+from services.cli.calls import as_dict, call, call_services, print_json, print_record, print_rows
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import console
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common.gateway_images import ImageStreamError
 

@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 
 from services.cli import registry
-from services.cli.calls import console, print_json
+from services.cli.calls import print_json
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import console
 from services.cli.state import DEFAULT_STATE_DIR, StateLayout
 from services.common.catalog import SERVICES
 from services.common.config import CONFIG_EXIT_CODE, ConfigError, StatefulServiceSettings, env_prefix

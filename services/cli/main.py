@@ -14,7 +14,6 @@ from typing import Annotated
 
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -33,6 +32,7 @@ from services.cli.calls import call, print_record
 from services.cli.health import check
 from services.cli.local_ca import LocalCaError
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import console, err
 from services.cli.people import PeopleError
 from services.cli.state import (
     DEFAULT_DEPLOYMENT,
@@ -57,8 +57,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
 
 
 def _service_name(value: str) -> str:

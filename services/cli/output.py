@@ -1,5 +1,9 @@
 """How the CLI reports a failed call: status code, ErrorInfo reason, message, field violations, and a hint.
 
+Output goes through the two consoles here. Piped or redirected, they do not wrap at 80 columns (rich's width
+without a terminal): a line is as long as it is, so scripts and `grep` see whole names. Tables fold long cells
+rather than cut them (`table()`), so a resource name is always there to copy.
+
 Server messages are printed literally (they may hold square brackets, which rich would read as markup). With
 `--json` (which sets `errors_as_json` through its option callback), the error is one JSON object on stderr instead,
 for scripts: {"error": {"code", "reason", "message", "violations", "metadata", "hint"}}.
@@ -9,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, NoReturn
+import sys
+from typing import IO, Any, NoReturn
 
 import grpc
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from services.cli.state import TOKEN_ENV
 from services.common.status import DecodedError
@@ -48,6 +54,26 @@ TOKEN_ENV_HINT = (
     "CUSTODY_TOKEN is set and this deployment does not accept that token: unset CUSTODY_TOKEN to use the operator "
     "token `custody init` saved, or set it to a valid token (`custody users add NAME --role ROLE` prints one)"
 )
+
+# Without a terminal: wide enough that nothing wraps (tables take only the width they need).
+UNWRAPPED_WIDTH = 100_000
+
+
+def _console(stream: IO[str], *, stderr: bool = False) -> Console:
+    return Console(stderr=stderr, width=None if stream.isatty() else UNWRAPPED_WIDTH)
+
+
+console = _console(sys.stdout)
+err = _console(sys.stderr, stderr=True)
+
+
+def table(*columns: str, **options: Any) -> Table:
+    """A table whose cells fold onto more lines instead of ending in an ellipsis."""
+    made = Table(**options)
+    for column in columns:
+        made.add_column(column, overflow="fold")
+    return made
+
 
 _errors_as_json = False
 

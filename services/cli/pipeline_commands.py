@@ -7,17 +7,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from services.cli.calls import call, print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import err
 from services.cli.pipeline.discovery import SHIPPED_MODULES, ModuleError, discover
 from services.cli.pipeline.driver import Driver, DriverError, RunResult
 from services.cli.pipeline.recipe import RecipeError, load_recipe, validate
 from services.cli.state import DEFAULT_STATE_DIR
 
 app = typer.Typer(name="pipeline", help="Run YAML recipes of module stages; outputs become lineage versions.")
-err = Console(stderr=True)
 INVALID_EXIT_CODE = 2
 
 

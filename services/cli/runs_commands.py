@@ -16,8 +16,9 @@ from rich.progress import Progress
 
 from custody.runs.v1 import runs_pb2
 from services.cli import legacy
-from services.cli.calls import as_dict, call, console, err, print_json, print_record, print_rows
+from services.cli.calls import as_dict, call, print_json, print_record, print_rows
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import console, err
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import call_context, status
 from services.common.errors import CustodyError

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from custody.art_studio.v1 import art_studio_pb2
-from services.cli.calls import as_dict, call, console, print_json, print_rows
+from services.cli.calls import as_dict, call, print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import console
 from services.cli.state import DEFAULT_STATE_DIR
 
 app = typer.Typer(help="Rosette design: prompt -> spec -> deterministic, validated SVG.", no_args_is_help=True)

@@ -15,8 +15,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from services.cli.calls import console, err, print_json, print_rows
+from services.cli.calls import print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import console, err
 from services.cli.people import ROLES, PeopleError, add_user, list_users, revoke_user, rotate_user
 from services.cli.state import DEFAULT_STATE_DIR, TOKEN_ENV, StateLayout
 

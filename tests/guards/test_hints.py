@@ -9,7 +9,6 @@ import re
 import shlex
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import Any
 
 import typer
@@ -38,9 +37,13 @@ def texts(tree: ast.AST) -> Iterator[tuple[int, str]]:
         if isinstance(node, ast.JoinedStr):
             parts = [p.value if isinstance(p, ast.Constant) else PLACEHOLDER for p in node.values]
             yield node.lineno, "".join(str(p) for p in parts)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if id(node) not in docstrings and id(node) not in inside_fstrings:
-                yield node.lineno, node.value
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+            and id(node) not in inside_fstrings
+        ):
+            yield node.lineno, node.value
 
 
 def hinted_commands() -> Iterator[tuple[str, str]]:

@@ -39,3 +39,10 @@ def test_a_token_refused_while_custody_token_is_set_names_the_variable(runs: Run
     result = custody("runs", "list", "--state-dir", str(runs.layout.root), env=env)
     assert result.returncode == 1
     assert "UNAUTHENTICATED" in result.stderr and "CUSTODY_TOKEN is set" in result.stderr
+
+
+def test_piped_output_is_not_wrapped_at_80_columns(cli: Any, runs: RunsClient) -> None:
+    note = "n" * 200
+    created = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input(outputs={"gcode": note})))
+    lines = cli("show", created.name).stdout.splitlines()
+    assert any(note in line for line in lines)
