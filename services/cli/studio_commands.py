@@ -10,8 +10,9 @@ import typer
 from custody.art_studio.v1 import art_studio_pb2
 from services.cli.calls import as_dict, call, print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
-from services.cli.output import console
+from services.cli.output import console, err, fail
 from services.cli.state import DEFAULT_STATE_DIR
+from services.common.hashing import sha256_bytes
 
 app = typer.Typer(help="Rosette design: prompt -> spec -> deterministic, validated SVG.", no_args_is_help=True)
 
@@ -91,10 +92,14 @@ def compile(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
-    """Compile a spec you wrote into deterministic SVG."""
+    """Compile a spec you wrote into deterministic SVG; writes exactly the bytes whose sha256 it prints (checked:
+    exit 1 and no file if the answer's bytes and digest disagree)."""
     request = art_studio_pb2.CompileSpecRequest(spec_json=spec.read_text(encoding="utf-8"))
     answer = call(state_dir, "art_studio", lambda stub: stub.CompileSpec(request))
     target = out or spec.with_suffix(".svg")
+    written = sha256_bytes(answer.svg)
+    if written != answer.svg_sha256:
+        fail(err, f"art_studio answered SVG bytes with sha256 {written}, not the {answer.svg_sha256} it named")
     target.write_bytes(answer.svg)
     if as_json:
         print_json({"svg": str(target), "svg_sha256": answer.svg_sha256, "spec_sha256": answer.spec_sha256})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from xml.etree.ElementTree import Element, ParseError
 
 import tinycss2
-from defusedxml import DefusedXmlException
+from defusedxml import DefusedXmlException, DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import fromstring
 
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
@@ -69,6 +69,22 @@ def _split(name: str) -> tuple[str, str]:
     return "", name
 
 
+def _doctype(exc: DTDForbidden) -> str:
+    external = f'SYSTEM "{exc.sysid}"' if exc.sysid else f'PUBLIC "{exc.pubid}"' if exc.pubid else ""
+    return " ".join(part for part in (str(exc.name), external) if part)
+
+
+def _declaration_violation(exc: DefusedXmlException) -> SvgViolation:
+    """What defusedxml refused, in words (its exceptions print as Python reprs)."""
+    if isinstance(exc, EntitiesForbidden):
+        detail = f"the document declares the entity {exc.name!s}; entity declarations are refused"
+    elif isinstance(exc, ExternalReferenceForbidden):
+        detail = f"the document refers to an external resource ({exc.sysid or exc.pubid}); remove the reference"
+    else:
+        detail = "the document declares a DOCTYPE or entity, which is refused; remove it"
+    return SvgViolation("DOCTYPE_OR_ENTITY", "document", detail)
+
+
 def validate_svg(data: bytes) -> list[SvgViolation]:
     """Every way `data` breaks the allowlist; empty when it is a safe SVG."""
     if len(data) > MAX_BYTES:
@@ -81,13 +97,27 @@ def validate_svg(data: bytes) -> list[SvgViolation]:
     instructions = _processing_instructions(data)
     if instructions:
         return instructions
+    violations: list[SvgViolation] = []
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DTDForbidden as exc:
+        # Refused, and the rest is still checked: a DOCTYPE without entity declarations cannot change what the
+        # parser reads, so the person fixing the file sees every other violation at once.
+        violations.append(
+            SvgViolation(
+                "DOCTYPE_OR_ENTITY", "document", f"the document declares a DOCTYPE ({_doctype(exc)}); remove it"
+            )
+        )
+        try:
+            root = fromstring(data, forbid_dtd=False, forbid_entities=True, forbid_external=True)
+        except DefusedXmlException as inner:
+            return [*violations, _declaration_violation(inner)]
+        except (ParseError, ValueError) as inner:
+            return [*violations, SvgViolation("UNPARSEABLE", "document", str(inner))]
     except DefusedXmlException as exc:
-        return [SvgViolation("DOCTYPE_OR_ENTITY", "document", f"DOCTYPE and entity declarations are refused ({exc})")]
+        return [_declaration_violation(exc)]
     except (ParseError, ValueError) as exc:
         return [SvgViolation("UNPARSEABLE", "document", str(exc))]
-    violations: list[SvgViolation] = []
     namespace, local = _split(root.tag)
     if local != "svg" or namespace not in ("", SVG_NAMESPACE):
         violations.append(SvgViolation("NOT_SVG", local, "the root element must be <svg> in the SVG namespace"))
