@@ -14,6 +14,7 @@ from google.protobuf.json_format import MessageToDict
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.cli.calls import as_dict, call, print_json, print_record, print_rows
 from services.cli.options import JsonFlag, StateDir
+from services.cli.output import err, fail
 from services.cli.state import DEFAULT_STATE_DIR
 
 app = typer.Typer(
@@ -168,7 +169,27 @@ def _list_versions(parent: str, statuses: list[str], page_size: int, state_dir: 
         found.extend(page.versions)
         token = page.next_page_token
         if not token:
+            if not found:
+                _require_project(parent, state_dir)
             return found
+
+
+def _require_project(parent: str, state_dir: Path) -> None:
+    """An empty listing of a project that holds no version at all is a mistyped name, not "nothing there": exit 1
+    (NOT_FOUND) rather than print an empty table. The service answers such a listing with an empty page (a
+    pipeline lists its project before the first version), so the CLI asks whether the project holds anything."""
+    project = parent.split("/")[1] if parent.startswith("projects/") and parent.count("/") >= 1 else ""
+    if not project or project == "-":
+        return
+    probe = pb.ListVersionsRequest(parent=f"projects/{project}", page_size=1)
+    if not call(state_dir, "lineage", methodcaller("ListVersions", probe)).versions:
+        fail(
+            err,
+            f"no project {project!r} holds a version",
+            code="NOT_FOUND",
+            reason="PROJECT_NOT_FOUND",
+            hint="`custody lineage projects` lists the projects that hold versions",
+        )
 
 
 @app.command()
@@ -331,6 +352,8 @@ def stale(
         token = page.next_page_token
         if not token:
             break
+    if not found:
+        _require_project(parent, state_dir)
     if as_json:
         print_json([as_dict(v) for v in found])
     else:
@@ -441,3 +464,47 @@ def policy(
 ) -> None:
     """A policy's types, rules and job groups."""
     print_record(call(state_dir, "lineage", lambda stub: stub.GetPolicy(pb.GetPolicyRequest(name=name))), as_json)
+
+
+@app.command()
+def policies(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+    """Every policy (policy files' and RegisterType's), with its types; `custody lineage policy NAME` shows one."""
+    response = call(state_dir, "lineage", lambda stub: stub.ListPolicies(pb.ListPoliciesRequest()))
+    if as_json:
+        print_json([as_dict(p) for p in response.policies])
+        return
+    rows = [
+        {
+            "name": p.name,
+            "source": p.source,
+            "types": ", ".join(t.name for t in p.types),
+            "description": p.description,
+        }
+        for p in response.policies
+    ]
+    print_rows(rows, ["name", "source", "types", "description"], False)
+
+
+@app.command()
+def projects(page_size: int = 100, state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
+    """Every project that holds versions (all pages), with its version count and latest creation."""
+
+    async def fetch(stub: Any) -> list[pb.Project]:
+        found: list[pb.Project] = []
+        token = ""
+        while True:
+            page = await stub.ListProjects(pb.ListProjectsRequest(page_size=page_size, page_token=token))
+            found.extend(page.projects)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    found = call(state_dir, "lineage", fetch)
+    if as_json:
+        print_json([as_dict(p) for p in found])
+        return
+    rows = [
+        {"name": p.name, "versions": p.version_count, "latest": p.latest_create_time.ToDatetime().isoformat()}
+        for p in found
+    ]
+    print_rows(rows, ["name", "versions", "latest"], False)

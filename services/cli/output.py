@@ -118,12 +118,17 @@ def fail_with(console: Console, error: DecodedError) -> NoReturn:
     raise typer.Exit(1)
 
 
-def fail(console: Console, message: str, *, code: str = "FAILED", hint: str | None = None) -> NoReturn:
-    """A failure of the CLI's own (not a server's status): printed, or JSON with --json; exit 1."""
+def fail(
+    console: Console, message: str, *, code: str = "FAILED", reason: str = "", hint: str | None = None
+) -> NoReturn:
+    """A failure the CLI finds itself (not a server's status): printed as a server's is (code and reason when it
+    names one), or JSON with --json; exit 1."""
     if _errors_as_json:
-        console.file.write(json.dumps({"error": {"code": code, "message": message, "hint": hint}}) + "\n")
+        document = {"code": code, "reason": reason, "message": message, "hint": hint}
+        console.file.write(json.dumps({"error": document}) + "\n")
         raise typer.Exit(1)
-    console.print(f"[red]error:[/red] {escape(message)}")
+    prefix = f"{code} {reason}: " if reason else ""
+    console.print(f"[red]error:[/red] {escape(prefix + message)}")
     if hint:
         console.print(f"[dim]hint: {escape(hint)}[/dim]")
     raise typer.Exit(1)

@@ -20,6 +20,8 @@ ACCESS = AccessTable(
         "GetServiceInfo": _READ,
         "RegisterType": allow(human_roles={OPERATOR_ROLE}),
         "GetPolicy": _READ,
+        "ListPolicies": _READ,
+        "ListProjects": _READ,
         "CreateVersion": allow(services=_SERVICES, human_roles={OPERATOR_ROLE}),
         "GetVersion": _READ,
         "ListVersions": _READ,

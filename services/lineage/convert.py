@@ -21,6 +21,7 @@ from services.lineage.domain.model import (
     Health,
     HealthRecord,
     Metadata,
+    ProjectSummary,
     Source,
     Status,
     StatusRecord,
@@ -225,6 +226,12 @@ def type_to_proto(definition: TypeDefinition) -> pb.ArtifactType:
         message.register_time = rfc3339(definition.registered_at)
     if definition.registered_by is not None:
         message.registered_by.CopyFrom(principal_to_proto(definition.registered_by))
+    return message
+
+
+def project_to_proto(project: ProjectSummary) -> pb.Project:
+    message = pb.Project(name=f"projects/{project.project}", version_count=project.version_count)
+    message.latest_create_time.FromDatetime(project.latest_created_at)
     return message
 
 

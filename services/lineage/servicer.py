@@ -52,6 +52,18 @@ class LineageServicer(lineage_pb2_grpc.LineageServiceServicer):
         view = await _run(lambda: self.lineage.get_policy(request.name))
         return convert.policy_to_proto(view.policy, view.types)
 
+    async def ListPolicies(
+        self, request: pb.ListPoliciesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListPoliciesResponse:
+        views = await _run(self.lineage.list_policies)
+        return pb.ListPoliciesResponse(policies=[convert.policy_to_proto(v.policy, v.types) for v in views])
+
+    async def ListProjects(
+        self, request: pb.ListProjectsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListProjectsResponse:
+        projects, token = await _run(lambda: self.lineage.list_projects(request.page_size, request.page_token))
+        return pb.ListProjectsResponse(projects=[convert.project_to_proto(p) for p in projects], next_page_token=token)
+
     async def CreateVersion(
         self, request: pb.CreateVersionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateVersionResponse:

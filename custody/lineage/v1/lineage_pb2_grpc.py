@@ -78,6 +78,16 @@ class LineageServiceStub:
                 request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetPolicyRequest.SerializeToString,
                 response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Policy.FromString,
                 _registered_method=True)
+        self.ListPolicies = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/ListPolicies',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListPoliciesRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListPoliciesResponse.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/custody.lineage.v1.LineageService/ListProjects',
+                request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
         self.CreateVersion = channel.unary_unary(
                 '/custody.lineage.v1.LineageService/CreateVersion',
                 request_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionRequest.SerializeToString,
@@ -246,6 +256,26 @@ class LineageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPolicies(self, request, context):
+        """Every policy, by name: those installed from policy files and those only RegisterType created, each as GetPolicy
+        gives it (its types at their latest schema version, its job groups). Not paged: a deployment has a handful.
+        Errors: none of its own (authentication and authorization only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """The projects that hold versions, by name (keyset pages), with how many versions each holds and when its latest
+        was created. A project exists from its first version on; there is no empty project.
+        Errors:
+        INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+        INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered, for this RPC.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateVersion(self, request, context):
         """Creates the next version of an entity: a complete immutable snapshot (data, metadata, exact upstream
         references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
@@ -298,6 +328,8 @@ class LineageServiceServicer:
         Errors:
         INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
         entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+        A project that holds no version (ListProjects lists those that do) gives an empty page: projects exist from
+        their first version on, so a client may list one before its first create.
         INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
         entry per bad entry (field statuses[i]).
         INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
@@ -545,6 +577,16 @@ def add_LineageServiceServicer_to_server(servicer, server):
                     request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.GetPolicyRequest.FromString,
                     response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.Policy.SerializeToString,
             ),
+            'ListPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicies,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListPoliciesRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListPoliciesResponse.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListProjectsRequest.FromString,
+                    response_serializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.ListProjectsResponse.SerializeToString,
+            ),
             'CreateVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateVersion,
                     request_deserializer=custody_dot_lineage_dot_v1_dot_lineage__pb2.CreateVersionRequest.FromString,
@@ -739,6 +781,60 @@ class LineageService:
             '/custody.lineage.v1.LineageService/GetPolicy',
             custody_dot_lineage_dot_v1_dot_lineage__pb2.GetPolicyRequest.SerializeToString,
             custody_dot_lineage_dot_v1_dot_lineage__pb2.Policy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/ListPolicies',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListPoliciesRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.lineage.v1.LineageService/ListProjects',
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListProjectsRequest.SerializeToString,
+            custody_dot_lineage_dot_v1_dot_lineage__pb2.ListProjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

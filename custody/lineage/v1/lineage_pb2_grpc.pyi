@@ -101,6 +101,18 @@ class LineageServiceStub:
       INVALID_ARGUMENT (POLICY_NAME_INVALID): the name does not match [a-z][a-z0-9_]{0,62}.
       NOT_FOUND (POLICY_NOT_FOUND): no policy file and no registered type carries this name.
     """
+    ListPolicies: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ListPoliciesRequest, _lineage_pb2.ListPoliciesResponse]
+    """Every policy, by name: those installed from policy files and those only RegisterType created, each as GetPolicy
+    gives it (its types at their latest schema version, its job groups). Not paged: a deployment has a handful.
+    Errors: none of its own (authentication and authorization only).
+    """
+    ListProjects: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.ListProjectsRequest, _lineage_pb2.ListProjectsResponse]
+    """The projects that hold versions, by name (keyset pages), with how many versions each holds and when its latest
+    was created. A project exists from its first version on; there is no empty project.
+    Errors:
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered, for this RPC.
+    """
     CreateVersion: _grpc.UnaryUnaryMultiCallable[_lineage_pb2.CreateVersionRequest, _lineage_pb2.CreateVersionResponse]
     """Creates the next version of an entity: a complete immutable snapshot (data, metadata, exact upstream
     references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
@@ -145,6 +157,8 @@ class LineageServiceStub:
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
         entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+    A project that holds no version (ListProjects lists those that do) gives an empty page: projects exist from
+    their first version on, so a client may list one before its first create.
       INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
         entry per bad entry (field statuses[i]).
       INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
@@ -386,6 +400,18 @@ class LineageServiceAsyncStub(LineageServiceStub):
       INVALID_ARGUMENT (POLICY_NAME_INVALID): the name does not match [a-z][a-z0-9_]{0,62}.
       NOT_FOUND (POLICY_NOT_FOUND): no policy file and no registered type carries this name.
     """
+    ListPolicies: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ListPoliciesRequest, _lineage_pb2.ListPoliciesResponse]  # type: ignore[assignment]
+    """Every policy, by name: those installed from policy files and those only RegisterType created, each as GetPolicy
+    gives it (its types at their latest schema version, its job groups). Not paged: a deployment has a handful.
+    Errors: none of its own (authentication and authorization only).
+    """
+    ListProjects: _aio.UnaryUnaryMultiCallable[_lineage_pb2.ListProjectsRequest, _lineage_pb2.ListProjectsResponse]  # type: ignore[assignment]
+    """The projects that hold versions, by name (keyset pages), with how many versions each holds and when its latest
+    was created. A project exists from its first version on; there is no empty project.
+    Errors:
+      INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+      INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered, for this RPC.
+    """
     CreateVersion: _aio.UnaryUnaryMultiCallable[_lineage_pb2.CreateVersionRequest, _lineage_pb2.CreateVersionResponse]  # type: ignore[assignment]
     """Creates the next version of an entity: a complete immutable snapshot (data, metadata, exact upstream
     references, content hash, create time, creator). The number is assigned atomically (no gaps, no duplicates).
@@ -430,6 +456,8 @@ class LineageServiceAsyncStub(LineageServiceStub):
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
         entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+    A project that holds no version (ListProjects lists those that do) gives an empty page: projects exist from
+    their first version on, so a client may list one before its first create.
       INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
         entry per bad entry (field statuses[i]).
       INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
@@ -688,6 +716,30 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def ListPolicies(
+        self,
+        request: _lineage_pb2.ListPoliciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.ListPoliciesResponse, _abc.Awaitable[_lineage_pb2.ListPoliciesResponse]]:
+        """Every policy, by name: those installed from policy files and those only RegisterType created, each as GetPolicy
+        gives it (its types at their latest schema version, its job groups). Not paged: a deployment has a handful.
+        Errors: none of its own (authentication and authorization only).
+        """
+
+    @_abc_1.abstractmethod
+    def ListProjects(
+        self,
+        request: _lineage_pb2.ListProjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_lineage_pb2.ListProjectsResponse, _abc.Awaitable[_lineage_pb2.ListProjectsResponse]]:
+        """The projects that hold versions, by name (keyset pages), with how many versions each holds and when its latest
+        was created. A project exists from its first version on; there is no empty project.
+        Errors:
+          INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.
+          INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered, for this RPC.
+        """
+
+    @_abc_1.abstractmethod
     def CreateVersion(
         self,
         request: _lineage_pb2.CreateVersionRequest,
@@ -748,6 +800,8 @@ class LineageServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (NAME_INVALID): parent is not projects/{p}, projects/-, projects/{p}/artifacts/{t} or an
             entity name (the wildcard - stands for the project only as projects/-: projects/-/artifacts/{t} is refused).
+        A project that holds no version (ListProjects lists those that do) gives an empty page: projects exist from
+        their first version on, so a client may list one before its first create.
           INVALID_ARGUMENT (FILTER_INVALID): an entry of statuses is STATUS_UNSPECIFIED or not a Status; one BadRequest
             entry per bad entry (field statuses[i]).
           INVALID_ARGUMENT (PAGE_SIZE_INVALID): a negative page_size.

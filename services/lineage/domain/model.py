@@ -243,6 +243,15 @@ class TypeDefinition:
 
 
 @dataclass(frozen=True)
+class ProjectSummary:
+    """A project as ListProjects reports it: it exists from its first version on."""
+
+    project: str
+    version_count: int
+    latest_created_at: datetime
+
+
+@dataclass(frozen=True)
 class UpstreamState:
     """What Approve needs to know about one referenced upstream version, read in the approving transaction."""
 

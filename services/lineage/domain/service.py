@@ -26,6 +26,7 @@ from services.lineage.domain.model import (
     Health,
     Idempotency,
     Metadata,
+    ProjectSummary,
     Status,
     TypeDefinition,
     UpstreamState,
@@ -53,6 +54,7 @@ log = logging.getLogger("custody.lineage")
 _SERVICE = "custody.lineage.v1.LineageService"
 LIST_VERSIONS = PagedList(f"{_SERVICE}/ListVersions", (int,))
 LIST_STALE = PagedList(f"{_SERVICE}/ListStale", (int,))
+LIST_PROJECTS = PagedList(f"{_SERVICE}/ListProjects", (str,))
 GET_UPSTREAM = PagedList(f"{_SERVICE}/GetUpstream", (int, int))
 GET_DOWNSTREAM = PagedList(f"{_SERVICE}/GetDownstream", (int, int))
 
@@ -165,6 +167,17 @@ class Lineage:
                 raise NotFound("POLICY_NOT_FOUND", f"no policy named {name!r}", metadata={"policy": name})
             policy = Policy(name, "", "runtime", types)
         return PolicyView(policy, types)
+
+    def list_policies(self) -> list[PolicyView]:
+        """Every policy, by name: the policy files' and those only RegisterType created."""
+        return [self.get_policy(name) for name in sorted(set(self.policies) | self.store.policy_names())]
+
+    def list_projects(self, size: int, token: str) -> tuple[list[ProjectSummary], str]:
+        limit = page_size(size)
+        filters = {"list": "projects"}
+        cursor = self._page_tokens.decode(LIST_PROJECTS, token, filters)
+        projects, last = self.store.list_projects(cursor.after[0] if cursor else "", limit)
+        return projects, (self._page_tokens.encode(LIST_PROJECTS, [last], filters) if last is not None else "")
 
     def build_plan(self, name: str, selected: Sequence[str]) -> Plan:
         view = self.get_policy(_policy_name(name, "policy"))

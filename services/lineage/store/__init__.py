@@ -48,10 +48,12 @@ class LineageStore:
         self.get_type = types.get_type
         self.type_names = types.type_names
         self.policy_types = types.policy_types
+        self.policy_names = types.policy_names
         self.create_version = versions.create_version
         self.get_version = reads.get_version
         self.list_versions = reads.list_versions
         self.list_stale = reads.list_stale
+        self.list_projects = reads.list_projects
         self.change_status = decisions.change_status
         self.check_status = decisions.check_status
         self.assess_health = decisions.assess_health

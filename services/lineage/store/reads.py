@@ -10,7 +10,15 @@ import sqlalchemy as sa
 
 from services.common.clock import from_us
 from services.lineage import tables as t
-from services.lineage.domain.model import Health, HealthRecord, Status, StatusRecord, UpstreamState, Version
+from services.lineage.domain.model import (
+    Health,
+    HealthRecord,
+    ProjectSummary,
+    Status,
+    StatusRecord,
+    UpstreamState,
+    Version,
+)
 from services.lineage.domain.names import ListScope, VersionName, parse_version_name
 from services.lineage.ledger_records import health_state_record, status_record
 from services.lineage.store.rows import not_found, principal, version_from_row, version_query
@@ -150,6 +158,20 @@ class VersionReads:
         if scope.entity:
             query = query.where(t.versions.c.entity == scope.entity)
         return self._page(query, limit)
+
+    def list_projects(self, after: str, limit: int) -> tuple[list[ProjectSummary], str | None]:
+        """Projects after `after` by name, each with its version count and latest creation time."""
+        query = (
+            sa.select(t.versions.c.project, sa.func.count(), sa.func.max(t.versions.c.created_at_us))
+            .where(t.versions.c.project > after)
+            .group_by(t.versions.c.project)
+            .order_by(t.versions.c.project)
+            .limit(limit + 1)
+        )
+        with self._tx.read() as connection:
+            rows = connection.execute(query).all()
+        projects = [ProjectSummary(str(p), int(n), from_us(int(latest))) for p, n, latest in rows[:limit]]
+        return projects, (projects[-1].project if len(rows) > limit else None)
 
     def list_stale(self, project: str, after_id: int, limit: int) -> tuple[list[Version], int | None]:
         query = version_query().where(

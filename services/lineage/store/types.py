@@ -118,6 +118,11 @@ class TypeStore:
         with self._tx.read() as connection:
             return set(connection.execute(sa.select(t.types.c.artifact_type).distinct()).scalars())
 
+    def policy_names(self) -> set[str]:
+        """Every policy a registered type names (policy files' and RegisterType's alike)."""
+        with self._tx.read() as connection:
+            return set(connection.execute(sa.select(t.types.c.policy).distinct()).scalars())
+
     def policy_types(self, policy: str) -> list[TypeDefinition]:
         """The latest registration of each type of a policy, in registration order."""
         latest = (
