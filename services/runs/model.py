@@ -74,6 +74,9 @@ class AttachmentKind(StrEnum):
     # A model-generated reference image for a candidate (art_studio), with content credentials.
     CONCEPT_IMAGE = "concept_image"
     REPORT_JSON = "report_json"
+    # The exact bytes a legacy migration read a run from (`custody runs migrate`): its core record and side files,
+    # or, for a record of a JSON map file, that record's bytes of the file (the batch run keeps the whole file).
+    LEGACY_SOURCE = "legacy_source"
     OTHER = "other"
 
 

@@ -10,10 +10,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common import call_context
-from services.common.errors import FieldViolation, InvalidArgument, PermissionDenied
+from services.common.errors import FieldViolation, InvalidArgument
 from services.common.hashing import canonical_json, sha256_bytes
 from services.common.idempotency import ensure_same_request, validate_request_id
-from services.common.identity import MIGRATOR_ROLE, Principal, PrincipalKind
+from services.common.identity import Principal
 from services.common.ids import new_id
 from services.runs import authority
 from services.runs.domain.advisories import link_document, validate_advisory_id
@@ -67,8 +67,10 @@ async def create_run(
     `legacy_migration` is the one path that mints a run breaking Custody's later consistency rules: see
     legacy_migration_content."""
     validate_request_id(idempotency_key)
+    caller = call_context.require_principal()
+    authority.require_batch_author(content, caller, legacy_migration)
     if legacy_migration:
-        content = legacy_migration_content(content, call_context.require_principal())
+        content = legacy_migration_content(content, caller)
     else:
         validate_content(content)
     authority.require_not_engine(content)
@@ -187,12 +189,7 @@ def legacy_migration_content(content: RunContent, caller: Principal) -> RunConte
     itself in meta.legacy.run_id, and each later Custody rule it breaks is recorded in
     meta.legacy.migration_warnings by the server (never taken from the caller). Every other rule refuses it as it
     would any run."""
-    if caller.kind is not PrincipalKind.HUMAN or MIGRATOR_ROLE not in caller.roles:
-        raise PermissionDenied(
-            "LEGACY_MIGRATION_NOT_ALLOWED",
-            f"{caller.id} may not import legacy runs: legacy_migration needs a human with the {MIGRATOR_ROLE!r} role",
-            metadata={"principal": caller.id},
-        )
+    authority.require_migrator(caller, "LEGACY_MIGRATION_NOT_ALLOWED", "import legacy runs (legacy_migration)")
     legacy = content.meta.get("legacy")
     if not isinstance(legacy, dict) or not isinstance(legacy.get("run_id"), str) or not legacy["run_id"]:
         raise InvalidArgument(

@@ -1,0 +1,293 @@
+"""`custody runs migrate ...`: a legacy JSON run store migrated as custody, never by deletion.
+
+- `migrate --from PATH` imports every record (services/cli/legacy.py reads them) and keeps the bytes each was read
+  from with its run (attachments of kind legacy_source; `--no-keep-source` opts out). The migration itself is a run,
+  the batch (mode legacy_migration): its content names the source, the tool version and the digest of the file
+  list; the file list (`files.json`), the JSON map files read and the report (`report.json`) are its attachments.
+  The batch is minted first, so a migration cut short still has its batch; every run the migration mints carries
+  the batch's request id, which is how the server knows the runs a batch created.
+- `migrate status`, `migrate verify` and `migrate withdraw` (below) read what a migration left and take it back.
+
+Everything goes through the runs service's API, as the operator (who needs the migrator role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import grpc
+import typer
+from rich.progress import Progress
+
+from custody.runs.v1 import runs_pb2
+from services.cli import legacy
+from services.cli.calls import call, console, err, print_json, print_rows
+from services.cli.options import JsonFlag, StateDir
+from services.cli.runs_commands import describe_failure, migration_warnings
+from services.cli.state import DEFAULT_STATE_DIR
+from services.common import call_context, status
+from services.common.hashing import canonical_json, sha256_bytes, sha256_canonical
+from services.common.limits import CHUNK_LIMIT_BYTES
+from services.common.protomap import dict_to_struct
+from services.common.run_rules import LEGACY_SOURCE_KIND, MIGRATION_BATCH_MODE
+from services.common.version import CUSTODY_VERSION
+
+app = typer.Typer(
+    help="Migrate a legacy JSON run store, keeping its bytes; status, verify and withdraw a migration.",
+    invoke_without_command=True,
+)
+
+TOOL_ID = "custody-migrate"
+TOOL_VERSION = f"{TOOL_ID}/{CUSTODY_VERSION}"
+REPORT_FORMAT = "custody-legacy-migration-report/1"
+JSON = "application/json"
+
+OUTCOMES = ("created", "existing", "duplicate", "valid", "conflict", "error", "unverified")
+FAILED_OUTCOMES = ("conflict", "error", "unverified")
+
+
+@app.callback()
+def migrate(
+    context: typer.Context,
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="Legacy store: a JSON map file, or a directory (runs.json, partitions)."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="Read and validate everything; write nothing.")] = False,
+    keep_source: Annotated[
+        bool,
+        typer.Option(
+            "--keep-source/--no-keep-source",
+            help="Keep each record's legacy bytes with its run (the default; the backup of the migration).",
+        ),
+    ] = True,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import a legacy JSON run store: a report line per record, corrupt files named, safe to re-run, then verified.
+
+    A record already migrated (from this directory or a copy of it) is reported `existing`; the same legacy id with
+    other content is a `conflict`. A record that breaks only rules Custody added after the legacy schema is
+    imported as it was, with its warnings on the report line and in the run's meta.legacy.migration_warnings.
+    Every migration that reads a file is recorded as a batch run (mode legacy_migration) holding the file list,
+    the map files and the report; each run keeps the bytes it was read from (kind legacy_source)."""
+    if context.invoked_subcommand is not None:
+        if source is not None:
+            raise typer.BadParameter(f"give --from after `{context.invoked_subcommand}`")
+        return
+    if source is None:
+        raise typer.BadParameter("--from PATH is required (or a command: status, verify, withdraw)")
+    scanned = legacy.scan(source)
+    report: list[dict[str, Any]] = [
+        _line(p.legacy_id, p.source, "conflict" if p.conflict else "error", detail=p.error) for p in scanned.problems
+    ]
+    duplicates = [
+        _line(copy.legacy_id, copy.source, "duplicate", detail=f"the same record as {first.source}, migrated once")
+        for copy, first in scanned.duplicates
+    ]
+    batch = ""
+    if not dry_run and scanned.files:
+
+        async def load(stub: Any) -> tuple[str, list[dict[str, Any]]]:
+            batch_run = await _open_batch(stub, scanned, source, keep_source)
+            lines = []
+            with Progress(console=err, transient=True, disable=as_json) as progress:
+                task = progress.add_task("migrating", total=len(scanned.runs))
+                for legacy_run in scanned.runs:
+                    lines.append(await _migrate_one(stub, legacy_run, keep_source))
+                    progress.advance(task)
+            everything = [*report, *lines, *duplicates]
+            await _close_batch(stub, batch_run, scanned, source, keep_source, everything)
+            return batch_run.name, lines
+
+        batch, lines = call(state_dir, "runs", load)
+        report.extend(lines)
+    elif dry_run:
+        report.extend(_line(r.legacy_id, r.source, "valid", warnings=r.warnings) for r in scanned.runs)
+    report.extend(duplicates)
+    counts = _counts(report)
+    if as_json:
+        print_json({"dry_run": dry_run, "batch": batch, "counts": counts, "records": report})
+    else:
+        rows = [{**line, "detail": "; ".join(filter(None, [line["detail"], *line["warnings"]]))} for line in report]
+        print_rows(rows, ["outcome", "legacy_id", "run", "source", "detail"], False, title="migration report")
+        console.print(", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count) or "nothing found")
+        if batch:
+            console.print(f"batch {batch}")
+    if any(counts[outcome] for outcome in FAILED_OUTCOMES):
+        raise typer.Exit(1)
+
+
+def _counts(report: Sequence[dict[str, Any]]) -> dict[str, int]:
+    return {outcome: sum(1 for line in report if line["outcome"] == outcome) for outcome in OUTCOMES}
+
+
+def _line(
+    legacy_id: str, source: str, outcome: str, run: str = "", detail: str = "", warnings: Sequence[str] = ()
+) -> dict[str, Any]:
+    return {
+        "legacy_id": legacy_id,
+        "source": source,
+        "outcome": outcome,
+        "run": run,
+        "detail": detail,
+        "warnings": list(warnings),
+    }
+
+
+# ---- the batch ------------------------------------------------------------------------------------------------------
+
+
+def files_document(scanned: legacy.LegacyScan) -> list[dict[str, Any]]:
+    """The file list the batch pins (its canonical JSON is the batch's files.json, of digest files_sha256)."""
+    return [f.to_document() for f in scanned.files]
+
+
+def batch_input(scanned: legacy.LegacyScan, source: Path, keep_source: bool) -> runs_pb2.RunInput:
+    location = str(source.resolve())
+    files_sha256 = sha256_canonical(files_document(scanned))
+    summary = {
+        "files": len(scanned.files),
+        "files_sha256": files_sha256,
+        "records": len(scanned.runs),
+        "problems": len(scanned.problems),
+        "duplicates": len(scanned.duplicates),
+        "maps": sorted(scanned.maps),
+    }
+    return runs_pb2.RunInput(
+        mode=MIGRATION_BATCH_MODE,
+        tool_id=TOOL_ID,
+        status=runs_pb2.RUN_STATUS_OK,
+        decision=runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_GREEN, score=1.0),
+        hashes=runs_pb2.Hashes(feasibility_sha256=sha256_canonical(summary)),
+        request_summary=dict_to_struct({"source": location, "keep_source": keep_source}),
+        feasibility=dict_to_struct(summary),
+        meta=dict_to_struct(
+            {
+                "migration": {
+                    "source": location,
+                    "tool_version": TOOL_VERSION,
+                    "keep_source": keep_source,
+                    "files_sha256": files_sha256,
+                }
+            }
+        ),
+        engine_version=TOOL_VERSION,
+    )
+
+
+async def _open_batch(stub: Any, scanned: legacy.LegacyScan, source: Path, keep_source: bool) -> runs_pb2.Run:
+    """Mints the batch with its file list (and the map files, when sources are kept) before any record."""
+    batch: runs_pb2.Run = await stub.CreateRun(runs_pb2.CreateRunRequest(run=batch_input(scanned, source, keep_source)))
+    files = canonical_json(files_document(scanned))
+    await _attach_blob(stub, batch.name, "report_json", "files.json", files, {"legacy_role": "files"}, "batch-files")
+    if keep_source:
+        for index, (path, data) in enumerate(sorted(scanned.maps.items())):
+            kept = legacy.KeptSource("map", path, data)
+            await _attach_blob(stub, batch.name, LEGACY_SOURCE_KIND, kept.filename, data, kept.metadata, f"map-{index}")
+    return batch
+
+
+async def _close_batch(
+    stub: Any,
+    batch: runs_pb2.Run,
+    scanned: legacy.LegacyScan,
+    source: Path,
+    keep_source: bool,
+    report: Sequence[dict[str, Any]],
+) -> None:
+    document = {
+        "format": REPORT_FORMAT,
+        "batch": batch.name,
+        "source": str(source.resolve()),
+        "tool_version": TOOL_VERSION,
+        "keep_source": keep_source,
+        "files_sha256": sha256_canonical(files_document(scanned)),
+        "counts": _counts(report),
+        "records": list(report),
+    }
+    await _attach_blob(stub, batch.name, "report_json", "report.json", canonical_json(document), {}, "batch-report")
+
+
+async def _attach_blob(
+    stub: Any, run: str, kind: str, filename: str, data: bytes, metadata: dict[str, str], key: str
+) -> runs_pb2.Attachment:
+    header = runs_pb2.AttachmentHeader(
+        run=run,
+        kind=kind,
+        filename=filename,
+        content_type=JSON,
+        sha256=sha256_bytes(data),
+        metadata=metadata,
+        request_id=key,
+    )
+    attachment: runs_pb2.Attachment = await stub.UploadAttachment(_chunks(header, data))
+    return attachment
+
+
+async def _chunks(header: runs_pb2.AttachmentHeader, data: bytes) -> AsyncIterator[runs_pb2.UploadAttachmentRequest]:
+    yield runs_pb2.UploadAttachmentRequest(header=header)
+    for start in range(0, len(data), CHUNK_LIMIT_BYTES):
+        yield runs_pb2.UploadAttachmentRequest(chunk=data[start : start + CHUNK_LIMIT_BYTES])
+
+
+# ---- one record -----------------------------------------------------------------------------------------------------
+
+
+async def _migrate_one(stub: Any, legacy_run: legacy.LegacyRun, keep_source: bool) -> dict[str, Any]:
+    request = runs_pb2.CreateRunRequest(
+        run=legacy_run.run, request_id=legacy_run.idempotency_key, legacy_migration=True
+    )
+    try:
+        created = await stub.CreateRun(request)
+    except Exception as exc:  # a refused record is reported and the migration goes on
+        if isinstance(exc, grpc.RpcError) and status.decode(exc).reason == "REQUEST_ID_REUSED":
+            detail = (
+                f"conflict: legacy id {legacy_run.legacy_id} was already migrated from a record with different "
+                f"content (this one's artifact sha256 is {legacy_run.artifact_sha256}); the run migrated first "
+                "was kept, nothing was changed"
+            )
+            return _line(legacy_run.legacy_id, legacy_run.source, "conflict", detail=detail)
+        return _line(legacy_run.legacy_id, legacy_run.source, "error", detail=describe_failure(exc))
+    warnings = migration_warnings(created)
+    # Each command sends one correlation request id (services/cli/calls.py), stamped on what it mints: a run with
+    # another request id was minted by an earlier migration and returned for the same idempotency key.
+    outcome = "created" if created.request_id == call_context.request_id() else "existing"
+    if keep_source and legacy_run.sources:
+        try:
+            await keep_sources(stub, created.name, legacy_run.sources)
+        except Exception as exc:
+            detail = f"{created.name} was minted but its legacy source was not kept: {describe_failure(exc)}"
+            return _line(legacy_run.legacy_id, legacy_run.source, "error", created.name, detail, warnings)
+    verification = await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=created.name))
+    if not verification.ok:
+        detail = str(list(verification.problems))
+        return _line(legacy_run.legacy_id, legacy_run.source, "unverified", created.name, detail, warnings)
+    return _line(legacy_run.legacy_id, legacy_run.source, outcome, created.name, warnings=warnings)
+
+
+def sources_key(sources: Sequence[legacy.KeptSource]) -> str:
+    """The idempotency key of a record's kept sources: from what they are, so the same bytes found again (from a
+    copy of the store) are kept once, and other bytes read for the same run are kept beside them."""
+    return f"legacy-source-{sha256_canonical([list(s.key()) for s in sources])}"
+
+
+async def keep_sources(stub: Any, run: str, sources: Sequence[legacy.KeptSource]) -> list[runs_pb2.Attachment]:
+    """The record's bytes as legacy_source attachments of its run, all or none (one batch)."""
+    items = [
+        runs_pb2.NewAttachment(
+            kind=LEGACY_SOURCE_KIND,
+            filename=kept.filename,
+            content_type=JSON,
+            data=kept.data,
+            sha256=kept.sha256,
+            metadata=kept.metadata,
+        )
+        for kept in sources
+    ]
+    answer = await stub.BatchCreateAttachments(
+        runs_pb2.BatchCreateAttachmentsRequest(run=run, attachments=items, request_id=sources_key(sources))
+    )
+    return list(answer.attachments)

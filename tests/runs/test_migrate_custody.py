@@ -1,0 +1,169 @@
+"""Legacy migration as custody: every migrated run keeps the exact bytes it was read from (kind legacy_source), and
+every migration is itself a run, the batch (mode legacy_migration), holding the source location, the file list
+with digests, the tool version and the report. Real runs service over gRPC, real `custody` command line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from custody.runs.v1 import runs_pb2
+from services.cli.legacy import map_spans
+from services.common import status
+from services.common.run_rules import LEGACY_SOURCE_KIND, MIGRATION_BATCH_MODE
+from tests.runs.conftest import RunsClient, run_input
+from tests.runs.test_migrate import batches, by_legacy_id, migrate, migrated_runs, write_map, write_partitions
+
+DAY = "2025-12-17"
+
+
+def attachments(runs: RunsClient, run: str, kind: str = LEGACY_SOURCE_KIND) -> list[runs_pb2.Attachment]:
+    page = runs.ListAttachments(runs_pb2.ListAttachmentsRequest(run=run, kind=kind, page_size=100))
+    return list(reversed(page.attachments))
+
+
+def read(runs: RunsClient, attachment: str) -> bytes:
+    return b"".join(m.chunk for m in runs.ReadAttachment(runs_pb2.ReadAttachmentRequest(name=attachment)))
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def only_batch(runs: RunsClient) -> runs_pb2.Run:
+    (batch,) = batches(runs)
+    return batch
+
+
+def batch_file(runs: RunsClient, batch: runs_pb2.Run, filename: str) -> Any:
+    (found,) = [a for a in attachments(runs, batch.name, "report_json") if a.filename == filename]
+    return json.loads(read(runs, found.name))
+
+
+def test_a_partitioned_record_keeps_its_core_file_and_side_files_byte_for_byte(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_partitions(root, "run_aaa000000001")
+    migrate(cli, root)
+    run = by_legacy_id(runs)["run_aaa000000001"]
+    kept = {a.metadata["legacy_path"]: a for a in attachments(runs, run.name)}
+    assert set(kept) == {
+        f"{DAY}/run_aaa000000001.json",
+        f"{DAY}/run_aaa000000001_advisory_adv_001.json",
+        f"{DAY}/run_aaa000000001_explanation.json",
+    }
+    for path, attachment in kept.items():
+        on_disk = (root / path).read_bytes()
+        assert read(runs, attachment.name) == on_disk
+        assert attachment.digest.sha256 == sha256(on_disk)
+    assert {a.metadata["legacy_role"] for a in kept.values()} == {"record", "advisory", "explanation"}
+
+
+def test_a_record_of_a_map_file_keeps_exactly_its_bytes_of_the_file_and_the_batch_keeps_the_file(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    store = tmp_path / "legacy" / "runs.json"
+    write_map(store, "run_bbb000000001", "run_bbb000000002")
+    data = store.read_bytes()
+    spans = map_spans(data)
+    migrate(cli, store.parent)
+    for legacy_id, run in by_legacy_id(runs).items():
+        (kept,) = attachments(runs, run.name)
+        start, end = spans[legacy_id]
+        assert read(runs, kept.name) == data[start:end]
+        assert (kept.metadata["legacy_byte_start"], kept.metadata["legacy_byte_end"]) == (str(start), str(end))
+        assert kept.metadata["legacy_container_sha256"] == sha256(data)
+    (whole,) = attachments(runs, only_batch(runs).name)
+    assert read(runs, whole.name) == data and whole.metadata["legacy_role"] == "map"
+
+
+def test_the_batch_run_records_the_source_the_tool_version_the_file_list_and_the_report(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_partitions(root, "run_aaa000000001")
+    write_map(root / "runs.json", "run_bbb000000001")
+    result = migrate(cli, root)
+    batch = only_batch(runs)
+    assert result["batch"] == batch.name and batch.tool_id == "custody-migrate"
+    migration = json_format.MessageToDict(batch.meta)["migration"]
+    assert migration["source"] == str(root.resolve())
+    assert migration["tool_version"].startswith("custody-migrate/") and migration["keep_source"] is True
+    files = batch_file(runs, batch, "files.json")
+    on_disk = sorted(p for p in root.rglob("*") if p.is_file())
+    assert sorted(f["path"] for f in files) == sorted(p.relative_to(root).as_posix() for p in on_disk)
+    assert all(f["sha256"] == sha256((root / f["path"]).read_bytes()) for f in files)
+    assert migration["files_sha256"] == json_format.MessageToDict(batch.feasibility)["files_sha256"]
+    report = batch_file(runs, batch, "report.json")
+    assert report["counts"]["created"] == 2 and report["batch"] == batch.name
+    assert {r["run"] for r in report["records"]} == {r.name for r in migrated_runs(runs)}
+    assert runs.VerifyRun(runs_pb2.VerifyRunRequest(name=batch.name)).ok
+
+
+def test_every_run_a_migration_mints_carries_the_request_id_of_its_batch(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    write_partitions(tmp_path / "legacy", "run_aaa000000001", "run_aaa000000002")
+    migrate(cli, tmp_path / "legacy")
+    assert {r.request_id for r in migrated_runs(runs)} == {only_batch(runs).request_id}
+
+
+def test_no_keep_source_is_an_explicit_opt_out_recorded_on_the_batch(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    write_partitions(tmp_path / "legacy", "run_aaa000000001")
+    migrate(cli, tmp_path / "legacy", 0, "--no-keep-source")
+    (run,) = migrated_runs(runs)
+    assert attachments(runs, run.name) == []
+    assert json_format.MessageToDict(only_batch(runs).meta)["migration"]["keep_source"] is False
+
+
+def test_a_dry_run_writes_nothing_not_even_a_batch(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    write_partitions(tmp_path / "legacy", "run_aaa000000001")
+    result = migrate(cli, tmp_path / "legacy", 0, "--dry-run")
+    assert result["counts"]["valid"] == 1 and result["batch"] == ""
+    assert runs.ListRuns(runs_pb2.ListRunsRequest()).runs == []
+
+
+def test_the_same_bytes_migrated_again_from_a_copy_are_kept_once(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    write_partitions(tmp_path / "legacy", "run_aaa000000001")
+    migrate(cli, tmp_path / "legacy")
+    shutil.copytree(tmp_path / "legacy", tmp_path / "copy")
+    again = migrate(cli, tmp_path / "copy")
+    assert again["counts"]["existing"] == 1
+    (run,) = migrated_runs(runs)
+    assert len(attachments(runs, run.name)) == 3
+    assert len(batches(runs)) == 2  # each migration is recorded, even one that minted no run
+
+
+def test_a_corrupt_file_is_listed_with_its_digest_and_reported_and_the_rest_is_migrated(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_partitions(root, "run_aaa000000001", "run_aaa000000002")
+    corrupt = root / DAY / "run_aaa000000002.json"
+    corrupt.write_bytes(b'{"run_id": "run_aaa0000')
+    result = migrate(cli, root, 1)
+    assert {r["legacy_id"]: r["outcome"] for r in result["records"]} == {
+        "run_aaa000000001": "created",
+        "run_aaa000000002": "error",
+    }
+    files = {f["path"]: f["sha256"] for f in batch_file(runs, only_batch(runs), "files.json")}
+    assert files[f"{DAY}/run_aaa000000002.json"] == sha256(corrupt.read_bytes())
+
+
+def test_only_a_migrator_may_record_a_batch(runs: RunsClient) -> None:
+    request = runs_pb2.CreateRunRequest(run=run_input(mode=MIGRATION_BATCH_MODE))
+    with pytest.raises(grpc.RpcError) as raised:
+        runs.CreateRun(request, metadata=runs.as_service("art_studio"))
+    error = status.decode(raised.value)
+    assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "LEGACY_MIGRATION_NOT_ALLOWED")
+    assert runs.CreateRun(request).mode == MIGRATION_BATCH_MODE  # the operator of the tests is a migrator
