@@ -14,18 +14,20 @@ Everything goes through the runs service's API, as the operator (who needs the m
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
 import typer
+from google.protobuf import json_format
 from rich.progress import Progress
 
 from custody.runs.v1 import runs_pb2
 from services.cli import legacy
 from services.cli.calls import call, console, err, print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
-from services.cli.runs_commands import describe_failure, migration_warnings
+from services.cli.runs_commands import describe_failure, list_all_runs, migration_warnings
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import call_context, status
 from services.common.hashing import canonical_json, sha256_bytes, sha256_canonical
@@ -291,3 +293,87 @@ async def keep_sources(stub: Any, run: str, sources: Sequence[legacy.KeptSource]
         runs_pb2.BatchCreateAttachmentsRequest(run=run, attachments=items, request_id=sources_key(sources))
     )
     return list(answer.attachments)
+
+
+# ---- status ---------------------------------------------------------------------------------------------------------
+
+STATES = ("migrated", "not_migrated", "changed", "withdrawn", "refused", "duplicate")
+
+
+@dataclass
+class LegacyIndex:
+    """The runs migrated from legacy records, by legacy id, as the runs service holds them (oldest first)."""
+
+    by_legacy_id: dict[str, list[runs_pb2.Run]] = field(default_factory=dict)
+
+    def runs_of(self, legacy_id: str) -> list[runs_pb2.Run]:
+        return self.by_legacy_id.get(legacy_id, [])
+
+
+def legacy_of(run: runs_pb2.Run) -> dict[str, Any]:
+    """meta.legacy of a migrated run ({} for any other run)."""
+    if run.mode == MIGRATION_BATCH_MODE or "legacy" not in run.meta.fields:
+        return {}
+    value = json_format.MessageToDict(run.meta).get("legacy")
+    return value if isinstance(value, dict) else {}
+
+
+async def legacy_index(stub: Any) -> LegacyIndex:
+    """Reads every run once (ListRuns pages) and keeps those that name a legacy record."""
+    index = LegacyIndex()
+    async for run in list_all_runs(stub, runs_pb2.ListRunsRequest()):
+        legacy_id = legacy_of(run).get("run_id")
+        if isinstance(legacy_id, str) and legacy_id:
+            index.by_legacy_id.setdefault(legacy_id, []).append(run)
+    for found in index.by_legacy_id.values():
+        found.sort(key=lambda r: (r.create_time.seconds, r.create_time.nanos, r.name))
+    return index
+
+
+def record_state(record: legacy.LegacyRun, index: LegacyIndex) -> dict[str, Any]:
+    """What became of one legacy record: migrated (its run), changed (migrated from other content), or not yet."""
+    found = index.runs_of(record.legacy_id)
+    same = [r for r in found if legacy_of(r).get("artifact_sha256") == record.artifact_sha256]
+    if same:
+        return _state(record.legacy_id, record.source, "migrated", ", ".join(r.name for r in same))
+    if found:
+        others = ", ".join(f"{r.name} (sha256 {str(legacy_of(r).get('artifact_sha256', ''))[:12]})" for r in found)
+        detail = (
+            f"migrated from other content as {others}; this record's artifact sha256 is "
+            f"{record.artifact_sha256[:12]}: it was edited since, or the run is of another record"
+        )
+        return _state(record.legacy_id, record.source, "changed", found[-1].name, detail)
+    return _state(record.legacy_id, record.source, "not_migrated")
+
+
+def _state(legacy_id: str, source: str, state: str, run: str = "", detail: str = "") -> dict[str, Any]:
+    return {"legacy_id": legacy_id, "source": source, "state": state, "run": run, "detail": detail}
+
+
+@app.command("status")
+def migration_status(
+    source: Annotated[Path, typer.Option("--from", help="The legacy store, as given to migrate.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """For every legacy record: migrated (with its run), not yet, changed since, or refused (with the reason).
+
+    Reads the store and the runs service; writes nothing. Refused records are the ones `migrate` would refuse
+    (unreadable or invalid files, the same legacy id with other content in the store)."""
+    scanned = legacy.scan(source)
+    index = call(state_dir, "runs", legacy_index)
+    lines = [
+        _state(p.legacy_id, p.source, "refused", detail=("conflict: " if p.conflict else "") + p.error)
+        for p in scanned.problems
+    ]
+    lines.extend(record_state(record, index) for record in scanned.runs)
+    lines.extend(
+        _state(copy.legacy_id, copy.source, "duplicate", detail=f"the same record as {first.source}")
+        for copy, first in scanned.duplicates
+    )
+    counts = {state: sum(1 for line in lines if line["state"] == state) for state in STATES}
+    if as_json:
+        print_json({"counts": counts, "records": lines})
+        return
+    print_rows(lines, ["state", "legacy_id", "run", "source", "detail"], False, title="migration status")
+    console.print(", ".join(f"{count} {state}" for state, count in counts.items() if count) or "nothing found")

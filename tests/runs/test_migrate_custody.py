@@ -167,3 +167,59 @@ def test_only_a_migrator_may_record_a_batch(runs: RunsClient) -> None:
     error = status.decode(raised.value)
     assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "LEGACY_MIGRATION_NOT_ALLOWED")
     assert runs.CreateRun(request).mode == MIGRATION_BATCH_MODE  # the operator of the tests is a migrator
+
+
+# ---- status ---------------------------------------------------------------------------------------------------------
+
+
+def status_of(cli: Any, source: Path) -> dict[str, Any]:
+    return json.loads(cli("migrate", "status", "--from", str(source), "--json").stdout)
+
+
+def states(result: dict[str, Any]) -> dict[str, str]:
+    return {r["legacy_id"] or Path(r["source"]).name: r["state"] for r in result["records"]}
+
+
+def mixed_store_with_a_corrupt_file(root: Path) -> Path:
+    write_partitions(root, "run_aaa000000001", "run_aaa000000002")
+    (root / DAY / "run_aaa000000002.json").write_bytes(b"{ not json")
+    write_map(root / "runs.json", "run_bbb000000001")
+    return root
+
+
+def test_status_before_a_migration_says_not_yet_and_names_what_would_be_refused_and_writes_nothing(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = mixed_store_with_a_corrupt_file(tmp_path / "legacy")
+    result = status_of(cli, root)
+    assert states(result) == {
+        "run_aaa000000001": "not_migrated",
+        "run_aaa000000002": "refused",
+        "run_bbb000000001": "not_migrated",
+    }
+    (refused,) = [r for r in result["records"] if r["state"] == "refused"]
+    assert "unreadable JSON" in refused["detail"]
+    assert runs.ListRuns(runs_pb2.ListRunsRequest()).runs == []
+
+
+def test_status_after_a_migration_names_each_records_run(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    root = mixed_store_with_a_corrupt_file(tmp_path / "legacy")
+    migrated = {r["legacy_id"]: r["run"] for r in migrate(cli, root, 1)["records"] if r["outcome"] == "created"}
+    before = len(runs.ListRuns(runs_pb2.ListRunsRequest()).runs)
+    result = status_of(cli, root)
+    assert {r["legacy_id"]: r["run"] for r in result["records"] if r["state"] == "migrated"} == migrated
+    assert result["counts"]["migrated"] == 2 and result["counts"]["refused"] == 1
+    assert len(runs.ListRuns(runs_pb2.ListRunsRequest()).runs) == before
+
+
+def test_status_of_a_record_edited_after_its_migration_says_it_changed(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_partitions(root, "run_aaa000000001")
+    (line,) = migrate(cli, root)["records"]
+    edited = root / DAY / "run_aaa000000001.json"
+    edited.write_text(json.dumps({**json.loads(edited.read_text()), "tool_id": "mill-6mm"}))
+    (record,) = status_of(cli, root)["records"]
+    assert (record["state"], record["run"]) == ("changed", line["run"])
+    assert "migrated from other content" in record["detail"]
