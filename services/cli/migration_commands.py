@@ -13,6 +13,7 @@ Everything goes through the runs service's API, as the operator (who needs the m
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from services.cli.calls import call, console, err, print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
 from services.cli.runs_commands import describe_failure, list_all_runs, migration_warnings
 from services.cli.state import DEFAULT_STATE_DIR
-from services.common import call_context, status
+from services.common import call_context, run_diff, status
 from services.common.hashing import canonical_json, sha256_bytes, sha256_canonical
 from services.common.limits import CHUNK_LIMIT_BYTES
 from services.common.protomap import dict_to_struct
@@ -377,3 +378,195 @@ def migration_status(
         return
     print_rows(lines, ["state", "legacy_id", "run", "source", "detail"], False, title="migration status")
     console.print(", ".join(f"{count} {state}" for state, count in counts.items() if count) or "nothing found")
+
+
+# ---- verify ---------------------------------------------------------------------------------------------------------
+
+# What the migration adds to a record's meta.legacy beyond the mapping (legacy.read_record): not differences.
+ADDED_BY_MIGRATION = ("migration_warnings", "replaces")
+ADVISORY_FIELDS = ("advisory_id", "kind", "engine_id", "engine_version", "request_id", "created_at")
+
+
+def comparable(run: runs_pb2.RunInput) -> dict[str, Any]:
+    """A run as the mapping defines it, as one JSON document: its fields, advisories by id and explanation."""
+    document = json_format.MessageToDict(run, preserving_proto_field_name=True)
+    advisories = document.pop("advisory_inputs", [])
+    document["advisories"] = {
+        a["advisory_id"]: {k: v for k, v in a.items() if k in ADVISORY_FIELDS} for a in advisories
+    }
+    explanation = document.pop("explanation", {})
+    explanation = {k: explanation[k] for k in ("status", "summary", "error") if k in explanation}
+    # No explanation and an explanation of status NONE with nothing in it are the same state.
+    document["explanation"] = {} if explanation in ({}, {"status": "EXPLANATION_STATUS_NONE"}) else explanation
+    legacy_meta = document.get("meta", {}).get("legacy")
+    if isinstance(legacy_meta, dict):
+        for key in ADDED_BY_MIGRATION:
+            legacy_meta.pop(key, None)
+    return document
+
+
+def as_input(run: runs_pb2.Run) -> runs_pb2.RunInput:
+    return runs_pb2.RunInput(
+        mode=run.mode,
+        tool_id=run.tool_id,
+        status=run.status,
+        request_summary=run.request_summary,
+        feasibility=run.feasibility,
+        decision=run.decision,
+        hashes=run.hashes,
+        outputs=run.outputs,
+        meta=run.meta,
+        engine_version=run.engine_version,
+        advisory_inputs=run.advisory_inputs,
+        explanation=run.explanation,
+    )
+
+
+def field_differences(record: legacy.LegacyRun, run: runs_pb2.Run, threshold: float) -> list[dict[str, Any]]:
+    """Every path where the record (mapped) and the run differ. An advisory the record names is compared on the
+    fields it gives (a time the legacy record left out is the migration's)."""
+    expected, actual = comparable(record.run), comparable(as_input(run))
+    for advisory_id, advisory in expected["advisories"].items():
+        if advisory_id in actual["advisories"]:
+            actual["advisories"][advisory_id] = {
+                k: v for k, v in actual["advisories"][advisory_id].items() if k in advisory
+            }
+    left, right = run_diff.flatten(expected), run_diff.flatten(actual)
+    return [
+        _difference(record.legacy_id, run.name, path, left.get(path), right.get(path), threshold)
+        for path in sorted(left.keys() | right.keys())
+        if left.get(path) != right.get(path)
+    ]
+
+
+def _difference(
+    legacy_id: str, run: str, path: str, legacy_value: Any, run_value: Any, threshold: float = 0.1, level: str = ""
+) -> dict[str, Any]:
+    return {
+        "legacy_id": legacy_id,
+        "run": run,
+        "severity": level or run_diff.severity(path, legacy_value, run_value, threshold),
+        "path": path,
+        "legacy": json.dumps(legacy_value),
+        "run_value": json.dumps(run_value),
+    }
+
+
+def source_differences(
+    record: legacy.LegacyRun, run: runs_pb2.Run, kept: Sequence[runs_pb2.Attachment], batch: runs_pb2.Run | None
+) -> list[dict[str, Any]]:
+    """The record's files now against the bytes its run kept (same path and role, same sha256)."""
+    differences = []
+    by_path: dict[tuple[str, str], set[str]] = {}
+    for attachment in kept:
+        key = (attachment.metadata.get("legacy_role", ""), attachment.metadata.get("legacy_path", ""))
+        by_path.setdefault(key, set()).add(attachment.digest.sha256)
+    if not kept:
+        opted_out = batch is not None and not _batch_keeps_source(batch)
+        level = "INFO" if opted_out else ("CRITICAL" if batch is not None else "WARNING")
+        why = "migrated with --no-keep-source" if opted_out else "no legacy_source attachment"
+        if batch is None:
+            why += " (migrated before batches were recorded)"
+        differences.append(_difference(record.legacy_id, run.name, "legacy_source", why, None, level=level))
+        return differences
+    for source in record.sources:
+        digests = by_path.pop((source.role, source.path), set())
+        if source.sha256 not in digests:
+            path = f"legacy_source[{source.path}].sha256"
+            differences.append(
+                _difference(record.legacy_id, run.name, path, source.sha256, sorted(digests) or None, level="CRITICAL")
+            )
+    for (role, path), digests in sorted(by_path.items()):
+        differences.append(
+            _difference(record.legacy_id, run.name, f"legacy_source[{path}]", None, sorted(digests), level="WARNING")
+            | {"detail": f"the run keeps a {role} file the store no longer has"}
+        )
+    return differences
+
+
+def _batch_keeps_source(batch: runs_pb2.Run) -> bool:
+    migration = json_format.MessageToDict(batch.meta).get("migration") or {}
+    return bool(migration.get("keep_source", True))
+
+
+async def _kept_sources(stub: Any, run: str) -> list[runs_pb2.Attachment]:
+    found: list[runs_pb2.Attachment] = []
+    token = ""
+    while True:
+        page = await stub.ListAttachments(
+            runs_pb2.ListAttachmentsRequest(run=run, kind=LEGACY_SOURCE_KIND, page_size=500, page_token=token)
+        )
+        found.extend(page.attachments)
+        token = page.next_page_token
+        if not token:
+            return found
+
+
+async def _batches_by_request_id(stub: Any) -> dict[str, runs_pb2.Run]:
+    request = runs_pb2.ListRunsRequest(mode=MIGRATION_BATCH_MODE)
+    return {batch.request_id: batch async for batch in list_all_runs(stub, request)}
+
+
+@app.command("verify")
+def migration_verify(
+    source: Annotated[Path, typer.Option("--from", help="The legacy store, as given to migrate.")],
+    threshold: Annotated[float, typer.Option(help="Score drift that counts as a WARNING.")] = 0.1,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Compare each legacy record with its migrated run, field by field after the mapping, and its files with the
+    bytes the run kept; every difference with a severity as `custody runs diff` ranks it. Exit 1 on any CRITICAL.
+
+    Also re-verifies each run (VerifyRun: its artifact hash and its attachments' bytes). A record not migrated yet
+    is a WARNING; one that can no longer be read while a run was migrated from it is CRITICAL."""
+    scanned = legacy.scan(source)
+
+    async def check(stub: Any) -> tuple[int, list[dict[str, Any]]]:
+        index = await legacy_index(stub)
+        batches = await _batches_by_request_id(stub)
+        differences: list[dict[str, Any]] = []
+        verified = 0
+        for problem in scanned.problems:
+            found = index.runs_of(problem.legacy_id) if problem.legacy_id else []
+            level = "CRITICAL" if found else "WARNING"
+            run = found[-1].name if found else ""
+            differences.append(_difference(problem.legacy_id, run, "record", problem.error, None, level=level))
+        with Progress(console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task("verifying", total=len(scanned.runs))
+            for record in scanned.runs:
+                differences.extend(await _verify_one(stub, record, index, batches, threshold))
+                verified += 1
+                progress.advance(task)
+        return verified, differences
+
+    verified, differences = call(state_dir, "runs", check)
+    counts = {level: sum(1 for d in differences if d["severity"] == level) for level in run_diff.SEVERITIES}
+    if as_json:
+        print_json({"verified": verified, "counts": counts, "differences": differences})
+    else:
+        columns = ["severity", "legacy_id", "run", "path", "legacy", "run_value"]
+        print_rows(differences, columns, False, title=f"{len(differences)} difference(s)")
+        summary = ", ".join(f"{count} {level}" for level, count in counts.items() if count) or "no differences"
+        console.print(f"verified {verified} record(s): {summary}")
+    if counts["CRITICAL"]:
+        raise typer.Exit(1)
+
+
+async def _verify_one(
+    stub: Any, record: legacy.LegacyRun, index: LegacyIndex, batches: dict[str, runs_pb2.Run], threshold: float
+) -> list[dict[str, Any]]:
+    found = index.runs_of(record.legacy_id)
+    if not found:
+        return [_difference(record.legacy_id, "", "run", "not migrated", None, level="WARNING")]
+    same = [r for r in found if legacy_of(r).get("artifact_sha256") == record.artifact_sha256]
+    run = (same or found)[-1]
+    differences = field_differences(record, run, threshold)
+    kept = await _kept_sources(stub, run.name)
+    differences.extend(source_differences(record, run, kept, batches.get(run.request_id)))
+    verification = await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=run.name))
+    differences.extend(
+        _difference(record.legacy_id, run.name, f"integrity.{p.subject}", p.expected, p.actual, level="CRITICAL")
+        | {"detail": p.problem}
+        for p in verification.problems
+    )
+    return differences

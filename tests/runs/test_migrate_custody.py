@@ -223,3 +223,90 @@ def test_status_of_a_record_edited_after_its_migration_says_it_changed(
     (record,) = status_of(cli, root)["records"]
     assert (record["state"], record["run"]) == ("changed", line["run"])
     assert "migrated from other content" in record["detail"]
+
+
+# ---- verify ---------------------------------------------------------------------------------------------------------
+
+
+def verify_of(cli: Any, source: Path, expect: int = 0) -> dict[str, Any]:
+    return json.loads(cli("migrate", "verify", "--from", str(source), "--json", expect=expect).stdout)
+
+
+def paths(result: dict[str, Any], severity: str) -> set[str]:
+    return {d["path"] for d in result["differences"] if d["severity"] == severity}
+
+
+@pytest.mark.parametrize("shape", ["partitions", "map"])
+def test_a_faithful_migration_verifies_without_a_single_difference(
+    cli: Any, runs: RunsClient, tmp_path: Path, shape: str
+) -> None:
+    root = tmp_path / "legacy"
+    if shape == "partitions":
+        write_partitions(root, "run_aaa000000001", "run_aaa000000002")
+    else:
+        write_map(root / "runs.json", "run_bbb000000001", "run_bbb000000002")
+    migrate(cli, root)
+    result = verify_of(cli, root)
+    assert (result["verified"], result["differences"]) == (2, [])
+
+
+def test_a_record_edited_between_two_migrations_is_reported_critical(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_partitions(root, "run_aaa000000001", "run_aaa000000002")
+    migrate(cli, root)
+    edited = root / DAY / "run_aaa000000002.json"
+    edited.write_text(json.dumps({**json.loads(edited.read_text()), "tool_id": "mill-6mm"}))
+    assert migrate(cli, root, 1)["counts"]["conflict"] == 1
+    result = verify_of(cli, root, 1)
+    assert {d["legacy_id"] for d in result["differences"]} == {"run_aaa000000002"}
+    assert paths(result, "CRITICAL") == {
+        "meta.legacy.artifact_sha256",
+        f"legacy_source[{DAY}/run_aaa000000002.json].sha256",
+    }
+    (tool,) = [d for d in result["differences"] if d["path"] == "tool_id"]
+    assert (tool["severity"], tool["legacy"], tool["run_value"]) == ("INFO", '"mill-6mm"', '"router-3mm"')
+
+
+def test_a_record_that_can_no_longer_be_read_after_its_migration_is_critical(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_map(root / "runs.json", "run_bbb000000001")
+    migrate(cli, root)
+    day = root / DAY
+    day.mkdir()
+    (day / "run_bbb000000001.json").write_bytes(b"{ truncated")
+    result = verify_of(cli, root, 1)
+    assert [(d["legacy_id"], d["path"], d["severity"]) for d in result["differences"]] == [
+        ("run_bbb000000001", "record", "CRITICAL")
+    ]
+
+
+def test_a_changed_side_file_and_a_changed_score_are_named_with_their_severities(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_partitions(root, "run_aaa000000001")
+    migrate(cli, root)
+    side = root / DAY / "run_aaa000000001_explanation.json"
+    side.write_text(json.dumps({"explanation_status": "READY", "explanation_summary": "use a smaller tool"}))
+    core = root / DAY / "run_aaa000000001.json"
+    core.write_text(json.dumps({**json.loads(core.read_text()), "decision": {"risk_level": "low", "score": 0.5}}))
+    result = verify_of(cli, root, 1)
+    assert {"decision.score", "explanation.summary"} <= paths(result, "WARNING") | paths(result, "INFO")
+    assert f"legacy_source[{DAY}/run_aaa000000001_explanation.json].sha256" in paths(result, "CRITICAL")
+    (score,) = [d for d in result["differences"] if d["path"] == "decision.score"]
+    assert score["severity"] == "WARNING"
+
+
+def test_records_not_migrated_yet_or_migrated_without_their_source_are_not_critical(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_partitions(root, "run_aaa000000001")
+    assert [d["severity"] for d in verify_of(cli, root)["differences"]] == ["WARNING"]
+    migrate(cli, root, 0, "--no-keep-source")
+    result = verify_of(cli, root)
+    assert [(d["path"], d["severity"]) for d in result["differences"]] == [("legacy_source", "INFO")]
