@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -124,6 +125,8 @@ class LegacyRun:
     warnings: tuple[str, ...] = ()
     # The bytes it was read from, in the order read (core record first).
     sources: tuple[KeptSource, ...] = ()
+    # The withdrawn runs of this record it is migrated to replace (see replacing).
+    replaces: tuple[str, ...] = ()
 
     @property
     def artifact_sha256(self) -> str:
@@ -135,9 +138,18 @@ class LegacyRun:
         """From the legacy id alone, so a second migration of the same record (from wherever it was copied) finds
         the run the first one minted, and the same id with other content is REQUEST_ID_REUSED, a conflict. An id
         that is not a valid request id, or too long to be one, is keyed by its sha256 (never truncated: two long
-        ids with a common prefix must not share a key)."""
-        key = f"legacy-{self.legacy_id}"
-        return key if is_valid_request_id(key) else f"legacy-sha256-{sha256_text(self.legacy_id)}"
+        ids with a common prefix must not share a key). A record migrated again after its runs were withdrawn is
+        keyed by those runs too: a fresh run, found again by every later migration until it is withdrawn itself."""
+        suffix = f"-replaces-{sha256_text(' '.join(self.replaces))[:32]}" if self.replaces else ""
+        key = f"legacy-{self.legacy_id}{suffix}"
+        return key if is_valid_request_id(key) else f"legacy-sha256-{sha256_text(self.legacy_id)}{suffix}"
+
+    def replacing(self, withdrawn: Sequence[str]) -> LegacyRun:
+        """This record migrated as a fresh run that names the withdrawn runs it replaces (meta.legacy.replaces)."""
+        run = runs_pb2.RunInput()
+        run.CopyFrom(self.run)
+        run.meta.fields["legacy"].struct_value.update({"replaces": list(withdrawn)})
+        return replace(self, run=run, replaces=tuple(withdrawn))
 
 
 @dataclass(frozen=True)

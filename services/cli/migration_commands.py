@@ -6,7 +6,9 @@
   list; the file list (`files.json`), the JSON map files read and the report (`report.json`) are its attachments.
   The batch is minted first, so a migration cut short still has its batch; every run the migration mints carries
   the batch's request id, which is how the server knows the runs a batch created.
-- `migrate status`, `migrate verify` and `migrate withdraw` (below) read what a migration left and take it back.
+- `migrate status`, `migrate verify` and `migrate withdraw` (below) read what a migration left and take it back:
+  a withdrawal is recorded on the batch and the runs it created (nothing is deleted), and a later migration of the
+  same records mints fresh runs naming the withdrawn ones in meta.legacy.replaces.
 
 Everything goes through the runs service's API, as the operator (who needs the migrator role).
 """
@@ -26,7 +28,7 @@ from rich.progress import Progress
 
 from custody.runs.v1 import runs_pb2
 from services.cli import legacy
-from services.cli.calls import call, console, err, print_json, print_rows
+from services.cli.calls import as_dict, call, console, err, print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
 from services.cli.runs_commands import describe_failure, list_all_runs, migration_warnings
 from services.cli.state import DEFAULT_STATE_DIR
@@ -94,11 +96,15 @@ def migrate(
     if not dry_run and scanned.files:
 
         async def load(stub: Any) -> tuple[str, list[dict[str, Any]]]:
+            withdrawn = await legacy_index(stub, only_withdrawn=True)
             batch_run = await _open_batch(stub, scanned, source, keep_source)
             lines = []
             with Progress(console=err, transient=True, disable=as_json) as progress:
                 task = progress.add_task("migrating", total=len(scanned.runs))
                 for legacy_run in scanned.runs:
+                    replaced = [r.name for r in withdrawn.withdrawn_of(legacy_run.legacy_id)]
+                    if replaced:  # a fresh run, naming the withdrawn ones it replaces
+                        legacy_run = legacy_run.replacing(replaced)
                     lines.append(await _migrate_one(stub, legacy_run, keep_source))
                     progress.advance(task)
             everything = [*report, *lines, *duplicates]
@@ -255,6 +261,8 @@ async def _migrate_one(stub: Any, legacy_run: legacy.LegacyRun, keep_source: boo
             return _line(legacy_run.legacy_id, legacy_run.source, "conflict", detail=detail)
         return _line(legacy_run.legacy_id, legacy_run.source, "error", detail=describe_failure(exc))
     warnings = migration_warnings(created)
+    if legacy_run.replaces:
+        warnings = [*warnings, f"replaces withdrawn {', '.join(legacy_run.replaces)}"]
     # Each command sends one correlation request id (services/cli/calls.py), stamped on what it mints: a run with
     # another request id was minted by an earlier migration and returned for the same idempotency key.
     outcome = "created" if created.request_id == call_context.request_id() else "existing"
@@ -308,7 +316,11 @@ class LegacyIndex:
     by_legacy_id: dict[str, list[runs_pb2.Run]] = field(default_factory=dict)
 
     def runs_of(self, legacy_id: str) -> list[runs_pb2.Run]:
-        return self.by_legacy_id.get(legacy_id, [])
+        """Its runs that are not withdrawn."""
+        return [r for r in self.by_legacy_id.get(legacy_id, []) if not r.HasField("withdrawal")]
+
+    def withdrawn_of(self, legacy_id: str) -> list[runs_pb2.Run]:
+        return [r for r in self.by_legacy_id.get(legacy_id, []) if r.HasField("withdrawal")]
 
 
 def legacy_of(run: runs_pb2.Run) -> dict[str, Any]:
@@ -319,10 +331,12 @@ def legacy_of(run: runs_pb2.Run) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def legacy_index(stub: Any) -> LegacyIndex:
-    """Reads every run once (ListRuns pages) and keeps those that name a legacy record."""
+async def legacy_index(stub: Any, only_withdrawn: bool = False) -> LegacyIndex:
+    """Reads every run once (ListRuns pages, withdrawn ones included) and keeps those that name a legacy record;
+    with only_withdrawn, the withdrawn ones alone (what a migration needs to know to replace them)."""
     index = LegacyIndex()
-    async for run in list_all_runs(stub, runs_pb2.ListRunsRequest()):
+    request = runs_pb2.ListRunsRequest(include_withdrawn=True, only_withdrawn=only_withdrawn)
+    async for run in list_all_runs(stub, request):
         legacy_id = legacy_of(run).get("run_id")
         if isinstance(legacy_id, str) and legacy_id:
             index.by_legacy_id.setdefault(legacy_id, []).append(run)
@@ -332,7 +346,8 @@ async def legacy_index(stub: Any) -> LegacyIndex:
 
 
 def record_state(record: legacy.LegacyRun, index: LegacyIndex) -> dict[str, Any]:
-    """What became of one legacy record: migrated (its run), changed (migrated from other content), or not yet."""
+    """What became of one legacy record: migrated (its run), changed (migrated from other content), withdrawn (its
+    runs were, and it was not migrated again since), or not yet."""
     found = index.runs_of(record.legacy_id)
     same = [r for r in found if legacy_of(r).get("artifact_sha256") == record.artifact_sha256]
     if same:
@@ -344,6 +359,14 @@ def record_state(record: legacy.LegacyRun, index: LegacyIndex) -> dict[str, Any]
             f"{record.artifact_sha256[:12]}: it was edited since, or the run is of another record"
         )
         return _state(record.legacy_id, record.source, "changed", found[-1].name, detail)
+    withdrawn = index.withdrawn_of(record.legacy_id)
+    if withdrawn:
+        latest = withdrawn[-1]
+        detail = (
+            f"withdrawn with {latest.withdrawal.batch} by {latest.withdrawal.withdrawn_by.id} "
+            f"({latest.withdrawal.reason}); migrate again to replace it"
+        )
+        return _state(record.legacy_id, record.source, "withdrawn", ", ".join(r.name for r in withdrawn), detail)
     return _state(record.legacy_id, record.source, "not_migrated")
 
 
@@ -357,7 +380,7 @@ def migration_status(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
-    """For every legacy record: migrated (with its run), not yet, changed since, or refused (with the reason).
+    """For every legacy record: migrated (with its run), not yet, changed since, withdrawn, or refused (why).
 
     Reads the store and the runs service; writes nothing. Refused records are the ones `migrate` would refuse
     (unreadable or invalid files, the same legacy id with other content in the store)."""
@@ -556,11 +579,15 @@ async def _verify_one(
     stub: Any, record: legacy.LegacyRun, index: LegacyIndex, batches: dict[str, runs_pb2.Run], threshold: float
 ) -> list[dict[str, Any]]:
     found = index.runs_of(record.legacy_id)
-    if not found:
+    withdrawn = index.withdrawn_of(record.legacy_id)
+    if not found and not withdrawn:
         return [_difference(record.legacy_id, "", "run", "not migrated", None, level="WARNING")]
     same = [r for r in found if legacy_of(r).get("artifact_sha256") == record.artifact_sha256]
-    run = (same or found)[-1]
+    run = (same or found or withdrawn)[-1]
     differences = field_differences(record, run, threshold)
+    if not found:  # a withdrawn run is still verified, and said to be withdrawn
+        why = f"withdrawn with {run.withdrawal.batch}: {run.withdrawal.reason}; not migrated again"
+        differences.append(_difference(record.legacy_id, run.name, "withdrawal", why, None, level="WARNING"))
     kept = await _kept_sources(stub, run.name)
     differences.extend(source_differences(record, run, kept, batches.get(run.request_id)))
     verification = await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=run.name))
@@ -570,3 +597,36 @@ async def _verify_one(
         for p in verification.problems
     )
     return differences
+
+
+# ---- withdraw -------------------------------------------------------------------------------------------------------
+
+
+@app.command("withdraw")
+def migration_withdraw(
+    batch: Annotated[str, typer.Argument(help="runs/{run}: the batch `migrate` reported.")],
+    reason: Annotated[str, typer.Option(help="Why (required): recorded on the batch and every run it created.")],
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Withdraw a migration: an append-only withdrawal (who, why, when) on the batch and every run it created.
+
+    Nothing is deleted: withdrawn runs stay readable and verifiable, are left out of `custody runs list`, can never
+    be bound, and migrating the same records again mints fresh runs that name them. Repeating it with the same
+    reason shows the recorded withdrawal; another reason is refused (ALREADY_WITHDRAWN)."""
+    answer = call(
+        state_dir,
+        "runs",
+        lambda stub: stub.WithdrawMigrationBatch(runs_pb2.WithdrawMigrationBatchRequest(batch=batch, reason=reason)),
+    )
+    if as_json:
+        print_json(as_dict(answer))
+        return
+    withdrawal = answer.withdrawal
+    console.print(
+        f"{withdrawal.batch} withdrawn with {len(answer.runs)} run(s) by {withdrawal.withdrawn_by.id} at "
+        f"{withdrawal.withdraw_time.ToJsonString()}: {withdrawal.reason}",
+        markup=False,
+    )
+    for name in answer.runs:
+        console.print(f"  {name}", markup=False)

@@ -62,6 +62,7 @@ def list_runs(
     tool: Annotated[str, typer.Option(help="tool_id")] = "",
     created_by: Annotated[str, typer.Option(help="Principal id, e.g. human:operator.")] = "",
     explanation: Annotated[str | None, typer.Option(help="NONE, PENDING, READY or ERROR.")] = None,
+    include_withdrawn: Annotated[bool, typer.Option(help="Withdrawn runs too (left out otherwise).")] = False,
     limit: Annotated[int, typer.Option(help="At most this many runs (0: all).")] = 50,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
@@ -74,6 +75,7 @@ def list_runs(
         mode=mode,
         tool_id=tool,
         created_by=created_by,
+        include_withdrawn=include_withdrawn,
     )
 
     async def fetch(stub: Any) -> list[runs_pb2.Run]:
@@ -146,7 +148,8 @@ def verify(
     async def check(stub: Any) -> list[runs_pb2.VerifyRunResponse]:
         if name:
             return [await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=name))]
-        names = [run.name async for run in list_all_runs(stub, runs_pb2.ListRunsRequest())]
+        every = runs_pb2.ListRunsRequest(include_withdrawn=True)  # withdrawn runs stay verifiable
+        names = [run.name async for run in list_all_runs(stub, every)]
         reports = []
         with Progress(console=err, transient=True, disable=as_json) as progress:
             task = progress.add_task("verifying runs", total=len(names))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,10 @@ import pytest
 from google.protobuf import json_format
 
 from custody.runs.v1 import runs_pb2
-from services.cli.state import StateLayout
 from services.common import status
-from services.common.identity import OPERATOR_ROLE, Principal, PrincipalKind
 from services.common.run_rules import MIGRATION_BATCH_MODE
-from tests.lineage.conftest import add_principal
 from tests.runs.conftest import RunsClient, run_input, struct
 from tests.runs.test_cli import report
-from tests.support.harness import ServiceHarness, bearer
 from tests.support.legacy import legacy_artifact
 
 ERROR_WITH_BLOCK_REASON = {"status": "ERROR", "decision": {"risk_level": "ERROR", "score": 0.0, "block_reason": "x"}}
@@ -270,16 +265,6 @@ def test_a_service_may_not_use_the_legacy_migration_path(runs: RunsClient) -> No
     error = rpc_error(lambda: runs.CreateRun(request, metadata=runs.as_service("art_studio")))
     assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "LEGACY_MIGRATION_NOT_ALLOWED")
     assert run_count(runs) == 0
-
-
-@pytest.fixture
-def operator_without_migrator_role(layout: StateLayout, sqlite_url: str, tmp_path: Path) -> Iterator[RunsClient]:
-    token = add_principal(layout, Principal("human:olga", PrincipalKind.HUMAN, frozenset({OPERATOR_ROLE})))
-    settings = {"database_url": sqlite_url, "blob_dir": str(tmp_path / "blobs")}
-    with ServiceHarness("runs", layout, settings=settings) as harness:
-        client = RunsClient(harness, layout)
-        client.operator = bearer(token)
-        yield client
 
 
 def test_an_operator_without_the_migrator_role_may_not_use_the_legacy_migration_path(

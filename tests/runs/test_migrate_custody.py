@@ -12,14 +12,24 @@ from typing import Any
 
 import grpc
 import pytest
+import sqlalchemy as sa
 from google.protobuf import json_format
 
 from custody.runs.v1 import runs_pb2
 from services.cli.legacy import map_spans
 from services.common import status
+from services.common.db import create_engine
 from services.common.run_rules import LEGACY_SOURCE_KIND, MIGRATION_BATCH_MODE
-from tests.runs.conftest import RunsClient, run_input
-from tests.runs.test_migrate import batches, by_legacy_id, migrate, migrated_runs, write_map, write_partitions
+from services.runs import tables
+from tests.runs.conftest import RunsClient, run_input, struct
+from tests.runs.test_migrate import (
+    batches,
+    by_legacy_id,
+    migrate,
+    migrated_runs,
+    write_map,
+    write_partitions,
+)
 
 DAY = "2025-12-17"
 
@@ -310,3 +320,176 @@ def test_records_not_migrated_yet_or_migrated_without_their_source_are_not_criti
     migrate(cli, root, 0, "--no-keep-source")
     result = verify_of(cli, root)
     assert [(d["path"], d["severity"]) for d in result["differences"]] == [("legacy_source", "INFO")]
+
+
+# ---- withdrawal and re-migration ------------------------------------------------------------------------------------
+
+
+def withdraw(cli: Any, batch: str, reason: str, expect: int = 0) -> Any:
+    return cli("migrate", "withdraw", batch, "--reason", reason, "--json", expect=expect)
+
+
+def rpc_error(call: Any) -> status.DecodedError:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()
+    return status.decode(raised.value)
+
+
+def migrated_store(cli: Any, root: Path) -> dict[str, Any]:
+    write_partitions(root, "run_aaa000000001", "run_aaa000000002")
+    return migrate(cli, root)
+
+
+def every_run(runs: RunsClient) -> list[runs_pb2.Run]:
+    return list(runs.ListRuns(runs_pb2.ListRunsRequest(page_size=1000, include_withdrawn=True)).runs)
+
+
+def test_a_withdrawal_is_recorded_on_the_batch_and_every_run_it_created_and_nothing_is_deleted(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    result = migrated_store(cli, tmp_path / "legacy")
+    created = sorted(r["run"] for r in result["records"])
+    answer = json.loads(withdraw(cli, result["batch"], "mapped risk levels wrongly").stdout)
+    assert sorted(answer["runs"]) == created
+    assert answer["withdrawal"]["withdrawn_by"]["id"] == "human:operator"
+    for name in [result["batch"], *created]:
+        run = runs.GetRun(runs_pb2.GetRunRequest(name=name))
+        assert (run.withdrawal.batch, run.withdrawal.reason) == (result["batch"], "mapped risk levels wrongly")
+        assert run.withdrawal.withdrawn_by.id == "human:operator" and run.withdrawal.withdraw_time.seconds > 0
+        assert run.withdrawal.ledger.origin  # each withdrawal has its leaf in the runs ledger
+        assert runs.VerifyRun(runs_pb2.VerifyRunRequest(name=name)).ok
+    assert len(every_run(runs)) == 3
+
+
+def test_withdrawn_runs_are_left_out_of_list_runs_unless_asked_for(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    result = migrated_store(cli, tmp_path / "legacy")
+    ordinary = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input()))
+    withdraw(cli, result["batch"], "wrong store")
+    listed = runs.ListRuns(runs_pb2.ListRunsRequest())
+    assert [r.name for r in listed.runs] == [ordinary.name]
+    withdrawn = runs.ListRuns(runs_pb2.ListRunsRequest(only_withdrawn=True)).runs
+    assert {r.name for r in withdrawn} == {result["batch"], *(r["run"] for r in result["records"])}
+    assert len(every_run(runs)) == 4
+    assert json.loads(cli("list", "--json").stdout)[0]["name"] == ordinary.name
+
+
+def test_a_withdrawn_run_can_never_be_bound(cli: Any, runs: RunsClient, tmp_path: Path, database_url: str) -> None:
+    result = migrated_store(cli, tmp_path / "legacy")
+    withdraw(cli, result["batch"], "wrong store")
+    name = result["records"][0]["run"]
+    for strict in (True, False):
+        error = rpc_error(
+            lambda strict=strict: runs.BindCandidate(runs_pb2.BindCandidateRequest(run=name, strict=strict))
+        )
+        assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "RUN_WITHDRAWN")
+    engine = create_engine(database_url)  # the database refuses the seal a binding would set, whoever writes it
+    try:
+        seal = {"run_id": name.split("/")[1], "sealed_by": result["batch"].split("/")[1], "scope": "geometry"}
+        with pytest.raises(sa.exc.DBAPIError, match="withdrawn"), engine.begin() as connection:
+            connection.execute(tables.run_seals.insert().values(**seal, created_at_us=1))
+    finally:
+        engine.dispose()
+
+
+def test_repeating_a_withdrawal_returns_it_and_another_reason_is_refused(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    batch = migrated_store(cli, tmp_path / "legacy")["batch"]
+    request = runs_pb2.WithdrawMigrationBatchRequest(batch=batch, reason="wrong store")
+    first = runs.WithdrawMigrationBatch(request)
+    assert runs.WithdrawMigrationBatch(request) == first
+    error = rpc_error(
+        lambda: runs.WithdrawMigrationBatch(runs_pb2.WithdrawMigrationBatchRequest(batch=batch, reason="x"))
+    )
+    assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "ALREADY_WITHDRAWN")
+    assert error.metadata["reason"] == "wrong store"
+    assert runs.GetRun(runs_pb2.GetRunRequest(name=batch)).withdrawal.reason == "wrong store"
+
+
+@pytest.mark.parametrize("reason", ["", "   ", "x" * 2001])
+def test_a_withdrawal_needs_a_reason(cli: Any, runs: RunsClient, tmp_path: Path, reason: str) -> None:
+    batch = migrated_store(cli, tmp_path / "legacy")["batch"]
+    error = rpc_error(
+        lambda: runs.WithdrawMigrationBatch(runs_pb2.WithdrawMigrationBatchRequest(batch=batch, reason=reason))
+    )
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "WITHDRAWAL_INVALID")
+    assert [v.field for v in error.violations] == ["reason"]
+    assert not runs.GetRun(runs_pb2.GetRunRequest(name=batch)).HasField("withdrawal")
+
+
+def test_only_a_batch_is_withdrawn_and_only_by_a_person(runs: RunsClient) -> None:
+    ordinary = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input()))
+    request = runs_pb2.WithdrawMigrationBatchRequest(batch=ordinary.name, reason="not mine")
+    error = rpc_error(lambda: runs.WithdrawMigrationBatch(request))
+    assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "NOT_A_MIGRATION_BATCH")
+    error = rpc_error(lambda: runs.WithdrawMigrationBatch(request, metadata=runs.as_service("art_studio")))
+    assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "PRINCIPAL_NOT_ALLOWED")
+    missing = runs_pb2.WithdrawMigrationBatchRequest(batch="runs/run_" + "0" * 32, reason="gone")
+    assert rpc_error(lambda: runs.WithdrawMigrationBatch(missing)).reason == "RUN_NOT_FOUND"
+
+
+def test_an_operator_without_the_migrator_role_may_not_withdraw(
+    runs: RunsClient, operator_without_migrator_role: RunsClient
+) -> None:
+    client = operator_without_migrator_role
+    request = runs_pb2.WithdrawMigrationBatchRequest(batch="runs/run_" + "0" * 32, reason="r")
+    error = rpc_error(lambda: client.WithdrawMigrationBatch(request))
+    assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "WITHDRAWAL_NOT_ALLOWED")
+
+
+def test_a_batch_that_created_nothing_withdraws_only_itself(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    first = migrated_store(cli, tmp_path / "legacy")
+    again = migrate(cli, tmp_path / "legacy")
+    answer = json.loads(withdraw(cli, again["batch"], "ran twice").stdout)
+    assert answer.get("runs", []) == [] and answer["withdrawal"]["batch"] == again["batch"]
+    assert all(not runs.GetRun(runs_pb2.GetRunRequest(name=r["run"])).HasField("withdrawal") for r in first["records"])
+
+
+def test_a_withdrawal_followed_by_a_re_migration_mints_fresh_runs_that_name_the_withdrawn_ones(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    first = migrated_store(cli, root)
+    withdraw(cli, first["batch"], "wrong tool mapping")
+    assert set(states(status_of(cli, root)).values()) == {"withdrawn"}
+    # The operator fixes a record, then migrates again: fresh runs, even for the edited record (no conflict).
+    edited = root / DAY / "run_aaa000000002.json"
+    edited.write_text(json.dumps({**json.loads(edited.read_text()), "tool_id": "mill-6mm"}))
+    second = migrate(cli, root)
+    assert second["counts"]["created"] == 2 and second["counts"]["conflict"] == 0
+    old = {r["legacy_id"]: r["run"] for r in first["records"]}
+    for line in second["records"]:
+        run = runs.GetRun(runs_pb2.GetRunRequest(name=line["run"]))
+        assert line["run"] != old[line["legacy_id"]] and not run.HasField("withdrawal")
+        assert json_format.MessageToDict(run.meta)["legacy"]["replaces"] == [old[line["legacy_id"]]]
+    assert {r["run"] for r in status_of(cli, root)["records"]} == {r["run"] for r in second["records"]}
+    assert migrate(cli, root)["counts"]["existing"] == 2  # found again, until it is withdrawn itself
+    assert verify_of(cli, root)["differences"] == []
+
+
+def test_a_second_withdrawal_and_re_migration_replaces_every_withdrawn_run(
+    cli: Any, runs: RunsClient, tmp_path: Path
+) -> None:
+    root = tmp_path / "legacy"
+    write_map(root / "runs.json", "run_bbb000000001")
+    names = []
+    for attempt in range(2):
+        result = migrate(cli, root)
+        names.append(result["records"][0]["run"])
+        withdraw(cli, result["batch"], f"attempt {attempt}")
+    third = migrate(cli, root)["records"][0]["run"]
+    replaces = json_format.MessageToDict(runs.GetRun(runs_pb2.GetRunRequest(name=third)).meta)["legacy"]["replaces"]
+    assert replaces == names and third not in names
+
+
+def test_a_run_may_name_as_replaced_only_withdrawn_runs_of_its_own_record(runs: RunsClient) -> None:
+    live = runs.CreateRun(
+        runs_pb2.CreateRunRequest(run=run_input(meta=struct({"legacy": {"run_id": "run_x"}})), legacy_migration=True)
+    )
+    claim = run_input(meta=struct({"legacy": {"run_id": "run_x", "replaces": [live.name, "runs/run_nope"]}}))
+    error = rpc_error(lambda: runs.CreateRun(runs_pb2.CreateRunRequest(run=claim, legacy_migration=True)))
+    assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "LEGACY_REPLACES_INVALID")
+    assert [v.field for v in error.violations] == ["run.meta.legacy.replaces[0]", "run.meta.legacy.replaces[1]"]
+    malformed = run_input(meta=struct({"legacy": {"run_id": "run_x", "replaces": "runs/a"}}))
+    error = rpc_error(lambda: runs.CreateRun(runs_pb2.CreateRunRequest(run=malformed, legacy_migration=True)))
+    assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "LEGACY_RUN_INVALID")
