@@ -493,3 +493,35 @@ def test_a_run_may_name_as_replaced_only_withdrawn_runs_of_its_own_record(runs: 
     malformed = run_input(meta=struct({"legacy": {"run_id": "run_x", "replaces": "runs/a"}}))
     error = rpc_error(lambda: runs.CreateRun(runs_pb2.CreateRunRequest(run=malformed, legacy_migration=True)))
     assert (error.code, error.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "LEGACY_RUN_INVALID")
+
+
+# ---- the README walkthrough, on the example store -------------------------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "legacy-store"
+
+
+def test_the_readme_walkthrough_on_the_example_store(cli: Any, runs: RunsClient, tmp_path: Path) -> None:
+    store = tmp_path / "legacy-store"
+    shutil.copytree(EXAMPLE, store)
+    dry = migrate(cli, store, 1, "--dry-run")
+    assert (dry["counts"]["valid"], dry["counts"]["error"]) == (6, 1)
+    assert runs.ListRuns(runs_pb2.ListRunsRequest()).runs == []
+    first = migrate(cli, store, 1)
+    assert (first["counts"]["created"], first["counts"]["error"]) == (6, 1)
+    (warned,) = [r for r in first["records"] if r["warnings"]]
+    assert warned["legacy_id"] == "run_e44f00c0ffee"
+    assert status_of(cli, store)["counts"] == {
+        "migrated": 6,
+        "not_migrated": 0,
+        "changed": 0,
+        "withdrawn": 0,
+        "refused": 1,
+        "duplicate": 0,
+    }
+    assert verify_of(cli, store)["counts"]["CRITICAL"] == 0  # the corrupt file was never migrated: a WARNING
+    withdraw(cli, first["batch"], "migrated before the tool table was fixed")
+    assert status_of(cli, store)["counts"]["withdrawn"] == 6
+    second = migrate(cli, store, 1)
+    assert second["counts"]["created"] == 6
+    assert status_of(cli, store)["counts"]["migrated"] == 6
+    assert verify_of(cli, store)["counts"]["CRITICAL"] == 0
