@@ -11,6 +11,10 @@ legacy artifact) from its content, so the same records migrated again from a cop
 already migrated, while a legacy id seen again with other content is a conflict. The source path is reported,
 not recorded in the run.
 
+What each record was read from is kept too (`LegacyRun.sources`): the bytes of its core file and side files, or, for
+a record of a JSON map file, exactly that record's bytes of the file (the map file itself is kept once, with the
+migration batch). Every file read is listed with its digest (`LegacyScan.files`), damaged ones included.
+
 A record is read straight into the runs contract (a `RunInput`, advisories and explanation included) and checked
 with the rules the server applies to a legacy migration (services.common.run_rules.validate_legacy_run): against
 the legacy RunArtifact schema, not against rules Custody added later, so such a record is imported as it was, with
@@ -19,11 +23,13 @@ a warning.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from google.protobuf import timestamp_pb2
@@ -54,6 +60,60 @@ EXPLANATION_STATUSES = ("NONE", "PENDING", "READY", "ERROR")
 ADVISORY_KINDS = ("explanation", "advisory", "note", "unknown")
 
 
+# Attachment filenames are conservative (no path, a safe character set): anything else becomes "_".
+_UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._\- ]")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file of the legacy store as it was read: its path relative to the store, its digest and size."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+
+    def to_document(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size_bytes": self.size_bytes}
+
+
+@dataclass(frozen=True)
+class KeptSource:
+    """Bytes a record was read from, kept with its run as an attachment of kind legacy_source."""
+
+    # record (the core file, or the record's bytes of a map file), advisory or explanation (side files).
+    role: str
+    # The file, relative to the store.
+    path: str
+    data: bytes
+    # For a record of a JSON map file: the map file's digest and the byte range [start, end) of the record in it.
+    container_sha256: str = ""
+    span: tuple[int, int] | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def filename(self) -> str:
+        name = _UNSAFE_FILENAME.sub("_", PurePosixPath(self.path).name)[:160] or "source"
+        name = name if name[0].isalnum() else f"f{name}"
+        return f"{name}.record" if self.span is not None else name
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        metadata = {"legacy_role": self.role, "legacy_path": self.path[:1024]}
+        if self.span is not None:
+            metadata.update(
+                legacy_container_sha256=self.container_sha256,
+                legacy_byte_start=str(self.span[0]),
+                legacy_byte_end=str(self.span[1]),
+            )
+        return metadata
+
+    def key(self) -> tuple[str, str, str]:
+        return (self.role, self.path, self.sha256)
+
+
 @dataclass(frozen=True)
 class LegacyRun:
     legacy_id: str
@@ -63,6 +123,10 @@ class LegacyRun:
     # Rules Custody added after the legacy schema that this record breaks ("field: rule"); the server records its
     # own list in meta.legacy.migration_warnings.
     warnings: tuple[str, ...] = ()
+    # The bytes it was read from, in the order read (core record first).
+    sources: tuple[KeptSource, ...] = ()
+    # The withdrawn runs of this record it is migrated to replace (see replacing).
+    replaces: tuple[str, ...] = ()
 
     @property
     def artifact_sha256(self) -> str:
@@ -74,9 +138,18 @@ class LegacyRun:
         """From the legacy id alone, so a second migration of the same record (from wherever it was copied) finds
         the run the first one minted, and the same id with other content is REQUEST_ID_REUSED, a conflict. An id
         that is not a valid request id, or too long to be one, is keyed by its sha256 (never truncated: two long
-        ids with a common prefix must not share a key)."""
-        key = f"legacy-{self.legacy_id}"
-        return key if is_valid_request_id(key) else f"legacy-sha256-{sha256_text(self.legacy_id)}"
+        ids with a common prefix must not share a key). A record migrated again after its runs were withdrawn is
+        keyed by those runs too: a fresh run, found again by every later migration until it is withdrawn itself."""
+        suffix = f"-replaces-{sha256_text(' '.join(self.replaces))[:32]}" if self.replaces else ""
+        key = f"legacy-{self.legacy_id}{suffix}"
+        return key if is_valid_request_id(key) else f"legacy-sha256-{sha256_text(self.legacy_id)}{suffix}"
+
+    def replacing(self, withdrawn: Sequence[str]) -> LegacyRun:
+        """This record migrated as a fresh run that names the withdrawn runs it replaces (meta.legacy.replaces)."""
+        run = runs_pb2.RunInput()
+        run.CopyFrom(self.run)
+        run.meta.fields["legacy"].struct_value.update({"replaces": list(withdrawn)})
+        return replace(self, run=run, replaces=tuple(withdrawn))
 
 
 @dataclass(frozen=True)
@@ -90,17 +163,29 @@ class LegacyProblem:
 
 @dataclass
 class LegacyScan:
+    # What paths are relative to: the directory given, or the directory of the map file given.
+    root: Path = field(default_factory=Path)
     runs: list[LegacyRun] = field(default_factory=list)
     problems: list[LegacyProblem] = field(default_factory=list)
     # (copy, the record migrated in its place): the same legacy id with the same content, found again.
     duplicates: list[tuple[LegacyRun, LegacyRun]] = field(default_factory=list)
+    # Every file read, in the order read, with its digest (damaged ones too).
+    files: list[SourceFile] = field(default_factory=list)
+    # The bytes of each JSON map file read (relative path -> bytes): what the migration batch keeps.
+    maps: dict[str, bytes] = field(default_factory=dict)
+
+    def relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
 
 
 def scan(path: Path) -> LegacyScan:
     """Reads a legacy store: a JSON map file, or a directory holding `runs.json`, date partitions, or both. A
     legacy id found twice with the same content is migrated once (the copy is reported as a duplicate); with
     different content, every copy is a conflict and none is migrated."""
-    result = LegacyScan()
+    result = LegacyScan(root=path if path.is_dir() else path.parent)
     if path.is_file():
         _scan_map(path, result)
     elif path.is_dir():
@@ -144,23 +229,76 @@ def _same_record(a: LegacyRun, b: LegacyRun) -> bool:
     return a.run == b.run
 
 
-def _load(path: Path, result: LegacyScan, legacy_id: str = "") -> Any:
+def _read(path: Path, result: LegacyScan, legacy_id: str = "") -> bytes | None:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        result.problems.append(LegacyProblem(str(path), legacy_id, f"unreadable JSON: {exc}"))
+        data = path.read_bytes()
+    except OSError as exc:
+        result.problems.append(LegacyProblem(str(path), legacy_id, f"unreadable file: {exc}"))
         return None
+    result.files.append(SourceFile(result.relative(path), hashlib.sha256(data).hexdigest(), len(data)))
+    return data
+
+
+def _load(path: Path, result: LegacyScan, legacy_id: str = "") -> tuple[Any, bytes | None]:
+    """(document, bytes read); the document is None when the file cannot be read or parsed (a problem names it)."""
+    data = _read(path, result, legacy_id)
+    if data is None:
+        return None, None
+    try:
+        return json.loads(data.decode("utf-8")), data
+    except (UnicodeDecodeError, ValueError) as exc:
+        result.problems.append(LegacyProblem(str(path), legacy_id, f"unreadable JSON: {exc}"))
+        return None, data
 
 
 def _scan_map(path: Path, result: LegacyScan) -> None:
-    document = _load(path, result)
-    if document is None:
+    document, data = _load(path, result)
+    if document is None or data is None:
         return
     if not isinstance(document, dict):
         result.problems.append(LegacyProblem(str(path), "", "expected a JSON object {run_id: artifact}"))
         return
+    relative = result.relative(path)
+    result.maps[relative] = data
+    container = hashlib.sha256(data).hexdigest()
+    spans = map_spans(data)
     for legacy_id, raw in sorted(document.items()):
-        _convert(str(legacy_id), f"{path}#{legacy_id}", raw, [], None, result)
+        start, end = spans[legacy_id]
+        kept = KeptSource("record", relative, data[start:end], container, (start, end))
+        _convert(str(legacy_id), f"{path}#{legacy_id}", raw, [], None, result, (kept,))
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def map_spans(data: bytes) -> dict[str, tuple[int, int]]:
+    """Where each value of a JSON object sits in its UTF-8 bytes: key -> [start, end) byte offsets (the last one
+    for a key given twice, as json.loads keeps). For a document json.loads has already parsed."""
+    text = data.decode("utf-8")
+    decoder = json.JSONDecoder()
+    spans: dict[str, tuple[int, int]] = {}
+    at = _WHITESPACE.match(text, 0).end() + 1  # type: ignore[union-attr]  # past "{"
+    byte_at, char_at = 0, 0
+
+    def byte_offset(char: int) -> int:
+        nonlocal byte_at, char_at  # offsets only grow: encode each stretch of text once
+        byte_at += len(text[char_at:char].encode("utf-8"))
+        char_at = char
+        return byte_at
+
+    while True:
+        at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+        if text[at] == "}":
+            return spans
+        key, at = json.decoder.scanstring(text, at + 1)  # type: ignore[attr-defined]
+        at = _WHITESPACE.match(text, at).end() + 1  # type: ignore[union-attr]  # past ":"
+        at = _WHITESPACE.match(text, at).end()  # type: ignore[union-attr]
+        _, end = decoder.raw_decode(text, at)
+        spans[key] = (byte_offset(at), byte_offset(end))
+        at = _WHITESPACE.match(text, end).end()  # type: ignore[union-attr]
+        if text[at] == "}":
+            return spans
+        at += 1  # past ","
 
 
 def _scan_partitions(root: Path, result: LegacyScan) -> None:
@@ -168,31 +306,38 @@ def _scan_partitions(root: Path, result: LegacyScan) -> None:
         if not PARTITION.fullmatch(partition.name):
             result.problems.append(LegacyProblem(str(partition), "", "not a YYYY-MM-DD partition directory"))
             continue
-        side_advisories: dict[str, list[tuple[Path, Any]]] = {}
-        side_explanations: dict[str, tuple[Path, Any]] = {}
+        side_advisories: dict[str, list[tuple[Path, Any, bytes | None]]] = {}
+        side_explanations: dict[str, tuple[Path, Any, bytes | None]] = {}
         cores: list[tuple[str, Path]] = []
         for file in sorted(partition.iterdir()):
             if file.name.endswith((".tmp", ".lock")):
                 result.problems.append(LegacyProblem(str(file), "", "leftover temporary or lock file (not imported)"))
             elif match := ADVISORY_FILE.fullmatch(file.name):
-                side_advisories.setdefault(match["run"], []).append((file, _load(file, result, match["run"])))
+                side_advisories.setdefault(match["run"], []).append((file, *_load(file, result, match["run"])))
             elif match := EXPLANATION_FILE.fullmatch(file.name):
-                side_explanations[match["run"]] = (file, _load(file, result, match["run"]))
+                side_explanations[match["run"]] = (file, *_load(file, result, match["run"]))
             elif match := CORE_FILE.fullmatch(file.name):
                 cores.append((match["run"], file))
             else:
                 result.problems.append(LegacyProblem(str(file), "", "unrecognised file name"))
         for legacy_id, file in cores:
-            raw = _load(file, result, legacy_id)
-            if raw is None:
+            raw, data = _load(file, result, legacy_id)
+            if raw is None or data is None:
                 continue
-            advisories = [doc for _, doc in side_advisories.pop(legacy_id, []) if doc is not None]
-            explanation_doc = side_explanations.pop(legacy_id, (None, None))[1]
-            _convert(legacy_id, str(file), raw, advisories, explanation_doc, result)
+            kept = [KeptSource("record", result.relative(file), data)]
+            advisories = []
+            for side, doc, side_data in side_advisories.pop(legacy_id, []):
+                if doc is not None and side_data is not None:
+                    advisories.append(doc)
+                    kept.append(KeptSource("advisory", result.relative(side), side_data))
+            explanation_file, explanation_doc, explanation_data = side_explanations.pop(legacy_id, (None, None, None))
+            if explanation_file is not None and explanation_doc is not None and explanation_data is not None:
+                kept.append(KeptSource("explanation", result.relative(explanation_file), explanation_data))
+            _convert(legacy_id, str(file), raw, advisories, explanation_doc, result, tuple(kept))
         for legacy_id, files in sorted(side_advisories.items()):
-            for file, _ in files:
+            for file, _, _ in files:
                 result.problems.append(LegacyProblem(str(file), legacy_id, "advisory side file without its run"))
-        for legacy_id, (file, _) in sorted(side_explanations.items()):
+        for legacy_id, (file, _, _) in sorted(side_explanations.items()):
             result.problems.append(LegacyProblem(str(file), legacy_id, "explanation side file without its run"))
 
 
@@ -203,9 +348,12 @@ def _convert(
     side_advisories: list[Any],
     side_explanation: Any,
     result: LegacyScan,
+    kept: tuple[KeptSource, ...] = (),
 ) -> None:
     try:
-        result.runs.append(_to_legacy_run(legacy_id, source, raw, side_advisories, side_explanation))
+        result.runs.append(
+            replace(_to_legacy_run(legacy_id, source, raw, side_advisories, side_explanation), sources=kept)
+        )
     except InvalidArgument as exc:
         details = "; ".join(f"{v.field}: {v.description}" for v in exc.violations) or exc.message
         result.problems.append(LegacyProblem(source, legacy_id, details))

@@ -22,6 +22,7 @@ from services.cli import (
     gateway_commands,
     ledger_commands,
     lineage_commands,
+    migration_commands,
     pipeline_commands,
     registry,
     runs_commands,
@@ -416,6 +417,7 @@ app.add_typer(ledger_commands.app, name="ledger")
 app.add_typer(lineage_commands.app, name="lineage")
 app.add_typer(pipeline_commands.app, name="pipeline")
 app.add_typer(gateway_commands.app, name="gateway")
+runs_commands.app.add_typer(migration_commands.app, name="migrate")
 app.add_typer(runs_commands.app, name="runs")
 app.add_typer(studio_commands.app, name="studio")
 app.add_typer(evidence_commands.app, name="evidence")

@@ -1,11 +1,12 @@
-"""`custody runs ...`: operate the runs service (list, show, diff, verify, attach, explain, bind, migrate, export,
-import). Everything goes through the runs service's API: the CLI never touches its database or blobs."""
+"""`custody runs ...`: operate the runs service (list, show, diff, verify, attach, explain, bind, export, import;
+migrate is services/cli/migration_commands.py). Everything goes through the runs service's API: the CLI never
+touches its database or blobs."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,12 +16,11 @@ from google.protobuf import json_format
 from rich.progress import Progress
 
 from custody.runs.v1 import runs_pb2
-from services.cli import legacy
 from services.cli.calls import as_dict, call, print_json, print_record, print_rows
 from services.cli.options import JsonFlag, StateDir
 from services.cli.output import console, err
 from services.cli.state import DEFAULT_STATE_DIR
-from services.common import call_context, status
+from services.common import status
 from services.common.errors import CustodyError
 from services.common.limits import CHUNK_LIMIT_BYTES
 from services.common.protomap import dict_to_struct
@@ -63,6 +63,7 @@ def list_runs(
     tool: Annotated[str, typer.Option(help="tool_id")] = "",
     created_by: Annotated[str, typer.Option(help="Principal id, e.g. human:operator.")] = "",
     explanation: Annotated[str | None, typer.Option(help="NONE, PENDING, READY or ERROR.")] = None,
+    include_withdrawn: Annotated[bool, typer.Option(help="Withdrawn runs too (left out otherwise).")] = False,
     limit: Annotated[int, typer.Option(help="At most this many runs (0: all).")] = 50,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
@@ -75,11 +76,12 @@ def list_runs(
         mode=mode,
         tool_id=tool,
         created_by=created_by,
+        include_withdrawn=include_withdrawn,
     )
 
     async def fetch(stub: Any) -> list[runs_pb2.Run]:
         found: list[runs_pb2.Run] = []
-        async for run in _all_runs(stub, request):
+        async for run in list_all_runs(stub, request):
             found.append(run)
             if limit and len(found) >= limit:
                 break
@@ -90,7 +92,7 @@ def list_runs(
     print_rows(rows, list(_summary(runs_pb2.Run())), as_json, title=f"{len(found)} run(s)")
 
 
-async def _all_runs(stub: Any, request: runs_pb2.ListRunsRequest) -> AsyncIterator[runs_pb2.Run]:
+async def list_all_runs(stub: Any, request: runs_pb2.ListRunsRequest) -> AsyncIterator[runs_pb2.Run]:
     request.page_size = 200
     while True:
         page = await stub.ListRuns(request)
@@ -147,7 +149,8 @@ def verify(
     async def check(stub: Any) -> list[runs_pb2.VerifyRunResponse]:
         if name:
             return [await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=name))]
-        names = [run.name async for run in _all_runs(stub, runs_pb2.ListRunsRequest())]
+        every = runs_pb2.ListRunsRequest(include_withdrawn=True)  # withdrawn runs stay verifiable
+        names = [run.name async for run in list_all_runs(stub, every)]
         reports = []
         with Progress(console=err, transient=True, disable=as_json) as progress:
             task = progress.add_task("verifying runs", total=len(names))
@@ -174,7 +177,7 @@ def verify(
         raise typer.Exit(1)
 
 
-async def _upload_chunks(
+async def upload_chunks(
     header: runs_pb2.AttachmentHeader, path: Path
 ) -> AsyncIterator[runs_pb2.UploadAttachmentRequest]:
     yield runs_pb2.UploadAttachmentRequest(header=header)
@@ -210,7 +213,7 @@ def attach(
         sha256=_file_sha256(file),
         request_id=request_id,
     )
-    print_record(call(state_dir, "runs", lambda stub: stub.UploadAttachment(_upload_chunks(header, file))), as_json)
+    print_record(call(state_dir, "runs", lambda stub: stub.UploadAttachment(upload_chunks(header, file))), as_json)
 
 
 @app.command()
@@ -261,103 +264,12 @@ def bind(
         console.print(f"  - {line}")
 
 
-OUTCOMES = ("created", "existing", "duplicate", "valid", "conflict", "error", "unverified")
-FAILED_OUTCOMES = ("conflict", "error", "unverified")
-
-
-@app.command()
-def migrate(
-    source: Annotated[
-        Path, typer.Option("--from", help="Legacy store: a JSON map file, or a directory (runs.json, partitions).")
-    ],
-    dry_run: Annotated[bool, typer.Option(help="Read and validate everything; write nothing.")] = False,
-    state_dir: StateDir = DEFAULT_STATE_DIR,
-    as_json: JsonFlag = False,
-) -> None:
-    """Import a legacy JSON run store: a report line per record, corrupt files named, safe to re-run, then verified.
-
-    A record already migrated (from this directory or a copy of it) is reported `existing`; the same legacy id with
-    other content is a `conflict`. A record that breaks only rules Custody added after the legacy schema is
-    imported as it was, with its warnings on the report line and in the run's meta.legacy.migration_warnings."""
-    scanned = legacy.scan(source)
-    report: list[dict[str, Any]] = [
-        _line(p.legacy_id, p.source, "conflict" if p.conflict else "error", detail=p.error) for p in scanned.problems
-    ]
-    duplicates = [
-        _line(copy.legacy_id, copy.source, "duplicate", detail=f"the same record as {first.source}, migrated once")
-        for copy, first in scanned.duplicates
-    ]
-    if not dry_run and scanned.runs:
-
-        async def load(stub: Any) -> list[dict[str, Any]]:
-            lines = []
-            with Progress(console=err, transient=True, disable=as_json) as progress:
-                task = progress.add_task("migrating", total=len(scanned.runs))
-                for legacy_run in scanned.runs:
-                    lines.append(await _migrate_one(stub, legacy_run))
-                    progress.advance(task)
-            return lines
-
-        report.extend(call(state_dir, "runs", load))
-    elif dry_run:
-        report.extend(_line(r.legacy_id, r.source, "valid", warnings=r.warnings) for r in scanned.runs)
-    report.extend(duplicates)
-    counts = {outcome: sum(1 for line in report if line["outcome"] == outcome) for outcome in OUTCOMES}
-    if as_json:
-        print_json({"dry_run": dry_run, "counts": counts, "records": report})
-    else:
-        rows = [{**line, "detail": "; ".join(filter(None, [line["detail"], *line["warnings"]]))} for line in report]
-        print_rows(rows, ["outcome", "legacy_id", "run", "source", "detail"], False, title="migration report")
-        console.print(", ".join(f"{count} {outcome}" for outcome, count in counts.items() if count) or "nothing found")
-    if any(counts[outcome] for outcome in FAILED_OUTCOMES):
-        raise typer.Exit(1)
-
-
-def _line(
-    legacy_id: str, source: str, outcome: str, run: str = "", detail: str = "", warnings: Sequence[str] = ()
-) -> dict[str, Any]:
-    return {
-        "legacy_id": legacy_id,
-        "source": source,
-        "outcome": outcome,
-        "run": run,
-        "detail": detail,
-        "warnings": list(warnings),
-    }
-
-
-async def _migrate_one(stub: Any, legacy_run: legacy.LegacyRun) -> dict[str, Any]:
-    request = runs_pb2.CreateRunRequest(
-        run=legacy_run.run, request_id=legacy_run.idempotency_key, legacy_migration=True
-    )
-    try:
-        created = await stub.CreateRun(request)
-    except Exception as exc:  # a refused record is reported and the migration goes on
-        if isinstance(exc, grpc.RpcError) and status.decode(exc).reason == "REQUEST_ID_REUSED":
-            detail = (
-                f"conflict: legacy id {legacy_run.legacy_id} was already migrated from a record with different "
-                f"content (this one's artifact sha256 is {legacy_run.artifact_sha256}); the run migrated first "
-                "was kept, nothing was changed"
-            )
-            return _line(legacy_run.legacy_id, legacy_run.source, "conflict", detail=detail)
-        return _line(legacy_run.legacy_id, legacy_run.source, "error", detail=_describe_failure(exc))
-    warnings = _migration_warnings(created)
-    # Each command sends one correlation request id (services/cli/calls.py), stamped on what it mints: a run with
-    # another request id was minted by an earlier migration and returned for the same idempotency key.
-    outcome = "created" if created.request_id == call_context.request_id() else "existing"
-    verification = await stub.VerifyRun(runs_pb2.VerifyRunRequest(name=created.name))
-    if not verification.ok:
-        detail = str(list(verification.problems))
-        return _line(legacy_run.legacy_id, legacy_run.source, "unverified", created.name, detail, warnings)
-    return _line(legacy_run.legacy_id, legacy_run.source, outcome, created.name, warnings=warnings)
-
-
-def _migration_warnings(run: runs_pb2.Run) -> list[str]:
+def migration_warnings(run: runs_pb2.Run) -> list[str]:
     legacy_meta = json_format.MessageToDict(run.meta).get("legacy") or {}
     return [str(w) for w in legacy_meta.get("migration_warnings") or []]
 
 
-def _describe_failure(exc: Exception) -> str:
+def describe_failure(exc: Exception) -> str:
     if isinstance(exc, grpc.RpcError):
         decoded = status.decode(exc)
         fields = "; ".join(f"{v.field}: {v.description}" for v in decoded.violations)
@@ -377,13 +289,13 @@ def export_runs(
     (directory / "blobs").mkdir(exist_ok=True)
 
     async def dump(stub: Any) -> tuple[int, int]:
-        runs = [run async for run in _all_runs(stub, runs_pb2.ListRunsRequest())]
+        runs = [run async for run in list_all_runs(stub, runs_pb2.ListRunsRequest())]
         blobs = 0
         with Progress(console=err, transient=True) as progress:
             task = progress.add_task("exporting", total=len(runs))
             for run in runs:
                 run_id = run.name.removeprefix("runs/")
-                attachments = await _all_attachments(stub, run.name)
+                attachments = await all_attachments(stub, run.name)
                 _write_json(directory / "runs" / f"{run_id}.json", as_dict(run))
                 _write_json(directory / "runs" / f"{run_id}.attachments.json", [as_dict(a) for a in attachments])
                 for attachment in attachments:
@@ -399,7 +311,7 @@ def export_runs(
     console.print(f"exported {count} run(s) and {blobs} blob(s) to {directory}")
 
 
-async def _all_attachments(stub: Any, run_name: str) -> list[runs_pb2.Attachment]:
+async def all_attachments(stub: Any, run_name: str) -> list[runs_pb2.Attachment]:
     found: list[runs_pb2.Attachment] = []
     token = ""
     while True:
@@ -509,7 +421,7 @@ async def _import_one(stub: Any, directory: Path, path: Path) -> dict[str, str]:
     run_input = _input_from_run(original)
     original_id = original.name.removeprefix("runs/")
     # A migrated run that breaks Custody's later rules (its warnings say which) comes back the way it came in.
-    migrated_with_warnings = bool(_migration_warnings(original))
+    migrated_with_warnings = bool(migration_warnings(original))
     created = await stub.CreateRun(
         runs_pb2.CreateRunRequest(
             run=run_input, request_id=f"import-{original_id}", legacy_migration=migrated_with_warnings
@@ -528,7 +440,7 @@ async def _import_one(stub: Any, directory: Path, path: Path) -> dict[str, str]:
             metadata={**attachment.metadata, "imported_from": attachment.name},
             request_id=f"import-{attachment.name.rsplit('/', 1)[-1]}",
         )
-        await stub.UploadAttachment(_upload_chunks(header, blob))
+        await stub.UploadAttachment(upload_chunks(header, blob))
     return {"original": original.name, "run": created.name, "attachments": str(len(attachments))}
 
 

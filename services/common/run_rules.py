@@ -20,6 +20,12 @@ from services.common.hashing import is_sha256_hex
 TOKEN = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 ENGINE_VERSION_MAX_CHARS = 128
 
+# A legacy migration as custody (`custody runs migrate`): every migration is recorded as a run of this mode (the
+# batch), which only a human with the migrator role may mint, and every migrated run keeps the bytes it was read
+# from as attachments of this kind.
+MIGRATION_BATCH_MODE = "legacy_migration"
+LEGACY_SOURCE_KIND = "legacy_source"
+
 
 @dataclass(frozen=True)
 class RunFields:

@@ -31,6 +31,8 @@ RULES: dict[str, AccessRule] = {
     "BindCandidate": WRITE,
     "DiffRuns": READ,
     "VerifyRun": READ,
+    # People only; the domain then asks for the migrator role (WITHDRAWAL_NOT_ALLOWED).
+    "WithdrawMigrationBatch": OPERATE,
     **ledger_rpc.access_rules("runs"),
 }
 

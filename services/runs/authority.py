@@ -5,13 +5,16 @@
 - Services act only on their own runs. A service principal reads, lists, attaches to, advises, explains and binds
   only runs it created; people (operators and reviewers, as the access table admits them) see every run. A
   compromised service token therefore cannot read, extend or decide on another principal's work.
+- Legacy migrations are a migrator's: only a human with the migrator role imports legacy records, mints a
+  migration batch (mode legacy_migration) or withdraws one.
 - Seals (model.Seal) refuse the attachments a decision froze; the store and a database trigger enforce them.
 """
 
 from __future__ import annotations
 
-from services.common.errors import FieldViolation, PermissionDenied
-from services.common.identity import Principal, PrincipalKind
+from services.common.errors import FieldViolation, InvalidArgument, PermissionDenied
+from services.common.identity import MIGRATOR_ROLE, Principal, PrincipalKind
+from services.common.run_rules import MIGRATION_BATCH_MODE
 from services.runs import feasibility
 from services.runs.model import RunContent, run_name
 
@@ -67,3 +70,34 @@ def listing_scope(caller: Principal, created_by: str) -> str:
             violations=[FieldViolation("created_by", f"empty or {caller.id!r}")],
         )
     return caller.id
+
+
+def is_migrator(caller: Principal) -> bool:
+    return caller.kind is PrincipalKind.HUMAN and MIGRATOR_ROLE in caller.roles
+
+
+def require_migrator(caller: Principal, reason: str, what: str) -> None:
+    """PERMISSION_DENIED (`reason`) unless the caller is a human with the migrator role."""
+    if not is_migrator(caller):
+        raise PermissionDenied(
+            reason,
+            f"{caller.id} may not {what}: that needs a human with the {MIGRATOR_ROLE!r} role",
+            metadata={"principal": caller.id},
+        )
+
+
+def is_migration_batch(content: RunContent) -> bool:
+    return content.mode.lower() == MIGRATION_BATCH_MODE
+
+
+def require_batch_author(content: RunContent, caller: Principal, legacy_record: bool) -> None:
+    """A run of the batch mode records a migration: a migrator's only, and never a legacy record itself."""
+    if not is_migration_batch(content):
+        return
+    require_migrator(caller, "LEGACY_MIGRATION_NOT_ALLOWED", f"record a {MIGRATION_BATCH_MODE} batch")
+    if legacy_record:
+        raise InvalidArgument(
+            "LEGACY_RUN_INVALID",
+            f"a legacy record cannot be migrated as mode {MIGRATION_BATCH_MODE!r}: that mode is the batch's",
+            violations=[FieldViolation("run.mode", f"not {MIGRATION_BATCH_MODE!r} with legacy_migration")],
+        )

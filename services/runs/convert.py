@@ -20,6 +20,7 @@ from services.runs.domain.credentials import AssetSource, CredentialsRequest
 from services.runs.domain.diff import Difference
 from services.runs.domain.pages import Page
 from services.runs.domain.verification import Verification
+from services.runs.domain.withdrawals import WithdrawResult
 from services.runs.store import RunFilters
 
 RUN_STATUS = {
@@ -243,7 +244,23 @@ def run_to_proto(record: model.RunRecord) -> runs_pb2.Run:
         engine_version=content.engine_version,
         lineage=lineage_to_proto(record.lineage) if record.lineage is not None else None,
         ledger=ledger_rpc.entry(record.ledger),
+        withdrawal=withdrawal_to_proto(record.withdrawal) if record.withdrawal is not None else None,
     )
+
+
+def withdrawal_to_proto(withdrawal: model.Withdrawal) -> runs_pb2.Withdrawal:
+    return runs_pb2.Withdrawal(
+        batch=model.run_name(withdrawal.batch_run_id),
+        reason=withdrawal.reason,
+        withdrawn_by=principal_to_proto(withdrawal.stamp.created_by),
+        withdraw_time=timestamp(withdrawal.stamp.created_at),
+        request_id=withdrawal.stamp.request_id,
+        ledger=ledger_rpc.entry(withdrawal.ledger),
+    )
+
+
+def withdraw_result_to_proto(result: WithdrawResult) -> runs_pb2.WithdrawMigrationBatchResponse:
+    return runs_pb2.WithdrawMigrationBatchResponse(withdrawal=withdrawal_to_proto(result.withdrawal), runs=result.runs)
 
 
 def lineage_to_proto(message: model.OutboxMessage) -> runs_pb2.LineageRecord:
@@ -391,6 +408,8 @@ def filters_from_proto(request: runs_pb2.ListRunsRequest) -> tuple[RunFilters, l
         explanation_status=(
             EXPLANATION_IN[request.explanation_status].value if request.explanation_status in EXPLANATION_IN else ""
         ),
+        include_withdrawn=request.include_withdrawn,
+        only_withdrawn=request.only_withdrawn,
     )
     return filters, problems
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from services.common.ledger.leaves import RecordSource, TableRecords
 from services.runs import tables
-from services.runs.model import attachment_name, run_name
+from services.runs.model import attachment_name, run_name, withdrawal_name
 
 RUNS = TableRecords(
     "run",
@@ -55,4 +55,21 @@ SEALS = TableRecords(
     "created_at_us",
 )
 
-SOURCES: tuple[RecordSource, ...] = (RUNS, BLOBS, ATTACHMENTS, ADVISORIES, EXPLANATION_DECISIONS, SEALS)
+WITHDRAWALS = TableRecords(
+    "withdrawal",
+    tables.run_withdrawals,
+    lambda row: withdrawal_name(row["run_id"]),
+    "withdrawn_at_us",
+    principal_column="withdrawn_by",
+    request_id_column="request_id",
+)
+
+SOURCES: tuple[RecordSource, ...] = (
+    RUNS,
+    BLOBS,
+    ATTACHMENTS,
+    ADVISORIES,
+    EXPLANATION_DECISIONS,
+    SEALS,
+    WITHDRAWALS,
+)

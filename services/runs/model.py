@@ -74,6 +74,9 @@ class AttachmentKind(StrEnum):
     # A model-generated reference image for a candidate (art_studio), with content credentials.
     CONCEPT_IMAGE = "concept_image"
     REPORT_JSON = "report_json"
+    # The exact bytes a legacy migration read a run from (`custody runs migrate`): its core record and side files,
+    # or, for a record of a JSON map file, that record's bytes of the file (the batch run keeps the whole file).
+    LEGACY_SOURCE = "legacy_source"
     OTHER = "other"
 
 
@@ -249,6 +252,17 @@ class Seal:
 
 
 @dataclass(frozen=True)
+class Withdrawal:
+    """A run taken back with the legacy migration batch that created it (append-only; the run stays readable)."""
+
+    run_id: str
+    batch_run_id: str
+    reason: str
+    stamp: Stamp
+    ledger: LedgerPosition | None = None
+
+
+@dataclass(frozen=True)
 class RunRecord:
     run_id: str
     content: RunContent
@@ -260,6 +274,8 @@ class RunRecord:
     lineage: OutboxMessage | None = None
     # Where the run's leaf sits in the runs ledger (None only when the ledger is off, for benchmarks).
     ledger: LedgerPosition | None = None
+    # Set once the run is withdrawn (not part of the immutable record).
+    withdrawal: Withdrawal | None = None
 
     @property
     def name(self) -> str:
@@ -298,6 +314,11 @@ class BlobDigest:
 
 def run_name(run_id: str) -> str:
     return f"runs/{run_id}"
+
+
+def withdrawal_name(run_id: str) -> str:
+    """The ledger record name of a run's withdrawal."""
+    return f"{run_name(run_id)}/withdrawal"
 
 
 def attachment_name(run_id: str, attachment_id: str) -> str:

@@ -171,6 +171,12 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     ) -> runs_pb2.VerifyRunResponse:
         return convert.verification_to_proto(await asyncio.to_thread(self._runs.verify_run, request.name))
 
+    async def WithdrawMigrationBatch(
+        self, request: runs_pb2.WithdrawMigrationBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> runs_pb2.WithdrawMigrationBatchResponse:
+        result = await asyncio.to_thread(self._runs.withdraw_migration_batch, request.batch, request.reason)
+        return convert.withdraw_result_to_proto(result)
+
     # ---- the ledger (services/common/ledger/rpc.py answers for all three authorities) ------------------------------
 
     async def GetCheckpoint(

@@ -25,7 +25,15 @@ from services.common.identity import Principal, PrincipalKind
 from services.common.ledger.leaves import LedgerPosition
 from services.common.ledger.ledger import Ledger, leaf_positions, record_all_leaves, record_leaves
 from services.runs import tables
-from services.runs.ledger_records import ADVISORIES, ATTACHMENTS, BLOBS, EXPLANATION_DECISIONS, RUNS, SEALS
+from services.runs.ledger_records import (
+    ADVISORIES,
+    ATTACHMENTS,
+    BLOBS,
+    EXPLANATION_DECISIONS,
+    RUNS,
+    SEALS,
+    WITHDRAWALS,
+)
 from services.runs.model import (
     AdvisoryKind,
     AdvisoryLink,
@@ -41,7 +49,9 @@ from services.runs.model import (
     Seal,
     SealScope,
     Stamp,
+    Withdrawal,
     run_name,
+    withdrawal_name,
 )
 
 
@@ -55,6 +65,9 @@ class RunFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
     explanation_status: str = ""
+    # Withdrawn runs are left out unless asked for (include: them too; only: them alone).
+    include_withdrawn: bool = False
+    only_withdrawn: bool = False
 
 
 @dataclass(frozen=True)
@@ -333,6 +346,11 @@ class RunsStore:
             query = query.join(explanations, explanations.c.run_id == runs.c.id).where(
                 explanations.c.status == filters.explanation_status
             )
+        withdrawn = sa.exists().where(tables.run_withdrawals.c.run_id == runs.c.id)
+        if filters.only_withdrawn:
+            query = query.where(withdrawn)
+        elif not filters.include_withdrawn:
+            query = query.where(~withdrawn)
         query = keyset(query, runs.c.created_at_us, runs.c.id, after, limit, newest_first=True)
         with self.engine.connect() as connection:
             return self._hydrate(connection, list(connection.execute(query)))
@@ -358,6 +376,7 @@ class RunsStore:
             for r in connection.execute(sa.select(tables.outbox).where(tables.outbox.c.run_id.in_(ids)))
         }
         placed = leaf_positions(self.ledger, connection, [run_name(run_id) for run_id in ids])
+        withdrawals = self._withdrawals(connection, ids)
         stored = []
         for row in rows:
             document = json.loads(row.artifact_json)
@@ -377,10 +396,63 @@ class RunsStore:
                 ),
                 lineage=lineage.get(row.id),
                 ledger=placed.get(run_name(row.id)),
+                withdrawal=withdrawals.get(row.id),
             )
             indexed = {"mode": row.mode, "tool_id": row.tool_id, "status": row.status, "risk_level": row.risk_level}
             stored.append(StoredRun(record, row.artifact_json, row.request_fingerprint, indexed))
         return stored
+
+    # ---- withdrawals --------------------------------------------------------------------------------------------
+
+    def runs_of_request(self, created_by: str, request_id: str) -> list[StoredRun]:
+        """The runs `created_by` minted under `request_id` (one command's), oldest first (ix_runs_request)."""
+        runs = tables.runs
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(runs)
+                .where(runs.c.created_by == created_by, runs.c.request_id == request_id)
+                .order_by(runs.c.created_at_us, runs.c.id)
+            ).all()
+            return self._hydrate(connection, rows)
+
+    def withdraw(self, withdrawals: Sequence[Withdrawal]) -> list[Withdrawal] | None:
+        """Records the withdrawals in one transaction with their leaves, all or none; None when one of the runs
+        was withdrawn meanwhile (the primary key refused it), for the caller to read what is recorded."""
+        rows = [_withdrawal_row(w) for w in withdrawals]
+        try:
+            with self.engine.begin() as connection:
+                insert_rows(connection, tables.run_withdrawals, rows)
+                placed = record_leaves(self.ledger, connection, WITHDRAWALS, [(row["run_id"],) for row in rows])
+        except IntegrityError:
+            return None
+        return [replace(w, ledger=placed.get(withdrawal_name(w.run_id))) for w in withdrawals]
+
+    def withdrawal(self, run_id: str) -> Withdrawal | None:
+        with self.engine.connect() as connection:
+            return self._withdrawals(connection, [run_id]).get(run_id)
+
+    def withdrawn_with(self, batch_run_id: str) -> list[str]:
+        """Ids of the runs withdrawn with a batch (the batch aside), oldest run first."""
+        table, runs = tables.run_withdrawals, tables.runs
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(table.c.run_id)
+                .join(runs, runs.c.id == table.c.run_id)
+                .where(table.c.batch_run_id == batch_run_id, table.c.run_id != batch_run_id)
+                .order_by(runs.c.created_at_us, runs.c.id)
+            )
+            return [row.run_id for row in rows]
+
+    def _withdrawals(self, connection: sa.Connection, run_ids: Sequence[str]) -> dict[str, Withdrawal]:
+        if not run_ids:
+            return {}
+        table = tables.run_withdrawals
+        found = {
+            row.run_id: _withdrawal(row)
+            for row in connection.execute(sa.select(table).where(table.c.run_id.in_(list(run_ids))))
+        }
+        placed = leaf_positions(self.ledger, connection, [withdrawal_name(run_id) for run_id in found])
+        return {run_id: replace(w, ledger=placed.get(withdrawal_name(run_id))) for run_id, w in found.items()}
 
     # ---- explanations -------------------------------------------------------------------------------------------
 
@@ -716,6 +788,34 @@ def sealed_error(seal: Seal, kind: str) -> FailedPrecondition:
         "RUN_SEALED",
         f"{run} takes no new {kind} attachment: {why}; attach to a new design session run instead",
         metadata={"run": run, "sealed_by": by, "scope": seal.scope.value},
+    )
+
+
+def _withdrawal_row(withdrawal: Withdrawal) -> dict[str, Any]:
+    stamp = withdrawal.stamp
+    return {
+        "run_id": withdrawal.run_id,
+        "batch_run_id": withdrawal.batch_run_id,
+        "reason": withdrawal.reason,
+        "withdrawn_by": stamp.created_by.id,
+        "withdrawn_by_kind": stamp.created_by.kind.value,
+        "withdrawn_at_us": to_us(stamp.created_at),
+        "request_id": stamp.request_id,
+        "trace_id": stamp.trace_id,
+    }
+
+
+def _withdrawal(row: sa.Row[Any]) -> Withdrawal:
+    return Withdrawal(
+        run_id=row.run_id,
+        batch_run_id=row.batch_run_id,
+        reason=row.reason,
+        stamp=Stamp(
+            created_at=from_us(row.withdrawn_at_us),
+            created_by=_principal(row.withdrawn_by, row.withdrawn_by_kind),
+            request_id=row.request_id,
+            trace_id=row.trace_id,
+        ),
     )
 
 

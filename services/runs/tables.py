@@ -1,7 +1,8 @@
 """The runs database schema (SQLAlchemy Core). Migrations create it; only store.py reads and writes it.
 
-Immutable tables (runs, attachments, advisories, blobs, explanation history) get database triggers that refuse
-UPDATE and DELETE. The explanation status is the one mutable row per run, changed by compare-and-set.
+Immutable tables (runs, attachments, advisories, blobs, explanation history, seals, withdrawals) get database
+triggers that refuse UPDATE and DELETE. The explanation status is the one mutable row per run, changed by
+compare-and-set.
 Timestamps are integer microseconds since the epoch so ordering and keyset pagination are exact on both backends.
 """
 
@@ -22,6 +23,7 @@ IMMUTABLE_TABLES = (
     "run_explanation_history",
     "blob_chunks",
     "run_seals",
+    "run_withdrawals",
     "ledger_leaves",
 )
 
@@ -50,6 +52,8 @@ runs = sa.Table(
     sa.Index("ix_runs_mode", "mode", "created_at_us", "id"),
     sa.Index("ix_runs_tool", "tool_id", "created_at_us", "id"),
     sa.Index("ix_runs_creator", "created_by", "created_at_us", "id"),
+    # The runs one command minted (migration 0007): a migration batch's are its creator's under its request id.
+    sa.Index("ix_runs_request", "created_by", "request_id"),
 )
 
 run_explanations = sa.Table(
@@ -177,6 +181,22 @@ run_seals = sa.Table(
     sa.Column("sealed_by", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
     sa.Column("scope", sa.String(16), nullable=False),
     sa.Column("created_at_us", sa.BigInteger, nullable=False),
+)
+
+# A legacy migration taken back (migration 0007): one append-only row per withdrawn run, the batch's included, naming
+# the batch, who withdrew it, why and when. A withdrawn run stays readable; a trigger refuses binding it.
+run_withdrawals = sa.Table(
+    "run_withdrawals",
+    metadata,
+    sa.Column("run_id", sa.String(40), sa.ForeignKey("runs.id"), primary_key=True),
+    sa.Column("batch_run_id", sa.String(40), sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("withdrawn_by", sa.String(160), nullable=False),
+    sa.Column("withdrawn_by_kind", sa.String(16), nullable=False),
+    sa.Column("withdrawn_at_us", sa.BigInteger, nullable=False),
+    sa.Column("request_id", sa.String(128), nullable=False),
+    sa.Column("trace_id", sa.String(32), nullable=False),
+    sa.Index("ix_run_withdrawals_batch", "batch_run_id", "run_id"),
 )
 
 # Tamper evidence: one leaf per record (services/runs/ledger_records.py), in the record's own transaction.

@@ -11,6 +11,8 @@ from google.protobuf import struct_pb2
 from custody.runs.v1 import runs_pb2, runs_pb2_grpc
 from services.cli.state import StateLayout, save_endpoints
 from services.common.hashing import sha256_canonical
+from services.common.identity import OPERATOR_ROLE, Principal, PrincipalKind
+from tests.lineage.conftest import add_principal
 from tests.support.harness import ServiceHarness, bearer, operator_token, service_token, state_layout
 from tests.support.processes import clean_environment, custody
 
@@ -64,6 +66,16 @@ def cli(runs: RunsClient) -> Iterator[Any]:
         return result
 
     yield run_cli
+
+
+@pytest.fixture
+def operator_without_migrator_role(layout: StateLayout, sqlite_url: str, tmp_path: Path) -> Iterator[RunsClient]:
+    token = add_principal(layout, Principal("human:olga", PrincipalKind.HUMAN, frozenset({OPERATOR_ROLE})))
+    settings = {"database_url": sqlite_url, "blob_dir": str(tmp_path / "blobs")}
+    with ServiceHarness("runs", layout, settings=settings) as harness:
+        client = RunsClient(harness, layout)
+        client.operator = bearer(token)
+        yield client
 
 
 def struct(value: dict[str, Any]) -> struct_pb2.Struct:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from custody.runs.v1 import runs_pb2
+from services.common.run_rules import MIGRATION_BATCH_MODE
 from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
 from tests.runs.conftest import RunsClient, run_input
 from tests.support.legacy import legacy_artifact
@@ -57,7 +58,8 @@ def test_migrate_imports_runs_with_side_files_then_verifies(
 ) -> None:
     result = report(cli("migrate", "--from", str(partitioned_store), "--json", expect=1))
     assert result["counts"]["created"] == 2 and result["counts"]["error"] == 2
-    migrated = {r.meta["legacy"]["run_id"]: r for r in runs.ListRuns(runs_pb2.ListRunsRequest()).runs}
+    listed = runs.ListRuns(runs_pb2.ListRunsRequest()).runs
+    migrated = {r.meta["legacy"]["run_id"]: r for r in listed if r.mode != MIGRATION_BATCH_MODE}
     first = migrated["run_abc123def456"]
     assert [a.advisory_id for a in first.advisory_inputs] == ["adv_001"]
     assert first.explanation.status == runs_pb2.EXPLANATION_STATUS_READY
@@ -70,7 +72,8 @@ def test_migrating_again_duplicates_nothing(cli: Any, runs: RunsClient, partitio
     cli("migrate", "--from", str(partitioned_store), "--json", expect=1)
     again = report(cli("migrate", "--from", str(partitioned_store), "--json", expect=1))
     assert again["counts"]["existing"] == 2 and again["counts"]["created"] == 0
-    assert len(runs.ListRuns(runs_pb2.ListRunsRequest()).runs) == 2
+    modes = [r.mode for r in runs.ListRuns(runs_pb2.ListRunsRequest()).runs]
+    assert sorted(modes) == ["cnc", "cnc", MIGRATION_BATCH_MODE, MIGRATION_BATCH_MODE]  # two runs, two batches
 
 
 def test_migrate_reads_the_single_file_map_layout(cli: Any, runs: RunsClient, tmp_path: Path) -> None:

@@ -92,6 +92,9 @@ SEEDS = {
     "BindCandidate": lambda rng, names: pb.BindCandidateRequest(run=_run(rng, names)),
     "DiffRuns": lambda rng, names: pb.DiffRunsRequest(left=_run(rng, names), right=_run(rng, names)),
     "VerifyRun": lambda rng, names: pb.VerifyRunRequest(name=_run(rng, names)),
+    "WithdrawMigrationBatch": lambda rng, names: pb.WithdrawMigrationBatchRequest(
+        batch=_run(rng, names), reason="the mapping was wrong"
+    ),
 }
 
 

@@ -18,10 +18,11 @@ from services.common import status
 from services.common.db import create_engine
 from services.common.ledger import merkle
 from services.common.ledger.note import NoteVerifier, parse_checkpoint
+from services.common.run_rules import MIGRATION_BATCH_MODE
 from services.runs import ledger_audit, tables
 from services.runs.config import RunsSettings
 from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
-from tests.runs.conftest import RunsClient, error_of, run_input
+from tests.runs.conftest import RunsClient, error_of, run_input, struct
 from tests.runs.test_content_credentials import png
 from tests.support import tamper
 from tests.support.harness import ServiceHarness
@@ -190,9 +191,19 @@ def test_a_leaf_newer_than_the_checkpoint_asked_for_is_not_yet_provable(runs: Ru
 # ---- tampering -------------------------------------------------------------------------------------------------
 
 
+def migrate_and_withdraw(runs: RunsClient, legacy_id: str, reason: str) -> None:
+    """A legacy record migrated and its batch recorded under one request id (as one `custody runs migrate`), then
+    the batch withdrawn: two withdrawal rows."""
+    command = (*runs.operator, ("x-request-id", f"migrate-{legacy_id}"))
+    record = run_input(meta=struct({"legacy": {"run_id": legacy_id}}))
+    runs.CreateRun(runs_pb2.CreateRunRequest(run=record, legacy_migration=True), metadata=command)
+    batch = runs.CreateRun(runs_pb2.CreateRunRequest(run=run_input(mode=MIGRATION_BATCH_MODE)), metadata=command)
+    runs.WithdrawMigrationBatch(runs_pb2.WithdrawMigrationBatchRequest(batch=batch.name, reason=reason))
+
+
 def populate(runs: RunsClient) -> None:
     """Records of every kind: runs, blobs and attachments (one with a signed asset), an advisory, explanation
-    history, a seal."""
+    history, a seal, withdrawals (of two migrations)."""
     for _ in range(3):
         mint(runs)
     session = mint(runs, mode="design_session").name
@@ -214,6 +225,8 @@ def populate(runs: RunsClient) -> None:
             )
         )
     runs.BindCandidate(runs_pb2.BindCandidateRequest(run=session))
+    migrate_and_withdraw(runs, "run_legacy1", "mapped the wrong tool")
+    migrate_and_withdraw(runs, "run_legacy2", "source was a stale copy")
 
 
 def settled(runs: RunsClient, harness: ServiceHarness, database_url: str) -> RunsSettings:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,10 @@ import pytest
 from google.protobuf import json_format
 
 from custody.runs.v1 import runs_pb2
-from services.cli.state import StateLayout
 from services.common import status
-from services.common.identity import OPERATOR_ROLE, Principal, PrincipalKind
-from tests.lineage.conftest import add_principal
+from services.common.run_rules import MIGRATION_BATCH_MODE
 from tests.runs.conftest import RunsClient, run_input, struct
 from tests.runs.test_cli import report
-from tests.support.harness import ServiceHarness, bearer
 from tests.support.legacy import legacy_artifact
 
 ERROR_WITH_BLOCK_REASON = {"status": "ERROR", "decision": {"risk_level": "ERROR", "score": 0.0, "block_reason": "x"}}
@@ -75,8 +71,18 @@ def migrate(cli: Any, source: Path, expect: int = 0, *extra: str) -> dict[str, A
     return report(cli("migrate", "--from", str(source), "--json", *extra, expect=expect))
 
 
+def migrated_runs(runs: RunsClient) -> list[runs_pb2.Run]:
+    """The runs migrated from legacy records (not the batch runs recording each migration)."""
+    every = runs.ListRuns(runs_pb2.ListRunsRequest(page_size=1000)).runs
+    return [r for r in every if r.mode != MIGRATION_BATCH_MODE]
+
+
+def batches(runs: RunsClient) -> list[runs_pb2.Run]:
+    return list(runs.ListRuns(runs_pb2.ListRunsRequest(page_size=1000, mode=MIGRATION_BATCH_MODE)).runs)
+
+
 def run_count(runs: RunsClient) -> int:
-    return len(runs.ListRuns(runs_pb2.ListRunsRequest(page_size=1000)).runs)
+    return len(migrated_runs(runs))
 
 
 def legacy_meta(run: runs_pb2.Run) -> dict[str, Any]:
@@ -84,7 +90,7 @@ def legacy_meta(run: runs_pb2.Run) -> dict[str, Any]:
 
 
 def by_legacy_id(runs: RunsClient) -> dict[str, runs_pb2.Run]:
-    return {legacy_meta(r)["run_id"]: r for r in runs.ListRuns(runs_pb2.ListRunsRequest(page_size=1000)).runs}
+    return {legacy_meta(r)["run_id"]: r for r in migrated_runs(runs)}
 
 
 @pytest.mark.parametrize("layout_name", LAYOUTS)
@@ -226,7 +232,7 @@ def test_a_migrated_run_with_warnings_survives_export_and_import(cli: Any, runs:
     migrate(cli, tmp_path / "legacy")
     cli("export", str(tmp_path / "backup"))
     cli("import", str(tmp_path / "backup"))
-    imported = [r for r in runs.ListRuns(runs_pb2.ListRunsRequest()).runs if "imported" in r.meta]
+    imported = [r for r in migrated_runs(runs) if "imported" in r.meta]
     assert len(imported) == 1 and imported[0].decision.block_reason == "x"
 
 
@@ -259,16 +265,6 @@ def test_a_service_may_not_use_the_legacy_migration_path(runs: RunsClient) -> No
     error = rpc_error(lambda: runs.CreateRun(request, metadata=runs.as_service("art_studio")))
     assert (error.code, error.reason) == (grpc.StatusCode.PERMISSION_DENIED, "LEGACY_MIGRATION_NOT_ALLOWED")
     assert run_count(runs) == 0
-
-
-@pytest.fixture
-def operator_without_migrator_role(layout: StateLayout, sqlite_url: str, tmp_path: Path) -> Iterator[RunsClient]:
-    token = add_principal(layout, Principal("human:olga", PrincipalKind.HUMAN, frozenset({OPERATOR_ROLE})))
-    settings = {"database_url": sqlite_url, "blob_dir": str(tmp_path / "blobs")}
-    with ServiceHarness("runs", layout, settings=settings) as harness:
-        client = RunsClient(harness, layout)
-        client.operator = bearer(token)
-        yield client
 
 
 def test_an_operator_without_the_migrator_role_may_not_use_the_legacy_migration_path(

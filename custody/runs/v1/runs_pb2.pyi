@@ -424,6 +424,7 @@ class Run(_message.Message):
     ENGINE_VERSION_FIELD_NUMBER: _builtins.int
     LINEAGE_FIELD_NUMBER: _builtins.int
     LEDGER_FIELD_NUMBER: _builtins.int
+    WITHDRAWAL_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """runs/{run}"""
     mode: _builtins.str
@@ -471,6 +472,10 @@ class Run(_message.Message):
     def ledger(self) -> _ledger_pb2.LedgerEntry:
         """Where the run's leaf sits in the runs ledger: prove it with GetInclusionProof (record_name = name)."""
 
+    @_builtins.property
+    def withdrawal(self) -> Global___Withdrawal:
+        """Set once the run is withdrawn (WithdrawMigrationBatch); not part of artifact_sha256, and never unset."""
+
     def __init__(
         self,
         *,
@@ -496,14 +501,109 @@ class Run(_message.Message):
         engine_version: _builtins.str = ...,
         lineage: Global___LineageRecord | None = ...,
         ledger: _ledger_pb2.LedgerEntry | None = ...,
+        withdrawal: Global___Withdrawal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "ledger", b"ledger", "lineage", b"lineage", "meta", b"meta", "request_summary", b"request_summary"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "ledger", b"ledger", "lineage", b"lineage", "meta", b"meta", "request_summary", b"request_summary", "withdrawal", b"withdrawal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "artifact_sha256", b"artifact_sha256", "bound_attachments", b"bound_attachments", "create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "ledger", b"ledger", "lineage", b"lineage", "meta", b"meta", "mode", b"mode", "name", b"name", "outputs", b"outputs", "request_id", b"request_id", "request_summary", b"request_summary", "source_run", b"source_run", "status", b"status", "tool_id", b"tool_id", "trace_id", b"trace_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_inputs", b"advisory_inputs", "artifact_sha256", b"artifact_sha256", "bound_attachments", b"bound_attachments", "create_time", b"create_time", "created_by", b"created_by", "decision", b"decision", "engine_version", b"engine_version", "explanation", b"explanation", "feasibility", b"feasibility", "hashes", b"hashes", "ledger", b"ledger", "lineage", b"lineage", "meta", b"meta", "mode", b"mode", "name", b"name", "outputs", b"outputs", "request_id", b"request_id", "request_summary", b"request_summary", "source_run", b"source_run", "status", b"status", "tool_id", b"tool_id", "trace_id", b"trace_id", "withdrawal", b"withdrawal"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Run: _TypeAlias = Run  # noqa: Y015
+
+@_typing.final
+class Withdrawal(_message.Message):
+    """An append-only withdrawal of a run: a legacy migration taken back without deleting anything."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_BY_FIELD_NUMBER: _builtins.int
+    WITHDRAW_TIME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
+    batch: _builtins.str
+    """runs/{run}: the migration batch withdrawn (the run itself, for the batch)."""
+    reason: _builtins.str
+    request_id: _builtins.str
+    @_builtins.property
+    def withdrawn_by(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def withdraw_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """Where the withdrawal's leaf sits in the runs ledger (record_name = the run's name + "/withdrawal")."""
+
+    def __init__(
+        self,
+        *,
+        batch: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        withdrawn_by: _common_pb2.Principal | None = ...,
+        withdraw_time: _timestamp_pb2.Timestamp | None = ...,
+        request_id: _builtins.str = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ledger", b"ledger", "withdraw_time", b"withdraw_time", "withdrawn_by", b"withdrawn_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "ledger", b"ledger", "reason", b"reason", "request_id", b"request_id", "withdraw_time", b"withdraw_time", "withdrawn_by", b"withdrawn_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Withdrawal: _TypeAlias = Withdrawal  # noqa: Y015
+
+@_typing.final
+class WithdrawMigrationBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    batch: _builtins.str
+    """runs/{run}: a run of mode legacy_migration."""
+    reason: _builtins.str
+    """Why (required): recorded on the batch and on every run it created."""
+    def __init__(
+        self,
+        *,
+        batch: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch", b"batch", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawMigrationBatchRequest: _TypeAlias = WithdrawMigrationBatchRequest  # noqa: Y015
+
+@_typing.final
+class WithdrawMigrationBatchResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WITHDRAWAL_FIELD_NUMBER: _builtins.int
+    RUNS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def withdrawal(self) -> Global___Withdrawal:
+        """The batch's withdrawal."""
+
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every run withdrawn with the batch (the runs it created), oldest first; the batch itself not included."""
+
+    def __init__(
+        self,
+        *,
+        withdrawal: Global___Withdrawal | None = ...,
+        runs: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["withdrawal", b"withdrawal"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["runs", b"runs", "withdrawal", b"withdrawal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WithdrawMigrationBatchResponse: _TypeAlias = WithdrawMigrationBatchResponse  # noqa: Y015
 
 @_typing.final
 class LineageRecord(_message.Message):
@@ -693,6 +793,8 @@ class ListRunsRequest(_message.Message):
     CREATED_AFTER_FIELD_NUMBER: _builtins.int
     CREATED_BEFORE_FIELD_NUMBER: _builtins.int
     EXPLANATION_STATUS_FIELD_NUMBER: _builtins.int
+    INCLUDE_WITHDRAWN_FIELD_NUMBER: _builtins.int
+    ONLY_WITHDRAWN_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___RunStatus.ValueType
@@ -702,6 +804,10 @@ class ListRunsRequest(_message.Message):
     created_by: _builtins.str
     """Principal id, e.g. "human:operator"."""
     explanation_status: Global___ExplanationStatus.ValueType
+    include_withdrawn: _builtins.bool
+    """Withdrawn runs too (they are left out otherwise)."""
+    only_withdrawn: _builtins.bool
+    """Withdrawn runs only."""
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Inclusive lower and exclusive upper bound on create_time."""
@@ -721,10 +827,12 @@ class ListRunsRequest(_message.Message):
         created_after: _timestamp_pb2.Timestamp | None = ...,
         created_before: _timestamp_pb2.Timestamp | None = ...,
         explanation_status: Global___ExplanationStatus.ValueType = ...,
+        include_withdrawn: _builtins.bool = ...,
+        only_withdrawn: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "created_by", b"created_by", "explanation_status", b"explanation_status", "mode", b"mode", "page_size", b"page_size", "page_token", b"page_token", "risk_level", b"risk_level", "status", b"status", "tool_id", b"tool_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "created_by", b"created_by", "explanation_status", b"explanation_status", "include_withdrawn", b"include_withdrawn", "mode", b"mode", "only_withdrawn", b"only_withdrawn", "page_size", b"page_size", "page_token", b"page_token", "risk_level", b"risk_level", "status", b"status", "tool_id", b"tool_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -792,7 +900,9 @@ class Attachment(_message.Message):
     name: _builtins.str
     """runs/{run}/attachments/{attachment}"""
     kind: _builtins.str
-    """geometry_svg, geometry_spec_json, ai_provenance_json, gcode, toolpaths_json, preview_png, concept_image, report_json, other."""
+    """geometry_svg, geometry_spec_json, ai_provenance_json, gcode, toolpaths_json, preview_png, concept_image, report_json,
+    legacy_source (the bytes a legacy migration read the run from), other.
+    """
     filename: _builtins.str
     content_type: _builtins.str
     request_id: _builtins.str

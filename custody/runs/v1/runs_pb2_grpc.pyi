@@ -86,8 +86,12 @@ class RunsServiceStub:
       INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in them has no kind set (the entry names it).
       INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
-      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
-      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
+      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record,
+        with mode legacy_migration (the batch's), or with a meta.legacy.replaces that is not a list of run names.
+      FAILED_PRECONDITION (LEGACY_REPLACES_INVALID): a run meta.legacy.replaces names does not exist, is not
+        withdrawn, or was migrated from another legacy record; BadRequest names each entry.
+      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration, or a run of mode legacy_migration (a
+        migration batch), from a caller who is not a human with the migrator role.
       PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
         custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
         each field.
@@ -99,7 +103,8 @@ class RunsServiceStub:
       NOT_FOUND (RUN_NOT_FOUND): no such run.
     """
     ListRuns: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]
-    """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
+    """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name). Withdrawn
+    runs (see WithdrawMigrationBatch) are left out unless include_withdrawn or only_withdrawn asks for them.
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
       INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
@@ -198,6 +203,8 @@ class RunsServiceStub:
       NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
       NOT_FOUND (CANDIDATE_NOT_FOUND): lineage holds no such lineage_candidate.
       FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+      FAILED_PRECONDITION (RUN_WITHDRAWN): the run was withdrawn (WithdrawMigrationBatch); a withdrawn run is never
+        bound, and the database refuses the seal a binding would set on it too.
       FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
         attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
       UNAVAILABLE (LINEAGE_UNAVAILABLE, with a RetryInfo delay): lineage could not be asked about the candidate;
@@ -220,6 +227,24 @@ class RunsServiceStub:
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    WithdrawMigrationBatch: _grpc.UnaryUnaryMultiCallable[_runs_pb2.WithdrawMigrationBatchRequest, _runs_pb2.WithdrawMigrationBatchResponse]
+    """Withdraws a legacy migration batch (a run of mode legacy_migration that `custody runs migrate` minted) instead
+    of deleting anything: an append-only withdrawal (who, why, when) is recorded, in one transaction, on the batch
+    and on every run the batch created (the runs its creator minted under the batch's request id). Withdrawn runs
+    stay readable and verifiable, are left out of ListRuns unless asked for, can never be bound, and a later
+    migration of the same records mints fresh runs that name them in meta.legacy.replaces. Only a human with the
+    migrator role may withdraw. Repeating a withdrawal with the same reason returns the recorded one unchanged (a
+    retry); with another reason it is refused: a withdrawal is never rewritten.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): batch is not runs/{run}.
+      INVALID_ARGUMENT (WITHDRAWAL_INVALID): reason is empty, only whitespace, or longer than 2000 characters.
+      PERMISSION_DENIED (WITHDRAWAL_NOT_ALLOWED): the caller is a person without the migrator role (services are
+        refused before it runs, PRINCIPAL_NOT_ALLOWED).
+      NOT_FOUND (RUN_NOT_FOUND): no such run.
+      FAILED_PRECONDITION (NOT_A_MIGRATION_BATCH): the run is not of mode legacy_migration.
+      FAILED_PRECONDITION (ALREADY_WITHDRAWN): the batch was withdrawn before, for another reason; ErrorInfo
+        metadata names who withdrew it and why.
     """
     GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetCheckpointRequest, _ledger_pb2.SignedCheckpoint]
     """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
@@ -310,8 +335,12 @@ class RunsServiceAsyncStub(RunsServiceStub):
       INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in them has no kind set (the entry names it).
       INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
-      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
-      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
+      INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record,
+        with mode legacy_migration (the batch's), or with a meta.legacy.replaces that is not a list of run names.
+      FAILED_PRECONDITION (LEGACY_REPLACES_INVALID): a run meta.legacy.replaces names does not exist, is not
+        withdrawn, or was migrated from another legacy record; BadRequest names each entry.
+      PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration, or a run of mode legacy_migration (a
+        migration batch), from a caller who is not a human with the migrator role.
       PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
         custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
         each field.
@@ -323,7 +352,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
       NOT_FOUND (RUN_NOT_FOUND): no such run.
     """
     ListRuns: _aio.UnaryUnaryMultiCallable[_runs_pb2.ListRunsRequest, _runs_pb2.ListRunsResponse]  # type: ignore[assignment]
-    """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
+    """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name). Withdrawn
+    runs (see WithdrawMigrationBatch) are left out unless include_withdrawn or only_withdrawn asks for them.
     Errors:
       INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
       INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
@@ -422,6 +452,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
       NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
       NOT_FOUND (CANDIDATE_NOT_FOUND): lineage holds no such lineage_candidate.
       FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+      FAILED_PRECONDITION (RUN_WITHDRAWN): the run was withdrawn (WithdrawMigrationBatch); a withdrawn run is never
+        bound, and the database refuses the seal a binding would set on it too.
       FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
         attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
       UNAVAILABLE (LINEAGE_UNAVAILABLE, with a RetryInfo delay): lineage could not be asked about the candidate;
@@ -444,6 +476,24 @@ class RunsServiceAsyncStub(RunsServiceStub):
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    WithdrawMigrationBatch: _aio.UnaryUnaryMultiCallable[_runs_pb2.WithdrawMigrationBatchRequest, _runs_pb2.WithdrawMigrationBatchResponse]  # type: ignore[assignment]
+    """Withdraws a legacy migration batch (a run of mode legacy_migration that `custody runs migrate` minted) instead
+    of deleting anything: an append-only withdrawal (who, why, when) is recorded, in one transaction, on the batch
+    and on every run the batch created (the runs its creator minted under the batch's request id). Withdrawn runs
+    stay readable and verifiable, are left out of ListRuns unless asked for, can never be bound, and a later
+    migration of the same records mints fresh runs that name them in meta.legacy.replaces. Only a human with the
+    migrator role may withdraw. Repeating a withdrawal with the same reason returns the recorded one unchanged (a
+    retry); with another reason it is refused: a withdrawal is never rewritten.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): batch is not runs/{run}.
+      INVALID_ARGUMENT (WITHDRAWAL_INVALID): reason is empty, only whitespace, or longer than 2000 characters.
+      PERMISSION_DENIED (WITHDRAWAL_NOT_ALLOWED): the caller is a person without the migrator role (services are
+        refused before it runs, PRINCIPAL_NOT_ALLOWED).
+      NOT_FOUND (RUN_NOT_FOUND): no such run.
+      FAILED_PRECONDITION (NOT_A_MIGRATION_BATCH): the run is not of mode legacy_migration.
+      FAILED_PRECONDITION (ALREADY_WITHDRAWN): the batch was withdrawn before, for another reason; ErrorInfo
+        metadata names who withdrew it and why.
     """
     GetCheckpoint: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetCheckpointRequest, _ledger_pb2.SignedCheckpoint]  # type: ignore[assignment]
     """The latest signed checkpoint of this authority's ledger (see custody/common/v1/ledger.proto): a C2SP signed
@@ -543,8 +593,12 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           INVALID_ARGUMENT (JSON_VALUE_UNSET): a google.protobuf.Value in them has no kind set (the entry names it).
           INVALID_ARGUMENT (TIMESTAMP_INVALID): an advisory_inputs[i].created_at outside 0001..9999 or with bad nanos.
           INVALID_ARGUMENT (REQUEST_ID_INVALID): request_id has characters other than letters, digits and ._:-
-          INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record.
-          PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration from a caller without the migrator role.
+          INVALID_ARGUMENT (LEGACY_RUN_INVALID): legacy_migration without meta.legacy.run_id naming the legacy record,
+            with mode legacy_migration (the batch's), or with a meta.legacy.replaces that is not a list of run names.
+          FAILED_PRECONDITION (LEGACY_REPLACES_INVALID): a run meta.legacy.replaces names does not exist, is not
+            withdrawn, or was migrated from another legacy record; BadRequest names each entry.
+          PERMISSION_DENIED (LEGACY_MIGRATION_NOT_ALLOWED): legacy_migration, or a run of mode legacy_migration (a
+            migration batch), from a caller who is not a human with the migrator role.
           PERMISSION_DENIED (ENGINE_RESERVED): mode candidate_binding, tool id custody-feasibility or a
             custody-feasibility engine version (any case): only BindCandidate mints engine verdicts. BadRequest names
             each field.
@@ -568,7 +622,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _runs_pb2.ListRunsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_runs_pb2.ListRunsResponse, _abc.Awaitable[_runs_pb2.ListRunsResponse]]:
-        """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name).
+        """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name). Withdrawn
+        runs (see WithdrawMigrationBatch) are left out unless include_withdrawn or only_withdrawn asks for them.
         Errors:
           INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
           INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
@@ -721,6 +776,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
           NOT_FOUND (RUN_NOT_FOUND, ATTACHMENT_NOT_FOUND): the run or a named attachment does not exist.
           NOT_FOUND (CANDIDATE_NOT_FOUND): lineage holds no such lineage_candidate.
           FAILED_PRECONDITION (CANDIDATE_INCOMPLETE): strict binding and no geometry_svg or geometry_spec_json.
+          FAILED_PRECONDITION (RUN_WITHDRAWN): the run was withdrawn (WithdrawMigrationBatch); a withdrawn run is never
+            bound, and the database refuses the seal a binding would set on it too.
           FAILED_PRECONDITION (CANDIDATE_MISMATCH): the lineage candidate records other digests than the bound
             attachments (or none); nothing is minted and nothing is sent to lineage. BadRequest names each digest.
           UNAVAILABLE (LINEAGE_UNAVAILABLE, with a RetryInfo delay): lineage could not be asked about the candidate;
@@ -755,6 +812,30 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def WithdrawMigrationBatch(
+        self,
+        request: _runs_pb2.WithdrawMigrationBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.WithdrawMigrationBatchResponse, _abc.Awaitable[_runs_pb2.WithdrawMigrationBatchResponse]]:
+        """Withdraws a legacy migration batch (a run of mode legacy_migration that `custody runs migrate` minted) instead
+        of deleting anything: an append-only withdrawal (who, why, when) is recorded, in one transaction, on the batch
+        and on every run the batch created (the runs its creator minted under the batch's request id). Withdrawn runs
+        stay readable and verifiable, are left out of ListRuns unless asked for, can never be bound, and a later
+        migration of the same records mints fresh runs that name them in meta.legacy.replaces. Only a human with the
+        migrator role may withdraw. Repeating a withdrawal with the same reason returns the recorded one unchanged (a
+        retry); with another reason it is refused: a withdrawal is never rewritten.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): batch is not runs/{run}.
+          INVALID_ARGUMENT (WITHDRAWAL_INVALID): reason is empty, only whitespace, or longer than 2000 characters.
+          PERMISSION_DENIED (WITHDRAWAL_NOT_ALLOWED): the caller is a person without the migrator role (services are
+            refused before it runs, PRINCIPAL_NOT_ALLOWED).
+          NOT_FOUND (RUN_NOT_FOUND): no such run.
+          FAILED_PRECONDITION (NOT_A_MIGRATION_BATCH): the run is not of mode legacy_migration.
+          FAILED_PRECONDITION (ALREADY_WITHDRAWN): the batch was withdrawn before, for another reason; ErrorInfo
+            metadata names who withdrew it and why.
         """
 
     @_abc_1.abstractmethod

@@ -14,7 +14,7 @@ from services.common.idempotency import validate_request_id
 from services.common.resource_names import VERSION_NAME
 from services.rosette import lineage_types
 from services.runs import feasibility
-from services.runs.domain import ownership
+from services.runs.domain import ownership, withdrawals
 from services.runs.domain.advisories import MAX_NOTES
 from services.runs.domain.context import Context
 from services.runs.domain.idempotency import fingerprint_of
@@ -114,6 +114,7 @@ def _binding(context: Context, request: BindRequest) -> _Binding:
                 violations=[FieldViolation("lineage_candidate", f"a version of type {lineage_types.SVG_CANDIDATE}")],
             )
     ownership.require_run(context, run_id)
+    withdrawals.require_not_withdrawn(context, run_id)
     chosen = _candidate_attachments(context, run_id, request.attachments)
     by_kind = {record.kind: record for record in chosen}
     svg_record = by_kind.get(AttachmentKind.GEOMETRY_SVG)

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.errors import FieldViolation, InvalidArgument
+from services.common.run_diff import flatten, severity
 from services.runs.domain import ownership
 from services.runs.domain.context import Context
 from services.runs.domain.minting import artifact_document
-from services.runs.model import RunRecord, RunStatus, parse_run_name
+from services.runs.model import RunRecord, parse_run_name
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ IDENTITY_PATHS = frozenset({"name", "create_time", "request_id", "trace_id"})
 
 
 def diff_records(a: RunRecord, b: RunRecord, score_threshold: float) -> list[Difference]:
-    left = _flatten(artifact_document(a.run_id, a.content, a.stamp))
-    right = _flatten(artifact_document(b.run_id, b.content, b.stamp))
+    left = flatten(artifact_document(a.run_id, a.content, a.stamp))
+    right = flatten(artifact_document(b.run_id, b.content, b.stamp))
     left["explanation.status"], right["explanation.status"] = a.explanation.status.value, b.explanation.status.value
     differences = []
     for path in sorted(left.keys() | right.keys()):
@@ -47,31 +48,5 @@ def diff_records(a: RunRecord, b: RunRecord, score_threshold: float) -> list[Dif
             continue
         lv, rv = left.get(path), right.get(path)
         if lv != rv:
-            differences.append(Difference(path, lv, rv, _severity(path, lv, rv, score_threshold)))
+            differences.append(Difference(path, lv, rv, severity(path, lv, rv, score_threshold)))
     return differences
-
-
-def _severity(path: str, left: Any, right: Any, score_threshold: float) -> str:
-    if path.startswith("hashes.") or path.endswith(".sha256") or path.endswith("_sha256"):
-        return "CRITICAL"
-    if path == "status" and RunStatus.ERROR.value in (left, right):
-        return "CRITICAL"
-    if path in ("status", "decision.risk_level"):
-        return "WARNING"
-    if path == "decision.score" and isinstance(left, int | float) and isinstance(right, int | float):
-        return "WARNING" if abs(left - right) > score_threshold else "INFO"
-    return "INFO"
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat or {prefix: {}}
-    if isinstance(value, list):
-        flat = {}
-        for index, item in enumerate(value):
-            flat.update(_flatten(item, f"{prefix}[{index}]"))
-        return flat or {prefix: []}
-    return {prefix: value}

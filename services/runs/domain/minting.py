@@ -4,16 +4,17 @@ lineage record). Every minted record is the caller's content plus the server's s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from services.common import call_context
-from services.common.errors import FieldViolation, InvalidArgument, PermissionDenied
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from services.common.hashing import canonical_json, sha256_bytes
 from services.common.idempotency import ensure_same_request, validate_request_id
-from services.common.identity import MIGRATOR_ROLE, Principal, PrincipalKind
+from services.common.identity import Principal
 from services.common.ids import new_id
 from services.runs import authority
 from services.runs.domain.advisories import link_document, validate_advisory_id
@@ -23,6 +24,7 @@ from services.runs.domain.lineage_record import lineage_message
 from services.runs.domain.ports import CandidateRecord
 from services.runs.model import (
     ATTACHMENT_PREFIX,
+    RUN_NAME,
     RUN_PREFIX,
     AdvisoryLink,
     AttachmentRecord,
@@ -67,8 +69,12 @@ async def create_run(
     `legacy_migration` is the one path that mints a run breaking Custody's later consistency rules: see
     legacy_migration_content."""
     validate_request_id(idempotency_key)
+    caller = call_context.require_principal()
+    authority.require_batch_author(content, caller, legacy_migration)
     if legacy_migration:
-        content = legacy_migration_content(content, call_context.require_principal())
+        content = legacy_migration_content(content, caller)
+        if "replaces" in content.meta["legacy"]:
+            await asyncio.to_thread(require_replaceable, context, content)
     else:
         validate_content(content)
     authority.require_not_engine(content)
@@ -187,12 +193,7 @@ def legacy_migration_content(content: RunContent, caller: Principal) -> RunConte
     itself in meta.legacy.run_id, and each later Custody rule it breaks is recorded in
     meta.legacy.migration_warnings by the server (never taken from the caller). Every other rule refuses it as it
     would any run."""
-    if caller.kind is not PrincipalKind.HUMAN or MIGRATOR_ROLE not in caller.roles:
-        raise PermissionDenied(
-            "LEGACY_MIGRATION_NOT_ALLOWED",
-            f"{caller.id} may not import legacy runs: legacy_migration needs a human with the {MIGRATOR_ROLE!r} role",
-            metadata={"principal": caller.id},
-        )
+    authority.require_migrator(caller, "LEGACY_MIGRATION_NOT_ALLOWED", "import legacy runs (legacy_migration)")
     legacy = content.meta.get("legacy")
     if not isinstance(legacy, dict) or not isinstance(legacy.get("run_id"), str) or not legacy["run_id"]:
         raise InvalidArgument(
@@ -202,6 +203,43 @@ def legacy_migration_content(content: RunContent, caller: Principal) -> RunConte
         )
     warnings = validate_legacy_content(content)
     return replace(content, meta={**content.meta, "legacy": {**legacy, "migration_warnings": list(warnings)}})
+
+
+MAX_REPLACED = 100
+
+
+def require_replaceable(context: Context, content: RunContent) -> None:
+    """A re-migrated record names the withdrawn runs it replaces (meta.legacy.replaces): each must exist, be
+    withdrawn, and have been migrated from the same legacy record."""
+    legacy = content.meta["legacy"]
+    replaces = legacy["replaces"]
+    if (
+        not isinstance(replaces, list)
+        or not 0 < len(replaces) <= MAX_REPLACED
+        or not all(isinstance(name, str) and RUN_NAME.fullmatch(name) for name in replaces)
+    ):
+        raise InvalidArgument(
+            "LEGACY_RUN_INVALID",
+            "meta.legacy.replaces lists the withdrawn runs a re-migrated record replaces, as run names",
+            violations=[FieldViolation("run.meta.legacy.replaces", f"1 to {MAX_REPLACED} names runs/{{run}}")],
+        )
+    problems = []
+    for index, name in enumerate(replaces):
+        where = f"run.meta.legacy.replaces[{index}]"
+        found = context.store.get_run(RUN_NAME.fullmatch(name)["run"])  # type: ignore[index]
+        if found is None:
+            problems.append(FieldViolation(where, f"{name} does not exist"))
+        elif found.record.withdrawal is None:
+            problems.append(FieldViolation(where, f"{name} is not withdrawn: withdraw its migration batch first"))
+        elif (found.record.content.meta.get("legacy") or {}).get("run_id") != legacy["run_id"]:
+            problems.append(FieldViolation(where, f"{name} was migrated from another legacy record"))
+    if problems:
+        raise FailedPrecondition(
+            "LEGACY_REPLACES_INVALID",
+            "a re-migrated record replaces only withdrawn runs of the same legacy record: "
+            + "; ".join(p.description for p in problems),
+            violations=problems,
+        )
 
 
 def artifact_document(run_id: str, content: RunContent, stamp: Stamp) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from services.runs.domain import (
     minting,
     reading,
     verification,
+    withdrawals,
 )
 from services.runs.domain.attachment_reads import AttachmentContent
 from services.runs.domain.attachments import AttachmentRequest
@@ -34,6 +35,7 @@ from services.runs.domain.diff import Difference
 from services.runs.domain.pages import Page
 from services.runs.domain.ports import Candidates, Explainer
 from services.runs.domain.verification import Verification
+from services.runs.domain.withdrawals import WithdrawResult
 from services.runs.model import AdvisoryKind, AdvisoryLink, AttachmentRecord, Explanation, RunContent, RunRecord
 from services.runs.store import RunFilters, RunsStore
 
@@ -134,3 +136,8 @@ class Runs:
 
     def verify_run(self, name: str) -> Verification:
         return verification.verify_run(self.context, name)
+
+    # ---- legacy migrations --------------------------------------------------------------------------------------
+
+    def withdraw_migration_batch(self, batch: str, reason: str) -> WithdrawResult:
+        return withdrawals.withdraw_batch(self.context, batch, reason)
