@@ -13,7 +13,7 @@ from google.protobuf.json_format import MessageToDict
 
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.cli.calls import as_dict, call, print_json, print_record, print_rows
-from services.cli.options import JsonFlag, StateDir
+from services.cli.options import JsonFlag, StateDir, json_object_argument
 from services.cli.output import err, fail
 from services.cli.state import DEFAULT_STATE_DIR
 
@@ -49,18 +49,6 @@ Rationale = Annotated[str, typer.Option(help="Why (recorded with your identity a
 
 def _new_request_id() -> str:
     return f"cli-{uuid.uuid4().hex}"
-
-
-def _json_argument(value: str) -> dict[str, Any]:
-    """A JSON object given inline or as @path."""
-    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
-    try:
-        document = json.loads(text)
-    except ValueError as exc:
-        raise typer.BadParameter(f"not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise typer.BadParameter("must be a JSON object")
-    return document
 
 
 def _row(version: pb.Version) -> dict[str, Any]:
@@ -130,7 +118,7 @@ def create(
         upstream=upstream or [],
         request_id=request_id or _new_request_id(),
     )
-    request.data.update(_json_argument(data))
+    request.data.update(json_object_argument(data))
     response = call(state_dir, "lineage", lambda stub: stub.CreateVersion(request))
     if as_json:
         print_json(as_dict(response))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,3 +17,15 @@ JsonFlag = Annotated[
         "--json", callback=errors_as_json, help="Print JSON for scripts instead of a table (errors: JSON on stderr)."
     ),
 ]
+
+
+def json_object_argument(value: str) -> dict[str, Any]:
+    """A JSON object given inline or as @path (what every --data / --meta style option takes)."""
+    text = Path(value[1:]).read_text(encoding="utf-8") if value.startswith("@") else value
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise typer.BadParameter("must be a JSON object")
+    return document

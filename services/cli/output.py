@@ -44,6 +44,10 @@ REASON_HINTS = {
         "attach what is missing (`custody runs attach RUN FILE --kind KIND`), or record a BLOCKED run with "
         "`custody runs bind RUN --lenient`"
     ),
+    "RUN_INVALID": (
+        "fields are named as in RunInput; with `custody runs create` run.mode is --mode, run.tool_id --tool, "
+        "run.status --status, run.decision.* --risk/--score/--block-reason/--warning, run.feasibility --feasibility"
+    ),
     "UPSTREAM_NOT_LATEST": (
         "an upstream it names has a newer version: create a new version from the latest upstream (`custody lineage "
         "create PARENT --upstream LATEST ...`; `custody lineage versions` lists them) and approve that one"

@@ -6,22 +6,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import sys
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import grpc
 import typer
+import yaml
 from google.protobuf import json_format
 from rich.progress import Progress
 
 from custody.runs.v1 import runs_pb2
 from services.cli.calls import as_dict, call, print_json, print_record, print_rows
-from services.cli.options import JsonFlag, StateDir
-from services.cli.output import console, err
+from services.cli.options import JsonFlag, StateDir, json_object_argument
+from services.cli.output import console, err, fail
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import status
 from services.common.errors import CustodyError
+from services.common.hashing import sha256_canonical
 from services.common.limits import CHUNK_LIMIT_BYTES
 from services.common.protomap import dict_to_struct
 
@@ -105,8 +110,33 @@ async def list_all_runs(stub: Any, request: runs_pb2.ListRunsRequest) -> AsyncIt
 
 @app.command()
 def show(name: str, state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -> None:
-    """One run, with its decision, hashes, advisories and explanation."""
-    print_record(call(state_dir, "runs", lambda stub: stub.GetRun(runs_pb2.GetRunRequest(name=name))), as_json)
+    """One run, with its decision, hashes, advisories, explanation and attachments."""
+
+    async def fetch(stub: Any) -> tuple[runs_pb2.Run, list[runs_pb2.Attachment]]:
+        run = await stub.GetRun(runs_pb2.GetRunRequest(name=name))
+        return run, await all_attachments(stub, run.name)
+
+    run, attachments = call(state_dir, "runs", fetch)
+    if as_json:
+        print_json({**as_dict(run), "attachments": [as_dict(a) for a in attachments]})
+        return
+    print_record(run, False)
+    print_rows([_attachment_row(a) for a in attachments], ATTACHMENT_COLUMNS, False, title="attachments")
+
+
+ATTACHMENT_COLUMNS = ["name", "kind", "filename", "size", "sha256", "created_by", "created"]
+
+
+def _attachment_row(attachment: runs_pb2.Attachment) -> dict[str, Any]:
+    return {
+        "name": attachment.name,
+        "kind": attachment.kind,
+        "filename": attachment.filename,
+        "size": attachment.digest.size_bytes,
+        "sha256": attachment.digest.sha256,
+        "created_by": attachment.created_by.id,
+        "created": attachment.create_time.ToJsonString(),
+    }
 
 
 @app.command()
@@ -327,7 +357,10 @@ async def all_attachments(stub: Any, run_name: str) -> list[runs_pb2.Attachment]
 @app.command()
 def download(
     attachment: Annotated[str, typer.Argument(help="runs/{run}/attachments/{attachment}")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Default: the attachment's file name.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Default: the attachment's file name; - for stdout (once verified)."),
+    ] = None,
     signed: Annotated[
         bool, typer.Option(help="The credentialed asset (with its C2PA manifest) instead of the unsigned bytes.")
     ] = False,
@@ -370,11 +403,20 @@ def download(
                 partial.unlink()
             raise
 
+    to_stdout = output == Path("-")
+    if to_stdout:  # spooled to a private temporary file, so stdout only ever gets bytes that verified
+        spool = tempfile.TemporaryDirectory(prefix="custody-download-")
+        output = Path(spool.name) / "attachment"
     result = call(state_dir, "runs", fetch)
     if isinstance(result, str):
-        err.print(f"error: {result}; nothing was written", markup=False)
-        raise typer.Exit(1)
+        fail(err, f"{result}; nothing was written", code="DIGEST_MISMATCH")
     target, record = result
+    if to_stdout:
+        with target.open("rb") as verified:
+            shutil.copyfileobj(verified, sys.stdout.buffer)
+        sys.stdout.flush()
+        spool.cleanup()
+        return
     digest = record.signed_digest if signed else record.digest
     console.print(f"{target} ({digest.size_bytes} bytes, sha256 {digest.sha256})", markup=False)
 
@@ -468,3 +510,100 @@ def _input_from_run(run: runs_pb2.Run) -> runs_pb2.RunInput:
         advisory_inputs=run.advisory_inputs,
         explanation=run.explanation,
     )
+
+
+# ---- a run of your own, and what it holds --------------------------------------------------------------------
+
+
+def _run_document(path: Path) -> dict[str, Any]:
+    """A RunInput as JSON or YAML (the proto's JSON mapping: mode, tool_id, status, decision, ...)."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="--file") from None
+    if not isinstance(document, dict):
+        raise typer.BadParameter(f"{path} must hold one object (a RunInput)", param_hint="--file")
+    return document
+
+
+@app.command()
+def create(
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", "-f", exists=True, dir_okay=False, help="A RunInput as JSON or YAML; flags override."),
+    ] = None,
+    mode: Annotated[str, typer.Option(help="What kind of run, e.g. design_session or cnc_rosette.")] = "",
+    tool: Annotated[str, typer.Option(help="tool_id, e.g. router-0.5mm.")] = "",
+    status_: Annotated[str | None, typer.Option("--status", help="OK, BLOCKED or ERROR (default OK).")] = None,
+    risk: Annotated[str | None, typer.Option(help="GREEN, YELLOW, RED or ERROR (default GREEN).")] = None,
+    score: Annotated[float | None, typer.Option(help="0..1, higher is safer (default 1).")] = None,
+    block_reason: Annotated[str, typer.Option(help="Why the run is blocked (BLOCKED runs only).")] = "",
+    warning: Annotated[list[str] | None, typer.Option(help="A decision warning (repeatable).")] = None,
+    feasibility: Annotated[
+        str | None, typer.Option(help="The feasibility evaluation: a JSON object, or @file.json.")
+    ] = None,
+    request_summary: Annotated[str | None, typer.Option(help="What was asked: a JSON object, or @file.json.")] = None,
+    meta: Annotated[str | None, typer.Option(help="Free metadata: a JSON object, or @file.json.")] = None,
+    output_: Annotated[list[str] | None, typer.Option("--output", help="An output as KEY=VALUE (repeatable).")] = None,
+    request_id: Annotated[
+        str, typer.Option(help="Idempotency key: resending with it returns the original run, never a second one.")
+    ] = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Mint a run of your own (from flags, or a JSON/YAML file): immutable and hash-stamped from then on.
+
+    The feasibility hash is computed from --feasibility unless the file gives one."""
+    document = _run_document(file) if file is not None else {}
+    run = runs_pb2.RunInput()
+    try:
+        json_format.ParseDict(document, run)
+    except json_format.ParseError as exc:
+        raise typer.BadParameter(f"{file}: {exc}", param_hint="--file") from None
+    run.mode = mode or run.mode
+    run.tool_id = tool or run.tool_id
+    if status_ is not None or not run.status:
+        run.status = _choice(status_ or "OK", STATUS, "--status")  # type: ignore[arg-type,assignment]
+    if risk is not None or not run.decision.risk_level:
+        run.decision.risk_level = _choice(risk or "GREEN", RISK, "--risk")  # type: ignore[assignment]
+    decision = document.get("decision")
+    if score is not None:
+        run.decision.score = score
+    elif not isinstance(decision, dict) or "score" not in decision:
+        run.decision.score = 1.0
+    run.decision.block_reason = block_reason or run.decision.block_reason
+    run.decision.warnings.extend(warning or [])
+    for value, target in ((feasibility, run.feasibility), (request_summary, run.request_summary), (meta, run.meta)):
+        if value is not None:
+            target.Clear()
+            target.update(json_object_argument(value))
+    for item in output_ or []:
+        key, separator, value = item.partition("=")
+        if not separator or not key:
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--output")
+        run.outputs[key] = value
+    if not run.hashes.feasibility_sha256:
+        run.hashes.feasibility_sha256 = sha256_canonical(json_format.MessageToDict(run.feasibility))
+    request = runs_pb2.CreateRunRequest(run=run, request_id=request_id)
+    created = call(state_dir, "runs", lambda stub: stub.CreateRun(request))
+    if as_json:
+        print_json(as_dict(created))
+        return
+    console.print(f"{created.name}  artifact_sha256 {created.artifact_sha256}", markup=False)
+
+
+@app.command()
+def attachments(
+    run: Annotated[str, typer.Argument(help="runs/{run}")],
+    kind: Annotated[str, typer.Option(help="Only this kind, e.g. geometry_svg.")] = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """A run's attachments, oldest first: kind, file name, size, sha256 and who attached each.
+
+    `custody runs download NAME` fetches one, checking its sha256."""
+    found = [a for a in call(state_dir, "runs", lambda stub: all_attachments(stub, run)) if not kind or a.kind == kind]
+    if as_json:
+        print_json([as_dict(a) for a in found])
+        return
+    print_rows([_attachment_row(a) for a in found], ATTACHMENT_COLUMNS, False, title=f"{len(found)} attachment(s)")
