@@ -14,7 +14,7 @@ from rich.table import Table
 
 from custody.ai_gateway.v1 import gateway_pb2
 from services.cli.calls import as_dict, call, call_services, print_json, print_record, print_rows
-from services.cli.options import JsonFlag, StateDir
+from services.cli.options import IdempotencyKey, JsonFlag, StateDir
 from services.cli.output import console
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common.gateway_images import ImageStreamError
@@ -40,7 +40,7 @@ def generate(
     max_tokens: Annotated[int, typer.Option(help="0: the operation's default.")] = 0,
     seed: Annotated[str, typer.Option("--seed", help="Variant seed.")] = "",
     schema: Annotated[Path | None, typer.Option(help="JSON Schema file the answer must satisfy.")] = None,
-    request_id: Annotated[str, typer.Option(help="Idempotency key: repeating it replays the result.")] = "",
+    request_id: IdempotencyKey = "",
     stream: Annotated[bool, typer.Option("--stream", help="Print the answer as it arrives.")] = False,
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
@@ -100,7 +100,7 @@ def image(
     category: Annotated[str, typer.Option(help="Safety category (default: the operation's).")] = "",
     provider: Annotated[str, typer.Option(help="local or openai (default: the operation's).")] = "",
     model: Annotated[str, typer.Option(help="Image model (default: the provider's).")] = "",
-    request_id: Annotated[str, typer.Option(help="Idempotency key: repeating it replays the result.")] = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -157,7 +157,9 @@ def _print_envelope(envelope: Any, cost: Any) -> None:
 def list_calls(
     operation: Annotated[str, typer.Option(help="Only this operation.")] = "",
     caller: Annotated[str, typer.Option(help="Only this caller, e.g. service:runs.")] = "",
-    request_id: Annotated[str, typer.Option(help="Correlation request id or idempotency key.")] = "",
+    request_id: Annotated[
+        str, typer.Option(help="Only calls with this correlation id (x-request-id) or idempotency key.")
+    ] = "",
     outcome: Annotated[str, typer.Option(help="succeeded, blocked or failed.")] = "",
     since: Annotated[datetime | None, typer.Option(help="From this time (ISO 8601, UTC if no zone).")] = None,
     until: Annotated[datetime | None, typer.Option(help="Before this time.")] = None,

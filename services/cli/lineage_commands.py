@@ -13,7 +13,7 @@ from google.protobuf.json_format import MessageToDict
 
 from custody.lineage.v1 import lineage_pb2 as pb
 from services.cli.calls import as_dict, call, print_json, print_record, print_rows
-from services.cli.options import JsonFlag, StateDir, json_object_argument
+from services.cli.options import IdempotencyKey, JsonFlag, StateDir, json_object_argument
 from services.cli.output import err, fail
 from services.cli.state import DEFAULT_STATE_DIR
 
@@ -40,9 +40,6 @@ StatusFilter = Annotated[
         help="Only versions whose current status is this: draft, approved, flagged_for_review or rejected "
         "(repeatable).",
     ),
-]
-RequestId = Annotated[
-    str, typer.Option(help="Idempotency key; resending the same request with it returns the original result.")
 ]
 Rationale = Annotated[str, typer.Option(help="Why (recorded with your identity and the time).")]
 
@@ -96,7 +93,7 @@ def create(
     producing_module: str = "",
     producing_role: str = "",
     schema_version: Annotated[str, typer.Option(help="Default: the type's latest.")] = "",
-    request_id: RequestId = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -253,7 +250,7 @@ def _decide(method: str, message: Any, state_dir: Path, as_json: bool) -> None:
 def approve(
     name: Annotated[str, typer.Argument(help="A version name.")],
     rationale: Rationale,
-    request_id: RequestId = "",
+    request_id: IdempotencyKey = "",
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -278,7 +275,7 @@ def approve(
 def flag(
     name: Annotated[str, typer.Argument(help="A version name.")],
     rationale: Rationale,
-    request_id: RequestId = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -291,7 +288,7 @@ def flag(
 def reject(
     name: Annotated[str, typer.Argument(help="A version name.")],
     rationale: Rationale,
-    request_id: RequestId = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -306,7 +303,7 @@ def assess(
     health: Annotated[str, typer.Argument(help="needs_revision or confirmed_valid.")],
     rationale: Rationale,
     expected_revision: Annotated[int, typer.Option(help="Health revision you saw (0: do not check).")] = 0,
-    request_id: RequestId = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:

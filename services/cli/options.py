@@ -18,6 +18,18 @@ JsonFlag = Annotated[
     ),
 ]
 
+# The proto field is called request_id; what it carries is an idempotency key. The correlation id (x-request-id)
+# is another thing: the CLI generates one per command, and logs and audit rows carry it.
+IdempotencyKey = Annotated[
+    str,
+    typer.Option(
+        "--request-id",
+        help="Idempotency key (the request's request_id field): resending the same request with it returns the "
+        "original result, never a second one; a different request under it is refused. Not the x-request-id "
+        "correlation id, which the CLI generates for each command.",
+    ),
+]
+
 
 def json_object_argument(value: str) -> dict[str, Any]:
     """A JSON object given inline or as @path (what every --data / --meta style option takes)."""

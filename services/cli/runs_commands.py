@@ -21,7 +21,7 @@ from rich.progress import Progress
 
 from custody.runs.v1 import runs_pb2
 from services.cli.calls import as_dict, call, print_json, print_record, print_rows
-from services.cli.options import JsonFlag, StateDir, json_object_argument
+from services.cli.options import IdempotencyKey, JsonFlag, StateDir, json_object_argument
 from services.cli.output import console, err, fail
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import status
@@ -230,7 +230,7 @@ def attach(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     kind: Annotated[str, typer.Option(help="geometry_svg, geometry_spec_json, ai_provenance_json, gcode, ...")],
     content_type: Annotated[str, typer.Option()] = "",
-    request_id: Annotated[str, typer.Option(help="Idempotency key: retrying with it never duplicates.")] = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -269,7 +269,7 @@ def bind(
         bool, typer.Option(help="Mint a BLOCKED run instead of failing when SVG or spec is missing.")
     ] = False,
     lineage_candidate: Annotated[str, typer.Option(help="Lineage version of the candidate.")] = "",
-    request_id: Annotated[str, typer.Option(help="Idempotency key.")] = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -545,9 +545,7 @@ def create(
     request_summary: Annotated[str | None, typer.Option(help="What was asked: a JSON object, or @file.json.")] = None,
     meta: Annotated[str | None, typer.Option(help="Free metadata: a JSON object, or @file.json.")] = None,
     output_: Annotated[list[str] | None, typer.Option("--output", help="An output as KEY=VALUE (repeatable).")] = None,
-    request_id: Annotated[
-        str, typer.Option(help="Idempotency key: resending with it returns the original run, never a second one.")
-    ] = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:

@@ -9,7 +9,7 @@ import typer
 
 from custody.art_studio.v1 import art_studio_pb2
 from services.cli.calls import as_dict, call, print_json, print_rows
-from services.cli.options import JsonFlag, StateDir
+from services.cli.options import IdempotencyKey, JsonFlag, StateDir
 from services.cli.output import console, err, fail
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common.hashing import sha256_bytes
@@ -36,7 +36,7 @@ def generate(
     seed: Annotated[str, typer.Option(help="Base variant seed.")] = "",
     provider: Annotated[str, typer.Option(help="ai_gateway provider (default: the operation's).")] = "",
     out: Annotated[Path | None, typer.Option(help="Write candidate-<i>.svg and .spec.json here.")] = None,
-    request_id: Annotated[str, typer.Option(help="Idempotency key.")] = "",
+    request_id: IdempotencyKey = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:

@@ -12,7 +12,7 @@ import yaml
 
 from custody.runs.v1 import runs_pb2
 from services.common.hashing import sha256_canonical
-from tests.runs.candidates import CLEAN_SVG
+from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
 from tests.runs.conftest import RunsClient
 
 
@@ -120,3 +120,16 @@ def test_download_to_a_file_writes_the_bytes_whose_digest_it_prints(cli: Any, tm
     target = tmp_path / "approved.svg"
     printed = cli("download", attachment, "-o", str(target)).stdout
     assert target.read_bytes() == CLEAN_SVG and hashlib.sha256(CLEAN_SVG).hexdigest() in printed
+
+
+def test_the_readme_first_run_binds_and_names_the_svg_it_bound(cli: Any, tmp_path: Path) -> None:
+    run, _ = attached(cli, tmp_path)
+    spec = tmp_path / "mine.json"
+    spec.write_bytes(CLEAN_SPEC)
+    cli("attach", run, str(spec), "--kind", "geometry_spec_json")
+    bound = json.loads(cli("bind", run, "--json").stdout)
+    assert bound["decision"] == "FEASIBILITY_DECISION_ALLOW"
+    (svg,) = json.loads(cli("attachments", bound["run"]["name"], "--kind", "geometry_svg", "--json").stdout)
+    cli("download", svg["name"], "-o", str(tmp_path / "approved.svg"))
+    assert (tmp_path / "approved.svg").read_bytes() == CLEAN_SVG
+    assert "0 with problems" in cli("verify", bound["run"]["name"]).stdout
