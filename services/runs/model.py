@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from services.common.errors import FieldViolation, InvalidArgument
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from services.common.identity import Principal
 from services.common.ids import id_pattern
 from services.common.ledger.leaves import LedgerPosition
@@ -260,6 +260,15 @@ class Withdrawal:
     reason: str
     stamp: Stamp
     ledger: LedgerPosition | None = None
+
+    def refusal(self) -> FailedPrecondition:
+        """RUN_WITHDRAWN: what binding the run answers (the domain's check, or the database's trigger in a race)."""
+        return FailedPrecondition(
+            "RUN_WITHDRAWN",
+            f"{run_name(self.run_id)} was withdrawn with the migration {run_name(self.batch_run_id)} "
+            f"({self.reason[:200]}); a withdrawn run is never bound: bind its re-migrated replacement instead",
+            metadata={"run": run_name(self.run_id), "batch": run_name(self.batch_run_id)},
+        )
 
 
 @dataclass(frozen=True)

@@ -236,6 +236,9 @@ class RunsStore:
                 placed = self._insert_rows(connection, [batch[i] for i in inserts])
         except IntegrityError:
             if len(batch) == 1:
+                withdrawn = next((w for seal in batch[0].seals if (w := self.withdrawal(seal.run_id))), None)
+                if withdrawn is not None:  # withdrawn after the domain checked: the trigger refused the seal
+                    raise withdrawn.refusal() from None
                 stored = self._by_key(batch[0].record.stamp.created_by.id, batch[0].key) if batch[0].key else None
                 if stored is None:
                     raise

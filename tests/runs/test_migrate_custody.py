@@ -21,6 +21,7 @@ from services.common import status
 from services.common.db import create_engine
 from services.common.run_rules import LEGACY_SOURCE_KIND, MIGRATION_BATCH_MODE
 from services.runs import tables
+from services.runs.domain import withdrawals
 from tests.runs.conftest import RunsClient, run_input, struct
 from tests.runs.test_migrate import (
     batches,
@@ -389,6 +390,21 @@ def test_a_withdrawn_run_can_never_be_bound(cli: Any, runs: RunsClient, tmp_path
             connection.execute(tables.run_seals.insert().values(**seal, created_at_us=1))
     finally:
         engine.dispose()
+
+
+def test_a_withdrawal_that_lands_after_the_check_still_refuses_the_bind_as_run_withdrawn(
+    cli: Any, runs: RunsClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race: the withdrawal commits between BindCandidate's check and its commit. The check is skipped here to
+    stand for that; the database's trigger refuses the seal and the caller still hears RUN_WITHDRAWN."""
+    result = migrated_store(cli, tmp_path / "legacy")
+    withdraw(cli, result["batch"], "wrong store")
+    monkeypatch.setattr(withdrawals, "require_not_withdrawn", lambda context, run_id: None)
+    name = result["records"][0]["run"]
+    before = len(every_run(runs))
+    error = rpc_error(lambda: runs.BindCandidate(runs_pb2.BindCandidateRequest(run=name, strict=False)))
+    assert (error.code, error.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "RUN_WITHDRAWN")
+    assert len(every_run(runs)) == before
 
 
 def test_repeating_a_withdrawal_returns_it_and_another_reason_is_refused(

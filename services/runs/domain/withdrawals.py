@@ -98,9 +98,4 @@ def require_not_withdrawn(context: Context, run_id: str) -> None:
     """RUN_WITHDRAWN for a withdrawn run: it is never bound (the database refuses its seal too)."""
     withdrawal = context.store.withdrawal(run_id)
     if withdrawal is not None:
-        raise FailedPrecondition(
-            "RUN_WITHDRAWN",
-            f"{run_name(run_id)} was withdrawn with the migration {run_name(withdrawal.batch_run_id)} "
-            f"({withdrawal.reason[:200]}); a withdrawn run is never bound: bind its re-migrated replacement instead",
-            metadata={"run": run_name(run_id), "batch": run_name(withdrawal.batch_run_id)},
-        )
+        raise withdrawal.refusal()
