@@ -24,6 +24,11 @@ for _size in ("COLUMNS", "LINES"):
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
+    # The in-memory metric reader is this process's meter provider before any service started in process installs
+    # its own (OpenTelemetry lets the first one win): a test reading metrics must not depend on which test ran first.
+    from tests.support.metrics import in_memory_reader
+
+    in_memory_reader()
     if not POSTGRES_DSN:
         return
     try:

@@ -90,9 +90,10 @@ def errors_as_json(value: bool) -> bool:
 
 
 def hint_for(error: DecodedError) -> str | None:
+    hint = REASON_HINTS.get(error.reason) or HINTS.get(error.code)
     if error.code is grpc.StatusCode.UNAUTHENTICATED and os.environ.get(TOKEN_ENV):
-        return TOKEN_ENV_HINT
-    return REASON_HINTS.get(error.reason) or HINTS.get(error.code)
+        return f"{TOKEN_ENV_HINT}; {hint}" if error.reason in REASON_HINTS else TOKEN_ENV_HINT
+    return hint
 
 
 def error_document(error: DecodedError) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from tests.support.harness import ServiceHarness, bearer, operator_token
 
 SEED = int(os.environ.get("CUSTODY_FUZZ_SEED", "20240615"))
 # Calls per RPC, and per-call deadline: together they keep each service's test within about 30 seconds.
-CALLS_PER_RPC = int(os.environ.get("CUSTODY_FUZZ_CALLS", "150"))
+CALLS_PER_RPC = int(os.environ.get("CUSTODY_FUZZ_CALLS", "80"))
 CALL_TIMEOUT_S = 10.0
 BAD_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
