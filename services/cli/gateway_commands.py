@@ -342,6 +342,9 @@ def spend(
     by: Annotated[str, typer.Option(help="Group by caller, person, operation or model.")] = "caller",
     since: Annotated[datetime | None, typer.Option(help="From this time (ISO 8601, UTC if no zone).")] = None,
     until: Annotated[datetime | None, typer.Option(help="Before this time.")] = None,
+    person: Annotated[
+        str, typer.Option(help="Only calls made for this person, e.g. human:operator (as --by person groups them).")
+    ] = "",
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -366,6 +369,8 @@ def spend(
     groups: dict[str, Spend] = {}
     total = Spend()
     for item in call(state_dir, "ai_gateway", every_call):
+        if person and spend_group(item, "person") != person:
+            continue
         groups.setdefault(spend_group(item, by), Spend()).add(item)
         total.add(item)
     rows = [groups[group].row(group) for group in sorted(groups)]

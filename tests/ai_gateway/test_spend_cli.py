@@ -106,6 +106,15 @@ def test_spend_since_counts_only_later_calls(calls: dict[str, Any], spend: Spend
     assert spend("--since", past, "--json")["total"]["calls"] == 5
 
 
+def test_spend_for_one_person_counts_only_their_calls(calls: dict[str, Any], spend: Spend) -> None:
+    groups = by_group(spend("--by", "caller", "--person", "human:operator", "--json"))
+    assert {group: row["calls"] for group, row in groups.items()} == {
+        "service:runs": 2,
+        "service:art_studio": 1,
+        "human:operator": 1,
+    }
+
+
 def test_spend_prints_a_table_with_the_unknown_cost_column(calls: dict[str, Any], spend: Spend) -> None:
     printed = spend("--by", "person")
     assert "unknown cost" in printed and "human:operator" in printed and "total" in printed
