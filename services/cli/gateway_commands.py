@@ -350,8 +350,7 @@ def spend(
 ) -> None:
     """Summarise the audited calls' tokens and cost by caller, person (on whose behalf), operation or model.
 
-    Known costs are summed; calls whose cost is unknown (an unpriced model, no usage reported) are counted in
-    their own column, never added as 0."""
+    Known costs are summed; a call whose cost is unknown (unpriced model, no usage) is counted apart, never as 0."""
     if by not in SPEND_GROUPS:
         raise typer.BadParameter(f"--by must be one of {', '.join(SPEND_GROUPS)}")
     request = gateway_pb2.ListCallsRequest(page_size=1000)
