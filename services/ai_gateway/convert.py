@@ -25,9 +25,11 @@ from services.ai_gateway.domain.model import (
 from services.ai_gateway.pricing import Cost
 from services.ai_gateway.transport.base import Usage
 from services.common.clock import to_us
+from services.common.errors import FieldViolation, InvalidArgument
+from services.common.identity import Principal
 from services.common.ledger import rpc as ledger_rpc
 from services.common.limits import CHUNK_LIMIT_BYTES
-from services.common.protomap import datetime_from_proto, principal_to_proto
+from services.common.protomap import datetime_from_proto, principal_kind_from_proto, principal_to_proto
 
 OUTCOMES = {
     Outcome.SUCCEEDED: gateway_pb2.CALL_OUTCOME_SUCCEEDED,
@@ -50,6 +52,7 @@ def text_request(request: gateway_pb2.GenerateTextRequest | gateway_pb2.StreamTe
         variant_seed=request.variant_seed,
         response_json_schema=request.response_json_schema,
         request_id=request.request_id,
+        on_behalf_of=on_behalf_of(request),
     )
 
 
@@ -64,7 +67,24 @@ def image_request(request: gateway_pb2.GenerateImageRequest) -> ImageRequest:
         count=request.count,
         variant_seed=request.seed,
         request_id=request.request_id,
+        on_behalf_of=on_behalf_of(request),
     )
+
+
+def on_behalf_of(
+    request: gateway_pb2.GenerateTextRequest | gateway_pb2.StreamTextRequest | gateway_pb2.GenerateImageRequest,
+) -> Principal | None:
+    """The person a service names (id and kind; roles are not the caller's to say), or None when unset."""
+    if not request.HasField("on_behalf_of"):
+        return None
+    kind = principal_kind_from_proto(request.on_behalf_of.kind)
+    if kind is None:
+        raise InvalidArgument(
+            "ON_BEHALF_OF_INVALID",
+            "on_behalf_of needs its kind: PRINCIPAL_KIND_HUMAN",
+            violations=[FieldViolation("on_behalf_of.kind", "PRINCIPAL_KIND_HUMAN")],
+        )
+    return Principal(request.on_behalf_of.id, kind)
 
 
 def image_responses(result: ImageResult) -> Iterator[gateway_pb2.GenerateImageResponse]:
@@ -173,6 +193,8 @@ def envelope_proto(envelope: Envelope) -> common_pb2.ProvenanceEnvelope:
         "image_sha256": envelope.image_sha256,
         "revised_prompt_sha256": envelope.revised_prompt_sha256,
     }
+    if envelope.on_behalf_of is not None:
+        fields["on_behalf_of"] = principal_to_proto(envelope.on_behalf_of)
     if envelope.cost_estimate_usd is not None:  # absent, never 0, when unknown
         fields["cost_estimate_usd"] = envelope.cost_estimate_usd
     return common_pb2.ProvenanceEnvelope(**fields)

@@ -33,7 +33,7 @@ from services.common.clients import ServiceClients
 from services.common.errors import FieldViolation, NotFound, PermissionDenied, Unavailable
 from services.common.gateway_images import ImageStreamError
 from services.common.hashing import sha256_canonical
-from services.common.protomap import dict_to_struct, principal_to_proto
+from services.common.protomap import dict_to_struct, on_behalf_of_caller, principal_to_proto
 from services.rosette.compiler import COMPILER_VERSION
 from services.rosette.lineage_types import SVG_CANDIDATE
 
@@ -102,6 +102,7 @@ class GrpcPeers:
             variant_seed=seed,
             response_json_schema=schema,
             request_id=request_id,
+            on_behalf_of=on_behalf_of_caller(),
         )
         try:
             response = await self._clients.stub("ai_gateway").GenerateText(request)
@@ -126,6 +127,7 @@ class GrpcPeers:
             count=1,
             seed=seed,
             request_id=request_id,
+            on_behalf_of=on_behalf_of_caller(),
         )
         try:
             received = await self._clients.generate_image(request)

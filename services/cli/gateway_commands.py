@@ -4,7 +4,9 @@ policy."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +26,8 @@ calls_app = typer.Typer(help="Audited AI calls.")
 app.add_typer(calls_app, name="calls")
 
 OUTCOMES = {"succeeded": 1, "blocked": 2, "failed": 3}
+SPEND_GROUPS = ("caller", "person", "operation", "model")
+NO_PERSON = "(none)"  # a service that called for itself
 
 
 @app.command()
@@ -146,7 +150,7 @@ def _print_envelope(envelope: Any, cost: Any) -> None:
     table = Table(show_header=False, title="provenance envelope", title_justify="left")
     for key in (
         "call", "request_id", "operation", "category", "provider", "model", "allowed", "attempts", "latency_ms",
-        "usage", "cost_estimate_usd", "replayed", "policy_version", "price_table_version", "trace_id",
+        "usage", "cost_estimate_usd", "replayed", "on_behalf_of", "policy_version", "price_table_version", "trace_id",
     ):  # fmt: skip
         if key in document:
             table.add_row(key, str(document[key]))
@@ -179,11 +183,7 @@ def list_calls(
         page_size=page_size,
         page_token=page_token,
     )
-    for field, moment in (("start_time", since), ("end_time", until)):
-        if moment is not None:
-            stamp = Timestamp()
-            stamp.FromDatetime(moment)
-            getattr(request, field).CopyFrom(stamp)
+    _window(request, since, until)
     response = call(state_dir, "ai_gateway", lambda stub: stub.ListCalls(request))
     if as_json:
         print_json(as_dict(response))
@@ -216,9 +216,13 @@ def show_call(
     state_dir: StateDir = DEFAULT_STATE_DIR,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show one audited call with its envelope and cost."""
+    """Show one audited call with its envelope and cost, and who caused it (caller, and the person it called for)."""
     full = name if name.startswith("calls/") else f"calls/{name}"
     response = call(state_dir, "ai_gateway", lambda stub: stub.GetCall(gateway_pb2.GetCallRequest(name=full)))
+    if not as_json:
+        envelope = response.envelope
+        person = envelope.on_behalf_of.id if envelope.HasField("on_behalf_of") else "-"
+        typer.echo(f"caller: {envelope.caller.id}  on behalf of: {person}")
     print_record(response, as_json)
 
 
@@ -277,3 +281,108 @@ def policy(state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFlag = False) -
         as_json=False,
         title="prices, USD per 1M tokens",
     )
+
+
+def _window(request: gateway_pb2.ListCallsRequest, since: datetime | None, until: datetime | None) -> None:
+    """ListCalls' [start_time, end_time) from --since/--until (UTC when they name no zone)."""
+    for field, moment in (("start_time", since), ("end_time", until)):
+        if moment is not None:
+            stamp = Timestamp()
+            stamp.FromDatetime(moment)
+            getattr(request, field).CopyFrom(stamp)
+
+
+@dataclass
+class Spend:
+    """What one group of calls used: a cost the price table could not give is counted, never summed as 0."""
+
+    calls: int = 0
+    tokens: int = 0
+    known_usd: Decimal = Decimal(0)
+    known_calls: int = 0
+    unknown_cost_calls: int = 0
+
+    def add(self, item: gateway_pb2.Call) -> None:
+        self.calls += 1
+        self.tokens += item.cost.usage.total_tokens
+        if item.cost.HasField("estimate_usd"):
+            self.known_usd += Decimal(str(item.cost.estimate_usd))
+            self.known_calls += 1
+        else:
+            self.unknown_cost_calls += 1
+
+    def row(self, group: str) -> dict[str, Any]:
+        """known_cost_usd is None when no call of the group had a known cost (unknown is not 0)."""
+        return {
+            "group": group,
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "known_cost_usd": float(self.known_usd) if self.known_calls else None,
+            "unknown_cost_calls": self.unknown_cost_calls,
+        }
+
+
+def spend_group(item: gateway_pb2.Call, by: str) -> str:
+    """The group a call counts in. person: the person it was made for (on_behalf_of), the caller itself when a
+    person called directly, NO_PERSON when a service called for itself."""
+    envelope = item.envelope
+    if by == "caller":
+        return envelope.caller.id
+    if by == "operation":
+        return envelope.operation
+    if by == "model":
+        return f"{envelope.provider}/{envelope.model}"
+    if envelope.HasField("on_behalf_of"):
+        return envelope.on_behalf_of.id
+    return envelope.caller.id if envelope.caller.id.startswith("human:") else NO_PERSON
+
+
+@app.command()
+def spend(
+    by: Annotated[str, typer.Option(help="Group by caller, person, operation or model.")] = "caller",
+    since: Annotated[datetime | None, typer.Option(help="From this time (ISO 8601, UTC if no zone).")] = None,
+    until: Annotated[datetime | None, typer.Option(help="Before this time.")] = None,
+    person: Annotated[
+        str, typer.Option(help="Only calls made for this person, e.g. human:operator (as --by person groups them).")
+    ] = "",
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Summarise the audited calls' tokens and cost by caller, person (on whose behalf), operation or model.
+
+    Known costs are summed; a call whose cost is unknown (unpriced model, no usage) is counted apart, never as 0."""
+    if by not in SPEND_GROUPS:
+        raise typer.BadParameter(f"--by must be one of {', '.join(SPEND_GROUPS)}")
+    request = gateway_pb2.ListCallsRequest(page_size=1000)
+    _window(request, since, until)
+
+    async def every_call(stub: Any) -> list[gateway_pb2.Call]:
+        found: list[gateway_pb2.Call] = []
+        while True:
+            response = await stub.ListCalls(request)
+            found.extend(response.calls)
+            if not response.next_page_token:
+                return found
+            request.page_token = response.next_page_token
+
+    groups: dict[str, Spend] = {}
+    total = Spend()
+    for item in call(state_dir, "ai_gateway", every_call):
+        if person and spend_group(item, "person") != person:
+            continue
+        groups.setdefault(spend_group(item, by), Spend()).add(item)
+        total.add(item)
+    rows = [groups[group].row(group) for group in sorted(groups)]
+    if as_json:
+        print_json({"by": by, "groups": rows, "total": total.row("total")})
+        return
+    printed = [
+        {
+            **row,
+            by: row["group"],
+            "known cost USD": "-" if row["known_cost_usd"] is None else f"{row['known_cost_usd']:.6f}",
+            "unknown cost": row["unknown_cost_calls"],
+        }
+        for row in [*rows, {**total.row("total")}]
+    ]
+    print_rows(printed, [by, "calls", "tokens", "known cost USD", "unknown cost"], as_json=False, title="AI spend")

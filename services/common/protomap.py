@@ -30,6 +30,15 @@ def principal_to_proto(principal: Principal) -> common_pb2.Principal:
     return common_pb2.Principal(id=principal.id, kind=_KINDS[principal.kind], roles=sorted(principal.roles))
 
 
+def on_behalf_of_caller() -> common_pb2.Principal | None:
+    """What a service names as on_behalf_of when it calls a peer for its own authenticated caller: that caller
+    (id and kind, no roles) when it is a person; None when a service or the system called (it acts for itself)."""
+    caller = call_context.principal()
+    if caller is None or caller.kind is not PrincipalKind.HUMAN:
+        return None
+    return common_pb2.Principal(id=caller.id, kind=_KINDS[caller.kind])
+
+
 def principal_kind_from_proto(kind: int) -> PrincipalKind | None:
     """A request's PrincipalKind; None for PRINCIPAL_KIND_UNSPECIFIED or a value this contract does not know."""
     return next((k for k, v in _KINDS.items() if v == kind), None)

@@ -8,6 +8,7 @@ from custody.ai_gateway.v1 import gateway_pb2
 from services.common import status
 from services.common.clients import ServiceClients
 from services.common.errors import Unavailable
+from services.common.protomap import on_behalf_of_caller
 from services.runs.domain.ports import ExplainerAnswer
 
 OPERATION = "explain_run_decision"
@@ -25,7 +26,13 @@ class GatewayExplainer:
 
     async def explain(self, prompt: str) -> ExplainerAnswer:
         request = gateway_pb2.GenerateTextRequest(
-            operation=OPERATION, category=CATEGORY, prompt=prompt, system_prompt=SYSTEM_PROMPT, max_tokens=MAX_TOKENS
+            operation=OPERATION,
+            category=CATEGORY,
+            prompt=prompt,
+            system_prompt=SYSTEM_PROMPT,
+            max_tokens=MAX_TOKENS,
+            # The reviewer (or operator) who asked for the explanation: the gateway records them next to service:runs.
+            on_behalf_of=on_behalf_of_caller(),
         )
         try:
             response = await self._clients.stub("ai_gateway").GenerateText(request)

@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from custody.common.v1 import common_pb2
 from custody.runs.v1 import runs_pb2
 from services.cli.state import StateLayout
 from services.common import status
@@ -195,3 +196,20 @@ def test_explanation_history_is_append_only(explaining: RunsClient) -> None:
 def test_explaining_an_unknown_run_is_not_found(explaining: RunsClient) -> None:
     error = status.decode(error_of(lambda: explain(explaining, runs_pb2.Run(name="runs/run_" + "d" * 32))))
     assert (error.code, error.reason) == (grpc.StatusCode.NOT_FOUND, "RUN_NOT_FOUND")
+
+
+def test_an_explanation_asked_for_by_a_person_names_them_to_the_gateway(
+    explaining: RunsClient, script: ScriptedGateway
+) -> None:
+    explain(explaining, explaining.CreateRun(runs_pb2.CreateRunRequest(run=run_input())))
+    (request,) = script.requests
+    assert (request.on_behalf_of.id, request.on_behalf_of.kind) == ("human:operator", common_pb2.PRINCIPAL_KIND_HUMAN)
+    assert list(request.on_behalf_of.roles) == []
+
+
+def test_an_explanation_asked_for_by_a_service_names_no_person(explaining: RunsClient, script: ScriptedGateway) -> None:
+    studio = explaining.as_service("art_studio")
+    run = explaining.CreateRun(runs_pb2.CreateRunRequest(run=run_input()), metadata=studio)
+    explaining.SuggestExplanation(runs_pb2.SuggestExplanationRequest(name=run.name), metadata=studio)
+    (request,) = script.requests
+    assert not request.HasField("on_behalf_of")

@@ -79,6 +79,7 @@ class GenerateTextRequest(_message.Message):
     VARIANT_SEED_FIELD_NUMBER: _builtins.int
     RESPONSE_JSON_SCHEMA_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     operation: _builtins.str
     """Stable operation name, e.g. "prompt_to_svg_spec"; must be one the gateway knows."""
     category: _builtins.str
@@ -99,6 +100,12 @@ class GenerateTextRequest(_message.Message):
     """A JSON Schema (draft 2020-12, as JSON text) the response must parse as and satisfy. Empty: free text."""
     request_id: _builtins.str
     """Idempotency key (AIP-155), scoped to the caller: same key and same request returns the stored result."""
+    @_builtins.property
+    def on_behalf_of(self) -> _common_pb2.Principal:
+        """Set only by a service calling for a person (its own authenticated caller): that person's principal (id and
+        kind PRINCIPAL_KIND_HUMAN; roles are ignored). Recorded on the envelope as on_behalf_of, next to the caller.
+        """
+
     def __init__(
         self,
         *,
@@ -113,10 +120,11 @@ class GenerateTextRequest(_message.Message):
         variant_seed: _builtins.str = ...,
         response_json_schema: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        on_behalf_of: _common_pb2.Principal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "on_behalf_of", b"on_behalf_of", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "category", b"category", "max_tokens", b"max_tokens", "model", b"model", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "response_json_schema", b"response_json_schema", "system_prompt", b"system_prompt", "temperature", b"temperature", "variant_seed", b"variant_seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "category", b"category", "max_tokens", b"max_tokens", "model", b"model", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "response_json_schema", b"response_json_schema", "system_prompt", b"system_prompt", "temperature", b"temperature", "variant_seed", b"variant_seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
@@ -178,6 +186,7 @@ class StreamTextRequest(_message.Message):
     VARIANT_SEED_FIELD_NUMBER: _builtins.int
     RESPONSE_JSON_SCHEMA_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     operation: _builtins.str
     category: _builtins.str
     provider: _builtins.str
@@ -189,6 +198,8 @@ class StreamTextRequest(_message.Message):
     variant_seed: _builtins.str
     response_json_schema: _builtins.str
     request_id: _builtins.str
+    @_builtins.property
+    def on_behalf_of(self) -> _common_pb2.Principal: ...
     def __init__(
         self,
         *,
@@ -203,10 +214,11 @@ class StreamTextRequest(_message.Message):
         variant_seed: _builtins.str = ...,
         response_json_schema: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        on_behalf_of: _common_pb2.Principal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "temperature", b"temperature"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "on_behalf_of", b"on_behalf_of", "temperature", b"temperature"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "category", b"category", "max_tokens", b"max_tokens", "model", b"model", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "response_json_schema", b"response_json_schema", "system_prompt", b"system_prompt", "temperature", b"temperature", "variant_seed", b"variant_seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_temperature", b"_temperature", "category", b"category", "max_tokens", b"max_tokens", "model", b"model", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "response_json_schema", b"response_json_schema", "system_prompt", b"system_prompt", "temperature", b"temperature", "variant_seed", b"variant_seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__temperature: _TypeAlias = _typing.Literal["temperature"]  # noqa: Y015
     _WhichOneofArgType__temperature: _TypeAlias = _typing.Literal["_temperature", b"_temperature"]  # noqa: Y015
@@ -312,6 +324,7 @@ class GenerateImageRequest(_message.Message):
     COUNT_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     operation: _builtins.str
     """Image operation name, e.g. "concept_image"; must be one the gateway knows (Policy.image_operations)."""
     category: _builtins.str
@@ -329,6 +342,12 @@ class GenerateImageRequest(_message.Message):
     """Recorded on the envelope as variant_seed; the local provider draws its image from it."""
     request_id: _builtins.str
     """Idempotency key (AIP-155), scoped to the caller: same key and same request returns the stored result."""
+    @_builtins.property
+    def on_behalf_of(self) -> _common_pb2.Principal:
+        """Set only by a service calling for a person (its own authenticated caller): that person's principal (id and
+        kind PRINCIPAL_KIND_HUMAN; roles are ignored). Recorded on the envelope as on_behalf_of, next to the caller.
+        """
+
     def __init__(
         self,
         *,
@@ -341,10 +360,11 @@ class GenerateImageRequest(_message.Message):
         count: _builtins.int = ...,
         seed: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        on_behalf_of: _common_pb2.Principal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["on_behalf_of", b"on_behalf_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "count", b"count", "model", b"model", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "seed", b"seed", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "count", b"count", "model", b"model", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "prompt", b"prompt", "provider", b"provider", "request_id", b"request_id", "seed", b"seed", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

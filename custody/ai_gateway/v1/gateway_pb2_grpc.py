@@ -145,6 +145,11 @@ class AiGatewayServiceServicer:
         names each field. Nothing is written.
         INVALID_ARGUMENT (reason JSON_TOO_DEEP, JSON_NOT_FINITE): response_json_schema nests more than 32 levels of
         objects and arrays, or holds NaN or Infinity. Nothing is written.
+        INVALID_ARGUMENT (reason ON_BEHALF_OF_INVALID): on_behalf_of is not a human principal whose id is
+        "human:<name>" (a name of 1..128 letters, digits and ._@-). Nothing is written.
+        PERMISSION_DENIED (reason ON_BEHALF_OF_NOT_ALLOWED): only the services in the call graph (service:art_studio,
+        service:runs) may name the person they call for; a person calls as themselves (leave on_behalf_of unset).
+        Nothing is written.
         ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
         FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt or the response broke a safety rule (or a detector
         failed or timed out: the policy fails closed). ErrorInfo metadata: category, rule_id, call, direction.
@@ -197,6 +202,11 @@ class AiGatewayServiceServicer:
         INVALID_ARGUMENT (reason REQUEST_INVALID, REQUEST_ID_INVALID): a field is out of range or unknown
         (operation, category, provider, model, prompt, size, count, seed); BadRequest names each field. Nothing
         is written.
+        INVALID_ARGUMENT (reason ON_BEHALF_OF_INVALID): on_behalf_of is not a human principal whose id is
+        "human:<name>" (a name of 1..128 letters, digits and ._@-). Nothing is written.
+        PERMISSION_DENIED (reason ON_BEHALF_OF_NOT_ALLOWED): only the services in the call graph (service:art_studio,
+        service:runs) may name the person they call for; a person calls as themselves (leave on_behalf_of unset).
+        Nothing is written.
         ALREADY_EXISTS (reason REQUEST_ID_REUSED): request_id was used by this caller for a different request.
         FAILED_PRECONDITION (reason SAFETY_BLOCKED): the prompt, or the revised prompt the provider returned, broke
         an input safety rule (or a detector failed or timed out: the policy fails closed). ErrorInfo metadata:

@@ -205,6 +205,7 @@ class ProvenanceEnvelope(_message.Message):
     SYSTEM_PROMPT_SHA256_FIELD_NUMBER: _builtins.int
     IMAGE_SHA256_FIELD_NUMBER: _builtins.int
     REVISED_PROMPT_SHA256_FIELD_NUMBER: _builtins.int
+    ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Correlation id of the request chain that made the call."""
     operation: _builtins.str
@@ -251,6 +252,12 @@ class ProvenanceEnvelope(_message.Message):
     def image_sha256(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """GenerateImage: sha256 (hex) of each image's bytes, by index. Empty for text calls."""
 
+    @_builtins.property
+    def on_behalf_of(self) -> Global___Principal:
+        """The person a service called for (its own authenticated caller, e.g. "human:operator" when service:art_studio
+        generates for them); absent when the caller called for itself. Accepted only from services in the call graph.
+        """
+
     def __init__(
         self,
         *,
@@ -279,10 +286,11 @@ class ProvenanceEnvelope(_message.Message):
         system_prompt_sha256: _builtins.str = ...,
         image_sha256: _abc.Iterable[_builtins.str] | None = ...,
         revised_prompt_sha256: _builtins.str = ...,
+        on_behalf_of: Global___Principal | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_estimate_usd", b"_cost_estimate_usd", "caller", b"caller", "cost_estimate_usd", b"cost_estimate_usd", "created_at", b"created_at", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_cost_estimate_usd", b"_cost_estimate_usd", "caller", b"caller", "cost_estimate_usd", b"cost_estimate_usd", "created_at", b"created_at", "on_behalf_of", b"on_behalf_of", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_estimate_usd", b"_cost_estimate_usd", "allowed", b"allowed", "attempts", b"attempts", "call", b"call", "caller", b"caller", "category", b"category", "cost_estimate_usd", b"cost_estimate_usd", "created_at", b"created_at", "engine_version", b"engine_version", "image_sha256", b"image_sha256", "latency_ms", b"latency_ms", "model", b"model", "operation", b"operation", "policy_version", b"policy_version", "price_table_version", b"price_table_version", "prompt_sha256", b"prompt_sha256", "provider", b"provider", "replayed", b"replayed", "request_id", b"request_id", "response_sha256", b"response_sha256", "revised_prompt_sha256", b"revised_prompt_sha256", "safety_reason", b"safety_reason", "system_prompt_sha256", b"system_prompt_sha256", "trace_id", b"trace_id", "usage", b"usage", "variant_seed", b"variant_seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_cost_estimate_usd", b"_cost_estimate_usd", "allowed", b"allowed", "attempts", b"attempts", "call", b"call", "caller", b"caller", "category", b"category", "cost_estimate_usd", b"cost_estimate_usd", "created_at", b"created_at", "engine_version", b"engine_version", "image_sha256", b"image_sha256", "latency_ms", b"latency_ms", "model", b"model", "on_behalf_of", b"on_behalf_of", "operation", b"operation", "policy_version", b"policy_version", "price_table_version", b"price_table_version", "prompt_sha256", b"prompt_sha256", "provider", b"provider", "replayed", b"replayed", "request_id", b"request_id", "response_sha256", b"response_sha256", "revised_prompt_sha256", b"revised_prompt_sha256", "safety_reason", b"safety_reason", "system_prompt_sha256", b"system_prompt_sha256", "trace_id", b"trace_id", "usage", b"usage", "variant_seed", b"variant_seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__cost_estimate_usd: _TypeAlias = _typing.Literal["cost_estimate_usd"]  # noqa: Y015
     _WhichOneofArgType__cost_estimate_usd: _TypeAlias = _typing.Literal["_cost_estimate_usd", b"_cost_estimate_usd"]  # noqa: Y015

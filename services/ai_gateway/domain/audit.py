@@ -96,6 +96,7 @@ class Auditor:
             policy_version=policy.version,
             image_sha256=tuple(image.sha256 for image in call.images or ()),
             revised_prompt_sha256=sha256_text(call.revised_prompt) if call.revised_prompt else "",
+            on_behalf_of=raw.on_behalf_of,
         )
         verbose = self._config.audit_verbose
         prompt, response = "", ""

@@ -35,11 +35,13 @@ class TextRequest:
     variant_seed: str = ""
     response_json_schema: str = ""
     request_id: str = ""
+    # The person a service calls for (its own authenticated caller); None when the caller calls for itself.
+    on_behalf_of: Principal | None = None
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """What defines the request for idempotency: every field but the key itself (spelled out because
         dataclasses.asdict deep-copies each value, a cost every call paid)."""
-        return {
+        fields = {
             "operation": self.operation,
             "category": self.category,
             "provider": self.provider,
@@ -51,6 +53,7 @@ class TextRequest:
             "variant_seed": self.variant_seed,
             "response_json_schema": self.response_json_schema,
         }
+        return _with_person(self.on_behalf_of, fields)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class ImageRequest:
     count: int = 0
     variant_seed: str = ""
     request_id: str = ""
+    on_behalf_of: Principal | None = None
 
     @property
     def system_prompt(self) -> str:
@@ -74,7 +78,7 @@ class ImageRequest:
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """What defines the request for idempotency; the rpc keeps a text request from matching it."""
-        return {
+        fields = {
             "rpc": "GenerateImage",
             "operation": self.operation,
             "category": self.category,
@@ -85,6 +89,7 @@ class ImageRequest:
             "count": self.count,
             "variant_seed": self.variant_seed,
         }
+        return _with_person(self.on_behalf_of, fields)
 
 
 class Outcome(StrEnum):
@@ -123,9 +128,13 @@ class Envelope:
     # GenerateImage only: the digest of each image by index, and of the provider's revised prompt.
     image_sha256: tuple[str, ...] = ()
     revised_prompt_sha256: str = ""
+    # The person the caller (a service of the call graph) called for; None when it called for itself.
+    on_behalf_of: Principal | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The stored document; on_behalf_of only when set, so records written before it existed keep the
+        canonical JSON (and digest) they were stored with."""
+        document = {
             "call": self.call,
             "request_id": self.request_id,
             "operation": self.operation,
@@ -152,11 +161,16 @@ class Envelope:
             "image_sha256": list(self.image_sha256),
             "revised_prompt_sha256": self.revised_prompt_sha256,
         }
+        if self.on_behalf_of is not None:
+            document["on_behalf_of"] = _person_dict(self.on_behalf_of)
+        return document
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Envelope:
-        """Records stored before GenerateImage existed lack the image keys: they read as empty."""
+        """Records stored before GenerateImage existed lack the image keys, and those stored before on_behalf_of
+        existed lack it: they read as empty and None."""
         caller = data["caller"]
+        person = data.get("on_behalf_of")
         return Envelope(
             **{
                 **data,
@@ -164,6 +178,7 @@ class Envelope:
                 "created_at": datetime.fromisoformat(data["created_at"]),
                 "usage": _usage_from(data["usage"]),
                 "caller": Principal(caller["id"], PrincipalKind(caller["kind"]), frozenset(caller["roles"])),
+                "on_behalf_of": None if person is None else Principal(person["id"], PrincipalKind(person["kind"])),
             }
         )
 
@@ -336,6 +351,20 @@ class PreparedImage:
     def width_height(self) -> tuple[int, int]:
         width, height = self.size.split("x")
         return int(width), int(height)
+
+
+def _person_dict(person: Principal) -> dict[str, str]:
+    """A named person: id and kind (roles are not the naming service's to say)."""
+    return {"id": person.id, "kind": person.kind.value}
+
+
+def _with_person(person: Principal | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """A request's fingerprint fields plus on_behalf_of when set: a request without it keeps the fingerprint it
+    had before the field existed (so a stored request_id still replays), and one person's request never replays
+    as another's."""
+    if person is not None:
+        fields["on_behalf_of"] = _person_dict(person)
+    return fields
 
 
 def _usage_dict(usage: Usage | None) -> dict[str, int] | None:

@@ -25,6 +25,7 @@ from services.ai_gateway.domain.calls import CallState, P
 from services.ai_gateway.domain.config import GatewayConfig
 from services.ai_gateway.domain.model import ImageRequest, TextRequest
 from services.ai_gateway.domain.replay import Replays
+from services.ai_gateway.domain.validation import validate_on_behalf_of
 from services.ai_gateway.policy import SafetyPolicy
 from services.ai_gateway.pricing import PriceTable
 from services.ai_gateway.store import CallStore, ReplayEntry
@@ -64,8 +65,10 @@ class Pipeline:
 
     async def claim(self, request: TextRequest | ImageRequest) -> tuple[Principal, str, ReplayEntry | None]:
         """(caller, request fingerprint, the stored result of a repeated request_id or None). Without a stored
-        result the key stays reserved in this process until `release`."""
+        result the key stays reserved in this process until `release`. A caller that may not name the person it
+        calls for (on_behalf_of) is refused first, before anything is written."""
         caller = call_context.require_principal()
+        validate_on_behalf_of(request.on_behalf_of, caller)
         fingerprint = idempotency.fingerprint(request.fingerprint_fields())
         return caller, fingerprint, await self.replays.claim(caller.id, request.request_id, fingerprint)
 

@@ -21,13 +21,18 @@ from services.ai_gateway.domain.model import ImageRequest, PreparedImage, Prepar
 from services.ai_gateway.policy import SafetyPolicy
 from services.ai_gateway.transport.base import Provider
 from services.common import idempotency
-from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from services.common.catalog import callers_of
+from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
+from services.common.identity import Principal, PrincipalKind
 from services.common.json_limits import loads_json
 from services.common.limits import MAX_IMAGES_PER_CALL
 
 KNOWN_PROVIDERS = ("local", "openai")
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@\-]{0,127}$")
 MAX_VARIANT_SEED = 128
+# The services that may name the person they call for: the gateway's callers in the call graph.
+ON_BEHALF_OF_NAMERS = frozenset(f"service:{name}" for name in callers_of("ai_gateway"))
+PERSON_ID = re.compile(r"human:[A-Za-z0-9._@-]{1,128}")
 _FENCED_JSON = re.compile(r"^\s*```(?:json)?\s*\n(.*)\n\s*```\s*$", re.S)
 
 
@@ -189,6 +194,27 @@ class Validator:
             bad("response_json_schema", f"not a valid JSON Schema (draft 2020-12) at {where}: {exc.message[:200]}")
             return None
         return schema
+
+
+def validate_on_behalf_of(on_behalf_of: Principal | None, caller: Principal) -> None:
+    """A request's on_behalf_of (lineage's requested_by rule, for people only): only a service of the call graph
+    may name the person it calls for, and only a well-formed human principal. Nothing is written on refusal."""
+    if on_behalf_of is None:
+        return
+    if caller.kind is not PrincipalKind.SERVICE or caller.id not in ON_BEHALF_OF_NAMERS:
+        raise PermissionDenied(
+            "ON_BEHALF_OF_NOT_ALLOWED",
+            f"{caller.id} may not name someone to call for; only {', '.join(sorted(ON_BEHALF_OF_NAMERS))} call the "
+            "gateway on behalf of their caller (a person calls as themselves: leave on_behalf_of unset)",
+            metadata={"principal": caller.id},
+        )
+    if on_behalf_of.kind is not PrincipalKind.HUMAN or not PERSON_ID.fullmatch(on_behalf_of.id):
+        raise InvalidArgument(
+            "ON_BEHALF_OF_INVALID",
+            f"on_behalf_of must be a human principal named 'human:<name>' (got {on_behalf_of.id[:100]!r} of kind "
+            f"{on_behalf_of.kind.value})",
+            violations=[FieldViolation("on_behalf_of", "a human principal id 'human:<name>' of kind HUMAN")],
+        )
 
 
 def invalid(problems: list[FieldViolation]) -> InvalidArgument:
