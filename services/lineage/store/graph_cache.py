@@ -16,6 +16,7 @@ traversal, never missed. tests/lineage/test_graph_cache.py checks each of these.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -46,6 +47,29 @@ class GraphCache:
             self._catch_up(connection, project, graph)
             return bfs_depths(root, graph.children if downstream else graph.parents)
 
+    def reach(self, connection: sa.Connection, project: str, roots: Sequence[int], below: int) -> list[int]:
+        """Every version downstream of any of `roots`, in id order (a root too when another root reaches it), as the
+        database holds the project's versions with ids below `below`.
+
+        Meant for a write transaction that holds the project's lock and has written a version with id `below`
+        (whose edges it may not have written yet): the catch-up reads only ids below it, so the transaction's own
+        uncommitted rows never enter the cache, where a rollback would leave a version that never existed."""
+        graph = self._adjacency(project)
+        with graph.lock:
+            self._catch_up(connection, project, graph, below)
+            children = graph.children
+            seen: set[int] = set()
+            frontier = list(roots)
+            while frontier:
+                found = []
+                for node in frontier:
+                    for child in children.get(node, ()):
+                        if child not in seen:
+                            seen.add(child)
+                            found.append(child)
+                frontier = found
+        return sorted(seen)
+
     def catch_up(self, connection: sa.Connection, project: str) -> int:
         """Reads the project's versions created since the last read; returns how many there were."""
         graph = self._adjacency(project)
@@ -55,12 +79,15 @@ class GraphCache:
     def watermark(self, project: str) -> int:
         return self._adjacency(project).watermark
 
-    def _catch_up(self, connection: sa.Connection, project: str, graph: _Adjacency) -> int:
-        rows = connection.execute(
+    def _catch_up(self, connection: sa.Connection, project: str, graph: _Adjacency, below: int | None = None) -> int:
+        query = (
             sa.select(t.versions.c.id, t.edges.c.upstream_id)
             .outerjoin(t.edges, t.edges.c.downstream_id == t.versions.c.id)
             .where(t.versions.c.project == project, t.versions.c.id > graph.watermark)
-        ).all()
+        )
+        if below is not None:
+            query = query.where(t.versions.c.id < below)
+        rows = connection.execute(query).all()
         seen = set()
         for version_id, upstream_id in rows:
             seen.add(version_id)
