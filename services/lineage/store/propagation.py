@@ -44,6 +44,10 @@ from services.lineage.ledger_records import staleness_leaf
 from services.lineage.store.graph_cache import GraphCache
 from services.lineage.store.rows import Decision, decision_columns, entity_filter
 
+# Above this many versions, the statement gets _WORK_MEM_MB of working memory per sort or hash.
+_BIG_CLOSURE = 10_000
+_WORK_MEM_MB = 64
+
 
 class Propagation(enum.Enum):
     REFERENCE = "reference"
@@ -94,6 +98,10 @@ class Propagator:
         closure = self._cache.reach(connection, entity.project, [int(r) for r in roots], new_id)
         if not closure:
             return 0, None
+        if len(closure) > _BIG_CLOSURE:
+            # The closure, the hash of the health rows and what the UPDATEs return stay in memory (the default 4 MB
+            # spills a 100,000-version closure to temporary files); until this transaction ends.
+            connection.exec_driver_sql(f"SET LOCAL work_mem = '{_WORK_MEM_MB}MB'")
         staleable = {f"h{i}": health.value for i, health in enumerate(STALEABLE)}
         marks = ", ".join(
             f"m{i} AS (UPDATE lineage_health h SET health = :stale, revision = h.revision + 1, cause_id = :cause,"
