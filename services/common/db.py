@@ -63,6 +63,20 @@ def insert_rows(connection: sa.Connection, table: sa.Table, rows: Sequence[Mappi
     connection.exec_driver_sql(sql, parameters)
 
 
+def fetch_plain(connection: sa.Connection, query: sa.Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of `query` as the driver returns them, plain tuples without SQLAlchemy's per-row result machinery
+    (which costs more than the database does on reads of many rows): for columns that need no result processing,
+    such as integers and text. The statement still runs through the connection (its events and transaction)."""
+    compiled = query.compile(dialect=connection.dialect)
+    values = compiled.construct_params()
+    parameters: Any = tuple(values[name] for name in compiled.positiontup or ()) if compiled.positional else values
+    result = connection.exec_driver_sql(str(compiled), parameters)
+    try:
+        return list(result.cursor.fetchall()) if result.cursor is not None else []
+    finally:
+        result.close()
+
+
 def insert_if_absent(connection: sa.Connection, table: sa.Table) -> sa.Insert:
     """INSERT ... ON CONFLICT DO NOTHING, spelled for the connection's database."""
     if connection.dialect.name == "postgresql":

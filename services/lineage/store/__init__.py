@@ -4,7 +4,9 @@
   ending with the ledger leaves of the records it wrote (services/lineage/ledger_records.py)
 - idempotency.py: request-id replay inside the write it answers for
 - types.py: the type registry (insert-only registrations)
-- versions.py: creating a version, its edges, downstream staleness and its starting state
+- versions.py: creating a version, its edges and its starting state
+- propagation.py: downstream staleness, in the transaction creating a version (a reference path and PostgreSQL's
+  set-based one)
 - reads.py: versions with their history, keyset pages, upstream states
 - decisions.py: status and health changes by compare-and-set, with history
 - closure.py and graph_cache.py: closure traversal on an in-memory graph kept exact by a watermark
@@ -23,6 +25,7 @@ from services.common.ledger.ledger import Ledger
 from services.lineage.store.closure import ClosureStore
 from services.lineage.store.decisions import DecisionStore
 from services.lineage.store.graph_cache import GraphCache
+from services.lineage.store.propagation import Propagation, Propagator
 from services.lineage.store.reads import VersionReads
 from services.lineage.store.rows import Decision
 from services.lineage.store.transactions import Transactions
@@ -30,18 +33,20 @@ from services.lineage.store.types import TypeStore
 from services.lineage.store.versions import CreateOutcome, NewVersion, VersionStore
 from services.lineage.store.witness import WitnessStore
 
-__all__ = ["CreateOutcome", "Decision", "LineageStore", "NewVersion"]
+__all__ = ["CreateOutcome", "Decision", "LineageStore", "NewVersion", "Propagation"]
 
 
 class LineageStore:
     """One object for the domain to hold; each method is its concern's (see the module list above)."""
 
-    def __init__(self, engine: sa.Engine, ledger: Ledger | None = None) -> None:
+    def __init__(self, engine: sa.Engine, ledger: Ledger | None = None, propagation: Propagation | None = None) -> None:
+        """`propagation`: which implementation marks staleness (propagation.py; default: the database's)."""
         self.engine = engine
         tx = Transactions(engine, ledger)
         self.dialect = tx.dialect
         self.graph_cache = GraphCache()
-        types, versions, reads = TypeStore(tx), VersionStore(tx), VersionReads(tx)
+        self.propagator = Propagator(tx.dialect, self.graph_cache, ledger is not None, propagation)
+        types, versions, reads = TypeStore(tx), VersionStore(tx, self.propagator), VersionReads(tx)
         decisions, closure = DecisionStore(tx), ClosureStore(tx, self.graph_cache)
         self.register_type = types.register_type
         self.ensure_types = types.ensure_types

@@ -1,10 +1,10 @@
 """Creating a version: number, rows, edges, staleness downstream and the new version's own state, atomically.
 
 Version numbers are max+1 under a unique (project, type, entity, number) constraint; a conflict retries the whole
-transaction. Staleness propagation is one recursive CTE (UNION, so cycle-safe and each version once) whose result
-is written set-wise: the health rows by compare-and-set on their state, one history row each, and all those history
-rows are one ledger record (built from what the INSERT wrote, never read back). The new version's starting health is the
-domain's rule (domain/birth.py), applied to its inputs as this transaction reads them.
+transaction. Staleness propagation (propagation.py) is set-wise: the health rows by compare-and-set on their state,
+one history row each, and all those history rows are one ledger record (built from what the writes set, never read
+back from the history table). The new version's starting health is the domain's rule (domain/birth.py), applied to
+its inputs as this transaction reads them.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import sqlalchemy as sa
 from services.common.clock import to_us
 from services.common.errors import FailedPrecondition, FieldViolation
 from services.common.identity import Principal
-from services.common.ledger.leaves import Leaf, LedgerPosition
+from services.common.ledger.leaves import LedgerPosition
 from services.lineage import tables as t
 from services.lineage.domain.birth import BirthHealth, InputState
 from services.lineage.domain.model import (
-    STALEABLE,
     Health,
     Idempotency,
     Metadata,
@@ -37,11 +36,11 @@ from services.lineage.ledger_records import (
     REQUESTS,
     STATUS,
     VERSIONS,
-    staleness_leaf,
     staleness_record,
 )
 from services.lineage.store import idempotency
-from services.lineage.store.rows import Decision, decision_columns, entity_filter, roles
+from services.lineage.store.propagation import Propagator
+from services.lineage.store.rows import Decision, entity_filter, roles
 from services.lineage.store.transactions import Transactions
 
 # The health a new version starts with, given its inputs in upstream order (domain/birth.py's rule).
@@ -74,8 +73,9 @@ class CreateOutcome:
 
 
 class VersionStore:
-    def __init__(self, tx: Transactions) -> None:
+    def __init__(self, tx: Transactions, propagator: Propagator) -> None:
         self._tx = tx
+        self._propagator = propagator
 
     def create_version(self, new: NewVersion, idem: Idempotency | None, birth: BirthRule) -> CreateOutcome:
         return self._tx.retrying(lambda: self._create_once(new, idem, birth))
@@ -123,7 +123,7 @@ class VersionStore:
             decision = Decision(new.actor, f"{name} revised {new.entity.name}", new.request_id, new.at)
             marked, staleness = 0, None
             if number > 1:
-                marked, staleness = self._propagate(connection, new.entity, version_id, str(name), decision)
+                marked, staleness = self._propagator.propagate(connection, new.entity, version_id, str(name), decision)
             if upstream_ids:
                 connection.execute(
                     t.edges.insert(),
@@ -161,81 +161,6 @@ class VersionStore:
                 violations=missing,
             )
         return [int(found[n]) for n in names]
-
-    def _propagate(
-        self, connection: sa.Connection, entity: EntityKey, new_id: int, new_name: str, decision: Decision
-    ) -> tuple[int, Leaf | None]:
-        """Marks every version downstream of the entity's earlier versions stale (cause: the new version). Returns
-        how many, and with a ledger the leaf recording every history row written (None when none was)."""
-        # The versions to mark, with the revision and health they have: what the history rows need, what the
-        # update changes, and (with a ledger) what varies between the rows the propagation's leaf covers.
-        if self._tx.dialect == "sqlite":
-            connection.exec_driver_sql(
-                "CREATE TEMP TABLE IF NOT EXISTS lineage_scratch"
-                " (id INTEGER PRIMARY KEY, revision INTEGER NOT NULL, health TEXT NOT NULL)"
-            )
-        else:
-            connection.exec_driver_sql(
-                "CREATE TEMP TABLE IF NOT EXISTS lineage_scratch"
-                " (id BIGINT PRIMARY KEY, revision BIGINT NOT NULL, health VARCHAR(24) NOT NULL) ON COMMIT DELETE ROWS"
-            )
-        connection.exec_driver_sql("DELETE FROM lineage_scratch")
-        params = {
-            "stale": Health.STALE.value,
-            "cause": new_id,
-            "at": to_us(decision.at),
-            **decision_columns(decision),
-            "h1": STALEABLE[0].value,
-            "h2": STALEABLE[1].value,
-        }
-        # Only versions still valid / confirmed_valid change (needs_revision and stale ones stay): the writes below
-        # are a compare-and-set on that state, which the project lock keeps from changing meanwhile.
-        connection.execute(
-            sa.text(
-                "WITH RECURSIVE down(id) AS ("
-                " SELECT e.downstream_id FROM lineage_edges e JOIN lineage_versions v ON v.id = e.upstream_id"
-                " WHERE v.project = :project AND v.artifact_type = :type AND v.entity = :entity AND v.id <> :new_id"
-                " UNION"
-                " SELECT e.downstream_id FROM lineage_edges e JOIN down d ON e.upstream_id = d.id"
-                ") INSERT INTO lineage_scratch (id, revision, health)"
-                " SELECT h.version_id, h.revision, h.health FROM down d JOIN lineage_health h ON h.version_id = d.id"
-                " WHERE d.id <> :new_id AND h.health IN (:h1, :h2)"
-            ),
-            {
-                "project": entity.project,
-                "type": entity.artifact_type,
-                "entity": entity.entity,
-                "new_id": new_id,
-                **params,
-            },
-        )
-        connection.execute(
-            sa.text(
-                "INSERT INTO lineage_health_history (version_id, revision, from_health, health, cause_id, at_us,"
-                " actor_id, actor_kind, actor_roles, rationale, request_id)"
-                " SELECT s.id, s.revision + 1, s.health, :stale, :cause, :at, :actor_id, :actor_kind,"
-                " :actor_roles, :rationale, :request_id"
-                " FROM lineage_scratch s"
-            ),
-            params,
-        )
-        result = connection.execute(
-            sa.text(
-                "UPDATE lineage_health SET health = :stale, revision = revision + 1, cause_id = :cause,"
-                " updated_at_us = :at, actor_id = :actor_id, actor_kind = :actor_kind, actor_roles = :actor_roles,"
-                " rationale = :rationale, request_id = :request_id"
-                " WHERE version_id IN (SELECT id FROM lineage_scratch) AND health IN (:h1, :h2)"
-            ),
-            params,
-        )
-        marked = int(result.rowcount)
-        if self._tx.ledger is None or not marked:
-            return marked, None
-        # The history rows just written, as their leaf digests them: what varies per row (from the scratch table,
-        # in version order), and the values the INSERT set for all of them.
-        rows = connection.execute(sa.text("SELECT id, revision + 1, health FROM lineage_scratch ORDER BY id")).all()
-        shared = {"health": params["stale"], "cause_id": new_id, "at_us": params["at"], **decision_columns(decision)}
-        return marked, staleness_leaf(new_id, new_name, shared, rows)
 
     def _input_states(self, connection: sa.Connection, upstream_ids: Sequence[int]) -> list[InputState]:
         """Each input's health and cause, and the newest later version of its entity, in upstream order."""
