@@ -854,7 +854,12 @@ def sealed_error(seal: Seal, kind: str) -> FailedPrecondition:
     )
 
 
-_NO_REVIEW: dict[str, Any] = {"review_status": None, "review_rationale": None, "reviewed_by": None, "reviewed_by_kind": None}
+_NO_REVIEW: dict[str, Any] = {
+    "review_status": None,
+    "review_rationale": None,
+    "reviewed_by": None,
+    "reviewed_by_kind": None,
+}
 
 
 def _explanation(row: sa.Row[Any], placed: dict[str, LedgerPosition]) -> Explanation:
