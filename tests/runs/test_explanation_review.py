@@ -466,5 +466,5 @@ def test_the_cli_review_refusals_name_the_reason(cli: Any, runs: Reviewing) -> N
     empty = cli("review-explanation", run.name, "--reject", "--rationale", " ", "--json", expect=1)
     assert '"reason": "RATIONALE_REQUIRED"' in empty.stderr
     both = cli("review-explanation", run.name, "--approve", "--reject", "--rationale", "x", expect=2)
-    assert "exactly one of --approve and --reject" in both.stderr
+    assert "Invalid value for --approve/--reject: give exactly one of --approve and" in both.stderr
     assert runs.GetRun(runs_pb2.GetRunRequest(name=run.name)).explanation == run.explanation
