@@ -349,7 +349,8 @@ def review_explanation(
         request = runs_pb2.ReviewExplanationRequest(
             run=run, decision=decision, rationale=rationale, expected_version=version
         )
-        return await stub.ReviewExplanation(request)
+        answer: runs_pb2.Run = await stub.ReviewExplanation(request)
+        return answer
 
     reviewed = call(state_dir, "runs", decide)
     if as_json:
