@@ -48,6 +48,13 @@ REASON_HINTS = {
         "fields are named as in RunInput; with `custody runs create` run.mode is --mode, run.tool_id --tool, "
         "run.status --status, run.decision.* --risk/--score/--block-reason/--warning, run.feasibility --feasibility"
     ),
+    "SELF_APPROVAL": (
+        "four eyes: another person with the reviewer role must approve it (`custody users add NAME --role reviewer` "
+        "prints a token for a new one)"
+    ),
+    "EXPLANATION_CHANGED": (
+        "re-read the run (`custody runs show RUN`) and decide on what its explanation says now, with that version"
+    ),
     "UPSTREAM_NOT_LATEST": (
         "an upstream it names has a newer version: create a new version from the latest upstream (`custody lineage "
         "create PARENT --upstream LATEST ...`; `custody lineage versions` lists them) and approve that one"

@@ -1,6 +1,6 @@
-"""`custody runs ...`: operate the runs service (list, show, diff, verify, attach, explain, bind, export, import;
-migrate is services/cli/migration_commands.py). Everything goes through the runs service's API: the CLI never
-touches its database or blobs."""
+"""`custody runs ...`: operate the runs service (list, show, diff, verify, attach, explain, review explanations, bind,
+export, import; migrate is services/cli/migration_commands.py). Everything goes through the runs service's API: the
+CLI never touches its database or blobs."""
 
 from __future__ import annotations
 
@@ -55,9 +55,26 @@ def _summary(run: runs_pb2.Run) -> dict[str, Any]:
         "status": runs_pb2.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
         "risk": runs_pb2.RiskLevel.Name(run.decision.risk_level).removeprefix("RISK_LEVEL_"),
         "score": round(run.decision.score, 3),
-        "explanation": runs_pb2.ExplanationStatus.Name(run.explanation.status).removeprefix("EXPLANATION_STATUS_"),
+        "explanation": explanation_state(run),
         "created_by": run.created_by.id,
     }
+
+
+# What a READY explanation's review status makes of it in listings: READY only when nobody has to review it.
+REVIEWED = {
+    runs_pb2.REVIEW_STATUS_PENDING_REVIEW: "PENDING_REVIEW",
+    runs_pb2.REVIEW_STATUS_APPROVED: "APPROVED",
+    runs_pb2.REVIEW_STATUS_REJECTED: "REJECTED",
+}
+
+
+def explanation_state(run: runs_pb2.Run) -> str:
+    """NONE, PENDING, ERROR, or for a READY explanation: PENDING_REVIEW (a YELLOW or RED run's, awaiting a reviewer),
+    APPROVED or REJECTED (a reviewer decided), READY (auto-approved or imported: no review applies)."""
+    explanation = run.explanation
+    if explanation.status == runs_pb2.EXPLANATION_STATUS_READY and explanation.review_status in REVIEWED:
+        return REVIEWED[explanation.review_status]
+    return runs_pb2.ExplanationStatus.Name(explanation.status).removeprefix("EXPLANATION_STATUS_")
 
 
 @app.command("list")
@@ -253,9 +270,99 @@ def explain(name: str, state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFla
     if as_json:
         print_json(as_dict(run))
         return
-    status = runs_pb2.ExplanationStatus.Name(run.explanation.status).removeprefix("EXPLANATION_STATUS_")
-    console.print(f"{run.name}: explanation {status}")
-    console.print(run.explanation.summary or run.explanation.error)
+    console.print(f"{run.name}: explanation {explanation_state(run)}", markup=False)
+    console.print(run.explanation.summary or run.explanation.error, markup=False)
+    if run.explanation.review_status == runs_pb2.REVIEW_STATUS_PENDING_REVIEW:
+        console.print(
+            f"a reviewer decides on it: custody runs review-explanation {run.name} --approve|--reject --rationale TEXT",
+            markup=False,
+        )
+
+
+# ---- explanation reviews ---------------------------------------------------------------------------------------
+
+REVIEW_COLUMNS = ["name", "created", "risk", "status", "version", "explained", "summary"]
+
+
+def _review_row(run: runs_pb2.Run) -> dict[str, Any]:
+    return {
+        "name": run.name,
+        "created": run.create_time.ToJsonString(),
+        "risk": runs_pb2.RiskLevel.Name(run.decision.risk_level).removeprefix("RISK_LEVEL_"),
+        "status": runs_pb2.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
+        "version": run.explanation.version,
+        "explained": run.explanation.updated_at.ToJsonString(),
+        "summary": run.explanation.summary,
+    }
+
+
+@app.command()
+def reviews(
+    limit: Annotated[int, typer.Option(help="At most this many runs (0: all).")] = 50,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Explanations awaiting a reviewer (those of YELLOW and RED runs), newest run first, with the version to decide on.
+
+    Decide one with `custody runs review-explanation RUN --approve|--reject --rationale TEXT`."""
+    request = runs_pb2.ListRunsRequest(explanation_review_status=runs_pb2.REVIEW_STATUS_PENDING_REVIEW)
+
+    async def fetch(stub: Any) -> list[runs_pb2.Run]:
+        found: list[runs_pb2.Run] = []
+        async for run in list_all_runs(stub, request):
+            found.append(run)
+            if limit and len(found) >= limit:
+                break
+        return found
+
+    found = call(state_dir, "runs", fetch)
+    rows = [as_dict(r) for r in found] if as_json else [_review_row(r) for r in found]
+    print_rows(rows, REVIEW_COLUMNS, as_json, title=f"{len(found)} explanation(s) awaiting review")
+
+
+@app.command("review-explanation")
+def review_explanation(
+    run: Annotated[str, typer.Argument(help="runs/{run}")],
+    rationale: Annotated[str, typer.Option(help="Why you decide so (required; recorded with the decision).")],
+    approve: Annotated[bool, typer.Option("--approve", help="Approve the explanation.")] = False,
+    reject: Annotated[bool, typer.Option("--reject", help="Reject it: it is not to be relied on.")] = False,
+    expected_version: Annotated[
+        int | None,
+        typer.Option(
+            help="The explanation version you read (`custody runs reviews` shows it); default: the current one. "
+            "Refused (ABORTED EXPLANATION_CHANGED) if the explanation is at another version."
+        ),
+    ] = None,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve or reject an explanation awaiting review, with a rationale (reviewers only; four eyes: not one you
+    asked for, nor of a run you created). The decision is final and recorded in the explanation's history."""
+    if approve == reject:
+        raise typer.BadParameter("give exactly one of --approve and --reject", param_hint="--approve/--reject")
+    decision = runs_pb2.REVIEW_DECISION_APPROVE if approve else runs_pb2.REVIEW_DECISION_REJECT
+
+    async def decide(stub: Any) -> runs_pb2.Run:
+        version = expected_version
+        if version is None:
+            version = (await stub.GetRun(runs_pb2.GetRunRequest(name=run))).explanation.version
+        request = runs_pb2.ReviewExplanationRequest(
+            run=run, decision=decision, rationale=rationale, expected_version=version
+        )
+        answer: runs_pb2.Run = await stub.ReviewExplanation(request)
+        return answer
+
+    reviewed = call(state_dir, "runs", decide)
+    if as_json:
+        print_json(as_dict(reviewed))
+        return
+    review = reviewed.explanation.review
+    console.print(
+        f"{reviewed.name}: explanation {explanation_state(reviewed)} by {review.reviewed_by.id} "
+        f"(version {review.version})",
+        markup=False,
+    )
+    console.print(reviewed.explanation.summary, markup=False)
 
 
 @app.command()

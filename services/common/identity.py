@@ -12,6 +12,7 @@ import hmac
 import json
 import os
 import secrets
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +59,17 @@ class Principal:
 
 
 SYSTEM = Principal(id="system:custody", kind=PrincipalKind.SYSTEM)
+
+
+def principal_key(principal_id: str) -> str:
+    """The form two principal ids are compared in when the question is "is this the same person?" (four eyes):
+    NFKC-normalised, case-folded, surrounding space dropped, so `human:Alice`, `HUMAN:alice` and `human:alice` in
+    full-width letters are one person even if a credentials file ever held them apart."""
+    return unicodedata.normalize("NFKC", principal_id).casefold().strip()
+
+
+def same_principal(a: Principal, b: Principal) -> bool:
+    return principal_key(a.id) == principal_key(b.id)
 
 
 def new_token() -> str:

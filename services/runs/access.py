@@ -28,6 +28,8 @@ RULES: dict[str, AccessRule] = {
     "AttachAdvisory": WRITE,
     "ListAdvisories": READ,
     "SuggestExplanation": WRITE,
+    # People with the reviewer role only; the domain re-checks (REVIEWER_NOT_HUMAN) and applies four eyes.
+    "ReviewExplanation": allow(human_roles={REVIEWER_ROLE}),
     "BindCandidate": WRITE,
     "DiffRuns": READ,
     "VerifyRun": READ,

@@ -7,13 +7,15 @@
   compromised service token therefore cannot read, extend or decide on another principal's work.
 - Legacy migrations are a migrator's: only a human with the migrator role imports legacy records, mints a
   migration batch (mode legacy_migration) or withdraws one.
+- Explanations awaiting review are decided by people: only a human with the reviewer role approves or rejects one,
+  and never approves one they asked for or whose run they created (four eyes).
 - Seals (model.Seal) refuse the attachments a decision froze; the store and a database trigger enforce them.
 """
 
 from __future__ import annotations
 
 from services.common.errors import FieldViolation, InvalidArgument, PermissionDenied
-from services.common.identity import MIGRATOR_ROLE, Principal, PrincipalKind
+from services.common.identity import MIGRATOR_ROLE, REVIEWER_ROLE, Principal, PrincipalKind
 from services.common.run_rules import MIGRATION_BATCH_MODE
 from services.runs import feasibility
 from services.runs.model import RunContent, run_name
@@ -83,6 +85,18 @@ def require_migrator(caller: Principal, reason: str, what: str) -> None:
             reason,
             f"{caller.id} may not {what}: that needs a human with the {MIGRATOR_ROLE!r} role",
             metadata={"principal": caller.id},
+        )
+
+
+def require_human_reviewer(caller: Principal, what: str) -> None:
+    """REVIEWER_NOT_HUMAN unless the caller is a human with the reviewer role: defence in depth behind the access
+    table, so a service or system principal never decides for a person."""
+    if caller.kind is not PrincipalKind.HUMAN or REVIEWER_ROLE not in caller.roles:
+        raise PermissionDenied(
+            "REVIEWER_NOT_HUMAN",
+            f"{what} needs a human with the {REVIEWER_ROLE!r} role; {caller.id} is a {caller.kind.value} principal "
+            f"with roles {sorted(caller.roles)}",
+            metadata={"principal": caller.id, "kind": caller.kind.value},
         )
 
 

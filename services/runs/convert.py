@@ -50,6 +50,13 @@ REVIEW = {
     model.ReviewStatus.AUTO_APPROVED: runs_pb2.REVIEW_STATUS_AUTO_APPROVED,
     model.ReviewStatus.PENDING_REVIEW: runs_pb2.REVIEW_STATUS_PENDING_REVIEW,
     model.ReviewStatus.NOT_REQUIRED: runs_pb2.REVIEW_STATUS_NOT_REQUIRED,
+    model.ReviewStatus.APPROVED: runs_pb2.REVIEW_STATUS_APPROVED,
+    model.ReviewStatus.REJECTED: runs_pb2.REVIEW_STATUS_REJECTED,
+}
+REVIEW_IN = {value: key for key, value in REVIEW.items()}
+REVIEW_DECISION_IN = {
+    runs_pb2.REVIEW_DECISION_APPROVE: model.ReviewStatus.APPROVED,
+    runs_pb2.REVIEW_DECISION_REJECT: model.ReviewStatus.REJECTED,
 }
 SEVERITY = {
     "INFO": runs_pb2.SEVERITY_INFO,
@@ -224,6 +231,22 @@ def run_to_proto(record: model.RunRecord) -> runs_pb2.Run:
     )
     if record.explanation.updated_at is not None:
         explanation.updated_at.CopyFrom(timestamp(record.explanation.updated_at))
+    explanation.version = record.explanation.version
+    review_status = record.explanation_review_status()
+    if review_status is not None:
+        explanation.review_status = REVIEW[review_status]
+    review = record.explanation.review
+    if review is not None:
+        explanation.review.CopyFrom(
+            runs_pb2.ExplanationReview(
+                status=REVIEW[review.status],
+                rationale=review.rationale,
+                reviewed_by=principal_to_proto(review.reviewed_by),
+                review_time=timestamp(review.reviewed_at),
+                version=review.version,
+                ledger=ledger_rpc.entry(review.ledger),
+            )
+        )
     return runs_pb2.Run(
         name=record.name,
         mode=content.mode,
@@ -388,6 +411,7 @@ def filters_from_proto(request: runs_pb2.ListRunsRequest) -> tuple[RunFilters, l
         ("status", request.status, RUN_STATUS_IN),
         ("risk_level", request.risk_level, RISK_IN),
         ("explanation_status", request.explanation_status, EXPLANATION_IN),
+        ("explanation_review_status", request.explanation_review_status, REVIEW_IN),
     ):
         if value and value not in known:
             problems.append((field_name, "unknown value"))
@@ -407,6 +431,9 @@ def filters_from_proto(request: runs_pb2.ListRunsRequest) -> tuple[RunFilters, l
         ),
         explanation_status=(
             EXPLANATION_IN[request.explanation_status].value if request.explanation_status in EXPLANATION_IN else ""
+        ),
+        explanation_review_status=(
+            REVIEW_IN[request.explanation_review_status].value if request.explanation_review_status in REVIEW_IN else ""
         ),
         include_withdrawn=request.include_withdrawn,
         only_withdrawn=request.only_withdrawn,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from services.common.ledger.leaves import RecordSource, TableRecords
 from services.runs import tables
-from services.runs.model import attachment_name, run_name, withdrawal_name
+from services.runs.model import attachment_name, explanation_name, run_name, withdrawal_name
 
 RUNS = TableRecords(
     "run",
@@ -43,10 +43,12 @@ ADVISORIES = TableRecords(
 EXPLANATION_DECISIONS = TableRecords(
     "explanation",
     tables.run_explanation_history,
-    lambda row: f"{run_name(row['run_id'])}/explanation/versions/{row['version']}",
+    lambda row: explanation_name(row["run_id"], row["version"]),
     "changed_at_us",
     principal_column="changed_by",
     request_id_column="request_id",
+    # Migration 0008 (the advisory id, a reviewer's decision): versions recorded before it keep their leaves.
+    added_columns=("advisory_id", "review_status", "review_rationale"),
 )
 SEALS = TableRecords(
     "seal",

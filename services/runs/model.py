@@ -62,6 +62,12 @@ class ReviewStatus(StrEnum):
     AUTO_APPROVED = "AUTO_APPROVED"
     PENDING_REVIEW = "PENDING_REVIEW"
     NOT_REQUIRED = "NOT_REQUIRED"
+    # A reviewer's decision on an explanation (ExplanationReview); advisories never carry these.
+    APPROVED = "APPROVED"
+    REJECTED = "REJECTED"
+
+
+REVIEW_DECISIONS = frozenset({ReviewStatus.APPROVED, ReviewStatus.REJECTED})
 
 
 class AttachmentKind(StrEnum):
@@ -201,12 +207,33 @@ class AdvisoryLink:
 
 
 @dataclass(frozen=True)
+class ExplanationReview:
+    """A human reviewer's decision on an explanation that awaited review: final once recorded."""
+
+    status: ReviewStatus  # APPROVED or REJECTED
+    rationale: str
+    reviewed_by: Principal
+    reviewed_at: datetime
+    # The explanation version the review made, and the leaf of its history row.
+    version: int
+    ledger: LedgerPosition | None = None
+
+
+@dataclass(frozen=True)
 class Explanation:
     status: ExplanationStatus
     summary: str = ""
     error: str = ""
     advisory_id: str = ""
     updated_at: datetime | None = None
+    # The compare-and-set version of the explanation row (0 for one not stored yet).
+    version: int = 0
+    review: ExplanationReview | None = None
+
+
+def explanation_name(run_id: str, version: int) -> str:
+    """The ledger record name of one version of a run's explanation (a row of its history)."""
+    return f"{run_name(run_id)}/explanation/versions/{version}"
 
 
 class OutboxState(StrEnum):
@@ -289,6 +316,17 @@ class RunRecord:
     @property
     def name(self) -> str:
         return run_name(self.run_id)
+
+    def explanation_review_status(self) -> ReviewStatus | None:
+        """Where the explanation stands in review: the reviewer's decision once there is one, else what its advisory
+        says (AUTO_APPROVED for GREEN, PENDING_REVIEW for YELLOW/RED, NOT_REQUIRED imported); None unless READY."""
+        explanation = self.explanation
+        if explanation.status is not ExplanationStatus.READY:
+            return None
+        if explanation.review is not None:
+            return explanation.review.status
+        link = next((a for a in self.advisories if a.advisory_id == explanation.advisory_id), None)
+        return link.review_status if link is not None else ReviewStatus.NOT_REQUIRED
 
 
 @dataclass(frozen=True)

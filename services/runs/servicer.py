@@ -153,6 +153,19 @@ class RunsServicer(runs_pb2_grpc.RunsServiceServicer):
     ) -> runs_pb2.Run:
         return convert.run_to_proto(await self._runs.suggest_explanation(request.name))
 
+    async def ReviewExplanation(
+        self, request: runs_pb2.ReviewExplanationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> runs_pb2.Run:
+        decision = convert.REVIEW_DECISION_IN.get(request.decision)
+        if decision is None:
+            raise _invalid(
+                "REVIEW_DECISION_INVALID", [("decision", "REVIEW_DECISION_APPROVE or REVIEW_DECISION_REJECT")]
+            )
+        record = await asyncio.to_thread(
+            self._runs.review_explanation, request.run, decision, request.rationale, request.expected_version
+        )
+        return convert.run_to_proto(record)
+
     async def BindCandidate(
         self, request: runs_pb2.BindCandidateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> runs_pb2.BindCandidateResponse:

@@ -2,8 +2,9 @@
 
 Create-only semantics come from primary keys and unique constraints (and database triggers refuse UPDATE and
 DELETE on immutable tables); idempotency keys are unique per caller, so concurrent retries converge on one row.
-The explanation row is changed only by compare-and-set on its version, with a history row per change. Every
-immutable row written gets its ledger leaf in the same transaction (services/runs/ledger_records.py says which).
+The explanation row is changed only by compare-and-set on its version, with a history row per change (and the row
+equal to its last history row, which the audit checks). Every immutable row written gets its ledger leaf in the same
+transaction (services/runs/ledger_records.py says which).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from services.runs.model import (
     AttachmentRecord,
     BlobDigest,
     Explanation,
+    ExplanationReview,
     ExplanationStatus,
     OutboxMessage,
     OutboxState,
@@ -50,6 +52,7 @@ from services.runs.model import (
     SealScope,
     Stamp,
     Withdrawal,
+    explanation_name,
     run_name,
     withdrawal_name,
 )
@@ -65,6 +68,8 @@ class RunFilters:
     created_after: datetime | None = None
     created_before: datetime | None = None
     explanation_status: str = ""
+    # Runs whose READY explanation is in this review status (model.RunRecord.explanation_review_status).
+    explanation_review_status: str = ""
     # Withdrawn runs are left out unless asked for (include: them too; only: them alone).
     include_withdrawn: bool = False
     only_withdrawn: bool = False
@@ -128,6 +133,7 @@ class _PendingRun:
             "advisory_id": explanation.advisory_id,
             "version": 1,
             "updated_at_us": to_us(self.record.stamp.created_at),
+            **_NO_REVIEW,
         }
 
     def history_row(self) -> dict[str, Any]:
@@ -142,12 +148,15 @@ class _PendingRun:
             "changed_by_kind": stamp.created_by.kind.value,
             "changed_at_us": to_us(stamp.created_at),
             "request_id": stamp.request_id,
+            "advisory_id": explanation.advisory_id,
+            "review_status": None,
+            "review_rationale": None,
         }
 
     def stored(self) -> StoredRun:
         """What was just committed, without reading it back."""
         record = self.record
-        explanation = replace(record.explanation, updated_at=record.stamp.created_at)
+        explanation = replace(record.explanation, updated_at=record.stamp.created_at, version=1)
         indexed = {
             "mode": record.content.mode,
             "tool_id": record.content.tool_id,
@@ -349,6 +358,8 @@ class RunsStore:
             query = query.join(explanations, explanations.c.run_id == runs.c.id).where(
                 explanations.c.status == filters.explanation_status
             )
+        if filters.explanation_review_status:
+            query = query.where(_review_status_is(filters.explanation_review_status))
         withdrawn = sa.exists().where(tables.run_withdrawals.c.run_id == runs.c.id)
         if filters.only_withdrawn:
             query = query.where(withdrawn)
@@ -378,7 +389,10 @@ class RunsStore:
             r.run_id: _outbox_message(r)
             for r in connection.execute(sa.select(tables.outbox).where(tables.outbox.c.run_id.in_(ids)))
         }
-        placed = leaf_positions(self.ledger, connection, [run_name(run_id) for run_id in ids])
+        reviewed = [
+            explanation_name(r.run_id, r.version) for r in explanation_rows.values() if r.review_status is not None
+        ]
+        placed = leaf_positions(self.ledger, connection, [run_name(run_id) for run_id in ids] + reviewed)
         withdrawals = self._withdrawals(connection, ids)
         stored = []
         for row in rows:
@@ -390,13 +404,7 @@ class RunsStore:
                 stamp=_stamp(row),
                 artifact_sha256=row.artifact_sha256,
                 advisories=tuple(advisory_rows[row.id]),
-                explanation=Explanation(
-                    status=ExplanationStatus(explanation_row.status),
-                    summary=explanation_row.summary,
-                    error=explanation_row.error,
-                    advisory_id=explanation_row.advisory_id,
-                    updated_at=from_us(explanation_row.updated_at_us),
-                ),
+                explanation=_explanation(explanation_row, placed),
                 lineage=lineage.get(row.id),
                 ledger=placed.get(run_name(row.id)),
                 withdrawal=withdrawals.get(row.id),
@@ -481,7 +489,9 @@ class RunsStore:
                 )
                 .values(
                     status=ExplanationStatus.PENDING.value,
+                    summary="",
                     error="",
+                    advisory_id="",
                     version=current.version + 1,
                     updated_at_us=to_us(now),
                 )
@@ -540,6 +550,52 @@ class RunsStore:
                 record_leaves(self.ledger, connection, ADVISORIES, [(run_id, advisory.advisory_id)])
             record_leaves(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, current.version + 1)])
 
+    def explanation_changed_by(self, run_id: str, version: int) -> Principal | None:
+        """Who made a version of the run's explanation (for a READY one: who asked for it), or None."""
+        history = tables.run_explanation_history
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(history.c.changed_by, history.c.changed_by_kind).where(
+                    history.c.run_id == run_id, history.c.version == version
+                )
+            ).first()
+            return _principal(row.changed_by, row.changed_by_kind) if row else None
+
+    def review_explanation(self, run_id: str, review: ExplanationReview, request_id: str) -> ExplanationReview | None:
+        """Records a reviewer's decision: the explanation at version review.version - 1 -> review.version by
+        compare-and-set, its history row and that row's leaf in one transaction. None when the version no longer
+        matched (another change won): nothing is written."""
+        explanations, version = tables.run_explanations, review.version
+        at_us = to_us(review.reviewed_at)
+        with self.engine.begin() as connection:
+            changed = connection.execute(
+                explanations.update()
+                .where(explanations.c.run_id == run_id, explanations.c.version == version - 1)
+                .values(
+                    version=version,
+                    updated_at_us=at_us,
+                    review_status=review.status.value,
+                    review_rationale=review.rationale,
+                    reviewed_by=review.reviewed_by.id,
+                    reviewed_by_kind=review.reviewed_by.kind.value,
+                )
+            ).rowcount
+            if changed != 1:
+                return None
+            current = connection.execute(sa.select(explanations).where(explanations.c.run_id == run_id)).one()
+            self._history(
+                connection,
+                run_id,
+                version,
+                _explanation(current, {}),
+                review.reviewed_by,
+                at_us,
+                request_id,
+                review=review,
+            )
+            placed = record_leaves(self.ledger, connection, EXPLANATION_DECISIONS, [(run_id, version)])
+        return replace(review, ledger=placed.get(explanation_name(run_id, version)))
+
     def explanation_history(self, run_id: str) -> list[tuple[int, str]]:
         with self.engine.connect() as connection:
             rows = connection.execute(
@@ -558,6 +614,7 @@ class RunsStore:
         by: Principal,
         at_us: int,
         request_id: str,
+        review: ExplanationReview | None = None,
     ) -> None:
         connection.execute(
             tables.run_explanation_history.insert().values(
@@ -570,6 +627,9 @@ class RunsStore:
                 changed_by_kind=by.kind.value,
                 changed_at_us=at_us,
                 request_id=request_id,
+                advisory_id=explanation.advisory_id,
+                review_status=review.status.value if review is not None else None,
+                review_rationale=review.rationale if review is not None else None,
             )
         )
 
@@ -791,6 +851,60 @@ def sealed_error(seal: Seal, kind: str) -> FailedPrecondition:
         "RUN_SEALED",
         f"{run} takes no new {kind} attachment: {why}; attach to a new design session run instead",
         metadata={"run": run, "sealed_by": by, "scope": seal.scope.value},
+    )
+
+
+_NO_REVIEW: dict[str, Any] = {
+    "review_status": None,
+    "review_rationale": None,
+    "reviewed_by": None,
+    "reviewed_by_kind": None,
+}
+
+
+def _explanation(row: sa.Row[Any], placed: dict[str, LedgerPosition]) -> Explanation:
+    review = None
+    if row.review_status is not None:
+        review = ExplanationReview(
+            status=ReviewStatus(row.review_status),
+            rationale=row.review_rationale or "",
+            reviewed_by=_principal(row.reviewed_by, row.reviewed_by_kind),
+            reviewed_at=from_us(row.updated_at_us),
+            version=row.version,
+            ledger=placed.get(explanation_name(row.run_id, row.version)),
+        )
+    return Explanation(
+        status=ExplanationStatus(row.status),
+        summary=row.summary,
+        error=row.error,
+        advisory_id=row.advisory_id,
+        updated_at=from_us(row.updated_at_us),
+        version=row.version,
+        review=review,
+    )
+
+
+def _review_status_is(wanted: str) -> sa.ColumnElement[bool]:
+    """ListRuns' explanation_review_status, as model.RunRecord.explanation_review_status says it: a READY
+    explanation's decision once reviewed, else its advisory's review status (NOT_REQUIRED without one)."""
+    explanations, advisories = tables.run_explanations, tables.advisories
+    advisory_status = (
+        sa.select(advisories.c.review_status)
+        .where(
+            advisories.c.run_id == explanations.c.run_id,
+            advisories.c.advisory_id == explanations.c.advisory_id,
+        )
+        .scalar_subquery()
+    )
+    effective = sa.func.coalesce(explanations.c.review_status, advisory_status, ReviewStatus.NOT_REQUIRED.value)
+    return (
+        sa.exists()
+        .where(
+            explanations.c.run_id == tables.runs.c.id,
+            explanations.c.status == ExplanationStatus.READY.value,
+            effective == wanted,
+        )
+        .correlate(tables.runs)
     )
 
 

@@ -1,8 +1,8 @@
 """The runs database schema (SQLAlchemy Core). Migrations create it; only store.py reads and writes it.
 
 Immutable tables (runs, attachments, advisories, blobs, explanation history, seals, withdrawals) get database
-triggers that refuse UPDATE and DELETE. The explanation status is the one mutable row per run, changed by
-compare-and-set.
+triggers that refuse UPDATE and DELETE. The explanation (its status and a reviewer's decision) is the one mutable
+row per run, changed by compare-and-set; each change is a row of its history, and the row equals the last one.
 Timestamps are integer microseconds since the epoch so ordering and keyset pagination are exact on both backends.
 """
 
@@ -66,6 +66,12 @@ run_explanations = sa.Table(
     sa.Column("advisory_id", sa.String(128), nullable=False, default=""),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("updated_at_us", sa.BigInteger, nullable=False),
+    # A reviewer's decision (migration 0008), NULL until there is one: APPROVED or REJECTED, why, and by whom (at
+    # updated_at_us). Until then a READY explanation's review status is its advisory's (PENDING_REVIEW, ...).
+    sa.Column("review_status", sa.String(24)),
+    sa.Column("review_rationale", sa.Text),
+    sa.Column("reviewed_by", sa.String(160)),
+    sa.Column("reviewed_by_kind", sa.String(16)),
     sa.Index("ix_run_explanations_status", "status", "run_id"),
 )
 
@@ -81,6 +87,11 @@ run_explanation_history = sa.Table(
     sa.Column("changed_by_kind", sa.String(16), nullable=False),
     sa.Column("changed_at_us", sa.BigInteger, nullable=False),
     sa.Column("request_id", sa.String(128), nullable=False),
+    # Migration 0008: the explanation's advisory id at this version (NULL on versions recorded before it), and the
+    # review decision this version recorded (NULL on every other version), whose reviewer is changed_by.
+    sa.Column("advisory_id", sa.String(128)),
+    sa.Column("review_status", sa.String(24)),
+    sa.Column("review_rationale", sa.Text),
 )
 
 advisories = sa.Table(

@@ -89,6 +89,9 @@ SEEDS = {
     ),
     "ListAdvisories": lambda rng, names: pb.ListAdvisoriesRequest(run=_run(rng, names), page_size=1),
     "SuggestExplanation": lambda rng, names: pb.SuggestExplanationRequest(name=_run(rng, names)),
+    "ReviewExplanation": lambda rng, names: pb.ReviewExplanationRequest(
+        run=_run(rng, names), decision=pb.REVIEW_DECISION_APPROVE, rationale="reads right", expected_version=3
+    ),
     "BindCandidate": lambda rng, names: pb.BindCandidateRequest(run=_run(rng, names)),
     "DiffRuns": lambda rng, names: pb.DiffRunsRequest(left=_run(rng, names), right=_run(rng, names)),
     "VerifyRun": lambda rng, names: pb.VerifyRunRequest(name=_run(rng, names)),

@@ -25,17 +25,33 @@ from tests.runs.candidates import CLEAN_SPEC, CLEAN_SVG
 from tests.runs.conftest import RunsClient, error_of, run_input, struct
 from tests.runs.test_content_credentials import png
 from tests.support import tamper
-from tests.support.harness import ServiceHarness
+from tests.support.fake_gateway import ScriptedGateway, fake_gateway
+from tests.support.harness import ServiceHarness, bearer, second_reviewer_token
 
 CONCEPT_PNG = png()
 FAST = {"ledger_checkpoint_interval_s": "0.05", "ledger_checkpoint_leaves": "1000"}
 
 
 @pytest.fixture
-def ledger_harness(layout: StateLayout, database_url: str, tmp_path: Path) -> Iterator[ServiceHarness]:
-    settings = {"database_url": database_url, "blob_backend": "database", "blob_dir": str(tmp_path / "blobs"), **FAST}
-    with ServiceHarness("runs", layout, settings=settings) as harness:
-        yield harness
+def reviewer(layout: StateLayout) -> tuple[tuple[str, str], ...]:
+    """A second person, a reviewer only (human:rita), to review explanations the operator asked for."""
+    return bearer(second_reviewer_token(layout))
+
+
+@pytest.fixture
+def ledger_harness(
+    layout: StateLayout, reviewer: tuple[tuple[str, str], ...], database_url: str, tmp_path: Path
+) -> Iterator[ServiceHarness]:
+    with ServiceHarness("ai_gateway", layout, factory=fake_gateway(ScriptedGateway())) as gateway:  # type: ignore[arg-type]
+        settings = {
+            "database_url": database_url,
+            "blob_backend": "database",
+            "blob_dir": str(tmp_path / "blobs"),
+            "ai_gateway_address": gateway.address,
+            **FAST,
+        }
+        with ServiceHarness("runs", layout, settings=settings) as harness:
+            yield harness
 
 
 @pytest.fixture
@@ -201,11 +217,21 @@ def migrate_and_withdraw(runs: RunsClient, legacy_id: str, reason: str) -> None:
     runs.WithdrawMigrationBatch(runs_pb2.WithdrawMigrationBatchRequest(batch=batch.name, reason=reason))
 
 
-def populate(runs: RunsClient) -> None:
+def populate(runs: RunsClient, reviewer: tuple[tuple[str, str], ...]) -> None:
     """Records of every kind: runs, blobs and attachments (one with a signed asset), an advisory, explanation
-    history, a seal, withdrawals (of two migrations)."""
+    history (an explanation reviewed, one rejected, one awaiting review, one GREEN), a seal, withdrawals (of two
+    migrations)."""
     for _ in range(3):
         mint(runs)
+    red = runs_pb2.Decision(risk_level=runs_pb2.RISK_LEVEL_RED, score=0.1, block_reason="feature too thin")
+    for decision in (runs_pb2.REVIEW_DECISION_APPROVE, runs_pb2.REVIEW_DECISION_REJECT, None, "green"):
+        fields = {} if decision == "green" else {"status": runs_pb2.RUN_STATUS_BLOCKED, "decision": red}
+        run = runs.SuggestExplanation(runs_pb2.SuggestExplanationRequest(name=mint(runs, **fields).name))
+        if isinstance(decision, int):
+            request = runs_pb2.ReviewExplanationRequest(
+                run=run.name, decision=decision, rationale="checked", expected_version=run.explanation.version
+            )
+            runs.ReviewExplanation(request, metadata=reviewer)
     session = mint(runs, mode="design_session").name
     attach(runs, session, "geometry_svg", CLEAN_SVG)
     attach(runs, session, "geometry_spec_json", CLEAN_SPEC)
@@ -238,18 +264,18 @@ def settled(runs: RunsClient, harness: ServiceHarness, database_url: str) -> Run
 
 
 def test_the_audit_passes_on_an_untouched_database(
-    runs: RunsClient, ledger_harness: ServiceHarness, database_url: str
+    runs: RunsClient, ledger_harness: ServiceHarness, database_url: str, reviewer: tuple[tuple[str, str], ...]
 ) -> None:
-    populate(runs)
+    populate(runs, reviewer)
     report = ledger_audit.audit(settled(runs, ledger_harness, database_url))
     assert report.ok, report.findings
     assert report.leaves == report.records > 10 and report.checkpoints >= 1
 
 
 def test_every_single_row_tampering_of_every_immutable_table_is_detected(
-    runs: RunsClient, ledger_harness: ServiceHarness, database_url: str
+    runs: RunsClient, ledger_harness: ServiceHarness, database_url: str, reviewer: tuple[tuple[str, str], ...]
 ) -> None:
-    populate(runs)
+    populate(runs, reviewer)
     settings = settled(runs, ledger_harness, database_url)
     engine = create_engine(database_url)
     try:

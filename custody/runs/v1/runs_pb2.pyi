@@ -118,6 +118,10 @@ class _ReviewStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewSt
     """Awaits a human reviewer."""
     REVIEW_STATUS_NOT_REQUIRED: _ReviewStatus.ValueType  # 3
     """Attached by a caller who is accountable for it; no review workflow applies."""
+    REVIEW_STATUS_APPROVED: _ReviewStatus.ValueType  # 4
+    """Explanations only: a human reviewer approved it (ReviewExplanation; Explanation.review says who and why)."""
+    REVIEW_STATUS_REJECTED: _ReviewStatus.ValueType  # 5
+    """Explanations only: a human reviewer rejected it: it is not to be relied on (the run's decision stands)."""
 
 class ReviewStatus(_ReviewStatus, metaclass=_ReviewStatusEnumTypeWrapper): ...
 
@@ -128,7 +132,29 @@ REVIEW_STATUS_PENDING_REVIEW: ReviewStatus.ValueType  # 2
 """Awaits a human reviewer."""
 REVIEW_STATUS_NOT_REQUIRED: ReviewStatus.ValueType  # 3
 """Attached by a caller who is accountable for it; no review workflow applies."""
+REVIEW_STATUS_APPROVED: ReviewStatus.ValueType  # 4
+"""Explanations only: a human reviewer approved it (ReviewExplanation; Explanation.review says who and why)."""
+REVIEW_STATUS_REJECTED: ReviewStatus.ValueType  # 5
+"""Explanations only: a human reviewer rejected it: it is not to be relied on (the run's decision stands)."""
 Global___ReviewStatus: _TypeAlias = ReviewStatus  # noqa: Y015
+
+class _ReviewDecision:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReviewDecisionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReviewDecision.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REVIEW_DECISION_UNSPECIFIED: _ReviewDecision.ValueType  # 0
+    REVIEW_DECISION_APPROVE: _ReviewDecision.ValueType  # 1
+    REVIEW_DECISION_REJECT: _ReviewDecision.ValueType  # 2
+
+class ReviewDecision(_ReviewDecision, metaclass=_ReviewDecisionEnumTypeWrapper):
+    """What a reviewer decides about an explanation (ReviewExplanation)."""
+
+REVIEW_DECISION_UNSPECIFIED: ReviewDecision.ValueType  # 0
+REVIEW_DECISION_APPROVE: ReviewDecision.ValueType  # 1
+REVIEW_DECISION_REJECT: ReviewDecision.ValueType  # 2
+Global___ReviewDecision: _TypeAlias = ReviewDecision  # noqa: Y015
 
 class _FeasibilityDecision:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -320,14 +346,29 @@ class Explanation(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     ADVISORY_ID_FIELD_NUMBER: _builtins.int
+    REVIEW_STATUS_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    REVIEW_FIELD_NUMBER: _builtins.int
     status: Global___ExplanationStatus.ValueType
     summary: _builtins.str
     error: _builtins.str
     """Why it failed, when status is ERROR."""
     advisory_id: _builtins.str
     """Advisory id of the explanation, when READY."""
+    review_status: Global___ReviewStatus.ValueType
+    """Where a READY explanation stands in review (UNSPECIFIED unless READY): AUTO_APPROVED (GREEN), PENDING_REVIEW
+    (YELLOW or RED, awaiting ReviewExplanation), APPROVED or REJECTED (see review), NOT_REQUIRED (imported).
+    """
+    version: _builtins.int
+    """The compare-and-set version of the explanation (1 at minting, one more per change): ReviewExplanation's
+    expected_version.
+    """
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def review(self) -> Global___ExplanationReview:
+        """The reviewer's decision, once ReviewExplanation recorded one."""
+
     def __init__(
         self,
         *,
@@ -336,14 +377,60 @@ class Explanation(_message.Message):
         error: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         advisory_id: _builtins.str = ...,
+        review_status: Global___ReviewStatus.ValueType = ...,
+        version: _builtins.int = ...,
+        review: Global___ExplanationReview | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["review", b"review", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_id", b"advisory_id", "error", b"error", "status", b"status", "summary", b"summary", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["advisory_id", b"advisory_id", "error", b"error", "review", b"review", "review_status", b"review_status", "status", b"status", "summary", b"summary", "updated_at", b"updated_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Explanation: _TypeAlias = Explanation  # noqa: Y015
+
+@_typing.final
+class ExplanationReview(_message.Message):
+    """A human reviewer's decision on an explanation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    REVIEWED_BY_FIELD_NUMBER: _builtins.int
+    REVIEW_TIME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    LEDGER_FIELD_NUMBER: _builtins.int
+    status: Global___ReviewStatus.ValueType
+    """REVIEW_STATUS_APPROVED or REVIEW_STATUS_REJECTED."""
+    rationale: _builtins.str
+    version: _builtins.int
+    """The explanation version the review made (the one after expected_version)."""
+    @_builtins.property
+    def reviewed_by(self) -> _common_pb2.Principal: ...
+    @_builtins.property
+    def review_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def ledger(self) -> _ledger_pb2.LedgerEntry:
+        """The review's leaf in the runs ledger (record_name = the run's name + "/explanation/versions/" + version)."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___ReviewStatus.ValueType = ...,
+        rationale: _builtins.str = ...,
+        reviewed_by: _common_pb2.Principal | None = ...,
+        review_time: _timestamp_pb2.Timestamp | None = ...,
+        version: _builtins.int = ...,
+        ledger: _ledger_pb2.LedgerEntry | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ledger", b"ledger", "review_time", b"review_time", "reviewed_by", b"reviewed_by"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ledger", b"ledger", "rationale", b"rationale", "review_time", b"review_time", "reviewed_by", b"reviewed_by", "status", b"status", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExplanationReview: _TypeAlias = ExplanationReview  # noqa: Y015
 
 @_typing.final
 class BoundAttachment(_message.Message):
@@ -795,6 +882,7 @@ class ListRunsRequest(_message.Message):
     EXPLANATION_STATUS_FIELD_NUMBER: _builtins.int
     INCLUDE_WITHDRAWN_FIELD_NUMBER: _builtins.int
     ONLY_WITHDRAWN_FIELD_NUMBER: _builtins.int
+    EXPLANATION_REVIEW_STATUS_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     status: Global___RunStatus.ValueType
@@ -808,6 +896,8 @@ class ListRunsRequest(_message.Message):
     """Withdrawn runs too (they are left out otherwise)."""
     only_withdrawn: _builtins.bool
     """Withdrawn runs only."""
+    explanation_review_status: Global___ReviewStatus.ValueType
+    """Only runs whose READY explanation is in this review status (PENDING_REVIEW: what awaits a reviewer)."""
     @_builtins.property
     def created_after(self) -> _timestamp_pb2.Timestamp:
         """Inclusive lower and exclusive upper bound on create_time."""
@@ -829,10 +919,11 @@ class ListRunsRequest(_message.Message):
         explanation_status: Global___ExplanationStatus.ValueType = ...,
         include_withdrawn: _builtins.bool = ...,
         only_withdrawn: _builtins.bool = ...,
+        explanation_review_status: Global___ReviewStatus.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "created_by", b"created_by", "explanation_status", b"explanation_status", "include_withdrawn", b"include_withdrawn", "mode", b"mode", "only_withdrawn", b"only_withdrawn", "page_size", b"page_size", "page_token", b"page_token", "risk_level", b"risk_level", "status", b"status", "tool_id", b"tool_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "created_by", b"created_by", "explanation_review_status", b"explanation_review_status", "explanation_status", b"explanation_status", "include_withdrawn", b"include_withdrawn", "mode", b"mode", "only_withdrawn", b"only_withdrawn", "page_size", b"page_size", "page_token", b"page_token", "risk_level", b"risk_level", "status", b"status", "tool_id", b"tool_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1450,6 +1541,37 @@ class SuggestExplanationRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SuggestExplanationRequest: _TypeAlias = SuggestExplanationRequest  # noqa: Y015
+
+@_typing.final
+class ReviewExplanationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    RATIONALE_FIELD_NUMBER: _builtins.int
+    EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """runs/{run}"""
+    decision: Global___ReviewDecision.ValueType
+    rationale: _builtins.str
+    """Why (required, at most 4000 characters): recorded with the decision."""
+    expected_version: _builtins.int
+    """The Explanation.version the reviewer read (required)."""
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        decision: Global___ReviewDecision.ValueType = ...,
+        rationale: _builtins.str = ...,
+        expected_version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "expected_version", b"expected_version", "rationale", b"rationale", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReviewExplanationRequest: _TypeAlias = ReviewExplanationRequest  # noqa: Y015
 
 @_typing.final
 class BindCandidateRequest(_message.Message):

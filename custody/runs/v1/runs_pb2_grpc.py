@@ -29,8 +29,9 @@ if _version_not_supported:
 
 class RunsServiceStub:
     """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
-    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
-    piece of mutable state, changed by compare-and-set with an append-only history.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation (its status, and a
+    reviewer's decision on it) is the one piece of mutable state, changed by compare-and-set with an append-only
+    history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
     SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
@@ -126,6 +127,11 @@ class RunsServiceStub:
                 request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.SuggestExplanationRequest.SerializeToString,
                 response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
                 _registered_method=True)
+        self.ReviewExplanation = channel.unary_unary(
+                '/custody.runs.v1.RunsService/ReviewExplanation',
+                request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.ReviewExplanationRequest.SerializeToString,
+                response_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+                _registered_method=True)
         self.BindCandidate = channel.unary_unary(
                 '/custody.runs.v1.RunsService/BindCandidate',
                 request_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateRequest.SerializeToString,
@@ -165,8 +171,9 @@ class RunsServiceStub:
 
 class RunsServiceServicer:
     """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
-    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
-    piece of mutable state, changed by compare-and-set with an append-only history.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation (its status, and a
+    reviewer's decision on it) is the one piece of mutable state, changed by compare-and-set with an append-only
+    history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
     SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
@@ -249,7 +256,8 @@ class RunsServiceServicer:
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name). Withdrawn
         runs (see WithdrawMigrationBatch) are left out unless include_withdrawn or only_withdrawn asks for them.
         Errors:
-        INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+        INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level, explanation status or explanation review
+        status, or an empty time range.
         INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
         INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
@@ -361,6 +369,37 @@ class RunsServiceServicer:
         Errors:
         INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
         NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReviewExplanation(self, request, context):
+        """A human reviewer's decision on an explanation that awaits review (a READY explanation of a YELLOW or RED run,
+        review_status PENDING_REVIEW): APPROVE or REJECT, with a rationale. A compare-and-set on the explanation's
+        version: expected_version is the Explanation.version the reviewer read, so nobody decides on a text they did
+        not see. The decision is final; it is recorded in the explanation's append-only history (who, when, request
+        id, rationale) with its ledger leaf (record_name runs/{run}/explanation/versions/{n}) in one transaction, and
+        the run is returned with explanation.review set. Rejecting leaves the run's decision as it is: it says the
+        explanation is not to be relied on. Four eyes: the person who asked for the explanation (SuggestExplanation's
+        caller) and the run's creator may reject it but not approve it. Repeating the recorded review (same reviewer,
+        decision, rationale and expected_version) returns the run unchanged: a retry.
+        Errors:
+        INVALID_ARGUMENT (NAME_INVALID): run is not runs/{run}.
+        INVALID_ARGUMENT (REVIEW_DECISION_INVALID): decision is neither REVIEW_DECISION_APPROVE nor _REJECT.
+        INVALID_ARGUMENT (RATIONALE_REQUIRED): rationale is empty or only whitespace; RATIONALE_TOO_LONG: over 4000
+        characters.
+        INVALID_ARGUMENT (EXPECTED_VERSION_INVALID): expected_version is below 1 (it is required).
+        PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): the caller is not a person with the reviewer role (services never
+        review); REVIEWER_NOT_HUMAN if such a caller reaches the decision anyway.
+        NOT_FOUND (RUN_NOT_FOUND): no such run.
+        FAILED_PRECONDITION (EXPLANATION_NOT_PENDING): the explanation does not await review: none yet, in flight,
+        failed, GREEN (auto-approved), imported (no review required), or reviewed already (ErrorInfo metadata
+        review_status, and reviewed_by for a decision). Nothing is written.
+        FAILED_PRECONDITION (SELF_APPROVAL): an approval by the person who asked for the explanation or created the
+        run; one BadRequest entry per role (requested_by, created_by). Another reviewer must approve it.
+        ABORTED (EXPLANATION_CHANGED): expected_version is not the explanation's version (ErrorInfo metadata
+        current_version), or it changed between the check and the write: re-read the run and decide again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -548,6 +587,11 @@ def add_RunsServiceServicer_to_server(servicer, server):
                     request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.SuggestExplanationRequest.FromString,
                     response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
             ),
+            'ReviewExplanation': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReviewExplanation,
+                    request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.ReviewExplanationRequest.FromString,
+                    response_serializer=custody_dot_runs_dot_v1_dot_runs__pb2.Run.SerializeToString,
+            ),
             'BindCandidate': grpc.unary_unary_rpc_method_handler(
                     servicer.BindCandidate,
                     request_deserializer=custody_dot_runs_dot_v1_dot_runs__pb2.BindCandidateRequest.FromString,
@@ -593,8 +637,9 @@ def add_RunsServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class RunsService:
     """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
-    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
-    piece of mutable state, changed by compare-and-set with an append-only history.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation (its status, and a
+    reviewer's decision on it) is the one piece of mutable state, changed by compare-and-set with an append-only
+    history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
     SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
@@ -937,6 +982,33 @@ class RunsService:
             target,
             '/custody.runs.v1.RunsService/SuggestExplanation',
             custody_dot_runs_dot_v1_dot_runs__pb2.SuggestExplanationRequest.SerializeToString,
+            custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReviewExplanation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custody.runs.v1.RunsService/ReviewExplanation',
+            custody_dot_runs_dot_v1_dot_runs__pb2.ReviewExplanationRequest.SerializeToString,
             custody_dot_runs_dot_v1_dot_runs__pb2.Run.FromString,
             options,
             channel_credentials,

@@ -30,8 +30,9 @@ GRPC_VERSION: str
 
 class RunsServiceStub:
     """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
-    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
-    piece of mutable state, changed by compare-and-set with an append-only history.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation (its status, and a
+    reviewer's decision on it) is the one piece of mutable state, changed by compare-and-set with an append-only
+    history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
     SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
@@ -106,7 +107,8 @@ class RunsServiceStub:
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name). Withdrawn
     runs (see WithdrawMigrationBatch) are left out unless include_withdrawn or only_withdrawn asks for them.
     Errors:
-      INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level, explanation status or explanation review
+        status, or an empty time range.
       INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
@@ -186,6 +188,33 @@ class RunsServiceStub:
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    ReviewExplanation: _grpc.UnaryUnaryMultiCallable[_runs_pb2.ReviewExplanationRequest, _runs_pb2.Run]
+    """A human reviewer's decision on an explanation that awaits review (a READY explanation of a YELLOW or RED run,
+    review_status PENDING_REVIEW): APPROVE or REJECT, with a rationale. A compare-and-set on the explanation's
+    version: expected_version is the Explanation.version the reviewer read, so nobody decides on a text they did
+    not see. The decision is final; it is recorded in the explanation's append-only history (who, when, request
+    id, rationale) with its ledger leaf (record_name runs/{run}/explanation/versions/{n}) in one transaction, and
+    the run is returned with explanation.review set. Rejecting leaves the run's decision as it is: it says the
+    explanation is not to be relied on. Four eyes: the person who asked for the explanation (SuggestExplanation's
+    caller) and the run's creator may reject it but not approve it. Repeating the recorded review (same reviewer,
+    decision, rationale and expected_version) returns the run unchanged: a retry.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): run is not runs/{run}.
+      INVALID_ARGUMENT (REVIEW_DECISION_INVALID): decision is neither REVIEW_DECISION_APPROVE nor _REJECT.
+      INVALID_ARGUMENT (RATIONALE_REQUIRED): rationale is empty or only whitespace; RATIONALE_TOO_LONG: over 4000
+        characters.
+      INVALID_ARGUMENT (EXPECTED_VERSION_INVALID): expected_version is below 1 (it is required).
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): the caller is not a person with the reviewer role (services never
+        review); REVIEWER_NOT_HUMAN if such a caller reaches the decision anyway.
+      NOT_FOUND (RUN_NOT_FOUND): no such run.
+      FAILED_PRECONDITION (EXPLANATION_NOT_PENDING): the explanation does not await review: none yet, in flight,
+        failed, GREEN (auto-approved), imported (no review required), or reviewed already (ErrorInfo metadata
+        review_status, and reviewed_by for a decision). Nothing is written.
+      FAILED_PRECONDITION (SELF_APPROVAL): an approval by the person who asked for the explanation or created the
+        run; one BadRequest entry per role (requested_by, created_by). Another reviewer must approve it.
+      ABORTED (EXPLANATION_CHANGED): expected_version is not the explanation's version (ErrorInfo metadata
+        current_version), or it changed between the check and the write: re-read the run and decide again.
     """
     BindCandidate: _grpc.UnaryUnaryMultiCallable[_runs_pb2.BindCandidateRequest, _runs_pb2.BindCandidateResponse]
     """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
@@ -282,8 +311,9 @@ class RunsServiceStub:
 @_typing.type_check_only
 class RunsServiceAsyncStub(RunsServiceStub):
     """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
-    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
-    piece of mutable state, changed by compare-and-set with an append-only history.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation (its status, and a
+    reviewer's decision on it) is the one piece of mutable state, changed by compare-and-set with an append-only
+    history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
     SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
@@ -355,7 +385,8 @@ class RunsServiceAsyncStub(RunsServiceStub):
     """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name). Withdrawn
     runs (see WithdrawMigrationBatch) are left out unless include_withdrawn or only_withdrawn asks for them.
     Errors:
-      INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+      INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level, explanation status or explanation review
+        status, or an empty time range.
       INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
       INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
         for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
@@ -435,6 +466,33 @@ class RunsServiceAsyncStub(RunsServiceStub):
     Errors:
       INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
       NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+    """
+    ReviewExplanation: _aio.UnaryUnaryMultiCallable[_runs_pb2.ReviewExplanationRequest, _runs_pb2.Run]  # type: ignore[assignment]
+    """A human reviewer's decision on an explanation that awaits review (a READY explanation of a YELLOW or RED run,
+    review_status PENDING_REVIEW): APPROVE or REJECT, with a rationale. A compare-and-set on the explanation's
+    version: expected_version is the Explanation.version the reviewer read, so nobody decides on a text they did
+    not see. The decision is final; it is recorded in the explanation's append-only history (who, when, request
+    id, rationale) with its ledger leaf (record_name runs/{run}/explanation/versions/{n}) in one transaction, and
+    the run is returned with explanation.review set. Rejecting leaves the run's decision as it is: it says the
+    explanation is not to be relied on. Four eyes: the person who asked for the explanation (SuggestExplanation's
+    caller) and the run's creator may reject it but not approve it. Repeating the recorded review (same reviewer,
+    decision, rationale and expected_version) returns the run unchanged: a retry.
+    Errors:
+      INVALID_ARGUMENT (NAME_INVALID): run is not runs/{run}.
+      INVALID_ARGUMENT (REVIEW_DECISION_INVALID): decision is neither REVIEW_DECISION_APPROVE nor _REJECT.
+      INVALID_ARGUMENT (RATIONALE_REQUIRED): rationale is empty or only whitespace; RATIONALE_TOO_LONG: over 4000
+        characters.
+      INVALID_ARGUMENT (EXPECTED_VERSION_INVALID): expected_version is below 1 (it is required).
+      PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): the caller is not a person with the reviewer role (services never
+        review); REVIEWER_NOT_HUMAN if such a caller reaches the decision anyway.
+      NOT_FOUND (RUN_NOT_FOUND): no such run.
+      FAILED_PRECONDITION (EXPLANATION_NOT_PENDING): the explanation does not await review: none yet, in flight,
+        failed, GREEN (auto-approved), imported (no review required), or reviewed already (ErrorInfo metadata
+        review_status, and reviewed_by for a decision). Nothing is written.
+      FAILED_PRECONDITION (SELF_APPROVAL): an approval by the person who asked for the explanation or created the
+        run; one BadRequest entry per role (requested_by, created_by). Another reviewer must approve it.
+      ABORTED (EXPLANATION_CHANGED): expected_version is not the explanation's version (ErrorInfo metadata
+        current_version), or it changed between the check and the write: re-read the run and decide again.
     """
     BindCandidate: _aio.UnaryUnaryMultiCallable[_runs_pb2.BindCandidateRequest, _runs_pb2.BindCandidateResponse]  # type: ignore[assignment]
     """Loads and verifies a candidate's SVG and spec attachments, runs the deterministic feasibility engine and
@@ -530,8 +588,9 @@ class RunsServiceAsyncStub(RunsServiceStub):
 
 class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
     """The only authority that mints run artifacts. Runs are immutable and create-only: there is no update or delete.
-    Attachments are content-addressed blobs; advisories are append-only links; the explanation status is the one
-    piece of mutable state, changed by compare-and-set with an append-only history.
+    Attachments are content-addressed blobs; advisories are append-only links; the explanation (its status, and a
+    reviewer's decision on it) is the one piece of mutable state, changed by compare-and-set with an append-only
+    history.
 
     Every RPC may also fail with UNAUTHENTICATED (TOKEN_MISSING, TOKEN_INVALID; with TLS also
     SERVICE_CERTIFICATE_REQUIRED, CERTIFICATE_MISMATCH, CERTIFICATE_IDENTITY_INVALID, see GetServiceInfo) and
@@ -625,7 +684,8 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Lists runs newest first, filtered; keyset pagination with a stable order (created_at, then name). Withdrawn
         runs (see WithdrawMigrationBatch) are left out unless include_withdrawn or only_withdrawn asks for them.
         Errors:
-          INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level or explanation status, or an empty time range.
+          INVALID_ARGUMENT (FILTER_INVALID): an unknown status, risk level, explanation status or explanation review
+            status, or an empty time range.
           INVALID_ARGUMENT (TIMESTAMP_INVALID): created_after or created_before outside 0001..9999 or with bad nanos.
           INVALID_ARGUMENT (PAGE_TOKEN_INVALID): page_token is not one this service issued, unaltered,
             for this RPC and these filters (forged, altered, truncated, signed with another page_token_key, from
@@ -753,6 +813,39 @@ class RunsServiceServicer(metaclass=_abc_1.ABCMeta):
         Errors:
           INVALID_ARGUMENT (NAME_INVALID): name is not runs/{run}.
           NOT_FOUND (RUN_NOT_FOUND): the run does not exist.
+        """
+
+    @_abc_1.abstractmethod
+    def ReviewExplanation(
+        self,
+        request: _runs_pb2.ReviewExplanationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.Run, _abc.Awaitable[_runs_pb2.Run]]:
+        """A human reviewer's decision on an explanation that awaits review (a READY explanation of a YELLOW or RED run,
+        review_status PENDING_REVIEW): APPROVE or REJECT, with a rationale. A compare-and-set on the explanation's
+        version: expected_version is the Explanation.version the reviewer read, so nobody decides on a text they did
+        not see. The decision is final; it is recorded in the explanation's append-only history (who, when, request
+        id, rationale) with its ledger leaf (record_name runs/{run}/explanation/versions/{n}) in one transaction, and
+        the run is returned with explanation.review set. Rejecting leaves the run's decision as it is: it says the
+        explanation is not to be relied on. Four eyes: the person who asked for the explanation (SuggestExplanation's
+        caller) and the run's creator may reject it but not approve it. Repeating the recorded review (same reviewer,
+        decision, rationale and expected_version) returns the run unchanged: a retry.
+        Errors:
+          INVALID_ARGUMENT (NAME_INVALID): run is not runs/{run}.
+          INVALID_ARGUMENT (REVIEW_DECISION_INVALID): decision is neither REVIEW_DECISION_APPROVE nor _REJECT.
+          INVALID_ARGUMENT (RATIONALE_REQUIRED): rationale is empty or only whitespace; RATIONALE_TOO_LONG: over 4000
+            characters.
+          INVALID_ARGUMENT (EXPECTED_VERSION_INVALID): expected_version is below 1 (it is required).
+          PERMISSION_DENIED (PRINCIPAL_NOT_ALLOWED): the caller is not a person with the reviewer role (services never
+            review); REVIEWER_NOT_HUMAN if such a caller reaches the decision anyway.
+          NOT_FOUND (RUN_NOT_FOUND): no such run.
+          FAILED_PRECONDITION (EXPLANATION_NOT_PENDING): the explanation does not await review: none yet, in flight,
+            failed, GREEN (auto-approved), imported (no review required), or reviewed already (ErrorInfo metadata
+            review_status, and reviewed_by for a decision). Nothing is written.
+          FAILED_PRECONDITION (SELF_APPROVAL): an approval by the person who asked for the explanation or created the
+            run; one BadRequest entry per role (requested_by, created_by). Another reviewer must approve it.
+          ABORTED (EXPLANATION_CHANGED): expected_version is not the explanation's version (ErrorInfo metadata
+            current_version), or it changed between the check and the write: re-read the run and decide again.
         """
 
     @_abc_1.abstractmethod

@@ -4,20 +4,20 @@ A version records its creator and, when a service recorded it on someone's behal
 of BindCandidate; art_studio: the caller of GenerateCandidates). With four eyes, which every type has unless its
 policy file waives it, neither of them may approve the version or confirm its health: another reviewer must.
 
-Principal ids are compared as a person would read them, not byte for byte: NFKC-normalised and case-folded, so
-`human:Alice`, `HUMAN:alice` and `human:alice` in full-width letters are one person here even if a credentials
-file ever held them apart. Only services that act on behalf of their caller may name a requester; what they name
-is the caller their own access control authenticated, so nobody else can attribute a request to someone.
+Principal ids are compared as a person would read them, not byte for byte: NFKC-normalised and case-folded
+(services.common.identity.same_principal, which runs' explanation reviews use too), so `human:Alice`, `HUMAN:alice`
+and `human:alice` in full-width letters are one person here even if a credentials file ever held them apart. Only
+services that act on behalf of their caller may name a requester; what they name is the caller their own access
+control authenticated, so nobody else can attribute a request to someone.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from services.common.errors import FailedPrecondition, FieldViolation, InvalidArgument, PermissionDenied
-from services.common.identity import Principal, PrincipalKind
+from services.common.identity import Principal, PrincipalKind, same_principal
 from services.lineage.domain.model import TypeDefinition, Version
 
 SELF_APPROVAL = "SELF_APPROVAL"
@@ -35,15 +35,6 @@ class Conflict:
 
     field: str
     message: str
-
-
-def principal_key(principal_id: str) -> str:
-    """The form two principal ids are compared in (NFKC, case-folded, surrounding space dropped)."""
-    return unicodedata.normalize("NFKC", principal_id).casefold().strip()
-
-
-def same_principal(a: Principal, b: Principal) -> bool:
-    return principal_key(a.id) == principal_key(b.id)
 
 
 def conflicts(version: Version, definition: TypeDefinition, judge: Principal, action: str) -> list[Conflict]:

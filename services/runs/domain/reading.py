@@ -47,6 +47,12 @@ def _filters_key(filters: RunFilters) -> dict[str, Any]:
         "created_after": filters.created_after.isoformat() if filters.created_after else "",
         "created_before": filters.created_before.isoformat() if filters.created_before else "",
         "explanation_status": filters.explanation_status,
+        # Only when set: tokens issued before the filter existed stay valid.
+        **(
+            {"explanation_review_status": filters.explanation_review_status}
+            if filters.explanation_review_status
+            else {}
+        ),
         **({"include_withdrawn": True} if filters.include_withdrawn else {}),
         **({"only_withdrawn": True} if filters.only_withdrawn else {}),
     }

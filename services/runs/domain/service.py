@@ -24,6 +24,7 @@ from services.runs.domain import (
     explanations,
     minting,
     reading,
+    reviews,
     verification,
     withdrawals,
 )
@@ -36,7 +37,15 @@ from services.runs.domain.pages import Page
 from services.runs.domain.ports import Candidates, Explainer
 from services.runs.domain.verification import Verification
 from services.runs.domain.withdrawals import WithdrawResult
-from services.runs.model import AdvisoryKind, AdvisoryLink, AttachmentRecord, Explanation, RunContent, RunRecord
+from services.runs.model import (
+    AdvisoryKind,
+    AdvisoryLink,
+    AttachmentRecord,
+    Explanation,
+    ReviewStatus,
+    RunContent,
+    RunRecord,
+)
 from services.runs.store import RunFilters, RunsStore
 
 
@@ -125,6 +134,9 @@ class Runs:
 
     async def suggest_explanation(self, name: str) -> RunRecord:
         return await explanations.suggest_explanation(self.context, name)
+
+    def review_explanation(self, name: str, decision: ReviewStatus, rationale: str, expected_version: int) -> RunRecord:
+        return reviews.review_explanation(self.context, name, decision, rationale, expected_version)
 
     # ---- candidate binding, diff and verification ---------------------------------------------------------------
 
