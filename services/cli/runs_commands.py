@@ -29,6 +29,7 @@ from services.common.errors import CustodyError
 from services.common.hashing import sha256_canonical
 from services.common.limits import CHUNK_LIMIT_BYTES
 from services.common.protomap import dict_to_struct
+from services.common.run_labels import explanation_state
 
 app = typer.Typer(help="Run artifacts: list, inspect, verify, attach, bind, migrate.", no_args_is_help=True)
 
@@ -55,26 +56,9 @@ def _summary(run: runs_pb2.Run) -> dict[str, Any]:
         "status": runs_pb2.RunStatus.Name(run.status).removeprefix("RUN_STATUS_"),
         "risk": runs_pb2.RiskLevel.Name(run.decision.risk_level).removeprefix("RISK_LEVEL_"),
         "score": round(run.decision.score, 3),
-        "explanation": explanation_state(run),
+        "explanation": explanation_state(run.explanation),
         "created_by": run.created_by.id,
     }
-
-
-# What a READY explanation's review status makes of it in listings: READY only when nobody has to review it.
-REVIEWED = {
-    runs_pb2.REVIEW_STATUS_PENDING_REVIEW: "PENDING_REVIEW",
-    runs_pb2.REVIEW_STATUS_APPROVED: "APPROVED",
-    runs_pb2.REVIEW_STATUS_REJECTED: "REJECTED",
-}
-
-
-def explanation_state(run: runs_pb2.Run) -> str:
-    """NONE, PENDING, ERROR, or for a READY explanation: PENDING_REVIEW (a YELLOW or RED run's, awaiting a reviewer),
-    APPROVED or REJECTED (a reviewer decided), READY (auto-approved or imported: no review applies)."""
-    explanation = run.explanation
-    if explanation.status == runs_pb2.EXPLANATION_STATUS_READY and explanation.review_status in REVIEWED:
-        return REVIEWED[explanation.review_status]
-    return runs_pb2.ExplanationStatus.Name(explanation.status).removeprefix("EXPLANATION_STATUS_")
 
 
 @app.command("list")
@@ -270,7 +254,7 @@ def explain(name: str, state_dir: StateDir = DEFAULT_STATE_DIR, as_json: JsonFla
     if as_json:
         print_json(as_dict(run))
         return
-    console.print(f"{run.name}: explanation {explanation_state(run)}", markup=False)
+    console.print(f"{run.name}: explanation {explanation_state(run.explanation)}", markup=False)
     console.print(run.explanation.summary or run.explanation.error, markup=False)
     if run.explanation.review_status == runs_pb2.REVIEW_STATUS_PENDING_REVIEW:
         console.print(
@@ -358,7 +342,7 @@ def review_explanation(
         return
     review = reviewed.explanation.review
     console.print(
-        f"{reviewed.name}: explanation {explanation_state(reviewed)} by {review.reviewed_by.id} "
+        f"{reviewed.name}: explanation {explanation_state(reviewed.explanation)} by {review.reviewed_by.id} "
         f"(version {review.version})",
         markup=False,
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from custody.runs.v1 import runs_pb2
 from services.common.protomap import struct_to_dict
 from services.common.resource_names import RUN_NAME
+from services.common.run_labels import explanation_state
 from services.console.pages.evidence import Verification, verify
 from services.console.pages.filters import FilterForm
 from services.console.pages.formatting import age, enum_label, pretty_json, timestamp
@@ -187,7 +188,7 @@ def run_row(run: runs_pb2.Run) -> RunRow:
         created_by=run.created_by.id,
         create_time=created,
         age=age(created),
-        explanation=_explanation_status(run.explanation.status),
+        explanation=_explanation_status(run.explanation),
     )
 
 
@@ -275,7 +276,7 @@ def run_view(run: runs_pb2.Run) -> RunView:
         ],
         outputs=[OutputView(k, v, _attachment_link(v)) for k, v in sorted(run.outputs.items())],
         explanation=ExplanationView(
-            status=_explanation_status(run.explanation.status),
+            status=_explanation_status(run.explanation),
             summary=run.explanation.summary,
             error=run.explanation.error,
             updated_at=timestamp(run.explanation, "updated_at"),
@@ -368,5 +369,6 @@ def _status(value: runs_pb2.RunStatus.ValueType) -> str:
     return enum_label(runs_pb2.RunStatus.Name(value), "RUN_STATUS_")
 
 
-def _explanation_status(value: runs_pb2.ExplanationStatus.ValueType) -> str:
-    return enum_label(runs_pb2.ExplanationStatus.Name(value), "EXPLANATION_STATUS_")
+def _explanation_status(explanation: runs_pb2.Explanation) -> str:
+    """ "pending review" for a READY explanation a reviewer still has to decide (services/common/run_labels.py)."""
+    return explanation_state(explanation).replace("_", " ").lower()
