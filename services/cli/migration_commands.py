@@ -31,7 +31,7 @@ from services.cli import legacy
 from services.cli.calls import as_dict, call, print_json, print_rows
 from services.cli.options import JsonFlag, StateDir
 from services.cli.output import console, err
-from services.cli.runs_commands import describe_failure, list_all_runs, migration_warnings
+from services.cli.runs_commands import describe_failure, list_all_runs, migration_warnings, run_as_input
 from services.cli.state import DEFAULT_STATE_DIR
 from services.common import call_context, run_diff, status
 from services.common.hashing import canonical_json, sha256_bytes, sha256_canonical
@@ -429,27 +429,10 @@ def comparable(run: runs_pb2.RunInput) -> dict[str, Any]:
     return document
 
 
-def as_input(run: runs_pb2.Run) -> runs_pb2.RunInput:
-    return runs_pb2.RunInput(
-        mode=run.mode,
-        tool_id=run.tool_id,
-        status=run.status,
-        request_summary=run.request_summary,
-        feasibility=run.feasibility,
-        decision=run.decision,
-        hashes=run.hashes,
-        outputs=run.outputs,
-        meta=run.meta,
-        engine_version=run.engine_version,
-        advisory_inputs=run.advisory_inputs,
-        explanation=run.explanation,
-    )
-
-
 def field_differences(record: legacy.LegacyRun, run: runs_pb2.Run, threshold: float) -> list[dict[str, Any]]:
     """Every path where the record (mapped) and the run differ. An advisory the record names is compared on the
     fields it gives (a time the legacy record left out is the migration's)."""
-    expected, actual = comparable(record.run), comparable(as_input(run))
+    expected, actual = comparable(record.run), comparable(run_as_input(run))
     for advisory_id, advisory in expected["advisories"].items():
         if advisory_id in actual["advisories"]:
             actual["advisories"][advisory_id] = {

@@ -577,16 +577,8 @@ async def _import_one(stub: Any, directory: Path, path: Path) -> dict[str, str]:
     return {"original": original.name, "run": created.name, "attachments": str(len(attachments))}
 
 
-def _input_from_run(run: runs_pb2.Run) -> runs_pb2.RunInput:
-    meta = json_format.MessageToDict(run.meta)
-    meta["imported"] = {
-        "from": run.name,
-        "artifact_sha256": run.artifact_sha256,
-        "created_by": run.created_by.id,
-        "create_time": run.create_time.ToJsonString(),
-        "source_run": run.source_run,
-        "bound_attachments": [as_dict(b) for b in run.bound_attachments],
-    }
+def run_as_input(run: runs_pb2.Run) -> runs_pb2.RunInput:
+    """The RunInput a run was minted from, as the run reports it (what import re-mints and migrate verify compares)."""
     return runs_pb2.RunInput(
         mode=run.mode,
         tool_id=run.tool_id,
@@ -596,11 +588,27 @@ def _input_from_run(run: runs_pb2.Run) -> runs_pb2.RunInput:
         decision=run.decision,
         hashes=run.hashes,
         outputs=run.outputs,
-        meta=dict_to_struct(meta),
+        meta=run.meta,
         engine_version=run.engine_version,
         advisory_inputs=run.advisory_inputs,
         explanation=run.explanation,
     )
+
+
+def _input_from_run(run: runs_pb2.Run) -> runs_pb2.RunInput:
+    """run_as_input with meta.imported saying where the run came from."""
+    meta = json_format.MessageToDict(run.meta)
+    meta["imported"] = {
+        "from": run.name,
+        "artifact_sha256": run.artifact_sha256,
+        "created_by": run.created_by.id,
+        "create_time": run.create_time.ToJsonString(),
+        "source_run": run.source_run,
+        "bound_attachments": [as_dict(b) for b in run.bound_attachments],
+    }
+    found = run_as_input(run)
+    found.meta.CopyFrom(dict_to_struct(meta))
+    return found
 
 
 # ---- a run of your own, and what it holds --------------------------------------------------------------------
