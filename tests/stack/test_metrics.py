@@ -4,6 +4,7 @@ moves when the work it measures happens (README "Metrics")."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,17 @@ def rpc_count(scrape: Scrape, method: str, code: int) -> float:
     return scrape.value("rpc_server_call_duration_seconds_count", rpc_method=method, rpc_grpc_status_code=str(code))
 
 
+def scrape_once_counted(url: str, method: str, code: int, at_least: float) -> Scrape:
+    """A scrape once `method` ended with `code` at least that often: a server records a call's duration as the
+    call ends, which can be just after its answer reached the client."""
+    deadline = time.monotonic() + 5
+    while True:
+        scrape = Scrape(url)
+        if rpc_count(scrape, method, code) >= at_least or time.monotonic() > deadline:
+            return scrape
+        time.sleep(0.05)
+
+
 def test_rpcs_are_counted_by_method_and_status_code(served: Served) -> None:
     before = Scrape(served.runs.metrics_url)
     with grpc.insecure_channel(served.runs.address) as channel:
@@ -90,7 +102,8 @@ def test_rpcs_are_counted_by_method_and_status_code(served: Served) -> None:
             stub.GetServiceInfo(runs_pb2.GetServiceInfoRequest(), metadata=bearer("cst_wrong"), timeout=10)
         with pytest.raises(grpc.RpcError):
             stub.GetRun(runs_pb2.GetRunRequest(name="runs/run_" + "0" * 32), metadata=served.operator, timeout=10)
-    after = Scrape(served.runs.metrics_url)
+    expected = rpc_count(before, "GetRun", NOT_FOUND) + 1
+    after = scrape_once_counted(served.runs.metrics_url, "GetRun", NOT_FOUND, expected)
     assert rpc_count(after, "GetServiceInfo", OK) - rpc_count(before, "GetServiceInfo", OK) == 2
     assert (
         rpc_count(after, "GetServiceInfo", UNAUTHENTICATED) - rpc_count(before, "GetServiceInfo", UNAUTHENTICATED) == 1
