@@ -153,28 +153,38 @@ def serving(
     from services.common.catalog import SERVICES
 
     prefix = env_prefix(service)
-    port, metrics_port = port or free_port(), metrics_port or free_port()
-    env = clean_environment(
-        **{
-            prefix + "STATE_DIR": str(state_dir),
-            prefix + "PORT": str(port),
-            prefix + "METRICS_PORT": str(metrics_port),
-        },
-        **{prefix + key.upper(): value for key, value in settings.items()},
-    )
-    stderr_path = log_dir / f"{service}.err"
     config = StateLayout(state_dir).service_config(service)
     command = [*CUSTODY, "serve", service, *(["--config", str(config)] if config.exists() else [])]
-    with stderr_path.open("w") as err:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
-    served = ServedProcess(process, port, metrics_port, stderr_path)
-    with _killed_on_exit(process):
+    stderr_path = log_dir / f"{service}.err"
+    # A free port is free when picked, not always when the process binds it (tests run in parallel): a port this
+    # helper picked is picked again when the process could not bind it.
+    for attempt in range(3):
+        chosen_port, chosen_metrics = port or free_port(), metrics_port or free_port()
+        env = clean_environment(
+            **{
+                prefix + "STATE_DIR": str(state_dir),
+                prefix + "PORT": str(chosen_port),
+                prefix + "METRICS_PORT": str(chosen_metrics),
+            },
+            **{prefix + key.upper(): value for key, value in settings.items()},
+        )
+        with stderr_path.open("w") as err:
+            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        served = ServedProcess(process, chosen_port, chosen_metrics, stderr_path)
+        with _killed_on_exit(process):
 
-        def serving_now() -> bool:
-            return bool(check(served.address, SERVICES[service].full_name, 0.5, None) == "SERVING")
+            def serving_now(address: str = served.address) -> bool:
+                return bool(check(address, SERVICES[service].full_name, 0.5, None) == "SERVING")
 
-        _wait_until(process, serving_now, f"custody serve {service}", stderr_path)
-        yield served
+            try:
+                _wait_until(process, serving_now, f"custody serve {service}", stderr_path)
+            except AssertionError:
+                clash = "Address already in use" in stderr_path.read_text()
+                if clash and (port is None or metrics_port is None) and attempt < 2:
+                    continue
+                raise
+            yield served
+            return
 
 
 def _wait_until(process: subprocess.Popen[str], ready: Callable[[], bool], what: str, stderr_path: Path) -> None:
