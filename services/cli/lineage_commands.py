@@ -163,7 +163,7 @@ def _require_project(parent: str, state_dir: Path) -> None:
     """An empty listing of a project that holds no version at all is a mistyped name, not "nothing there": exit 1
     (NOT_FOUND) rather than print an empty table. The service answers such a listing with an empty page (a
     pipeline lists its project before the first version), so the CLI asks whether the project holds anything."""
-    project = parent.split("/")[1] if parent.startswith("projects/") and parent.count("/") >= 1 else ""
+    project = parent.split("/")[1] if parent.startswith("projects/") else ""
     if not project or project == "-":
         return
     probe = pb.ListVersionsRequest(parent=f"projects/{project}", page_size=1)

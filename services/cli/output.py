@@ -117,17 +117,8 @@ def error_document(error: DecodedError) -> dict[str, Any]:
 
 
 def fail_with(console: Console, error: DecodedError) -> NoReturn:
-    if _errors_as_json:
-        console.file.write(json.dumps(error_document(error)) + "\n")
-        raise typer.Exit(1)
-    reason = f" {error.reason}" if error.reason else ""
-    console.print(f"[red]error:[/red] {error.code.name}{escape(reason)}: {escape(error.message)}")
-    for violation in error.violations:
-        console.print(f"  {escape(violation.field)}: {escape(violation.description)}")
-    hint = hint_for(error)
-    if hint:
-        console.print(f"[dim]hint: {escape(hint)}[/dim]")
-    raise typer.Exit(1)
+    headline = f"{error.code.name} {error.reason}" if error.reason else error.code.name
+    _report(console, error_document(error)["error"], headline=headline)
 
 
 def fail(
@@ -135,12 +126,19 @@ def fail(
 ) -> NoReturn:
     """A failure the CLI finds itself (not a server's status): printed as a server's is (code and reason when it
     names one), or JSON with --json; exit 1."""
+    document = {"code": code, "reason": reason, "message": message, "hint": hint}
+    _report(console, document, headline=f"{code} {reason}" if reason else "")
+
+
+def _report(console: Console, error: dict[str, Any], *, headline: str) -> NoReturn:
+    """One error, as {"error": ...} JSON on the console with --json, else as lines for a person: the headline
+    (code and reason), the message, each field violation, the hint. Everything from a server is printed literally."""
     if _errors_as_json:
-        document = {"code": code, "reason": reason, "message": message, "hint": hint}
-        console.file.write(json.dumps({"error": document}) + "\n")
+        console.file.write(json.dumps({"error": error}) + "\n")
         raise typer.Exit(1)
-    prefix = f"{code} {reason}: " if reason else ""
-    console.print(f"[red]error:[/red] {escape(prefix + message)}")
-    if hint:
-        console.print(f"[dim]hint: {escape(hint)}[/dim]")
+    console.print(f"[red]error:[/red] {escape(f'{headline}: ' if headline else '')}{escape(error['message'])}")
+    for violation in error.get("violations", ()):
+        console.print(f"  {escape(violation['field'])}: {escape(violation['description'])}")
+    if error["hint"]:
+        console.print(f"[dim]hint: {escape(error['hint'])}[/dim]")
     raise typer.Exit(1)
